@@ -1,0 +1,3 @@
+from accvideo.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""The model seam (DESIGN.md): one small protocol that hides a model family from generic code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+# Text conditioning: named tensors, batch first, so it can be stored, sliced and concatenated
+# without knowing the family (Wan: {"prompt_embeds": (B, L, D)}).
+Conditioning = dict[str, torch.Tensor]
+
+
+def select(cond: Conditioning, index: torch.Tensor | slice | Sequence[int]) -> Conditioning:
+    """Rows `index` of every tensor of a conditioning."""
+    return {k: v[index] for k, v in cond.items()}
+
+
+def concat(conds: Sequence[Conditioning]) -> Conditioning:
+    """Stack conditionings along the batch dimension."""
+    return {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What generic code may ask of a model family. Shapes: x is (B, C, F', H', W') latents."""
+
+    family: str  # "wan", "hunyuanvideo", ...
+    num_blocks: int  # transformer blocks, for feature-block choice
+    default_shift: float  # the family's (or checkpoint's) sigma shift
+    frame_step: int  # frames must be frame_step*k + 1
+    size_multiple: int  # height and width must be multiples of this
+    device: torch.device
+    dtype: torch.dtype
+
+    def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
+        """Text conditioning for each prompt; the empty prompt gives the unconditional one."""
+
+    def velocity(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: Conditioning,
+        *,
+        uncond: Conditioning | None = None,
+        guidance: float = 1.0,
+    ) -> torch.Tensor:
+        """v = eps - x0 at noise level sigma (B,), guided as the family guides (CFG for Wan)."""
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
+        """Video-token hidden states (B, tokens, dim) after `block`; later blocks never run."""
+
+    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+        """(frames, height, width) of the token grid that `features` flattens, for a latent shape."""
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F', H', W') of one video's latents."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, F', H', W') -> video (B, F, H, W, 3), float in [0, 1]."""

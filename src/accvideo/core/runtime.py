@@ -1,0 +1,56 @@
+"""Device, dtype, seeds and model paths: the few environment decisions every stage shares."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from accvideo.errors import AccVideoError
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; refuses cuda on a machine without one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AccVideoError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return dev
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bfloat16 on cuda, float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise AccVideoError(f"unknown dtype {name!r}; use one of auto, {', '.join(sorted(DTYPES))}")
+    return DTYPES[name]
+
+
+def builtin_model_dir() -> Path:
+    """The built-in teacher shipped inside the package (a diffusers pipeline directory)."""
+    return Path(str(resources.files("accvideo") / "assets" / "builtin"))
+
+
+def resolve_model(name: str) -> Path:
+    """'builtin' -> the packaged model; anything else is a local path."""
+    if name == "builtin":
+        path = builtin_model_dir()
+        if not (path / "model_index.json").is_file():
+            raise AccVideoError(
+                "the built-in model is not part of this install yet; pass --model DIR "
+                "(for a quick try: accvideo tiny-model DIR)"
+            )
+        return path
+    return Path(name).expanduser()
+
+
+def noise(shape, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Starting noise of one item from its own seed (CPU generator, so it is the same on every device)."""
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32).to(device)

@@ -1,0 +1,46 @@
+"""Video files: MP4 through imageio-ffmpeg, GIF through Pillow; written under a temporary name, then renamed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(video: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) floats in [0, 1] -> uint8 array."""
+    if isinstance(video, torch.Tensor):
+        video = video.detach().float().cpu().numpy()
+    return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
+    """Write (F, H, W, 3) frames in [0, 1] (or uint8) as .mp4 or .gif, atomically."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    frames = video if isinstance(video, np.ndarray) and video.dtype == np.uint8 else to_uint8(video)
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+    elif suffix == ".mp4":
+        with imageio.get_writer(
+            tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=9, macro_block_size=1,
+            ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"],
+        ) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+    else:
+        raise ValueError(f"unsupported video extension {path.suffix!r}; use .mp4 or .gif")
+    os.replace(tmp, path)
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video file as uint8 (F, H, W, 3)."""
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path, index=None))[..., :3]

@@ -1,0 +1,54 @@
+"""Model families behind the seam; the family is read from model_index.json, never from a path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from accvideo.core.adapter import ModelAdapter
+from accvideo.errors import AccVideoError
+from accvideo.models.wan import WanAdapter
+
+# pipeline class name in model_index.json -> adapter class
+ADAPTERS: dict[str, type] = {WanAdapter.pipeline_class: WanAdapter}
+
+
+def pipeline_class(path: str | Path) -> str:
+    """The `_class_name` of a local diffusers pipeline directory, with one-line errors for bad paths."""
+    path = Path(path)
+    if not path.exists():
+        raise AccVideoError(f"model directory {path} does not exist; pass --model a local diffusers pipeline folder")
+    if not path.is_dir():
+        raise AccVideoError(f"{path} is a file, not a folder; pass --model the folder that holds model_index.json")
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise AccVideoError(
+            f"{path} is not a diffusers pipeline (no model_index.json); pass --model the folder that holds it"
+        )
+    try:
+        name = json.loads(index.read_text())["_class_name"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise AccVideoError(f"{index} is not a valid diffusers model index ({exc}); re-export the pipeline") from None
+    return str(name)
+
+
+def adapter_class(path: str | Path) -> type:
+    """The adapter class for a pipeline directory; checks every component folder is present."""
+    name = pipeline_class(path)
+    if name not in ADAPTERS:
+        known = ", ".join(sorted(ADAPTERS))
+        raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
+    cls = ADAPTERS[name]
+    missing = [c for c in cls.components if not (Path(path) / c).is_dir()]
+    if missing:
+        raise AccVideoError(f"{path} lacks the component folder(s) {', '.join(missing)}; re-save the whole pipeline")
+    return cls
+
+
+def load_adapter(
+    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw
+) -> ModelAdapter:
+    """Load the adapter for a local diffusers pipeline directory."""
+    return adapter_class(path).load(Path(path), device=device, dtype=dtype, **kw)

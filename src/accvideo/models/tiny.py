@@ -1,0 +1,61 @@
+"""Tiny random pipelines built from configs (no download), for tests and smoke runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+# A small English vocabulary for tiny random models; the built-in model brings its own world's words.
+TINY_WORDS = (
+    "a an the on in of and with over under is moving still left right up down spinning "
+    "red green blue yellow purple orange white black grey circle square triangle star cat dog "
+    "background video of slowly quickly"
+).split()
+
+
+def word_tokenizer(words: Sequence[str], max_length: int = 32):
+    """A Unigram T5 tokenizer over whole words plus single letters, built in memory (NOTES-diffusers.md)."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [("\u2581" + w, -1.0) for w in dict.fromkeys(words)]
+    # single letters let any word tokenize (badly) instead of collapsing to <unk>
+    pieces += [("\u2581", -3.0)] + [(c, -6.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
+
+
+def tiny_wan_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
+    """A random Wan 2.1 pipeline small enough to generate in well under a second on a CPU."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = word_tokenizer(TINY_WORDS, max_length)
+    torch.manual_seed(seed)  # diffusers/transformers initialise from the global RNG
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=num_layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    )
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae, scheduler=scheduler
+    )
+
+
+def save_tiny_wan(out: str | Path, seed: int = 0, **kw) -> Path:
+    """Write a tiny random Wan pipeline as a diffusers directory (safetensors) and return its path."""
+    out = Path(out)
+    tiny_wan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
+    return out

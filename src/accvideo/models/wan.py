@@ -1,0 +1,145 @@
+"""Wan 2.1 T2V behind the model seam, wrapping diffusers' WanPipeline components."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from accvideo.core.adapter import Conditioning
+from accvideo.core.sampling import cfg_combine
+from accvideo.errors import AccVideoError
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook to end a transformer forward right after the feature block."""
+
+
+class WanAdapter:
+    """Wan 2.1 text-to-video: UMT5 text encoder, WanTransformer3DModel, AutoencoderKLWan."""
+
+    family = "wan"
+    pipeline_class = "WanPipeline"
+    components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+    frame_step = 4  # the Wan VAE compresses time 4x: frames = 4k + 1
+    fallback_shift = 5.0  # Wan 2.1's shift for 720p; 480p checkpoints often ship 3.0
+
+    def __init__(self, pipe, *, max_sequence_length: int | None = None, vae_tiling: bool = False):
+        self.pipe = pipe
+        self.transformer = pipe.transformer
+        self.vae = pipe.vae
+        self.device = self.transformer.device
+        self.dtype = self.transformer.dtype
+        cfg = self.transformer.config
+        self.patch_size = tuple(cfg.patch_size)
+        self.num_blocks = len(self.transformer.blocks)
+        self.latent_channels = cfg.in_channels
+        self.spatial_factor = pipe.vae_scale_factor_spatial
+        self.temporal_factor = pipe.vae_scale_factor_temporal
+        self.size_multiple = self.spatial_factor * self.patch_size[1]
+        tok_max = getattr(pipe.tokenizer, "model_max_length", 512) or 512
+        self.max_sequence_length = max_sequence_length or int(min(512, tok_max))
+        sched = pipe.scheduler.config
+        self.default_shift = float(sched.get("shift", sched.get("flow_shift", self.fallback_shift)) or 1.0)
+        z = self.vae.config.z_dim
+        self._latents_mean = torch.tensor(self.vae.config.latents_mean).view(1, z, 1, 1, 1)
+        self._latents_std = torch.tensor(self.vae.config.latents_std).view(1, z, 1, 1, 1)
+        if vae_tiling:
+            self.vae.enable_tiling()
+
+    @classmethod
+    def load(cls, path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw):
+        """Load a local diffusers-format Wan 2.1 directory (the one holding model_index.json)."""
+        from diffusers import WanPipeline
+
+        pipe = WanPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        if getattr(pipe, "transformer", None) is None:
+            raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 T2V pipeline")
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.transformer, pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False).eval()
+        return cls(pipe, **kw)
+
+    # --- shapes ---------------------------------------------------------------------------------
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
+        return (
+            self.latent_channels,
+            (frames - 1) // self.temporal_factor + 1,
+            height // self.spatial_factor,
+            width // self.spatial_factor,
+        )
+
+    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+        """Token grid (F'/p_t, H'/p_h, W'/p_w) of the transformer for latents of this shape."""
+        f, h, w = latent_shape[-3:]
+        pt, ph, pw = self.patch_size
+        return f // pt, h // ph, w // pw
+
+    # --- text -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
+        """{"prompt_embeds": (B, L, text_dim)}, zero past each prompt's length as WanPipeline pads."""
+        embeds, _ = self.pipe.encode_prompt(
+            list(prompts),
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=self.device,
+        )
+        return {"prompt_embeds": embeds.to(self.dtype)}
+
+    # --- transformer ----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        timestep = (1000.0 * sigma).to(x.device).expand(x.shape[0])
+        return self.transformer(
+            hidden_states=x.to(self.dtype),
+            timestep=timestep,
+            encoder_hidden_states=cond["prompt_embeds"].to(self.device, self.dtype),
+            return_dict=False,
+        )[0]
+
+    def velocity(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: Conditioning,
+        *,
+        uncond: Conditioning | None = None,
+        guidance: float = 1.0,
+    ) -> torch.Tensor:
+        """v = eps - x0 (B, C, F', H', W') in float32; CFG with `uncond` when guidance != 1 (two passes)."""
+        v = self._forward(x, sigma, cond).float()
+        if uncond is not None and guidance != 1.0:
+            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
+        return v
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
+        """Hidden states (B, tokens, dim) leaving blocks[block]; the forward stops there."""
+        if not -self.num_blocks <= block < self.num_blocks:
+            raise AccVideoError(f"feature block {block} out of range for {self.num_blocks} transformer blocks")
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.transformer.blocks[block].register_forward_hook(hook)
+        try:
+            self._forward(x, sigma, cond)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    # --- VAE ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1], as WanPipeline decodes."""
+        vae_dtype = self.vae.dtype
+        z = latents.to(self.vae.device, vae_dtype)
+        z = z * self._latents_std.to(z) + self._latents_mean.to(z)
+        video = self.vae.decode(z, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()

@@ -1,0 +1,59 @@
+"""Settings of one `accvideo sample` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, multiple: int = 16) -> None:
+    """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples."""
+    if frames < 1 or (frames - 1) % frame_step:
+        near = max(1, (frames - 1) // frame_step * frame_step + 1)
+        raise ValueError(f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}")
+    for name, v in (("height", height), ("width", width)):
+        if v < multiple or v % multiple:
+            fix = max(multiple, round(v / multiple) * multiple)
+            raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'HxW' -> (height, width)."""
+    try:
+        h, w = (int(p) for p in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like HxW (e.g. 64x64 or 480x832); got {size!r}") from None
+    return h, w
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One clip: model, prompt, solver settings and output. None means "the model's own default"."""
+
+    model: str = "builtin"
+    prompt: str = "a red circle moving left on a grey background"
+    negative_prompt: str = ""
+    steps: int | None = None  # teacher: 50; a student: its key steps
+    guidance: float | None = None  # teacher: 5.0 (CFG); a student: 1.0 (guidance baked in)
+    shift: float | None = None  # the checkpoint's scheduler shift
+    seed: int = 0
+    frames: int = 17
+    height: int = 64
+    width: int = 64
+    fps: int = 8
+    out: str = "clip.mp4"
+    gif: bool = False  # also write a GIF next to the MP4
+    device: str = "auto"  # auto: cuda when available, else cpu
+    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
+
+    def __post_init__(self):
+        check_video_size(self.frames, self.height, self.width)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        if self.shift is not None and self.shift <= 0:
+            raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
+        if not self.out.lower().endswith((".mp4", ".gif")):
+            raise ValueError(f"--out must end in .mp4 or .gif; got {self.out}")
+        if self.fps < 1:
+            raise ValueError(f"fps must be positive; got {self.fps}")
