@@ -1,0 +1,87 @@
+"""The CLI: version, sampling to MP4/GIF with resolved settings, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from accvideo import __version__
+from accvideo.cli import main
+from accvideo.core.video import read_video
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.strip() == f"accvideo {__version__}"
+
+
+def test_sample_writes_video_gif_and_settings(tiny_wan_dir, tmp_path, capsys):
+    out = tmp_path / "new" / "clip.mp4"
+    args = ["sample", "--model", str(tiny_wan_dir), "--prompt", "a red circle", "--steps", "3", "--guidance", "2",
+            "--shift", "3", "--frames", "9", "--size", "32x48", "--seed", "7", "--out", str(out), "--gif"]
+    code, _, err = run_cli(args, capsys)
+    assert code in (0, None), err
+    video = read_video(out)
+    assert video.shape == (9, 32, 48, 3)
+    assert read_video(out.with_suffix(".gif")).shape == (9, 32, 48, 3)
+    settings = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    assert settings["resolved_steps"] == 3 and settings["resolved_guidance"] == 2.0
+    assert settings["sigmas"] == pytest.approx([1.0, 3 * (2 / 3) / (1 + 2 * (2 / 3)), 3 * (1 / 3) / (1 + 2 / 3), 0.0],
+                                               abs=1e-6)
+    assert settings["seed"] == 7 and settings["family"] == "wan"
+    assert not list(out.parent.glob(".*part*"))  # temporary files renamed away
+
+    # same seed -> same clip; another seed -> another clip
+    again = tmp_path / "again.mp4"
+    run_cli(args[:-3] + ["--out", str(again)], capsys)
+    np.testing.assert_array_equal(read_video(again), video)
+    other = tmp_path / "other.mp4"
+    run_cli(args[:-5] + ["--seed", "8", "--out", str(other)], capsys)
+    assert np.abs(read_video(other).astype(int) - video.astype(int)).mean() > 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "{missing}"], "does not exist"),
+        (["--model", "{notpipe}"], "not a diffusers pipeline"),
+        (["--frames", "16"], "4k+1"),
+        (["--size", "40x64"], "multiple of 16"),
+        (["--size", "64x70"], "multiple of 16"),
+        (["--size", "64"], "HxW"),
+        (["--steps", "0"], "positive"),
+        (["--steps", "-3"], "positive"),
+        (["--out", "{blocked}/sub/clip.mp4"], "cannot create output folder"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tiny_wan_dir, tmp_path, capsys, args, message):
+    (tmp_path / "notpipe").mkdir()
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    paths = {"missing": tmp_path / "nope", "notpipe": tmp_path / "notpipe", "blocked": tmp_path / "blocked"}
+    args = [a.format(**paths) for a in args]
+    base = {"--model": str(tiny_wan_dir), "--out": str(tmp_path / "c.mp4"), "--frames": "9", "--size": "32x32"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    code, _, err = run_cli(["sample", *[x for kv in base.items() for x in kv]], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not (tmp_path / "c.mp4").exists()
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "accvideo", "sample", "--model", str(tmp_path / "missing")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: model directory")
