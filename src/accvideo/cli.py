@@ -91,6 +91,129 @@ def tiny_model(
     typer.echo(f"wrote a tiny random Wan 2.1 pipeline to {out}")
 
 
+teacher_app = typer.Typer(help="The built-in teacher (a tiny Wan 2.1 on the procedural world).", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    out: Annotated[Path, typer.Option(help="Folder for the finished diffusers pipeline.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value settings (see teacher/config.py).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with TeacherConfig settings.")] = None,
+    work: Annotated[Optional[Path], typer.Option(help="Resumable training state [OUT.work].")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+):
+    """Train the built-in teacher from scratch with a fixed seed; rerun the same command to resume."""
+    import torch
+
+    from accvideo.core.config import load_config
+    from accvideo.sample.run import prepare_output
+    from accvideo.teacher.config import TeacherConfig
+    from accvideo.teacher.train import train_teacher
+
+    cfg = load_config(TeacherConfig, config, overrides or ())
+    prepare_output(out / "model_index.json")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    stats = train_teacher(cfg, out, work)
+    typer.echo(f"wrote the teacher to {out}: {stats}")
+
+
+@app.command()
+def toy1d(
+    out: Annotated[Path, typer.Option(help="Folder for toy1d.json and the panel PNGs.")] = Path("toy1d"),
+    seed: Annotated[int, typer.Option(help="Seed of every phase (same seed, same numbers).")] = 0,
+    preset: Annotated[str, typer.Option(help="full (the documented run) or quick (for tests).")] = "full",
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default; 1 suits tiny nets).")] = 1,
+):
+    """The paper's 1D experiment (Figure 2): teacher, useless points, KD, DMD and AccVideo students."""
+    import torch
+
+    from accvideo.toy1d import preset as toy1d_preset
+    from accvideo.toy1d import run_toy1d, summary_table, write_results
+
+    cfg = toy1d_preset(preset)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    result = run_toy1d(cfg, seed=seed)
+    paths = write_results(result, out)
+    typer.echo(summary_table(result.numbers))
+    typer.echo(f"wrote {paths[0]} and {len(paths) - 1} PNGs to {out}")
+
+
+@app.command("prompts")
+def prompts_command(
+    n: Annotated[int, typer.Option("--n", help="How many prompts.")],
+    out: Annotated[Path, typer.Option(help=".txt (one caption a line) or .jsonl (with each item's seed).")] = Path(
+        "prompts.txt"
+    ),
+    split: Annotated[str, typer.Option(help="train, heldout (combinations kept out of training) or all.")] = "train",
+    seed: Annotated[int, typer.Option(help="Seed of the order and of the per-item seeds.")] = 0,
+):
+    """Write N captions of the built-in world, for `accvideo synthesize --prompts`."""
+    from accvideo.synthesize.prompts import write_prompts
+    from accvideo.world import prompts as world_prompts
+
+    if n < 1:
+        raise AccVideoError(f"--n must be at least 1; got {n}")
+    items = world_prompts(n, split, seed)
+    write_prompts(out, items)
+    typer.echo(f"wrote {len(items)} {split} prompts to {out}")
+
+
+@app.command("synthesize")
+def synthesize_command(
+    prompts: Annotated[Path, typer.Option(help="Prompt file: .txt (one a line) or .jsonl with per-item seeds.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder: shards, synvid.yaml and videos/.")],
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher pipeline folder or 'builtin' (default).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Teacher Euler steps n (default 50).")] = None,
+    key_steps: Annotated[Optional[int], typer.Option(help="Uniform key steps m on the grid (default 5).")] = None,
+    key_indices: Annotated[Optional[str], typer.Option(help="Explicit key indices, e.g. 0,10,20,30,40,50.")] = None,
+    shift: Annotated[Optional[float], typer.Option(help="Sigma shift (default: the teacher's).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="The teacher's CFG scale (default 5).")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option(help="Negative prompt for CFG (default empty).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed of text-file items (default 0).")] = None,
+    store: Annotated[Optional[str], typer.Option(help="key: m+1 latents (default); all: whole trajectory.")] = None,
+    videos: Annotated[bool, typer.Option("--videos", help="Also write each item's MP4 under videos/.")] = False,
+    frames: Annotated[Optional[int], typer.Option(help="Frames, 4k+1 (default 17).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="HxW, multiples of 16 (default 64x64).")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(help="Items per shard file (default 32).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Items per teacher call (default 4).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda; torchrun: a GPU a rank.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace shards of another teacher/settings.")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any SynthConfig settings.")] = None,
+):
+    """Teacher trajectories -> SynVid shards; rerun to resume; under torchrun each rank writes its own shards."""
+    from accvideo.core.config import load_config
+    from accvideo.sample.config import parse_size
+    from accvideo.synthesize.config import SynthConfig
+    from accvideo.synthesize.run import synthesize as run_synthesize
+
+    try:
+        height, width = parse_size(size) if size is not None else (None, None)
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
+    try:
+        indices = [int(i) for i in key_indices.split(",")] if key_indices is not None else None
+    except ValueError:
+        raise AccVideoError(f"--key-indices must be integers like 0,10,20,30,40,50; got {key_indices!r}") from None
+    cfg = load_config(
+        SynthConfig, config, teacher=teacher, prompts=str(prompts), out=str(out), steps=steps, key_steps=key_steps,
+        key_indices=indices, shift=shift, guidance=guidance, negative_prompt=negative_prompt, seed=seed,
+        store=store, videos=videos or None, frames=frames, height=height, width=width, shard_size=shard_size,
+        batch=batch, device=device, dtype=dtype, overwrite=overwrite or None,
+    )
+    s = run_synthesize(cfg)
+    if s["rank"] == 0:
+        blanks = f"; skipped {s['blank_lines']} blank line(s)" if s["blank_lines"] else ""
+        typer.echo(
+            f"{s['out']}: synthesized {s['items_written']} item(s) in {s['shards_written']} shard(s), kept "
+            f"{s['shards_skipped']} complete shard(s) (rank 0 of {s['world_size']}; {s['items']} items in "
+            f"{s['shards']} shards in all; teacher {s['teacher'][:19]}...){blanks}"
+        )
+
+
 def _quiet_libraries() -> None:
     """Keep upstream info logs and per-component progress bars out of our output."""
     import warnings
