@@ -214,6 +214,100 @@ def synthesize_command(
         )
 
 
+@app.command()
+def evaluate(
+    model: Annotated[Optional[str], typer.Option(help="Pipeline folder or 'builtin' to sample and score.")] = None,
+    videos: Annotated[Optional[Path], typer.Option(help="Folder of clips + manifest.jsonl to score instead.")] = None,
+    prompts: Annotated[int, typer.Option(help="World prompts to sample (with --model).")] = 64,
+    split: Annotated[str, typer.Option(help="Prompt split: heldout, train or all.")] = "heldout",
+    seed: Annotated[int, typer.Option(help="Seed of the prompt list (each prompt gets its own seed).")] = 0,
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
+    guidance: Annotated[float, typer.Option(help="CFG scale; 1 turns CFG off (students).")] = 5.0,
+    shift: Annotated[Optional[float], typer.Option(help="Sigma shift (default: the checkpoint's).")] = None,
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt for CFG.")] = "",
+    batch_size: Annotated[int, typer.Option(help="Clips sampled together (results do not depend on it).")] = 4,
+    classifier: Annotated[Optional[Path], typer.Option(help="Classifier folder (default: the shipped one).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, metrics.md and videos/.")] = Path("eval"),
+    video_format: Annotated[str, typer.Option(help="Sampled clips kept as mp4, gif, npy (lossless) or none.")] = "mp4",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any EvaluateConfig settings.")] = None,
+):
+    """ToyBench: prompt-alignment accuracy, Frechet distance and temporal consistency of a model or clip folder."""
+    import warnings
+
+    from accvideo.core.config import load_config
+    from accvideo.evaluate.config import EvaluateConfig
+    from accvideo.evaluate.report import metrics_table
+    from accvideo.evaluate.run import run_evaluate
+    from accvideo.world import PromptWarning
+
+    cfg = load_config(
+        EvaluateConfig, config, model=model, videos=str(videos) if videos is not None else None, prompts=prompts,
+        split=split, seed=seed, steps=steps, guidance=guidance, shift=shift, negative_prompt=negative_prompt,
+        batch_size=batch_size, classifier=str(classifier) if classifier is not None else None, out=str(out),
+        video_format=video_format, device=device, dtype=dtype,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptWarning)  # reported below, one line each
+        metrics = run_evaluate(cfg)
+    for w in metrics["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(metrics_table(metrics))
+    typer.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+
+
+@app.command("world-train-classifier")
+def world_train_classifier(
+    out: Annotated[Path, typer.Option(help="Folder for classifier.safetensors + classifier.json.")] = Path(
+        "classifier"
+    ),
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Freshly rendered clips per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 3e-3,
+    seed: Annotated[int, typer.Option(help="Seed of weights, clips and augmentations (same seed, same net).")] = 0,
+    eval_items: Annotated[int, typer.Option(help="Held-out clips scored at the end.")] = 128,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any ClassifierTrainConfig settings.")] = None,
+):
+    """Train the ToyBench classifier on the world's train combinations (the shipped one: the defaults)."""
+    from accvideo.core.config import load_config
+    from accvideo.evaluate.train import ClassifierTrainConfig, train_classifier
+    from accvideo.sample.run import prepare_output
+
+    cfg = load_config(
+        ClassifierTrainConfig, config, out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        eval_items=eval_items, threads=threads,
+    )
+    prepare_output(out / "classifier.json")
+    info = train_classifier(cfg)
+    acc = ", ".join(f"{k} {v:.3f}" for k, v in info["heldout_accuracy"].items())
+    typer.echo(f"wrote {out} ({info['train_seconds']:.0f} s; held-out accuracy: {acc or 'not measured'})")
+
+
+@app.command("distill")
+def distill_command(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value settings (see distill/config.py).")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher pipeline folder or 'builtin' (default).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="SynVid folder made by `accvideo synthesize` from it.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder: config, losses, checkpoint, student/.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any DistillConfig settings.")] = None,
+):
+    """Distil a few-step student from SynVid (L_traj + adversarial heads); rerun the same command to resume."""
+    from accvideo.core.config import load_config
+    from accvideo.distill import DistillConfig, distill
+
+    cfg = load_config(
+        DistillConfig, config, overrides or (), teacher=teacher, data=str(data) if data is not None else None,
+        out=str(out) if out is not None else None,
+    )
+    s = distill(cfg)
+    typer.echo(
+        f"wrote the {s['key_steps']}-step student to {s['student']} ({s['iterations']} iterations, "
+        f"{s['samples']} samples; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"
+    )
+
+
 def _quiet_libraries() -> None:
     """Keep upstream info logs and per-component progress bars out of our output."""
     import warnings

@@ -1,0 +1,91 @@
+"""ToyBench comparison: several (model, steps, guidance) samplers on the same held-out prompts and seeds.
+
+    python benchmarks/toybench.py --n 256 --run teacher-50=builtin:50:5 --run teacher-5=builtin:5:5 \
+        --json benchmarks/results/toybench.json
+
+Each --run is NAME=MODEL:STEPS:GUIDANCE[:SHIFT]; MODEL is 'builtin' or a diffusers folder. Prints a
+Markdown table (accuracy per attribute, Frechet distance, temporal consistency, seconds) and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from accvideo.core.runtime import resolve_model
+from accvideo.evaluate.classifier import load_classifier
+from accvideo.evaluate.generate import generate_videos
+from accvideo.evaluate.run import evaluate_videos
+from accvideo.models import load_adapter
+from accvideo.world import prompts
+
+
+def parse_run(text: str) -> dict:
+    name, _, spec = text.partition("=")
+    parts = spec.split(":")
+    if not name or len(parts) not in (3, 4):
+        raise SystemExit(f"--run {text!r}: expected NAME=MODEL:STEPS:GUIDANCE[:SHIFT]")
+    return {"name": name, "model": parts[0], "steps": int(parts[1]), "guidance": float(parts[2]),
+            "shift": float(parts[3]) if len(parts) == 4 else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", required=True, help="NAME=MODEL:STEPS:GUIDANCE[:SHIFT]")
+    ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
+    ap.add_argument("--split", default="heldout")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/toybench.json"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    clf = load_classifier()
+    pairs = prompts(args.n, args.split, args.seed)
+    rows, adapters = [], {}
+    for run in map(parse_run, args.run):
+        if run["model"] not in adapters:
+            adapters[run["model"]] = load_adapter(resolve_model(run["model"]))
+        adapter = adapters[run["model"]]
+        t0 = time.perf_counter()
+        videos = generate_videos(
+            adapter, pairs, frames=clf.cfg.frames, height=clf.cfg.height, width=clf.cfg.width,
+            steps=run["steps"], guidance=run["guidance"], shift=run["shift"], batch_size=args.batch,
+        )
+        seconds = time.perf_counter() - t0
+        m = evaluate_videos(videos, pairs, classifier=clf)
+        rows.append({**run, "shift": run["shift"] or adapter.default_shift, "seconds": round(seconds, 1),
+                     "accuracy": m["accuracy"], "frechet_distance": m["frechet_distance"],
+                     "temporal_consistency": m["temporal_consistency"], "reference": m.get("reference")})
+        print(f"{run['name']}: mean accuracy {m['accuracy']['mean']:.3f}, FD {m['frechet_distance']:.3f}", flush=True)
+
+    attrs = [k for k in rows[0]["accuracy"] if k not in ("mean", "joint")]
+    head = ["run", "steps", "guidance", *attrs, "mean acc", "joint acc", "Frechet", "temporal", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        a = r["accuracy"]
+        lines.append("| " + " | ".join([r["name"], str(r["steps"]), f"{r['guidance']:g}",
+                                        *[f"{a[k]:.3f}" for k in attrs], f"{a['mean']:.3f}", f"{a['joint']:.3f}",
+                                        f"{r['frechet_distance']:.3f}", f"{r['temporal_consistency']:.3f}",
+                                        f"{r['seconds']:.0f}"]) + " |")
+    ref = rows[0]["reference"]
+    if ref:
+        lines.append(f"| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
+                     + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
+                     f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |")
+    table = "\n".join(lines)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"n": args.n, "split": args.split, "seed": args.seed, "runs": rows,
+                                     "table": table}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

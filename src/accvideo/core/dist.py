@@ -1,0 +1,115 @@
+"""The distributed seam (STYLE.md): init from the torchrun environment, rank, world size, barrier, print0.
+
+Only this module (and the parallelize seam) imports torch.distributed; model, loss and sampler code
+never does. Every function also works in a plain single process, where rank is 0 and world size 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+
+from accvideo.errors import AccVideoError
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as torchrun sets it (1 when launched without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    """True when a process group is up (several processes cooperate)."""
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank, 0 .. world_size()-1."""
+    return tdist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """How many processes cooperate (1 without a process group)."""
+    return tdist.get_world_size() if is_distributed() else 1
+
+
+def local_rank() -> int:
+    """This process's index on its machine (picks its GPU)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    """Rank 0: the process that prints, and prepares shared folders."""
+    return rank() == 0
+
+
+def local_device(device: torch.device) -> torch.device:
+    """A bare 'cuda' becomes this process's own GPU (cuda:LOCAL_RANK) under torchrun."""
+    if device.type == "cuda" and device.index is None and env_world_size() > 1:
+        return torch.device("cuda", local_rank())
+    return device
+
+
+def backend_for(device: torch.device) -> str:
+    """gloo for CPU work, nccl for GPU work."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
+    """Join the torchrun process group if WORLD_SIZE > 1 and none is up; True when this call started it."""
+    if env_world_size() <= 1 or is_distributed():
+        return False
+    if not tdist.is_available():
+        raise AccVideoError("this torch build has no torch.distributed; run without torchrun")
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise AccVideoError(f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun")
+    backend = backend_for(device)
+    if backend == "nccl":
+        torch.cuda.set_device(local_device(device))
+    # the timeout bounds how long ranks wait for rank 0 to hash the teacher and prepare the folder
+    tdist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
+    return True
+
+
+def shutdown() -> None:
+    """Leave the process group (no-op without one)."""
+    if is_distributed():
+        tdist.destroy_process_group()
+
+
+@contextmanager
+def distributed(device: torch.device) -> Iterator[None]:
+    """Join the process group for the body when launched by torchrun; leave it after, if joined here."""
+    started = init(device)
+    try:
+        yield
+    finally:
+        if started:
+            shutdown()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in one process)."""
+    if is_distributed():
+        tdist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank src's picklable `obj`, on every rank (control messages only, never data)."""
+    if not is_distributed():
+        return obj
+    box = [obj if rank() == src else None]
+    tdist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def print0(*args, **kwargs) -> None:
+    """print on rank 0 only."""
+    if is_main():
+        print(*args, **kwargs)

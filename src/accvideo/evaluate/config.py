@@ -1,0 +1,46 @@
+"""Settings of one `accvideo evaluate` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accvideo.world.attributes import SPLITS
+
+VIDEO_FORMATS = ("mp4", "gif", "npy", "none")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Score a model (sampled on world prompts) or a folder of clips with a manifest; exactly one of the two."""
+
+    model: str | None = None  # diffusers pipeline folder or 'builtin'
+    videos: str | None = None  # folder of clips + manifest.jsonl
+    prompts: int = 64  # prompts sampled from the split (model only)
+    split: str = "heldout"  # train | heldout | all
+    seed: int = 0  # seed of the prompt list (each prompt gets its own render / noise seed)
+    steps: int = 50
+    guidance: float = 5.0
+    shift: float | None = None  # None: the checkpoint's
+    negative_prompt: str = ""
+    batch_size: int = 4  # clips sampled together (does not change any clip)
+    classifier: str | None = None  # None: the shipped classifier
+    out: str = "eval"
+    video_format: str = "mp4"  # how sampled clips are kept under OUT/videos (npy: lossless re-scoring)
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self):
+        if (self.model is None) == (self.videos is None):
+            raise ValueError("pass exactly one of --model (sample and score a model) or --videos (score a folder)")
+        if self.prompts < 2:
+            raise ValueError(f"--prompts must be >= 2 (the Frechet distance needs two clips); got {self.prompts}")
+        if self.split not in SPLITS:
+            raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"--steps and --batch-size must be >= 1; got {self.steps}, {self.batch_size}")
+        if self.guidance < 0:
+            raise ValueError(f"--guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        if self.shift is not None and self.shift <= 0:
+            raise ValueError(f"--shift must be positive; got {self.shift}")
+        if self.video_format not in VIDEO_FORMATS:
+            raise ValueError(f"--video-format must be one of {', '.join(VIDEO_FORMATS)}; got {self.video_format!r}")

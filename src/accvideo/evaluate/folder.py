@@ -1,0 +1,129 @@
+"""A folder of clips to score: video files plus a manifest giving each clip's prompt and seed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from accvideo.errors import AccVideoError
+
+MANIFESTS = ("manifest.jsonl", "manifest.json")
+VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
+
+
+def video_name(index: int, suffix: str = ".mp4") -> str:
+    """The naming convention for clip `index`: 000000.mp4, 000001.mp4, ..."""
+    return f"{index:06d}{suffix}"
+
+
+def read_manifest(folder: Path) -> list[dict]:
+    """Manifest entries: manifest.jsonl (one JSON object a line) or manifest.json (a list of objects)."""
+    for name in MANIFESTS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            if name.endswith(".jsonl"):
+                entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            else:
+                entries = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise AccVideoError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or rewrite it") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise AccVideoError(f"{path} must hold JSON objects with 'prompt' and 'seed' (and optionally 'file')")
+        return entries
+    raise AccVideoError(
+        f"{folder} has no manifest.jsonl; write one line per clip: "
+        '{"file": "000000.mp4", "prompt": "a red circle moving left on a grey background", "seed": 0}'
+    )
+
+
+def _find_file(folder: Path, entry: dict, index: int) -> Path:
+    """The entry's 'file', else the conventional name with any known suffix."""
+    if "file" in entry:
+        path = folder / str(entry["file"])
+        if not path.is_file():
+            raise AccVideoError(f"manifest entry {index} names {path}, which does not exist; fix the manifest")
+        return path
+    for suffix in VIDEO_SUFFIXES:
+        path = folder / video_name(index, suffix)
+        if path.is_file():
+            return path
+    raise AccVideoError(f"no clip {video_name(index)} (or .gif/.npy) for manifest entry {index} in {folder}")
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """One clip as (F, H, W, 3): uint8 from .mp4/.gif, as stored (uint8 or float in [0, 1]) from .npy."""
+    from accvideo.core.video import read_video
+
+    try:
+        clip = np.load(path, allow_pickle=False) if path.suffix == ".npy" else read_video(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+        raise AccVideoError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-encode it as .mp4 or .npy") from None
+    if clip.ndim != 4 or clip.shape[-1] != 3:
+        raise AccVideoError(f"{path} is not an RGB clip (array of shape {clip.shape}); write (F, H, W, 3) frames")
+    return clip
+
+
+def load_video_folder(
+    folder: str | Path, expect: Sequence[int] | None = None
+) -> tuple[np.ndarray, list[tuple[str, int]], list[str]]:
+    """Clips (N, F, H, W, 3) (uint8 when every file is 8-bit, else float32 in [0, 1]), (prompt, seed) pairs, names.
+
+    With `expect` = (frames, height, width), a clip of another size fails with an AccVideoError naming it.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise AccVideoError(f"video folder {folder} does not exist; pass --videos a folder with clips and a manifest")
+    entries = read_manifest(folder)
+    if not entries:
+        raise AccVideoError(f"the manifest in {folder} lists no clips")
+    clips, pairs, files = [], [], []
+    for i, entry in enumerate(entries):
+        if "prompt" not in entry or "seed" not in entry:
+            raise AccVideoError(f"manifest entry {i} in {folder} lacks 'prompt' or 'seed'; give both for every clip")
+        try:
+            seed = int(entry["seed"])
+        except (TypeError, ValueError):
+            raise AccVideoError(f"manifest entry {i} in {folder}: seed {entry['seed']!r} is not an integer") from None
+        path = _find_file(folder, entry, i)
+        clip = read_clip(path)
+        if expect is not None and tuple(clip.shape[:3]) != tuple(expect):
+            f, h, w = expect
+            raise AccVideoError(
+                f"{path.name} is {clip.shape[0]} frames of {clip.shape[1]}x{clip.shape[2]} but the classifier "
+                f"expects {f} frames of {h}x{w}; generate with --frames {f} --size {h}x{w}"
+            )
+        clips.append(clip)
+        pairs.append((str(entry["prompt"]), seed))
+        files.append(path.name)
+    shapes = {c.shape for c in clips}
+    if len(shapes) > 1:
+        raise AccVideoError(f"clips in {folder} differ in shape ({sorted(shapes)}); give every clip the same size")
+    if all(c.dtype == np.uint8 for c in clips):  # kept as stored: scoring converts exactly as for in-memory clips
+        return np.stack(clips), pairs, files
+    floats = [c / 255.0 if c.dtype == np.uint8 else np.clip(c, 0, 1) for c in clips]
+    return np.stack(floats).astype(np.float32), pairs, files
+
+
+def write_video_folder(
+    folder: str | Path, videos: np.ndarray, pairs: Sequence[tuple[str, int]], fmt: str = "mp4", fps: int = 8
+) -> Path:
+    """Write clips under the naming convention plus manifest.jsonl, so the folder can be re-scored."""
+    from accvideo.core.video import to_uint8, write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (clip, (prompt, seed)) in enumerate(zip(videos, pairs)):
+        name = video_name(i, "." + fmt)
+        if fmt == "npy":
+            np.save(folder / name, clip if clip.dtype == np.uint8 else to_uint8(clip))  # 8 bits, as any video file
+        else:
+            write_video(folder / name, clip, fps)
+        lines.append(json.dumps({"file": name, "prompt": prompt, "seed": int(seed)}))
+    (folder / MANIFESTS[0]).write_text("\n".join(lines) + "\n")
+    return folder

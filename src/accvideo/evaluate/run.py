@@ -1,0 +1,163 @@
+"""ToyBench scoring: evaluate_videos (the one metric path) and `accvideo evaluate` around it."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from accvideo.errors import AccVideoError
+from accvideo.evaluate.classifier import VideoClassifier, as_float_clips, check_clips, classify, load_classifier
+from accvideo.evaluate.config import EvaluateConfig
+from accvideo.evaluate.metrics import alignment_accuracy, frechet_distance, motion_radius, temporal_consistency
+from accvideo.world.attributes import (
+    Attributes,
+    PromptWarning,
+    item_seed,
+    parse_caption,
+    prompts,
+    warn_unknown_words,
+)
+from accvideo.world.render import WorldConfig, render_batch
+
+# Seeds of the second real set that gives the Frechet floor: same prompts, other starts, sizes, speeds.
+FLOOR_SEED_OFFSET = 0x51EED
+
+
+def _parse_all(pairs: Sequence[tuple[str, int]]) -> list[Attributes | None]:
+    """Attributes of every prompt, None (with a warning) for prompts outside the world's grammar."""
+    warn_unknown_words(p for p, _ in pairs)
+    parsed: list[Attributes | None] = []
+    bad: list[str] = []
+    for prompt, _ in pairs:
+        try:
+            parsed.append(parse_caption(prompt))
+        except ValueError:
+            parsed.append(None)
+            bad.append(prompt)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} prompt(s) are not world captions (e.g. {bad[0]!r}); they are sampled but left out "
+            "of alignment and Frechet distance", PromptWarning, stacklevel=3,
+        )
+    return parsed
+
+
+def evaluate_videos(
+    videos,
+    prompts_and_seeds: Sequence[tuple[str, int]],
+    *,
+    classifier: VideoClassifier | str | Path | None = None,
+    world: WorldConfig | None = None,
+    reference: bool = True,
+    progress: bool = False,
+) -> dict:
+    """ToyBench metrics of clips (N, F, H, W, 3) (uint8 or float in [0, 1]) for their (prompt, seed) pairs.
+
+    Real clips are rendered for the same prompts and seeds; with `reference`, the real clips' own scores and
+    a second real set (other seeds) give the values a perfect model would reach at this N.
+    """
+    model = classifier if isinstance(classifier, VideoClassifier) else load_classifier(classifier)
+    clips = as_float_clips(videos)
+    check_clips(clips, model.cfg, "the generated videos")
+    if len(clips) != len(prompts_and_seeds):
+        raise AccVideoError(f"{len(clips)} videos but {len(prompts_and_seeds)} prompts; give one prompt per video")
+    if len(clips) == 0:
+        raise AccVideoError("no videos to evaluate")
+    world = world or WorldConfig(frames=model.cfg.frames, height=model.cfg.height, width=model.cfg.width)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = _parse_all(prompts_and_seeds)
+    for w in caught:  # re-issue, so callers see them, and keep the text for the report
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    keep = [i for i, a in enumerate(parsed) if a is not None]
+    items = [(parsed[i], int(prompts_and_seeds[i][1])) for i in keep]
+    names = list(model.cfg.classes)
+    truth = np.array([a.index() for a, _ in items], dtype=np.int64).reshape(-1, len(names))
+
+    preds, feats = classify(model, clips, progress=progress)
+    radius = motion_radius(world.frames, world.height, world.width, world.travel_range[1])
+    result: dict = {
+        "n_videos": len(clips), "n_scored": len(keep),
+        "accuracy": alignment_accuracy({k: v[keep] for k, v in preds.items()}, truth, names),
+        "frechet_distance": None,
+        "temporal_consistency": temporal_consistency(clips, radius=radius),
+        "temporal_radius": radius,
+    }
+    if items:
+        real = render_batch(items, world)
+        real_preds, real_feats = classify(model, real, progress=progress)
+        if len(items) >= 2:
+            result["frechet_distance"] = frechet_distance(feats[keep], real_feats)
+        if reference:
+            floor_items = [(a, item_seed(s, FLOOR_SEED_OFFSET)) for a, s in items]
+            _, floor_feats = classify(model, render_batch(floor_items, world), progress=progress)
+            result["reference"] = {
+                "accuracy": alignment_accuracy(real_preds, truth, names),
+                "frechet_distance": frechet_distance(floor_feats, real_feats) if len(items) >= 2 else None,
+                "temporal_consistency": temporal_consistency(as_float_clips(real), radius=radius),
+            }
+    result["items"] = [
+        {
+            "prompt": p, "seed": int(s),
+            "predicted": {n: model.cfg.classes[n][int(preds[n][i])] for n in names},
+            "correct": None if parsed[i] is None else {
+                n: model.cfg.classes[n][int(preds[n][i])] == getattr(parsed[i], n) for n in names
+            },
+        }
+        for i, (p, s) in enumerate(prompts_and_seeds)
+    ]
+    result["warnings"] = [str(w.message) for w in caught]
+    return result
+
+
+def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
+    """Sample a model on world prompts (or read a folder), score the clips, write metrics.json and metrics.md."""
+    from accvideo.evaluate.folder import load_video_folder, write_video_folder
+    from accvideo.evaluate.report import write_reports
+    from accvideo.sample.run import prepare_output
+
+    clf = load_classifier(cfg.classifier)
+    t0 = time.perf_counter()
+    source: dict = {}
+    if cfg.videos is not None:
+        videos, pairs, files = load_video_folder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
+        source = {"videos": str(cfg.videos), "files": len(files)}
+        out = prepare_output(Path(cfg.out) / "metrics.json").parent
+    else:
+        out = prepare_output(Path(cfg.out) / "metrics.json").parent  # before sampling: fail fast if unwritable
+        videos, pairs, source = _sample_model(cfg, clf, progress)
+        if cfg.video_format != "none":
+            source["saved_to"] = str(write_video_folder(out / "videos", videos, pairs, cfg.video_format))
+    t1 = time.perf_counter()
+    metrics = evaluate_videos(videos, pairs, classifier=clf, progress=progress)
+    metrics["source"] = {**source, "classifier": cfg.classifier or "shipped",
+                         "seconds_videos": round(t1 - t0, 2), "seconds_scoring": round(time.perf_counter() - t1, 2)}
+    write_reports(metrics, out)
+    return metrics
+
+
+def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
+    """Clips of cfg.prompts world prompts from cfg.model, in the classifier's frame count and size."""
+    from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+    from accvideo.evaluate.generate import generate_videos
+    from accvideo.models import adapter_class, load_adapter
+
+    model_dir = resolve_model(cfg.model)
+    family = adapter_class(model_dir)  # validates the folder before any weight is read
+    f, h, w = clf.cfg.frames, clf.cfg.height, clf.cfg.width
+    if (f - 1) % family.frame_step:
+        raise AccVideoError(f"the classifier expects {f} frames, which a {family.family} model cannot make")
+    device = resolve_device(cfg.device)
+    adapter = load_adapter(model_dir, device=device, dtype=resolve_dtype(cfg.dtype, device))
+    pairs = prompts(cfg.prompts, cfg.split, cfg.seed)
+    videos = generate_videos(
+        adapter, pairs, frames=f, height=h, width=w, steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift,
+        negative_prompt=cfg.negative_prompt, batch_size=cfg.batch_size, progress=progress,
+    )
+    source = {"model": str(model_dir), "split": cfg.split, "prompt_seed": cfg.seed, "steps": cfg.steps,
+              "guidance": cfg.guidance, "shift": cfg.shift or adapter.default_shift, "device": str(device)}
+    return videos, pairs, source

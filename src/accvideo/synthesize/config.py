@@ -1,0 +1,117 @@
+"""Settings of one `accvideo synthesize` run, and the settings that define a SynVid dataset (METHOD.md 1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from accvideo.core.schedules import check_key_indices, shifted_sigmas, uniform_key_indices
+from accvideo.errors import AccVideoError
+from accvideo.sample.config import check_video_size
+
+STORES = ("key", "all")
+DEFAULT_KEY_STEPS = 5  # the paper's m
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """One synthesis run. None means "the default": key steps 5, the teacher's own shift."""
+
+    teacher: str = "builtin"  # diffusers pipeline folder, or 'builtin'
+    prompts: str = "prompts.txt"  # .txt (one prompt a line) or .jsonl ({"prompt": ..., "seed": ...})
+    out: str = "synvid"
+    steps: int = 50  # n: the teacher's Euler steps
+    key_steps: int | None = None  # m: uniform key steps on the n-step grid
+    key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
+    shift: float | None = None
+    guidance: float = 5.0  # the teacher's own CFG scale (baked into the targets)
+    negative_prompt: str = ""
+    seed: int = 0  # base seed: text-file item i gets world.item_seed(seed, i)
+    store: str = "key"  # key: the m+1 key latents; all: the whole n+1 trajectory
+    videos: bool = False  # also decode and write one MP4 per item
+    frames: int = 17
+    height: int = 64
+    width: int = 64
+    fps: int = 8
+    shard_size: int = 32  # items per shard file; shard k holds items [k*S, (k+1)*S)
+    batch: int = 4  # items per teacher call (inside one shard, in a fixed order)
+    device: str = "auto"
+    dtype: str = "auto"
+    overwrite: bool = False  # replace a dataset made with another teacher or other settings
+
+    def __post_init__(self):
+        check_video_size(self.frames, self.height, self.width)
+        if self.steps < 1:
+            raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
+        if self.key_steps is not None and self.key_indices is not None:
+            raise ValueError("pass either --key-steps or --key-indices, not both")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        if self.shift is not None and self.shift <= 0:
+            raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
+        if self.store not in STORES:
+            raise ValueError(f"--store must be one of {', '.join(STORES)}; got {self.store!r}")
+        for name in ("shard_size", "batch", "fps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        try:
+            self.indices  # validate the key steps now, not after the teacher has loaded
+        except AccVideoError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Key-step indices on the n-step grid, m+1 of them from 0 to n."""
+        if self.key_indices is not None:
+            return tuple(check_key_indices(self.key_indices, self.steps))
+        return tuple(uniform_key_indices(self.steps, self.key_steps or DEFAULT_KEY_STEPS))
+
+
+@dataclass(frozen=True)
+class SynVidSettings:
+    """What makes two SynVid items comparable: stored in every shard, checked on resume and on read."""
+
+    teacher: str  # identity: hash of the teacher's config and weights
+    family: str
+    steps: int
+    shift: float
+    key_indices: tuple[int, ...]
+    guidance: float
+    negative_prompt: str
+    frames: int
+    height: int
+    width: int
+    latent_shape: tuple[int, ...]  # (C, F', H', W') of one latent
+    store: str
+    dtype: str
+    shard_size: int
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        """The teacher's sigma grid (n+1,), float64, 1 -> 0."""
+        return shifted_sigmas(self.steps, self.shift)
+
+    @property
+    def latent_indices(self) -> tuple[int, ...]:
+        """Grid indices of the latents each item stores: the key steps, or the whole trajectory."""
+        return self.key_indices if self.store == "key" else tuple(range(self.steps + 1))
+
+    def to_dict(self) -> dict:
+        """Plain data (lists for tuples), for JSON and YAML."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> SynVidSettings:
+        names = {f.name for f in fields(cls)}
+        if set(raw) != names:
+            raise ValueError(f"settings fields {sorted(set(raw) ^ names)} differ from this accvideo version's")
+        return cls(**{**raw, "key_indices": tuple(raw["key_indices"]), "latent_shape": tuple(raw["latent_shape"])})
+
+    def difference(self, other: SynVidSettings) -> str | None:
+        """'field: ours vs theirs' for the first differing field, or None when equal."""
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                return f"{f.name} {a!r} vs {b!r}"
+        return None

@@ -1,0 +1,164 @@
+"""Reading SynVid: a random-access torch Dataset over shards, safe in DataLoader workers (METHOD.md 1-2)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch.utils.data import Dataset
+
+from accvideo.errors import AccVideoError
+from accvideo.synthesize.config import SynVidSettings
+from accvideo.synthesize.identity import tensor_sha256
+from accvideo.synthesize.shards import ShardHeader, item_tensor_names, list_shards, read_header
+
+SIGMA_TOLERANCE = 1e-6
+
+
+def build_index(root: str | Path) -> list[ShardHeader]:
+    """The dataset index, derived from the complete shards alone (their headers; no tensor is read)."""
+    return [read_header(p) for p in list_shards(root)]
+
+
+def _settings(root: Path, headers: list[ShardHeader]) -> SynVidSettings:
+    if not headers:
+        raise AccVideoError(f"{root} holds no SynVid shards; make them with `accvideo synthesize --out {root}`")
+    first = headers[0]
+    for h in headers[1:]:
+        diff = h.settings.difference(first.settings)
+        if diff:
+            raise AccVideoError(
+                f"{root} mixes datasets: {h.path.name} and {first.path.name} differ in {diff}; "
+                "keep one run's shards per folder"
+            )
+    return first.settings
+
+
+def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> torch.Tensor:
+    """Rows of each item's stored latents that hold the asked key steps (the dataset's own when None)."""
+    stored = settings.sigmas[list(settings.latent_indices)]
+    if key_sigmas is None:
+        return torch.tensor([settings.latent_indices.index(i) for i in settings.key_indices])
+    rows = []
+    for s in key_sigmas:
+        hit = torch.nonzero((stored - float(s)).abs() <= SIGMA_TOLERANCE).flatten()
+        if len(hit) == 0:
+            have = [round(float(x), 6) for x in settings.sigmas[list(settings.key_indices)]]
+            want = [round(float(x), 6) for x in key_sigmas]
+            raise AccVideoError(
+                f"the dataset's key steps are sigma {have} (steps {settings.steps}, key indices "
+                f"{list(settings.key_indices)}, shift {settings.shift}) but the trainer asks for {want}; "
+                "synthesize with the trainer's --steps/--key-steps/--shift, or train with the dataset's key steps"
+            )
+        rows.append(int(hit[0]))
+    return torch.tensor(rows)
+
+
+class SynVidDataset(Dataset):
+    """Items {"latents" (m+1, C, F', H', W') noisiest first, "sigmas" (m+1,), "cond" {name: (L, D)}, "prompt",
+    "seed", "index"}, in prompt-list order.
+
+    Refuses a dataset made by another `teacher` (identity string) or without the asked `key_sigmas`
+    (t'_m = 1 > ... > t'_0 = 0); a whole-trajectory dataset serves any key steps on its grid. Files are
+    opened lazily in each process, so DataLoader workers each open their own. With `verify`, a shard's
+    layout and sigma grid are checked when it is first opened, and every item's tensors against their
+    sha256 when first read.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        teacher: str | None = None,
+        key_sigmas: Sequence[float] | None = None,
+        verify: bool = True,
+    ):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise AccVideoError(f"dataset folder {self.root} does not exist; pass the --out of `accvideo synthesize`")
+        self.headers = build_index(self.root)
+        self.settings = _settings(self.root, self.headers)
+        if teacher is not None and teacher != self.settings.teacher:
+            raise AccVideoError(
+                f"{self.root} was made by teacher {self.settings.teacher[:19]}..., not by this trainer's teacher "
+                f"{teacher[:19]}...; synthesize a dataset with this teacher (or train from the dataset's)"
+            )
+        self.rows = _key_rows(self.settings, key_sigmas)
+        self.key_sigmas = self.settings.sigmas[list(self.settings.latent_indices)][self.rows].float()
+        where = sorted((it["index"], s, j) for s, h in enumerate(self.headers) for j, it in enumerate(h.items))
+        if len({w[0] for w in where}) != len(where):
+            raise AccVideoError(f"{self.root} holds an item twice; keep one run's shards per folder")
+        self._where = [(s, j) for _, s, j in where]
+        self.verify = verify
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._files: dict[int, object] = {}
+        self._verified: set[tuple[int, int]] = set()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()  # open files do not travel to DataLoader workers
+        state.update(_files={}, _verified=set(), _pid=None)
+        return state
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def record(self, i: int) -> dict:
+        """Item i's stored description: index, prompt, seed (and its video path when there is one)."""
+        s, j = self._where[i]
+        return dict(self.headers[s].items[j])
+
+    def _check_file(self, s: int, f) -> None:
+        """A shard's layout and sigma grid agree with its metadata."""
+        h = self.headers[s]
+        if set(f.keys()) != set(h.sha256):
+            raise AccVideoError(f"{h.path} lacks tensors its metadata lists; delete it and rerun synthesize")
+        if not torch.equal(f.get_tensor("sigmas"), self.settings.sigmas):
+            raise AccVideoError(f"{h.path} has another sigma grid than its settings; delete it and rerun synthesize")
+
+    def _open(self, s: int):
+        if self._pid != os.getpid():  # a forked worker: never share a parent's file handles
+            self._reset()
+        if s not in self._files:
+            f = safe_open(str(self.headers[s].path), framework="pt")
+            if self.verify:
+                self._check_file(s, f)
+            self._files[s] = f
+        return self._files[s]
+
+    def _item(self, i: int, check: bool) -> dict:
+        s, j = self._where[i]
+        h = self.headers[s]
+        f = self._open(s)
+        tensors = {name: f.get_tensor(name) for name in item_tensor_names(j, h.cond_keys)}
+        if check and (s, j) not in self._verified:
+            for name, t in tensors.items():
+                if tensor_sha256(t) != h.sha256.get(name):
+                    raise AccVideoError(
+                        f"{h.path}: tensor {name} fails its sha256 check (the file is damaged); "
+                        "delete the shard and rerun synthesize to regenerate it"
+                    )
+            self._verified.add((s, j))
+        item = h.items[j]
+        return {
+            "latents": tensors[f"{j}/latents"][self.rows],
+            "sigmas": self.key_sigmas.clone(),
+            "cond": {k: tensors[f"{j}/cond/{k}"] for k in h.cond_keys},
+            "prompt": item["prompt"], "seed": item["seed"], "index": item["index"],
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        return self._item(i, self.verify)
+
+    def verify_all(self) -> int:
+        """Check every item of every shard now; returns the number of items checked."""
+        for s in range(len(self.headers)):
+            self._check_file(s, self._open(s))
+        for i in range(len(self)):
+            self._item(i, check=True)
+        return len(self)

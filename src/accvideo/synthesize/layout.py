@@ -1,0 +1,111 @@
+"""Which items go to which shard and rank, and which shards are already done (DESIGN.md "Scale-out").
+
+Shard k holds items [k*S, (k+1)*S) of the prompt list and rank r writes the shards with k % world == r.
+Both depend on nothing but S and the prompt list, so a resumed run, or one with another number of
+processes, computes every shard from the same items in the same batches: the same bits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from accvideo.errors import AccVideoError
+from accvideo.synthesize.config import SynVidSettings
+from accvideo.synthesize.prompts import Item
+from accvideo.synthesize.shards import ShardHeader, list_shards, partial_files, read_header, shard_path
+
+MANIFEST = "synvid.yaml"
+VIDEOS = "videos"
+
+
+def shard_count(num_items: int, shard_size: int) -> int:
+    """Shards needed for num_items items, the last one possibly short."""
+    return -(-num_items // shard_size)
+
+
+def shard_items(items: Sequence[Item], k: int, shard_size: int) -> Sequence[Item]:
+    """The items of shard k."""
+    return items[k * shard_size:(k + 1) * shard_size]
+
+
+def owned_shards(num_shards: int, rank: int, world: int) -> list[int]:
+    """The shards rank `rank` of `world` processes writes."""
+    return list(range(rank, num_shards, world))
+
+
+def video_name(index: int) -> str:
+    """Path of an item's MP4, relative to the dataset folder."""
+    return f"{VIDEOS}/{index:08d}.mp4"
+
+
+def item_keys(items: Sequence[Item]) -> list[tuple[int, str, int]]:
+    return [(it.index, it.prompt, it.seed) for it in items]
+
+
+def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Item], shard_size: int) -> str | None:
+    """Why an existing shard cannot be part of this run's dataset, or None when it can."""
+    name = header.path.name
+    diff = header.settings.difference(settings)
+    if header.settings.teacher != settings.teacher:
+        theirs, ours = header.settings.teacher[:19], settings.teacher[:19]
+        return f"{name} was made by another teacher ({theirs}..., this one is {ours}...)"
+    if diff:
+        return f"{name} was made with other settings ({diff})"
+    if header.path != shard_path(header.path.parent, header.shard):
+        return f"{name} says it is shard {header.shard}"
+    stored, expected = header.keys, item_keys(shard_items(items, header.shard, shard_size))
+    # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
+    if not stored or stored != expected[:len(stored)]:
+        first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
+        return f"{name} holds other prompts or seeds than items {first}..{last} of the prompt file"
+    return None
+
+
+def remove_shard(header: ShardHeader) -> None:
+    """Delete a shard and the videos it lists (only files this tool names)."""
+    for item in header.items:
+        if "video" in item:
+            (header.path.parent / item["video"]).unlink(missing_ok=True)
+    header.path.unlink(missing_ok=True)
+
+
+def prepare_folder(root: Path, settings: SynVidSettings, items: Sequence[Item], shard_size: int,
+                   overwrite: bool) -> int:
+    """Check the shards already in `root` against this run (remove clashing ones if `overwrite`); clear temp files.
+
+    Returns the number of shards removed. Run on rank 0 only, before any rank writes.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AccVideoError(f"cannot create output folder {root} ({exc.strerror}); choose another --out") from None
+    if not os.access(root, os.W_OK):
+        raise AccVideoError(f"output folder {root} is not writable; choose another --out")
+    removed = 0
+    for path in list_shards(root):
+        header = read_header(path)
+        problem = _conflict(header, settings, items, shard_size)
+        if problem is None:
+            continue
+        if not overwrite:
+            raise AccVideoError(
+                f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, or choose another --out"
+            )
+        remove_shard(header)
+        removed += 1
+    for tmp in partial_files(root):  # left by a killed writer; nobody writes before rank 0 is done here
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def is_complete(root: Path, k: int, items: Sequence[Item], videos: bool) -> bool:
+    """Shard k exists and holds exactly its items (and their videos when asked for)."""
+    path = shard_path(root, k)
+    if not path.is_file():
+        return False
+    header = read_header(path)
+    if header.keys != item_keys(items):
+        return False
+    return not videos or all("video" in it and (root / it["video"]).is_file() for it in header.items)

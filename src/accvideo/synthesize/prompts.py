@@ -1,0 +1,106 @@
+"""Prompt files: .txt (one caption a line) or .jsonl ({"prompt": ..., "seed": ...} a line), read and written."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from accvideo.errors import AccVideoError
+from accvideo.world import item_seed
+
+SUFFIXES = (".txt", ".jsonl")
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item to synthesize: its position in the prompt list (blank lines not counted), text and seed."""
+
+    index: int
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class PromptList:
+    """The items of a prompt file, and how many blank lines were skipped."""
+
+    items: tuple[Item, ...]
+    blank_lines: int
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise AccVideoError(f"prompt file {path} must end in .txt (one prompt a line) or .jsonl; got {suffix!r}")
+    return suffix
+
+
+def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None]:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AccVideoError(f"line {lineno} of {path} is not JSON ({exc.msg}); write one JSON object a line") from None
+    prompt = row.get("prompt") if isinstance(row, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise AccVideoError(f'line {lineno} of {path} has no "prompt" string; write {{"prompt": "...", "seed": 1}}')
+    seed = row.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise AccVideoError(f"line {lineno} of {path}: seed must be an integer in [0, 2^63); got {seed!r}")
+    return prompt.strip(), seed
+
+
+def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
+    """Items of a prompt file; text-file items (and JSONL rows without a seed) get item_seed(base_seed, index)."""
+    path = Path(path).expanduser()
+    kind = _kind(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AccVideoError(f"prompt file {path} does not exist; write one with `accvideo prompts --out {path}`") from None
+    except OSError as exc:
+        raise AccVideoError(f"cannot read prompt file {path} ({exc.strerror}); check the path") from None
+    items: list[Item] = []
+    blank = 0
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        try:
+            # a byte-order mark is legal at the start of a UTF-8 file and is not part of the prompt
+            text = line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise AccVideoError(
+                f"line {lineno} of {path} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
+                "re-save the file as UTF-8"
+            ) from None
+        if not text:
+            blank += 1
+            continue
+        prompt, seed = _jsonl_item(text, lineno, path) if kind == ".jsonl" else (text, None)
+        index = len(items)
+        items.append(Item(index, prompt, item_seed(base_seed, index) if seed is None else seed))
+    if not items:
+        raise AccVideoError(f"prompt file {path} holds no prompts; write one prompt a line (or `accvideo prompts`)")
+    return PromptList(tuple(items), blank)
+
+
+def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:
+    """Write (prompt, seed) pairs: .txt keeps the prompts only, .jsonl the seeds too; atomic."""
+    path = Path(path).expanduser()
+    kind = _kind(path)
+    for prompt, _ in prompts:
+        if "\n" in prompt or not prompt.strip():
+            raise AccVideoError(f"prompt {prompt!r} is blank or spans lines; it cannot be one line of {path}")
+    if kind == ".txt":
+        lines = [p for p, _ in prompts]
+    else:
+        lines = [json.dumps({"prompt": p, "seed": int(s)}, ensure_ascii=False) for p, s in prompts]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise AccVideoError(f"cannot write {path} ({exc.strerror}); choose another --out") from None
+    return path

@@ -1,0 +1,164 @@
+"""`accvideo synthesize`: teacher rollouts -> SynVid shards, resumable and split across torchrun ranks (METHOD.md 1)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from accvideo.core import dist
+from accvideo.core.config import save_config
+from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+from accvideo.core.video import write_video
+from accvideo.errors import AccVideoError
+from accvideo.models import adapter_class, load_adapter
+from accvideo.sample.config import check_video_size
+from accvideo.synthesize.config import SynthConfig, SynVidSettings
+from accvideo.synthesize.generate import teacher_latents
+from accvideo.synthesize.identity import teacher_identity
+from accvideo.synthesize.layout import (
+    MANIFEST, VIDEOS, is_complete, owned_shards, prepare_folder, shard_count, shard_items, video_name,
+)
+from accvideo.synthesize.prompts import Item, read_prompts
+from accvideo.synthesize.shards import read_header, shard_path, write_shard
+
+
+def dataset_settings(cfg: SynthConfig, adapter, identity: str, shift: float, dtype) -> SynVidSettings:
+    """The settings every shard of this run records (and a resumed run must match)."""
+    return SynVidSettings(
+        teacher=identity, family=adapter.family, steps=cfg.steps, shift=float(shift), key_indices=cfg.indices,
+        guidance=float(cfg.guidance), negative_prompt=cfg.negative_prompt, frames=cfg.frames, height=cfg.height,
+        width=cfg.width, latent_shape=tuple(adapter.latent_shape(cfg.frames, cfg.height, cfg.width)),
+        store=cfg.store, dtype=str(dtype).removeprefix("torch."), shard_size=cfg.shard_size,
+    )
+
+
+def _check_size(cfg: SynthConfig, family) -> None:
+    try:
+        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
+
+
+def _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, blank_lines) -> tuple[str, int]:
+    """Rank 0 hashes the teacher and checks the folder; every rank gets (identity, removed) or the error."""
+    reply: tuple = ("error", "rank 0 failed before preparing the output folder")
+    if dist.is_main():
+        try:
+            identity = teacher_identity(model_dir)
+            settings = dataset_settings(cfg, adapter, identity, shift, dtype)
+            removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite)
+            try:  # the resolved run, for people; readers need only the shards
+                save_config(cfg, root / MANIFEST, settings=settings.to_dict(), items=len(items),
+                            blank_lines=blank_lines, world_size=dist.world_size())
+            except OSError as exc:
+                raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
+            reply = ("ok", (identity, removed))
+        except BaseException as exc:
+            # tell the other ranks before raising, or they would wait in the broadcast until it times out
+            dist.broadcast_object(("error", str(exc) if isinstance(exc, AccVideoError) else f"rank 0 failed: {exc!r}"))
+            raise
+    reply = dist.broadcast_object(reply)
+    if reply[0] == "error":
+        raise AccVideoError(reply[1])
+    return reply[1]
+
+
+def _synthesize_shard(cfg, adapter, settings, uncond, chunk: list[Item], root: Path, bar) -> tuple:
+    """Every item of one shard, in fixed batches: (latents (N, K, ...), cond {name: (N, ...)}, item dicts)."""
+    lat, conds, rows = [], [], []
+    for b in range(0, len(chunk), cfg.batch):
+        part = chunk[b:b + cfg.batch]
+        cond = adapter.encode_prompts([it.prompt for it in part])
+        latents = teacher_latents(adapter, cond, uncond, [it.seed for it in part], settings.latent_shape,
+                                  settings.sigmas, settings.latent_indices, settings.guidance)
+        lat.append(latents)
+        conds.append({k: v.cpu() for k, v in cond.items()})
+        for j, it in enumerate(part):
+            row = {"index": it.index, "prompt": it.prompt, "seed": it.seed}
+            if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
+                (root / VIDEOS).mkdir(exist_ok=True)
+                video = adapter.decode(latents[j:j + 1, -1].to(adapter.device))[0]
+                write_video(root / video_name(it.index), video, cfg.fps)
+                row["video"] = video_name(it.index)
+            rows.append(row)
+        bar.update(len(part))
+    cond_all = {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
+    return torch.cat(lat), cond_all, rows
+
+
+def _listed_videos(root: Path, k: int) -> set[str]:
+    path = shard_path(root, k)
+    return {it["video"] for it in read_header(path).items if "video" in it} if path.is_file() else set()
+
+
+def _drop_stale_videos(root: Path, stale: set[str], rows: list[dict]) -> None:
+    for name in stale - {r.get("video") for r in rows}:
+        (root / name).unlink(missing_ok=True)
+
+
+def synthesize(cfg: SynthConfig, *, progress: bool = True, adapter=None) -> dict:
+    """Write the SynVid dataset of cfg.prompts into cfg.out, skipping complete shards; this rank's summary.
+
+    Under torchrun each rank writes the shards k with k % world == rank. `adapter` may be a teacher
+    already loaded from cfg.teacher (benchmarks); by default it is loaded here.
+    """
+    device = dist.local_device(resolve_device(cfg.device))
+    with dist.distributed(device):
+        return _synthesize(cfg, device, progress, adapter)
+
+
+def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
+    t0 = time.perf_counter()
+    prompts = read_prompts(cfg.prompts, cfg.seed)
+    items = list(prompts.items)
+    model_dir = resolve_model(cfg.teacher)
+    _check_size(cfg, adapter_class(model_dir))  # validates the folder before any weight is read
+    root = Path(cfg.out).expanduser()
+    dtype = resolve_dtype(cfg.dtype, device)
+    if adapter is None:
+        adapter = load_adapter(model_dir, device=device, dtype=dtype)
+    dtype = adapter.dtype
+    _check_size(cfg, adapter)
+    shift = cfg.shift or adapter.default_shift
+    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, prompts.blank_lines)
+    settings = dataset_settings(cfg, adapter, identity, shift, dtype)
+
+    num_shards = shard_count(len(items), cfg.shard_size)
+    mine = owned_shards(num_shards, dist.rank(), dist.world_size())
+    todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos)]
+    total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)
+    left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
+    uncond = adapter.encode_prompts([cfg.negative_prompt]) if cfg.guidance != 1.0 else None
+    bar = tqdm(total=total, initial=total - left, unit="item", desc="synthesize", dynamic_ncols=True,
+               disable=not (progress and dist.is_main()))
+    t1 = time.perf_counter()
+    written = 0
+    try:
+        for k in todo:
+            chunk = list(shard_items(items, k, cfg.shard_size))
+            stale = _listed_videos(root, k)  # a shorter shard k is redone when the prompt file grew
+            try:  # a full disk or a lost mount: keep what is complete, say how to go on
+                latents, cond, rows = _synthesize_shard(cfg, adapter, settings, uncond, chunk, root, bar)
+                write_shard(root, k, settings, rows, latents, cond, cfg.batch)
+            except OSError as exc:
+                kept = written + len(mine) - len(todo)
+                raise AccVideoError(
+                    f"could not write shard {k} to {root} ({exc.strerror or exc}); the {kept} complete shard(s) "
+                    "of this process are kept: fix the cause and rerun the same command to resume"
+                ) from None
+            written += 1
+            _drop_stale_videos(root, stale, rows)
+    finally:
+        bar.close()
+    t2 = time.perf_counter()
+    return {
+        "out": str(root), "teacher": identity, "items": len(items), "blank_lines": prompts.blank_lines,
+        "shards": num_shards, "rank": dist.rank(), "world_size": dist.world_size(),
+        "shards_written": written, "shards_skipped": len(mine) - len(todo), "shards_removed": removed,
+        "items_written": left, "key_indices": list(settings.key_indices), "shift": settings.shift,
+        "store": cfg.store, "device": str(device), "dtype": settings.dtype,
+        "seconds_generate": round(t2 - t1, 3), "seconds_total": round(t2 - t0, 3),
+    }

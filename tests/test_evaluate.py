@@ -1,0 +1,259 @@
+"""ToyBench: the shipped classifier, the metrics, evaluate_videos, folders and the `evaluate` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from accvideo.cli import main
+from accvideo.errors import AccVideoError
+from accvideo.evaluate import classify, evaluate_videos, frechet_distance, load_classifier, temporal_consistency
+from accvideo.evaluate.folder import load_video_folder, write_video_folder
+from accvideo.evaluate.metrics import alignment_accuracy, psd_sqrt, warp_error
+from accvideo.world import (
+    ATTRIBUTES,
+    PromptWarning,
+    UnknownWordsWarning,
+    item_seed,
+    parse_caption,
+    prompts,
+    render_batch,
+)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return load_classifier()
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    """64 held-out prompts with seeds, and their real clips."""
+    pairs = prompts(64, "heldout", seed=7)
+    return pairs, render_batch([(parse_caption(c), s) for c, s in pairs])
+
+
+def _noise_clips(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (n, 17, 64, 64, 3)).astype(np.float32)
+
+
+# --- metrics on known inputs -----------------------------------------------------------------------
+def test_psd_sqrt_squares_back():
+    a = np.random.default_rng(0).normal(size=(6, 6))
+    m = a @ a.T
+    r = psd_sqrt(m)
+    assert np.allclose(r @ r, m, atol=1e-8) and np.allclose(r, r.T)
+
+
+def test_frechet_distance_matches_closed_forms():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+    shift = np.array([1.0, -2.0, 0.5, 0.0])
+    assert frechet_distance(x, x + shift) == pytest.approx(float(shift @ shift), rel=1e-9)
+    # same mean, covariances I and 4I: trace(I + 4I - 2*2I) = D
+    assert frechet_distance(x, 2 * x + (1 - 2) * x.mean(0)) == pytest.approx(4.0, rel=1e-6)
+    with pytest.raises(AccVideoError):
+        frechet_distance(x[:1], x)
+
+
+def test_alignment_accuracy_counts_hits():
+    truth = np.array([[0, 1], [1, 1], [2, 0], [0, 0]])
+    preds = {"a": np.array([0, 1, 0, 0]), "b": np.array([1, 0, 0, 0])}
+    acc = alignment_accuracy(preds, truth, ["a", "b"])
+    assert acc == {"a": 0.75, "b": 0.75, "mean": 0.75, "joint": 0.5}
+
+
+def test_warp_error_ignores_motion_and_sees_flicker(heldout):
+    _, real = heldout
+    clips = torch.from_numpy(real[:8])
+    static = clips[:, :1].expand(-1, 17, -1, -1, -1)
+    assert np.all(warp_error(static) == 0.0)
+    rolled = torch.stack([torch.roll(clips[0, 0], shifts=2 * t, dims=1) for t in range(17)])[None]
+    assert warp_error(rolled)[0] < 1e-6  # a 2 px/frame translation is fully explained
+    assert warp_error(rolled, radius=1)[0] > 1e-3  # unless it is faster than the search radius
+    gains = torch.from_numpy(np.random.default_rng(0).uniform(0.7, 1.3, (8, 17, 1, 1, 1)))
+    flicker = (clips * gains).clamp(0, 1)
+    tc_real, tc_flicker = temporal_consistency(clips), temporal_consistency(flicker.float())
+    tc_noise = temporal_consistency(torch.from_numpy(_noise_clips(4)))
+    assert tc_real > 0.99 and tc_real > tc_flicker + 0.02 and tc_noise < 0.85
+
+
+# --- the shipped classifier ------------------------------------------------------------------------
+def test_shipped_classifier_is_small_and_expects_the_world_format(clf):
+    from accvideo.evaluate.classifier import shipped_classifier_dir
+
+    size = sum(p.stat().st_size for p in shipped_classifier_dir().iterdir())
+    assert size <= 3 * 2**20
+    assert (clf.cfg.frames, clf.cfg.height, clf.cfg.width) == (17, 64, 64)
+    assert clf.cfg.classes == {k: list(v) for k, v in ATTRIBUTES.items()}
+
+
+def test_shipped_classifier_is_accurate_on_heldout_combinations(clf, heldout):
+    pairs, real = heldout
+    preds, feats = classify(clf, real)
+    truth = np.array([parse_caption(c).index() for c, _ in pairs])
+    acc = alignment_accuracy(preds, truth, list(clf.cfg.classes))
+    assert all(acc[name] >= 0.95 for name in ATTRIBUTES), acc
+    assert feats.shape == (64, clf.cfg.feature_dim)
+
+
+def test_frechet_is_near_zero_for_real_and_large_for_noise(clf, heldout):
+    pairs, real = heldout
+    other = render_batch([(parse_caption(c), item_seed(s, 99)) for c, s in pairs])
+    _, f_real = classify(clf, real)
+    _, f_other = classify(clf, other)
+    _, f_noise = classify(clf, _noise_clips(64))
+    same, real_real, real_noise = frechet_distance(f_real, f_real), frechet_distance(f_real, f_other), frechet_distance(
+        f_real, f_noise)
+    assert same < 1e-6
+    assert real_noise > 20 * real_real, (real_real, real_noise)
+
+
+# --- evaluate_videos and folders --------------------------------------------------------------------
+def test_evaluate_videos_scores_real_clips_as_perfect_and_mismatched_prompts_as_wrong(clf, heldout):
+    pairs, real = heldout
+    m = evaluate_videos(real[:16], pairs[:16], classifier=clf)
+    assert m["accuracy"]["mean"] >= 0.95 and m["frechet_distance"] < 1e-6
+    assert m["temporal_consistency"] == pytest.approx(m["reference"]["temporal_consistency"])
+    assert m["temporal_consistency"] > 0.99 and m["temporal_radius"] == 2
+    assert m["n_scored"] == 16 and len(m["items"]) == 16 and m["warnings"] == []
+    shuffled = pairs[1:17]  # each clip now carries another clip's prompt
+    bad = evaluate_videos(real[:16], shuffled, classifier=clf)
+    assert bad["accuracy"]["joint"] < 0.2 and bad["frechet_distance"] > 0.1
+
+
+def test_evaluate_videos_rejects_the_wrong_clip_format(clf):
+    with pytest.raises(AccVideoError, match="17x64x64x3"):
+        evaluate_videos(np.zeros((2, 9, 64, 64, 3), np.float32), prompts(2), classifier=clf)
+    with pytest.raises(AccVideoError, match="prompt"):
+        evaluate_videos(np.zeros((2, 17, 64, 64, 3), np.float32), prompts(3), classifier=clf)
+
+
+def test_unknown_words_warn_but_are_scored_where_possible(clf, heldout):
+    pairs, real = heldout
+    odd = [("a red dragon flying over the sea", 1)] + pairs[1:4]
+    with pytest.warns(PromptWarning) as record:
+        m = evaluate_videos(real[:4], odd, classifier=clf)
+    assert any(w.category is UnknownWordsWarning and "dragon" in str(w.message) for w in record)
+    assert m["n_scored"] == 3 and m["items"][0]["correct"] is None
+    assert any("dragon" in w for w in m["warnings"])
+
+
+def test_folder_round_trip_reproduces_the_metrics(tmp_path, clf, heldout):
+    pairs, real = heldout
+    clips = (real[:6] * 255 + 0.5).astype(np.uint8)
+    write_video_folder(tmp_path, clips, pairs[:6], fmt="npy")
+    videos, got_pairs, files = load_video_folder(tmp_path, (17, 64, 64))
+    assert got_pairs == pairs[:6] and files[0] == "000000.npy"
+    assert videos.dtype == np.uint8 and np.array_equal(videos, clips)
+    a = evaluate_videos(videos, got_pairs, classifier=clf)
+    b = evaluate_videos(clips, pairs[:6], classifier=clf)
+    assert a.pop("frechet_distance") == pytest.approx(b.pop("frechet_distance"), rel=1e-6)
+    assert a == b
+
+
+def test_folder_errors_name_the_fix(tmp_path):
+    with pytest.raises(AccVideoError, match="no manifest"):
+        load_video_folder(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text('{"prompt": "a red circle moving left on a grey background", "seed": 1}\n')
+    with pytest.raises(AccVideoError, match="000000.mp4"):
+        load_video_folder(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text('{"prompt": "x"\n')
+    with pytest.raises(AccVideoError, match="not valid JSON"):
+        load_video_folder(tmp_path)
+
+
+# --- the command line -------------------------------------------------------------------------------
+def _run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code, capsys.readouterr()
+
+
+def test_cli_scores_a_folder(tmp_path, heldout, capsys):
+    pairs, real = heldout
+    write_video_folder(tmp_path / "clips", real[:8], pairs[:8], fmt="mp4")
+    code, out = _run_cli(["evaluate", "--videos", str(tmp_path / "clips"), "--out", str(tmp_path / "ev")], capsys)
+    assert code in (0, None)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n_videos"] == 8 and metrics["accuracy"]["mean"] >= 0.9  # MP4 chroma loss aside
+    table = (tmp_path / "ev" / "metrics.md").read_text()
+    assert "| shape accuracy |" in table and "Frechet distance" in table and "temporal consistency" in table
+
+
+def test_cli_wrong_size_folder_exits_2_without_traceback(tmp_path, capsys):
+    clips = np.zeros((2, 9, 32, 32, 3), np.uint8)
+    write_video_folder(tmp_path, clips, prompts(2), fmt="npy")
+    code, out = _run_cli(["evaluate", "--videos", str(tmp_path), "--out", str(tmp_path / "ev")], capsys)
+    assert code == 2
+    assert out.err.startswith("error: ") and "17 frames of 64x64" in out.err and "Traceback" not in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+def test_cli_needs_exactly_one_source(tmp_path, capsys):
+    code, out = _run_cli(["evaluate", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "exactly one of --model" in out.err
+
+
+def test_cli_warns_about_unknown_words_without_failing(tmp_path, heldout, capsys):
+    pairs, real = heldout
+    odd = [("a red dragon moving left on a grey background", 3)] + pairs[1:3]
+    write_video_folder(tmp_path / "clips", real[:3], odd, fmt="npy")
+    code, out = _run_cli(["evaluate", "--videos", str(tmp_path / "clips"), "--out", str(tmp_path / "ev")], capsys)
+    assert code in (0, None)
+    assert "warning:" in out.err and "dragon" in out.err and "Traceback" not in out.err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n_scored"] == 2 and any("dragon" in w for w in metrics["warnings"])
+
+
+def test_cli_samples_a_model_and_its_saved_clips_rescore_identically(tmp_wan_eval):
+    first, second = tmp_wan_eval
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
+    assert a["n_videos"] == 3 and a["source"]["steps"] == 2
+    assert a["items"][0]["prompt"] == prompts(3, "heldout", 0)[0][0]
+    a.pop("source"), b.pop("source")
+    # the saved .npy clips are the scored clips, bit for bit; only float round-off in the features may differ
+    assert a.pop("frechet_distance") == pytest.approx(b.pop("frechet_distance"), rel=1e-5)
+    assert a == b
+
+
+@pytest.fixture()
+def tmp_wan_eval(tmp_path, tiny_wan_dir):
+    first, second = tmp_path / "ev_model", tmp_path / "ev_folder"
+    sample = ["--model", str(tiny_wan_dir), "--prompts", "3", "--steps", "2", "--batch-size", "2",
+              "--video-format", "npy", "--out", str(first)]
+    for args in (sample, ["--videos", str(first / "videos"), "--out", str(second)]):
+        with pytest.raises(SystemExit) as exc:
+            main(["evaluate", *args])
+        assert exc.value.code in (0, None)
+    return first, second
+
+
+def test_classifier_training_is_reproducible(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from accvideo.evaluate.train import ClassifierTrainConfig, train_classifier
+
+    cfg = dict(steps=2, batch_size=2, eval_items=0)
+    train_classifier(ClassifierTrainConfig(out=str(tmp_path / "a"), **cfg), progress=False)
+    train_classifier(ClassifierTrainConfig(out=str(tmp_path / "b"), **cfg), progress=False)
+    train_classifier(ClassifierTrainConfig(out=str(tmp_path / "c"), seed=1, **cfg), progress=False)
+    wa, wb, wc = (load_file(str(tmp_path / d / "classifier.safetensors")) for d in "abc")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    assert load_classifier(tmp_path / "a").cfg.frames == 17
+
+
+def test_reference_table_orders_corruptions_sensibly(clf):
+    from accvideo.evaluate.reference import reference_rows, rows_markdown
+
+    rows = {r["clips"]: r for r in reference_rows(clf, n=6)}
+    assert rows["real"]["frechet_distance"] < 1e-6 and rows["real"]["mean"] == 1.0
+    assert rows["uniform noise"]["frechet_distance"] > 10 * rows["real, other seeds"]["frechet_distance"]
+    assert rows["frozen first frame"]["temporal_consistency"] == 1.0 and rows["frozen first frame"]["motion"] < 0.5
+    assert rows["frame flicker +-20%"]["temporal_consistency"] < rows["real"]["temporal_consistency"] - 0.02
+    assert "| uniform noise |" in rows_markdown(list(rows.values()), list(clf.cfg.classes))

@@ -1,0 +1,247 @@
+"""SynVid synthesis: items equal plain teacher sampling, the reader's checks, and bad input (METHOD.md 1)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+import torch
+
+from accvideo.cli import main
+from accvideo.core.runtime import noise
+from accvideo.core.sampling import euler_sample
+from accvideo.core.schedules import key_sigmas, shifted_sigmas
+from accvideo.core.video import read_video
+from accvideo.errors import AccVideoError
+from accvideo.synthesize import SynthConfig, SynVidDataset, build_index, read_prompts, synthesize, teacher_identity
+from accvideo.synthesize import shards as shards_mod
+from accvideo.synthesize.shards import list_shards, partial_files
+from accvideo.world import item_seed
+from accvideo.world import prompts as world_prompts
+
+PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
+           "a yellow triangle spinning"]
+SMALL = dict(steps=10, key_steps=5, frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0)
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def prompt_file(path, prompts=PROMPTS):
+    # a blank line and a whitespace-only line: skipped and counted, not items
+    lines = [*prompts[:2], "", "   ", *prompts[2:]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cfg(tiny_wan_dir, prompts, out, **kw):
+    return SynthConfig(teacher=str(tiny_wan_dir), prompts=str(prompts), out=str(out), **{**SMALL, **kw})
+
+
+def items(root, **kw):
+    ds = SynVidDataset(root, **kw)
+    return [ds[i] for i in range(len(ds))]
+
+
+def test_read_prompts_txt_and_jsonl(tmp_path):
+    txt = read_prompts(prompt_file(tmp_path / "p.txt"), base_seed=7)
+    assert [it.prompt for it in txt.items] == PROMPTS and txt.blank_lines == 2
+    assert [it.seed for it in txt.items] == [item_seed(7, i) for i in range(5)]
+    assert len({it.seed for it in txt.items}) == 5
+    jl = tmp_path / "p.jsonl"
+    jl.write_bytes(b'\xef\xbb\xbf{"prompt": "a red circle", "seed": 11}\r\n\r\n{"prompt": " a blue square "}\r\n')
+    got = read_prompts(jl, base_seed=3)
+    assert [(it.index, it.prompt, it.seed) for it in got.items] == [(0, "a red circle", 11),
+                                                                    (1, "a blue square", item_seed(3, 1))]
+    assert got.blank_lines == 1
+
+
+def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):
+    code, out, err = run_cli(["prompts", "--n", "6", "--out", str(tmp_path / "p.jsonl"), "--split", "heldout",
+                              "--seed", "4"], capsys)
+    assert code in (0, None), err
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["seed"]) for r in rows] == world_prompts(6, "heldout", 4)
+    run_cli(["prompts", "--n", "6", "--out", str(tmp_path / "p.txt"), "--split", "heldout", "--seed", "4"], capsys)
+    # the text file, read with the same base seed, gives the same items as the JSONL
+    assert read_prompts(tmp_path / "p.txt", 4).items == read_prompts(tmp_path / "p.jsonl").items
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "holds no prompts"),
+        (b"\n  \n\n", "holds no prompts"),
+        (b"a red circle\nan \xff\xfe odd line\n", "line 2 of"),
+        ("a red circle\n".encode() + "caf\u00e9".encode("latin-1") + b"\n", "line 2 of"),
+    ],
+)
+def test_bad_prompt_files_exit_2(tiny_wan_dir, tmp_path, capsys, content, message):
+    (tmp_path / "p.txt").write_bytes(content)
+    code, _, err = run_cli(["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(tmp_path / "p.txt"),
+                            "--out", str(tmp_path / "ds"), "--steps", "2", "--key-steps", "1"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    if message == "line 2 of":
+        assert "UTF-8" in lines[0]
+    assert not list_shards(tmp_path / "ds")
+
+
+def test_bad_jsonl_and_settings_are_refused(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a red circle"}\nnot json\n')
+    with pytest.raises(AccVideoError, match="line 2 of .* is not JSON"):
+        read_prompts(tmp_path / "p.jsonl")
+    with pytest.raises(ValueError, match="do not divide"):
+        SynthConfig(steps=10, key_steps=3)
+    with pytest.raises(ValueError, match="rise strictly"):
+        SynthConfig(steps=10, key_indices=[0, 5, 9])
+    with pytest.raises(ValueError, match="either"):
+        SynthConfig(steps=10, key_steps=5, key_indices=[0, 10])
+    with pytest.raises(ValueError, match="store"):
+        SynthConfig(store="some")
+    assert SynthConfig(steps=50, key_indices=[0, 10, 20, 30, 40, 50]).indices == (0, 10, 20, 30, 40, 50)
+    assert SynthConfig(steps=50).indices == (0, 10, 20, 30, 40, 50)  # m = 5 by default
+
+
+def test_key_latents_equal_plain_teacher_sampling(tiny_wan, tiny_wan_dir, tmp_path):
+    prompts = prompt_file(tmp_path / "p.txt")
+    summary = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", batch=1, seed=5), adapter=tiny_wan,
+                         progress=False)
+    assert summary["items"] == 5 and summary["blank_lines"] == 2 and summary["shards"] == 3
+    got = items(tmp_path / "ds")
+    sigmas = shifted_sigmas(10, tiny_wan.default_shift)
+    keys = [0, 2, 4, 6, 8, 10]
+    uncond = tiny_wan.encode_prompts([""])
+    shape = tiny_wan.latent_shape(9, 32, 32)
+    for i, item in enumerate(got):
+        assert (item["index"], item["prompt"], item["seed"]) == (i, PROMPTS[i], item_seed(5, i))
+        cond = tiny_wan.encode_prompts([PROMPTS[i]])
+        seen = {}
+        with torch.inference_mode():
+            final = euler_sample(lambda x, s: tiny_wan.velocity(x, s, cond), noise((1, *shape), item_seed(5, i)),
+                                 sigmas, uncond=lambda x, s: tiny_wan.velocity(x, s, uncond), guidance=3.0,
+                                 callback=lambda j, _s, x: seen.__setitem__(j, x.clone()))
+        want = torch.cat([seen[j] for j in keys])
+        assert item["latents"].shape == (6, *shape)
+        assert torch.equal(item["latents"], want)
+        assert torch.equal(item["latents"][-1], final[0]) and torch.equal(item["latents"][0], noise(shape, item["seed"]))
+        assert torch.equal(item["cond"]["prompt_embeds"], cond["prompt_embeds"][0])
+        assert torch.equal(item["sigmas"], key_sigmas(sigmas, keys).float())
+    assert item["sigmas"][0] == 1.0 and item["sigmas"][-1] == 0.0 and 0 < item["sigmas"][2] < 1
+
+    # batching inside a shard changes only rounding, never which item gets which noise
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "b2", batch=2, seed=5), adapter=tiny_wan, progress=False)
+    for a, b in zip(got, items(tmp_path / "b2")):
+        torch.testing.assert_close(a["latents"], b["latents"], atol=1e-4, rtol=1e-4)
+
+
+def test_whole_trajectories_and_the_readers_checks(tiny_wan, tiny_wan_dir, tmp_path):
+    prompts = prompt_file(tmp_path / "p.txt")
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "key"), adapter=tiny_wan, progress=False)
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "all", store="all"), adapter=tiny_wan, progress=False)
+    (tmp_path / "key" / "synvid.yaml").unlink()  # the index comes from the shards alone
+    key, whole = items(tmp_path / "key"), items(tmp_path / "all")
+    assert [len(h.items) for h in build_index(tmp_path / "key")] == [2, 2, 1]
+    for a, b in zip(key, whole):
+        assert torch.equal(a["latents"], b["latents"]) and torch.equal(a["sigmas"], b["sigmas"])
+    size = {d: sum(p.stat().st_size for p in list_shards(tmp_path / d)) for d in ("key", "all")}
+    assert 6 / 11 * 0.9 < size["key"] / size["all"] < 6 / 11 * 1.3  # text conditioning is stored once in each
+
+    sigmas = shifted_sigmas(10, tiny_wan.default_shift)
+    three = key_sigmas(sigmas, [0, 4, 10]).tolist()
+    sub = SynVidDataset(tmp_path / "all", key_sigmas=three)  # a whole trajectory serves other key steps
+    assert torch.equal(sub[1]["latents"], whole[1]["latents"][[0, 2, 5]])
+    with pytest.raises(AccVideoError, match="the trainer asks for"):
+        SynVidDataset(tmp_path / "key", key_sigmas=key_sigmas(sigmas, [0, 5, 10]).tolist())
+    teacher = build_index(tmp_path / "key")[0].settings.teacher
+    SynVidDataset(tmp_path / "key", teacher=teacher)
+    with pytest.raises(AccVideoError, match="not by this trainer's teacher"):
+        SynVidDataset(tmp_path / "key", teacher="sha256:" + "0" * 64)
+
+    # DataLoader workers open the files themselves and see the same items
+    loader = torch.utils.data.DataLoader(SynVidDataset(tmp_path / "key"), batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert torch.equal(torch.cat([b["latents"] for b in batches]), torch.stack([it["latents"] for it in key]))
+    assert [p for b in batches for p in b["prompt"]] == PROMPTS
+
+    # a damaged byte in a tensor is caught by its sha256
+    path = list_shards(tmp_path / "key")[1]
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    ds = SynVidDataset(tmp_path / "key")
+    assert torch.equal(ds[0]["latents"], key[0]["latents"])
+    with pytest.raises(AccVideoError, match="sha256"):
+        ds.verify_all()
+    shutil.copy(list_shards(tmp_path / "all")[0], tmp_path / "key" / "shard-000000.safetensors")
+    with pytest.raises(AccVideoError, match="mixes datasets"):
+        SynVidDataset(tmp_path / "key")
+
+
+def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan_dir, tmp_path, monkeypatch, capsys):
+    prompts = prompt_file(tmp_path / "p.txt")
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ref"), adapter=tiny_wan, progress=False)
+    real = shards_mod._write_file
+    calls = []
+
+    def full_disk(tensors, metadata, path):
+        calls.append(path)
+        if len(calls) == 2:
+            path.write_bytes(b"\0" * 1000)  # part of the file made it to disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(tensors, metadata, path)
+
+    monkeypatch.setattr(shards_mod, "_write_file", full_disk)
+    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(tmp_path / "ds"),
+            "--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--shard-size", "2",
+            "--batch", "2", "--guidance", "3"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "No space left on device" in err and "rerun" in err and "Traceback" not in err
+    assert [p.name for p in list_shards(tmp_path / "ds")] == ["shard-000000.safetensors"]
+    assert not partial_files(tmp_path / "ds")
+    assert len(SynVidDataset(tmp_path / "ds")) == 2
+
+    monkeypatch.setattr(shards_mod, "_write_file", real)
+    code, out, err = run_cli(args, capsys)
+    assert code in (0, None), err
+    assert "synthesized 3 item(s) in 2 shard(s), kept 1 complete shard(s)" in out and "2 blank line(s)" in out
+    for a, b in zip(list_shards(tmp_path / "ref"), list_shards(tmp_path / "ds"), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys):
+    prompts = prompt_file(tmp_path / "p.txt", PROMPTS[:3])
+    out = tmp_path / "ds"
+    synthesize(cfg(tiny_wan_dir, prompts, out, videos=True), adapter=tiny_wan, progress=False)
+    assert [it["video"] for it in build_index(out)[0].items] == ["videos/00000000.mp4", "videos/00000001.mp4"]
+    assert read_video(out / "videos" / "00000002.mp4").shape == (9, 32, 32, 3)
+
+    other = tmp_path / "other_teacher"
+    shutil.copytree(tiny_wan_dir, other)
+    with open(other / "model_index.json", "a") as f:
+        f.write("\n")  # same weights, other bytes: another identity
+    base = ["synthesize", "--prompts", str(prompts), "--out", str(out), "--steps", "10", "--frames", "9",
+            "--size", "32x32", "--shard-size", "2", "--batch", "2", "--guidance", "3"]
+    code, _, err = run_cli([*base, "--teacher", str(other)], capsys)
+    assert code == 2 and "another teacher" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--steps", "20"], capsys)
+    assert code == 2 and "other settings (steps 10 vs 20)" in err
+    code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--seed", "9"], capsys)
+    assert code == 2 and "other prompts or seeds" in err
+
+    # the prompt file grew: complete shards stay, the short last one is redone with its new item
+    prompt_file(prompts, PROMPTS)
+    code, out_text, err = run_cli([*base, "--teacher", str(tiny_wan_dir)], capsys)
+    assert code in (0, None) and "kept 1 complete shard(s)" in out_text, err
+    assert [it["prompt"] for it in items(out)] == PROMPTS
+
+    code, out_text, err = run_cli([*base, "--teacher", str(other), "--overwrite"], capsys)
+    assert code in (0, None) and "kept 0 complete shard(s)" in out_text, err
+    assert {h.settings.teacher for h in build_index(out)} == {teacher_identity(other)} != {teacher_identity(tiny_wan_dir)}
+    assert not list((out / "videos").glob("*.mp4"))  # removed with the shards that listed them

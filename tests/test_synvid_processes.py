@@ -1,0 +1,127 @@
+"""SynVid across processes: a SIGKILLed run resumes to the same dataset; 2 torchrun ranks equal 1 process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from accvideo.synthesize import SynthConfig, SynVidDataset, synthesize
+from accvideo.synthesize.shards import list_shards, partial_files
+
+PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
+           "a yellow triangle spinning", "a white dog moving right", "an orange square"]
+ARGS = ["--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--shard-size", "2", "--batch", "2",
+        "--guidance", "3", "--seed", "3"]
+
+# Runs the CLI with a shard writer that leaves shard 1 half written on disk and then hangs, so the
+# SIGKILL lands while a temporary file exists, the worst moment for a writer to die.
+HANGING_WRITER = """
+import sys, time
+import accvideo.synthesize.shards as shards
+real, calls = shards._write_file, []
+def hanging(tensors, metadata, path):
+    calls.append(path)
+    real(tensors, metadata, path)
+    if len(calls) == 2:
+        with open(path, "r+b") as f:
+            f.truncate(f.seek(0, 2) // 2)
+        time.sleep(600)
+shards._write_file = hanging
+from accvideo.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_wan, tiny_wan_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("synvid")
+    prompts = root / "p.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    cfg = SynthConfig(teacher=str(tiny_wan_dir), prompts=str(prompts), out=str(root / "ref"), steps=10, key_steps=5,
+                      frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0, seed=3)
+    synthesize(cfg, adapter=tiny_wan, progress=False)
+    return prompts, root / "ref"
+
+
+def assert_same_dataset(ref, got):
+    names = [p.name for p in list_shards(ref)]
+    assert [p.name for p in list_shards(got)] == names == [f"shard-{k:06d}.safetensors" for k in range(4)]
+    for name in names:  # byte for byte: same items, same tensors, same metadata
+        assert (ref / name).read_bytes() == (got / name).read_bytes(), name
+    a, b = SynVidDataset(ref), SynVidDataset(got)
+    assert len(a) == len(b) == len(PROMPTS)
+    assert [b[i]["index"] for i in range(len(b))] == list(range(len(PROMPTS)))  # no duplicates, none missing
+    for i in range(len(a)):
+        assert torch.equal(a[i]["latents"], b[i]["latents"])
+        assert torch.equal(a[i]["cond"]["prompt_embeds"], b[i]["cond"]["prompt_embeds"])
+        assert (a[i]["prompt"], a[i]["seed"]) == (b[i]["prompt"], b[i]["seed"])
+    assert not partial_files(got)
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_sigkilled_run_resumes_to_the_same_dataset(reference, tiny_wan, tiny_wan_dir, tmp_path):
+    prompts, ref = reference
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-c", HANGING_WRITER, "synthesize", "--teacher", str(tiny_wan_dir), "--prompts",
+           str(prompts), "--out", str(out), *ARGS]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (list_shards(out) and partial_files(out)):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the first shard never appeared"
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in list_shards(out)] == ["shard-000000.safetensors"]  # the half shard is not listed
+    assert len(SynVidDataset(out)) == 2
+
+    cfg = SynthConfig(teacher=str(tiny_wan_dir), prompts=str(prompts), out=str(out), steps=10, key_steps=5,
+                      frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0, seed=3)
+    summary = synthesize(cfg, adapter=tiny_wan, progress=False)
+    assert (summary["shards_skipped"], summary["shards_written"], summary["items_written"]) == (1, 3, 5)
+    assert_same_dataset(ref, out)
+
+
+def test_two_torchrun_processes_equal_one(reference, tiny_wan_dir, tmp_path):
+    prompts, ref = reference
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "accvideo",
+           "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out), *ARGS]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 reports its own share: shards 0 and 2 of 4
+    assert "synthesized 4 item(s) in 2 shard(s), kept 0 complete shard(s) (rank 0 of 2" in proc.stdout, proc.stdout
+    assert_same_dataset(ref, out)
+
+
+def test_dist_seam_in_one_process(monkeypatch, capsys):
+    from accvideo.core import dist
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert dist.init(torch.device("cpu")) is False  # no torchrun: nothing to join
+    assert (dist.rank(), dist.world_size(), dist.is_main(), dist.is_distributed()) == (0, 1, True, False)
+    assert dist.broadcast_object({"a": 1}) == {"a": 1}
+    dist.barrier()
+    dist.print0("hello")
+    assert capsys.readouterr().out == "hello\n"
+    assert dist.backend_for(torch.device("cpu")) == "gloo" and dist.backend_for(torch.device("cuda")) == "nccl"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist.local_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert dist.local_device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(Exception, match="launch with torchrun"):
+        dist.init(torch.device("cpu"))
