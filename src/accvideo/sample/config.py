@@ -29,7 +29,7 @@ def parse_size(size: str) -> tuple[int, int]:
 class SampleConfig:
     """One clip: model, prompt, solver settings and output. None means "the model's own default"."""
 
-    model: str = "builtin"
+    model: str = "builtin"  # pipeline folder, 'builtin', or a student (distill run folder or its student/)
     prompt: str = "a red circle moving left on a grey background"
     negative_prompt: str = ""
     steps: int | None = None  # teacher: 50; a student: its key steps

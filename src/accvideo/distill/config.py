@@ -1,0 +1,90 @@
+"""Settings of one `accvideo distill` run (METHOD.md 2-3); presets are functions that return configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import pairwise
+
+GAN_LOSSES = ("non-saturating", "hinge")
+HEAD_MODES = ("per-step", "shared")
+# settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
+# dataset reader still check them); any other difference means another run
+RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "tensorboard", "out", "teacher", "data",
+                               "device", "lr", "head_lr", "grad_clip"})
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One distillation run. Defaults are the paper's (AdamW 5e-6, lambda_adv 0.1, non-saturating GAN, no R1)."""
+
+    teacher: str = "builtin"  # the diffusers pipeline folder that made the dataset, or 'builtin'
+    data: str = "synvid"  # SynVid folder (`accvideo synthesize --out`)
+    out: str = "distill-run"
+    key_sigmas: list[float] | None = None  # t'_m = 1 > ... > t'_0 = 0; None: the dataset's own key steps
+    iterations: int = 1200  # outer iterations; each runs k = m-1 .. 0
+    batch: int = 1  # trajectories per update (the global batch)
+    micro_batch: int | None = None  # per forward; batch / micro_batch = gradient accumulation
+    lr: float = 5e-6  # student
+    head_lr: float = 5e-6  # discriminator heads
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max grad norm of the student (0: off)
+    adv: bool = True  # adversarial training on/off (`adv=off`: L_traj only)
+    lambda_adv: float = 0.1
+    gan_loss: str = "non-saturating"  # or hinge
+    r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)
+    heads: str = "per-step"  # one head per key step (the paper's time-aware heads) or one shared head
+    head_channels: int = 64
+    feature_blocks: list[int] | None = None  # teacher block per key step k = 0..m-1; None: the paper's choice
+    lora_rank: int = 0  # 0: full student; r > 0: a LoRA student sharing the teacher's weights
+    lora_alpha: float | None = None  # None: alpha = rank (scale 1)
+    lora_targets: list[str] | None = None  # module names; None: the family's attention projections
+    ema: float = 0.0  # EMA decay of the student's weights (0: off); the export uses the EMA
+    grad_checkpointing: bool = False
+    seed: int = 0
+    checkpoint_every: int = 100  # iterations between saves of the whole training state
+    log_every: int = 1  # iterations between progress-bar refreshes and TensorBoard points
+    tensorboard: bool = False
+    device: str = "auto"
+    dtype: str = "auto"  # the teacher's weights; a full student trains in float32
+
+    def __post_init__(self):
+        for name in ("iterations", "batch", "checkpoint_every", "log_every", "head_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.micro_batch is not None and (self.micro_batch < 1 or self.batch % self.micro_batch):
+            raise ValueError(f"micro_batch must divide batch ({self.batch}); got {self.micro_batch}")
+        for name in ("lr", "head_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "lambda_adv", "r1"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if self.gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {', '.join(GAN_LOSSES)}; got {self.gan_loss!r}")
+        if self.heads not in HEAD_MODES:
+            raise ValueError(f"heads must be one of {', '.join(HEAD_MODES)}; got {self.heads!r}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0: full student); got {self.lora_rank}")
+        if self.lora_alpha is not None and self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be positive; got {self.lora_alpha}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must lie in [0, 1) (0: off, e.g. 0.999); got {self.ema}")
+        ks = self.key_sigmas
+        if ks is not None and (len(ks) < 2 or ks[0] != 1 or ks[-1] != 0 or any(b >= a for a, b in pairwise(ks))):
+            raise ValueError(f"key_sigmas must fall strictly from 1 to 0 (e.g. [1, 0.9, 0.6, 0]); got {ks}")
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per update (derived: batch / micro_batch)."""
+        return self.batch // (self.micro_batch or self.batch)
+
+
+def paper_config(**kw) -> DistillConfig:
+    """The paper's recipe (METHOD.md 3): 1,200 iterations of batch 32, AdamW lr 5e-6, lambda_adv 0.1."""
+    return replace(DistillConfig(iterations=1200, batch=32, micro_batch=1), **kw)
+
+
+def quick_config(**kw) -> DistillConfig:
+    """A seconds-long run with every phase, for tests and smoke runs on tiny models."""
+    return replace(DistillConfig(iterations=4, batch=2, lr=1e-4, head_lr=1e-4, head_channels=8,
+                                 checkpoint_every=2, device="cpu"), **kw)

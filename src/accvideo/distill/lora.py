@@ -1,0 +1,80 @@
+"""LoRA students through peft (diffusers' adapter API): the teacher is the same module with the adapter off."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from accvideo.errors import AccVideoError
+
+# family -> module names LoRA wraps when the config names none (the attention projections)
+DEFAULT_TARGETS: dict[str, list[str]] = {"wan": ["to_q", "to_k", "to_v", "to_out.0"]}
+
+
+def lora_config(rank: int, alpha: float | None, targets: Sequence[str]):
+    """The peft LoraConfig of a student (B initialised to zero, so the student starts as the teacher)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=float(alpha or rank), target_modules=list(targets), lora_dropout=0.0,
+                      init_lora_weights=True)
+
+
+def targets_for(family: str, targets: Sequence[str] | None) -> list[str]:
+    """The configured target modules, or the family's default."""
+    if targets:
+        return list(targets)
+    if family not in DEFAULT_TARGETS:
+        raise AccVideoError(f"no default LoRA targets for the {family} family; pass lora_targets=[...]")
+    return DEFAULT_TARGETS[family]
+
+
+def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:
+    """Wrap `targets` of `transformer` in LoRA layers (float32) in place; returns the trainable LoRA parameters."""
+    try:
+        transformer.add_adapter(lora_config(rank, alpha, targets))
+    except ValueError as exc:  # peft: no module matched the target names
+        raise AccVideoError(f"cannot add a LoRA to the transformer ({str(exc).splitlines()[0]}); check lora_targets") from None
+    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    for p in params:
+        p.data = p.data.float()  # small, so the adapter trains in float32 whatever the base dtype
+        p.requires_grad_(True)
+    return params
+
+
+def has_lora(transformer: nn.Module) -> bool:
+    """True when peft adapter layers are attached."""
+    return bool(getattr(transformer, "_hf_peft_config_loaded", False))
+
+
+@contextmanager
+def adapter_off(transformer: nn.Module) -> Iterator[None]:
+    """Run the base weights alone (the teacher) inside the block; the adapter is back on after it.
+
+    peft clears requires_grad of the LoRA weights while disabled and sets it again on enable, so a backward
+    through the student's graph must run after the block (see NOTES-diffusers.md: two-phase backward).
+    """
+    transformer.disable_adapters()
+    try:
+        yield
+    finally:
+        transformer.enable_adapters()
+
+
+def lora_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
+    """The LoRA weights only, with peft's portable names (no adapter name), as diffusers saves them."""
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(transformer).items()}
+
+
+def load_lora_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load weights saved by `lora_state_dict` into an attached adapter; refuses a partial match."""
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(transformer, state)
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing or getattr(result, "unexpected_keys", []):
+        raise AccVideoError(f"the LoRA weights do not fit this transformer (e.g. {(missing or result.unexpected_keys)[0]})")

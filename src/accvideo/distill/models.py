@@ -1,0 +1,90 @@
+"""The student and its frozen teacher (METHOD.md 2): a full float32 copy, or one module with a LoRA switched on/off."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from accvideo.distill.lora import adapter_off, add_lora, load_lora_state_dict, lora_state_dict, targets_for
+
+
+@dataclass
+class StudentTeacher:
+    """`student.velocity` trains; `teacher.features` runs frozen, and only inside `teacher_mode()`.
+
+    Full students hold two transformers. LoRA students hold one: `teacher` and `student` wrap the same module
+    and `teacher_mode()` switches the adapter off, so the base weights exist once.
+    """
+
+    student: object  # a ModelAdapter whose transformer trains
+    teacher: object  # a ModelAdapter, frozen
+    lora: bool
+    params: dict[str, nn.Parameter] = field(default_factory=dict)  # the trainable weights, by name
+    ema: dict[str, torch.Tensor] | None = None
+
+    def teacher_mode(self) -> AbstractContextManager:
+        """The block in which the transformer computes the teacher (adapter off for LoRA students)."""
+        return adapter_off(self.student.transformer) if self.lora else nullcontext()
+
+    def student_state(self) -> dict[str, torch.Tensor]:
+        """The student's own weights: the whole transformer, or the LoRA weights alone."""
+        if self.lora:
+            return lora_state_dict(self.student.transformer)
+        return self.student.transformer.state_dict()  # detached views: saving them needs no second copy
+
+    def load_student_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.lora:
+            load_lora_state_dict(self.student.transformer, state)
+        else:
+            self.student.transformer.load_state_dict(state)
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, over the trainable weights."""
+        if self.ema is None:
+            self.ema = {n: p.detach().clone() for n, p in self.params.items()}
+            return
+        for n, p in self.params.items():
+            self.ema[n].lerp_(p.detach(), 1 - decay)
+
+    @torch.no_grad()
+    def swap_ema(self) -> None:
+        """Exchange the trainable weights with their EMA (call twice to undo)."""
+        for n, p in self.params.items():
+            tmp = p.detach().clone()
+            p.copy_(self.ema[n])
+            self.ema[n].copy_(tmp)
+
+
+def student_view(adapter, transformer: nn.Module):
+    """A shallow copy of `adapter` that runs `transformer` (text encoder and VAE stay shared)."""
+    view = copy.copy(adapter)
+    view.transformer = transformer
+    view.dtype = next(transformer.parameters()).dtype
+    return view
+
+
+def make_student(adapter, lora_rank: int = 0, lora_alpha: float | None = None, lora_targets=None,
+                 grad_checkpointing: bool = False, seed: int = 0) -> StudentTeacher:
+    """Initialise the student from the teacher `adapter` (whose weights stay frozen); LoRA A from `seed`."""
+    teacher_tr = adapter.transformer.requires_grad_(False).eval()
+    if lora_rank > 0:
+        cuda = [adapter.device] if adapter.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # peft draws A from the global RNG: make it the run's seed
+            torch.manual_seed(seed)
+            add_lora(teacher_tr, lora_rank, lora_alpha, targets_for(adapter.family, lora_targets))
+        student_tr = teacher_tr
+    else:
+        # the teacher may be bf16; the student keeps float32 master weights for AdamW
+        student_tr = copy.deepcopy(teacher_tr).float().requires_grad_(True)
+    student_tr.train()
+    if grad_checkpointing:
+        for tr in {id(teacher_tr): teacher_tr, id(student_tr): student_tr}.values():
+            tr.enable_gradient_checkpointing()
+    params = {n: p for n, p in student_tr.named_parameters() if p.requires_grad}
+    student = student_view(adapter, student_tr) if lora_rank == 0 else adapter
+    return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, params=params)

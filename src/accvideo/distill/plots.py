@@ -1,0 +1,80 @@
+"""Loss records: one JSON line per iteration, optional TensorBoard, and a PNG of the curves (matplotlib Agg)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from accvideo.errors import AccVideoError
+
+CURVES = (("traj", "L_traj (Eq. 6)"), ("g", "L_G (generator)"), ("d", "L_D (heads)"))
+
+
+class LossLog:
+    """Appends records to `losses.jsonl`; on resume, drops records past the checkpoint so none repeat."""
+
+    def __init__(self, path: Path, resume_iteration: int, tensorboard_dir: Path | None = None):
+        self.path = Path(path)
+        keep = [r for r in read_losses(self.path) if r["iteration"] <= resume_iteration]
+        tmp = self.path.with_name(f".{self.path.name}.part")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.path)
+        self.writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise AccVideoError("tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+            self.writer = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, record: dict, scalars: bool = True) -> None:
+        """Append `record`; with `scalars`, also give its losses to TensorBoard (when on)."""
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None and scalars:
+            for key, _ in CURVES:
+                if record.get(key) is not None:
+                    self.writer.add_scalar(f"loss/{key}", record[key], record["samples"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_losses(path: Path) -> list[dict]:
+    """The records of a losses.jsonl (a torn last line, from a killed writer, is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def plot_losses(records: list[dict], out: Path) -> Path:
+    """One panel per loss against samples seen, written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [(k, label) for k, label in CURVES if any(r.get(k) is not None for r in records)]
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(4.2 * max(1, len(curves)), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], curves):
+        pts = [(r["samples"], r[key]) for r in records if r.get(key) is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
+        ax.set_title(label)
+        ax.set_xlabel("samples seen")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.part.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

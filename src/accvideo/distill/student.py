@@ -1,0 +1,117 @@
+"""The student artifact (to use, not to resume): weights in stock diffusers formats + student.json with its key sigmas.
+
+    student/
+      student.json                      format, family, key sigmas (t'_m = 1 .. t'_0 = 0), teacher identity and folder,
+                                        LoRA rank/alpha/targets, iteration and samples seen
+      transformer/                      full students: `WanTransformer3DModel.from_pretrained` loads it
+      pytorch_lora_weights.safetensors  LoRA students: `pipe.load_lora_weights` loads it onto the teacher
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from accvideo.errors import AccVideoError
+
+FORMAT = "accvideo.student/1"
+INFO = "student.json"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+FULL_WEIGHTS = "transformer"
+
+
+def find_student(path: str | Path) -> Path | None:
+    """The student folder of a distill run folder or of an exported student, else None."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "student"):
+        if (candidate / INFO).is_file():
+            return candidate
+    return None
+
+
+def export_student(out: Path, pair, *, key_sigmas, teacher: str, teacher_dir: Path, lora: dict | None,
+                   extra: dict) -> Path:
+    """Write the student of `pair` (a StudentTeacher) to `out`, replacing any previous export whole."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    transformer = pair.student.transformer
+    if lora is not None:
+        type(pair.teacher.pipe).save_lora_weights(
+            str(tmp), transformer_lora_layers=pair.student_state(), weight_name=LORA_WEIGHTS,
+            transformer_lora_adapter_metadata={"r": lora["rank"], "lora_alpha": lora["alpha"],
+                                               "target_modules": lora["targets"]},
+        )
+    else:
+        transformer.save_pretrained(str(tmp / FULL_WEIGHTS), safe_serialization=True)
+    info = {
+        "format": FORMAT, "family": pair.teacher.family, "key_sigmas": [float(s) for s in key_sigmas],
+        "teacher": teacher, "teacher_dir": str(Path(teacher_dir).resolve()), "lora": lora,
+        "weights": LORA_WEIGHTS if lora is not None else FULL_WEIGHTS, **extra,
+    }
+    (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def read_student_info(student_dir: Path) -> dict:
+    """student.json, checked; one-line errors for a damaged or foreign file."""
+    path = Path(student_dir) / INFO
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AccVideoError(f"{path} is not readable ({exc}); export the student again") from None
+    if info.get("format") != FORMAT:
+        raise AccVideoError(f"{path} is not an accvideo student (format {info.get('format')!r})")
+    return info
+
+
+def teacher_dir_of(student_dir: Path, info: dict) -> Path:
+    """The folder with the teacher's other components: the student's own copy `teacher/`, else the recorded one."""
+    for candidate in (Path(student_dir) / "teacher", Path(info["teacher_dir"])):
+        if (candidate / "model_index.json").is_file():
+            return candidate
+    raise AccVideoError(
+        f"the student's teacher folder {info['teacher_dir']} is gone; put the teacher pipeline (identity "
+        f"{info['teacher'][:19]}...) there or in {Path(student_dir) / 'teacher'}"
+    )
+
+
+def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """(adapter running the student, student.json): the teacher's pipeline with the student's transformer weights."""
+    from safetensors.torch import load_file
+
+    from accvideo.models import load_adapter
+
+    student_dir = Path(student_dir)
+    info = read_student_info(student_dir)
+    adapter = load_adapter(teacher_dir_of(student_dir, info), device=device, dtype=dtype)
+    if adapter.family != info["family"]:
+        raise AccVideoError(f"{student_dir} holds a {info['family']} student but its teacher folder is {adapter.family}")
+    if info["lora"] is not None:
+        adapter.pipe.load_lora_weights(str(student_dir), weight_name=LORA_WEIGHTS, adapter_name="student")
+        adapter.pipe.fuse_lora(components=["transformer"])  # a student samples at the base model's cost
+        adapter.pipe.unload_lora_weights()
+    else:
+        files = sorted((student_dir / FULL_WEIGHTS).glob("*.safetensors"))
+        if not files:
+            raise AccVideoError(f"{student_dir / FULL_WEIGHTS} holds no weights; export the student again")
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        try:
+            adapter.transformer.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise AccVideoError(f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})") from None
+    adapter.transformer.requires_grad_(False).eval()
+    return adapter, info

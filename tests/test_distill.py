@@ -1,0 +1,205 @@
+"""Distillation internals (METHOD.md 2-3): losses by hand, heads, queue step counts, gradient routing, LoRA sharing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from accvideo.core.runtime import noise
+from accvideo.core.sampling import euler_step
+from accvideo.distill import Distiller, load_student, losses, quick_config
+from accvideo.distill.heads import FeatureHead, Heads, default_feature_blocks, frames_of_tokens
+from accvideo.distill.queues import KeyQueues
+from accvideo.models import load_adapter
+from accvideo.synthesize import SynthConfig, synthesize
+
+PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
+           "a yellow triangle spinning", "a dog", "a white star", "a black cat moving right", "a grey square",
+           "a purple circle"]
+
+
+@pytest.fixture(scope="module")
+def synvid(tiny_wan_dir, tmp_path_factory):
+    """10 trajectories of the tiny teacher, m = 5 key steps of a 10-step grid, 9 frames at 32x32."""
+    root = tmp_path_factory.mktemp("distill-data")
+    (root / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    synthesize(SynthConfig(teacher=str(tiny_wan_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
+                           key_steps=5, frames=9, height=32, width=32, guidance=3.0, shard_size=5, batch=5,
+                           device="cpu"), progress=False)
+    return root / "syn"
+
+
+def distiller(tiny_wan_dir, synvid, out, **kw) -> Distiller:
+    return Distiller(quick_config(teacher=str(tiny_wan_dir), data=str(synvid), out=str(out), **kw))
+
+
+def test_trajectory_loss_equals_hand_computation():
+    x = torch.tensor([1.0, 2.0]).view(1, 1, 1, 1, 2)  # l[t'_{k+1}] at t'_{k+1} = 0.8
+    x_next = torch.tensor([0.5, 3.0]).view(1, 1, 1, 1, 2)  # l[t'_k] at t'_k = 0.3
+    v = torch.tensor([2.0, 0.0]).view(1, 1, 1, 1, 2)
+    # secant = (x_next - x) / (0.3 - 0.8) = (-0.5, 1) / -0.5 = (1, -2); v - secant = (1, 2); mean of squares 2.5
+    assert losses.trajectory_loss(v, x, x_next, 0.8, 0.3).item() == pytest.approx(2.5)
+    secant = losses.secant_velocity(x_next, x, 0.3, 0.8)
+    assert secant.flatten().tolist() == pytest.approx([1.0, -2.0])
+    # the secant is the velocity whose one Euler step lands exactly on the next stored key latent
+    torch.testing.assert_close(euler_step(x, secant, 0.8, 0.3), x_next)
+
+
+def test_gan_losses_equal_hand_computation():
+    zero = torch.zeros(3)
+    assert losses.discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert losses.generator_loss(zero).item() == pytest.approx(math.log(2))
+    real, fake = torch.tensor([0.5, 2.0]), torch.tensor([-2.0, 0.0])
+    # hinge: mean(relu(1 - real)) + mean(relu(1 + fake)) = 0.25 + 0.5; L_G = -mean(fake) = 1
+    assert losses.discriminator_loss(real, fake, "hinge").item() == pytest.approx(0.75)
+    assert losses.generator_loss(fake, "hinge").item() == pytest.approx(1.0)
+    # R1 of D(x) = sum(3 x) per item: gradient 3 everywhere, ||.||^2 = 9 * 4 per item
+    x = torch.ones(2, 4, requires_grad=True)
+    assert losses.r1_penalty((3 * x).sum(1), x).item() == pytest.approx(36.0)
+
+
+def test_heads_follow_the_token_grid():
+    tokens = torch.arange(2 * 3 * 2 * 2 * 4, dtype=torch.float32).view(2, 12, 4)
+    frames = frames_of_tokens(tokens, (3, 2, 2))
+    assert frames.shape == (6, 4, 2, 2)
+    # token (f, h, w) of item b is f*H*W + h*W + w and lands in image b*F + f: item 1, frame 1, position (1, 0)
+    assert torch.equal(frames[1 * 3 + 1, :, 1, 0], tokens[1, 1 * 4 + 1 * 2 + 0])
+    head = FeatureHead(dim=4, channels=8)
+    assert head(tokens, (3, 2, 2)).shape == (2,)
+    assert head(torch.randn(3, 2 * 4 * 6, 4), (2, 4, 6)).shape == (3,)  # another grid, the same head
+    with pytest.raises(ValueError, match="token grid"):
+        head(tokens, (2, 2, 2))
+    assert len(Heads(5, 4, 8).heads) == 5 and len(Heads(5, 4, 8, shared=True).heads) == 1
+    assert default_feature_blocks(60, 5) == [39, 59, 59, 59, 59]  # the paper's block 40 for t'_0, else the last
+    assert default_feature_blocks(3, 5) == [1, 2, 2, 2, 2]
+
+
+def test_queues_are_fifo_and_round_trip():
+    q = KeyQueues(3)
+    q.push(1, {"x": torch.ones(1), "cond": {"e": torch.zeros(1)}})
+    state = q.state_dict()
+    again = KeyQueues(3)
+    again.load_state_dict(state)
+    assert torch.equal(again.pop(1)["x"], torch.ones(1)) and len(again) == 0
+    with pytest.raises(RuntimeError, match="Q_1 is empty"):
+        again.pop(1)
+
+
+def test_fake_at_key_step_k_took_m_minus_k_student_steps(tiny_wan_dir, synvid, tmp_path):
+    d = distiller(tiny_wan_dir, synvid, tmp_path / "run", batch=2)
+    m, t = d.m, d.t
+    real_velocity = d.pair.student.velocity
+
+    def marked_velocity(x, sigma, cond, **kw):
+        # zero everywhere except channel 0, where one Euler step t'_{j} -> t'_{j-1} adds exactly 1
+        j = min(range(len(t)), key=lambda i: abs(t[i] - float(sigma[0])))
+        v = real_velocity(x, sigma, cond, **kw) * 0
+        v[:, 0] += 1.0 / (t[j - 1] - t[j])
+        return v
+
+    d.pair.student.velocity = marked_velocity
+    popped, pushed = [], []
+    pop_fakes, push = d.pop_fakes, d.queues.push
+    d.pop_fakes = lambda k: popped.append((k, pop_fakes(k))) or popped[-1][1]
+    d.queues.push = lambda k, e: pushed.append((k, e)) or push(k, e)
+    for _ in range(2):
+        d.train_iteration()
+
+    def steps_taken(entry):
+        eps = torch.stack([noise(entry["x"].shape[1:], int(s)) for s in entry["seed"]])
+        diff = entry["x"] - eps
+        assert diff[:, 1:].abs().max() < 1e-5  # the marker only ever touched channel 0
+        counts = diff[:, 0].mean(dim=(1, 2, 3))
+        assert torch.allclose(counts, counts.round(), atol=1e-4)
+        return set(counts.round().int().tolist())
+
+    assert [k for k, _ in popped] == [4, 3, 2, 1, 0] * 2
+    for k, entry in popped:  # popped for key step k: from Q_{k+1}, m-(k+1) steps so far
+        assert steps_taken(entry) == {m - k - 1} and not entry["x"].requires_grad
+    for k, entry in pushed:  # after its one step: at t'_k, m-k steps from noise
+        assert steps_taken(entry) == {m - k}
+    assert len(pushed) == 2 * m
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_generator_loss_reaches_student_and_heads_never_the_teacher(tiny_wan_dir, synvid, tmp_path, lora_rank):
+    d = distiller(tiny_wan_dir, synvid, tmp_path / "run", lora_rank=lora_rank, batch=2)
+    d._student_step = lambda: None  # keep the gradients to look at them
+    k = d.m - 1
+    entry = d.pop_fakes(k)
+    _, loss = d.generator_update(k, entry)
+    assert math.isfinite(loss)
+    student = [p.grad for p in d.pair.params.values()]
+    assert all(g is not None for g in student) and sum(g.abs().sum() for g in student) > 0
+    head_grads = [p.grad for p in d.heads[k].parameters()]
+    assert all(g is not None for g in head_grads) and sum(g.abs().sum() for g in head_grads) > 0
+    assert all(p.grad is None for j in range(k) for p in d.heads[j].parameters())  # only H_k is on the path
+    teacher = [(n, p) for n, p in d.pair.teacher.transformer.named_parameters() if "lora_" not in n]
+    assert teacher and all(p.grad is None and not p.requires_grad for _, p in teacher)
+
+
+def test_lora_student_shares_the_teachers_base_weights(tiny_wan_dir, synvid, tmp_path):
+    d = distiller(tiny_wan_dir, synvid, tmp_path / "run", lora_rank=4, batch=1, iterations=2, checkpoint_every=2)
+    student, teacher = d.pair.student.transformer, d.pair.teacher.transformer
+    base = {n: p for n, p in teacher.named_parameters() if "lora_" not in n}
+    # every wrapped layer's base weight is the very storage the teacher computes with: one copy of the model
+    for name, module in student.named_modules():
+        if hasattr(module, "base_layer"):
+            assert module.base_layer.weight.data_ptr() == base[f"{name}.base_layer.weight"].data_ptr()
+    ptrs = {p.data_ptr() for p in student.parameters()} | {p.data_ptr() for p in teacher.parameters()}
+    assert len(ptrs) == len(list(student.parameters()))
+    assert set(d.pair.params) == {n for n, _ in student.named_parameters() if "lora_" in n}
+
+    reference = load_adapter(tiny_wan_dir)  # the untouched teacher, loaded apart
+    x, sigma = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.7])
+    cond = {"prompt_embeds": torch.randn(1, 8, 32)}
+    d.run(progress=False)
+    with torch.no_grad():
+        with d.pair.teacher_mode():
+            v_teacher = d.pair.teacher.velocity(x, sigma, cond)
+        v_student = d.pair.student.velocity(x, sigma, cond)
+        v_reference = reference.velocity(x, sigma, cond)
+    torch.testing.assert_close(v_teacher, v_reference)  # adapter off = the frozen teacher, after training
+    assert (v_student - v_reference).abs().max() > 1e-6  # the adapter on is the trained student
+    # the exported LoRA (stock diffusers format) loads onto the teacher and reproduces the student
+    loaded, info = load_student(tmp_path / "run" / "student")
+    assert info["lora"]["rank"] == 4 and info["key_sigmas"] == pytest.approx([1.0, *d.t[-2:0:-1], 0.0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.velocity(x, sigma, cond), v_student, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("options", [
+    {"adv": False},
+    {"gan_loss": "hinge", "r1": 1.0, "heads": "shared", "ema": 0.9, "micro_batch": 1},
+])
+def test_options_train_with_finite_losses(tiny_wan_dir, synvid, tmp_path, options):
+    d = distiller(tiny_wan_dir, synvid, tmp_path / "run", batch=2, iterations=1, **options)
+    record = d.train_iteration()
+    assert all(math.isfinite(v) for v in record["traj_k"]) and record["samples"] == 2 * d.m
+    if not options.get("adv", True):
+        assert record["g"] is None and record["d"] is None and len(d.queues) == 0
+        assert all(p.grad is None for p in d.heads.parameters())
+    else:
+        assert all(math.isfinite(v) for v in record["g_k"] + record["d_k"]) and len(d.heads.heads) == 1
+        assert d.pair.ema is not None
+        ema_differs = any(not torch.equal(d.pair.ema[n], p) for n, p in d.pair.params.items())
+        assert ema_differs  # the EMA lags the weights
+
+
+def test_full_student_resumes_to_the_same_weights(tiny_wan_dir, synvid, tmp_path):
+    opts = {"batch": 1, "ema": 0.5, "checkpoint_every": 2}
+    whole = distiller(tiny_wan_dir, synvid, tmp_path / "whole", iterations=4, **opts)
+    whole.run(progress=False)
+    distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=2, **opts).run(progress=False)
+    parts = distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=4, **opts)  # resumes at iteration 2
+    parts.run(progress=False)
+    for name, p in whole.pair.params.items():
+        assert torch.equal(p, parts.pair.params[name]) and torch.equal(whole.pair.ema[name], parts.pair.ema[name])
+    assert parts.samples == whole.samples == 4 * 5
+    # the export holds the EMA weights and the key sigmas, and loads onto the teacher
+    loaded, info = load_student(tmp_path / "parts" / "student")
+    assert info["ema"] and info["lora"] is None and len(info["key_sigmas"]) == 6
+    name = next(iter(whole.pair.ema))
+    torch.testing.assert_close(loaded.transformer.state_dict()[name], whole.pair.ema[name])

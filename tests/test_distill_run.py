@@ -1,0 +1,153 @@
+"""`accvideo distill` end to end: outputs, SIGKILL + resume, NaN stop, refused input, sampling the student."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from accvideo.cli import main
+from accvideo.distill import losses
+from accvideo.distill.plots import read_losses
+from accvideo.synthesize import SynthConfig, synthesize
+
+PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
+           "a yellow triangle spinning", "a dog", "a white star", "a black cat moving right", "a grey square",
+           "a purple circle"]
+QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
+
+
+@pytest.fixture(scope="module")
+def synvid(tiny_wan_dir, tmp_path_factory):
+    """10 trajectories of the tiny teacher, m = 5 key steps of a 10-step grid, 9 frames at 32x32."""
+    root = tmp_path_factory.mktemp("distill-run-data")
+    (root / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    synthesize(SynthConfig(teacher=str(tiny_wan_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
+                           key_steps=5, frames=9, height=32, width=32, guidance=3.0, shard_size=5, batch=5,
+                           device="cpu"), progress=False)
+    return root / "syn"
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def distill_args(teacher, data, out, *extra):
+    return ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out), *QUICK, *extra]
+
+
+def losses_of(run):
+    return [(r["iteration"], r["samples"], r["traj_k"], r["g_k"], r["d_k"]) for r in read_losses(run / "losses.jsonl")]
+
+
+def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, synvid, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=2", "lora_rank=2"), capsys)
+    assert code in (0, None), err
+    assert "5-step student" in out
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["lora_rank"] == 2 and cfg["iterations"] == 2 and cfg["key_steps"] == 5
+    assert cfg["feature_blocks"] == [1, 2, 2, 2, 2]  # 3 blocks: two thirds for t'_0, the last otherwise
+    records = read_losses(run / "losses.jsonl")
+    assert [r["iteration"] for r in records] == [1, 2] and records[-1]["samples"] == 2 * 5 * 2
+    assert (run / "losses.png").read_bytes()[:4] == b"\x89PNG"
+    info = json.loads((run / "student" / "student.json").read_text())
+    assert info["key_sigmas"][0] == 1.0 and info["key_sigmas"][-1] == 0.0 and len(info["key_sigmas"]) == 6
+
+    clip = tmp_path / "clip.mp4"
+    code, out, err = run_cli(["sample", "--model", str(run), "--frames", "9", "--size", "32x32", "--out", str(clip)],
+                             capsys)
+    assert code in (0, None), err
+    settings = yaml.safe_load(clip.with_suffix(".yaml").read_text())
+    assert settings["resolved_steps"] == 5 and settings["resolved_guidance"] == 1.0
+    assert settings["sigmas"] == pytest.approx(info["key_sigmas"], abs=1e-6)
+    assert settings["model_dir"] == str(tiny_wan_dir.resolve())
+
+
+def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvid, tmp_path, capsys):
+    # LoRA: its initialisation must come from the run's seed too (the two runs live in different processes)
+    iterations = ("iterations=8", "lora_rank=2")
+    whole = tmp_path / "whole"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, whole, *iterations), capsys)
+    assert code in (0, None), err
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, killed, *iterations)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_losses(killed / "losses.jsonl")) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    saved = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert 1 <= saved["iteration"] < 8
+    resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    assert losses_of(killed) == losses_of(whole)  # every loss of every key step, bit for bit
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)
+    b = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert a["samples"] == b["samples"] == 8 * 5 * 2
+    for name, t in a["student"].items():
+        assert torch.equal(t, b["student"][name]), name
+
+    # a resumed run must keep its settings
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, killed, *iterations, "lambda_adv=0.5"), capsys)
+    assert code == 2 and err.count("\n") == 1 and "lambda_adv=0.1" in err and "another --out" in err
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tiny_wan_dir, synvid, tmp_path, capsys,
+                                                                    monkeypatch):
+    calls = {"n": 0}
+    real = losses.discriminator_loss
+
+    def poisoned(*args, **kw):  # 5 key steps per iteration: the 13th call is in iteration 3
+        calls["n"] += 1
+        value = real(*args, **kw)
+        return value * float("nan") if calls["n"] == 13 else value
+
+    monkeypatch.setattr(losses, "discriminator_loss", poisoned)
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=5"), capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and err.rstrip().endswith(errors[0]) and "Traceback" not in err, err
+    assert errors[0].startswith("error: loss L_D nan at iteration 3") and "checkpoint (iteration 2) is kept" in errors[0]
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in saved["student"].values())
+    assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == [1, 2]
+
+
+def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, capsys):
+    other = tmp_path / "other-teacher"  # the same files but one setting: another teacher identity
+    shutil.copytree(tiny_wan_dir, other)
+    sched = other / "scheduler" / "scheduler_config.json"
+    sched.write_text(sched.read_text().replace('"shift": 5.0', '"shift": 3.0'))
+    cases = [
+        (distill_args(other, synvid, tmp_path / "a"), "was made by teacher"),
+        (distill_args(tiny_wan_dir, synvid, tmp_path / "b", "key_sigmas=[1.0,0.5,0.0]"), "key steps are sigma"),
+        (distill_args(tiny_wan_dir, tmp_path / "missing", tmp_path / "c"), "does not exist"),
+        (distill_args(tiny_wan_dir, synvid, tmp_path / "d", "lerning_rate=1"), "lerning_rate"),
+        (distill_args(tiny_wan_dir, synvid, tmp_path / "e", "micro_batch=3"), "micro_batch must divide"),
+        (distill_args(tiny_wan_dir, synvid, tmp_path / "f", "feature_blocks=[0,1]"), "feature_blocks needs 5"),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli(args, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
