@@ -323,6 +323,8 @@ def _quiet_libraries() -> None:
     except ImportError:  # pragma: no cover - both are dependencies
         pass
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # our own warnings (e.g. prompt words the built-in model never saw) as one line each
+    warnings.formatwarning = lambda message, category, *args, **kw: f"warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,6 +75,10 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         shift = cfg.shift or adapter.default_shift
         sigmas = shifted_sigmas(steps, shift)
     t1 = time.perf_counter()
+    if cfg.model == "builtin":  # the built-in teacher only knows its world's words
+        from accvideo.world import warn_unknown_words
+
+        warn_unknown_words([cfg.prompt])
     cond = adapter.encode_prompts([cfg.prompt])
     uncond = adapter.encode_prompts([cfg.negative_prompt]) if guidance != 1.0 else None
     x = noise((1, *adapter.latent_shape(cfg.frames, cfg.height, cfg.width)), cfg.seed, device)
