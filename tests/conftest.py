@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# One thread per process: the suite's subprocess tests (torchrun, SIGKILL/resume) then never oversubscribe
+# the cores, and float reductions run in the same order in and out of process. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
