@@ -17,23 +17,9 @@ import yaml
 from accvideo.cli import main
 from accvideo.distill import losses
 from accvideo.distill.plots import read_losses
-from accvideo.synthesize import SynthConfig, synthesize
 
-PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
-           "a yellow triangle spinning", "a dog", "a white star", "a black cat moving right", "a grey square",
-           "a purple circle"]
 QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
 
-
-@pytest.fixture(scope="module")
-def synvid(tiny_wan_dir, tmp_path_factory):
-    """10 trajectories of the tiny teacher, m = 5 key steps of a 10-step grid, 9 frames at 32x32."""
-    root = tmp_path_factory.mktemp("distill-run-data")
-    (root / "p.txt").write_text("\n".join(PROMPTS) + "\n")
-    synthesize(SynthConfig(teacher=str(tiny_wan_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
-                           key_steps=5, frames=9, height=32, width=32, guidance=3.0, shard_size=5, batch=5,
-                           device="cpu"), progress=False)
-    return root / "syn"
 
 
 def run_cli(args, capsys):
