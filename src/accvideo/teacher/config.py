@@ -1,0 +1,77 @@
+"""Settings of `accvideo teacher train`: world, VAE, text encoder, transformer and training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Everything that defines the built-in teacher; the same config and seed give the same weights."""
+
+    seed: int = 0
+    frames: int = 17
+    height: int = 64
+    width: int = 64
+    # VAE (AutoencoderKLWan): 8x spatial, 4x temporal. Convolutional and causal in time, so it trains on crops
+    # and applies to whole clips: first vae_image_steps steps on single frames (only the first causal chunk runs:
+    # ~5x cheaper), then the rest on vae_crop_frames-frame crops, which train the time convolutions and the
+    # chunk-to-chunk cache. Crops are centred on the shape. ~11 min single-threaded CPU with these defaults.
+    vae_base_dim: int = 8
+    vae_z_dim: int = 8
+    vae_dim_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 4])
+    vae_steps: int = 4000  # all VAE steps, the single-frame ones included
+    vae_image_steps: int = 3000
+    vae_image_batch: int = 8
+    vae_batch: int = 4
+    vae_crop_frames: int = 9  # 4k+1; 9 = three causal chunks, so the chunk-to-chunk cache is trained
+    vae_crop_size: int = 32
+    vae_lr: float = 2e-3  # single-frame phase; both phases: warmup then cosine decay
+    vae_video_lr: float = 1e-3
+    vae_shape_weight: float = 2.0  # the shape's pixels weigh 1 + this in the MSE, the background 1
+    vae_chroma_weight: float = 2.0  # scales the colour part (error minus its channel mean) of the error
+    vae_kl: float = 1e-4  # weight of a small L2 pull on the latents
+    # text encoder: a random, frozen UMT5 over the world's vocabulary (the transformer learns to read it)
+    text_dim: int = 32
+    text_layers: int = 2
+    max_length: int = 24
+    # transformer (WanTransformer3DModel)
+    layers: int = 4
+    heads: int = 4
+    head_dim: int = 32
+    ffn_dim: int = 512
+    # flow-matching training
+    dataset_size: int = 4000  # rendered, encoded once, reused every epoch
+    steps: int = 8000
+    batch: int = 32
+    lr: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    caption_dropout: float = 0.1  # so classifier-free guidance works
+    shift: float = 3.0  # training noise-level shift, also written as the scheduler's default
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        if self.frames < 1 or (self.frames - 1) % 4 or (self.vae_crop_frames - 1) % 4:
+            raise ValueError(f"frames and vae_crop_frames must be 4k+1; got {self.frames}, {self.vae_crop_frames}")
+        if self.height % 16 or self.width % 16 or self.vae_crop_size % 16:
+            raise ValueError("height, width and vae_crop_size must be multiples of 16")
+        if self.vae_crop_size > min(self.height, self.width) or self.vae_crop_frames > self.frames:
+            raise ValueError("the VAE crop must fit inside a clip")
+        if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema < 1:
+            raise ValueError("caption_dropout and ema must lie in [0, 1)")
+        if not 0 <= self.vae_image_steps < self.vae_steps:
+            raise ValueError(f"vae_image_steps must lie in [0, vae_steps); got {self.vae_image_steps} of {self.vae_steps}")
+        for name in ("vae_steps", "steps", "batch", "vae_batch", "vae_image_batch", "dataset_size", "layers",
+                     "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
+
+def quick_config(**kw) -> TeacherConfig:
+    """A seconds-long preset with the same code path, for tests."""
+    base = dict(frames=9, height=32, width=32, vae_steps=3, vae_image_steps=2, vae_batch=2, vae_image_batch=2,
+                vae_crop_size=16, text_dim=16,
+                max_length=16, layers=2, heads=2, head_dim=8, ffn_dim=32, dataset_size=8, steps=6, batch=4,
+                warmup=2, checkpoint_every=3)
+    return TeacherConfig(**{**base, **kw})

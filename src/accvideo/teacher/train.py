@@ -1,0 +1,173 @@
+"""`accvideo teacher train`: the built-in teacher from scratch (VAE, then flow matching), resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from accvideo.core.config import save_config
+from accvideo.core.schedules import shift_sigmas
+from accvideo.models.tiny import word_tokenizer
+from accvideo.models.wan import WanAdapter
+from accvideo.teacher.config import TeacherConfig
+from accvideo.teacher.state import load_state, save_state
+from accvideo.teacher.vae import clips, load_trained_vae, reconstruction_psnr, train_items, train_vae
+from accvideo.world import caption, vocabulary
+
+
+def build_pipeline(cfg: TeacherConfig, vae):
+    """Tokenizer + random frozen UMT5 + fresh WanTransformer3DModel + the trained VAE, as a WanPipeline."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = word_tokenizer(vocabulary(), cfg.max_length)
+    torch.manual_seed(cfg.seed + 2)
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer), d_model=cfg.text_dim, d_kv=cfg.text_dim // 4, d_ff=2 * cfg.text_dim,
+            num_layers=cfg.text_layers, num_heads=4, relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+    torch.manual_seed(cfg.seed + 3)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.vae_z_dim, out_channels=cfg.vae_z_dim, text_dim=cfg.text_dim, freq_dim=256,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=64,
+    )
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=cfg.shift),
+    )
+
+
+@torch.no_grad()
+def encode_dataset(cfg: TeacherConfig, vae, work: Path) -> dict[str, torch.Tensor]:
+    """Render and encode the training clips once: raw latents (N, z, F', H', W') and caption ids (N,)."""
+    from safetensors.torch import load_file, save_file
+
+    path = work / "latents.safetensors"
+    if path.is_file():
+        return load_file(str(path))
+    items = train_items(cfg, 0, cfg.dataset_size, stream=2)
+    captions = sorted({caption(a) for a, _ in items})
+    chunks = []
+    for i in tqdm(range(0, len(items), 16), desc="teacher 2/3: encode clips", unit="batch"):
+        chunks.append(vae.encode(clips(cfg, items[i : i + 16])).latent_dist.mode())
+    data = {
+        "latents": torch.cat(chunks).contiguous(),
+        "caption_ids": torch.tensor([captions.index(caption(a)) for a, _ in items]),
+    }
+    tmp = work / ".latents.part"
+    save_file(data, str(tmp), metadata={"captions": json.dumps(captions)})
+    os.replace(tmp, path)
+    return data
+
+
+def _captions(work: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(work / "latents.safetensors"), "pt") as f:
+        return json.loads(f.metadata()["captions"])
+
+
+def train_transformer(cfg: TeacherConfig, pipe, data: dict, captions: list[str], work: Path) -> dict:
+    """Flow matching (v = eps - x0) with caption dropout; AdamW, warmup + cosine, EMA. Resumable."""
+    adapter = WanAdapter(pipe)
+    z = pipe.vae.config
+    mean = torch.tensor(z.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(z.latents_std).view(1, -1, 1, 1, 1)
+    x_data = (data["latents"] - mean) / std
+    cond_all = adapter.encode_prompts(captions)["prompt_embeds"]
+    uncond = adapter.encode_prompts([""])["prompt_embeds"]
+
+    model = pipe.transformer.train().requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    step, log = 0, work / "transformer_log.jsonl"
+    ckpt = work / "transformer_state.pt"
+    if (state := load_state(ckpt)) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        ema = state["ema"]
+        gen.set_state(state["gen"])
+        step = int(state["step"])
+    bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
+    t0, running = time.perf_counter(), None
+    while step < cfg.steps:
+        warm = min(1.0, (step + 1) / cfg.warmup)
+        lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(x_data), (cfg.batch,), generator=gen)
+        x0 = x_data[idx]
+        cond = cond_all[data["caption_ids"][idx]]
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout
+        cond = torch.where(drop.view(-1, 1, 1), uncond.expand_as(cond), cond)
+        eps = torch.randn(x0.shape, generator=gen)
+        sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift)
+        s = sigma.view(-1, 1, 1, 1, 1)
+        v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond})
+        loss = (v - (eps - x0)).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            for k, p in model.state_dict().items():
+                ema[k].lerp_(p, 1 - decay) if p.is_floating_point() else ema[k].copy_(p)
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if step % 50 == 0:
+            with log.open("a") as f:
+                f.write(json.dumps({"step": step, "loss": running, "lr": lr}) + "\n")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema,
+                              "gen": gen.get_state(), "step": step})
+    bar.close()
+    model.load_state_dict(ema)
+    model.eval().requires_grad_(False)
+    return {"final_loss": running, "transformer_seconds_this_run": round(time.perf_counter() - t0, 1)}
+
+
+def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None) -> dict:
+    """All phases; finished phases are skipped on a rerun, so a killed run resumes where it stopped."""
+    out, work = Path(out), Path(work or f"{out}.work")
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, work / "config.yaml")
+    t0 = time.perf_counter()
+    vae = load_trained_vae(cfg, train_vae(cfg, work))
+    t_vae = time.perf_counter() - t0
+    data = encode_dataset(cfg, vae, work)
+    captions = _captions(work)
+    lat = data["latents"].transpose(0, 1).flatten(1)
+    vae.register_to_config(latents_mean=lat.mean(1).tolist(), latents_std=lat.std(1).clamp_min(1e-3).tolist())
+    pipe = build_pipeline(cfg, vae)
+    stats = train_transformer(cfg, pipe, data, captions, work)
+    probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
+    stats |= {"vae_psnr_db": round(reconstruction_psnr(vae, probe), 2), "vae_seconds_this_run": round(t_vae, 1),
+              "total_seconds_this_run": round(time.perf_counter() - t0, 1),
+              "parameters": {n: sum(p.numel() for p in m.parameters())
+                             for n, m in (("transformer", pipe.transformer), ("vae", vae),
+                                          ("text_encoder", pipe.text_encoder))}}
+    tmp = out.with_name(f".{out.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    save_config(cfg, tmp / "accvideo_teacher.yaml", **stats)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return stats
