@@ -61,7 +61,8 @@ class TeacherConfig:
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema < 1:
             raise ValueError("caption_dropout and ema must lie in [0, 1)")
         if not 0 <= self.vae_image_steps < self.vae_steps:
-            raise ValueError(f"vae_image_steps must lie in [0, vae_steps); got {self.vae_image_steps} of {self.vae_steps}")
+            raise ValueError(f"vae_image_steps (the single-frame steps, part of vae_steps) must lie in [0, vae_steps); "
+                             f"got {self.vae_image_steps} with vae_steps={self.vae_steps}")
         for name in ("vae_steps", "steps", "batch", "vae_batch", "vae_image_batch", "dataset_size", "layers",
                      "checkpoint_every"):
             if getattr(self, name) < 1:
