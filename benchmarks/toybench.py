@@ -3,8 +3,10 @@
     python benchmarks/toybench.py --n 256 --run teacher-50=builtin:50:5 --run teacher-5=builtin:5:5 \
         --json benchmarks/results/toybench.json
 
-Each --run is NAME=MODEL:STEPS:GUIDANCE[:SHIFT]; MODEL is 'builtin' or a diffusers folder. Prints a
-Markdown table (accuracy per attribute, Frechet distance, temporal consistency, seconds) and writes JSON.
+Each --run is NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]; MODEL is 'builtin', a diffusers folder or a distill run
+(a student samples on its own key sigmas without CFG unless STEPS/GUIDANCE are given; an empty field keeps the
+default, e.g. student-5=runs/s5). Prints a Markdown table (accuracy per attribute, Frechet distance, temporal
+consistency, seconds) and writes JSON.
 """
 
 from __future__ import annotations
@@ -16,26 +18,26 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.runtime import resolve_model
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.run import evaluate_videos
-from accvideo.models import load_adapter
+from accvideo.sample.model import open_model
 from accvideo.world import prompts
 
 
 def parse_run(text: str) -> dict:
     name, _, spec = text.partition("=")
     parts = spec.split(":")
-    if not name or len(parts) not in (3, 4):
-        raise SystemExit(f"--run {text!r}: expected NAME=MODEL:STEPS:GUIDANCE[:SHIFT]")
-    return {"name": name, "model": parts[0], "steps": int(parts[1]), "guidance": float(parts[2]),
-            "shift": float(parts[3]) if len(parts) == 4 else None}
+    if not name or not parts[0] or len(parts) > 4:
+        raise SystemExit(f"--run {text!r}: expected NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]")
+    parts += [""] * (4 - len(parts))
+    return {"name": name, "model": parts[0], "steps": int(parts[1]) if parts[1] else None,
+            "guidance": float(parts[2]) if parts[2] else None, "shift": float(parts[3]) if parts[3] else None}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="NAME=MODEL:STEPS:GUIDANCE[:SHIFT]")
+    ap.add_argument("--run", action="append", required=True, help="NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]")
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
     ap.add_argument("--split", default="heldout")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
@@ -48,19 +50,23 @@ def main() -> None:
 
     clf = load_classifier()
     pairs = prompts(args.n, args.split, args.seed)
-    rows, adapters = [], {}
+    rows, models = [], {}
     for run in map(parse_run, args.run):
-        if run["model"] not in adapters:
-            adapters[run["model"]] = load_adapter(resolve_model(run["model"]))
-        adapter = adapters[run["model"]]
+        if run["model"] not in models:
+            models[run["model"]] = open_model(run["model"])
+        opened = models[run["model"]]
+        sigmas = opened.sigmas(run["steps"], run["shift"])
+        guidance = opened.default_guidance if run["guidance"] is None else run["guidance"]
         t0 = time.perf_counter()
         videos = generate_videos(
-            adapter, pairs, frames=clf.cfg.frames, height=clf.cfg.height, width=clf.cfg.width,
-            steps=run["steps"], guidance=run["guidance"], shift=run["shift"], batch_size=args.batch,
+            opened.adapter, pairs, frames=clf.cfg.frames, height=clf.cfg.height, width=clf.cfg.width,
+            sigmas=sigmas, guidance=guidance, batch_size=args.batch,
         )
         seconds = time.perf_counter() - t0
         m = evaluate_videos(videos, pairs, classifier=clf)
-        rows.append({**run, "shift": run["shift"] or adapter.default_shift, "seconds": round(seconds, 1),
+        rows.append({**run, "steps": len(sigmas) - 1, "guidance": guidance,
+                     "shift": run["shift"] or opened.adapter.default_shift,
+                     "sigmas": [round(float(s), 6) for s in sigmas], "seconds": round(seconds, 1),
                      "accuracy": m["accuracy"], "frechet_distance": m["frechet_distance"],
                      "temporal_consistency": m["temporal_consistency"], "reference": m.get("reference")})
         print(f"{run['name']}: mean accuracy {m['accuracy']['mean']:.3f}, FD {m['frechet_distance']:.3f}", flush=True)
@@ -76,7 +82,7 @@ def main() -> None:
                                         f"{r['seconds']:.0f}"]) + " |")
     ref = rows[0]["reference"]
     if ref:
-        lines.append(f"| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
+        lines.append("| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
                      + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
                      f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |")
     table = "\n".join(lines)

@@ -60,6 +60,15 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert settings["sigmas"] == pytest.approx(info["key_sigmas"], abs=1e-6)
     assert settings["model_dir"] == str(tiny_wan_dir.resolve())
 
+    # evaluate samples a student the same way: its key sigmas, no CFG
+    code, out, err = run_cli(["evaluate", "--model", str(run), "--prompts", "2", "--video-format", "none",
+                              "--out", str(tmp_path / "eval")], capsys)
+    assert code in (0, None), err
+    source = json.loads((tmp_path / "eval" / "metrics.json").read_text())["source"]
+    assert source["steps"] == 5 and source["guidance"] == 1.0
+    assert source["sigmas"] == pytest.approx(info["key_sigmas"], abs=1e-6)
+    assert source["student_dir"] == str(run / "student")
+
 
 def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvid, tmp_path, capsys):
     # LoRA: its initialisation must come from the run's seed too (the two runs live in different processes)

@@ -216,13 +216,13 @@ def synthesize_command(
 
 @app.command()
 def evaluate(
-    model: Annotated[Optional[str], typer.Option(help="Pipeline folder or 'builtin' to sample and score.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Pipeline folder, 'builtin' or a distill run to sample and score.")] = None,
     videos: Annotated[Optional[Path], typer.Option(help="Folder of clips + manifest.jsonl to score instead.")] = None,
     prompts: Annotated[int, typer.Option(help="World prompts to sample (with --model).")] = 64,
     split: Annotated[str, typer.Option(help="Prompt split: heldout, train or all.")] = "heldout",
     seed: Annotated[int, typer.Option(help="Seed of the prompt list (each prompt gets its own seed).")] = 0,
-    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
-    guidance: Annotated[float, typer.Option(help="CFG scale; 1 turns CFG off (students).")] = 5.0,
+    steps: Annotated[Optional[int], typer.Option(help="Euler steps [teacher: 50; student: its key steps].")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="CFG scale; 1 turns CFG off [teacher: 5; student: 1].")] = None,
     shift: Annotated[Optional[float], typer.Option(help="Sigma shift (default: the checkpoint's).")] = None,
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt for CFG.")] = "",
     batch_size: Annotated[int, typer.Option(help="Clips sampled together (results do not depend on it).")] = 4,

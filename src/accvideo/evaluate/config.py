@@ -18,8 +18,8 @@ class EvaluateConfig:
     prompts: int = 64  # prompts sampled from the split (model only)
     split: str = "heldout"  # train | heldout | all
     seed: int = 0  # seed of the prompt list (each prompt gets its own render / noise seed)
-    steps: int = 50
-    guidance: float = 5.0
+    steps: int | None = None  # None: 50 for a teacher, a student's own key steps
+    guidance: float | None = None  # None: 5 for a teacher, 1 (no CFG) for a student
     shift: float | None = None  # None: the checkpoint's
     negative_prompt: str = ""
     batch_size: int = 4  # clips sampled together (does not change any clip)
@@ -36,9 +36,9 @@ class EvaluateConfig:
             raise ValueError(f"--prompts must be >= 2 (the Frechet distance needs two clips); got {self.prompts}")
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")
-        if self.steps < 1 or self.batch_size < 1:
+        if (self.steps is not None and self.steps < 1) or self.batch_size < 1:
             raise ValueError(f"--steps and --batch-size must be >= 1; got {self.steps}, {self.batch_size}")
-        if self.guidance < 0:
+        if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"--guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"--shift must be positive; got {self.shift}")

@@ -24,15 +24,18 @@ def generate_videos(
     steps: int = 50,
     guidance: float = 5.0,
     shift: float | None = None,
+    sigmas: torch.Tensor | None = None,
     negative_prompt: str = "",
     batch_size: int = 4,
     progress: bool = True,
 ) -> np.ndarray:
     """Clips (N, F, H, W, 3) uint8 for (prompt, seed) pairs; batching does not change any clip's noise.
 
-    Clips are quantised to 8 bits as any saved video is, so re-scoring a saved .npy folder is exact.
+    `sigmas` (a student's key sigmas, say) replaces the shifted `steps` grid. Clips are quantised to 8 bits as
+    any saved video is, so re-scoring a saved .npy folder is exact.
     """
-    sigmas = shifted_sigmas(steps, shift or adapter.default_shift)
+    if sigmas is None:
+        sigmas = shifted_sigmas(steps, shift or adapter.default_shift)
     shape = adapter.latent_shape(frames, height, width)
     uncond_one = adapter.encode_prompts([negative_prompt]) if guidance != 1.0 else None
     out: list[np.ndarray] = []

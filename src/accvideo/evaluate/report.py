@@ -32,7 +32,7 @@ def metrics_table(metrics: dict) -> str:
 def metrics_markdown(metrics: dict) -> str:
     """The whole metrics.md: source, table, warnings."""
     src = metrics.get("source", {})
-    what = src.get("model") or src.get("videos") or "videos"
+    what = src.get("student_dir") or src.get("model_dir") or src.get("videos") or "videos"
     head = [f"# ToyBench: {what}", "", f"{metrics['n_videos']} clips, {metrics['n_scored']} scored."]
     if "steps" in src:
         head.append(f"Sampled on the {src['split']} split, {src['steps']} Euler steps, guidance {src['guidance']}, "

@@ -141,23 +141,25 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
 
 
 def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
-    """Clips of cfg.prompts world prompts from cfg.model, in the classifier's frame count and size."""
-    from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+    """Clips of cfg.prompts world prompts from cfg.model (a teacher or a student), in the classifier's size."""
+    from accvideo.core.runtime import resolve_device, resolve_dtype
     from accvideo.evaluate.generate import generate_videos
-    from accvideo.models import adapter_class, load_adapter
+    from accvideo.sample.model import model_family, open_model
 
-    model_dir = resolve_model(cfg.model)
-    family = adapter_class(model_dir)  # validates the folder before any weight is read
+    family = model_family(cfg.model)  # validates the folder before any weight is read
     f, h, w = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     if (f - 1) % family.frame_step:
         raise AccVideoError(f"the classifier expects {f} frames, which a {family.family} model cannot make")
     device = resolve_device(cfg.device)
-    adapter = load_adapter(model_dir, device=device, dtype=resolve_dtype(cfg.dtype, device))
+    opened = open_model(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device))
+    sigmas = opened.sigmas(cfg.steps, cfg.shift)
+    guidance = opened.default_guidance if cfg.guidance is None else cfg.guidance
     pairs = prompts(cfg.prompts, cfg.split, cfg.seed)
     videos = generate_videos(
-        adapter, pairs, frames=f, height=h, width=w, steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift,
+        opened.adapter, pairs, frames=f, height=h, width=w, sigmas=sigmas, guidance=guidance,
         negative_prompt=cfg.negative_prompt, batch_size=cfg.batch_size, progress=progress,
     )
-    source = {"model": str(model_dir), "split": cfg.split, "prompt_seed": cfg.seed, "steps": cfg.steps,
-              "guidance": cfg.guidance, "shift": cfg.shift or adapter.default_shift, "device": str(device)}
+    source = {**opened.describe(), "split": cfg.split, "prompt_seed": cfg.seed, "steps": len(sigmas) - 1,
+              "guidance": guidance, "shift": cfg.shift or opened.adapter.default_shift,
+              "sigmas": [round(float(s), 6) for s in sigmas], "device": str(device)}
     return videos, pairs, source
