@@ -308,6 +308,48 @@ def distill_command(
     )
 
 
+def _chain_config(config, overrides, preset: str, **values):
+    from accvideo.core.config import load_config
+    from accvideo.demo import ChainConfig, quick_config
+
+    presets = {"default": ChainConfig, "quick": quick_config}
+    if preset not in presets:
+        raise AccVideoError(f"--preset must be one of {', '.join(presets)}; got {preset!r}")
+    return load_config(ChainConfig, config, overrides or (), base=presets[preset](), **values)
+
+
+@app.command()
+def demo(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value settings (see demo/config.py).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder; the report goes to OUT/report/.")] = Path("demo"),
+    teacher: Annotated[str, typer.Option(help="Teacher pipeline folder or 'builtin'.")] = "builtin",
+    preset: Annotated[str, typer.Option(help="default (under 10 min on 2 CPU cores) or quick (seconds).")] = "default",
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any ChainConfig settings.")] = None,
+):
+    """The whole chain on the built-in model: prompts, synthesize, distill, sample, evaluate, report."""
+    from accvideo.demo import run_demo
+
+    cfg = _chain_config(config, overrides, out=str(out), teacher=teacher, preset=preset)
+    run_demo(cfg, echo=typer.echo)
+
+
+@app.command()
+def ablate(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value settings (see demo/config.py).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder for the students, clips and ablation.md/json/png.")] = Path(
+        "ablation"
+    ),
+    teacher: Annotated[str, typer.Option(help="Teacher pipeline folder or 'builtin'.")] = "builtin",
+    preset: Annotated[str, typer.Option(help="default or quick (seconds).")] = "default",
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any ChainConfig settings.")] = None,
+):
+    """The paper's ablation on ToyBench: (a) teacher m steps, (b) + L_traj, (c) + L_adv shared head, (d) full."""
+    from accvideo.demo import run_ablation
+
+    cfg = _chain_config(config, overrides, out=str(out), teacher=teacher, preset=preset)
+    run_ablation(cfg, echo=typer.echo)
+
+
 def _quiet_libraries() -> None:
     """Keep upstream info logs and per-component progress bars out of our output."""
     import warnings

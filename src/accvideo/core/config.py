@@ -16,13 +16,14 @@ from accvideo.errors import AccVideoError
 C = TypeVar("C")
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (), **values) -> C:
-    """Build a frozen dataclass `cls`: defaults < YAML file < `values` < `key=value` overrides.
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (), *, base: C | None = None,
+                **values) -> C:
+    """Build a frozen dataclass `cls`: defaults (or a preset `base`) < YAML file < `values` < `key=value` overrides.
 
     Unknown keys and values of the wrong type are rejected with a one-line AccVideoError.
     """
     try:
-        merged = OmegaConf.structured(cls)
+        merged = OmegaConf.structured(base if base is not None else cls)
         if path is not None:
             path = Path(path)
             if not path.is_file():

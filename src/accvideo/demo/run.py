@@ -1,0 +1,106 @@
+"""`accvideo demo`: the whole chain on the built-in model, ending in OUT/report/."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+from accvideo import __version__
+from accvideo.core.config import to_dict
+from accvideo.demo.chain import (
+    Sampler,
+    Stages,
+    distill_student,
+    eval_pairs,
+    load_clips,
+    sample_and_score,
+    synthesize_synvid,
+    write_train_prompts,
+)
+from accvideo.demo.config import ChainConfig
+from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video, write_json
+
+
+def demo_samplers(cfg: ChainConfig, student_run: Path) -> list[Sampler]:
+    """The three rows: the n-step teacher with CFG, the naive m-step teacher with CFG, the m-step student."""
+    n, m = cfg.teacher_steps, cfg.key_steps
+    return [
+        Sampler(f"teacher-{n}", cfg.teacher, n, cfg.guidance, f"teacher {n} steps"),
+        Sampler(f"teacher-{m}", cfg.teacher, m, cfg.guidance, f"teacher {m} steps"),
+        Sampler(f"student-{m}", str(student_run), None, None, f"student {m} steps"),
+    ]
+
+
+def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
+    """prompts -> synthesize -> distill -> sample -> evaluate -> report; returns metrics.json's content."""
+    import torch
+
+    from accvideo.sample.run import prepare_output
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    report = prepare_output(out / "report" / "index.md").parent
+    stages = Stages(echo)
+    t0 = time.perf_counter()
+    with stages("prompts"):
+        prompts_file = write_train_prompts(cfg)
+    with stages("synthesize"):
+        synvid = synthesize_synvid(cfg, prompts_file, progress)
+    with stages("distill"):
+        run = distill_student(cfg, synvid, "distill", progress)
+    samplers = demo_samplers(cfg, run)
+    with stages("sample + evaluate"):
+        results = sample_and_score(cfg, samplers, progress)
+    with stages("report"):
+        pairs = eval_pairs(cfg)[: cfg.grid_prompts]
+        columns = [load_clips(r["videos"], cfg.grid_prompts) for r in results.values()]
+        labels = [s.name for s in samplers]
+        from accvideo.core.video import write_video
+
+        grid = grid_video(columns, labels)
+        write_video(report / "grid.mp4", grid, cfg.fps)
+        write_video(report / "grid.gif", grid, cfg.fps)
+        frame_grid_png(report / "frames.png", columns, [r["label"] for r in results.values()],
+                       [p for p, _ in pairs[:2]])
+        copy_plot(run / "losses.png", report / "losses.png")
+    seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
+    metrics = {"accvideo": __version__, "config": to_dict(cfg), "machine": _machine(), "seconds": seconds,
+               "eval_pairs": [list(p) for p in eval_pairs(cfg)], "results": results}
+    write_json(report / "metrics.json", metrics)
+    (report / "index.md").write_text(index_markdown(cfg, metrics))
+    echo(comparison_table(results))
+    echo(f"wrote {report / 'index.md'} (total {seconds['total']:.0f} s)")
+    return metrics
+
+
+def index_markdown(cfg: ChainConfig, metrics: dict) -> str:
+    """The report's front page: what ran, the table, stage times, the pictures."""
+    n, m = cfg.teacher_steps, cfg.key_steps
+    lines = [
+        "# accvideo demo report", "",
+        f"Teacher `{cfg.teacher}`; {cfg.train_prompts} train-split prompts -> SynVid ({n} Euler steps, CFG "
+        f"{cfg.guidance:g}, {m} key steps) -> a {m}-step {'LoRA r' + str(cfg.lora_rank) if cfg.lora_rank else 'full'} "
+        f"student ({cfg.iterations} iterations of batch {cfg.batch}, lr {cfg.lr:g}) -> ToyBench on "
+        f"{cfg.eval_prompts} held-out prompt and seed pairs (the same for every row).", "",
+        "## ToyBench", "", comparison_table(metrics["results"]), "",
+        "Accuracy: the shipped classifier's shape / colour / motion predictions against the prompt. Frechet: "
+        "distance between classifier features of these clips and of real clips of the same prompts (lower is "
+        "better; the reference row is two real sets, the floor at this N). Temporal: docs/toybench.md.", "",
+        "## Time per stage", "", "| stage | seconds |", "|---|---:|",
+        *[f"| {k} | {v:.1f} |" for k, v in metrics["seconds"].items()], "",
+        f"Machine: {metrics['machine']}.", "",
+        "## Clips", "",
+        f"`grid.mp4` / `grid.gif`: columns {', '.join(r for r in metrics['results'])}; rows: the first "
+        f"{cfg.grid_prompts} evaluation prompts, same seeds in every column.", "",
+        "![frames](frames.png)", "", "## Distillation losses", "", "![losses](losses.png)", "",
+    ]
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    return f"{platform.machine()} {device}, torch {torch.__version__}"
