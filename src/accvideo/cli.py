@@ -350,6 +350,38 @@ def ablate(
     run_ablation(cfg, echo=typer.echo)
 
 
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="Pipeline folder, 'builtin' or a distill run.")] = "builtin",
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Build --config with random weights.")] = False,
+    config_name: Annotated[str, typer.Option("--config", help="wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan-tiny ...")] = (
+        "wan2.1-t2v-1.3b"
+    ),
+    size: Annotated[str, typer.Option(help="HxWxF, e.g. 480x832x81.")] = "64x64x17",
+    teacher_steps: Annotated[int, typer.Option(help="Teacher Euler steps (with CFG).")] = 50,
+    student_steps: Annotated[int, typer.Option(help="Student Euler steps (no CFG).")] = 5,
+    guidance: Annotated[float, typer.Option(help="The teacher's CFG scale.")] = 5.0,
+    repeats: Annotated[int, typer.Option(help="Timed runs of each; the fastest is reported.")] = 1,
+    vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Decode with VAE tiling.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path("bench"),
+):
+    """Time per stage (text encoding, each transformer step, VAE decode, the rest) of teacher and student."""
+    from accvideo.bench import BenchConfig, bench_markdown, run_bench
+    from accvideo.bench.run import parse_size3
+    from accvideo.core.config import load_config
+
+    height, width, frames = parse_size3(size)
+    cfg = load_config(BenchConfig, None, (), model=model, random_weights=random_weights, config=config_name,
+                      height=height, width=width, frames=frames, teacher_steps=teacher_steps,
+                      student_steps=student_steps, guidance=guidance, repeats=repeats, vae_tiling=vae_tiling,
+                      device=device, dtype=dtype, out=str(out))
+    report = run_bench(cfg)
+    typer.echo(bench_markdown(report))
+    typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+
+
 def _quiet_libraries() -> None:
     """Keep upstream info logs and per-component progress bars out of our output."""
     import warnings

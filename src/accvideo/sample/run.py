@@ -30,6 +30,22 @@ def prepare_output(out: str | Path) -> Path:
     return out
 
 
+def generate_clip(adapter, prompt: str, *, negative_prompt: str = "", frames: int, height: int, width: int,
+                  sigmas: torch.Tensor, guidance: float, seed: int, progress: bool = False) -> torch.Tensor:
+    """One clip (F, H, W, 3) in [0, 1]: text encoding, the Euler loop over `sigmas` (CFG unless guidance is 1),
+    VAE decode. `accvideo sample` and `accvideo bench` both run exactly this."""
+    cond = adapter.encode_prompts([prompt])
+    uncond = adapter.encode_prompts([negative_prompt]) if guidance != 1.0 else None
+    x = noise((1, *adapter.latent_shape(frames, height, width)), seed, adapter.device)
+    with torch.inference_mode():
+        latents = euler_sample(
+            lambda x, s: adapter.velocity(x, s, cond),
+            x, sigmas, guidance=guidance, progress=progress,
+            uncond=(lambda x, s: adapter.velocity(x, s, uncond)) if uncond is not None else None,
+        )
+        return adapter.decode(latents)[0]
+
+
 def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     """Generate cfg.prompt into cfg.out (plus a GIF when asked); returns the resolved settings.
 
@@ -61,16 +77,9 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         from accvideo.world import warn_unknown_words
 
         warn_unknown_words([cfg.prompt])
-    cond = adapter.encode_prompts([cfg.prompt])
-    uncond = adapter.encode_prompts([cfg.negative_prompt]) if guidance != 1.0 else None
-    x = noise((1, *adapter.latent_shape(cfg.frames, cfg.height, cfg.width)), cfg.seed, device)
-    with torch.inference_mode():
-        latents = euler_sample(
-            lambda x, s: adapter.velocity(x, s, cond),
-            x, sigmas, guidance=guidance, progress=progress,
-            uncond=(lambda x, s: adapter.velocity(x, s, uncond)) if uncond is not None else None,
-        )
-        video = adapter.decode(latents)[0]
+    video = generate_clip(adapter, cfg.prompt, negative_prompt=cfg.negative_prompt, frames=cfg.frames,
+                          height=cfg.height, width=cfg.width, sigmas=sigmas, guidance=guidance, seed=cfg.seed,
+                          progress=progress)
     t2 = time.perf_counter()
     write_video(out, video, cfg.fps)
     written = [str(out)]

@@ -1,0 +1,77 @@
+"""Real-size pipelines with random weights, so speed can be measured without checkpoints (`bench --random-weights`).
+
+The configs are those of the published diffusers checkpoints (transformer, text encoder and VAE sizes); the
+tokenizer is an in-memory word-level one padded to the real sequence length, so every stage does the work the
+real model does. Weights are created directly on the device in the benchmark dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+
+from accvideo.errors import AccVideoError
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _wan(*, dim_heads: int, layers: int, ffn: int, text: dict, vae: dict | None = None, shift: float = 3.0,
+         max_length: int = 512) -> Callable:
+    def build(device: torch.device, dtype: torch.dtype):
+        from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+        from transformers import UMT5Config, UMT5EncoderModel
+
+        from accvideo.models.tiny import word_tokenizer
+        from accvideo.models.wan import WanAdapter
+        from accvideo.world import vocabulary
+
+        with torch.device(device), _default_dtype(dtype):
+            text_encoder = UMT5EncoderModel(UMT5Config(**text)).eval()
+            transformer = WanTransformer3DModel(
+                patch_size=(1, 2, 2), num_attention_heads=dim_heads, attention_head_dim=128, in_channels=16,
+                out_channels=16, text_dim=text["d_model"], freq_dim=256, ffn_dim=ffn, num_layers=layers,
+                cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+            ).eval()
+            vae_module = AutoencoderKLWan(**(vae or {})).eval()  # the defaults are Wan 2.1's VAE
+        tokenizer = word_tokenizer(vocabulary(), max_length=max_length)
+        pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae_module,
+                           scheduler=FlowMatchEulerDiscreteScheduler(shift=shift))
+        for module in (text_encoder, transformer, vae_module):
+            module.requires_grad_(False)
+        return WanAdapter(pipe, max_sequence_length=max_length)
+
+    return build
+
+
+UMT5_XXL = dict(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=256384,
+                feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                is_encoder_decoder=False)
+
+# name -> builder(device, dtype) -> ModelAdapter
+RANDOM_CONFIGS: dict[str, Callable] = {
+    "wan2.1-t2v-1.3b": _wan(dim_heads=12, layers=30, ffn=8960, text=UMT5_XXL),
+    "wan2.1-t2v-14b": _wan(dim_heads=40, layers=40, ffn=13824, text=UMT5_XXL),
+    # the same code path at a size a CPU runs in seconds (tests, smoke runs)
+    "wan-tiny": _wan(dim_heads=2, layers=2, ffn=64,
+                     text=dict(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=256,
+                               is_encoder_decoder=False),
+                     vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2]), max_length=32),
+}
+
+
+def build_random(name: str, device: torch.device, dtype: torch.dtype):
+    """The adapter of a real-size (or 'wan-tiny') pipeline with random weights."""
+    if name not in RANDOM_CONFIGS:
+        raise AccVideoError(f"unknown --config {name!r}; choose one of {', '.join(RANDOM_CONFIGS)}")
+    torch.manual_seed(0)
+    return RANDOM_CONFIGS[name](device, dtype)

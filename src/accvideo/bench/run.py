@@ -1,0 +1,137 @@
+"""`accvideo bench`: time per stage of the n-step teacher (with its guidance) and an m-step student (without)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from accvideo.bench.timing import time_generation
+from accvideo.core.config import to_dict
+from accvideo.core.schedules import shifted_sigmas
+from accvideo.errors import AccVideoError
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "builtin"  # pipeline folder, 'builtin' or a distill run (ignored with random_weights)
+    random_weights: bool = False
+    config: str = "wan2.1-t2v-1.3b"  # with random_weights: a name in bench/configs.py
+    height: int = 64
+    width: int = 64
+    frames: int = 17
+    teacher_steps: int = 50
+    student_steps: int = 5
+    guidance: float = 5.0  # the teacher's CFG scale (the student runs without CFG)
+    prompt: str = "a red circle moving left on a grey background"
+    repeats: int = 1  # timed runs of each; the table reports the fastest
+    vae_tiling: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    out: str = "bench"
+
+    def __post_init__(self):
+        for name in ("teacher_steps", "student_steps", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
+
+def parse_size3(text: str) -> tuple[int, int, int]:
+    """'HxWxF' -> (height, width, frames)."""
+    try:
+        h, w, f = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise AccVideoError(f"--size must look like HxWxF, e.g. 480x832x81; got {text!r}") from None
+    return h, w, f
+
+
+def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
+    if cfg.random_weights:
+        from accvideo.bench.configs import build_random
+
+        return build_random(cfg.config, device, dtype), f"{cfg.config} (random weights)"
+    from accvideo.sample.model import open_model
+
+    opened = open_model(cfg.model, device=device, dtype=dtype)
+    return opened.adapter, str(opened.student_dir or opened.model_dir)
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
+    from accvideo.core.runtime import resolve_device, resolve_dtype
+    from accvideo.sample.config import check_video_size
+    from accvideo.sample.run import prepare_output
+
+    out = prepare_output(Path(cfg.out) / "bench.json").parent
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    try:
+        adapter, what = _load(cfg, device, dtype)
+    except torch.OutOfMemoryError:
+        raise AccVideoError(f"out of GPU memory building {cfg.config}; try a smaller --size or model, or a GPU "
+                            "with more memory") from None
+    if cfg.vae_tiling:
+        adapter.vae.enable_tiling()
+    try:
+        check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
+    shift = adapter.default_shift
+    args = dict(prompt=cfg.prompt, negative_prompt="", frames=cfg.frames, height=cfg.height, width=cfg.width, seed=0)
+    runs = {"teacher": (shifted_sigmas(cfg.teacher_steps, shift), cfg.guidance),
+            "student": (shifted_sigmas(cfg.student_steps, shift), 1.0)}
+    try:
+        time_generation(adapter, sigmas=shifted_sigmas(1, shift), guidance=cfg.guidance, **args)  # warm-up
+        results = {}
+        for name, (sigmas, guidance) in runs.items():
+            timings = [time_generation(adapter, sigmas=sigmas, guidance=guidance, **args) for _ in range(cfg.repeats)]
+            results[name] = min(timings, key=lambda t: t["end_to_end_s"])
+    except torch.OutOfMemoryError:
+        raise AccVideoError("out of GPU memory; try --vae-tiling, a smaller --size, or CPU offload") from None
+    report = {
+        "model": what, "config": to_dict(cfg), "device": _device_name(device), "dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__, "results": results,
+        "speedup_end_to_end": results["teacher"]["end_to_end_s"] / results["student"]["end_to_end_s"],
+    }
+    _write(out / "bench.json", json.dumps(report, indent=1) + "\n")
+    _write(out / "bench.md", bench_markdown(report))
+    return report
+
+
+def bench_markdown(report: dict) -> str:
+    """The stage table: one column per sampler, every stage and the overhead no stage accounts for."""
+    t, s = report["results"]["teacher"], report["results"]["student"]
+    cfg = report["config"]
+    rows = [
+        ("Euler steps x forwards per step", f"{t['steps']} x {t['forwards_per_step']}",
+         f"{s['steps']} x {s['forwards_per_step']}"),
+        ("text encoding (s)", f"{t['text_encoding_s']:.3f}", f"{s['text_encoding_s']:.3f}"),
+        ("transformer step, mean (s)", f"{t['transformer_mean_step_s']:.4f}", f"{s['transformer_mean_step_s']:.4f}"),
+        ("transformer, all steps (s)", f"{t['transformer_total_s']:.3f}", f"{s['transformer_total_s']:.3f}"),
+        ("VAE decode (s)", f"{t['vae_decode_s']:.3f}", f"{s['vae_decode_s']:.3f}"),
+        ("overhead: the rest (s)", f"{t['overhead_s']:.4f} ({100 * t['overhead_fraction']:.2f}%)",
+         f"{s['overhead_s']:.4f} ({100 * s['overhead_fraction']:.2f}%)"),
+        ("end to end (s)", f"{t['end_to_end_s']:.3f}", f"{s['end_to_end_s']:.3f}"),
+    ]
+    lines = [f"# accvideo bench: {report['model']}", "",
+             f"{cfg['height']}x{cfg['width']}x{cfg['frames']}, {report['device']}, {report['dtype']}, torch "
+             f"{report['torch']}; teacher CFG {cfg['guidance']:g}, student without CFG; fastest of {cfg['repeats']}.",
+             "", "| stage | teacher | student |", "|---|---:|---:|", *[f"| {a} | {b} | {c} |" for a, b, c in rows], "",
+             f"End-to-end speed-up: **{report['speedup_end_to_end']:.1f}x**.", ""]
+    return "\n".join(lines)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
