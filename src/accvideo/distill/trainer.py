@@ -10,6 +10,7 @@ and then 5. log, and save the whole training state every `checkpoint_every` iter
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -249,6 +250,7 @@ class Distiller:
             check_resumable(saved, to_dict(cfg), self.identity, self.out / CHECKPOINT)
             self.load_state(saved)
         start = self.iteration
+        first_samples, t_train = self.samples, time.perf_counter()
         save_config(cfg, self.out / "config.yaml", teacher_identity=self.identity, key_sigmas=list(reversed(self.t)),
                     key_steps=self.m, feature_blocks=self.blocks, accumulation=cfg.accumulation,
                     feature_dim=self.feature_dim, token_grid=list(self.grid))
@@ -279,8 +281,24 @@ class Distiller:
             log.close()
         if self.iteration == start and not (self.out / "student").is_dir():
             self.save()  # a finished run resumed with nothing to do still leaves its artifact
-        return {"out": str(self.out), "iterations": self.iteration, "samples": self.samples, "key_steps": self.m,
-                "seconds": round(time.perf_counter() - t0, 3), "student": str(self.out / "student")}
+        trained, seconds = self.samples - first_samples, time.perf_counter() - t_train
+        summary = {"out": str(self.out), "iterations": self.iteration, "samples": self.samples, "key_steps": self.m,
+                   "seconds": round(time.perf_counter() - t0, 3), "student": str(self.out / "student"),
+                   # this invocation's training rate (samples = trajectories x key steps) and peak memory
+                   "samples_per_s": round(trained / seconds, 3) if trained else None,
+                   "peak_memory_mb": _peak_memory_mb(self.device)}
+        if dist.is_main():
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: the GPU's allocator peak on CUDA, else the resident-set peak (Linux: KiB)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:
