@@ -81,14 +81,20 @@ def tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the pipeline to.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
     layers: Annotated[int, typer.Option(help="Transformer blocks.")] = 2,
+    family: Annotated[str, typer.Option(help="wan, or hunyuan (1 dual + LAYERS single blocks).")] = "wan",
 ):
-    """Write a tiny random Wan 2.1 pipeline (diffusers format, no download) for tests and smoke runs."""
-    from accvideo.models.tiny import save_tiny_wan
+    """Write a tiny random Wan 2.1 or HunyuanVideo pipeline (diffusers format, no download) for tests."""
+    from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan
     from accvideo.sample.run import prepare_output
 
+    if family not in ("wan", "hunyuan"):
+        raise AccVideoError(f"--family must be wan or hunyuan; got {family!r}")
     prepare_output(out / "model_index.json")
-    save_tiny_wan(out, seed, num_layers=layers)
-    typer.echo(f"wrote a tiny random Wan 2.1 pipeline to {out}")
+    if family == "wan":
+        save_tiny_wan(out, seed, num_layers=layers)
+    else:
+        save_tiny_hunyuan(out, seed, num_single_layers=layers)
+    typer.echo(f"wrote a tiny random {'Wan 2.1' if family == 'wan' else 'HunyuanVideo'} pipeline to {out}")
 
 
 teacher_app = typer.Typer(help="The built-in teacher (a tiny Wan 2.1 on the procedural world).", no_args_is_help=True)
@@ -306,6 +312,23 @@ def distill_command(
         f"wrote the {s['key_steps']}-step student to {s['student']} ({s['iterations']} iterations, "
         f"{s['samples']} samples; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"
     )
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(help="Distill run folder, or a student folder (with student.json).")],
+    out: Annotated[Path, typer.Option(help="Folder to write (replaced whole; built aside, then renamed).")],
+    fmt: Annotated[str, typer.Option("--format", help="diffusers (a pipeline) or lora (a LoRA file).")] = "diffusers",
+    dtype: Annotated[Optional[str], typer.Option(help="Cast the transformer (e.g. bfloat16).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty folder that is no export.")] = False,
+):
+    """Export a student that stock diffusers loads; its scheduler lands on the student's key sigmas."""
+    from accvideo.export import export_run
+
+    m = export_run(run, fmt, out, force=force, dtype=dtype)
+    call = ", ".join(f"{k}={v!r}" for k, v in m["call"].items() if k != "prompt_template")
+    typer.echo(f"wrote a {len(m['key_sigmas']) - 1}-step {m['family']} student ({fmt}) to {m['out']}; "
+               f"load it with {m['pipeline']} and call it with {call}")
 
 
 def _chain_config(config, overrides, preset: str, **values):

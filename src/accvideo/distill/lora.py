@@ -10,8 +10,10 @@ from torch import nn
 
 from accvideo.errors import AccVideoError
 
-# family -> module names LoRA wraps when the config names none (the attention projections)
-DEFAULT_TARGETS: dict[str, list[str]] = {"wan": ["to_q", "to_k", "to_v", "to_out.0"]}
+# family -> module names LoRA wraps when the config names none (the attention projections; HunyuanVideo's
+# single-stream blocks have no to_out, their output projection is shared with the MLP)
+DEFAULT_TARGETS: dict[str, list[str]] = {"wan": ["to_q", "to_k", "to_v", "to_out.0"],
+                                         "hunyuanvideo": ["to_q", "to_k", "to_v", "to_out.0"]}
 
 
 def lora_config(rank: int, alpha: float | None, targets: Sequence[str]):

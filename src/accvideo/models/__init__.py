@@ -9,10 +9,11 @@ import torch
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.errors import AccVideoError
+from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
 
 # pipeline class name in model_index.json -> adapter class
-ADAPTERS: dict[str, type] = {WanAdapter.pipeline_class: WanAdapter}
+ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
 
 
 def pipeline_class(path: str | Path) -> str:
@@ -34,13 +35,20 @@ def pipeline_class(path: str | Path) -> str:
     return str(name)
 
 
-def adapter_class(path: str | Path) -> type:
-    """The adapter class for a pipeline directory; checks every component folder is present."""
+def adapter_class(path: str | Path, family: str | None = None) -> type:
+    """The adapter class for a pipeline directory; checks every component folder is present.
+
+    `family` ("wan", "hunyuanvideo") refuses a directory of another family with a one-line error.
+    """
     name = pipeline_class(path)
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
         raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
     cls = ADAPTERS[name]
+    if family is not None and cls.family != family:
+        wanted = next((c.pipeline_class for c in ADAPTERS.values() if c.family == family), family)
+        raise AccVideoError(f"{path} holds a {name} ({cls.family}) but a {family} pipeline is expected; pass a "
+                            f"{wanted} diffusers folder")
     missing = [c for c in cls.components if not (Path(path) / c).is_dir()]
     if missing:
         raise AccVideoError(f"{path} lacks the component folder(s) {', '.join(missing)}; re-save the whole pipeline")
@@ -48,7 +56,8 @@ def adapter_class(path: str | Path) -> type:
 
 
 def load_adapter(
-    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw
+    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    family: str | None = None, **kw
 ) -> ModelAdapter:
-    """Load the adapter for a local diffusers pipeline directory."""
-    return adapter_class(path).load(Path(path), device=device, dtype=dtype, **kw)
+    """Load the adapter for a local diffusers pipeline directory (of `family`, when given)."""
+    return adapter_class(path, family).load(Path(path), device=device, dtype=dtype, **kw)

@@ -59,3 +59,56 @@ def save_tiny_wan(out: str | Path, seed: int = 0, **kw) -> Path:
     out = Path(out)
     tiny_wan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+# What a tiny HunyuanVideo needs from HunyuanVideoAdapter (accvideo.json): no chat template around the prompt
+TINY_HUNYUAN_TEXT = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 16}
+
+
+def tiny_hunyuan_pipeline(seed: int = 0, *, num_layers: int = 1, num_single_layers: int = 2, shift: float = 7.0):
+    """A random HunyuanVideo pipeline (Llama + CLIP encoders, dual + single blocks) that runs in well under a second.
+
+    Both tokenizers are the in-memory word tokenizer; CLIP's eos id is 1 (not 2, which would switch CLIP to its
+    legacy argmax pooling); the Llama encoder has 2 layers because the pipeline reads hidden_states[-3].
+    """
+    from diffusers import (
+        AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    tokenizer = word_tokenizer(TINY_WORDS, 64)
+    tokenizer_2 = word_tokenizer(TINY_WORDS, 77)
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    torch.manual_seed(seed)  # diffusers/transformers initialise from the global RNG
+    text_encoder = LlamaModel(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, bos_token_id=tokenizer.eos_token_id, **ids,
+    ))
+    text_encoder_2 = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer_2), hidden_size=8, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, projection_dim=8, bos_token_id=tokenizer_2.eos_token_id, **ids,
+    ))
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=num_layers,
+        num_single_layers=num_single_layers, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
+        guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+    )
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4,
+    )
+    return HunyuanVideoPipeline(
+        text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift), text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2,
+    )
+
+
+def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
+    """Write a tiny random HunyuanVideo pipeline (diffusers directory + accvideo.json) and return its path."""
+    import json
+
+    out = Path(out)
+    tiny_hunyuan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
+    (out / "accvideo.json").write_text(json.dumps(TINY_HUNYUAN_TEXT, indent=1) + "\n")
+    return out

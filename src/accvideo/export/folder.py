@@ -1,0 +1,63 @@
+"""Where an export goes: refuse dangerous targets, build in a temporary folder, rename into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from accvideo.errors import AccVideoError
+
+MARKER = "accvideo_export.json"  # written by every export: an earlier export may be replaced without --force
+FORMAT = "accvideo.export/1"
+
+
+def check_target(out: Path, *, force: bool, protected: dict[str, Path]) -> Path:
+    """The resolved output folder; refuses a file, our own inputs, or a non-empty foreign folder without force."""
+    out = Path(out).expanduser().resolve()
+    for name, path in protected.items():
+        path = Path(path).resolve()
+        if out == path or out in path.parents:
+            raise AccVideoError(f"--out {out} would replace the {name} folder {path}; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise AccVideoError(f"--out {out} is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
+        raise AccVideoError(f"--out {out} is not empty and holds no accvideo export; choose an empty folder or "
+                            "pass --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AccVideoError(f"cannot create {out.parent} ({exc.strerror}); choose another --out") from None
+    if not os.access(out.parent, os.W_OK):
+        raise AccVideoError(f"{out.parent} is not writable; choose another --out")
+    return out
+
+
+@contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `out` to fill; on success it replaces `out` whole, on failure it is removed."""
+    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_tree(src: Path, dst: Path, copy: Callable = shutil.copy2) -> None:
+    """Copy a component folder (hidden files, e.g. caches, are left out)."""
+    shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns(".*"))
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n")

@@ -1,0 +1,39 @@
+"""`accvideo export RUN --format diffusers|lora --out DIR`: checks first, then one atomic write."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from accvideo.core.runtime import DTYPES
+from accvideo.errors import AccVideoError
+from accvideo.export.folder import building, check_target
+from accvideo.export.formats import write_diffusers, write_lora
+from accvideo.export.source import read_source
+
+FORMATS = ("diffusers", "lora")
+
+
+def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = False, dtype: str | None = None) -> dict:
+    """Export the student of `run` (a distill run folder or a student folder) to `out`; returns the manifest.
+
+    `dtype` (diffusers format only) casts the saved transformer, e.g. "bfloat16"; None keeps the student's.
+    """
+    if fmt not in FORMATS:
+        raise AccVideoError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise AccVideoError(f"unknown --dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}")
+    if dtype is not None and fmt == "lora":
+        raise AccVideoError("--dtype applies to --format diffusers only; the LoRA file is copied as trained")
+    t0 = time.perf_counter()
+    src = read_source(run)
+    target = check_target(Path(out), force=force,
+                          protected={"student": src.student_dir, "teacher": src.teacher_dir,
+                                     "run": src.student_dir.parent if src.student_dir.name == "student" else
+                                     src.student_dir})
+    with building(target) as tmp:
+        if fmt == "diffusers":
+            manifest = write_diffusers(src, tmp, DTYPES[dtype] if dtype else None)
+        else:
+            manifest = write_lora(src, tmp)
+    return {**manifest, "out": str(target), "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,86 @@
+"""What an export reads: the student (from a run folder or a student folder), its teacher and the stock call."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from accvideo.distill.student import find_student, read_student_info, teacher_dir_of
+from accvideo.errors import AccVideoError
+from accvideo.models import adapter_class, pipeline_class
+
+STUDENT_GUIDANCE = 1.0  # CFG is baked into the student (METHOD.md 2)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checked student: its folder, student.json, the teacher folder and the teacher's pipeline class."""
+
+    student_dir: Path
+    info: dict
+    teacher_dir: Path
+    pipeline: str  # model_index.json `_class_name`, e.g. WanPipeline
+    adapter: type  # the adapter class of that pipeline
+
+    @property
+    def key_sigmas(self) -> list[float]:
+        return [float(x) for x in self.info["key_sigmas"]]
+
+    @property
+    def steps(self) -> int:
+        return len(self.info["key_sigmas"]) - 1
+
+    @property
+    def lora(self) -> bool:
+        return self.info.get("lora") is not None
+
+    def model_index(self) -> dict:
+        return json.loads((self.teacher_dir / "model_index.json").read_text())
+
+
+def read_source(run: str | Path) -> Source:
+    """The student of a distill run folder or student folder, with its teacher checked; one-line errors."""
+    run = Path(run).expanduser()
+    if not run.exists():
+        raise AccVideoError(f"{run} does not exist; pass the folder `accvideo distill --out` wrote")
+    student_dir = find_student(run)
+    if student_dir is None:
+        raise AccVideoError(f"{run} holds no student (no student.json in it or in student/); pass a distill run "
+                            "folder or its student/ folder")
+    info = read_student_info(student_dir)
+    teacher_dir = teacher_dir_of(student_dir, info)
+    cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
+    if cls.family != info.get("family"):
+        raise AccVideoError(f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "
+                            f"is a {cls.family} pipeline; put the student's own teacher there")
+    return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
+
+
+def _max_length(teacher_dir: Path, name: str, cap: int) -> int | None:
+    """min(cap, the tokenizer's model_max_length), as the adapters encode prompts; None when not recorded."""
+    try:
+        raw = json.loads((teacher_dir / name / "tokenizer_config.json").read_text()).get("model_max_length")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return int(min(cap, raw)) if isinstance(raw, (int, float)) else None
+
+
+def student_call(src: Source) -> dict:
+    """Keyword arguments of the stock pipeline call that reproduces `accvideo sample` with the student."""
+    call: dict = {"num_inference_steps": src.steps}
+    if src.pipeline == "WanPipeline":
+        call["guidance_scale"] = STUDENT_GUIDANCE  # WanPipeline: CFG only when guidance_scale > 1
+        length = _max_length(src.teacher_dir, "tokenizer", 512)
+        if length is not None and length != 512:  # Wan pads prompts with zeros to this length, unmasked
+            call["max_sequence_length"] = length
+    elif src.pipeline == "HunyuanVideoPipeline":
+        from accvideo.models.hunyuan import text_settings
+
+        text = text_settings(src.teacher_dir)
+        call["guidance_scale"] = text["embedded_guidance"]  # the embedded scalar, not CFG
+        call["true_cfg_scale"] = STUDENT_GUIDANCE
+        call["max_sequence_length"] = text["max_sequence_length"]
+        if text.get("prompt_template") is not None:
+            call["prompt_template"] = text["prompt_template"]
+    return call

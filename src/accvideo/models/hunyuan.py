@@ -1,0 +1,194 @@
+"""HunyuanVideo T2V behind the model seam, wrapping diffusers' HunyuanVideoPipeline components.
+
+Differences from Wan that the seam hides: two text encoders (Llama hidden states + CLIP pooled output) through
+the pipeline's own `encode_prompt`; an embedded guidance scalar passed to every transformer call instead of CFG
+(true CFG stays available with `uncond`); dual-stream blocks then single-stream blocks, both returning
+(video tokens, text tokens), counted as one depth for feature blocks (METHOD.md 3: 20 + 40 = 60 blocks).
+
+Optional `accvideo.json` at the pipeline root sets the text settings a checkpoint needs (tiny test pipelines
+use {"prompt_template": {"template": "{}", "crop_start": 0}}); stock diffusers users pass the same values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from accvideo.core.adapter import Conditioning
+from accvideo.core.sampling import cfg_combine
+from accvideo.errors import AccVideoError
+
+SETTINGS_FILE = "accvideo.json"
+EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
+MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the pipeline defaults
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook to end a transformer forward right after the feature block."""
+
+
+def text_settings(path: str | Path) -> dict:
+    """{prompt_template (None: the pipeline's own), max_sequence_length, embedded_guidance} of a pipeline folder."""
+    settings = {"prompt_template": None, "max_sequence_length": MAX_SEQUENCE_LENGTH,
+                "embedded_guidance": EMBEDDED_GUIDANCE}
+    file = Path(path) / SETTINGS_FILE
+    if file.is_file():
+        try:
+            raw = json.loads(file.read_text())
+        except json.JSONDecodeError as exc:
+            raise AccVideoError(f"{file} is not valid JSON ({exc}); fix or delete it") from None
+        unknown = set(raw) - set(settings)
+        if unknown:
+            raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(settings))}")
+        settings.update(raw)
+    return settings
+
+
+class HunyuanVideoAdapter:
+    """HunyuanVideo text-to-video: Llama + CLIP text encoders, HunyuanVideoTransformer3DModel, its causal 3D VAE."""
+
+    family = "hunyuanvideo"
+    pipeline_class = "HunyuanVideoPipeline"
+    components = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
+    frame_step = 4  # the VAE compresses time 4x: frames = 4k + 1
+    fallback_shift = 7.0  # METHOD.md: HunyuanVideo's shift
+
+    def __init__(self, pipe, *, prompt_template: dict | None = None, max_sequence_length: int = MAX_SEQUENCE_LENGTH,
+                 embedded_guidance: float = EMBEDDED_GUIDANCE, vae_tiling: bool = False):
+        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+
+        self.pipe = pipe
+        self.transformer = pipe.transformer
+        self.vae = pipe.vae
+        self.device = self.transformer.device
+        self.dtype = self.transformer.dtype
+        cfg = self.transformer.config
+        self.patch_size = (cfg.patch_size_t, cfg.patch_size, cfg.patch_size)
+        self.num_dual_blocks = len(self.transformer.transformer_blocks)
+        self.num_blocks = self.num_dual_blocks + len(self.transformer.single_transformer_blocks)
+        self.latent_channels = cfg.in_channels
+        self.spatial_factor = pipe.vae_scale_factor_spatial
+        self.temporal_factor = pipe.vae_scale_factor_temporal
+        self.size_multiple = self.spatial_factor * cfg.patch_size
+        self.prompt_template = prompt_template or DEFAULT_PROMPT_TEMPLATE
+        self.max_sequence_length = int(max_sequence_length)
+        self.embedded_guidance = float(embedded_guidance)
+        sched = pipe.scheduler.config
+        self.default_shift = float(sched.get("shift", self.fallback_shift) or 1.0)
+        if vae_tiling:
+            self.vae.enable_tiling()
+
+    @classmethod
+    def load(cls, path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw):
+        """Load a local diffusers-format HunyuanVideo directory (the one holding model_index.json)."""
+        from diffusers import HunyuanVideoPipeline
+
+        from accvideo.models import pipeline_class
+
+        found = pipeline_class(path)
+        if found != cls.pipeline_class:
+            raise AccVideoError(f"{path} holds a {found}, not a {cls.pipeline_class}; pass a HunyuanVideo T2V "
+                                "diffusers folder (or load it with accvideo.models.load_adapter)")
+        pipe = HunyuanVideoPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+            module.requires_grad_(False).eval()
+        return cls(pipe, **{**text_settings(path), **kw})
+
+    # --- shapes ---------------------------------------------------------------------------------
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
+        return (
+            self.latent_channels,
+            (frames - 1) // self.temporal_factor + 1,
+            height // self.spatial_factor,
+            width // self.spatial_factor,
+        )
+
+    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+        """Token grid (F'/p_t, H'/p, W'/p), frame-major as the patch embedding flattens it."""
+        f, h, w = latent_shape[-3:]
+        pt, ph, pw = self.patch_size
+        return f // pt, h // ph, w // pw
+
+    # --- text -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
+        """{"prompt_embeds": (B, L, D_llama), "prompt_attention_mask": (B, L), "pooled_prompt_embeds": (B, D_clip)}."""
+        embeds, pooled, mask = self.pipe.encode_prompt(
+            list(prompts), prompt_template=self.prompt_template, device=self.device,
+            max_sequence_length=self.max_sequence_length,
+        )
+        # the pipeline casts all three (the mask too) to the transformer's dtype before its loop
+        return {"prompt_embeds": embeds.to(self.dtype), "prompt_attention_mask": mask.to(self.dtype),
+                "pooled_prompt_embeds": pooled.to(self.dtype)}
+
+    # --- transformer ----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        b = x.shape[0]
+        timestep = (1000.0 * sigma).to(x.device, torch.float32).expand(b)
+        guidance = torch.full((b,), self.embedded_guidance, device=x.device, dtype=self.dtype) * 1000.0
+        return self.transformer(
+            hidden_states=x.to(self.dtype),
+            timestep=timestep,
+            encoder_hidden_states=cond["prompt_embeds"].to(self.device, self.dtype),
+            encoder_attention_mask=cond["prompt_attention_mask"].to(self.device, self.dtype),
+            pooled_projections=cond["pooled_prompt_embeds"].to(self.device, self.dtype),
+            guidance=guidance,
+            return_dict=False,
+        )[0]
+
+    def velocity(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: Conditioning,
+        *,
+        uncond: Conditioning | None = None,
+        guidance: float = 1.0,
+    ) -> torch.Tensor:
+        """v = eps - x0 (B, C, F', H', W') in float32, embedded guidance; true CFG with `uncond` (two passes)."""
+        v = self._forward(x, sigma, cond).float()
+        if uncond is not None and guidance != 1.0:
+            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
+        return v
+
+    def block(self, index: int) -> torch.nn.Module:
+        """Block `index` counted over the dual-stream blocks, then the single-stream ones."""
+        if not -self.num_blocks <= index < self.num_blocks:
+            raise AccVideoError(f"feature block {index} out of range for {self.num_blocks} transformer blocks "
+                                f"({self.num_dual_blocks} dual-stream + {self.num_blocks - self.num_dual_blocks} "
+                                "single-stream)")
+        index %= self.num_blocks
+        if index < self.num_dual_blocks:
+            return self.transformer.transformer_blocks[index]
+        return self.transformer.single_transformer_blocks[index - self.num_dual_blocks]
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
+        """Video-token hidden states (B, tokens, dim) leaving block `block`; the forward stops there."""
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output[0])  # both block kinds return (video tokens, text tokens)
+            raise _StopForward
+
+        handle = self.block(block).register_forward_hook(hook)
+        try:
+            self._forward(x, sigma, cond)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    # --- VAE ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1], as HunyuanVideoPipeline decodes."""
+        z = latents.to(self.vae.device, self.vae.dtype) / self.vae.config.scaling_factor
+        video = self.vae.decode(z, return_dict=False)[0]
+        return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()

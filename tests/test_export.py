@@ -1,0 +1,229 @@
+"""`accvideo export`: stock diffusers reloads the student and generates what `accvideo sample` generates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from accvideo.cli import main
+from accvideo.core.runtime import noise
+from accvideo.core.schedules import key_sigmas, shifted_sigmas, uniform_key_indices
+from accvideo.errors import AccVideoError
+from accvideo.export.scheduler import PIPELINE_TIMESTEPS, matching_scheduler, pipeline_sigmas
+
+FRAMES, H, W = 9, 32, 32
+PROMPT = "a red circle moving left"
+QUICK = ["iterations=2", "batch=2", "lr=1e-3", "head_lr=1e-4", "head_channels=8", "device=cpu"]
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def one_line_error(args, capsys, message):
+    code, _, err = run_cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_wan_dir, synvid, tmp_path_factory):
+    """Two distill runs of the tiny Wan teacher (2 iterations): a full student and a LoRA student."""
+    from accvideo.distill import DistillConfig, distill
+
+    root = tmp_path_factory.mktemp("export-runs")
+    out = {}
+    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
+        cfg = DistillConfig(teacher=str(tiny_wan_dir), data=str(synvid), out=str(root / name), iterations=2, batch=2,
+                            lr=1e-3, head_lr=1e-4, head_channels=8, device="cpu", **extra)
+        distill(cfg, progress=False)
+        out[name] = root / name
+    return out
+
+
+def sample_video(run, tmp_path, capsys, monkeypatch):
+    """What `accvideo sample --model RUN` generates, (F, H, W, 3) float in [0, 1], captured before encoding."""
+    import accvideo.sample.run as sample_run
+
+    seen = []
+    real = sample_run.write_video
+
+    def capture(path, video, fps):
+        seen.append(video.clone())
+        return real(path, video, fps)
+
+    monkeypatch.setattr(sample_run, "write_video", capture)
+    clip = tmp_path / "clip.mp4"
+    code, _, err = run_cli(["sample", "--model", str(run), "--prompt", PROMPT, "--seed", "7", "--frames", str(FRAMES),
+                            "--size", f"{H}x{W}", "--out", str(clip)], capsys)
+    assert code in (0, None), err
+    return seen[0]
+
+
+def stock_generate(pipe, call, **kw):
+    """The stock pipeline from the same starting noise as `accvideo sample --seed 7`, decoded to (F, H, W, 3)."""
+    x = noise((1, 16, (FRAMES - 1) // 4 + 1, H // 8, W // 8), seed=7)
+    frames = pipe(prompt=PROMPT, height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **call, **kw).frames
+    return torch.from_numpy(frames[0]).float()
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(kind, runs, tiny_wan_dir, tmp_path, capsys,
+                                                                           monkeypatch):
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    run = runs[kind]
+    ours = sample_video(run, tmp_path, capsys, monkeypatch)
+    out = tmp_path / "export"
+    code, text, err = run_cli(["export", str(run), "--format", "diffusers", "--out", str(out)], capsys)
+    assert code in (0, None), err
+    assert "5-step wan student" in text and "num_inference_steps=5" in text
+
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    info = json.loads((run / "student" / "student.json").read_text())
+    assert manifest["key_sigmas"] == info["key_sigmas"] and manifest["call"]["guidance_scale"] == 1.0
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left behind
+
+    pipe = WanPipeline.from_pretrained(str(out))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler.set_timesteps(manifest["call"]["num_inference_steps"])  # what WanPipeline itself calls
+    assert pipe.scheduler.sigmas.tolist() == pytest.approx(info["key_sigmas"], abs=1e-6)
+    theirs = stock_generate(pipe, manifest["call"])
+    assert theirs.shape == ours.shape == (FRAMES, H, W, 3)
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+
+    # not vacuous: the exported transformer is the trained student, not the teacher
+    teacher = WanTransformer3DModel.from_pretrained(str(tiny_wan_dir / "transformer")).state_dict()
+    moved = max((t - teacher[n]).abs().max().item() for n, t in pipe.transformer.state_dict().items())
+    assert moved > 1e-5
+
+
+def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(runs, tiny_wan_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    run = runs["lora"]
+    ours = sample_video(run, tmp_path, capsys, monkeypatch)
+    out = tmp_path / "lora"
+    code, _, err = run_cli(["export", str(run / "student"), "--format", "lora", "--out", str(out)], capsys)
+    assert code in (0, None), err
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    assert (out / "pytorch_lora_weights.safetensors").is_file()
+    assert "load_lora_weights" in (out / "README.md").read_text()
+
+    pipe = WanPipeline.from_pretrained(str(tiny_wan_dir))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(out))
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(out), subfolder="scheduler")
+    torch.testing.assert_close(stock_generate(pipe, manifest["call"]), ours, atol=1e-4, rtol=0)
+
+    # a full student has no LoRA to export
+    one_line_error(["export", str(runs["full"]), "--format", "lora", "--out", str(tmp_path / "x")], capsys,
+                   "--format diffusers")
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINE_TIMESTEPS))
+@pytest.mark.parametrize(("n", "m", "shift"), [(50, 5, 7.0), (50, 10, 5.0), (10, 5, 5.0), (48, 3, 3.0), (50, 2, 1.0),
+                                               (50, 1, 5.0), (20, 4, 0.5)])
+def test_scheduler_lands_on_uniform_key_sigmas(pipeline, n, m, shift):
+    key = key_sigmas(shifted_sigmas(n, shift), uniform_key_indices(n, m)).tolist()
+    scheduler, settings = matching_scheduler(key, pipeline)
+    got = pipeline_sigmas(scheduler, m, PIPELINE_TIMESTEPS[pipeline])
+    assert got == pytest.approx(key, abs=1e-6)
+    assert scheduler.timesteps.tolist() == pytest.approx([1000 * s for s in key[:-1]], abs=1e-3)
+    if PIPELINE_TIMESTEPS[pipeline] == "linspace":
+        assert settings["shift"] == pytest.approx(shift if m > 1 else 1.0)
+
+
+def test_scheduler_refuses_key_sigmas_no_stock_schedule_reaches():
+    uneven = key_sigmas(shifted_sigmas(50, 7.0), [0, 5, 20, 30, 40, 50]).tolist()
+    for pipeline in PIPELINE_TIMESTEPS:
+        with pytest.raises(AccVideoError, match="accvideo sample"):
+            matching_scheduler(uneven, pipeline)
+
+
+def _student_copy(runs, tmp_path, name, **edits):
+    """A copy of the LoRA student folder with student.json fields changed."""
+    dst = tmp_path / name
+    shutil.copytree(runs["lora"] / "student", dst)
+    info = json.loads((dst / "student.json").read_text())
+    info.update(edits)
+    (dst / "student.json").write_text(json.dumps(info))
+    return dst
+
+
+def test_bad_input_is_one_line_with_exit_2(runs, tiny_wan_dir, tmp_path, capsys):
+    foreign = tmp_path / "foreign-teacher"
+    shutil.copytree(tiny_wan_dir, foreign)
+    index = json.loads((foreign / "model_index.json").read_text())
+    (foreign / "model_index.json").write_text(json.dumps({**index, "_class_name": "FooVideoPipeline"}))
+    no_vae = tmp_path / "no-vae-teacher"
+    shutil.copytree(tiny_wan_dir, no_vae)
+    shutil.rmtree(no_vae / "vae")
+    cases = [
+        (_student_copy(runs, tmp_path, "s1", teacher_dir=str(foreign)), "FooVideoPipeline, which accvideo does not"),
+        (_student_copy(runs, tmp_path, "s2", teacher_dir=str(no_vae)), "lacks the component folder(s) vae"),
+        (_student_copy(runs, tmp_path, "s3", teacher_dir=str(tmp_path / "gone")), "teacher folder"),
+        (_student_copy(runs, tmp_path, "s4", family="hunyuanvideo"), "holds a hunyuanvideo student but"),
+        (_student_copy(runs, tmp_path, "s5", key_sigmas=[1.0, 0.9, 0.3, 0.0]), "with `accvideo sample`"),
+        (tmp_path / "foreign-teacher", "holds no student"),
+    ]
+    for student, message in cases:
+        line = one_line_error(["export", str(student), "--out", str(tmp_path / "out")], capsys, message)
+        assert "Traceback" not in line
+    assert not (tmp_path / "out").exists()
+
+    # overwriting: a foreign non-empty folder needs --force; an earlier export is replaced; inputs never are
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    args = ["export", str(runs["lora"]), "--format", "lora", "--out", str(out)]
+    one_line_error(args, capsys, "--force")
+    assert (out / "notes.txt").read_text() == "keep me"
+    code, _, err = run_cli([*args, "--force"], capsys)
+    assert code in (0, None) and not (out / "notes.txt").exists(), err
+    code, _, err = run_cli(args, capsys)  # an earlier export: replaced without --force
+    assert code in (0, None), err
+    for target in (runs["lora"], runs["lora"] / "student", tiny_wan_dir, runs["lora"].parent):
+        one_line_error([*args[:-1], str(target), "--force"], capsys, "would replace the")
+    one_line_error([*args[:3], "onnx", "--out", str(tmp_path / "y")], capsys, "--format must be one of")
+
+
+def test_export_replaces_the_teachers_scheduler_and_casts_on_request(runs, tiny_wan_dir, tmp_path, capsys):
+    """Real Wan 2.1 folders ship UniPCMultistepScheduler: the export writes the Euler scheduler and its index entry."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+
+    teacher = tmp_path / "unipc-teacher"
+    shutil.copytree(tiny_wan_dir, teacher)
+    shutil.rmtree(teacher / "scheduler")
+    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
+        str(teacher / "scheduler"))
+    index = json.loads((teacher / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "UniPCMultistepScheduler"]
+    (teacher / "model_index.json").write_text(json.dumps(index))
+    student = tmp_path / "student"
+    shutil.copytree(runs["full"] / "student", student)
+    info = json.loads((student / "student.json").read_text())
+    (student / "student.json").write_text(json.dumps({**info, "teacher_dir": str(teacher)}))
+
+    out = tmp_path / "bf16"
+    code, _, err = run_cli(["export", str(student), "--out", str(out), "--dtype", "bfloat16"], capsys)
+    assert code in (0, None), err
+    assert json.loads((out / "model_index.json").read_text())["scheduler"] == ["diffusers",
+                                                                               "FlowMatchEulerDiscreteScheduler"]
+    pipe = WanPipeline.from_pretrained(str(out))
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(next((out / "transformer").glob("*.safetensors"))))
+    assert {t.dtype for t in saved.values()} == {torch.bfloat16}  # diffusers loads float32 unless asked
+    pipe.scheduler.set_timesteps(5)
+    assert pipe.scheduler.sigmas.tolist() == pytest.approx(info["key_sigmas"], abs=1e-6)
+    one_line_error(["export", str(student), "--out", str(tmp_path / "z"), "--dtype", "int8"], capsys, "unknown --dtype")
