@@ -160,7 +160,7 @@ def hy_runs(hy_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("hy-chain")
     (root / "p.txt").write_text("a red circle moving left\na blue square\na green star moving up\na cat\n")
     synthesize(SynthConfig(teacher=str(hy_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
-                           key_steps=5, frames=FRAMES, height=H, width=W, guidance=1.0, shard_size=4, batch=4,
+                           key_steps=5, frames=FRAMES, height=H, width=W, shard_size=4, batch=4,
                            device="cpu"), progress=False)
     runs = {}
     for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
@@ -241,3 +241,17 @@ def test_tiny_model_cli_writes_a_hunyuan_pipeline(tmp_path, capsys):
     assert text_settings(tmp_path / "hy")["prompt_template"] == {"template": "{}", "crop_start": 0}
     code, _, err = run_cli(["tiny-model", str(tmp_path / "x"), "--family", "ltx"], capsys)
     assert code == 2 and "--family must be wan or hunyuan" in err
+
+
+def test_a_hunyuan_teacher_defaults_to_embedded_guidance_only(hy_runs, hy_dir, tmp_path, capsys):
+    """No true CFG unless asked: SynVid (guidance left unset above) and `sample` use guidance 1 for this family."""
+    import yaml
+
+    from accvideo.synthesize import SynVidDataset
+
+    assert SynVidDataset(hy_runs["full"].parent / "syn").settings.guidance == 1.0
+    clip = tmp_path / "teacher.mp4"
+    code, _, err = run_cli(["sample", "--model", str(hy_dir), "--prompt", PROMPT, "--steps", "2", "--frames",
+                            str(FRAMES), "--size", f"{H}x{W}", "--out", str(clip)], capsys)
+    assert code in (0, None), err
+    assert yaml.safe_load(clip.with_suffix(".yaml").read_text())["resolved_guidance"] == 1.0

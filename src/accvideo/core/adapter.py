@@ -29,6 +29,7 @@ class ModelAdapter(Protocol):
     family: str  # "wan", "hunyuanvideo", ...
     num_blocks: int  # transformer blocks, for feature-block choice
     default_shift: float  # the family's (or checkpoint's) sigma shift
+    default_guidance: float  # the teacher's CFG scale when none is given (1: the family has no true CFG)
     frame_step: int  # frames must be frame_step*k + 1
     size_multiple: int  # height and width must be multiples of this
     device: torch.device

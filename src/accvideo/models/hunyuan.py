@@ -55,6 +55,7 @@ class HunyuanVideoAdapter:
     components = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
     frame_step = 4  # the VAE compresses time 4x: frames = 4k + 1
     fallback_shift = 7.0  # METHOD.md: HunyuanVideo's shift
+    default_guidance = 1.0  # no true CFG: the embedded guidance scalar goes into every call instead
 
     def __init__(self, pipe, *, prompt_template: dict | None = None, max_sequence_length: int = MAX_SEQUENCE_LENGTH,
                  embedded_guidance: float = EMBEDDED_GUIDANCE, vae_tiling: bool = False):

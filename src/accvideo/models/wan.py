@@ -24,6 +24,7 @@ class WanAdapter:
     components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
     frame_step = 4  # the Wan VAE compresses time 4x: frames = 4k + 1
     fallback_shift = 5.0  # Wan 2.1's shift for 720p; 480p checkpoints often ship 3.0
+    default_guidance = 5.0  # the teacher's CFG scale (Wan 2.1's default)
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, vae_tiling: bool = False):
         self.pipe = pipe

@@ -17,7 +17,6 @@ from accvideo.distill.student import find_student, load_student, read_student_in
 from accvideo.models import adapter_class, load_adapter
 
 TEACHER_STEPS = 50
-TEACHER_GUIDANCE = 5.0
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG (METHOD.md 2)
 
 
@@ -32,7 +31,7 @@ class OpenModel:
 
     @property
     def default_guidance(self) -> float:
-        return STUDENT_GUIDANCE if self.student is not None else TEACHER_GUIDANCE
+        return STUDENT_GUIDANCE if self.student is not None else self.adapter.default_guidance
 
     @property
     def default_steps(self) -> int:

@@ -25,7 +25,7 @@ class SynthConfig:
     key_steps: int | None = None  # m: uniform key steps on the n-step grid
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
     shift: float | None = None
-    guidance: float = 5.0  # the teacher's own CFG scale (baked into the targets)
+    guidance: float | None = None  # the teacher's CFG scale, baked into the targets (None: the family's, Wan 5)
     negative_prompt: str = ""
     seed: int = 0  # base seed: text-file item i gets world.item_seed(seed, i)
     store: str = "key"  # key: the m+1 key latents; all: the whole n+1 trajectory
@@ -46,7 +46,7 @@ class SynthConfig:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.key_steps is not None and self.key_indices is not None:
             raise ValueError("pass either --key-steps or --key-indices, not both")
-        if self.guidance < 0:
+        if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from pathlib import Path
 
@@ -122,6 +124,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
         adapter = load_adapter(model_dir, device=device, dtype=dtype)
     dtype = adapter.dtype
     _check_size(cfg, adapter)
+    if cfg.guidance is None:  # the family's own teacher guidance (Wan: CFG 5; HunyuanVideo: embedded only)
+        cfg = replace(cfg, guidance=adapter.default_guidance)
     shift = cfg.shift or adapter.default_shift
     identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, prompts.blank_lines)
     settings = dataset_settings(cfg, adapter, identity, shift, dtype)
