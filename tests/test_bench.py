@@ -49,11 +49,15 @@ def test_timing_wrapper_generates_the_same_clip(tiny_wan):
     assert (len(timed.text), len(timed.calls), len(timed.decode_s)) == (2, 6, 1)  # cond+uncond, 3 steps x CFG
 
 
-def test_random_weights_build_the_named_config(tmp_path, capsys):
-    code, out, err = run_cli(["bench", "--random-weights", "--config", "wan-tiny", "--size", "32x32x5",
+@pytest.mark.parametrize("name, forwards", [("wan-tiny", 2), ("hunyuan-tiny", 1)])
+def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys):
+    code, out, err = run_cli(["bench", "--random-weights", "--config", name, "--size", "32x32x5",
                               "--teacher-steps", "2", "--student-steps", "1", "--out", str(tmp_path)], capsys)
     assert code in (0, None), err
-    assert json.loads((tmp_path / "bench.json").read_text())["model"] == "wan-tiny (random weights)"
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["model"] == f"{name} (random weights)"
+    # Wan's teacher runs CFG (2 forwards a step); HunyuanVideo's uses the embedded guidance (1)
+    assert report["results"]["teacher"]["forwards_per_step"] == forwards
     from accvideo.bench.configs import RANDOM_CONFIGS
 
     assert {"wan2.1-t2v-1.3b", "wan2.1-t2v-14b"} <= set(RANDOM_CONFIGS)
@@ -82,3 +86,6 @@ def test_real_size_configs_have_the_published_parameter_counts():
     assert 14.2e9 < count(big.transformer) < 14.4e9
     assert 5.6e9 < count(small.pipe.text_encoder) < 5.8e9  # the UMT5-XXL encoder
     assert 126e6 < count(small.vae) < 128e6
+    hy = build_random("hunyuanvideo", torch.device("meta"), torch.bfloat16)
+    assert 12.7e9 < count(hy.transformer) < 12.9e9 and hy.num_blocks == 60  # 20 dual + 40 single blocks
+    assert 7.4e9 < count(hy.pipe.text_encoder) < 7.6e9 and 120e6 < count(hy.pipe.text_encoder_2) < 125e6

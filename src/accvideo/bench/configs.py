@@ -53,6 +53,45 @@ def _wan(*, dim_heads: int, layers: int, ffn: int, text: dict, vae: dict | None 
     return build
 
 
+def _hunyuan(*, heads: int, dual: int, single: int, refiner: int, llama: dict, clip: dict, vae: dict | None = None,
+             rope_axes: tuple = (16, 56, 56), max_length: int = 256, template: dict | None = None) -> Callable:
+    def build(device: torch.device, dtype: torch.dtype):
+        from diffusers import (
+            AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+            HunyuanVideoTransformer3DModel,
+        )
+        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+        from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+        from accvideo.models.hunyuan import HunyuanVideoAdapter
+        from accvideo.models.tiny import word_tokenizer
+        from accvideo.world import vocabulary
+
+        prompt_template = template or DEFAULT_PROMPT_TEMPLATE
+        tokenizer = word_tokenizer(vocabulary(), max_length + prompt_template["crop_start"])
+        tokenizer_2 = word_tokenizer(vocabulary(), 77)
+        ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "bos_token_id": tokenizer.eos_token_id}
+        with torch.device(device), _default_dtype(dtype):
+            text_encoder = LlamaModel(LlamaConfig(**llama, **ids)).eval()
+            text_encoder_2 = CLIPTextModel(CLIPTextConfig(**clip, **ids)).eval()
+            transformer = HunyuanVideoTransformer3DModel(
+                in_channels=16, out_channels=16, num_attention_heads=heads, attention_head_dim=128, num_layers=dual,
+                num_single_layers=single, num_refiner_layers=refiner, mlp_ratio=4.0, patch_size=2, patch_size_t=1,
+                qk_norm="rms_norm", guidance_embeds=True, text_embed_dim=llama["hidden_size"],
+                pooled_projection_dim=clip["projection_dim"], rope_theta=256.0, rope_axes_dim=rope_axes,
+            ).eval()
+            vae_module = AutoencoderKLHunyuanVideo(**(vae or {})).eval()  # the defaults are HunyuanVideo's VAE
+        pipe = HunyuanVideoPipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+                                    vae=vae_module, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                    text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+        for module in (text_encoder, text_encoder_2, transformer, vae_module):
+            module.requires_grad_(False)
+        return HunyuanVideoAdapter(pipe, prompt_template=prompt_template, max_sequence_length=max_length)
+
+    return build
+
+
 UMT5_XXL = dict(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=256384,
                 feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, relative_attention_max_distance=128,
                 is_encoder_decoder=False)
@@ -61,16 +100,32 @@ UMT5_XXL = dict(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, 
 RANDOM_CONFIGS: dict[str, Callable] = {
     "wan2.1-t2v-1.3b": _wan(dim_heads=12, layers=30, ffn=8960, text=UMT5_XXL),
     "wan2.1-t2v-14b": _wan(dim_heads=40, layers=40, ffn=13824, text=UMT5_XXL),
-    # the same code path at a size a CPU runs in seconds (tests, smoke runs)
+    "hunyuanvideo": _hunyuan(
+        heads=24, dual=20, single=40, refiner=2,
+        llama=dict(vocab_size=128320, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                   num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500000.0),
+        clip=dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                  num_attention_heads=12, max_position_embeddings=77, projection_dim=768),
+    ),
+    # the same code paths at a size a CPU runs in seconds (tests, smoke runs)
     "wan-tiny": _wan(dim_heads=2, layers=2, ffn=64,
                      text=dict(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=256,
                                is_encoder_decoder=False),
                      vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2]), max_length=32),
+    "hunyuan-tiny": _hunyuan(
+        heads=2, dual=1, single=1, refiner=1, rope_axes=(16, 56, 56),
+        llama=dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                   num_key_value_heads=1, max_position_embeddings=128),
+        clip=dict(vocab_size=256, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  max_position_embeddings=77, projection_dim=16),
+        vae=dict(latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4),
+        max_length=16, template={"template": "{}", "crop_start": 0},
+    ),
 }
 
 
 def build_random(name: str, device: torch.device, dtype: torch.dtype):
-    """The adapter of a real-size (or 'wan-tiny') pipeline with random weights."""
+    """The adapter of a real-size (or a *-tiny) pipeline with random weights."""
     if name not in RANDOM_CONFIGS:
         raise AccVideoError(f"unknown --config {name!r}; choose one of {', '.join(RANDOM_CONFIGS)}")
     torch.manual_seed(0)
