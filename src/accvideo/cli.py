@@ -52,6 +52,9 @@ def sample(
     gif: Annotated[bool, typer.Option("--gif", help="Also write a GIF.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
+    offload: Annotated[bool, typer.Option("--offload", help="Text encoders and VAE on the CPU between calls.")] = False,
+    vae_tiling: Annotated[Optional[str], typer.Option(help="VAE tiling: auto (untiled unless OOM), on, off.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer (slow first call).")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any of these settings.")] = None,
 ):
     """Generate one clip with the Euler sampler (progress bar; resolved settings written beside it)."""
@@ -66,7 +69,8 @@ def sample(
     cfg = load_config(
         SampleConfig, config, model=model, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
         guidance=guidance, shift=shift, seed=seed, frames=frames, height=height, width=width, fps=fps,
-        out=str(out), gif=gif, device=device, dtype=dtype,
+        out=str(out), gif=gif, device=device, dtype=dtype, offload=offload or None, vae_tiling=vae_tiling,
+        compile=compile_ or None,
     )
     resolved = run_sample(cfg)
     typer.echo(
@@ -188,6 +192,9 @@ def synthesize_command(
     device: Annotated[Optional[str], typer.Option(help="auto (default), cpu, cuda; torchrun: a GPU a rank.")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace shards of another teacher/settings.")] = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Text encoders and VAE on the CPU between calls.")] = False,
+    vae_tiling: Annotated[Optional[str], typer.Option(help="VAE tiling: auto (untiled unless OOM), on, off.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer (slow first call).")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any SynthConfig settings.")] = None,
 ):
     """Teacher trajectories -> SynVid shards; rerun to resume; under torchrun each rank writes its own shards."""
@@ -208,7 +215,8 @@ def synthesize_command(
         SynthConfig, config, teacher=teacher, prompts=str(prompts), out=str(out), steps=steps, key_steps=key_steps,
         key_indices=indices, shift=shift, guidance=guidance, negative_prompt=negative_prompt, seed=seed,
         store=store, videos=videos or None, frames=frames, height=height, width=width, shard_size=shard_size,
-        batch=batch, device=device, dtype=dtype, overwrite=overwrite or None,
+        batch=batch, device=device, dtype=dtype, overwrite=overwrite or None, offload=offload or None,
+        vae_tiling=vae_tiling, compile=compile_ or None,
     )
     s = run_synthesize(cfg)
     if s["rank"] == 0:
@@ -237,6 +245,9 @@ def evaluate(
     video_format: Annotated[str, typer.Option(help="Sampled clips kept as mp4, gif, npy (lossless) or none.")] = "mp4",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
+    offload: Annotated[bool, typer.Option("--offload", help="Text encoders and VAE on the CPU between calls.")] = False,
+    vae_tiling: Annotated[Optional[str], typer.Option(help="VAE tiling: auto (untiled unless OOM), on, off.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer (slow first call).")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any EvaluateConfig settings.")] = None,
 ):
     """ToyBench: prompt-alignment accuracy, Frechet distance and temporal consistency of a model or clip folder."""
@@ -252,7 +263,8 @@ def evaluate(
         EvaluateConfig, config, model=model, videos=str(videos) if videos is not None else None, prompts=prompts,
         split=split, seed=seed, steps=steps, guidance=guidance, shift=shift, negative_prompt=negative_prompt,
         batch_size=batch_size, classifier=str(classifier) if classifier is not None else None, out=str(out),
-        video_format=video_format, device=device, dtype=dtype,
+        video_format=video_format, device=device, dtype=dtype, offload=offload or None, vae_tiling=vae_tiling,
+        compile=compile_ or None,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PromptWarning)  # reported below, one line each
@@ -385,7 +397,9 @@ def bench(
     student_steps: Annotated[int, typer.Option(help="Student Euler steps (no CFG).")] = 5,
     guidance: Annotated[Optional[float], typer.Option(help="The teacher's CFG scale [the family's: Wan 5].")] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs of each; the fastest is reported.")] = 1,
-    vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Decode with VAE tiling.")] = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Text encoders and VAE on the CPU between calls.")] = False,
+    vae_tiling: Annotated[Optional[str], typer.Option(help="VAE tiling: auto (untiled unless OOM), on, off.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the transformer (slow first call).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path("bench"),
@@ -399,6 +413,7 @@ def bench(
     cfg = load_config(BenchConfig, None, (), model=model, random_weights=random_weights, config=config_name,
                       height=height, width=width, frames=frames, teacher_steps=teacher_steps,
                       student_steps=student_steps, guidance=guidance, repeats=repeats, vae_tiling=vae_tiling,
+                      offload=offload, compile=compile_,
                       device=device, dtype=dtype, out=str(out))
     report = run_bench(cfg)
     typer.echo(bench_markdown(report))

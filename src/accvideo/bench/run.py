@@ -14,6 +14,7 @@ from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
+from accvideo.models.runtime import RuntimeOptions, apply_runtime
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,16 @@ class BenchConfig:
     guidance: float | None = None  # the teacher's CFG scale (None: the family's); the student runs without CFG
     prompt: str = "a red circle moving left on a grey background"
     repeats: int = 1  # timed runs of each; the table reports the fastest
-    vae_tiling: bool = False
+    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
+    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
+    compile: bool = False  # torch.compile the transformer (GPU; slow first call)
     device: str = "auto"
     dtype: str = "auto"
     out: str = "bench"
 
     def __post_init__(self):
+        if self.vae_tiling not in ("auto", "on", "off"):
+            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         for name in ("teacher_steps", "student_steps", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -74,8 +79,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     except torch.OutOfMemoryError:
         raise AccVideoError(f"out of GPU memory building {cfg.config}; try a smaller --size or model, or a GPU "
                             "with more memory") from None
-    if cfg.vae_tiling:
-        adapter.vae.enable_tiling()
+    apply_runtime(adapter, RuntimeOptions(cfg.offload, cfg.vae_tiling, cfg.compile))
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
     except ValueError as exc:

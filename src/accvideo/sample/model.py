@@ -15,6 +15,7 @@ from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.distill.student import find_student, load_student, read_student_info, teacher_dir_of
 from accvideo.models import adapter_class, load_adapter
+from accvideo.models.runtime import RuntimeOptions, apply_runtime
 
 TEACHER_STEPS = 50
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG (METHOD.md 2)
@@ -59,11 +60,17 @@ def model_family(model: str):
     return adapter_class(model_dir)
 
 
-def open_model(model: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> OpenModel:
-    """Load a teacher folder, 'builtin', a distill run folder or an exported student."""
+def open_model(model: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+               runtime: RuntimeOptions | None = None) -> OpenModel:
+    """Load a teacher folder, 'builtin', a distill run folder or an exported student (with run-time options)."""
     path = resolve_model(model)
     student_dir = find_student(path)
     if student_dir is None:
-        return OpenModel(load_adapter(path, device=device, dtype=dtype), path)
+        return OpenModel(apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime), path)
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
-    return OpenModel(adapter, teacher_dir_of(student_dir, info), student_dir, info)
+    return OpenModel(apply_runtime(adapter, runtime), teacher_dir_of(student_dir, info), student_dir, info)
+
+
+def runtime_options(cfg) -> RuntimeOptions:
+    """The run-time options of any config with offload, vae_tiling and compile fields."""
+    return RuntimeOptions(offload=cfg.offload, vae_tiling=cfg.vae_tiling, compile=cfg.compile)

@@ -39,9 +39,14 @@ class SynthConfig:
     device: str = "auto"
     dtype: str = "auto"
     overwrite: bool = False  # replace a dataset made with another teacher or other settings
+    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
+    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
+    compile: bool = False  # torch.compile the teacher's transformer (GPU; slow first call)
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width)
+        if self.vae_tiling not in ("auto", "on", "off"):
+            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.key_steps is not None and self.key_indices is not None:

@@ -16,6 +16,7 @@ from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.video import write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
+from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.sample.config import check_video_size
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.generate import teacher_latents
@@ -121,7 +122,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     root = Path(cfg.out).expanduser()
     dtype = resolve_dtype(cfg.dtype, device)
     if adapter is None:
-        adapter = load_adapter(model_dir, device=device, dtype=dtype)
+        adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype),
+                                RuntimeOptions(cfg.offload, cfg.vae_tiling, cfg.compile))
     dtype = adapter.dtype
     _check_size(cfg, adapter)
     if cfg.guidance is None:  # the family's own teacher guidance (Wan: CFG 5; HunyuanVideo: embedded only)
