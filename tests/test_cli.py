@@ -85,3 +85,19 @@ def test_console_script_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: model directory")
+
+
+def test_out_of_gpu_memory_is_one_line_naming_the_fixes(monkeypatch, tmp_path, capsys):
+    import torch
+
+    import accvideo.sample.run as sample_run
+
+    def boom(cfg, progress=True):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(sample_run, "sample", boom)
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--out", str(tmp_path / "c.mp4")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert "out of GPU memory" in err and "--offload" in err and "lora_rank" in err and "smaller --size" in err

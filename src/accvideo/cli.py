@@ -447,6 +447,13 @@ def main(argv: list[str] | None = None) -> None:
     except AccVideoError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:  # torch's OutOfMemoryError, without importing torch for every command
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        typer.echo(f"error: out of GPU memory ({str(exc).splitlines()[0][:120]}); try --offload (text encoders and "
+                   "VAE on the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on",
+                   err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
