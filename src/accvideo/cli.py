@@ -320,6 +320,8 @@ def distill_command(
         out=str(out) if out is not None else None,
     )
     s = distill(cfg)
+    if s["rank"] != 0:  # under torchrun, rank 0 reports for all
+        return
     typer.echo(
         f"wrote the {s['key_steps']}-step student to {s['student']} ({s['iterations']} iterations, "
         f"{s['samples']} samples; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"

@@ -109,6 +109,32 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def mean(value: torch.Tensor | float) -> float:
+    """The mean of a scalar over every rank (the value itself in one process); a collective."""
+    if not is_distributed():
+        return float(value.detach() if isinstance(value, torch.Tensor) else value)
+    t = _on_backend(torch.as_tensor(value).detach().double().reshape(1))
+    tdist.all_reduce(t)
+    return float(t) / world_size()
+
+
+def gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's `t` (same shape on each), concatenated along dim 0 in rank order; a collective."""
+    if not is_distributed():
+        return t
+    sent = _on_backend(t.contiguous())
+    parts = [torch.empty_like(sent) for _ in range(world_size())]
+    tdist.all_gather(parts, sent)
+    return torch.cat(parts).to(t.device)
+
+
+def _on_backend(t: torch.Tensor) -> torch.Tensor:
+    """nccl moves only GPU tensors: CPU tensors (item indices, seeds) travel through this rank's GPU."""
+    if tdist.get_backend() == "nccl" and t.device.type != "cuda":
+        return t.to(torch.device("cuda", torch.cuda.current_device()))
+    return t
+
+
 def print0(*args, **kwargs) -> None:
     """print on rank 0 only."""
     if is_main():

@@ -1,17 +1,28 @@
-"""The whole training state (to resume), written atomically: a kill mid-write leaves the previous checkpoint whole."""
+"""The whole training state (to resume), written atomically: a kill mid-write leaves the previous checkpoint whole.
+
+One process writes one file, `checkpoint.pt`. Several (torchrun) write a folder, `checkpoint/`: the student, EMA,
+heads and AdamW states as torch.distributed.checkpoint shards (`__<rank>_0.distcp`, `.metadata`) plus rank 0's
+`state.pt` (counters, RNG states, the global queues). Weights and optimiser states are keyed by parameter name
+in both, so either resumes on any number of processes; a run keeps only the newer of the two.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from accvideo.core import dist, parallel
 from accvideo.distill.config import RESUMABLE_CHANGES
 from accvideo.errors import AccVideoError
 
-FORMAT = "accvideo.distill-state/1"
-NAME = "checkpoint.pt"
+FORMAT = "accvideo.distill-state/2"  # /1: positional AdamW states, one process only
+NAME = "checkpoint.pt"  # one process
+SHARDED = "checkpoint"  # several processes: a folder
+META = "state.pt"  # in SHARDED: everything but the sharded tensors
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:
@@ -40,6 +51,8 @@ def load_checkpoint(path: Path) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         raise AccVideoError(f"{path} is not a readable checkpoint ({exc}); delete it to start over") from None
+    if state.get("format") == "accvideo.distill-state/1":
+        raise AccVideoError(f"{path} was written by an older accvideo; delete it to start over, or choose another --out")
     if state.get("format") != FORMAT:
         raise AccVideoError(f"{path} is not an accvideo distill checkpoint; choose another --out")
     return state
@@ -55,3 +68,67 @@ def check_resumable(saved: dict, config: dict, teacher: str, path: Path) -> None
                 f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; "
                 f"use another --out, or the run's settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
             )
+
+
+def save_sharded(folder: Path, tensors: dict, meta: dict) -> Path:
+    """Every rank: DCP shards of `tensors`, and rank 0's `meta`; built aside, then swapped in whole by rank 0."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(f".{folder.name}.part"), folder.with_name(f".{folder.name}.old")
+    if dist.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    parallel.dcp_save(tensors, tmp)
+    dist.barrier()  # every shard is written
+    if dist.is_main():
+        save_checkpoint(tmp / META, meta)
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        (folder.parent / NAME).unlink(missing_ok=True)  # the newer state is this folder
+    dist.barrier()
+    return folder
+
+
+def save_single(path: Path, state: dict) -> Path:
+    """One process: the whole state in one file; a folder left by an earlier multi-process run goes."""
+    save_checkpoint(path, state)
+    shutil.rmtree(Path(path).with_name(SHARDED), ignore_errors=True)
+    return path
+
+
+def tidy(out: Path) -> None:
+    """Rank 0, before anyone reads: finish a swap that a kill interrupted, drop half-written parts."""
+    folder = Path(out) / SHARDED
+    old = folder.with_name(f".{folder.name}.old")
+    if old.is_dir() and not folder.exists():
+        os.replace(old, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(folder.with_name(f".{folder.name}.part"), ignore_errors=True)
+
+
+def load_latest(out: Path, check: Callable[[dict], None], target: Callable[[dict], dict]
+                ) -> tuple[dict, dict, bool] | None:
+    """(state, tensors, whole) of the newer checkpoint of the run folder, or None; every rank calls it.
+
+    `check(state)` may refuse it before any tensor is read. From `checkpoint.pt` the tensors are whole
+    (whole=True); from `checkpoint/` they are read with DCP into `target(state)`, this run's own (possibly
+    sharded) layout, whatever process count wrote them.
+    """
+    single = load_checkpoint(Path(out) / NAME)
+    folder = Path(out) / SHARDED
+    meta = load_checkpoint(folder / META) if (folder / META).is_file() else None
+    if meta is None or (single is not None and single["iteration"] >= meta["iteration"]):
+        if single is not None:
+            check(single)
+        return None if single is None else (single, single, True)
+    check(meta)
+    tensors = target(meta)
+    try:
+        parallel.dcp_load(tensors, folder)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign folder gets one line
+        raise AccVideoError(f"{folder} is not a readable checkpoint ({str(exc).splitlines()[0]}); "
+                            "delete it to start over") from None
+    return meta, tensors, False

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from accvideo.core.parallel import MODES, PRECISIONS
+from accvideo.errors import AccVideoError
+
 GAN_LOSSES = ("non-saturating", "hinge")
 HEAD_MODES = ("per-step", "shared")
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
 # dataset reader still check them); any other difference means another run
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "tensorboard", "out", "teacher", "data",
-                               "device", "lr", "head_lr", "grad_clip"})
+                               "device", "lr", "head_lr", "grad_clip", "parallel", "mixed_precision"})
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,8 @@ class DistillConfig:
     out: str = "distill-run"
     key_sigmas: list[float] | None = None  # t'_m = 1 > ... > t'_0 = 0; None: the dataset's own key steps
     iterations: int = 1200  # outer iterations; each runs k = m-1 .. 0
-    batch: int = 1  # trajectories per update (the global batch)
-    micro_batch: int | None = None  # per forward; batch / micro_batch = gradient accumulation
+    batch: int = 1  # trajectories per update: the global batch, split evenly over torchrun processes
+    micro_batch: int | None = None  # per forward; None: the per-process batch (no accumulation)
     lr: float = 5e-6  # student
     head_lr: float = 5e-6  # discriminator heads
     weight_decay: float = 0.01
@@ -39,7 +42,9 @@ class DistillConfig:
     lora_alpha: float | None = None  # None: alpha = rank (scale 1)
     lora_targets: list[str] | None = None  # module names; None: the family's attention projections
     ema: float = 0.0  # EMA decay of the student's weights (0: off); the export uses the EMA
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = False  # activation checkpointing of the transformer(s)
+    parallel: str = "auto"  # under torchrun: auto (fsdp on GPU for >= 1B-parameter students, else ddp), ddp, fsdp
+    mixed_precision: str = "auto"  # bf16 compute for the student: auto (on GPU only), bf16, off
     seed: int = 0
     checkpoint_every: int = 100  # iterations between saves of the whole training state
     log_every: int = 1  # iterations between progress-bar refreshes and TensorBoard points
@@ -69,14 +74,30 @@ class DistillConfig:
             raise ValueError(f"lora_alpha must be positive; got {self.lora_alpha}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must lie in [0, 1) (0: off, e.g. 0.999); got {self.ema}")
+        if self.parallel not in MODES:
+            raise ValueError(f"parallel must be one of {', '.join(MODES)}; got {self.parallel!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {', '.join(PRECISIONS)}; got {self.mixed_precision!r}")
         ks = self.key_sigmas
         if ks is not None and (len(ks) < 2 or ks[0] != 1 or ks[-1] != 0 or any(b >= a for a, b in pairwise(ks))):
             raise ValueError(f"key_sigmas must fall strictly from 1 to 0 (e.g. [1, 0.9, 0.6, 0]); got {ks}")
 
     @property
     def accumulation(self) -> int:
-        """Micro-batches per update (derived: batch / micro_batch)."""
+        """Micro-batches per update in one process (derived: batch / micro_batch)."""
         return self.batch // (self.micro_batch or self.batch)
+
+    def split(self, world: int) -> tuple[int, int, int]:
+        """(per-process batch, micro-batch, accumulation) on `world` processes; one-line error if they do not divide."""
+        if self.batch % world:
+            raise AccVideoError(f"batch={self.batch} is the global batch and must be divisible by the {world} "
+                                f"processes; use e.g. batch={world * -(-self.batch // world)}")
+        local = self.batch // world
+        micro = self.micro_batch or local
+        if local % micro:
+            raise AccVideoError(f"micro_batch={micro} must divide the per-process batch {local} (batch={self.batch} "
+                                f"over {world} processes); use e.g. micro_batch=1")
+        return local, micro, local // micro
 
 
 def paper_config(**kw) -> DistillConfig:

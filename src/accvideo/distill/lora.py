@@ -72,6 +72,11 @@ def lora_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(transformer).items()}
 
 
+def portable_lora_names(state: dict[str, torch.Tensor], adapter: str = "default") -> dict[str, torch.Tensor]:
+    """The LoRA entries of a module state dict, renamed as `lora_state_dict` names them (adapter name dropped)."""
+    return {k.replace(f".{adapter}.", "."): v for k, v in state.items() if "lora_" in k}
+
+
 def load_lora_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load weights saved by `lora_state_dict` into an attached adapter; refuses a partial match."""
     from peft.utils import set_peft_model_state_dict

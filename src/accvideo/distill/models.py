@@ -20,27 +20,28 @@ class StudentTeacher:
     and `teacher_mode()` switches the adapter off, so the base weights exist once.
     """
 
-    student: object  # a ModelAdapter whose transformer trains
+    student: object  # a ModelAdapter whose transformer trains (under DDP: the wrapper, see core/parallel.py)
     teacher: object  # a ModelAdapter, frozen
     lora: bool
+    module: nn.Module | None = None  # the student's own transformer, unwrapped (its weights, LoRA switch, export)
     params: dict[str, nn.Parameter] = field(default_factory=dict)  # the trainable weights, by name
     ema: dict[str, torch.Tensor] | None = None
 
     def teacher_mode(self) -> AbstractContextManager:
         """The block in which the transformer computes the teacher (adapter off for LoRA students)."""
-        return adapter_off(self.student.transformer) if self.lora else nullcontext()
+        return adapter_off(self.module) if self.lora else nullcontext()
 
     def student_state(self) -> dict[str, torch.Tensor]:
         """The student's own weights: the whole transformer, or the LoRA weights alone."""
         if self.lora:
-            return lora_state_dict(self.student.transformer)
-        return self.student.transformer.state_dict()  # detached views: saving them needs no second copy
+            return lora_state_dict(self.module)
+        return self.module.state_dict()  # detached views: saving them needs no second copy
 
     def load_student_state(self, state: dict[str, torch.Tensor]) -> None:
         if self.lora:
-            load_lora_state_dict(self.student.transformer, state)
+            load_lora_state_dict(self.module, state)
         else:
-            self.student.transformer.load_state_dict(state)
+            self.module.load_state_dict(state)
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
@@ -60,11 +61,11 @@ class StudentTeacher:
             self.ema[n].copy_(tmp)
 
 
-def student_view(adapter, transformer: nn.Module):
+def student_view(adapter, transformer: nn.Module, dtype: torch.dtype | None = None):
     """A shallow copy of `adapter` that runs `transformer` (text encoder and VAE stay shared)."""
     view = copy.copy(adapter)
     view.transformer = transformer
-    view.dtype = next(transformer.parameters()).dtype
+    view.dtype = dtype or next(transformer.parameters()).dtype
     return view
 
 
@@ -87,4 +88,4 @@ def make_student(adapter, lora_rank: int = 0, lora_alpha: float | None = None, l
             tr.enable_gradient_checkpointing()
     params = {n: p for n, p in student_tr.named_parameters() if p.requires_grad}
     student = student_view(adapter, student_tr) if lora_rank == 0 else adapter
-    return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, params=params)
+    return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, module=student_tr, params=params)

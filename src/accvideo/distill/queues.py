@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import torch
 
@@ -36,20 +37,23 @@ class KeyQueues:
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues)
 
-    def state_dict(self) -> dict:
-        """Every queued batch, on the CPU, for the training checkpoint."""
-        def cpu(entry: Entry) -> Entry:
-            return {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v.cpu()) for k, v in entry.items()}
+    def state_dict(self, gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+        """Every queued batch, on the CPU, for the training checkpoint.
 
-        return {"queues": [[cpu(e) for e in q] for q in self.queues]}
+        Under torchrun each rank queues its slice of every batch; `gather` (a collective that concatenates the
+        ranks' tensors in rank order) makes the saved batches global, so a run resumes on any process count.
+        """
+        return {"queues": [[_map(e, lambda t: (gather(t) if gather else t).cpu()) for e in q] for q in self.queues]}
 
-    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
-        def to(entry: Entry) -> Entry:
-            return {k: ({n: t.to(device) for n, t in v.items()} if isinstance(v, dict) else v.to(device))
-                    for k, v in entry.items()}
-
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu", part: slice | None = None) -> None:
+        """Restore saved (global) batches; `part` keeps this rank's contiguous slice of every batch."""
         if len(state["queues"]) != self.m:
             raise ValueError(f"checkpoint holds {len(state['queues'])} queues, this run has {self.m} key steps")
         for q, saved in zip(self.queues, state["queues"]):
             q.clear()
-            q.extend(to(e) for e in saved)
+            q.extend(_map(e, lambda t: (t if part is None else t[part]).to(device)) for e in saved)
+
+
+def _map(entry: Entry, fn: Callable[[torch.Tensor], torch.Tensor]) -> Entry:
+    """`fn` applied to every tensor of an entry (the conditioning dict included), in a fixed order."""
+    return {k: ({n: fn(t) for n, t in v.items()} if isinstance(v, dict) else fn(v)) for k, v in entry.items()}

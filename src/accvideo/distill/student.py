@@ -34,21 +34,33 @@ def find_student(path: str | Path) -> Path | None:
 
 
 def export_student(out: Path, pair, *, key_sigmas, teacher: str, teacher_dir: Path, lora: dict | None,
-                   extra: dict) -> Path:
-    """Write the student of `pair` (a StudentTeacher) to `out`, replacing any previous export whole."""
+                   extra: dict, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the student of `pair` (a StudentTeacher) to `out`, replacing any previous export whole.
+
+    `state` is the student's whole weights (LoRA: peft's portable names) when they are gathered from shards;
+    by default they are read from `pair`. The layout is the same whatever the number of training processes.
+    """
+    from huggingface_hub import save_torch_state_dict
+
     out = Path(out)
+    state = pair.student_state() if state is None else state
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    transformer = pair.student.transformer
     if lora is not None:
         type(pair.teacher.pipe).save_lora_weights(
-            str(tmp), transformer_lora_layers=pair.student_state(), weight_name=LORA_WEIGHTS,
+            str(tmp), transformer_lora_layers=state, weight_name=LORA_WEIGHTS,
             transformer_lora_adapter_metadata={"r": lora["rank"], "lora_alpha": lora["alpha"],
                                                "target_modules": lora["targets"]},
         )
-    else:
-        transformer.save_pretrained(str(tmp / FULL_WEIGHTS), safe_serialization=True)
+    else:  # what diffusers' save_pretrained writes (config.json + weights), from the gathered state
+        pair.module.save_config(str(tmp / FULL_WEIGHTS))
+        save_torch_state_dict(state, tmp / FULL_WEIGHTS, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
+                              max_shard_size="10GB")
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in (tmp / FULL_WEIGHTS).iterdir():  # it writes through private temporary files (mode 600)
+            f.chmod(0o666 & ~umask)
     info = {
         "format": FORMAT, "family": pair.teacher.family, "key_sigmas": [float(s) for s in key_sigmas],
         "teacher": teacher, "teacher_dir": str(Path(teacher_dir).resolve()), "lora": lora,

@@ -6,6 +6,10 @@ One outer iteration runs k = m-1 down to 0 (METHOD.md 3):
   3. generator: update the student on lambda_adv * L_G of those fakes (the gradient flows through that step only);
   4. discriminator: update head H_k on L_D, real = l[t'_k] of the trajectories whose prompts the fakes carry;
 and then 5. log, and save the whole training state every `checkpoint_every` iterations.
+
+Under torchrun every rank draws the same global batch of items and fake seeds from the shared generator and
+takes its contiguous slice; gradients are averaged by the parallel seam (core/parallel.py: DDP or FSDP2 for the
+student, an all-reduce for the heads) and logged losses are global means, so K processes equal one.
 """
 
 from __future__ import annotations
@@ -18,17 +22,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from accvideo.core import dist
+from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
 from accvideo.distill import losses
 from accvideo.distill.checkpoint import NAME as CHECKPOINT
-from accvideo.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from accvideo.distill.checkpoint import SHARDED, check_resumable, load_latest, save_sharded, save_single, tidy
 from accvideo.distill.config import DistillConfig
 from accvideo.distill.data import Trajectories, fake_seed
 from accvideo.distill.heads import Heads, default_feature_blocks
-from accvideo.distill.models import make_student
+from accvideo.distill.lora import portable_lora_names
+from accvideo.distill.models import make_student, student_view
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.queues import KeyQueues
 from accvideo.distill.student import export_student
@@ -42,7 +47,8 @@ class NonFiniteLoss(Exception):
 
 
 def _finite(name: str, value: torch.Tensor) -> float:
-    v = float(value.detach())
+    """The loss's mean over the ranks (so every rank stops together on a NaN, and logs the global mean)."""
+    v = dist.mean(value)
     if not math.isfinite(v):
         raise NonFiniteLoss(f"{name} {v}")
     return v
@@ -53,9 +59,13 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig):
         # 0. setup: the dataset first (its refusals are cheap), then the teacher and the student made from it
-        if dist.env_world_size() > 1:
-            raise AccVideoError("accvideo distill runs in one process for now; launch it without torchrun")
+        if dist.env_world_size() > 1 and not dist.is_distributed():
+            raise AccVideoError("under torchrun, start distillation with accvideo.distill.distill(cfg), "
+                                "which joins the process group")
         self.cfg = cfg
+        self.world = dist.world_size()
+        self.local_batch, micro, self.accumulation = cfg.split(self.world)
+        self.mine = slice(dist.rank() * self.local_batch, (dist.rank() + 1) * self.local_batch)  # this rank's items
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
@@ -65,7 +75,7 @@ class Distiller:
         key = s.sigmas[list(s.latent_indices)][self.dataset.rows]  # float64, noisiest first
         self.t = [float(x) for x in key.flip(0)]  # t[k] = t'_k, so t[0] = 0 and t[m] = 1
         self.m = len(self.t) - 1
-        self.device = resolve_device(cfg.device)
+        self.device = dist.local_device(resolve_device(cfg.device))
         adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device))
         if adapter.family != s.family:
             raise AccVideoError(f"{cfg.data} holds {s.family} latents but the teacher is {adapter.family}")
@@ -74,8 +84,8 @@ class Distiller:
         if len(self.blocks) != self.m or not all(-adapter.num_blocks <= b < adapter.num_blocks for b in self.blocks):
             raise AccVideoError(f"feature_blocks needs {self.m} block indices (one per key step k = 0..{self.m - 1}) "
                                 f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}")
-        self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.grad_checkpointing,
-                                 seed=cfg.seed)
+        self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
+        self.par = self._parallelize(adapter)
         self.data = Trajectories(self.dataset, self.device)
         with torch.random.fork_rng(devices=[]):  # heads initialise from the run's seed, not the global RNG
             torch.manual_seed(cfg.seed)
@@ -84,10 +94,22 @@ class Distiller:
         self.opt_s = torch.optim.AdamW(self.pair.params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_h = torch.optim.AdamW(self.heads.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
         self.queues = KeyQueues(self.m)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
-        micro = cfg.micro_batch or cfg.batch
-        self.chunks = [slice(i, i + micro) for i in range(0, cfg.batch, micro)]
+        self.chunks = [slice(i, i + micro) for i in range(0, self.local_batch, micro)]
+
+    def _parallelize(self, adapter) -> parallel.Parallel:
+        """Activation checkpointing, then DDP / FSDP2 on the student (core/parallel.py); its adapter runs the wrapper."""
+        cfg, pair = self.cfg, self.pair
+        size = sum(p.numel() for p in pair.module.parameters())
+        mode = parallel.choose_mode(cfg.parallel, self.device, size, self.world)
+        par = parallel.parallelize(pair.module, mode, self.device, teacher=None if pair.lora else adapter.transformer,
+                                   grad_checkpointing=cfg.grad_checkpointing,
+                                   bf16=parallel.use_bf16(cfg.mixed_precision, self.device))
+        pair.params = {n: p for n, p in pair.module.named_parameters() if p.requires_grad}  # FSDP2 made new ones
+        if par.forward_module is not pair.module:  # DDP: the student calls the wrapper, the teacher the module
+            pair.student = student_view(pair.student, par.forward_module, pair.student.dtype)
+        return par
 
     @torch.no_grad()
     def _feature_dim(self) -> int:
@@ -100,7 +122,7 @@ class Distiller:
         return torch.full((n,), self.t[k], device=self.device)
 
     def _student_step(self) -> None:
-        if self.cfg.grad_clip > 0:
+        if self.cfg.grad_clip > 0:  # on the averaged gradients, so every rank clips alike
             torch.nn.utils.clip_grad_norm_(self.pair.params.values(), self.cfg.grad_clip)
         self.opt_s.step()
         self.opt_s.zero_grad(set_to_none=True)
@@ -115,26 +137,32 @@ class Distiller:
     # 1. trajectory loss ----------------------------------------------------------------------------------
     def trajectory_update(self, k: int) -> float:
         """One student update on L_traj (Eq. 6): at l[t'_{k+1}], predict the secant to l[t'_k]."""
-        idx, total = self.data.draw(self.cfg.batch, self.gen), 0.0
-        for part in self.chunks:
+        idx, total = self.data.draw(self.cfg.batch, self.gen)[self.mine], 0.0
+        for i, part in enumerate(self.chunks):
             latents, cond = self.data.load(idx[part])
             x, x_next = latents[:, self.m - k - 1], latents[:, self.m - k]
-            v = self.pair.student.velocity(x, self.sigma(k + 1, len(x)), cond)
-            loss = losses.trajectory_loss(v, x, x_next, self.t[k + 1], self.t[k])
-            total += _finite("L_traj", loss) / len(self.chunks)
-            (loss / len(self.chunks)).backward()
+            with self.par.sync(last=i == len(self.chunks) - 1):
+                with self.par.autocast():
+                    v = self.pair.student.velocity(x, self.sigma(k + 1, len(x)), cond)
+                loss = losses.trajectory_loss(v, x, x_next, self.t[k + 1], self.t[k])
+                total += _finite("L_traj", loss) / len(self.chunks)
+                (loss / len(self.chunks)).backward()
         self._student_step()
         self.samples += self.cfg.batch
         return total
 
     # 2 + 3. fakes and generator --------------------------------------------------------------------------
     def pop_fakes(self, k: int) -> dict:
-        """A batch from Q_{k+1}; for k+1 = m fresh noise, each item from its own seed, with a drawn trajectory's prompt."""
+        """A batch from Q_{k+1}; for k+1 = m fresh noise, each item from its own seed, with a drawn trajectory's prompt.
+
+        Items and seeds are drawn for the global batch on every rank; each keeps its own slice.
+        """
         if k + 1 < self.m:
             return self.queues.pop(k + 1)
         idx = self.data.draw(self.cfg.batch, self.gen)
         seeds = [fake_seed(self.cfg.seed, self.fakes + i) for i in range(len(idx))]
         self.fakes += len(idx)
+        idx, seeds = idx[self.mine], seeds[self.mine]
         _, cond = self.data.load(idx)
         return {"x": self.data.noise(seeds), "cond": cond, "index": idx, "seed": torch.tensor(seeds)}
 
@@ -146,17 +174,19 @@ class Distiller:
         weights never see both paths in one graph, and no gradient reaches earlier steps.
         """
         out, total = [], 0.0
-        for part in self.chunks:
+        for i, part in enumerate(self.chunks):
             x, cond = entry["x"][part], {n: c[part] for n, c in entry["cond"].items()}
-            v = self.pair.student.velocity(x, self.sigma(k + 1, len(x)), cond)
-            fake = euler_step(x, v, self.t[k + 1], self.t[k])
-            out.append(fake.detach())
-            leaf = fake.detach().requires_grad_(True)
-            with self.pair.teacher_mode():
-                loss = losses.generator_loss(self.discriminator(k, leaf, cond), self.cfg.gan_loss)
-                total += _finite("L_G", loss) / len(self.chunks)
-                (self.cfg.lambda_adv * loss / len(self.chunks)).backward()
-            fake.backward(leaf.grad)
+            with self.par.sync(last=i == len(self.chunks) - 1):
+                with self.par.autocast():
+                    v = self.pair.student.velocity(x, self.sigma(k + 1, len(x)), cond)
+                fake = euler_step(x, v, self.t[k + 1], self.t[k])
+                out.append(fake.detach())
+                leaf = fake.detach().requires_grad_(True)
+                with self.pair.teacher_mode():
+                    loss = losses.generator_loss(self.discriminator(k, leaf, cond), self.cfg.gan_loss)
+                    total += _finite("L_G", loss) / len(self.chunks)
+                    (self.cfg.lambda_adv * loss / len(self.chunks)).backward()
+                fake.backward(leaf.grad)
         fakes = {**entry, "x": torch.cat(out)}
         self.queues.push(k, fakes)
         self._student_step()
@@ -181,6 +211,7 @@ class Distiller:
                 loss = loss + 0.5 * self.cfg.r1 * losses.r1_penalty(d_real, f_real)
             total += _finite("L_D", loss) / len(self.chunks)
             (loss / len(self.chunks)).backward()
+        parallel.average_gradients(self.heads.parameters())
         self.opt_h.step()
         return total
 
@@ -201,61 +232,110 @@ class Distiller:
                 "d": mean(disc), "traj_k": traj, "g_k": gen, "d_k": disc}
 
     # 5. state, checkpoints and the artifact -----------------------------------------------------------------
-    def state(self) -> dict:
+    def tensors(self, ema: bool = True) -> dict:
+        """Weights and AdamW states in this run's layout (local shards under FSDP2), keyed by parameter name."""
+        par = self.pair.module
+        out = {"student": parallel.module_state(par), "heads": self.heads.state_dict(),
+               "opt_student": parallel.optimizer_state(par, self.opt_s),
+               "opt_heads": parallel.optimizer_state(self.heads, self.opt_h)}
+        if ema:
+            out["ema"] = self.pair.ema
+        return out
+
+    def meta(self) -> dict:
+        """Everything else: settings, counters, RNG states, and the queues gathered whole (a collective)."""
         return {
             "config": to_dict(self.cfg), "teacher": self.identity, "iteration": self.iteration,
-            "samples": self.samples, "fakes": self.fakes, "student": self.pair.student_state(),
-            "ema": self.pair.ema, "heads": self.heads.state_dict(), "opt_student": self.opt_s.state_dict(),
-            "opt_heads": self.opt_h.state_dict(), "queues": self.queues.state_dict(),
+            "samples": self.samples, "fakes": self.fakes, "world_size": self.world,
+            "has_ema": self.pair.ema is not None, "queues": self.queues.state_dict(gather=dist.gather_cat),
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
         }
 
-    def load_state(self, state: dict) -> None:
-        self.pair.load_student_state(state["student"])
-        self.pair.ema = None if state["ema"] is None else {n: t.to(self.device) for n, t in state["ema"].items()}
-        self.heads.load_state_dict(state["heads"])
-        self.opt_s.load_state_dict(state["opt_student"])
-        self.opt_h.load_state_dict(state["opt_heads"])
-        self.queues.load_state_dict(state["queues"], self.device)
-        self.gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.iteration, self.samples, self.fakes = state["iteration"], state["samples"], state["fakes"]
+    def _target(self, meta: dict) -> dict:
+        """Where a sharded checkpoint is read into: this run's own tensors (an EMA placeholder if it had one)."""
+        out = self.tensors(ema=False)
+        if meta["has_ema"]:
+            out["ema"] = {n: p.detach().clone() for n, p in self.pair.params.items()}
+        return out
+
+    def load_state(self, meta: dict, tensors: dict, whole: bool) -> None:
+        """Restore a checkpoint; `whole`: its tensors are unsharded (a one-process file), laid out here as needed."""
+        parallel.load_module_state(self.pair.module, tensors["student"], whole)
+        ema = tensors.get("ema")
+        self.pair.ema = None if ema is None else {
+            n: parallel.like(ema[n], p.detach()) if whole else ema[n] for n, p in self.pair.params.items()}
+        self.heads.load_state_dict(tensors["heads"])
+        parallel.load_optimizer_state(self.pair.module, self.opt_s, tensors["opt_student"], whole)
+        parallel.load_optimizer_state(self.heads, self.opt_h, tensors["opt_heads"], full=False)  # replicated
+        for opt, lr in ((self.opt_s, self.cfg.lr), (self.opt_h, self.cfg.head_lr)):
+            for group in opt.param_groups:  # a resumed run may lower the learning rates (the fix after a NaN)
+                group["lr"] = lr
+        self.queues.load_state_dict(meta["queues"], self.device, self.mine)
+        self.gen.set_state(meta["generator"])
+        torch.set_rng_state(meta["torch_rng"])
+        self.iteration, self.samples, self.fakes = meta["iteration"], meta["samples"], meta["fakes"]
 
     def save(self) -> None:
-        """The training state (to resume), the student artifact (to sample) and the loss plot."""
-        save_checkpoint(self.out / CHECKPOINT, self.state())
+        """The training state (to resume), the student artifact (to sample) and the loss plot; every rank calls it."""
+        tensors, meta = self.tensors(), self.meta()
+        if self.world == 1:
+            save_single(self.out / CHECKPOINT, {**meta, **tensors})
+        else:
+            save_sharded(self.out / SHARDED, {k: v for k, v in tensors.items() if v is not None}, meta)
         cfg = self.cfg
         lora = None if cfg.lora_rank == 0 else {
             "rank": cfg.lora_rank, "alpha": float(cfg.lora_alpha or cfg.lora_rank),
-            "targets": sorted(self.pair.student.transformer.peft_config["default"].target_modules)}
+            "targets": sorted(self.pair.module.peft_config["default"].target_modules)}
         use_ema = cfg.ema > 0 and self.pair.ema is not None
         if use_ema:
             self.pair.swap_ema()
         try:
-            export_student(self.out / "student", self.pair, key_sigmas=list(reversed(self.t)), teacher=self.identity,
-                           teacher_dir=self.model_dir, lora=lora,
-                           extra={"iteration": self.iteration, "samples": self.samples, "ema": use_ema})
+            state = parallel.full_module_state(self.pair.module)  # whole, on rank 0 (gathered from FSDP2 shards)
+            if dist.is_main():
+                export_student(self.out / "student", self.pair, key_sigmas=list(reversed(self.t)),
+                               teacher=self.identity, teacher_dir=self.model_dir, lora=lora,
+                               state=portable_lora_names(state) if lora else state,
+                               extra={"iteration": self.iteration, "samples": self.samples, "ema": use_ema})
+                plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png")
         finally:
             if use_ema:
                 self.pair.swap_ema()
-        plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png")
+        dist.barrier()
+
+    def _prepare(self) -> None:
+        """Rank 0 creates the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
+        from accvideo.sample.run import prepare_output
+
+        error = None
+        if dist.is_main():
+            try:
+                prepare_output(self.out / "config.yaml")
+                tidy(self.out)
+            except AccVideoError as exc:
+                error = str(exc)
+        error = dist.broadcast_object(error)
+        if error is not None:
+            raise AccVideoError(error)
 
     def run(self, progress: bool = True) -> dict:
         """Train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
-        from accvideo.sample.run import prepare_output
-
-        cfg, t0 = self.cfg, time.perf_counter()
-        prepare_output(self.out / "config.yaml")
-        if (saved := load_checkpoint(self.out / CHECKPOINT)) is not None:
-            check_resumable(saved, to_dict(cfg), self.identity, self.out / CHECKPOINT)
-            self.load_state(saved)
+        cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
+        self._prepare()
+        saved = load_latest(self.out, lambda s: check_resumable(s, to_dict(cfg), self.identity, self.out / CHECKPOINT),
+                            self._target)
+        if saved is not None:
+            self.load_state(*saved)
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
-        save_config(cfg, self.out / "config.yaml", teacher_identity=self.identity, key_sigmas=list(reversed(self.t)),
-                    key_steps=self.m, feature_blocks=self.blocks, accumulation=cfg.accumulation,
-                    feature_dim=self.feature_dim, token_grid=list(self.grid))
-        log = LossLog(self.out / "losses.jsonl", start, self.out / "tensorboard" if cfg.tensorboard else None)
-        bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=not progress,
+        if main:
+            save_config(cfg, self.out / "config.yaml", teacher_identity=self.identity,
+                        key_sigmas=list(reversed(self.t)), key_steps=self.m, feature_blocks=self.blocks,
+                        world_size=self.world, data_parallel=self.par.mode, bf16=self.par.bf16,
+                        per_process_batch=self.local_batch, accumulation=self.accumulation,
+                        feature_dim=self.feature_dim, token_grid=list(self.grid))
+        log = LossLog(self.out / "losses.jsonl", start, self.out / "tensorboard" if cfg.tensorboard else None) \
+            if main else None
+        bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=not (progress and main),
                    dynamic_ncols=True)
         try:
             while self.iteration < cfg.iterations:
@@ -268,7 +348,8 @@ class Distiller:
                         "lower lr (e.g. lr=...) and rerun the same command to resume from it"
                     ) from None
                 shown = self.iteration % cfg.log_every == 0
-                log.write({**record, "seconds": round(time.perf_counter() - t0, 3)}, scalars=shown)
+                if log is not None:
+                    log.write({**record, "seconds": round(time.perf_counter() - t0, 3)}, scalars=shown)
                 bar.update(1)
                 if shown:
                     bar.set_postfix({k: f"{record[k]:.4g}" for k in ("traj", "g", "d") if record[k] is not None},
@@ -278,16 +359,18 @@ class Distiller:
                     start = self.iteration
         finally:
             bar.close()
-            log.close()
-        if self.iteration == start and not (self.out / "student").is_dir():
+            if log is not None:
+                log.close()
+        if self.iteration == start and not dist.broadcast_object((self.out / "student").is_dir()):
             self.save()  # a finished run resumed with nothing to do still leaves its artifact
         trained, seconds = self.samples - first_samples, time.perf_counter() - t_train
         summary = {"out": str(self.out), "iterations": self.iteration, "samples": self.samples, "key_steps": self.m,
                    "seconds": round(time.perf_counter() - t0, 3), "student": str(self.out / "student"),
-                   # this invocation's training rate (samples = trajectories x key steps) and peak memory
+                   "rank": dist.rank(), "world_size": self.world, "data_parallel": self.par.mode,
+                   # this invocation's training rate (samples = trajectories x key steps) and this rank's peak memory
                    "samples_per_s": round(trained / seconds, 3) if trained else None,
                    "peak_memory_mb": _peak_memory_mb(self.device)}
-        if dist.is_main():
+        if main:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
 
@@ -302,5 +385,6 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:
-    """Run `accvideo distill` with these settings; returns a summary."""
-    return Distiller(cfg).run(progress)
+    """Run `accvideo distill` with these settings (joining the torchrun process group if launched so); a summary."""
+    with dist.distributed(dist.local_device(resolve_device(cfg.device))):
+        return Distiller(cfg).run(progress)

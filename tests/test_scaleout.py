@@ -1,0 +1,138 @@
+"""Distillation across processes (docs/scale-out.md): 2 gloo ranks equal 1 process; checkpoints move between counts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from accvideo.core import parallel
+from accvideo.distill import Distiller, quick_config
+from accvideo.distill.checkpoint import META, NAME, SHARDED
+from accvideo.distill.lora import lora_state_dict, portable_lora_names
+from accvideo.distill.plots import read_losses
+from accvideo.distill.queues import KeyQueues
+from accvideo.errors import AccVideoError
+
+QUICK = {"lr": 1e-4, "head_lr": 1e-4, "head_channels": 8, "device": "cpu", "checkpoint_every": 2}
+
+
+def settings(teacher, data, out, **kw) -> dict:
+    return {"teacher": str(teacher), "data": str(data), "out": str(out), **QUICK, **kw}
+
+
+def run_one(**kw) -> None:
+    Distiller(quick_config(**kw)).run(progress=False)
+
+
+def torchrun(**kw) -> str:
+    """`torchrun --nproc_per_node 2 -m accvideo distill key=value ...` on gloo; its stdout."""
+    args = [f"{k}={v}" for k, v in kw.items() if k not in ("teacher", "data", "out")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "accvideo",
+           "distill", "--teacher", kw["teacher"], "--data", kw["data"], "--out", kw["out"], *args]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def losses(run, iterations=slice(None)) -> torch.Tensor:
+    """Every per-key-step loss of every iteration, (iterations, 3, m)."""
+    records = read_losses(run / "losses.jsonl")[iterations]
+    return torch.tensor([[r["traj_k"], r["g_k"], r["d_k"]] for r in records], dtype=torch.float64)
+
+
+def assert_same_losses(run, reference, iterations=slice(None)) -> None:
+    ours, ref = read_losses(run / "losses.jsonl")[iterations], read_losses(reference / "losses.jsonl")[iterations]
+    assert [(r["iteration"], r["samples"]) for r in ours] == [(r["iteration"], r["samples"]) for r in ref]
+    # the same global batch: equal up to the order of float reductions
+    torch.testing.assert_close(losses(run, iterations), losses(reference, iterations), rtol=1e-4, atol=1e-6)
+
+
+def test_two_processes_equal_one_and_their_checkpoint_resumes_on_one(tiny_wan_dir, synvid, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_one(**settings(tiny_wan_dir, synvid, whole, batch=2, iterations=4))
+    stdout = torchrun(**settings(tiny_wan_dir, synvid, split, batch=2, iterations=2))
+    assert stdout.count("wrote the 5-step student") == 1  # rank 0 reports
+    assert_same_losses(split, whole, slice(0, 2))
+    cfg = yaml.safe_load((split / "config.yaml").read_text())
+    assert (cfg["world_size"], cfg["data_parallel"], cfg["per_process_batch"], cfg["accumulation"]) == (2, "ddp", 1, 1)
+    # a sharded checkpoint (DCP files of both ranks + rank 0's state.pt), one exported weights file
+    files = {p.name for p in (split / SHARDED).iterdir()}
+    assert {".metadata", META} <= files and len([f for f in files if f.endswith(".distcp")]) == 2
+    assert not (split / NAME).exists()
+    assert [p.name for p in (split / "student" / "transformer").glob("*.safetensors")] == [
+        "diffusion_pytorch_model.safetensors"]
+    queues = torch.load(split / SHARDED / META, weights_only=True)["queues"]["queues"]
+    assert queues[0][0]["x"].shape[0] == 2  # Q_0 saved whole: both ranks' fakes
+
+    run_one(**settings(tiny_wan_dir, synvid, split, batch=2, iterations=4))  # one process resumes it
+    assert_same_losses(split, whole)
+    assert (split / NAME).is_file() and not (split / SHARDED).exists()  # the newer format replaces the older
+    a = load_file(whole / "student" / "transformer" / "diffusion_pytorch_model.safetensors")
+    b = load_file(split / "student" / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_lora_with_accumulation_resumes_a_one_process_checkpoint(tiny_wan_dir, synvid, tmp_path):
+    opts = {"batch": 4, "micro_batch": 1, "lora_rank": 2}  # 2 ranks x 2 micro-batches = 1 process x 4
+    whole, moved = tmp_path / "whole", tmp_path / "moved"
+    run_one(**settings(tiny_wan_dir, synvid, whole, iterations=4, **opts))
+    run_one(**settings(tiny_wan_dir, synvid, moved, iterations=2, **opts))
+    torchrun(**settings(tiny_wan_dir, synvid, moved, iterations=4, parallel="fsdp", **opts))
+    assert_same_losses(moved, whole)
+    cfg = yaml.safe_load((moved / "config.yaml").read_text())
+    assert (cfg["data_parallel"], cfg["per_process_batch"], cfg["accumulation"]) == ("fsdp", 2, 2)
+    assert (moved / SHARDED / META).is_file() and not (moved / NAME).exists()
+    # the LoRA gathered from FSDP2 shards: the same file, names and values as one process writes
+    a = load_file(whole / "student" / "pytorch_lora_weights.safetensors")
+    b = load_file(moved / "student" / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_split_and_mode_choice():
+    assert quick_config(batch=8, micro_batch=2).split(2) == (4, 2, 2)
+    assert quick_config(batch=8).split(4) == (2, 2, 1)
+    with pytest.raises(AccVideoError, match="batch=3 is the global batch and must be divisible by the 2 processes"):
+        quick_config(batch=3).split(2)
+    with pytest.raises(AccVideoError, match="micro_batch=2 must divide the per-process batch 1"):
+        quick_config(batch=2, micro_batch=2).split(2)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert parallel.choose_mode("auto", gpu, 10**10, 1) == "none"  # one process never wraps
+    assert parallel.choose_mode("auto", gpu, 10**10, 8) == "fsdp"
+    assert parallel.choose_mode("auto", gpu, 10**6, 8) == "ddp"
+    assert parallel.choose_mode("auto", cpu, 10**10, 2) == "ddp"
+    assert parallel.choose_mode("fsdp", cpu, 10**6, 2) == "fsdp"
+    with pytest.raises(AccVideoError, match="parallel=none cannot train on 2 processes"):
+        parallel.choose_mode("none", cpu, 10, 2)
+    assert parallel.use_bf16("auto", gpu) and not parallel.use_bf16("auto", cpu) and not parallel.use_bf16("off", gpu)
+
+
+def test_queues_save_global_batches_and_reload_a_slice():
+    q = KeyQueues(2)
+    q.push(0, {"x": torch.zeros(2, 3), "cond": {"e": torch.ones(2, 1)}, "index": torch.tensor([4, 5])})
+    # as rank 0 of 2 would see it: the other rank's slice follows its own
+    state = q.state_dict(gather=lambda t: torch.cat([t, t + 10]))
+    saved = state["queues"][0][0]
+    assert saved["index"].tolist() == [4, 5, 14, 15] and saved["cond"]["e"].shape == (4, 1)
+    again = KeyQueues(2)
+    again.load_state_dict(state, part=slice(2, 4))  # rank 1 of 2
+    assert again.pop(0)["index"].tolist() == [14, 15]
+    again.load_state_dict(state)  # one process takes the whole batch
+    assert again.pop(0)["x"].shape == (4, 3)
+
+
+def test_lora_checkpoint_names_map_to_the_exported_names(tiny_wan_dir, synvid, tmp_path):
+    d = Distiller(quick_config(**settings(tiny_wan_dir, synvid, tmp_path / "run", lora_rank=2)))
+    portable = portable_lora_names(parallel.full_module_state(d.pair.module))
+    reference = lora_state_dict(d.pair.module)
+    assert portable.keys() == reference.keys()
+    assert all(torch.equal(portable[k], reference[k]) for k in reference)
