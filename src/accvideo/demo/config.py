@@ -17,13 +17,13 @@ class ChainConfig:
     out: str = "demo"
     seed: int = 0  # prompt lists, per-item seeds, the distillation run
     # synthesis (SynVid)
-    train_prompts: int = 256  # trajectories the teacher makes (train split of the world)
+    train_prompts: int = 384  # trajectories the teacher makes (train split of the world)
     teacher_steps: int = 50  # n
     key_steps: int = 5  # m: the student's steps
     guidance: float = 5.0  # the teacher's CFG scale
     synth_batch: int = 32
     # distillation (accvideo distill settings)
-    iterations: int = 100
+    iterations: int = 200
     batch: int = 8
     lr: float = 1e-4
     head_lr: float = 1e-4
