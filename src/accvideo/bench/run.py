@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ import torch
 
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
+from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
@@ -79,7 +78,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     except torch.OutOfMemoryError:
         raise AccVideoError(f"out of GPU memory building {cfg.config}; try a smaller --size or model, or a GPU "
                             "with more memory") from None
-    apply_runtime(adapter, RuntimeOptions(cfg.offload, cfg.vae_tiling, cfg.compile))
+    apply_runtime(adapter, RuntimeOptions.of(cfg))
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
     except ValueError as exc:
@@ -102,8 +101,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         "torch": torch.__version__, "results": results,
         "speedup_end_to_end": results["teacher"]["end_to_end_s"] / results["student"]["end_to_end_s"],
     }
-    _write(out / "bench.json", json.dumps(report, indent=1) + "\n")
-    _write(out / "bench.md", bench_markdown(report))
+    write_json_atomic(out / "bench.json", report)
+    write_text_atomic(out / "bench.md", bench_markdown(report))
     return report
 
 
@@ -134,9 +133,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)

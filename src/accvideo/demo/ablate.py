@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from accvideo.core.config import to_dict
+from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.demo.chain import Sampler, Stages, distill_student, sample_and_score, synthesize_synvid, write_train_prompts
 from accvideo.demo.config import ChainConfig
-from accvideo.demo.report import comparison_table, write_json
+from accvideo.demo.report import comparison_table
 
 VARIANTS = {  # name -> (label, distill overrides); None: no training, the teacher itself with m steps
     "a-teacher": ("(a) teacher, m steps", None),
@@ -51,8 +52,8 @@ def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     plot = ablation_plot(results, out / "ablation.png")
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
     data = {"config": to_dict(cfg), "seconds": seconds, "results": results, "table": table}
-    write_json(out / "ablation.json", data)
-    (out / "ablation.md").write_text(f"# Ablation (ToyBench, {cfg.eval_prompts} held-out pairs)\n\n{table}\n\n"
+    write_json_atomic(out / "ablation.json", data)
+    write_text_atomic(out / "ablation.md", f"# Ablation (ToyBench, {cfg.eval_prompts} held-out pairs)\n\n{table}\n\n"
                                      "![ablation](ablation.png)\n")
     echo(table)
     echo(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {plot}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accvideo.core.files import write_json_atomic
 from accvideo.demo.config import ChainConfig
 
 
@@ -125,7 +126,7 @@ def sample_and_score(cfg: ChainConfig, samplers: list[Sampler], progress: bool =
                     "sigmas": [round(float(x), 6) for x in sigmas], "seconds_sampling": time.perf_counter() - t0,
                     **model.describe()}
             write_video_folder(folder, videos, pairs, "npy")
-            _write_json(done, info)
+            write_json_atomic(done, info)
         metrics = evaluate_videos(videos, pairs, classifier=clf)
         results[s.name] = {"label": s.label or s.name, "videos": str(folder), "steps": info["steps"],
                            "guidance": info["guidance"], "seconds_sampling": round(info["seconds_sampling"], 2),
@@ -162,12 +163,3 @@ def _read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    import json
-    import os
-
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)

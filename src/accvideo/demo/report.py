@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -86,13 +85,6 @@ def comparison_table(results: dict[str, dict]) -> str:
         lines.append("| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
                      + f" | {ref['accuracy']['mean']:.3f} | {fd} | {ref['temporal_consistency']:.4f} | - |")
     return "\n".join(lines)
-
-
-def write_json(path: Path, data: dict) -> Path:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def copy_plot(src: Path, dst: Path) -> Path | None:

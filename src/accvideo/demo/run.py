@@ -8,6 +8,7 @@ from pathlib import Path
 
 from accvideo import __version__
 from accvideo.core.config import to_dict
+from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -19,7 +20,7 @@ from accvideo.demo.chain import (
     write_train_prompts,
 )
 from accvideo.demo.config import ChainConfig
-from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video, write_json
+from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
 
 
 def demo_samplers(cfg: ChainConfig, student_run: Path) -> list[Sampler]:
@@ -68,8 +69,8 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
     metrics = {"accvideo": __version__, "config": to_dict(cfg), "machine": _machine(), "seconds": seconds,
                "eval_pairs": [list(p) for p in eval_pairs(cfg)], "results": results}
-    write_json(report / "metrics.json", metrics)
-    (report / "index.md").write_text(index_markdown(cfg, metrics))
+    write_json_atomic(report / "metrics.json", metrics)
+    write_text_atomic(report / "index.md", index_markdown(cfg, metrics))
     echo(comparison_table(results))
     echo(f"wrote {report / 'index.md'} (total {seconds['total']:.0f} s)")
     return metrics

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+
+from accvideo.core.files import write_json_atomic, write_text_atomic
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -45,17 +45,10 @@ def metrics_markdown(metrics: dict) -> str:
     return "\n".join(head) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    """Write under a temporary name, then rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_reports(metrics: dict, out: str | Path) -> tuple[Path, Path]:
     """OUT/metrics.json (everything, per-clip predictions included) and OUT/metrics.md."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _write(out / "metrics.md", metrics_markdown(metrics))
+    write_json_atomic(out / "metrics.json", metrics, indent=2)
+    write_text_atomic(out / "metrics.md", metrics_markdown(metrics))
     return out / "metrics.json", out / "metrics.md"

@@ -144,14 +144,15 @@ def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
     """Clips of cfg.prompts world prompts from cfg.model (a teacher or a student), in the classifier's size."""
     from accvideo.core.runtime import resolve_device, resolve_dtype
     from accvideo.evaluate.generate import generate_videos
-    from accvideo.sample.model import model_family, open_model, runtime_options
+    from accvideo.models.runtime import RuntimeOptions
+    from accvideo.sample.model import model_family, open_model
 
     family = model_family(cfg.model)  # validates the folder before any weight is read
     f, h, w = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     if (f - 1) % family.frame_step:
         raise AccVideoError(f"the classifier expects {f} frames, which a {family.family} model cannot make")
     device = resolve_device(cfg.device)
-    opened = open_model(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), runtime=runtime_options(cfg))
+    opened = open_model(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), runtime=RuntimeOptions.of(cfg))
     sigmas = opened.sigmas(cfg.steps, cfg.shift)
     guidance = opened.default_guidance if cfg.guidance is None else cfg.guidance
     pairs = prompts(cfg.prompts, cfg.split, cfg.seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -10,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accvideo.errors import AccVideoError
+from accvideo.sample.run import prepare_output
 
 MARKER = "accvideo_export.json"  # written by every export: an earlier export may be replaced without --force
 FORMAT = "accvideo.export/1"
@@ -27,12 +27,7 @@ def check_target(out: Path, *, force: bool, protected: dict[str, Path]) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
         raise AccVideoError(f"--out {out} is not empty and holds no accvideo export; choose an empty folder or "
                             "pass --force to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AccVideoError(f"cannot create {out.parent} ({exc.strerror}); choose another --out") from None
-    if not os.access(out.parent, os.W_OK):
-        raise AccVideoError(f"{out.parent} is not writable; choose another --out")
+    prepare_output(out)  # its parent exists and is writable, or a one-line error
     return out
 
 
@@ -59,5 +54,3 @@ def copy_tree(src: Path, dst: Path, copy: Callable = shutil.copy2) -> None:
     shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns(".*"))
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")

@@ -10,7 +10,8 @@ import torch
 
 from accvideo.distill.student import FULL_WEIGHTS, LORA_WEIGHTS
 from accvideo.errors import AccVideoError
-from accvideo.export.folder import FORMAT, MARKER, copy_tree, write_json
+from accvideo.core.files import write_json_atomic
+from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
 
@@ -79,9 +80,9 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
     write_transformer(src, tmp / "transformer", dtype)
     scheduler.save_pretrained(str(tmp / "scheduler"))
     index["scheduler"] = ["diffusers", type(scheduler).__name__]
-    write_json(tmp / "model_index.json", index)
+    write_json_atomic(tmp / "model_index.json", index)
     manifest = _manifest(src, "diffusers", settings)
-    write_json(tmp / MARKER, manifest)
+    write_json_atomic(tmp / MARKER, manifest)
     (tmp / "README.md").write_text(
         f"# A {src.steps}-step AccVideo student ({src.pipeline})\n\n"
         "Written by `accvideo export --format diffusers`. Load it with stock diffusers:\n\n"
@@ -112,7 +113,7 @@ def write_lora(src: Source, tmp: Path) -> dict:
     except AccVideoError:
         settings = None  # the key sigmas must then be passed explicitly
     manifest = _manifest(src, "lora", settings)
-    write_json(tmp / MARKER, manifest)
+    write_json_atomic(tmp / MARKER, manifest)
     sched = ("pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder=\"scheduler\")\n"
              if settings is not None else "# no stock scheduler reproduces these key sigmas: pass them explicitly\n")
     (tmp / "README.md").write_text(

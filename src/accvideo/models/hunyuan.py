@@ -18,16 +18,12 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.sampling import cfg_combine
 from accvideo.errors import AccVideoError
+from accvideo.models.base import TransformerAdapter
 
 SETTINGS_FILE = "accvideo.json"
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
 MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the pipeline defaults
-
-
-class _StopForward(Exception):
-    """Raised by a forward hook to end a transformer forward right after the feature block."""
 
 
 def text_settings(path: str | Path) -> dict:
@@ -47,7 +43,7 @@ def text_settings(path: str | Path) -> dict:
     return settings
 
 
-class HunyuanVideoAdapter:
+class HunyuanVideoAdapter(TransformerAdapter):
     """HunyuanVideo text-to-video: Llama + CLIP text encoders, HunyuanVideoTransformer3DModel, its causal 3D VAE."""
 
     family = "hunyuanvideo"
@@ -100,22 +96,6 @@ class HunyuanVideoAdapter:
             module.requires_grad_(False).eval()
         return cls(pipe, **{**text_settings(path), **kw})
 
-    # --- shapes ---------------------------------------------------------------------------------
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
-        return (
-            self.latent_channels,
-            (frames - 1) // self.temporal_factor + 1,
-            height // self.spatial_factor,
-            width // self.spatial_factor,
-        )
-
-    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
-        """Token grid (F'/p_t, H'/p, W'/p), frame-major as the patch embedding flattens it."""
-        f, h, w = latent_shape[-3:]
-        pt, ph, pw = self.patch_size
-        return f // pt, h // ph, w // pw
-
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
@@ -143,48 +123,12 @@ class HunyuanVideoAdapter:
             return_dict=False,
         )[0]
 
-    def velocity(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        cond: Conditioning,
-        *,
-        uncond: Conditioning | None = None,
-        guidance: float = 1.0,
-    ) -> torch.Tensor:
-        """v = eps - x0 (B, C, F', H', W') in float32, embedded guidance; true CFG with `uncond` (two passes)."""
-        v = self._forward(x, sigma, cond).float()
-        if uncond is not None and guidance != 1.0:
-            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
-        return v
-
     def block(self, index: int) -> torch.nn.Module:
         """Block `index` counted over the dual-stream blocks, then the single-stream ones."""
-        if not -self.num_blocks <= index < self.num_blocks:
-            raise AccVideoError(f"feature block {index} out of range for {self.num_blocks} transformer blocks "
-                                f"({self.num_dual_blocks} dual-stream + {self.num_blocks - self.num_dual_blocks} "
-                                "single-stream)")
-        index %= self.num_blocks
+        index = self.check_block(index)
         if index < self.num_dual_blocks:
             return self.transformer.transformer_blocks[index]
         return self.transformer.single_transformer_blocks[index - self.num_dual_blocks]
-
-    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
-        """Video-token hidden states (B, tokens, dim) leaving block `block`; the forward stops there."""
-        captured: list[torch.Tensor] = []
-
-        def hook(_module, _inputs, output):
-            captured.append(output[0])  # both block kinds return (video tokens, text tokens)
-            raise _StopForward
-
-        handle = self.block(block).register_forward_hook(hook)
-        try:
-            self._forward(x, sigma, cond)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
 
     # --- VAE ------------------------------------------------------------------------------------
     @torch.no_grad()

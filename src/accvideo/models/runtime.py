@@ -26,6 +26,11 @@ class RuntimeOptions:
     vae_tiling: str = "auto"
     compile: bool = False
 
+    @classmethod
+    def of(cls, cfg) -> RuntimeOptions:
+        """The options of any config with offload, vae_tiling and compile fields."""
+        return cls(offload=cfg.offload, vae_tiling=cfg.vae_tiling, compile=cfg.compile)
+
     def __post_init__(self):
         if self.vae_tiling not in TILING:
             raise ValueError(f"vae_tiling must be one of {', '.join(TILING)}; got {self.vae_tiling!r}")

@@ -8,15 +8,11 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.sampling import cfg_combine
 from accvideo.errors import AccVideoError
+from accvideo.models.base import TransformerAdapter
 
 
-class _StopForward(Exception):
-    """Raised by a forward hook to end a transformer forward right after the feature block."""
-
-
-class WanAdapter:
+class WanAdapter(TransformerAdapter):
     """Wan 2.1 text-to-video: UMT5 text encoder, WanTransformer3DModel, AutoencoderKLWan."""
 
     family = "wan"
@@ -63,22 +59,6 @@ class WanAdapter:
             module.requires_grad_(False).eval()
         return cls(pipe, **kw)
 
-    # --- shapes ---------------------------------------------------------------------------------
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
-        return (
-            self.latent_channels,
-            (frames - 1) // self.temporal_factor + 1,
-            height // self.spatial_factor,
-            width // self.spatial_factor,
-        )
-
-    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
-        """Token grid (F'/p_t, H'/p_h, W'/p_w) of the transformer for latents of this shape."""
-        f, h, w = latent_shape[-3:]
-        pt, ph, pw = self.patch_size
-        return f // pt, h // ph, w // pw
-
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
@@ -101,39 +81,9 @@ class WanAdapter:
             return_dict=False,
         )[0]
 
-    def velocity(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        cond: Conditioning,
-        *,
-        uncond: Conditioning | None = None,
-        guidance: float = 1.0,
-    ) -> torch.Tensor:
-        """v = eps - x0 (B, C, F', H', W') in float32; CFG with `uncond` when guidance != 1 (two passes)."""
-        v = self._forward(x, sigma, cond).float()
-        if uncond is not None and guidance != 1.0:
-            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
-        return v
-
-    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
-        """Hidden states (B, tokens, dim) leaving blocks[block]; the forward stops there."""
-        if not -self.num_blocks <= block < self.num_blocks:
-            raise AccVideoError(f"feature block {block} out of range for {self.num_blocks} transformer blocks")
-        captured: list[torch.Tensor] = []
-
-        def hook(_module, _inputs, output):
-            captured.append(output[0] if isinstance(output, tuple) else output)
-            raise _StopForward
-
-        handle = self.transformer.blocks[block].register_forward_hook(hook)
-        try:
-            self._forward(x, sigma, cond)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
+    def block(self, index: int) -> torch.nn.Module:
+        """Transformer block `index` (its output is the feature at that depth)."""
+        return self.transformer.blocks[self.check_block(index)]
 
     # --- VAE ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -70,7 +70,3 @@ def open_model(model: str, *, device: torch.device | str = "cpu", dtype: torch.d
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
     return OpenModel(apply_runtime(adapter, runtime), teacher_dir_of(student_dir, info), student_dir, info)
 
-
-def runtime_options(cfg) -> RuntimeOptions:
-    """The run-time options of any config with offload, vae_tiling and compile fields."""
-    return RuntimeOptions(offload=cfg.offload, vae_tiling=cfg.vae_tiling, compile=cfg.compile)

@@ -14,7 +14,8 @@ from accvideo.core.sampling import euler_sample
 from accvideo.core.video import write_video
 from accvideo.errors import AccVideoError
 from accvideo.sample.config import SampleConfig, check_video_size
-from accvideo.sample.model import model_family, open_model, runtime_options
+from accvideo.models.runtime import RuntimeOptions
+from accvideo.sample.model import model_family, open_model
 
 
 
@@ -61,7 +62,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     t0 = time.perf_counter()
-    opened = open_model(cfg.model, device=device, dtype=dtype, runtime=runtime_options(cfg))
+    opened = open_model(cfg.model, device=device, dtype=dtype, runtime=RuntimeOptions.of(cfg))
     adapter = opened.adapter
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)

@@ -123,7 +123,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     dtype = resolve_dtype(cfg.dtype, device)
     if adapter is None:
         adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype),
-                                RuntimeOptions(cfg.offload, cfg.vae_tiling, cfg.compile))
+                                RuntimeOptions.of(cfg))
     dtype = adapter.dtype
     _check_size(cfg, adapter)
     if cfg.guidance is None:  # the family's own teacher guidance (Wan: CFG 5; HunyuanVideo: embedded only)

@@ -1,0 +1,91 @@
+"""What every diffusers video adapter shares: latent geometry, velocity with CFG, features with an early exit.
+
+A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)` (the raw transformer output),
+`block(index)` (the module whose output is the feature at depth `index`) and the geometry attributes
+`latent_channels`, `temporal_factor`, `spatial_factor`, `patch_size`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from accvideo.core.adapter import Conditioning
+from accvideo.core.sampling import cfg_combine
+from accvideo.errors import AccVideoError
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook to end a transformer forward right after the feature block."""
+
+
+class TransformerAdapter:
+    """Shared ModelAdapter methods over a diffusers pipeline's transformer."""
+
+    num_blocks: int
+    latent_channels: int
+    temporal_factor: int
+    spatial_factor: int
+    patch_size: tuple[int, int, int]
+
+    # --- shapes ---------------------------------------------------------------------------------
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
+        return (
+            self.latent_channels,
+            (frames - 1) // self.temporal_factor + 1,
+            height // self.spatial_factor,
+            width // self.spatial_factor,
+        )
+
+    def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+        """Token grid (F'/p_t, H'/p_h, W'/p_w), frame-major as the patch embedding flattens it."""
+        f, h, w = latent_shape[-3:]
+        pt, ph, pw = self.patch_size
+        return f // pt, h // ph, w // pw
+
+    # --- transformer ----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        raise NotImplementedError
+
+    def velocity(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: Conditioning,
+        *,
+        uncond: Conditioning | None = None,
+        guidance: float = 1.0,
+    ) -> torch.Tensor:
+        """v = eps - x0 (B, C, F', H', W') in float32; CFG with `uncond` when guidance != 1 (two passes)."""
+        v = self._forward(x, sigma, cond).float()
+        if uncond is not None and guidance != 1.0:
+            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
+        return v
+
+    def check_block(self, index: int) -> int:
+        """`index` in [0, num_blocks) (negative counts from the end), or a one-line error."""
+        if not -self.num_blocks <= index < self.num_blocks:
+            raise AccVideoError(f"feature block {index} out of range for {self.num_blocks} transformer blocks")
+        return index % self.num_blocks
+
+    def block(self, index: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
+        """Video-token hidden states (B, tokens, dim) leaving block `block`; the forward stops there."""
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.block(block).register_forward_hook(hook)
+        try:
+            self._forward(x, sigma, cond)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
