@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from accvideo.core.runtime import resolve_device
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.run import evaluate_videos
@@ -43,17 +44,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (sampling runs in float32 either way)")
+    ap.add_argument("--classifier", type=Path, default=None, help="classifier folder [the shipped one]")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/toybench.json"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    clf = load_classifier()
+    device = resolve_device(args.device)
+    clf = load_classifier(args.classifier)
     pairs = prompts(args.n, args.split, args.seed)
     rows, models = [], {}
     for run in map(parse_run, args.run):
         if run["model"] not in models:
-            models[run["model"]] = open_model(run["model"])
+            models[run["model"]] = open_model(run["model"], device=device)
         opened = models[run["model"]]
         sigmas = opened.sigmas(run["steps"], run["shift"])
         guidance = opened.default_guidance if run["guidance"] is None else run["guidance"]
@@ -88,7 +92,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"n": args.n, "split": args.split, "seed": args.seed, "runs": rows,
+    args.json.write_text(json.dumps({"n": args.n, "split": args.split, "seed": args.seed, "device": str(device), "runs": rows,
                                      "table": table}, indent=2))
     print(f"wrote {args.json}")
 

@@ -112,11 +112,13 @@ def teacher_train(
     config: Annotated[Optional[Path], typer.Option(help="YAML with TeacherConfig settings.")] = None,
     work: Annotated[Optional[Path], typer.Option(help="Resumable training state [OUT.work].")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="Where the transformer trains: cpu, cuda or auto (the VAE: cpu).")] = "cpu",
 ):
     """Train the built-in teacher from scratch with a fixed seed; rerun the same command to resume."""
     import torch
 
     from accvideo.core.config import load_config
+    from accvideo.core.runtime import resolve_device
     from accvideo.sample.run import prepare_output
     from accvideo.teacher.config import TeacherConfig
     from accvideo.teacher.train import train_teacher
@@ -125,7 +127,7 @@ def teacher_train(
     prepare_output(out / "model_index.json")
     if threads > 0:
         torch.set_num_threads(threads)
-    stats = train_teacher(cfg, out, work)
+    stats = train_teacher(cfg, out, work, resolve_device(device))
     typer.echo(f"wrote the teacher to {out}: {stats}")
 
 

@@ -51,7 +51,7 @@ def build_pipeline(cfg: TeacherConfig, vae):
 
 
 @torch.no_grad()
-def encode_dataset(cfg: TeacherConfig, vae, work: Path) -> dict[str, torch.Tensor]:
+def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Render and encode the training clips once: raw latents (N, z, F', H', W') and caption ids (N,)."""
     from safetensors.torch import load_file, save_file
 
@@ -61,8 +61,10 @@ def encode_dataset(cfg: TeacherConfig, vae, work: Path) -> dict[str, torch.Tenso
     items = train_items(cfg, 0, cfg.dataset_size, stream=2)
     captions = sorted({caption(a) for a, _ in items})
     chunks = []
+    vae.to(device)
     for i in tqdm(range(0, len(items), 16), desc="teacher 2/3: encode clips", unit="batch"):
-        chunks.append(vae.encode(clips(cfg, items[i : i + 16])).latent_dist.mode())
+        chunks.append(vae.encode(clips(cfg, items[i : i + 16]).to(device)).latent_dist.mode().cpu())
+    vae.to("cpu")
     data = {
         "latents": torch.cat(chunks).contiguous(),
         "caption_ids": torch.tensor([captions.index(caption(a)) for a, _ in items]),
@@ -80,17 +82,24 @@ def _captions(work: Path) -> list[str]:
         return json.loads(f.metadata()["captions"])
 
 
-def train_transformer(cfg: TeacherConfig, pipe, data: dict, captions: list[str], work: Path) -> dict:
-    """Flow matching (v = eps - x0) with caption dropout; AdamW, warmup + cosine, EMA. Resumable."""
+def train_transformer(
+    cfg: TeacherConfig, pipe, data: dict, captions: list[str], work: Path, device: torch.device | str = "cpu"
+) -> dict:
+    """Flow matching (v = eps - x0) with caption dropout; AdamW, warmup + cosine, EMA. Resumable.
+
+    Every random draw comes from one CPU generator and is then moved to `device`, so a GPU run sees the same
+    batches, noise and noise levels as a CPU run (its weights differ only by floating-point rounding).
+    """
     adapter = WanAdapter(pipe)
     z = pipe.vae.config
     mean = torch.tensor(z.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(z.latents_std).view(1, -1, 1, 1, 1)
-    x_data = (data["latents"] - mean) / std
-    cond_all = adapter.encode_prompts(captions)["prompt_embeds"]
-    uncond = adapter.encode_prompts([""])["prompt_embeds"]
+    x_data = ((data["latents"] - mean) / std).to(device)
+    cond_all = adapter.encode_prompts(captions)["prompt_embeds"].to(device)
+    uncond = adapter.encode_prompts([""])["prompt_embeds"].to(device)
 
-    model = pipe.transformer.train().requires_grad_(True)
+    model = pipe.transformer.to(device).train().requires_grad_(True)
+    adapter.device = torch.device(device)  # prompts were encoded on the CPU; the transformer now runs here
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(cfg.seed + 4)
@@ -99,7 +108,7 @@ def train_transformer(cfg: TeacherConfig, pipe, data: dict, captions: list[str],
     if (state := load_state(ckpt)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        ema = state["ema"]
+        ema = {k: v.to(device) for k, v in state["ema"].items()}
         gen.set_state(state["gen"])
         step = int(state["step"])
     bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
@@ -110,12 +119,12 @@ def train_transformer(cfg: TeacherConfig, pipe, data: dict, captions: list[str],
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(x_data), (cfg.batch,), generator=gen)
-        x0 = x_data[idx]
-        cond = cond_all[data["caption_ids"][idx]]
-        drop = torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout
+        x0 = x_data[idx.to(device)]
+        cond = cond_all[data["caption_ids"][idx].to(device)]
+        drop = (torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout).to(device)
         cond = torch.where(drop.view(-1, 1, 1), uncond.expand_as(cond), cond)
-        eps = torch.randn(x0.shape, generator=gen)
-        sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift)
+        eps = torch.randn(x0.shape, generator=gen).to(device)
+        sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift).to(device)
         s = sigma.view(-1, 1, 1, 1, 1)
         v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond})
         loss = (v - (eps - x0)).square().mean()
@@ -139,27 +148,32 @@ def train_transformer(cfg: TeacherConfig, pipe, data: dict, captions: list[str],
                               "gen": gen.get_state(), "step": step})
     bar.close()
     model.load_state_dict(ema)
-    model.eval().requires_grad_(False)
+    model.to("cpu").eval().requires_grad_(False)
     return {"final_loss": running, "transformer_seconds_this_run": round(time.perf_counter() - t0, 1)}
 
 
-def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None) -> dict:
-    """All phases; finished phases are skipped on a rerun, so a killed run resumes where it stopped."""
+def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, device: torch.device | str = "cpu") -> dict:
+    """All phases; finished phases are skipped on a rerun, so a killed run resumes where it stopped.
+
+    The VAE trains on the CPU; encoding and the transformer run on `device` (a GPU trains the transformer in
+    minutes; the run's `accvideo_teacher.yaml` records where it trained).
+    """
     out, work = Path(out), Path(work or f"{out}.work")
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
     t0 = time.perf_counter()
     vae = load_trained_vae(cfg, train_vae(cfg, work))
     t_vae = time.perf_counter() - t0
-    data = encode_dataset(cfg, vae, work)
+    data = encode_dataset(cfg, vae, work, device)
     captions = _captions(work)
     lat = data["latents"].transpose(0, 1).flatten(1)
     vae.register_to_config(latents_mean=lat.mean(1).tolist(), latents_std=lat.std(1).clamp_min(1e-3).tolist())
     pipe = build_pipeline(cfg, vae)
-    stats = train_transformer(cfg, pipe, data, captions, work)
+    stats = train_transformer(cfg, pipe, data, captions, work, device)
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
     stats |= {"vae_psnr_db": round(reconstruction_psnr(vae, probe), 2), "vae_seconds_this_run": round(t_vae, 1),
               "total_seconds_this_run": round(time.perf_counter() - t0, 1),
+              "trained_on": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu",
               "parameters": {n: sum(p.numel() for p in m.parameters())
                              for n, m in (("transformer", pipe.transformer), ("vae", vae),
                                           ("text_encoder", pipe.text_encoder))}}

@@ -30,8 +30,8 @@ class WorldConfig:
     frames: int = 17
     height: int = 64
     width: int = 64
-    size_range: tuple[float, float] = (0.12, 0.17)  # shape radius, as a fraction of min(height, width)
-    travel_range: tuple[float, float] = (0.30, 0.45)  # path length over the clip, as a fraction of the axis
+    size_range: tuple[float, float] = (0.16, 0.21)  # shape radius, as a fraction of min(height, width)
+    travel_range: tuple[float, float] = (0.36, 0.44)  # path length over the clip, as a fraction of the axis
     rotation_jitter: float = 0.25  # max |rotation| of polygons, radians
     colour_jitter: float = 0.05  # max relative per-channel change of the shape colour
     background_jitter: float = 0.03  # max absolute per-channel change of the background
