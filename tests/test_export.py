@@ -13,6 +13,8 @@ from accvideo.core.runtime import noise
 from accvideo.core.schedules import key_sigmas, shifted_sigmas, uniform_key_indices
 from accvideo.errors import AccVideoError
 from accvideo.export.scheduler import PIPELINE_TIMESTEPS, matching_scheduler, pipeline_sigmas
+from accvideo.sample.model import open_model
+from accvideo.synthesize import teacher_identity
 
 FRAMES, H, W = 9, 32, 32
 PROMPT = "a red circle moving left"
@@ -173,12 +175,15 @@ def test_bad_input_is_one_line_with_exit_2(runs, tiny_wan_dir, tmp_path, capsys)
         (_student_copy(runs, tmp_path, "s3", teacher_dir=str(tmp_path / "gone")), "teacher folder"),
         (_student_copy(runs, tmp_path, "s4", family="hunyuanvideo"), "holds a hunyuanvideo student but"),
         (_student_copy(runs, tmp_path, "s5", key_sigmas=[1.0, 0.9, 0.3, 0.0]), "with `accvideo sample`"),
+        (_student_copy(runs, tmp_path, "s6", teacher="sha256:" + "0" * 64), "holds another teacher"),
         (tmp_path / "foreign-teacher", "holds no student"),
     ]
     for student, message in cases:
         line = one_line_error(["export", str(student), "--out", str(tmp_path / "out")], capsys, message)
         assert "Traceback" not in line
     assert not (tmp_path / "out").exists()
+    with pytest.raises(AccVideoError, match="holds another teacher"):  # sampling refuses it too
+        open_model(str(tmp_path / "s6"))
 
     # overwriting: a foreign non-empty folder needs --force; an earlier export is replaced; inputs never are
     out = tmp_path / "busy"
@@ -211,7 +216,9 @@ def test_export_replaces_the_teachers_scheduler_and_casts_on_request(runs, tiny_
     student = tmp_path / "student"
     shutil.copytree(runs["full"] / "student", student)
     info = json.loads((student / "student.json").read_text())
-    (student / "student.json").write_text(json.dumps({**info, "teacher_dir": str(teacher)}))
+    # as if distilled from this folder (a real Wan 2.1 teacher ships UniPC): its identity is the recorded one
+    (student / "student.json").write_text(json.dumps({**info, "teacher_dir": str(teacher),
+                                                      "teacher": teacher_identity(teacher)}))
 
     out = tmp_path / "bf16"
     code, _, err = run_cli(["export", str(student), "--out", str(out), "--dtype", "bfloat16"], capsys)

@@ -76,3 +76,16 @@ def test_config_rejects_bad_values():
         TeacherConfig(frames=16)
     with pytest.raises(ValueError, match="multiples of 16"):
         TeacherConfig(height=40)
+
+
+@pytest.mark.gpu
+def test_gpu_transformer_phase_sees_the_cpu_runs_batches(reference, tmp_path):
+    """Same random draws on both devices: the GPU run's weights equal the CPU run's up to float rounding."""
+    out, _ = reference
+    gpu = tmp_path / "gpu"
+    stats = train_teacher(CFG, gpu, device="cuda")
+    a, b = _weights(out), _weights(gpu)
+    assert stats["trained_on"] != "cpu"
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("vae."))  # the VAE trains on the CPU
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if not k.startswith("vae.")])
+    assert diffs.mean() < 1e-3 and diffs.max() < 5e-2, (diffs.mean(), diffs.max())

@@ -12,6 +12,13 @@ if [ -d "$WHEELS" ]; then
 else
   export PYTHONPATH=src
 fi
+if [ -f "$BASE/latents16.safetensors" ] && [ ! -f "$BASE/latents.safetensors" ]; then
+  # the clips travel as float16 (a 64 MiB limit on what reaches the GPU machine); training reads float32
+  $PY -c "
+from safetensors import safe_open; from safetensors.torch import load_file, save_file
+src = '$BASE/latents16.safetensors'; meta = safe_open(src, 'pt').metadata(); d = load_file(src)
+d['latents'] = d['latents'].float(); save_file(d, '$BASE/latents.safetensors', metadata=meta)"
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 $PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
 $PY benchmarks/teacher_variants.py --base "$BASE" --out /tmp/variants --device "$DEVICE" --budget-s "${BUDGET:-420}" \

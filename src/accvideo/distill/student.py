@@ -88,10 +88,37 @@ def read_student_info(student_dir: Path) -> dict:
     return info
 
 
-def teacher_dir_of(student_dir: Path, info: dict) -> Path:
-    """The folder with the teacher's other components: the student's own copy `teacher/`, else the recorded one."""
+# Teachers up to this size are hashed on every load (well under a second for small models); larger ones only
+# when the caller asks (export does), since hashing a 14B checkpoint takes about a minute.
+CHECK_BYTES = 2 << 30
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_teacher(student_dir: Path, info: dict, teacher_dir: Path) -> None:
+    """Refuse a teacher folder that is not the one the student was distilled from (student.json's identity)."""
+    from accvideo.synthesize.identity import teacher_identity
+
+    found = teacher_identity(teacher_dir)
+    if info.get("teacher") and found != info["teacher"]:
+        raise AccVideoError(
+            f"{teacher_dir} holds another teacher ({found[:19]}...) than the one {student_dir} was distilled "
+            f"from ({info['teacher'][:19]}...); put that teacher there, or distill again from this one"
+        )
+
+
+def teacher_dir_of(student_dir: Path, info: dict, *, check: bool | None = None) -> Path:
+    """The folder with the teacher's other components: the student's own copy `teacher/`, else the recorded one.
+
+    It must hold the teacher the student was distilled from: a student on another teacher's VAE and text
+    encoder decodes nonsense. `check` None hashes folders up to CHECK_BYTES; True any; False none.
+    """
     for candidate in (Path(student_dir) / "teacher", Path(info["teacher_dir"])):
         if (candidate / "model_index.json").is_file():
+            if check or (check is None and _folder_bytes(candidate) <= CHECK_BYTES):
+                check_teacher(student_dir, info, candidate)
             return candidate
     raise AccVideoError(
         f"the student's teacher folder {info['teacher_dir']} is gone; put the teacher pipeline (identity "

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from accvideo.distill.student import find_student, read_student_info, teacher_dir_of
+from accvideo.distill.student import check_teacher, find_student, read_student_info, teacher_dir_of
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, pipeline_class
 
@@ -49,11 +49,12 @@ def read_source(run: str | Path) -> Source:
         raise AccVideoError(f"{run} holds no student (no student.json in it or in student/); pass a distill run "
                             "folder or its student/ folder")
     info = read_student_info(student_dir)
-    teacher_dir = teacher_dir_of(student_dir, info)
+    teacher_dir = teacher_dir_of(student_dir, info, check=False)
     cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
     if cls.family != info.get("family"):
         raise AccVideoError(f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "
                             f"is a {cls.family} pipeline; put the student's own teacher there")
+    check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
 
 

@@ -42,9 +42,9 @@ class TeacherConfig:
     ffn_dim: int = 512
     # flow-matching training
     dataset_size: int = 4000  # rendered, encoded once, reused every epoch
-    steps: int = 8000
+    steps: int = 11000
     batch: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
     warmup: int = 200
     ema: float = 0.999
     caption_dropout: float = 0.1  # so classifier-free guidance works
