@@ -1,7 +1,7 @@
 """Teacher variants side by side: train several transformer settings from one VAE and scored with ToyBench.
 
     python benchmarks/teacher_variants.py --base runs/teacher.work --out runs/variants --device cuda \
-        --budget-s 450 --n 128 --variant cpu= --variant long=steps=11000,lr=1e-3 \
+        --budget-s 450 --n 128 --variant old=steps=8000,lr=5e-4 --variant default= \
         --variant wide=batch=256,layers=6,heads=5,ffn_dim=640
 
 Every variant reuses the base work folder's trained VAE and encoded clips (`vae.safetensors`,

@@ -23,10 +23,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 $PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
 $PY benchmarks/teacher_variants.py --base "$BASE" --out /tmp/variants --device "$DEVICE" --budget-s "${BUDGET:-420}" \
   --n 128 --threads 2 --classifier src/accvideo/assets/classifier \
-  --variant cpu= \
+  --variant cpu=steps=8000,lr=5e-4 \
   --variant cpu-long=steps=11000,lr=1e-3 \
-  --variant gpu-b256=batch=256,lr=1e-3,warmup=500 \
-  --variant gpu-big=batch=256,layers=6,heads=5,ffn_dim=640,lr=1e-3,warmup=500 \
+  --variant gpu-b256=batch=256,lr=1e-3,warmup=500,steps=8000 \
+  --variant gpu-big=batch=256,layers=6,heads=5,ffn_dim=640,lr=1e-3,warmup=500,steps=8000 \
   2>&1 | grep -v -E "it/s\]|clip/s\]|step/s" | tee "$OUT/variants.log"
 cp /tmp/variants/variants.json "$OUT/"
 for v in cpu cpu-long gpu-b256 gpu-big; do
