@@ -38,7 +38,7 @@ def pipeline_from_checkpoint(work: Path, out: Path) -> int:
     from accvideo.core.config import load_config
     from accvideo.teacher.config import TeacherConfig
     from accvideo.teacher.state import load_state
-    from accvideo.teacher.train import build_pipeline, encode_dataset
+    from accvideo.teacher.train import encode_dataset, pipeline_for_data
     from accvideo.teacher.vae import load_trained_vae
 
     cfg = load_config(TeacherConfig, work / "config.yaml")
@@ -47,9 +47,7 @@ def pipeline_from_checkpoint(work: Path, out: Path) -> int:
         return 0
     vae = load_trained_vae(cfg, work / "vae.safetensors")
     data = encode_dataset(cfg, vae, work)
-    lat = data["latents"].transpose(0, 1).flatten(1)
-    vae.register_to_config(latents_mean=lat.mean(1).tolist(), latents_std=lat.std(1).clamp_min(1e-3).tolist())
-    pipe = build_pipeline(cfg, vae)
+    pipe = pipeline_for_data(cfg, vae, data)
     pipe.transformer.load_state_dict({k: v.to("cpu") for k, v in state["ema"].items()})
     pipe.save_pretrained(str(out), safe_serialization=True)
     return int(state["step"])

@@ -3,12 +3,7 @@
 # (random weights). Expects .whl/ with the diffusers, transformers and omegaconf wheels the machine lacks.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:src
-else
-  export PYTHONPATH=src
-fi
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout 100 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_runtime.py tests/test_teacher.py 2>&1 \
   | tail -25 | tee "$OUT/gpu_tests.log"

@@ -4,14 +4,9 @@
 # Expects: .whl/ (diffusers, transformers, omegaconf wheels, where the GPU machine lacks them) and
 # .gpuwork/base (vae.safetensors + latents.safetensors of runs/teacher.work). Results go to $OUT (or out/).
 set -euo pipefail
-OUT=${OUT:-out}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; BASE=${BASE:-.gpuwork/base}; WHEELS=${WHEELS:-.whl}
+OUT=${OUT:-out}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; BASE=${BASE:-.gpuwork/base}
 mkdir -p "$OUT"
-if [ -d "$WHEELS" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
-  export PYTHONPATH=/tmp/site:src
-else
-  export PYTHONPATH=src
-fi
+source "$(dirname "$0")/gpu_env.sh"
 if [ -f "$BASE/latents16.safetensors" ] && [ ! -f "$BASE/latents.safetensors" ]; then
   # the clips travel as float16 (a 64 MiB limit on what reaches the GPU machine); training reads float32
   $PY -c "

@@ -50,6 +50,13 @@ def build_pipeline(cfg: TeacherConfig, vae):
     )
 
 
+def pipeline_for_data(cfg: TeacherConfig, vae, data: dict[str, torch.Tensor]):
+    """build_pipeline with the VAE's per-channel latent mean / std taken from the encoded training clips."""
+    lat = data["latents"].transpose(0, 1).flatten(1)
+    vae.register_to_config(latents_mean=lat.mean(1).tolist(), latents_std=lat.std(1).clamp_min(1e-3).tolist())
+    return build_pipeline(cfg, vae)
+
+
 @torch.no_grad()
 def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Render and encode the training clips once: raw latents (N, z, F', H', W') and caption ids (N,)."""
@@ -166,9 +173,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     t_vae = time.perf_counter() - t0
     data = encode_dataset(cfg, vae, work, device)
     captions = _captions(work)
-    lat = data["latents"].transpose(0, 1).flatten(1)
-    vae.register_to_config(latents_mean=lat.mean(1).tolist(), latents_std=lat.std(1).clamp_min(1e-3).tolist())
-    pipe = build_pipeline(cfg, vae)
+    pipe = pipeline_for_data(cfg, vae, data)
     stats = train_transformer(cfg, pipe, data, captions, work, device)
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
     stats |= {"vae_psnr_db": round(reconstruction_psnr(vae, probe), 2), "vae_seconds_this_run": round(t_vae, 1),
