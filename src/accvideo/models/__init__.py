@@ -16,8 +16,8 @@ from accvideo.models.wan import WanAdapter
 ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
 
 
-def pipeline_class(path: str | Path) -> str:
-    """The `_class_name` of a local diffusers pipeline directory, with one-line errors for bad paths."""
+def model_index(path: str | Path) -> dict:
+    """The parsed model_index.json of a local diffusers pipeline directory, with one-line errors for bad paths."""
     path = Path(path)
     if not path.exists():
         raise AccVideoError(f"model directory {path} does not exist; pass --model a local diffusers pipeline folder")
@@ -29,10 +29,36 @@ def pipeline_class(path: str | Path) -> str:
             f"{path} is not a diffusers pipeline (no model_index.json); pass --model the folder that holds it"
         )
     try:
-        name = json.loads(index.read_text())["_class_name"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raw = json.loads(index.read_text())
+        str(raw["_class_name"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise AccVideoError(f"{index} is not a valid diffusers model index ({exc}); re-export the pipeline") from None
-    return str(name)
+    return raw
+
+
+def pipeline_class(path: str | Path) -> str:
+    """The `_class_name` of a local diffusers pipeline directory, with one-line errors for bad paths."""
+    return str(model_index(path)["_class_name"])
+
+
+def unsupported_variant(index: dict) -> str | None:
+    """Why a pipeline of a supported class is still not supported (Wan 2.2 variants), or None.
+
+    Wan 2.2 is saved as a `WanPipeline` too: A14B adds a low-noise expert `transformer_2` switched at
+    `boundary_ratio`; TI2V-5B keeps the first latent frame clean (`expand_timesteps`). Distilling only
+    `transformer` would train half of A14B and export the teacher's other expert unchanged, so both are
+    refused until their adapters exist.
+    """
+    second = index.get("transformer_2")
+    if (isinstance(second, (list, tuple)) and any(v is not None for v in second)) or (
+        second is not None and not isinstance(second, (list, tuple))
+    ) or index.get("boundary_ratio") is not None:
+        return ("a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
+                "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now")
+    if index.get("expand_timesteps"):
+        return ("a Wan 2.2 TI2V pipeline (expand_timesteps: a clean first latent frame); accvideo distils only "
+                "Wan 2.1 T2V and HunyuanVideo T2V for now")
+    return None
 
 
 def adapter_class(path: str | Path, family: str | None = None) -> type:
@@ -40,7 +66,11 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
 
     `family` ("wan", "hunyuanvideo") refuses a directory of another family with a one-line error.
     """
-    name = pipeline_class(path)
+    index = model_index(path)
+    name = str(index["_class_name"])
+    variant = unsupported_variant(index)
+    if variant is not None:
+        raise AccVideoError(f"{path} holds {variant}; pass a Wan 2.1 T2V or HunyuanVideo T2V folder")
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
         raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")

@@ -1,0 +1,57 @@
+"""Wan 2.2 folders (A14B's two experts, TI2V-5B's clean first frame) are refused with one line, never half-trained."""
+
+import pytest
+
+from accvideo.cli import main
+
+
+def _save_wan22(out, **kw):
+    """A tiny stock WanPipeline in a Wan 2.2 layout, saved by diffusers itself."""
+    from diffusers import WanPipeline
+
+    from accvideo.models.tiny import tiny_wan_pipeline
+
+    base = tiny_wan_pipeline(0)
+    parts = dict(tokenizer=base.tokenizer, text_encoder=base.text_encoder, transformer=base.transformer,
+                 vae=base.vae, scheduler=base.scheduler)
+    WanPipeline(**parts, **kw).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wan22_dirs(tmp_path_factory):
+    from accvideo.models.tiny import tiny_wan_pipeline
+
+    root = tmp_path_factory.mktemp("wan22")
+    second = tiny_wan_pipeline(1).transformer
+    return {
+        "a14b": _save_wan22(root / "a14b", transformer_2=second, boundary_ratio=0.875),
+        "ti2v": _save_wan22(root / "ti2v", expand_timesteps=True),
+    }
+
+
+@pytest.mark.parametrize("variant, words", [("a14b", "Wan 2.2 A14B"), ("ti2v", "Wan 2.2 TI2V")])
+def test_wan22_refused_by_every_loading_command(wan22_dirs, variant, words, tmp_path, capsys):
+    folder = str(wan22_dirs[variant])
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    commands = [
+        ["sample", "--model", folder, "--out", str(tmp_path / "c.mp4")],
+        ["synthesize", "--teacher", folder, "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "d")],
+        ["bench", "--model", folder, "--out", str(tmp_path / "b")],
+    ]
+    for args in commands:
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2, (args, err)
+        assert len(err.splitlines()) == 1 and words in err and "Wan 2.1 T2V" in err, err
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").glob("*.safetensors"))
+    assert not (tmp_path / "c.mp4").exists()
+
+
+def test_wan21_layout_still_accepted(tiny_wan_dir):
+    from accvideo.models import adapter_class, model_index, unsupported_variant
+
+    index = model_index(tiny_wan_dir)
+    assert index["transformer_2"] == [None, None] and unsupported_variant(index) is None
+    assert adapter_class(tiny_wan_dir).family == "wan"
