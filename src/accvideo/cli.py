@@ -88,8 +88,8 @@ def tiny_model(
     family: Annotated[str, typer.Option(help="wan, or hunyuan (1 dual + LAYERS single blocks).")] = "wan",
 ):
     """Write a tiny random Wan 2.1 or HunyuanVideo pipeline (diffusers format, no download) for tests."""
+    from accvideo.core.files import prepare_output
     from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan
-    from accvideo.sample.run import prepare_output
 
     if family not in ("wan", "hunyuan"):
         raise AccVideoError(f"--family must be wan or hunyuan; got {family!r}")
@@ -118,8 +118,8 @@ def teacher_train(
     import torch
 
     from accvideo.core.config import load_config
+    from accvideo.core.files import prepare_output
     from accvideo.core.runtime import resolve_device
-    from accvideo.sample.run import prepare_output
     from accvideo.teacher.config import TeacherConfig
     from accvideo.teacher.train import train_teacher
 
@@ -292,8 +292,8 @@ def world_train_classifier(
 ):
     """Train the ToyBench classifier on the world's train combinations (the shipped one: the defaults)."""
     from accvideo.core.config import load_config
+    from accvideo.core.files import prepare_output
     from accvideo.evaluate.train import ClassifierTrainConfig, train_classifier
-    from accvideo.sample.run import prepare_output
 
     cfg = load_config(
         ClassifierTrainConfig, config, out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed,

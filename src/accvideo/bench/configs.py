@@ -28,7 +28,12 @@ def _default_dtype(dtype: torch.dtype):
 def _wan(*, dim_heads: int, layers: int, ffn: int, text: dict, vae: dict | None = None, shift: float = 3.0,
          max_length: int = 512) -> Callable:
     def build(device: torch.device, dtype: torch.dtype):
-        from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+        from diffusers import (
+            AutoencoderKLWan,
+            FlowMatchEulerDiscreteScheduler,
+            WanPipeline,
+            WanTransformer3DModel,
+        )
         from transformers import UMT5Config, UMT5EncoderModel
 
         from accvideo.models.tiny import word_tokenizer
@@ -57,7 +62,9 @@ def _hunyuan(*, heads: int, dual: int, single: int, refiner: int, llama: dict, c
              rope_axes: tuple = (16, 56, 56), max_length: int = 256, template: dict | None = None) -> Callable:
     def build(device: torch.device, dtype: torch.dtype):
         from diffusers import (
-            AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+            AutoencoderKLHunyuanVideo,
+            FlowMatchEulerDiscreteScheduler,
+            HunyuanVideoPipeline,
             HunyuanVideoTransformer3DModel,
         )
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE

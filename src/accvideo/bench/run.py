@@ -66,9 +66,9 @@ def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
 
 def run_bench(cfg: BenchConfig) -> dict:
     """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
+    from accvideo.core.files import prepare_output
     from accvideo.core.runtime import resolve_device, resolve_dtype
-    from accvideo.sample.config import check_video_size
-    from accvideo.sample.run import prepare_output
+    from accvideo.core.video import check_video_size
 
     out = prepare_output(Path(cfg.out) / "bench.json").parent
     device = resolve_device(cfg.device)

@@ -44,3 +44,23 @@ def read_video(path: str | Path) -> np.ndarray:
     import imageio.v3 as iio
 
     return np.asarray(iio.imread(path, index=None))[..., :3]
+
+
+def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, multiple: int = 16) -> None:
+    """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples."""
+    if frames < 1 or (frames - 1) % frame_step:
+        near = max(1, (frames - 1) // frame_step * frame_step + 1)
+        raise ValueError(f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}")
+    for name, v in (("height", height), ("width", width)):
+        if v < multiple or v % multiple:
+            fix = max(multiple, round(v / multiple) * multiple)
+            raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'HxW' -> (height, width)."""
+    try:
+        h, w = (int(p) for p in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like HxW (e.g. 64x64 or 480x832); got {size!r}") from None
+    return h, w

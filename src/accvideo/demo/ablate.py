@@ -13,7 +13,14 @@ from pathlib import Path
 
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.demo.chain import Sampler, Stages, distill_student, sample_and_score, synthesize_synvid, write_train_prompts
+from accvideo.demo.chain import (
+    Sampler,
+    Stages,
+    distill_student,
+    sample_and_score,
+    synthesize_synvid,
+    write_train_prompts,
+)
 from accvideo.demo.config import ChainConfig
 from accvideo.demo.report import comparison_table
 
@@ -29,7 +36,7 @@ def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """Distil the three students on one SynVid, score all four rows on the same prompts; table, plot, JSON."""
     import torch
 
-    from accvideo.sample.run import prepare_output
+    from accvideo.core.files import prepare_output
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

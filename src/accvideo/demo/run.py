@@ -37,7 +37,7 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """prompts -> synthesize -> distill -> sample -> evaluate -> report; returns metrics.json's content."""
     import torch
 
-    from accvideo.sample.run import prepare_output
+    from accvideo.core.files import prepare_output
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

@@ -304,7 +304,7 @@ class Distiller:
 
     def _prepare(self) -> None:
         """Rank 0 creates the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
-        from accvideo.sample.run import prepare_output
+        from accvideo.core.files import prepare_output
 
         error = None
         if dist.is_main():

@@ -10,9 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.errors import AccVideoError
-from accvideo.evaluate.classifier import VideoClassifier, as_float_clips, check_clips, classify, load_classifier
+from accvideo.evaluate.classifier import (
+    VideoClassifier,
+    as_float_clips,
+    check_clips,
+    classify,
+    load_classifier,
+)
 from accvideo.evaluate.config import EvaluateConfig
-from accvideo.evaluate.metrics import alignment_accuracy, frechet_distance, motion_radius, temporal_consistency
+from accvideo.evaluate.metrics import (
+    alignment_accuracy,
+    frechet_distance,
+    motion_radius,
+    temporal_consistency,
+)
 from accvideo.world.attributes import (
     Attributes,
     PromptWarning,
@@ -116,9 +127,9 @@ def evaluate_videos(
 
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Sample a model on world prompts (or read a folder), score the clips, write metrics.json and metrics.md."""
+    from accvideo.core.files import prepare_output
     from accvideo.evaluate.folder import load_video_folder, write_video_folder
     from accvideo.evaluate.report import write_reports
-    from accvideo.sample.run import prepare_output
 
     clf = load_classifier(cfg.classifier)
     t0 = time.perf_counter()

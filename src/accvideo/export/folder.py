@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from accvideo.core.files import prepare_output
 from accvideo.errors import AccVideoError
-from accvideo.sample.run import prepare_output
 
 MARKER = "accvideo_export.json"  # written by every export: an earlier export may be replaced without --force
 FORMAT = "accvideo.export/1"

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import torch
 
 from accvideo.core.config import save_config
+from accvideo.core.files import prepare_output
 from accvideo.core.runtime import noise, resolve_device, resolve_dtype
 from accvideo.core.sampling import euler_sample
-from accvideo.core.video import write_video
+from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
-from accvideo.sample.config import SampleConfig, check_video_size
 from accvideo.models.runtime import RuntimeOptions
+from accvideo.sample.config import SampleConfig
 from accvideo.sample.model import model_family, open_model
-
-
-
-def prepare_output(out: str | Path) -> Path:
-    """Create the output's folder (one-line error if impossible) and check it is writable."""
-    out = Path(out).expanduser()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AccVideoError(f"cannot create output folder {out.parent} ({exc.strerror}); choose another --out") from None
-    if not os.access(out.parent, os.W_OK):
-        raise AccVideoError(f"output folder {out.parent} is not writable; choose another --out")
-    return out
 
 
 def generate_clip(adapter, prompt: str, *, negative_prompt: str = "", frames: int, height: int, width: int,

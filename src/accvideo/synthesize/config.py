@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from accvideo.core.schedules import check_key_indices, shifted_sigmas, uniform_key_indices
+from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
-from accvideo.sample.config import check_video_size
 
 STORES = ("key", "all")
 DEFAULT_KEY_STEPS = 5  # the paper's m

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,16 +12,22 @@ from tqdm.auto import tqdm
 from accvideo.core import dist
 from accvideo.core.config import save_config
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
-from accvideo.core.video import write_video
+from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
-from accvideo.sample.config import check_video_size
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.generate import teacher_latents
 from accvideo.synthesize.identity import teacher_identity
 from accvideo.synthesize.layout import (
-    MANIFEST, VIDEOS, is_complete, owned_shards, prepare_folder, shard_count, shard_items, video_name,
+    MANIFEST,
+    VIDEOS,
+    is_complete,
+    owned_shards,
+    prepare_folder,
+    shard_count,
+    shard_items,
+    video_name,
 )
 from accvideo.synthesize.prompts import Item, read_prompts
 from accvideo.synthesize.shards import read_header, shard_path, write_shard
