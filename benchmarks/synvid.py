@@ -16,12 +16,13 @@ from typing import Annotated
 import torch
 import typer
 
+from accvideo.core.adapter import expand
+from accvideo.core.runtime import batch_noise as start_noise
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.models import load_adapter
 from accvideo.synthesize import SynthConfig, read_prompts, synthesize, write_prompts
-from accvideo.synthesize.generate import expand, start_noise
 from accvideo.synthesize.layout import shard_count, shard_items
 from accvideo.synthesize.shards import list_shards
 from accvideo.world import prompts as world_prompts
@@ -37,13 +38,17 @@ def plain_sampling(adapter, cfg: SynthConfig) -> float:
     for k in range(shard_count(len(items), cfg.shard_size)):  # the same batches synthesis makes
         chunk = shard_items(items, k, cfg.shard_size)
         for b in range(0, len(chunk), cfg.batch):
-            part = chunk[b:b + cfg.batch]
+            part = chunk[b : b + cfg.batch]
             cond = adapter.encode_prompts([it.prompt for it in part])
             neg = expand(uncond, len(part))
             with torch.inference_mode():
-                x = euler_sample(lambda x, s: adapter.velocity(x, s, cond), start_noise([it.seed for it in part],
-                                 shape, adapter.device), sigmas, guidance=cfg.guidance,
-                                 uncond=lambda x, s: adapter.velocity(x, s, neg))
+                x = euler_sample(
+                    lambda x, s, cond=cond: adapter.velocity(x, s, cond),
+                    start_noise([it.seed for it in part], shape, adapter.device),
+                    sigmas,
+                    guidance=cfg.guidance,
+                    uncond=lambda x, s, neg=neg: adapter.velocity(x, s, neg),
+                )
             x.cpu()  # synthesis brings its latents to the CPU too
     return time.perf_counter() - t0
 
@@ -53,7 +58,9 @@ def dataset_bytes(root: Path) -> int:
 
 
 def main(
-    teacher: Annotated[str, typer.Option(help="'tiny' (a random tiny Wan built in --work), 'builtin' or a folder.")] = "tiny",
+    teacher: Annotated[
+        str, typer.Option(help="'tiny' (a random tiny Wan built in --work), 'builtin' or a folder.")
+    ] = "tiny",
     items: Annotated[int, typer.Option(help="Items per run.")] = 16,
     steps: Annotated[int, typer.Option(help="Teacher steps n.")] = 50,
     key_steps: Annotated[int, typer.Option(help="Key steps m.")] = 5,
@@ -83,9 +90,22 @@ def main(
     adapter = load_adapter(model_dir, device=dev, dtype=resolve_dtype(dtype, dev))
 
     def config(store: str, out: Path) -> SynthConfig:
-        return SynthConfig(teacher=str(model_dir), prompts=str(prompts), out=str(out), steps=steps,
-                           key_steps=key_steps, guidance=guidance, frames=frames, height=size, width=size,
-                           batch=batch, shard_size=shard_size, store=store, device=device, dtype=dtype)
+        return SynthConfig(
+            teacher=str(model_dir),
+            prompts=str(prompts),
+            out=str(out),
+            steps=steps,
+            key_steps=key_steps,
+            guidance=guidance,
+            frames=frames,
+            height=size,
+            width=size,
+            batch=batch,
+            shard_size=shard_size,
+            store=store,
+            device=device,
+            dtype=dtype,
+        )
 
     plain_sampling(adapter, config("key", work / "warmup"))  # first calls allocate and pick kernels
     plain, synth_loop, synth_total = [], [], []
@@ -109,13 +129,27 @@ def main(
     key_b, all_b = dataset_bytes(work / "key-0") / items, dataset_bytes(all_dir) / items
     med = statistics.median
     result = {
-        "teacher": teacher, "device": str(dev), "dtype": str(adapter.dtype).removeprefix("torch."),
-        "items": items, "steps": steps, "key_steps": key_steps, "frames": frames, "size": size,
-        "batch": batch, "shard_size": shard_size, "guidance": guidance, "repeats": repeats,
-        "latent_shape": list(shape), "bytes_per_item_key": round(key_b), "bytes_per_item_all": round(all_b),
-        "bytes_ratio": round(key_b / all_b, 4), "expected_ratio": round((key_steps + 1) / (steps + 1), 4),
-        "latent_bytes_ratio": round((key_steps + 1) / (steps + 1), 4), "latent_bytes": latent_bytes,
-        "plain_items_per_s": round(items / med(plain), 3), "synth_items_per_s": round(items / med(synth_loop), 3),
+        "teacher": teacher,
+        "device": str(dev),
+        "dtype": str(adapter.dtype).removeprefix("torch."),
+        "items": items,
+        "steps": steps,
+        "key_steps": key_steps,
+        "frames": frames,
+        "size": size,
+        "batch": batch,
+        "shard_size": shard_size,
+        "guidance": guidance,
+        "repeats": repeats,
+        "latent_shape": list(shape),
+        "bytes_per_item_key": round(key_b),
+        "bytes_per_item_all": round(all_b),
+        "bytes_ratio": round(key_b / all_b, 4),
+        "expected_ratio": round((key_steps + 1) / (steps + 1), 4),
+        "latent_bytes_ratio": round((key_steps + 1) / (steps + 1), 4),
+        "latent_bytes": latent_bytes,
+        "plain_items_per_s": round(items / med(plain), 3),
+        "synth_items_per_s": round(items / med(synth_loop), 3),
         "synth_items_per_s_end_to_end": round(items / med(synth_total), 3),
         "throughput_ratio": round(med(plain) / med(synth_loop), 4),
         "throughput_ratio_end_to_end": round(med(plain) / med(synth_total), 4),
@@ -132,8 +166,10 @@ def main(
         ("throughput synthesis/plain (end to end)", f"{result['throughput_ratio_end_to_end']:.1%}"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"SynVid benchmark: {teacher} teacher, {items} items, n={steps}, m={key_steps}, "
-          f"{frames}x{size}x{size}, batch {batch}, {dev}, median of {repeats}")
+    print(
+        f"SynVid benchmark: {teacher} teacher, {items} items, n={steps}, m={key_steps}, "
+        f"{frames}x{size}x{size}, batch {batch}, {dev}, median of {repeats}"
+    )
     print(f"| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")

@@ -77,8 +77,22 @@ def main() -> None:
         for n in SHARED:
             if not (work / n).exists():
                 shutil.copy(args.base / n, work / n)
-        cmd = [sys.executable, "-m", "accvideo", "teacher", "train", "--out", str(args.out / name), "--work",
-               str(work), "--device", args.device, "--threads", str(args.threads), *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accvideo",
+            "teacher",
+            "train",
+            "--out",
+            str(args.out / name),
+            "--work",
+            str(work),
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+            *overrides,
+        ]
         log = (args.out / f"{name}.log").open("w")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), overrides)
         print(f"started {name}: {' '.join(overrides) or 'defaults'}", flush=True)
@@ -99,11 +113,19 @@ def main() -> None:
             folder, step = args.out / name, None
             if stopped or proc.returncode != 0:
                 step = pipeline_from_checkpoint(args.out / f"{name}.work", folder) or None
-            finished[name] = {"name": name, "overrides": overrides, "seconds": round(elapsed, 1),
-                              "stopped_at_step": step if stopped else None, "returncode": proc.returncode,
-                              "model": str(folder) if (folder / "model_index.json").is_file() else None}
-            print(f"{name}: {'stopped' if stopped else 'finished'} after {elapsed:.0f} s"
-                  + (f" at step {step}" if stopped else ""), flush=True)
+            finished[name] = {
+                "name": name,
+                "overrides": overrides,
+                "seconds": round(elapsed, 1),
+                "stopped_at_step": step if stopped else None,
+                "returncode": proc.returncode,
+                "model": str(folder) if (folder / "model_index.json").is_file() else None,
+            }
+            print(
+                f"{name}: {'stopped' if stopped else 'finished'} after {elapsed:.0f} s"
+                + (f" at step {step}" if stopped else ""),
+                flush=True,
+            )
 
     scored = []
     for name, row in finished.items():
@@ -111,9 +133,20 @@ def main() -> None:
             scored.append(row)
             continue
         js = args.out / f"{name}.toybench.json"
-        cmd = [sys.executable, str(Path(__file__).with_name("toybench.py")), "--n", str(args.n), "--device",
-               args.device, "--json", str(js), "--run", f"{name}-50={row['model']}:50:5",
-               "--run", f"{name}-5={row['model']}:5:5"]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).with_name("toybench.py")),
+            "--n",
+            str(args.n),
+            "--device",
+            args.device,
+            "--json",
+            str(js),
+            "--run",
+            f"{name}-50={row['model']}:50:5",
+            "--run",
+            f"{name}-5={row['model']}:5:5",
+        ]
         if args.classifier:
             cmd += ["--classifier", str(args.classifier)]
         scored.append((row, js, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
@@ -126,19 +159,34 @@ def main() -> None:
         proc.wait()
         if proc.returncode == 0:
             runs = json.loads(js.read_text())["runs"]
-            row |= {f"steps{r['steps']}": {"accuracy": r["accuracy"], "frechet_distance": r["frechet_distance"]}
-                    for r in runs}
+            row |= {
+                f"steps{r['steps']}": {"accuracy": r["accuracy"], "frechet_distance": r["frechet_distance"]}
+                for r in runs
+            }
         rows.append(row)
 
-    lines = ["| variant | settings | train s | stopped at | acc 50 | FD 50 | acc 5 | FD 5 | shape 50 | motion 50 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | settings | train s | stopped at | acc 50 | FD 50 | acc 5 | FD 5 | shape 50 | motion 50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         a, b = r.get("steps50"), r.get("steps5")
-        cells = [f"{a['accuracy']['mean']:.3f}", f"{a['frechet_distance']:.1f}", f"{b['accuracy']['mean']:.3f}",
-                 f"{b['frechet_distance']:.1f}", f"{a['accuracy']['shape']:.3f}", f"{a['accuracy']['motion']:.3f}"] \
-            if a and b else ["-"] * 6
-        lines.append(f"| {r['name']} | {' '.join(r['overrides']) or 'defaults'} | {r['seconds']:.0f} | "
-                     f"{r['stopped_at_step'] or '-'} | " + " | ".join(cells) + " |")
+        cells = (
+            [
+                f"{a['accuracy']['mean']:.3f}",
+                f"{a['frechet_distance']:.1f}",
+                f"{b['accuracy']['mean']:.3f}",
+                f"{b['frechet_distance']:.1f}",
+                f"{a['accuracy']['shape']:.3f}",
+                f"{a['accuracy']['motion']:.3f}",
+            ]
+            if a and b
+            else ["-"] * 6
+        )
+        lines.append(
+            f"| {r['name']} | {' '.join(r['overrides']) or 'defaults'} | {r['seconds']:.0f} | "
+            f"{r['stopped_at_step'] or '-'} | " + " | ".join(cells) + " |"
+        )
     table = "\n".join(lines)
     print(table)
     out = args.json or args.out / "variants.json"

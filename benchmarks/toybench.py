@@ -22,7 +22,7 @@ from accvideo.core.runtime import resolve_device
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.run import evaluate_videos
-from accvideo.sample.model import open_model
+from accvideo.models.open import open_model
 from accvideo.world import prompts
 
 
@@ -32,8 +32,13 @@ def parse_run(text: str) -> dict:
     if not name or not parts[0] or len(parts) > 4:
         raise SystemExit(f"--run {text!r}: expected NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]")
     parts += [""] * (4 - len(parts))
-    return {"name": name, "model": parts[0], "steps": int(parts[1]) if parts[1] else None,
-            "guidance": float(parts[2]) if parts[2] else None, "shift": float(parts[3]) if parts[3] else None}
+    return {
+        "name": name,
+        "model": parts[0],
+        "steps": int(parts[1]) if parts[1] else None,
+        "guidance": float(parts[2]) if parts[2] else None,
+        "shift": float(parts[3]) if parts[3] else None,
+    }
 
 
 def main() -> None:
@@ -59,20 +64,33 @@ def main() -> None:
         if run["model"] not in models:
             models[run["model"]] = open_model(run["model"], device=device)
         opened = models[run["model"]]
-        sigmas = opened.sigmas(run["steps"], run["shift"])
-        guidance = opened.default_guidance if run["guidance"] is None else run["guidance"]
+        plan = opened.plan(run["steps"], run["guidance"], run["shift"])
         t0 = time.perf_counter()
         videos = generate_videos(
-            opened.adapter, pairs, frames=clf.cfg.frames, height=clf.cfg.height, width=clf.cfg.width,
-            sigmas=sigmas, guidance=guidance, batch_size=args.batch,
+            opened.adapter,
+            pairs,
+            plan,
+            frames=clf.cfg.frames,
+            height=clf.cfg.height,
+            width=clf.cfg.width,
+            batch_size=args.batch,
         )
         seconds = time.perf_counter() - t0
         m = evaluate_videos(videos, pairs, classifier=clf)
-        rows.append({**run, "steps": len(sigmas) - 1, "guidance": guidance,
-                     "shift": run["shift"] or opened.adapter.default_shift,
-                     "sigmas": [round(float(s), 6) for s in sigmas], "seconds": round(seconds, 1),
-                     "accuracy": m["accuracy"], "frechet_distance": m["frechet_distance"],
-                     "temporal_consistency": m["temporal_consistency"], "reference": m.get("reference")})
+        rows.append(
+            {
+                **run,
+                "steps": plan.steps,
+                "guidance": plan.guidance,
+                "shift": run["shift"] or opened.adapter.default_shift,
+                "sigmas": [round(float(s), 6) for s in plan.sigmas],
+                "seconds": round(seconds, 1),
+                "accuracy": m["accuracy"],
+                "frechet_distance": m["frechet_distance"],
+                "temporal_consistency": m["temporal_consistency"],
+                "reference": m.get("reference"),
+            }
+        )
         print(f"{run['name']}: mean accuracy {m['accuracy']['mean']:.3f}, FD {m['frechet_distance']:.3f}", flush=True)
 
     attrs = [k for k in rows[0]["accuracy"] if k not in ("mean", "joint")]
@@ -80,20 +98,40 @@ def main() -> None:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         a = r["accuracy"]
-        lines.append("| " + " | ".join([r["name"], str(r["steps"]), f"{r['guidance']:g}",
-                                        *[f"{a[k]:.3f}" for k in attrs], f"{a['mean']:.3f}", f"{a['joint']:.3f}",
-                                        f"{r['frechet_distance']:.3f}", f"{r['temporal_consistency']:.3f}",
-                                        f"{r['seconds']:.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["name"],
+                    str(r["steps"]),
+                    f"{r['guidance']:g}",
+                    *[f"{a[k]:.3f}" for k in attrs],
+                    f"{a['mean']:.3f}",
+                    f"{a['joint']:.3f}",
+                    f"{r['frechet_distance']:.3f}",
+                    f"{r['temporal_consistency']:.3f}",
+                    f"{r['seconds']:.0f}",
+                ]
+            )
+            + " |"
+        )
     ref = rows[0]["reference"]
     if ref:
-        lines.append("| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
-                     + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
-                     f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |")
+        lines.append(
+            "| real clips (reference) | - | - | "
+            + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
+            + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
+            f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |"
+        )
     table = "\n".join(lines)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"n": args.n, "split": args.split, "seed": args.seed, "device": str(device), "runs": rows,
-                                     "table": table}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {"n": args.n, "split": args.split, "seed": args.seed, "device": str(device), "runs": rows, "table": table},
+            indent=2,
+        )
+    )
     print(f"wrote {args.json}")
 
 

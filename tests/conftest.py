@@ -26,9 +26,18 @@ def tiny_wan(tiny_wan_dir):
     return load_adapter(tiny_wan_dir)
 
 
-TINY_PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
-                "a yellow triangle spinning", "a dog", "a white star", "a black cat moving right", "a grey square",
-                "a purple circle"]
+TINY_PROMPTS = [
+    "a red circle moving left",
+    "a blue square",
+    "a green star moving up",
+    "a cat on a red background",
+    "a yellow triangle spinning",
+    "a dog",
+    "a white star",
+    "a black cat moving right",
+    "a grey square",
+    "a purple circle",
+]
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +47,23 @@ def synvid(tiny_wan_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synvid")
     (root / "p.txt").write_text("\n".join(TINY_PROMPTS) + "\n")
-    synthesize(SynthConfig(teacher=str(tiny_wan_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
-                           key_steps=5, frames=9, height=32, width=32, guidance=3.0, shard_size=5, batch=5,
-                           device="cpu"), progress=False)
+    synthesize(
+        SynthConfig(
+            teacher=str(tiny_wan_dir),
+            prompts=str(root / "p.txt"),
+            out=str(root / "syn"),
+            steps=10,
+            key_steps=5,
+            frames=9,
+            height=32,
+            width=32,
+            guidance=3.0,
+            shard_size=5,
+            batch=5,
+            device="cpu",
+        ),
+        progress=False,
+    )
     return root / "syn"
 
 

@@ -18,8 +18,22 @@ def run_cli(args, capsys):
 
 
 def test_bench_json_has_every_stage_and_the_overhead(tiny_wan_dir, tmp_path, capsys):
-    code, out, err = run_cli(["bench", "--model", str(tiny_wan_dir), "--size", "32x32x9", "--teacher-steps", "6",
-                              "--student-steps", "2", "--out", str(tmp_path)], capsys)
+    code, out, err = run_cli(
+        [
+            "bench",
+            "--model",
+            str(tiny_wan_dir),
+            "--size",
+            "32x32x9",
+            "--teacher-steps",
+            "6",
+            "--student-steps",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     report = json.loads((tmp_path / "bench.json").read_text())
     t, s = report["results"]["teacher"], report["results"]["student"]
@@ -37,22 +51,38 @@ def test_bench_json_has_every_stage_and_the_overhead(tiny_wan_dir, tmp_path, cap
 
 def test_timing_wrapper_generates_the_same_clip(tiny_wan):
     from accvideo.bench.timing import TimedAdapter
+    from accvideo.core.sampling import SamplingPlan
     from accvideo.core.schedules import shifted_sigmas
     from accvideo.sample.run import generate_clip
 
-    args = dict(negative_prompt="", frames=5, height=32, width=32, sigmas=shifted_sigmas(3, 5.0), guidance=4.0,
-                seed=3)
+    args = dict(frames=5, height=32, width=32, seed=3)
+    plan = SamplingPlan(shifted_sigmas(3, 5.0), guidance=4.0, negative_prompt="")
     timed = TimedAdapter(tiny_wan)
-    a = generate_clip(tiny_wan, "a red circle", **args)
-    b = generate_clip(timed, "a red circle", **args)
+    a = generate_clip(tiny_wan, "a red circle", plan, **args)
+    b = generate_clip(timed, "a red circle", plan, **args)
     assert torch.equal(a, b)
     assert (len(timed.text), len(timed.calls), len(timed.decode_s)) == (2, 6, 1)  # cond+uncond, 3 steps x CFG
 
 
 @pytest.mark.parametrize("name, forwards", [("wan-tiny", 2), ("hunyuan-tiny", 1)])
 def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys):
-    code, out, err = run_cli(["bench", "--random-weights", "--config", name, "--size", "32x32x5",
-                              "--teacher-steps", "2", "--student-steps", "1", "--out", str(tmp_path)], capsys)
+    code, out, err = run_cli(
+        [
+            "bench",
+            "--random-weights",
+            "--arch",
+            name,
+            "--size",
+            "32x32x5",
+            "--teacher-steps",
+            "2",
+            "--student-steps",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["model"] == f"{name} (random weights)"
@@ -63,11 +93,14 @@ def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys)
     assert {"wan2.1-t2v-1.3b", "wan2.1-t2v-14b"} <= set(RANDOM_CONFIGS)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--size", "64x64"], "--size must look like HxWxF"),
-    (["--random-weights", "--config", "nope"], "unknown --config 'nope'"),
-    (["--teacher-steps", "0"], "teacher_steps must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--size", "64by64"], "--size must look like HxW or HxWxF"),
+        (["--random-weights", "--arch", "nope"], "unknown --arch 'nope'"),
+        (["--teacher-steps", "0"], "teacher_steps must be >= 1"),
+    ],
+)
 def test_bad_bench_input_is_one_line(args, message, tmp_path, capsys):
     code, _, err = run_cli(["bench", "--out", str(tmp_path), *args], capsys)
     assert code == 2 and message in err and err.count("\n") == 1

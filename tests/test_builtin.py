@@ -18,7 +18,7 @@ def test_shipped_teacher_is_small_and_complete():
 def test_stock_wan_pipeline_loads_the_builtin_and_matches_our_sampler():
     from diffusers import WanPipeline
 
-    from accvideo.sample.model import open_model
+    from accvideo.models.open import open_model
 
     pipe = WanPipeline.from_pretrained(str(builtin_model_dir()), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
@@ -31,13 +31,26 @@ def test_stock_wan_pipeline_loads_the_builtin_and_matches_our_sampler():
     # docs/export.md); our sampler on that grid must give the stock pipeline's latents
     pipe.scheduler.set_timesteps(steps)
     grid = pipe.scheduler.sigmas.clone().double()
-    out = pipe(prompt, height=64, width=64, num_frames=17, num_inference_steps=steps, guidance_scale=5.0,
-               latents=x.clone(), output_type="latent", max_sequence_length=adapter.max_sequence_length).frames
+    out = pipe(
+        prompt,
+        height=64,
+        width=64,
+        num_frames=17,
+        num_inference_steps=steps,
+        guidance_scale=5.0,
+        latents=x.clone(),
+        output_type="latent",
+        max_sequence_length=adapter.max_sequence_length,
+    ).frames
     from accvideo.core.sampling import euler_sample
 
     cond, uncond = adapter.encode_prompts([prompt]), adapter.encode_prompts([""])
     with torch.no_grad():
-        ours = euler_sample(lambda z, s: adapter.velocity(z, s, cond), x.clone(),
-                            grid, guidance=5.0,
-                            uncond=lambda z, s: adapter.velocity(z, s, uncond))
+        ours = euler_sample(
+            lambda z, s: adapter.velocity(z, s, cond),
+            x.clone(),
+            grid,
+            guidance=5.0,
+            uncond=lambda z, s: adapter.velocity(z, s, uncond),
+        )
     assert torch.allclose(out, ours, atol=1e-4)

@@ -26,8 +26,28 @@ def test_version(capsys):
 
 def test_sample_writes_video_gif_and_settings(tiny_wan_dir, tmp_path, capsys):
     out = tmp_path / "new" / "clip.mp4"
-    args = ["sample", "--model", str(tiny_wan_dir), "--prompt", "a red circle", "--steps", "3", "--guidance", "2",
-            "--shift", "3", "--frames", "9", "--size", "32x48", "--seed", "7", "--out", str(out), "--gif"]
+    args = [
+        "sample",
+        "--model",
+        str(tiny_wan_dir),
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "3",
+        "--guidance",
+        "2",
+        "--shift",
+        "3",
+        "--frames",
+        "9",
+        "--size",
+        "32x48",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--gif",
+    ]
     code, _, err = run_cli(args, capsys)
     assert code in (0, None), err
     video = read_video(out)
@@ -35,8 +55,9 @@ def test_sample_writes_video_gif_and_settings(tiny_wan_dir, tmp_path, capsys):
     assert read_video(out.with_suffix(".gif")).shape == (9, 32, 48, 3)
     settings = yaml.safe_load(out.with_suffix(".yaml").read_text())
     assert settings["resolved_steps"] == 3 and settings["resolved_guidance"] == 2.0
-    assert settings["sigmas"] == pytest.approx([1.0, 3 * (2 / 3) / (1 + 2 * (2 / 3)), 3 * (1 / 3) / (1 + 2 / 3), 0.0],
-                                               abs=1e-6)
+    assert settings["sigmas"] == pytest.approx(
+        [1.0, 3 * (2 / 3) / (1 + 2 * (2 / 3)), 3 * (1 / 3) / (1 + 2 / 3), 0.0], abs=1e-6
+    )
     assert settings["seed"] == 7 and settings["family"] == "wan"
     assert not list(out.parent.glob(".*part*"))  # temporary files renamed away
 
@@ -69,7 +90,7 @@ def test_bad_input_one_line_exit_2(tiny_wan_dir, tmp_path, capsys, args, message
     paths = {"missing": tmp_path / "nope", "notpipe": tmp_path / "notpipe", "blocked": tmp_path / "blocked"}
     args = [a.format(**paths) for a in args]
     base = {"--model": str(tiny_wan_dir), "--out": str(tmp_path / "c.mp4"), "--frames": "9", "--size": "32x32"}
-    for flag, value in zip(args[::2], args[1::2]):
+    for flag, value in zip(args[::2], args[1::2], strict=False):
         base[flag] = value
     code, _, err = run_cli(["sample", *[x for kv in base.items() for x in kv]], capsys)
     assert code == 2
@@ -81,7 +102,9 @@ def test_bad_input_one_line_exit_2(tiny_wan_dir, tmp_path, capsys, args, message
 def test_console_script_has_no_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "accvideo", "sample", "--model", str(tmp_path / "missing")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: model directory")

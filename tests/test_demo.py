@@ -75,14 +75,28 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
 
 def test_ablate_trains_the_three_variants_and_scores_four_rows(tiny_wan_dir, tmp_path, capsys):
     out = tmp_path / "abl"
-    code, stdout, err = run_cli(["ablate", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out", str(out),
-                                 "eval_prompts=2", "grid_prompts=1"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "ablate",
+            "--preset",
+            "quick",
+            "--teacher",
+            str(tiny_wan_dir),
+            "--out",
+            str(out),
+            "eval_prompts=2",
+            "grid_prompts=1",
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     data = json.loads((out / "ablation.json").read_text())
     assert list(data["results"]) == ["a-teacher", "b-traj", "c-shared-head", "d-per-step-heads"]
     assert data["results"]["a-teacher"]["guidance"] == 5.0 and data["results"]["b-traj"]["guidance"] == 1.0
-    cfg = {n: yaml.safe_load((out / n / "config.yaml").read_text()) for n in ("b-traj", "c-shared-head",
-                                                                               "d-per-step-heads")}
+    cfg = {
+        n: yaml.safe_load((out / n / "config.yaml").read_text())
+        for n in ("b-traj", "c-shared-head", "d-per-step-heads")
+    }
     assert cfg["b-traj"]["adv"] is False and cfg["c-shared-head"]["heads"] == "shared"
     assert cfg["d-per-step-heads"]["adv"] is True and cfg["d-per-step-heads"]["heads"] == "per-step"
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(d) + per-step heads" in stdout

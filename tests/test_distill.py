@@ -15,8 +15,6 @@ from accvideo.distill.queues import KeyQueues
 from accvideo.models import load_adapter
 
 
-
-
 def distiller(tiny_wan_dir, synvid, out, **kw) -> Distiller:
     return Distiller(quick_config(teacher=str(tiny_wan_dir), data=str(synvid), out=str(out), **kw))
 
@@ -156,10 +154,13 @@ def test_lora_student_shares_the_teachers_base_weights(tiny_wan_dir, synvid, tmp
         torch.testing.assert_close(loaded.velocity(x, sigma, cond), v_student, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("options", [
-    {"adv": False},
-    {"gan_loss": "hinge", "r1": 1.0, "heads": "shared", "ema": 0.9, "micro_batch": 1},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"adv": False},
+        {"gan_loss": "hinge", "r1": 1.0, "heads": "shared", "ema": 0.9, "micro_batch": 1},
+    ],
+)
 def test_options_train_with_finite_losses(tiny_wan_dir, synvid, tmp_path, options):
     d = distiller(tiny_wan_dir, synvid, tmp_path / "run", batch=2, iterations=1, **options)
     record = d.train_iteration()

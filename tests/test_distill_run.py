@@ -21,7 +21,6 @@ from accvideo.distill.plots import read_losses
 QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
 
 
-
 def run_cli(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
@@ -52,8 +51,9 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert info["key_sigmas"][0] == 1.0 and info["key_sigmas"][-1] == 0.0 and len(info["key_sigmas"]) == 6
 
     clip = tmp_path / "clip.mp4"
-    code, out, err = run_cli(["sample", "--model", str(run), "--frames", "9", "--size", "32x32", "--out", str(clip)],
-                             capsys)
+    code, out, err = run_cli(
+        ["sample", "--model", str(run), "--frames", "9", "--size", "32x32", "--out", str(clip)], capsys
+    )
     assert code in (0, None), err
     settings = yaml.safe_load(clip.with_suffix(".yaml").read_text())
     assert settings["resolved_steps"] == 5 and settings["resolved_guidance"] == 1.0
@@ -61,8 +61,10 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert settings["model_dir"] == str(tiny_wan_dir.resolve())
 
     # evaluate samples a student the same way: its key sigmas, no CFG
-    code, out, err = run_cli(["evaluate", "--model", str(run), "--prompts", "2", "--video-format", "none",
-                              "--out", str(tmp_path / "eval")], capsys)
+    code, out, err = run_cli(
+        ["evaluate", "--model", str(run), "--prompts", "2", "--video-format", "none", "--out", str(tmp_path / "eval")],
+        capsys,
+    )
     assert code in (0, None), err
     source = json.loads((tmp_path / "eval" / "metrics.json").read_text())["source"]
     assert source["steps"] == 5 and source["guidance"] == 1.0
@@ -108,8 +110,9 @@ def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvi
     assert code == 2 and err.count("\n") == 1 and "lambda_adv=0.1" in err and "another --out" in err
 
 
-def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tiny_wan_dir, synvid, tmp_path, capsys,
-                                                                    monkeypatch):
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(
+    tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
     calls = {"n": 0}
     real = losses.discriminator_loss
 
@@ -123,7 +126,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tiny_wan_dir
     code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=5"), capsys)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(errors) == 1 and err.rstrip().endswith(errors[0]) and "Traceback" not in err, err
-    assert errors[0].startswith("error: loss L_D nan at iteration 3") and "checkpoint (iteration 2) is kept" in errors[0]
+    assert (
+        errors[0].startswith("error: loss L_D nan at iteration 3") and "checkpoint (iteration 2) is kept" in errors[0]
+    )
     saved = torch.load(run / "checkpoint.pt", weights_only=True)
     assert saved["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in saved["student"].values())

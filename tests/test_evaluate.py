@@ -107,8 +107,11 @@ def test_frechet_is_near_zero_for_real_and_large_for_noise(clf, heldout):
     _, f_real = classify(clf, real)
     _, f_other = classify(clf, other)
     _, f_noise = classify(clf, _noise_clips(64))
-    same, real_real, real_noise = frechet_distance(f_real, f_real), frechet_distance(f_real, f_other), frechet_distance(
-        f_real, f_noise)
+    same, real_real, real_noise = (
+        frechet_distance(f_real, f_real),
+        frechet_distance(f_real, f_other),
+        frechet_distance(f_real, f_noise),
+    )
     assert same < 1e-6
     assert real_noise > 20 * real_real, (real_real, real_noise)
 
@@ -224,8 +227,20 @@ def test_cli_samples_a_model_and_its_saved_clips_rescore_identically(tmp_wan_eva
 @pytest.fixture()
 def tmp_wan_eval(tmp_path, tiny_wan_dir):
     first, second = tmp_path / "ev_model", tmp_path / "ev_folder"
-    sample = ["--model", str(tiny_wan_dir), "--prompts", "3", "--steps", "2", "--batch-size", "2",
-              "--video-format", "npy", "--out", str(first)]
+    sample = [
+        "--model",
+        str(tiny_wan_dir),
+        "--prompts",
+        "3",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--video-format",
+        "npy",
+        "--out",
+        str(first),
+    ]
     for args in (sample, ["--videos", str(first / "videos"), "--out", str(second)]):
         with pytest.raises(SystemExit) as exc:
             main(["evaluate", *args])

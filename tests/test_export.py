@@ -13,8 +13,8 @@ from accvideo.core.runtime import noise
 from accvideo.core.schedules import key_sigmas, shifted_sigmas, uniform_key_indices
 from accvideo.errors import AccVideoError
 from accvideo.export.scheduler import PIPELINE_TIMESTEPS, matching_scheduler, pipeline_sigmas
-from accvideo.sample.model import open_model
-from accvideo.synthesize import teacher_identity
+from accvideo.models.identity import teacher_identity
+from accvideo.models.open import open_model
 
 FRAMES, H, W = 9, 32, 32
 PROMPT = "a red circle moving left"
@@ -43,8 +43,18 @@ def runs(tiny_wan_dir, synvid, tmp_path_factory):
     root = tmp_path_factory.mktemp("export-runs")
     out = {}
     for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        cfg = DistillConfig(teacher=str(tiny_wan_dir), data=str(synvid), out=str(root / name), iterations=2, batch=2,
-                            lr=1e-3, head_lr=1e-4, head_channels=8, device="cpu", **extra)
+        cfg = DistillConfig(
+            teacher=str(tiny_wan_dir),
+            data=str(synvid),
+            out=str(root / name),
+            iterations=2,
+            batch=2,
+            lr=1e-3,
+            head_lr=1e-4,
+            head_channels=8,
+            device="cpu",
+            **extra,
+        )
         distill(cfg, progress=False)
         out[name] = root / name
     return out
@@ -63,8 +73,24 @@ def sample_video(run, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(sample_run, "write_video", capture)
     clip = tmp_path / "clip.mp4"
-    code, _, err = run_cli(["sample", "--model", str(run), "--prompt", PROMPT, "--seed", "7", "--frames", str(FRAMES),
-                            "--size", f"{H}x{W}", "--out", str(clip)], capsys)
+    code, _, err = run_cli(
+        [
+            "sample",
+            "--model",
+            str(run),
+            "--prompt",
+            PROMPT,
+            "--seed",
+            "7",
+            "--frames",
+            str(FRAMES),
+            "--size",
+            f"{H}x{W}",
+            "--out",
+            str(clip),
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     return seen[0]
 
@@ -77,8 +103,9 @@ def stock_generate(pipe, call, **kw):
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])
-def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(kind, runs, tiny_wan_dir, tmp_path, capsys,
-                                                                           monkeypatch):
+def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(
+    kind, runs, tiny_wan_dir, tmp_path, capsys, monkeypatch
+):
     from diffusers import WanPipeline, WanTransformer3DModel
 
     run = runs[kind]
@@ -107,8 +134,9 @@ def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(kind,
     assert moved > 1e-5
 
 
-def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(runs, tiny_wan_dir, tmp_path, capsys,
-                                                                      monkeypatch):
+def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(
+    runs, tiny_wan_dir, tmp_path, capsys, monkeypatch
+):
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
     run = runs["lora"]
@@ -127,13 +155,16 @@ def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(runs, tiny
     torch.testing.assert_close(stock_generate(pipe, manifest["call"]), ours, atol=1e-4, rtol=0)
 
     # a full student has no LoRA to export
-    one_line_error(["export", str(runs["full"]), "--format", "lora", "--out", str(tmp_path / "x")], capsys,
-                   "--format diffusers")
+    one_line_error(
+        ["export", str(runs["full"]), "--format", "lora", "--out", str(tmp_path / "x")], capsys, "--format diffusers"
+    )
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINE_TIMESTEPS))
-@pytest.mark.parametrize(("n", "m", "shift"), [(50, 5, 7.0), (50, 10, 5.0), (10, 5, 5.0), (48, 3, 3.0), (50, 2, 1.0),
-                                               (50, 1, 5.0), (20, 4, 0.5)])
+@pytest.mark.parametrize(
+    ("n", "m", "shift"),
+    [(50, 5, 7.0), (50, 10, 5.0), (10, 5, 5.0), (48, 3, 3.0), (50, 2, 1.0), (50, 1, 5.0), (20, 4, 0.5)],
+)
 def test_scheduler_lands_on_uniform_key_sigmas(pipeline, n, m, shift):
     key = key_sigmas(shifted_sigmas(n, shift), uniform_key_indices(n, m)).tolist()
     scheduler, settings = matching_scheduler(key, pipeline)
@@ -209,7 +240,8 @@ def test_export_replaces_the_teachers_scheduler_and_casts_on_request(runs, tiny_
     shutil.copytree(tiny_wan_dir, teacher)
     shutil.rmtree(teacher / "scheduler")
     UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
-        str(teacher / "scheduler"))
+        str(teacher / "scheduler")
+    )
     index = json.loads((teacher / "model_index.json").read_text())
     index["scheduler"] = ["diffusers", "UniPCMultistepScheduler"]
     (teacher / "model_index.json").write_text(json.dumps(index))
@@ -217,14 +249,17 @@ def test_export_replaces_the_teachers_scheduler_and_casts_on_request(runs, tiny_
     shutil.copytree(runs["full"] / "student", student)
     info = json.loads((student / "student.json").read_text())
     # as if distilled from this folder (a real Wan 2.1 teacher ships UniPC): its identity is the recorded one
-    (student / "student.json").write_text(json.dumps({**info, "teacher_dir": str(teacher),
-                                                      "teacher": teacher_identity(teacher)}))
+    (student / "student.json").write_text(
+        json.dumps({**info, "teacher_dir": str(teacher), "teacher": teacher_identity(teacher)})
+    )
 
     out = tmp_path / "bf16"
     code, _, err = run_cli(["export", str(student), "--out", str(out), "--dtype", "bfloat16"], capsys)
     assert code in (0, None), err
-    assert json.loads((out / "model_index.json").read_text())["scheduler"] == ["diffusers",
-                                                                               "FlowMatchEulerDiscreteScheduler"]
+    assert json.loads((out / "model_index.json").read_text())["scheduler"] == [
+        "diffusers",
+        "FlowMatchEulerDiscreteScheduler",
+    ]
     pipe = WanPipeline.from_pretrained(str(out))
     assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
     from safetensors.torch import load_file

@@ -58,17 +58,31 @@ def test_core_sampler_equals_hunyuan_pipeline(hy_dir, hy, true_cfg):
     steps = 5
     sigmas = shifted_sigmas(steps, hy.default_shift)
     x0 = noise((1, *hy.latent_shape(FRAMES, H, W)), seed=3)
-    call = dict(prompt=PROMPT, negative_prompt="" if true_cfg != 1 else None, height=H, width=W, num_frames=FRAMES,
-                sigmas=sigmas[:-1].tolist(), num_inference_steps=steps, true_cfg_scale=true_cfg,
-                guidance_scale=hy.embedded_guidance, prompt_template=hy.prompt_template,
-                max_sequence_length=hy.max_sequence_length)
+    call = dict(
+        prompt=PROMPT,
+        negative_prompt="" if true_cfg != 1 else None,
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        sigmas=sigmas[:-1].tolist(),
+        num_inference_steps=steps,
+        true_cfg_scale=true_cfg,
+        guidance_scale=hy.embedded_guidance,
+        prompt_template=hy.prompt_template,
+        max_sequence_length=hy.max_sequence_length,
+    )
     pipe.scheduler.set_shift(1.0)  # explicit sigmas, not shifted a second time
     ref = pipe(**call, latents=x0.clone(), output_type="latent").frames
     assert pipe.scheduler.sigmas.tolist() == pytest.approx(sigmas.tolist(), abs=1e-6)
 
     cond, uncond = hy.encode_prompts([PROMPT]), hy.encode_prompts([""])
-    ours = euler_sample(lambda x, s: hy.velocity(x, s, cond), x0.clone(), sigmas,
-                        uncond=lambda x, s: hy.velocity(x, s, uncond), guidance=true_cfg)
+    ours = euler_sample(
+        lambda x, s: hy.velocity(x, s, cond),
+        x0.clone(),
+        sigmas,
+        uncond=lambda x, s: hy.velocity(x, s, uncond),
+        guidance=true_cfg,
+    )
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
     assert (ours - x0).abs().mean() > 0.1  # the solve moved
 
@@ -97,8 +111,9 @@ def test_features_equal_hook_over_dual_and_single_blocks_and_stop_early(hy, bloc
     blocks = [*hy.transformer.transformer_blocks, *hy.transformer.single_transformer_blocks]
     recorded, calls = [], [0] * 3
     handles = [blocks[block].register_forward_hook(lambda m, a, out: recorded.append(out[0]))]
-    handles += [b.register_forward_pre_hook(lambda m, a, i=i: calls.__setitem__(i, calls[i] + 1))
-                for i, b in enumerate(blocks)]
+    handles += [
+        b.register_forward_pre_hook(lambda m, a, i=i: calls.__setitem__(i, calls[i] + 1)) for i, b in enumerate(blocks)
+    ]
     try:
         with torch.no_grad():
             hy.velocity(x, sigma, cond)
@@ -122,8 +137,11 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
 
     with pytest.raises(AccVideoError, match="holds a WanPipeline, not a HunyuanVideoPipeline") as e1:
         HunyuanVideoAdapter.load(tiny_wan_dir)
-    with pytest.raises(AccVideoError, match=r"\(wan\) but a hunyuanvideo pipeline is expected; pass a "
-                                            "HunyuanVideoPipeline") as e2:
+    with pytest.raises(
+        AccVideoError,
+        match=r"\(wan\) but a hunyuanvideo pipeline is expected; pass a "
+        "HunyuanVideoPipeline",
+    ) as e2:
         load_adapter(tiny_wan_dir, family="hunyuanvideo")
     assert adapter_class(hy_dir, "hunyuanvideo") is HunyuanVideoAdapter
     odd = tmp_path / "odd"
@@ -131,8 +149,10 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
     with pytest.raises(AccVideoError, match=r"lacks the component folder\(s\) transformer, tokenizer_2; re-save") as e3:
         adapter_class(odd)
     (odd / "model_index.json").write_text(json.dumps({"_class_name": "LTXPipeline"}))
-    with pytest.raises(AccVideoError, match="LTXPipeline, which accvideo does not support; supported: "
-                                            "HunyuanVideoPipeline, WanPipeline") as e4:
+    with pytest.raises(
+        AccVideoError,
+        match="LTXPipeline, which accvideo does not support; supported: HunyuanVideoPipeline, WanPipeline",
+    ) as e4:
         adapter_class(odd)
     (odd / "accvideo.json").write_text('{"prompt_templte": {}}')
     from accvideo.models.hunyuan import text_settings
@@ -143,6 +163,7 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
 
 
 # --- the whole chain: synthesize -> distill (full, LoRA) -> sample -> export -> stock reload ---------------------
+
 
 def run_cli(args, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -159,13 +180,39 @@ def hy_runs(hy_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hy-chain")
     (root / "p.txt").write_text("a red circle moving left\na blue square\na green star moving up\na cat\n")
-    synthesize(SynthConfig(teacher=str(hy_dir), prompts=str(root / "p.txt"), out=str(root / "syn"), steps=10,
-                           key_steps=5, frames=FRAMES, height=H, width=W, shard_size=4, batch=4,
-                           device="cpu"), progress=False)
+    synthesize(
+        SynthConfig(
+            teacher=str(hy_dir),
+            prompts=str(root / "p.txt"),
+            out=str(root / "syn"),
+            steps=10,
+            key_steps=5,
+            frames=FRAMES,
+            height=H,
+            width=W,
+            shard_size=4,
+            batch=4,
+            device="cpu",
+        ),
+        progress=False,
+    )
     runs = {}
     for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        distill(DistillConfig(teacher=str(hy_dir), data=str(root / "syn"), out=str(root / name), iterations=2, batch=2,
-                              lr=1e-3, head_lr=1e-4, head_channels=8, device="cpu", **extra), progress=False)
+        distill(
+            DistillConfig(
+                teacher=str(hy_dir),
+                data=str(root / "syn"),
+                out=str(root / name),
+                iterations=2,
+                batch=2,
+                lr=1e-3,
+                head_lr=1e-4,
+                head_channels=8,
+                device="cpu",
+                **extra,
+            ),
+            progress=False,
+        )
         runs[name] = root / name
     return runs
 
@@ -177,8 +224,24 @@ def sample_video(run, tmp_path, capsys, monkeypatch):
     real = sample_run.write_video
     monkeypatch.setattr(sample_run, "write_video", lambda p, v, fps: (seen.append(v.clone()), real(p, v, fps))[1])
     clip = tmp_path / "clip.mp4"
-    code, _, err = run_cli(["sample", "--model", str(run), "--prompt", PROMPT, "--seed", "7", "--frames", str(FRAMES),
-                            "--size", f"{H}x{W}", "--out", str(clip)], capsys)
+    code, _, err = run_cli(
+        [
+            "sample",
+            "--model",
+            str(run),
+            "--prompt",
+            PROMPT,
+            "--seed",
+            "7",
+            "--frames",
+            str(FRAMES),
+            "--size",
+            f"{H}x{W}",
+            "--out",
+            str(clip),
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     return seen[0]
 
@@ -190,8 +253,9 @@ def stock_generate(pipe, call):
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])
-def test_chain_export_reloads_in_stock_hunyuan_pipeline_and_matches_sample(kind, hy_runs, hy_dir, tmp_path, capsys,
-                                                                            monkeypatch):
+def test_chain_export_reloads_in_stock_hunyuan_pipeline_and_matches_sample(
+    kind, hy_runs, hy_dir, tmp_path, capsys, monkeypatch
+):
     run = hy_runs[kind]
     info = json.loads((run / "student" / "student.json").read_text())
     assert info["family"] == "hunyuanvideo" and len(info["key_sigmas"]) == 6
@@ -251,7 +315,23 @@ def test_a_hunyuan_teacher_defaults_to_embedded_guidance_only(hy_runs, hy_dir, t
 
     assert SynVidDataset(hy_runs["full"].parent / "syn").settings.guidance == 1.0
     clip = tmp_path / "teacher.mp4"
-    code, _, err = run_cli(["sample", "--model", str(hy_dir), "--prompt", PROMPT, "--steps", "2", "--frames",
-                            str(FRAMES), "--size", f"{H}x{W}", "--out", str(clip)], capsys)
+    code, _, err = run_cli(
+        [
+            "sample",
+            "--model",
+            str(hy_dir),
+            "--prompt",
+            PROMPT,
+            "--steps",
+            "2",
+            "--frames",
+            str(FRAMES),
+            "--size",
+            f"{H}x{W}",
+            "--out",
+            str(clip),
+        ],
+        capsys,
+    )
     assert code in (0, None), err
     assert yaml.safe_load(clip.with_suffix(".yaml").read_text())["resolved_guidance"] == 1.0

@@ -54,14 +54,16 @@ def test_compiled_transformer_gives_the_eager_velocity(tiny_wan_dir):
 
 @pytest.mark.gpu
 def test_offload_keeps_text_encoder_and_vae_on_the_cpu_and_the_same_clip(tiny_wan_dir):
+    from accvideo.core.sampling import SamplingPlan
     from accvideo.core.schedules import shifted_sigmas
     from accvideo.models.runtime import text_encoders
     from accvideo.sample.run import generate_clip
 
-    args = dict(frames=5, height=32, width=32, sigmas=shifted_sigmas(3, 5.0), guidance=4.0, seed=1)
+    args = dict(frames=5, height=32, width=32, seed=1)
+    plan = SamplingPlan(shifted_sigmas(3, 5.0), guidance=4.0)
     plain = load_adapter(tiny_wan_dir, device="cuda")
     off = apply_runtime(load_adapter(tiny_wan_dir, device="cuda"), RuntimeOptions(offload=True))
-    a, b = generate_clip(plain, "a red circle", **args), generate_clip(off, "a red circle", **args)
+    a, b = generate_clip(plain, "a red circle", plan, **args), generate_clip(off, "a red circle", plan, **args)
     assert torch.allclose(a, b, atol=1e-5)
     for m in [*text_encoders(off), off.vae]:
         assert next(m.parameters()).device.type == "cpu"

@@ -41,7 +41,7 @@ def test_callback_sees_every_latent_including_noise():
     assert [s for _, s, _ in seen] == [float(s) for s in sig]
     assert torch.equal(seen[0][2], x0) and torch.equal(seen[-1][2], out)
     # every transition is one Euler step with the field at the noisier level
-    for (i, s, x), (_, s_next, x_next) in zip(seen, seen[1:]):
+    for (_i, s, x), (_, s_next, x_next) in zip(seen, seen[1:], strict=False):
         expect = x + (s_next - s) * _field(x, torch.full((1,), s))
         torch.testing.assert_close(x_next, expect)
 
@@ -59,7 +59,9 @@ def test_cfg_in_sampler_equals_combined_field():
     guided = euler_sample(_field, x0, sig, uncond=uncond, guidance=4.0)
     torch.testing.assert_close(guided, euler_sample(combined, x0, sig))
     # guidance 1 ignores the unconditional field
-    torch.testing.assert_close(euler_sample(_field, x0, sig, uncond=uncond, guidance=1.0), euler_sample(_field, x0, sig))
+    torch.testing.assert_close(
+        euler_sample(_field, x0, sig, uncond=uncond, guidance=1.0), euler_sample(_field, x0, sig)
+    )
     a, b = torch.tensor(2.0), torch.tensor(-1.0)
     assert cfg_combine(a, b, 3.0) == -1.0 + 3.0 * 3.0
     assert euler_step(torch.tensor(1.0), torch.tensor(2.0), 0.5, 0.25) == 1.0 - 0.5

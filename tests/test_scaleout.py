@@ -33,8 +33,24 @@ def run_one(**kw) -> None:
 def torchrun(**kw) -> str:
     """`torchrun --nproc_per_node 2 -m accvideo distill key=value ...` on gloo; its stdout."""
     args = [f"{k}={v}" for k, v in kw.items() if k not in ("teacher", "data", "out")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "accvideo",
-           "distill", "--teacher", kw["teacher"], "--data", kw["data"], "--out", kw["out"], *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "accvideo",
+        "distill",
+        "--teacher",
+        kw["teacher"],
+        "--data",
+        kw["data"],
+        "--out",
+        kw["out"],
+        *args,
+    ]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -66,7 +82,8 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_on_one(tiny_wan_di
     assert {".metadata", META} <= files and len([f for f in files if f.endswith(".distcp")]) == 2
     assert not (split / NAME).exists()
     assert [p.name for p in (split / "student" / "transformer").glob("*.safetensors")] == [
-        "diffusion_pytorch_model.safetensors"]
+        "diffusion_pytorch_model.safetensors"
+    ]
     queues = torch.load(split / SHARDED / META, weights_only=True)["queues"]["queues"]
     assert queues[0][0]["x"].shape[0] == 2  # Q_0 saved whole: both ranks' fakes
 

@@ -15,14 +15,20 @@ from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import key_sigmas, shifted_sigmas
 from accvideo.core.video import read_video
 from accvideo.errors import AccVideoError
-from accvideo.synthesize import SynthConfig, SynVidDataset, build_index, read_prompts, synthesize, teacher_identity
+from accvideo.models.identity import teacher_identity
+from accvideo.synthesize import SynthConfig, SynVidDataset, build_index, read_prompts, synthesize
 from accvideo.synthesize import shards as shards_mod
 from accvideo.synthesize.shards import list_shards, partial_files
 from accvideo.world import item_seed
 from accvideo.world import prompts as world_prompts
 
-PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
-           "a yellow triangle spinning"]
+PROMPTS = [
+    "a red circle moving left",
+    "a blue square",
+    "a green star moving up",
+    "a cat on a red background",
+    "a yellow triangle spinning",
+]
 SMALL = dict(steps=10, key_steps=5, frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0)
 
 
@@ -57,14 +63,17 @@ def test_read_prompts_txt_and_jsonl(tmp_path):
     jl = tmp_path / "p.jsonl"
     jl.write_bytes(b'\xef\xbb\xbf{"prompt": "a red circle", "seed": 11}\r\n\r\n{"prompt": " a blue square "}\r\n')
     got = read_prompts(jl, base_seed=3)
-    assert [(it.index, it.prompt, it.seed) for it in got.items] == [(0, "a red circle", 11),
-                                                                    (1, "a blue square", item_seed(3, 1))]
+    assert [(it.index, it.prompt, it.seed) for it in got.items] == [
+        (0, "a red circle", 11),
+        (1, "a blue square", item_seed(3, 1)),
+    ]
     assert got.blank_lines == 1
 
 
 def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):
-    code, out, err = run_cli(["prompts", "--n", "6", "--out", str(tmp_path / "p.jsonl"), "--split", "heldout",
-                              "--seed", "4"], capsys)
+    code, out, err = run_cli(
+        ["prompts", "--n", "6", "--out", str(tmp_path / "p.jsonl"), "--split", "heldout", "--seed", "4"], capsys
+    )
     assert code in (0, None), err
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [(r["prompt"], r["seed"]) for r in rows] == world_prompts(6, "heldout", 4)
@@ -84,8 +93,22 @@ def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):
 )
 def test_bad_prompt_files_exit_2(tiny_wan_dir, tmp_path, capsys, content, message):
     (tmp_path / "p.txt").write_bytes(content)
-    code, _, err = run_cli(["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(tmp_path / "p.txt"),
-                            "--out", str(tmp_path / "ds"), "--steps", "2", "--key-steps", "1"], capsys)
+    code, _, err = run_cli(
+        [
+            "synthesize",
+            "--teacher",
+            str(tiny_wan_dir),
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--out",
+            str(tmp_path / "ds"),
+            "--steps",
+            "2",
+            "--key-steps",
+            "1",
+        ],
+        capsys,
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     if message == "line 2 of":
@@ -111,8 +134,7 @@ def test_bad_jsonl_and_settings_are_refused(tmp_path):
 
 def test_key_latents_equal_plain_teacher_sampling(tiny_wan, tiny_wan_dir, tmp_path):
     prompts = prompt_file(tmp_path / "p.txt")
-    summary = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", batch=1, seed=5), adapter=tiny_wan,
-                         progress=False)
+    summary = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", batch=1, seed=5), adapter=tiny_wan, progress=False)
     assert summary["items"] == 5 and summary["blank_lines"] == 2 and summary["shards"] == 3
     got = items(tmp_path / "ds")
     sigmas = shifted_sigmas(10, tiny_wan.default_shift)
@@ -124,20 +146,27 @@ def test_key_latents_equal_plain_teacher_sampling(tiny_wan, tiny_wan_dir, tmp_pa
         cond = tiny_wan.encode_prompts([PROMPTS[i]])
         seen = {}
         with torch.inference_mode():
-            final = euler_sample(lambda x, s: tiny_wan.velocity(x, s, cond), noise((1, *shape), item_seed(5, i)),
-                                 sigmas, uncond=lambda x, s: tiny_wan.velocity(x, s, uncond), guidance=3.0,
-                                 callback=lambda j, _s, x: seen.__setitem__(j, x.clone()))
+            final = euler_sample(
+                lambda x, s, cond=cond: tiny_wan.velocity(x, s, cond),
+                noise((1, *shape), item_seed(5, i)),
+                sigmas,
+                uncond=lambda x, s: tiny_wan.velocity(x, s, uncond),
+                guidance=3.0,
+                callback=lambda j, _s, x, seen=seen: seen.__setitem__(j, x.clone()),
+            )
         want = torch.cat([seen[j] for j in keys])
         assert item["latents"].shape == (6, *shape)
         assert torch.equal(item["latents"], want)
-        assert torch.equal(item["latents"][-1], final[0]) and torch.equal(item["latents"][0], noise(shape, item["seed"]))
+        assert torch.equal(item["latents"][-1], final[0]) and torch.equal(
+            item["latents"][0], noise(shape, item["seed"])
+        )
         assert torch.equal(item["cond"]["prompt_embeds"], cond["prompt_embeds"][0])
         assert torch.equal(item["sigmas"], key_sigmas(sigmas, keys).float())
     assert item["sigmas"][0] == 1.0 and item["sigmas"][-1] == 0.0 and 0 < item["sigmas"][2] < 1
 
     # batching inside a shard changes only rounding, never which item gets which noise
     synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "b2", batch=2, seed=5), adapter=tiny_wan, progress=False)
-    for a, b in zip(got, items(tmp_path / "b2")):
+    for a, b in zip(got, items(tmp_path / "b2"), strict=False):
         torch.testing.assert_close(a["latents"], b["latents"], atol=1e-4, rtol=1e-4)
 
 
@@ -148,7 +177,7 @@ def test_whole_trajectories_and_the_readers_checks(tiny_wan, tiny_wan_dir, tmp_p
     (tmp_path / "key" / "synvid.yaml").unlink()  # the index comes from the shards alone
     key, whole = items(tmp_path / "key"), items(tmp_path / "all")
     assert [len(h.items) for h in build_index(tmp_path / "key")] == [2, 2, 1]
-    for a, b in zip(key, whole):
+    for a, b in zip(key, whole, strict=False):
         assert torch.equal(a["latents"], b["latents"]) and torch.equal(a["sigmas"], b["sigmas"])
     size = {d: sum(p.stat().st_size for p in list_shards(tmp_path / d)) for d in ("key", "all")}
     assert 6 / 11 * 0.9 < size["key"] / size["all"] < 6 / 11 * 1.3  # text conditioning is stored once in each
@@ -198,9 +227,29 @@ def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan
         real(tensors, metadata, path)
 
     monkeypatch.setattr(shards_mod, "_write_file", full_disk)
-    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(tmp_path / "ds"),
-            "--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--shard-size", "2",
-            "--batch", "2", "--guidance", "3"]
+    args = [
+        "synthesize",
+        "--teacher",
+        str(tiny_wan_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "ds"),
+        "--steps",
+        "10",
+        "--key-steps",
+        "5",
+        "--frames",
+        "9",
+        "--size",
+        "32x32",
+        "--shard-size",
+        "2",
+        "--batch",
+        "2",
+        "--guidance",
+        "3",
+    ]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "No space left on device" in err and "rerun" in err and "Traceback" not in err
     assert [p.name for p in list_shards(tmp_path / "ds")] == ["shard-000000.safetensors"]
@@ -226,8 +275,25 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
     shutil.copytree(tiny_wan_dir, other)
     with open(other / "model_index.json", "a") as f:
         f.write("\n")  # same weights, other bytes: another identity
-    base = ["synthesize", "--prompts", str(prompts), "--out", str(out), "--steps", "10", "--frames", "9",
-            "--size", "32x32", "--shard-size", "2", "--batch", "2", "--guidance", "3"]
+    base = [
+        "synthesize",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--steps",
+        "10",
+        "--frames",
+        "9",
+        "--size",
+        "32x32",
+        "--shard-size",
+        "2",
+        "--batch",
+        "2",
+        "--guidance",
+        "3",
+    ]
     code, _, err = run_cli([*base, "--teacher", str(other)], capsys)
     assert code == 2 and "another teacher" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--steps", "20"], capsys)
@@ -243,5 +309,7 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
 
     code, out_text, err = run_cli([*base, "--teacher", str(other), "--overwrite"], capsys)
     assert code in (0, None) and "kept 0 complete shard(s)" in out_text, err
-    assert {h.settings.teacher for h in build_index(out)} == {teacher_identity(other)} != {teacher_identity(tiny_wan_dir)}
+    assert (
+        {h.settings.teacher for h in build_index(out)} == {teacher_identity(other)} != {teacher_identity(tiny_wan_dir)}
+    )
     assert not list((out / "videos").glob("*.mp4"))  # removed with the shards that listed them

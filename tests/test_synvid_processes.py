@@ -14,10 +14,33 @@ import torch
 from accvideo.synthesize import SynthConfig, SynVidDataset, synthesize
 from accvideo.synthesize.shards import list_shards, partial_files
 
-PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat on a red background",
-           "a yellow triangle spinning", "a white dog moving right", "an orange square"]
-ARGS = ["--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--shard-size", "2", "--batch", "2",
-        "--guidance", "3", "--seed", "3"]
+PROMPTS = [
+    "a red circle moving left",
+    "a blue square",
+    "a green star moving up",
+    "a cat on a red background",
+    "a yellow triangle spinning",
+    "a white dog moving right",
+    "an orange square",
+]
+ARGS = [
+    "--steps",
+    "10",
+    "--key-steps",
+    "5",
+    "--frames",
+    "9",
+    "--size",
+    "32x32",
+    "--shard-size",
+    "2",
+    "--batch",
+    "2",
+    "--guidance",
+    "3",
+    "--seed",
+    "3",
+]
 
 # Runs the CLI with a shard writer that leaves shard 1 half written on disk and then hangs, so the
 # SIGKILL lands while a temporary file exists, the worst moment for a writer to die.
@@ -43,8 +66,20 @@ def reference(tiny_wan, tiny_wan_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("synvid")
     prompts = root / "p.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    cfg = SynthConfig(teacher=str(tiny_wan_dir), prompts=str(prompts), out=str(root / "ref"), steps=10, key_steps=5,
-                      frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0, seed=3)
+    cfg = SynthConfig(
+        teacher=str(tiny_wan_dir),
+        prompts=str(prompts),
+        out=str(root / "ref"),
+        steps=10,
+        key_steps=5,
+        frames=9,
+        height=32,
+        width=32,
+        shard_size=2,
+        batch=2,
+        guidance=3.0,
+        seed=3,
+    )
     synthesize(cfg, adapter=tiny_wan, progress=False)
     return prompts, root / "ref"
 
@@ -71,8 +106,19 @@ def env():
 def test_sigkilled_run_resumes_to_the_same_dataset(reference, tiny_wan, tiny_wan_dir, tmp_path):
     prompts, ref = reference
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-c", HANGING_WRITER, "synthesize", "--teacher", str(tiny_wan_dir), "--prompts",
-           str(prompts), "--out", str(out), *ARGS]
+    cmd = [
+        sys.executable,
+        "-c",
+        HANGING_WRITER,
+        "synthesize",
+        "--teacher",
+        str(tiny_wan_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -88,8 +134,20 @@ def test_sigkilled_run_resumes_to_the_same_dataset(reference, tiny_wan, tiny_wan
     assert [p.name for p in list_shards(out)] == ["shard-000000.safetensors"]  # the half shard is not listed
     assert len(SynVidDataset(out)) == 2
 
-    cfg = SynthConfig(teacher=str(tiny_wan_dir), prompts=str(prompts), out=str(out), steps=10, key_steps=5,
-                      frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0, seed=3)
+    cfg = SynthConfig(
+        teacher=str(tiny_wan_dir),
+        prompts=str(prompts),
+        out=str(out),
+        steps=10,
+        key_steps=5,
+        frames=9,
+        height=32,
+        width=32,
+        shard_size=2,
+        batch=2,
+        guidance=3.0,
+        seed=3,
+    )
     summary = synthesize(cfg, adapter=tiny_wan, progress=False)
     assert (summary["shards_skipped"], summary["shards_written"], summary["items_written"]) == (1, 3, 5)
     assert_same_dataset(ref, out)
@@ -98,8 +156,24 @@ def test_sigkilled_run_resumes_to_the_same_dataset(reference, tiny_wan, tiny_wan
 def test_two_torchrun_processes_equal_one(reference, tiny_wan_dir, tmp_path):
     prompts, ref = reference
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "accvideo",
-           "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out), *ARGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "accvideo",
+        "synthesize",
+        "--teacher",
+        str(tiny_wan_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
     proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # rank 0 reports its own share: shards 0 and 2 of 4

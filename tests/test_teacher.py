@@ -11,8 +11,10 @@ CFG = quick_config(vae_base_dim=4, vae_steps=4, steps=7, checkpoint_every=3)
 
 
 def _weights(out):
-    return {**load_file(str(out / "transformer" / "diffusion_pytorch_model.safetensors")),
-            **{f"vae.{k}": v for k, v in load_file(str(out / "vae" / "diffusion_pytorch_model.safetensors")).items()}}
+    return {
+        **load_file(str(out / "transformer" / "diffusion_pytorch_model.safetensors")),
+        **{f"vae.{k}": v for k, v in load_file(str(out / "vae" / "diffusion_pytorch_model.safetensors")).items()},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,14 @@ def test_stock_wan_pipeline_loads_and_generates(reference):
     out, _ = reference
     pipe = WanPipeline.from_pretrained(str(out))
     pipe.set_progress_bar_config(disable=True)
-    video = pipe("a red circle moving left on a grey background", height=CFG.height, width=CFG.width,
-                 num_frames=CFG.frames, num_inference_steps=2, output_type="np").frames
+    video = pipe(
+        "a red circle moving left on a grey background",
+        height=CFG.height,
+        width=CFG.width,
+        num_frames=CFG.frames,
+        num_inference_steps=2,
+        output_type="np",
+    ).frames
     assert video.shape == (1, CFG.frames, CFG.height, CFG.width, 3)
     assert 0 <= video.min() and video.max() <= 1
     # the latent normalisation learned from the data is stored in the VAE config

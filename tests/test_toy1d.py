@@ -41,19 +41,36 @@ def one_thread():
 
 def tiny_config() -> Toy1dConfig:
     return dataclasses.replace(
-        quick_preset(), teacher_iters=60, teacher_batch=64, student_iters=20, student_batch=64,
-        num_trajectories=64, kd_mismatches=(0.0, 3.0), useless_points=300, dmd_iters=8, dmd_batch=64,
-        eval_samples=300, teacher_steps=10,
+        quick_preset(),
+        teacher_iters=60,
+        teacher_batch=64,
+        student_iters=20,
+        student_batch=64,
+        num_trajectories=64,
+        kd_mismatches=(0.0, 3.0),
+        useless_points=300,
+        dmd_iters=8,
+        dmd_batch=64,
+        eval_samples=300,
+        teacher_steps=10,
     )
 
 
 # -- building blocks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", [
-    {"student_steps": 7}, {"tau": 0.0}, {"teacher_iters": 0}, {"pe_dim": 7}, {"kd_target": "labels"},
-    {"useless_mismatches": (0.0, -1.0)}, {"kd_mismatches": ()},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"student_steps": 7},
+        {"tau": 0.0},
+        {"teacher_iters": 0},
+        {"pe_dim": 7},
+        {"kd_target": "labels"},
+        {"useless_mismatches": (0.0, -1.0)},
+        {"kd_mismatches": ()},
+    ],
+)
 def test_config_rejects_bad_values(change):
     with pytest.raises(AccVideoError):
         dataclasses.replace(Toy1dConfig(), **change)
@@ -88,7 +105,7 @@ def test_accvideo_pairs_step_from_one_key_latent_to_the_next():
     k = torch.searchsorted(-key_sigmas, -sigma)  # which key level each pair starts from
     assert torch.equal(key_sigmas[k], sigma)
     stepped = x + (key_sigmas[k + 1] - sigma) * v  # one Euler step of METHOD.md 0
-    assert all(bool((latents[kk + 1] - s).abs().min() < 1e-5) for kk, s in zip(k.tolist(), stepped))
+    assert all(bool((latents[kk + 1] - s).abs().min() < 1e-5) for kk, s in zip(k.tolist(), stepped, strict=False))
 
 
 def test_kd_pairs_carry_the_renoised_point_to_its_data_point():
@@ -107,7 +124,7 @@ def test_useless_frequency_of_the_exact_teacher_matches_the_closed_form():
     crossing = sum(normal_cdf(-A * (1 - s) / s) for s in sigmas[:-1].tolist()) / 50
     assert freq[0.0] == pytest.approx(crossing, abs=0.015) and crossing > 0.09
     values = [freq[m] for m in M_VALUES]
-    assert all(b >= a for a, b in zip(values, values[1:])) and values[-1] > 0.8
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False)) and values[-1] > 0.8
 
 
 def test_rollout_keeps_the_requested_latents():
@@ -146,8 +163,15 @@ def quick_run(tmp_path_factory):
 
 def test_command_writes_json_and_every_panel(quick_run):
     out, numbers = quick_run
-    for name in ("a_teacher", "b_kd_pairs", "c_dmd_samples", "d_dmd_guidance", "e_useless_frequency",
-                 "f_students", "figure2"):
+    for name in (
+        "a_teacher",
+        "b_kd_pairs",
+        "c_dmd_samples",
+        "d_dmd_guidance",
+        "e_useless_frequency",
+        "f_students",
+        "figure2",
+    ):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert numbers["tau"] == 0.5 and numbers["config"]["teacher_steps"] == 50
     assert [e["mismatch"] for e in numbers["useless_frequency"]] == list(M_VALUES)
@@ -156,7 +180,7 @@ def test_command_writes_json_and_every_panel(quick_run):
 def test_useless_points_exist_without_mismatch_and_grow_with_it(quick_run):
     freq = [e["frequency"] for e in quick_run[1]["useless_frequency"]]
     assert freq[0] > 0.03
-    assert all(b > a for a, b in zip(freq, freq[1:])) and freq[-1] > freq[0] + 0.5
+    assert all(b > a for a, b in zip(freq, freq[1:], strict=False)) and freq[-1] > freq[0] + 0.5
 
 
 def test_accvideo_student_lands_on_the_data_where_mismatched_kd_spreads(quick_run):
@@ -171,4 +195,4 @@ def test_accvideo_student_lands_on_the_data_where_mismatched_kd_spreads(quick_ru
 def test_bad_preset_exits_with_code_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["toy1d", "--preset", "huge"])
-    assert exc.value.code == 2 and "unknown toy1d preset" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--preset must be one of full, quick" in capsys.readouterr().err

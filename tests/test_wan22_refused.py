@@ -12,8 +12,13 @@ def _save_wan22(out, **kw):
     from accvideo.models.tiny import tiny_wan_pipeline
 
     base = tiny_wan_pipeline(0)
-    parts = dict(tokenizer=base.tokenizer, text_encoder=base.text_encoder, transformer=base.transformer,
-                 vae=base.vae, scheduler=base.scheduler)
+    parts = dict(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        transformer=base.transformer,
+        vae=base.vae,
+        scheduler=base.scheduler,
+    )
     WanPipeline(**parts, **kw).save_pretrained(str(out), safe_serialization=True)
     return out
 

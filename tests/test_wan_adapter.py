@@ -26,8 +26,15 @@ def test_core_sampler_equals_wan_pipeline(tiny_wan_dir, tiny_wan, guidance):
     prompt, steps = "a red circle moving left", 6
     x0 = noise((1, *tiny_wan.latent_shape(FRAMES, H, W)), seed=3)
     ref = pipe(
-        prompt=prompt, negative_prompt="", height=H, width=W, num_frames=FRAMES, num_inference_steps=steps,
-        guidance_scale=guidance, latents=x0.clone(), output_type="latent",
+        prompt=prompt,
+        negative_prompt="",
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        latents=x0.clone(),
+        output_type="latent",
         max_sequence_length=tiny_wan.max_sequence_length,
     ).frames
     sigmas = pipe.scheduler.sigmas  # what the pipeline's own scheduler used (shift applied in set_timesteps)
@@ -35,16 +42,26 @@ def test_core_sampler_equals_wan_pipeline(tiny_wan_dir, tiny_wan, guidance):
 
     cond, uncond = tiny_wan.encode_prompts([prompt]), tiny_wan.encode_prompts([""])
     ours = euler_sample(
-        lambda x, s: tiny_wan.velocity(x, s, cond), x0.clone(), sigmas,
-        uncond=lambda x, s: tiny_wan.velocity(x, s, uncond), guidance=guidance,
+        lambda x, s: tiny_wan.velocity(x, s, cond),
+        x0.clone(),
+        sigmas,
+        uncond=lambda x, s: tiny_wan.velocity(x, s, uncond),
+        guidance=guidance,
     )
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
     assert (ours - x0).abs().mean() > 0.1  # the solve moved: the comparison is not vacuous
 
     # decode matches the pipeline's own VAE path (np output is (B, F, H, W, 3) in [0, 1])
     video = pipe(
-        prompt=prompt, height=H, width=W, num_frames=FRAMES, num_inference_steps=steps, guidance_scale=guidance,
-        latents=x0.clone(), output_type="np", max_sequence_length=tiny_wan.max_sequence_length,
+        prompt=prompt,
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        latents=x0.clone(),
+        output_type="np",
+        max_sequence_length=tiny_wan.max_sequence_length,
     ).frames
     ours_video = tiny_wan.decode(ours)
     assert ours_video.shape == (1, FRAMES, H, W, 3)

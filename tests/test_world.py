@@ -55,8 +55,12 @@ def test_caption_grammar():
     assert caption(Attributes("star", "blue", "still", "black")) == "a blue star standing still on a black background"
     assert caption(Attributes("circle", "orange", "up", "white")) == "an orange circle moving up on a white background"
     assert parse_caption("  A Red  triangle moving left on a grey background. ") == a
-    for bad in ("a red triangle moving sideways on a grey background", "a red dragon moving left on a grey background",
-                "red triangle", "a red triangle moving left"):
+    for bad in (
+        "a red triangle moving sideways on a grey background",
+        "a red dragon moving left on a grey background",
+        "red triangle",
+        "a red triangle moving left",
+    ):
         with pytest.raises(ValueError):
             parse_caption(bad)
 

@@ -48,9 +48,31 @@ def golden(work: Path) -> dict:
     teacher = save_tiny_wan(work / "teacher", seed=0, num_layers=3)
     (work / "p.txt").write_text("\n".join(PROMPTS) + "\n")
     data = work / "syn"
-    accvideo("synthesize", "--teacher", str(teacher), "--prompts", str(work / "p.txt"), "--out", str(data),
-             "--steps", "6", "--key-steps", "3", "--frames", "5", "--size", "32x32", "--guidance", "3",
-             "--shard-size", "2", "--batch", "2", "--device", "cpu")
+    accvideo(
+        "synthesize",
+        "--teacher",
+        str(teacher),
+        "--prompts",
+        str(work / "p.txt"),
+        "--out",
+        str(data),
+        "--steps",
+        "6",
+        "--key-steps",
+        "3",
+        "--frames",
+        "5",
+        "--size",
+        "32x32",
+        "--guidance",
+        "3",
+        "--shard-size",
+        "2",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+    )
     result = {"synvid": synvid_digests(data)}
     for name, extra in (("distill_full", []), ("distill_lora", ["lora_rank=2"])):
         run = work / name

@@ -3,102 +3,90 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from accvideo.bench.configs import build_random
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
-from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.schedules import shifted_sigmas
+from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
+from accvideo.core.runtime import resolve_device, resolve_dtype
+from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
+from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
+from accvideo.models.open import open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
+from accvideo.models.student import STUDENT_GUIDANCE
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     model: str = "builtin"  # pipeline folder, 'builtin' or a distill run (ignored with random_weights)
     random_weights: bool = False
-    config: str = "wan2.1-t2v-1.3b"  # with random_weights: a name in bench/configs.py
+    arch: str = "wan2.1-t2v-1.3b"  # with random_weights: an architecture named in bench/configs.py
     height: int = 64
     width: int = 64
     frames: int = 17
-    teacher_steps: int = 50
+    teacher_steps: int = TEACHER_STEPS
     student_steps: int = 5
     guidance: float | None = None  # the teacher's CFG scale (None: the family's); the student runs without CFG
     prompt: str = "a red circle moving left on a grey background"
     repeats: int = 1  # timed runs of each; the table reports the fastest
-    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
-    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
-    compile: bool = False  # torch.compile the transformer (GPU; slow first call)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
     device: str = "auto"
     dtype: str = "auto"
     out: str = "bench"
 
     def __post_init__(self):
-        if self.vae_tiling not in ("auto", "on", "off"):
-            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         for name in ("teacher_steps", "student_steps", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
 
 
-def parse_size3(text: str) -> tuple[int, int, int]:
-    """'HxWxF' -> (height, width, frames)."""
-    try:
-        h, w, f = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise AccVideoError(f"--size must look like HxWxF, e.g. 480x832x81; got {text!r}") from None
-    return h, w, f
-
-
 def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
     if cfg.random_weights:
-        from accvideo.bench.configs import build_random
-
-        return build_random(cfg.config, device, dtype), f"{cfg.config} (random weights)"
-    from accvideo.sample.model import open_model
-
+        return build_random(cfg.arch, device, dtype), f"{cfg.arch} (random weights)"
     opened = open_model(cfg.model, device=device, dtype=dtype)
     return opened.adapter, str(opened.student_dir or opened.model_dir)
 
 
 def run_bench(cfg: BenchConfig) -> dict:
     """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
-    from accvideo.core.files import prepare_output
-    from accvideo.core.runtime import resolve_device, resolve_dtype
-    from accvideo.core.video import check_video_size
-
     out = prepare_output(Path(cfg.out) / "bench.json").parent
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     try:
         adapter, what = _load(cfg, device, dtype)
     except torch.OutOfMemoryError:
-        raise AccVideoError(f"out of GPU memory building {cfg.config}; try a smaller --size or model, or a GPU "
-                            "with more memory") from None
-    apply_runtime(adapter, RuntimeOptions.of(cfg))
+        raise AccVideoError(
+            f"out of GPU memory building {cfg.arch}; try a smaller --size or model, or a GPU with more memory"
+        ) from None
+    adapter = apply_runtime(adapter, cfg.runtime)
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
-    shift = adapter.default_shift
-    guidance = adapter.default_guidance if cfg.guidance is None else cfg.guidance
-    args = dict(prompt=cfg.prompt, negative_prompt="", frames=cfg.frames, height=cfg.height, width=cfg.width, seed=0)
-    runs = {"teacher": (shifted_sigmas(cfg.teacher_steps, shift), guidance),
-            "student": (shifted_sigmas(cfg.student_steps, shift), 1.0)}
+    # both on the model's shifted grid: the teacher with its guidance, the student without CFG
+    teacher = shifted_plan(adapter, cfg.teacher_steps, cfg.guidance)
+    runs = {"teacher": teacher, "student": shifted_plan(adapter, cfg.student_steps, STUDENT_GUIDANCE)}
+    args = dict(prompt=cfg.prompt, frames=cfg.frames, height=cfg.height, width=cfg.width, seed=0)
     try:
-        time_generation(adapter, sigmas=shifted_sigmas(1, shift), guidance=guidance, **args)  # warm-up
+        time_generation(adapter, shifted_plan(adapter, 1, teacher.guidance), **args)  # warm-up
         results = {}
-        for name, (sigmas, guidance) in runs.items():
-            timings = [time_generation(adapter, sigmas=sigmas, guidance=guidance, **args) for _ in range(cfg.repeats)]
+        for name, plan in runs.items():
+            timings = [time_generation(adapter, plan, **args) for _ in range(cfg.repeats)]
             results[name] = min(timings, key=lambda t: t["end_to_end_s"])
     except torch.OutOfMemoryError:
         raise AccVideoError("out of GPU memory; try --vae-tiling, a smaller --size, or CPU offload") from None
     report = {
-        "model": what, "config": to_dict(cfg), "device": _device_name(device), "dtype": str(dtype).removeprefix("torch."),
-        "torch": torch.__version__, "results": results,
+        "model": what,
+        "config": to_dict(cfg),
+        "device": _device_name(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "results": results,
         "speedup_end_to_end": results["teacher"]["end_to_end_s"] / results["student"]["end_to_end_s"],
     }
     write_json_atomic(out / "bench.json", report)
@@ -111,21 +99,35 @@ def bench_markdown(report: dict) -> str:
     t, s = report["results"]["teacher"], report["results"]["student"]
     cfg = report["config"]
     rows = [
-        ("Euler steps x forwards per step", f"{t['steps']} x {t['forwards_per_step']}",
-         f"{s['steps']} x {s['forwards_per_step']}"),
+        (
+            "Euler steps x forwards per step",
+            f"{t['steps']} x {t['forwards_per_step']}",
+            f"{s['steps']} x {s['forwards_per_step']}",
+        ),
         ("text encoding (s)", f"{t['text_encoding_s']:.3f}", f"{s['text_encoding_s']:.3f}"),
         ("transformer step, mean (s)", f"{t['transformer_mean_step_s']:.4f}", f"{s['transformer_mean_step_s']:.4f}"),
         ("transformer, all steps (s)", f"{t['transformer_total_s']:.3f}", f"{s['transformer_total_s']:.3f}"),
         ("VAE decode (s)", f"{t['vae_decode_s']:.3f}", f"{s['vae_decode_s']:.3f}"),
-        ("overhead: the rest (s)", f"{t['overhead_s']:.4f} ({100 * t['overhead_fraction']:.2f}%)",
-         f"{s['overhead_s']:.4f} ({100 * s['overhead_fraction']:.2f}%)"),
+        (
+            "overhead: the rest (s)",
+            f"{t['overhead_s']:.4f} ({100 * t['overhead_fraction']:.2f}%)",
+            f"{s['overhead_s']:.4f} ({100 * s['overhead_fraction']:.2f}%)",
+        ),
         ("end to end (s)", f"{t['end_to_end_s']:.3f}", f"{s['end_to_end_s']:.3f}"),
     ]
-    lines = [f"# accvideo bench: {report['model']}", "",
-             f"{cfg['height']}x{cfg['width']}x{cfg['frames']}, {report['device']}, {report['dtype']}, torch "
-             f"{report['torch']}; teacher guidance {t['guidance']:g}, student without CFG; fastest of {cfg['repeats']}.",
-             "", "| stage | teacher | student |", "|---|---:|---:|", *[f"| {a} | {b} | {c} |" for a, b, c in rows], "",
-             f"End-to-end speed-up: **{report['speedup_end_to_end']:.1f}x**.", ""]
+    lines = [
+        f"# accvideo bench: {report['model']}",
+        "",
+        f"{cfg['height']}x{cfg['width']}x{cfg['frames']}, {report['device']}, {report['dtype']}, torch "
+        f"{report['torch']}; teacher guidance {t['guidance']:g}, student without CFG; fastest of {cfg['repeats']}.",
+        "",
+        "| stage | teacher | student |",
+        "|---|---:|---:|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        f"End-to-end speed-up: **{report['speedup_end_to_end']:.1f}x**.",
+        "",
+    ]
     return "\n".join(lines)
 
 

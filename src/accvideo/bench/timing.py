@@ -13,6 +13,9 @@ from contextlib import contextmanager
 
 import torch
 
+from accvideo.core.sampling import SamplingPlan
+from accvideo.sample.run import generate_clip
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -55,26 +58,30 @@ class TimedAdapter:
             return self._adapter.decode(latents)
 
 
-def time_generation(adapter, *, prompt: str, negative_prompt: str, frames: int, height: int, width: int,
-                    sigmas: torch.Tensor, guidance: float, seed: int) -> dict:
+def time_generation(
+    adapter, plan: SamplingPlan, *, prompt: str, frames: int, height: int, width: int, seed: int
+) -> dict:
     """Run `generate_clip` once through a TimedAdapter; seconds per stage, per step, end to end, and the rest."""
-    from accvideo.sample.run import generate_clip
-
     timed = TimedAdapter(adapter)
     synchronize(adapter.device)
     t0 = time.perf_counter()
-    generate_clip(timed, prompt, negative_prompt=negative_prompt, frames=frames, height=height, width=width,
-                  sigmas=sigmas, guidance=guidance, seed=seed)
+    generate_clip(timed, prompt, plan, frames=frames, height=height, width=width, seed=seed)
     synchronize(adapter.device)
     total = time.perf_counter() - t0
-    steps = len(sigmas) - 1
+    steps = plan.steps
     per_step = len(timed.calls) // steps  # 2 with CFG, 1 without
     step_s = [sum(timed.calls[i * per_step : (i + 1) * per_step]) for i in range(steps)]
     accounted = sum(timed.text) + sum(step_s) + sum(timed.decode_s)
     return {
-        "steps": steps, "guidance": guidance, "forwards_per_step": per_step,
-        "text_encoding_s": sum(timed.text), "transformer_steps_s": step_s,
-        "transformer_total_s": sum(step_s), "transformer_mean_step_s": sum(step_s) / steps,
-        "vae_decode_s": sum(timed.decode_s), "end_to_end_s": total,
-        "overhead_s": total - accounted, "overhead_fraction": (total - accounted) / total,
+        "steps": steps,
+        "guidance": plan.guidance,
+        "forwards_per_step": per_step,
+        "text_encoding_s": sum(timed.text),
+        "transformer_steps_s": step_s,
+        "transformer_total_s": sum(step_s),
+        "transformer_mean_step_s": sum(step_s) / steps,
+        "vae_decode_s": sum(timed.decode_s),
+        "end_to_end_s": total,
+        "overhead_s": total - accounted,
+        "overhead_fraction": (total - accounted) / total,
     }

@@ -22,6 +22,11 @@ def concat(conds: Sequence[Conditioning]) -> Conditioning:
     return {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
 
 
+def expand(cond: Conditioning, batch: int) -> Conditioning:
+    """A one-row conditioning repeated `batch` times (a view, no copy)."""
+    return {k: v.expand(batch, *v.shape[1:]) for k, v in cond.items()}
+
+
 @runtime_checkable
 class ModelAdapter(Protocol):
     """What generic code may ask of a model family. Shapes: x is (B, C, F', H', W') latents."""
@@ -38,16 +43,8 @@ class ModelAdapter(Protocol):
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
         """Text conditioning for each prompt; the empty prompt gives the unconditional one."""
 
-    def velocity(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        cond: Conditioning,
-        *,
-        uncond: Conditioning | None = None,
-        guidance: float = 1.0,
-    ) -> torch.Tensor:
-        """v = eps - x0 at noise level sigma (B,), guided as the family guides (CFG for Wan)."""
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """v = eps - x0 at noise level sigma (B,), one pass (the sampler adds CFG: core/sampling.py)."""
 
     def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
         """Video-token hidden states (B, tokens, dim) after `block`; later blocks never run."""

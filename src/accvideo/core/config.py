@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import difflib
+import inspect
+import re
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from accvideo.errors import AccVideoError
@@ -16,8 +20,9 @@ from accvideo.errors import AccVideoError
 C = TypeVar("C")
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (), *, base: C | None = None,
-                **values) -> C:
+def load_config(
+    cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (), *, base: C | None = None, **values
+) -> C:
     """Build a frozen dataclass `cls`: defaults (or a preset `base`) < YAML file < `values` < `key=value` overrides.
 
     Unknown keys and values of the wrong type are rejected with a one-line AccVideoError.
@@ -28,11 +33,23 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
             path = Path(path)
             if not path.is_file():
                 raise AccVideoError(f"config file {path} does not exist; pass --config an existing YAML file")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-        merged = OmegaConf.merge(merged, {k: v for k, v in values.items() if v is not None})
+            try:
+                loaded = OmegaConf.load(path)
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                at = f" at line {where.line + 1}" if where is not None else ""
+                raise AccVideoError(
+                    f"config file {path} is not valid YAML{at}; fix the file or drop --config"
+                ) from None
+            if not isinstance(loaded, DictConfig):
+                raise AccVideoError(f"config file {path} must hold a mapping of settings (key: value lines)")
+            check_keys(cls, _dotted(OmegaConf.to_container(loaded)), f"key in {path}:")
+            merged = OmegaConf.merge(merged, loaded)
+        merged = OmegaConf.merge(merged, nest({k: v for k, v in values.items() if v is not None}))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise AccVideoError(f"override {bad[0]!r} is not of the form key=value")
+        check_keys(cls, [o.split("=", 1)[0] for o in overrides], "setting")
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
@@ -42,9 +59,43 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
         raise AccVideoError(str(exc)) from None
 
 
+def known_keys(cls) -> list[str]:
+    """Every settable key of a config class, nested ones dotted (runtime.offload)."""
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += [f"{f.name}.{k}" for k in known_keys(hints[f.name])]
+        keys.append(f.name)
+    return keys
+
+
+def check_keys(cls, keys: Sequence[str], what: str) -> None:
+    """Refuse an unknown key with one line naming the closest known one."""
+    known = known_keys(cls)
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise AccVideoError(f"unknown {what} {key!r}{hint}")
+
+
+def _dotted(tree, prefix: str = "") -> list[str]:
+    if not isinstance(tree, dict):
+        return []
+    keys = []
+    for k, v in tree.items():
+        keys.append(f"{prefix}{k}")
+        keys += _dotted(v, f"{prefix}{k}.")
+    return keys
+
+
 def to_dict(cfg) -> dict:
-    """A config as plain data (paths as strings), for YAML and JSON."""
+    """A config as plain data (paths as strings, nested configs as mappings), for YAML and JSON."""
+
     def plain(v):
+        if dataclasses.is_dataclass(v):
+            return to_dict(v)
         if isinstance(v, Path):
             return str(v)
         if isinstance(v, (list, tuple)):
@@ -61,3 +112,109 @@ def save_config(cfg, path: str | Path, **extra) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command-line flags generated from a config dataclass: `--field-name VALUE` for every field (nested dataclasses
+# flattened: RuntimeOptions' `offload` is `--offload`), no value passed unless the user gave one.
+
+
+def field_help(cls) -> dict[str, str]:
+    """Each field's trailing `# comment` in the class source: the one place a setting is documented."""
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # pragma: no cover - no source shipped
+            continue
+        for line in source.splitlines():
+            match = _FIELD_LINE.match(line)
+            if match:
+                helps[match.group(1)] = match.group(2).strip()
+    return helps
+
+
+_FIELD_LINE = re.compile(r"^\s{4}(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One generated flag: its dotted config key, how to parse the text, and its help."""
+
+    key: str
+    option: str
+    parse: Callable[[str], object] | None  # None: a switch (--x / --no-x)
+    help: str
+
+
+def _scalar(tp) -> tuple[type | None, bool]:
+    """(the base type of an annotation, whether it is a list of it), with `X | None` unwrapped."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple) or (args and typing.get_origin(args[0]) in (list, tuple)):
+        inner = typing.get_args(tp if origin in (list, tuple) else args[0])
+        return (inner[0] if inner else str), True
+    if args and origin is not None and origin not in (list, tuple):
+        return args[0], False
+    return tp, False
+
+
+def _parser_for(base: type, is_list: bool, option: str) -> Callable[[str], object]:
+    def one(text: str):
+        try:
+            return base(text)
+        except ValueError:
+            raise AccVideoError(
+                f"{option} takes {'a list of ' if is_list else ''}{base.__name__} values; got {text!r}"
+            ) from None
+
+    if is_list:
+        return lambda text: [one(t) for t in text.replace(",", " ").split()]
+    return one
+
+
+def config_flags(cls, prefix: str = "") -> list[Flag]:
+    """The flags of a config dataclass, nested dataclass fields flattened under their own names."""
+    hints = typing.get_type_hints(cls)
+    helps = field_help(cls)
+    flags: list[Flag] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            flags += config_flags(tp, prefix=f"{prefix}{f.name}.")
+            continue
+        base, is_list = _scalar(tp)
+        option = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, "")
+        if base is bool and not is_list:
+            flags.append(Flag(prefix + f.name, option, None, f"{text} [{'on' if default else 'off'}]".strip()))
+            continue
+        shown = f" [{default}]" if default not in (None, "") else ""
+        flags.append(Flag(prefix + f.name, option, _parser_for(base, is_list, option), f"{text}{shown}".strip()))
+    return flags
+
+
+def parse_size_flag(text: str) -> dict:
+    """`--size HxW` or `HxWxF` -> height, width (and frames)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (2, 3):
+        raise AccVideoError(f"--size must look like HxW or HxWxF (e.g. 64x64, 480x832x81); got {text!r}")
+    return dict(zip(("height", "width", "frames"), parts, strict=False))
+
+
+def nest(flat: dict) -> dict:
+    """{'a.b': 1} -> {'a': {'b': 1}}, for OmegaConf."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out

@@ -28,7 +28,9 @@ def prepare_output(out: str | Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AccVideoError(f"cannot create output folder {out.parent} ({exc.strerror}); choose another --out") from None
+        raise AccVideoError(
+            f"cannot create output folder {out.parent} ({exc.strerror}); choose another --out"
+        ) from None
     if not os.access(out.parent, os.W_OK):
         raise AccVideoError(f"output folder {out.parent} is not writable; choose another --out")
     return out

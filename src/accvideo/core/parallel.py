@@ -30,7 +30,7 @@ FSDP_MIN_PARAMS = 1_000_000_000
 
 
 def choose_mode(mode: str, device: torch.device, num_params: int, world: int) -> str:
-    """The data-parallel mode this run uses: 'none' in one process; 'auto' -> fsdp on GPU for large students, else ddp."""
+    """The data-parallel mode of this run: 'none' in one process; 'auto': fsdp on GPU for large students, else ddp."""
     if mode not in MODES:
         raise AccVideoError(f"parallel must be one of {', '.join(MODES)}; got {mode!r}")
     if world == 1:
@@ -51,8 +51,12 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 
 def transformer_blocks(module: nn.Module) -> list[nn.Module]:
     """The repeated blocks FSDP2 shards one by one: children of every ModuleList named '*blocks' (Wan, HunyuanVideo)."""
-    blocks = [b for name, child in module.named_modules() if isinstance(child, nn.ModuleList)
-              and name.rsplit(".", 1)[-1].endswith("blocks") for b in child]
+    blocks = [
+        b
+        for name, child in module.named_modules()
+        if isinstance(child, nn.ModuleList) and name.rsplit(".", 1)[-1].endswith("blocks")
+        for b in child
+    ]
     if not blocks:
         raise AccVideoError(f"{type(module).__name__} has no '*blocks' ModuleList to shard; use parallel=ddp")
     return blocks
@@ -86,15 +90,23 @@ class Parallel:
 def _shard(module: nn.Module, bf16: bool, trainable: bool) -> None:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 and trainable else None,
-                                  reduce_dtype=torch.float32)
+    policy = MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16 if bf16 and trainable else None, reduce_dtype=torch.float32
+    )
     for block in transformer_blocks(module):
         fully_shard(block, mp_policy=policy)
     fully_shard(module, mp_policy=policy)
 
 
-def parallelize(student: nn.Module, mode: str, device: torch.device, *, teacher: nn.Module | None = None,
-                grad_checkpointing: bool = False, bf16: bool = False) -> Parallel:
+def parallelize(
+    student: nn.Module,
+    mode: str,
+    device: torch.device,
+    *,
+    teacher: nn.Module | None = None,
+    grad_checkpointing: bool = False,
+    bf16: bool = False,
+) -> Parallel:
     """Apply activation checkpointing, then DDP or FSDP2 to `student` (and FSDP2 to a separate frozen `teacher`).
 
     A LoRA student is the teacher's own module (pass teacher=None): DDP then averages only the adapter's
@@ -126,7 +138,7 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
         flat = torch.cat([g.reshape(-1) for g in grads])
         tdist.all_reduce(flat)
         flat /= dist.world_size()
-        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
             g.copy_(part.view_as(g))
 
 
@@ -169,8 +181,10 @@ def load_module_state(module: nn.Module, state: dict, full: bool) -> None:
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
     missing = [k for k in result.missing_keys if k in trainable]
     if missing or result.unexpected_keys:
-        raise AccVideoError(f"the checkpoint's student does not fit this run (e.g. {(missing or result.unexpected_keys)[0]})"
-                            "; use another --out")
+        raise AccVideoError(
+            f"the checkpoint's student does not fit this run (e.g. {(missing or result.unexpected_keys)[0]})"
+            "; use another --out"
+        )
 
 
 def optimizer_state(module: nn.Module, opt: torch.optim.Optimizer) -> dict:
@@ -212,4 +226,3 @@ def dcp_load(state: dict, folder: Path) -> None:
     with warnings.catch_warnings():  # one process reading shards is intended here, not a mistake to warn about
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state, checkpoint_id=str(folder), no_dist=not dist.is_distributed())
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -9,8 +10,14 @@ import torch
 
 from accvideo.errors import AccVideoError
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -54,3 +61,8 @@ def noise(shape, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Starting noise of one item from its own seed (CPU generator, so it is the same on every device)."""
     gen = torch.Generator("cpu").manual_seed(int(seed))
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32).to(device)
+
+
+def batch_noise(seeds: Sequence[int], latent_shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """eps (B, C, F', H', W'), row b drawn from seeds[b] alone on the CPU: batching and device never change it."""
+    return torch.stack([noise(latent_shape, s) for s in seeds]).to(device)

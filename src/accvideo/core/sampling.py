@@ -1,11 +1,23 @@
-"""Euler sampling over an explicit sigma tensor, with optional classifier-free guidance (METHOD.md 0)."""
+"""The one sampling path (METHOD.md 0): per-item noise, the Euler solve over an explicit sigma grid, CFG.
+
+`sample_latents` is what every command runs (sample, synthesize, evaluate, the demo and the benchmark); a
+`SamplingPlan` says how (sigmas, guidance, negative prompt) and is resolved once from the model's defaults.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
+
+from accvideo.core.adapter import Conditioning, ModelAdapter, expand
+from accvideo.core.runtime import batch_noise
+from accvideo.core.schedules import shifted_sigmas
+
+TEACHER_STEPS = 50  # n: the teacher's Euler steps when none are given (METHOD.md 1), the same for every family
 
 # A velocity field: (x (B, C, F, H, W), sigma (B,)) -> v = eps - x0, same shape as x.
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -19,7 +31,7 @@ def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> t
 
 
 def guided(cond: VelocityFn, uncond: VelocityFn, scale: float) -> VelocityFn:
-    """A velocity field with classifier-free guidance of strength `scale` (two passes per call)."""
+    """A velocity field with classifier-free guidance of strength `scale` (two passes per call, cond first)."""
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return cfg_combine(cond(x, sigma), uncond(x, sigma), scale)
@@ -36,7 +48,7 @@ def euler_step(x: torch.Tensor, v: torch.Tensor, sigma: float | torch.Tensor, si
 def euler_sample(
     velocity: VelocityFn,
     x: torch.Tensor,
-    sigmas: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
     *,
     uncond: VelocityFn | None = None,
     guidance: float = 1.0,
@@ -61,3 +73,109 @@ def euler_sample(
         if callback is not None:
             callback(i + 1, sig[i + 1], x)
     return x
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How to sample: the sigma grid (n+1,) noisiest first, the CFG scale (1: one pass a step), the negative prompt.
+
+    `shift` is reported, not used: the shift the grid was made with (for a student's key sigmas, its teacher's).
+    """
+
+    sigmas: tuple[float, ...]
+    guidance: float = 1.0
+    negative_prompt: str = ""
+    shift: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
+        if len(self.sigmas) < 2:
+            raise ValueError(f"a sampling plan needs at least two sigmas (one step); got {list(self.sigmas)}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+    @property
+    def cfg(self) -> bool:
+        """Whether each step runs a second, unconditional pass."""
+        return self.guidance != 1.0
+
+    def describe(self) -> dict:
+        """steps, guidance and the rounded sigmas, for reports."""
+        return {"steps": self.steps, "guidance": self.guidance, "sigmas": [round(s, 6) for s in self.sigmas]}
+
+
+def shifted_plan(
+    model: ModelAdapter,
+    steps: int | None = None,
+    guidance: float | None = None,
+    shift: float | None = None,
+    negative_prompt: str = "",
+) -> SamplingPlan:
+    """A plan on the shifted grid: `steps` (default TEACHER_STEPS) at `shift` (default the model's), with
+    `guidance` (default the family's teacher guidance: Wan CFG 5, HunyuanVideo 1 as its guidance is embedded)."""
+    shift = shift or model.default_shift
+    return SamplingPlan(
+        shifted_sigmas(steps or TEACHER_STEPS, shift),
+        model.default_guidance if guidance is None else guidance,
+        negative_prompt,
+        shift,
+    )
+
+
+def encode_negative(adapter: ModelAdapter, plan: SamplingPlan) -> Conditioning | None:
+    """The negative prompt's conditioning (one row) when the plan runs CFG, else None."""
+    return adapter.encode_prompts([plan.negative_prompt]) if plan.cfg else None
+
+
+class Samples(NamedTuple):
+    """What `sample_latents` returns."""
+
+    latents: torch.Tensor  # (B, C, F', H', W') at sigmas[-1], on the adapter's device
+    kept: torch.Tensor | None  # (B, len(keep), C, F', H', W') float32 on the CPU, when `keep` was given
+
+
+@torch.inference_mode()
+def sample_latents(
+    adapter: ModelAdapter,
+    prompts: Sequence[str] | Conditioning,
+    seeds: Sequence[int],
+    latent_shape: Sequence[int],
+    plan: SamplingPlan,
+    *,
+    uncond: Conditioning | None = None,
+    keep: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Samples:
+    """Solve from eps(seeds[b]) through plan.sigmas, guided by plan.guidance against the negative prompt.
+
+    `prompts` are strings or their conditioning (B rows); `uncond` is the negative prompt's one-row conditioning
+    (encoded here when the plan runs CFG and none is given), shared by the batch. `keep` lists grid indices
+    (0: the noise .. n: the result) whose latents are returned too.
+    """
+    cond = adapter.encode_prompts(list(prompts)) if not isinstance(prompts, dict) else prompts
+    if uncond is None:
+        uncond = encode_negative(adapter, plan)
+    x = batch_noise(seeds, latent_shape, adapter.device)
+    wanted = set(keep or ())
+    kept: dict[int, torch.Tensor] = {}
+
+    def callback(i: int, _sigma: float, x_i: torch.Tensor) -> None:
+        if i in wanted:  # every Euler step makes a new tensor, so a reference is enough
+            kept[i] = x_i
+
+    neg = expand(uncond, len(seeds)) if plan.cfg else None
+    latents = euler_sample(
+        lambda z, s: adapter.velocity(z, s, cond),
+        x,
+        plan.sigmas,
+        uncond=(lambda z, s: adapter.velocity(z, s, neg)) if neg is not None else None,
+        guidance=plan.guidance,
+        callback=callback if keep is not None else None,
+        progress=progress,
+    )
+    stacked = torch.stack([kept[i] for i in keep], dim=1).float().cpu() if keep is not None else None
+    return Samples(latents, stacked)

@@ -39,10 +39,8 @@ def uniform_key_indices(n: int, m: int) -> list[int]:
 def check_key_indices(indices: Sequence[int], n: int) -> list[int]:
     """Validate an explicit key-index list: strictly increasing, from 0 to n."""
     idx = [int(i) for i in indices]
-    if len(idx) < 2 or idx[0] != 0 or idx[-1] != n or any(b <= a for a, b in zip(idx, idx[1:])):
-        raise AccVideoError(
-            f"key indices {idx} must rise strictly from 0 to {n} (e.g. 0,10,20,30,40,50 for 50 steps)"
-        )
+    if len(idx) < 2 or idx[0] != 0 or idx[-1] != n or any(b <= a for a, b in zip(idx, idx[1:], strict=False)):
+        raise AccVideoError(f"key indices {idx} must rise strictly from 0 to {n} (e.g. 0,10,20,30,40,50 for 50 steps)")
     return idx
 
 

@@ -28,8 +28,15 @@ def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8
         imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
     elif suffix == ".mp4":
         with imageio.get_writer(
-            tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=9, macro_block_size=1,
-            ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"],
+            tmp,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            quality=9,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=["-pix_fmt", "yuv420p"],
         ) as writer:
             for frame in frames:
                 writer.append_data(frame)
@@ -50,7 +57,9 @@ def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, 
     """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples."""
     if frames < 1 or (frames - 1) % frame_step:
         near = max(1, (frames - 1) // frame_step * frame_step + 1)
-        raise ValueError(f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}")
+        raise ValueError(
+            f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}"
+        )
     for name, v in (("height", height), ("width", width)):
         if v < multiple or v % multiple:
             fix = max(multiple, round(v / multiple) * multiple)

@@ -1,18 +1,21 @@
 """`accvideo ablate`: the paper's ablation (Table 3) as ToyBench numbers on one SynVid.
 
-    (a) the teacher with m Euler steps          no training
-    (b) + L_traj                                 distill adv=off
-    (c) + L_adv with one shared head             distill heads=shared
-    (d) + per-key-step heads (the full method)   distill (defaults)
+(a) the teacher with m Euler steps          no training
+(b) + L_traj                                 distill adv=off
+(c) + L_adv with one shared head             distill heads=shared
+(d) + per-key-step heads (the full method)   distill (defaults)
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import torch
+
 from accvideo.core.config import to_dict
-from accvideo.core.files import write_json_atomic, write_text_atomic
+from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -34,10 +37,6 @@ VARIANTS = {  # name -> (label, distill overrides); None: no training, the teach
 
 def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """Distil the three students on one SynVid, score all four rows on the same prompts; table, plot, JSON."""
-    import torch
-
-    from accvideo.core.files import prepare_output
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = prepare_output(Path(cfg.out) / "ablation.json").parent
@@ -60,8 +59,10 @@ def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
     data = {"config": to_dict(cfg), "seconds": seconds, "results": results, "table": table}
     write_json_atomic(out / "ablation.json", data)
-    write_text_atomic(out / "ablation.md", f"# Ablation (ToyBench, {cfg.eval_prompts} held-out pairs)\n\n{table}\n\n"
-                                     "![ablation](ablation.png)\n")
+    write_text_atomic(
+        out / "ablation.md",
+        f"# Ablation (ToyBench, {cfg.eval_prompts} held-out pairs)\n\n{table}\n\n![ablation](ablation.png)\n",
+    )
     echo(table)
     echo(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {plot}")
     return data
@@ -69,9 +70,7 @@ def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
 
 def ablation_plot(results: dict[str, dict], path: Path) -> Path:
     """Two bar panels: mean attribute accuracy and Frechet distance per variant."""
-    import os
-
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import and only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -80,8 +79,10 @@ def ablation_plot(results: dict[str, dict], path: Path) -> Path:
     acc = [r["accuracy"]["mean"] for r in results.values()]
     fd = [r["frechet_distance"] or 0.0 for r in results.values()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, values, title in ((axes[0], acc, "mean attribute accuracy (higher is better)"),
-                              (axes[1], fd, "Frechet distance (lower is better)")):
+    for ax, values, title in (
+        (axes[0], acc, "mean attribute accuracy (higher is better)"),
+        (axes[1], fd, "Frechet distance (lower is better)"),
+    ):
         ax.barh(range(len(labels)), values, color="#4a7ab5")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.invert_yaxis()

@@ -1,22 +1,37 @@
 """The stages the demo and the ablation share, each keeping its output under the run folder so reruns resume.
 
-    OUT/prompts.jsonl       train-split world prompts with per-item seeds
-    OUT/synvid/             SynVid of the teacher (accvideo synthesize)
-    OUT/<student>/          distillation runs (accvideo distill)
-    OUT/videos/<sampler>/   the evaluation clips of each sampler (lossless .npy + manifest: re-scorable)
+OUT/prompts.jsonl       train-split world prompts with per-item seeds
+OUT/synvid/             SynVid of the teacher (accvideo synthesize)
+OUT/<student>/          distillation runs (accvideo distill)
+OUT/videos/<sampler>/   the evaluation clips of each sampler (lossless .npy + manifest: re-scorable)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from accvideo.core.files import write_json_atomic
+from accvideo.core.runtime import resolve_device
 from accvideo.demo.config import ChainConfig
+from accvideo.distill import DistillConfig, distill
+from accvideo.evaluate.classifier import load_classifier
+from accvideo.evaluate.folder import load_video_folder, read_clip, read_manifest, write_video_folder
+from accvideo.evaluate.generate import generate_videos
+from accvideo.evaluate.run import evaluate_videos
+from accvideo.models.open import open_model
+from accvideo.models.student import INFO, find_student
+from accvideo.synthesize.config import SynthConfig
+from accvideo.synthesize.prompts import write_prompts
+from accvideo.synthesize.run import synthesize
+from accvideo.world import prompts
 
 
 @dataclass(frozen=True)
@@ -48,9 +63,6 @@ class Stages:
 
 def write_train_prompts(cfg: ChainConfig) -> Path:
     """OUT/prompts.jsonl: cfg.train_prompts train-split captions with their seeds."""
-    from accvideo.synthesize.prompts import write_prompts
-    from accvideo.world import prompts
-
     path = Path(cfg.out) / "prompts.jsonl"
     write_prompts(path, prompts(cfg.train_prompts, "train", cfg.seed))
     return path
@@ -58,32 +70,46 @@ def write_train_prompts(cfg: ChainConfig) -> Path:
 
 def synthesize_synvid(cfg: ChainConfig, prompts_file: Path, progress: bool = True) -> Path:
     """OUT/synvid: the teacher's key latents for every train prompt (resumes a partial dataset)."""
-    from accvideo.synthesize.config import SynthConfig
-    from accvideo.synthesize.run import synthesize
-
     out = Path(cfg.out) / "synvid"
-    synthesize(SynthConfig(teacher=cfg.teacher, prompts=str(prompts_file), out=str(out), steps=cfg.teacher_steps,
-                           key_steps=cfg.key_steps, guidance=cfg.guidance, seed=cfg.seed, batch=cfg.synth_batch,
-                           device=cfg.device), progress=progress)
+    synthesize(
+        SynthConfig(
+            teacher=cfg.teacher,
+            prompts=str(prompts_file),
+            out=str(out),
+            steps=cfg.teacher_steps,
+            key_steps=cfg.key_steps,
+            guidance=cfg.guidance,
+            seed=cfg.seed,
+            batch=cfg.synth_batch,
+            device=cfg.device,
+        ),
+        progress=progress,
+    )
     return out
 
 
 def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progress: bool = True, **overrides) -> Path:
     """OUT/<name>: a student distilled from the SynVid with the chain's settings plus `overrides`."""
-    from accvideo.distill import DistillConfig, distill
-
     out = Path(cfg.out) / name
-    settings = dict(teacher=cfg.teacher, data=str(synvid), out=str(out), iterations=cfg.iterations,
-                    batch=cfg.batch, lr=cfg.lr, head_lr=cfg.head_lr, lora_rank=cfg.lora_rank, seed=cfg.seed,
-                    checkpoint_every=max(1, cfg.iterations // 4), device=cfg.device)
+    settings = dict(
+        teacher=cfg.teacher,
+        data=str(synvid),
+        out=str(out),
+        iterations=cfg.iterations,
+        batch=cfg.batch,
+        lr=cfg.lr,
+        head_lr=cfg.head_lr,
+        lora_rank=cfg.lora_rank,
+        seed=cfg.seed,
+        checkpoint_every=max(1, cfg.iterations // 4),
+        device=cfg.device,
+    )
     distill(DistillConfig(**{**settings, **overrides}), progress=progress)
     return out
 
 
 def eval_pairs(cfg: ChainConfig) -> list[tuple[str, int]]:
     """The held-out (prompt, seed) pairs every sampler is scored on (the grid uses the first few)."""
-    from accvideo.world import prompts
-
     return prompts(cfg.eval_prompts, "heldout", cfg.seed)
 
 
@@ -92,15 +118,6 @@ def sample_and_score(cfg: ChainConfig, samplers: list[Sampler], progress: bool =
 
     Clips already in OUT/videos/<name> (a finished earlier run of the same sampler) are re-scored, not remade.
     """
-    import torch
-
-    from accvideo.core.runtime import resolve_device
-    from accvideo.evaluate.classifier import load_classifier
-    from accvideo.evaluate.folder import load_video_folder, write_video_folder
-    from accvideo.evaluate.generate import generate_videos
-    from accvideo.evaluate.run import evaluate_videos
-    from accvideo.sample.model import open_model
-
     clf = load_classifier()
     size = (clf.cfg.frames, clf.cfg.height, clf.cfg.width)
     pairs = eval_pairs(cfg)
@@ -118,47 +135,60 @@ def sample_and_score(cfg: ChainConfig, samplers: list[Sampler], progress: bool =
             if s.model not in opened:
                 opened[s.model] = open_model(s.model, device=device, dtype=torch.float32)
             model = opened[s.model]
-            sigmas = model.sigmas(s.steps)
-            guidance = model.default_guidance if s.guidance is None else s.guidance
-            videos = generate_videos(model.adapter, pairs, frames=size[0], height=size[1], width=size[2],
-                                     sigmas=sigmas, guidance=guidance, batch_size=cfg.eval_batch, progress=progress)
-            info = {"sampler": _sampler_record(s, pairs), "steps": len(sigmas) - 1, "guidance": guidance,
-                    "sigmas": [round(float(x), 6) for x in sigmas], "seconds_sampling": time.perf_counter() - t0,
-                    **model.describe()}
+            plan = model.plan(s.steps, s.guidance)
+            videos = generate_videos(
+                model.adapter,
+                pairs,
+                plan,
+                frames=size[0],
+                height=size[1],
+                width=size[2],
+                batch_size=cfg.eval_batch,
+                progress=progress,
+            )
+            info = {
+                "sampler": _sampler_record(s, pairs),
+                **plan.describe(),
+                "seconds_sampling": time.perf_counter() - t0,
+                **model.describe(),
+            }
             write_video_folder(folder, videos, pairs, "npy")
             write_json_atomic(done, info)
         metrics = evaluate_videos(videos, pairs, classifier=clf)
-        results[s.name] = {"label": s.label or s.name, "videos": str(folder), "steps": info["steps"],
-                           "guidance": info["guidance"], "seconds_sampling": round(info["seconds_sampling"], 2),
-                           "accuracy": metrics["accuracy"], "frechet_distance": metrics["frechet_distance"],
-                           "temporal_consistency": metrics["temporal_consistency"],
-                           "reference": metrics.get("reference")}
+        results[s.name] = {
+            "label": s.label or s.name,
+            "videos": str(folder),
+            "steps": info["steps"],
+            "guidance": info["guidance"],
+            "seconds_sampling": round(info["seconds_sampling"], 2),
+            "accuracy": metrics["accuracy"],
+            "frechet_distance": metrics["frechet_distance"],
+            "temporal_consistency": metrics["temporal_consistency"],
+            "reference": metrics.get("reference"),
+        }
     return results
 
 
 def load_clips(folder: str | Path, n: int) -> np.ndarray:
     """The first n clips (uint8) of a sampler's folder."""
-    from accvideo.evaluate.folder import read_clip, read_manifest
-
     folder = Path(folder)
     return np.stack([read_clip(folder / e["file"]) for e in read_manifest(folder)[:n]])
 
 
 def _sampler_record(s: Sampler, pairs) -> dict:
     """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings."""
-    import hashlib
-
-    from accvideo.distill.student import INFO, find_student
-
     student = find_student(s.model) if s.model != "builtin" else None
     version = hashlib.sha256((student / INFO).read_bytes()).hexdigest()[:16] if student is not None else None
-    return {"model": s.model, "student": version, "steps": s.steps, "guidance": s.guidance,
-            "pairs": [list(p) for p in pairs]}
+    return {
+        "model": s.model,
+        "student": version,
+        "steps": s.steps,
+        "guidance": s.guidance,
+        "pairs": [list(p) for p in pairs],
+    }
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):

@@ -36,8 +36,13 @@ def grid_video(columns: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndarr
     return frame
 
 
-def frame_grid_png(path: Path, columns: Sequence[np.ndarray], labels: Sequence[str], prompts: Sequence[str],
-                   frames: Sequence[int] = (0, 4, 8, 12, 16)) -> Path:
+def frame_grid_png(
+    path: Path,
+    columns: Sequence[np.ndarray],
+    labels: Sequence[str],
+    prompts: Sequence[str],
+    frames: Sequence[int] = (0, 4, 8, 12, 16),
+) -> Path:
     """A still for the README: for each prompt, one row per sampler, a few frames side by side."""
     import matplotlib
 
@@ -50,7 +55,7 @@ def frame_grid_png(path: Path, columns: Sequence[np.ndarray], labels: Sequence[s
     for p, sub in enumerate(np.atleast_1d(fig.subfigures(n, 1))):
         sub.suptitle(prompts[p], fontsize=9)
         axes = sub.subplots(len(columns), len(frames), squeeze=False)
-        for c, (clips, label) in enumerate(zip(columns, labels)):
+        for c, (clips, label) in enumerate(zip(columns, labels, strict=True)):
             for j, i in enumerate(frames):
                 ax = axes[c][j]
                 ax.imshow(clips[p, i], interpolation="nearest")
@@ -70,20 +75,44 @@ def comparison_table(results: dict[str, dict]) -> str:
     """Markdown: one row per sampler, the ToyBench metrics and the sampling time, the real reference last."""
     first = next(iter(results.values()))
     attrs = [k for k in first["accuracy"] if k not in ("mean", "joint")]
-    head = ["sampler", "steps", "guidance", *[f"{a} acc" for a in attrs], "mean acc", "Frechet", "temporal",
-            "sampling s"]
+    head = [
+        "sampler",
+        "steps",
+        "guidance",
+        *[f"{a} acc" for a in attrs],
+        "mean acc",
+        "Frechet",
+        "temporal",
+        "sampling s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results.values():
         a = r["accuracy"]
         fd = "-" if r["frechet_distance"] is None else f"{r['frechet_distance']:.3f}"
-        lines.append("| " + " | ".join([r["label"], str(r["steps"]), f"{r['guidance']:g}",
-                                        *[f"{a[k]:.3f}" for k in attrs], f"{a['mean']:.3f}", fd,
-                                        f"{r['temporal_consistency']:.4f}", f"{r['seconds_sampling']:.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["label"],
+                    str(r["steps"]),
+                    f"{r['guidance']:g}",
+                    *[f"{a[k]:.3f}" for k in attrs],
+                    f"{a['mean']:.3f}",
+                    fd,
+                    f"{r['temporal_consistency']:.4f}",
+                    f"{r['seconds_sampling']:.1f}",
+                ]
+            )
+            + " |"
+        )
     ref = first.get("reference")
     if ref:
         fd = "-" if ref["frechet_distance"] is None else f"{ref['frechet_distance']:.3f}"
-        lines.append("| real clips (reference) | - | - | " + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
-                     + f" | {ref['accuracy']['mean']:.3f} | {fd} | {ref['temporal_consistency']:.4f} | - |")
+        lines.append(
+            "| real clips (reference) | - | - | "
+            + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
+            + f" | {ref['accuracy']['mean']:.3f} | {fd} | {ref['temporal_consistency']:.4f} | - |"
+        )
     return "\n".join(lines)
 
 

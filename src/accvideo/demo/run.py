@@ -6,9 +6,12 @@ import platform
 import time
 from pathlib import Path
 
+import torch
+
 from accvideo import __version__
 from accvideo.core.config import to_dict
-from accvideo.core.files import write_json_atomic, write_text_atomic
+from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
+from accvideo.core.video import write_video
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -35,10 +38,6 @@ def demo_samplers(cfg: ChainConfig, student_run: Path) -> list[Sampler]:
 
 def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """prompts -> synthesize -> distill -> sample -> evaluate -> report; returns metrics.json's content."""
-    import torch
-
-    from accvideo.core.files import prepare_output
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -58,17 +57,22 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
         pairs = eval_pairs(cfg)[: cfg.grid_prompts]
         columns = [load_clips(r["videos"], cfg.grid_prompts) for r in results.values()]
         labels = [s.name for s in samplers]
-        from accvideo.core.video import write_video
-
         grid = grid_video(columns, labels)
         write_video(report / "grid.mp4", grid, cfg.fps)
         write_video(report / "grid.gif", grid, cfg.fps)
-        frame_grid_png(report / "frames.png", columns, [r["label"] for r in results.values()],
-                       [p for p, _ in pairs[:2]])
+        frame_grid_png(
+            report / "frames.png", columns, [r["label"] for r in results.values()], [p for p, _ in pairs[:2]]
+        )
         copy_plot(run / "losses.png", report / "losses.png")
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
-    metrics = {"accvideo": __version__, "config": to_dict(cfg), "machine": _machine(), "seconds": seconds,
-               "eval_pairs": [list(p) for p in eval_pairs(cfg)], "results": results}
+    metrics = {
+        "accvideo": __version__,
+        "config": to_dict(cfg),
+        "machine": _machine(),
+        "seconds": seconds,
+        "eval_pairs": [list(p) for p in eval_pairs(cfg)],
+        "results": results,
+    }
     write_json_atomic(report / "metrics.json", metrics)
     write_text_atomic(report / "index.md", index_markdown(cfg, metrics))
     echo(comparison_table(results))
@@ -80,28 +84,44 @@ def index_markdown(cfg: ChainConfig, metrics: dict) -> str:
     """The report's front page: what ran, the table, stage times, the pictures."""
     n, m = cfg.teacher_steps, cfg.key_steps
     lines = [
-        "# accvideo demo report", "",
+        "# accvideo demo report",
+        "",
         f"Teacher `{cfg.teacher}`; {cfg.train_prompts} train-split prompts -> SynVid ({n} Euler steps, CFG "
         f"{cfg.guidance:g}, {m} key steps) -> a {m}-step {'LoRA r' + str(cfg.lora_rank) if cfg.lora_rank else 'full'} "
         f"student ({cfg.iterations} iterations of batch {cfg.batch}, lr {cfg.lr:g}) -> ToyBench on "
-        f"{cfg.eval_prompts} held-out prompt and seed pairs (the same for every row).", "",
-        "## ToyBench", "", comparison_table(metrics["results"]), "",
+        f"{cfg.eval_prompts} held-out prompt and seed pairs (the same for every row).",
+        "",
+        "## ToyBench",
+        "",
+        comparison_table(metrics["results"]),
+        "",
         "Accuracy: the shipped classifier's shape / colour / motion predictions against the prompt. Frechet: "
         "distance between classifier features of these clips and of real clips of the same prompts (lower is "
-        "better; the reference row is two real sets, the floor at this N). Temporal: docs/toybench.md.", "",
-        "## Time per stage", "", "| stage | seconds |", "|---|---:|",
-        *[f"| {k} | {v:.1f} |" for k, v in metrics["seconds"].items()], "",
-        f"Machine: {metrics['machine']}.", "",
-        "## Clips", "",
+        "better; the reference row is two real sets, the floor at this N). Temporal: docs/toybench.md.",
+        "",
+        "## Time per stage",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.1f} |" for k, v in metrics["seconds"].items()],
+        "",
+        f"Machine: {metrics['machine']}.",
+        "",
+        "## Clips",
+        "",
         f"`grid.mp4` / `grid.gif`: columns {', '.join(r for r in metrics['results'])}; rows: the first "
-        f"{cfg.grid_prompts} evaluation prompts, same seeds in every column.", "",
-        "![frames](frames.png)", "", "## Distillation losses", "", "![losses](losses.png)", "",
+        f"{cfg.grid_prompts} evaluation prompts, same seeds in every column.",
+        "",
+        "![frames](frames.png)",
+        "",
+        "## Distillation losses",
+        "",
+        "![losses](losses.png)",
+        "",
     ]
     return "\n".join(lines)
 
 
 def _machine() -> str:
-    import torch
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     return f"{platform.machine()} {device}, torch {torch.__version__}"

@@ -52,7 +52,9 @@ def load_checkpoint(path: Path) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         raise AccVideoError(f"{path} is not a readable checkpoint ({exc}); delete it to start over") from None
     if state.get("format") == "accvideo.distill-state/1":
-        raise AccVideoError(f"{path} was written by an older accvideo; delete it to start over, or choose another --out")
+        raise AccVideoError(
+            f"{path} was written by an older accvideo; delete it to start over, or choose another --out"
+        )
     if state.get("format") != FORMAT:
         raise AccVideoError(f"{path} is not an accvideo distill checkpoint; choose another --out")
     return state
@@ -109,8 +111,9 @@ def tidy(out: Path) -> None:
     shutil.rmtree(folder.with_name(f".{folder.name}.part"), ignore_errors=True)
 
 
-def load_latest(out: Path, check: Callable[[dict], None], target: Callable[[dict], dict]
-                ) -> tuple[dict, dict, bool] | None:
+def load_latest(
+    out: Path, check: Callable[[dict], None], target: Callable[[dict], dict]
+) -> tuple[dict, dict, bool] | None:
     """(state, tensors, whole) of the newer checkpoint of the run folder, or None; every rank calls it.
 
     `check(state)` may refuse it before any tensor is read. From `checkpoint.pt` the tensors are whole
@@ -129,6 +132,7 @@ def load_latest(out: Path, check: Callable[[dict], None], target: Callable[[dict
     try:
         parallel.dcp_load(tensors, folder)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign folder gets one line
-        raise AccVideoError(f"{folder} is not a readable checkpoint ({str(exc).splitlines()[0]}); "
-                            "delete it to start over") from None
+        raise AccVideoError(
+            f"{folder} is not a readable checkpoint ({str(exc).splitlines()[0]}); delete it to start over"
+        ) from None
     return meta, tensors, False

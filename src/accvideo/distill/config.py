@@ -12,8 +12,23 @@ GAN_LOSSES = ("non-saturating", "hinge")
 HEAD_MODES = ("per-step", "shared")
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
 # dataset reader still check them); any other difference means another run
-RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "tensorboard", "out", "teacher", "data",
-                               "device", "lr", "head_lr", "grad_clip", "parallel", "mixed_precision"})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "iterations",
+        "checkpoint_every",
+        "log_every",
+        "tensorboard",
+        "out",
+        "teacher",
+        "data",
+        "device",
+        "lr",
+        "head_lr",
+        "grad_clip",
+        "parallel",
+        "mixed_precision",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -90,13 +105,17 @@ class DistillConfig:
     def split(self, world: int) -> tuple[int, int, int]:
         """(per-process batch, micro-batch, accumulation) on `world` processes; one-line error if they do not divide."""
         if self.batch % world:
-            raise AccVideoError(f"batch={self.batch} is the global batch and must be divisible by the {world} "
-                                f"processes; use e.g. batch={world * -(-self.batch // world)}")
+            raise AccVideoError(
+                f"batch={self.batch} is the global batch and must be divisible by the {world} "
+                f"processes; use e.g. batch={world * -(-self.batch // world)}"
+            )
         local = self.batch // world
         micro = self.micro_batch or local
         if local % micro:
-            raise AccVideoError(f"micro_batch={micro} must divide the per-process batch {local} (batch={self.batch} "
-                                f"over {world} processes); use e.g. micro_batch=1")
+            raise AccVideoError(
+                f"micro_batch={micro} must divide the per-process batch {local} (batch={self.batch} "
+                f"over {world} processes); use e.g. micro_batch=1"
+            )
         return local, micro, local // micro
 
 
@@ -107,5 +126,7 @@ def paper_config(**kw) -> DistillConfig:
 
 def quick_config(**kw) -> DistillConfig:
     """A seconds-long run with every phase, for tests and smoke runs on tiny models."""
-    return replace(DistillConfig(iterations=4, batch=2, lr=1e-4, head_lr=1e-4, head_channels=8,
-                                 checkpoint_every=2, device="cpu"), **kw)
+    return replace(
+        DistillConfig(iterations=4, batch=2, lr=1e-4, head_lr=1e-4, head_channels=8, checkpoint_every=2, device="cpu"),
+        **kw,
+    )

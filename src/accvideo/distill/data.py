@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.runtime import noise
+from accvideo.core.runtime import batch_noise
 
 
 def fake_seed(seed: int, counter: int) -> int:
@@ -36,5 +36,4 @@ class Trajectories:
 
     def noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """Fresh noise (B, C, F', H', W'), row b from seeds[b] alone."""
-        shape = tuple(self.dataset.settings.latent_shape)
-        return torch.stack([noise(shape, s) for s in seeds]).to(self.device)
+        return batch_noise(seeds, self.dataset.settings.latent_shape, self.device)

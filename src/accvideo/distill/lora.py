@@ -12,16 +12,19 @@ from accvideo.errors import AccVideoError
 
 # family -> module names LoRA wraps when the config names none (the attention projections; HunyuanVideo's
 # single-stream blocks have no to_out, their output projection is shared with the MLP)
-DEFAULT_TARGETS: dict[str, list[str]] = {"wan": ["to_q", "to_k", "to_v", "to_out.0"],
-                                         "hunyuanvideo": ["to_q", "to_k", "to_v", "to_out.0"]}
+DEFAULT_TARGETS: dict[str, list[str]] = {
+    "wan": ["to_q", "to_k", "to_v", "to_out.0"],
+    "hunyuanvideo": ["to_q", "to_k", "to_v", "to_out.0"],
+}
 
 
 def lora_config(rank: int, alpha: float | None, targets: Sequence[str]):
     """The peft LoraConfig of a student (B initialised to zero, so the student starts as the teacher)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=rank, lora_alpha=float(alpha or rank), target_modules=list(targets), lora_dropout=0.0,
-                      init_lora_weights=True)
+    return LoraConfig(
+        r=rank, lora_alpha=float(alpha or rank), target_modules=list(targets), lora_dropout=0.0, init_lora_weights=True
+    )
 
 
 def targets_for(family: str, targets: Sequence[str] | None) -> list[str]:
@@ -38,7 +41,9 @@ def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Se
     try:
         transformer.add_adapter(lora_config(rank, alpha, targets))
     except ValueError as exc:  # peft: no module matched the target names
-        raise AccVideoError(f"cannot add a LoRA to the transformer ({str(exc).splitlines()[0]}); check lora_targets") from None
+        raise AccVideoError(
+            f"cannot add a LoRA to the transformer ({str(exc).splitlines()[0]}); check lora_targets"
+        ) from None
     params = [p for n, p in transformer.named_parameters() if "lora_" in n]
     for p in params:
         p.data = p.data.float()  # small, so the adapter trains in float32 whatever the base dtype
@@ -84,4 +89,6 @@ def load_lora_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor])
     result = set_peft_model_state_dict(transformer, state)
     missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
     if missing or getattr(result, "unexpected_keys", []):
-        raise AccVideoError(f"the LoRA weights do not fit this transformer (e.g. {(missing or result.unexpected_keys)[0]})")
+        raise AccVideoError(
+            f"the LoRA weights do not fit this transformer (e.g. {(missing or result.unexpected_keys)[0]})"
+        )

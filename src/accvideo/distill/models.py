@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from accvideo.core import parallel
+from accvideo.distill.config import DistillConfig
 from accvideo.distill.lora import adapter_off, add_lora, load_lora_state_dict, lora_state_dict, targets_for
 
 
@@ -69,8 +71,14 @@ def student_view(adapter, transformer: nn.Module, dtype: torch.dtype | None = No
     return view
 
 
-def make_student(adapter, lora_rank: int = 0, lora_alpha: float | None = None, lora_targets=None,
-                 grad_checkpointing: bool = False, seed: int = 0) -> StudentTeacher:
+def make_student(
+    adapter,
+    lora_rank: int = 0,
+    lora_alpha: float | None = None,
+    lora_targets=None,
+    grad_checkpointing: bool = False,
+    seed: int = 0,
+) -> StudentTeacher:
     """Initialise the student from the teacher `adapter` (whose weights stay frozen); LoRA A from `seed`."""
     teacher_tr = adapter.transformer.requires_grad_(False).eval()
     if lora_rank > 0:
@@ -89,3 +97,23 @@ def make_student(adapter, lora_rank: int = 0, lora_alpha: float | None = None, l
     params = {n: p for n, p in student_tr.named_parameters() if p.requires_grad}
     student = student_view(adapter, student_tr) if lora_rank == 0 else adapter
     return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, module=student_tr, params=params)
+
+
+def parallelize_student(
+    pair: StudentTeacher, cfg: DistillConfig, device: torch.device, world: int
+) -> parallel.Parallel:
+    """Activation checkpointing, then DDP / FSDP2 on the student (core/parallel.py); its adapter runs the wrapper."""
+    size = sum(p.numel() for p in pair.module.parameters())
+    mode = parallel.choose_mode(cfg.parallel, device, size, world)
+    wrapped = parallel.parallelize(
+        pair.module,
+        mode,
+        device,
+        teacher=None if pair.lora else pair.teacher.transformer,
+        grad_checkpointing=cfg.grad_checkpointing,
+        bf16=parallel.use_bf16(cfg.mixed_precision, device),
+    )
+    pair.params = {n: p for n, p in pair.module.named_parameters() if p.requires_grad}  # FSDP2 made new ones
+    if wrapped.forward_module is not pair.module:  # DDP: the student calls the wrapper, the teacher the module
+        pair.student = student_view(pair.student, wrapped.forward_module, pair.student.dtype)
+    return wrapped

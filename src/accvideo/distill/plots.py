@@ -65,7 +65,7 @@ def plot_losses(records: list[dict], out: Path) -> Path:
 
     curves = [(k, label) for k, label in CURVES if any(r.get(k) is not None for r in records)]
     fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(4.2 * max(1, len(curves)), 3.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], curves):
+    for ax, (key, label) in zip(axes[0], curves, strict=False):  # one empty panel when there is no curve
         pts = [(r["samples"], r[key]) for r in records if r.get(key) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
         ax.set_title(label)

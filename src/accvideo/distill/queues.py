@@ -49,7 +49,7 @@ class KeyQueues:
         """Restore saved (global) batches; `part` keeps this rank's contiguous slice of every batch."""
         if len(state["queues"]) != self.m:
             raise ValueError(f"checkpoint holds {len(state['queues'])} queues, this run has {self.m} key steps")
-        for q, saved in zip(self.queues, state["queues"]):
+        for q, saved in zip(self.queues, state["queues"], strict=True):
             q.clear()
             q.extend(_map(e, lambda t: (t if part is None else t[part]).to(device)) for e in saved)
 

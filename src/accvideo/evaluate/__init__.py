@@ -11,6 +11,14 @@ from accvideo.evaluate.metrics import (
 from accvideo.evaluate.run import evaluate_videos
 
 __all__ = [
-    "ClassifierConfig", "VideoClassifier", "alignment_accuracy", "classify", "evaluate_videos", "frechet_distance",
-    "load_classifier", "motion_radius", "temporal_consistency", "warp_error",
+    "ClassifierConfig",
+    "VideoClassifier",
+    "alignment_accuracy",
+    "classify",
+    "evaluate_videos",
+    "frechet_distance",
+    "load_classifier",
+    "motion_radius",
+    "temporal_consistency",
+    "warp_error",
 ]

@@ -71,10 +71,10 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         aw, mw = cfg.appearance_widths, cfg.motion_widths
-        self.appearance = nn.Sequential(*[_block2d(a, b) for a, b in zip((3, *aw), aw)])
+        self.appearance = nn.Sequential(*[_block2d(a, b) for a, b in zip((3, *aw), aw, strict=False)])
         # The first 3D block keeps every frame: a motion of ~2 px/frame shows only at the full frame rate.
         strides = [(1, 2, 2)] + [(2, 2, 2)] * (len(mw) - 1)
-        self.motion = nn.Sequential(*[_block3d(a, b, s) for a, b, s in zip((3, *mw), mw, strides)])
+        self.motion = nn.Sequential(*[_block3d(a, b, s) for a, b, s in zip((3, *mw), mw, strides, strict=False)])
         self.embed = nn.Sequential(nn.Linear(2 * (aw[-1] + mw[-1]), cfg.feature_dim), nn.SiLU())
         self.heads = nn.ModuleDict({name: nn.Linear(cfg.feature_dim, len(v)) for name, v in cfg.classes.items()})
         idx = torch.linspace(0, cfg.frames - 1, cfg.appearance_frames).round().long()

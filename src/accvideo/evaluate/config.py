@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from accvideo.models.runtime import RuntimeOptions
 from accvideo.world.attributes import SPLITS
 
 VIDEO_FORMATS = ("mp4", "gif", "npy", "none")
@@ -28,13 +29,9 @@ class EvaluateConfig:
     video_format: str = "mp4"  # how sampled clips are kept under OUT/videos (npy: lossless re-scoring)
     device: str = "auto"
     dtype: str = "auto"
-    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
-    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
-    compile: bool = False  # torch.compile the transformer (GPU; slow first call)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
 
     def __post_init__(self):
-        if self.vae_tiling not in ("auto", "on", "off"):
-            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         if (self.model is None) == (self.videos is None):
             raise ValueError("pass exactly one of --model (sample and score a model) or --videos (score a folder)")
         if self.prompts < 2:

@@ -118,7 +118,7 @@ def write_video_folder(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
-    for i, (clip, (prompt, seed)) in enumerate(zip(videos, pairs)):
+    for i, (clip, (prompt, seed)) in enumerate(zip(videos, pairs, strict=True)):
         name = video_name(i, "." + fmt)
         if fmt == "npy":
             np.save(folder / name, clip if clip.dtype == np.uint8 else to_uint8(clip))  # 8 bits, as any video file

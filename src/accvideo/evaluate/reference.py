@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from accvideo.evaluate.classifier import VideoClassifier, classify, load_classifier
-from accvideo.evaluate.metrics import alignment_accuracy, frechet_distance, motion_radius, temporal_consistency
+from accvideo.evaluate.metrics import (
+    alignment_accuracy,
+    frechet_distance,
+    motion_radius,
+    temporal_consistency,
+)
 from accvideo.world.attributes import item_seed, parse_caption, prompts
 from accvideo.world.render import WorldConfig, render_batch
 
@@ -51,13 +56,19 @@ def reference_rows(model: VideoClassifier, n: int = 256, split: str = "heldout",
     versions = {name: fn(real, torch.Generator().manual_seed(seed)) for name, fn in CORRUPTIONS.items()}
     versions["real, other seeds"] = torch.from_numpy(render_batch([(a, item_seed(s, 1)) for a, s in items], world))
     versions["real, textured background 0.15"] = torch.from_numpy(
-        render_batch(items, WorldConfig(frames=world.frames, height=world.height, width=world.width, texture=0.15)))
+        render_batch(items, WorldConfig(frames=world.frames, height=world.height, width=world.width, texture=0.15))
+    )
     rows = []
     for name, clips in versions.items():
         preds, feats = classify(model, clips)
-        rows.append({"clips": name, **alignment_accuracy(preds, truth, names),
-                     "frechet_distance": frechet_distance(feats, real_feats),
-                     "temporal_consistency": temporal_consistency(clips, radius=radius)})
+        rows.append(
+            {
+                "clips": name,
+                **alignment_accuracy(preds, truth, names),
+                "frechet_distance": frechet_distance(feats, real_feats),
+                "temporal_consistency": temporal_consistency(clips, radius=radius),
+            }
+        )
     return rows
 
 

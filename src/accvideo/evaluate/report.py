@@ -20,8 +20,12 @@ def metrics_table(metrics: dict) -> str:
     rows += [
         ("mean accuracy", acc.get("mean"), ref_acc.get("mean"), "higher"),
         ("joint accuracy (all attributes right)", acc.get("joint"), ref_acc.get("joint"), "higher"),
-        ("Frechet distance (classifier features)", metrics.get("frechet_distance"), ref.get("frechet_distance"),
-         "lower"),
+        (
+            "Frechet distance (classifier features)",
+            metrics.get("frechet_distance"),
+            ref.get("frechet_distance"),
+            "lower",
+        ),
         ("temporal consistency", metrics.get("temporal_consistency"), ref.get("temporal_consistency"), "higher"),
     ]
     lines = ["| metric | generated | real reference | better |", "| --- | ---: | ---: | --- |"]
@@ -35,11 +39,17 @@ def metrics_markdown(metrics: dict) -> str:
     what = src.get("student_dir") or src.get("model_dir") or src.get("videos") or "videos"
     head = [f"# ToyBench: {what}", "", f"{metrics['n_videos']} clips, {metrics['n_scored']} scored."]
     if "steps" in src:
-        head.append(f"Sampled on the {src['split']} split, {src['steps']} Euler steps, guidance {src['guidance']}, "
-                    f"shift {src['shift']}.")
-    head += ["", metrics_table(metrics), "",
-             "Real reference: accuracy and temporal consistency of real clips rendered for the same prompts and "
-             "seeds; Frechet distance between two real sets of the same prompts (other seeds), the floor at this N."]
+        head.append(
+            f"Sampled on the {src['split']} split, {src['steps']} Euler steps, guidance {src['guidance']}, "
+            f"shift {src['shift']}."
+        )
+    head += [
+        "",
+        metrics_table(metrics),
+        "",
+        "Real reference: accuracy and temporal consistency of real clips rendered for the same prompts and "
+        "seeds; Frechet distance between two real sets of the same prompts (other seeds), the floor at this N.",
+    ]
     if metrics.get("warnings"):
         head += ["", "## Warnings", ""] + [f"- {w}" for w in metrics["warnings"]]
     return "\n".join(head) + "\n"

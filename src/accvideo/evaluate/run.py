@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from accvideo.core.files import prepare_output
+from accvideo.core.runtime import resolve_device, resolve_dtype
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.classifier import (
     VideoClassifier,
@@ -18,12 +20,16 @@ from accvideo.evaluate.classifier import (
     load_classifier,
 )
 from accvideo.evaluate.config import EvaluateConfig
+from accvideo.evaluate.folder import load_video_folder, write_video_folder
+from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.metrics import (
     alignment_accuracy,
     frechet_distance,
     motion_radius,
     temporal_consistency,
 )
+from accvideo.evaluate.report import write_reports
+from accvideo.models.open import model_family, open_model
 from accvideo.world.attributes import (
     Attributes,
     PromptWarning,
@@ -52,7 +58,9 @@ def _parse_all(pairs: Sequence[tuple[str, int]]) -> list[Attributes | None]:
     if bad:
         warnings.warn(
             f"{len(bad)} prompt(s) are not world captions (e.g. {bad[0]!r}); they are sampled but left out "
-            "of alignment and Frechet distance", PromptWarning, stacklevel=3,
+            "of alignment and Frechet distance",
+            PromptWarning,
+            stacklevel=3,
         )
     return parsed
 
@@ -92,7 +100,8 @@ def evaluate_videos(
     preds, feats = classify(model, clips, progress=progress)
     radius = motion_radius(world.frames, world.height, world.width, world.travel_range[1])
     result: dict = {
-        "n_videos": len(clips), "n_scored": len(keep),
+        "n_videos": len(clips),
+        "n_scored": len(keep),
         "accuracy": alignment_accuracy({k: v[keep] for k, v in preds.items()}, truth, names),
         "frechet_distance": None,
         "temporal_consistency": temporal_consistency(clips, radius=radius),
@@ -113,11 +122,12 @@ def evaluate_videos(
             }
     result["items"] = [
         {
-            "prompt": p, "seed": int(s),
+            "prompt": p,
+            "seed": int(s),
             "predicted": {n: model.cfg.classes[n][int(preds[n][i])] for n in names},
-            "correct": None if parsed[i] is None else {
-                n: model.cfg.classes[n][int(preds[n][i])] == getattr(parsed[i], n) for n in names
-            },
+            "correct": None
+            if parsed[i] is None
+            else {n: model.cfg.classes[n][int(preds[n][i])] == getattr(parsed[i], n) for n in names},
         }
         for i, (p, s) in enumerate(prompts_and_seeds)
     ]
@@ -127,10 +137,6 @@ def evaluate_videos(
 
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Sample a model on world prompts (or read a folder), score the clips, write metrics.json and metrics.md."""
-    from accvideo.core.files import prepare_output
-    from accvideo.evaluate.folder import load_video_folder, write_video_folder
-    from accvideo.evaluate.report import write_reports
-
     clf = load_classifier(cfg.classifier)
     t0 = time.perf_counter()
     source: dict = {}
@@ -145,33 +151,39 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
             source["saved_to"] = str(write_video_folder(out / "videos", videos, pairs, cfg.video_format))
     t1 = time.perf_counter()
     metrics = evaluate_videos(videos, pairs, classifier=clf, progress=progress)
-    metrics["source"] = {**source, "classifier": cfg.classifier or "shipped",
-                         "seconds_videos": round(t1 - t0, 2), "seconds_scoring": round(time.perf_counter() - t1, 2)}
+    metrics["source"] = {
+        **source,
+        "classifier": cfg.classifier or "shipped",
+        "seconds_videos": round(t1 - t0, 2),
+        "seconds_scoring": round(time.perf_counter() - t1, 2),
+    }
     write_reports(metrics, out)
     return metrics
 
 
 def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
     """Clips of cfg.prompts world prompts from cfg.model (a teacher or a student), in the classifier's size."""
-    from accvideo.core.runtime import resolve_device, resolve_dtype
-    from accvideo.evaluate.generate import generate_videos
-    from accvideo.models.runtime import RuntimeOptions
-    from accvideo.sample.model import model_family, open_model
-
     family = model_family(cfg.model)  # validates the folder before any weight is read
     f, h, w = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     if (f - 1) % family.frame_step:
         raise AccVideoError(f"the classifier expects {f} frames, which a {family.family} model cannot make")
     device = resolve_device(cfg.device)
-    opened = open_model(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), runtime=RuntimeOptions.of(cfg))
-    sigmas = opened.sigmas(cfg.steps, cfg.shift)
-    guidance = opened.default_guidance if cfg.guidance is None else cfg.guidance
+    dtype = resolve_dtype(cfg.dtype, device)
+    opened = open_model(cfg.model, device=device, dtype=dtype, runtime=cfg.runtime)
+    plan = opened.plan(cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
     pairs = prompts(cfg.prompts, cfg.split, cfg.seed)
     videos = generate_videos(
-        opened.adapter, pairs, frames=f, height=h, width=w, sigmas=sigmas, guidance=guidance,
-        negative_prompt=cfg.negative_prompt, batch_size=cfg.batch_size, progress=progress,
+        opened.adapter, pairs, plan, frames=f, height=h, width=w, batch_size=cfg.batch_size, progress=progress
     )
-    source = {**opened.describe(), "split": cfg.split, "prompt_seed": cfg.seed, "steps": len(sigmas) - 1,
-              "guidance": guidance, "shift": cfg.shift or opened.adapter.default_shift,
-              "sigmas": [round(float(s), 6) for s in sigmas], "device": str(device)}
+    described = plan.describe()
+    source = {
+        **opened.describe(),
+        "split": cfg.split,
+        "prompt_seed": cfg.seed,
+        "steps": plan.steps,
+        "guidance": plan.guidance,
+        "shift": plan.shift,
+        "sigmas": described["sigmas"],
+        "device": str(device),
+    }
     return videos, pairs, source

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from accvideo.evaluate.classifier import ClassifierConfig, VideoClassifier, classify, save_classifier
-from accvideo.world.attributes import Attributes, combinations, prompts, parse_caption
+from accvideo.world.attributes import Attributes, combinations, parse_caption, prompts
 from accvideo.world.render import WorldConfig, render, render_batch
 
 
@@ -75,8 +75,13 @@ def _batch(cfg: ClassifierTrainConfig, rng: np.random.Generator, train: list[Att
     """A batch of freshly rendered TRAIN clips (random combos, seeds and texture) and their labels."""
     items = [train[int(i)] for i in rng.integers(len(train), size=cfg.batch_size)]
     clips = [
-        render(a, int(rng.integers(2**31)), WorldConfig(
-            frames=cfg.frames, height=cfg.height, width=cfg.width, texture=float(rng.uniform(0, cfg.max_texture))))
+        render(
+            a,
+            int(rng.integers(2**31)),
+            WorldConfig(
+                frames=cfg.frames, height=cfg.height, width=cfg.width, texture=float(rng.uniform(0, cfg.max_texture))
+            ),
+        )
         for a in items
     ]
     labels = torch.tensor([a.index() for a in items])  # (B, 4): shape, colour, motion, background
@@ -120,9 +125,16 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict:
     model.eval()
     acc = heldout_accuracy(model, cfg.eval_items) if cfg.eval_items else {}
     info = {
-        "train_seconds": round(seconds, 1), "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-        "seed": cfg.seed, "max_texture": cfg.max_texture, "max_noise": cfg.max_noise, "blur_prob": cfg.blur_prob,
-        "heldout_items": cfg.eval_items, "heldout_accuracy": acc,
+        "train_seconds": round(seconds, 1),
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "max_texture": cfg.max_texture,
+        "max_noise": cfg.max_noise,
+        "blur_prob": cfg.blur_prob,
+        "heldout_items": cfg.eval_items,
+        "heldout_accuracy": acc,
     }
     save_classifier(model, cfg.out, **info)
     return info

@@ -25,8 +25,10 @@ def check_target(out: Path, *, force: bool, protected: dict[str, Path]) -> Path:
     if out.exists() and not out.is_dir():
         raise AccVideoError(f"--out {out} is a file; choose a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
-        raise AccVideoError(f"--out {out} is not empty and holds no accvideo export; choose an empty folder or "
-                            "pass --force to replace it")
+        raise AccVideoError(
+            f"--out {out} is not empty and holds no accvideo export; choose an empty folder or "
+            "pass --force to replace it"
+        )
     prepare_output(out)  # its parent exists and is writable, or a one-line error
     return out
 
@@ -52,5 +54,3 @@ def building(out: Path) -> Iterator[Path]:
 def copy_tree(src: Path, dst: Path, copy: Callable = shutil.copy2) -> None:
     """Copy a component folder (hidden files, e.g. caches, are left out)."""
     shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns(".*"))
-
-

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from accvideo.distill.student import FULL_WEIGHTS, LORA_WEIGHTS
-from accvideo.errors import AccVideoError
 from accvideo.core.files import write_json_atomic
+from accvideo.errors import AccVideoError
 from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
+from accvideo.models.student import FULL_WEIGHTS, LORA_WEIGHTS
 
 SKIPPED = {"transformer", "scheduler"}  # the components an export replaces
 
@@ -38,10 +38,12 @@ def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None) -> None
     else:
         if not (src.student_dir / LORA_WEIGHTS).is_file():
             raise AccVideoError(f"{src.student_dir / LORA_WEIGHTS} is missing; export the student again")
-        model = _transformer_class(src).from_pretrained(str(src.teacher_dir / "transformer"), local_files_only=True,
-                                                        dtype=torch.float32)
-        model.load_lora_adapter(str(src.student_dir), weight_name=LORA_WEIGHTS, prefix="transformer",
-                                adapter_name="student")
+        model = _transformer_class(src).from_pretrained(
+            str(src.teacher_dir / "transformer"), local_files_only=True, dtype=torch.float32
+        )
+        model.load_lora_adapter(
+            str(src.student_dir), weight_name=LORA_WEIGHTS, prefix="transformer", adapter_name="student"
+        )
         model.fuse_lora()  # base weights + the scaled low-rank update, in float32
         model.unload_lora()
     if dtype is not None:
@@ -52,11 +54,19 @@ def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None) -> None
 def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
     info = src.info
     return {
-        "format": FORMAT, "kind": kind, "family": info["family"], "pipeline": src.pipeline,
-        "key_sigmas": src.key_sigmas, "scheduler": scheduler_settings, "call": student_call(src),
-        "student": str(src.student_dir.resolve()), "teacher": info.get("teacher"),
-        "teacher_dir": str(src.teacher_dir.resolve()), "lora": info.get("lora"),
-        "iteration": info.get("iteration"), "samples": info.get("samples"),
+        "format": FORMAT,
+        "kind": kind,
+        "family": info["family"],
+        "pipeline": src.pipeline,
+        "key_sigmas": src.key_sigmas,
+        "scheduler": scheduler_settings,
+        "call": student_call(src),
+        "student": str(src.student_dir.resolve()),
+        "teacher": info.get("teacher"),
+        "teacher_dir": str(src.teacher_dir.resolve()),
+        "lora": info.get("lora"),
+        "iteration": info.get("iteration"),
+        "samples": info.get("samples"),
     }
 
 
@@ -101,8 +111,10 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
 def write_lora(src: Source, tmp: Path) -> dict:
     """Fill `tmp` with the LoRA file `pipe.load_lora_weights` takes, plus the scheduler the student needs."""
     if not src.lora:
-        raise AccVideoError(f"{src.student_dir} is a full student (no LoRA); use `accvideo export RUN --format "
-                            "diffusers`, or distill a LoRA student (lora_rank=16)")
+        raise AccVideoError(
+            f"{src.student_dir} is a full student (no LoRA); use `accvideo export RUN --format "
+            "diffusers`, or distill a LoRA student (lora_rank=16)"
+        )
     weights = src.student_dir / LORA_WEIGHTS
     if not weights.is_file():
         raise AccVideoError(f"{weights} is missing; export the student again (rerun `accvideo distill`)")
@@ -114,8 +126,11 @@ def write_lora(src: Source, tmp: Path) -> dict:
         settings = None  # the key sigmas must then be passed explicitly
     manifest = _manifest(src, "lora", settings)
     write_json_atomic(tmp / MARKER, manifest)
-    sched = ("pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder=\"scheduler\")\n"
-             if settings is not None else "# no stock scheduler reproduces these key sigmas: pass them explicitly\n")
+    sched = (
+        'pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder="scheduler")\n'
+        if settings is not None
+        else "# no stock scheduler reproduces these key sigmas: pass them explicitly\n"
+    )
     (tmp / "README.md").write_text(
         f"# A {src.steps}-step AccVideo LoRA student for {src.pipeline}\n\n"
         "Written by `accvideo export --format lora`. The student samples ONLY at its key sigmas\n"

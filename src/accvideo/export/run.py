@@ -27,10 +27,15 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = Fals
         raise AccVideoError("--dtype applies to --format diffusers only; the LoRA file is copied as trained")
     t0 = time.perf_counter()
     src = read_source(run)
-    target = check_target(Path(out), force=force,
-                          protected={"student": src.student_dir, "teacher": src.teacher_dir,
-                                     "run": src.student_dir.parent if src.student_dir.name == "student" else
-                                     src.student_dir})
+    target = check_target(
+        Path(out),
+        force=force,
+        protected={
+            "student": src.student_dir,
+            "teacher": src.teacher_dir,
+            "run": src.student_dir.parent if src.student_dir.name == "student" else src.student_dir,
+        },
+    )
     with building(target) as tmp:
         if fmt == "diffusers":
             manifest = write_diffusers(src, tmp, DTYPES[dtype] if dtype else None)

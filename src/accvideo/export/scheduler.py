@@ -44,16 +44,18 @@ def infer_shift(key_sigmas: Sequence[float]) -> float:
     last = key[m - 1]  # S_s(1/m) = sigma_{m-1}  =>  s = (m-1) sigma / (1 - sigma)
     s = (m - 1) * last / (1.0 - last)
     want = [shift_map(1 - k / m, s) for k in range(m + 1)]
-    if s <= 0 or max(abs(a - b) for a, b in zip(key, want)) > TOLERANCE:
+    if s <= 0 or max(abs(a - b) for a, b in zip(key, want, strict=False)) > TOLERANCE:
         raise AccVideoError(_no_match(key))
     return s
 
 
 def _no_match(key: Sequence[float]) -> str:
     shown = ", ".join(f"{x:.4f}" for x in key)
-    return (f"the student's key sigmas [{shown}] are not uniform key steps of a shifted grid, which a stock "
-            "scheduler cannot reproduce from a step count; sample it with `accvideo sample`, or pass these sigmas "
-            "explicitly to a pipeline that takes `sigmas=`")
+    return (
+        f"the student's key sigmas [{shown}] are not uniform key steps of a shifted grid, which a stock "
+        "scheduler cannot reproduce from a step count; sample it with `accvideo sample`, or pass these sigmas "
+        "explicitly to a pipeline that takes `sigmas=`"
+    )
 
 
 def scheduler_settings(key_sigmas: Sequence[float], mode: str) -> dict:
@@ -104,6 +106,6 @@ def matching_scheduler(key_sigmas: Sequence[float], pipeline_class: str):
     settings = scheduler_settings(key, mode)
     scheduler = make_scheduler(settings)
     got = pipeline_sigmas(scheduler, len(key) - 1, mode)
-    if len(got) != len(key) or max(abs(a - b) for a, b in zip(got, key)) > TOLERANCE:
+    if len(got) != len(key) or max(abs(a - b) for a, b in zip(got, key, strict=True)) > TOLERANCE:
         raise AccVideoError(_no_match(key))
     return scheduler, settings

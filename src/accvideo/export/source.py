@@ -6,11 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from accvideo.distill.student import check_teacher, find_student, read_student_info, teacher_dir_of
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, pipeline_class
-
-STUDENT_GUIDANCE = 1.0  # CFG is baked into the student (METHOD.md 2)
+from accvideo.models.hunyuan import text_settings
+from accvideo.models.student import STUDENT_GUIDANCE, check_teacher, find_student, read_student_info, teacher_dir_of
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,18 @@ def read_source(run: str | Path) -> Source:
         raise AccVideoError(f"{run} does not exist; pass the folder `accvideo distill --out` wrote")
     student_dir = find_student(run)
     if student_dir is None:
-        raise AccVideoError(f"{run} holds no student (no student.json in it or in student/); pass a distill run "
-                            "folder or its student/ folder")
+        raise AccVideoError(
+            f"{run} holds no student (no student.json in it or in student/); pass a distill run "
+            "folder or its student/ folder"
+        )
     info = read_student_info(student_dir)
     teacher_dir = teacher_dir_of(student_dir, info, check=False)
     cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
     if cls.family != info.get("family"):
-        raise AccVideoError(f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "
-                            f"is a {cls.family} pipeline; put the student's own teacher there")
+        raise AccVideoError(
+            f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "
+            f"is a {cls.family} pipeline; put the student's own teacher there"
+        )
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
 
@@ -76,8 +79,6 @@ def student_call(src: Source) -> dict:
         if length is not None and length != 512:  # Wan pads prompts with zeros to this length, unmasked
             call["max_sequence_length"] = length
     elif src.pipeline == "HunyuanVideoPipeline":
-        from accvideo.models.hunyuan import text_settings
-
         text = text_settings(src.teacher_dir)
         call["guidance_scale"] = text["embedded_guidance"]  # the embedded scalar, not CFG
         call["true_cfg_scale"] = STUDENT_GUIDANCE

@@ -50,14 +50,20 @@ def unsupported_variant(index: dict) -> str | None:
     refused until their adapters exist.
     """
     second = index.get("transformer_2")
-    if (isinstance(second, (list, tuple)) and any(v is not None for v in second)) or (
-        second is not None and not isinstance(second, (list, tuple))
-    ) or index.get("boundary_ratio") is not None:
-        return ("a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
-                "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now")
+    if (
+        (isinstance(second, (list, tuple)) and any(v is not None for v in second))
+        or (second is not None and not isinstance(second, (list, tuple)))
+        or index.get("boundary_ratio") is not None
+    ):
+        return (
+            "a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
+            "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now"
+        )
     if index.get("expand_timesteps"):
-        return ("a Wan 2.2 TI2V pipeline (expand_timesteps: a clean first latent frame); accvideo distils only "
-                "Wan 2.1 T2V and HunyuanVideo T2V for now")
+        return (
+            "a Wan 2.2 TI2V pipeline (expand_timesteps: a clean first latent frame); accvideo distils only "
+            "Wan 2.1 T2V and HunyuanVideo T2V for now"
+        )
     return None
 
 
@@ -77,8 +83,10 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     cls = ADAPTERS[name]
     if family is not None and cls.family != family:
         wanted = next((c.pipeline_class for c in ADAPTERS.values() if c.family == family), family)
-        raise AccVideoError(f"{path} holds a {name} ({cls.family}) but a {family} pipeline is expected; pass a "
-                            f"{wanted} diffusers folder")
+        raise AccVideoError(
+            f"{path} holds a {name} ({cls.family}) but a {family} pipeline is expected; pass a "
+            f"{wanted} diffusers folder"
+        )
     missing = [c for c in cls.components if not (Path(path) / c).is_dir()]
     if missing:
         raise AccVideoError(f"{path} lacks the component folder(s) {', '.join(missing)}; re-save the whole pipeline")
@@ -86,8 +94,12 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
 
 
 def load_adapter(
-    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-    family: str | None = None, **kw
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    family: str | None = None,
+    **kw,
 ) -> ModelAdapter:
     """Load the adapter for a local diffusers pipeline directory (of `family`, when given)."""
     return adapter_class(path, family).load(Path(path), device=device, dtype=dtype, **kw)

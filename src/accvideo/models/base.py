@@ -1,4 +1,4 @@
-"""What every diffusers video adapter shares: latent geometry, velocity with CFG, features with an early exit.
+"""What every diffusers video adapter shares: latent geometry, velocity, features with an early exit.
 
 A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)` (the raw transformer output),
 `block(index)` (the module whose output is the feature at depth `index`) and the geometry attributes
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.sampling import cfg_combine
 from accvideo.errors import AccVideoError
 
 
@@ -49,20 +48,9 @@ class TransformerAdapter:
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         raise NotImplementedError
 
-    def velocity(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        cond: Conditioning,
-        *,
-        uncond: Conditioning | None = None,
-        guidance: float = 1.0,
-    ) -> torch.Tensor:
-        """v = eps - x0 (B, C, F', H', W') in float32; CFG with `uncond` when guidance != 1 (two passes)."""
-        v = self._forward(x, sigma, cond).float()
-        if uncond is not None and guidance != 1.0:
-            v = cfg_combine(v, self._forward(x, sigma, uncond).float(), guidance)
-        return v
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """v = eps - x0 (B, C, F', H', W') in float32, one transformer pass (CFG is the sampler's)."""
+        return self._forward(x, sigma, cond).float()
 
     def check_block(self, index: int) -> int:
         """`index` in [0, num_blocks) (negative counts from the end), or a one-line error."""

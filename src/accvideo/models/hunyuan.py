@@ -2,8 +2,9 @@
 
 Differences from Wan that the seam hides: two text encoders (Llama hidden states + CLIP pooled output) through
 the pipeline's own `encode_prompt`; an embedded guidance scalar passed to every transformer call instead of CFG
-(true CFG stays available with `uncond`); dual-stream blocks then single-stream blocks, both returning
-(video tokens, text tokens), counted as one depth for feature blocks (METHOD.md 3: 20 + 40 = 60 blocks).
+(true CFG stays available: a plan with guidance != 1 makes the sampler add an unconditional pass); dual-stream
+blocks then single-stream blocks, both returning (video tokens, text tokens), counted as one depth for feature
+blocks (METHOD.md 3: 20 + 40 = 60 blocks).
 
 Optional `accvideo.json` at the pipeline root sets the text settings a checkpoint needs (tiny test pipelines
 use {"prompt_template": {"template": "{}", "crop_start": 0}}); stock diffusers users pass the same values.
@@ -28,8 +29,11 @@ MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the 
 
 def text_settings(path: str | Path) -> dict:
     """{prompt_template (None: the pipeline's own), max_sequence_length, embedded_guidance} of a pipeline folder."""
-    settings = {"prompt_template": None, "max_sequence_length": MAX_SEQUENCE_LENGTH,
-                "embedded_guidance": EMBEDDED_GUIDANCE}
+    settings = {
+        "prompt_template": None,
+        "max_sequence_length": MAX_SEQUENCE_LENGTH,
+        "embedded_guidance": EMBEDDED_GUIDANCE,
+    }
     file = Path(path) / SETTINGS_FILE
     if file.is_file():
         try:
@@ -53,8 +57,15 @@ class HunyuanVideoAdapter(TransformerAdapter):
     fallback_shift = 7.0  # METHOD.md: HunyuanVideo's shift
     default_guidance = 1.0  # no true CFG: the embedded guidance scalar goes into every call instead
 
-    def __init__(self, pipe, *, prompt_template: dict | None = None, max_sequence_length: int = MAX_SEQUENCE_LENGTH,
-                 embedded_guidance: float = EMBEDDED_GUIDANCE, vae_tiling: bool = False):
+    def __init__(
+        self,
+        pipe,
+        *,
+        prompt_template: dict | None = None,
+        max_sequence_length: int = MAX_SEQUENCE_LENGTH,
+        embedded_guidance: float = EMBEDDED_GUIDANCE,
+        vae_tiling: bool = False,
+    ):
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
         self.pipe = pipe
@@ -83,12 +94,14 @@ class HunyuanVideoAdapter(TransformerAdapter):
         """Load a local diffusers-format HunyuanVideo directory (the one holding model_index.json)."""
         from diffusers import HunyuanVideoPipeline
 
-        from accvideo.models import pipeline_class
+        from accvideo.models import pipeline_class  # here: accvideo.models imports this module
 
         found = pipeline_class(path)
         if found != cls.pipeline_class:
-            raise AccVideoError(f"{path} holds a {found}, not a {cls.pipeline_class}; pass a HunyuanVideo T2V "
-                                "diffusers folder (or load it with accvideo.models.load_adapter)")
+            raise AccVideoError(
+                f"{path} holds a {found}, not a {cls.pipeline_class}; pass a HunyuanVideo T2V "
+                "diffusers folder (or load it with accvideo.models.load_adapter)"
+            )
         pipe = HunyuanVideoPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
@@ -101,12 +114,17 @@ class HunyuanVideoAdapter(TransformerAdapter):
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
         """{"prompt_embeds": (B, L, D_llama), "prompt_attention_mask": (B, L), "pooled_prompt_embeds": (B, D_clip)}."""
         embeds, pooled, mask = self.pipe.encode_prompt(
-            list(prompts), prompt_template=self.prompt_template, device=self.device,
+            list(prompts),
+            prompt_template=self.prompt_template,
+            device=self.device,
             max_sequence_length=self.max_sequence_length,
         )
         # the pipeline casts all three (the mask too) to the transformer's dtype before its loop
-        return {"prompt_embeds": embeds.to(self.dtype), "prompt_attention_mask": mask.to(self.dtype),
-                "pooled_prompt_embeds": pooled.to(self.dtype)}
+        return {
+            "prompt_embeds": embeds.to(self.dtype),
+            "prompt_attention_mask": mask.to(self.dtype),
+            "pooled_prompt_embeds": pooled.to(self.dtype),
+        }
 
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:

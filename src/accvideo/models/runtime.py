@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -22,18 +22,15 @@ TILING = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    offload: bool = False
-    vae_tiling: str = "auto"
-    compile: bool = False
+    """How a loaded model runs (never what it computes): one nested `runtime` setting of every sampling config."""
 
-    @classmethod
-    def of(cls, cfg) -> RuntimeOptions:
-        """The options of any config with offload, vae_tiling and compile fields."""
-        return cls(offload=cfg.offload, vae_tiling=cfg.vae_tiling, compile=cfg.compile)
+    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
+    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
+    compile: bool = False  # torch.compile the transformer (GPU; slow first call)
 
     def __post_init__(self):
         if self.vae_tiling not in TILING:
-            raise ValueError(f"vae_tiling must be one of {', '.join(TILING)}; got {self.vae_tiling!r}")
+            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
 
 
 def text_encoders(adapter) -> list[torch.nn.Module]:
@@ -54,51 +51,59 @@ def visiting(modules: list[torch.nn.Module], device: torch.device):
             m.to("cpu")
 
 
-def apply_runtime(adapter, options: RuntimeOptions | None):
-    """Apply the options to a loaded adapter in place (by wrapping its encode/decode calls); returns it."""
-    if options is None:
-        return adapter
-    encode, decode = adapter.encode_prompts, adapter.decode
-    device = adapter.device
-    offload = options.offload and device.type != "cpu"
-    if offload:
-        for m in [*text_encoders(adapter), adapter.vae]:
-            m.to("cpu")
+class RuntimeAdapter:
+    """A loaded adapter with run-time options around its encode and decode; every other attribute is the adapter's.
 
-    def encode_prompts(prompts):
-        if not offload:
-            return encode(prompts)
-        with visiting(text_encoders(adapter), device):
-            return encode(prompts)
+    Tiling on/off, offloading and compiling act on the adapter's shared modules when the wrapper is made.
+    """
 
-    def decode_latents(latents):
-        with visiting([adapter.vae], device) if offload else _nothing():
-            if options.vae_tiling != "auto":
-                return decode(latents)
+    def __init__(self, adapter, options: RuntimeOptions):
+        self._adapter = adapter
+        self.options = options
+        self._offload = options.offload and adapter.device.type != "cpu"
+        if self._offload:
+            for m in [*text_encoders(adapter), adapter.vae]:
+                m.to("cpu")
+        if options.vae_tiling == "on":
+            adapter.vae.enable_tiling()
+        elif options.vae_tiling == "off":
+            adapter.vae.disable_tiling()
+        if options.compile:
             try:
-                return decode(latents)
+                adapter.transformer.compile()
+            except RuntimeError as exc:  # pragma: no cover - depends on the platform's compiler
+                raise AccVideoError(
+                    f"torch.compile failed ({str(exc).splitlines()[0]}); run without --compile"
+                ) from None
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or "_adapter" not in self.__dict__:  # copies and pickles see a plain object
+            raise AttributeError(name)
+        return getattr(self._adapter, name)
+
+    def _visiting(self, modules: list[torch.nn.Module]):
+        return visiting(modules, self._adapter.device) if self._offload else nullcontext()
+
+    def encode_prompts(self, prompts):
+        with self._visiting(text_encoders(self._adapter)):
+            return self._adapter.encode_prompts(prompts)
+
+    def decode(self, latents):
+        adapter = self._adapter
+        with self._visiting([adapter.vae]):
+            if self.options.vae_tiling != "auto":
+                return adapter.decode(latents)
+            try:
+                return adapter.decode(latents)
             except torch.OutOfMemoryError:
                 if getattr(adapter.vae, "use_tiling", False):
                     raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 adapter.vae.enable_tiling()  # memory does not allow an untiled decode at this size
-                return decode(latents)
-
-    if options.vae_tiling == "on":
-        adapter.vae.enable_tiling()
-    elif options.vae_tiling == "off":
-        adapter.vae.disable_tiling()
-    adapter.encode_prompts = encode_prompts
-    adapter.decode = decode_latents
-    if options.compile:
-        try:
-            adapter.transformer.compile()
-        except RuntimeError as exc:  # pragma: no cover - depends on the platform's compiler
-            raise AccVideoError(f"torch.compile failed ({str(exc).splitlines()[0]}); run without --compile") from None
-    return adapter
+                return adapter.decode(latents)
 
 
-@contextmanager
-def _nothing():
-    yield
+def apply_runtime(adapter, options: RuntimeOptions | None):
+    """The adapter with the options applied (a RuntimeAdapter around it), or the adapter itself for None."""
+    return adapter if options is None else RuntimeAdapter(adapter, options)

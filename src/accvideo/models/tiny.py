@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,22 +29,43 @@ def word_tokenizer(words: Sequence[str], max_length: int = 32):
 
 def tiny_wan_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
     """A random Wan 2.1 pipeline small enough to generate in well under a second on a CPU."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     tokenizer = word_tokenizer(TINY_WORDS, max_length)
     torch.manual_seed(seed)  # diffusers/transformers initialise from the global RNG
     text_encoder = UMT5EncoderModel(
         UMT5Config(
-            vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-            relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
         )
     )
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
     )
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
@@ -72,7 +94,9 @@ def tiny_hunyuan_pipeline(seed: int = 0, *, num_layers: int = 1, num_single_laye
     legacy argmax pooling); the Llama encoder has 2 layers because the pipeline reads hidden_states[-3].
     """
     from diffusers import (
-        AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
         HunyuanVideoTransformer3DModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
@@ -81,26 +105,66 @@ def tiny_hunyuan_pipeline(seed: int = 0, *, num_layers: int = 1, num_single_laye
     tokenizer_2 = word_tokenizer(TINY_WORDS, 77)
     ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     torch.manual_seed(seed)  # diffusers/transformers initialise from the global RNG
-    text_encoder = LlamaModel(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, bos_token_id=tokenizer.eos_token_id, **ids,
-    ))
-    text_encoder_2 = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer_2), hidden_size=8, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=77, projection_dim=8, bos_token_id=tokenizer_2.eos_token_id, **ids,
-    ))
+    text_encoder = LlamaModel(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            bos_token_id=tokenizer.eos_token_id,
+            **ids,
+        )
+    )
+    text_encoder_2 = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer_2),
+            hidden_size=8,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            projection_dim=8,
+            bos_token_id=tokenizer_2.eos_token_id,
+            **ids,
+        )
+    )
     transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=num_layers,
-        num_single_layers=num_single_layers, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
-        guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=num_layers,
+        num_single_layers=num_single_layers,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=2,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
     )
     vae = AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
     )
     return HunyuanVideoPipeline(
-        text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift), text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
     )
 
 
@@ -112,3 +176,21 @@ def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
     tiny_hunyuan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
     (out / "accvideo.json").write_text(json.dumps(TINY_HUNYUAN_TEXT, indent=1) + "\n")
     return out
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """`accvideo tiny-model DIR`: a tiny random pipeline in diffusers format, for smoke runs and tests."""
+
+    out: str = ""  # folder to write the pipeline to
+    seed: int = 0  # seed of the random weights
+    layers: int = 2  # transformer blocks (HunyuanVideo: 1 dual + LAYERS single blocks)
+    family: str = "wan"  # wan or hunyuan
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("name the folder to write: accvideo tiny-model DIR")
+        if self.family not in ("wan", "hunyuan"):
+            raise ValueError(f"--family must be wan or hunyuan; got {self.family!r}")
+        if self.layers < 1:
+            raise ValueError(f"--layers must be >= 1; got {self.layers}")

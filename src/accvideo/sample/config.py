@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from accvideo.core.video import check_video_size, parse_size  # noqa: F401 (parse_size: re-exported)
+from accvideo.core.video import check_video_size
+from accvideo.models.runtime import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,10 @@ class SampleConfig:
     gif: bool = False  # also write a GIF next to the MP4
     device: str = "auto"  # auto: cuda when available, else cpu
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
-    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
-    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
-    compile: bool = False  # torch.compile the transformer (GPU; slow first call)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width)
-        if self.vae_tiling not in ("auto", "on", "off"):
-            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.guidance is not None and self.guidance < 0:

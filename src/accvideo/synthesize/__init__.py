@@ -2,11 +2,17 @@
 
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.dataset import SynVidDataset, build_index
-from accvideo.synthesize.identity import teacher_identity
 from accvideo.synthesize.prompts import Item, PromptList, read_prompts, write_prompts
 from accvideo.synthesize.run import synthesize
 
 __all__ = [
-    "Item", "PromptList", "SynVidDataset", "SynVidSettings", "SynthConfig", "build_index", "read_prompts",
-    "synthesize", "teacher_identity", "write_prompts",
+    "Item",
+    "PromptList",
+    "SynVidDataset",
+    "SynVidSettings",
+    "SynthConfig",
+    "build_index",
+    "read_prompts",
+    "synthesize",
+    "write_prompts",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from accvideo.core.sampling import TEACHER_STEPS
 from accvideo.core.schedules import check_key_indices, shifted_sigmas, uniform_key_indices
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
+from accvideo.models.runtime import RuntimeOptions
 
 STORES = ("key", "all")
 DEFAULT_KEY_STEPS = 5  # the paper's m
@@ -21,7 +23,7 @@ class SynthConfig:
     teacher: str = "builtin"  # diffusers pipeline folder, or 'builtin'
     prompts: str = "prompts.txt"  # .txt (one prompt a line) or .jsonl ({"prompt": ..., "seed": ...})
     out: str = "synvid"
-    steps: int = 50  # n: the teacher's Euler steps
+    steps: int = TEACHER_STEPS  # n: the teacher's Euler steps
     key_steps: int | None = None  # m: uniform key steps on the n-step grid
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
     shift: float | None = None
@@ -39,14 +41,10 @@ class SynthConfig:
     device: str = "auto"
     dtype: str = "auto"
     overwrite: bool = False  # replace a dataset made with another teacher or other settings
-    offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
-    vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
-    compile: bool = False  # torch.compile the teacher's transformer (GPU; slow first call)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width)
-        if self.vae_tiling not in ("auto", "on", "off"):
-            raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.key_steps is not None and self.key_indices is not None:
@@ -61,7 +59,7 @@ class SynthConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         try:
-            self.indices  # validate the key steps now, not after the teacher has loaded
+            _ = self.indices  # validate the key steps now, not after the teacher has loaded
         except AccVideoError as exc:
             raise ValueError(str(exc)) from None
 

@@ -149,7 +149,9 @@ class SynVidDataset(Dataset):
             "latents": tensors[f"{j}/latents"][self.rows],
             "sigmas": self.key_sigmas.clone(),
             "cond": {k: tensors[f"{j}/cond/{k}"] for k in h.cond_keys},
-            "prompt": item["prompt"], "seed": item["seed"], "index": item["index"],
+            "prompt": item["prompt"],
+            "seed": item["seed"],
+            "index": item["index"],
         }
 
     def __getitem__(self, i: int) -> dict:

@@ -27,7 +27,7 @@ def shard_count(num_items: int, shard_size: int) -> int:
 
 def shard_items(items: Sequence[Item], k: int, shard_size: int) -> Sequence[Item]:
     """The items of shard k."""
-    return items[k * shard_size:(k + 1) * shard_size]
+    return items[k * shard_size : (k + 1) * shard_size]
 
 
 def owned_shards(num_shards: int, rank: int, world: int) -> list[int]:
@@ -57,7 +57,7 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
         return f"{name} says it is shard {header.shard}"
     stored, expected = header.keys, item_keys(shard_items(items, header.shard, shard_size))
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
-    if not stored or stored != expected[:len(stored)]:
+    if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
         return f"{name} holds other prompts or seeds than items {first}..{last} of the prompt file"
     return None
@@ -71,8 +71,9 @@ def remove_shard(header: ShardHeader) -> None:
     header.path.unlink(missing_ok=True)
 
 
-def prepare_folder(root: Path, settings: SynVidSettings, items: Sequence[Item], shard_size: int,
-                   overwrite: bool) -> int:
+def prepare_folder(
+    root: Path, settings: SynVidSettings, items: Sequence[Item], shard_size: int, overwrite: bool
+) -> int:
     """Check the shards already in `root` against this run (remove clashing ones if `overwrite`); clear temp files.
 
     Returns the number of shards removed. Run on rank 0 only, before any rank writes.
@@ -91,7 +92,8 @@ def prepare_folder(root: Path, settings: SynVidSettings, items: Sequence[Item], 
             continue
         if not overwrite:
             raise AccVideoError(
-                f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, or choose another --out"
+                f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, "
+                "or choose another --out"
             )
         remove_shard(header)
         removed += 1

@@ -60,7 +60,9 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise AccVideoError(f"prompt file {path} does not exist; write one with `accvideo prompts --out {path}`") from None
+        raise AccVideoError(
+            f"prompt file {path} does not exist; write one with `accvideo prompts --out {path}`"
+        ) from None
     except OSError as exc:
         raise AccVideoError(f"cannot read prompt file {path} ({exc.strerror}); check the path") from None
     items: list[Item] = []
@@ -104,3 +106,21 @@ def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:
     except OSError as exc:
         raise AccVideoError(f"cannot write {path} ({exc.strerror}); choose another --out") from None
     return path
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """`accvideo prompts`: N captions of the built-in world, for `accvideo synthesize --prompts`."""
+
+    n: int = 0  # how many prompts
+    out: str = "prompts.txt"  # .txt (one caption a line) or .jsonl (with each item's seed)
+    split: str = "train"  # train, heldout (combinations kept out of training) or all
+    seed: int = 0  # seed of the order and of the per-item seeds
+
+    def __post_init__(self):
+        from accvideo.world.attributes import SPLITS
+
+        if self.n < 1:
+            raise ValueError(f"--n must be at least 1 (how many prompts); got {self.n}")
+        if self.split not in SPLITS:
+            raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")

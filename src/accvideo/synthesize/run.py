@@ -12,13 +12,13 @@ from tqdm.auto import tqdm
 from accvideo.core import dist
 from accvideo.core.config import save_config
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
-from accvideo.models.runtime import RuntimeOptions, apply_runtime
+from accvideo.models.identity import teacher_identity
+from accvideo.models.runtime import apply_runtime
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
-from accvideo.synthesize.generate import teacher_latents
-from accvideo.synthesize.identity import teacher_identity
 from accvideo.synthesize.layout import (
     MANIFEST,
     VIDEOS,
@@ -33,13 +33,23 @@ from accvideo.synthesize.prompts import Item, read_prompts
 from accvideo.synthesize.shards import read_header, shard_path, write_shard
 
 
-def dataset_settings(cfg: SynthConfig, adapter, identity: str, shift: float, dtype) -> SynVidSettings:
+def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPlan, dtype) -> SynVidSettings:
     """The settings every shard of this run records (and a resumed run must match)."""
     return SynVidSettings(
-        teacher=identity, family=adapter.family, steps=cfg.steps, shift=float(shift), key_indices=cfg.indices,
-        guidance=float(cfg.guidance), negative_prompt=cfg.negative_prompt, frames=cfg.frames, height=cfg.height,
-        width=cfg.width, latent_shape=tuple(adapter.latent_shape(cfg.frames, cfg.height, cfg.width)),
-        store=cfg.store, dtype=str(dtype).removeprefix("torch."), shard_size=cfg.shard_size,
+        teacher=identity,
+        family=adapter.family,
+        steps=plan.steps,
+        shift=float(plan.shift),
+        key_indices=cfg.indices,
+        guidance=float(plan.guidance),
+        negative_prompt=plan.negative_prompt,
+        frames=cfg.frames,
+        height=cfg.height,
+        width=cfg.width,
+        latent_shape=tuple(adapter.latent_shape(cfg.frames, cfg.height, cfg.width)),
+        store=cfg.store,
+        dtype=str(dtype).removeprefix("torch."),
+        shard_size=cfg.shard_size,
     )
 
 
@@ -50,17 +60,23 @@ def _check_size(cfg: SynthConfig, family) -> None:
         raise AccVideoError(str(exc)) from None
 
 
-def _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, blank_lines) -> tuple[str, int]:
+def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
     """Rank 0 hashes the teacher and checks the folder; every rank gets (identity, removed) or the error."""
     reply: tuple = ("error", "rank 0 failed before preparing the output folder")
     if dist.is_main():
         try:
             identity = teacher_identity(model_dir)
-            settings = dataset_settings(cfg, adapter, identity, shift, dtype)
+            settings = dataset_settings(cfg, adapter, identity, plan, dtype)
             removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite)
             try:  # the resolved run, for people; readers need only the shards
-                save_config(cfg, root / MANIFEST, settings=settings.to_dict(), items=len(items),
-                            blank_lines=blank_lines, world_size=dist.world_size())
+                save_config(
+                    cfg,
+                    root / MANIFEST,
+                    settings=settings.to_dict(),
+                    items=len(items),
+                    blank_lines=blank_lines,
+                    world_size=dist.world_size(),
+                )
             except OSError as exc:
                 raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
             reply = ("ok", (identity, removed))
@@ -74,21 +90,23 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, blank_
     return reply[1]
 
 
-def _synthesize_shard(cfg, adapter, settings, uncond, chunk: list[Item], root: Path, bar) -> tuple:
+def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], root: Path, bar) -> tuple:
     """Every item of one shard, in fixed batches: (latents (N, K, ...), cond {name: (N, ...)}, item dicts)."""
     lat, conds, rows = [], [], []
     for b in range(0, len(chunk), cfg.batch):
-        part = chunk[b:b + cfg.batch]
+        part = chunk[b : b + cfg.batch]
         cond = adapter.encode_prompts([it.prompt for it in part])
-        latents = teacher_latents(adapter, cond, uncond, [it.seed for it in part], settings.latent_shape,
-                                  settings.sigmas, settings.latent_indices, settings.guidance)
+        seeds = [it.seed for it in part]
+        latents = sample_latents(
+            adapter, cond, seeds, settings.latent_shape, plan, uncond=uncond, keep=settings.latent_indices
+        ).kept
         lat.append(latents)
         conds.append({k: v.cpu() for k, v in cond.items()})
         for j, it in enumerate(part):
             row = {"index": it.index, "prompt": it.prompt, "seed": it.seed}
             if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
                 (root / VIDEOS).mkdir(exist_ok=True)
-                video = adapter.decode(latents[j:j + 1, -1].to(adapter.device))[0]
+                video = adapter.decode(latents[j : j + 1, -1].to(adapter.device))[0]
                 write_video(root / video_name(it.index), video, cfg.fps)
                 row["video"] = video_name(it.index)
             rows.append(row)
@@ -127,24 +145,29 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     root = Path(cfg.out).expanduser()
     dtype = resolve_dtype(cfg.dtype, device)
     if adapter is None:
-        adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype),
-                                RuntimeOptions.of(cfg))
+        adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime)
     dtype = adapter.dtype
     _check_size(cfg, adapter)
-    if cfg.guidance is None:  # the family's own teacher guidance (Wan: CFG 5; HunyuanVideo: embedded only)
-        cfg = replace(cfg, guidance=adapter.default_guidance)
-    shift = cfg.shift or adapter.default_shift
-    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, shift, dtype, items, prompts.blank_lines)
-    settings = dataset_settings(cfg, adapter, identity, shift, dtype)
+    # the teacher's grid and guidance (None: the family's own; Wan: CFG 5, HunyuanVideo: embedded only)
+    plan = shifted_plan(adapter, cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
+    cfg = replace(cfg, guidance=plan.guidance)  # the manifest records the guidance used
+    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines)
+    settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 
     num_shards = shard_count(len(items), cfg.shard_size)
     mine = owned_shards(num_shards, dist.rank(), dist.world_size())
     todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos)]
     total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)
     left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
-    uncond = adapter.encode_prompts([cfg.negative_prompt]) if cfg.guidance != 1.0 else None
-    bar = tqdm(total=total, initial=total - left, unit="item", desc="synthesize", dynamic_ncols=True,
-               disable=not (progress and dist.is_main()))
+    uncond = encode_negative(adapter, plan)  # one row, shared by every batch
+    bar = tqdm(
+        total=total,
+        initial=total - left,
+        unit="item",
+        desc="synthesize",
+        dynamic_ncols=True,
+        disable=not (progress and dist.is_main()),
+    )
     t1 = time.perf_counter()
     written = 0
     try:
@@ -152,7 +175,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
             chunk = list(shard_items(items, k, cfg.shard_size))
             stale = _listed_videos(root, k)  # a shorter shard k is redone when the prompt file grew
             try:  # a full disk or a lost mount: keep what is complete, say how to go on
-                latents, cond, rows = _synthesize_shard(cfg, adapter, settings, uncond, chunk, root, bar)
+                latents, cond, rows = _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk, root, bar)
                 write_shard(root, k, settings, rows, latents, cond, cfg.batch)
             except OSError as exc:
                 kept = written + len(mine) - len(todo)
@@ -166,10 +189,22 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
         bar.close()
     t2 = time.perf_counter()
     return {
-        "out": str(root), "teacher": identity, "items": len(items), "blank_lines": prompts.blank_lines,
-        "shards": num_shards, "rank": dist.rank(), "world_size": dist.world_size(),
-        "shards_written": written, "shards_skipped": len(mine) - len(todo), "shards_removed": removed,
-        "items_written": left, "key_indices": list(settings.key_indices), "shift": settings.shift,
-        "store": cfg.store, "device": str(device), "dtype": settings.dtype,
-        "seconds_generate": round(t2 - t1, 3), "seconds_total": round(t2 - t0, 3),
+        "out": str(root),
+        "teacher": identity,
+        "items": len(items),
+        "blank_lines": prompts.blank_lines,
+        "shards": num_shards,
+        "rank": dist.rank(),
+        "world_size": dist.world_size(),
+        "shards_written": written,
+        "shards_skipped": len(mine) - len(todo),
+        "shards_removed": removed,
+        "items_written": left,
+        "key_indices": list(settings.key_indices),
+        "shift": settings.shift,
+        "store": cfg.store,
+        "device": str(device),
+        "dtype": settings.dtype,
+        "seconds_generate": round(t2 - t1, 3),
+        "seconds_total": round(t2 - t0, 3),
     }

@@ -2,8 +2,8 @@
 
 A shard `shard-KKKKKK.safetensors` holds items [k*S, (k+1)*S) of the prompt list. Tensors are per item,
 `{j}/latents` (K, C, F', H', W') and `{j}/cond/{name}`, plus the shard's `sigmas` grid (n+1,) float64.
-The metadata (one JSON value under "synvid") carries the format, the dataset settings, the items (index, prompt, seed) and a sha256
-of every tensor. Writes go to a hidden `.shard-*.part` file that is renamed when complete, so listing
+The metadata (one JSON value under "synvid") carries the format, the dataset settings, the items (index, prompt,
+seed) and a sha256 of every tensor. Writes go to a hidden `.shard-*.part` file that is renamed when complete, so listing
 `shard-*.safetensors` never shows a half shard, whatever kills the writer.
 """
 
@@ -83,8 +83,12 @@ def read_header(path: str | Path) -> ShardHeader:
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         return ShardHeader(
-            path=path, shard=int(meta["shard"]), settings=SynVidSettings.from_dict(meta["settings"]),
-            items=tuple(meta["items"]), sha256=dict(meta["sha256"]), cond_keys=tuple(meta["cond_keys"]),
+            path=path,
+            shard=int(meta["shard"]),
+            settings=SynVidSettings.from_dict(meta["settings"]),
+            items=tuple(meta["items"]),
+            sha256=dict(meta["sha256"]),
+            cond_keys=tuple(meta["cond_keys"]),
             batch=int(meta["batch"]),
         )
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -131,8 +135,13 @@ def write_shard(
         for name, value in cond.items():
             tensors[f"{j}/cond/{name}"] = value[j].clone()
     header = {
-        "format": FORMAT, "shard": k, "settings": settings.to_dict(), "items": items,
-        "sha256": {name: tensor_sha256(t) for name, t in tensors.items()}, "cond_keys": sorted(cond), "batch": batch,
+        "format": FORMAT,
+        "shard": k,
+        "settings": settings.to_dict(),
+        "items": items,
+        "sha256": {name: tensor_sha256(t) for name, t in tensors.items()},
+        "cond_keys": sorted(cond),
+        "batch": batch,
     }
     # one metadata key: safetensors writes several in hash order, which would make equal shards differ in bytes
     metadata = {META_KEY: json.dumps(header, sort_keys=True, ensure_ascii=False)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,65 @@ class TeacherConfig:
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema < 1:
             raise ValueError("caption_dropout and ema must lie in [0, 1)")
         if not 0 <= self.vae_image_steps < self.vae_steps:
-            raise ValueError(f"vae_image_steps (the single-frame steps, part of vae_steps) must lie in [0, vae_steps); "
-                             f"got {self.vae_image_steps} with vae_steps={self.vae_steps}")
-        for name in ("vae_steps", "steps", "batch", "vae_batch", "vae_image_batch", "dataset_size", "layers",
-                     "checkpoint_every"):
+            raise ValueError(
+                f"vae_image_steps (the single-frame steps, part of vae_steps) must lie in [0, vae_steps); "
+                f"got {self.vae_image_steps} with vae_steps={self.vae_steps}"
+            )
+        for name in (
+            "vae_steps",
+            "steps",
+            "batch",
+            "vae_batch",
+            "vae_image_batch",
+            "dataset_size",
+            "layers",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
 
 
 def quick_config(**kw) -> TeacherConfig:
     """A seconds-long preset with the same code path, for tests."""
-    base = dict(frames=9, height=32, width=32, vae_steps=3, vae_image_steps=2, vae_batch=2, vae_image_batch=2,
-                vae_crop_size=16, text_dim=16,
-                max_length=16, layers=2, heads=2, head_dim=8, ffn_dim=32, dataset_size=8, steps=6, batch=4,
-                warmup=2, checkpoint_every=3)
+    base = dict(
+        frames=9,
+        height=32,
+        width=32,
+        vae_steps=3,
+        vae_image_steps=2,
+        vae_batch=2,
+        vae_image_batch=2,
+        vae_crop_size=16,
+        text_dim=16,
+        max_length=16,
+        layers=2,
+        heads=2,
+        head_dim=8,
+        ffn_dim=32,
+        dataset_size=8,
+        steps=6,
+        batch=4,
+        warmup=2,
+        checkpoint_every=3,
+    )
     return TeacherConfig(**{**base, **kw})
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig(TeacherConfig):
+    """`accvideo teacher train`: the teacher's settings plus where and how this run trains (not part of them)."""
+
+    out: str = "teacher"  # folder for the finished diffusers pipeline
+    work: str | None = None  # resumable training state (default: OUT.work)
+    threads: int = 0  # CPU threads (0: torch's default)
+    device: str = "cpu"  # where the transformer trains: cpu, cuda or auto (the VAE: cpu)
+
+    def teacher(self) -> TeacherConfig:
+        """The settings that define the teacher (what its YAML and identity record)."""
+        return TeacherConfig(**{f.name: getattr(self, f.name) for f in fields(TeacherConfig)})
+
+
+def quick_train(**kw) -> TeacherTrainConfig:
+    """`accvideo teacher train --preset quick`."""
+    quick = quick_config()
+    return TeacherTrainConfig(**{**{f.name: getattr(quick, f.name) for f in fields(TeacherConfig)}, **kw})

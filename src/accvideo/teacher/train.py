@@ -31,21 +31,38 @@ def build_pipeline(cfg: TeacherConfig, vae):
     torch.manual_seed(cfg.seed + 2)
     text_encoder = UMT5EncoderModel(
         UMT5Config(
-            vocab_size=len(tokenizer), d_model=cfg.text_dim, d_kv=cfg.text_dim // 4, d_ff=2 * cfg.text_dim,
-            num_layers=cfg.text_layers, num_heads=4, relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            d_model=cfg.text_dim,
+            d_kv=cfg.text_dim // 4,
+            d_ff=2 * cfg.text_dim,
+            num_layers=cfg.text_layers,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id,
         )
     ).eval()
     torch.manual_seed(cfg.seed + 3)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim,
-        in_channels=cfg.vae_z_dim, out_channels=cfg.vae_z_dim, text_dim=cfg.text_dim, freq_dim=256,
-        ffn_dim=cfg.ffn_dim, num_layers=cfg.layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        patch_size=(1, 2, 2),
+        num_attention_heads=cfg.heads,
+        attention_head_dim=cfg.head_dim,
+        in_channels=cfg.vae_z_dim,
+        out_channels=cfg.vae_z_dim,
+        text_dim=cfg.text_dim,
+        freq_dim=256,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64,
     )
     return WanPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        transformer=transformer,
+        vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=cfg.shift),
     )
 
@@ -151,8 +168,16 @@ def train_transformer(
             with log.open("a") as f:
                 f.write(json.dumps({"step": step, "loss": running, "lr": lr}) + "\n")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema,
-                              "gen": gen.get_state(), "step": step})
+            save_state(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "ema": ema,
+                    "gen": gen.get_state(),
+                    "step": step,
+                },
+            )
     bar.close()
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)
@@ -176,12 +201,16 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     pipe = pipeline_for_data(cfg, vae, data)
     stats = train_transformer(cfg, pipe, data, captions, work, device)
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
-    stats |= {"vae_psnr_db": round(reconstruction_psnr(vae, probe), 2), "vae_seconds_this_run": round(t_vae, 1),
-              "total_seconds_this_run": round(time.perf_counter() - t0, 1),
-              "trained_on": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu",
-              "parameters": {n: sum(p.numel() for p in m.parameters())
-                             for n, m in (("transformer", pipe.transformer), ("vae", vae),
-                                          ("text_encoder", pipe.text_encoder))}}
+    stats |= {
+        "vae_psnr_db": round(reconstruction_psnr(vae, probe), 2),
+        "vae_seconds_this_run": round(t_vae, 1),
+        "total_seconds_this_run": round(time.perf_counter() - t0, 1),
+        "trained_on": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu",
+        "parameters": {
+            n: sum(p.numel() for p in m.parameters())
+            for n, m in (("transformer", pipe.transformer), ("vae", vae), ("text_encoder", pipe.text_encoder))
+        },
+    }
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(str(tmp), safe_serialization=True)

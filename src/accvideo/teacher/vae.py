@@ -25,7 +25,10 @@ def build_vae(cfg: TeacherConfig):
 
     torch.manual_seed(cfg.seed)  # diffusers initialises from the global RNG; so does _init_weights
     vae = AutoencoderKLWan(
-        base_dim=cfg.vae_base_dim, z_dim=cfg.vae_z_dim, dim_mult=list(cfg.vae_dim_mult), num_res_blocks=1,
+        base_dim=cfg.vae_base_dim,
+        z_dim=cfg.vae_z_dim,
+        dim_mult=list(cfg.vae_dim_mult),
+        num_res_blocks=1,
         temperal_downsample=[False, True, True],
     )
     _init_weights(vae)

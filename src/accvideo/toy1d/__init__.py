@@ -3,5 +3,13 @@
 from accvideo.toy1d.config import Toy1dConfig, full_preset, preset, quick_preset
 from accvideo.toy1d.experiment import Toy1dResult, run_toy1d, summary_table, write_results
 
-__all__ = ["Toy1dConfig", "Toy1dResult", "full_preset", "preset", "quick_preset", "run_toy1d",
-           "summary_table", "write_results"]
+__all__ = [
+    "Toy1dConfig",
+    "Toy1dResult",
+    "full_preset",
+    "preset",
+    "quick_preset",
+    "run_toy1d",
+    "summary_table",
+    "write_results",
+]

@@ -49,9 +49,22 @@ class Toy1dConfig:
     near: float = 0.2
 
     def __post_init__(self) -> None:
-        positive_ints = ("channels", "pe_dim", "teacher_iters", "teacher_batch", "teacher_steps",
-                         "student_steps", "student_iters", "student_batch", "num_trajectories",
-                         "useless_points", "dmd_iters", "dmd_fake_steps", "dmd_batch", "eval_samples")
+        positive_ints = (
+            "channels",
+            "pe_dim",
+            "teacher_iters",
+            "teacher_batch",
+            "teacher_steps",
+            "student_steps",
+            "student_iters",
+            "student_batch",
+            "num_trajectories",
+            "useless_points",
+            "dmd_iters",
+            "dmd_fake_steps",
+            "dmd_batch",
+            "eval_samples",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -66,9 +79,7 @@ class Toy1dConfig:
                 f"toy1d student_steps={self.student_steps} must divide teacher_steps={self.teacher_steps}"
             )
         if self.kd_target not in KD_TARGETS:
-            raise AccVideoError(
-                f"toy1d kd_target must be one of {', '.join(KD_TARGETS)}, got {self.kd_target!r}"
-            )
+            raise AccVideoError(f"toy1d kd_target must be one of {', '.join(KD_TARGETS)}, got {self.kd_target!r}")
         for name in ("kd_mismatches", "kd_teacher_label_mismatches", "useless_mismatches"):
             values = getattr(self, name)
             if any(m < 0 for m in values):
@@ -88,10 +99,17 @@ def quick_preset() -> Toy1dConfig:
     """Reduced sizes for tests and smoke runs (about 25 seconds); same claims, noisier numbers."""
     return dataclasses.replace(
         Toy1dConfig(),
-        teacher_iters=1000, teacher_batch=256, teacher_lr=3e-3,
-        student_iters=300, student_batch=256, num_trajectories=1024,
-        kd_teacher_label_mismatches=(), useless_points=2000,
-        dmd_iters=150, dmd_batch=256, eval_samples=2000,
+        teacher_iters=1000,
+        teacher_batch=256,
+        teacher_lr=3e-3,
+        student_iters=300,
+        student_batch=256,
+        num_trajectories=1024,
+        kd_teacher_label_mismatches=(),
+        useless_points=2000,
+        dmd_iters=150,
+        dmd_batch=256,
+        eval_samples=2000,
     )
 
 
@@ -103,3 +121,29 @@ def preset(name: str) -> Toy1dConfig:
     if name not in PRESETS:
         raise AccVideoError(f"unknown toy1d preset {name!r}; use one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+@dataclass(frozen=True)
+class Toy1dRunConfig(Toy1dConfig):
+    """`accvideo toy1d`: the experiment's settings plus its seed, output folder and threads."""
+
+    seed: int = 0  # seed of every phase (same seed, same numbers)
+    out: str = "toy1d"  # folder for toy1d.json and the panel PNGs
+    threads: int = 1  # CPU threads (0: torch's default; 1 suits tiny nets)
+
+    def experiment(self) -> Toy1dConfig:
+        return Toy1dConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Toy1dConfig)})
+
+
+def _run(cfg: Toy1dConfig) -> Toy1dRunConfig:
+    return Toy1dRunConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Toy1dConfig)})
+
+
+def full_run() -> Toy1dRunConfig:
+    """`accvideo toy1d` (the documented run)."""
+    return _run(full_preset())
+
+
+def quick_run() -> Toy1dRunConfig:
+    """`accvideo toy1d --preset quick` (for tests)."""
+    return _run(quick_preset())

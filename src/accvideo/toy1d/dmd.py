@@ -30,16 +30,28 @@ def one_step(net: ToyResNet1D, z: torch.Tensor) -> torch.Tensor:
     return z - net(z, torch.ones_like(z))
 
 
-def dmd_guidance(teacher: ToyResNet1D, fake: ToyResNet1D, x_sigma: torch.Tensor,
-                 sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dmd_guidance(
+    teacher: ToyResNet1D, fake: ToyResNet1D, x_sigma: torch.Tensor, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0_real, x0_fake) at x_sigma: the generator sample moves along x0_real - x0_fake (DMD)."""
     with torch.no_grad():
         return x_sigma - sigma * teacher(x_sigma, sigma), x_sigma - sigma * fake(x_sigma, sigma)
 
 
-def train_dmd(teacher: ToyResNet1D, z_eval: torch.Tensor, sigmas: torch.Tensor, *, iters: int,
-              fake_steps: int, batch: int, lr: float, fake_lr: float, tau: float,
-              generator: torch.Generator, progress: bool = True) -> DmdResult:
+def train_dmd(
+    teacher: ToyResNet1D,
+    z_eval: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    iters: int,
+    fake_steps: int,
+    batch: int,
+    lr: float,
+    fake_lr: float,
+    tau: float,
+    generator: torch.Generator,
+    progress: bool = True,
+) -> DmdResult:
     """Train a one-step generator with the DMD gradient; a fake flow model tracks its samples online.
 
     Both start from the teacher's weights. Per step: (1) draw samples, (2) fit the fake model to
@@ -90,8 +102,14 @@ def train_dmd(teacher: ToyResNet1D, z_eval: torch.Tensor, sigmas: torch.Tensor, 
     return DmdResult(gen, snapshots, draws)
 
 
-def guidance_draws(teacher: ToyResNet1D, fake: ToyResNet1D, x: torch.Tensor, sigmas: torch.Tensor,
-                   tau: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def guidance_draws(
+    teacher: ToyResNet1D,
+    fake: ToyResNet1D,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    tau: float,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
     """Re-noise final samples x (N,) at teacher grid levels and judge the teacher's guidance there.
 
     `useless`: the teacher's ODE from x_sigma ends beyond tau of x (the test of Figure 2e);
@@ -104,5 +122,13 @@ def guidance_draws(teacher: ToyResNet1D, fake: ToyResNet1D, x: torch.Tensor, sig
     x0_real, x0_fake = dmd_guidance(teacher, fake, x_sigma, sigma)
     useless, ends = useless_mask(teacher, x_sigma, level, x, sigmas, tau)
     wrong = torch.sign(x0_real) != torch.sign(x)
-    return {"x": x, "sigma": sigma, "x_sigma": x_sigma, "x0_real": x0_real, "x0_fake": x0_fake,
-            "teacher_end": ends, "useless": useless, "wrong": wrong}
+    return {
+        "x": x,
+        "sigma": sigma,
+        "x_sigma": x_sigma,
+        "x0_real": x0_real,
+        "x0_fake": x0_fake,
+        "teacher_end": ends,
+        "useless": useless,
+        "wrong": wrong,
+    }

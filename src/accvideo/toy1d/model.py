@@ -35,8 +35,11 @@ class ToyResNet1D(nn.Module):
         self.data_scale = data_scale
         self.stem = nn.Sequential(nn.Conv1d(2, channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU())
         self.block = nn.Sequential(
-            nn.Conv1d(channels, channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, padding=1), nn.BatchNorm1d(channels),
+            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.BatchNorm1d(channels),
         )
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(channels, 1)

@@ -45,8 +45,10 @@ def panel_a(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     ax.set_ylim(float(traj.min()) - 0.5, float(traj.max()) + 0.5)
     _sigma_axis(ax, result)
     t = result.numbers["teacher"]
-    ax.set_title(f"(a) teacher trajectories: {t['fraction_near']:.1%} end within "
-                 f"{result.numbers['near']} of the data", fontsize=9)
+    ax.set_title(
+        f"(a) teacher trajectories: {t['fraction_near']:.1%} end within {result.numbers['near']} of the data",
+        fontsize=9,
+    )
 
 
 def panel_b(fig: Figure | SubFigure, result: Toy1dResult) -> None:
@@ -56,17 +58,29 @@ def panel_b(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     ax.plot(sig, traj, color=GREY, lw=0.4, alpha=0.4)
     p = result.arrays["pairs"]
     bad = p["useless"]
-    _segments(ax, p["sigma"][~bad], p["x_sigma"][~bad], p["x_d"][~bad], colors="#2ca02c", lw=0.6, alpha=0.6,
-              label="consistent pair")
-    _segments(ax, p["sigma"][bad], p["x_sigma"][bad], p["x_d"][bad], colors=RED, lw=0.4, alpha=0.5,
-              label="useless pair")
+    _segments(
+        ax,
+        p["sigma"][~bad],
+        p["x_sigma"][~bad],
+        p["x_d"][~bad],
+        colors="#2ca02c",
+        lw=0.6,
+        alpha=0.6,
+        label="consistent pair",
+    )
+    _segments(
+        ax, p["sigma"][bad], p["x_sigma"][bad], p["x_d"][bad], colors=RED, lw=0.4, alpha=0.5, label="useless pair"
+    )
     lim = float(torch.cat([p["x_d"], p["x_sigma"]]).abs().max()) + 0.5
     ax.set_ylim(-lim, lim)
     ax.legend(fontsize=7, loc="lower left")
     _sigma_axis(ax, result)
     pp = result.numbers["pairs_panel"]
-    ax.set_title(f"(b) KD pairs at M={pp['mismatch']:g}: {pp['useless_fraction']:.0%} useless "
-                 f"(red, tau {result.numbers['tau']})", fontsize=9)
+    ax.set_title(
+        f"(b) KD pairs at M={pp['mismatch']:g}: {pp['useless_fraction']:.0%} useless "
+        f"(red, tau {result.numbers['tau']})",
+        fontsize=9,
+    )
 
 
 def panel_c(fig: Figure | SubFigure, result: Toy1dResult) -> None:
@@ -83,8 +97,7 @@ def panel_c(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     ax.set_ylabel("samples")
     ax.legend(fontsize=7)
     d = result.numbers["dmd"]
-    ax.set_title(f"(c) DMD one-step student: {d['fraction_near']:.1%} within {result.numbers['near']}",
-                 fontsize=9)
+    ax.set_title(f"(c) DMD one-step student: {d['fraction_near']:.1%} within {result.numbers['near']}", fontsize=9)
 
 
 def panel_d(fig: Figure | SubFigure, result: Toy1dResult) -> None:
@@ -102,8 +115,11 @@ def panel_d(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     _sigma_axis(ax, result)
     ax.legend(fontsize=7, loc="lower left")
     dn = result.numbers["dmd"]
-    ax.set_title(f"(d) DMD guidance: {dn['guidance_useless_fraction']:.0%} of draws useless, "
-                 f"{dn['guidance_wrong_side_fraction']:.0%} pull to the other mode", fontsize=9)
+    ax.set_title(
+        f"(d) DMD guidance: {dn['guidance_useless_fraction']:.0%} of draws useless, "
+        f"{dn['guidance_wrong_side_fraction']:.0%} pull to the other mode",
+        fontsize=9,
+    )
 
 
 def panel_e(fig: Figure | SubFigure, result: Toy1dResult) -> None:
@@ -112,7 +128,7 @@ def panel_e(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     rows = result.numbers["useless_frequency"]
     m, f = [r["mismatch"] for r in rows], [r["frequency"] for r in rows]
     ax.plot(m, f, "o-", color=RED)
-    for x, y in zip(m, f):
+    for x, y in zip(m, f, strict=True):
         ax.annotate(f"{y:.0%}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mismatch M")
@@ -129,18 +145,27 @@ def panel_f(fig: Figure | SubFigure, result: Toy1dResult) -> None:
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     a = result.numbers["config"]["data_point"]
     bins = [-a - 3.5 + 0.05 * i for i in range(int((2 * a + 7.0) / 0.05) + 1)]
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         ax.hist(samples[name].numpy(), bins=bins, color=BLUE if name == "AccVideo" else ORANGE)
-        ax.text(0.01, 0.75, f"{name}: {entries[name]['fraction_near']:.0%} within {result.numbers['near']}",
-                transform=ax.transAxes, fontsize=7)
+        ax.text(
+            0.01,
+            0.75,
+            f"{name}: {entries[name]['fraction_near']:.0%} within {result.numbers['near']}",
+            transform=ax.transAxes,
+            fontsize=7,
+        )
         ax.set_yticks([])
     axes[0].set_title("(f) students' samples (5 steps)", fontsize=9)
     axes[-1].set_xlabel("x")
 
 
 PANELS: dict[str, Callable[[Figure | SubFigure, Toy1dResult], None]] = {
-    "a_teacher": panel_a, "b_kd_pairs": panel_b, "c_dmd_samples": panel_c,
-    "d_dmd_guidance": panel_d, "e_useless_frequency": panel_e, "f_students": panel_f,
+    "a_teacher": panel_a,
+    "b_kd_pairs": panel_b,
+    "c_dmd_samples": panel_c,
+    "d_dmd_guidance": panel_d,
+    "e_useless_frequency": panel_e,
+    "f_students": panel_f,
 }
 
 
@@ -154,7 +179,7 @@ def draw_panels(result: Toy1dResult, out: Path) -> list[Path]:
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     fig = plt.figure(figsize=(16.5, 8.4), layout="constrained")
-    for sub, draw in zip(fig.subfigures(2, 3).ravel(), PANELS.values()):
+    for sub, draw in zip(fig.subfigures(2, 3).ravel(), PANELS.values(), strict=False):
         draw(sub, result)
     paths.append(out / "figure2.png")
     fig.savefig(paths[-1], dpi=90)

@@ -18,14 +18,20 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 BatchFn = Callable[[torch.Generator], Batch]
 
 
-def velocity_loss(net: ToyResNet1D, x: torch.Tensor, sigma: torch.Tensor,
-                  v_target: torch.Tensor) -> torch.Tensor:
+def velocity_loss(net: ToyResNet1D, x: torch.Tensor, sigma: torch.Tensor, v_target: torch.Tensor) -> torch.Tensor:
     """Mean (sigma * (v - v_target))^2: the error of the implied x0 = x - sigma v, finite at sigma -> 0."""
     return ((sigma * (net(x, sigma) - v_target)) ** 2).mean()
 
 
-def fit(net: ToyResNet1D, batch_fn: BatchFn, iters: int, lr: float, generator: torch.Generator,
-        desc: str = "train", progress: bool = True) -> list[float]:
+def fit(
+    net: ToyResNet1D,
+    batch_fn: BatchFn,
+    iters: int,
+    lr: float,
+    generator: torch.Generator,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
     """Adam with a cosine-decayed learning rate for `iters` steps; returns the loss of every step."""
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -87,8 +93,14 @@ def accvideo_batches(key_latents: torch.Tensor, key_sigmas: torch.Tensor, batch:
     return make
 
 
-def kd_batches(teacher: ToyResNet1D | None, key_sigmas: torch.Tensor, batch: int, mismatch: float,
-               data_point: float, target: str = "data") -> BatchFn:
+def kd_batches(
+    teacher: ToyResNet1D | None,
+    key_sigmas: torch.Tensor,
+    batch: int,
+    mismatch: float,
+    data_point: float,
+    target: str = "data",
+) -> BatchFn:
     """Knowledge distillation on re-noised data x_d ~ p_d(M) at the student's key levels (Figure 2b).
 
     target "data": the pair's own velocity eps - x_d, which carries x_sigma to x_d (the pair the

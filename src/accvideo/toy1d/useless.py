@@ -11,8 +11,7 @@ from accvideo.toy1d.data import random_signs, renoise
 
 
 @torch.no_grad()
-def teacher_endpoints(velocity: Callable, x: torch.Tensor, level: torch.Tensor,
-                      sigmas: torch.Tensor) -> torch.Tensor:
+def teacher_endpoints(velocity: Callable, x: torch.Tensor, level: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Where the teacher's ODE takes x (N,) from grid level sigmas[level] (N,) down to sigma = 0.
 
     Points are grouped by level so each group follows the teacher's own grid from there.
@@ -24,15 +23,23 @@ def teacher_endpoints(velocity: Callable, x: torch.Tensor, level: torch.Tensor,
     return ends
 
 
-def useless_mask(velocity: Callable, x_sigma: torch.Tensor, level: torch.Tensor, x_d: torch.Tensor,
-                 sigmas: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+def useless_mask(
+    velocity: Callable, x_sigma: torch.Tensor, level: torch.Tensor, x_d: torch.Tensor, sigmas: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(useless (N,) bool, teacher endpoints (N,)): useless when the solve ends beyond tau of x_d."""
     ends = teacher_endpoints(velocity, x_sigma, level, sigmas)
     return (ends - x_d).abs() > tau, ends
 
 
-def useless_frequency(velocity: Callable, mismatches: Sequence[float], n: int, data_point: float,
-                      sigmas: torch.Tensor, tau: float, generator: torch.Generator) -> dict[float, float]:
+def useless_frequency(
+    velocity: Callable,
+    mismatches: Sequence[float],
+    n: int,
+    data_point: float,
+    sigmas: torch.Tensor,
+    tau: float,
+    generator: torch.Generator,
+) -> dict[float, float]:
     """Frequency of useless points per mismatch M, x_d = +-a + u M (Figure 2e).
 
     Every M reuses the same signs, u, noise levels and eps (common random numbers), so the curve's
@@ -49,4 +56,4 @@ def useless_frequency(velocity: Callable, mismatches: Sequence[float], n: int, d
     x_sigma = renoise(x_d, sigma[None, :], eps[None, :])
     mask, _ = useless_mask(velocity, x_sigma.reshape(-1), level.repeat(len(m)), x_d.reshape(-1), sigmas, tau)
     freq = mask.reshape(len(m), n).float().mean(dim=1)
-    return {float(v): float(f) for v, f in zip(m.tolist(), freq)}
+    return {float(v): float(f) for v, f in zip(m.tolist(), freq, strict=True)}

@@ -21,7 +21,23 @@ from accvideo.world.attributes import (
 from accvideo.world.render import WorldConfig, render, render_batch
 
 __all__ = [
-    "ATTRIBUTES", "BACKGROUNDS", "COLOURS", "MOTIONS", "SHAPES", "Attributes", "PromptWarning",
-    "UnknownWordsWarning", "WorldConfig", "caption", "combinations", "item_seed", "parse_caption", "prompts",
-    "render", "render_batch", "unknown_words", "vocabulary", "warn_unknown_words",
+    "ATTRIBUTES",
+    "BACKGROUNDS",
+    "COLOURS",
+    "MOTIONS",
+    "SHAPES",
+    "Attributes",
+    "PromptWarning",
+    "UnknownWordsWarning",
+    "WorldConfig",
+    "caption",
+    "combinations",
+    "item_seed",
+    "parse_caption",
+    "prompts",
+    "render",
+    "render_batch",
+    "unknown_words",
+    "vocabulary",
+    "warn_unknown_words",
 ]

@@ -18,7 +18,10 @@ MOTIONS: tuple[str, ...] = ("left", "right", "up", "down", "still")
 BACKGROUNDS: tuple[str, ...] = ("grey", "black", "white")
 # Attribute name -> its values, in the order the classifier's heads use.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "shape": SHAPES, "colour": COLOURS, "motion": MOTIONS, "background": BACKGROUNDS,
+    "shape": SHAPES,
+    "colour": COLOURS,
+    "motion": MOTIONS,
+    "background": BACKGROUNDS,
 }
 SPLITS = ("train", "heldout", "all")
 
@@ -46,7 +49,7 @@ class Attributes:
 
     def index(self) -> tuple[int, int, int, int]:
         """Class indices (shape, colour, motion, background), as the classifier's heads count them."""
-        return tuple(ATTRIBUTES[name].index(v) for name, v in zip(ATTRIBUTES, astuple(self)))
+        return tuple(ATTRIBUTES[name].index(v) for name, v in zip(ATTRIBUTES, astuple(self), strict=True))
 
 
 def caption(attrs: Attributes) -> str:
@@ -103,7 +106,8 @@ def warn_unknown_words(prompts: Iterable[str]) -> list[str]:
             warnings.warn(
                 f"prompt {prompt!r} has words outside the world's vocabulary: {', '.join(words)} "
                 "(the model never saw them; see accvideo.world.vocabulary())",
-                UnknownWordsWarning, stacklevel=2,
+                UnknownWordsWarning,
+                stacklevel=2,
             )
             found += [w for w in words if w not in found]
     return found

@@ -11,15 +11,25 @@ from accvideo.world.attributes import Attributes
 
 # RGB in [0, 1]; chosen so every colour stands out on every background.
 COLOUR_RGB: dict[str, tuple[float, float, float]] = {
-    "red": (0.90, 0.12, 0.12), "green": (0.10, 0.72, 0.20), "blue": (0.15, 0.30, 0.95),
-    "yellow": (0.95, 0.85, 0.10), "purple": (0.58, 0.18, 0.80), "orange": (1.00, 0.55, 0.05),
+    "red": (0.90, 0.12, 0.12),
+    "green": (0.10, 0.72, 0.20),
+    "blue": (0.15, 0.30, 0.95),
+    "yellow": (0.95, 0.85, 0.10),
+    "purple": (0.58, 0.18, 0.80),
+    "orange": (1.00, 0.55, 0.05),
 }
 BACKGROUND_RGB: dict[str, tuple[float, float, float]] = {
-    "grey": (0.50, 0.50, 0.50), "black": (0.06, 0.06, 0.06), "white": (0.93, 0.93, 0.93),
+    "grey": (0.50, 0.50, 0.50),
+    "black": (0.06, 0.06, 0.06),
+    "white": (0.93, 0.93, 0.93),
 }
 # Motion -> unit direction (dx, dy) in image coordinates (y grows downwards).
 DIRECTIONS: dict[str, tuple[float, float]] = {
-    "left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0), "still": (0.0, 0.0),
+    "left": (-1.0, 0.0),
+    "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "down": (0.0, 1.0),
+    "still": (0.0, 0.0),
 }
 
 
@@ -69,7 +79,7 @@ def _polygon_sdf(px: np.ndarray, py: np.ndarray, verts: np.ndarray) -> np.ndarra
     """Signed distance (negative inside) from points to a closed polygon; even-odd rule for the sign."""
     dist = np.full(px.shape, np.inf)
     inside = np.zeros(px.shape, dtype=bool)
-    for (ax, ay), (bx, by) in zip(verts, np.roll(verts, -1, axis=0)):
+    for (ax, ay), (bx, by) in zip(verts, np.roll(verts, -1, axis=0), strict=True):
         ex, ey = bx - ax, by - ay
         t = np.clip(((px - ax) * ex + (py - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
         dist = np.minimum(dist, np.hypot(px - ax - t * ex, py - ay - t * ey))

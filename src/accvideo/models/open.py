@@ -1,7 +1,8 @@
 """Opening what a user names with --model: a teacher pipeline folder, 'builtin', a distill run or a student.
 
-Every sampling command (`sample`, `evaluate`, the benchmarks, the demo) goes through `open_model`, so a
-student is always sampled the same way: its own key sigmas (m Euler steps) and no CFG, unless overridden.
+Every sampling command (`sample`, `evaluate`, the benchmarks, the demo) goes through `open_model` and takes its
+`SamplingPlan` from `OpenModel.plan`, so a student is always sampled the same way: its own key sigmas (m Euler
+steps) and no CFG, unless overridden; a teacher with its shifted TEACHER_STEPS grid and its family's guidance.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ from pathlib import Path
 import torch
 
 from accvideo.core.runtime import resolve_model
-from accvideo.core.schedules import shifted_sigmas
-from accvideo.distill.student import find_student, load_student, read_student_info, teacher_dir_of
+from accvideo.core.sampling import TEACHER_STEPS, SamplingPlan, shifted_plan
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
-
-TEACHER_STEPS = 50
-STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG (METHOD.md 2)
+from accvideo.models.student import STUDENT_GUIDANCE, find_student, load_student, read_student_info, teacher_dir_of
 
 
 @dataclass
 class OpenModel:
     """A loaded model and how it samples by default."""
 
-    adapter: object  # the family's ModelAdapter
+    adapter: object  # the family's ModelAdapter (with its run-time options)
     model_dir: Path  # the folder with the pipeline's components (the teacher's, for a student)
     student_dir: Path | None = None
     student: dict | None = None  # student.json
@@ -38,11 +36,20 @@ class OpenModel:
     def default_steps(self) -> int:
         return len(self.student["key_sigmas"]) - 1 if self.student is not None else TEACHER_STEPS
 
-    def sigmas(self, steps: int | None = None, shift: float | None = None) -> torch.Tensor:
-        """The sampling grid (steps+1,), noisiest first: a student's key sigmas unless steps or shift are given."""
+    def plan(
+        self,
+        steps: int | None = None,
+        guidance: float | None = None,
+        shift: float | None = None,
+        negative_prompt: str = "",
+    ) -> SamplingPlan:
+        """How this model samples, None meaning its default: a student's key sigmas (unless steps or shift are
+        given) with guidance 1; a teacher's shifted grid of TEACHER_STEPS with its family's guidance."""
+        guidance = self.default_guidance if guidance is None else guidance
         if self.student is not None and steps is None and shift is None:
-            return torch.tensor(self.student["key_sigmas"], dtype=torch.float64)
-        return shifted_sigmas(steps or self.default_steps, shift or self.adapter.default_shift)
+            key = self.student["key_sigmas"]
+            return SamplingPlan(key, guidance, negative_prompt, self.adapter.default_shift)
+        return shifted_plan(self.adapter, steps or self.default_steps, guidance, shift, negative_prompt)
 
     def describe(self) -> dict:
         info = {"family": self.adapter.family, "model_dir": str(self.model_dir)}
@@ -60,8 +67,13 @@ def model_family(model: str):
     return adapter_class(model_dir)
 
 
-def open_model(model: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-               runtime: RuntimeOptions | None = None) -> OpenModel:
+def open_model(
+    model: str,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    runtime: RuntimeOptions | None = None,
+) -> OpenModel:
     """Load a teacher folder, 'builtin', a distill run folder or an exported student (with run-time options)."""
     path = resolve_model(model)
     student_dir = find_student(path)
@@ -69,4 +81,3 @@ def open_model(model: str, *, device: torch.device | str = "cpu", dtype: torch.d
         return OpenModel(apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime), path)
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
     return OpenModel(apply_runtime(adapter, runtime), teacher_dir_of(student_dir, info), student_dir, info)
-

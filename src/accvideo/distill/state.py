@@ -1,0 +1,197 @@
+"""A distillation run on disk: what its checkpoint holds, resuming from it, the exported student, config and summary.
+
+Training state (to resume; written by checkpoint.py) and the exported student (to sample; student.py) are different
+artifacts. Every function takes the run's Distiller and runs on every rank (most hold collectives); what only rank
+0 writes, it says.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import torch
+
+from accvideo.core import dist, parallel
+from accvideo.core.config import save_config, to_dict
+from accvideo.core.files import prepare_output
+from accvideo.distill.checkpoint import NAME, SHARDED, check_resumable, load_latest, save_sharded, save_single, tidy
+from accvideo.distill.lora import portable_lora_names
+from accvideo.distill.plots import plot_losses, read_losses
+from accvideo.distill.student import export_student
+from accvideo.errors import AccVideoError
+
+if TYPE_CHECKING:
+    from accvideo.distill.trainer import Distiller
+
+
+def tensors_of(d: Distiller, ema: bool = True) -> dict:
+    """Weights and AdamW states in this run's layout (local shards under FSDP2), keyed by parameter name."""
+    module = d.pair.module
+    out = {
+        "student": parallel.module_state(module),
+        "heads": d.heads.state_dict(),
+        "opt_student": parallel.optimizer_state(module, d.opt_student),
+        "opt_heads": parallel.optimizer_state(d.heads, d.opt_heads),
+    }
+    if ema:
+        out["ema"] = d.pair.ema
+    return out
+
+
+def meta_of(d: Distiller) -> dict:
+    """Everything else: settings, counters, RNG states, and the queues gathered whole (a collective)."""
+    return {
+        "config": to_dict(d.cfg),
+        "teacher": d.identity,
+        "iteration": d.iteration,
+        "samples": d.samples,
+        "fakes": d.fakes,
+        "world_size": d.world,
+        "has_ema": d.pair.ema is not None,
+        "queues": d.queues.state_dict(gather=dist.gather_cat),
+        "generator": d.rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _target(d: Distiller, meta: dict) -> dict:
+    """Where a sharded checkpoint is read into: this run's own tensors (an EMA placeholder if it had one)."""
+    out = tensors_of(d, ema=False)
+    if meta["has_ema"]:
+        out["ema"] = {n: p.detach().clone() for n, p in d.pair.params.items()}
+    return out
+
+
+def restore(d: Distiller, meta: dict, tensors: dict, whole: bool) -> None:
+    """Restore a checkpoint; `whole`: its tensors are unsharded (a one-process file), laid out here as needed."""
+    parallel.load_module_state(d.pair.module, tensors["student"], whole)
+    ema = tensors.get("ema")
+    d.pair.ema = (
+        None
+        if ema is None
+        else {n: parallel.like(ema[n], p.detach()) if whole else ema[n] for n, p in d.pair.params.items()}
+    )
+    d.heads.load_state_dict(tensors["heads"])
+    parallel.load_optimizer_state(d.pair.module, d.opt_student, tensors["opt_student"], whole)
+    parallel.load_optimizer_state(d.heads, d.opt_heads, tensors["opt_heads"], full=False)  # replicated
+    for opt, lr in ((d.opt_student, d.cfg.lr), (d.opt_heads, d.cfg.head_lr)):
+        for group in opt.param_groups:  # a resumed run may lower the learning rates (the fix after a NaN)
+            group["lr"] = lr
+    d.queues.load_state_dict(meta["queues"], d.device, d.mine)
+    d.rng.set_state(meta["generator"])
+    torch.set_rng_state(meta["torch_rng"])
+    d.iteration, d.samples, d.fakes = meta["iteration"], meta["samples"], meta["fakes"]
+
+
+def _prepare(d: Distiller) -> None:
+    """Rank 0 creates the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
+    error = None
+    if dist.is_main():
+        try:
+            prepare_output(d.out / "config.yaml")
+            tidy(d.out)
+        except AccVideoError as exc:
+            error = str(exc)
+    error = dist.broadcast_object(error)
+    if error is not None:
+        raise AccVideoError(error)
+
+
+def resume(d: Distiller) -> None:
+    """Prepare the run folder and restore its newer checkpoint when there is one (refused if its settings differ)."""
+    _prepare(d)
+    config = to_dict(d.cfg)
+    saved = load_latest(d.out, lambda s: check_resumable(s, config, d.identity, d.out / NAME), lambda m: _target(d, m))
+    if saved is not None:
+        restore(d, *saved)
+
+
+def write_config(d: Distiller) -> None:
+    """Rank 0: config.yaml, the settings plus what the run derived from them."""
+    if dist.is_main():
+        save_config(
+            d.cfg,
+            d.out / "config.yaml",
+            teacher_identity=d.identity,
+            key_sigmas=d.key_sigmas,
+            key_steps=d.m,
+            feature_blocks=d.blocks,
+            world_size=d.world,
+            data_parallel=d.parallel.mode,
+            bf16=d.parallel.bf16,
+            per_process_batch=d.local_batch,
+            accumulation=d.accumulation,
+            feature_dim=d.feature_dim,
+            token_grid=list(d.grid),
+        )
+
+
+def save(d: Distiller) -> None:
+    """The training state (to resume), the student artifact (to sample) and the loss plot."""
+    tensors = tensors_of(d)
+    if d.world == 1:
+        save_single(d.out / NAME, {**meta_of(d), **tensors})
+    else:
+        save_sharded(d.out / SHARDED, {k: v for k, v in tensors.items() if v is not None}, meta_of(d))
+    cfg = d.cfg
+    lora = (
+        None
+        if cfg.lora_rank == 0
+        else {
+            "rank": cfg.lora_rank,
+            "alpha": float(cfg.lora_alpha or cfg.lora_rank),
+            "targets": sorted(d.pair.module.peft_config["default"].target_modules),
+        }
+    )
+    use_ema = cfg.ema > 0 and d.pair.ema is not None
+    if use_ema:
+        d.pair.swap_ema()
+    try:
+        weights = parallel.full_module_state(d.pair.module)  # whole, on rank 0 (gathered from FSDP2 shards)
+        if dist.is_main():
+            export_student(
+                d.out / "student",
+                d.pair,
+                key_sigmas=d.key_sigmas,
+                teacher=d.identity,
+                teacher_dir=d.model_dir,
+                lora=lora,
+                state=portable_lora_names(weights) if lora else weights,
+                extra={"iteration": d.iteration, "samples": d.samples, "ema": use_ema},
+            )
+            plot_losses(read_losses(d.out / "losses.jsonl"), d.out / "losses.png")
+    finally:
+        if use_ema:
+            d.pair.swap_ema()
+    dist.barrier()
+
+
+def write_summary(d: Distiller, seconds: float, trained: int, train_seconds: float) -> dict:
+    """summary.json (rank 0): where the run went, and this invocation's training rate and this rank's peak memory."""
+    summary = {
+        "out": str(d.out),
+        "iterations": d.iteration,
+        "samples": d.samples,
+        "key_steps": d.m,
+        "seconds": round(seconds, 3),
+        "student": str(d.out / "student"),
+        "rank": dist.rank(),
+        "world_size": d.world,
+        "data_parallel": d.parallel.mode,
+        # samples = trajectories x key steps
+        "samples_per_s": round(trained / train_seconds, 3) if trained else None,
+        "peak_memory_mb": peak_memory_mb(d.device),
+    }
+    if dist.is_main():
+        (d.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: the GPU's allocator peak on CUDA, else the resident-set peak (Linux: KiB)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource  # Unix only: imported here so the module itself loads everywhere
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

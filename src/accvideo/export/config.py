@@ -1,0 +1,26 @@
+"""Settings of `accvideo export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FORMATS = ("diffusers", "lora")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export a student (a distill run folder or a student folder) for stock diffusers."""
+
+    run: str = ""  # distill run folder, or a student folder (with student.json)
+    out: str = ""  # folder to write (replaced whole; built aside, then renamed)
+    format: str = "diffusers"  # diffusers (a pipeline) or lora (a LoRA file)
+    dtype: str | None = None  # cast the transformer (e.g. bfloat16)
+    force: bool = False  # replace a non-empty folder that is no export
+
+    def __post_init__(self):
+        if not self.run:
+            raise ValueError("name the run to export: accvideo export RUN --out DIR")
+        if not self.out:
+            raise ValueError("name the folder to write: accvideo export RUN --out DIR")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")

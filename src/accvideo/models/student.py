@@ -1,0 +1,114 @@
+"""Reading the student artifact (to use, not to resume): weights in stock diffusers formats + student.json.
+
+    student/
+      student.json                      format, family, key sigmas (t'_m = 1 .. t'_0 = 0), teacher identity and folder,
+                                        LoRA rank/alpha/targets, iteration and samples seen
+      transformer/                      full students: `WanTransformer3DModel.from_pretrained` loads it
+      pytorch_lora_weights.safetensors  LoRA students: `pipe.load_lora_weights` loads it onto the teacher
+
+The writer, `export_student`, is the distillation's (distill/student.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from accvideo.errors import AccVideoError
+from accvideo.models import load_adapter
+from accvideo.models.identity import teacher_identity
+
+FORMAT = "accvideo.student/1"
+INFO = "student.json"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+FULL_WEIGHTS = "transformer"
+STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (METHOD.md 2)
+
+# Teachers up to this size are hashed on every load (well under a second for small models); larger ones only
+# when the caller asks (export does), since hashing a 14B checkpoint takes about a minute.
+CHECK_BYTES = 2 << 30
+
+
+def find_student(path: str | Path) -> Path | None:
+    """The student folder of a distill run folder or of an exported student, else None."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "student"):
+        if (candidate / INFO).is_file():
+            return candidate
+    return None
+
+
+def read_student_info(student_dir: Path) -> dict:
+    """student.json, checked; one-line errors for a damaged or foreign file."""
+    path = Path(student_dir) / INFO
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AccVideoError(f"{path} is not readable ({exc}); export the student again") from None
+    if info.get("format") != FORMAT:
+        raise AccVideoError(f"{path} is not an accvideo student (format {info.get('format')!r})")
+    return info
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_teacher(student_dir: Path, info: dict, teacher_dir: Path) -> None:
+    """Refuse a teacher folder that is not the one the student was distilled from (student.json's identity)."""
+    found = teacher_identity(teacher_dir)
+    if info.get("teacher") and found != info["teacher"]:
+        raise AccVideoError(
+            f"{teacher_dir} holds another teacher ({found[:19]}...) than the one {student_dir} was distilled "
+            f"from ({info['teacher'][:19]}...); put that teacher there, or distill again from this one"
+        )
+
+
+def teacher_dir_of(student_dir: Path, info: dict, *, check: bool | None = None) -> Path:
+    """The folder with the teacher's other components: the student's own copy `teacher/`, else the recorded one.
+
+    It must hold the teacher the student was distilled from: a student on another teacher's VAE and text
+    encoder decodes nonsense. `check` None hashes folders up to CHECK_BYTES; True any; False none.
+    """
+    for candidate in (Path(student_dir) / "teacher", Path(info["teacher_dir"])):
+        if (candidate / "model_index.json").is_file():
+            if check or (check is None and _folder_bytes(candidate) <= CHECK_BYTES):
+                check_teacher(student_dir, info, candidate)
+            return candidate
+    raise AccVideoError(
+        f"the student's teacher folder {info['teacher_dir']} is gone; put the teacher pipeline (identity "
+        f"{info['teacher'][:19]}...) there or in {Path(student_dir) / 'teacher'}"
+    )
+
+
+def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """(adapter running the student, student.json): the teacher's pipeline with the student's transformer weights."""
+    student_dir = Path(student_dir)
+    info = read_student_info(student_dir)
+    adapter = load_adapter(teacher_dir_of(student_dir, info), device=device, dtype=dtype)
+    if adapter.family != info["family"]:
+        raise AccVideoError(
+            f"{student_dir} holds a {info['family']} student but its teacher folder is {adapter.family}"
+        )
+    if info["lora"] is not None:
+        adapter.pipe.load_lora_weights(str(student_dir), weight_name=LORA_WEIGHTS, adapter_name="student")
+        adapter.pipe.fuse_lora(components=["transformer"])  # a student samples at the base model's cost
+        adapter.pipe.unload_lora_weights()
+    else:
+        files = sorted((student_dir / FULL_WEIGHTS).glob("*.safetensors"))
+        if not files:
+            raise AccVideoError(f"{student_dir / FULL_WEIGHTS} holds no weights; export the student again")
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        try:
+            adapter.transformer.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise AccVideoError(
+                f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})"
+            ) from None
+    adapter.transformer.requires_grad_(False).eval()
+    return adapter, info

@@ -1,0 +1,132 @@
+"""One way in: every verb takes --config YAML, --preset, generated flags and key=value, in that precedence."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from accvideo.cli import BY_NAME, VERBS, _load, main, resolve
+from accvideo.core.config import config_flags
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+# a required value for verbs whose default refuses to build (positional folders, a prompt count)
+NEEDS = {"prompts": ["n=3"], "export": ["RUN", "--out", "D"], "tiny-model": ["DIR"]}
+
+
+def scalar_field(cls):
+    """An int field with a default that every verb has (seed, or the first int), to push through four layers."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in ("seed", "steps", "iterations", "n", "layers", "batch"):
+        if name in fields and fields[name].type in ("int", int):
+            return name
+    return next(f.name for f in dataclasses.fields(cls) if f.type in ("int", int))
+
+
+@pytest.mark.parametrize("verb", [v.name for v in VERBS])
+def test_every_verb_takes_the_four_ways_in_precedence_order(verb, tmp_path):
+    v = BY_NAME[verb]
+    cls = _load(v.config)
+    name = scalar_field(cls)
+    flag = "--" + name.replace("_", "-")
+    default = getattr(resolve(v, NEEDS.get(verb, [])), name)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({name: default + 11}))
+    base = [*NEEDS.get(verb, [])]
+    assert getattr(resolve(v, [*base, "--config", str(tmp_path / "c.yaml")]), name) == default + 11
+    got = resolve(v, [*base, "--config", str(tmp_path / "c.yaml"), flag, str(default + 12)])
+    assert getattr(got, name) == default + 12  # a flag beats the YAML
+    got = resolve(v, [*base, "--config", str(tmp_path / "c.yaml"), flag, str(default + 12), f"{name}={default + 13}"])
+    assert getattr(got, name) == default + 13  # key=value beats the flag
+    # every field has a flag, and a flag never passes a value the user did not give
+    options = {f.option for f in config_flags(cls)}
+    assert len(options) == len(config_flags(cls))
+    assert resolve(v, [*base, "--config", str(tmp_path / "c.yaml")]) == resolve(
+        v, [*base, f"{name}={default + 11}"]
+    )
+
+
+@pytest.mark.parametrize("verb", [v.name for v in VERBS if v.presets])
+def test_presets_sit_below_the_yaml(verb, tmp_path):
+    v = BY_NAME[verb]
+    for preset, ref in v.presets.items():
+        want = _load(ref)()
+        assert resolve(v, [*NEEDS.get(verb, []), "--preset", preset]) == want
+        name = scalar_field(type(want))
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({name: getattr(want, name) + 1}))
+        got = resolve(v, ["--preset", preset, "--config", str(tmp_path / "c.yaml")])
+        assert getattr(got, name) == getattr(want, name) + 1
+        # the rest of the preset survives the YAML
+        others = [f.name for f in dataclasses.fields(want) if f.name != name]
+        assert all(getattr(got, f) == getattr(want, f) for f in others)
+
+
+def test_distill_preset_paper_is_the_papers_recipe():
+    cfg = resolve(BY_NAME["distill"], ["--preset", "paper", "lr=1e-5"])
+    assert (cfg.iterations, cfg.batch, cfg.micro_batch, cfg.lr) == (1200, 32, 1, 1e-5)
+
+
+def test_runtime_options_are_one_nested_setting(tmp_path):
+    v = BY_NAME["sample"]
+    cfg = resolve(v, ["--offload", "--vae-tiling", "on", "runtime.compile=true"])
+    assert (cfg.runtime.offload, cfg.runtime.vae_tiling, cfg.runtime.compile) == (True, "on", True)
+    (tmp_path / "r.yaml").write_text("runtime:\n  vae_tiling: off\n")
+    assert resolve(v, ["--config", str(tmp_path / "r.yaml")]).runtime.vae_tiling == "off"
+    assert resolve(BY_NAME["synthesize"], ["--no-offload"]).runtime.offload is False
+
+
+def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_path, capsys):
+    """The issue's case: prompt, frames and steps in a YAML were lost to the CLI's own defaults."""
+    settings = {"model": str(tiny_wan_dir), "prompt": "a blue square moving up", "frames": 5, "steps": 2,
+                "height": 32, "width": 32}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(settings))
+    code, _, err = run_cli(["sample", "--config", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o.mp4")], capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load((tmp_path / "o.yaml").read_text())
+    assert {k: resolved[k] for k in settings} == settings
+    assert resolved["resolved_steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["sample", "promt=x"], "unknown setting 'promt'; did you mean 'prompt'?"),
+        (["sample", "--promt", "x"], "unrecognized arguments: --promt"),
+        (["sample", "--frames", "x"], "--frames takes int values; got 'x'"),
+        (["sample", "--size", "64"], "--size must look like HxW"),
+        (["sample", "--preset", "x"], "--preset must be one of none for this command"),
+        (["distill", "--preset", "fast"], "--preset must be one of default, paper, quick; got 'fast'"),
+        (["nope"], "unknown command 'nope'"),
+        (["export", "R", "S", "--out", "D"], "unexpected argument 'S'"),
+        (["prompts"], "--n must be at least 1"),
+    ],
+)
+def test_bad_settings_are_one_line(args, words, capsys):
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and words in err and err.count("\n") == 1, err
+
+
+def test_malformed_and_unknown_yaml_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("prompt: [unclosed\n")
+    code, _, err = run_cli(["sample", "--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == 2 and "not valid YAML" in err and err.count("\n") == 1
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    code, _, err = run_cli(["sample", "--config", str(tmp_path / "list.yaml")], capsys)
+    assert code == 2 and "mapping of settings" in err
+    (tmp_path / "typo.yaml").write_text("framez: 9\n")
+    code, _, err = run_cli(["sample", "--config", str(tmp_path / "typo.yaml")], capsys)
+    assert code == 2 and "unknown key in" in err and "'frames'" in err
+
+
+def test_help_lists_the_verbs_in_pipeline_order(capsys):
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    order = [out.index(f"  {v} ") for v in ("prompts", "synthesize", "distill", "sample", "export", "evaluate")]
+    assert order == sorted(order)
+    code, out, _ = run_cli(["synthesize", "--help"], capsys)
+    assert code == 0 and "--key-steps" in out and "--offload" in out and "--config" in out
