@@ -74,3 +74,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    """Start the golden runs (one thread, about a minute) while the other tests use the other core."""
+    if any(item.nodeid.startswith("tests/test_golden.py::test_golden[") for item in session.items):
+        from test_golden import start_golden_run
+
+        session.config.golden_run = start_golden_run()

@@ -17,7 +17,7 @@ def run_cli(args, capsys):
 
 
 # a required value for verbs whose default refuses to build (positional folders, a prompt count)
-NEEDS = {"prompts": ["n=3"], "export": ["RUN", "--out", "D"], "tiny-model": ["DIR"]}
+NEEDS = {"prompts": ["n=3"], "export": ["RUN", "--out", "D"], "tiny-model": ["DIR"], "evaluate": ["--model", "builtin"]}
 
 
 def scalar_field(cls):
@@ -29,31 +29,40 @@ def scalar_field(cls):
     return next(f.name for f in dataclasses.fields(cls) if f.type in ("int", int))
 
 
+def three_values(verb, cls):
+    """A field and three valid values of it, to push through YAML, flag and key=value."""
+    if verb == "export":  # no numbers to set: its dtype
+        return "dtype", ["float16", "bfloat16", "float32"]
+    name = scalar_field(cls)
+    default = getattr(resolve(BY_NAME[verb], NEEDS.get(verb, [])), name)
+    return name, [default + 11, default + 12, default + 13]
+
+
 @pytest.mark.parametrize("verb", [v.name for v in VERBS])
 def test_every_verb_takes_the_four_ways_in_precedence_order(verb, tmp_path):
     v = BY_NAME[verb]
     cls = _load(v.config)
-    name = scalar_field(cls)
+    name, (in_yaml, in_flag, in_key) = three_values(verb, cls)
     flag = "--" + name.replace("_", "-")
-    default = getattr(resolve(v, NEEDS.get(verb, [])), name)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({name: default + 11}))
-    base = [*NEEDS.get(verb, [])]
-    assert getattr(resolve(v, [*base, "--config", str(tmp_path / "c.yaml")]), name) == default + 11
-    got = resolve(v, [*base, "--config", str(tmp_path / "c.yaml"), flag, str(default + 12)])
-    assert getattr(got, name) == default + 12  # a flag beats the YAML
-    got = resolve(v, [*base, "--config", str(tmp_path / "c.yaml"), flag, str(default + 12), f"{name}={default + 13}"])
-    assert getattr(got, name) == default + 13  # key=value beats the flag
-    # every field has a flag, and a flag never passes a value the user did not give
-    options = {f.option for f in config_flags(cls)}
-    assert len(options) == len(config_flags(cls))
-    assert resolve(v, [*base, "--config", str(tmp_path / "c.yaml")]) == resolve(
-        v, [*base, f"{name}={default + 11}"]
-    )
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({name: in_yaml}))
+    base = [*NEEDS.get(verb, []), "--config", str(tmp_path / "c.yaml")]
+    assert getattr(resolve(v, base), name) == in_yaml
+    assert getattr(resolve(v, [*base, flag, str(in_flag)]), name) == in_flag  # a flag beats the YAML
+    got = resolve(v, [*base, flag, str(in_flag), f"{name}={in_key}"])
+    assert getattr(got, name) == in_key  # key=value beats the flag
+    got = resolve(v, [f"{name}={in_key}", *base, flag, str(in_flag)])
+    assert getattr(got, name) == in_key  # wherever it stands on the line
+    # every field has its own flag, and a flag never passes a value the user did not give
+    assert len({f.option for f in config_flags(cls)}) == len(config_flags(cls))
+    assert resolve(v, base) == resolve(v, [*NEEDS.get(verb, []), f"{name}={in_yaml}"])
 
 
-@pytest.mark.parametrize("verb", [v.name for v in VERBS if v.presets])
+@pytest.mark.parametrize("verb", [v.name for v in VERBS])
 def test_presets_sit_below_the_yaml(verb, tmp_path):
     v = BY_NAME[verb]
+    if not v.presets:  # the one preset is the config's defaults
+        assert resolve(v, [*NEEDS.get(verb, []), "--preset", "default"]) == resolve(v, NEEDS.get(verb, []))
+        return
     for preset, ref in v.presets.items():
         want = _load(ref)()
         assert resolve(v, [*NEEDS.get(verb, []), "--preset", preset]) == want
@@ -82,8 +91,14 @@ def test_runtime_options_are_one_nested_setting(tmp_path):
 
 def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_path, capsys):
     """The issue's case: prompt, frames and steps in a YAML were lost to the CLI's own defaults."""
-    settings = {"model": str(tiny_wan_dir), "prompt": "a blue square moving up", "frames": 5, "steps": 2,
-                "height": 32, "width": 32}
+    settings = {
+        "model": str(tiny_wan_dir),
+        "prompt": "a blue square moving up",
+        "frames": 5,
+        "steps": 2,
+        "height": 32,
+        "width": 32,
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(settings))
     code, _, err = run_cli(["sample", "--config", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o.mp4")], capsys)
     assert code == 0, err
@@ -99,7 +114,7 @@ def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_
         (["sample", "--promt", "x"], "unrecognized arguments: --promt"),
         (["sample", "--frames", "x"], "--frames takes int values; got 'x'"),
         (["sample", "--size", "64"], "--size must look like HxW"),
-        (["sample", "--preset", "x"], "--preset must be one of none for this command"),
+        (["sample", "--preset", "x"], "--preset must be one of default; got 'x'"),
         (["distill", "--preset", "fast"], "--preset must be one of default, paper, quick; got 'fast'"),
         (["nope"], "unknown command 'nope'"),
         (["export", "R", "S", "--out", "D"], "unexpected argument 'S'"),

@@ -32,6 +32,10 @@ class Verb:
     presets: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> 'module:function' returning a config
     positional: tuple[str, ...] = ()  # fields also given as bare arguments, in order
 
+    def preset_refs(self) -> dict[str, str]:
+        """Every verb has presets; without named ones, 'default' is the config's own defaults."""
+        return self.presets or {"default": self.config}
+
 
 def _load(ref: str):
     module, name = ref.split(":")
@@ -309,13 +313,13 @@ def _verb_parser(verb: Verb, cls) -> tuple[_Parser, dict[str, str]]:
         else "key=value settings",
     )
     parser.add_argument("--config", dest="__config", metavar="FILE.yaml", help="YAML with any of these settings")
-    if verb.presets:
-        parser.add_argument(
-            "--preset",
-            dest="__preset",
-            metavar="NAME",
-            help=f"start from a preset: {', '.join(verb.presets)} [{next(iter(verb.presets))}]",
-        )
+    presets = verb.preset_refs()
+    parser.add_argument(
+        "--preset",
+        dest="__preset",
+        metavar="NAME",
+        help=f"start from a preset: {', '.join(presets)} [{next(iter(presets))}]",
+    )
     keys: dict[str, str] = {}
     flags = config_flags(cls)
     names = {f.key for f in flags}
@@ -349,7 +353,7 @@ def resolve(verb: Verb, argv: list[str]):
 
     cls = _load(verb.config)
     parser, keys = _verb_parser(verb, cls)
-    ns = vars(parser.parse_args(argv))
+    ns = vars(parser.parse_intermixed_args(argv))
     values = {keys[d]: v for d, v in ns.items() if d in keys}
     if ns.get("__size") is not None:
         size = parse_size_flag(ns["__size"])
@@ -364,11 +368,11 @@ def resolve(verb: Verb, argv: list[str]):
             f"unexpected argument {extra!r}; settings are --flag VALUE or key=value (see accvideo {verb.name} --help)"
         )
     values.update(zip(verb.positional, bare, strict=False))
-    preset = ns.get("__preset")
-    if preset is not None and preset not in verb.presets:
-        known = ", ".join(verb.presets) if verb.presets else "none for this command"
-        raise AccVideoError(f"--preset must be one of {known}; got {preset!r}")
-    base = _load(verb.presets[preset or next(iter(verb.presets))])() if verb.presets else None
+    preset, presets = ns.get("__preset"), verb.preset_refs()
+    if preset is not None and preset not in presets:
+        raise AccVideoError(f"--preset must be one of {', '.join(presets)}; got {preset!r}")
+    ref = presets[preset or next(iter(presets))]
+    base = None if ref == verb.config else _load(ref)()  # the class itself: its defaults, validated after merging
     return load_config(cls, ns.get("__config"), overrides, base=base, **values)
 
 

@@ -9,9 +9,10 @@ Regenerate the file only for a change that is meant to change results, and say s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +22,14 @@ DISTILL = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu"
 
 
 def accvideo(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "accvideo", *args], check=True, capture_output=True, text=True)
+    """One command, in this process (one interpreter start for all of them)."""
+    from accvideo.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise RuntimeError(f"accvideo {' '.join(args)} exited with {exc.code}") from None
 
 
 def synvid_digests(root: Path) -> dict[str, str]:
@@ -89,7 +97,7 @@ def golden(work: Path) -> dict:
 
 
 def main(out: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         result = golden(Path(tmp))
     Path(out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 

@@ -13,6 +13,10 @@ from contextlib import contextmanager
 import torch
 
 from accvideo.errors import AccVideoError
+from accvideo.models.hunyuan import HunyuanVideoAdapter
+from accvideo.models.tiny import word_tokenizer
+from accvideo.models.wan import WanAdapter
+from accvideo.world import vocabulary
 
 
 @contextmanager
@@ -43,10 +47,6 @@ def _wan(
             WanTransformer3DModel,
         )
         from transformers import UMT5Config, UMT5EncoderModel
-
-        from accvideo.models.tiny import word_tokenizer
-        from accvideo.models.wan import WanAdapter
-        from accvideo.world import vocabulary
 
         with torch.device(device), _default_dtype(dtype):
             text_encoder = UMT5EncoderModel(UMT5Config(**text)).eval()
@@ -103,10 +103,6 @@ def _hunyuan(
         )
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
         from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
-
-        from accvideo.models.hunyuan import HunyuanVideoAdapter
-        from accvideo.models.tiny import word_tokenizer
-        from accvideo.world import vocabulary
 
         prompt_template = template or DEFAULT_PROMPT_TEMPLATE
         tokenizer = word_tokenizer(vocabulary(), max_length + prompt_template["crop_start"])

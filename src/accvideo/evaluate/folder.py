@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accvideo.core.video import read_video, to_uint8, write_video
 from accvideo.errors import AccVideoError
 
 MANIFESTS = ("manifest.jsonl", "manifest.json")
@@ -57,8 +58,6 @@ def _find_file(folder: Path, entry: dict, index: int) -> Path:
 
 def read_clip(path: Path) -> np.ndarray:
     """One clip as (F, H, W, 3): uint8 from .mp4/.gif, as stored (uint8 or float in [0, 1]) from .npy."""
-    from accvideo.core.video import read_video
-
     try:
         clip = np.load(path, allow_pickle=False) if path.suffix == ".npy" else read_video(path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
@@ -113,8 +112,6 @@ def write_video_folder(
     folder: str | Path, videos: np.ndarray, pairs: Sequence[tuple[str, int]], fmt: str = "mp4", fps: int = 8
 ) -> Path:
     """Write clips under the naming convention plus manifest.jsonl, so the folder can be re-scored."""
-    from accvideo.core.video import to_uint8, write_video
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = []

@@ -29,6 +29,9 @@ class RuntimeOptions:
     compile: bool = False  # torch.compile the transformer (GPU; slow first call)
 
     def __post_init__(self):
+        # YAML 1.1 reads a bare `on` / `off` as a boolean, which arrives here as the string 'True' / 'False'
+        spelled = {"true": "on", "false": "off"}.get(str(self.vae_tiling).lower(), self.vae_tiling)
+        object.__setattr__(self, "vae_tiling", spelled)
         if self.vae_tiling not in TILING:
             raise ValueError(f"vae_tiling must be auto, on or off; got {self.vae_tiling!r}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from accvideo.errors import AccVideoError
 from accvideo.world import item_seed
+from accvideo.world.attributes import SPLITS
 
 SUFFIXES = (".txt", ".jsonl")
 MAX_SEED = 2**63 - 1
@@ -118,8 +119,6 @@ class PromptsConfig:
     seed: int = 0  # seed of the order and of the per-item seeds
 
     def __post_init__(self):
-        from accvideo.world.attributes import SPLITS
-
         if self.n < 1:
             raise ValueError(f"--n must be at least 1 (how many prompts); got {self.n}")
         if self.split not in SPLITS:
