@@ -59,6 +59,12 @@ def load_config(
         raise AccVideoError(str(exc)) from None
 
 
+def fields_of(cfg, cls: type[C], **changes) -> C:
+    """A `cls` made of the fields the two share (a command config <-> the settings it extends), plus `changes`."""
+    shared = {f.name for f in dataclasses.fields(cfg)} & {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{name: getattr(cfg, name) for name in shared}, **changes})
+
+
 def known_keys(cls) -> list[str]:
     """Every settable key of a config class, nested ones dotted (runtime.offload)."""
     hints = typing.get_type_hints(cls)

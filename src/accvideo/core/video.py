@@ -64,12 +64,3 @@ def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, 
         if v < multiple or v % multiple:
             fix = max(multiple, round(v / multiple) * multiple)
             raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """'HxW' -> (height, width)."""
-    try:
-        h, w = (int(p) for p in size.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like HxW (e.g. 64x64 or 480x832); got {size!r}") from None
-    return h, w

@@ -49,12 +49,8 @@ def unsupported_variant(index: dict) -> str | None:
     `transformer` would train half of A14B and export the teacher's other expert unchanged, so both are
     refused until their adapters exist.
     """
-    second = index.get("transformer_2")
-    if (
-        (isinstance(second, (list, tuple)) and any(v is not None for v in second))
-        or (second is not None and not isinstance(second, (list, tuple)))
-        or index.get("boundary_ratio") is not None
-    ):
+    second = index.get("transformer_2")  # [null, null] when a Wan 2.1 is saved by the same class
+    if second not in (None, [None, None]) or index.get("boundary_ratio") is not None:
         return (
             "a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
             "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from accvideo.core.config import fields_of
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,9 @@ class TeacherTrainConfig(TeacherConfig):
 
     def teacher(self) -> TeacherConfig:
         """The settings that define the teacher (what its YAML and identity record)."""
-        return TeacherConfig(**{f.name: getattr(self, f.name) for f in fields(TeacherConfig)})
+        return fields_of(self, TeacherConfig)
 
 
 def quick_train(**kw) -> TeacherTrainConfig:
     """`accvideo teacher train --preset quick`."""
-    quick = quick_config()
-    return TeacherTrainConfig(**{**{f.name: getattr(quick, f.name) for f in fields(TeacherConfig)}, **kw})
+    return fields_of(quick_config(), TeacherTrainConfig, **kw)

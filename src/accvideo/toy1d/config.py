@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from accvideo.core.config import fields_of
 from accvideo.errors import AccVideoError
 
 KD_TARGETS = ("data", "teacher")
@@ -132,18 +133,14 @@ class Toy1dRunConfig(Toy1dConfig):
     threads: int = 1  # CPU threads (0: torch's default; 1 suits tiny nets)
 
     def experiment(self) -> Toy1dConfig:
-        return Toy1dConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Toy1dConfig)})
-
-
-def _run(cfg: Toy1dConfig) -> Toy1dRunConfig:
-    return Toy1dRunConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Toy1dConfig)})
+        return fields_of(self, Toy1dConfig)
 
 
 def full_run() -> Toy1dRunConfig:
     """`accvideo toy1d` (the documented run)."""
-    return _run(full_preset())
+    return fields_of(full_preset(), Toy1dRunConfig)
 
 
 def quick_run() -> Toy1dRunConfig:
     """`accvideo toy1d --preset quick` (for tests)."""
-    return _run(quick_preset())
+    return fields_of(quick_preset(), Toy1dRunConfig)
