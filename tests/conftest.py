@@ -77,8 +77,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """Start the golden runs (one thread, about a minute) while the other tests use the other core."""
-    if any(item.nodeid.startswith("tests/test_golden.py::test_golden[") for item in session.items):
+    """Start the long end-to-end runs (one thread each) while the other tests use the other core."""
+    ids = [item.nodeid for item in session.items]
+    if any(i.startswith("tests/test_golden.py::test_golden[") for i in ids):
         from test_golden import start_golden_run
 
         session.config.golden_run = start_golden_run()
+    if any("quick_run" in item.fixturenames for item in session.items if item.nodeid.startswith("tests/test_toy1d.py")):
+        from test_toy1d import start_quick_run
+
+        session.config.toy1d_run = start_quick_run()
