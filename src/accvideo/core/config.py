@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import typing
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from accvideo.core.files import write_text_atomic
+from accvideo.core.inputs import read_yaml
 from accvideo.errors import AccVideoError
 
 C = TypeVar("C")
@@ -33,14 +36,8 @@ def load_config(
             path = Path(path)
             if not path.is_file():
                 raise AccVideoError(f"config file {path} does not exist; pass --config an existing YAML file")
-            try:
-                loaded = OmegaConf.load(path)
-            except yaml.YAMLError as exc:
-                where = getattr(exc, "problem_mark", None)
-                at = f" at line {where.line + 1}" if where is not None else ""
-                raise AccVideoError(
-                    f"config file {path} is not valid YAML{at}; fix the file or drop --config"
-                ) from None
+            data = read_yaml(path, "fix the file or drop --config")
+            loaded = OmegaConf.create(data) if isinstance(data, dict) else None
             if not isinstance(loaded, DictConfig):
                 raise AccVideoError(f"config file {path} must hold a mapping of settings (key: value lines)")
             check_keys(cls, _dotted(OmegaConf.to_container(loaded)), f"key in {path}:")
@@ -51,12 +48,35 @@ def load_config(
             raise AccVideoError(f"override {bad[0]!r} is not of the form key=value")
         check_keys(cls, [o.split("=", 1)[0] for o in overrides], "setting")
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_object(merged)
+        return check_finite(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
         raise AccVideoError(f"bad config for {cls.__name__}: {msg}") from None
     except (ValueError, TypeError) as exc:  # raised by a config's own validation
         raise AccVideoError(str(exc)) from None
+
+
+def check_finite(cfg: C, prefix: str = "") -> C:
+    """Refuse NaN and infinite numbers in any float setting (nested ones too): comparisons let them through."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_finite(value, f"{prefix}{f.name}.")
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise AccVideoError(f"{prefix}{f.name} must be a finite number; got {value}")
+    return cfg
+
+
+MAX_THREADS = 4096
+
+
+def check_threads(threads: int) -> None:
+    """A thread count setting: 0 (torch's default) or a positive count; ValueError naming the fix."""
+    if not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be 0 (torch's default) or a count up to {MAX_THREADS}; got {threads}")
 
 
 def fields_of(cfg, cls: type[C], **changes) -> C:
@@ -115,9 +135,7 @@ def to_dict(cfg) -> dict:
 
 def save_config(cfg, path: str | Path, **extra) -> Path:
     """Write a resolved config (plus `extra` facts such as derived values) as YAML."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))
-    return path
+    return write_text_atomic(path, yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------------------------

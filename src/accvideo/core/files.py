@@ -1,20 +1,61 @@
-"""Small files written whole or not at all: a temporary name in the same folder, then a rename."""
+"""Small files written whole or not at all: a temporary name in the same folder that names its writer, then a rename.
+
+A temporary name carries its writer's host and pid (`.NAME.HOST-PID.part`), so a start-up cleanup removes only
+what a dead writer on this host left, never a file another live process is still writing.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 from pathlib import Path
 
 from accvideo.errors import AccVideoError
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname() or "host")
+_TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.part$")
+
+
+def temp_name(path: str | Path) -> Path:
+    """A hidden temporary sibling of `path` that names this writer (host and pid)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.part")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def is_stale_temp(path: str | Path) -> bool:
+    """Whether a temporary file was left by a writer that is gone: this process, or a dead pid on this host.
+
+    A file of another host, of a live process, or without a writer's name is never stale: we cannot know.
+    """
+    match = _TEMP.search(Path(path).name)
+    if match is None or match["host"] != _HOST:
+        return False
+    pid = int(match["pid"])
+    return pid == os.getpid() or not _alive(pid)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write `text` so a reader (or a run killed midway) never sees half a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = temp_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

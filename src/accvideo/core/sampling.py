@@ -156,6 +156,9 @@ def sample_latents(
     (encoded here when the plan runs CFG and none is given), shared by the batch. `keep` lists grid indices
     (0: the noise .. n: the result) whose latents are returned too.
     """
+    check = getattr(adapter, "check_latent_shape", None)
+    if check is not None:  # the model's own size limits, before the first forward
+        check(latent_shape)
     cond = adapter.encode_prompts(list(prompts)) if not isinstance(prompts, dict) else prompts
     if uncond is None:
         uncond = encode_negative(adapter, plan)

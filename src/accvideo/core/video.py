@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from accvideo.core.files import temp_name
+from accvideo.errors import AccVideoError
+
 
 def to_uint8(video: torch.Tensor | np.ndarray) -> np.ndarray:
     """(F, H, W, 3) floats in [0, 1] -> uint8 array."""
@@ -18,12 +21,26 @@ def to_uint8(video: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
     """Write (F, H, W, 3) frames in [0, 1] (or uint8) as .mp4 or .gif, atomically."""
-    import imageio.v2 as imageio
 
     path = Path(path)
     frames = video if isinstance(video, np.ndarray) and video.dtype == np.uint8 else to_uint8(video)
-    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    tmp = temp_name(path)
+    tmp = tmp.with_name(tmp.name + path.suffix)  # the writer picks the format from the suffix
     suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise ValueError(f"unsupported video extension {path.suffix!r}; use .mp4 or .gif")
+    try:
+        _write_frames(tmp, suffix, frames, fps)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_frames(tmp: Path, suffix: str, frames: np.ndarray, fps: int) -> None:
+    import imageio.v2 as imageio
+
     if suffix == ".gif":
         imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
     elif suffix == ".mp4":
@@ -40,17 +57,23 @@ def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8
         ) as writer:
             for frame in frames:
                 writer.append_data(frame)
-    else:
-        raise ValueError(f"unsupported video extension {path.suffix!r}; use .mp4 or .gif")
-    os.replace(tmp, path)
-    return path
 
 
 def read_video(path: str | Path) -> np.ndarray:
     """All frames of a video file as uint8 (F, H, W, 3)."""
     import imageio.v3 as iio
 
-    return np.asarray(iio.imread(path, index=None))[..., :3]
+    path = Path(path)
+    try:
+        frames = np.asarray(iio.imread(path, index=None))
+    except FileNotFoundError:
+        raise AccVideoError(f"video {path} does not exist; check the path") from None
+    except Exception as exc:  # noqa: BLE001 - imageio and its plugins raise many types for a damaged file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AccVideoError(f"video {path} is not readable ({first}); re-encode or remove it") from None
+    if frames.ndim != 4 or frames.shape[-1] < 3 or frames.shape[0] == 0:
+        raise AccVideoError(f"video {path} holds no RGB frames (shape {frames.shape}); re-encode or remove it")
+    return frames[..., :3]
 
 
 def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, multiple: int = 16) -> None:

@@ -44,6 +44,25 @@ class TransformerAdapter:
         pt, ph, pw = self.patch_size
         return f // pt, h // ph, w // pw
 
+    def check_latent_shape(self, latent_shape: Sequence[int]) -> None:
+        """Refuse, before any forward, a token grid the transformer's position table cannot index (Wan: a rotary
+        table of `rope_max_seq_len` positions per axis); one line naming the largest size that fits."""
+        limit = getattr(self.transformer.config, "rope_max_seq_len", None)
+        if limit is None:
+            return
+        pt, ph, pw = self.patch_size
+        most = {
+            "frames": (limit * pt - 1) * self.temporal_factor + 1,
+            "height": limit * ph * self.spatial_factor,
+            "width": limit * pw * self.spatial_factor,
+        }
+        for (name, largest), tokens in zip(most.items(), self.token_grid(latent_shape), strict=True):
+            if tokens > limit:
+                raise AccVideoError(
+                    f"{name} too large for this model: {tokens} positions along {name}, but its transformer's "
+                    f"rope_max_seq_len is {limit}; use {name} of at most {largest}"
+                )
+
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         raise NotImplementedError

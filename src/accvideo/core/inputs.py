@@ -1,0 +1,110 @@
+"""The input guard: files accvideo reads are opened through checks that turn any parse or integrity failure into
+one line naming the file, what is wrong with it, and the fix (AccVideoError, exit code 2).
+
+Safetensors files are checked from their header alone (a truncated or garbled file is caught before a loader sees
+it, in microseconds whatever the file's size); JSON and YAML are parsed here; a model folder is checked whole.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import yaml
+
+from accvideo.errors import AccVideoError
+
+_MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def _bad(path: Path, what: str, fix: str) -> AccVideoError:
+    return AccVideoError(f"{path} {what}; {fix}")
+
+
+def read_json(path: str | Path, fix: str):
+    """The parsed JSON file, or one line naming the file and `fix`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _bad(path, "does not exist", fix) from None
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
+    except UnicodeDecodeError:
+        raise _bad(path, "is not a text file", fix) from None
+    except json.JSONDecodeError as exc:
+        raise _bad(path, f"is not valid JSON (line {exc.lineno}: {exc.msg})", fix) from None
+
+
+def read_yaml(path: str | Path, fix: str):
+    """The parsed YAML file (safe loader), or one line naming the file, the line and `fix`."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise _bad(path, "does not exist", fix) from None
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
+    except UnicodeDecodeError:
+        raise _bad(path, "is not a text file", fix) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _bad(path, f"is not valid YAML{at}", fix) from None
+
+
+def check_safetensors(path: str | Path, fix: str) -> dict:
+    """The header of a safetensors file whose size matches it (not truncated, not padded), or one line."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _bad(path, f"is truncated ({size} bytes, no safetensors header)", fix)
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or 8 + n > size:
+                raise _bad(path, f"is truncated or not a safetensors file (header of {n} bytes, file {size})", fix)
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _bad(path, "has a damaged safetensors header", fix) from None
+    if not isinstance(header, dict):
+        raise _bad(path, "has a damaged safetensors header", fix)
+    try:
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise _bad(path, "has a damaged safetensors header", fix) from None
+    need = 8 + n + max(ends, default=0)
+    if size != need:
+        what = "is truncated" if size < need else "has trailing bytes"
+        raise _bad(path, f"{what} ({size} bytes, its header says {need})", fix)
+    return header
+
+
+def load_safetensors(path: str | Path, fix: str) -> dict:
+    """All tensors of a checked safetensors file (CPU), or one line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_safetensors(path, fix)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _bad(Path(path), f"is not a readable safetensors file ({str(exc).splitlines()[0]})", fix) from None
+
+
+def check_model_folder(folder: str | Path, fix: str) -> None:
+    """Every JSON config and safetensors file of a pipeline folder parses and is whole (hidden files skipped)."""
+    root = Path(folder)
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+            continue
+        if path.suffix == ".json":
+            data = read_json(path, fix)
+            if path.name == "config.json" and not isinstance(data, dict):
+                raise _bad(path, "must hold a JSON object", fix)
+        elif path.suffix == ".safetensors":
+            check_safetensors(path, fix)

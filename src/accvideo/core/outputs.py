@@ -1,0 +1,155 @@
+"""The output guard: a command writes only into what it made, never over the user's files or its own inputs.
+
+A folder output carries a hidden marker, `.accvideo-output.json`, naming the command that made it. A command
+takes a folder that is new, empty, or marked as its own (so a rerun resumes or replaces its own work), and refuses
+with one line a file, a folder of another command, a non-empty folder accvideo did not make, and any folder that
+is (or lies inside) one of its inputs: the teacher, the dataset, the student's run. `--force` never widens this.
+A single-file output (a clip, its settings YAML, a prompt list) replaces only a file accvideo wrote: the folder's
+ledger, `.accvideo-files.json`, records each such file's sha256, and a file edited or put there since is refused.
+Hidden names keep both out of a teacher's content identity and out of copied pipelines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from accvideo.core.files import prepare_output, write_json_atomic
+from accvideo.errors import AccVideoError
+
+MARKER = ".accvideo-output.json"
+LEDGER = ".accvideo-files.json"
+FORMAT = "accvideo.output/1"
+
+
+def _guard_files(name: str) -> bool:
+    """The guard's own files (and their temporary names), which do not make a folder 'non-empty'."""
+    return name.startswith((MARKER, LEDGER, f".{MARKER}", f".{LEDGER}"))
+
+
+def owner(folder: str | Path) -> str | None:
+    """The command that made `folder` (its marker), or None when it holds no readable marker."""
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("command") if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def mark_folder(folder: str | Path, command: str) -> None:
+    """Record that `command` made `folder` (kept if already there: markers never change owner)."""
+    folder = Path(folder)
+    if owner(folder) != command:
+        write_json_atomic(folder / MARKER, {"format": FORMAT, "command": command})
+
+
+def _inside(path: Path, inputs: Mapping[str, str | Path]) -> tuple[str, Path] | None:
+    """(name, folder) of the first input that `path` is, or lies inside; None when it touches none."""
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        folder = Path(value).expanduser().resolve()
+        if path == folder or folder in path.parents:
+            return name, folder
+    return None
+
+
+def check_folder(
+    out: str | Path,
+    command: str,
+    *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    legacy: Callable[[Path], bool] | None = None,
+) -> Path:
+    """The resolved folder `command` may write, or a one-line AccVideoError; creates nothing.
+
+    `inputs` name folders the command reads (teacher, dataset, run); `legacy(folder)` recognises this command's
+    output from before markers existed, so such runs still resume.
+    """
+    path = Path(out).expanduser().resolve()
+    hit = _inside(path, inputs or {})
+    if hit is not None:
+        name, folder = hit
+        where = "is" if path == folder else "lies inside"
+        raise AccVideoError(f"--out {path} {where} the {name} folder {folder}; choose another --out")
+    if path.exists() and not path.is_dir():
+        raise AccVideoError(f"--out {path} is a file, not a folder; choose another --out")
+    if not path.is_dir():
+        return path
+    made_by = owner(path)
+    if made_by == command:
+        return path
+    if made_by is not None:
+        raise AccVideoError(
+            f"--out {path} holds the output of `accvideo {made_by}`, not of `accvideo {command}`; choose another --out"
+        )
+    if any(not _guard_files(p.name) for p in path.iterdir()) and not (legacy is not None and legacy(path)):
+        raise AccVideoError(
+            f"--out {path} is not empty and was not made by `accvideo {command}`; choose a new or empty folder "
+            "(accvideo never writes into folders it did not make, --force included)"
+        )
+    return path
+
+
+def claim_folder(
+    out: str | Path,
+    command: str,
+    *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    legacy: Callable[[Path], bool] | None = None,
+) -> Path:
+    """`check_folder`, then create the folder and mark it as `command`'s; returns the folder as given (expanded)."""
+    check_folder(out, command, inputs=inputs, legacy=legacy)
+    folder = Path(out).expanduser()
+    prepare_output(folder / MARKER)  # creates it, or one line saying why not
+    mark_folder(folder, command)
+    return folder
+
+
+# --- single files ------------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ledger(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / LEDGER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("files", {}) if isinstance(data, dict) and data.get("format") == FORMAT else {}
+
+
+def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+    """A single output file `command` may write: new, or one accvideo wrote and nobody changed since; one line else."""
+    path = Path(path).expanduser()
+    resolved = path.resolve()
+    hit = _inside(resolved, inputs or {})
+    if hit is not None:
+        raise AccVideoError(f"--out {resolved} lies inside the {hit[0]} folder {hit[1]}; choose another --out")
+    if path.is_dir():
+        raise AccVideoError(f"--out {resolved} is a folder; name a file")
+    if path.exists() or path.is_symlink():
+        entry = _ledger(path.parent).get(path.name)
+        if not path.is_file() or entry is None or entry.get("sha256") != _sha256(path):
+            raise AccVideoError(
+                f"{resolved} exists and was not written by accvideo (or was changed since); move it away or "
+                "choose another --out"
+            )
+    prepare_output(path)
+    return path
+
+
+def record_file(path: str | Path, command: str) -> None:
+    """After writing `path`: list it in its folder's ledger, so a rerun may replace it."""
+    path = Path(path)
+    files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
+    files[path.name] = {"command": command, "sha256": _sha256(path)}
+    write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
