@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,11 +52,13 @@ def _echo(text: str = "", err: bool = False) -> None:
 
 
 def _prompts(cfg) -> None:
+    from accvideo.core.outputs import claim_file, record_file
     from accvideo.synthesize.prompts import write_prompts
     from accvideo.world import prompts as world_prompts
 
+    claim_file(cfg.out, "prompts")
     items = world_prompts(cfg.n, cfg.split, cfg.seed)
-    write_prompts(cfg.out, items)
+    record_file(write_prompts(cfg.out, items), "prompts")
     _echo(f"wrote {len(items)} {cfg.split} prompts to {cfg.out}")
 
 
@@ -73,7 +77,9 @@ def _synthesize(cfg) -> None:
 
 def _distill(cfg) -> None:
     from accvideo.distill import distill
+    from accvideo.distill.state import check_output
 
+    check_output(cfg)  # before the teacher and the dataset are loaded
     s = distill(cfg)
     if s["rank"] == 0:  # under torchrun, rank 0 reports for all
         _echo(
@@ -142,23 +148,25 @@ def _ablate(cfg) -> None:
 def _teacher_train(cfg) -> None:
     import torch
 
-    from accvideo.core.files import prepare_output
+    from accvideo.core.outputs import claim_folder
     from accvideo.core.runtime import resolve_device
-    from accvideo.teacher.train import train_teacher
+    from accvideo.teacher.train import COMMAND, train_teacher
 
-    out = Path(cfg.out)
-    prepare_output(out / "model_index.json")
+    out = Path(cfg.out).expanduser()
+    work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
+    claim_folder(out, COMMAND, inputs={"work": work})
+    claim_folder(work, COMMAND, inputs={"out": out})
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    stats = train_teacher(cfg.teacher(), out, cfg.work, resolve_device(cfg.device))
+    stats = train_teacher(cfg.teacher(), out, work, resolve_device(cfg.device))
     _echo(f"wrote the teacher to {out}: {stats}")
 
 
 def _world_train_classifier(cfg) -> None:
-    from accvideo.core.files import prepare_output
+    from accvideo.core.outputs import claim_folder
     from accvideo.evaluate.train import train_classifier
 
-    prepare_output(Path(cfg.out) / "classifier.json")
+    claim_folder(cfg.out, "world-train-classifier")
     info = train_classifier(cfg)
     acc = ", ".join(f"{k} {v:.3f}" for k, v in info["heldout_accuracy"].items())
     _echo(f"wrote {cfg.out} ({info['train_seconds']:.0f} s; held-out accuracy: {acc or 'not measured'})")
@@ -167,22 +175,23 @@ def _world_train_classifier(cfg) -> None:
 def _toy1d(cfg) -> None:
     import torch
 
+    from accvideo.core.outputs import claim_folder
     from accvideo.toy1d import run_toy1d, summary_table, write_results
 
+    out = claim_folder(cfg.out, "toy1d")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     result = run_toy1d(cfg.experiment(), seed=cfg.seed)
-    paths = write_results(result, Path(cfg.out))
+    paths = write_results(result, out)
     _echo(summary_table(result.numbers))
     _echo(f"wrote {paths[0]} and {len(paths) - 1} PNGs to {cfg.out}")
 
 
 def _tiny_model(cfg) -> None:
-    from accvideo.core.files import prepare_output
+    from accvideo.core.outputs import claim_folder
     from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan
 
-    out = Path(cfg.out)
-    prepare_output(out / "model_index.json")
+    out = claim_folder(cfg.out, "tiny-model")
     if cfg.family == "wan":
         save_tiny_wan(out, cfg.seed, num_layers=cfg.layers)
     else:
@@ -434,6 +443,48 @@ def _quiet_libraries() -> None:
     warnings.formatwarning = lambda message, category, *args, **kw: f"warning: {message}\n"
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+
+
+def fault_line(exc: BaseException) -> str | None:
+    """One line for a fault of the machine (full disk, no permission, out of memory), or None for anything else.
+
+    Writers keep nothing half-written (temporary names, then a rename), so every line ends in how to go on.
+    """
+    if type(exc).__name__ == "OutOfMemoryError":  # torch's, on a GPU
+        return (
+            f"out of GPU memory ({str(exc).splitlines()[0][:120]}); try --offload (text encoders and VAE on "
+            "the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on"
+        )
+    text = str(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in text):
+        asked = re.search(r"allocate (\d+) bytes", text)
+        need = f"; it asked for {_mb(int(asked[1]))} more" if asked else ""
+        return (
+            f"out of memory (CPU RAM{need}); use a smaller --batch, --size or --frames, a LoRA student "
+            "(lora_rank=64), or a machine with more memory; rerun the same command to resume"
+        )
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL | _NO_ACCESS | {errno.EIO}:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        if exc.errno in _NO_ACCESS:
+            return f"{exc.strerror or 'permission denied'}{where}; choose another --out or fix the permissions"
+        if exc.errno == errno.EIO:
+            return f"input/output error{where}; check the disk or choose another --out, then rerun the same command"
+        needed = getattr(exc, "needed", None)
+        free = getattr(exc, "free", None)
+        size = f" (about {_mb(needed)} needed, {_mb(free)} free)" if needed and free is not None else ""
+        return (
+            f"no space left on the device{where}{size}; nothing half-written was kept: free some space or choose "
+            "an --out on another disk, then rerun the same command to resume"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -447,14 +498,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # torch's OutOfMemoryError, without importing torch for every command
-        if type(exc).__name__ != "OutOfMemoryError":
+    except Exception as exc:  # faults of the machine, not bugs: one line each (torch is not imported for this)
+        line = fault_line(exc)
+        if line is None:
             raise
-        _echo(
-            f"error: out of GPU memory ({str(exc).splitlines()[0][:120]}); try --offload (text encoders and VAE on "
-            "the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on",
-            err=True,
-        )
+        _echo(f"error: {line}", err=True)
         sys.exit(2)
     sys.exit(0)
 

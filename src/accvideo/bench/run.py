@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from accvideo.bench.configs import build_random
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
-from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
-from accvideo.core.runtime import resolve_device, resolve_dtype
+from accvideo.core.files import write_json_atomic, write_text_atomic
+from accvideo.core.outputs import claim_folder
+from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
@@ -54,7 +54,7 @@ def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
 
 def run_bench(cfg: BenchConfig) -> dict:
     """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
-    out = prepare_output(Path(cfg.out) / "bench.json").parent
+    out = claim_folder(cfg.out, "bench", inputs={"model": None if cfg.random_weights else resolve_model(cfg.model)})
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     try:

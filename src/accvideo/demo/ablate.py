@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from accvideo.core.config import to_dict
-from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
+from accvideo.core.files import write_json_atomic, write_text_atomic
+from accvideo.core.outputs import claim_folder
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -39,7 +40,7 @@ def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """Distil the three students on one SynVid, score all four rows on the same prompts; table, plot, JSON."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    out = prepare_output(Path(cfg.out) / "ablation.json").parent
+    out = claim_folder(cfg.out, "ablate")
     stages = Stages(echo)
     t0 = time.perf_counter()
     with stages("prompts + synthesize"):

@@ -11,6 +11,7 @@ import torch
 from accvideo import __version__
 from accvideo.core.config import to_dict
 from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
+from accvideo.core.outputs import claim_folder
 from accvideo.core.video import write_video
 from accvideo.demo.chain import (
     Sampler,
@@ -41,7 +42,7 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    report = prepare_output(out / "report" / "index.md").parent
+    report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
     stages = Stages(echo)
     t0 = time.perf_counter()
     with stages("prompts"):

@@ -8,6 +8,7 @@ in both, so either resumes on any number of processes; a run keeps only the newe
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core import dist, parallel
+from accvideo.core.files import is_stale_temp, temp_name
 from accvideo.distill.config import RESUMABLE_CHANGES
 from accvideo.errors import AccVideoError
 
@@ -28,9 +30,12 @@ META = "state.pt"  # in SHARDED: everything but the sharded tensors
 def save_checkpoint(path: Path, state: dict) -> Path:
     """Write `state` (tensors, state dicts, ints, RNG states) to a temporary file, flush it, rename it over `path`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = temp_name(path)
     try:
-        torch.save({"format": FORMAT, **state}, tmp)
+        try:
+            torch.save({"format": FORMAT, **state}, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write as e.g. "unexpected pos ..."
+            raise write_failure(exc, path, state_bytes(state)) from None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -40,11 +45,32 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     return path
 
 
+def state_bytes(state) -> int:
+    """The bytes of every tensor in a (nested) state: about what its file needs on disk."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
+def write_failure(exc: RuntimeError, path: Path, needed: int) -> OSError:
+    """An OSError for a failed torch.save: ENOSPC (with the space needed and free) when the disk is short of it."""
+    free = shutil.disk_usage(path.parent).free
+    code = errno.ENOSPC if free < needed + (64 << 20) else errno.EIO
+    err = OSError(code, os.strerror(code), str(path))
+    err.needed, err.free = needed, free
+    return err
+
+
 def load_checkpoint(path: Path) -> dict | None:
     """The saved state, or None when there is none (weights only: loading runs no code)."""
     path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a dead writer (never a live one's)
+        if is_stale_temp(stale):
+            stale.unlink(missing_ok=True)
     if not path.is_file():
         return None
     try:

@@ -8,13 +8,15 @@ artifacts. Every function takes the run's Distiller and runs on every rank (most
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
-from accvideo.core.files import prepare_output
+from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.runtime import resolve_model
 from accvideo.distill.checkpoint import NAME, SHARDED, check_resumable, load_latest, save_sharded, save_single, tidy
 from accvideo.distill.lora import portable_lora_names
 from accvideo.distill.plots import plot_losses, read_losses
@@ -84,12 +86,30 @@ def restore(d: Distiller, meta: dict, tensors: dict, whole: bool) -> None:
     d.iteration, d.samples, d.fakes = meta["iteration"], meta["samples"], meta["fakes"]
 
 
+COMMAND = "distill"
+
+
+def is_run_folder(out: Path) -> bool:
+    """A folder distill wrote before output markers existed (core/outputs.py): it may resume there."""
+    return (out / NAME).is_file() or (out / SHARDED).is_dir() or (out / "config.yaml").is_file()
+
+
+def output_inputs(cfg) -> dict:
+    """The folders a run reads, which its --out may never be or lie inside."""
+    return {"teacher": resolve_model(cfg.teacher), "dataset": cfg.data}
+
+
+def check_output(cfg) -> Path:
+    """The output guard for distill, read-only (any rank, before anything is loaded)."""
+    return check_folder(cfg.out, COMMAND, inputs=output_inputs(cfg), legacy=is_run_folder)
+
+
 def _prepare(d: Distiller) -> None:
-    """Rank 0 creates the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
+    """Rank 0 claims the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
     error = None
     if dist.is_main():
         try:
-            prepare_output(d.out / "config.yaml")
+            claim_folder(d.out, COMMAND, inputs=output_inputs(d.cfg), legacy=is_run_folder)
             tidy(d.out)
         except AccVideoError as exc:
             error = str(exc)

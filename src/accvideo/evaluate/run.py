@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from accvideo.core.files import prepare_output
-from accvideo.core.runtime import resolve_device, resolve_dtype
+from accvideo.core.outputs import claim_folder
+from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.classifier import (
     VideoClassifier,
@@ -143,9 +143,11 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     if cfg.videos is not None:
         videos, pairs, files = load_video_folder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
         source = {"videos": str(cfg.videos), "files": len(files)}
-        out = prepare_output(Path(cfg.out) / "metrics.json").parent
+        out = claim_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})  # the output guard (core/outputs.py)
     else:
-        out = prepare_output(Path(cfg.out) / "metrics.json").parent  # before sampling: fail fast if unwritable
+        out = claim_folder(
+            cfg.out, "evaluate", inputs={"model": cfg.model and resolve_model(cfg.model)}
+        )  # before sampling: fail fast
         videos, pairs, source = _sample_model(cfg, clf, progress)
         if cfg.video_format != "none":
             source["saved_to"] = str(write_video_folder(out / "videos", videos, pairs, cfg.video_format))

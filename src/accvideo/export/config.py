@@ -15,7 +15,7 @@ class ExportConfig:
     out: str = ""  # folder to write (replaced whole; built aside, then renamed)
     format: str = "diffusers"  # diffusers (a pipeline) or lora (a LoRA file)
     dtype: str | None = None  # cast the transformer (e.g. bfloat16)
-    force: bool = False  # replace a non-empty folder that is no export
+    force: bool = False  # kept for old scripts: accvideo never replaces a folder it did not make
 
     def __post_init__(self):
         if not self.run:

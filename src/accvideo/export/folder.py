@@ -9,26 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accvideo.core.files import prepare_output
+from accvideo.core.outputs import check_folder, mark_folder
 from accvideo.errors import AccVideoError
 
 MARKER = "accvideo_export.json"  # written by every export: an earlier export may be replaced without --force
 FORMAT = "accvideo.export/1"
+COMMAND = "export"
 
 
-def check_target(out: Path, *, force: bool, protected: dict[str, Path]) -> Path:
-    """The resolved output folder; refuses a file, our own inputs, or a non-empty foreign folder without force."""
+def check_target(out: Path, *, protected: dict[str, Path]) -> Path:
+    """The resolved output folder: new, empty or an earlier export (the output guard, core/outputs.py), and
+    neither one of the export's inputs nor a folder that holds one."""
     out = Path(out).expanduser().resolve()
     for name, path in protected.items():
         path = Path(path).resolve()
         if out == path or out in path.parents:
             raise AccVideoError(f"--out {out} would replace the {name} folder {path}; choose another --out")
-    if out.exists() and not out.is_dir():
-        raise AccVideoError(f"--out {out} is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
-        raise AccVideoError(
-            f"--out {out} is not empty and holds no accvideo export; choose an empty folder or "
-            "pass --force to replace it"
-        )
+    check_folder(out, COMMAND, inputs=protected, legacy=lambda p: (p / MARKER).is_file())
     prepare_output(out)  # its parent exists and is writable, or a one-line error
     return out
 
@@ -40,6 +37,7 @@ def building(out: Path) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        mark_folder(tmp, COMMAND)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from accvideo.core.outputs import owner
 from accvideo.core.runtime import DTYPES
 from accvideo.errors import AccVideoError
 from accvideo.export.folder import building, check_target
@@ -17,7 +18,9 @@ FORMATS = ("diffusers", "lora")
 def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = False, dtype: str | None = None) -> dict:
     """Export the student of `run` (a distill run folder or a student folder) to `out`; returns the manifest.
 
-    `dtype` (diffusers format only) casts the saved transformer, e.g. "bfloat16"; None keeps the student's.
+    `force` is accepted for old scripts: an earlier export is replaced without it, and a folder accvideo did not
+    make is never replaced (core/outputs.py). `dtype` (diffusers format only) casts the saved transformer, e.g.
+    "bfloat16"; None keeps the student's.
     """
     if fmt not in FORMATS:
         raise AccVideoError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -29,11 +32,10 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = Fals
     src = read_source(run)
     target = check_target(
         Path(out),
-        force=force,
         protected={
             "student": src.student_dir,
             "teacher": src.teacher_dir,
-            "run": src.student_dir.parent if src.student_dir.name == "student" else src.student_dir,
+            "run": src.student_dir.parent if owner(src.student_dir.parent) == "distill" else src.student_dir,
         },
     )
     with building(target) as tmp:

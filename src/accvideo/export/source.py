@@ -6,10 +6,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from accvideo.core.inputs import check_model_folder
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, pipeline_class
 from accvideo.models.hunyuan import text_settings
-from accvideo.models.student import STUDENT_GUIDANCE, check_teacher, find_student, read_student_info, teacher_dir_of
+from accvideo.models.student import (
+    STUDENT_GUIDANCE,
+    check_teacher,
+    find_student,
+    read_student_info,
+    student_weights,
+    teacher_dir_of,
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,10 @@ def read_source(run: str | Path) -> Source:
             "folder or its student/ folder"
         )
     info = read_student_info(student_dir)
+    student_weights(student_dir, info)  # whole and parseable: an export never passes damage on
     teacher_dir = teacher_dir_of(student_dir, info, check=False)
     cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
+    check_model_folder(teacher_dir, "restore the teacher folder the student was distilled from")
     if cls.family != info.get("family"):
         raise AccVideoError(
             f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from accvideo.core.adapter import ModelAdapter
+from accvideo.core.inputs import check_model_folder, read_json
 from accvideo.errors import AccVideoError
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
@@ -28,11 +28,9 @@ def model_index(path: str | Path) -> dict:
         raise AccVideoError(
             f"{path} is not a diffusers pipeline (no model_index.json); pass --model the folder that holds it"
         )
-    try:
-        raw = json.loads(index.read_text())
-        str(raw["_class_name"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise AccVideoError(f"{index} is not a valid diffusers model index ({exc}); re-export the pipeline") from None
+    raw = read_json(index, "re-save or re-download the pipeline")
+    if not isinstance(raw, dict) or not isinstance(raw.get("_class_name"), str):
+        raise AccVideoError(f"{index} is not a diffusers model index (no _class_name); re-save the pipeline")
     return raw
 
 
@@ -97,5 +95,17 @@ def load_adapter(
     family: str | None = None,
     **kw,
 ) -> ModelAdapter:
-    """Load the adapter for a local diffusers pipeline directory (of `family`, when given)."""
-    return adapter_class(path, family).load(Path(path), device=device, dtype=dtype, **kw)
+    """Load the adapter for a local diffusers pipeline directory (of `family`, when given).
+
+    Every config and weights file is checked first (input guard), so a damaged folder is one line, not a traceback
+    from deep inside the loader; what the loader still refuses is one line too.
+    """
+    cls = adapter_class(path, family)
+    check_model_folder(path, "re-save or re-download the pipeline")
+    try:
+        return cls.load(Path(path), device=device, dtype=dtype, **kw)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None

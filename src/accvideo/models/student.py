@@ -11,12 +11,11 @@ The writer, `export_student`, is the distillation's (distill/student.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
+from accvideo.core.inputs import check_safetensors, load_safetensors, read_json
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
 from accvideo.models.identity import teacher_identity
@@ -30,6 +29,7 @@ STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is bake
 # Teachers up to this size are hashed on every load (well under a second for small models); larger ones only
 # when the caller asks (export does), since hashing a 14B checkpoint takes about a minute.
 CHECK_BYTES = 2 << 30
+REDO = "rerun the distill command that wrote it (it resumes) or restore the run folder"
 
 
 def find_student(path: str | Path) -> Path | None:
@@ -44,13 +44,32 @@ def find_student(path: str | Path) -> Path | None:
 def read_student_info(student_dir: Path) -> dict:
     """student.json, checked; one-line errors for a damaged or foreign file."""
     path = Path(student_dir) / INFO
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AccVideoError(f"{path} is not readable ({exc}); export the student again") from None
-    if info.get("format") != FORMAT:
-        raise AccVideoError(f"{path} is not an accvideo student (format {info.get('format')!r})")
+    info = read_json(path, REDO)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise AccVideoError(f"{path} is not an accvideo student (no format {FORMAT!r}); {REDO}")
+    missing = [k for k in ("family", "key_sigmas", "teacher_dir", "lora") if k not in info]
+    if missing:
+        raise AccVideoError(f"{path} lacks {', '.join(missing)}; {REDO}")
     return info
+
+
+def student_weights(student_dir: Path, info: dict) -> list[Path]:
+    """The student's weights files, each checked whole (a truncated or damaged file is one line, not a load)."""
+    student_dir = Path(student_dir)
+    if info["lora"] is not None:
+        files = [student_dir / LORA_WEIGHTS]
+        if not files[0].is_file():
+            raise AccVideoError(f"{files[0]} is missing; {REDO}")
+    else:
+        files = sorted((student_dir / FULL_WEIGHTS).glob("*.safetensors"))
+        if not files:
+            raise AccVideoError(f"{student_dir / FULL_WEIGHTS} holds no weights; {REDO}")
+        config = student_dir / FULL_WEIGHTS / "config.json"
+        if config.is_file():
+            read_json(config, REDO)
+    for f in files:
+        check_safetensors(f, REDO)
+    return files
 
 
 def _folder_bytes(path: Path) -> int:
@@ -93,17 +112,15 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
         raise AccVideoError(
             f"{student_dir} holds a {info['family']} student but its teacher folder is {adapter.family}"
         )
+    files = student_weights(student_dir, info)
     if info["lora"] is not None:
         adapter.pipe.load_lora_weights(str(student_dir), weight_name=LORA_WEIGHTS, adapter_name="student")
         adapter.pipe.fuse_lora(components=["transformer"])  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
     else:
-        files = sorted((student_dir / FULL_WEIGHTS).glob("*.safetensors"))
-        if not files:
-            raise AccVideoError(f"{student_dir / FULL_WEIGHTS} holds no weights; export the student again")
         state = {}
         for f in files:
-            state.update(load_file(str(f)))
+            state.update(load_safetensors(f, REDO))
         try:
             adapter.transformer.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -178,6 +178,9 @@ def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
     return out
 
 
+MAX_LAYERS = 64
+
+
 @dataclass(frozen=True)
 class TinyModelConfig:
     """`accvideo tiny-model DIR`: a tiny random pipeline in diffusers format, for smoke runs and tests."""
@@ -192,5 +195,5 @@ class TinyModelConfig:
             raise ValueError("name the folder to write: accvideo tiny-model DIR")
         if self.family not in ("wan", "hunyuan"):
             raise ValueError(f"--family must be wan or hunyuan; got {self.family!r}")
-        if self.layers < 1:
-            raise ValueError(f"--layers must be >= 1; got {self.layers}")
+        if not 1 <= self.layers <= MAX_LAYERS:
+            raise ValueError(f"--layers must lie in [1, {MAX_LAYERS}] (a tiny model); got {self.layers}")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
 from accvideo.core.config import save_config
-from accvideo.core.files import prepare_output
-from accvideo.core.runtime import resolve_device, resolve_dtype
+from accvideo.core.outputs import claim_file, record_file
+from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.open import model_family, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
+
+COMMAND = "sample"
 
 
 def generate_clip(
@@ -34,7 +37,11 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     `cfg.model` may be a distill run folder or an exported student: it then samples with the student's stored
     key sigmas (m Euler steps) and guidance 1, unless steps, shift or guidance are given.
     """
-    out = prepare_output(cfg.out)
+    out = Path(cfg.out).expanduser()
+    written = _outputs(cfg, out)
+    inputs = {"model": resolve_model(cfg.model)}
+    for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
+        claim_file(path, COMMAND, inputs=inputs)
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step)
@@ -65,10 +72,8 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         progress=progress,
     )
     t2 = time.perf_counter()
-    write_video(out, video, cfg.fps)
-    written = [str(out)]
-    if cfg.gif and out.suffix.lower() != ".gif":
-        written.append(str(write_video(out.with_suffix(".gif"), video, cfg.fps)))
+    for path in written[:-1]:
+        record_file(write_video(path, video, cfg.fps), COMMAND)
     resolved = {
         **opened.describe(),
         "resolved_steps": plan.steps,
@@ -77,11 +82,19 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         "sigmas": plan.describe()["sigmas"],
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "outputs": written,
+        "outputs": [str(p) for p in written[:-1]],
         "seconds_load": round(t1 - t0, 3),
         "seconds_generate": round(t2 - t1, 3),
     }
     if opened.student is not None:
         resolved["key_sigmas_used"] = cfg.steps is None and cfg.shift is None
-    save_config(cfg, out.with_suffix(".yaml"), **resolved)
+    record_file(save_config(cfg, written[-1], **resolved), COMMAND)
     return resolved
+
+
+def _outputs(cfg: SampleConfig, out: Path) -> list[Path]:
+    """The files a run writes: the clip, a GIF when asked, and last the settings YAML beside them."""
+    files = [out]
+    if cfg.gif and out.suffix.lower() != ".gif":
+        files.append(out.with_suffix(".gif"))
+    return [*files, out.with_suffix(".yaml")]

@@ -7,15 +7,23 @@ processes, computes every shard from the same items in the same batches: the sam
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.prompts import Item
-from accvideo.synthesize.shards import ShardHeader, list_shards, partial_files, read_header, shard_path
+from accvideo.synthesize.shards import (
+    ShardHeader,
+    damaged_tensor,
+    list_shards,
+    partial_files,
+    read_header,
+    shard_path,
+)
 
+COMMAND = "synthesize"
 MANIFEST = "synvid.yaml"
 VIDEOS = "videos"
 
@@ -71,33 +79,49 @@ def remove_shard(header: ShardHeader) -> None:
     header.path.unlink(missing_ok=True)
 
 
+def is_synvid_folder(root: Path) -> bool:
+    """A folder synthesize wrote before output markers existed (core/outputs.py): it may resume there."""
+    return bool(list_shards(root)) or (root / MANIFEST).is_file()
+
+
+def check_output(root: Path, teacher_dir: Path) -> Path:
+    """The output guard for synthesize: a new, empty or SynVid folder, never the teacher's (read-only, any rank)."""
+    return check_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
+
+
 def prepare_folder(
-    root: Path, settings: SynVidSettings, items: Sequence[Item], shard_size: int, overwrite: bool
+    root: Path,
+    settings: SynVidSettings,
+    items: Sequence[Item],
+    shard_size: int,
+    overwrite: bool,
+    teacher_dir: Path,
 ) -> int:
-    """Check the shards already in `root` against this run (remove clashing ones if `overwrite`); clear temp files.
+    """Claim `root`, check the shards already there against this run and their digests (remove clashing or
+    damaged ones if `overwrite`); clear temporary files of dead writers.
 
     Returns the number of shards removed. Run on rank 0 only, before any rank writes.
     """
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AccVideoError(f"cannot create output folder {root} ({exc.strerror}); choose another --out") from None
-    if not os.access(root, os.W_OK):
-        raise AccVideoError(f"output folder {root} is not writable; choose another --out")
+    claim_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
     removed = 0
     for path in list_shards(root):
         header = read_header(path)
         problem = _conflict(header, settings, items, shard_size)
-        if problem is None:
-            continue
-        if not overwrite:
+        if problem is not None and not overwrite:
             raise AccVideoError(
                 f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, "
                 "or choose another --out"
             )
-        remove_shard(header)
-        removed += 1
-    for tmp in partial_files(root):  # left by a killed writer; nobody writes before rank 0 is done here
+        damage = None if problem is not None else damaged_tensor(header)
+        if damage is not None and not overwrite:
+            raise AccVideoError(
+                f"{path} is damaged ({damage} fails its sha256 check); pass --overwrite to redo the shard, "
+                "or delete it and rerun the same command"
+            )
+        if problem is not None or damage is not None:
+            remove_shard(header)
+            removed += 1
+    for tmp in partial_files(root):  # left by a dead writer on this host; a live one's temp file stays
         tmp.unlink(missing_ok=True)
     return removed
 

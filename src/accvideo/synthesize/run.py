@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,7 @@ from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.layout import (
     MANIFEST,
     VIDEOS,
+    check_output,
     is_complete,
     owned_shards,
     prepare_folder,
@@ -53,6 +56,11 @@ def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPla
     )
 
 
+def shard_megabytes(settings: SynVidSettings, items: int) -> float:
+    """About what a shard of `items` items takes on disk: its float32 latents (text conditioning is small)."""
+    return items * len(settings.latent_indices) * math.prod(settings.latent_shape) * 4 / 2**20
+
+
 def _check_size(cfg: SynthConfig, family) -> None:
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
@@ -67,7 +75,7 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_l
         try:
             identity = teacher_identity(model_dir)
             settings = dataset_settings(cfg, adapter, identity, plan, dtype)
-            removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite)
+            removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
             try:  # the resolved run, for people; readers need only the shards
                 save_config(
                     cfg,
@@ -143,6 +151,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     model_dir = resolve_model(cfg.teacher)
     _check_size(cfg, adapter_class(model_dir))  # validates the folder before any weight is read
     root = Path(cfg.out).expanduser()
+    check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
     if adapter is None:
         adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime)
@@ -179,9 +188,12 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
                 write_shard(root, k, settings, rows, latents, cond, cfg.batch)
             except OSError as exc:
                 kept = written + len(mine) - len(todo)
+                fix = "fix the cause"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    fix = f"free about {shard_megabytes(settings, len(chunk)):.0f} MB a shard (or choose another --out)"
                 raise AccVideoError(
                     f"could not write shard {k} to {root} ({exc.strerror or exc}); the {kept} complete shard(s) "
-                    "of this process are kept: fix the cause and rerun the same command to resume"
+                    f"of this process are kept: {fix} and rerun the same command to resume"
                 ) from None
             written += 1
             _drop_stale_videos(root, stale, rows)

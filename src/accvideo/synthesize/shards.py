@@ -3,8 +3,9 @@
 A shard `shard-KKKKKK.safetensors` holds items [k*S, (k+1)*S) of the prompt list. Tensors are per item,
 `{j}/latents` (K, C, F', H', W') and `{j}/cond/{name}`, plus the shard's `sigmas` grid (n+1,) float64.
 The metadata (one JSON value under "synvid") carries the format, the dataset settings, the items (index, prompt,
-seed) and a sha256 of every tensor. Writes go to a hidden `.shard-*.part` file that is renamed when complete, so listing
-`shard-*.safetensors` never shows a half shard, whatever kills the writer.
+seed) and a sha256 of every tensor. Writes go to a hidden `.shard-*.HOST-PID.part` file that is renamed when complete,
+so listing `shard-*.safetensors` never shows a half shard, whatever kills the writer; a resumed run checks the digests
+of every shard it keeps.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from accvideo.core.files import is_stale_temp, temp_name
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
@@ -46,9 +48,23 @@ def list_shards(root: str | Path) -> list[Path]:
 
 
 def partial_files(root: str | Path) -> list[Path]:
-    """Temporary files left by a writer that was killed or failed."""
+    """Temporary files left by a writer that was killed or failed (never another live writer's: core/files.py)."""
     root = Path(root)
-    return sorted(root.glob(".shard-*.part")) if root.is_dir() else []
+    return sorted(p for p in root.glob(".shard-*.part") if is_stale_temp(p)) if root.is_dir() else []
+
+
+def damaged_tensor(header: ShardHeader) -> str | None:
+    """The first tensor of a shard whose bytes fail their recorded sha256 (or that is missing), else None."""
+    try:
+        with safe_open(str(header.path), framework="pt") as f:
+            if set(f.keys()) != set(header.sha256):
+                return "its tensor list"
+            for name, digest in sorted(header.sha256.items()):
+                if tensor_sha256(f.get_tensor(name)) != digest:
+                    return name
+    except (SafetensorError, OSError, ValueError) as exc:
+        return f"its data ({str(exc).splitlines()[0][:80]})"
+    return None
 
 
 def item_tensor_names(j: int, cond_keys) -> list[str]:
@@ -146,7 +162,7 @@ def write_shard(
     # one metadata key: safetensors writes several in hash order, which would make equal shards differ in bytes
     metadata = {META_KEY: json.dumps(header, sort_keys=True, ensure_ascii=False)}
     path = shard_path(root, k)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = temp_name(path)  # names this writer, so no other process's cleanup removes it
     try:
         _write_file(tensors, metadata, tmp)
         os.replace(tmp, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from accvideo.core.config import fields_of
+from accvideo.core.config import check_threads, fields_of
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,10 @@ class TeacherTrainConfig(TeacherConfig):
     work: str | None = None  # resumable training state (default: OUT.work)
     threads: int = 0  # CPU threads (0: torch's default)
     device: str = "cpu"  # where the transformer trains: cpu, cuda or auto (the VAE: cpu)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_threads(self.threads)
 
     def teacher(self) -> TeacherConfig:
         """The settings that define the teacher (what its YAML and identity record)."""

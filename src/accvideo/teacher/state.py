@@ -7,16 +7,27 @@ from pathlib import Path
 
 import torch
 
+from accvideo.core.files import temp_name
+from accvideo.errors import AccVideoError
+
 
 def save_state(path: Path, state: dict) -> None:
     """Atomically write a dict of tensors, state dicts, ints and RNG states."""
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = temp_name(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_state(path: Path) -> dict | None:
     """The saved state, or None when there is none (weights only: no code runs on load)."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable state file gets the same advice
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AccVideoError(f"{path} is not a readable training state ({first}); delete it to redo the phase") from None

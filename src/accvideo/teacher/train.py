@@ -13,6 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core.config import save_config
+from accvideo.core.inputs import load_safetensors
+from accvideo.core.outputs import mark_folder
 from accvideo.core.schedules import shift_sigmas
 from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
@@ -20,6 +22,8 @@ from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.teacher.vae import clips, load_trained_vae, reconstruction_psnr, train_items, train_vae
 from accvideo.world import caption, vocabulary
+
+COMMAND = "teacher train"
 
 
 def build_pipeline(cfg: TeacherConfig, vae):
@@ -77,11 +81,11 @@ def pipeline_for_data(cfg: TeacherConfig, vae, data: dict[str, torch.Tensor]):
 @torch.no_grad()
 def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Render and encode the training clips once: raw latents (N, z, F', H', W') and caption ids (N,)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     path = work / "latents.safetensors"
     if path.is_file():
-        return load_file(str(path))
+        return load_safetensors(path, "delete it to encode the clips again")
     items = train_items(cfg, 0, cfg.dataset_size, stream=2)
     captions = sorted({caption(a) for a, _ in items})
     chunks = []
@@ -215,6 +219,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(str(tmp), safe_serialization=True)
     save_config(cfg, tmp / "accvideo_teacher.yaml", **stats)
+    mark_folder(tmp, COMMAND)  # the output guard's marker travels with the folder (hidden: not in the identity)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -207,10 +207,10 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
 
 
 def load_trained_vae(cfg: TeacherConfig, path: Path):
-    from safetensors.torch import load_file
+    from accvideo.core.inputs import load_safetensors
 
     vae = build_vae(cfg)
-    vae.load_state_dict(load_file(str(path)))
+    vae.load_state_dict(load_safetensors(path, "delete it to train the VAE again"))
     return vae.eval().requires_grad_(False)
 
 

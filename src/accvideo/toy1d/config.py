@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from accvideo.core.config import fields_of
+from accvideo.core.config import check_threads, fields_of
 from accvideo.errors import AccVideoError
 
 KD_TARGETS = ("data", "teacher")
@@ -131,6 +131,10 @@ class Toy1dRunConfig(Toy1dConfig):
     seed: int = 0  # seed of every phase (same seed, same numbers)
     out: str = "toy1d"  # folder for toy1d.json and the panel PNGs
     threads: int = 1  # CPU threads (0: torch's default; 1 suits tiny nets)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_threads(self.threads)
 
     def experiment(self) -> Toy1dConfig:
         return fields_of(self, Toy1dConfig)
