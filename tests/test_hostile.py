@@ -1,0 +1,506 @@
+"""Hostile input (issue 16): every case ends in exactly one line on stderr, exit code 2, no traceback, and the bytes
+of every file that existed before are unchanged (none modified, none removed).
+
+One case per class of the guards: the output guard (core/outputs.py), the input guard (core/inputs.py, the model's
+size limits, finite settings), faults (full disk, CPU out of memory) and resume verification (a flipped bit).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from accvideo.cli import main
+from accvideo.core.files import is_stale_temp, temp_name
+from accvideo.core.outputs import mark_folder
+from accvideo.models.identity import teacher_identity
+
+# the conftest `synvid` settings: a rerun on a copy of it resumes (and so verifies every shard it keeps)
+SYNVID = ["--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--guidance", "3"]
+SYNVID_BATCH = ["--shard-size", "5", "--batch", "5", "--device", "cpu"]
+SMALL = ["--steps", "2", "--frames", "5", "--size", "32x32", "--device", "cpu"]  # a cheap sample
+SYNTH = [*SMALL, "--key-steps", "2"]  # a cheap synthesize
+DISTILL = ["iterations=1", "batch=2", "head_channels=8", "device=cpu", "probe_every=0"]
+PROGRESS = re.compile(r"(\w+: +\d+%\|[^|]*\| \d+/\d+ \[[^]]*\])+")  # tqdm bars (a TTY redraws them in place)
+USER_BYTES = b"the user's own file: must survive every refused command\n"
+
+
+@dataclass
+class Env:
+    """What a case builds on: the session's tiny teacher and SynVid, and copies of them it may damage."""
+
+    tmp: Path
+    request: pytest.FixtureRequest
+    monkeypatch: pytest.MonkeyPatch
+    variant: str | None = None  # a case run several ways: which one
+    used_synvid: bool = False
+
+    @property
+    def teacher(self) -> Path:
+        return self.request.getfixturevalue("tiny_wan_dir")
+
+    @property
+    def synvid(self) -> Path:
+        self.used_synvid = True
+        return self.request.getfixturevalue("synvid")
+
+    def copy(self, src: Path, name: str) -> Path:
+        dst = self.tmp / name
+        shutil.copytree(src, dst)
+        return dst
+
+    def prompts(self) -> Path:
+        path = self.tmp / "prompts.txt"
+        path.write_text("a red circle moving left\n")
+        return path
+
+    def user_file(self, rel: str) -> Path:
+        path = self.tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(USER_BYTES)
+        return path
+
+    def student_run(self) -> Path:
+        """A distill run folder by hand: the tiny teacher's transformer as a full student, with its student.json."""
+        run = self.tmp / "run"
+        shutil.copytree(self.teacher / "transformer", run / "student" / "transformer")
+        info = {
+            "format": "accvideo.student/1",
+            "family": "wan",
+            "key_sigmas": [1.0, 0.75, 0.5, 0.25, 0.0],
+            "teacher": teacher_identity(self.teacher),
+            "teacher_dir": str(self.teacher.resolve()),
+            "lora": None,
+            "weights": "transformer",
+        }
+        (run / "student" / "student.json").write_text(json.dumps(info))
+        mark_folder(run, "distill")
+        return run
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def flip_last_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # the last byte of a safetensors file is tensor data: only the digests can see it
+    path.write_bytes(bytes(data))
+
+
+def snapshot(*roots: Path) -> dict[Path, str]:
+    """sha256 of every file under the roots."""
+    found = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            if path.is_file():
+                found[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+# --- the cases: each builds its inputs and returns (argv, words the one line must hold) ---------------------------
+
+Case = Callable[[Env], tuple[list[str], str]]
+CASES: dict[str, Case] = {}
+
+
+def case(fn: Case) -> Case:
+    CASES[fn.__name__] = fn
+    return fn
+
+
+# output guard: the teacher, the dataset, another command's folder, a folder accvideo did not make, the user's files
+@case
+def synthesize_out_is_the_teacher(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["synthesize", "--teacher", str(t), "--prompts", str(env.prompts()), "--out", str(t), *SYNTH], "teacher"
+
+
+@case
+def distill_out_is_the_teacher(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["distill", "--teacher", str(t), "--data", str(env.synvid), "--out", str(t), *DISTILL], "is the teacher"
+
+
+@case
+def distill_out_is_the_dataset(env):
+    data = env.synvid
+    return ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(data)], "is the dataset"
+
+
+@case
+def distill_out_inside_the_dataset(env):
+    data = env.synvid
+    return ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(data / "run")], "inside the"
+
+
+@case
+def tiny_model_into_a_users_model(env):
+    return ["tiny-model", str(env.copy(env.teacher, "my-model"))], "not made by `accvideo tiny-model`"
+
+
+@case
+def tiny_model_over_a_synvid_folder(env):
+    return ["tiny-model", str(env.copy(env.synvid, "syn"))], "output of `accvideo synthesize`"
+
+
+@case
+def synthesize_into_a_distill_run(env):
+    run = env.student_run()
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(run)]
+    return [*args, *SYNTH], "output of `accvideo distill`"
+
+
+@case
+def synthesize_into_a_non_empty_folder(env):
+    env.user_file("mine/notes.txt")
+    args = [
+        "synthesize",
+        "--teacher",
+        str(env.teacher),
+        "--prompts",
+        str(env.prompts()),
+        "--out",
+        str(env.tmp / "mine"),
+    ]
+    return [*args, *SYNTH], "not empty"
+
+
+@case
+def sample_over_a_users_video(env):
+    out = env.user_file("clip.mp4")
+    return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(out)], "not written by accvideo"
+
+
+@case
+def sample_over_a_users_settings_yaml(env):
+    env.user_file("clip.yaml")  # the side file `sample` writes beside the clip
+    return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "clip.mp4")], "clip.yaml exists"
+
+
+@case
+def sample_gif_over_a_users_gif(env):
+    env.user_file("clip.gif")
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "clip.mp4"), "--gif"]
+    return args, "clip.gif exists"
+
+
+@case
+def sample_into_the_model_folder(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["sample", "--model", str(t), *SMALL, "--out", str(t / "clip.mp4")], "inside the model folder"
+
+
+@case
+def prompts_over_a_users_file(env):
+    return ["prompts", "--n", "3", "--out", str(env.user_file("notes.txt"))], "not written by accvideo"
+
+
+@case
+def export_force_over_a_users_folder(env):
+    env.user_file("busy/notes.txt")
+    return ["export", str(env.student_run()), "--out", str(env.tmp / "busy"), "--force"], "--force included"
+
+
+@case
+def evaluate_out_is_the_model(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["evaluate", "--model", str(t), "--prompts", "2", "--out", str(t)], "is the model folder"
+
+
+@case
+def bench_out_is_the_model(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["bench", "--model", str(t), "--out", str(t)], "is the model folder"
+
+
+@case
+def toy1d_into_a_non_empty_folder(env):
+    env.user_file("plots/notes.txt")
+    return ["toy1d", "--preset", "quick", "--out", str(env.tmp / "plots")], "not made by `accvideo toy1d`"
+
+
+@case
+def demo_into_a_non_empty_folder(env):
+    env.user_file("d/notes.txt")
+    return ["demo", "--preset", "quick", "--out", str(env.tmp / "d")], "not made by `accvideo demo`"
+
+
+@case
+def teacher_train_into_a_users_model(env):
+    return ["teacher", "train", "--preset", "quick", "--out", str(env.copy(env.teacher, "t"))], "not made by"
+
+
+# input guard: damaged model folders, students, shards and configs; numbers and sizes
+def _use_model(env, verb: str, model: Path) -> list[str]:
+    if verb == "sample":
+        return ["sample", "--model", str(model), *SMALL, "--out", str(env.tmp / "clip.mp4")]
+    if verb == "synthesize":
+        return [
+            "synthesize",
+            "--teacher",
+            str(model),
+            "--prompts",
+            str(env.prompts()),
+            "--out",
+            str(env.tmp / "s"),
+            *SYNTH,
+        ]
+    return ["bench", "--model", str(model), "--frames", "5", "--size", "32x32", "--out", str(env.tmp / "b")]
+
+
+@case
+def truncated_transformer_weights(env):
+    t = env.copy(env.teacher, "teacher")
+    truncate(t / "transformer" / "diffusion_pytorch_model.safetensors")
+    return _use_model(env, env.variant, t), "is truncated"
+
+
+@case
+def garbled_transformer_config(env):
+    t = env.copy(env.teacher, "teacher")
+    (t / "transformer" / "config.json").write_text('{"num_layers": 3,,}')
+    return _use_model(env, env.variant, t), "is not valid JSON"
+
+
+@case
+def model_index_not_json(env):
+    t = env.copy(env.teacher, "teacher")
+    (t / "model_index.json").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return _use_model(env, "sample", t), "model_index.json"
+
+
+@case
+def export_a_truncated_student(env):
+    run = env.student_run()
+    truncate(run / "student" / "transformer" / "diffusion_pytorch_model.safetensors", 0.9)
+    return ["export", str(run), "--out", str(env.tmp / "exported")], "is truncated"
+
+
+@case
+def sample_a_truncated_student(env):
+    run = env.student_run()
+    truncate(run / "student" / "transformer" / "diffusion_pytorch_model.safetensors", 0.9)
+    return ["sample", "--model", str(run), *SMALL, "--out", str(env.tmp / "clip.mp4")], "is truncated"
+
+
+@case
+def student_json_garbled(env):
+    run = env.student_run()
+    (run / "student" / "student.json").write_text("{'format': ")
+    return ["export", str(run), "--out", str(env.tmp / "exported")], "student.json is not valid JSON"
+
+
+@case
+def malformed_yaml_config(env):
+    path = env.tmp / "bad.yaml"
+    path.write_text("steps: [1, 2\nguidance: 3\n")
+    return ["sample", "--config", str(path), "--out", str(env.tmp / "clip.mp4")], "is not valid YAML"
+
+
+@case
+def binary_yaml_config(env):
+    path = env.tmp / "bad.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage\x00")
+    return ["sample", "--config", str(path), "--out", str(env.tmp / "clip.mp4")], "is not a text file"
+
+
+@case
+def frames_past_the_models_positions(env):
+    return ["sample", "--frames", "257", "--steps", "1", "--out", str(env.tmp / "clip.mp4")], "rope_max_seq_len"
+
+
+@case
+def height_past_the_models_positions(env):
+    return ["sample", "--size", "1040x64", "--frames", "5", "--steps", "1", "--out", str(env.tmp / "c.mp4")], "height"
+
+
+@case
+def a_setting_that_is_not_finite(env):
+    return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
+
+
+@case
+def threads_out_of_range(env):
+    return ["toy1d", "--preset", "quick", "--threads", "-3", "--out", str(env.tmp / "t")], "threads must be"
+
+
+@case
+def tiny_model_with_absurd_layers(env):
+    return ["tiny-model", str(env.tmp / "m"), "--layers", "100000"], "--layers must lie in"
+
+
+@case
+def truncated_synvid_shard(env):
+    data = env.copy(env.synvid, "syn")
+    truncate(data / "shard-000001.safetensors")
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "run"), *DISTILL]
+    return args, "not a readable SynVid shard"
+
+
+@case
+def unreadable_video_in_an_evaluated_folder(env):
+    folder = env.tmp / "clips"
+    folder.mkdir()
+    (folder / "000000.mp4").write_bytes(b"\x00\x00\x00 ftypisom" + bytes(64))
+    (folder / "manifest.jsonl").write_text(json.dumps({"prompt": "a red circle", "seed": 0}) + "\n")
+    return ["evaluate", "--videos", str(folder), "--out", str(env.tmp / "scores")], "000000.mp4"
+
+
+# resume verifies what it keeps
+@case
+def synthesize_resume_over_a_flipped_bit(env):
+    data = env.copy(env.synvid, "syn")
+    flip_last_bit(data / "shard-000001.safetensors")
+    prompts = env.tmp / "p.txt"
+    shutil.copy(env.synvid.parent / "p.txt", prompts)
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(prompts), "--out", str(data)]
+    return [*args, *SYNVID, *SYNVID_BATCH], "fails its sha256 check"
+
+
+# faults: a full disk and CPU memory, raised where the real ones are
+@case
+def disk_full_writing_a_shard(env):
+    import accvideo.synthesize.shards as shards
+
+    def full(tensors, metadata, path):
+        Path(path).write_bytes(b"half a shard")  # what a full disk leaves: it must not stay
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    env.monkeypatch.setattr(shards, "_write_file", full)
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "s")]
+    return [*args, *SYNTH], "No space left on device"
+
+
+@case
+def disk_full_writing_a_checkpoint(env):
+    import accvideo.distill.checkpoint as checkpoint
+
+    def save(obj, path):  # torch's zip writer on a full disk
+        Path(path).write_bytes(b"half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1522816 vs 1522704")
+
+    env.monkeypatch.setattr(checkpoint.torch, "save", save)
+    env.monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    run = env.tmp / "run"
+    return ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL], "needed"
+
+
+@case
+def cpu_out_of_memory_in_synthesize(env):
+    import accvideo.synthesize.run as synthesize_run
+
+    def oom(*_a, **_k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 85899345920 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    env.monkeypatch.setattr(synthesize_run, "sample_latents", oom)
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "s")]
+    return [*args, *SYNTH], "out of memory (CPU RAM; it asked for 80.0 GB more)"
+
+
+@case
+def cpu_out_of_memory_in_distill(env):
+    from accvideo.distill import trainer
+
+    def oom(self):
+        raise MemoryError
+
+    env.monkeypatch.setattr(trainer.Distiller, "train_iteration", oom)
+    run = env.tmp / "run"
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL]
+    return args, "out of memory (CPU RAM)"
+
+
+VARIANTS = {
+    "truncated_transformer_weights": ("sample", "synthesize", "bench"),
+    "garbled_transformer_config": ("sample", "synthesize", "bench"),
+    "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
+}
+
+
+def _params():
+    for name in CASES:
+        for variant in VARIANTS.get(name, (None,)):
+            yield pytest.param(name, variant, id=name if variant is None else f"{name}[{variant}]")
+
+
+@pytest.mark.parametrize(("name", "variant"), list(_params()))
+def test_hostile_input_is_one_line_exit_2_and_touches_nothing(name, variant, tmp_path, request, monkeypatch, capsys):
+    env = Env(tmp_path, request, monkeypatch, variant)
+    argv, words = CASES[name](env)
+    roots = [tmp_path, env.teacher] + ([env.synvid] if env.used_synvid else [])
+    before = snapshot(*roots)
+    capsys.readouterr()  # what building a session fixture printed is not the command's
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.strip().splitlines() if not PROGRESS.fullmatch(line)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert words in lines[0], lines[0]
+    after = snapshot(*roots)
+    assert {p: after.get(p) for p in before} == before  # no pre-existing file modified or removed
+    leftovers = [p for p in after if p not in before and p.name.endswith((".part", ".part.mp4"))]
+    assert not leftovers  # nothing half-written stays
+
+
+# --- beyond one line: what the guards let through, and whose temporary files a cleanup may remove ----------------
+
+
+def test_overwrite_redoes_a_damaged_shard_bit_for_bit(synvid, tiny_wan_dir, tmp_path, capsys):
+    """`synthesize --overwrite` over a flipped bit regenerates exactly the shard that was there before."""
+    data = tmp_path / "syn"
+    shutil.copytree(synvid, data)
+    shard = data / "shard-000001.safetensors"
+    good = shard.read_bytes()
+    flip_last_bit(shard)
+    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(synvid.parent / "p.txt"), "--out", str(data)]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, *SYNVID, *SYNVID_BATCH, "--overwrite"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "kept 1 complete shard(s)" in out and "synthesized 5 item(s) in 1 shard(s)" in out
+    assert shard.read_bytes() == good
+
+
+def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
+    """A temporary name carries host and pid: a live writer's file is never stale, a dead one's (or our own) is."""
+    live = temp_name(tmp_path / "shard-000000.safetensors").name.replace(f"-{os.getpid()}.", f"-{os.getppid()}.")
+    dead_pid = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000  # above every pid in use
+    dead = live.replace(f"-{os.getppid()}.", f"-{dead_pid}.")
+    ours = temp_name(tmp_path / "shard-000002.safetensors").name
+    other_host = ".shard-000003.safetensors.elsewhere-1.part"
+    for name in (live, dead, ours, other_host):
+        (tmp_path / name).write_bytes(b"x")
+    from accvideo.synthesize.shards import partial_files
+
+    assert sorted(p.name for p in partial_files(tmp_path)) == sorted([dead, ours])
+    assert not is_stale_temp(tmp_path / live) and not is_stale_temp(tmp_path / other_host)
+
+
+def test_a_rerun_replaces_its_own_outputs_but_not_edited_ones(tmp_path, capsys):
+    """The ledger: `prompts` may rewrite its own file; once the user edits it, it is theirs."""
+    out = tmp_path / "p.txt"
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exc:
+            main(["prompts", "--n", "3", "--out", str(out)])
+        assert exc.value.code == 0
+    out.write_text(out.read_text() + "a prompt of my own\n")
+    edited = out.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["prompts", "--n", "3", "--out", str(out)])
+    assert exc.value.code == 2 and "changed since" in capsys.readouterr().err
+    assert out.read_bytes() == edited
