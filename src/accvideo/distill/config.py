@@ -10,6 +10,7 @@ from accvideo.errors import AccVideoError
 
 GAN_LOSSES = ("non-saturating", "hinge")
 HEAD_MODES = ("per-step", "shared")
+ADV_UPDATES = ("joint", "separate")
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
 # dataset reader still check them); any other difference means another run
 RESUMABLE_CHANGES = frozenset(
@@ -27,6 +28,8 @@ RESUMABLE_CHANGES = frozenset(
         "grad_clip",
         "parallel",
         "mixed_precision",
+        "probe_every",
+        "probe_items",
     }
 )
 
@@ -48,6 +51,7 @@ class DistillConfig:
     grad_clip: float = 1.0  # max grad norm of the student (0: off)
     adv: bool = True  # adversarial training on/off (`adv=off`: L_traj only)
     lambda_adv: float = 0.1
+    adv_update: str = "separate"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: two
     gan_loss: str = "non-saturating"  # or hinge
     r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)
     heads: str = "per-step"  # one head per key step (the paper's time-aware heads) or one shared head
@@ -63,12 +67,14 @@ class DistillConfig:
     seed: int = 0
     checkpoint_every: int = 100  # iterations between saves of the whole training state
     log_every: int = 1  # iterations between progress-bar refreshes and TensorBoard points
+    probe_every: int = 10  # iterations between checks of the heads on a fixed probe set (0: never)
+    probe_items: int = 16  # trajectories (and starting noises) of that probe set
     tensorboard: bool = False
     device: str = "auto"
     dtype: str = "auto"  # the teacher's weights; a full student trains in float32
 
     def __post_init__(self):
-        for name in ("iterations", "batch", "checkpoint_every", "log_every", "head_channels"):
+        for name in ("iterations", "batch", "checkpoint_every", "log_every", "head_channels", "probe_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.micro_batch is not None and (self.micro_batch < 1 or self.batch % self.micro_batch):
@@ -81,6 +87,10 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"gan_loss must be one of {', '.join(GAN_LOSSES)}; got {self.gan_loss!r}")
+        if self.probe_every < 0:
+            raise ValueError(f"probe_every must be >= 0 (0: no probe); got {self.probe_every}")
+        if self.adv_update not in ADV_UPDATES:
+            raise ValueError(f"adv_update must be one of {', '.join(ADV_UPDATES)}; got {self.adv_update!r}")
         if self.heads not in HEAD_MODES:
             raise ValueError(f"heads must be one of {', '.join(HEAD_MODES)}; got {self.heads!r}")
         if self.lora_rank < 0:

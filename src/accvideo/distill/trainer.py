@@ -1,11 +1,14 @@
 """`accvideo distill`: trajectory-based few-step guidance (Eq. 6) plus adversarial training on SynVid (Eq. 7-8).
 
 One outer iteration runs k = m-1 down to 0 (METHOD.md 3), each key step on a fresh batch of trajectories:
-  1. trajectory loss: update the student on L_traj at key step k;
+  1. trajectory loss: the gradient of L_traj at key step k;
   2. fakes: pop Q_{k+1} (fresh noise for k+1 = m), take ONE student Euler step t'_{k+1} -> t'_k, push it on Q_k;
-  3. generator: update the student on lambda_adv * L_G of those fakes (the gradient flows through that step only);
+  3. generator: the gradient of lambda_adv * L_G of those fakes (it flows through that step only);
+     the student takes one AdamW step on the sum of 1 and 3 (`adv_update=joint`, the paper's summed objective)
+     or one after each (`separate`);
   4. discriminator: update head H_k on L_D, real = l[t'_k] of the trajectories whose prompts the fakes carry;
-and then 5. log, and save the whole training state every `checkpoint_every` iterations (state.py).
+and then 5. log (losses and the heads' accuracy, probe.py), and save the whole training state every
+`checkpoint_every` iterations (state.py).
 
 Under torchrun every rank draws the same global batch of items and fake seeds from the shared generator and
 takes its contiguous slice; gradients are averaged by the parallel seam (core/parallel.py: DDP or FSDP2 for the
@@ -31,6 +34,7 @@ from accvideo.distill.data import Trajectories, fake_seed
 from accvideo.distill.heads import Heads, default_feature_blocks
 from accvideo.distill.models import make_student, parallelize_student
 from accvideo.distill.plots import LossLog
+from accvideo.distill.probe import game_stats, key_latents, probe_seed
 from accvideo.distill.queues import KeyQueues
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
@@ -132,7 +136,8 @@ class Distiller:
                 total += global_mean_checked(name, micro_step(part)) / n
         return total
 
-    def _student_step(self) -> None:
+    def student_step(self) -> None:
+        """One AdamW step of the student on the gradients gathered since the last one (clipped, then EMA)."""
         if self.cfg.grad_clip > 0:  # on the averaged gradients, so every rank clips alike
             torch.nn.utils.clip_grad_norm_(self.pair.params.values(), self.cfg.grad_clip)
         self.opt_student.step()
@@ -146,8 +151,8 @@ class Distiller:
         return self.data.draw(self.cfg.batch, self.rng)[self.mine]
 
     # 1. trajectory loss ----------------------------------------------------------------------------------------
-    def trajectory_update(self, k: int) -> float:
-        """One student update on L_traj (Eq. 6): at l[t'_{k+1}], predict the secant to l[t'_k]."""
+    def trajectory_backward(self, k: int) -> float:
+        """The student's gradient of L_traj (Eq. 6): at l[t'_{k+1}], predict the secant to l[t'_k]."""
         idx = self.batch()
 
         def micro_step(part: slice) -> torch.Tensor:
@@ -160,7 +165,6 @@ class Distiller:
             return loss
 
         total = self.accumulate("L_traj", micro_step)
-        self._student_step()
         self.samples += self.cfg.batch
         return total
 
@@ -179,9 +183,9 @@ class Distiller:
         _, cond = self.data.load(idx)
         return {"x": self.data.noise(seeds), "cond": cond, "index": idx, "seed": torch.tensor(seeds)}
 
-    # 2 + 3. the fakes' Euler step and the generator update -----------------------------------------------------
-    def generator_update(self, k: int, entry: dict) -> tuple[dict, float]:
-        """One student Euler step t'_{k+1} -> t'_k of the popped fakes, pushed on Q_k; the update on lambda_adv * L_G.
+    # 2 + 3. the fakes' Euler step and the generator loss -------------------------------------------------------
+    def generator_backward(self, k: int, entry: dict) -> tuple[dict, float]:
+        """One student Euler step t'_{k+1} -> t'_k of the popped fakes, pushed on Q_k; the gradient of lambda_adv * L_G.
 
         Backward in two phases (NOTES-diffusers.md): through the frozen teacher and head to the detached fake
         inside teacher_mode(), then from the fake through the student's one step; so a LoRA student's shared
@@ -205,24 +209,28 @@ class Distiller:
         total = self.accumulate("L_G", micro_step)
         fakes = {**entry, "x": torch.cat(out)}
         self.queues.push(k, fakes)
-        self._student_step()
         return fakes, total
 
     # 4. discriminator ------------------------------------------------------------------------------------------
-    def discriminator_update(self, k: int, fakes: dict) -> float:
-        """One update of H_k on L_D: real l[t'_k] and fake share each item's prompt (and so the teacher's features)."""
+    def discriminator_update(self, k: int, fakes: dict) -> tuple[float, float, float]:
+        """One update of H_k on L_D: real l[t'_k] and fake share each item's prompt (and so the teacher's features).
+
+        Returns L_D and the head's balanced accuracy and logit gap on this batch (before the update), global means.
+        """
         self.opt_heads.zero_grad(set_to_none=True)  # drop what L_G left on the heads
+        logits: list[tuple[torch.Tensor, torch.Tensor]] = []
 
         def micro_step(part: slice) -> torch.Tensor:
             latents, cond = self.data.load(fakes["index"][part])
             real, fake = self.at(latents, k), fakes["x"][part]
-            both = {n: torch.cat([c, c]) for n, c in cond.items()}
+            both = _twice(cond)
             with torch.no_grad(), self.pair.teacher_mode():
                 feats = self.pair.teacher.features(
                     torch.cat([real, fake]), self.sigma(k, 2 * len(real)), both, self.blocks[k]
                 )
             f_real = feats[: len(real)].detach().requires_grad_(self.cfg.r1 > 0)
             d_real, d_fake = self.heads(k, f_real, self.grid), self.heads(k, feats[len(real) :], self.grid)
+            logits.append((d_real.detach(), d_fake.detach()))
             loss = losses.discriminator_loss(d_real, d_fake, self.cfg.gan_loss)
             if self.cfg.r1 > 0:  # on the heads' input: the teacher is frozen, the head is what D learns
                 loss = loss + 0.5 * self.cfg.r1 * losses.r1_penalty(d_real, f_real)
@@ -232,16 +240,41 @@ class Distiller:
         total = self.accumulate("L_D", micro_step)
         parallel.average_gradients(self.heads.parameters())
         self.opt_heads.step()
-        return total
+        acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
+        return total, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
+
+    # the probe -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def probe(self) -> tuple[list[float], list[float]]:
+        """The heads' accuracy and logit gap per key step on the fixed probe set (the same on every rank).
+
+        Real: l[t'_k] of the dataset's first `probe_items` trajectories. Fake: the current student's own few-step
+        solve from the probe's starting noises (probe_seed: never a training seed) with the same prompts.
+        """
+        n = min(self.cfg.probe_items, len(self.dataset))
+        latents, cond = self.data.load(range(n))
+        noise = self.data.noise([probe_seed(self.cfg.seed, i) for i in range(n)])
+        with self.parallel.autocast():
+            fakes = key_latents(lambda x, s: self.pair.student.velocity(x, s, cond), noise, self.key_sigmas)
+        acc, gap = [0.0] * self.m, [0.0] * self.m
+        for k in range(self.m):
+            with self.pair.teacher_mode():
+                d = self.discriminator(k, torch.cat([self.at(latents, k), self.at(fakes, k).float()]), _twice(cond))
+            acc[k], gap[k] = game_stats(d[:n], d[n:])
+        return acc, gap
 
     def train_iteration(self) -> dict:
-        """Key steps k = m-1 .. 0 once; returns the record of per-key-step losses."""
-        traj, gen, disc = [None] * self.m, [None] * self.m, [None] * self.m
-        for k in reversed(range(self.m)):
-            traj[k] = self.trajectory_update(k)
-            if self.cfg.adv:
-                fakes, gen[k] = self.generator_update(k, self.pop_fakes(k))
-                disc[k] = self.discriminator_update(k, fakes)
+        """Key steps k = m-1 .. 0 once; returns the record of per-key-step losses and the heads' game."""
+        m, adv = self.m, self.cfg.adv
+        traj, gen, disc, acc, gap = ([None] * m for _ in range(5))
+        for k in reversed(range(m)):
+            traj[k] = self.trajectory_backward(k)
+            if not (adv and self.cfg.adv_update == "joint"):
+                self.student_step()
+            if adv:
+                fakes, gen[k] = self.generator_backward(k, self.pop_fakes(k))
+                self.student_step()
+                disc[k], acc[k], gap[k] = self.discriminator_update(k, fakes)
         self.iteration += 1
 
         def mean(xs):
@@ -249,6 +282,11 @@ class Distiller:
 
         record = {"iteration": self.iteration, "samples": self.samples}  # losses.jsonl keys, in this order
         record.update(traj=mean(traj), g=mean(gen), d=mean(disc), traj_k=traj, g_k=gen, d_k=disc)
+        if adv:
+            record.update(acc=mean(acc), acc_k=acc, gap_k=gap)
+            if self.cfg.probe_every and self.iteration % self.cfg.probe_every == 0:
+                record["probe_acc_k"], record["probe_gap_k"] = self.probe()
+                record["probe_acc"] = mean(record["probe_acc_k"])
         return record
 
     # 5. log and save -------------------------------------------------------------------------------------------
@@ -292,6 +330,10 @@ class Distiller:
             state.save(self)  # a finished run resumed with nothing to do still leaves its artifact
         trained, train_seconds = self.samples - first_samples, time.perf_counter() - t_train
         return state.write_summary(self, time.perf_counter() - t0, trained, train_seconds)
+
+
+def _twice(cond: dict) -> dict:
+    return {n: torch.cat([c, c]) for n, c in cond.items()}
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:

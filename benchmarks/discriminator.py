@@ -1,0 +1,173 @@
+"""Can the discriminator learn at all? Heads trained alone on frozen teacher features, one variant per row.
+
+Real samples are SynVid key latents l[t'_k]; fakes are the naive teacher's own m-step solve over the same key
+sigmas from other noises (the few-step sampler the student replaces), or, as a control, other trajectories of
+the 50-step teacher itself (real vs real: any accuracy above 0.5 there is overfitting, not signal). Teacher
+features are computed once per block; each variant trains a head on the train part and reports the balanced
+accuracy on the held-out probe part, per key step k.
+
+    python benchmarks/discriminator.py --data runs/probe5/synvid --out benchmarks/results/discriminator.json
+
+Prints a markdown table and writes the JSON the table in docs/distill.md is made from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from accvideo.core.runtime import resolve_model
+from accvideo.distill.heads import FeatureHead
+from accvideo.distill.probe import game_stats, naive_teacher_latents, probe_seed
+from accvideo.models import load_adapter
+from accvideo.models.identity import teacher_identity
+from accvideo.synthesize import SynVidDataset
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    lr: float = 1e-4
+    steps: int = 200
+    batch: int = 8
+    channels: int = 64
+    input_norm: bool = True
+    block: int | None = None  # None: the trainer's default block per key step
+    fakes: str = "naive"  # naive | teacher (real vs real control)
+
+
+VARIANTS = [
+    Variant("demo's head: lr 1e-4, 200 steps"),
+    Variant("lr 1e-3, 200 steps", lr=1e-3),
+    Variant("lr 1e-4, 1000 steps", steps=1000),
+    Variant("lr 1e-3, 1000 steps", lr=1e-3, steps=1000),
+    Variant("lr 1e-3, 1000 steps, 256 channels", lr=1e-3, steps=1000, channels=256),
+    Variant("lr 1e-3, 1000 steps, no input norm", lr=1e-3, steps=1000, input_norm=False),
+    *[Variant(f"lr 1e-3, 1000 steps, block {b}", lr=1e-3, steps=1000, block=b) for b in range(4)],
+    Variant("control: real vs real, lr 1e-3, 1000 steps", lr=1e-3, steps=1000, fakes="teacher"),
+]
+
+
+def load_all(dataset, n: int) -> tuple[torch.Tensor, dict]:
+    items = [dataset[i] for i in range(n)]
+    latents = torch.stack([it["latents"] for it in items])
+    cond = {k: torch.stack([it["cond"][k] for it in items]) for k in items[0]["cond"]}
+    return latents, cond
+
+
+@torch.no_grad()
+def features(adapter, latents, cond, sigmas, k_rows, block, batch=32) -> torch.Tensor:
+    """Teacher features (N, tokens, D) of latents[:, row] at its sigma, batched."""
+    out = []
+    for i in range(0, len(latents), batch):
+        x = latents[i : i + batch, k_rows]
+        c = {n: v[i : i + batch] for n, v in cond.items()}
+        out.append(adapter.features(x, torch.full((len(x),), float(sigmas[k_rows])), c, block))
+    return torch.cat(out)
+
+
+def train_head(v: Variant, real, fake, grid, n_train, seed) -> float:
+    """Head on the first n_train items, balanced accuracy on the rest."""
+    torch.manual_seed(seed)
+    head = FeatureHead(real.shape[-1], v.channels)
+    if not v.input_norm:
+        head.net[0] = nn.Identity()
+    opt = torch.optim.AdamW(head.parameters(), lr=v.lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(v.steps):
+        i = torch.randint(n_train, (v.batch,), generator=gen)
+        j = torch.randint(n_train, (v.batch,), generator=gen)
+        loss = nn.functional.softplus(-head(real[i], grid)).mean() + nn.functional.softplus(head(fake[j], grid)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc, _ = game_stats(head(real[n_train:], grid), head(fake[n_train:], grid))
+    return acc
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", default="builtin")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--items", type=int, default=512, help="trajectories used (the last --probe are held out)")
+    p.add_argument("--probe", type=int, default=128)
+    p.add_argument("--seeds", type=int, default=3, help="head initialisations per variant")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    model = resolve_model(a.teacher)
+    ds = SynVidDataset(a.data, teacher=teacher_identity(model))
+    adapter = load_adapter(model, device=torch.device("cpu"), dtype=torch.float32)
+    n = min(a.items, len(ds))
+    n_train = n - a.probe
+    real, cond = load_all(ds, n)
+    sig = [float(s) for s in ds.key_sigmas]  # noisiest first
+    m = len(sig) - 1
+    shape = ds.settings.latent_shape
+    naive = naive_teacher_latents(adapter, cond, [probe_seed(0, i) for i in range(n)], shape, sig, 5.0)
+    # control fakes: other 50-step trajectories of the same split (train items among train, probe among probe),
+    # so every latent is "real" once and "fake" once: nothing to learn, and 0.5 on the probe if nothing leaks
+    g = torch.Generator().manual_seed(1)
+    perm = torch.cat([torch.randperm(n_train, generator=g), n_train + torch.randperm(n - n_train, generator=g)])
+    teacher_fake = real[perm]
+    grid = adapter.token_grid(shape)
+    from accvideo.distill.heads import default_feature_blocks
+
+    default_blocks = default_feature_blocks(adapter.num_blocks, m)
+    variants = [VARIANTS[int(i)] for i in a.only.split(",")] if a.only else VARIANTS
+    cache: dict = {}
+
+    def feats(which, k, block):
+        key = (which, k, block)
+        if key not in cache:
+            src = {"real": real, "naive": naive, "teacher": teacher_fake}[which]
+            c = cond if which != "teacher" else {nm: v[perm] for nm, v in cond.items()}
+            cache[key] = features(adapter, src, c, sig, m - k, block)
+        return cache[key]
+
+    rows = []
+    for v in variants:
+        accs = []
+        for k in range(m):
+            block = default_blocks[k] if v.block is None else v.block
+            fr, ff = feats("real", k, block), feats(v.fakes, k, block)
+            per_seed = [train_head(v, fr, ff, grid, n_train, s) for s in range(a.seeds)]
+            accs.append({"mean": sum(per_seed) / len(per_seed), "seeds": per_seed})
+        rows.append({"variant": asdict(v), "accuracy_k": accs})
+        print(v.name, " ".join(f"{x['mean']:.3f}" for x in accs), flush=True)
+    data = {
+        "command": "python benchmarks/discriminator.py " + " ".join(f"--{k} {val}" for k, val in vars(a).items()),
+        "items": n,
+        "probe": a.probe,
+        "key_sigmas": sig,
+        "default_blocks": default_blocks,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
+    print(table(data))
+
+
+def table(data: dict) -> str:
+    sig = data["key_sigmas"][::-1]  # t'_0 .. t'_m
+    head = "| head | " + " | ".join(f"k={k} (t'={sig[k]:.2f})" for k in range(len(sig) - 1)) + " |"
+    lines = [head, "|---" * (len(sig)) + "|"]
+    for r in data["rows"]:
+        lines.append(f"| {r['variant']['name']} | " + " | ".join(f"{a['mean']:.2f}" for a in r["accuracy_k"]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Watching the adversarial game: how well the heads tell real key latents from fakes, in numbers.
+
+Accuracy is the balanced rate (real logit > 0 and fake logit < 0, averaged over the two halves): 0.5 is chance,
+1 a discriminator that wins. The logit gap is mean D(real) - mean D(fake). The trainer reports both on every
+training batch and, every `probe_every` iterations, on a fixed probe set: the same trajectories and the same
+starting noises each time, the fakes being the current student's own few-step generations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from accvideo.core.adapter import Conditioning, ModelAdapter
+from accvideo.core.sampling import SamplingPlan, euler_sample, sample_latents
+
+
+def game_stats(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[float, float]:
+    """(balanced accuracy, logit gap) of logits (B,) on real and on fake samples."""
+    acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
+    return float(acc), float(d_real.float().mean() - d_fake.float().mean())
+
+
+def probe_seed(seed: int, index: int) -> int:
+    """The starting noise of probe item `index` (a stream of its own: never a training fake's or a SynVid seed)."""
+    return int(np.random.SeedSequence([int(seed), 2, int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@torch.no_grad()
+def key_latents(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor, sigmas: Sequence[float]
+) -> torch.Tensor:
+    """Every latent of an Euler solve over `sigmas` (noisiest first) from `noise`: (B, len(sigmas), ...)."""
+    kept: list[torch.Tensor] = []
+    euler_sample(velocity, noise, sigmas, callback=lambda _i, _s, x: kept.append(x))
+    return torch.stack(kept, dim=1)
+
+
+def naive_teacher_latents(
+    adapter: ModelAdapter,
+    cond: Conditioning,
+    seeds: Sequence[int],
+    latent_shape: Sequence[int],
+    sigmas: Sequence[float],
+    guidance: float,
+) -> torch.Tensor:
+    """The teacher's own m-step solve over the key sigmas (the naive few-step sampler): (B, m+1, ...)."""
+    plan = SamplingPlan(sigmas, guidance)
+    return sample_latents(adapter, cond, seeds, latent_shape, plan, keep=range(len(sigmas))).kept
