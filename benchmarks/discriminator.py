@@ -45,12 +45,11 @@ class Variant:
 VARIANTS = [
     Variant("demo's head: lr 1e-4, 200 steps"),
     Variant("lr 1e-3, 200 steps", lr=1e-3),
-    Variant("lr 1e-4, 1000 steps", steps=1000),
-    Variant("lr 1e-3, 1000 steps", lr=1e-3, steps=1000),
-    Variant("lr 1e-3, 1000 steps, 256 channels", lr=1e-3, steps=1000, channels=256),
-    Variant("lr 1e-3, 1000 steps, no input norm", lr=1e-3, steps=1000, input_norm=False),
-    *[Variant(f"lr 1e-3, 1000 steps, block {b}", lr=1e-3, steps=1000, block=b) for b in range(4)],
-    Variant("control: real vs real, lr 1e-3, 1000 steps", lr=1e-3, steps=1000, fakes="teacher"),
+    Variant("lr 1e-3, 600 steps", lr=1e-3, steps=600),
+    Variant("lr 1e-3, 200 steps, 256 channels", lr=1e-3, channels=256),
+    Variant("lr 1e-3, 200 steps, no input norm", lr=1e-3, input_norm=False),
+    *[Variant(f"lr 1e-3, 200 steps, block {b}", lr=1e-3, block=b) for b in range(4)],
+    Variant("control: real vs real, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="teacher"),
 ]
 
 

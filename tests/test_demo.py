@@ -73,32 +73,29 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
         assert again["results"][name]["frechet_distance"] == pytest.approx(row["frechet_distance"], rel=1e-5)
 
 
-def test_ablate_trains_the_three_variants_and_scores_four_rows(tiny_wan_dir, tmp_path, capsys):
+def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_dir, tmp_path, capsys):
     out = tmp_path / "abl"
-    code, stdout, err = run_cli(
-        [
-            "ablate",
-            "--preset",
-            "quick",
-            "--teacher",
-            str(tiny_wan_dir),
-            "--out",
-            str(out),
-            "eval_prompts=2",
-            "grid_prompts=1",
-        ],
-        capsys,
-    )
+    args = ["ablate", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out", str(out), "key_steps=[1, 2]"]
+    code, stdout, err = run_cli(args, capsys)
     assert code in (0, None), err
     data = json.loads((out / "ablation.json").read_text())
-    assert list(data["results"]) == ["a-teacher", "b-traj", "c-shared-head", "d-per-step-heads"]
-    assert data["results"]["a-teacher"]["guidance"] == 5.0 and data["results"]["b-traj"]["guidance"] == 1.0
-    cfg = {
-        n: yaml.safe_load((out / n / "config.yaml").read_text())
-        for n in ("b-traj", "c-shared-head", "d-per-step-heads")
-    }
-    assert cfg["b-traj"]["adv"] is False and cfg["c-shared-head"]["heads"] == "shared"
-    assert cfg["d-per-step-heads"]["adv"] is True and cfg["d-per-step-heads"]["heads"] == "per-step"
+    # (c) runs at m = 2 only; (e) only with real data; the teacher's n-step row is the reference
+    assert list(data["cells"]) == ["teacher-n", "m1-a", "m1-b", "m1-d", "m2-a", "m2-b", "m2-c", "m2-d"]
+    assert data["cells"]["m2-d"]["runs"] == ["m2-d-s0", "m2-d-s1"] and data["cells"]["m1-a"]["guidance"] == 5.0
+    for name in ("b", "c", "d"):
+        cfgs = [yaml.safe_load((out / "runs" / f"m2-{name}-s{s}" / "config.yaml").read_text()) for s in (0, 1)]
+        assert [c["seed"] for c in cfgs] == [0, 1] and cfgs[0]["key_sigmas"] == pytest.approx(
+            data["samplers"]["m2-d-s0"]["sigmas"], abs=1e-6
+        )
+        assert cfgs[0]["adv"] is (name != "b") and cfgs[0]["heads"] == ("shared" if name == "c" else "per-step")
+    assert len(data["samplers"]["m1-b-s0"]["sigmas"]) == 2 and len(data["samplers"]["m2-b-s0"]["sigmas"]) == 3
+    # every cell: the mean over its seeds, their spread, and an interval around the mean
+    for cell in data["cells"].values():
+        for stat in cell["metrics"].values():
+            assert stat["mean"] == pytest.approx(sum(stat["seeds"]) / len(stat["seeds"]))
+            assert stat["lo"] <= stat["hi"] and (len(stat["seeds"]) > 1 or stat["sd"] == 0)
+    seeds = data["cells"]["m2-d"]["metrics"]["frechet_distance"]["seeds"]
+    assert len(seeds) == 2 and seeds[0] != seeds[1]  # two trainings, two students
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(d) + per-step heads" in stdout
 
 

@@ -272,3 +272,30 @@ def test_reference_table_orders_corruptions_sensibly(clf):
     assert rows["frozen first frame"]["temporal_consistency"] == 1.0 and rows["frozen first frame"]["motion"] < 0.5
     assert rows["frame flicker +-20%"]["temporal_consistency"] < rows["real"]["temporal_consistency"] - 0.02
     assert "| uniform noise |" in rows_markdown(list(rows.values()), list(clf.cfg.classes))
+
+
+def test_bootstrap_interval_has_the_binomial_width_and_pools_seeds_on_shared_clips():
+    from accvideo.evaluate.intervals import ClipScores, summarise
+
+    rng = np.random.default_rng(0)
+    n, p = 400, 0.8
+
+    def scores(hits):
+        feats = rng.normal(size=(n, 4))
+        return ClipScores(["shape"], hits[:, None], feats, feats + rng.normal(size=(n, 4)), np.full(n, 0.99))
+
+    one = scores(rng.random(n) < p)
+    s = summarise([one], draws=500)["accuracy"]
+    half = 1.96 * (s["mean"] * (1 - s["mean"]) / n) ** 0.5  # the normal approximation's half-width
+    assert s["lo"] < s["mean"] < s["hi"] and abs((s["hi"] - s["lo"]) / 2 - half) < 0.25 * half
+    assert s["sd"] == 0 and s["seeds"] == [s["mean"]]
+    # two seeds that score the same clips alike: the same interval; their spread is reported apart
+    both = summarise([one, one], draws=500)["accuracy"]
+    assert (both["lo"], both["hi"], both["sd"]) == (s["lo"], s["hi"], 0.0)
+    other = scores(rng.random(n) < 0.6)
+    mixed = summarise([one, other], draws=500)
+    assert mixed["accuracy"]["mean"] == pytest.approx((one.metrics()["accuracy"] + other.metrics()["accuracy"]) / 2)
+    assert mixed["accuracy"]["sd"] > 0.05 and mixed["frechet_distance"]["lo"] < mixed["frechet_distance"]["hi"]
+    fewer = ClipScores(["shape"], one.hits[:-1], one.features[:-1], one.real_features[:-1], one.consistency[:-1])
+    with pytest.raises(ValueError, match="same evaluation pairs"):
+        summarise([one, fewer])

@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
+from accvideo.distill.data import fake_seed
+from accvideo.distill.probe import probe_seed
 from accvideo.errors import AccVideoError
 from accvideo.world import (
     ATTRIBUTES,
@@ -76,9 +78,9 @@ def test_splits_are_disjoint_and_cover_every_value():
     # every pair of attribute values is still seen together in training: held-out is a new *combination*
     for n1, n2 in itertools.combinations(ATTRIBUTES, 2):
         assert len({(getattr(a, n1), getattr(a, n2)) for a in train}) == len(ATTRIBUTES[n1]) * len(ATTRIBUTES[n2])
-    assert combinations("heldout") == held  # deterministic
+    assert combinations("heldout") == held == combinations("test") == combinations("val")  # deterministic
     with pytest.raises(AccVideoError):
-        combinations("test")
+        combinations("dev")
 
 
 def test_prompts_are_deterministic_prefix_stable_and_in_split():
@@ -92,6 +94,21 @@ def test_prompts_are_deterministic_prefix_stable_and_in_split():
     assert len({s for _, s in p}) == len(p)
     train = {caption(a) for a in combinations("train")}
     assert all(c in train for c, _ in prompts(50, "train", seed=0))
+
+
+def test_evaluation_noise_seeds_are_never_training_seeds():
+    # the ablation's sizes and more: 3 prompt-list seeds, 4096 train items, 20k fakes per run, 1024 eval pairs
+    train = {s for seed in range(3) for _, s in prompts(4096, "train", seed)}
+    fakes = {fake_seed(seed, i) for seed in range(3) for i in range(20_000)}
+    for seed in range(3):
+        test, val = prompts(1024, "test", seed), prompts(1024, "val", seed)
+        assert test == prompts(1024, "heldout", seed)
+        assert [c for c, _ in test] == [c for c, _ in val]  # the same captions in the same order ...
+        test_seeds, val_seeds = {s for _, s in test}, {s for _, s in val}
+        assert len(test_seeds) == len(val_seeds) == 1024 and not test_seeds & val_seeds  # ... other noises
+        assert not (test_seeds | val_seeds) & (train | fakes)
+        assert all(2**31 <= s < 2**32 for s in test_seeds | val_seeds) and max(train | fakes) < 2**31
+        assert not (test_seeds | val_seeds) & {probe_seed(seed, i) for i in range(64)}
 
 
 def test_vocabulary_is_exactly_the_caption_words():

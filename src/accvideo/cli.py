@@ -258,8 +258,8 @@ VERBS = [
     ),
     Verb(
         "ablate",
-        "The paper's ablation on ToyBench: teacher m steps, + L_traj, + L_adv shared head, full.",
-        "accvideo.demo.config:ChainConfig",
+        "The paper's ablation on ToyBench for several m and training seeds, with 95% intervals.",
+        "accvideo.demo.config:AblationConfig",
         _ablate,
         {"default": "accvideo.demo.config:ablation_config", "quick": "accvideo.demo.config:quick_ablation_config"},
     ),

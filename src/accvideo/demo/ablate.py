@@ -1,9 +1,15 @@
-"""`accvideo ablate`: the paper's ablation (Table 3) as ToyBench numbers on one SynVid.
+"""`accvideo ablate`: the paper's ablation (Table 3) as ToyBench numbers with intervals, for several m.
 
 (a) the teacher with m Euler steps          no training
 (b) + L_traj                                 distill adv=off
-(c) + L_adv with one shared head             distill heads=shared
+(c) + L_adv with one shared head             distill heads=shared (at cfg.shared_head_steps)
 (d) + per-key-step heads (the full method)   distill (defaults)
+(e) (d) + real videos as real samples        distill real_data=... (when cfg.real_data is set)
+
+One SynVid holds the key latents of every m (the union of their grid indices); every trained row is distilled
+once per training seed; every sampler is scored on the same held-out pairs, whose noise seeds no training run
+ever used. Each cell is the mean over training seeds with a bootstrap 95% interval over clips and the seeds'
+standard deviation (evaluate/intervals.py). OUT/ablation.json holds it all; ablation_tables() renders it.
 """
 
 from __future__ import annotations
@@ -25,70 +31,161 @@ from accvideo.demo.chain import (
     synthesize_synvid,
     write_train_prompts,
 )
-from accvideo.demo.config import ChainConfig
-from accvideo.demo.report import comparison_table
+from accvideo.demo.config import AblationConfig
+from accvideo.evaluate.intervals import summarise
+from accvideo.synthesize import SynVidDataset
 
-VARIANTS = {  # name -> (label, distill overrides); None: no training, the teacher itself with m steps
-    "a-teacher": ("(a) teacher, m steps", None),
-    "b-traj": ("(b) + L_traj", {"adv": False}),
-    "c-shared-head": ("(c) + L_adv, one shared head", {"heads": "shared"}),
-    "d-per-step-heads": ("(d) + per-step heads (full)", {}),
+ROW_LABELS = {
+    "a": "(a) teacher, m steps",
+    "b": "(b) + L_traj",
+    "c": "(c) + L_adv, one shared head",
+    "d": "(d) + per-step heads (full)",
+    "e": "(e) full + real videos",
 }
 
 
-def run_ablation(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
-    """Distil the three students on one SynVid, score all four rows on the same prompts; table, plot, JSON."""
+def row_overrides(cfg: AblationConfig) -> dict[str, dict]:
+    """The distill settings of each trained row, on top of the chain's."""
+    return {
+        "b": {"adv": False},
+        "c": {"heads": "shared"},
+        "d": {},
+        "e": {"real_data": cfg.real_data, "real_weight": cfg.real_weight},
+    }
+
+
+def key_indices(n: int, m: int) -> list[int]:
+    """m+1 grid indices of an n-step grid, evenly spaced (rounded): {0, n/m, ..., n} when m divides n."""
+    return [round(n * j / m) for j in range(m + 1)]
+
+
+def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
+    """(row, m) cells in table order; (c) only at shared_head_steps, (e) only with real_data."""
+    cells = []
+    for m in cfg.key_steps:
+        for row in cfg.rows:
+            if (row == "c" and m not in cfg.shared_head_steps) or (row == "e" and not cfg.real_data):
+                continue
+            cells.append((row, m))
+    return cells
+
+
+def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict:
+    """Distil every trained cell once per seed on one SynVid, score every sampler on the same pairs; JSON + tables."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = claim_folder(cfg.out, "ablate")
     stages = Stages(echo)
     t0 = time.perf_counter()
+    n = cfg.teacher_steps
+    grids = {m: key_indices(n, m) for m in cfg.key_steps}
     with stages("prompts + synthesize"):
-        synvid = synthesize_synvid(cfg, write_train_prompts(cfg), progress)
-    samplers = []
-    for name, (label, overrides) in VARIANTS.items():
-        if overrides is None:
-            samplers.append(Sampler(name, cfg.teacher, cfg.key_steps, cfg.guidance, label))
+        union = sorted(set().union(*grids.values()))
+        synvid = synthesize_synvid(cfg, write_train_prompts(cfg), progress, key_indices=union)
+    sigmas = SynVidDataset(synvid).settings.sigmas
+    cells = plan_rows(cfg)
+    overrides = row_overrides(cfg)
+    samplers = [Sampler("teacher-n", cfg.teacher, n, cfg.guidance, f"teacher {n} steps")]
+    members: dict[tuple[str, int], list[str]] = {}
+    for row, m in cells:
+        if row == "a":
+            samplers.append(Sampler(f"m{m}-a", cfg.teacher, m, cfg.guidance, ROW_LABELS["a"]))
+            members[row, m] = [samplers[-1].name]
             continue
-        with stages(f"distill {name}"):
-            run = distill_student(cfg, synvid, name, progress, **overrides)
-        samplers.append(Sampler(name, str(run), None, None, label))
+        key_sigmas = [float(sigmas[i]) for i in grids[m]]
+        members[row, m] = []
+        for seed in cfg.seeds:
+            name = f"m{m}-{row}-s{seed}"
+            with stages(f"distill {name}"):
+                run = distill_student(
+                    cfg, synvid, f"runs/{name}", progress, seed=seed, key_sigmas=key_sigmas, **overrides[row]
+                )
+            samplers.append(Sampler(name, str(run), None, None, ROW_LABELS[row]))
+            members[row, m].append(name)
     with stages("sample + evaluate"):
-        results = sample_and_score(cfg, samplers, progress)
-    table = comparison_table(results)
-    plot = ablation_plot(results, out / "ablation.png")
+        results = sample_and_score(cfg, samplers, progress, split=cfg.split, per_clip=True)
+    with stages("intervals"):
+        summary = {"teacher-n": {"label": samplers[0].label, **_summary(cfg, results, ["teacher-n"])}}
+        for row, m in cells:
+            summary[f"m{m}-{row}"] = {
+                "label": ROW_LABELS[row],
+                "row": row,
+                "m": m,
+                "runs": members[row, m],
+                **_summary(cfg, results, members[row, m]),
+            }
+    for r in results.values():
+        r.pop("per_clip", None)
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
-    data = {"config": to_dict(cfg), "seconds": seconds, "results": results, "table": table}
+    data = {"config": to_dict(cfg), "seconds": seconds, "cells": summary, "samplers": results}
     write_json_atomic(out / "ablation.json", data)
+    tables = ablation_tables(data)
     write_text_atomic(
         out / "ablation.md",
-        f"# Ablation (ToyBench, {cfg.eval_prompts} held-out pairs)\n\n{table}\n\n![ablation](ablation.png)\n",
+        f"# Ablation (ToyBench, {cfg.eval_prompts} {cfg.split} pairs, seeds {cfg.seeds})\n\n{tables}\n\n"
+        "![ablation](ablation.png)\n",
     )
-    echo(table)
+    plot = ablation_plot(data, out / "ablation.png")
+    echo(tables)
     echo(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {plot}")
     return data
 
 
-def ablation_plot(results: dict[str, dict], path: Path) -> Path:
-    """Two bar panels: mean attribute accuracy and Frechet distance per variant."""
+def _summary(cfg: AblationConfig, results: dict, names: list[str]) -> dict:
+    stats = summarise([results[n]["per_clip"] for n in names], draws=cfg.draws, seed=cfg.seed)
+    return {"steps": results[names[0]]["steps"], "guidance": results[names[0]]["guidance"], "metrics": stats}
+
+
+def _cell(stat: dict, digits: int) -> str:
+    text = f"{stat['mean']:.{digits}f} [{stat['lo']:.{digits}f}, {stat['hi']:.{digits}f}]"
+    return text + (f" ±{stat['sd']:.{digits}f}" if len(stat["seeds"]) > 1 else "")
+
+
+def ablation_tables(data: dict) -> str:
+    """One markdown table: every cell's accuracy, Frechet distance and temporal consistency with intervals.
+
+    Each value: mean over training seeds [95% bootstrap interval over clips] ±standard deviation over seeds.
+    """
+    lines = [
+        "| m | row | seeds | guidance | mean acc | shape | Frechet | temporal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in data["cells"].values():
+        s = c["metrics"]
+        seeds = len(s["accuracy"]["seeds"])
+        lines.append(
+            f"| {c.get('m', c['steps'])} | {c['label']} | {seeds if c.get('row', 'a') != 'a' else '-'} | "
+            f"{c['guidance']:g} | {_cell(s['accuracy'], 3)} | {_cell(s['shape'], 3)} | "
+            f"{_cell(s['frechet_distance'], 1)} | {_cell(s['temporal_consistency'], 4)} |"
+        )
+    return "\n".join(lines)
+
+
+def ablation_plot(data: dict, path: Path) -> Path:
+    """Mean accuracy and Frechet distance against m, one line per row, 95% intervals as error bars."""
     import matplotlib  # lazy: matplotlib is slow to import and only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r["label"] for r in results.values()]
-    acc = [r["accuracy"]["mean"] for r in results.values()]
-    fd = [r["frechet_distance"] or 0.0 for r in results.values()]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, values, title in (
-        (axes[0], acc, "mean attribute accuracy (higher is better)"),
-        (axes[1], fd, "Frechet distance (lower is better)"),
+    cells = [c for c in data["cells"].values() if "row" in c]
+    teacher = data["cells"]["teacher-n"]["metrics"]
+    for ax, metric, title in (
+        (axes[0], "accuracy", "mean attribute accuracy (higher is better)"),
+        (axes[1], "frechet_distance", "Frechet distance (lower is better)"),
     ):
-        ax.barh(range(len(labels)), values, color="#4a7ab5")
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.invert_yaxis()
+        for row in dict.fromkeys(c["row"] for c in cells):
+            pts = sorted((c["m"], c["metrics"][metric]) for c in cells if c["row"] == row)
+            ms = [p[0] for p in pts]
+            mean = [p[1]["mean"] for p in pts]
+            err = [[p[1]["mean"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["mean"] for p in pts]]
+            ax.errorbar(ms, mean, yerr=err, marker="o", capsize=3, lw=1, label=ROW_LABELS[row])
+        ax.axhline(teacher[metric]["mean"], color="grey", ls="--", lw=1, label=data["cells"]["teacher-n"]["label"])
+        ax.set_xlabel("student steps m")
         ax.set_title(title, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.part.png")
     fig.savefig(tmp, dpi=100)

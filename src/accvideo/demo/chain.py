@@ -68,8 +68,11 @@ def write_train_prompts(cfg: ChainConfig) -> Path:
     return path
 
 
-def synthesize_synvid(cfg: ChainConfig, prompts_file: Path, progress: bool = True) -> Path:
-    """OUT/synvid: the teacher's key latents for every train prompt (resumes a partial dataset)."""
+def synthesize_synvid(
+    cfg: ChainConfig, prompts_file: Path, progress: bool = True, key_indices: list[int] | None = None
+) -> Path:
+    """OUT/synvid: the teacher's key latents for every train prompt (resumes a partial dataset); at cfg.key_steps
+    uniform key steps, or at explicit grid `key_indices` (the ablation keeps every m's in one dataset)."""
     out = Path(cfg.out) / "synvid"
     synthesize(
         SynthConfig(
@@ -77,7 +80,8 @@ def synthesize_synvid(cfg: ChainConfig, prompts_file: Path, progress: bool = Tru
             prompts=str(prompts_file),
             out=str(out),
             steps=cfg.teacher_steps,
-            key_steps=cfg.key_steps,
+            key_steps=None if key_indices else cfg.key_steps,
+            key_indices=key_indices,
             guidance=cfg.guidance,
             seed=cfg.seed,
             batch=cfg.synth_batch,
@@ -108,19 +112,23 @@ def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progr
     return out
 
 
-def eval_pairs(cfg: ChainConfig) -> list[tuple[str, int]]:
-    """The held-out (prompt, seed) pairs every sampler is scored on (the grid uses the first few)."""
-    return prompts(cfg.eval_prompts, "heldout", cfg.seed)
+def eval_pairs(cfg: ChainConfig, split: str = "test") -> list[tuple[str, int]]:
+    """The held-out (prompt, seed) pairs every sampler is scored on (the grid uses the first few); their noise
+    seeds are never a training seed (world.prompts: test reports, val tunes)."""
+    return prompts(cfg.eval_prompts, split, cfg.seed)
 
 
-def sample_and_score(cfg: ChainConfig, samplers: list[Sampler], progress: bool = True) -> dict[str, dict]:
+def sample_and_score(
+    cfg: ChainConfig, samplers: list[Sampler], progress: bool = True, split: str = "test", per_clip: bool = False
+) -> dict[str, dict]:
     """Sample every sampler on the same held-out prompts and seeds, keep the clips, score them with ToyBench.
 
     Clips already in OUT/videos/<name> (a finished earlier run of the same sampler) are re-scored, not remade.
+    With `per_clip`, each result also holds its ClipScores under "per_clip" (for intervals; not JSON).
     """
     clf = load_classifier()
     size = (clf.cfg.frames, clf.cfg.height, clf.cfg.width)
-    pairs = eval_pairs(cfg)
+    pairs = eval_pairs(cfg, split)
     device = resolve_device(cfg.device)
     results: dict[str, dict] = {}
     opened: dict[str, object] = {}
@@ -154,18 +162,21 @@ def sample_and_score(cfg: ChainConfig, samplers: list[Sampler], progress: bool =
             }
             write_video_folder(folder, videos, pairs, "npy")
             write_json_atomic(done, info)
-        metrics = evaluate_videos(videos, pairs, classifier=clf)
+        metrics = evaluate_videos(videos, pairs, classifier=clf, per_clip=per_clip)
         results[s.name] = {
             "label": s.label or s.name,
             "videos": str(folder),
             "steps": info["steps"],
             "guidance": info["guidance"],
+            "sigmas": info["sigmas"],
             "seconds_sampling": round(info["seconds_sampling"], 2),
             "accuracy": metrics["accuracy"],
             "frechet_distance": metrics["frechet_distance"],
             "temporal_consistency": metrics["temporal_consistency"],
             "reference": metrics.get("reference"),
         }
+        if per_clip:
+            results[s.name]["per_clip"] = metrics["per_clip"]
     return results
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from accvideo.core.sampling import TEACHER_STEPS
 
@@ -82,11 +82,86 @@ def quick_config(**kw) -> ChainConfig:
     return replace(ChainConfig(), **{**base, **kw})
 
 
-def ablation_config(**kw) -> ChainConfig:
-    """`accvideo ablate`'s default: the demo's sizes, its own run folder."""
-    return replace(ChainConfig(), **{"out": "ablation", **kw})
+ROWS = ("a", "b", "c", "d", "e")
 
 
-def quick_ablation_config(**kw) -> ChainConfig:
-    """`accvideo ablate --preset quick`: the quick chain, its own run folder."""
-    return quick_config(**{"out": "ablation", **kw})
+@dataclass(frozen=True)
+class AblationConfig:
+    """`accvideo ablate`: the paper's Table 3 on ToyBench for several m and training seeds, with 95% intervals.
+
+    Rows: (a) the teacher with m steps, (b) + L_traj, (c) + L_adv with one shared head (at `shared_head_steps`),
+    (d) the full method, (e) the full method with real videos (when `real_data` is set). One SynVid holds the
+    key latents of every m; each trained row is distilled once per seed in `seeds`; every sampler is scored on
+    the same `eval_prompts` held-out pairs of `split` (tune on val, report on test).
+    """
+
+    teacher: str = "builtin"  # the teacher pipeline folder, or 'builtin'
+    out: str = "ablation"
+    key_steps: list[int] = field(default_factory=lambda: [1, 2, 3, 5])  # the m of every row
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training seeds of each trained row
+    rows: list[str] = field(default_factory=lambda: ["a", "b", "c", "d", "e"])  # e only runs with real_data
+    shared_head_steps: list[int] = field(default_factory=lambda: [2])  # the m at which row (c) runs
+    split: str = "test"  # held-out pairs scored: test (report) or val (tune)
+    seed: int = 0  # prompt lists and the SynVid (training seeds are `seeds`)
+    # synthesis (SynVid)
+    train_prompts: int = 512
+    teacher_steps: int = TEACHER_STEPS
+    guidance: float = 5.0
+    synth_batch: int = 32
+    # distillation (accvideo distill settings)
+    iterations: int = 200
+    batch: int = 8
+    lr: float = 1e-4
+    head_lr: float = 1e-4
+    lora_rank: int = 0
+    real_data: str | None = None  # row (e): a folder of MP4 clips, or 'world' (the built-in world's renderer)
+    real_weight: float = 0.5  # row (e): share of real videos among the heads' real samples
+    # evaluation
+    eval_prompts: int = 256
+    eval_batch: int = 32
+    draws: int = 1000  # bootstrap draws of the intervals
+    threads: int = 0  # CPU threads (0: torch's default)
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in ("train_prompts", "teacher_steps", "iterations", "batch", "eval_batch", "synth_batch", "draws"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.eval_prompts < 2:
+            raise ValueError(
+                f"eval_prompts must be >= 2 (the Frechet distance needs two clips); got {self.eval_prompts}"
+            )
+        if not self.key_steps or any(not 1 <= m <= self.teacher_steps for m in self.key_steps):
+            raise ValueError(f"key_steps must list m in [1, teacher_steps={self.teacher_steps}]; got {self.key_steps}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must list distinct training seeds, e.g. [0, 1, 2]; got {self.seeds}")
+        unknown = [r for r in self.rows if r not in ROWS]
+        if unknown or not self.rows:
+            raise ValueError(f"rows must be among {', '.join(ROWS)}; got {self.rows}")
+        if self.split not in ("test", "val"):
+            raise ValueError(f"split must be test (report) or val (tune); got {self.split!r}")
+        if not 0 <= self.real_weight <= 1:
+            raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
+
+
+def ablation_config(**kw) -> AblationConfig:
+    """`accvideo ablate`'s default: the evidence grid (m = 1, 2, 3, 5; 3 training seeds; 256 test pairs)."""
+    return AblationConfig(**kw)
+
+
+def quick_ablation_config(**kw) -> AblationConfig:
+    """`accvideo ablate --preset quick`: seconds-long (tests): two m, two seeds, a few prompts, two iterations."""
+    base = dict(
+        key_steps=[1, 2],
+        seeds=[0, 1],
+        train_prompts=4,
+        teacher_steps=4,
+        iterations=2,
+        batch=2,
+        eval_prompts=3,
+        synth_batch=4,
+        eval_batch=4,
+        draws=50,
+        device="cpu",
+    )
+    return AblationConfig(**{**base, **kw})

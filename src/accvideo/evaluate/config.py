@@ -17,7 +17,7 @@ class EvaluateConfig:
     model: str | None = None  # diffusers pipeline folder or 'builtin'
     videos: str | None = None  # folder of clips + manifest.jsonl
     prompts: int = 64  # prompts sampled from the split (model only)
-    split: str = "heldout"  # train | heldout | all
+    split: str = "heldout"  # train | heldout (= test) | val | all: held-out captions, noise seeds never trained on
     seed: int = 0  # seed of the prompt list (each prompt gets its own render / noise seed)
     steps: int | None = None  # None: 50 for a teacher, a student's own key steps
     guidance: float | None = None  # None: 5 for a teacher, 1 (no CFG) for a student

@@ -22,11 +22,13 @@ from accvideo.evaluate.classifier import (
 from accvideo.evaluate.config import EvaluateConfig
 from accvideo.evaluate.folder import load_video_folder, write_video_folder
 from accvideo.evaluate.generate import generate_videos
+from accvideo.evaluate.intervals import ClipScores
 from accvideo.evaluate.metrics import (
     alignment_accuracy,
     frechet_distance,
     motion_radius,
     temporal_consistency,
+    warp_error,
 )
 from accvideo.evaluate.report import write_reports
 from accvideo.models.open import model_family, open_model
@@ -72,12 +74,14 @@ def evaluate_videos(
     classifier: VideoClassifier | str | Path | None = None,
     world: WorldConfig | None = None,
     reference: bool = True,
+    per_clip: bool = False,
     progress: bool = False,
 ) -> dict:
     """ToyBench metrics of clips (N, F, H, W, 3) (uint8 or float in [0, 1]) for their (prompt, seed) pairs.
 
     Real clips are rendered for the same prompts and seeds; with `reference`, the real clips' own scores and
-    a second real set (other seeds) give the values a perfect model would reach at this N.
+    a second real set (other seeds) give the values a perfect model would reach at this N. With `per_clip`, the
+    result also holds the scored clips' `ClipScores` (arrays, for intervals.py; not JSON) under "per_clip".
     """
     model = classifier if isinstance(classifier, VideoClassifier) else load_classifier(classifier)
     clips = as_float_clips(videos)
@@ -99,12 +103,13 @@ def evaluate_videos(
 
     preds, feats = classify(model, clips, progress=progress)
     radius = motion_radius(world.frames, world.height, world.width, world.travel_range[1])
+    warp = warp_error(clips, radius=radius)
     result: dict = {
         "n_videos": len(clips),
         "n_scored": len(keep),
         "accuracy": alignment_accuracy({k: v[keep] for k, v in preds.items()}, truth, names),
         "frechet_distance": None,
-        "temporal_consistency": temporal_consistency(clips, radius=radius),
+        "temporal_consistency": float(1.0 - warp.mean()),  # = temporal_consistency(clips, radius=radius)
         "temporal_radius": radius,
     }
     if items:
@@ -112,6 +117,9 @@ def evaluate_videos(
         real_preds, real_feats = classify(model, real, progress=progress)
         if len(items) >= 2:
             result["frechet_distance"] = frechet_distance(feats[keep], real_feats)
+        if per_clip:
+            hits = np.stack([preds[n][keep] == truth[:, k] for k, n in enumerate(names)], axis=1)
+            result["per_clip"] = ClipScores(names, hits, feats[keep], real_feats, 1.0 - warp[keep])
         if reference:
             floor_items = [(a, item_seed(s, FLOOR_SEED_OFFSET)) for a, s in items]
             _, floor_feats = classify(model, render_batch(floor_items, world), progress=progress)

@@ -23,7 +23,10 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "motion": MOTIONS,
     "background": BACKGROUNDS,
 }
-SPLITS = ("train", "heldout", "all")
+SPLITS = ("train", "heldout", "test", "val", "all")
+# Noise streams: held-out (test) and validation pairs share the held-out combinations but draw their render and
+# noise seeds from streams of their own, never a train item's seed (item_seed); train and all keep the plain one.
+SEED_STREAMS = {"train": None, "all": None, "heldout": 1, "test": 1, "val": 2}
 
 # Grammar: "a|an {colour} {shape} {moving left|moving right|moving up|moving down|standing still} on a {bg} background"
 _MOTION_PHRASES = {m: ("standing still" if m == "still" else f"moving {m}") for m in MOTIONS}
@@ -126,18 +129,32 @@ def combinations(split: str = "all") -> list[Attributes]:
     combos = [Attributes(*v) for v in itertools.product(*ATTRIBUTES.values())]
     if split == "all":
         return combos
-    return [a for a in combos if _is_heldout(a) == (split == "heldout")]
+    return [a for a in combos if _is_heldout(a) == (split != "train")]
 
 
-def item_seed(seed: int, index: int) -> int:
-    """The render seed of prompt `index` of a prompt list made with `seed` (independent of list length)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+def item_seed(seed: int, index: int, stream: int | None = None) -> int:
+    """The render (and noise) seed of prompt `index` of a prompt list made with `seed`, in a split's `stream`
+    (SEED_STREAMS; independent of list length).
+
+    Train seeds (and every other seed a run draws: fakes, probes) lie below 2**31; stream s >= 1 lies in its own
+    quarter of [2**31, 2**32), so evaluation noises never coincide with training noises, by construction.
+    """
+    word = int(
+        np.random.SeedSequence(
+            [int(seed), int(index), *(() if stream is None else (0x5EED, int(stream)))]
+        ).generate_state(1)[0]
+    )
+    if stream is None:
+        return word & 0x7FFFFFFF
+    return 0x80000000 | ((int(stream) - 1) & 3) << 29 | (word & 0x1FFFFFFF)
 
 
 def prompts(n: int, split: str = "heldout", seed: int = 0) -> list[tuple[str, int]]:
     """n deterministic (caption, render seed) pairs; each pass covers the split once in a seeded order.
 
-    The list for n is a prefix of the list for any larger n, so runs with fewer prompts stay comparable.
+    The list for n is a prefix of the list for any larger n, so runs with fewer prompts stay comparable. 'test'
+    (= 'heldout') and 'val' list the same held-out captions in the same order with disjoint seed streams: tune on
+    val, report on test; neither shares a seed with 'train'.
     """
     if n < 0:
         raise AccVideoError(f"the number of prompts must be >= 0; got {n}")
@@ -145,5 +162,6 @@ def prompts(n: int, split: str = "heldout", seed: int = 0) -> list[tuple[str, in
     out: list[tuple[str, int]] = []
     for epoch in range(-(-n // len(combos))):
         order = np.random.default_rng([int(seed), epoch]).permutation(len(combos))
-        out += [(caption(combos[int(j)]), item_seed(seed, len(out) + k)) for k, j in enumerate(order)]
+        stream = SEED_STREAMS[split]
+        out += [(caption(combos[int(j)]), item_seed(seed, len(out) + k, stream)) for k, j in enumerate(order)]
     return out[:n]

@@ -1,0 +1,63 @@
+"""Intervals that survive noise: a percentile bootstrap over clips of ToyBench metrics, pooled over training seeds.
+
+One `ClipScores` per scored set of clips (one trained student, one seed). `summarise` takes the sets of one row
+(a method trained with several seeds, all scored on the same evaluation pairs) and reports, per metric: the
+mean over seeds, each seed's value, their spread (sample standard deviation), and a 95% interval over clips of
+the mean over seeds: every bootstrap draw resamples the same clip indices in every set (the pairs are shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from accvideo.evaluate.metrics import frechet_distance
+
+
+@dataclass(frozen=True)
+class ClipScores:
+    """Per-clip ToyBench scores of N scored clips (rows aligned with their evaluation pairs)."""
+
+    names: Sequence[str]  # attributes, in the classifier's order
+    hits: np.ndarray  # (N, A) bool: attribute a of clip i classified as captioned
+    features: np.ndarray  # (N, D) classifier features of the clips
+    real_features: np.ndarray  # (N, D) classifier features of the real clips of the same pairs
+    consistency: np.ndarray  # (N,) 1 - warp error
+
+    def metrics(self, idx: np.ndarray | None = None) -> dict[str, float]:
+        """Mean accuracy, per-attribute accuracy, Frechet distance and temporal consistency over clips `idx`."""
+        idx = np.arange(len(self.hits)) if idx is None else idx
+        hits = self.hits[idx]
+        out = {"accuracy": float(hits.mean()), **{n: float(hits[:, k].mean()) for k, n in enumerate(self.names)}}
+        out["frechet_distance"] = frechet_distance(self.features[idx], self.real_features[idx])
+        out["temporal_consistency"] = float(self.consistency[idx].mean())
+        return out
+
+
+def summarise(sets: Sequence[ClipScores], draws: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """{metric: {"mean", "seeds", "sd", "lo", "hi"}} over the sets (one per training seed) of one row."""
+    n = len(sets[0].hits)
+    if any(len(s.hits) != n for s in sets):
+        raise ValueError("every set of a row must score the same evaluation pairs")
+    per_seed = [s.metrics() for s in sets]
+    rng = np.random.default_rng(seed)
+    boot = {name: np.empty(draws) for name in per_seed[0]}
+    for b in range(draws):
+        idx = rng.integers(n, size=n)
+        values = [s.metrics(idx) for s in sets]
+        for name in boot:
+            boot[name][b] = np.mean([v[name] for v in values])
+    tail = 100 * (1 - level) / 2
+    out = {}
+    for name in per_seed[0]:
+        seeds = [v[name] for v in per_seed]
+        out[name] = {
+            "mean": float(np.mean(seeds)),
+            "seeds": seeds,
+            "sd": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0,
+            "lo": float(np.percentile(boot[name], tail)),
+            "hi": float(np.percentile(boot[name], 100 - tail)),
+        }
+    return out
