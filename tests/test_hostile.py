@@ -331,6 +331,22 @@ def a_setting_that_is_not_finite(env):
 
 
 @case
+def a_seed_past_64_bits(env):
+    return ["sample", "--seed", "99999999999999999999999", "--out", str(env.tmp / "clip.mp4")], "at most 64 bits"
+
+
+@case
+def a_guidance_that_overflows_the_sampler(env):
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--steps", "1", "--negative-prompt", "x"]
+    return [*args, "--guidance", "1e308", "--out", str(env.tmp / "clip.mp4")], "NaN or infinite latents"
+
+
+@case
+def a_trillion_prompts(env):
+    return ["prompts", "--n", "1000000000000", "--out", str(env.tmp / "p.txt")], "--n must lie in"
+
+
+@case
 def threads_out_of_range(env):
     return ["toy1d", "--preset", "quick", "--threads", "-3", "--out", str(env.tmp / "t")], "threads must be"
 
@@ -449,7 +465,7 @@ def test_hostile_input_is_one_line_exit_2_and_touches_nothing(name, variant, tmp
     out, err = capsys.readouterr()
     assert exc.value.code == 2, (out, err)
     assert "Traceback" not in out + err
-    lines = [line for line in err.strip().splitlines() if not PROGRESS.fullmatch(line)]
+    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.fullmatch(line.strip())]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert words in lines[0], lines[0]
     after = snapshot(*roots)
@@ -485,9 +501,9 @@ def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
     other_host = ".shard-000003.safetensors.elsewhere-1.part"
     for name in (live, dead, ours, other_host):
         (tmp_path / name).write_bytes(b"x")
-    from accvideo.synthesize.shards import partial_files
+    from accvideo.synthesize.shards import stale_files
 
-    assert sorted(p.name for p in partial_files(tmp_path)) == sorted([dead, ours])
+    assert sorted(p.name for p in stale_files(tmp_path)) == sorted([dead, ours])
     assert not is_stale_temp(tmp_path / live) and not is_stale_temp(tmp_path / other_host)
 
 

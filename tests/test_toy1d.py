@@ -156,8 +156,9 @@ def test_numbers_are_reproducible_for_a_seed(one_thread):
 
 def start_quick_run():
     """`accvideo toy1d --preset quick` in a subprocess (one thread, about 20 s); (process, output folder)."""
-    out = Path(tempfile.mkdtemp(prefix="accvideo-toy1d-"))
-    log = (out / "run.log").open("w")  # a file, not a pipe: a full pipe would block the run
+    root = Path(tempfile.mkdtemp(prefix="accvideo-toy1d-"))
+    log = (root / "run.log").open("w")  # a file, not a pipe: a full pipe would block the run
+    out = root / "toy1d"  # a new folder: the command writes only into folders it made (core/outputs.py)
     cmd = [sys.executable, "-m", "accvideo", "toy1d", "--out", str(out), "--seed", "0", "--preset", "quick"]
     return subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"}), out
 
@@ -167,7 +168,7 @@ def quick_run(request):
     """The command end to end with the reduced preset (the claims hold there too): started in the background
     when the session collected this file (conftest.py), so it runs beside the other tests."""
     proc, out = getattr(request.config, "toy1d_run", None) or start_quick_run()
-    assert proc.wait(timeout=600) == 0, (out / "run.log").read_text()[-3000:]
+    assert proc.wait(timeout=600) == 0, (out.parent / "run.log").read_text()[-3000:]
     return out, json.loads((out / "toy1d.json").read_text())
 
 

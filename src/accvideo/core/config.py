@@ -48,7 +48,7 @@ def load_config(
             raise AccVideoError(f"override {bad[0]!r} is not of the form key=value")
         check_keys(cls, [o.split("=", 1)[0] for o in overrides], "setting")
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        return check_finite(OmegaConf.to_object(merged))
+        return check_numbers(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
         raise AccVideoError(f"bad config for {cls.__name__}: {msg}") from None
@@ -56,17 +56,22 @@ def load_config(
         raise AccVideoError(str(exc)) from None
 
 
-def check_finite(cfg: C, prefix: str = "") -> C:
-    """Refuse NaN and infinite numbers in any float setting (nested ones too): comparisons let them through."""
+INT_LIMIT = 2**63  # what torch (seeds, sizes) and safetensors metadata hold
+
+
+def check_numbers(cfg: C, prefix: str = "") -> C:
+    """Refuse NaN and infinite floats (comparisons in a config's own checks let them through) and integers
+    past 64 bits, in any setting, nested ones too."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
-            check_finite(value, f"{prefix}{f.name}.")
+            check_numbers(value, f"{prefix}{f.name}.")
             continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
+        for v in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(v, float) and not math.isfinite(v):
                 raise AccVideoError(f"{prefix}{f.name} must be a finite number; got {value}")
+            if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
+                raise AccVideoError(f"{prefix}{f.name} must be an integer of at most 64 bits; got {value}")
     return cfg
 
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from accvideo.core.adapter import Conditioning, ModelAdapter, expand
 from accvideo.core.runtime import batch_noise
 from accvideo.core.schedules import shifted_sigmas
+from accvideo.errors import AccVideoError
 
 TEACHER_STEPS = 50  # n: the teacher's Euler steps when none are given (METHOD.md 1), the same for every family
 
@@ -180,5 +181,10 @@ def sample_latents(
         callback=callback if keep is not None else None,
         progress=progress,
     )
+    if not torch.isfinite(latents).all():  # never write NaN clips or shards as if they were results
+        raise AccVideoError(
+            f"sampling produced NaN or infinite latents (guidance {plan.guidance:g}, {plan.steps} steps); "
+            "lower --guidance or check the model's weights"
+        )
     stacked = torch.stack([kept[i] for i in keep], dim=1).float().cpu() if keep is not None else None
     return Samples(latents, stacked)

@@ -32,9 +32,12 @@ def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8
     try:
         _write_frames(tmp, suffix, frames, fps)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        if isinstance(exc, OSError) or not isinstance(exc, Exception):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AccVideoError(f"cannot write video {path} (the encoder failed: {first}); choose another --out") from None
     return path
 
 

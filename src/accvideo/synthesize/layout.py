@@ -18,9 +18,9 @@ from accvideo.synthesize.shards import (
     ShardHeader,
     damaged_tensor,
     list_shards,
-    partial_files,
     read_header,
     shard_path,
+    stale_files,
 )
 
 COMMAND = "synthesize"
@@ -121,7 +121,7 @@ def prepare_folder(
         if problem is not None or damage is not None:
             remove_shard(header)
             removed += 1
-    for tmp in partial_files(root):  # left by a dead writer on this host; a live one's temp file stays
+    for tmp in stale_files(root):  # left by a dead writer on this host; a live one's temp file stays
         tmp.unlink(missing_ok=True)
     return removed
 

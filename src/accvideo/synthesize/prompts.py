@@ -109,6 +109,9 @@ def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:
     return path
 
 
+MAX_PROMPTS = 10_000_000  # one file of captions; split larger sets across files
+
+
 @dataclass(frozen=True)
 class PromptsConfig:
     """`accvideo prompts`: N captions of the built-in world, for `accvideo synthesize --prompts`."""
@@ -119,7 +122,7 @@ class PromptsConfig:
     seed: int = 0  # seed of the order and of the per-item seeds
 
     def __post_init__(self):
-        if self.n < 1:
-            raise ValueError(f"--n must be at least 1 (how many prompts); got {self.n}")
+        if not 1 <= self.n <= MAX_PROMPTS:
+            raise ValueError(f"--n must lie in [1, {MAX_PROMPTS:,}] (how many prompts); got {self.n}")
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")

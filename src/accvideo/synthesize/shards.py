@@ -48,9 +48,14 @@ def list_shards(root: str | Path) -> list[Path]:
 
 
 def partial_files(root: str | Path) -> list[Path]:
-    """Temporary files left by a writer that was killed or failed (never another live writer's: core/files.py)."""
+    """Temporary shard files: being written, or left by a writer that was killed or failed."""
     root = Path(root)
-    return sorted(p for p in root.glob(".shard-*.part") if is_stale_temp(p)) if root.is_dir() else []
+    return sorted(root.glob(".shard-*.part")) if root.is_dir() else []
+
+
+def stale_files(root: str | Path) -> list[Path]:
+    """The temporary shard files whose writer is gone (this host, dead pid): never a live writer's (core/files.py)."""
+    return [p for p in partial_files(root) if is_stale_temp(p)]
 
 
 def damaged_tensor(header: ShardHeader) -> str | None:
