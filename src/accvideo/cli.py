@@ -150,12 +150,12 @@ def _teacher_train(cfg) -> None:
 
     from accvideo.core.outputs import claim_folder
     from accvideo.core.runtime import resolve_device
-    from accvideo.teacher.train import COMMAND, train_teacher
+    from accvideo.teacher.train import COMMAND, is_teacher_output, is_work_folder, train_teacher
 
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
-    claim_folder(out, COMMAND, inputs={"work": work})
-    claim_folder(work, COMMAND, inputs={"out": out})
+    claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
+    claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     stats = train_teacher(cfg.teacher(), out, work, resolve_device(cfg.device))

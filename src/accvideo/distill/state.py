@@ -17,7 +17,16 @@ from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.core.runtime import resolve_model
-from accvideo.distill.checkpoint import NAME, SHARDED, check_resumable, load_latest, save_sharded, save_single, tidy
+from accvideo.distill.checkpoint import (
+    META,
+    NAME,
+    SHARDED,
+    check_resumable,
+    load_latest,
+    save_sharded,
+    save_single,
+    tidy,
+)
 from accvideo.distill.lora import portable_lora_names
 from accvideo.distill.plots import plot_losses, read_losses
 from accvideo.distill.student import export_student
@@ -91,12 +100,13 @@ COMMAND = "distill"
 
 def is_run_folder(out: Path) -> bool:
     """A folder distill wrote before output markers existed (core/outputs.py): it may resume there."""
-    return (out / NAME).is_file() or (out / SHARDED).is_dir() or (out / "config.yaml").is_file()
+    return (out / NAME).is_file() or (out / SHARDED / META).is_file() or (out / "student" / "student.json").is_file()
 
 
 def output_inputs(cfg) -> dict:
     """The folders a run reads, which its --out may never be or lie inside."""
-    return {"teacher": resolve_model(cfg.teacher), "dataset": cfg.data}
+    real = getattr(cfg, "real_data", None)  # a folder of clips, or 'world' (rendered, no folder)
+    return {"teacher": resolve_model(cfg.teacher), "dataset": cfg.data, "real clips": None if real == "world" else real}
 
 
 def check_output(cfg) -> Path:

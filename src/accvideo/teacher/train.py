@@ -24,6 +24,17 @@ from accvideo.teacher.vae import clips, load_trained_vae, reconstruction_psnr, t
 from accvideo.world import caption, vocabulary
 
 COMMAND = "teacher train"
+WORK_FILES = ("vae_state.pt", "vae.safetensors", "latents.safetensors", "transformer_state.pt")
+
+
+def is_teacher_output(folder: Path) -> bool:
+    """A finished teacher from before output markers existed (core/outputs.py): a rerun may replace it."""
+    return (folder / "accvideo_teacher.yaml").is_file() and (folder / "model_index.json").is_file()
+
+
+def is_work_folder(folder: Path) -> bool:
+    """A training state folder from before output markers existed: a rerun resumes from it."""
+    return any((folder / name).is_file() for name in WORK_FILES)
 
 
 def build_pipeline(cfg: TeacherConfig, vae):
