@@ -384,6 +384,14 @@ def synthesize_resume_over_a_flipped_bit(env):
     return [*args, *SYNVID, *SYNVID_BATCH], "fails its sha256 check"
 
 
+@case
+def distill_over_a_flipped_bit(env):
+    data = env.copy(env.synvid, "syn")
+    flip_last_bit(data / "shard-000000.safetensors")
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "run"), *DISTILL]
+    return args, "fails its sha256 check"
+
+
 # faults: a full disk and CPU memory, raised where the real ones are
 @case
 def disk_full_writing_a_shard(env):

@@ -140,8 +140,8 @@ class SynVidDataset(Dataset):
             for name, t in tensors.items():
                 if tensor_sha256(t) != h.sha256.get(name):
                     raise AccVideoError(
-                        f"{h.path}: tensor {name} fails its sha256 check (the file is damaged); "
-                        "delete the shard and rerun synthesize to regenerate it"
+                        f"{h.path}: tensor {name} fails its sha256 check (the file is damaged); rerun the "
+                        "synthesize command with --overwrite to regenerate that shard"
                     )
             self._verified.add((s, j))
         item = h.items[j]
