@@ -51,7 +51,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     tmp = temp_name(path)
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -135,7 +135,7 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
     if hit is not None:
         raise AccVideoError(f"--out {resolved} lies inside the {hit[0]} folder {hit[1]}; choose another --out")
     if path.is_dir():
-        raise AccVideoError(f"--out {resolved} is a folder; name a file")
+        raise AccVideoError(f"{resolved} is a folder, where a file is to be written; choose another --out")
     if path.exists() or path.is_symlink():
         entry = _ledger(path.parent).get(path.name)
         if not path.is_file() or entry is None or entry.get("sha256") != _sha256(path):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from accvideo.core.files import write_text_atomic
 from accvideo.errors import AccVideoError
 from accvideo.world import item_seed
 from accvideo.world.attributes import SPLITS
@@ -101,9 +101,7 @@ def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:
         lines = [json.dumps({"prompt": p, "seed": int(s)}, ensure_ascii=False) for p, s in prompts]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in lines))
     except OSError as exc:
         raise AccVideoError(f"cannot write {path} ({exc.strerror}); choose another --out") from None
     return path
