@@ -20,11 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from accvideo.core.runtime import resolve_model
-from accvideo.distill.heads import FeatureHead
-from accvideo.distill.probe import game_stats, naive_teacher_latents, probe_seed
+from accvideo.distill.probe import naive_teacher_latents, probe_seed, train_head_alone
 from accvideo.models import load_adapter
 from accvideo.models.identity import teacher_identity
 from accvideo.synthesize import SynVidDataset
@@ -73,22 +71,8 @@ def features(adapter, latents, cond, sigmas, k_rows, block, batch=32) -> torch.T
 
 def train_head(v: Variant, real, fake, grid, n_train, seed) -> float:
     """Head on the first n_train items, balanced accuracy on the rest."""
-    torch.manual_seed(seed)
-    head = FeatureHead(real.shape[-1], v.channels)
-    if not v.input_norm:
-        head.net[0] = nn.Identity()
-    opt = torch.optim.AdamW(head.parameters(), lr=v.lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(v.steps):
-        i = torch.randint(n_train, (v.batch,), generator=gen)
-        j = torch.randint(n_train, (v.batch,), generator=gen)
-        loss = nn.functional.softplus(-head(real[i], grid)).mean() + nn.functional.softplus(head(fake[j], grid)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        acc, _ = game_stats(head(real[n_train:], grid), head(fake[n_train:], grid))
-    return acc
+    kw = dict(steps=v.steps, lr=v.lr, batch=v.batch, channels=v.channels, input_norm=v.input_norm, seed=seed)
+    return train_head_alone(real, fake, grid, n_train, **kw)
 
 
 def main() -> None:

@@ -57,3 +57,7 @@ class ModelAdapter(Protocol):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, F', H', W') -> video (B, F, H, W, 3), float in [0, 1]."""
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Video (B, F, H, W, 3) float in [0, 1] -> latents (B, C, F', H', W') as the transformer sees them
+        (the inverse of decode, up to the VAE's loss; the posterior's mode)."""

@@ -50,7 +50,7 @@ def row_overrides(cfg: AblationConfig) -> dict[str, dict]:
         "b": {"adv": False},
         "c": {"heads": "shared"},
         "d": {},
-        "e": {"real_data": cfg.real_data, "real_weight": cfg.real_weight},
+        "e": {"real_data": cfg.real_data, "real_weight": cfg.real_weight, "real_clips": cfg.real_clips},
     }
 
 

@@ -28,7 +28,7 @@ class ChainConfig:
     iterations: int = 200
     batch: int = 8
     lr: float = 1e-4
-    head_lr: float = 1e-4
+    head_lr: float = 1e-3  # 1e-4 leaves the heads at chance (docs/distill.md, "the adversarial stage")
     lora_rank: int = 0
     # evaluation (ToyBench on held-out prompts) and the report's grid
     eval_prompts: int = 64
@@ -104,7 +104,7 @@ class AblationConfig:
     split: str = "test"  # held-out pairs scored: test (report) or val (tune)
     seed: int = 0  # prompt lists and the SynVid (training seeds are `seeds`)
     # synthesis (SynVid)
-    train_prompts: int = 512
+    train_prompts: int = 384
     teacher_steps: int = TEACHER_STEPS
     guidance: float = 5.0
     synth_batch: int = 32
@@ -112,10 +112,11 @@ class AblationConfig:
     iterations: int = 200
     batch: int = 8
     lr: float = 1e-4
-    head_lr: float = 1e-4
+    head_lr: float = 1e-3
     lora_rank: int = 0
     real_data: str | None = None  # row (e): a folder of MP4 clips, or 'world' (the built-in world's renderer)
     real_weight: float = 0.5  # row (e): share of real videos among the heads' real samples
+    real_clips: int = 256  # row (e) with real_data=world: clips rendered
     # evaluation
     eval_prompts: int = 256
     eval_batch: int = 32

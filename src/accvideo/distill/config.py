@@ -51,11 +51,14 @@ class DistillConfig:
     grad_clip: float = 1.0  # max grad norm of the student (0: off)
     adv: bool = True  # adversarial training on/off (`adv=off`: L_traj only)
     lambda_adv: float = 0.1
-    adv_update: str = "separate"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: two
+    adv_update: str = "joint"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: two
     gan_loss: str = "non-saturating"  # or hinge
     r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)
     heads: str = "per-step"  # one head per key step (the paper's time-aware heads) or one shared head
     head_channels: int = 64
+    real_data: str | None = None  # beyond the paper: a folder of MP4 clips, or 'world', as more real samples
+    real_weight: float = 0.5  # share of real_data clips among the heads' real samples (with real_data)
+    real_clips: int = 512  # real_data=world: how many train-split clips to render
     feature_blocks: list[int] | None = None  # teacher block per key step k = 0..m-1; None: the paper's choice
     lora_rank: int = 0  # 0: full student; r > 0: a LoRA student sharing the teacher's weights
     lora_alpha: float | None = None  # None: alpha = rank (scale 1)
@@ -68,7 +71,7 @@ class DistillConfig:
     checkpoint_every: int = 100  # iterations between saves of the whole training state
     log_every: int = 1  # iterations between progress-bar refreshes and TensorBoard points
     probe_every: int = 10  # iterations between checks of the heads on a fixed probe set (0: never)
-    probe_items: int = 16  # trajectories (and starting noises) of that probe set
+    probe_items: int = 32  # trajectories (and starting noises) of that probe set
     tensorboard: bool = False
     device: str = "auto"
     dtype: str = "auto"  # the teacher's weights; a full student trains in float32
@@ -87,6 +90,10 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"gan_loss must be one of {', '.join(GAN_LOSSES)}; got {self.gan_loss!r}")
+        if not 0 <= self.real_weight <= 1:
+            raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
+        if self.real_clips < 1:
+            raise ValueError(f"real_clips must be a positive integer; got {self.real_clips}")
         if self.probe_every < 0:
             raise ValueError(f"probe_every must be >= 0 (0: no probe); got {self.probe_every}")
         if self.adv_update not in ADV_UPDATES:

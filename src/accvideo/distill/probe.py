@@ -49,3 +49,40 @@ def naive_teacher_latents(
     """The teacher's own m-step solve over the key sigmas (the naive few-step sampler): (B, m+1, ...)."""
     plan = SamplingPlan(sigmas, guidance)
     return sample_latents(adapter, cond, seeds, latent_shape, plan, keep=range(len(sigmas))).kept
+
+
+def train_head_alone(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    grid: Sequence[int],
+    n_train: int,
+    *,
+    steps: int = 200,
+    lr: float = 1e-3,
+    batch: int = 8,
+    channels: int = 64,
+    input_norm: bool = True,
+    seed: int = 0,
+) -> float:
+    """A fresh head trained on teacher features (N, tokens, D) of real vs fake items [:n_train] with L_D; its
+    balanced accuracy on items [n_train:]. Shows whether the features and a head can tell the two apart at all."""
+    from torch import nn
+
+    from accvideo.distill.heads import FeatureHead
+    from accvideo.distill.losses import discriminator_loss
+
+    torch.manual_seed(seed)
+    head = FeatureHead(real.shape[-1], channels)
+    if not input_norm:
+        head.net[0] = nn.Identity()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        i = torch.randint(n_train, (batch,), generator=gen)
+        j = torch.randint(n_train, (batch,), generator=gen)
+        loss = discriminator_loss(head(real[i], grid), head(fake[j], grid))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return game_stats(head(real[n_train:], grid), head(fake[n_train:], grid))[0]

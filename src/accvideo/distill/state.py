@@ -213,6 +213,8 @@ def write_summary(d: Distiller, seconds: float, trained: int, train_seconds: flo
         "samples_per_s": round(trained / train_seconds, 3) if trained else None,
         "peak_memory_mb": peak_memory_mb(d.device),
     }
+    if d.reals is not None:  # real_data: how many clips the heads saw as real, how many were skipped
+        summary["real_clips"] = {"used": len(d.reals), "skipped": d.reals.skipped}
     if dist.is_main():
         (d.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -102,6 +102,7 @@ class Distiller:
         self.opt_student = torch.optim.AdamW(self.pair.params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_heads = torch.optim.AdamW(self.heads.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
         self.queues = KeyQueues(self.m)
+        self.reals = None  # real videos as more real samples (reals.py), loaded in run()
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
 
@@ -220,10 +221,14 @@ class Distiller:
         self.opt_heads.zero_grad(set_to_none=True)  # drop what L_G left on the heads
         logits: list[tuple[torch.Tensor, torch.Tensor]] = []
 
+        mix = self.draw_reals(len(fakes["x"]))
+
         def micro_step(part: slice) -> torch.Tensor:
             latents, cond = self.data.load(fakes["index"][part])
-            real, fake = self.at(latents, k), fakes["x"][part]
-            both = _twice(cond)
+            real, fake, real_cond = self.at(latents, k), fakes["x"][part], cond
+            if mix is not None:
+                real, real_cond = self.mix_reals(k, real, cond, *(x[part] for x in mix))
+            both = {n: torch.cat([real_cond[n], c]) for n, c in cond.items()}
             with torch.no_grad(), self.pair.teacher_mode():
                 feats = self.pair.teacher.features(
                     torch.cat([real, fake]), self.sigma(k, 2 * len(real)), both, self.blocks[k]
@@ -242,6 +247,29 @@ class Distiller:
         self.opt_heads.step()
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
         return total, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
+
+    def draw_reals(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Which of this rank's real samples come from real videos, which clip, and their noise seeds (drawn for
+        the global batch from the run's generator, so every rank draws alike); None without real_data."""
+        if self.reals is None or self.cfg.real_weight == 0:
+            return None
+        b = self.cfg.batch
+        use = torch.rand(b, generator=self.rng) < self.cfg.real_weight
+        pick = torch.randint(len(self.reals), (b,), generator=self.rng)
+        seeds = torch.randint(2**31 - 1, (b,), generator=self.rng)
+        return use[self.mine][:n_local], pick[self.mine][:n_local], seeds[self.mine][:n_local]
+
+    def mix_reals(self, k, real, cond, use, pick, seeds) -> tuple[torch.Tensor, dict]:
+        """Replace the rows `use` of the real batch (and their conditioning) by real clips noised to t'_k."""
+        if not use.any():
+            return real, cond
+        rows = use.nonzero().flatten()
+        x, c = self.reals.noised(pick[rows], seeds[rows].tolist(), self.t[k], self.device)
+        real, cond = real.clone(), {n: v.clone() for n, v in cond.items()}
+        real[rows] = x.to(real.dtype)
+        for n in cond:
+            cond[n][rows.to(cond[n].device)] = c[n].to(cond[n].dtype)
+        return real, cond
 
     # the probe -------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -289,11 +317,31 @@ class Distiller:
                 record["probe_acc"] = mean(record["probe_acc_k"])
         return record
 
+    def load_reals(self, progress: bool):
+        """The real clips, encoded once by rank 0 into OUT/reals (resumable), then read by every rank."""
+        from accvideo.distill.reals import load_real_clips
+
+        s = self.dataset.settings
+        shape = (s.frames, s.height, s.width)
+        args = (self.cfg.real_data, self.out, self.pair.teacher, shape, self.cfg.real_clips, self.cfg.seed)
+        clips, error = None, None
+        if dist.is_main():
+            try:
+                clips = load_real_clips(*args, progress=progress)
+            except AccVideoError as exc:
+                error = str(exc)
+        error = dist.broadcast_object(error)
+        if error is not None:
+            raise AccVideoError(error)
+        return clips or load_real_clips(*args, progress=False)
+
     # 5. log and save -------------------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
         """Train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
+        if cfg.adv and cfg.real_data:
+            self.reals = self.load_reals(progress and main)
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
         state.write_config(self)

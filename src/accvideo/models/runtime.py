@@ -91,6 +91,10 @@ class RuntimeAdapter:
         with self._visiting(text_encoders(self._adapter)):
             return self._adapter.encode_prompts(prompts)
 
+    def encode(self, video):
+        with self._visiting([self._adapter.vae]):
+            return self._adapter.encode(video)
+
     def decode(self, latents):
         adapter = self._adapter
         with self._visiting([adapter.vae]):

@@ -94,3 +94,10 @@ class WanAdapter(TransformerAdapter):
         z = z * self._latents_std.to(z) + self._latents_mean.to(z)
         video = self.vae.decode(z, return_dict=False)[0]
         return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Video (B, F, H, W, 3) in [0, 1] -> normalised latents (B, C, F', H', W'): decode's inverse."""
+        x = (video.permute(0, 4, 1, 2, 3) * 2 - 1).to(self.vae.device, self.vae.dtype)
+        z = self.vae.encode(x).latent_dist.mode().float()
+        return ((z - self._latents_mean.to(z)) / self._latents_std.to(z)).to(self.device)

@@ -1,0 +1,164 @@
+"""Real videos as a second source of real samples for the heads (beyond the paper).
+
+`real_data=DIR` (a folder of MP4 clips; prompts from DIR/manifest.jsonl, as `accvideo evaluate` writes it, or a
+.txt beside each clip, else the empty prompt) or `real_data=world` (the built-in world's renderer, train split).
+Clips are brought to the SynVid's frames x height x width (centre-cropped to its aspect, resized, the first F
+frames), encoded once by the teacher's VAE and cached beside the run in OUT/reals/, chunk by chunk, so an
+interrupted encode resumes. A clip that cannot be read, or is too short, is skipped and counted, never a traceback.
+The heads see a real clip noised to t'_k with fresh noise: x = (1 - t'_k) x0 + t'_k eps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from accvideo.core.adapter import Conditioning, select
+from accvideo.core.runtime import batch_noise
+from accvideo.errors import AccVideoError
+
+CHUNK = 16  # clips per cached chunk
+WORLD = "world"
+
+
+@dataclass(frozen=True)
+class Source:
+    prompt: str
+    path: Path | None = None  # a clip file, or None for a world render
+    seed: int | None = None  # the world render's seed
+
+
+def world_sources(n: int, seed: int) -> list[Source]:
+    """n train-split world captions with their render seeds (never an evaluation seed)."""
+    from accvideo.world import prompts
+
+    return [Source(p, None, s) for p, s in prompts(n, "train", seed)]
+
+
+def folder_sources(folder: Path) -> list[Source]:
+    """The MP4 clips of a folder in name order, with their prompts (manifest.jsonl, a .txt beside, or '')."""
+    if not folder.is_dir():
+        raise AccVideoError(f"real_data={folder} is not a folder of MP4 clips; pass a folder or real_data=world")
+    prompts: dict[str, str] = {}
+    manifest = folder / "manifest.jsonl"
+    if manifest.is_file():
+        for i, line in enumerate(manifest.read_text().splitlines()):
+            try:
+                entry = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                raise AccVideoError(f"{manifest} line {i + 1} is not JSON; fix or delete it") from None
+            if isinstance(entry, dict) and "file" in entry:
+                prompts[str(entry["file"])] = str(entry.get("prompt", ""))
+    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file())
+    if not clips:
+        raise AccVideoError(f"real_data={folder} holds no .mp4 clips; add clips or use real_data=world")
+    out = []
+    for p in clips:
+        side = p.with_suffix(".txt")
+        prompt = prompts.get(p.name, side.read_text().strip() if side.is_file() else "")
+        out.append(Source(prompt, p))
+    return out
+
+
+def fit_clip(clip: np.ndarray, frames: int, height: int, width: int) -> torch.Tensor | None:
+    """uint8 (F, H, W, 3) -> float (frames, height, width, 3) in [0, 1]: centre crop to the aspect, resize, first
+    `frames` frames; None when the clip has fewer frames."""
+    if clip.ndim != 4 or clip.shape[-1] != 3 or len(clip) < frames:
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(clip[:frames])).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    if h * width > w * height:  # too tall: crop rows
+        ch = max(1, round(w * height / width))
+        x = x[..., (h - ch) // 2 : (h - ch) // 2 + ch, :]
+    elif h * width < w * height:  # too wide: crop columns
+        cw = max(1, round(h * width / height))
+        x = x[..., (w - cw) // 2 : (w - cw) // 2 + cw]
+    if x.shape[-2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def _load(source: Source, frames: int, height: int, width: int) -> torch.Tensor | None:
+    if source.path is None:
+        from accvideo.world import parse_caption, render
+        from accvideo.world.render import WorldConfig
+
+        clip = render(parse_caption(source.prompt), source.seed, WorldConfig(frames=frames, height=height, width=width))
+        return fit_clip(clip, frames, height, width)
+    from accvideo.core.video import read_video
+
+    try:
+        clip = read_video(source.path)
+    except Exception:  # any decoder failure: a corrupt clip is skipped and counted
+        return None
+    return fit_clip(clip, frames, height, width)
+
+
+class RealClips:
+    """Encoded real clips (N, C, F', H', W') on the CPU and their prompts' conditioning; draws noised batches."""
+
+    def __init__(self, latents: torch.Tensor, prompts: list[str], adapter, skipped: int):
+        self.latents = latents
+        self.prompts = prompts
+        self.skipped = skipped
+        unique = sorted(set(prompts))
+        self._cond = adapter.encode_prompts(unique)
+        self._row = torch.tensor([unique.index(p) for p in prompts])
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def noised(self, picks: torch.Tensor, seeds: list[int], sigma: float, device) -> tuple[torch.Tensor, Conditioning]:
+        """Clips `picks` noised to `sigma` with per-item noise from `seeds`, and their conditioning."""
+        x0 = self.latents[picks].to(device)
+        eps = batch_noise(seeds, x0.shape[1:], device)
+        cond = {n: c.to(device) for n, c in select(self._cond, self._row[picks]).items()}
+        return ((1 - sigma) * x0 + sigma * eps).to(x0.dtype), cond
+
+
+def load_real_clips(
+    spec: str, out: Path, adapter, shape: tuple[int, int, int], count: int, seed: int, progress: bool = True
+) -> RealClips:
+    """Encode (or read the cache of) the real clips for a run in `out`; shape = (frames, height, width)."""
+    frames, height, width = shape
+    sources = world_sources(count, seed) if spec == WORLD else folder_sources(Path(spec).expanduser())
+    cache = out / "reals"
+    cache.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import load_file, save_file
+
+    latents, prompts, skipped = [], [], 0
+    starts = range(0, len(sources), CHUNK)
+    for i in tqdm(starts, desc="encode real clips", unit="chunk", disable=not progress, leave=False):
+        path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
+        if not path.is_file():
+            part = sources[i : i + CHUNK]
+            clips = [_load(s, frames, height, width) for s in part]
+            kept = [(s, c) for s, c in zip(part, clips, strict=True) if c is not None]
+            tensors = {"skipped": torch.tensor(len(part) - len(kept))}
+            if kept:
+                tensors["latents"] = adapter.encode(torch.stack([c for _, c in kept])).float().cpu().contiguous()
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            save_file(tensors, str(tmp), metadata={"prompts": json.dumps([s.prompt for s, _ in kept])})
+            os.replace(tmp, path)
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            chunk_prompts = json.loads(f.metadata()["prompts"])
+        data = load_file(str(path))
+        skipped += int(data["skipped"])
+        if chunk_prompts:
+            latents.append(data["latents"])
+            prompts += chunk_prompts
+    if not latents:
+        raise AccVideoError(
+            f"real_data={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
+            f"RGB; they are cropped and resized to {height}x{width}); add readable clips of at least {frames} frames"
+        )
+    return RealClips(torch.cat(latents), prompts, adapter, skipped)

@@ -1,0 +1,160 @@
+"""The adversarial stage: its numbers (accuracy, logit gap, probe), the update schemes, real videos as reals."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from accvideo.core.sampling import SamplingPlan, sample_latents
+from accvideo.core.video import write_video
+from accvideo.distill import DistillConfig, distill
+from accvideo.distill.heads import default_feature_blocks
+from accvideo.distill.probe import game_stats, naive_teacher_latents, train_head_alone
+from accvideo.distill.reals import fit_clip, folder_sources, load_real_clips
+from accvideo.distill.trainer import Distiller
+from accvideo.errors import AccVideoError
+from accvideo.models import load_adapter
+from accvideo.models.open import resolve_model
+from accvideo.world import prompts
+
+
+def test_game_stats_are_the_balanced_accuracy_and_the_logit_gap():
+    real, fake = torch.tensor([2.0, 1.0, -1.0, 3.0]), torch.tensor([-1.0, -2.0, 0.5, 0.5])
+    acc, gap = game_stats(real, fake)
+    assert acc == pytest.approx((3 / 4 + 2 / 4) / 2) and gap == pytest.approx(1.25 - (-0.5))
+    assert game_stats(torch.ones(4), torch.ones(4))[0] == 0.5  # a constant head is at chance
+
+
+def test_a_head_alone_tells_real_key_latents_from_the_naive_teachers_on_the_builtin_model():
+    """The features and the head can learn at all: real l[t'_0] of the 10-step teacher vs its own 2-step solve."""
+    torch.manual_seed(0)
+    adapter = load_adapter(resolve_model("builtin"), device=torch.device("cpu"), dtype=torch.float32)
+    pairs = prompts(48, "train", seed=5)
+    shape = adapter.latent_shape(9, 32, 32)
+    cond = adapter.encode_prompts([p for p, _ in pairs])
+    seeds = [s for _, s in pairs]
+    teacher = SamplingPlan(adapter_plan_sigmas(adapter, 10), 5.0)
+    real = sample_latents(adapter, cond, seeds, shape, teacher).latents
+    naive = naive_teacher_latents(adapter, cond, [s + 1 for s in seeds], shape, teacher.sigmas[::5], 5.0)[:, -1]
+    block = default_feature_blocks(adapter.num_blocks, 2)[0]
+    with torch.no_grad():
+        zero = torch.zeros(len(real))
+        f_real, f_fake = (adapter.features(x, zero, cond, block) for x in (real, naive))
+    acc = train_head_alone(f_real, f_fake, adapter.token_grid(shape), 32, steps=150, lr=1e-3)
+    assert acc >= 0.8  # on 16 held-out items of each kind
+    chance = train_head_alone(f_real, f_real.roll(1, 0), adapter.token_grid(shape), 32, steps=150, lr=1e-3)
+    assert chance <= 0.7  # real against real: nothing to learn
+
+
+def adapter_plan_sigmas(adapter, steps):
+    from accvideo.core.schedules import shifted_sigmas
+
+    return [float(s) for s in shifted_sigmas(steps, adapter.default_shift)]
+
+
+def run(tiny_wan_dir, synvid, out, **kw):
+    settings = dict(teacher=str(tiny_wan_dir), data=str(synvid), out=str(out), iterations=2, batch=2, lr=1e-4)
+    settings.update(head_lr=1e-3, head_channels=8, checkpoint_every=2, device="cpu")
+    return DistillConfig(**{**settings, **kw})
+
+
+def test_losses_jsonl_logs_the_game_per_key_step_and_the_probe_every_n_iterations(tiny_wan_dir, synvid, tmp_path):
+    cfg = run(tiny_wan_dir, synvid, tmp_path / "run", iterations=4, probe_every=2, probe_items=4)
+    distill(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    m = len(rows[0]["d_k"])
+    for r in rows:
+        assert len(r["acc_k"]) == len(r["gap_k"]) == m and all(a in (0, 0.25, 0.5, 0.75, 1) for a in r["acc_k"])
+        assert r["acc"] == pytest.approx(sum(r["acc_k"]) / m) and all(math.isfinite(g) for g in r["gap_k"])
+    assert [("probe_acc_k" in r) for r in rows] == [False, True, False, True]
+    probe = rows[1]["probe_acc_k"]
+    assert len(probe) == m and all(a in {i / 8 for i in range(9)} for a in probe)  # 4 reals and 4 fakes
+    # the probe draws nothing from the run's generators: the same losses with the probe off
+    distill(run(tiny_wan_dir, synvid, tmp_path / "quiet", iterations=4, probe_every=0), progress=False)
+    quiet = [json.loads(line) for line in (tmp_path / "quiet" / "losses.jsonl").read_text().splitlines()]
+    assert [r["d_k"] for r in quiet] == [r["d_k"] for r in rows] and "probe_acc_k" not in quiet[1]
+    assert (tmp_path / "run" / "losses.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("scheme, steps_per_key_step", [("joint", 1), ("separate", 2)])
+def test_joint_takes_one_student_step_on_the_summed_loss_separate_two(
+    tiny_wan_dir, synvid, tmp_path, scheme, steps_per_key_step
+):
+    d = Distiller(run(tiny_wan_dir, synvid, tmp_path / "run", adv_update=scheme))
+    steps, grads = [], []
+    real_step = d.student_step
+
+    def counted():
+        grads.append(sum(p.grad.abs().sum().item() for p in d.pair.params.values() if p.grad is not None))
+        steps.append(1)
+        real_step()
+
+    d.student_step = counted
+    d.train_iteration()
+    assert len(steps) == steps_per_key_step * d.m and all(g > 0 for g in grads)
+    off = Distiller(run(tiny_wan_dir, synvid, tmp_path / "off", adv=False, adv_update=scheme))
+    calls = []
+    off.student_step = lambda: calls.append(1)
+    off.train_iteration()
+    assert len(calls) == off.m  # without the adversarial term both schemes are plain L_traj steps
+
+
+def test_fit_clip_centre_crops_to_the_aspect_then_resizes():
+    clip = np.zeros((12, 32, 64, 3), np.uint8)
+    clip[:, :, 16:48] = 255  # a white centre square between black side bands
+    out = fit_clip(clip, 9, 16, 16)
+    assert out.shape == (9, 16, 16, 3) and out.min() > 0.99  # the bands were cropped away
+    assert fit_clip(clip, 13, 16, 16) is None  # too short
+    tall = np.zeros((9, 64, 32, 3), np.uint8)
+    tall[:, 16:48] = 200
+    assert fit_clip(tall, 9, 8, 8).mean() == pytest.approx(200 / 255, abs=0.01)
+
+
+def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_encoding(tiny_wan, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_video(folder / f"c{i}.mp4", rng.integers(0, 255, (9, 48, 40, 3), dtype=np.uint8), fps=8)
+    (folder / "c1.txt").write_text("a red circle")
+    write_video(folder / "short.mp4", rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), fps=8)
+    (folder / "broken.mp4").write_bytes(b"\x00not a video" * 10)
+    assert [s.prompt for s in folder_sources(folder)] == ["", "", "a red circle", "", ""]
+    reals = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    assert len(reals) == 3 and reals.skipped == 2
+    assert tuple(reals.latents.shape[1:]) == tuple(tiny_wan.latent_shape(9, 32, 32))
+    chunk = next((tmp_path / "run" / "reals").glob("chunk-*.safetensors"))
+    before = chunk.stat().st_mtime_ns
+    again = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    assert chunk.stat().st_mtime_ns == before and torch.equal(again.latents, reals.latents)  # read, not re-encoded
+    x, cond = reals.noised(torch.tensor([0, 0]), [7, 7], 1.0, torch.device("cpu"))
+    assert torch.equal(x[0], x[1]) and not torch.equal(x[0], reals.latents[0])  # pure noise at sigma 1
+    x0, _ = reals.noised(torch.tensor([2]), [7], 0.0, torch.device("cpu"))
+    assert torch.equal(x0[0], reals.latents[2]) and torch.equal(cond["prompt_embeds"][0], cond["prompt_embeds"][1])
+    with pytest.raises(AccVideoError, match="none of 1 clips"):
+        only_short = tmp_path / "short"
+        only_short.mkdir()
+        (only_short / "s.mp4").write_bytes((folder / "short.mp4").read_bytes())
+        load_real_clips(str(only_short), tmp_path / "run2", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+
+
+def test_real_videos_replace_the_drawn_share_of_the_heads_reals(tiny_wan_dir, synvid, tmp_path):
+    d = Distiller(run(tiny_wan_dir, synvid, tmp_path / "run", real_data="world", real_clips=4, real_weight=1.0))
+    d.reals = d.load_reals(progress=False)
+    assert len(d.reals) == 4 and (tmp_path / "run" / "reals").is_dir()
+    mix = d.draw_reals(2)
+    assert mix[0].all()  # real_weight 1: every real sample comes from the real clips
+    latents, cond = d.data.load(torch.tensor([0, 1]))
+    real, real_cond = d.mix_reals(1, d.at(latents, 1), cond, *mix)
+    x, c = d.reals.noised(mix[1], mix[2].tolist(), d.t[1], d.device)
+    assert torch.equal(real, x) and torch.equal(real_cond["prompt_embeds"], c["prompt_embeds"])
+    half = Distiller(run(tiny_wan_dir, synvid, tmp_path / "half", real_data="world", real_clips=4, real_weight=0.5))
+    half.reals = half.load_reals(progress=False)
+    use = torch.cat([half.draw_reals(2)[0] for _ in range(200)])
+    assert 0.4 < use.float().mean() < 0.6  # the drawn share is real_weight
+    summary = distill(run(tiny_wan_dir, synvid, tmp_path / "full", real_data="world", real_clips=4), progress=False)
+    assert summary["real_clips"] == {"used": 4, "skipped": 0}
