@@ -57,19 +57,33 @@ def read_losses(path: Path) -> list[dict]:
 
 
 def plot_losses(records: list[dict], out: Path) -> Path:
-    """One panel per loss against samples seen, written atomically as PNG."""
+    """One panel per loss against samples seen, and one of the heads' accuracy per key step (the probe's, else
+    the training batches'), written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     curves = [(k, label) for k, label in CURVES if any(r.get(k) is not None for r in records)]
-    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(4.2 * max(1, len(curves)), 3.2), squeeze=False)
+    game = next((key for key in ("probe_acc_k", "acc_k") if any(r.get(key) for r in records)), None)
+    panels = max(1, len(curves) + (game is not None))
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], curves, strict=False):  # one empty panel when there is no curve
         pts = [(r["samples"], r[key]) for r in records if r.get(key) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
         ax.set_title(label)
         ax.set_xlabel("samples seen")
+        ax.grid(alpha=0.3)
+    if game is not None:
+        ax = axes[0][-1]
+        rows = [r for r in records if r.get(game)]
+        for k in range(len(rows[0][game])):
+            ax.plot([r["samples"] for r in rows], [r[game][k] for r in rows], lw=1, label=f"k={k}")
+        ax.axhline(0.5, color="grey", ls="--", lw=1)
+        ax.set_ylim(0, 1)
+        ax.set_title("D accuracy, " + ("probe set" if game == "probe_acc_k" else "training batches"))
+        ax.set_xlabel("samples seen")
+        ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out)
