@@ -47,13 +47,17 @@ def summarise(records: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="builtin")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="SynVid folder (needed unless --table)")
     p.add_argument("--out", required=True)
     p.add_argument("--runs", default="runs/adversarial_game")
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--table", action="store_true", help="only print the table of an existing --out JSON")
     a = p.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text())))
+        return
     if a.threads:
         torch.set_num_threads(a.threads)
     names = list(VARIANTS)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.runtime import resolve_model
+from accvideo.core.runtime import batch_noise, resolve_model
 from accvideo.distill.probe import naive_teacher_latents, probe_seed, train_head_alone
 from accvideo.models import load_adapter
 from accvideo.models.identity import teacher_identity
@@ -37,7 +37,7 @@ class Variant:
     channels: int = 64
     input_norm: bool = True
     block: int | None = None  # None: the trainer's default block per key step
-    fakes: str = "naive"  # naive | teacher (real vs real control)
+    fakes: str = "naive"  # naive | student (a distilled student's own generations, --student) | teacher (control)
 
 
 VARIANTS = [
@@ -48,6 +48,8 @@ VARIANTS = [
     Variant("lr 1e-3, 200 steps, no input norm", lr=1e-3, input_norm=False),
     *[Variant(f"lr 1e-3, 200 steps, block {b}", lr=1e-3, block=b) for b in range(4)],
     Variant("control: real vs real, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="teacher"),
+    Variant("vs the student's generations, lr 1e-3, 200 steps", lr=1e-3, fakes="student"),
+    Variant("vs the student's generations, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="student"),
 ]
 
 
@@ -78,14 +80,19 @@ def train_head(v: Variant, real, fake, grid, n_train, seed) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="builtin")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="SynVid folder (needed unless --table)")
     p.add_argument("--out", required=True)
     p.add_argument("--items", type=int, default=512, help="trajectories used (the last --probe are held out)")
     p.add_argument("--probe", type=int, default=128)
     p.add_argument("--seeds", type=int, default=3, help="head initialisations per variant")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
+    p.add_argument("--student", default=None, help="a distill run: its student's generations as fakes")
+    p.add_argument("--table", action="store_true", help="only print the table of an existing --out JSON")
     a = p.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text())))
+        return
     if a.threads:
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
@@ -104,17 +111,30 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     perm = torch.cat([torch.randperm(n_train, generator=g), n_train + torch.randperm(n - n_train, generator=g)])
     teacher_fake = real[perm]
+    student_fake = None
+    if a.student:
+        from accvideo.distill.probe import key_latents
+        from accvideo.models.open import open_model
+
+        student = open_model(a.student, device=torch.device("cpu"), dtype=torch.float32)
+        noise = batch_noise([probe_seed(0, i) for i in range(n)], shape, torch.device("cpu"))
+        parts = []
+        for i in range(0, n, 32):
+            c = {k: v[i : i + 32] for k, v in cond.items()}
+            parts.append(key_latents(lambda x, s, c=c: student.adapter.velocity(x, s, c), noise[i : i + 32], sig))
+        student_fake = torch.cat(parts)
     grid = adapter.token_grid(shape)
     from accvideo.distill.heads import default_feature_blocks
 
     default_blocks = default_feature_blocks(adapter.num_blocks, m)
     variants = [VARIANTS[int(i)] for i in a.only.split(",")] if a.only else VARIANTS
+    variants = [v for v in variants if v.fakes != "student" or student_fake is not None]
     cache: dict = {}
 
     def feats(which, k, block):
         key = (which, k, block)
         if key not in cache:
-            src = {"real": real, "naive": naive, "teacher": teacher_fake}[which]
+            src = {"real": real, "naive": naive, "teacher": teacher_fake, "student": student_fake}[which]
             c = cond if which != "teacher" else {nm: v[perm] for nm, v in cond.items()}
             cache[key] = features(adapter, src, c, sig, m - k, block)
         return cache[key]

@@ -60,11 +60,13 @@ def key_indices(n: int, m: int) -> list[int]:
 
 
 def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
-    """(row, m) cells in table order; (c) only at shared_head_steps, (e) only with real_data."""
+    """(row, m) cells in table order; (c) only at shared_head_steps, (e) only with real_data at real_data_steps."""
     cells = []
     for m in cfg.key_steps:
         for row in cfg.rows:
-            if (row == "c" and m not in cfg.shared_head_steps) or (row == "e" and not cfg.real_data):
+            if row == "c" and m not in cfg.shared_head_steps:
+                continue
+            if row == "e" and (not cfg.real_data or (cfg.real_data_steps is not None and m not in cfg.real_data_steps)):
                 continue
             cells.append((row, m))
     return cells

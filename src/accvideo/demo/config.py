@@ -101,6 +101,7 @@ class AblationConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training seeds of each trained row
     rows: list[str] = field(default_factory=lambda: ["a", "b", "c", "d", "e"])  # e only runs with real_data
     shared_head_steps: list[int] = field(default_factory=lambda: [2])  # the m at which row (c) runs
+    real_data_steps: list[int] | None = None  # the m at which row (e) runs (None: every m)
     split: str = "test"  # held-out pairs scored: test (report) or val (tune)
     seed: int = 0  # prompt lists and the SynVid (training seeds are `seeds`)
     # synthesis (SynVid)
