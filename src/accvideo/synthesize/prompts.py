@@ -121,6 +121,6 @@ class PromptsConfig:
 
     def __post_init__(self):
         if not 1 <= self.n <= MAX_PROMPTS:
-            raise ValueError(f"--n must lie in [1, {MAX_PROMPTS:,}] (how many prompts); got {self.n}")
+            raise ValueError(f"--n must be at least 1 and at most {MAX_PROMPTS:,} (how many prompts); got {self.n}")
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")
