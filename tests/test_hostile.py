@@ -162,6 +162,16 @@ def synthesize_into_a_distill_run(env):
 
 
 @case
+def distill_into_an_export(env):
+    export = env.tmp / "exported"
+    export.mkdir()
+    (export / "model_index.json").write_text("{}")
+    mark_folder(export, "export")
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(export), *DISTILL]
+    return args, "output of `accvideo export`"
+
+
+@case
 def synthesize_into_a_non_empty_folder(env):
     env.user_file("mine/notes.txt")
     args = [
