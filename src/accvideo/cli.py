@@ -471,8 +471,9 @@ def fault_line(exc: BaseException) -> str | None:
         )
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL | _NO_ACCESS | {errno.EIO}:
         where = f" writing {exc.filename}" if exc.filename else ""
-        if exc.errno in _NO_ACCESS:
-            return f"{exc.strerror or 'permission denied'}{where}; choose another --out or fix the permissions"
+        if exc.errno in _NO_ACCESS:  # reading or writing: name the file, not the direction
+            at = f": {exc.filename}" if exc.filename else ""
+            return f"{exc.strerror or 'permission denied'}{at}; fix its permissions or choose another path"
         if exc.errno == errno.EIO:
             return f"input/output error{where}; check the disk or choose another --out, then rerun the same command"
         needed = getattr(exc, "needed", None)
