@@ -30,23 +30,23 @@ def test_game_stats_are_the_balanced_accuracy_and_the_logit_gap():
 
 
 def test_a_head_alone_tells_real_key_latents_from_the_naive_teachers_on_the_builtin_model():
-    """The features and the head can learn at all: real l[t'_0] of the 10-step teacher vs its own 2-step solve."""
+    """The features and the head can learn at all: real l[t'_0] of the 8-step teacher vs its own 2-step solve."""
     torch.manual_seed(0)
     adapter = load_adapter(resolve_model("builtin"), device=torch.device("cpu"), dtype=torch.float32)
-    pairs = prompts(48, "train", seed=5)
+    pairs = prompts(40, "train", seed=5)
     shape = adapter.latent_shape(9, 32, 32)
     cond = adapter.encode_prompts([p for p, _ in pairs])
     seeds = [s for _, s in pairs]
-    teacher = SamplingPlan(adapter_plan_sigmas(adapter, 10), 5.0)
+    teacher = SamplingPlan(adapter_plan_sigmas(adapter, 8), 5.0)
     real = sample_latents(adapter, cond, seeds, shape, teacher).latents
-    naive = naive_teacher_latents(adapter, cond, [s + 1 for s in seeds], shape, teacher.sigmas[::5], 5.0)[:, -1]
+    naive = naive_teacher_latents(adapter, cond, [s + 1 for s in seeds], shape, teacher.sigmas[::4], 5.0)[:, -1]
     block = default_feature_blocks(adapter.num_blocks, 2)[0]
     with torch.no_grad():
         zero = torch.zeros(len(real))
         f_real, f_fake = (adapter.features(x, zero, cond, block) for x in (real, naive))
-    acc = train_head_alone(f_real, f_fake, adapter.token_grid(shape), 32, steps=150, lr=1e-3)
-    assert acc >= 0.8  # on 16 held-out items of each kind
-    chance = train_head_alone(f_real, f_real.roll(1, 0), adapter.token_grid(shape), 32, steps=150, lr=1e-3)
+    acc = train_head_alone(f_real, f_fake, adapter.token_grid(shape), 28, steps=100, lr=1e-3)
+    assert acc >= 0.8  # on 12 held-out items of each kind
+    chance = train_head_alone(f_real, f_real.roll(1, 0), adapter.token_grid(shape), 28, steps=100, lr=1e-3)
     assert chance <= 0.7  # real against real: nothing to learn
 
 
@@ -63,18 +63,18 @@ def run(tiny_wan_dir, synvid, out, **kw):
 
 
 def test_losses_jsonl_logs_the_game_per_key_step_and_the_probe_every_n_iterations(tiny_wan_dir, synvid, tmp_path):
-    cfg = run(tiny_wan_dir, synvid, tmp_path / "run", iterations=4, probe_every=2, probe_items=4)
+    cfg = run(tiny_wan_dir, synvid, tmp_path / "run", iterations=2, probe_every=2, probe_items=4)
     distill(cfg, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
     m = len(rows[0]["d_k"])
     for r in rows:
         assert len(r["acc_k"]) == len(r["gap_k"]) == m and all(a in (0, 0.25, 0.5, 0.75, 1) for a in r["acc_k"])
         assert r["acc"] == pytest.approx(sum(r["acc_k"]) / m) and all(math.isfinite(g) for g in r["gap_k"])
-    assert [("probe_acc_k" in r) for r in rows] == [False, True, False, True]
+    assert [("probe_acc_k" in r) for r in rows] == [False, True]
     probe = rows[1]["probe_acc_k"]
     assert len(probe) == m and all(a in {i / 8 for i in range(9)} for a in probe)  # 4 reals and 4 fakes
     # the probe draws nothing from the run's generators: the same losses with the probe off
-    distill(run(tiny_wan_dir, synvid, tmp_path / "quiet", iterations=4, probe_every=0), progress=False)
+    distill(run(tiny_wan_dir, synvid, tmp_path / "quiet", iterations=2, probe_every=0), progress=False)
     quiet = [json.loads(line) for line in (tmp_path / "quiet" / "losses.jsonl").read_text().splitlines()]
     assert [r["d_k"] for r in quiet] == [r["d_k"] for r in rows] and "probe_acc_k" not in quiet[1]
     assert (tmp_path / "run" / "losses.png").read_bytes()[:4] == b"\x89PNG"

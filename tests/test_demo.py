@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from accvideo.cli import main
+from accvideo.demo.ablate import key_indices, plan_rows, row_overrides
+from accvideo.demo.config import quick_ablation_config
 
 
 def run_cli(args, capsys):
@@ -75,28 +77,42 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
 
 def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_dir, tmp_path, capsys):
     out = tmp_path / "abl"
-    args = ["ablate", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out", str(out), "key_steps=[1, 2]"]
-    code, stdout, err = run_cli(args, capsys)
+    args = ["ablate", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out", str(out), "rows=[a, b]"]
+    code, stdout, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]"], capsys)
     assert code in (0, None), err
     data = json.loads((out / "ablation.json").read_text())
-    # (c) runs at m = 2 only; (e) only with real data; the teacher's n-step row is the reference
-    assert list(data["cells"]) == ["teacher-n", "m1-a", "m1-b", "m1-d", "m2-a", "m2-b", "m2-c", "m2-d"]
-    assert data["cells"]["m2-d"]["runs"] == ["m2-d-s0", "m2-d-s1"] and data["cells"]["m1-a"]["guidance"] == 5.0
-    for name in ("b", "c", "d"):
-        cfgs = [yaml.safe_load((out / "runs" / f"m2-{name}-s{s}" / "config.yaml").read_text()) for s in (0, 1)]
-        assert [c["seed"] for c in cfgs] == [0, 1] and cfgs[0]["key_sigmas"] == pytest.approx(
-            data["samplers"]["m2-d-s0"]["sigmas"], abs=1e-6
-        )
-        assert cfgs[0]["adv"] is (name != "b") and cfgs[0]["heads"] == ("shared" if name == "c" else "per-step")
-    assert len(data["samplers"]["m1-b-s0"]["sigmas"]) == 2 and len(data["samplers"]["m2-b-s0"]["sigmas"]) == 3
+    assert list(data["cells"]) == ["teacher-n", "m1-a", "m1-b", "m2-a", "m2-b"]  # the teacher's n steps: reference
+    assert data["cells"]["m2-b"]["runs"] == ["m2-b-s0", "m2-b-s1"] and data["cells"]["m1-a"]["guidance"] == 5.0
+    for m in (1, 2):  # each m's students train on its own key sigmas of the one SynVid, once per seed
+        cfgs = [yaml.safe_load((out / "runs" / f"m{m}-b-s{s}" / "config.yaml").read_text()) for s in (0, 1)]
+        assert [c["seed"] for c in cfgs] == [0, 1] and cfgs[0]["adv"] is False
+        assert len(cfgs[0]["key_sigmas"]) == m + 1
+        assert cfgs[0]["key_sigmas"] == pytest.approx(data["samplers"][f"m{m}-b-s0"]["sigmas"], abs=1e-6)
     # every cell: the mean over its seeds, their spread, and an interval around the mean
     for cell in data["cells"].values():
         for stat in cell["metrics"].values():
             assert stat["mean"] == pytest.approx(sum(stat["seeds"]) / len(stat["seeds"]))
             assert stat["lo"] <= stat["hi"] and (len(stat["seeds"]) > 1 or stat["sd"] == 0)
-    seeds = data["cells"]["m2-d"]["metrics"]["frechet_distance"]["seeds"]
+    seeds = data["cells"]["m2-b"]["metrics"]["frechet_distance"]["seeds"]
     assert len(seeds) == 2 and seeds[0] != seeds[1]  # two trainings, two students
-    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(d) + per-step heads" in stdout
+    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(b) + L_traj" in stdout
+
+
+def test_ablation_rows_carry_their_settings_and_run_where_asked():
+    cfg = quick_ablation_config(
+        key_steps=[1, 2, 5], teacher_steps=10, real_data="world", real_data_steps=[5], real_weight=0.25
+    )
+    assert plan_rows(cfg) == [
+        ("a", 1), ("b", 1), ("d", 1), ("a", 2), ("b", 2), ("c", 2), ("d", 2), ("a", 5), ("b", 5), ("d", 5), ("e", 5)
+    ]  # fmt: skip
+    assert ("e", 4) not in plan_rows(quick_ablation_config(key_steps=[4]))  # no real data, no row (e)
+    rows = row_overrides(cfg)
+    assert rows["b"] == {"adv": False} and rows["c"] == {"heads": "shared"} and rows["d"] == {}
+    assert rows["e"]["real_data"] == "world" and rows["e"]["real_weight"] == 0.25
+    assert key_indices(50, 3) == [0, 17, 33, 50] and key_indices(50, 5) == [0, 10, 20, 30, 40, 50]
+    for bad in ({"rows": ["z"]}, {"seeds": [0, 0]}, {"split": "train"}, {"key_steps": [0]}):
+        with pytest.raises(ValueError):
+            quick_ablation_config(**bad)
 
 
 def test_bad_demo_settings_are_one_line_errors(tmp_path, capsys):

@@ -77,9 +77,14 @@ def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):
     assert code in (0, None), err
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [(r["prompt"], r["seed"]) for r in rows] == world_prompts(6, "heldout", 4)
-    run_cli(["prompts", "--n", "6", "--out", str(tmp_path / "p.txt"), "--split", "heldout", "--seed", "4"], capsys)
-    # the text file, read with the same base seed, gives the same items as the JSONL
-    assert read_prompts(tmp_path / "p.txt", 4).items == read_prompts(tmp_path / "p.jsonl").items
+    # a text file holds captions only: read with the same base seed, a train list gives the same items as its
+    # JSONL; held-out seeds live in a stream of their own (never a training seed), so only the JSONL keeps them
+    for split in ("train", "heldout"):
+        for suffix in ("txt", "jsonl"):
+            out = str(tmp_path / f"{split}.{suffix}")
+            run_cli(["prompts", "--n", "6", "--out", out, "--split", split, "--seed", "4"], capsys)
+        same = read_prompts(tmp_path / f"{split}.txt", 4).items == read_prompts(tmp_path / f"{split}.jsonl").items
+        assert same == (split == "train")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from accvideo.core.adapter import Conditioning, select
+from accvideo.core.files import temp_name
 from accvideo.core.runtime import batch_noise
 from accvideo.errors import AccVideoError
 
@@ -144,7 +145,7 @@ def load_real_clips(
             tensors = {"skipped": torch.tensor(len(part) - len(kept))}
             if kept:
                 tensors["latents"] = adapter.encode(torch.stack([c for _, c in kept])).float().cpu().contiguous()
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
             save_file(tensors, str(tmp), metadata={"prompts": json.dumps([s.prompt for s, _ in kept])})
             os.replace(tmp, path)
         from safetensors import safe_open
