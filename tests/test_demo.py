@@ -95,6 +95,14 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
             assert stat["lo"] <= stat["hi"] and (len(stat["seeds"]) > 1 or stat["sd"] == 0)
     seeds = data["cells"]["m2-b"]["metrics"]["frechet_distance"]["seeds"]
     assert len(seeds) == 2 and seeds[0] != seeds[1]  # two trainings, two students
+    # paired differences: (b) against the n-step teacher at each m, the point being the difference of the means
+    assert [(c["m"], c["first"], c["second"]) for c in data["comparisons"]] == [
+        (1, "b", "teacher-n"),
+        (2, "b", "teacher-n"),
+    ]
+    diff = data["comparisons"][1]["metrics"]["frechet_distance"]
+    teacher = data["cells"]["teacher-n"]["metrics"]["frechet_distance"]["mean"]
+    assert diff["diff"] == pytest.approx(sum(seeds) / 2 - teacher) and diff["lo"] <= diff["hi"]
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(b) + L_traj" in stdout
 
 

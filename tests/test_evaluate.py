@@ -299,3 +299,21 @@ def test_bootstrap_interval_has_the_binomial_width_and_pools_seeds_on_shared_cli
     fewer = ClipScores(["shape"], one.hits[:-1], one.features[:-1], one.real_features[:-1], one.consistency[:-1])
     with pytest.raises(ValueError, match="same evaluation pairs"):
         summarise([one, fewer])
+
+
+def test_paired_difference_is_the_difference_of_means_with_an_interval_on_shared_clips():
+    from accvideo.evaluate.intervals import ClipScores, compare
+
+    rng = np.random.default_rng(1)
+    n = 300
+    feats = rng.normal(size=(n, 4))
+
+    def scores(p):
+        return ClipScores(["shape"], (rng.random(n) < p)[:, None], feats, feats + 0.1, np.full(n, 0.99))
+
+    good, bad = scores(0.9), scores(0.6)
+    d = compare([good], [bad], draws=400)["accuracy"]
+    assert d["diff"] == pytest.approx(good.metrics()["accuracy"] - bad.metrics()["accuracy"])
+    assert 0 < d["lo"] < d["diff"] < d["hi"]  # 0.9 against 0.6 on 300 clips: clearly apart
+    same = compare([good], [good], draws=100)["frechet_distance"]
+    assert same["diff"] == same["lo"] == same["hi"] == 0  # paired: a row against itself never differs

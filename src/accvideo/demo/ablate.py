@@ -32,7 +32,7 @@ from accvideo.demo.chain import (
     write_train_prompts,
 )
 from accvideo.demo.config import AblationConfig
-from accvideo.evaluate.intervals import summarise
+from accvideo.evaluate.intervals import compare, summarise
 from accvideo.synthesize import SynVidDataset
 
 ROW_LABELS = {
@@ -116,12 +116,23 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
                 "runs": members[row, m],
                 **_summary(cfg, results, members[row, m]),
             }
+        comparisons = _comparisons(cfg, results, members)
     for r in results.values():
         r.pop("per_clip", None)
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
-    data = {"config": to_dict(cfg), "seconds": seconds, "cells": summary, "samplers": results}
+    data = {
+        "config": to_dict(cfg),
+        "seconds": seconds,
+        "cells": summary,
+        "comparisons": comparisons,
+        "samplers": results,
+    }
     write_json_atomic(out / "ablation.json", data)
-    tables = ablation_tables(data)
+    tables = (
+        ablation_tables(data)
+        + "\n\nPaired differences (95% bootstrap intervals over clips):\n\n"
+        + comparison_rows(data)
+    )
     write_text_atomic(
         out / "ablation.md",
         f"# Ablation (ToyBench, {cfg.eval_prompts} {cfg.split} pairs, seeds {cfg.seeds})\n\n{tables}\n\n"
@@ -131,6 +142,37 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     echo(tables)
     echo(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {plot}")
     return data
+
+
+COMPARISONS = (("d", "b"), ("c", "b"), ("e", "d"), ("b", "teacher-n"), ("d", "teacher-n"), ("e", "teacher-n"))
+
+
+def _comparisons(cfg: AblationConfig, results: dict, members: dict) -> list[dict]:
+    """Paired differences between rows at the same m (and against the n-step teacher), with 95% intervals."""
+    out = []
+    for m in cfg.key_steps:
+        for first, second in COMPARISONS:
+            names = [members.get((first, m)), members.get((second, m)) if second != "teacher-n" else ["teacher-n"]]
+            if not names[0] or not names[1]:
+                continue
+            sets = [[results[n]["per_clip"] for n in group] for group in names]
+            stats = compare(*sets, draws=cfg.draws, seed=cfg.seed)
+            out.append({"m": m, "first": first, "second": second, "metrics": stats})
+    return out
+
+
+def comparison_rows(data: dict) -> str:
+    """Markdown: each paired difference of mean accuracy and Frechet distance with its 95% interval."""
+    lines = ["| m | difference | mean acc | Frechet |", "|---|---|---|---|"]
+    for c in data.get("comparisons", []):
+        s = c["metrics"]
+        second = "teacher" if c["second"] == "teacher-n" else f"({c['second']})"
+        acc, fd = s["accuracy"], s["frechet_distance"]
+        lines.append(
+            f"| {c['m']} | ({c['first']}) - {second} | {acc['diff']:+.3f} [{acc['lo']:+.3f}, {acc['hi']:+.3f}] | "
+            f"{fd['diff']:+.1f} [{fd['lo']:+.1f}, {fd['hi']:+.1f}] |"
+        )
+    return "\n".join(lines)
 
 
 def _summary(cfg: AblationConfig, results: dict, names: list[str]) -> dict:

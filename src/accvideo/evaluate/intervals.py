@@ -61,3 +61,32 @@ def summarise(sets: Sequence[ClipScores], draws: int = 1000, seed: int = 0, leve
             "hi": float(np.percentile(boot[name], 100 - tail)),
         }
     return out
+
+
+def compare(first: Sequence[ClipScores], second: Sequence[ClipScores], draws: int = 1000, seed: int = 0) -> dict:
+    """{metric: {"diff", "lo", "hi"}}: mean over `first`'s seeds minus mean over `second`'s, with a paired 95%
+    bootstrap interval over clips (both rows scored the same pairs, so each draw resamples the same clips)."""
+    n = len(first[0].hits)
+    if any(len(s.hits) != n for s in (*first, *second)):
+        raise ValueError("both rows must score the same evaluation pairs")
+
+    def mean_of(sets, idx=None):
+        values = [s.metrics(idx) for s in sets]
+        return {name: float(np.mean([v[name] for v in values])) for name in values[0]}
+
+    a, b = mean_of(first), mean_of(second)
+    rng = np.random.default_rng(seed)
+    boot = {name: np.empty(draws) for name in a}
+    for i in range(draws):
+        idx = rng.integers(n, size=n)
+        da, db = mean_of(first, idx), mean_of(second, idx)
+        for name in boot:
+            boot[name][i] = da[name] - db[name]
+    return {
+        name: {
+            "diff": a[name] - b[name],
+            "lo": float(np.percentile(boot[name], 2.5)),
+            "hi": float(np.percentile(boot[name], 97.5)),
+        }
+        for name in a
+    }
