@@ -21,10 +21,12 @@ import torch
 from accvideo.distill import DistillConfig, distill
 from accvideo.distill.plots import read_losses
 
-BASE = dict(iterations=200, batch=8, lr=1e-4, head_lr=1e-4, checkpoint_every=50, probe_every=10, device="cpu")
+BASE = dict(
+    iterations=200, batch=8, lr=1e-4, head_lr=1e-4, checkpoint_every=50, probe_every=10, probe_items=16, device="cpu"
+)
 VARIANTS = {
-    "demo (head_lr 1e-4, separate)": {},
-    "head_lr 1e-3, separate": {"head_lr": 1e-3},
+    "head_lr 1e-4, separate (the old demo)": {"adv_update": "separate"},
+    "head_lr 1e-3, separate": {"head_lr": 1e-3, "adv_update": "separate"},
     "head_lr 1e-3, joint": {"head_lr": 1e-3, "adv_update": "joint"},
     "head_lr 1e-4, joint": {"adv_update": "joint"},
 }

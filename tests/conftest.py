@@ -77,13 +77,25 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """Start the long end-to-end runs (one thread each) while the other tests use the other core."""
-    ids = [item.nodeid for item in session.items]
-    if any(i.startswith("tests/test_golden.py::test_golden[") for i in ids):
-        from test_golden import start_golden_run
+    """Start the long end-to-end runs (one thread each, once per session) while the other tests run beside them."""
+    import background
 
-        session.config.golden_run = start_golden_run()
-    if any("quick_run" in item.fixturenames for item in session.items if item.nodeid.startswith("tests/test_toy1d.py")):
-        from test_toy1d import start_quick_run
+    fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if "fresh" in fixtures:
+        from test_golden import ONE_THREAD, golden_command
 
-        session.config.toy1d_run = start_quick_run()
+        background.start("golden", golden_command(), ONE_THREAD)
+    if "quick_run" in fixtures:
+        from test_toy1d import ONE_THREAD, quick_command
+
+        background.start("toy1d", quick_command(), ONE_THREAD)
+
+
+def pytest_sessionfinish(session):
+    """The background runs' folders go with the session (in the controller, or the one process without xdist)."""
+    if not hasattr(session.config, "workerinput"):
+        import shutil
+
+        import background
+
+        shutil.rmtree(background.folder("x").parent, ignore_errors=True)

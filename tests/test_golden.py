@@ -4,33 +4,28 @@ They pin results across refactors (tests/golden/runs.py says how they are made a
 """
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+import background
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def start_golden_run():
-    """Run tests/golden/runs.py in a one-thread subprocess (float reductions in one order); (process, output)."""
-    out = Path(tempfile.mkdtemp(prefix="accvideo-golden-")) / "now.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = (out.parent / "runs.log").open("w")  # a file, not a pipe: progress bars would fill a pipe and block
-    proc = subprocess.Popen([sys.executable, str(GOLDEN / "runs.py"), str(out)], env=env, stdout=log, stderr=log)
-    return proc, out
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # float reductions in one order
+
+
+def golden_command() -> list[str]:
+    """tests/golden/runs.py writing now.json into the background run's folder (conftest.py starts it early)."""
+    return [sys.executable, str(GOLDEN / "runs.py"), str(background.folder("golden") / "now.json")]
 
 
 @pytest.fixture(scope="module")
-def fresh(request):
+def fresh():
     """The golden runs made now: started in the background when the session collected this file (conftest.py)."""
-    run = request.config.golden_run if hasattr(request.config, "golden_run") else start_golden_run()
-    proc, out = run
-    assert proc.wait(timeout=900) == 0, (out.parent / "runs.log").read_text()[-3000:]
-    return json.loads(out.read_text())
+    out = background.wait("golden", golden_command(), ONE_THREAD)
+    return json.loads((out / "now.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
+import background
 import pytest
 import torch
 
@@ -154,21 +151,20 @@ def test_numbers_are_reproducible_for_a_seed(one_thread):
     assert json.dumps(first) != json.dumps(other)
 
 
-def start_quick_run():
-    """`accvideo toy1d --preset quick` in a subprocess (one thread, about 20 s); (process, output folder)."""
-    root = Path(tempfile.mkdtemp(prefix="accvideo-toy1d-"))
-    log = (root / "run.log").open("w")  # a file, not a pipe: a full pipe would block the run
-    out = root / "toy1d"  # a new folder: the command writes only into folders it made (core/outputs.py)
-    cmd = [sys.executable, "-m", "accvideo", "toy1d", "--out", str(out), "--seed", "0", "--preset", "quick"]
-    return subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"}), out
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def quick_command() -> list[str]:
+    """`accvideo toy1d --preset quick` (one thread, about 20 s), into a new folder of the background run's."""
+    out = background.folder("toy1d") / "toy1d"  # new: the command writes only into folders it made
+    return [sys.executable, "-m", "accvideo", "toy1d", "--out", str(out), "--seed", "0", "--preset", "quick"]
 
 
 @pytest.fixture(scope="module")
-def quick_run(request):
+def quick_run():
     """The command end to end with the reduced preset (the claims hold there too): started in the background
     when the session collected this file (conftest.py), so it runs beside the other tests."""
-    proc, out = getattr(request.config, "toy1d_run", None) or start_quick_run()
-    assert proc.wait(timeout=600) == 0, (out.parent / "run.log").read_text()[-3000:]
+    out = background.wait("toy1d", quick_command(), ONE_THREAD) / "toy1d"
     return out, json.loads((out / "toy1d.json").read_text())
 
 
