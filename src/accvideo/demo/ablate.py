@@ -59,6 +59,18 @@ def key_indices(n: int, m: int) -> list[int]:
     return [round(n * j / m) for j in range(m + 1)]
 
 
+def stored_indices(synvid: Path, needed: set[int]) -> list[int]:
+    """The grid indices to synthesize: an existing dataset's when they cover `needed` (a rerun with fewer m
+    resumes it), else `needed`."""
+    from accvideo.synthesize.dataset import build_index
+
+    try:
+        have = set(SynVidDataset(synvid, verify=False).settings.key_indices) if build_index(synvid) else set()
+    except Exception:  # no dataset yet, or one that synthesize itself will judge
+        have = set()
+    return sorted(have if needed <= have else needed)
+
+
 def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
     """(row, m) cells in table order; (c) only at shared_head_steps, (e) only with real_data at real_data_steps."""
     cells = []
@@ -82,7 +94,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     n = cfg.teacher_steps
     grids = {m: key_indices(n, m) for m in cfg.key_steps}
     with stages("prompts + synthesize"):
-        union = sorted(set().union(*grids.values()))
+        union = stored_indices(out / "synvid", set().union(*grids.values()))
         synvid = synthesize_synvid(cfg, write_train_prompts(cfg), progress, key_indices=union)
     sigmas = SynVidDataset(synvid).settings.sigmas
     cells = plan_rows(cfg)
