@@ -47,7 +47,7 @@ VARIANTS = [
     Variant("lr 1e-3, 200 steps, 256 channels", lr=1e-3, channels=256),
     Variant("lr 1e-3, 200 steps, no input norm", lr=1e-3, input_norm=False),
     *[Variant(f"lr 1e-3, 200 steps, block {b}", lr=1e-3, block=b) for b in range(4)],
-    Variant("control: real vs real, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="teacher"),
+    Variant("control: real vs other real items, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="teacher"),
     Variant("vs the student's generations, lr 1e-3, 200 steps", lr=1e-3, fakes="student"),
     Variant("vs the student's generations, lr 1e-3, 600 steps", lr=1e-3, steps=600, fakes="student"),
 ]
@@ -106,11 +106,8 @@ def main() -> None:
     m = len(sig) - 1
     shape = ds.settings.latent_shape
     naive = naive_teacher_latents(adapter, cond, [probe_seed(0, i) for i in range(n)], shape, sig, 5.0)
-    # control fakes: other 50-step trajectories of the same split (train items among train, probe among probe),
-    # so every latent is "real" once and "fake" once: nothing to learn, and 0.5 on the probe if nothing leaks
-    g = torch.Generator().manual_seed(1)
-    perm = torch.cat([torch.randperm(n_train, generator=g), n_train + torch.randperm(n - n_train, generator=g)])
-    teacher_fake = real[perm]
+    # control (fakes=teacher): both kinds are 50-step trajectories, of disjoint items: the even items are "real",
+    # the odd ones "fake" (train among train, probe among probe). Nothing to learn: about 0.5 if nothing leaks.
     student_fake = None
     if a.student:
         from accvideo.distill.probe import key_latents
@@ -134,21 +131,28 @@ def main() -> None:
     def feats(which, k, block):
         key = (which, k, block)
         if key not in cache:
-            src = {"real": real, "naive": naive, "teacher": teacher_fake, "student": student_fake}[which]
-            c = cond if which != "teacher" else {nm: v[perm] for nm, v in cond.items()}
-            cache[key] = features(adapter, src, c, sig, m - k, block)
+            src = {"real": real, "naive": naive, "student": student_fake}[which]
+            cache[key] = features(adapter, src, cond, sig, m - k, block)
         return cache[key]
 
-    rows = []
+    out = Path(a.out)
+    kept = json.loads(out.read_text())["rows"] if out.is_file() else []  # rows of other variants stay
+    rows = [r for r in kept if r["variant"]["name"] not in {v.name for v in variants}]
     for v in variants:
         accs = []
         for k in range(m):
             block = default_blocks[k] if v.block is None else v.block
-            fr, ff = feats("real", k, block), feats(v.fakes, k, block)
-            per_seed = [train_head(v, fr, ff, grid, n_train, s) for s in range(a.seeds)]
+            fr = feats("real", k, block)
+            if v.fakes == "teacher":  # even items real, odd items fake, in each part (n_train and probe even)
+                fr, ff, nt = fr[0::2], fr[1::2], n_train // 2
+            else:
+                ff, nt = feats(v.fakes, k, block), n_train
+            per_seed = [train_head(v, fr, ff, grid, nt, s) for s in range(a.seeds)]
             accs.append({"mean": sum(per_seed) / len(per_seed), "seeds": per_seed})
         rows.append({"variant": asdict(v), "accuracy_k": accs})
         print(v.name, " ".join(f"{x['mean']:.3f}" for x in accs), flush=True)
+    order = [v.name for v in VARIANTS]
+    rows.sort(key=lambda r: order.index(r["variant"]["name"]) if r["variant"]["name"] in order else len(order))
     data = {
         "command": "python benchmarks/discriminator.py " + " ".join(f"--{k} {val}" for k, val in vars(a).items()),
         "items": n,
@@ -158,8 +162,8 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t0, 1),
         "rows": rows,
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
     print(table(data))
 
 
