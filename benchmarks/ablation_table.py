@@ -1,6 +1,6 @@
 """The ablation table of docs/demo.md from one or more `accvideo ablate` JSON files (cells merged, sorted by m).
 
-    python benchmarks/ablation_table.py benchmarks/results/ablation_m5_m1.json benchmarks/results/ablation_m2_m3.json
+    python benchmarks/ablation_table.py [--plot docs/img/ablation.png] A.json [B.json ...]
 
 Each value: mean over training seeds [95% bootstrap interval over clips] ±standard deviation over seeds.
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from accvideo.demo.ablate import ablation_tables, comparison_rows
+from accvideo.demo.ablate import ablation_plot, ablation_tables, comparison_rows
 
 ORDER = "abcde"
 
@@ -29,9 +29,14 @@ def merged(paths: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    plot = args.pop(args.index("--plot") + 1) if "--plot" in args else None
+    args = [a for a in args if a != "--plot"]
+    if not args:
         raise SystemExit(__doc__)
-    data = merged(sys.argv[1:])
+    data = merged(args)
+    if plot:
+        ablation_plot(data, Path(plot))
     print(ablation_tables(data))
     print("\nPaired differences (95% bootstrap intervals over clips):\n")
     print(comparison_rows(data))
