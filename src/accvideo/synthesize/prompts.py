@@ -116,7 +116,7 @@ class PromptsConfig:
 
     n: int = 0  # how many prompts
     out: str = "prompts.txt"  # .txt (one caption a line) or .jsonl (with each item's seed)
-    split: str = "train"  # train, heldout (combinations kept out of training) or all
+    split: str = "train"  # train, heldout = test (held-out captions, unseen noises), val (tuning seeds), all
     seed: int = 0  # seed of the order and of the per-item seeds
 
     def __post_init__(self):
