@@ -22,17 +22,23 @@ def _bad(path: Path, what: str, fix: str) -> AccVideoError:
     return AccVideoError(f"{path} {what}; {fix}")
 
 
-def read_json(path: str | Path, fix: str):
-    """The parsed JSON file, or one line naming the file and `fix`."""
-    path = Path(path)
+def _read_text(path: Path, fix: str) -> str:
+    """The file's text, or one line naming the file, what is wrong and `fix`."""
     try:
-        return json.loads(path.read_text())
+        return path.read_text()
     except FileNotFoundError:
         raise _bad(path, "does not exist", fix) from None
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
     except UnicodeDecodeError:
         raise _bad(path, "is not a text file", fix) from None
+
+
+def read_json(path: str | Path, fix: str):
+    """The parsed JSON file, or one line naming the file and `fix`."""
+    path = Path(path)
+    try:
+        return json.loads(_read_text(path, fix))
     except json.JSONDecodeError as exc:
         raise _bad(path, f"is not valid JSON (line {exc.lineno}: {exc.msg})", fix) from None
 
@@ -41,13 +47,7 @@ def read_yaml(path: str | Path, fix: str):
     """The parsed YAML file (safe loader), or one line naming the file, the line and `fix`."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise _bad(path, "does not exist", fix) from None
-    except OSError as exc:
-        raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
-    except UnicodeDecodeError:
-        raise _bad(path, "is not a text file", fix) from None
+        return yaml.safe_load(_read_text(path, fix))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -32,6 +32,7 @@ from accvideo.demo.chain import (
     write_train_prompts,
 )
 from accvideo.demo.config import AblationConfig
+from accvideo.errors import AccVideoError
 from accvideo.evaluate.intervals import compare, summarise
 from accvideo.synthesize import SynVidDataset
 
@@ -66,7 +67,7 @@ def stored_indices(synvid: Path, needed: set[int]) -> list[int]:
 
     try:
         have = set(SynVidDataset(synvid, verify=False).settings.key_indices) if build_index(synvid) else set()
-    except Exception:  # no dataset yet, or one that synthesize itself will judge
+    except (AccVideoError, OSError):  # no dataset yet, or one that synthesize itself will judge
         have = set()
     return sorted(have if needed <= have else needed)
 
