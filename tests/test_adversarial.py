@@ -158,3 +158,22 @@ def test_real_videos_replace_the_drawn_share_of_the_heads_reals(tiny_wan_dir, sy
     assert 0.4 < use.float().mean() < 0.6  # the drawn share is real_weight
     summary = distill(run(tiny_wan_dir, synvid, tmp_path / "full", real_data="world", real_clips=4), progress=False)
     assert summary["real_clips"] == {"used": 4, "skipped": 0}
+
+
+def test_during_adv_warmup_the_heads_learn_and_the_student_sees_no_generator_gradient(tiny_wan_dir, synvid, tmp_path):
+    def trained(name, **kw):
+        d = Distiller(run(tiny_wan_dir, synvid, tmp_path / name, **kw))
+        for _ in range(2):
+            d.train_iteration()
+        return d
+
+    zero = trained("zero", lambda_adv=0.0)  # L_G's gradient times 0: the student learns from L_traj only
+    warm = trained("warm", adv_warmup=2)
+    after = trained("after", adv_warmup=1)  # L_G reaches the student from the second iteration
+    for name, p in zero.pair.params.items():
+        assert torch.equal(warm.pair.params[name], p)  # bit for bit: warm-up adds nothing to the student
+    assert any(not torch.equal(after.pair.params[n], p) for n, p in zero.pair.params.items())
+    for a, b in zip(zero.heads.parameters(), warm.heads.parameters(), strict=True):
+        assert torch.equal(a, b)  # the heads saw the same fakes and reals, and did learn
+    start = Distiller(run(tiny_wan_dir, synvid, tmp_path / "start", adv_warmup=2)).heads
+    assert any(not torch.equal(a, b) for a, b in zip(start.parameters(), warm.heads.parameters(), strict=True))

@@ -52,6 +52,7 @@ class DistillConfig:
     adv: bool = True  # adversarial training on/off (`adv=off`: L_traj only)
     lambda_adv: float = 0.1
     adv_update: str = "joint"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: two
+    adv_warmup: int = 0  # first iterations in which the heads learn but L_G does not reach the student
     gan_loss: str = "non-saturating"  # or hinge
     r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)
     heads: str = "per-step"  # one head per key step (the paper's time-aware heads) or one shared head
@@ -94,6 +95,8 @@ class DistillConfig:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
         if self.real_clips < 1:
             raise ValueError(f"real_clips must be a positive integer; got {self.real_clips}")
+        if self.adv_warmup < 0:
+            raise ValueError(f"adv_warmup must be >= 0 iterations (0: L_G from the start); got {self.adv_warmup}")
         if self.probe_every < 0:
             raise ValueError(f"probe_every must be >= 0 (0: no probe); got {self.probe_every}")
         if self.adv_update not in ADV_UPDATES:

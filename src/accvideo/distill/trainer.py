@@ -3,7 +3,8 @@
 One outer iteration runs k = m-1 down to 0 (METHOD.md 3), each key step on a fresh batch of trajectories:
   1. trajectory loss: the gradient of L_traj at key step k;
   2. fakes: pop Q_{k+1} (fresh noise for k+1 = m), take ONE student Euler step t'_{k+1} -> t'_k, push it on Q_k;
-  3. generator: the gradient of lambda_adv * L_G of those fakes (it flows through that step only);
+  3. generator: the gradient of lambda_adv * L_G of those fakes (it flows through that step only; none during the
+     first `adv_warmup` iterations, while the heads learn against the trajectory-trained student);
      the student takes one AdamW step on the sum of 1 and 3 (`adv_update=joint`, the paper's summed objective)
      or one after each (`separate`);
   4. discriminator: update head H_k on L_D, real = l[t'_k] of the trajectories whose prompts the fakes carry;
@@ -192,14 +193,17 @@ class Distiller:
         inside teacher_mode(), then from the fake through the student's one step; so a LoRA student's shared
         weights never see both paths in one graph, and no gradient reaches earlier steps.
         """
-        out = []
+        out, warm = [], self.iteration < self.cfg.adv_warmup  # warm-up: the fakes and L_G, no student gradient
 
         def micro_step(part: slice) -> torch.Tensor:
             x, cond = entry["x"][part], {n: c[part] for n, c in entry["cond"].items()}
-            with self.parallel.autocast():
+            with self.parallel.autocast(), torch.set_grad_enabled(not warm):
                 v = self.pair.student.velocity(x, self.sigma(k + 1, len(x)), cond)
             fake = euler_step(x, v, self.t[k + 1], self.t[k])
             out.append(fake.detach())
+            if warm:
+                with torch.no_grad(), self.pair.teacher_mode():
+                    return losses.generator_loss(self.discriminator(k, fake, cond), self.cfg.gan_loss)
             leaf = fake.detach().requires_grad_(True)
             with self.pair.teacher_mode():
                 loss = losses.generator_loss(self.discriminator(k, leaf, cond), self.cfg.gan_loss)

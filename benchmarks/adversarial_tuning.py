@@ -1,0 +1,125 @@
+"""Can the adversarial term beat L_traj alone at m <= 2? Variants of the full method against (b), on the VAL split.
+
+Every variant is row (d) of `accvideo ablate` (the demo's student sizes) with its own settings; (b) is L_traj
+only with the same seed at the same m. All are scored on the same held-out pairs of the validation split (never
+the test split: this is where settings are chosen), and each variant gets the paired difference to (b) with a
+bootstrap 95% interval over clips, plus the heads' probe accuracy over the last half of its run.
+
+    python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json
+
+Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from accvideo.core.files import write_json_atomic
+from accvideo.demo.ablate import key_indices
+from accvideo.demo.chain import Sampler, distill_student, sample_and_score
+from accvideo.demo.config import AblationConfig
+from accvideo.distill.plots import read_losses
+from accvideo.evaluate.intervals import compare, summarise
+from accvideo.synthesize import SynVidDataset
+
+# name -> (m, distill overrides); "b" rows are the baselines every other row at that m is compared with
+VARIANTS = {
+    "m1 b": (1, {"adv": False}),
+    "m1 d, lambda_adv 0.1 (paper)": (1, {}),
+    "m1 d, lambda_adv 0.03": (1, {"lambda_adv": 0.03}),
+    "m1 d, lambda_adv 0.01": (1, {"lambda_adv": 0.01}),
+    "m1 d, lambda_adv 0.1, warm-up 100": (1, {"adv_warmup": 100}),
+    "m2 b": (2, {"adv": False}),
+    "m2 d, lambda_adv 0.1 (paper)": (2, {}),
+    "m2 d, lambda_adv 0.3": (2, {"lambda_adv": 0.3}),
+    "m2 d, lambda_adv 0.1, warm-up 100": (2, {"adv_warmup": 100}),
+}
+
+
+def probe_late(records: list[dict]) -> list[float] | None:
+    """The heads' probe accuracy per key step, averaged over the last half of the run's probes."""
+    probes = [r["probe_acc_k"] for r in records if r.get("probe_acc_k")]
+    if not probes:
+        return None
+    late = probes[len(probes) // 2 :]
+    return [sum(p[k] for p in late) / len(late) for k in range(len(late[0]))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="a SynVid holding the key latents of m = 1 and 2 (needed unless --table)")
+    p.add_argument("--out", required=True, help="the JSON written")
+    p.add_argument("--runs", default="runs/adversarial_tuning")
+    p.add_argument("--eval-prompts", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0, help="the training seed of every run")
+    p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--table", action="store_true", help="only print the table of an existing --out JSON")
+    a = p.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text())))
+        return
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = AblationConfig(out=a.runs, split="val", eval_prompts=a.eval_prompts, threads=a.threads)
+    names = list(VARIANTS)
+    chosen = [names[int(i)] for i in a.only.split(",")] if a.only else names
+    sigmas = SynVidDataset(a.data).settings.sigmas
+    samplers, rows = [], {}
+    for i, name in enumerate(names):
+        if name not in chosen:
+            continue
+        m, overrides = VARIANTS[name]
+        t0 = time.perf_counter()
+        key_sigmas = [float(sigmas[j]) for j in key_indices(cfg.teacher_steps, m)]
+        run = distill_student(cfg, Path(a.data), f"runs/v{i}", False, seed=a.seed, key_sigmas=key_sigmas, **overrides)
+        samplers.append(Sampler(f"v{i}", str(run), None, None, name))
+        rows[name] = {"m": m, "overrides": overrides, "seconds": round(time.perf_counter() - t0, 1)}
+        rows[name]["probe_late_k"] = probe_late(read_losses(run / "losses.jsonl"))
+        print(f"{name}: distilled in {rows[name]['seconds']} s", flush=True)
+    results = sample_and_score(cfg, samplers, False, split="val", per_clip=True)
+    by_name = {s.label: results[s.name]["per_clip"] for s in samplers}
+    for name, row in rows.items():
+        row["metrics"] = summarise([by_name[name]], draws=cfg.draws, seed=cfg.seed)
+        base = f"m{row['m']} b"
+        if name != base and base in by_name:
+            row["minus_b"] = compare([by_name[name]], [by_name[base]], draws=cfg.draws, seed=cfg.seed)
+    data = {"split": "val", "eval_prompts": a.eval_prompts, "seed": a.seed, "data": a.data, "rows": rows}
+    out = Path(a.out)
+    if out.is_file():  # keep the rows of variants not run this time
+        old = json.loads(out.read_text())
+        data["rows"] = {**old.get("rows", {}), **rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, data)
+    print(table(data))
+
+
+def table(data: dict) -> str:
+    lines = [
+        f"ToyBench on {data['eval_prompts']} val pairs, training seed {data['seed']}; [95% interval over clips]",
+        "",
+        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | probe acc, late half |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in data["rows"].items():
+        s, d = r["metrics"], r.get("minus_b")
+        acc, fd = s["accuracy"], s["frechet_distance"]
+        cells = [f"{acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]", f"{fd['mean']:.1f} [{fd['lo']:.1f}, {fd['hi']:.1f}]"]
+        if d:
+            da, df = d["accuracy"], d["frechet_distance"]
+            cells += [f"{da['diff']:+.3f} [{da['lo']:+.3f}, {da['hi']:+.3f}]", f"{df['diff']:+.1f} [{df['lo']:+.1f}, {df['hi']:+.1f}]"]
+        else:
+            cells += ["-", "-"]
+        probe = r.get("probe_late_k")
+        cells.append(", ".join(f"{x:.2f}" for x in probe) if probe else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
