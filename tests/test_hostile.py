@@ -383,6 +383,24 @@ def unreadable_video_in_an_evaluated_folder(env):
     return ["evaluate", "--videos", str(folder), "--out", str(env.tmp / "scores")], "000000.mp4"
 
 
+@case
+def demo_with_negative_threads(env):
+    return ["demo", "--out", str(env.tmp / "demo"), "threads=-1"], "threads must lie in [0, "
+
+
+@case
+def truncated_custom_classifier(env):
+    from accvideo.evaluate.classifier import shipped_classifier_dir
+
+    clf = env.copy(shipped_classifier_dir(), "clf")
+    weights = next(clf.glob("*.safetensors"))
+    truncate(weights)
+    folder = env.tmp / "clips"
+    folder.mkdir()
+    args = ["evaluate", "--videos", str(folder), "--classifier", str(clf), "--out", str(env.tmp / "scores")]
+    return args, weights.name
+
+
 # resume verifies what it keeps
 @case
 def synthesize_resume_over_a_flipped_bit(env):

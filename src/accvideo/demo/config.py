@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 from accvideo.core.sampling import TEACHER_STEPS
@@ -63,6 +64,7 @@ class ChainConfig:
             )
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        check_threads(self.threads)
 
 
 def quick_config(**kw) -> ChainConfig:
@@ -144,6 +146,14 @@ class AblationConfig:
             raise ValueError(f"split must be test (report) or val (tune); got {self.split!r}")
         if not 0 <= self.real_weight <= 1:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
+        check_threads(self.threads)
+
+
+def check_threads(threads: int) -> None:
+    """CPU threads: 0 (torch's default) up to this machine's cores."""
+    cores = os.cpu_count() or 1
+    if not 0 <= threads <= cores:
+        raise ValueError(f"threads must lie in [0, {cores}] (0: torch's default, {cores}: this machine's cores); got {threads}")
 
 
 def ablation_config(**kw) -> AblationConfig:

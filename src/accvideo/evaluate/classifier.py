@@ -113,8 +113,11 @@ def save_classifier(model: VideoClassifier, out: str | Path, **info) -> Path:
 
 
 def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> VideoClassifier:
-    """Load a classifier folder (default: the shipped one) in eval mode; safetensors weights only."""
-    from safetensors.torch import load_file
+    """Load a classifier folder (default: the shipped one) in eval mode; safetensors weights only.
+
+    Both files go through the input guard (core/inputs.py): a truncated, corrupt or mismatched classifier is one line.
+    """
+    from accvideo.core.inputs import load_safetensors, read_json
 
     path = Path(path) if path is not None else shipped_classifier_dir()
     weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
@@ -123,17 +126,18 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
             f"{path} holds no trained classifier ({WEIGHTS_NAME} + {CONFIG_NAME}); "
             "train one with `accvideo world-train-classifier --out DIR` and pass --classifier DIR"
         )
+    fix = "retrain it with `accvideo world-train-classifier --out DIR`"
     try:
-        raw = json.loads(config.read_text())["config"]
+        raw = read_json(config, fix)["config"]
         tuples = {k: tuple(raw[k]) for k in ("appearance_widths", "motion_widths") if k in raw}
         cfg = ClassifierConfig(**{**raw, **tuples})
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise AccVideoError(f"{config} is not a valid classifier config ({exc}); retrain the classifier") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AccVideoError(f"{config} is not a valid classifier config ({exc}); {fix}") from None
     model = VideoClassifier(cfg)
     try:
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(load_safetensors(weights, fix))
     except RuntimeError as exc:
-        raise AccVideoError(f"{weights} does not match {config} ({str(exc).splitlines()[0]}); retrain it") from None
+        raise AccVideoError(f"{weights} does not match {config} ({str(exc).splitlines()[0]}); {fix}") from None
     return model.to(device).eval().requires_grad_(False)
 
 
