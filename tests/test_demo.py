@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from accvideo.cli import main
-from accvideo.demo.ablate import key_indices, plan_rows, row_overrides
+from accvideo.demo.ablate import key_indices, plan_rows, row_overrides, run_name
 from accvideo.demo.config import quick_ablation_config
 
 
@@ -115,7 +115,12 @@ def test_ablation_rows_carry_their_settings_and_run_where_asked():
     ]  # fmt: skip
     assert ("e", 4) not in plan_rows(quick_ablation_config(key_steps=[4]))  # no real data, no row (e)
     rows = row_overrides(cfg)
-    assert rows["b"] == {"adv": False} and rows["c"] == {"heads": "shared"} and rows["d"] == {}
+    assert rows["b"] == {"adv": False} and rows["c"]["heads"] == "shared"
+    assert rows["d"] == {"lambda_adv": 0.1, "adv_warmup": 0} and rows["c"]["lambda_adv"] == 0.1
+    assert run_name(cfg, "d", 2, 1) == "m2-d-s1"  # the defaults keep the names of earlier runs
+    tuned = quick_ablation_config(lambda_adv=0.01, adv_warmup=50)
+    assert row_overrides(tuned)["d"] == {"lambda_adv": 0.01, "adv_warmup": 50}
+    assert [run_name(tuned, r, 1, 0) for r in "bd"] == ["m1-b-s0", "m1-d-lam0.01-warm50-s0"]
     assert rows["e"]["real_data"] == "world" and rows["e"]["real_weight"] == 0.25
     assert key_indices(50, 3) == [0, 17, 33, 50] and key_indices(50, 5) == [0, 10, 20, 30, 40, 50]
     for bad in ({"rows": ["z"]}, {"seeds": [0, 0]}, {"split": "train"}, {"key_steps": [0]}):

@@ -47,12 +47,24 @@ ROW_LABELS = {
 
 def row_overrides(cfg: AblationConfig) -> dict[str, dict]:
     """The distill settings of each trained row, on top of the chain's."""
+    adv = {"lambda_adv": cfg.lambda_adv, "adv_warmup": cfg.adv_warmup}
     return {
         "b": {"adv": False},
-        "c": {"heads": "shared"},
-        "d": {},
-        "e": {"real_data": cfg.real_data, "real_weight": cfg.real_weight, "real_clips": cfg.real_clips},
+        "c": {"heads": "shared", **adv},
+        "d": adv,
+        "e": {"real_data": cfg.real_data, "real_weight": cfg.real_weight, "real_clips": cfg.real_clips, **adv},
     }
+
+
+def run_name(cfg: AblationConfig, row: str, m: int, seed: int) -> str:
+    """m<m>-<row>[-lam<lambda_adv>][-warm<adv_warmup>]-s<seed>: adversarial settings other than the defaults are
+    in the name, so one ablation folder (one SynVid, one (b)) holds several of them side by side."""
+    tag = ""
+    if row in "cde" and cfg.lambda_adv != 0.1:
+        tag += f"-lam{cfg.lambda_adv:g}"
+    if row in "cde" and cfg.adv_warmup:
+        tag += f"-warm{cfg.adv_warmup}"
+    return f"m{m}-{row}{tag}-s{seed}"
 
 
 def key_indices(n: int, m: int) -> list[int]:
@@ -110,7 +122,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
         key_sigmas = [float(sigmas[i]) for i in grids[m]]
         members[row, m] = []
         for seed in cfg.seeds:
-            name = f"m{m}-{row}-s{seed}"
+            name = run_name(cfg, row, m, seed)
             with stages(f"distill {name}"):
                 run = distill_student(
                     cfg, synvid, f"runs/{name}", progress, seed=seed, key_sigmas=key_sigmas, **overrides[row]

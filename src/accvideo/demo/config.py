@@ -117,6 +117,8 @@ class AblationConfig:
     lr: float = 1e-4
     head_lr: float = 1e-3
     lora_rank: int = 0
+    lambda_adv: float = 0.1  # rows c-e; other than 0.1, their runs are named ...-lam<value>-s<seed>
+    adv_warmup: int = 0  # rows c-e; other than 0, their runs are named ...-warm<value>-s<seed>
     real_data: str | None = None  # row (e): a folder of MP4 clips, or 'world' (the built-in world's renderer)
     real_weight: float = 0.5  # row (e): share of real videos among the heads' real samples
     real_clips: int = 256  # row (e) with real_data=world: clips rendered
@@ -146,6 +148,8 @@ class AblationConfig:
             raise ValueError(f"split must be test (report) or val (tune); got {self.split!r}")
         if not 0 <= self.real_weight <= 1:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
+        if self.lambda_adv < 0 or self.adv_warmup < 0:
+            raise ValueError(f"lambda_adv and adv_warmup must be >= 0; got {self.lambda_adv}, {self.adv_warmup}")
         check_threads(self.threads)
 
 
