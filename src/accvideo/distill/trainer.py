@@ -38,7 +38,9 @@ from accvideo.distill.probe import game_stats, key_latents, probe_seed
 from accvideo.distill.queues import KeyQueues
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
+from accvideo.models.base import LoadParts
 from accvideo.models.identity import teacher_identity
+from accvideo.models.runtime import release_encoders
 from accvideo.synthesize import SynVidDataset
 
 
@@ -75,14 +77,23 @@ class Distiller:
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
-        self.model_dir, self.identity = model_dir, teacher_identity(model_dir)
-        self.dataset = SynVidDataset(cfg.data, teacher=self.identity, key_sigmas=cfg.key_sigmas)
+        self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
+        # once, on rank 0, in the scheme the dataset recorded (a dataset made before the sampled identity still fits)
+        self.model_dir = model_dir
+        self.identity = dist.from_main(lambda: teacher_identity(model_dir, like=self.dataset.settings.teacher))
+        self.dataset.check_teacher(self.identity)
         s = self.dataset.settings
         self.key_sigmas = [float(x) for x in s.sigmas[list(s.latent_indices)][self.dataset.rows]]  # noisiest first
         self.t = self.key_sigmas[::-1]
         self.m = len(self.t) - 1
         self.device = dist.local_device(resolve_device(cfg.device))
-        adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device))
+        # the transformer alone: SynVid items hold the text encodings; the VAE (and the text encoders, for the clips'
+        # captions) only to encode real videos, released once they are encoded (load_reals). When FSDP2 may shard
+        # the student, it is built on the meta device and each rank reads its own part after sharding.
+        reals = bool(cfg.adv and cfg.real_data)
+        empty = self.world > 1 and (cfg.parallel == "fsdp" or (cfg.parallel == "auto" and self.device.type == "cuda"))
+        parts = LoadParts(text=reals, vae=reals, empty_transformer=empty)
+        adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device), parts=parts)
         if adapter.family != s.family:
             raise AccVideoError(f"{cfg.data} holds {s.family} latents but the teacher is {adapter.family}")
         self.grid = adapter.token_grid(s.latent_shape)
@@ -93,7 +104,7 @@ class Distiller:
                 f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}"
             )
         self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
-        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world)
+        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world, model_dir)
         self.data = Trajectories(self.dataset, self.device)
         with torch.random.fork_rng(devices=[]):  # heads initialise from the run's seed, not the global RNG
             torch.manual_seed(cfg.seed)
@@ -342,6 +353,7 @@ class Distiller:
         state.resume(self)
         if cfg.adv and cfg.real_data:
             self.reals = self.load_reals(progress and main)
+            release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
         state.write_config(self)

@@ -33,7 +33,7 @@ from accvideo.synthesize.layout import (
     video_name,
 )
 from accvideo.synthesize.prompts import Item, read_prompts
-from accvideo.synthesize.shards import read_header, shard_path, write_shard
+from accvideo.synthesize.shards import list_shards, read_header, shard_path, write_shard
 
 
 def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPlan, dtype) -> SynVidSettings:
@@ -68,34 +68,38 @@ def _check_size(cfg: SynthConfig, family) -> None:
         raise AccVideoError(str(exc)) from None
 
 
-def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
-    """Rank 0 hashes the teacher and checks the folder; every rank gets (identity, removed) or the error."""
-    reply: tuple = ("error", "rank 0 failed before preparing the output folder")
-    if dist.is_main():
+def recorded_identity(root: Path) -> str | None:
+    """The teacher identity the folder's first readable shard records (None: no shard yet)."""
+    for path in list_shards(root):
         try:
-            identity = teacher_identity(model_dir)
-            settings = dataset_settings(cfg, adapter, identity, plan, dtype)
-            removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
-            try:  # the resolved run, for people; readers need only the shards
-                save_config(
-                    cfg,
-                    root / MANIFEST,
-                    settings=settings.to_dict(),
-                    items=len(items),
-                    blank_lines=blank_lines,
-                    world_size=dist.world_size(),
-                )
-            except OSError as exc:
-                raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
-            reply = ("ok", (identity, removed))
-        except BaseException as exc:
-            # tell the other ranks before raising, or they would wait in the broadcast until it times out
-            dist.broadcast_object(("error", str(exc) if isinstance(exc, AccVideoError) else f"rank 0 failed: {exc!r}"))
-            raise
-    reply = dist.broadcast_object(reply)
-    if reply[0] == "error":
-        raise AccVideoError(reply[1])
-    return reply[1]
+            return read_header(path).settings.teacher
+        except AccVideoError:
+            continue
+    return None
+
+
+def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
+    """Rank 0 identifies the teacher and checks the folder; every rank gets (identity, removed) or the error."""
+
+    def prepare() -> tuple[str, int]:
+        # in the scheme the folder's shards recorded, so a dataset made before the sampled identity still resumes
+        identity = teacher_identity(model_dir, like=recorded_identity(root))
+        settings = dataset_settings(cfg, adapter, identity, plan, dtype)
+        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
+        try:  # the resolved run, for people; readers need only the shards
+            save_config(
+                cfg,
+                root / MANIFEST,
+                settings=settings.to_dict(),
+                items=len(items),
+                blank_lines=blank_lines,
+                world_size=dist.world_size(),
+            )
+        except OSError as exc:
+            raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
+        return identity, removed
+
+    return dist.from_main(prepare)
 
 
 def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], root: Path, bar) -> tuple:
