@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from accvideo.core import parallel
-from accvideo.distill import Distiller, quick_config
+from accvideo.distill import Distiller, quick_config, state
 from accvideo.models import load_adapter
 from accvideo.models.base import LoadParts
 from accvideo.models.identity import LEGACY_PREFIX, PREFIX, teacher_identity
@@ -69,6 +70,22 @@ def test_distill_loads_neither_text_encoders_nor_vae(tiny_wan_dir, synvid, tmp_p
     for adapter in (d.pair.teacher, d.pair.student):
         assert adapter.pipe.text_encoder is None and adapter.pipe.vae is None and adapter.vae is None
     assert d.pair.teacher.latent_shape(9, 32, 32) == (16, 3, 4, 4)  # geometry from the VAE's config alone
+    # grad_checkpointing=auto: 3 x 2 x 2 tokens x 24 wide stays off, and config.yaml says so
+    assert d.cfg.grad_checkpointing == "auto" and d.checkpointing is False
+    d.out.mkdir()
+    state.write_config(d)
+    assert yaml.safe_load((d.out / "config.yaml").read_text())["grad_checkpointing_resolved"] == "off"
+
+
+def test_grad_checkpointing_auto_follows_tokens_times_width():
+    cfg = quick_config()
+    assert cfg.checkpointing(32_760, 1_536)  # Wan2.1-1.3B at 480x832x81
+    assert not cfg.checkpointing(4_680, 1_536)  # the same model at 480x832x9
+    assert quick_config(grad_checkpointing="on").checkpointing(1, 1)
+    assert not quick_config(grad_checkpointing="off").checkpointing(32_760, 5_120)
+    assert quick_config(grad_checkpointing=True).grad_checkpointing == "on"  # older config.yaml files
+    with pytest.raises(ValueError, match="auto, on or off"):
+        quick_config(grad_checkpointing="sometimes")
 
 
 def test_identity_reads_what_defines_the_weights(tiny_wan_dir, tmp_path):

@@ -140,7 +140,12 @@ def fill_pair(pair: StudentTeacher, model_dir: Path, device: torch.device, seed:
 
 
 def parallelize_student(
-    pair: StudentTeacher, cfg: DistillConfig, device: torch.device, world: int, model_dir: Path | None = None
+    pair: StudentTeacher,
+    cfg: DistillConfig,
+    device: torch.device,
+    world: int,
+    model_dir: Path | None = None,
+    checkpointing: bool = False,
 ) -> parallel.Parallel:
     """Activation checkpointing, then DDP / FSDP2 on the student (core/parallel.py); its adapter runs the wrapper.
 
@@ -157,7 +162,7 @@ def parallelize_student(
         mode,
         device,
         teacher=None if pair.lora else pair.teacher.transformer,
-        grad_checkpointing=cfg.grad_checkpointing,
+        grad_checkpointing=checkpointing,
         bf16=parallel.use_bf16(cfg.mixed_precision, device),
     )
     if empty and mode == "fsdp":

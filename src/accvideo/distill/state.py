@@ -149,6 +149,7 @@ def write_config(d: Distiller) -> None:
             accumulation=d.accumulation,
             feature_dim=d.feature_dim,
             token_grid=list(d.grid),
+            grad_checkpointing_resolved="on" if d.checkpointing else "off",
         )
 
 

@@ -104,7 +104,9 @@ class Distiller:
                 f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}"
             )
         self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
-        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world, model_dir)
+        tokens, width = math.prod(self.grid), adapter.width
+        self.checkpointing = cfg.checkpointing(tokens, width)  # grad_checkpointing=auto, resolved (config.yaml)
+        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world, model_dir, self.checkpointing)
         self.data = Trajectories(self.dataset, self.device)
         with torch.random.fork_rng(devices=[]):  # heads initialise from the run's seed, not the global RNG
             torch.manual_seed(cfg.seed)

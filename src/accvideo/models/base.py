@@ -119,6 +119,12 @@ class TransformerAdapter:
                     f"rope_max_seq_len is {limit}; use {name} of at most {largest}"
                 )
 
+    @property
+    def width(self) -> int:
+        """The transformer's hidden width (heads x head dim: Wan2.1-1.3B 1,536, 14B 5,120, HunyuanVideo 3,072)."""
+        cfg = self.transformer.config
+        return int(cfg.num_attention_heads * cfg.attention_head_dim)
+
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         raise NotImplementedError
