@@ -284,6 +284,18 @@ class Distiller:
             cond[n][rows.to(cond[n].device)] = c[n].to(cond[n].dtype)
         return real, cond
 
+    def settings_line(self) -> str:
+        """One line: what this run resolved (student, processes, checkpointing, what of the teacher it loaded)."""
+        cfg = self.cfg
+        student = f"LoRA rank {cfg.lora_rank}" if cfg.lora_rank else "full"
+        loaded = "transformer, text encoders and VAE (real clips)" if self.reals is not None else "transformer only"
+        return (
+            f"settings: {self.m}-step {student} student, batch {cfg.batch} over {self.world} process(es) "
+            f"({self.parallel.mode}{', bf16' if self.parallel.bf16 else ''}), grad checkpointing "
+            f"{'on' if self.checkpointing else 'off'} ({cfg.grad_checkpointing}), teacher {loaded}, "
+            f"token grid {'x'.join(map(str, self.grid))}"
+        )
+
     # the probe -------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def probe(self) -> tuple[list[float], list[float]]:
@@ -356,6 +368,8 @@ class Distiller:
         if cfg.adv and cfg.real_data:
             self.reals = self.load_reals(progress and main)
             release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
+        if progress and main:
+            print(self.settings_line(), flush=True)
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
         state.write_config(self)

@@ -12,7 +12,6 @@ use {"prompt_template": {"template": "{}", "crop_start": 0}}); stock diffusers u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import torch
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
 from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline
+from accvideo.models.defaults import TEXT_KEYS, folder_settings
 
-SETTINGS_FILE = "accvideo.json"
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
 MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the pipeline defaults
 
@@ -34,16 +33,7 @@ def text_settings(path: str | Path) -> dict:
         "max_sequence_length": MAX_SEQUENCE_LENGTH,
         "embedded_guidance": EMBEDDED_GUIDANCE,
     }
-    file = Path(path) / SETTINGS_FILE
-    if file.is_file():
-        try:
-            raw = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise AccVideoError(f"{file} is not valid JSON ({exc}); fix or delete it") from None
-        unknown = set(raw) - set(settings)
-        if unknown:
-            raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(settings))}")
-        settings.update(raw)
+    settings.update({k: v for k, v in folder_settings(path).items() if k in TEXT_KEYS})
     return settings
 
 
