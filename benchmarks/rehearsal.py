@@ -7,7 +7,8 @@ diffusers, with seconds, peak GPU memory and peak host memory per stage, in one 
 Wan2.1-1.3B: the published transformer (30 blocks, 1,536 wide) and VAE with random weights; the text encoder is a
 UMT5 of the real width (4,096) with 1 layer, since distillation never loads it and synthesis runs it once per batch
 (UMT5-XXL's 0.03 s a prompt on an H200, docs/bench.md). Synthesize 2 items with 50 steps (CFG 5, 2 key steps), distill
-3 iterations of a full student and of a LoRA rank-64 student (grad_checkpointing=auto: on at this size), export the
+3 iterations of a full student and of a LoRA rank-64 student (grad_checkpointing=auto: on at this size; `--tiny`
+forces it on, to run the same path), export the
 full student as a diffusers folder and the LoRA as a file, then stock `WanPipeline` loads each and samples 3 steps.
 HunyuanVideo: the published width (24 heads x 128) with 2 dual + 2 single blocks at 544x960x33, the same chain with
 a LoRA student (the family's path at real width). `--tiny`: both families at tiny sizes on the CPU.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from accvideo.bench.configs import UMT5_XXL, _hunyuan, _wan
+from accvideo.bench.configs import UMT5_XXL, hunyuan_builder, wan_builder
 from accvideo.distill import DistillConfig, distill
 from accvideo.export import export_run
 from accvideo.models.identity import teacher_identity
@@ -54,14 +55,16 @@ CLIP_768 = dict(
     max_position_embeddings=77,
     projection_dim=768,
 )
-TINY_TEMPLATE = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 16}
+# the prompt alone, no chat template (the word tokenizer would spell the template out letter by letter)
+PLAIN = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 256}
+TINY_TEMPLATE = {**PLAIN, "max_sequence_length": 16}
 
 # family -> mode -> (builder, frames, height, width, teacher steps, distill iterations, extra accvideo.json)
 PLANS = {
     "wan": {
-        "real": (_wan(dim_heads=12, layers=30, ffn=8960, text=TEXT_4096), 81, 480, 832, 50, 3, {}),
+        "real": (wan_builder(dim_heads=12, layers=30, ffn=8960, text=TEXT_4096), 81, 480, 832, 50, 3, {}),
         "tiny": (
-            _wan(
+            wan_builder(
                 dim_heads=2,
                 layers=2,
                 ffn=64,
@@ -81,16 +84,24 @@ PLANS = {
     },
     "hunyuanvideo": {
         "real": (
-            _hunyuan(heads=24, dual=2, single=2, refiner=1, llama=LLAMA_4096, clip=CLIP_768),
+            hunyuan_builder(
+                heads=24,
+                dual=2,
+                single=2,
+                refiner=1,
+                llama=LLAMA_4096,
+                clip=CLIP_768,
+                template=PLAIN["prompt_template"],
+            ),
             33,
             544,
             960,
             10,
             2,
-            {},
+            PLAIN,
         ),
         "tiny": (
-            _hunyuan(
+            hunyuan_builder(
                 heads=2,
                 dual=1,
                 single=1,
@@ -221,6 +232,7 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
                     probe_every=0,
                     checkpoint_every=100,
                     head_channels=64,
+                    grad_checkpointing="auto" if mode == "real" else "on",  # tiny: the same path as real size
                     **common,
                 ),
                 progress=False,
