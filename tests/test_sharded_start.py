@@ -16,6 +16,7 @@ import yaml
 
 from accvideo.core import parallel
 from accvideo.distill import Distiller, quick_config, state
+from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
 from accvideo.models.base import LoadParts
 from accvideo.models.identity import LEGACY_PREFIX, PREFIX, teacher_identity
@@ -127,3 +128,16 @@ def test_identity_of_a_large_file_reads_its_header_and_samples(tmp_path):
         f.seek(size - 1)
         f.write(b"\x01")
     assert teacher_identity(folder) != base
+
+
+def test_students_made_before_the_sampled_identity_still_load(tiny_wan_dir, tmp_path):
+    """A student.json with the older every-byte identity is checked with that hash: its own teacher passes, another
+    teacher is refused with one line."""
+    from accvideo.models.identity import content_sha256
+    from accvideo.models.student import check_teacher
+
+    legacy = {"teacher": content_sha256(tiny_wan_dir)}
+    assert legacy["teacher"].startswith(LEGACY_PREFIX)
+    check_teacher(tmp_path, legacy, tiny_wan_dir)
+    with pytest.raises(AccVideoError, match="holds another teacher"):
+        check_teacher(tmp_path, {"teacher": LEGACY_PREFIX + "0" * 64}, tiny_wan_dir)
