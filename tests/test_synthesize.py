@@ -318,3 +318,27 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
         {h.settings.teacher for h in build_index(out)} == {teacher_identity(other)} != {teacher_identity(tiny_wan_dir)}
     )
     assert not list((out / "videos").glob("*.mp4"))  # removed with the shards that listed them
+
+
+def test_shards_are_written_as_safetensors_writes_them_from_views(synvid, tmp_path):
+    """The streaming writer (one copy of a shard in memory, rows written from their batch tensor) makes the very bytes
+    safetensors' save_file makes from copies, for float64 sigmas, float32 latents and bfloat16 conditioning."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    header = build_index(synvid)[0]
+    n = len(header.items)
+    latents = torch.randn(n, *([len(header.settings.latent_indices), *header.settings.latent_shape]))
+    cond = {"prompt_embeds": torch.randn(n, 7, 5).to(torch.bfloat16), "mask": torch.ones(n, 7)}
+    path = shards_mod.write_shard(tmp_path, 0, header.settings, list(header.items), latents.unbind(), cond, 2)
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        for j in range(n):
+            assert torch.equal(f.get_tensor(f"{j}/latents"), latents[j])
+            assert torch.equal(f.get_tensor(f"{j}/cond/prompt_embeds"), cond["prompt_embeds"][j])
+    copies = {"sigmas": header.settings.sigmas}
+    for j in range(n):
+        copies[f"{j}/latents"] = latents[j].clone()
+        copies.update({f"{j}/cond/{k}": v[j].clone() for k, v in cond.items()})
+    save_file(copies, str(tmp_path / "ref.safetensors"), metadata=metadata)
+    assert path.read_bytes() == (tmp_path / "ref.safetensors").read_bytes()

@@ -29,7 +29,7 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(old)
 
 
-def _wan(
+def wan_builder(
     *,
     dim_heads: int,
     layers: int,
@@ -81,7 +81,7 @@ def _wan(
     return build
 
 
-def _hunyuan(
+def hunyuan_builder(
     *,
     heads: int,
     dual: int,
@@ -165,9 +165,9 @@ UMT5_XXL = dict(
 
 # name -> builder(device, dtype) -> ModelAdapter
 RANDOM_CONFIGS: dict[str, Callable] = {
-    "wan2.1-t2v-1.3b": _wan(dim_heads=12, layers=30, ffn=8960, text=UMT5_XXL),
-    "wan2.1-t2v-14b": _wan(dim_heads=40, layers=40, ffn=13824, text=UMT5_XXL),
-    "hunyuanvideo": _hunyuan(
+    "wan2.1-t2v-1.3b": wan_builder(dim_heads=12, layers=30, ffn=8960, text=UMT5_XXL),
+    "wan2.1-t2v-14b": wan_builder(dim_heads=40, layers=40, ffn=13824, text=UMT5_XXL),
+    "hunyuanvideo": hunyuan_builder(
         heads=24,
         dual=20,
         single=40,
@@ -193,7 +193,7 @@ RANDOM_CONFIGS: dict[str, Callable] = {
         ),
     ),
     # the same code paths at a size a CPU runs in seconds (tests, smoke runs)
-    "wan-tiny": _wan(
+    "wan-tiny": wan_builder(
         dim_heads=2,
         layers=2,
         ffn=64,
@@ -201,7 +201,7 @@ RANDOM_CONFIGS: dict[str, Callable] = {
         vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2]),
         max_length=32,
     ),
-    "hunyuan-tiny": _hunyuan(
+    "hunyuan-tiny": hunyuan_builder(
         heads=2,
         dual=1,
         single=1,

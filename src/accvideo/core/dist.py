@@ -7,7 +7,7 @@ never does. Every function also works in a plain single process, where rank is 0
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -107,6 +107,25 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if rank() == src else None]
     tdist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def from_main(fn: Callable[[], Any]) -> Any:
+    """fn() run on rank 0 alone (hashing, preparing a folder), its result on every rank; a collective.
+
+    A failure on rank 0 reaches every rank before it is raised (else they would wait in the broadcast until the
+    timeout): rank 0 raises its own exception, the others an AccVideoError with its line.
+    """
+    reply: tuple = ("error", "rank 0 failed")
+    if is_main():
+        try:
+            reply = ("ok", fn())
+        except BaseException as exc:
+            broadcast_object(("error", str(exc) if isinstance(exc, AccVideoError) else f"rank 0 failed: {exc!r}"))
+            raise
+    reply = broadcast_object(reply)
+    if reply[0] == "error":
+        raise AccVideoError(reply[1])
+    return reply[1]
 
 
 def mean(value: torch.Tensor | float) -> float:

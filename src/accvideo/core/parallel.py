@@ -226,3 +226,69 @@ def dcp_load(state: dict, folder: Path) -> None:
     with warnings.catch_warnings():  # one process reading shards is intended here, not a mistake to warn about
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state, checkpoint_id=str(folder), no_dist=not dist.is_distributed())
+
+
+# --- sharded start-up: a module built on the meta device, filled from safetensors files ---------------------------
+def _rows(param: torch.Tensor) -> tuple[torch.Tensor, slice | None]:
+    """(the tensor this rank fills, the rows of the whole tensor it holds: None for all of them).
+
+    FSDP2 shards dim 0 as torch.chunk does: ceil(n / world) rows per rank, the last ranks holding fewer or none.
+    """
+    from torch.distributed.tensor import DTensor, Shard
+
+    if not isinstance(param, DTensor):
+        return param, None
+    if any(not isinstance(p, Shard) or p.dim != 0 for p in param.placements) or param.device_mesh.ndim != 1:
+        raise AccVideoError(f"cannot fill a tensor laid out as {param.placements}; use parallel=ddp")
+    local = param.to_local()
+    n, world = param.shape[0], param.device_mesh.size()
+    start = min(dist.rank() * -(-n // world), n)
+    return local, slice(start, start + local.shape[0])
+
+
+def copy_whole(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Set a (sharded or whole) parameter from its whole value: this rank copies its own rows."""
+    target, rows = _rows(param)
+    with torch.no_grad():
+        target.copy_((value if rows is None else value[rows]).to(target.dtype))
+
+
+def load_weights(module: nn.Module, files: list[Path], device: torch.device, rename=None) -> list[str]:
+    """Fill `module`, built on the meta device (`models.base.empty_module`) and sharded by FSDP2 or not, from
+    safetensors `files`: each rank reads only its own rows of each tensor, one tensor at a time, so start-up memory
+    is its shard plus one tensor's slice. Buffers keep the values they were built with. `rename(param name)` gives
+    a parameter's name in the files (None: not stored there, e.g. a LoRA weight, left for the caller to fill).
+    Returns the names of the parameters left unfilled."""
+    from safetensors import safe_open
+
+    buffers = {n: b.detach().clone() for n, b in module.named_buffers()}
+    module.to_empty(device=device)
+    where: dict[str, Path] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as h:
+            where.update(dict.fromkeys(h.keys(), f))
+    left: list[str] = []
+    with torch.no_grad():
+        for name, b in module.named_buffers():
+            b.copy_(buffers[name])
+        opened: dict[Path, object] = {}
+        for name, param in module.named_parameters():
+            key = rename(name) if rename else name
+            if key is None:
+                left.append(name)
+                continue
+            if key not in where:
+                raise AccVideoError(f"{files[0].parent} lacks the weight {key}; re-save or re-download the model")
+            f = where[key]
+            if f not in opened:
+                opened[f] = safe_open(str(f), framework="pt")
+            target, rows = _rows(param)
+            stored = opened[f].get_slice(key)
+            if list(stored.get_shape()) != list(param.shape):
+                raise AccVideoError(f"{f}: {key} has shape {stored.get_shape()}, the model {list(param.shape)}")
+            if not param.shape:
+                part = opened[f].get_tensor(key)
+            else:
+                part = stored[rows] if rows is not None else stored[:]
+            target.copy_(part.to(target.dtype))
+    return left

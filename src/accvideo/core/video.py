@@ -79,14 +79,17 @@ def read_video(path: str | Path) -> np.ndarray:
     return frames[..., :3]
 
 
-def check_video_size(frames: int, height: int, width: int, frame_step: int = 4, multiple: int = 16) -> None:
-    """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples."""
-    if frames < 1 or (frames - 1) % frame_step:
+def check_video_size(
+    frames: int | None, height: int | None, width: int | None, frame_step: int = 4, multiple: int = 16
+) -> None:
+    """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples (None: the model's
+    default, checked once resolved)."""
+    if frames is not None and (frames < 1 or (frames - 1) % frame_step):
         near = max(1, (frames - 1) // frame_step * frame_step + 1)
         raise ValueError(
             f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}"
         )
     for name, v in (("height", height), ("width", width)):
-        if v < multiple or v % multiple:
+        if v is not None and (v < multiple or v % multiple):
             fix = max(multiple, round(v / multiple) * multiple)
             raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")

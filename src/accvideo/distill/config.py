@@ -9,6 +9,11 @@ from accvideo.core.parallel import MODES, PRECISIONS
 from accvideo.errors import AccVideoError
 
 GAN_LOSSES = ("non-saturating", "hinge")
+CHECKPOINTING = ("auto", "on", "off")
+# grad_checkpointing=auto turns activation checkpointing on from this many video tokens x transformer width: Wan2.1-1.3B
+# at 480x832x81 is 32,760 x 1,536 = 50.3M (9.6 GiB of activations with it on, reference H200 probe); the built-in
+# model's 17x64x64 clips are 80 x 128 and a 1.3B at 480x832x9 is 7.2M, where recomputing costs more than it saves
+CHECKPOINT_MIN_ELEMENTS = 1 << 23
 HEAD_MODES = ("per-step", "shared")
 ADV_UPDATES = ("joint", "separate")
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
@@ -30,6 +35,7 @@ RESUMABLE_CHANGES = frozenset(
         "mixed_precision",
         "probe_every",
         "probe_items",
+        "grad_checkpointing",  # memory, not results
     }
 )
 
@@ -65,7 +71,7 @@ class DistillConfig:
     lora_alpha: float | None = None  # None: alpha = rank (scale 1)
     lora_targets: list[str] | None = None  # module names; None: the family's attention projections
     ema: float = 0.0  # EMA decay of the student's weights (0: off); the export uses the EMA
-    grad_checkpointing: bool = False  # activation checkpointing of the transformer(s)
+    grad_checkpointing: str = "auto"  # activation checkpointing: auto (on from tokens x width >= 2^23), on, off
     parallel: str = "auto"  # under torchrun: auto (fsdp on GPU for >= 1B-parameter students, else ddp), ddp, fsdp
     mixed_precision: str = "auto"  # bf16 compute for the student: auto (on GPU only), bf16, off
     seed: int = 0
@@ -78,6 +84,11 @@ class DistillConfig:
     dtype: str = "auto"  # the teacher's weights; a full student trains in float32
 
     def __post_init__(self):
+        # YAML 1.1 reads a bare on / off as a boolean; config.yaml of older runs holds true / false
+        spelled = {"true": "on", "false": "off"}.get(str(self.grad_checkpointing).lower(), self.grad_checkpointing)
+        object.__setattr__(self, "grad_checkpointing", spelled)
+        if self.grad_checkpointing not in CHECKPOINTING:
+            raise ValueError(f"grad_checkpointing must be auto, on or off; got {self.grad_checkpointing!r}")
         for name in ("iterations", "batch", "checkpoint_every", "log_every", "head_channels", "probe_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
@@ -116,6 +127,12 @@ class DistillConfig:
         ks = self.key_sigmas
         if ks is not None and (len(ks) < 2 or ks[0] != 1 or ks[-1] != 0 or any(b >= a for a, b in pairwise(ks))):
             raise ValueError(f"key_sigmas must fall strictly from 1 to 0 (e.g. [1, 0.9, 0.6, 0]); got {ks}")
+
+    def checkpointing(self, tokens: int, width: int) -> bool:
+        """Whether activation checkpointing is on for `tokens` video tokens through a transformer `width` wide."""
+        if self.grad_checkpointing == "auto":
+            return tokens * width >= CHECKPOINT_MIN_ELEMENTS
+        return self.grad_checkpointing == "on"
 
     @property
     def accumulation(self) -> int:

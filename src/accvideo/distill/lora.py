@@ -92,3 +92,27 @@ def load_lora_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor])
         raise AccVideoError(
             f"the LoRA weights do not fit this transformer (e.g. {(missing or result.unexpected_keys)[0]})"
         )
+
+
+def initial_lora(transformer: nn.Module, seed: int) -> Iterator[tuple[str, torch.Tensor]]:
+    """(parameter name, value) of the LoRA weights that `add_lora` draws under `torch.manual_seed(seed)`, computed
+    without the base weights (for a transformer built on the meta device, where peft's draws are lost).
+
+    peft makes, layer by layer in module order, A = nn.Linear(in, r) and B = nn.Linear(r, out) (each drawn
+    kaiming-uniform, a = sqrt(5)), then redraws A the same way and zeroes B; these are the same draws, in order.
+    tests/test_sharded_start.py checks the result against peft's on a real module.
+    """
+    import math
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, module in transformer.named_modules():
+            a_layers, b_layers = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+            if not isinstance(a_layers, nn.ModuleDict) or "default" not in a_layers:
+                continue
+            a_shape, b_shape = a_layers["default"].weight.shape, b_layers["default"].weight.shape
+            a = nn.init.kaiming_uniform_(torch.empty(a_shape), a=math.sqrt(5))
+            nn.init.kaiming_uniform_(torch.empty(b_shape), a=math.sqrt(5))
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            yield f"{name}.lora_A.default.weight", a
+            yield f"{name}.lora_B.default.weight", torch.zeros(b_shape)

@@ -5,13 +5,22 @@ from __future__ import annotations
 import copy
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from accvideo.core import parallel
 from accvideo.distill.config import DistillConfig
-from accvideo.distill.lora import adapter_off, add_lora, load_lora_state_dict, lora_state_dict, targets_for
+from accvideo.distill.lora import (
+    adapter_off,
+    add_lora,
+    initial_lora,
+    load_lora_state_dict,
+    lora_state_dict,
+    targets_for,
+)
+from accvideo.errors import AccVideoError
 
 
 @dataclass
@@ -99,20 +108,65 @@ def make_student(
     return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, module=student_tr, params=params)
 
 
+def is_empty(module: nn.Module) -> bool:
+    """True for a transformer built on the meta device (models.base.LoadParts.empty_transformer), not yet filled."""
+    return any(p.is_meta for p in module.parameters())
+
+
+def fill_pair(pair: StudentTeacher, model_dir: Path, device: torch.device, seed: int) -> None:
+    """Fill a student/teacher pair built on the meta device (sharded by FSDP2 or not) from the teacher's safetensors:
+    each rank reads only its rows (core/parallel.py `load_weights`); a LoRA starts as `add_lora` draws it."""
+    files = sorted((Path(model_dir) / "transformer").glob("*.safetensors"))
+    if not files:
+        raise AccVideoError(
+            f"{model_dir / 'transformer'} holds no safetensors weights, which a sharded start-up reads; re-save the "
+            "pipeline with safe_serialization=True, or use parallel=ddp"
+        )
+    if not pair.lora:
+        parallel.load_weights(pair.teacher.transformer, files, device)
+        parallel.load_weights(pair.module, files, device)
+        return
+
+    def base_name(name: str) -> str | None:  # peft's wrapped layers keep the stored weight as base_layer
+        return None if "lora_" in name else name.replace(".base_layer.", ".")
+
+    left = set(parallel.load_weights(pair.module, files, device, rename=base_name))
+    params = dict(pair.module.named_parameters())
+    for name, value in initial_lora(pair.module, seed):
+        parallel.copy_whole(params[name], value)
+        left.discard(name)
+    if left:
+        raise AccVideoError(f"the student's {sorted(left)[0]} has no stored or initial value; use parallel=ddp")
+
+
 def parallelize_student(
-    pair: StudentTeacher, cfg: DistillConfig, device: torch.device, world: int
+    pair: StudentTeacher,
+    cfg: DistillConfig,
+    device: torch.device,
+    world: int,
+    model_dir: Path | None = None,
+    checkpointing: bool = False,
 ) -> parallel.Parallel:
-    """Activation checkpointing, then DDP / FSDP2 on the student (core/parallel.py); its adapter runs the wrapper."""
+    """Activation checkpointing, then DDP / FSDP2 on the student (core/parallel.py); its adapter runs the wrapper.
+
+    A pair built on the meta device is filled from `model_dir` after FSDP2 has sharded it (each rank reads its own
+    part), or before DDP wraps it (whole).
+    """
     size = sum(p.numel() for p in pair.module.parameters())
     mode = parallel.choose_mode(cfg.parallel, device, size, world)
+    empty = is_empty(pair.module)
+    if empty and mode != "fsdp":
+        fill_pair(pair, model_dir, device, cfg.seed)
     wrapped = parallel.parallelize(
         pair.module,
         mode,
         device,
         teacher=None if pair.lora else pair.teacher.transformer,
-        grad_checkpointing=cfg.grad_checkpointing,
+        grad_checkpointing=checkpointing,
         bf16=parallel.use_bf16(cfg.mixed_precision, device),
     )
+    if empty and mode == "fsdp":
+        fill_pair(pair, model_dir, device, cfg.seed)
     pair.params = {n: p for n, p in pair.module.named_parameters() if p.requires_grad}  # FSDP2 made new ones
     if wrapped.forward_module is not pair.module:  # DDP: the student calls the wrapper, the teacher the module
         pair.student = student_view(pair.student, wrapped.forward_module, pair.student.dtype)

@@ -30,7 +30,6 @@ from accvideo.distill.checkpoint import (
 from accvideo.distill.lora import portable_lora_names
 from accvideo.distill.plots import plot_losses, read_losses
 from accvideo.distill.student import export_student
-from accvideo.errors import AccVideoError
 
 if TYPE_CHECKING:
     from accvideo.distill.trainer import Distiller
@@ -116,16 +115,12 @@ def check_output(cfg) -> Path:
 
 def _prepare(d: Distiller) -> None:
     """Rank 0 claims the folder and tidies an interrupted checkpoint swap; its refusal reaches every rank."""
-    error = None
-    if dist.is_main():
-        try:
-            claim_folder(d.out, COMMAND, inputs=output_inputs(d.cfg), legacy=is_run_folder)
-            tidy(d.out)
-        except AccVideoError as exc:
-            error = str(exc)
-    error = dist.broadcast_object(error)
-    if error is not None:
-        raise AccVideoError(error)
+
+    def prepare() -> None:
+        claim_folder(d.out, COMMAND, inputs=output_inputs(d.cfg), legacy=is_run_folder)
+        tidy(d.out)
+
+    dist.from_main(prepare)
 
 
 def resume(d: Distiller) -> None:
@@ -154,6 +149,7 @@ def write_config(d: Distiller) -> None:
             accumulation=d.accumulation,
             feature_dim=d.feature_dim,
             token_grid=list(d.grid),
+            grad_checkpointing_resolved="on" if d.checkpointing else "off",
         )
 
 

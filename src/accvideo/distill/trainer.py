@@ -39,7 +39,9 @@ from accvideo.distill.probe import game_stats, key_latents, probe_seed
 from accvideo.distill.queues import KeyQueues
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
+from accvideo.models.base import LoadParts
 from accvideo.models.identity import teacher_identity
+from accvideo.models.runtime import release_encoders
 from accvideo.synthesize import SynVidDataset
 
 
@@ -76,14 +78,23 @@ class Distiller:
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
-        self.model_dir, self.identity = model_dir, teacher_identity(model_dir)
-        self.dataset = SynVidDataset(cfg.data, teacher=self.identity, key_sigmas=cfg.key_sigmas)
+        self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
+        # once, on rank 0, in the scheme the dataset recorded (a dataset made before the sampled identity still fits)
+        self.model_dir = model_dir
+        self.identity = dist.from_main(lambda: teacher_identity(model_dir, like=self.dataset.settings.teacher))
+        self.dataset.check_teacher(self.identity)
         s = self.dataset.settings
         self.key_sigmas = [float(x) for x in s.sigmas[list(s.latent_indices)][self.dataset.rows]]  # noisiest first
         self.t = self.key_sigmas[::-1]
         self.m = len(self.t) - 1
         self.device = dist.local_device(resolve_device(cfg.device))
-        adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device))
+        # the transformer alone: SynVid items hold the text encodings; the VAE (and the text encoders, for the clips'
+        # captions) only to encode real videos, released once they are encoded (load_reals). When FSDP2 may shard
+        # the student, it is built on the meta device and each rank reads its own part after sharding.
+        reals = bool(cfg.adv and cfg.real_data)
+        empty = self.world > 1 and (cfg.parallel == "fsdp" or (cfg.parallel == "auto" and self.device.type == "cuda"))
+        parts = LoadParts(text=reals, vae=reals, empty_transformer=empty)
+        adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device), parts=parts)
         if adapter.family != s.family:
             raise AccVideoError(f"{cfg.data} holds {s.family} latents but the teacher is {adapter.family}")
         self.grid = adapter.token_grid(s.latent_shape)
@@ -94,7 +105,9 @@ class Distiller:
                 f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}"
             )
         self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
-        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world)
+        tokens, width = math.prod(self.grid), adapter.width
+        self.checkpointing = cfg.checkpointing(tokens, width)  # grad_checkpointing=auto, resolved (config.yaml)
+        self.parallel = parallelize_student(self.pair, cfg, self.device, self.world, model_dir, self.checkpointing)
         self.data = Trajectories(self.dataset, self.device)
         with torch.random.fork_rng(devices=[]):  # heads initialise from the run's seed, not the global RNG
             torch.manual_seed(cfg.seed)
@@ -275,6 +288,18 @@ class Distiller:
             cond[n][rows.to(cond[n].device)] = c[n].to(cond[n].dtype)
         return real, cond
 
+    def settings_line(self) -> str:
+        """One line: what this run resolved (student, processes, checkpointing, what of the teacher it loaded)."""
+        cfg = self.cfg
+        student = f"LoRA rank {cfg.lora_rank}" if cfg.lora_rank else "full"
+        loaded = "transformer, text encoders and VAE (real clips)" if self.reals is not None else "transformer only"
+        return (
+            f"settings: {self.m}-step {student} student, batch {cfg.batch} over {self.world} process(es) "
+            f"({self.parallel.mode}{', bf16' if self.parallel.bf16 else ''}), grad checkpointing "
+            f"{'on' if self.checkpointing else 'off'} ({cfg.grad_checkpointing}), teacher {loaded}, "
+            f"token grid {'x'.join(map(str, self.grid))}"
+        )
+
     # the probe -------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def probe(self) -> tuple[list[float], list[float]]:
@@ -346,6 +371,9 @@ class Distiller:
         state.resume(self)
         if cfg.adv and cfg.real_data:
             self.reals = self.load_reals(progress and main)
+            release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
+        if progress and main:
+            print(self.settings_line(), flush=True)
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
         state.write_config(self)

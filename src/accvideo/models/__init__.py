@@ -9,6 +9,7 @@ import torch
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.inputs import check_model_folder, read_json
 from accvideo.errors import AccVideoError
+from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
 
@@ -103,9 +104,13 @@ def load_adapter(
     cls = adapter_class(path, family)
     check_model_folder(path, "re-save or re-download the pipeline")
     try:
-        return cls.load(Path(path), device=device, dtype=dtype, **kw)
+        adapter = cls.load(Path(path), device=device, dtype=dtype, **kw)
     except Exception as exc:  # noqa: BLE001 - whatever the loader raises for a bad folder, one line
         if isinstance(exc, (AccVideoError, MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc):
             raise  # memory is a fault of the machine: the CLI says what to change
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None
+    own = folder_settings(path).get("guidance")
+    if own is not None:  # the folder's accvideo.json names its teacher's CFG scale
+        adapter.default_guidance = float(own)
+    return adapter

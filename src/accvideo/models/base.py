@@ -8,11 +8,67 @@ A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
+
+
+@dataclass(frozen=True)
+class LoadParts:
+    """Which components of a pipeline to load: distillation needs neither text encoders (SynVid items hold the
+    encodings) nor the VAE (unless real videos are encoded); `empty_transformer` builds the transformer on the meta
+    device from its config (its buffers real), for the parallel seam to shard and then fill (core/parallel.py)."""
+
+    text: bool = True
+    vae: bool = True
+    empty_transformer: bool = False
+
+
+WHOLE = LoadParts()
+
+
+def empty_module(cls, folder: Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """A diffusers model built from `folder`'s config.json with its parameters on the meta device (no memory, no
+    weights read) and its buffers real (rotary tables: computed, never stored)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        module = cls.from_config(cls.load_config(str(folder)))
+    if dtype is not None:  # as from_pretrained casts: the model's `_keep_in_fp32_modules` stay float32
+        keep = getattr(cls, "_keep_in_fp32_modules", None) or []
+        for name, p in module.named_parameters():
+            p.data = p.data.to(torch.float32 if any(k in name.split(".") for k in keep) else dtype)
+    return module
+
+
+def empty_config(cls, folder: Path):
+    """The full config (defaults filled in) of the diffusers model saved in `folder`, without reading its weights."""
+    return empty_module(cls, folder).config
+
+
+def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: LoadParts, transformer_cls):
+    """`pipeline_cls.from_pretrained` of the local folder with only `parts`, frozen, on `device` (an empty
+    transformer stays on the meta device until the parallel seam fills it)."""
+    skip: dict = {}
+    if not parts.text:
+        names = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+        skip.update({n: None for n in names if (path / n).is_dir()})
+    if not parts.vae:
+        skip["vae"] = None
+    if parts.empty_transformer:
+        skip["transformer"] = empty_module(transformer_cls, path / "transformer", dtype)
+    pipe = pipeline_cls.from_pretrained(str(path), dtype=dtype, local_files_only=True, **skip)
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            if not (parts.empty_transformer and name == "transformer"):
+                module.to(device)
+            module.requires_grad_(False).eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 class _StopForward(Exception):
@@ -62,6 +118,12 @@ class TransformerAdapter:
                     f"{name} too large for this model: {tokens} positions along {name}, but its transformer's "
                     f"rope_max_seq_len is {limit}; use {name} of at most {largest}"
                 )
+
+    @property
+    def width(self) -> int:
+        """The transformer's hidden width (heads x head dim: Wan2.1-1.3B 1,536, 14B 5,120, HunyuanVideo 3,072)."""
+        cfg = self.transformer.config
+        return int(cfg.num_attention_heads * cfg.attention_head_dim)
 
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:

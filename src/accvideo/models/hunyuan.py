@@ -12,7 +12,6 @@ use {"prompt_template": {"template": "{}", "crop_start": 0}}); stock diffusers u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
-from accvideo.models.base import TransformerAdapter
+from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline
+from accvideo.models.defaults import TEXT_KEYS, folder_settings
 
-SETTINGS_FILE = "accvideo.json"
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
 MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the pipeline defaults
 
@@ -34,16 +33,7 @@ def text_settings(path: str | Path) -> dict:
         "max_sequence_length": MAX_SEQUENCE_LENGTH,
         "embedded_guidance": EMBEDDED_GUIDANCE,
     }
-    file = Path(path) / SETTINGS_FILE
-    if file.is_file():
-        try:
-            raw = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise AccVideoError(f"{file} is not valid JSON ({exc}); fix or delete it") from None
-        unknown = set(raw) - set(settings)
-        if unknown:
-            raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(settings))}")
-        settings.update(raw)
+    settings.update({k: v for k, v in folder_settings(path).items() if k in TEXT_KEYS})
     return settings
 
 
@@ -65,34 +55,47 @@ class HunyuanVideoAdapter(TransformerAdapter):
         max_sequence_length: int = MAX_SEQUENCE_LENGTH,
         embedded_guidance: float = EMBEDDED_GUIDANCE,
         vae_tiling: bool = False,
+        vae_config=None,
+        device=None,
     ):
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
         self.pipe = pipe
         self.transformer = pipe.transformer
         self.vae = pipe.vae
-        self.device = self.transformer.device
+        # a transformer built on the meta device (LoadParts.empty_transformer) runs on `device` once filled
+        self.device = torch.device(device) if device is not None else self.transformer.device
         self.dtype = self.transformer.dtype
         cfg = self.transformer.config
         self.patch_size = (cfg.patch_size_t, cfg.patch_size, cfg.patch_size)
         self.num_dual_blocks = len(self.transformer.transformer_blocks)
         self.num_blocks = self.num_dual_blocks + len(self.transformer.single_transformer_blocks)
         self.latent_channels = cfg.in_channels
-        self.spatial_factor = pipe.vae_scale_factor_spatial
-        self.temporal_factor = pipe.vae_scale_factor_temporal
+        vae_cfg = self.vae.config if self.vae is not None else vae_config  # the VAE's geometry, loaded or not
+        self.spatial_factor = vae_cfg.spatial_compression_ratio
+        self.temporal_factor = vae_cfg.temporal_compression_ratio
+        self.scaling_factor = vae_cfg.scaling_factor
         self.size_multiple = self.spatial_factor * cfg.patch_size
         self.prompt_template = prompt_template or DEFAULT_PROMPT_TEMPLATE
         self.max_sequence_length = int(max_sequence_length)
         self.embedded_guidance = float(embedded_guidance)
         sched = pipe.scheduler.config
         self.default_shift = float(sched.get("shift", self.fallback_shift) or 1.0)
-        if vae_tiling:
+        if vae_tiling and self.vae is not None:
             self.vae.enable_tiling()
 
     @classmethod
-    def load(cls, path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw):
-        """Load a local diffusers-format HunyuanVideo directory (the one holding model_index.json)."""
-        from diffusers import HunyuanVideoPipeline
+    def load(
+        cls,
+        path: Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        parts: LoadParts = WHOLE,
+        **kw,
+    ):
+        """Load a local diffusers-format HunyuanVideo directory (the one holding model_index.json), `parts` of it."""
+        from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
 
         from accvideo.models import pipeline_class  # here: accvideo.models imports this module
 
@@ -102,12 +105,9 @@ class HunyuanVideoAdapter(TransformerAdapter):
                 f"{path} holds a {found}, not a {cls.pipeline_class}; pass a HunyuanVideo T2V "
                 "diffusers folder (or load it with accvideo.models.load_adapter)"
             )
-        pipe = HunyuanVideoPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
-            module.requires_grad_(False).eval()
-        return cls(pipe, **{**text_settings(path), **kw})
+        pipe = load_pipeline(HunyuanVideoPipeline, path, dtype, device, parts, HunyuanVideoTransformer3DModel)
+        vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLHunyuanVideo, path / "vae")
+        return cls(pipe, vae_config=vae_config, device=device, **{**text_settings(path), **kw})
 
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -152,7 +152,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1], as HunyuanVideoPipeline decodes."""
-        z = latents.to(self.vae.device, self.vae.dtype) / self.vae.config.scaling_factor
+        z = latents.to(self.vae.device, self.vae.dtype) / self.scaling_factor
         video = self.vae.decode(z, return_dict=False)[0]
         return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()
 
@@ -160,4 +160,4 @@ class HunyuanVideoAdapter(TransformerAdapter):
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Video (B, F, H, W, 3) in [0, 1] -> scaled latents (B, C, F', H', W'): decode's inverse."""
         x = (video.permute(0, 4, 1, 2, 3) * 2 - 1).to(self.vae.device, self.vae.dtype)
-        return (self.vae.encode(x).latent_dist.mode().float() * self.vae.config.scaling_factor).to(self.device)
+        return (self.vae.encode(x).latent_dist.mode().float() * self.scaling_factor).to(self.device)

@@ -58,13 +58,18 @@ class OpenModel:
         return info
 
 
-def model_family(model: str):
-    """The adapter class of what --model names (a student's: its teacher's), checked before any weight is read."""
+def model_folder(model: str) -> Path:
+    """The pipeline folder of what --model names (a student's: its teacher's)."""
     model_dir = resolve_model(model)
     student_dir = find_student(model_dir)
     if student_dir is not None:
         model_dir = teacher_dir_of(student_dir, read_student_info(student_dir))
-    return adapter_class(model_dir)
+    return model_dir
+
+
+def model_family(model: str):
+    """The adapter class of what --model names (a student's: its teacher's), checked before any weight is read."""
+    return adapter_class(model_folder(model))
 
 
 def open_model(

@@ -114,3 +114,15 @@ class RuntimeAdapter:
 def apply_runtime(adapter, options: RuntimeOptions | None):
     """The adapter with the options applied (a RuntimeAdapter around it), or the adapter itself for None."""
     return adapter if options is None else RuntimeAdapter(adapter, options)
+
+
+def release_encoders(*adapters) -> None:
+    """Drop the text encoders and the VAE of loaded adapters (and views sharing their pipeline): distillation
+    loads them only to encode real clips, and needs neither after that."""
+    for adapter in adapters:
+        for name in ("text_encoder", "text_encoder_2", "vae"):
+            if getattr(adapter.pipe, name, None) is not None:
+                setattr(adapter.pipe, name, None)
+        adapter.vae = None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

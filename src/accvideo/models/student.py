@@ -18,7 +18,7 @@ import torch
 from accvideo.core.inputs import check_safetensors, load_safetensors, read_json
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
-from accvideo.models.identity import teacher_identity
+from accvideo.models.identity import LEGACY_PREFIX, teacher_identity
 
 FORMAT = "accvideo.student/1"
 INFO = "student.json"
@@ -26,8 +26,9 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 FULL_WEIGHTS = "transformer"
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (METHOD.md 2)
 
-# Teachers up to this size are hashed on every load (well under a second for small models); larger ones only
-# when the caller asks (export does), since hashing a 14B checkpoint takes about a minute.
+# A student that recorded the older, full-hash identity ('sha256:') is checked on load only when its teacher is up to
+# this size (hashing a 14B checkpoint takes about a minute); export checks it at any size. The sampled identity of
+# newer students costs milliseconds and is checked on every load.
 CHECK_BYTES = 2 << 30
 REDO = "rerun the distill command that wrote it (it resumes) or restore the run folder"
 
@@ -78,8 +79,10 @@ def _folder_bytes(path: Path) -> int:
 
 def check_teacher(student_dir: Path, info: dict, teacher_dir: Path) -> None:
     """Refuse a teacher folder that is not the one the student was distilled from (student.json's identity)."""
-    found = teacher_identity(teacher_dir)
-    if info.get("teacher") and found != info["teacher"]:
+    if not info.get("teacher"):
+        return
+    found = teacher_identity(teacher_dir, like=info["teacher"])
+    if found != info["teacher"]:
         raise AccVideoError(
             f"{teacher_dir} holds another teacher ({found[:19]}...) than the one {student_dir} was distilled "
             f"from ({info['teacher'][:19]}...); put that teacher there, or distill again from this one"
@@ -90,11 +93,13 @@ def teacher_dir_of(student_dir: Path, info: dict, *, check: bool | None = None) 
     """The folder with the teacher's other components: the student's own copy `teacher/`, else the recorded one.
 
     It must hold the teacher the student was distilled from: a student on another teacher's VAE and text
-    encoder decodes nonsense. `check` None hashes folders up to CHECK_BYTES; True any; False none.
+    encoder decodes nonsense. `check` None: always, except a full-hash ('sha256:') identity of a folder larger than
+    CHECK_BYTES; True: always; False: never.
     """
+    legacy = str(info.get("teacher") or "").startswith(LEGACY_PREFIX)
     for candidate in (Path(student_dir) / "teacher", Path(info["teacher_dir"])):
         if (candidate / "model_index.json").is_file():
-            if check or (check is None and _folder_bytes(candidate) <= CHECK_BYTES):
+            if check or (check is None and (not legacy or _folder_bytes(candidate) <= CHECK_BYTES)):
                 check_teacher(student_dir, info, candidate)
             return candidate
     raise AccVideoError(

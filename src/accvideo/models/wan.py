@@ -9,7 +9,7 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
-from accvideo.models.base import TransformerAdapter
+from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline
 
 
 class WanAdapter(TransformerAdapter):
@@ -22,42 +22,51 @@ class WanAdapter(TransformerAdapter):
     fallback_shift = 5.0  # Wan 2.1's shift for 720p; 480p checkpoints often ship 3.0
     default_guidance = 5.0  # the teacher's CFG scale (Wan 2.1's default)
 
-    def __init__(self, pipe, *, max_sequence_length: int | None = None, vae_tiling: bool = False):
+    def __init__(
+        self, pipe, *, max_sequence_length: int | None = None, vae_tiling: bool = False, vae_config=None, device=None
+    ):
         self.pipe = pipe
         self.transformer = pipe.transformer
         self.vae = pipe.vae
-        self.device = self.transformer.device
+        # a transformer built on the meta device (LoadParts.empty_transformer) runs on `device` once filled
+        self.device = torch.device(device) if device is not None else self.transformer.device
         self.dtype = self.transformer.dtype
         cfg = self.transformer.config
         self.patch_size = tuple(cfg.patch_size)
         self.num_blocks = len(self.transformer.blocks)
         self.latent_channels = cfg.in_channels
-        self.spatial_factor = pipe.vae_scale_factor_spatial
-        self.temporal_factor = pipe.vae_scale_factor_temporal
+        vae_cfg = self.vae.config if self.vae is not None else vae_config  # the VAE's geometry, loaded or not
+        self.spatial_factor = vae_cfg.scale_factor_spatial
+        self.temporal_factor = vae_cfg.scale_factor_temporal
         self.size_multiple = self.spatial_factor * self.patch_size[1]
         tok_max = getattr(pipe.tokenizer, "model_max_length", 512) or 512
         self.max_sequence_length = max_sequence_length or int(min(512, tok_max))
         sched = pipe.scheduler.config
         self.default_shift = float(sched.get("shift", sched.get("flow_shift", self.fallback_shift)) or 1.0)
-        z = self.vae.config.z_dim
-        self._latents_mean = torch.tensor(self.vae.config.latents_mean).view(1, z, 1, 1, 1)
-        self._latents_std = torch.tensor(self.vae.config.latents_std).view(1, z, 1, 1, 1)
-        if vae_tiling:
+        z = vae_cfg.z_dim
+        self._latents_mean = torch.tensor(vae_cfg.latents_mean).view(1, z, 1, 1, 1)
+        self._latents_std = torch.tensor(vae_cfg.latents_std).view(1, z, 1, 1, 1)
+        if vae_tiling and self.vae is not None:
             self.vae.enable_tiling()
 
     @classmethod
-    def load(cls, path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kw):
-        """Load a local diffusers-format Wan 2.1 directory (the one holding model_index.json)."""
-        from diffusers import WanPipeline
+    def load(
+        cls,
+        path: Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        parts: LoadParts = WHOLE,
+        **kw,
+    ):
+        """Load a local diffusers-format Wan 2.1 directory (the one holding model_index.json), `parts` of it."""
+        from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 
-        pipe = WanPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        pipe = load_pipeline(WanPipeline, path, dtype, device, parts, WanTransformer3DModel)
         if getattr(pipe, "transformer", None) is None:
             raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 T2V pipeline")
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.transformer, pipe.vae, pipe.text_encoder):
-            module.requires_grad_(False).eval()
-        return cls(pipe, **kw)
+        vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLWan, path / "vae")
+        return cls(pipe, vae_config=vae_config, device=device, **kw)
 
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()

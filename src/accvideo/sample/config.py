@@ -14,14 +14,14 @@ class SampleConfig:
 
     model: str = "builtin"  # pipeline folder, 'builtin', or a student (distill run folder or its student/)
     prompt: str = "a red circle moving left on a grey background"
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)
     steps: int | None = None  # teacher: 50; a student: its key steps
     guidance: float | None = None  # teacher: 5.0 (CFG); a student: 1.0 (guidance baked in)
     shift: float | None = None  # the checkpoint's scheduler shift
     seed: int = 0
-    frames: int = 17
-    height: int = 64
-    width: int = 64
+    frames: int | None = None  # None: the model's default (models/defaults.py: Wan 2.1 81, the built-in 17)
+    height: int | None = None  # None: the model's default (Wan 2.1 480, HunyuanVideo 544, the built-in 64)
+    width: int | None = None  # None: the model's default (Wan 2.1 832, HunyuanVideo 960, the built-in 64)
     fps: int = 8
     out: str = "clip.mp4"
     gif: bool = False  # also write a GIF next to the MP4

@@ -13,7 +13,8 @@ from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
-from accvideo.models.open import model_family, open_model
+from accvideo.models.defaults import fill_video, settings_line
+from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
 
@@ -43,6 +44,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
         claim_file(path, COMMAND, inputs=inputs)
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
+    cfg, source = fill_video(cfg, model_folder(cfg.model), family.family)  # the model's size and negative prompt
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step)
     except ValueError as exc:
@@ -58,6 +60,9 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         raise AccVideoError(str(exc)) from None
     # a student: its own key steps, no CFG (guidance is baked in), unless overridden
     plan = opened.plan(cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
+    settings = settings_line(cfg, plan, source)
+    if progress:
+        print(settings, flush=True)
     t1 = time.perf_counter()
     if cfg.model == "builtin":  # the built-in teacher only knows its world's words
         warn_unknown_words([cfg.prompt])
@@ -79,6 +84,8 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         "resolved_steps": plan.steps,
         "resolved_guidance": plan.guidance,
         "resolved_shift": plan.shift,
+        "resolved_size": [cfg.frames, cfg.height, cfg.width],
+        "settings": settings,
         "sigmas": plan.describe()["sigmas"],
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),

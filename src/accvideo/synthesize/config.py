@@ -28,13 +28,13 @@ class SynthConfig:
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
     shift: float | None = None
     guidance: float | None = None  # the teacher's CFG scale, baked into the targets (None: the family's, Wan 5)
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)
     seed: int = 0  # base seed: text-file item i gets world.item_seed(seed, i)
     store: str = "key"  # key: the m+1 key latents; all: the whole n+1 trajectory
     videos: bool = False  # also decode and write one MP4 per item
-    frames: int = 17
-    height: int = 64
-    width: int = 64
+    frames: int | None = None  # None: the model's default (models/defaults.py: Wan 2.1 81, the built-in 17)
+    height: int | None = None  # None: the model's default (Wan 2.1 480, HunyuanVideo 544, the built-in 64)
+    width: int | None = None  # None: the model's default (Wan 2.1 832, HunyuanVideo 960, the built-in 64)
     fps: int = 8
     shard_size: int = 32  # items per shard file; shard k holds items [k*S, (k+1)*S)
     batch: int = 4  # items per teacher call (inside one shard, in a fixed order)

@@ -81,11 +81,8 @@ class SynVidDataset(Dataset):
             raise AccVideoError(f"dataset folder {self.root} does not exist; pass the --out of `accvideo synthesize`")
         self.headers = build_index(self.root)
         self.settings = _settings(self.root, self.headers)
-        if teacher is not None and teacher != self.settings.teacher:
-            raise AccVideoError(
-                f"{self.root} was made by teacher {self.settings.teacher[:19]}..., not by this trainer's teacher "
-                f"{teacher[:19]}...; synthesize a dataset with this teacher (or train from the dataset's)"
-            )
+        if teacher is not None:
+            self.check_teacher(teacher)
         self.rows = _key_rows(self.settings, key_sigmas)
         self.key_sigmas = self.settings.sigmas[list(self.settings.latent_indices)][self.rows].float()
         where = sorted((it["index"], s, j) for s, h in enumerate(self.headers) for j, it in enumerate(h.items))
@@ -94,6 +91,14 @@ class SynVidDataset(Dataset):
         self._where = [(s, j) for _, s, j in where]
         self.verify = verify
         self._reset()
+
+    def check_teacher(self, teacher: str) -> None:
+        """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
+        if teacher != self.settings.teacher:
+            raise AccVideoError(
+                f"{self.root} was made by teacher {self.settings.teacher[:19]}..., not by this trainer's teacher "
+                f"{teacher[:19]}...; synthesize a dataset with this teacher (or train from the dataset's)"
+            )
 
     def _reset(self) -> None:
         self._pid = os.getpid()

@@ -8,7 +8,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from accvideo.core import dist
@@ -18,6 +17,7 @@ from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
+from accvideo.models.defaults import fill_video, settings_line
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import apply_runtime
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
@@ -33,7 +33,7 @@ from accvideo.synthesize.layout import (
     video_name,
 )
 from accvideo.synthesize.prompts import Item, read_prompts
-from accvideo.synthesize.shards import read_header, shard_path, write_shard
+from accvideo.synthesize.shards import list_shards, read_header, shard_path, write_shard
 
 
 def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPlan, dtype) -> SynVidSettings:
@@ -68,39 +68,44 @@ def _check_size(cfg: SynthConfig, family) -> None:
         raise AccVideoError(str(exc)) from None
 
 
-def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
-    """Rank 0 hashes the teacher and checks the folder; every rank gets (identity, removed) or the error."""
-    reply: tuple = ("error", "rank 0 failed before preparing the output folder")
-    if dist.is_main():
+def recorded_identity(root: Path) -> str | None:
+    """The teacher identity the folder's first readable shard records (None: no shard yet)."""
+    for path in list_shards(root):
         try:
-            identity = teacher_identity(model_dir)
-            settings = dataset_settings(cfg, adapter, identity, plan, dtype)
-            removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
-            try:  # the resolved run, for people; readers need only the shards
-                save_config(
-                    cfg,
-                    root / MANIFEST,
-                    settings=settings.to_dict(),
-                    items=len(items),
-                    blank_lines=blank_lines,
-                    world_size=dist.world_size(),
-                )
-            except OSError as exc:
-                raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
-            reply = ("ok", (identity, removed))
-        except BaseException as exc:
-            # tell the other ranks before raising, or they would wait in the broadcast until it times out
-            dist.broadcast_object(("error", str(exc) if isinstance(exc, AccVideoError) else f"rank 0 failed: {exc!r}"))
-            raise
-    reply = dist.broadcast_object(reply)
-    if reply[0] == "error":
-        raise AccVideoError(reply[1])
-    return reply[1]
+            return read_header(path).settings.teacher
+        except AccVideoError:
+            continue
+    return None
+
+
+def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
+    """Rank 0 identifies the teacher and checks the folder; every rank gets (identity, removed) or the error."""
+
+    def prepare() -> tuple[str, int]:
+        # in the scheme the folder's shards recorded, so a dataset made before the sampled identity still resumes
+        identity = teacher_identity(model_dir, like=recorded_identity(root))
+        settings = dataset_settings(cfg, adapter, identity, plan, dtype)
+        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
+        try:  # the resolved run, for people; readers need only the shards
+            save_config(
+                cfg,
+                root / MANIFEST,
+                settings=settings.to_dict(),
+                items=len(items),
+                blank_lines=blank_lines,
+                world_size=dist.world_size(),
+            )
+        except OSError as exc:
+            raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
+        return identity, removed
+
+    return dist.from_main(prepare)
 
 
 def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], root: Path, bar) -> tuple:
-    """Every item of one shard, in fixed batches: (latents (N, K, ...), cond {name: (N, ...)}, item dicts)."""
-    lat, conds, rows = [], [], []
+    """Every item of one shard, in fixed batches: (N latents (K, ...), cond {name: N tensors}, item dicts), each a
+    view of its batch's tensor: the shard is held once, never concatenated or copied (`--store all`: 51 latents)."""
+    lat, conds, rows = [], {}, []
     for b in range(0, len(chunk), cfg.batch):
         part = chunk[b : b + cfg.batch]
         cond = adapter.encode_prompts([it.prompt for it in part])
@@ -108,8 +113,9 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
         latents = sample_latents(
             adapter, cond, seeds, settings.latent_shape, plan, uncond=uncond, keep=settings.latent_indices
         ).kept
-        lat.append(latents)
-        conds.append({k: v.cpu() for k, v in cond.items()})
+        lat.extend(latents.cpu().unbind())
+        for name, value in cond.items():
+            conds.setdefault(name, []).extend(value.cpu().unbind())
         for j, it in enumerate(part):
             row = {"index": it.index, "prompt": it.prompt, "seed": it.seed}
             if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
@@ -119,8 +125,7 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
                 row["video"] = video_name(it.index)
             rows.append(row)
         bar.update(len(part))
-    cond_all = {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
-    return torch.cat(lat), cond_all, rows
+    return lat, conds, rows
 
 
 def _listed_videos(root: Path, k: int) -> set[str]:
@@ -149,7 +154,9 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     prompts = read_prompts(cfg.prompts, cfg.seed)
     items = list(prompts.items)
     model_dir = resolve_model(cfg.teacher)
-    _check_size(cfg, adapter_class(model_dir))  # validates the folder before any weight is read
+    family = adapter_class(model_dir)  # validates the folder before any weight is read
+    cfg, source = fill_video(cfg, model_dir, family.family)  # the teacher's size and negative prompt
+    _check_size(cfg, family)
     root = Path(cfg.out).expanduser()
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
@@ -160,6 +167,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     # the teacher's grid and guidance (None: the family's own; Wan: CFG 5, HunyuanVideo: embedded only)
     plan = shifted_plan(adapter, cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
     cfg = replace(cfg, guidance=plan.guidance)  # the manifest records the guidance used
+    if progress:
+        dist.print0(settings_line(cfg, plan, source), flush=True)
     identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines)
     settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 

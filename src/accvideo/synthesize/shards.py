@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from accvideo.core.files import is_stale_temp, temp_name
 from accvideo.errors import AccVideoError
@@ -118,12 +119,49 @@ def read_header(path: str | Path) -> ShardHeader:
         ) from None
 
 
+# safetensors' dtype names and their order in its format (a file lists its widest dtypes first)
+_DTYPES = {
+    torch.bool: ("BOOL", 0),
+    torch.uint8: ("U8", 4),
+    torch.int8: ("I8", 5),
+    torch.int16: ("I16", 9),
+    torch.float16: ("F16", 11),
+    torch.bfloat16: ("BF16", 12),
+    torch.int32: ("I32", 13),
+    torch.float32: ("F32", 15),
+    torch.float64: ("F64", 16),
+    torch.int64: ("I64", 17),
+}
+
+
+def _bytes(t: torch.Tensor) -> memoryview:
+    """A tensor's bytes without a copy (a copy of this tensor alone when it is not contiguous)."""
+    return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
 def _write_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Write and flush one safetensors file to disk (the step a full disk makes fail)."""
-    save_file(tensors, str(path), metadata=metadata)
-    os.chmod(path, _FILE_MODE)  # safetensors creates files owner-only; datasets are often shared
-    with open(path, "rb+") as f:
+    """Write and flush one safetensors file, tensor by tensor from its own memory (no serialised copy of the shard,
+    as `safetensors.torch.save_file` makes), in safetensors' own layout: tensors by dtype, widest first, then by name;
+    a compact JSON header padded with spaces to 8 bytes. tests/test_synthesize.py checks the bytes against save_file.
+    """
+    order = sorted(tensors, key=lambda n: (-_DTYPES[tensors[n].dtype][1], n))
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _DTYPES[t.dtype][0], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name in order:
+            f.write(_bytes(tensors[name]))
+        f.flush()
         os.fsync(f.fileno())
+    os.chmod(path, _FILE_MODE)  # datasets are often shared
 
 
 def _fsync_dir(root: Path) -> None:
@@ -142,19 +180,20 @@ def write_shard(
     k: int,
     settings: SynVidSettings,
     items: list[dict],
-    latents: torch.Tensor,
-    cond: dict[str, torch.Tensor],
+    latents: Sequence[torch.Tensor],
+    cond: dict[str, Sequence[torch.Tensor]],
     batch: int,
 ) -> Path:
-    """Atomically write shard k: latents (N, K, C, F', H', W'), cond {name: (N, ...)}; items describe the N rows."""
-    if latents.shape[0] != len(items) or any(v.shape[0] != len(items) for v in cond.values()):
-        raise ValueError(f"shard {k}: {len(items)} items but tensors of batch {latents.shape[0]}")
+    """Atomically write shard k: latents (N, K, C, F', H', W') or N per-item tensors, cond {name: (N, ...) or N
+    tensors}; items describe the N rows. Rows are written from where they lie (views, never copies), so a shard is
+    held once in host memory however many latents an item stores (`--store all`)."""
+    if len(latents) != len(items) or any(len(v) != len(items) for v in cond.values()):
+        raise ValueError(f"shard {k}: {len(items)} items but tensors of batch {len(latents)}")
     tensors = {"sigmas": settings.sigmas.contiguous()}
     for j in range(len(items)):
-        # clone: safetensors refuses tensors that share storage, and rows of one batch tensor do
-        tensors[f"{j}/latents"] = latents[j].clone()
+        tensors[f"{j}/latents"] = latents[j]
         for name, value in cond.items():
-            tensors[f"{j}/cond/{name}"] = value[j].clone()
+            tensors[f"{j}/cond/{name}"] = value[j]
     header = {
         "format": FORMAT,
         "shard": k,

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The real-size dress rehearsal on a lent GPU (issue 18), one command: random-weight Wan2.1-1.3B at 480x832x81
+# (synthesize 2 items x 50 steps -> distill 3 iterations, full and LoRA-64 -> export -> stock WanPipeline, 3 steps)
+# and a real-width HunyuanVideo (2 + 2 blocks) at 544x960x33. Expected well under 10 minutes on an H200 (estimate:
+# about 7). Expects .whl/ with the wheels the machine lacks (gpu_env.sh). Writes $OUT/rehearsal_h200.json; copy it to
+# benchmarks/results/ and the numbers into docs/scale-out.md ("Real-size rehearsal").
+set -uo pipefail
+OUT=${OUT:-out}; mkdir -p "$OUT"
+source "$(dirname "$0")/gpu_env.sh"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+timeout "${REHEARSAL_S:-580}" python3 benchmarks/rehearsal.py --out /tmp/rehearsal --json "$OUT/rehearsal_h200.json" \
+  2>&1 | tr '\r' '\n' | grep -v -E "it/s\]|step/s\]|s/it\]" | tail -80

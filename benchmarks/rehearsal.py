@@ -1,0 +1,298 @@
+"""The real-size dress rehearsal (issue 18): random-weight teachers through synthesize -> distill -> export -> stock
+diffusers, with seconds, peak GPU memory and peak host memory per stage, in one JSON.
+
+    python benchmarks/rehearsal.py --out runs/rehearsal            # GPU: Wan2.1-1.3B at 480x832x81, HunyuanVideo
+    python benchmarks/rehearsal.py --tiny --out runs/rehearsal     # CPU: the same code paths at tiny size (~1 min)
+
+Wan2.1-1.3B: the published transformer (30 blocks, 1,536 wide) and VAE with random weights; the text encoder is a
+UMT5 of the real width (4,096) with 1 layer, since distillation never loads it and synthesis runs it once per batch
+(UMT5-XXL's 0.03 s a prompt on an H200, docs/bench.md). Synthesize 2 items with 50 steps (CFG 5, 2 key steps), distill
+3 iterations of a full student and of a LoRA rank-64 student (grad_checkpointing=auto: on at this size; `--tiny`
+forces it on, to run the same path), export the
+full student as a diffusers folder and the LoRA as a file, then stock `WanPipeline` loads each and samples 3 steps.
+HunyuanVideo: the published width (24 heads x 128) with 2 dual + 2 single blocks at 544x960x33, the same chain with
+a LoRA student (the family's path at real width). `--tiny`: both families at tiny sizes on the CPU.
+Writes OUT/rehearsal.json (and prints it); `--json PATH` copies it (benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from accvideo.bench.configs import UMT5_XXL, hunyuan_builder, wan_builder
+from accvideo.distill import DistillConfig, distill
+from accvideo.export import export_run
+from accvideo.models.identity import teacher_identity
+from accvideo.synthesize import SynthConfig, synthesize
+
+PROMPTS = ["a red fox running through snow at dawn", "a paper boat drifting down a rain gutter"]
+TEXT_4096 = {**UMT5_XXL, "num_layers": 1, "d_ff": 1024, "num_heads": 16, "vocab_size": 1024}  # real width, 1 layer
+LLAMA_4096 = dict(
+    vocab_size=1024,
+    hidden_size=4096,
+    intermediate_size=1024,
+    num_hidden_layers=3,  # the pipeline reads hidden_states[-3]
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=512,
+)
+CLIP_768 = dict(
+    vocab_size=1024,
+    hidden_size=768,
+    intermediate_size=1024,
+    num_hidden_layers=1,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    projection_dim=768,
+)
+# the prompt alone, no chat template (the word tokenizer would spell the template out letter by letter)
+PLAIN = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 256}
+TINY_TEMPLATE = {**PLAIN, "max_sequence_length": 16}
+
+# family -> mode -> (builder, frames, height, width, teacher steps, distill iterations, extra accvideo.json)
+PLANS = {
+    "wan": {
+        "real": (wan_builder(dim_heads=12, layers=30, ffn=8960, text=TEXT_4096), 81, 480, 832, 50, 3, {}),
+        "tiny": (
+            wan_builder(
+                dim_heads=2,
+                layers=2,
+                ffn=64,
+                text=dict(
+                    d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=256, is_encoder_decoder=False
+                ),
+                vae=dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2]),
+                max_length=32,
+            ),
+            9,
+            32,
+            32,
+            50,
+            3,
+            {},
+        ),
+    },
+    "hunyuanvideo": {
+        "real": (
+            hunyuan_builder(
+                heads=24,
+                dual=2,
+                single=2,
+                refiner=1,
+                llama=LLAMA_4096,
+                clip=CLIP_768,
+                template=PLAIN["prompt_template"],
+            ),
+            33,
+            544,
+            960,
+            10,
+            2,
+            PLAIN,
+        ),
+        "tiny": (
+            hunyuan_builder(
+                heads=2,
+                dual=1,
+                single=1,
+                refiner=1,
+                llama={
+                    **LLAMA_4096,
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_attention_heads": 2,
+                    "num_key_value_heads": 1,
+                },
+                clip={
+                    **CLIP_768,
+                    "hidden_size": 16,
+                    "intermediate_size": 32,
+                    "num_attention_heads": 2,
+                    "projection_dim": 16,
+                },
+                vae=dict(latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4),
+                max_length=16,
+                template=TINY_TEMPLATE["prompt_template"],
+            ),
+            9,
+            32,
+            32,
+            10,
+            2,
+            TINY_TEMPLATE,
+        ),
+    },
+}
+
+
+def host_peak_gib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+@contextmanager
+def stage(record: dict, name: str, device: torch.device):
+    """Time a stage; its peak GPU memory (allocator) and the process's host peak so far."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    print(f"[rehearsal] {name} ...", flush=True)
+    t0 = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    entry = {"seconds": round(time.perf_counter() - t0, 2), "host_peak_gib_so_far": host_peak_gib()}
+    if device.type == "cuda":
+        entry["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    record[name] = entry
+    print(f"[rehearsal] {name}: {entry}", flush=True)
+
+
+def stock_sample(pipeline_cls, folder: Path, device, dtype, size, steps: int, lora: Path | None, call: dict):
+    """The stock diffusers pipeline loads the export (or the teacher + the LoRA file) and samples `steps` steps."""
+    pipe = pipeline_cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True).to(device)
+    if lora is not None:
+        pipe.load_lora_weights(str(lora), weight_name="pytorch_lora_weights.safetensors")
+    frames, height, width = size
+    kw = {k: v for k, v in call.items() if k not in ("num_inference_steps",)}
+    out = pipe(
+        PROMPTS[0],
+        num_frames=frames,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        **kw,
+    ).frames
+    return list(out[0].shape) if hasattr(out[0], "shape") else [len(out[0])]
+
+
+def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: torch.dtype) -> dict:
+    from diffusers import HunyuanVideoPipeline, WanPipeline
+
+    builder, frames, height, width, steps, iterations, extra = PLANS[family][mode]
+    size = (frames, height, width)
+    record: dict = {"family": family, "mode": mode, "size": list(size), "teacher_steps": steps}
+    stages: dict = {}
+    teacher, prompts = work / "teacher", work / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    with stage(stages, "build_and_save_teacher", device):
+        torch.manual_seed(0)
+        adapter = builder(device, dtype)
+        record["transformer_params"] = sum(p.numel() for p in adapter.transformer.parameters())
+        adapter.pipe.save_pretrained(str(teacher), safe_serialization=True)
+        del adapter
+        if extra:
+            (teacher / "accvideo.json").write_text(json.dumps(extra))
+    record["teacher_gib"] = round(sum(p.stat().st_size for p in teacher.rglob("*") if p.is_file()) / 2**30, 3)
+    t0 = time.perf_counter()
+    teacher_identity(teacher)
+    record["identity_seconds"] = round(time.perf_counter() - t0, 4)
+    common = dict(device=str(device))
+    with stage(stages, "synthesize", device):
+        synthesize(
+            SynthConfig(
+                teacher=str(teacher),
+                prompts=str(prompts),
+                out=str(work / "synvid"),
+                steps=steps,
+                key_steps=2,
+                frames=frames,
+                height=height,
+                width=width,
+                batch=2,
+                shard_size=2,
+                **common,
+            ),
+            progress=False,
+        )
+    students = [("lora", 64)] if family == "hunyuanvideo" else [("full", 0), ("lora", 64)]
+    for name, rank in students:
+        run = work / f"distill-{name}"
+        with stage(stages, f"distill_{name}", device):
+            summary = distill(
+                DistillConfig(
+                    teacher=str(teacher),
+                    data=str(work / "synvid"),
+                    out=str(run),
+                    iterations=iterations,
+                    batch=1,
+                    lora_rank=rank,
+                    probe_every=0,
+                    checkpoint_every=100,
+                    head_channels=64,
+                    grad_checkpointing="auto" if mode == "real" else "on",  # tiny: the same path as real size
+                    **common,
+                ),
+                progress=False,
+            )
+        stages[f"distill_{name}"]["summary_peak_memory_mb"] = summary["peak_memory_mb"]
+        stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
+        fmt = "lora" if rank else "diffusers"
+        export = work / f"export-{name}"
+        with stage(stages, f"export_{name}", device):
+            manifest = export_run(run, fmt, export, dtype="bfloat16" if fmt == "diffusers" else None)
+        for part in ("checkpoint.pt", "checkpoint"):  # the training state (16 B a parameter): free the disk
+            shutil.rmtree(run / part, ignore_errors=True) if (run / part).is_dir() else (run / part).unlink(True)
+        pipeline_cls = WanPipeline if family == "wan" else HunyuanVideoPipeline
+        with stage(stages, f"stock_{pipeline_cls.__name__}_{name}", device):
+            folder, lora = (export, None) if fmt == "diffusers" else (teacher, export)
+            shape = stock_sample(pipeline_cls, folder, device, dtype, size, 3, lora, manifest["call"])
+        stages[f"stock_{pipeline_cls.__name__}_{name}"]["video_shape"] = shape
+    record["stages"] = stages
+    return record
+
+
+def _resolved(run: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["grad_checkpointing_resolved"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/rehearsal")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU: the same code paths in ~1 minute")
+    parser.add_argument("--families", default="wan,hunyuanvideo")
+    parser.add_argument("--json", default=None, help="also copy the JSON here (e.g. benchmarks/results/...)")
+    a = parser.parse_args()
+    device = torch.device("cpu" if a.tiny or not torch.cuda.is_available() else "cuda")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    out = Path(a.out)
+    if out.exists():
+        shutil.rmtree(out)
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "dtype": str(dtype).removeprefix("torch."),
+        "command": " ".join(["python", *sys.argv]),
+        "runs": [],
+    }
+    t0 = time.perf_counter()
+    for family in a.families.split(","):
+        work = out / family
+        work.mkdir(parents=True)
+        result["runs"].append(rehearse(family, "tiny" if a.tiny else "real", work, device, dtype))
+        shutil.rmtree(work, ignore_errors=True)  # free the disk for the next family
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=1) + "\n"
+    (out / "rehearsal.json").write_text(text)
+    if a.json:
+        Path(a.json).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

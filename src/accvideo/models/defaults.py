@@ -1,0 +1,101 @@
+"""Family defaults: the video a teacher makes when a command names none (frames, height x width), its negative prompt
+and guidance, read from the model folder, never from its path.
+
+Precedence, for each setting: the command's value > the folder's `accvideo.json` > the family's published defaults,
+which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; HunyuanVideo: 3,072) > the
+built-in model's small clips (17 frames at 64x64, no negative prompt). Tiny random test models are narrow, so they
+keep the small clips unless their `accvideo.json` says otherwise.
+
+`accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
+(the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`), and HunyuanVideo's text settings
+prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accvideo.core.inputs import read_json
+from accvideo.errors import AccVideoError
+
+SETTINGS_FILE = "accvideo.json"
+VIDEO_KEYS = ("frames", "height", "width", "negative_prompt")
+TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
+KEYS = (*VIDEO_KEYS, "guidance", *TEXT_KEYS)
+
+# Wan 2.1's sample_neg_prompt (its repository's shared config; diffusers' WanPipeline examples use an English one)
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"
+    "杂乱的背景，三条腿，背景人很多，倒着走"
+)
+SMALL = {"frames": 17, "height": 64, "width": 64, "negative_prompt": ""}  # the built-in model's clips
+# family -> (published transformer widths, defaults): Wan 2.1 T2V at 480p; HunyuanVideo at 540p with 129 frames
+PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
+    "wan": ((1536, 5120), {"frames": 81, "height": 480, "width": 832, "negative_prompt": WAN_NEGATIVE_PROMPT}),
+    "hunyuanvideo": ((3072,), {"frames": 129, "height": 544, "width": 960, "negative_prompt": ""}),
+}
+FAMILY_NAMES = {"wan": "Wan 2.1", "hunyuanvideo": "HunyuanVideo"}
+
+
+def folder_settings(path: str | Path) -> dict:
+    """The folder's accvideo.json (empty without one); unknown keys and wrong types are one line naming the file."""
+    file = Path(path) / SETTINGS_FILE
+    if not file.is_file():
+        return {}
+    raw = read_json(file, "fix or delete it")
+    if not isinstance(raw, dict):
+        raise AccVideoError(f"{file} must hold a JSON object; fix or delete it")
+    unknown = set(raw) - set(KEYS)
+    if unknown:
+        raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(KEYS))}")
+    for key in ("frames", "height", "width", "max_sequence_length"):
+        if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1):
+            raise AccVideoError(f"{file}: {key} must be a positive integer; got {raw[key]!r}")
+    for key in ("guidance", "embedded_guidance"):
+        if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0):
+            raise AccVideoError(f"{file}: {key} must be a number >= 0; got {raw[key]!r}")
+    if "negative_prompt" in raw and not isinstance(raw["negative_prompt"], str):
+        raise AccVideoError(f"{file}: negative_prompt must be a string")
+    return raw
+
+
+def transformer_width(path: str | Path) -> int | None:
+    """Heads x head dim of the folder's transformer (its config.json), or None when it does not say."""
+    cfg = read_json(Path(path) / "transformer" / "config.json", "re-save or re-download the pipeline")
+    heads, dim = cfg.get("num_attention_heads"), cfg.get("attention_head_dim")
+    return heads * dim if isinstance(heads, int) and isinstance(dim, int) else None
+
+
+def video_defaults(path: str | Path, family: str) -> tuple[dict, str]:
+    """({frames, height, width, negative_prompt}, where they come from) for a model folder of `family`."""
+    values, source = dict(SMALL), "the built-in model's small clips"
+    widths, published = PUBLISHED.get(family, ((), {}))
+    if transformer_width(path) in widths:
+        values, source = dict(published), f"{FAMILY_NAMES.get(family, family)} published defaults"
+    own = {k: v for k, v in folder_settings(path).items() if k in VIDEO_KEYS}
+    if own:
+        values.update(own)
+        source = f"{Path(path) / SETTINGS_FILE}" + ("" if len(own) == len(VIDEO_KEYS) else f", then {source}")
+    return values, source
+
+
+def fill_video(cfg, path: str | Path, family: str):
+    """`cfg` (a frozen dataclass with frames, height, width, negative_prompt; None: the model's) with every None
+    filled from the model folder's defaults, and where the defaults came from (None when the command gave all)."""
+    from dataclasses import replace
+
+    values, source = video_defaults(path, family)
+    missing = {k: values[k] for k in VIDEO_KEYS if getattr(cfg, k) is None}
+    return (replace(cfg, **missing), source) if missing else (cfg, None)
+
+
+def settings_line(cfg, plan, source: str | None) -> str:
+    """One line: the resolved video, sampling and guidance settings, and where the model's defaults came from."""
+    neg = plan.negative_prompt
+    shown = f"{neg[:24]}..." if len(neg) > 24 else neg
+    origin = f" (defaults: {source})" if source else ""
+    return (
+        f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width}, {plan.steps} steps, shift {plan.shift:g}, "
+        f"guidance {plan.guidance:g}, negative prompt {shown!r}{origin}"
+    )
