@@ -5,7 +5,8 @@ only with the same seed at the same m. All are scored on the same held-out pairs
 the test split: this is where settings are chosen), and each variant gets the paired difference to (b) with a
 bootstrap 95% interval over clips, plus the heads' probe accuracy over the last half of its run.
 
-    python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json
+    python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json \
+        --plot docs/img/adversarial_tuning.png
 
 Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
 """
@@ -41,6 +42,48 @@ VARIANTS = {
 }
 
 
+def curves(records: list[dict], window: int = 20) -> dict:
+    """The run's curves for the plot: L_traj as a running mean over `window` iterations, the probe per key step."""
+    traj = [r["traj"] for r in records]
+    probes = [r for r in records if r.get("probe_acc_k")]
+    return {
+        "iterations": [r["iteration"] for r in records][window - 1 :: 5],
+        "traj_mean": [sum(traj[i - window + 1 : i + 1]) / window for i in range(window - 1, len(traj), 5)],
+        "probe_iterations": [r["iteration"] for r in probes],
+        "probe_acc_k": [r["probe_acc_k"] for r in probes],
+    }
+
+
+def plot(data: dict, path: Path) -> None:
+    """Per m: L_traj (running mean) and the heads' probe accuracy at k = 0 against the iteration, one line a variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = sorted({r["m"] for r in data["rows"].values()})
+    fig, axes = plt.subplots(len(ms), 2, figsize=(10, 3.2 * len(ms)), squeeze=False)
+    for row_axes, m in zip(axes, ms, strict=True):
+        here = [(name, r) for name, r in data["rows"].items() if r["m"] == m]
+        for i, (name, r) in enumerate(here):  # one colour a variant in both panels
+            c, color = r["curves"], f"C{i}"
+            row_axes[0].plot(c["iterations"], c["traj_mean"], lw=1, color=color, label=name)
+            if c["probe_acc_k"]:
+                acc = [a[0] for a in c["probe_acc_k"]]
+                row_axes[1].plot(c["probe_iterations"], acc, lw=1, marker=".", color=color, label=name)
+        row_axes[0].set_title(f"m = {m}: L_traj, running mean of 20 iterations", fontsize=9)
+        row_axes[1].set_title(f"m = {m}: heads' probe accuracy at k = 0 (0.5: chance)", fontsize=9)
+        row_axes[1].axhline(0.5, color="grey", ls="--", lw=1)
+        for ax in row_axes:
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+        row_axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def probe_late(records: list[dict]) -> list[float] | None:
     """The heads' probe accuracy per key step, averaged over the last half of the run's probes."""
     probes = [r["probe_acc_k"] for r in records if r.get("probe_acc_k")]
@@ -60,9 +103,13 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--table", action="store_true", help="only print the table of an existing --out JSON")
+    p.add_argument("--plot", default=None, help="also draw the curves of the --out JSON here (PNG)")
     a = p.parse_args()
     if a.table:
-        print(table(json.loads(Path(a.out).read_text())))
+        data = json.loads(Path(a.out).read_text())
+        print(table(data))
+        if a.plot:
+            plot(data, Path(a.plot))
         return
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -80,7 +127,8 @@ def main() -> None:
         run = distill_student(cfg, Path(a.data), f"runs/v{i}", False, seed=a.seed, key_sigmas=key_sigmas, **overrides)
         samplers.append(Sampler(f"v{i}", str(run), None, None, name))
         rows[name] = {"m": m, "overrides": overrides, "seconds": round(time.perf_counter() - t0, 1)}
-        rows[name]["probe_late_k"] = probe_late(read_losses(run / "losses.jsonl"))
+        records = read_losses(run / "losses.jsonl")
+        rows[name]["probe_late_k"], rows[name]["curves"] = probe_late(records), curves(records)
         print(f"{name}: distilled in {rows[name]['seconds']} s", flush=True)
     results = sample_and_score(cfg, samplers, False, split="val", per_clip=True)
     by_name = {s.label: results[s.name]["per_clip"] for s in samplers}
@@ -97,6 +145,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, data)
     print(table(data))
+    if a.plot:
+        plot(data, Path(a.plot))
 
 
 def table(data: dict) -> str:
