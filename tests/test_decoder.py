@@ -117,7 +117,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller
 
-    kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3)  # the optional GAN resumes too
+    kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3, crop=2)  # GAN and crops resume too
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "straight", **kw), progress=False)
     step = DecoderDistiller.train_iteration
 

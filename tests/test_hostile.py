@@ -429,6 +429,13 @@ def sample_with_a_damaged_decoder(env):
 
 
 @case
+def sample_with_the_random_timing_decoder(env):
+    return ["sample", "--model", str(env.teacher), "--decoder", "tiny", "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "random decoder for timing"
+    )
+
+
+@case
 def decoder_distill_without_a_synvid(env):
     args = ["decoder", "distill", "--teacher", str(env.teacher), "--data", str(env.tmp / "no-synvid")]
     return [*args, "--out", str(env.tmp / "dec"), "--device", "cpu"], "does not exist"

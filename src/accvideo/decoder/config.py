@@ -22,9 +22,9 @@ class DecoderDistillConfig:
     width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
     depth: int = 2  # memory blocks at the latent rate
     stage_depth: int = 1  # residual blocks per upsampling stage
-    iterations: int = 2000
-    batch: int = 8  # clips per step
-    crop: int = 6  # train on random crops of crop x crop latent pixels (0: whole frames); decoding is always whole
+    iterations: int = 2400
+    batch: int = 4  # clips per step
+    crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
     lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
@@ -32,7 +32,7 @@ class DecoderDistillConfig:
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
     adv_start: float = 0.5  # with adv_weight: the fraction of the iterations after which it joins
     holdout: int = 16  # SynVid items kept out of training for the validation PSNR (the last N)
-    checkpoint_every: int = 500
+    checkpoint_every: int = 400
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # CPU threads (0: torch's default)
