@@ -187,3 +187,17 @@ def test_export_carries_the_decoder_and_its_documented_call_runs(tiny_wan_dir, t
     scope = {"PATH": str(out), "prompt": "a red circle"}
     exec(code.replace("prompt, ", "prompt, height=32, width=32, num_frames=5, "), scope)  # noqa: S102
     assert scope["video"].shape == (5, 32, 32, 3)
+
+
+def test_demo_adds_the_student_with_the_tiny_decoder(tmp_path):
+    """`demo --decoder DEC`: a fourth row, the same student decoded by DEC; its kept clips are tied to DEC's weights."""
+    from accvideo.demo.chain import _sampler_record
+    from accvideo.demo.config import ChainConfig
+    from accvideo.demo.run import demo_samplers
+
+    save_decoder(tmp_path / "dec", small(), "sha256:x", "wan")
+    rows = demo_samplers(ChainConfig(out=str(tmp_path / "demo"), decoder=str(tmp_path / "dec")), tmp_path / "run")
+    assert [r.decoder for r in rows] == [None, None, None, str(tmp_path / "dec")]
+    assert rows[-1].model == rows[-2].model
+    sha = json.loads((tmp_path / "dec" / "decoder.json").read_text())["weights_sha256"]
+    assert _sampler_record(rows[-1], [("a red circle", 1)])["decoder"] == sha

@@ -242,7 +242,7 @@ class DecoderDistiller:
         self.iteration, self.samples = saved["iteration"], saved["samples"]
 
     def save(self, log: LossLog) -> float | None:
-        """Checkpoint, decoder artifact, held-out PSNR (logged), loss plot."""
+        """Checkpoint, decoder artifact, held-out PSNR (logged); the loss plot at the end and every 4th save."""
         val = self.validate()
         if val is not None:
             log.write({"iteration": self.iteration, "samples": self.samples, "val_psnr": val}, scalars=False)
@@ -254,7 +254,8 @@ class DecoderDistiller:
             "heldout_psnr_db": val,
         }
         save_decoder(self.out / "decoder", self.decoder, self.vae, self.adapter.family, extra)
-        plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)
+        if self.iteration >= self.cfg.iterations or self.iteration % (4 * self.cfg.checkpoint_every) == 0:
+            plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)  # seconds: not always
         return val
 
     def run(self, progress: bool = True) -> dict:
