@@ -2,6 +2,7 @@
 
     python benchmarks/decoder.py --student runs/data/distill --decoder runs/dec --n 256 --threads 1 \
         --json benchmarks/results/decoder.json
+    python benchmarks/decoder.py --table benchmarks/results/decoder.json     # docs/decoder.md's table, from the JSON
 
 The student samples the latents of N held-out (test-split) prompt and seed pairs once (its key sigmas, no CFG;
 no noise seed is a training seed); the VAE and the tiny decoder each decode them. Reported: PSNR and SSIM of the
@@ -18,6 +19,7 @@ import json
 import multiprocessing as mp
 import platform
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -50,16 +52,32 @@ def _time(fn, z: torch.Tensor, repeats: int) -> float:
     return best / len(z)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def _peak_child(args: tuple, queue) -> None:
-    """In a fresh process: the resident-set peak a decode of a batch adds (MB)."""
+    """In a fresh process: how far the resident set rises above its level before a decode of a batch (MB),
+    sampled every half millisecond (Linux)."""
     student, decoder, name, shape, threads = args
     torch.set_num_threads(threads)
     _, fns, _ = _decoders(student, decoder)
     z = torch.randn(shape)
     fns[name](z[:1, :, :1])  # load lazily-initialised kernels before the baseline
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base, peak, done = _rss_mb(), [0.0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     fns[name](z)
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    done.set()
+    watcher.join()
+    queue.put(max(peak[0], _rss_mb()) - base)
 
 
 def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int) -> float:
@@ -74,8 +92,9 @@ def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--student", required=True, help="a distill run (or 'builtin' for the teacher)")
-    ap.add_argument("--decoder", required=True, help="a decoder distill run or its decoder/ folder")
+    ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
+    ap.add_argument("--decoder", help="a decoder distill run or its decoder/ folder")
+    ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
     ap.add_argument("--batch", type=int, default=16)
@@ -83,6 +102,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/decoder.json"))
     args = ap.parse_args()
+    if args.table is not None:
+        print(markdown(json.loads(args.table.read_text())))
+        return
+    if not (args.student and args.decoder):
+        ap.error("--student and --decoder are required (or --table JSON)")
     torch.set_num_threads(args.threads)
 
     opened, fns, tiny = _decoders(args.student, args.decoder)
