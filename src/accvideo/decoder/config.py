@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from accvideo.core.config import check_threads
 
-# Settings a resumed run may change; any other differing setting is refused (another --out is the fix).
-RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "threads", "device"})
+# Settings a resumed run may change (`out`: a run folder moved or copied resumes); any other differing setting is
+# refused (another --out is the fix).
+RESUMABLE_CHANGES = frozenset({"out", "iterations", "checkpoint_every", "log_every", "threads", "device"})
 
 
 @dataclass(frozen=True)
