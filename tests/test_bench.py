@@ -78,6 +78,8 @@ def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys)
             "2",
             "--student-steps",
             "1",
+            "--decoder",
+            "tiny",
             "--out",
             str(tmp_path),
         ],
@@ -86,6 +88,8 @@ def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys)
     assert code in (0, None), err
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["model"] == f"{name} (random weights)"
+    # the student decodes with a random tiny decoder sized from this family's VAE; the teacher with the VAE
+    assert report["student_decoder"] == "tiny" and "tiny decoder" in (tmp_path / "bench.md").read_text()
     # Wan's teacher runs CFG (2 forwards a step); HunyuanVideo's uses the embedded guidance (1)
     assert report["results"]["teacher"]["forwards_per_step"] == forwards
     from accvideo.bench.configs import RANDOM_CONFIGS

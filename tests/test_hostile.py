@@ -420,6 +420,51 @@ def distill_over_a_flipped_bit(env):
     return args, "fails its sha256 check"
 
 
+# the tiny decoder (docs/decoder.md): made for another VAE, damaged, or trained without its SynVid
+def tiny_decoder(env, vae: str):
+    from accvideo.models.decoder import DecoderSpec, TinyDecoder, save_decoder
+
+    return save_decoder(env.tmp / "dec", TinyDecoder(DecoderSpec(16, 4, 8, width=8, depth=1)), vae, "wan")
+
+
+@case
+def sample_with_a_decoder_of_another_vae(env):
+    dec = tiny_decoder(env, "sha256:" + "1" * 64)
+    return ["sample", "--model", str(env.teacher), "--decoder", str(dec), "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "distilled for another VAE"
+    )
+
+
+@case
+def sample_with_a_damaged_decoder(env):
+    from accvideo.models.decoder import vae_identity
+
+    dec = tiny_decoder(env, vae_identity(env.teacher))
+    flip_last_bit(dec / "decoder.safetensors")
+    return ["sample", "--model", str(env.teacher), "--decoder", str(dec), "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "does not match the sha256"
+    )
+
+
+@case
+def sample_with_the_random_timing_decoder(env):
+    return ["sample", "--model", str(env.teacher), "--decoder", "tiny", "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "random decoder for timing"
+    )
+
+
+@case
+def decoder_distill_without_a_synvid(env):
+    args = ["decoder", "distill", "--teacher", str(env.teacher), "--data", str(env.tmp / "no-synvid")]
+    return [*args, "--out", str(env.tmp / "dec"), "--device", "cpu"], "does not exist"
+
+
+@case
+def decoder_distill_out_is_the_dataset(env):
+    args = ["decoder", "distill", "--teacher", str(env.teacher), "--data", str(env.synvid)]
+    return [*args, "--out", str(env.synvid / "dec"), "--device", "cpu"], "lies inside the dataset"
+
+
 # faults: a full disk and CPU memory, raised where the real ones are
 @case
 def disk_full_writing_a_shard(env):

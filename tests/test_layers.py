@@ -18,6 +18,7 @@ LAYERS = {
     "teacher": 2,
     "synthesize": 2,
     "distill": 2,
+    "decoder": 2,
     "sample": 2,
     "export": 2,
     "evaluate": 2,
@@ -28,7 +29,7 @@ LAYERS = {
     "__main__": 4,
     "__init__": 4,
 }
-PIPELINE = ["teacher", "synthesize", "distill", "sample", "export", "evaluate"]
+PIPELINE = ["teacher", "synthesize", "distill", "decoder", "sample", "export", "evaluate"]
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:

@@ -88,6 +88,17 @@ def _distill(cfg) -> None:
         )
 
 
+def _decoder_distill(cfg) -> None:
+    from accvideo.decoder import check_output, distill_decoder
+
+    check_output(cfg)  # before the teacher and the dataset are loaded
+    s = distill_decoder(cfg)
+    _echo(
+        f"wrote the tiny decoder to {s['decoder']} ({s['parameters']:,} parameters, {s['iterations']} iterations; "
+        f"held-out PSNR {s['heldout_psnr_db']} dB against the VAE; {s['seconds']:.0f} s; losses.png, summary.json)"
+    )
+
+
 def _sample(cfg) -> None:
     from accvideo.sample.run import sample
 
@@ -101,7 +112,7 @@ def _sample(cfg) -> None:
 def _export(cfg) -> None:
     from accvideo.export import export_run
 
-    m = export_run(Path(cfg.run), cfg.format, Path(cfg.out), force=cfg.force, dtype=cfg.dtype)
+    m = export_run(Path(cfg.run), cfg.format, Path(cfg.out), force=cfg.force, dtype=cfg.dtype, decoder=cfg.decoder)
     call = ", ".join(f"{k}={v!r}" for k, v in m["call"].items() if k != "prompt_template")
     _echo(
         f"wrote a {len(m['key_sigmas']) - 1}-step {m['family']} student ({cfg.format}) to {m['out']}; "
@@ -225,6 +236,12 @@ VERBS = [
         },
     ),
     Verb(
+        "decoder distill",
+        "A tiny decoder trained on the teacher VAE's decodes of SynVid latents (use it with --decoder).",
+        "accvideo.decoder.config:DecoderDistillConfig",
+        _decoder_distill,
+    ),
+    Verb(
         "sample",
         "Generate one clip (a distill run samples on its key sigmas without CFG).",
         "accvideo.sample.config:SampleConfig",
@@ -292,6 +309,10 @@ VERBS = [
     ),
 ]
 BY_NAME = {v.name: v for v in VERBS}
+GROUPS: dict[str, list[Verb]] = {}
+for _verb in VERBS:
+    if " " in _verb.name:
+        GROUPS.setdefault(_verb.name.split()[0], []).append(_verb)
 
 
 # --- parsing ----------------------------------------------------------------------------------------------------
@@ -412,13 +433,15 @@ def dispatch(argv: list[str]) -> None:
         _echo(f"accvideo {__version__}")
         return
     name = argv[0]
-    if name == "teacher":
+    if name in GROUPS:  # two-word verbs: `accvideo teacher train`, `accvideo decoder distill`
         if len(argv) < 2 or argv[1] in ("-h", "--help"):
             _echo(
-                "usage: accvideo teacher train [--flag VALUE ...] [key=value ...]\n\n" + BY_NAME["teacher train"].help
+                "\n\n".join(
+                    f"usage: accvideo {v.name} [--flag VALUE ...] [key=value ...]\n{v.help}" for v in GROUPS[name]
+                )
             )
             return
-        name, argv = f"teacher {argv[1]}", argv[1:]
+        name, argv = f"{name} {argv[1]}", argv[1:]
     if name not in BY_NAME:
         raise AccVideoError(f"unknown command {name!r}; one of: {', '.join(BY_NAME)} (accvideo --help)")
     run_verb(BY_NAME[name], argv[1:])

@@ -26,7 +26,10 @@ from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.folder import load_video_folder, read_clip, read_manifest, write_video_folder
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.run import evaluate_videos
+from accvideo.models.decoder import INFO as DECODER_INFO
+from accvideo.models.decoder import find_decoder
 from accvideo.models.open import open_model
+from accvideo.models.runtime import RuntimeOptions
 from accvideo.models.student import INFO, find_student
 from accvideo.synthesize.config import SynthConfig
 from accvideo.synthesize.prompts import write_prompts
@@ -43,6 +46,7 @@ class Sampler:
     steps: int | None = None
     guidance: float | None = None
     label: str = ""
+    decoder: str | None = None  # a tiny decoder instead of the VAE (models/decoder.py)
 
 
 class Stages:
@@ -131,7 +135,7 @@ def sample_and_score(
     pairs = eval_pairs(cfg, split)
     device = resolve_device(cfg.device)
     results: dict[str, dict] = {}
-    opened: dict[str, object] = {}
+    opened: dict[tuple, object] = {}
     for s in samplers:
         folder = Path(cfg.out) / "videos" / s.name
         done = folder / "sampler.json"
@@ -140,9 +144,11 @@ def sample_and_score(
             videos, _, _ = load_video_folder(folder, size)
             info = _read_json(done)
         else:
-            if s.model not in opened:
-                opened[s.model] = open_model(s.model, device=device, dtype=torch.float32)
-            model = opened[s.model]
+            key = (s.model, s.decoder)
+            if key not in opened:
+                runtime = RuntimeOptions(decoder=s.decoder) if s.decoder else None
+                opened[key] = open_model(s.model, device=device, dtype=torch.float32, runtime=runtime)
+            model = opened[key]
             plan = model.plan(s.steps, s.guidance)
             videos = generate_videos(
                 model.adapter,
@@ -190,13 +196,16 @@ def _sampler_record(s: Sampler, pairs) -> dict:
     """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings."""
     student = find_student(s.model) if s.model != "builtin" else None
     version = hashlib.sha256((student / INFO).read_bytes()).hexdigest()[:16] if student is not None else None
-    return {
+    record = {
         "model": s.model,
         "student": version,
         "steps": s.steps,
         "guidance": s.guidance,
         "pairs": [list(p) for p in pairs],
     }
+    if s.decoder is not None:  # the decoder's weights, by their sha256 in decoder.json
+        record["decoder"] = _read_json(find_decoder(s.decoder) / DECODER_INFO).get("weights_sha256")
+    return record
 
 
 def _read_json(path: Path) -> dict:

@@ -38,6 +38,7 @@ class ChainConfig:
     fps: int = 8
     threads: int = 0  # CPU threads (0: torch's default)
     device: str = "auto"
+    decoder: str | None = None  # a tiny decoder (accvideo decoder distill --out DEC): adds the row student + decoder
 
     def __post_init__(self):
         for name in (

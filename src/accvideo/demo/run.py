@@ -28,13 +28,19 @@ from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, gr
 
 
 def demo_samplers(cfg: ChainConfig, student_run: Path) -> list[Sampler]:
-    """The three rows: the n-step teacher with CFG, the naive m-step teacher with CFG, the m-step student."""
+    """The rows: the n-step teacher with CFG, the naive m-step teacher with CFG, the m-step student (and, with
+    --decoder, that student decoded by the tiny decoder)."""
     n, m = cfg.teacher_steps, cfg.key_steps
-    return [
+    rows = [
         Sampler(f"teacher-{n}", cfg.teacher, n, cfg.guidance, f"teacher {n} steps"),
         Sampler(f"teacher-{m}", cfg.teacher, m, cfg.guidance, f"teacher {m} steps"),
         Sampler(f"student-{m}", str(student_run), None, None, f"student {m} steps"),
     ]
+    if cfg.decoder is not None:  # the same student, decoded by the tiny decoder
+        rows.append(
+            Sampler(f"student-{m}-tiny", str(student_run), None, None, f"student {m} steps, tiny decoder", cfg.decoder)
+        )
+    return rows
 
 
 def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:

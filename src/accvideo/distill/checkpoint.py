@@ -27,13 +27,13 @@ SHARDED = "checkpoint"  # several processes: a folder
 META = "state.pt"  # in SHARDED: everything but the sharded tensors
 
 
-def save_checkpoint(path: Path, state: dict) -> Path:
+def save_checkpoint(path: Path, state: dict, fmt: str = FORMAT) -> Path:
     """Write `state` (tensors, state dicts, ints, RNG states) to a temporary file, flush it, rename it over `path`."""
     path = Path(path)
     tmp = temp_name(path)
     try:
         try:
-            torch.save({"format": FORMAT, **state}, tmp)
+            torch.save({"format": fmt, **state}, tmp)
         except RuntimeError as exc:  # torch's zip writer reports a failed write as e.g. "unexpected pos ..."
             raise write_failure(exc, path, state_bytes(state)) from None
         with open(tmp, "rb+") as f:
@@ -65,8 +65,9 @@ def write_failure(exc: RuntimeError, path: Path, needed: int) -> OSError:
     return err
 
 
-def load_checkpoint(path: Path) -> dict | None:
-    """The saved state, or None when there is none (weights only: loading runs no code)."""
+def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "distill") -> dict | None:
+    """The saved state of format `fmt` (a `what` checkpoint), or None when there is none (weights only: loading
+    runs no code)."""
     path = Path(path)
     for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a dead writer (never a live one's)
         if is_stale_temp(stale):
@@ -81,8 +82,8 @@ def load_checkpoint(path: Path) -> dict | None:
         raise AccVideoError(
             f"{path} was written by an older accvideo; delete it to start over, or choose another --out"
         )
-    if state.get("format") != FORMAT:
-        raise AccVideoError(f"{path} is not an accvideo distill checkpoint; choose another --out")
+    if state.get("format") != fmt:
+        raise AccVideoError(f"{path} is not an accvideo {what} checkpoint; choose another --out")
     return state
 
 

@@ -14,8 +14,9 @@ CURVES = (("traj", "L_traj (Eq. 6)"), ("g", "L_G (generator)"), ("d", "L_D (head
 class LossLog:
     """Appends records to `losses.jsonl`; on resume, drops records past the checkpoint so none repeat."""
 
-    def __init__(self, path: Path, resume_iteration: int, tensorboard_dir: Path | None = None):
+    def __init__(self, path: Path, resume_iteration: int, tensorboard_dir: Path | None = None, curves: tuple = CURVES):
         self.path = Path(path)
+        self.curves = curves
         keep = [r for r in read_losses(self.path) if r["iteration"] <= resume_iteration]
         tmp = self.path.with_name(f".{self.path.name}.part")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
@@ -33,7 +34,7 @@ class LossLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None and scalars:
-            for key, _ in CURVES:
+            for key, _ in self.curves:
                 if record.get(key) is not None:
                     self.writer.add_scalar(f"loss/{key}", record[key], record["samples"])
 
@@ -56,15 +57,15 @@ def read_losses(path: Path) -> list[dict]:
     return records
 
 
-def plot_losses(records: list[dict], out: Path) -> Path:
-    """One panel per loss against samples seen, and one of the heads' accuracy per key step (the probe's, else
-    the training batches'), written atomically as PNG."""
+def plot_losses(records: list[dict], out: Path, curves: tuple = CURVES) -> Path:
+    """One panel per loss (of `curves`: (key, title) pairs) against samples seen, and one of the heads' accuracy per
+    key step (the probe's, else the training batches') when the records have it, written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [(k, label) for k, label in CURVES if any(r.get(k) is not None for r in records)]
+    curves = [(k, label) for k, label in curves if any(r.get(k) is not None for r in records)]
     game = next((key for key in ("probe_acc_k", "acc_k") if any(r.get(key) for r in records)), None)
     panels = max(1, len(curves) + (game is not None))
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2), squeeze=False)

@@ -16,6 +16,7 @@ class ExportConfig:
     format: str = "diffusers"  # diffusers (a pipeline) or lora (a LoRA file)
     dtype: str | None = None  # cast the transformer (e.g. bfloat16)
     force: bool = False  # kept for old scripts: accvideo never replaces a folder it did not make
+    decoder: str | None = None  # a tiny decoder (accvideo decoder distill) to carry in OUT/decoder
 
     def __post_init__(self):
         if not self.run:

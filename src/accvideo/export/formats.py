@@ -144,3 +144,30 @@ def write_lora(src: Source, tmp: Path) -> dict:
         "```\n"
     )
     return manifest
+
+
+def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
+    """Copy a tiny decoder into tmp/decoder and add to the README the stock call that decodes with it."""
+    copy_tree(folder, tmp / "decoder")
+    manifest = {**manifest, "decoder": {"folder": "decoder", "vae_identity": info["vae_identity"]}}
+    write_json_atomic(tmp / MARKER, manifest)
+    call = {k: v for k, v in manifest["call"].items() if k != "output_type"}
+    load = (
+        f"pipe = {manifest['pipeline']}.from_pretrained(PATH)\n"
+        if manifest["kind"] == "diffusers"
+        else f"pipe = {manifest['pipeline']}.from_pretrained(TEACHER)\npipe.load_lora_weights(PATH)\n"
+    )
+    with (tmp / "README.md").open("a") as f:
+        f.write(
+            "\n## With the tiny decoder (`decoder/`, made by `accvideo decoder distill` for this VAE)\n\n"
+            "Ask the pipeline for its latents and decode them with the tiny decoder instead of the VAE:\n\n"
+            "```python\n"
+            f"from diffusers import {manifest['pipeline']}\n"
+            "from accvideo.models.decoder import decode_video, load_decoder\n"
+            f"{load}"
+            'decoder, _ = load_decoder(PATH + "/decoder", None)  # None: skip the VAE identity check\n'
+            f'latents = pipe(prompt, {_call_text(call)}, output_type="latent").frames\n'
+            "video = decode_video(decoder.to(pipe.device), latents)[0]  # (F, H, W, 3) float in [0, 1]\n"
+            "```\n"
+        )
+    return manifest

@@ -9,18 +9,28 @@ from accvideo.core.outputs import owner
 from accvideo.core.runtime import DTYPES
 from accvideo.errors import AccVideoError
 from accvideo.export.folder import building, check_target
-from accvideo.export.formats import write_diffusers, write_lora
+from accvideo.export.formats import carry_decoder, write_diffusers, write_lora
 from accvideo.export.source import read_source
+from accvideo.models.decoder import find_decoder, load_decoder, vae_identity
 
 FORMATS = ("diffusers", "lora")
 
 
-def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = False, dtype: str | None = None) -> dict:
+def export_run(
+    run: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    force: bool = False,
+    dtype: str | None = None,
+    decoder: str | Path | None = None,
+) -> dict:
     """Export the student of `run` (a distill run folder or a student folder) to `out`; returns the manifest.
 
     `force` is accepted for old scripts: an earlier export is replaced without it, and a folder accvideo did not
     make is never replaced (core/outputs.py). `dtype` (diffusers format only) casts the saved transformer, e.g.
-    "bfloat16"; None keeps the student's.
+    "bfloat16"; None keeps the student's. `decoder` (a tiny decoder, checked against the teacher's VAE) is
+    carried in OUT/decoder, and the README shows the call that decodes the stock pipeline's latents with it.
     """
     if fmt not in FORMATS:
         raise AccVideoError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -38,9 +48,12 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, force: bool = Fals
             "run": src.student_dir.parent if owner(src.student_dir.parent) == "distill" else src.student_dir,
         },
     )
+    carried = None if decoder is None else load_decoder(decoder, vae_identity(src.teacher_dir))[1]
     with building(target) as tmp:
         if fmt == "diffusers":
             manifest = write_diffusers(src, tmp, DTYPES[dtype] if dtype else None)
         else:
             manifest = write_lora(src, tmp)
+        if carried is not None:
+            manifest = carry_decoder(find_decoder(decoder), carried, tmp, manifest)
     return {**manifest, "out": str(target), "seconds": round(time.perf_counter() - t0, 3)}

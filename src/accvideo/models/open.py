@@ -83,6 +83,7 @@ def open_model(
     path = resolve_model(model)
     student_dir = find_student(path)
     if student_dir is None:
-        return OpenModel(apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime), path)
+        return OpenModel(apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime, path), path)
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
-    return OpenModel(apply_runtime(adapter, runtime), teacher_dir_of(student_dir, info), student_dir, info)
+    teacher_dir = teacher_dir_of(student_dir, info)
+    return OpenModel(apply_runtime(adapter, runtime, teacher_dir), teacher_dir, student_dir, info)

@@ -6,12 +6,15 @@
   out-of-memory error the decode is retried tiled (and stays tiled).
 - compile: `torch.compile` of the transformer's forward for sampling (the first call compiles: minutes at real
   size; about 14% per step on an H200). Not for distillation, whose feature hooks stop the forward early.
+- decoder: a tiny decoder (models/decoder.py, `accvideo decoder distill`) decodes instead of the VAE; it is
+  checked against the model's VAE (its identity) when the wrapper is made.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -27,6 +30,7 @@ class RuntimeOptions:
     offload: bool = False  # text encoders and VAE on the CPU between their calls (GPU memory)
     vae_tiling: str = "auto"  # auto (untiled unless out of memory), on, off
     compile: bool = False  # torch.compile the transformer (GPU; slow first call)
+    decoder: str | None = None  # a tiny decoder folder (accvideo decoder distill) instead of the VAE's decode
 
     def __post_init__(self):
         # YAML 1.1 reads a bare `on` / `off` as a boolean, which arrives here as the string 'True' / 'False'
@@ -60,9 +64,14 @@ class RuntimeAdapter:
     Tiling on/off, offloading and compiling act on the adapter's shared modules when the wrapper is made.
     """
 
-    def __init__(self, adapter, options: RuntimeOptions):
+    def __init__(self, adapter, options: RuntimeOptions, model_dir: Path | None = None, allow_random: bool = False):
         self._adapter = adapter
         self.options = options
+        self.decoder = None
+        if options.decoder is not None:
+            from accvideo.models.decoder import open_decoder
+
+            self.decoder = open_decoder(options.decoder, adapter, model_dir, allow_random)
         self._offload = options.offload and adapter.device.type != "cpu"
         if self._offload:
             for m in [*text_encoders(adapter), adapter.vae]:
@@ -97,6 +106,10 @@ class RuntimeAdapter:
 
     def decode(self, latents):
         adapter = self._adapter
+        if self.decoder is not None:
+            from accvideo.models.decoder import decode_video
+
+            return decode_video(self.decoder, latents)
         with self._visiting([adapter.vae]):
             if self.options.vae_tiling != "auto":
                 return adapter.decode(latents)
@@ -111,9 +124,12 @@ class RuntimeAdapter:
                 return adapter.decode(latents)
 
 
-def apply_runtime(adapter, options: RuntimeOptions | None):
-    """The adapter with the options applied (a RuntimeAdapter around it), or the adapter itself for None."""
-    return adapter if options is None else RuntimeAdapter(adapter, options)
+def apply_runtime(adapter, options: RuntimeOptions | None, model_dir: Path | None = None, allow_random: bool = False):
+    """The adapter with the options applied (a RuntimeAdapter around it), or the adapter itself for None.
+
+    `model_dir` (the pipeline folder) lets a --decoder be checked against the model's VAE; `allow_random` lets
+    `--decoder tiny` build a random one (timing)."""
+    return adapter if options is None else RuntimeAdapter(adapter, options, model_dir, allow_random)
 
 
 def release_encoders(*adapters) -> None:

@@ -161,7 +161,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
     if adapter is None:
-        adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime)
+        adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime, model_dir)
     dtype = adapter.dtype
     _check_size(cfg, adapter)
     # the teacher's grid and guidance (None: the family's own; Wan: CFG 5, HunyuanVideo: embedded only)

@@ -1,0 +1,57 @@
+"""Settings of `accvideo decoder distill`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accvideo.core.config import check_threads
+
+# Settings a resumed run may change (`out`: a run folder moved or copied resumes); any other differing setting is
+# refused (another --out is the fix).
+RESUMABLE_CHANGES = frozenset({"out", "iterations", "checkpoint_every", "log_every", "threads", "device"})
+
+
+@dataclass(frozen=True)
+class DecoderDistillConfig:
+    """A tiny decoder distilled from the teacher VAE's own decodes of SynVid's final latents (and real clips)."""
+
+    teacher: str = "builtin"  # the teacher pipeline folder, or 'builtin' (its VAE is distilled)
+    data: str = "synvid"  # SynVid folder (accvideo synthesize --out): its final latents l[t'_0] are the inputs
+    videos: str | None = None  # more inputs: a folder of MP4 clips, or 'world' (rendered), encoded by the VAE
+    video_clips: int = 256  # real clips used with --videos (the first N)
+    out: str = "decoder"
+    width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
+    depth: int = 2  # memory blocks at the latent rate
+    stage_depth: int = 1  # residual blocks per upsampling stage
+    iterations: int = 2400
+    batch: int = 4  # clips per step
+    crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
+    lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
+    l1_weight: float = 1.0  # L1 of the frames against the VAE's
+    gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
+    feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
+    adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
+    adv_start: float = 0.5  # with adv_weight: the fraction of the iterations after which it joins
+    holdout: int = 16  # SynVid items kept out of training for the validation PSNR (the last N)
+    checkpoint_every: int = 400
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # CPU threads (0: torch's default)
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in ("width", "depth", "stage_depth", "iterations", "batch", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.crop < 0:
+            raise ValueError(f"crop must be >= 0 (0: whole frames); got {self.crop}")
+        if self.video_clips < 1 or self.holdout < 0:
+            raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        for name in ("l1_weight", "gradient_weight", "feature_weight", "adv_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not 0 <= self.adv_start < 1:
+            raise ValueError(f"adv_start must lie in [0, 1); got {self.adv_start}")
+        check_threads(self.threads)

@@ -1,0 +1,92 @@
+"""The decoder's losses and its fidelity metrics; none needs downloaded weights.
+
+Frames are (B, F, 3, H, W) in [-1, 1] (the decoder's layout); metrics take videos (B, F, H, W, 3) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).abs().mean()
+
+
+def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between the image gradients along x, y (and frames, when there are several): the structural term."""
+    total = 0.0
+    dims = [-1, -2] + ([1] if pred.shape[1] > 1 else [])
+    for d in dims:
+        total = total + l1(torch.diff(pred, dim=d), torch.diff(target, dim=d))
+    return total / len(dims)
+
+
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE between projected student features and the VAE decoder's (B, F, C, h, w), over the teacher's variance."""
+    return F.mse_loss(student, teacher) / teacher.var().clamp_min(1e-6)
+
+
+class PatchDiscriminator(nn.Module):
+    """A small per-frame patch discriminator (logits per 8x8-stride patch), for the optional adversarial term."""
+
+    def __init__(self, channels: int = 3, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 2 * width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 1, 3, 1, 1),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, F, c, H, W) -> patch logits (B*F, 1, H/8, W/8)."""
+        return self.net(frames.flatten(0, 1))
+
+
+def hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+
+def psnr(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-clip PSNR in dB (B,) of videos (B, F, H, W, 3) in [0, 1]."""
+    mse = (video.float() - reference.float()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).float()
+
+
+def ssim(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-clip SSIM (B,) of videos (B, F, H, W, 3) in [0, 1]: Wang et al. 2004, an 11-tap Gaussian window
+    (sigma 1.5), per channel and frame, valid region, averaged."""
+    b = video.shape[0]
+    x = video.float().permute(0, 1, 4, 2, 3).flatten(0, 2).unsqueeze(1)  # (B*F*3, 1, H, W)
+    y = reference.float().permute(0, 1, 4, 2, 3).flatten(0, 2).unsqueeze(1)
+    g = _gaussian().to(x)
+    size = min(11, x.shape[-1], x.shape[-2])
+    g = g[(11 - size) // 2 : (11 - size) // 2 + size]
+    g = g / g.sum()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.view(b, -1).mean(1)

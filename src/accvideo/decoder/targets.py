@@ -1,0 +1,148 @@
+"""The decoder's training pairs: latents and the teacher VAE's own decodes of them (frames and inner features).
+
+Inputs are SynVid's final latents l[t'_0] (the latents a sampler hands to the decoder) and, with `--videos`, real
+clips encoded by the teacher's VAE (distill/reals.py, cached in OUT/reals). Each chunk of items is decoded once by
+the VAE and cached in OUT/targets/chunk-NNNNN.safetensors (written under a temporary name, then renamed), so an
+interrupted run resumes without decoding again; training reads items from the chunks lazily, so the cache never
+needs to fit in memory.
+
+The matched features are the VAE decoder's up-block outputs (`vae.decoder.up_blocks`, as both diffusers families
+name them), gathered over its per-frame calls: the last one at the clip's full frame count and below its full size,
+matched to the tiny decoder's stage at the same resolution (Wan 2.1: up block 1, 4x the latent size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from accvideo.core.files import temp_name
+from accvideo.errors import AccVideoError
+
+CHUNK = 16  # items per cached chunk
+FOLDER = "targets"
+
+
+def up_blocks(vae) -> list[torch.nn.Module]:
+    decoder = getattr(vae, "decoder", None)
+    return list(getattr(decoder, "up_blocks", None) or [])
+
+
+@torch.no_grad()
+def teacher_decode(adapter, latents: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The VAE's frames (B, F, 3, H, W) in [-1, 1] and each up block's output (B, C, F_j, h_j, w_j)."""
+    calls: dict[int, list[torch.Tensor]] = {}
+    hooks = [
+        block.register_forward_hook(lambda _m, _i, out, j=j: calls.setdefault(j, []).append(out.float().cpu()))
+        for j, block in enumerate(up_blocks(adapter.vae))
+    ]
+    try:
+        video = adapter.decode(latents)  # (B, F, H, W, 3) in [0, 1]
+    finally:
+        for h in hooks:
+            h.remove()
+    feats = [torch.cat(calls[j], 2) for j in sorted(calls)]
+    return (video.permute(0, 1, 4, 2, 3) * 2 - 1).float(), feats
+
+
+def feature_level(feats: list[torch.Tensor], frames: int, height: int, latent_height: int) -> tuple[int, int] | None:
+    """(up block j, tiny-decoder stage) whose features are matched: the last up block at the full frame count
+    below the full size, at 2**stage times the latent size; None when no up block qualifies."""
+    level = None
+    for j, f in enumerate(feats):
+        ratio = f.shape[3] / latent_height
+        if f.shape[2] == frames and f.shape[3] < height and ratio >= 1 and math.log2(ratio).is_integer():
+            level = (j, int(math.log2(ratio)))
+    return level
+
+
+class Targets:
+    """Items i: {"latents" (C, F', H', W'), "video" (F, 3, H, W) in [-1, 1], "features" (F, C_t, h, w) or absent},
+    read lazily from the cached chunks."""
+
+    def __init__(self, folder: Path, count: int, level: tuple[int, int] | None):
+        self.folder, self.count, self.level = Path(folder), count, level
+        self._files: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _open(self, c: int):
+        from safetensors import safe_open
+
+        if c not in self._files:
+            self._files[c] = safe_open(str(self.folder / chunk_name(c)), "pt")
+        return self._files[c]
+
+    def get(self, indices, features: bool = True) -> dict[str, torch.Tensor]:
+        """A batch of items stacked (float32)."""
+        rows: dict[str, list[torch.Tensor]] = {"latents": [], "video": []}
+        if features and self.level is not None:
+            rows["features"] = []
+        for i in indices:
+            f, j = self._open(int(i) // CHUNK), int(i) % CHUNK
+            for name, out in rows.items():
+                out.append(f.get_slice(name)[j : j + 1])
+        return {name: torch.cat(out).float() for name, out in rows.items()}
+
+
+def chunk_name(c: int) -> str:
+    return f"chunk-{c:05d}.safetensors"
+
+
+def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = True) -> Targets:
+    """Decode items 0..count-1 (`latents_of(range)` -> (n, C, F', H', W')) with the VAE into OUT/targets, chunk by
+    chunk (kept chunks are reused), and return the reader."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = Path(out) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    level = None
+    starts = range(0, count, CHUNK)
+    for start in tqdm(starts, desc="teacher VAE decodes", unit="chunk", disable=not progress, leave=False):
+        path = folder / chunk_name(start // CHUNK)
+        if path.is_file():
+            try:
+                with safe_open(str(path), "pt") as f:
+                    meta = f.metadata() or {}
+                if int(meta.get("items", -1)) == min(CHUNK, count - start):
+                    level = _level_of(meta)
+                    continue
+            except Exception:  # noqa: BLE001 - a damaged chunk is decoded again
+                pass
+        z = latents_of(range(start, min(count, start + CHUNK))).float()
+        video, feats = teacher_decode(adapter, z)
+        found = feature_level(feats, video.shape[1], video.shape[3], z.shape[3])
+        level = found
+        tensors = {"latents": z.cpu().contiguous(), "video": video.half().contiguous()}
+        if found is not None:
+            tensors["features"] = feats[found[0]].transpose(1, 2).half().contiguous()  # (n, F, C, h, w)
+        meta = {"items": str(len(z)), "level": "" if found is None else f"{found[0]},{found[1]}"}
+        tmp = temp_name(path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return Targets(folder, count, level)
+
+
+def _level_of(meta: dict) -> tuple[int, int] | None:
+    text = meta.get("level", "")
+    if not text:
+        return None
+    j, stage = (int(x) for x in text.split(","))
+    return j, stage
+
+
+def synvid_final_latents(dataset, rows: list[int]) -> torch.Tensor:
+    """l[t'_0] of SynVid items `rows`: the stored key latent at sigma 0 (B, C, F', H', W')."""
+    if float(dataset.key_sigmas[-1]) != 0.0:
+        raise AccVideoError(f"{dataset.root} has no latents at sigma 0; synthesize with the default key steps")
+    return torch.stack([dataset[int(i)]["latents"][-1] for i in rows])

@@ -1,0 +1,321 @@
+"""`accvideo decoder distill`: a tiny decoder trained on the teacher VAE's own decodes (docs/decoder.md).
+
+0. setup: the SynVid (checked against the teacher), the teacher's VAE, the decoder sized from the VAE's geometry;
+1. targets: the VAE decodes each input once (SynVid's l[t'_0], real clips with --videos), frames and the
+   features of one of its up blocks, cached in OUT/targets (targets.py);
+2. batch: clips drawn from the run's generator (the last `holdout` SynVid items never);
+3. reconstruction: L1 + image-gradient L1 + normalised feature MSE (a 1x1 projection, dropped at export);
+4. adversarial (optional, after `adv_start` of the run): a patch discriminator, hinge loss;
+5. log, and every `checkpoint_every` iterations the training state (resume), the decoder artifact, the
+   held-out PSNR, the loss plot; at the end summary.json with the cost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from accvideo.core.config import save_config, to_dict
+from accvideo.core.files import write_json_atomic
+from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.runtime import resolve_device, resolve_model
+from accvideo.decoder import losses
+from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
+from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
+from accvideo.distill.checkpoint import load_checkpoint, save_checkpoint
+from accvideo.distill.plots import LossLog, plot_losses, read_losses
+from accvideo.distill.state import peak_memory_mb
+from accvideo.errors import AccVideoError
+from accvideo.models import adapter_class, load_adapter
+from accvideo.models.decoder import TinyDecoder, save_decoder, spec_for, to_video, vae_identity
+from accvideo.models.identity import teacher_identity
+from accvideo.synthesize import SynVidDataset
+
+COMMAND = "decoder distill"
+FORMAT = "accvideo.decoder-state/1"
+NAME = "checkpoint.pt"
+CURVES = (
+    ("loss", "total loss"),
+    ("l1", "L1"),
+    ("grad", "image-gradient L1"),
+    ("feat", "VAE feature MSE (normalised)"),
+    ("adv", "patch GAN (generator)"),
+    ("val_psnr", "held-out PSNR (dB)"),
+)
+
+
+def output_inputs(cfg: DecoderDistillConfig) -> dict:
+    """The folders a run reads, which its --out may never be or lie inside."""
+    videos = None if cfg.videos in (None, "world") else cfg.videos
+    return {"teacher": resolve_model(cfg.teacher), "dataset": cfg.data, "real clips": videos}
+
+
+def check_output(cfg: DecoderDistillConfig) -> Path:
+    """The output guard, read-only, before anything is loaded."""
+    return check_folder(cfg.out, COMMAND, inputs=output_inputs(cfg))
+
+
+class DecoderDistiller:
+    """The decoder, its optimiser, the targets of one run; `run()` trains and saves."""
+
+    def __init__(self, cfg: DecoderDistillConfig):
+        # 0. setup: the dataset first (its refusals are cheap), then the teacher's VAE
+        self.cfg = cfg
+        self.out = Path(cfg.out).expanduser()
+        model_dir = resolve_model(cfg.teacher)
+        adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
+        self.model_dir, self.identity = model_dir, teacher_identity(model_dir)
+        self.vae = vae_identity(model_dir)
+        self.dataset = SynVidDataset(cfg.data, teacher=self.identity)
+        n = len(self.dataset)
+        if n <= cfg.holdout:
+            raise AccVideoError(f"{cfg.data} holds {n} items; holdout={cfg.holdout} leaves none to train on")
+        self.device = resolve_device(cfg.device)
+        self.adapter = load_adapter(model_dir, device=self.device, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):  # weights from the run's seed, not the global RNG
+            torch.manual_seed(cfg.seed)
+            self.decoder = TinyDecoder(spec_for(self.adapter, cfg.width, cfg.depth, cfg.stage_depth)).to(self.device)
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        self.iteration = self.samples = 0
+        self.reals = None
+        self.targets: Targets | None = None
+
+    # 1. targets ------------------------------------------------------------------------------------------------
+    def build_targets(self, progress: bool) -> None:
+        """The VAE's decodes of every input, cached in OUT/targets; then the pieces sized by them."""
+        cfg, n_syn = self.cfg, len(self.dataset)
+        if cfg.videos:
+            from accvideo.distill.reals import load_real_clips
+
+            s = self.dataset.settings
+            shape = (s.frames, s.height, s.width)
+            self.reals = load_real_clips(cfg.videos, self.out, self.adapter, shape, cfg.video_clips, cfg.seed, progress)
+        n_real = 0 if self.reals is None else len(self.reals)
+
+        def latents_of(rows: range) -> torch.Tensor:
+            syn = [i for i in rows if i < n_syn]
+            parts = [synvid_final_latents(self.dataset, syn)] if syn else []
+            if rows.stop > n_syn:
+                parts.append(self.reals.latents[max(rows.start, n_syn) - n_syn : rows.stop - n_syn])
+            return torch.cat(parts).to(self.device)
+
+        self.targets = build_targets(self.adapter, latents_of, n_syn + n_real, self.out, progress)
+        self.holdout = list(range(n_syn - cfg.holdout, n_syn))
+        self.pool = torch.tensor([i for i in range(n_syn + n_real) if not n_syn - cfg.holdout <= i < n_syn])
+        level = self.targets.level if cfg.feature_weight > 0 else None
+        if cfg.feature_weight > 0 and level is None:
+            raise AccVideoError(
+                "the teacher's VAE has no decoder up block at the clip's frame count to match; pass feature_weight=0"
+            )
+        self.tap = None if level is None else level[1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)
+            self.proj = None
+            if self.tap is not None:
+                c_t = self.targets.get([0])["features"].shape[2]
+                self.proj = torch.nn.Conv2d(self.decoder.spec.widths[self.tap], c_t, 1).to(self.device)
+            self.disc = losses.PatchDiscriminator().to(self.device) if cfg.adv_weight > 0 else None
+        params = [*self.decoder.parameters(), *(self.proj.parameters() if self.proj is not None else [])]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        self.opt_disc = (
+            torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr / 4, betas=(0.5, 0.9))
+            if self.disc is not None
+            else None
+        )
+
+    # 2. batch --------------------------------------------------------------------------------------------------
+    def batch(self) -> dict[str, torch.Tensor]:
+        """Clips drawn from the run's generator, cropped to `crop` latent pixels (one window per batch)."""
+        idx = self.pool[torch.randint(len(self.pool), (self.cfg.batch,), generator=self.rng)]
+        b = self.targets.get(idx.tolist(), features=self.tap is not None)
+        h, w = b["latents"].shape[-2:]
+        c = self.cfg.crop
+        if 0 < c < max(h, w):
+            ch, cw = min(c, h), min(c, w)
+            y = int(torch.randint(h - ch + 1, (1,), generator=self.rng))
+            x = int(torch.randint(w - cw + 1, (1,), generator=self.rng))
+            b = {k: crop(v, y, x, ch, cw, v.shape[-1] // w) for k, v in b.items()}
+        return {k: v.to(self.device) for k, v in b.items()}
+
+    def lr(self) -> float:
+        """Cosine decay from lr to lr/20 over the run."""
+        p = min(1.0, self.iteration / self.cfg.iterations)
+        return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    def adversarial(self) -> bool:
+        return self.disc is not None and self.iteration >= self.cfg.adv_start * self.cfg.iterations
+
+    # 3 + 4. one step -------------------------------------------------------------------------------------------
+    def train_iteration(self) -> dict:
+        cfg = self.cfg
+        b = self.batch()
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr()
+        frames, _, feat = self.decoder(b["latents"], None, tap=self.tap)
+        rec = {"l1": losses.l1(frames, b["video"]), "grad": losses.gradient_loss(frames, b["video"])}
+        loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
+        if self.tap is not None:
+            projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])
+            rec["feat"] = losses.feature_loss(projected, b["features"])
+            loss = loss + cfg.feature_weight * rec["feat"]
+        adv = self.adversarial()
+        if adv:
+            rec["adv"] = losses.hinge_g(self.disc(frames))
+            loss = loss + cfg.adv_weight * rec["adv"]
+        if not torch.isfinite(loss):
+            raise AccVideoError(
+                f"loss {loss.item()} at iteration {self.iteration + 1}: stopped without saving; lower lr and rerun "
+                "the same command to resume from the last checkpoint"
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        self.opt.step()
+        if adv:
+            self.opt_disc.zero_grad(set_to_none=True)
+            d = losses.hinge_d(self.disc(b["video"]), self.disc(frames.detach()))
+            d.backward()
+            self.opt_disc.step()
+            rec["d"] = d
+        self.iteration += 1
+        self.samples += cfg.batch
+        record = {"iteration": self.iteration, "samples": self.samples, "loss": loss.item(), "lr": self.lr()}
+        record.update({k: v.item() for k, v in rec.items()})
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean PSNR (dB) of the decoder's frames against the VAE's on the held-out SynVid items."""
+        if not self.holdout:
+            return None
+        self.decoder.eval()
+        values = []
+        for s in range(0, len(self.holdout), 16):
+            b = self.targets.get(self.holdout[s : s + 16], features=False)
+            pred = to_video(self.decoder.decode(b["latents"].to(self.device)))
+            values.append(losses.psnr(pred, to_video(b["video"])))
+        self.decoder.train()
+        return round(torch.cat(values).mean().item(), 3)
+
+    # 5. state ----------------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        def sd(m):
+            return None if m is None else m.state_dict()
+
+        return {
+            "config": to_dict(self.cfg),
+            "teacher": self.identity,
+            "iteration": self.iteration,
+            "samples": self.samples,
+            "decoder": sd(self.decoder),
+            "proj": sd(self.proj),
+            "disc": sd(self.disc),
+            "opt": sd(self.opt),
+            "opt_disc": sd(self.opt_disc),
+            "generator": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def resume(self) -> None:
+        path = self.out / NAME
+        saved = load_checkpoint(path, FORMAT, "decoder distill")
+        if saved is None:
+            return
+        if saved["teacher"] != self.identity:
+            raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
+        for key, value in to_dict(self.cfg).items():
+            if key not in RESUMABLE_CHANGES and saved["config"].get(key) != value:
+                raise AccVideoError(
+                    f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; use another --out, "
+                    f"or the run's settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
+                )
+        self.decoder.load_state_dict(saved["decoder"])
+        for module, key in ((self.proj, "proj"), (self.disc, "disc"), (self.opt, "opt"), (self.opt_disc, "opt_disc")):
+            if module is not None:
+                module.load_state_dict(saved[key])
+        self.rng.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.iteration, self.samples = saved["iteration"], saved["samples"]
+
+    def save(self, log: LossLog) -> float | None:
+        """Checkpoint, decoder artifact, held-out PSNR (logged); the loss plot at the end and every 4th save."""
+        val = self.validate()
+        if val is not None:
+            log.write({"iteration": self.iteration, "samples": self.samples, "val_psnr": val}, scalars=False)
+        save_checkpoint(self.out / NAME, self.state(), FORMAT)
+        extra = {
+            "teacher_identity": self.identity,
+            "iteration": self.iteration,
+            "samples": self.samples,
+            "heldout_psnr_db": val,
+        }
+        save_decoder(self.out / "decoder", self.decoder, self.vae, self.adapter.family, extra)
+        if self.iteration >= self.cfg.iterations or self.iteration % (4 * self.cfg.checkpoint_every) == 0:
+            plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)  # seconds: not always
+        return val
+
+    def run(self, progress: bool = True) -> dict:
+        """Targets, then train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
+        cfg, t0, cpu0 = self.cfg, time.perf_counter(), time.process_time()
+        claim_folder(self.out, COMMAND, inputs=output_inputs(cfg))
+        self.build_targets(progress)
+        t_targets = time.perf_counter() - t0
+        self.resume()
+        start = self.iteration
+        save_config(cfg, self.out / "config.yaml", vae_identity=self.vae, spec=to_dict(self.decoder.spec))
+        log = LossLog(self.out / "losses.jsonl", start, curves=CURVES)
+        bar = tqdm(total=cfg.iterations, initial=start, desc="decoder", unit="it", disable=not progress)
+        t_train, val = time.perf_counter(), None
+        self.decoder.train()
+        try:
+            while self.iteration < cfg.iterations:
+                record = self.train_iteration()
+                shown = self.iteration % cfg.log_every == 0
+                log.write({**record, "seconds": round(time.perf_counter() - t0, 3)}, scalars=shown)
+                bar.update(1)
+                if shown:
+                    bar.set_postfix(
+                        {k: f"{record[k]:.4g}" for k in ("l1", "grad", "feat") if k in record}, refresh=False
+                    )
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    val = self.save(log)
+        finally:
+            bar.close()
+            log.close()
+        if self.iteration == start and not (self.out / "decoder").is_dir():
+            val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact
+        train_seconds = time.perf_counter() - t_train
+        summary = {
+            "out": str(self.out),
+            "decoder": str(self.out / "decoder"),
+            "iterations": self.iteration,
+            "samples": self.samples,
+            "clips": {"synvid": len(self.dataset), "real": 0 if self.reals is None else len(self.reals)},
+            "heldout_psnr_db": val if val is not None else self.validate(),
+            "parameters": sum(p.numel() for p in self.decoder.parameters()),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "targets_seconds": round(t_targets, 3),
+            "train_seconds": round(train_seconds, 3),
+            "cpu_seconds": round(time.process_time() - cpu0, 3),  # this invocation, all threads
+            "iterations_this_run": self.iteration - start,
+            "threads": torch.get_num_threads(),
+            "peak_memory_mb": peak_memory_mb(self.device),
+        }
+        write_json_atomic(self.out / "summary.json", summary)
+        return summary
+
+
+def crop(t: torch.Tensor, y: int, x: int, h: int, w: int, scale: int) -> torch.Tensor:
+    """The window (y, x, h, w) in latent pixels of a tensor whose last two axes are `scale` times the latent's."""
+    return t[..., y * scale : (y + h) * scale, x * scale : (x + w) * scale]
+
+
+def distill_decoder(cfg: DecoderDistillConfig, progress: bool = True) -> dict:
+    """Run `accvideo decoder distill` with these settings; its summary."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    return DecoderDistiller(cfg).run(progress)

@@ -1,0 +1,308 @@
+"""The tiny decoder artifact: a small network from a teacher VAE's latents to RGB frames (docs/decoder.md).
+
+One architecture for every family, sized from the VAE's geometry (latent channels, 4x time, 8x space for Wan 2.1;
+HunyuanVideo's own): per latent frame a 2D stem and `depth` memory blocks, each seeing its input and the previous
+latent frame's (causal in time, like the VAE); a temporal grow to `temporal_factor` frames per latent frame (the
+first latent frame keeps only its last one, so F' latent frames give 1 + 4 (F' - 1) frames, as the VAE decodes);
+then per-frame 2x upsampling stages of residual blocks, the last 2x by pixel shuffle (no convolution at full size).
+`decode` runs over chunks of latent frames, carrying each memory block's last input, so memory does not grow with
+the clip and chunked equals whole.
+
+    DEC/decoder.json           format, spec, the VAE's identity (sha256 of the teacher's vae/ folder), training facts
+    DEC/decoder.safetensors    the weights (never a pickle); their sha256 is in decoder.json
+
+The writer is `save_decoder`; `accvideo decoder distill` (decoder/) trains it; `--decoder DEC` swaps it in for the
+VAE's decode (models/runtime.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accvideo.core.files import temp_name, write_json_atomic
+from accvideo.core.inputs import load_safetensors, read_json
+from accvideo.errors import AccVideoError
+from accvideo.models.identity import teacher_identity
+
+FORMAT = "accvideo.decoder/1"
+INFO = "decoder.json"
+WEIGHTS = "decoder.safetensors"
+RANDOM = "tiny"  # --decoder tiny: a random decoder of the default architecture (timing only)
+CHUNK = 4  # latent frames decoded together (16 frames of Wan): fixed memory whatever the clip's length
+REDO = "rerun the `accvideo decoder distill` that wrote it (it resumes) or pass another --decoder"
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """The architecture: the VAE's geometry plus width and depth (the settings)."""
+
+    latent_channels: int
+    temporal_factor: int
+    spatial_factor: int
+    out_channels: int = 3
+    width: int = 64  # channels at the latent rate, halved per 2x upsampling (never below min_width)
+    depth: int = 2  # memory blocks at the latent rate (cheap: F' frames at the latent size)
+    stage_depth: int = 1  # residual blocks per upsampling stage (per output frame: the cost)
+    min_width: int = 16
+
+    def __post_init__(self):
+        n = math.log2(self.spatial_factor)
+        if self.spatial_factor < 2 or n != int(n):
+            raise ValueError(f"the VAE's spatial factor must be a power of 2 >= 2; got {self.spatial_factor}")
+        for name in (
+            "latent_channels",
+            "temporal_factor",
+            "out_channels",
+            "width",
+            "depth",
+            "stage_depth",
+            "min_width",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"decoder {name} must be >= 1; got {getattr(self, name)}")
+
+    @property
+    def widths(self) -> list[int]:
+        """Channels of stage i, at 2**i times the latent resolution (the last 2x is the pixel shuffle)."""
+        return [max(self.min_width, self.width >> i) for i in range(int(math.log2(self.spatial_factor)))]
+
+    def frames(self, latent_frames: int) -> int:
+        return 1 + self.temporal_factor * (latent_frames - 1)
+
+
+def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 1) -> DecoderSpec:
+    """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name)."""
+    return DecoderSpec(
+        adapter.latent_channels, adapter.temporal_factor, adapter.spatial_factor, 3, width, depth, stage_depth
+    )
+
+
+def _conv(c_in: int, c_out: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, padding=1)
+
+
+class MemBlock(nn.Module):
+    """relu(x + conv(relu(conv([x, x_prev])))): a residual block that also sees the previous latent frame."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.a, self.b = _conv(2 * c, c), _conv(c, c)
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.b(F.relu(self.a(torch.cat([x, prev], 1)))))
+
+
+class ResBlock(nn.Module):
+    """relu(x + conv(relu(conv(x)))), per frame."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.a, self.b = _conv(c, c), _conv(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.b(F.relu(self.a(x))))
+
+
+class TinyDecoder(nn.Module):
+    """Normalised latents (B, C, F', H', W') -> frames; `forward` takes one chunk and the carried state."""
+
+    def __init__(self, spec: DecoderSpec):
+        super().__init__()
+        self.spec = spec
+        w = spec.widths
+        self.stem = _conv(spec.latent_channels, w[0])
+        self.memory = nn.ModuleList(MemBlock(w[0]) for _ in range(spec.depth))
+        self.grow = nn.Conv2d(w[0], w[0] * spec.temporal_factor, 1)
+        self.up = nn.ModuleList(_conv(w[i - 1], w[i]) for i in range(1, len(w)))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(ResBlock(w[i]) for _ in range(spec.stage_depth))) for i in range(1, len(w))
+        )
+        self.out = _conv(w[-1], spec.out_channels * 4)
+
+    def forward(
+        self, z: torch.Tensor, state: list[torch.Tensor] | None = None, tap: int | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """One chunk of latent frames -> (frames (B, F, c, H, W) in [-1, 1] unclamped, state, tapped feature).
+
+        `state` is None for the chunk holding the clip's first latent frame; `tap` = i also returns stage i's
+        output (B, F, w_i, H' 2**i, W' 2**i), for feature matching.
+        """
+        b, _, t, h, w = z.shape
+        first = state is None
+        tf = self.spec.temporal_factor
+        x = F.relu(self.stem(z.transpose(1, 2).reshape(b * t, -1, h, w)))
+        carried = []
+        for i, block in enumerate(self.memory):
+            seq = x.view(b, t, *x.shape[1:])
+            before = torch.zeros_like(seq[:, :1]) if first else state[i].unsqueeze(1).to(seq)
+            prev = torch.cat([before, seq[:, :-1]], 1).reshape_as(x)
+            carried.append(seq[:, -1])
+            x = block(x, prev)
+        x = self._frames(self.grow(x).view(b, t, tf, -1, h, w), first)
+        frames = x.shape[1]
+        x = x.flatten(0, 1)
+        feature = x if tap == 0 else None
+        for i, (up, stage) in enumerate(zip(self.up, self.stages, strict=True), start=1):
+            x = stage(F.relu(up(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
+            if tap == i:
+                feature = x
+        x = F.pixel_shuffle(self.out(x), 2)
+        if feature is not None:
+            feature = feature.view(b, frames, *feature.shape[1:])
+        return x.view(b, frames, *x.shape[1:]), carried, feature
+
+    @staticmethod
+    def _frames(x: torch.Tensor, first: bool) -> torch.Tensor:
+        """(B, T, tf, ...) per latent frame -> (B, F, ...) frames; the clip's first latent frame is one frame (its
+        last), as the VAE decodes it."""
+        if first:
+            return torch.cat([x[:, :1, -1:].flatten(1, 2), x[:, 1:].flatten(1, 2)], 1)
+        return x.flatten(1, 2)
+
+    def decode(self, z: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+        """Latents (B, C, F', H', W') -> frames (B, F, c, H, W), `chunk` latent frames at a time (causal)."""
+        state, parts = None, []
+        for s in range(0, z.shape[2], chunk):
+            out, state, _ = self(z[:, :, s : s + chunk], state)
+            parts.append(out)
+        return torch.cat(parts, 1)
+
+
+def to_video(frames: torch.Tensor) -> torch.Tensor:
+    """Decoder frames (B, F, 3, H, W) in [-1, 1] -> video (B, F, H, W, 3) float in [0, 1], as adapters decode."""
+    return (frames.float() / 2 + 0.5).clamp(0, 1).permute(0, 1, 3, 4, 2)
+
+
+def vae_identity(model_dir: str | Path) -> str:
+    """The VAE's identity: the content hash of the pipeline's vae/ folder (a student shares its teacher's)."""
+    return teacher_identity(Path(model_dir) / "vae")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str, extra: dict | None = None) -> Path:
+    """decoder.safetensors then decoder.json (holding the weights' sha256), each under a temporary name first."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS
+    tmp = temp_name(weights)
+    try:
+        state = {k: v.detach().float().cpu().contiguous() for k, v in decoder.state_dict().items()}
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+        digest = _sha256(tmp)
+        tmp.replace(weights)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    info = {
+        "format": FORMAT,
+        "spec": dataclasses.asdict(decoder.spec),
+        "vae_identity": vae,
+        "family": family,
+        "weights_sha256": digest,
+        "parameters": sum(p.numel() for p in decoder.parameters()),
+        **(extra or {}),
+    }
+    write_json_atomic(folder / INFO, info)
+    return folder
+
+
+def find_decoder(path: str | Path) -> Path:
+    """The decoder folder named by --decoder: DEC itself, or the decoder/ a run or export carries."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "decoder", path / "student" / "decoder"):
+        if (candidate / INFO).is_file():
+            return candidate
+    raise AccVideoError(
+        f"--decoder {path} holds no {INFO}; pass the --out of `accvideo decoder distill` (or a folder carrying "
+        "decoder/)"
+    )
+
+
+def read_decoder_info(folder: Path) -> dict:
+    path = folder / INFO
+    info = read_json(path, REDO)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise AccVideoError(f"{path} is not an accvideo decoder (no format {FORMAT!r}); {REDO}")
+    missing = [k for k in ("spec", "vae_identity", "weights_sha256") if k not in info]
+    if missing:
+        raise AccVideoError(f"{path} lacks {', '.join(missing)}; {REDO}")
+    return info
+
+
+def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
+    """The decoder named by `path` and its decoder.json; refused in one line when made for another VAE than
+    `vae` (an identity; None skips the check), or when damaged."""
+    folder = find_decoder(path)
+    info = read_decoder_info(folder)
+    if vae is not None and info["vae_identity"] != vae:
+        raise AccVideoError(
+            f"{folder} was distilled for another VAE ({str(info['vae_identity'])[:19]}...), not this model's "
+            f"({vae[:19]}...); distill one for it: accvideo decoder distill --teacher MODEL --data SYNVID --out DEC"
+        )
+    weights = folder / WEIGHTS
+    state = load_safetensors(weights, REDO)
+    if _sha256(weights) != info["weights_sha256"]:
+        raise AccVideoError(f"{weights} does not match the sha256 in {INFO} (damaged or replaced); {REDO}")
+    try:
+        decoder = TinyDecoder(DecoderSpec(**info["spec"]))
+        decoder.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AccVideoError(f"{folder} does not hold a loadable decoder ({str(exc).splitlines()[0]}); {REDO}") from None
+    return decoder.requires_grad_(False).eval(), info
+
+
+def check_geometry(decoder: TinyDecoder, adapter) -> None:
+    """A decoder whose latent channels or factors differ from the model's is refused (one line)."""
+    want = spec_for(adapter)
+    s = decoder.spec
+    got = (s.latent_channels, s.temporal_factor, s.spatial_factor)
+    need = (want.latent_channels, want.temporal_factor, want.spatial_factor)
+    if got != need:
+        raise AccVideoError(
+            f"the decoder takes latents of {got[0]} channels at {got[1]}x time / {got[2]}x space, but this model's VAE "
+            f"has {need[0]} at {need[1]}x / {need[2]}x; use a decoder distilled for this model"
+        )
+
+
+def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool = False) -> TinyDecoder:
+    """What --decoder names, on the adapter's VAE device and dtype: a trained decoder checked against the
+    model's VAE, or (`tiny`, where timing allows it) a random one of the default architecture."""
+    if name == RANDOM:
+        if not allow_random:
+            raise AccVideoError("--decoder tiny is a random decoder for timing (accvideo bench); pass a trained one")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            decoder = TinyDecoder(spec_for(adapter)).requires_grad_(False).eval()
+    else:
+        if model_dir is None:
+            raise AccVideoError(
+                f"--decoder {name} needs the model's VAE folder to check; with --random-weights use tiny"
+            )
+        decoder, _ = load_decoder(name, vae_identity(model_dir))
+        check_geometry(decoder, adapter)
+    vae = adapter.vae
+    return decoder.to(vae.device, vae.dtype)
+
+
+@torch.no_grad()
+def decode_video(decoder: TinyDecoder, latents: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1] on the CPU: the adapter's `decode` contract."""
+    p = next(decoder.parameters())
+    return to_video(decoder.decode(latents.to(p.device, p.dtype), chunk)).cpu()

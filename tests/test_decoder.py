@@ -1,0 +1,203 @@
+"""The tiny decoder (docs/decoder.md): its frame arithmetic equals the VAE's, chunked decoding equals whole-clip
+decoding and is causal, the artifact round-trips bit for bit and refuses another VAE, training lowers the loss
+and beats the untrained decoder, and a killed run resumes to the uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from accvideo.cli import main
+from accvideo.errors import AccVideoError
+from accvideo.models.decoder import (
+    DecoderSpec,
+    TinyDecoder,
+    decode_video,
+    load_decoder,
+    save_decoder,
+    spec_for,
+    vae_identity,
+)
+
+
+def small(spec_kw=None, seed=0) -> TinyDecoder:
+    torch.manual_seed(seed)
+    return TinyDecoder(DecoderSpec(16, 4, 8, width=16, depth=2, stage_depth=1, **(spec_kw or {}))).eval()
+
+
+def test_frames_and_size_equal_the_vae_decode(tiny_wan):
+    z = torch.randn(2, *tiny_wan.latent_shape(9, 32, 48))
+    dec = TinyDecoder(spec_for(tiny_wan, width=16)).eval()
+    assert decode_video(dec, z).shape == tiny_wan.decode(z).shape == (2, 9, 32, 48, 3)
+
+
+@pytest.mark.parametrize("factors", [(4, 8), (4, 16), (2, 4)])  # Wan / HunyuanVideo-like, and others
+def test_one_latent_frame_gives_one_frame_and_each_later_one_temporal_factor(factors):
+    t, s = factors
+    dec = TinyDecoder(DecoderSpec(4, t, s, width=8, depth=1)).eval()
+    with torch.no_grad():
+        for f in (1, 2, 5):
+            assert dec.decode(torch.randn(1, 4, f, 2, 3)).shape == (1, 1 + t * (f - 1), 3, 2 * s, 3 * s)
+
+
+def test_chunked_decode_equals_whole_clip_and_is_causal():
+    dec = small()
+    z = torch.randn(2, 16, 7, 4, 4)
+    with torch.no_grad():
+        whole = dec.decode(z, chunk=7)
+        for chunk in (1, 2, 3):
+            torch.testing.assert_close(dec.decode(z, chunk=chunk), whole, rtol=0, atol=1e-5)
+        later = z.clone()
+        later[:, :, 4:] = torch.randn_like(later[:, :, 4:])  # latent frames 4.. change
+        changed = dec.decode(later)
+    first_affected = 1 + 4 * 3  # frames from latent frames 0..3
+    torch.testing.assert_close(changed[:, :first_affected], whole[:, :first_affected], rtol=0, atol=1e-5)
+    assert (changed[:, first_affected:] - whole[:, first_affected:]).abs().max() > 1e-3
+
+
+def test_save_load_is_bit_exact_and_another_vae_is_refused(tmp_path, tiny_wan_dir):
+    dec = small()
+    vae = vae_identity(tiny_wan_dir)
+    save_decoder(tmp_path / "dec", dec, vae, "wan", {"iteration": 3})
+    loaded, info = load_decoder(tmp_path / "dec", vae)
+    assert info["iteration"] == 3 and info["spec"]["width"] == 16
+    for (name, a), (_, b) in zip(dec.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    z = torch.randn(1, 16, 3, 4, 4)
+    assert torch.equal(decode_video(dec, z), decode_video(loaded, z))
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "dec").iterdir())  # never a pickle
+    with pytest.raises(AccVideoError, match="another VAE"):
+        load_decoder(tmp_path / "dec", "sha256:" + "0" * 64)
+    raw = bytearray((tmp_path / "dec" / "decoder.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (tmp_path / "dec" / "decoder.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(AccVideoError, match="does not match the sha256"):
+        load_decoder(tmp_path / "dec", vae)
+
+
+def _cfg(tiny_wan_dir, synvid, out, **kw):
+    from accvideo.decoder import DecoderDistillConfig
+
+    settings = dict(
+        teacher=str(tiny_wan_dir),
+        data=str(synvid),
+        out=str(out),
+        width=16,
+        depth=1,
+        holdout=2,
+        batch=4,
+        lr=3e-3,
+        log_every=10,
+        device="cpu",
+    )
+    return DecoderDistillConfig(**{**settings, **kw})
+
+
+def test_training_lowers_the_loss_and_beats_the_untrained_decoder(tiny_wan_dir, synvid, tmp_path):
+    from accvideo.core.outputs import claim_folder
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.train import COMMAND, DecoderDistiller
+
+    cfg = _cfg(tiny_wan_dir, synvid, tmp_path / "dec", iterations=100, checkpoint_every=100)
+    untrained = DecoderDistiller(_cfg(tiny_wan_dir, synvid, claim_folder(tmp_path / "untrained", COMMAND)))
+    untrained.build_targets(progress=False)
+    before = untrained.validate()
+    summary = distill_decoder(cfg, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "dec" / "losses.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert sum(losses[-10:]) < 0.6 * sum(losses[:10]), (losses[:10], losses[-10:])
+    assert summary["heldout_psnr_db"] > before + 3, (before, summary["heldout_psnr_db"])
+    assert (tmp_path / "dec" / "losses.png").is_file() and summary["parameters"] > 0
+    assert {"feat", "grad", "l1"} <= set(records[0])  # every term of the loss is on
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid, tmp_path, monkeypatch):
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.train import DecoderDistiller
+
+    kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3, crop=2)  # GAN and crops resume too
+    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "straight", **kw), progress=False)
+    step = DecoderDistiller.train_iteration
+
+    def killed(self):
+        if self.iteration == 6:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", killed)
+    with pytest.raises(KeyboardInterrupt):
+        distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", step)
+    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
+    a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()
+    assert a == (tmp_path / "resumed" / "decoder" / "decoder.safetensors").read_bytes()
+
+
+def test_sample_decodes_with_the_decoder(tiny_wan_dir, tmp_path, capsys):
+    """`sample --decoder` swaps the VAE's decode for the tiny decoder (checked against the model's VAE)."""
+    import numpy as np
+
+    from accvideo.core.video import read_video
+
+    dec = TinyDecoder(DecoderSpec(16, 4, 8, width=16, depth=1))
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.zero_()
+        dec.out.bias.fill_(1.0)  # every pixel white: only this decoder makes that clip
+    save_decoder(tmp_path / "dec", dec, vae_identity(tiny_wan_dir), "wan")
+    out = tmp_path / "clip.mp4"
+    args = ["sample", "--model", str(tiny_wan_dir), "--steps", "1", "--frames", "5", "--size", "32x32"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--device", "cpu", "--decoder", str(tmp_path / "dec"), "--out", str(out)])
+    assert exc.value.code == 0, capsys.readouterr()
+    clip = read_video(out)
+    assert clip.shape == (5, 32, 32, 3) and np.all(clip >= 250)
+
+
+def test_export_carries_the_decoder_and_its_documented_call_runs(tiny_wan_dir, tmp_path):
+    """`export --decoder`: OUT/decoder passes the VAE check against the exported pipeline, and the README's Python
+    (stock WanPipeline latents -> the tiny decoder) runs as written."""
+    import re
+    import shutil
+
+    from accvideo.core.outputs import mark_folder
+    from accvideo.export import export_run
+    from accvideo.models.identity import teacher_identity
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_wan_dir / "transformer", run / "student" / "transformer")
+    info = {
+        "format": "accvideo.student/1",
+        "family": "wan",
+        "key_sigmas": [1.0, 0.5, 0.0],
+        "teacher": teacher_identity(tiny_wan_dir),
+        "teacher_dir": str(tiny_wan_dir.resolve()),
+        "lora": None,
+        "weights": "transformer",
+    }
+    (run / "student" / "student.json").write_text(json.dumps(info))
+    mark_folder(run, "distill")
+    save_decoder(tmp_path / "dec", small(), vae_identity(tiny_wan_dir), "wan")
+    out = tmp_path / "export"
+    manifest = export_run(run, "diffusers", out, decoder=tmp_path / "dec")
+    assert manifest["decoder"]["vae_identity"] == vae_identity(out)  # the exported VAE is the teacher's
+    code = re.findall(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S)[-1]
+    scope = {"PATH": str(out), "prompt": "a red circle"}
+    exec(code.replace("prompt, ", "prompt, height=32, width=32, num_frames=5, "), scope)  # noqa: S102
+    assert scope["video"].shape == (5, 32, 32, 3)
+
+
+def test_demo_adds_the_student_with_the_tiny_decoder(tmp_path):
+    """`demo --decoder DEC`: a fourth row, the same student decoded by DEC; its kept clips are tied to DEC's weights."""
+    from accvideo.demo.chain import _sampler_record
+    from accvideo.demo.config import ChainConfig
+    from accvideo.demo.run import demo_samplers
+
+    save_decoder(tmp_path / "dec", small(), "sha256:x", "wan")
+    rows = demo_samplers(ChainConfig(out=str(tmp_path / "demo"), decoder=str(tmp_path / "dec")), tmp_path / "run")
+    assert [r.decoder for r in rows] == [None, None, None, str(tmp_path / "dec")]
+    assert rows[-1].model == rows[-2].model
+    sha = json.loads((tmp_path / "dec" / "decoder.json").read_text())["weights_sha256"]
+    assert _sampler_record(rows[-1], [("a red circle", 1)])["decoder"] == sha
