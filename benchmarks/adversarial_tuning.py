@@ -95,7 +95,9 @@ def probe_late(records: list[dict]) -> list[float] | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="a SynVid holding the key latents of m = 1 and 2 (needed unless --table)")
+    p.add_argument(
+        "--data", default=None, help="a SynVid holding the key latents of m = 1 and 2 (needed unless --table)"
+    )
     p.add_argument("--out", required=True, help="the JSON written")
     p.add_argument("--runs", default="runs/adversarial_tuning")
     p.add_argument("--eval-prompts", type=int, default=128)
@@ -159,10 +161,16 @@ def table(data: dict) -> str:
     for name, r in data["rows"].items():
         s, d = r["metrics"], r.get("minus_b")
         acc, fd = s["accuracy"], s["frechet_distance"]
-        cells = [f"{acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]", f"{fd['mean']:.1f} [{fd['lo']:.1f}, {fd['hi']:.1f}]"]
+        cells = [
+            f"{acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]",
+            f"{fd['mean']:.1f} [{fd['lo']:.1f}, {fd['hi']:.1f}]",
+        ]
         if d:
             da, df = d["accuracy"], d["frechet_distance"]
-            cells += [f"{da['diff']:+.3f} [{da['lo']:+.3f}, {da['hi']:+.3f}]", f"{df['diff']:+.1f} [{df['lo']:+.1f}, {df['hi']:+.1f}]"]
+            cells += [
+                f"{da['diff']:+.3f} [{da['lo']:+.3f}, {da['hi']:+.3f}]",
+                f"{df['diff']:+.1f} [{df['lo']:+.1f}, {df['hi']:+.1f}]",
+            ]
         else:
             cells += ["-", "-"]
         probe = r.get("probe_late_k")

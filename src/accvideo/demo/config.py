@@ -158,7 +158,9 @@ def check_threads(threads: int) -> None:
     """CPU threads: 0 (torch's default) up to this machine's cores."""
     cores = os.cpu_count() or 1
     if not 0 <= threads <= cores:
-        raise ValueError(f"threads must lie in [0, {cores}] (0: torch's default, {cores}: this machine's cores); got {threads}")
+        raise ValueError(
+            f"threads must lie in [0, {cores}] (0: torch's default, {cores}: this machine's cores); got {threads}"
+        )
 
 
 def ablation_config(**kw) -> AblationConfig:
