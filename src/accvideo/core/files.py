@@ -6,6 +6,7 @@ what a dead writer on this host left, never a file another live process is still
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -75,3 +76,12 @@ def prepare_output(out: str | Path) -> Path:
     if not os.access(out.parent, os.W_OK):
         raise AccVideoError(f"output folder {out.parent} is not writable; choose another --out")
     return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 16 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()

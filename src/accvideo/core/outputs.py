@@ -11,12 +11,11 @@ Hidden names keep both out of a teacher's content identity and out of copied pip
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accvideo.core.files import prepare_output, write_json_atomic
+from accvideo.core.files import file_sha256, prepare_output, write_json_atomic
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
@@ -111,14 +110,6 @@ def claim_folder(
 # --- single files ------------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _ledger(folder: Path) -> dict:
     try:
         data = json.loads((folder / LEDGER).read_text())
@@ -138,7 +129,7 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
         raise AccVideoError(f"{resolved} is a folder, where a file is to be written; choose another --out")
     if path.exists() or path.is_symlink():
         entry = _ledger(path.parent).get(path.name)
-        if not path.is_file() or entry is None or entry.get("sha256") != _sha256(path):
+        if not path.is_file() or entry is None or entry.get("sha256") != file_sha256(path):
             raise AccVideoError(
                 f"{resolved} exists and was not written by accvideo (or was changed since); move it away or "
                 "choose another --out"
@@ -151,5 +142,5 @@ def record_file(path: str | Path, command: str) -> None:
     """After writing `path`: list it in its folder's ledger, so a rerun may replace it."""
     path = Path(path)
     files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
-    files[path.name] = {"command": command, "sha256": _sha256(path)}
+    files[path.name] = {"command": command, "sha256": file_sha256(path)}
     write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})

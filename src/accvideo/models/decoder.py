@@ -18,7 +18,6 @@ VAE's decode (models/runtime.py).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accvideo.core.files import temp_name, write_json_atomic
+from accvideo.core.files import file_sha256, temp_name, write_json_atomic
 from accvideo.core.inputs import load_safetensors, read_json
 from accvideo.errors import AccVideoError
 from accvideo.models.identity import teacher_identity
@@ -186,14 +185,6 @@ def vae_identity(model_dir: str | Path) -> str:
     return teacher_identity(Path(model_dir) / "vae")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str, extra: dict | None = None) -> Path:
     """decoder.safetensors then decoder.json (holding the weights' sha256), each under a temporary name first."""
     from safetensors.torch import save_file
@@ -205,7 +196,7 @@ def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str
     try:
         state = {k: v.detach().float().cpu().contiguous() for k, v in decoder.state_dict().items()}
         save_file(state, str(tmp), metadata={"format": FORMAT})
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         tmp.replace(weights)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -258,7 +249,7 @@ def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
         )
     weights = folder / WEIGHTS
     state = load_safetensors(weights, REDO)
-    if _sha256(weights) != info["weights_sha256"]:
+    if file_sha256(weights) != info["weights_sha256"]:
         raise AccVideoError(f"{weights} does not match the sha256 in {INFO} (damaged or replaced); {REDO}")
     try:
         decoder = TinyDecoder(DecoderSpec(**info["spec"]))
