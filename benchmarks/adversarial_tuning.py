@@ -6,7 +6,9 @@ the test split: this is where settings are chosen), and each variant gets the pa
 bootstrap 95% interval over clips, plus the heads' probe accuracy over the last half of its run.
 
     python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json \
-        --plot docs/img/adversarial_tuning.png
+        --only 0,1,2,3,4,5,6,7,8 --plot docs/img/adversarial_tuning.png          # m = 1, 2 on the ablation's SynVid
+    python benchmarks/adversarial_tuning.py --data runs/grid-a/synvid --out benchmarks/results/adversarial_tuning.json \
+        --only 9,10,11 --teacher-row                                             # m = 5, real videos, the teacher
 
 Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
 """
@@ -39,7 +41,14 @@ VARIANTS = {
     "m2 d, lambda_adv 0.1 (paper)": (2, {}),
     "m2 d, lambda_adv 0.3": (2, {"lambda_adv": 0.3}),
     "m2 d, lambda_adv 0.1, warm-up 100": (2, {"adv_warmup": 100}),
+    # beyond the paper: how much of the heads' reals should be real videos (row (e) of the ablation, m = 5)
+    "m5 b": (5, {"adv": False}),
+    "m5 e, real_weight 0.5": (5, {"real_data": "world", "real_weight": 0.5, "real_clips": 256}),
+    "m5 e, real_weight 1.0": (5, {"real_data": "world", "real_weight": 1.0, "real_clips": 256}),
 }
+
+
+TEACHER = "teacher, 50 steps"
 
 
 def curves(records: list[dict], window: int = 20) -> dict:
@@ -61,10 +70,10 @@ def plot(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ms = sorted({r["m"] for r in data["rows"].values()})
+    ms = sorted({r["m"] for r in data["rows"].values() if r.get("curves")})
     fig, axes = plt.subplots(len(ms), 2, figsize=(10, 3.2 * len(ms)), squeeze=False)
     for row_axes, m in zip(axes, ms, strict=True):
-        here = [(name, r) for name, r in data["rows"].items() if r["m"] == m]
+        here = [(name, r) for name, r in data["rows"].items() if r["m"] == m and r.get("curves")]
         for i, (name, r) in enumerate(here):  # one colour a variant in both panels
             c, color = r["curves"], f"C{i}"
             row_axes[0].plot(c["iterations"], c["traj_mean"], lw=1, color=color, label=name)
@@ -103,6 +112,7 @@ def main() -> None:
     p.add_argument("--eval-prompts", type=int, default=128)
     p.add_argument("--seed", type=int, default=0, help="the training seed of every run")
     p.add_argument("--only", default="", help="comma-separated variant indices (default: all)")
+    p.add_argument("--teacher-row", action="store_true", help="also score the 50-step CFG teacher (the reference)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--table", action="store_true", help="only print the table of an existing --out JSON")
     p.add_argument("--plot", default=None, help="also draw the curves of the --out JSON here (PNG)")
@@ -128,10 +138,13 @@ def main() -> None:
         key_sigmas = [float(sigmas[j]) for j in key_indices(cfg.teacher_steps, m)]
         run = distill_student(cfg, Path(a.data), f"runs/v{i}", False, seed=a.seed, key_sigmas=key_sigmas, **overrides)
         samplers.append(Sampler(f"v{i}", str(run), None, None, name))
-        rows[name] = {"m": m, "overrides": overrides, "seconds": round(time.perf_counter() - t0, 1)}
+        rows[name] = {"m": m, "data": a.data, "overrides": overrides, "seconds": round(time.perf_counter() - t0, 1)}
         records = read_losses(run / "losses.jsonl")
         rows[name]["probe_late_k"], rows[name]["curves"] = probe_late(records), curves(records)
         print(f"{name}: distilled in {rows[name]['seconds']} s", flush=True)
+    if a.teacher_row:
+        samplers.append(Sampler("teacher-n", cfg.teacher, cfg.teacher_steps, cfg.guidance, TEACHER))
+        rows[TEACHER] = {"m": cfg.teacher_steps, "overrides": {"guidance": cfg.guidance}, "curves": None}
     results = sample_and_score(cfg, samplers, False, split="val", per_clip=True)
     by_name = {s.label: results[s.name]["per_clip"] for s in samplers}
     for name, row in rows.items():
@@ -139,7 +152,9 @@ def main() -> None:
         base = f"m{row['m']} b"
         if name != base and base in by_name:
             row["minus_b"] = compare([by_name[name]], [by_name[base]], draws=cfg.draws, seed=cfg.seed)
-    data = {"split": "val", "eval_prompts": a.eval_prompts, "seed": a.seed, "data": a.data, "rows": rows}
+        if TEACHER in by_name and name != TEACHER:
+            row["minus_teacher"] = compare([by_name[name]], [by_name[TEACHER]], draws=cfg.draws, seed=cfg.seed)
+    data = {"split": "val", "eval_prompts": a.eval_prompts, "seed": a.seed, "rows": rows}
     out = Path(a.out)
     if out.is_file():  # keep the rows of variants not run this time
         old = json.loads(out.read_text())
@@ -155,8 +170,8 @@ def table(data: dict) -> str:
     lines = [
         f"ToyBench on {data['eval_prompts']} val pairs, training seed {data['seed']}; [95% interval over clips]",
         "",
-        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | probe acc, late half |",
-        "|---|---|---|---|---|---|",
+        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | minus teacher: Frechet | probe acc, late half |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in data["rows"].items():
         s, d = r["metrics"], r.get("minus_b")
@@ -173,6 +188,8 @@ def table(data: dict) -> str:
             ]
         else:
             cells += ["-", "-"]
+        t = r.get("minus_teacher", {}).get("frechet_distance")
+        cells.append(f"{t['diff']:+.1f} [{t['lo']:+.1f}, {t['hi']:+.1f}]" if t else "-")
         probe = r.get("probe_late_k")
         cells.append(", ".join(f"{x:.2f}" for x in probe) if probe else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
