@@ -170,7 +170,8 @@ def table(data: dict) -> str:
     lines = [
         f"ToyBench on {data['eval_prompts']} val pairs, training seed {data['seed']}; [95% interval over clips]",
         "",
-        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | minus teacher: Frechet | probe acc, late half |",
+        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | minus teacher: Frechet "
+        "| probe acc, late half |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in data["rows"].items():
