@@ -317,3 +317,23 @@ def test_paired_difference_is_the_difference_of_means_with_an_interval_on_shared
     assert 0 < d["lo"] < d["diff"] < d["hi"]  # 0.9 against 0.6 on 300 clips: clearly apart
     same = compare([good], [good], draws=100)["frechet_distance"]
     assert same["diff"] == same["lo"] == same["hi"] == 0  # paired: a row against itself never differs
+
+
+def test_a_bootstrap_draw_fits_the_shared_real_clips_once_and_measures_the_same_distance():
+    from accvideo.evaluate.intervals import ClipScores, _draw_metrics
+    from accvideo.evaluate.metrics import frechet_distance
+
+    rng = np.random.default_rng(2)
+    n, d = 200, 16
+    real = rng.normal(size=(n, d))
+    sets = [
+        ClipScores(["shape"], np.ones((n, 1), bool), real * s + rng.normal(size=(n, d)), real, np.ones(n))
+        for s in (0.5, 1.0, 2.0)
+    ]
+    idx = rng.integers(n, size=n)
+    fast = [v["frechet_distance"] for v in _draw_metrics(sets, idx)]  # one Gaussian of the real clips
+    slow = [frechet_distance(s.features[idx], s.real_features[idx]) for s in sets]  # one per set
+    assert fast == pytest.approx(slow, rel=1e-9) and len(set(np.round(fast, 6))) == 3
+    other = ClipScores(["shape"], np.ones((n, 1), bool), sets[0].features, real + 1.0, np.ones(n))
+    mixed = [v["frechet_distance"] for v in _draw_metrics([sets[0], other], idx)]  # not shared: each its own
+    assert mixed == pytest.approx([slow[0], frechet_distance(other.features[idx], other.real_features[idx])], rel=1e-9)

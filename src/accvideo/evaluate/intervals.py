@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accvideo.evaluate.metrics import frechet_distance
+from accvideo.evaluate.metrics import frechet_distance, frechet_to, gaussian
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,29 @@ class ClipScores:
     real_features: np.ndarray  # (N, D) classifier features of the real clips of the same pairs
     consistency: np.ndarray  # (N,) 1 - warp error
 
-    def metrics(self, idx: np.ndarray | None = None) -> dict[str, float]:
-        """Mean accuracy, per-attribute accuracy, Frechet distance and temporal consistency over clips `idx`."""
+    def metrics(self, idx: np.ndarray | None = None, real: tuple | None = None) -> dict[str, float]:
+        """Mean accuracy, per-attribute accuracy, Frechet distance and temporal consistency over clips `idx`.
+
+        `real`: `gaussian(real_features[idx])` when the caller has it (shared by every set of a bootstrap draw);
+        the same distance, from the real side's square root instead of this set's."""
         idx = np.arange(len(self.hits)) if idx is None else idx
         hits = self.hits[idx]
         out = {"accuracy": float(hits.mean()), **{n: float(hits[:, k].mean()) for k, n in enumerate(self.names)}}
-        out["frechet_distance"] = frechet_distance(self.features[idx], self.real_features[idx])
+        if real is None:
+            out["frechet_distance"] = frechet_distance(self.features[idx], self.real_features[idx])
+        else:
+            out["frechet_distance"] = frechet_to(real, self.features[idx])
         out["temporal_consistency"] = float(self.consistency[idx].mean())
         return out
+
+
+def _draw_metrics(sets: Sequence[ClipScores], idx: np.ndarray) -> list[dict[str, float]]:
+    """Every set's metrics on the clips `idx` of one bootstrap draw; the real clips' Gaussian is fitted once when
+    the sets share their real clips (they score the same pairs), not once per set."""
+    real = sets[0].real_features
+    shared = all(s.real_features is real or np.array_equal(s.real_features, real) for s in sets[1:])
+    stats = gaussian(real[idx]) if shared else None
+    return [s.metrics(idx, stats) for s in sets]
 
 
 def summarise(sets: Sequence[ClipScores], draws: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
@@ -46,7 +61,7 @@ def summarise(sets: Sequence[ClipScores], draws: int = 1000, seed: int = 0, leve
     boot = {name: np.empty(draws) for name in per_seed[0]}
     for b in range(draws):
         idx = rng.integers(n, size=n)
-        values = [s.metrics(idx) for s in sets]
+        values = _draw_metrics(sets, idx)
         for name in boot:
             boot[name][b] = np.mean([v[name] for v in values])
     tail = 100 * (1 - level) / 2
@@ -70,16 +85,16 @@ def compare(first: Sequence[ClipScores], second: Sequence[ClipScores], draws: in
     if any(len(s.hits) != n for s in (*first, *second)):
         raise ValueError("both rows must score the same evaluation pairs")
 
-    def mean_of(sets, idx=None):
-        values = [s.metrics(idx) for s in sets]
+    def mean_of(values):
         return {name: float(np.mean([v[name] for v in values])) for name in values[0]}
 
-    a, b = mean_of(first), mean_of(second)
+    a, b = mean_of([s.metrics() for s in first]), mean_of([s.metrics() for s in second])
     rng = np.random.default_rng(seed)
     boot = {name: np.empty(draws) for name in a}
     for i in range(draws):
         idx = rng.integers(n, size=n)
-        da, db = mean_of(first, idx), mean_of(second, idx)
+        values = _draw_metrics([*first, *second], idx)
+        da, db = mean_of(values[: len(first)]), mean_of(values[len(first) :])
         for name in boot:
             boot[name][i] = da[name] - db[name]
     return {

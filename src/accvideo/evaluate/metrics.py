@@ -41,9 +41,22 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise AccVideoError(f"Frechet distance needs two (N >= 2, D) feature sets; got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root_a = psd_sqrt(s_a)
+    return frechet_to(gaussian(a), b)
+
+
+def gaussian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, covariance, covariance^1/2) of a feature set (N, D): one side of a Frechet distance, computed once
+    when many sets are measured against the same reference (the bootstrap of evaluate/intervals.py)."""
+    a = np.asarray(a, np.float64)
+    s_a = np.cov(a, rowvar=False)
+    return a.mean(0), s_a, psd_sqrt(s_a)
+
+
+def frechet_to(ref: tuple[np.ndarray, np.ndarray, np.ndarray], b: np.ndarray) -> float:
+    """The Frechet distance between the Gaussian `ref` (from `gaussian`) and one fitted to b (M, D)."""
+    mu_a, s_a, root_a = ref
+    b = np.asarray(b, np.float64)
+    mu_b, s_b = b.mean(0), np.cov(b, rowvar=False)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0.0, None)).sum()
     d2 = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * cross)
     return max(d2, 0.0)
