@@ -435,8 +435,9 @@ RANDOM_CONFIGS: dict[str, Callable] = {
 # what `bench` times for a family whose sampling path accvideo does not run yet (written into bench.json and .md)
 _I2V = (
     "image-to-video layout: each step feeds 16 noise + 20 condition channels (zeros in place of the mask and the "
-    "encoded first frame) and a CLIP image embedding; text encoding includes the CLIP image encoder; the VAE "
-    "encode of the conditioning video is not timed"
+    "encoded first frame) and a CLIP image embedding; text encoding includes the CLIP image encoder (with each "
+    "prompt encoding: twice with CFG, once in the stock pipeline); the VAE encode of the conditioning video is not "
+    "timed"
 )
 _TI2V = "text-to-video mode with the stock per-token timesteps (expand_timesteps); the 48-channel Wan 2.2 VAE decodes"
 _A14B = (
