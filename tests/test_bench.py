@@ -64,8 +64,17 @@ def test_timing_wrapper_generates_the_same_clip(tiny_wan):
     assert (len(timed.text), len(timed.calls), len(timed.decode_s)) == (2, 6, 1)  # cond+uncond, 3 steps x CFG
 
 
-@pytest.mark.parametrize("name, forwards", [("wan-tiny", 2), ("hunyuan-tiny", 1)])
-def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "name, forwards, size",
+    [
+        ("wan-tiny", 2, "32x32x5"),
+        ("hunyuan-tiny", 1, "32x32x5"),
+        ("wan-i2v-tiny", 2, "32x32x5"),
+        ("wan22-ti2v-tiny", 2, "64x64x5"),  # the Wan 2.2 VAE compresses 16x and the transformer patches 2x2
+        ("wan22-a14b-tiny", 2, "32x32x5"),
+    ],
+)
+def test_random_weights_build_the_named_config(name, forwards, size, tmp_path, capsys):
     code, out, err = run_cli(
         [
             "bench",
@@ -73,7 +82,7 @@ def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys)
             "--arch",
             name,
             "--size",
-            "32x32x5",
+            size,
             "--teacher-steps",
             "2",
             "--student-steps",
@@ -92,9 +101,15 @@ def test_random_weights_build_the_named_config(name, forwards, tmp_path, capsys)
     assert report["student_decoder"] == "tiny" and "tiny decoder" in (tmp_path / "bench.md").read_text()
     # Wan's teacher runs CFG (2 forwards a step); HunyuanVideo's uses the embedded guidance (1)
     assert report["results"]["teacher"]["forwards_per_step"] == forwards
-    from accvideo.bench.configs import RANDOM_CONFIGS
+    from accvideo.bench.configs import MEASURED, RANDOM_CONFIGS
 
-    assert {"wan2.1-t2v-1.3b", "wan2.1-t2v-14b"} <= set(RANDOM_CONFIGS)
+    assert {"wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.2-ti2v-5b", "wan2.2-t2v-a14b"} <= set(
+        RANDOM_CONFIGS
+    )
+    # a family accvideo cannot sample yet says what its step is, in the JSON and the table
+    assert report["measured"] == MEASURED.get(name)
+    if name in MEASURED:
+        assert f"Measured: {MEASURED[name]}." in (tmp_path / "bench.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -126,3 +141,64 @@ def test_real_size_configs_have_the_published_parameter_counts():
     hy = build_random("hunyuanvideo", torch.device("meta"), torch.bfloat16)
     assert 12.7e9 < count(hy.transformer) < 12.9e9 and hy.num_blocks == 60  # 20 dual + 40 single blocks
     assert 7.4e9 < count(hy.pipe.text_encoder) < 7.6e9 and 120e6 < count(hy.pipe.text_encoder_2) < 125e6
+
+
+def test_new_wan_configs_have_the_published_parameter_counts():
+    """Meta device: Wan2.1-I2V-14B-480P (+ CLIP ViT-H/14), Wan2.2-TI2V-5B (+ its 48-channel VAE), Wan2.2-T2V-A14B.
+
+    The I2V transformer is 16.39 B, not 14 B: the name counts the T2V backbone (14.29 B); the image cross-attention
+    adds K/V projections of 5,120 x 5,120 per block (40 x 2 x 26.2 M = 2.1 B).
+    """
+    from accvideo.bench.configs import build_random
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    meta, bf16 = torch.device("meta"), torch.bfloat16
+    i2v = build_random("wan2.1-i2v-14b-480p", meta, bf16)
+    cfg = i2v.transformer.config
+    assert (cfg.in_channels, cfg.out_channels, cfg.image_dim, cfg.added_kv_proj_dim) == (36, 16, 1280, 5120)
+    assert count(i2v.transformer) == 16_394_878_784 and i2v.latent_channels == 16 and i2v.condition_channels == 20
+    assert 630e6 < count(i2v.image_encoder) < 634e6  # CLIP ViT-H/14 vision tower with projection
+    ti2v = build_random("wan2.2-ti2v-5b", meta, bf16)
+    assert count(ti2v.transformer) == 4_999_787_712 and ti2v.num_blocks == 30 and ti2v.width == 3072
+    assert 700e6 < count(ti2v.vae) < 710e6 and ti2v.vae.config.z_dim == 48
+    assert (ti2v.latent_channels, ti2v.spatial_factor, ti2v.size_multiple) == (48, 16, 32)
+    assert ti2v.pipe.config.expand_timesteps
+    a14b = build_random("wan2.2-t2v-a14b", meta, bf16)
+    assert count(a14b.transformer) == count(a14b.pipe.transformer_2) == 14_288_491_584  # = Wan2.1-T2V-14B each
+    assert a14b.pipe.config.boundary_ratio == 0.875
+
+
+def test_i2v_layout_feeds_noise_plus_condition_and_the_image_embedding():
+    from accvideo.bench.configs import build_random
+
+    adapter = build_random("wan-i2v-tiny", torch.device("cpu"), torch.float32)
+    seen = {}
+    adapter.transformer.patch_embedding.register_forward_pre_hook(lambda m, a: seen.update(x=a[0].shape))
+    adapter.transformer.condition_embedder.register_forward_hook(lambda m, a, out: seen.update(img=out[-1].shape))
+    cond = adapter.encode_prompts(["a red circle"])
+    x = torch.randn(1, *adapter.latent_shape(5, 32, 32))
+    v = adapter.velocity(x, torch.tensor(0.5), cond)
+    assert v.shape == x.shape == (1, 16, 2, 4, 4)
+    assert seen["x"] == (1, 36, 2, 4, 4)  # 16 noise + 20 condition channels
+    # CLIP's penultimate hidden states (28 / 14 = 2 x 2 patches + the class token), projected to the width
+    assert cond["image_embeds"].shape == (1, 5, 16) and seen["img"] == (1, 5, adapter.width)
+
+
+def test_ti2v_layout_passes_per_token_timesteps_as_the_stock_pipeline():
+    from accvideo.bench.configs import build_random
+
+    adapter = build_random("wan22-ti2v-tiny", torch.device("cpu"), torch.float32)
+    seen = []
+    adapter.transformer.condition_embedder.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape))
+    cond = adapter.encode_prompts(["a red circle"])
+    x = torch.randn(1, *adapter.latent_shape(5, 64, 64))
+    v = adapter.velocity(x, torch.tensor(0.5), cond)
+    # (B, tokens) flattened by the transformer: 2 latent frames x 2 x 2 patches (a scalar timestep would give (1,))
+    assert seen == [(1 * 2 * 2 * 2,)]
+    # every token carries the same t, so the output is the scalar-timestep forward's
+    ref = adapter.transformer(
+        hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=cond["prompt_embeds"], return_dict=False
+    )[0]
+    assert torch.allclose(v, ref, atol=1e-5)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from accvideo.bench.configs import build_random
+from accvideo.bench.configs import MEASURED, build_random
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
@@ -94,6 +94,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "student_decoder": cfg.runtime.decoder or "vae",
+        # what a step is, for a family accvideo cannot sample yet (bench/layouts.py); None: the real sampling path
+        "measured": MEASURED.get(cfg.arch) if cfg.random_weights else None,
         "results": results,
         "speedup_end_to_end": results["teacher"]["end_to_end_s"] / results["student"]["end_to_end_s"],
     }
@@ -136,6 +138,8 @@ def bench_markdown(report: dict) -> str:
         f"End-to-end speed-up: **{report['speedup_end_to_end']:.1f}x**.",
         "",
     ]
+    if report.get("measured"):
+        lines += [f"Measured: {report['measured']}.", ""]
     return "\n".join(lines)
 
 
