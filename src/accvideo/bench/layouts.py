@@ -56,13 +56,7 @@ class WanTI2VLayout(WanAdapter):
     so the time embedding and modulation run per token, as the stock pipeline runs them; without an image every
     token carries the same t."""
 
-    def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        b = x.shape[0]
-        tokens = prod(self.token_grid(x.shape))
-        timestep = (1000.0 * sigma).to(x.device).expand(b)[:, None].expand(b, tokens)
-        return self.transformer(
-            hidden_states=x.to(self.dtype),
-            timestep=timestep,
-            encoder_hidden_states=cond["prompt_embeds"].to(self.device, self.dtype),
-            return_dict=False,
-        )[0]
+    def _timestep(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """1000 sigma for every token of every item (B, tokens)."""
+        per_item = super()._timestep(x, sigma)
+        return per_item[:, None].expand(x.shape[0], prod(self.token_grid(x.shape)))

@@ -81,11 +81,14 @@ class WanAdapter(TransformerAdapter):
         return {"prompt_embeds": embeds.to(self.dtype)}
 
     # --- transformer ----------------------------------------------------------------------------
+    def _timestep(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The transformer's timestep input: 1000 sigma per item (B,)."""
+        return (1000.0 * sigma).to(x.device).expand(x.shape[0])
+
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        timestep = (1000.0 * sigma).to(x.device).expand(x.shape[0])
         return self.transformer(
             hidden_states=x.to(self.dtype),
-            timestep=timestep,
+            timestep=self._timestep(x, sigma),
             encoder_hidden_states=cond["prompt_embeds"].to(self.device, self.dtype),
             return_dict=False,
         )[0]
