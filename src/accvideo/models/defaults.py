@@ -35,7 +35,7 @@ PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
     "wan": ((1536, 5120), {"frames": 81, "height": 480, "width": 832, "negative_prompt": WAN_NEGATIVE_PROMPT}),
     "hunyuanvideo": ((3072,), {"frames": 129, "height": 544, "width": 960, "negative_prompt": ""}),
 }
-FAMILY_NAMES = {"wan": "Wan 2.1", "hunyuanvideo": "HunyuanVideo"}
+FAMILY_NAMES = {"wan": "Wan 2.1", "wan2.2-ti2v": "Wan 2.2 TI2V", "hunyuanvideo": "HunyuanVideo"}
 
 
 def folder_settings(path: str | Path) -> dict:
