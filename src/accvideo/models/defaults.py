@@ -4,7 +4,9 @@ and guidance, read from the model folder, never from its path.
 Precedence, for each setting: the command's value > the folder's `accvideo.json` > the family's published defaults,
 which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; HunyuanVideo: 3,072) > the
 built-in model's small clips (17 frames at 64x64, no negative prompt). Tiny random test models are narrow, so they
-keep the small clips unless their `accvideo.json` says otherwise.
+keep the small clips unless their `accvideo.json` says otherwise. Wan 2.2 TI2V (`wan2.2-ti2v`) has no published entry
+yet: its defaults (size, frames, negative prompt) were not verifiable from a local source, so its folders keep the
+small clips unless their `accvideo.json` says otherwise.
 
 `accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
 (the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`), and HunyuanVideo's text settings
