@@ -213,3 +213,22 @@ def test_exported_student_loads_in_stock_wan_pipeline_and_equals_our_student_sam
     teacher = WanTransformer3DModel.from_pretrained(str(ti2v_dir / "transformer")).state_dict()
     moved = max((t - teacher[n]).abs().max().item() for n, t in pipe.transformer.state_dict().items())
     assert moved > 1e-5
+
+    if kind == "lora":  # the LoRA file on the stock teacher pipeline, with the scheduler shipped beside it
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        export_run(run, "lora", tmp_path / "lora")
+        pipe = stock(ti2v_dir)
+        pipe.load_lora_weights(str(tmp_path / "lora"))
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(tmp_path / "lora"), subfolder="scheduler")
+        latents = noise(shape, seed=7)[None]
+        again = pipe(
+            prompt=PROMPT,
+            height=H,
+            width=W,
+            num_frames=FRAMES,
+            latents=latents,
+            output_type="latent",
+            **manifest["call"],
+        ).frames
+        torch.testing.assert_close(ours, again, atol=1e-4, rtol=0)
