@@ -60,6 +60,32 @@ def test_heads_follow_the_token_grid():
     assert default_feature_blocks(3, 5) == [1, 2, 2, 2, 2]
 
 
+_HEAD_STEP = """
+import torch
+from accvideo.distill.heads import FeatureHead, frames_of_tokens
+torch.manual_seed(0)
+tokens = torch.randn(4, 2 * {h} * {w}, 256)  # teacher features: no gradient, as in the heads' L_D step
+frames = frames_of_tokens(tokens, (2, {h}, {w}))
+assert frames.stride() == (256 * {h} * {w}, {h} * {w}, {w}, 1), frames.stride()
+head = FeatureHead(256, 8)
+head(tokens, (2, {h}, {w})).sum().backward()
+print(float(head.net[0].weight.grad.abs().sum()))
+"""
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (2, 2)])
+def test_head_backward_on_a_one_token_frame(h, w):
+    # torch 2.13's CPU GroupNorm backward killed `distill` (SIGSEGV) on channels-last strides when the input needs no
+    # gradient; a 1x1 token grid (Wan 2.2 TI2V at 32x32) kept them through `.contiguous()`. In a subprocess: a crash
+    # is a failed test, not a dead test run.
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _HEAD_STEP.format(h=h, w=w)], capture_output=True, text=True)
+    assert run.returncode == 0, (run.returncode, run.stderr[-500:])
+    assert float(run.stdout) > 0  # the first GroupNorm's weight got a gradient
+
+
 def test_queues_are_fifo_and_round_trip():
     q = KeyQueues(3)
     q.push(1, {"x": torch.ones(1), "cond": {"e": torch.zeros(1)}})

@@ -1,12 +1,13 @@
-"""Wan 2.2 folders (A14B's two experts, TI2V-5B's clean first frame) are refused with one line, never half-trained."""
+"""Wan 2.2 folders accvideo cannot run yet (A14B's two experts, TI2V-5B saved for image input: its clean first frame)
+are refused with one line, never half-trained; TI2V's text-to-video mode (a WanPipeline) is accepted."""
 
 import pytest
 
 from accvideo.cli import main
 
 
-def _save_wan22(out, **kw):
-    """A tiny stock WanPipeline in a Wan 2.2 layout, saved by diffusers itself."""
+def _save_wan22(out, pipeline=None, **kw):
+    """A tiny stock WanPipeline (or `pipeline`) in a Wan 2.2 layout, saved by diffusers itself."""
     from diffusers import WanPipeline
 
     from accvideo.models.tiny import tiny_wan_pipeline
@@ -19,23 +20,26 @@ def _save_wan22(out, **kw):
         vae=base.vae,
         scheduler=base.scheduler,
     )
-    WanPipeline(**parts, **kw).save_pretrained(str(out), safe_serialization=True)
+    (pipeline or WanPipeline)(**parts, **kw).save_pretrained(str(out), safe_serialization=True)
     return out
 
 
 @pytest.fixture(scope="module")
 def wan22_dirs(tmp_path_factory):
+    from diffusers import WanImageToVideoPipeline
+
     from accvideo.models.tiny import tiny_wan_pipeline
 
     root = tmp_path_factory.mktemp("wan22")
     second = tiny_wan_pipeline(1).transformer
     return {
         "a14b": _save_wan22(root / "a14b", transformer_2=second, boundary_ratio=0.875),
-        "ti2v": _save_wan22(root / "ti2v", expand_timesteps=True),
+        "ti2v": _save_wan22(root / "ti2v", WanImageToVideoPipeline, expand_timesteps=True),  # image input
+        "ti2v-t2v": _save_wan22(root / "ti2v-t2v", expand_timesteps=True),
     }
 
 
-@pytest.mark.parametrize("variant, words", [("a14b", "Wan 2.2 A14B"), ("ti2v", "Wan 2.2 TI2V")])
+@pytest.mark.parametrize("variant, words", [("a14b", "Wan 2.2 A14B"), ("ti2v", "image input is not supported yet")])
 def test_wan22_refused_by_every_loading_command(wan22_dirs, variant, words, tmp_path, capsys):
     folder = str(wan22_dirs[variant])
     (tmp_path / "p.txt").write_text("a red circle\n")
@@ -60,3 +64,13 @@ def test_wan21_layout_still_accepted(tiny_wan_dir):
     index = model_index(tiny_wan_dir)
     assert index["transformer_2"] == [None, None] and unsupported_variant(index) is None
     assert adapter_class(tiny_wan_dir).family == "wan"
+
+
+def test_wan22_ti2v_text_to_video_accepted(wan22_dirs):
+    from accvideo.models import adapter_class, model_index, unsupported_variant
+    from accvideo.models.wan_ti2v import WanTI2VAdapter
+
+    index = model_index(wan22_dirs["ti2v-t2v"])
+    assert index["expand_timesteps"] is True and unsupported_variant(index) is None
+    assert adapter_class(wan22_dirs["ti2v-t2v"]) is WanTI2VAdapter
+    assert model_index(wan22_dirs["ti2v"])["_class_name"] == "WanImageToVideoPipeline"

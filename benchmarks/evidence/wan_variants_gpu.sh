@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU step times of the Wan families accvideo cannot sample yet (bench/layouts.py), random weights, bf16:
+# GPU step times of the Wan 2.1 I2V / Wan 2.2 families (bench/layouts.py; TI2V's text-to-video mode is a real
+# family now, models/wan_ti2v.py), random weights, bf16:
 # Wan2.1-I2V-14B-480P, Wan2.2-TI2V-5B and Wan2.2-T2V-A14B at their published sizes. Few steps on purpose: the
 # per-step time is the measurement, and a 50-step 14B teacher would not fit a lent machine's minutes.
 # Each run: bench.json / bench.md in $OUT/bench-ARCH. ARCHS="name:HxWxF ..." overrides (CPU smoke: the *-tiny ones).

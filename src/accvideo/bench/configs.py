@@ -12,11 +12,12 @@ from contextlib import contextmanager
 
 import torch
 
-from accvideo.bench.layouts import WanI2VLayout, WanTI2VLayout
+from accvideo.bench.layouts import WanI2VLayout
 from accvideo.errors import AccVideoError
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_ti2v import WanTI2VAdapter
 from accvideo.world import vocabulary
 
 
@@ -46,7 +47,7 @@ def wan_builder(
 ) -> Callable:
     """Wan 2.1 T2V by default; `image_encoder` (a CLIPVisionConfig) makes Wan 2.1 I2V (WanImageToVideoPipeline's
     forward layout, bench/layouts.py; the transformer's image cross-attention sized from it), `boundary_ratio` Wan 2.2
-    A14B (a second expert `transformer_2` of the same size), `expand_timesteps` Wan 2.2 TI2V (per-token timesteps)."""
+    A14B (a second expert `transformer_2` of the same size), `expand_timesteps` Wan 2.2 TI2V (models/wan_ti2v.py)."""
 
     def build(device: torch.device, dtype: torch.dtype):
         from diffusers import (
@@ -103,7 +104,7 @@ def wan_builder(
         if encoder is not None:
             # WanImageToVideoPipeline encodes text with the same T5 code but needs ftfy; the layout holds the encoder
             return WanI2VLayout(pipe, image_encoder=encoder, max_sequence_length=max_length)
-        layout = WanTI2VLayout if expand_timesteps else WanAdapter
+        layout = WanTI2VAdapter if expand_timesteps else WanAdapter
         return layout(pipe, max_sequence_length=max_length)
 
     return build
@@ -439,7 +440,6 @@ _I2V = (
     "prompt encoding: twice with CFG, once in the stock pipeline); the VAE encode of the conditioning video is not "
     "timed"
 )
-_TI2V = "text-to-video mode with the stock per-token timesteps (expand_timesteps); the 48-channel Wan 2.2 VAE decodes"
 _A14B = (
     "two experts (transformer for high noise, transformer_2 below boundary_ratio 0.875), both built; every step is "
     "timed on transformer: the experts have the same architecture, so the same step cost"
@@ -447,8 +447,6 @@ _A14B = (
 MEASURED: dict[str, str] = {
     "wan2.1-i2v-14b-480p": _I2V,
     "wan-i2v-tiny": _I2V,
-    "wan2.2-ti2v-5b": _TI2V,
-    "wan22-ti2v-tiny": _TI2V,
     "wan2.2-t2v-a14b": _A14B,
     "wan22-a14b-tiny": _A14B,
 }

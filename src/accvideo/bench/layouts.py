@@ -2,13 +2,13 @@
 
 Each adapter feeds its transformer the inputs the stock pipeline feeds it, so a timed step does the real work; the
 conditioning values are placeholders (zeros), which do not change the cost. models/__init__.py still refuses these
-families for sample, synthesize and distill.
+families for sample, synthesize and distill. (Wan 2.2 TI2V's text-to-video mode is a real family now:
+models/wan_ti2v.py.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import prod
 
 import torch
 
@@ -49,14 +49,3 @@ class WanI2VLayout(WanAdapter):
             encoder_hidden_states_image=cond["image_embeds"].to(self.device, self.dtype),
             return_dict=False,
         )[0]
-
-
-class WanTI2VLayout(WanAdapter):
-    """Wan 2.2 TI2V-5B text-to-video (WanPipeline, expand_timesteps=True): the timestep goes in per token (B, tokens),
-    so the time embedding and modulation run per token, as the stock pipeline runs them; without an image every
-    token carries the same t."""
-
-    def _timestep(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """1000 sigma for every token of every item (B, tokens)."""
-        per_item = super()._timestep(x, sigma)
-        return per_item[:, None].expand(x.shape[0], prod(self.token_grid(x.shape)))

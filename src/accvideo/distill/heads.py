@@ -14,8 +14,11 @@ def frames_of_tokens(tokens: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     f, h, w = grid
     if n != f * h * w:
         raise ValueError(f"{n} tokens do not fill a {f}x{h}x{w} token grid")
-    # contiguous: torch 2.13's CPU GroupNorm backward crashes (SIGSEGV) on the channels-last view reshape gives
-    return tokens.reshape(b, f, h, w, d).permute(0, 1, 4, 2, 3).reshape(b * f, d, h, w).contiguous()
+    frames = tokens.reshape(b, f, h, w, d).permute(0, 1, 4, 2, 3).reshape(b * f, d, h, w)
+    # Row-major strides, always: torch 2.13's CPU GroupNorm backward crashes (SIGSEGV) on channels-last strides when
+    # its input needs no gradient (the heads' L_D step). `.contiguous()` is not enough: at a 1x1 token grid (Wan 2.2
+    # TI2V at 32x32) a (N, D, 1, 1) tensor with channels-last strides already counts as contiguous and is kept.
+    return frames.clone(memory_format=torch.contiguous_format)
 
 
 class FeatureHead(nn.Module):

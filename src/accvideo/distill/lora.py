@@ -14,6 +14,7 @@ from accvideo.errors import AccVideoError
 # single-stream blocks have no to_out, their output projection is shared with the MLP)
 DEFAULT_TARGETS: dict[str, list[str]] = {
     "wan": ["to_q", "to_k", "to_v", "to_out.0"],
+    "wan2.2-ti2v": ["to_q", "to_k", "to_v", "to_out.0"],
     "hunyuanvideo": ["to_q", "to_k", "to_v", "to_out.0"],
 }
 

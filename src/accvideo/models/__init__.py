@@ -12,9 +12,12 @@ from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_ti2v import WanTI2VAdapter
 
 # pipeline class name in model_index.json -> adapter class
 ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
+# (pipeline class name, a model_index.json flag that is set) -> the adapter of that variant of the class
+VARIANTS: dict[tuple[str, str], type] = {(WanTI2VAdapter.pipeline_class, "expand_timesteps"): WanTI2VAdapter}
 
 
 def model_index(path: str | Path) -> dict:
@@ -44,9 +47,9 @@ def unsupported_variant(index: dict) -> str | None:
     """Why a pipeline of a supported class is still not supported (Wan 2.2 variants), or None.
 
     Wan 2.2 is saved as a `WanPipeline` too: A14B adds a low-noise expert `transformer_2` switched at
-    `boundary_ratio`; TI2V-5B keeps the first latent frame clean (`expand_timesteps`). Distilling only
-    `transformer` would train half of A14B and export the teacher's other expert unchanged, so both are
-    refused until their adapters exist.
+    `boundary_ratio`; distilling only `transformer` would train half of it and export the teacher's other expert
+    unchanged, so it is refused until its adapter exists. TI2V-5B (`expand_timesteps`) as a `WanPipeline` is its
+    text-to-video mode (models/wan_ti2v.py); saved for image input (the first latent frame kept clean) it is refused.
     """
     second = index.get("transformer_2")  # [null, null] when a Wan 2.1 is saved by the same class
     if second not in (None, [None, None]) or index.get("boundary_ratio") is not None:
@@ -54,10 +57,10 @@ def unsupported_variant(index: dict) -> str | None:
             "a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
             "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now"
         )
-    if index.get("expand_timesteps"):
+    if index.get("expand_timesteps") and index["_class_name"] != WanTI2VAdapter.pipeline_class:
         return (
-            "a Wan 2.2 TI2V pipeline (expand_timesteps: a clean first latent frame); accvideo distils only "
-            "Wan 2.1 T2V and HunyuanVideo T2V for now"
+            f"a Wan 2.2 TI2V pipeline saved for image input ({index['_class_name']} with expand_timesteps: the "
+            "first latent frame kept clean), and image input is not supported yet"
         )
     return None
 
@@ -65,19 +68,22 @@ def unsupported_variant(index: dict) -> str | None:
 def adapter_class(path: str | Path, family: str | None = None) -> type:
     """The adapter class for a pipeline directory; checks every component folder is present.
 
-    `family` ("wan", "hunyuanvideo") refuses a directory of another family with a one-line error.
+    `family` ("wan", "wan2.2-ti2v", "hunyuanvideo") refuses a directory of another family with a one-line error.
     """
     index = model_index(path)
     name = str(index["_class_name"])
     variant = unsupported_variant(index)
     if variant is not None:
-        raise AccVideoError(f"{path} holds {variant}; pass a Wan 2.1 T2V or HunyuanVideo T2V folder")
+        raise AccVideoError(
+            f"{path} holds {variant}; pass a Wan 2.1 T2V, Wan 2.2 TI2V (text-to-video) or HunyuanVideo T2V folder"
+        )
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
         raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
-    cls = ADAPTERS[name]
+    cls = next((c for (n, flag), c in VARIANTS.items() if n == name and index.get(flag)), ADAPTERS[name])
     if family is not None and cls.family != family:
-        wanted = next((c.pipeline_class for c in ADAPTERS.values() if c.family == family), family)
+        every = (*ADAPTERS.values(), *VARIANTS.values())
+        wanted = next((c.pipeline_class for c in every if c.family == family), family)
         raise AccVideoError(
             f"{path} holds a {name} ({cls.family}) but a {family} pipeline is expected; pass a "
             f"{wanted} diffusers folder"

@@ -4,7 +4,9 @@ and guidance, read from the model folder, never from its path.
 Precedence, for each setting: the command's value > the folder's `accvideo.json` > the family's published defaults,
 which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; HunyuanVideo: 3,072) > the
 built-in model's small clips (17 frames at 64x64, no negative prompt). Tiny random test models are narrow, so they
-keep the small clips unless their `accvideo.json` says otherwise.
+keep the small clips unless their `accvideo.json` says otherwise. Wan 2.2 TI2V (`wan2.2-ti2v`) has no published entry
+yet: its defaults (size, frames, negative prompt) were not verifiable from a local source, so its folders keep the
+small clips unless their `accvideo.json` says otherwise.
 
 `accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
 (the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`), and HunyuanVideo's text settings
@@ -35,7 +37,7 @@ PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
     "wan": ((1536, 5120), {"frames": 81, "height": 480, "width": 832, "negative_prompt": WAN_NEGATIVE_PROMPT}),
     "hunyuanvideo": ((3072,), {"frames": 129, "height": 544, "width": 960, "negative_prompt": ""}),
 }
-FAMILY_NAMES = {"wan": "Wan 2.1", "hunyuanvideo": "HunyuanVideo"}
+FAMILY_NAMES = {"wan": "Wan 2.1", "wan2.2-ti2v": "Wan 2.2 TI2V", "hunyuanvideo": "HunyuanVideo"}
 
 
 def folder_settings(path: str | Path) -> dict:
