@@ -12,9 +12,12 @@ from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_moe import WanMoEAdapter, is_two_expert
 
 # pipeline class name in model_index.json -> adapter class
 ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
+# the same pipeline class in another layout -> (its test on model_index.json, adapter class)
+VARIANTS: dict[str, tuple] = {"WanPipeline": (is_two_expert, WanMoEAdapter)}  # Wan 2.2 A14B: two experts
 
 
 def model_index(path: str | Path) -> dict:
@@ -44,16 +47,9 @@ def unsupported_variant(index: dict) -> str | None:
     """Why a pipeline of a supported class is still not supported (Wan 2.2 variants), or None.
 
     Wan 2.2 is saved as a `WanPipeline` too: A14B adds a low-noise expert `transformer_2` switched at
-    `boundary_ratio`; TI2V-5B keeps the first latent frame clean (`expand_timesteps`). Distilling only
-    `transformer` would train half of A14B and export the teacher's other expert unchanged, so both are
-    refused until their adapters exist.
+    `boundary_ratio` (its own adapter, models/wan_moe.py); TI2V-5B keeps the first latent frame clean
+    (`expand_timesteps`), refused until its adapter exists.
     """
-    second = index.get("transformer_2")  # [null, null] when a Wan 2.1 is saved by the same class
-    if second not in (None, [None, None]) or index.get("boundary_ratio") is not None:
-        return (
-            "a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
-            "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now"
-        )
     if index.get("expand_timesteps"):
         return (
             "a Wan 2.2 TI2V pipeline (expand_timesteps: a clean first latent frame); accvideo distils only "
@@ -76,6 +72,8 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
         known = ", ".join(sorted(ADAPTERS))
         raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
     cls = ADAPTERS[name]
+    if name in VARIANTS and VARIANTS[name][0](index):
+        cls = VARIANTS[name][1]
     if family is not None and cls.family != family:
         wanted = next((c.pipeline_class for c in ADAPTERS.values() if c.family == family), family)
         raise AccVideoError(
@@ -110,7 +108,9 @@ def load_adapter(
             raise  # memory is a fault of the machine: the CLI says what to change
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None
-    own = folder_settings(path).get("guidance")
-    if own is not None:  # the folder's accvideo.json names its teacher's CFG scale
-        adapter.default_guidance = float(own)
+    own = folder_settings(path)
+    if own.get("guidance") is not None:  # the folder's accvideo.json names its teacher's CFG scale
+        adapter.default_guidance = float(own["guidance"])
+    if own.get("guidance_2") is not None and hasattr(adapter, "default_guidance_2"):  # Wan 2.2 A14B's second
+        adapter.default_guidance_2 = float(own["guidance_2"])
     return adapter

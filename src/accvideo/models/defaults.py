@@ -7,7 +7,8 @@ built-in model's small clips (17 frames at 64x64, no negative prompt). Tiny rand
 keep the small clips unless their `accvideo.json` says otherwise.
 
 `accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
-(the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`), and HunyuanVideo's text settings
+(the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`; Wan 2.2 A14B's low-noise scale is
+`guidance_2`), and HunyuanVideo's text settings
 prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
 """
 
@@ -21,7 +22,7 @@ from accvideo.errors import AccVideoError
 SETTINGS_FILE = "accvideo.json"
 VIDEO_KEYS = ("frames", "height", "width", "negative_prompt")
 TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
-KEYS = (*VIDEO_KEYS, "guidance", *TEXT_KEYS)
+KEYS = (*VIDEO_KEYS, "guidance", "guidance_2", *TEXT_KEYS)
 
 # Wan 2.1's sample_neg_prompt (its repository's shared config; diffusers' WanPipeline examples use an English one)
 WAN_NEGATIVE_PROMPT = (
@@ -52,7 +53,7 @@ def folder_settings(path: str | Path) -> dict:
     for key in ("frames", "height", "width", "max_sequence_length"):
         if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1):
             raise AccVideoError(f"{file}: {key} must be a positive integer; got {raw[key]!r}")
-    for key in ("guidance", "embedded_guidance"):
+    for key in ("guidance", "guidance_2", "embedded_guidance"):
         if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0):
             raise AccVideoError(f"{file}: {key} must be a number >= 0; got {raw[key]!r}")
     if "negative_prompt" in raw and not isinstance(raw["negative_prompt"], str):
