@@ -153,6 +153,8 @@ def shifted_plan(
     shift = shift or model.default_shift
     guidance = model.default_guidance if guidance is None else guidance
     boundary = getattr(model, "boundary_ratio", None)
+    if boundary is None and guidance_2 is not None:
+        raise AccVideoError("guidance_2 applies to two-expert teachers (Wan 2.2 A14B) only; drop it for this model")
     if boundary is not None and guidance_2 is None:
         guidance_2 = getattr(model, "default_guidance_2", None)
     return SamplingPlan(

@@ -91,6 +91,13 @@ def fill_video(cfg, path: str | Path, family: str):
     return (replace(cfg, **missing), source) if missing else (cfg, None)
 
 
+def _second(plan) -> str:
+    """', guidance_2 G below boundary_ratio B' for a two-expert plan (Wan 2.2 A14B), else ''."""
+    if getattr(plan, "boundary_ratio", None) is None:
+        return ""
+    return f" (guidance_2 {plan.guidance_2:g} below boundary_ratio {plan.boundary_ratio:g})"
+
+
 def settings_line(cfg, plan, source: str | None) -> str:
     """One line: the resolved video, sampling and guidance settings, and where the model's defaults came from."""
     neg = plan.negative_prompt
@@ -98,5 +105,5 @@ def settings_line(cfg, plan, source: str | None) -> str:
     origin = f" (defaults: {source})" if source else ""
     return (
         f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width}, {plan.steps} steps, shift {plan.shift:g}, "
-        f"guidance {plan.guidance:g}, negative prompt {shown!r}{origin}"
+        f"guidance {plan.guidance:g}{_second(plan)}, negative prompt {shown!r}{origin}"
     )

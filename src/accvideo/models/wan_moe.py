@@ -31,6 +31,8 @@ def is_two_expert(index: dict) -> bool:
 class ExpertPair(nn.Module):
     """Both experts as one module; a forward runs, for each item, the expert that owns its timestep."""
 
+    routed = True  # one expert a call: under DDP the other's weights get no gradient (core/parallel.py)
+
     def __init__(self, transformer: nn.Module, transformer_2: nn.Module, boundary_ratio: float, num_train_timesteps=1000):
         super().__init__()
         self.transformer = transformer
@@ -202,3 +204,35 @@ class WanMoEAdapter(WanAdapter):
     def block(self, index: int) -> torch.nn.Module:
         """Block `index` of the high-noise expert (`features` hooks the block of the expert that owns sigma)."""
         return self.pair.transformer.blocks[self.check_block(index)]
+
+
+def key_step_experts(adapter, key_sigmas) -> dict | None:
+    """Which expert trains each key step of a two-expert student (None for one transformer).
+
+    The student runs at t'_m .. t'_1 (`key_sigmas[:-1]`, noisiest first; never at t'_0 = 0), each by the expert
+    that owns it under WanPipeline's rule (a key step on the boundary: the high-noise expert). An expert that owns
+    none is never trained and stays the teacher's (`untrained`).
+    """
+    pair = getattr(adapter, "pair", None)
+    if not isinstance(pair, ExpertPair):
+        return None
+    sigmas = [float(s) for s in key_sigmas[:-1]]
+    owners = [pair.expert_of(s) for s in sigmas]
+    return {
+        "boundary_ratio": pair.boundary_ratio,
+        "key_sigmas": sigmas,
+        "key_experts": owners,
+        "untrained": [name for name in EXPERTS if name not in owners],
+    }
+
+
+def experts_line(experts: dict) -> str:
+    """One line: which key steps each expert trains, and any expert that stays the teacher's."""
+    parts = []
+    for name in EXPERTS:
+        mine = [f"{s:.4g}" for s, e in zip(experts["key_sigmas"], experts["key_experts"], strict=True) if e == name]
+        parts.append(f"{name} trains key sigmas [{', '.join(mine)}]" if mine else f"{name} has no key step")
+    line = f"experts (boundary_ratio {experts['boundary_ratio']:g}): " + "; ".join(parts)
+    for name in experts["untrained"]:
+        line += f"; {name} is not trained and stays the teacher's"
+    return line
