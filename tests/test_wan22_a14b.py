@@ -292,8 +292,9 @@ def test_export_loads_in_stock_wan_pipeline_and_matches_our_student(runs, a14b_d
 
 def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatch):
     """`accvideo sample --model RUN` decodes what the exported stock pipeline decodes."""
-    import accvideo.sample.run as sample_run
     from diffusers import WanPipeline
+
+    import accvideo.sample.run as sample_run
 
     run, _ = runs["full"]
     seen = []
@@ -308,5 +309,7 @@ def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatc
     pipe = WanPipeline.from_pretrained(str(out))
     pipe.set_progress_bar_config(disable=True)
     x = noise((1, 16, (FRAMES - 1) // 4 + 1, H // 8, W // 8), seed=7)
-    frames = pipe(prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **manifest["call"])
+    frames = pipe(
+        prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **manifest["call"]
+    )
     torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), seen[0], atol=1e-4, rtol=0)

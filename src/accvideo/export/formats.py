@@ -13,8 +13,8 @@ from accvideo.errors import AccVideoError
 from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
+from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
 from accvideo.models.wan_moe import EXPERTS
-from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, LORA_WEIGHTS, expert_names
 
 SKIPPED = {"transformer", "transformer_2", "scheduler"}  # the components an export replaces (A14B: both experts)
 

@@ -141,7 +141,9 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     if info["lora"] is not None:
         for name in files:  # the second expert's file loads into transformer_2, as diffusers' Wan LoRA loader does
             second = {"load_into_transformer_2": True} if name != FULL_WEIGHTS else {}
-            adapter.pipe.load_lora_weights(str(student_dir), weight_name=LORA_FILES[name], adapter_name="student", **second)
+            adapter.pipe.load_lora_weights(
+                str(student_dir), weight_name=LORA_FILES[name], adapter_name="student", **second
+            )
         adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
     else:

@@ -33,7 +33,9 @@ class ExpertPair(nn.Module):
 
     routed = True  # one expert a call: under DDP the other's weights get no gradient (core/parallel.py)
 
-    def __init__(self, transformer: nn.Module, transformer_2: nn.Module, boundary_ratio: float, num_train_timesteps=1000):
+    def __init__(
+        self, transformer: nn.Module, transformer_2: nn.Module, boundary_ratio: float, num_train_timesteps=1000
+    ):
         super().__init__()
         self.transformer = transformer
         self.transformer_2 = transformer_2
@@ -184,7 +186,7 @@ class WanMoEAdapter(WanAdapter):
         return getattr(self.transformer, "module", self.transformer)
 
     def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
-        """Video-token hidden states (B, tokens, dim) leaving block `block` of the expert that owns each item's sigma."""
+        """Video-token hidden states (B, tokens, dim) after block `block` of the expert that owns each item's sigma."""
         index = self.check_block(block)
         pair = self.pair
         high = pair.high(self._timestep(x, sigma))

@@ -28,7 +28,7 @@ class SynthConfig:
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
     shift: float | None = None
     guidance: float | None = None  # the teacher's CFG scale, baked into the targets (None: the family's, Wan 5)
-    guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise expert's CFG scale (None: the folder's, else guidance)
+    guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise steps' CFG scale (None: the folder's, else guidance)
     negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)
     seed: int = 0  # base seed: text-file item i gets world.item_seed(seed, i)
     store: str = "key"  # key: the m+1 key latents; all: the whole n+1 trajectory
