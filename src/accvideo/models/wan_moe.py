@@ -95,7 +95,12 @@ class ExpertPair(nn.Module):
             return Transformer2DModelOutput(sample=out)
         return (out,)
 
-    # the diffusers model methods the distillation calls, applied to both experts
+    # the diffusers model methods the distillation and the run-time options call, applied to both experts
+    def compile(self, *args, **kw) -> None:
+        """torch.compile each expert (the routing between them stays eager)."""
+        for expert in self.experts().values():
+            expert.compile(*args, **kw)
+
     def enable_gradient_checkpointing(self) -> None:
         for expert in self.experts().values():
             expert.enable_gradient_checkpointing()
