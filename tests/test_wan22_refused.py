@@ -1,5 +1,5 @@
-"""Wan 2.2 folders accvideo cannot run yet (A14B's two experts, TI2V-5B saved for image input: its clean first frame)
-are refused with one line, never half-trained; TI2V's text-to-video mode (a WanPipeline) is accepted."""
+"""Wan 2.2 TI2V-5B saved for image input (its clean first frame) is refused with one line, never half-trained;
+TI2V's text-to-video mode (a WanPipeline) and A14B (two experts, tests/test_wan22_a14b.py) are accepted."""
 
 import pytest
 
@@ -39,7 +39,7 @@ def wan22_dirs(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("variant, words", [("a14b", "Wan 2.2 A14B"), ("ti2v", "image input is not supported yet")])
+@pytest.mark.parametrize("variant, words", [("ti2v", "image input is not supported yet")])
 def test_wan22_refused_by_every_loading_command(wan22_dirs, variant, words, tmp_path, capsys):
     folder = str(wan22_dirs[variant])
     (tmp_path / "p.txt").write_text("a red circle\n")
@@ -63,7 +63,18 @@ def test_wan21_layout_still_accepted(tiny_wan_dir):
 
     index = model_index(tiny_wan_dir)
     assert index["transformer_2"] == [None, None] and unsupported_variant(index) is None
-    assert adapter_class(tiny_wan_dir).family == "wan"
+    assert adapter_class(tiny_wan_dir).family == "wan" and adapter_class(tiny_wan_dir).__name__ == "WanAdapter"
+
+
+def test_wan22_a14b_accepted_by_its_two_expert_adapter(wan22_dirs):
+    from accvideo.models import adapter_class, load_adapter, model_index, unsupported_variant
+    from accvideo.models.wan_moe import WanMoEAdapter
+
+    folder = wan22_dirs["a14b"]
+    assert unsupported_variant(model_index(folder)) is None
+    assert adapter_class(folder) is WanMoEAdapter and adapter_class(folder, "wan") is WanMoEAdapter
+    adapter = load_adapter(folder)
+    assert adapter.boundary_ratio == 0.875 and adapter.pair.transformer_2 is adapter.pipe.transformer_2
 
 
 def test_wan22_ti2v_text_to_video_accepted(wan22_dirs):

@@ -342,7 +342,10 @@ RANDOM_CONFIGS: dict[str, Callable] = {
         shift=5.0,
         expand_timesteps=True,
     ),
-    # Wan-AI/Wan2.2-T2V-A14B-Diffusers: two 40 x 5120 experts, transformer (high noise) and transformer_2
+    # Wan-AI/Wan2.2-T2V-A14B-Diffusers: two 40 x 5120 experts, transformer (high noise) and transformer_2.
+    # The Wan team's own inference config (wan/configs/wan_t2v_A14B.py, read in the copy ml-explore/mlx-examples keeps
+    # under video/Wan2.2) samples at shift 12.0, 40 steps, boundary 0.875, guidance (3.0 low, 4.0 high noise); the
+    # diffusers folder's scheduler_config.json was not available to check; shift stays 3.0 (timing only).
     "wan2.2-t2v-a14b": wan_builder(dim_heads=40, layers=40, ffn=13824, text=UMT5_XXL, boundary_ratio=0.875),
     "hunyuanvideo": hunyuan_builder(
         heads=24,

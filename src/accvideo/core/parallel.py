@@ -120,7 +120,11 @@ def parallelize(
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(student, device_ids=ids, broadcast_buffers=False)
+        # a routed student (Wan 2.2 A14B's expert pair) runs one expert a call: the other's weights get no gradient
+        unused = bool(getattr(student, "routed", False))
+        wrapped = DistributedDataParallel(
+            student, device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
+        )
         return Parallel("ddp", student, wrapped, bf16, device)
     if mode == "fsdp":
         if teacher is not None:

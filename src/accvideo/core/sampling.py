@@ -40,6 +40,15 @@ def guided(cond: VelocityFn, uncond: VelocityFn, scale: float) -> VelocityFn:
     return velocity
 
 
+def high_noise(sigma: torch.Tensor, boundary_ratio: float, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Wan 2.2's expert switch (WanPipeline): True where timestep = N * sigma (float32) >= boundary_ratio * N.
+
+    A sigma on the boundary belongs to the high-noise expert, as in the stock loop (`t >= boundary_timestep`).
+    """
+    timestep = torch.as_tensor(sigma, dtype=torch.float32) * num_train_timesteps
+    return timestep >= boundary_ratio * num_train_timesteps
+
+
 def euler_step(x: torch.Tensor, v: torch.Tensor, sigma: float | torch.Tensor, sigma_next: float | torch.Tensor):
     """One Euler step of the flow ODE: x_next = x + (sigma_next - sigma) * v."""
     return x + (sigma_next - sigma) * v
@@ -52,24 +61,28 @@ def euler_sample(
     sigmas: torch.Tensor | Sequence[float],
     *,
     uncond: VelocityFn | None = None,
-    guidance: float = 1.0,
+    guidance: float | Sequence[float] = 1.0,
     callback: StepCallback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Solve from sigmas[0] to sigmas[-1] with len(sigmas)-1 Euler steps; x is the starting noise.
 
-    With `uncond` and guidance != 1 the field is classifier-free guided. `callback` sees every
-    latent, including the starting one (i = 0) and the result (i = n).
+    With `uncond`, a step whose guidance != 1 is classifier-free guided (`guidance`: one scale, or one per step,
+    e.g. Wan 2.2 A14B's two scales). `callback` sees every latent, including the starting one (i = 0) and the
+    result (i = n).
     """
-    if uncond is not None and guidance != 1.0:
-        velocity = guided(velocity, uncond, guidance)
     sig = [float(s) for s in sigmas]
+    steps = range(len(sig) - 1)
+    scales = [float(guidance)] * len(steps) if isinstance(guidance, (int, float)) else [float(g) for g in guidance]
+    if len(scales) != len(steps):
+        raise ValueError(f"{len(scales)} guidance scales for {len(steps)} steps")
     if callback is not None:
         callback(0, sig[0], x)
-    steps = range(len(sig) - 1)
     for i in tqdm(steps, desc="denoising", unit="step", disable=not progress, leave=False):
         sigma = torch.full((x.shape[0],), sig[i], device=x.device, dtype=torch.float32)
         v = velocity(x, sigma)
+        if uncond is not None and scales[i] != 1.0:
+            v = cfg_combine(v, uncond(x, sigma), scales[i])
         x = euler_step(x, v.to(x.dtype), sig[i], sig[i + 1])
         if callback is not None:
             callback(i + 1, sig[i + 1], x)
@@ -81,32 +94,47 @@ class SamplingPlan:
     """How to sample: the sigma grid (n+1,) noisiest first, the CFG scale (1: one pass a step), the negative prompt.
 
     `shift` is reported, not used: the shift the grid was made with (for a student's key sigmas, its teacher's).
+    Two-expert models (Wan 2.2 A14B) guide the steps below `boundary_ratio` (`high_noise`) with `guidance_2`.
     """
 
     sigmas: tuple[float, ...]
     guidance: float = 1.0
     negative_prompt: str = ""
     shift: float | None = None
+    guidance_2: float | None = None  # the low-noise steps' CFG scale (None: `guidance`)
+    boundary_ratio: float | None = None  # where guidance_2 starts (None: one scale for every step)
 
     def __post_init__(self):
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
         if len(self.sigmas) < 2:
             raise ValueError(f"a sampling plan needs at least two sigmas (one step); got {list(self.sigmas)}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        for scale in (self.guidance, self.guidance_2):
+            if scale is not None and scale < 0:
+                raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {scale}")
 
     @property
     def steps(self) -> int:
         return len(self.sigmas) - 1
 
     @property
+    def step_guidance(self) -> list[float]:
+        """The CFG scale of each step (n,): `guidance`, or `guidance_2` for the steps below the expert boundary."""
+        if self.boundary_ratio is None or self.guidance_2 is None:
+            return [self.guidance] * self.steps
+        high = high_noise(torch.tensor(self.sigmas[:-1]), self.boundary_ratio)
+        return [self.guidance if h else self.guidance_2 for h in high.tolist()]
+
+    @property
     def cfg(self) -> bool:
-        """Whether each step runs a second, unconditional pass."""
-        return self.guidance != 1.0
+        """Whether any step runs a second, unconditional pass."""
+        return any(g != 1.0 for g in self.step_guidance)
 
     def describe(self) -> dict:
         """steps, guidance and the rounded sigmas, for reports."""
-        return {"steps": self.steps, "guidance": self.guidance, "sigmas": [round(s, 6) for s in self.sigmas]}
+        out = {"steps": self.steps, "guidance": self.guidance, "sigmas": [round(s, 6) for s in self.sigmas]}
+        if self.boundary_ratio is not None:
+            out.update(guidance_2=self.guidance_2, boundary_ratio=self.boundary_ratio)
+        return out
 
 
 def shifted_plan(
@@ -115,15 +143,27 @@ def shifted_plan(
     guidance: float | None = None,
     shift: float | None = None,
     negative_prompt: str = "",
+    guidance_2: float | None = None,
 ) -> SamplingPlan:
     """A plan on the shifted grid: `steps` (default TEACHER_STEPS) at `shift` (default the model's), with
-    `guidance` (default the family's teacher guidance: Wan CFG 5, HunyuanVideo 1 as its guidance is embedded)."""
+    `guidance` (default the family's teacher guidance: Wan CFG 5, HunyuanVideo 1 as its guidance is embedded).
+
+    A two-expert model (a `boundary_ratio`) guides its low-noise steps with `guidance_2`: default the model's
+    `default_guidance_2`, else `guidance` (as WanPipeline's call defaults it)."""
     shift = shift or model.default_shift
+    guidance = model.default_guidance if guidance is None else guidance
+    boundary = getattr(model, "boundary_ratio", None)
+    if boundary is None and guidance_2 is not None:
+        raise AccVideoError("guidance_2 applies to two-expert teachers (Wan 2.2 A14B) only; drop it for this model")
+    if boundary is not None and guidance_2 is None:
+        guidance_2 = getattr(model, "default_guidance_2", None)
     return SamplingPlan(
         shifted_sigmas(steps or TEACHER_STEPS, shift),
-        model.default_guidance if guidance is None else guidance,
+        guidance,
         negative_prompt,
         shift,
+        None if boundary is None else (guidance if guidance_2 is None else guidance_2),
+        boundary,
     )
 
 
@@ -177,7 +217,7 @@ def sample_latents(
         x,
         plan.sigmas,
         uncond=(lambda z, s: adapter.velocity(z, s, neg)) if neg is not None else None,
-        guidance=plan.guidance,
+        guidance=plan.step_guidance,
         callback=callback if keep is not None else None,
         progress=progress,
     )

@@ -150,6 +150,7 @@ def write_config(d: Distiller) -> None:
             feature_dim=d.feature_dim,
             token_grid=list(d.grid),
             grad_checkpointing_resolved="on" if d.checkpointing else "off",
+            **({"experts": d.experts} if d.experts is not None else {}),
         )
 
 
@@ -184,7 +185,12 @@ def save(d: Distiller) -> None:
                 teacher_dir=d.model_dir,
                 lora=lora,
                 state=portable_lora_names(weights) if lora else weights,
-                extra={"iteration": d.iteration, "samples": d.samples, "ema": use_ema},
+                extra={
+                    "iteration": d.iteration,
+                    "samples": d.samples,
+                    "ema": use_ema,
+                    **({"experts": d.experts} if d.experts is not None else {}),
+                },
             )
             plot_losses(read_losses(d.out / "losses.jsonl"), d.out / "losses.png")
     finally:
@@ -209,6 +215,8 @@ def write_summary(d: Distiller, seconds: float, trained: int, train_seconds: flo
         "samples_per_s": round(trained / train_seconds, 3) if trained else None,
         "peak_memory_mb": peak_memory_mb(d.device),
     }
+    if d.experts is not None:  # Wan 2.2 A14B: which expert trained which key step, which stayed the teacher's
+        summary["experts"] = d.experts
     if d.reals is not None:  # real_data: how many clips the heads saw as real, how many were skipped
         summary["real_clips"] = {"used": len(d.reals), "skipped": d.reals.skipped}
     if dist.is_main():

@@ -9,7 +9,22 @@ from pathlib import Path
 
 import torch
 
-from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_WEIGHTS
+from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_FILES
+from accvideo.models.wan_moe import ExpertPair, split_state
+
+
+def _save_transformer(module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """What diffusers' save_pretrained writes (config.json + weights), from the gathered state."""
+    from huggingface_hub import save_torch_state_dict
+
+    module.save_config(str(folder))
+    save_torch_state_dict(
+        state, folder, filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB"
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in folder.iterdir():  # it writes through private temporary files (mode 600)
+        f.chmod(0o666 & ~umask)
 
 
 def export_student(
@@ -28,36 +43,29 @@ def export_student(
     `state` is the student's whole weights (LoRA: peft's portable names) when they are gathered from shards;
     by default they are read from `pair`. The layout is the same whatever the number of training processes.
     """
-    from huggingface_hub import save_torch_state_dict
-
     out = Path(out)
     state = pair.student_state() if state is None else state
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if lora is not None:
-        type(pair.teacher.pipe).save_lora_weights(
-            str(tmp),
-            transformer_lora_layers=state,
-            weight_name=LORA_WEIGHTS,
-            transformer_lora_adapter_metadata={
-                "r": lora["rank"],
-                "lora_alpha": lora["alpha"],
-                "target_modules": lora["targets"],
-            },
-        )
-    else:  # what diffusers' save_pretrained writes (config.json + weights), from the gathered state
-        pair.module.save_config(str(tmp / FULL_WEIGHTS))
-        save_torch_state_dict(
-            state,
-            tmp / FULL_WEIGHTS,
-            filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
-            max_shard_size="10GB",
-        )
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in (tmp / FULL_WEIGHTS).iterdir():  # it writes through private temporary files (mode 600)
-            f.chmod(0o666 & ~umask)
+    experts = pair.module.experts() if isinstance(pair.module, ExpertPair) else None
+    # one file or folder per expert (Wan 2.2 A14B: transformer, transformer_2), else the one transformer's
+    parts = split_state(state) if experts is not None else {FULL_WEIGHTS: state}
+    for name, part in parts.items():
+        if lora is not None:
+            type(pair.teacher.pipe).save_lora_weights(
+                str(tmp),
+                transformer_lora_layers=part,
+                weight_name=LORA_FILES[name],
+                transformer_lora_adapter_metadata={
+                    "r": lora["rank"],
+                    "lora_alpha": lora["alpha"],
+                    "target_modules": lora["targets"],
+                },
+            )
+        else:
+            _save_transformer(experts[name] if experts is not None else pair.module, part, tmp / name)
+    weights = [LORA_FILES[n] for n in parts] if lora is not None else list(parts)
     info = {
         "format": FORMAT,
         "family": pair.teacher.family,
@@ -65,7 +73,7 @@ def export_student(
         "teacher": teacher,
         "teacher_dir": str(Path(teacher_dir).resolve()),
         "lora": lora,
-        "weights": LORA_WEIGHTS if lora is not None else FULL_WEIGHTS,
+        "weights": weights[0] if len(weights) == 1 else weights,
         **extra,
     }
     (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")

@@ -42,6 +42,7 @@ from accvideo.models import adapter_class, load_adapter
 from accvideo.models.base import LoadParts
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import release_encoders
+from accvideo.models.wan_moe import experts_line, key_step_experts
 from accvideo.synthesize import SynVidDataset
 
 
@@ -104,6 +105,7 @@ class Distiller:
                 f"feature_blocks needs {self.m} block indices (one per key step k = 0..{self.m - 1}) "
                 f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}"
             )
+        self.experts = key_step_experts(adapter, self.key_sigmas)  # Wan 2.2 A14B: the expert of each key step
         self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
         tokens, width = math.prod(self.grid), adapter.width
         self.checkpointing = cfg.checkpointing(tokens, width)  # grad_checkpointing=auto, resolved (config.yaml)
@@ -374,6 +376,8 @@ class Distiller:
             release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
         if progress and main:
             print(self.settings_line(), flush=True)
+            if self.experts is not None:
+                print(experts_line(self.experts), flush=True)
         start = self.iteration
         first_samples, t_train = self.samples, time.perf_counter()
         state.write_config(self)

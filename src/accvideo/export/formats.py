@@ -13,9 +13,10 @@ from accvideo.errors import AccVideoError
 from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
-from accvideo.models.student import FULL_WEIGHTS, LORA_WEIGHTS
+from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
+from accvideo.models.wan_moe import EXPERTS
 
-SKIPPED = {"transformer", "scheduler"}  # the components an export replaces
+SKIPPED = {"transformer", "transformer_2", "scheduler"}  # the components an export replaces (A14B: both experts)
 
 
 def _transformer_class(src: Source):
@@ -25,9 +26,10 @@ def _transformer_class(src: Source):
     return getattr(diffusers, name)
 
 
-def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None) -> None:
-    """The student's transformer as a diffusers model folder: full students as saved, LoRA students fused."""
-    weights = src.student_dir / FULL_WEIGHTS
+def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None, name: str = FULL_WEIGHTS) -> None:
+    """The student's transformer `name` (Wan 2.2 A14B: each expert) as a diffusers model folder: full students as
+    saved, LoRA students fused."""
+    weights = src.student_dir / name
     if not src.lora:
         if not any(weights.glob("*.safetensors")):
             raise AccVideoError(f"{weights} holds no weights; export the student again (rerun `accvideo distill`)")
@@ -36,13 +38,14 @@ def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None) -> None
             return
         model = _transformer_class(src).from_pretrained(str(weights), local_files_only=True)
     else:
-        if not (src.student_dir / LORA_WEIGHTS).is_file():
-            raise AccVideoError(f"{src.student_dir / LORA_WEIGHTS} is missing; export the student again")
+        lora_file = LORA_FILES[name]
+        if not (src.student_dir / lora_file).is_file():
+            raise AccVideoError(f"{src.student_dir / lora_file} is missing; export the student again")
         model = _transformer_class(src).from_pretrained(
-            str(src.teacher_dir / "transformer"), local_files_only=True, dtype=torch.float32
+            str(src.teacher_dir / name), local_files_only=True, dtype=torch.float32
         )
         model.load_lora_adapter(
-            str(src.student_dir), weight_name=LORA_WEIGHTS, prefix="transformer", adapter_name="student"
+            str(src.student_dir), weight_name=lora_file, prefix="transformer", adapter_name="student"
         )
         model.fuse_lora()  # base weights + the scaled low-rank update, in float32
         model.unload_lora()
@@ -67,6 +70,7 @@ def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
         "lora": info.get("lora"),
         "iteration": info.get("iteration"),
         "samples": info.get("samples"),
+        **({"experts": info["experts"]} if info.get("experts") else {}),
     }
 
 
@@ -77,6 +81,7 @@ def _call_text(call: dict) -> str:
 def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> dict:
     """Fill `tmp` with the teacher's components, the student's transformer and a key-sigma scheduler."""
     scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)  # refuse before copying gigabytes
+    check_experts(src, scheduler)
     index = src.model_index()
     for name, spec in index.items():
         if name.startswith("_") or name in SKIPPED or not isinstance(spec, list) or spec[0] is None:
@@ -87,7 +92,8 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
     for f in src.teacher_dir.iterdir():  # root files other than the index (e.g. accvideo.json, README)
         if f.is_file() and not f.name.startswith(".") and f.name not in {"model_index.json", MARKER, "README.md"}:
             shutil.copy2(f, tmp / f.name)
-    write_transformer(src, tmp / "transformer", dtype)
+    for name in expert_names(src.info):
+        write_transformer(src, tmp / name, dtype, name)
     scheduler.save_pretrained(str(tmp / "scheduler"))
     index["scheduler"] = ["diffusers", type(scheduler).__name__]
     write_json_atomic(tmp / "model_index.json", index)
@@ -115,15 +121,19 @@ def write_lora(src: Source, tmp: Path) -> dict:
             f"{src.student_dir} is a full student (no LoRA); use `accvideo export RUN --format "
             "diffusers`, or distill a LoRA student (lora_rank=16)"
         )
-    weights = src.student_dir / LORA_WEIGHTS
-    if not weights.is_file():
-        raise AccVideoError(f"{weights} is missing; export the student again (rerun `accvideo distill`)")
-    shutil.copy2(weights, tmp / LORA_WEIGHTS)
+    names = expert_names(src.info)
+    for name in names:
+        weights = src.student_dir / LORA_FILES[name]
+        if not weights.is_file():
+            raise AccVideoError(f"{weights} is missing; export the student again (rerun `accvideo distill`)")
+        shutil.copy2(weights, tmp / LORA_FILES[name])
     try:
         scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)
-        scheduler.save_pretrained(str(tmp / "scheduler"))
     except AccVideoError:
         settings = None  # the key sigmas must then be passed explicitly
+    else:
+        check_experts(src, scheduler)
+        scheduler.save_pretrained(str(tmp / "scheduler"))
     manifest = _manifest(src, "lora", settings)
     write_json_atomic(tmp / MARKER, manifest)
     sched = (
@@ -138,12 +148,42 @@ def write_lora(src: Source, tmp: Path) -> dict:
         "```python\n"
         f"from diffusers import FlowMatchEulerDiscreteScheduler, {src.pipeline}\n"
         f"pipe = {src.pipeline}.from_pretrained(TEACHER)\n"
-        "pipe.load_lora_weights(PATH)\n"
+        f"{_lora_loads(names)}"
         f"{sched}"
         f"video = pipe(prompt, {_call_text(manifest['call'])}).frames[0]\n"
         "```\n"
     )
     return manifest
+
+
+def _lora_loads(names: list[str]) -> str:
+    """The README's LoRA loading lines: one file, or one per Wan 2.2 A14B expert (the second into transformer_2)."""
+    if len(names) == 1:
+        return "pipe.load_lora_weights(PATH)\n"
+    lines = f'pipe.load_lora_weights(PATH, weight_name="{LORA_FILES[names[0]]}")  # transformer (high noise)\n'
+    for name in names[1:]:
+        lines += (
+            f'pipe.load_lora_weights(PATH, weight_name="{LORA_FILES[name]}", load_into_transformer_2=True)'
+            f"  # {name} (low noise)\n"
+        )
+    return lines
+
+
+def check_experts(src: Source, scheduler) -> None:
+    """Refuse a scheduler whose steps would hand a key step to the other expert than the one that trained it (Wan
+    2.2 A14B: the stock loop picks the expert by `t >= boundary_ratio * num_train_timesteps`, with its own float32
+    timesteps; a key sigma within 1e-6 of the boundary could fall on the other side)."""
+    experts = src.info.get("experts")
+    if not experts:
+        return
+    boundary = experts["boundary_ratio"] * scheduler.config.num_train_timesteps
+    stock = [EXPERTS[0] if float(t) >= boundary else EXPERTS[1] for t in scheduler.timesteps]
+    if stock != experts["key_experts"]:
+        raise AccVideoError(
+            f"the stock scheduler's timesteps {[round(float(t), 4) for t in scheduler.timesteps]} give the experts "
+            f"{stock}, but the student trained {experts['key_experts']}; a key sigma sits on the boundary "
+            f"{experts['boundary_ratio']}: distill with other key steps"
+        )
 
 
 def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
@@ -155,7 +195,7 @@ def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
     load = (
         f"pipe = {manifest['pipeline']}.from_pretrained(PATH)\n"
         if manifest["kind"] == "diffusers"
-        else f"pipe = {manifest['pipeline']}.from_pretrained(TEACHER)\npipe.load_lora_weights(PATH)\n"
+        else f"pipe = {manifest['pipeline']}.from_pretrained(TEACHER)\n{_lora_loads(expert_names(manifest))}"
     )
     with (tmp / "README.md").open("a") as f:
         f.write(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,12 +13,16 @@ from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_moe import WanMoEAdapter, is_two_expert
 from accvideo.models.wan_ti2v import WanTI2VAdapter
 
 # pipeline class name in model_index.json -> adapter class
 ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
-# (pipeline class name, a model_index.json flag that is set) -> the adapter of that variant of the class
-VARIANTS: dict[tuple[str, str], type] = {(WanTI2VAdapter.pipeline_class, "expand_timesteps"): WanTI2VAdapter}
+# the same pipeline class in another layout: (class name, its test on model_index.json, the adapter of that layout)
+VARIANTS: list[tuple[str, Callable[[dict], bool], type]] = [
+    ("WanPipeline", is_two_expert, WanMoEAdapter),  # Wan 2.2 A14B: two experts switched at boundary_ratio
+    ("WanPipeline", lambda index: bool(index.get("expand_timesteps")), WanTI2VAdapter),  # Wan 2.2 TI2V-5B
+]
 
 
 def model_index(path: str | Path) -> dict:
@@ -47,16 +52,9 @@ def unsupported_variant(index: dict) -> str | None:
     """Why a pipeline of a supported class is still not supported (Wan 2.2 variants), or None.
 
     Wan 2.2 is saved as a `WanPipeline` too: A14B adds a low-noise expert `transformer_2` switched at
-    `boundary_ratio`; distilling only `transformer` would train half of it and export the teacher's other expert
-    unchanged, so it is refused until its adapter exists. TI2V-5B (`expand_timesteps`) as a `WanPipeline` is its
+    `boundary_ratio` (its own adapter, models/wan_moe.py). TI2V-5B (`expand_timesteps`) as a `WanPipeline` is its
     text-to-video mode (models/wan_ti2v.py); saved for image input (the first latent frame kept clean) it is refused.
     """
-    second = index.get("transformer_2")  # [null, null] when a Wan 2.1 is saved by the same class
-    if second not in (None, [None, None]) or index.get("boundary_ratio") is not None:
-        return (
-            "a Wan 2.2 A14B pipeline (two experts: transformer and transformer_2, switched at boundary_ratio); "
-            "accvideo distils only single-transformer Wan 2.1 T2V and HunyuanVideo T2V for now"
-        )
     if index.get("expand_timesteps") and index["_class_name"] != WanTI2VAdapter.pipeline_class:
         return (
             f"a Wan 2.2 TI2V pipeline saved for image input ({index['_class_name']} with expand_timesteps: the "
@@ -75,14 +73,15 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     variant = unsupported_variant(index)
     if variant is not None:
         raise AccVideoError(
-            f"{path} holds {variant}; pass a Wan 2.1 T2V, Wan 2.2 TI2V (text-to-video) or HunyuanVideo T2V folder"
+            f"{path} holds {variant}; pass a Wan 2.1 T2V, Wan 2.2 T2V-A14B, Wan 2.2 TI2V (text-to-video) or "
+            "HunyuanVideo T2V folder"
         )
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
         raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
-    cls = next((c for (n, flag), c in VARIANTS.items() if n == name and index.get(flag)), ADAPTERS[name])
+    cls = next((c for n, test, c in VARIANTS if n == name and test(index)), ADAPTERS[name])
     if family is not None and cls.family != family:
-        every = (*ADAPTERS.values(), *VARIANTS.values())
+        every = (*ADAPTERS.values(), *(c for _, _, c in VARIANTS))
         wanted = next((c.pipeline_class for c in every if c.family == family), family)
         raise AccVideoError(
             f"{path} holds a {name} ({cls.family}) but a {family} pipeline is expected; pass a "
@@ -116,7 +115,9 @@ def load_adapter(
             raise  # memory is a fault of the machine: the CLI says what to change
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None
-    own = folder_settings(path).get("guidance")
-    if own is not None:  # the folder's accvideo.json names its teacher's CFG scale
-        adapter.default_guidance = float(own)
+    own = folder_settings(path)
+    if own.get("guidance") is not None:  # the folder's accvideo.json names its teacher's CFG scale
+        adapter.default_guidance = float(own["guidance"])
+    if own.get("guidance_2") is not None and hasattr(adapter, "default_guidance_2"):  # Wan 2.2 A14B's second
+        adapter.default_guidance_2 = float(own["guidance_2"])
     return adapter

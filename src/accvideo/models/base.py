@@ -144,17 +144,22 @@ class TransformerAdapter:
 
     def features(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, block: int) -> torch.Tensor:
         """Video-token hidden states (B, tokens, dim) leaving block `block`; the forward stops there."""
-        captured: list[torch.Tensor] = []
+        return stopped_at(self.block(block), lambda: self._forward(x, sigma, cond))
 
-        def hook(_module, _inputs, output):
-            captured.append(output[0] if isinstance(output, tuple) else output)
-            raise _StopForward
 
-        handle = self.block(block).register_forward_hook(hook)
-        try:
-            self._forward(x, sigma, cond)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
+def stopped_at(block: torch.nn.Module, forward) -> torch.Tensor:
+    """The output of `block` (its hidden states) while `forward()` runs; the forward stops right after it."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+        raise _StopForward
+
+    handle = block.register_forward_hook(hook)
+    try:
+        forward()
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured[0]

@@ -9,7 +9,8 @@ yet: its defaults (size, frames, negative prompt) were not verifiable from a loc
 small clips unless their `accvideo.json` says otherwise.
 
 `accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
-(the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`), and HunyuanVideo's text settings
+(the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`; Wan 2.2 A14B's low-noise scale is
+`guidance_2`), and HunyuanVideo's text settings
 prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
 """
 
@@ -23,7 +24,7 @@ from accvideo.errors import AccVideoError
 SETTINGS_FILE = "accvideo.json"
 VIDEO_KEYS = ("frames", "height", "width", "negative_prompt")
 TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
-KEYS = (*VIDEO_KEYS, "guidance", *TEXT_KEYS)
+KEYS = (*VIDEO_KEYS, "guidance", "guidance_2", *TEXT_KEYS)
 
 # Wan 2.1's sample_neg_prompt (its repository's shared config; diffusers' WanPipeline examples use an English one)
 WAN_NEGATIVE_PROMPT = (
@@ -54,7 +55,7 @@ def folder_settings(path: str | Path) -> dict:
     for key in ("frames", "height", "width", "max_sequence_length"):
         if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1):
             raise AccVideoError(f"{file}: {key} must be a positive integer; got {raw[key]!r}")
-    for key in ("guidance", "embedded_guidance"):
+    for key in ("guidance", "guidance_2", "embedded_guidance"):
         if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0):
             raise AccVideoError(f"{file}: {key} must be a number >= 0; got {raw[key]!r}")
     if "negative_prompt" in raw and not isinstance(raw["negative_prompt"], str):
@@ -92,6 +93,13 @@ def fill_video(cfg, path: str | Path, family: str):
     return (replace(cfg, **missing), source) if missing else (cfg, None)
 
 
+def _second(plan) -> str:
+    """', guidance_2 G below boundary_ratio B' for a two-expert plan (Wan 2.2 A14B), else ''."""
+    if getattr(plan, "boundary_ratio", None) is None:
+        return ""
+    return f" (guidance_2 {plan.guidance_2:g} below boundary_ratio {plan.boundary_ratio:g})"
+
+
 def settings_line(cfg, plan, source: str | None) -> str:
     """One line: the resolved video, sampling and guidance settings, and where the model's defaults came from."""
     neg = plan.negative_prompt
@@ -99,5 +107,5 @@ def settings_line(cfg, plan, source: str | None) -> str:
     origin = f" (defaults: {source})" if source else ""
     return (
         f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width}, {plan.steps} steps, shift {plan.shift:g}, "
-        f"guidance {plan.guidance:g}, negative prompt {shown!r}{origin}"
+        f"guidance {plan.guidance:g}{_second(plan)}, negative prompt {shown!r}{origin}"
     )

@@ -5,6 +5,7 @@
                                         LoRA rank/alpha/targets, iteration and samples seen
       transformer/                      full students: `WanTransformer3DModel.from_pretrained` loads it
       pytorch_lora_weights.safetensors  LoRA students: `pipe.load_lora_weights` loads it onto the teacher
+      transformer_2/, pytorch_lora_weights_2.safetensors   Wan 2.2 A14B students: the low-noise expert's
 
 The writer, `export_student`, is the distillation's (distill/student.py).
 """
@@ -24,6 +25,9 @@ FORMAT = "accvideo.student/1"
 INFO = "student.json"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 FULL_WEIGHTS = "transformer"
+# Wan 2.2 A14B students (student.json "experts"): one folder or LoRA file per expert; the second expert's LoRA loads
+# with diffusers' `pipe.load_lora_weights(..., load_into_transformer_2=True)`
+LORA_FILES = {FULL_WEIGHTS: LORA_WEIGHTS, "transformer_2": "pytorch_lora_weights_2.safetensors"}
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (METHOD.md 2)
 
 # A student that recorded the older, full-hash identity ('sha256:') is checked on load only when its teacher is up to
@@ -54,23 +58,37 @@ def read_student_info(student_dir: Path) -> dict:
     return info
 
 
-def student_weights(student_dir: Path, info: dict) -> list[Path]:
-    """The student's weights files, each checked whole (a truncated or damaged file is one line, not a load)."""
+def expert_names(info: dict) -> list[str]:
+    """The transformers a student holds: ['transformer'], or both experts of a Wan 2.2 A14B student."""
+    return list(LORA_FILES) if info.get("experts") else [FULL_WEIGHTS]
+
+
+def student_files(student_dir: Path, info: dict) -> dict[str, list[Path]]:
+    """Each transformer's weights files (expert name -> files), each checked whole (a truncated or damaged file is
+    one line, not a load)."""
     student_dir = Path(student_dir)
-    if info["lora"] is not None:
-        files = [student_dir / LORA_WEIGHTS]
-        if not files[0].is_file():
-            raise AccVideoError(f"{files[0]} is missing; {REDO}")
-    else:
-        files = sorted((student_dir / FULL_WEIGHTS).glob("*.safetensors"))
-        if not files:
-            raise AccVideoError(f"{student_dir / FULL_WEIGHTS} holds no weights; {REDO}")
-        config = student_dir / FULL_WEIGHTS / "config.json"
-        if config.is_file():
-            read_json(config, REDO)
-    for f in files:
-        check_safetensors(f, REDO)
-    return files
+    out = {}
+    for name in expert_names(info):
+        if info["lora"] is not None:
+            files = [student_dir / LORA_FILES[name]]
+            if not files[0].is_file():
+                raise AccVideoError(f"{files[0]} is missing; {REDO}")
+        else:
+            files = sorted((student_dir / name).glob("*.safetensors"))
+            if not files:
+                raise AccVideoError(f"{student_dir / name} holds no weights; {REDO}")
+            config = student_dir / name / "config.json"
+            if config.is_file():
+                read_json(config, REDO)
+        for f in files:
+            check_safetensors(f, REDO)
+        out[name] = files
+    return out
+
+
+def student_weights(student_dir: Path, info: dict) -> list[Path]:
+    """The student's weights files, each checked whole."""
+    return [f for files in student_files(student_dir, info).values() for f in files]
 
 
 def _folder_bytes(path: Path) -> int:
@@ -117,20 +135,27 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
         raise AccVideoError(
             f"{student_dir} holds a {info['family']} student but its teacher folder is {adapter.family}"
         )
-    files = student_weights(student_dir, info)
+    files = student_files(student_dir, info)
+    if bool(info.get("experts")) != (getattr(adapter, "boundary_ratio", None) is not None):
+        raise AccVideoError(f"{student_dir}: its experts do not match its teacher folder's; {REDO}")
     if info["lora"] is not None:
-        adapter.pipe.load_lora_weights(str(student_dir), weight_name=LORA_WEIGHTS, adapter_name="student")
-        adapter.pipe.fuse_lora(components=["transformer"])  # a student samples at the base model's cost
+        for name in files:  # the second expert's file loads into transformer_2, as diffusers' Wan LoRA loader does
+            second = {"load_into_transformer_2": True} if name != FULL_WEIGHTS else {}
+            adapter.pipe.load_lora_weights(
+                str(student_dir), weight_name=LORA_FILES[name], adapter_name="student", **second
+            )
+        adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
     else:
-        state = {}
-        for f in files:
-            state.update(load_safetensors(f, REDO))
-        try:
-            adapter.transformer.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise AccVideoError(
-                f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})"
-            ) from None
+        for name, paths in files.items():
+            state = {}
+            for f in paths:
+                state.update(load_safetensors(f, REDO))
+            try:
+                getattr(adapter.pipe, name).load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise AccVideoError(
+                    f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})"
+                ) from None
     adapter.transformer.requires_grad_(False).eval()
     return adapter, info

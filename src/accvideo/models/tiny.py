@@ -83,6 +83,27 @@ def save_tiny_wan(out: str | Path, seed: int = 0, **kw) -> Path:
     return out
 
 
+def tiny_wan_a14b_pipeline(seed: int = 0, *, boundary_ratio: float = 0.875, **kw):
+    """A random Wan 2.2 A14B pipeline: the tiny Wan's components plus a second expert (other weights) as
+    `transformer_2`, switched at `boundary_ratio`."""
+    from diffusers import WanPipeline
+
+    base = tiny_wan_pipeline(seed, **kw)
+    second = tiny_wan_pipeline(seed + 1, **kw).transformer
+    return WanPipeline(
+        **{k: getattr(base, k) for k in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")},
+        transformer_2=second,
+        boundary_ratio=boundary_ratio,
+    )
+
+
+def save_tiny_wan_a14b(out: str | Path, seed: int = 0, **kw) -> Path:
+    """Write a tiny random Wan 2.2 A14B pipeline as a diffusers directory and return its path."""
+    out = Path(out)
+    tiny_wan_a14b_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
 # What a tiny HunyuanVideo needs from HunyuanVideoAdapter (accvideo.json): no chat template around the prompt
 TINY_HUNYUAN_TEXT = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 16}
 

@@ -28,6 +28,7 @@ class SynthConfig:
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
     shift: float | None = None
     guidance: float | None = None  # the teacher's CFG scale, baked into the targets (None: the family's, Wan 5)
+    guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise steps' CFG scale (None: the folder's, else guidance)
     negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)
     seed: int = 0  # base seed: text-file item i gets world.item_seed(seed, i)
     store: str = "key"  # key: the m+1 key latents; all: the whole n+1 trajectory
@@ -49,8 +50,9 @@ class SynthConfig:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.key_steps is not None and self.key_indices is not None:
             raise ValueError("pass either --key-steps or --key-indices, not both")
-        if self.guidance is not None and self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        for scale in (self.guidance, self.guidance_2):
+            if scale is not None and scale < 0:
+                raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {scale}")
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
         if self.store not in STORES:
@@ -71,6 +73,9 @@ class SynthConfig:
         return tuple(uniform_key_indices(self.steps, self.key_steps or DEFAULT_KEY_STEPS))
 
 
+OPTIONAL = ("guidance_2", "boundary_ratio")  # SynVidSettings fields a single-transformer dataset leaves out
+
+
 @dataclass(frozen=True)
 class SynVidSettings:
     """What makes two SynVid items comparable: stored in every shard, checked on resume and on read."""
@@ -89,6 +94,9 @@ class SynVidSettings:
     store: str
     dtype: str
     shard_size: int
+    # two-expert teachers (Wan 2.2 A14B) only: the low-noise steps' CFG scale and the expert boundary
+    guidance_2: float | None = None
+    boundary_ratio: float | None = None
 
     @property
     def sigmas(self) -> torch.Tensor:
@@ -101,13 +109,14 @@ class SynVidSettings:
         return self.key_indices if self.store == "key" else tuple(range(self.steps + 1))
 
     def to_dict(self) -> dict:
-        """Plain data (lists for tuples), for JSON and YAML."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain data (lists for tuples), for JSON and YAML; the two-expert fields only when set."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if not (k in OPTIONAL and v is None)}
 
     @classmethod
     def from_dict(cls, raw: dict) -> SynVidSettings:
         names = {f.name for f in fields(cls)}
-        if set(raw) != names:
+        if not set(names) - set(OPTIONAL) <= set(raw) <= names:
             raise ValueError(f"settings fields {sorted(set(raw) ^ names)} differ from this accvideo version's")
         return cls(**{**raw, "key_indices": tuple(raw["key_indices"]), "latent_shape": tuple(raw["latent_shape"])})
 

@@ -53,6 +53,8 @@ def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPla
         store=cfg.store,
         dtype=str(dtype).removeprefix("torch."),
         shard_size=cfg.shard_size,
+        guidance_2=None if plan.boundary_ratio is None else float(plan.guidance_2),
+        boundary_ratio=plan.boundary_ratio,
     )
 
 
@@ -165,8 +167,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     dtype = adapter.dtype
     _check_size(cfg, adapter)
     # the teacher's grid and guidance (None: the family's own; Wan: CFG 5, HunyuanVideo: embedded only)
-    plan = shifted_plan(adapter, cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
-    cfg = replace(cfg, guidance=plan.guidance)  # the manifest records the guidance used
+    plan = shifted_plan(adapter, cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt, cfg.guidance_2)
+    cfg = replace(cfg, guidance=plan.guidance, guidance_2=plan.guidance_2)  # the manifest records the guidance used
     if progress:
         dist.print0(settings_line(cfg, plan, source), flush=True)
     identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines)

@@ -1,0 +1,315 @@
+"""Wan 2.2 A14B (two experts switched at boundary_ratio) end to end, against stock diffusers' WanPipeline.
+
+Teacher: our Euler + CFG solve equals WanPipeline's latents (each step the right expert and guidance scale).
+Student: both experts train, each on the key steps it owns; the export loads in stock WanPipeline (both
+transformers, the boundary, the key-sigma scheduler) and generates what `accvideo sample` generates.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from accvideo.cli import main
+from accvideo.core.runtime import noise
+from accvideo.core.sampling import SamplingPlan, euler_sample, sample_latents, shifted_plan
+from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_moe import WanMoEAdapter, experts_line, key_step_experts
+
+FRAMES, H, W = 5, 32, 32
+PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat"]
+TEACHER_GUIDANCE, TEACHER_GUIDANCE_2 = 3.0, 2.0
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def a14b_dir(tmp_path_factory):
+    from accvideo.models.tiny import save_tiny_wan_a14b
+
+    return save_tiny_wan_a14b(tmp_path_factory.mktemp("a14b") / "wan22", seed=0, num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def a14b(a14b_dir):
+    from accvideo.models import load_adapter
+
+    return load_adapter(a14b_dir)
+
+
+@pytest.fixture(scope="module")
+def stock(a14b_dir):
+    from diffusers import WanPipeline
+
+    pipe = WanPipeline.from_pretrained(str(a14b_dir))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _expert_calls(adapter):
+    """Forward counts of each expert, and the hook handles."""
+    calls = {"transformer": 0, "transformer_2": 0}
+    handles = [
+        expert.register_forward_pre_hook(lambda *_a, n=name: calls.__setitem__(n, calls[n] + 1))
+        for name, expert in adapter.pair.experts().items()
+    ]
+    return calls, handles
+
+
+def test_a14b_folder_opens_as_the_two_expert_adapter(a14b):
+    assert isinstance(a14b, WanMoEAdapter) and a14b.family == "wan" and a14b.boundary_ratio == 0.875
+    assert a14b.pair.transformer is a14b.pipe.transformer and a14b.pair.transformer_2 is a14b.pipe.transformer_2
+    # the experts hold other weights: the routing below is not vacuous
+    w1, w2 = a14b.pipe.transformer.state_dict(), a14b.pipe.transformer_2.state_dict()
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) > 1e-3
+
+
+@pytest.mark.parametrize("guidance_2", [None, 1.5])
+def test_teacher_solve_equals_stock_wan22_pipeline(a14b, stock, guidance_2):
+    """WanPipeline(...)(output_type='latent') with both experts in the grid equals our Euler + CFG solve."""
+    prompt, steps, guidance = PROMPTS[0], 6, 4.0
+    x0 = noise((1, *a14b.latent_shape(FRAMES, H, W)), seed=3)
+    ref = stock(
+        prompt=prompt,
+        negative_prompt="",
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        guidance_scale_2=guidance_2,
+        latents=x0.clone(),
+        output_type="latent",
+        max_sequence_length=a14b.max_sequence_length,
+    ).frames
+    sigmas = stock.scheduler.sigmas.tolist()  # the pipeline's own grid; the boundary 0.875 falls inside it
+    plan = SamplingPlan(sigmas, guidance, "", None, guidance if guidance_2 is None else guidance_2, 0.875)
+    want = [guidance] * 3 + [guidance if guidance_2 is None else guidance_2] * 3  # sigmas 1, .95, .88 | .77, ...
+    assert plan.step_guidance == want
+    cond, uncond = a14b.encode_prompts([prompt]), a14b.encode_prompts([""])
+    calls, handles = _expert_calls(a14b)
+    try:
+        ours = euler_sample(
+            lambda x, s: a14b.velocity(x, s, cond),
+            x0.clone(),
+            plan.sigmas,
+            uncond=lambda x, s: a14b.velocity(x, s, uncond),
+            guidance=plan.step_guidance,
+        )
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == {"transformer": 6, "transformer_2": 6}  # 3 steps each, two passes a step (CFG)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    # not vacuous: the high-noise expert alone (a Wan 2.1 reading of the folder) lands elsewhere
+    alone = WanAdapter(a14b.pipe, max_sequence_length=a14b.max_sequence_length)
+    single = euler_sample(
+        lambda x, s: alone.velocity(x, s, cond), x0.clone(), plan.sigmas,
+        uncond=lambda x, s: alone.velocity(x, s, uncond), guidance=plan.step_guidance,
+    )  # fmt: skip
+    assert (single - ref).abs().max() > 1e-3
+
+
+def test_velocity_and_features_follow_each_items_expert(a14b):
+    """A batch with items on both sides of the boundary: each item as if alone, features from its own expert."""
+    x = noise((2, *a14b.latent_shape(FRAMES, H, W)), seed=5)
+    cond = a14b.encode_prompts(PROMPTS[:2])
+    sigma = torch.tensor([0.95, 0.5])
+    both = a14b.velocity(x, sigma, cond)
+    for i in range(2):
+        alone = a14b.velocity(x[i : i + 1], sigma[i : i + 1], {k: v[i : i + 1] for k, v in cond.items()})
+        torch.testing.assert_close(both[i : i + 1], alone, atol=1e-6, rtol=0)
+    feats = a14b.features(x, sigma, cond, 0)
+    alone = WanAdapter(a14b.pipe)  # a single-transformer adapter, pointed at one expert at a time
+    rows = [{k: v[i : i + 1] for k, v in cond.items()} for i in range(2)]
+    for i, expert in enumerate((a14b.pair.transformer, a14b.pair.transformer_2)):
+        alone.transformer = expert
+        want = alone.features(x[i : i + 1], sigma[i : i + 1], rows[i], 0)
+        torch.testing.assert_close(feats[i : i + 1], want, atol=1e-6, rtol=0)
+    alone.transformer = a14b.pair.transformer  # not vacuous: the other expert's features differ
+    assert (alone.features(x[1:], sigma[1:], rows[1], 0) - feats[1:]).abs().max() > 1e-4
+
+
+def test_key_step_assignment_follows_the_stock_rule(a14b):
+    # t'_0 = 0 is never a student input; a key step exactly on the boundary belongs to the high-noise expert
+    got = key_step_experts(a14b, [1.0, 0.875, 0.8, 0.0])
+    assert got["key_experts"] == ["transformer", "transformer", "transformer_2"] and got["untrained"] == []
+    above = key_step_experts(a14b, [1.0, 0.9, 0.0])
+    assert above["untrained"] == ["transformer_2"]
+    assert "transformer_2 is not trained and stays the teacher's" in experts_line(above)
+    assert key_step_experts(WanAdapter(a14b.pipe), [1.0, 0.5, 0.0]) is None  # one transformer: nothing to assign
+
+
+@pytest.fixture(scope="module")
+def synvid(a14b_dir, tmp_path_factory):
+    from accvideo.synthesize import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("a14b-synvid")
+    (root / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    synthesize(
+        SynthConfig(
+            teacher=str(a14b_dir),
+            prompts=str(root / "p.txt"),
+            out=str(root / "syn"),
+            steps=10,
+            key_steps=5,
+            frames=FRAMES,
+            height=H,
+            width=W,
+            guidance=TEACHER_GUIDANCE,
+            guidance_2=TEACHER_GUIDANCE_2,
+            device="cpu",
+            dtype="float32",
+        ),
+        progress=False,
+    )
+    return root / "syn"
+
+
+def test_synvid_records_and_uses_the_second_guidance(synvid, a14b):
+    from accvideo.synthesize.dataset import SynVidDataset
+
+    data = SynVidDataset(synvid)
+    s = data.settings
+    assert (s.guidance, s.guidance_2, s.boundary_ratio) == (TEACHER_GUIDANCE, TEACHER_GUIDANCE_2, 0.875)
+    item = data[0]
+    latents, seed = item["latents"], item["seed"]
+    shape = a14b.latent_shape(FRAMES, H, W)
+    plan = shifted_plan(a14b, 10, TEACHER_GUIDANCE, guidance_2=TEACHER_GUIDANCE_2)
+    ours = sample_latents(a14b, [PROMPTS[0]], [seed], shape, plan).latents
+    torch.testing.assert_close(latents[-1], ours[0], atol=1e-5, rtol=0)
+    same = sample_latents(a14b, [PROMPTS[0]], [seed], shape, shifted_plan(a14b, 10, TEACHER_GUIDANCE)).latents
+    assert (same[0] - latents[-1]).abs().max() > 1e-4  # guidance_2 changed the low-noise steps
+
+
+@pytest.fixture(scope="module")
+def runs(a14b_dir, synvid, tmp_path_factory):
+    """A full and a LoRA student of the tiny A14B teacher (2 iterations each)."""
+    from accvideo.distill import DistillConfig, distill
+
+    root = tmp_path_factory.mktemp("a14b-runs")
+    out = {}
+    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
+        cfg = DistillConfig(
+            teacher=str(a14b_dir),
+            data=str(synvid),
+            out=str(root / name),
+            iterations=2,
+            batch=2,
+            lr=1e-3,
+            head_lr=1e-4,
+            head_channels=8,
+            device="cpu",
+            **extra,
+        )
+        out[name] = (root / name, distill(cfg, progress=False))
+    return out
+
+
+EXPECTED = ["transformer", "transformer", "transformer", "transformer_2", "transformer_2"]  # key sigmas 1 .. 0.56
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_distill_records_the_expert_of_each_key_step(runs, kind):
+    run, summary = runs[kind]
+    info = json.loads((run / "student" / "student.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for record in (info["experts"], summary["experts"], config["experts"]):
+        assert record["boundary_ratio"] == 0.875 and record["key_experts"] == EXPECTED and record["untrained"] == []
+        assert record["key_sigmas"] == pytest.approx(info["key_sigmas"][:-1])
+    files = {"full": ["transformer", "transformer_2"], "lora": ["pytorch_lora_weights.safetensors",
+                                                               "pytorch_lora_weights_2.safetensors"]}[kind]  # fmt: skip
+    assert all((run / "student" / f).exists() for f in files)
+
+
+def _moved(pipe, teacher_dir) -> dict[str, float]:
+    from diffusers import WanTransformer3DModel
+
+    out = {}
+    for name in ("transformer", "transformer_2"):
+        lora_b = [p for n, p in getattr(pipe, name).named_parameters() if "lora_B" in n]
+        if lora_b:  # a LoRA loaded on the teacher: B starts at zero, so a non-zero B was trained
+            out[name] = max(p.abs().max().item() for p in lora_b)
+            continue
+        teacher = WanTransformer3DModel.from_pretrained(str(teacher_dir / name)).state_dict()
+        got = getattr(pipe, name).state_dict()
+        out[name] = max((got[k] - teacher[k]).abs().max().item() for k in teacher)
+    return out
+
+
+@pytest.mark.parametrize("kind, fmt", [("full", "diffusers"), ("lora", "diffusers"), ("lora", "lora")])
+def test_export_loads_in_stock_wan_pipeline_and_matches_our_student(runs, a14b_dir, kind, fmt, tmp_path, capsys):
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    from accvideo.models.open import open_model
+
+    run, _ = runs[kind]
+    out = tmp_path / "export"
+    code, _, err = run_cli(["export", str(run), "--format", fmt, "--out", str(out)], capsys)
+    assert code in (0, None), err
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    if fmt == "diffusers":
+        pipe = WanPipeline.from_pretrained(str(out))
+    else:
+        readme = (out / "README.md").read_text()
+        assert "load_into_transformer_2=True" in readme
+        pipe = WanPipeline.from_pretrained(str(a14b_dir))
+        pipe.load_lora_weights(str(out), weight_name="pytorch_lora_weights.safetensors")
+        pipe.load_lora_weights(str(out), weight_name="pytorch_lora_weights_2.safetensors", load_into_transformer_2=True)
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(out), subfolder="scheduler")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.config.boundary_ratio == 0.875 and pipe.transformer_2 is not None
+    moved = _moved(pipe, a14b_dir)
+    assert min(moved.values()) > 1e-5, moved  # both exported experts are the trained ones, not the teacher's
+
+    opened = open_model(str(run))
+    plan = opened.plan()
+    shape = opened.adapter.latent_shape(FRAMES, H, W)
+    ours = sample_latents(opened.adapter, [PROMPTS[0]], [7], shape, plan).latents
+    x = noise((1, *shape), seed=7)
+    theirs = pipe(
+        prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="latent", **manifest["call"]
+    ).frames
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    assert pipe.scheduler.sigmas.tolist() == pytest.approx(plan.sigmas, abs=1e-6)
+    # not vacuous: the teacher's experts from the same noise land elsewhere
+    teacher = WanPipeline.from_pretrained(str(a14b_dir))
+    teacher.scheduler = pipe.scheduler
+    teacher.set_progress_bar_config(disable=True)
+    base = teacher(
+        prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="latent", **manifest["call"]
+    ).frames
+    assert (base - theirs).abs().max() > 1e-4
+
+
+def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatch):
+    """`accvideo sample --model RUN` decodes what the exported stock pipeline decodes."""
+    from diffusers import WanPipeline
+
+    import accvideo.sample.run as sample_run
+
+    run, _ = runs["full"]
+    seen = []
+    real = sample_run.write_video
+    monkeypatch.setattr(sample_run, "write_video", lambda p, v, fps: (seen.append(v.clone()), real(p, v, fps))[1])
+    args = ["sample", "--model", str(run), "--prompt", PROMPTS[0], "--seed", "7", "--frames", str(FRAMES)]
+    code, _, err = run_cli([*args, "--size", f"{H}x{W}", "--out", str(tmp_path / "clip.mp4")], capsys)
+    assert code in (0, None), err
+    out = tmp_path / "export"
+    assert run_cli(["export", str(run), "--format", "diffusers", "--out", str(out)], capsys)[0] in (0, None)
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    pipe = WanPipeline.from_pretrained(str(out))
+    pipe.set_progress_bar_config(disable=True)
+    x = noise((1, 16, (FRAMES - 1) // 4 + 1, H // 8, W // 8), seed=7)
+    frames = pipe(
+        prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **manifest["call"]
+    )
+    torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), seen[0], atol=1e-4, rtol=0)
