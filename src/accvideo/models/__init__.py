@@ -12,9 +12,10 @@ from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_i2v import WanI2VAdapter
 
 # pipeline class name in model_index.json -> adapter class
-ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
+ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, WanI2VAdapter, HunyuanVideoAdapter)}
 
 
 def model_index(path: str | Path) -> dict:
