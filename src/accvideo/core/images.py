@@ -16,8 +16,8 @@ from accvideo.errors import AccVideoError
 IMAGE_FIX = "pass a PNG or JPEG file"
 
 
-def check_image(path: str | Path) -> Path:
-    """`path` if it is a readable image file (only its header is read), else a one-line error naming it."""
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the image file at `path` (only its header is read), else a one-line error naming it."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path).expanduser()
@@ -26,18 +26,18 @@ def check_image(path: str | Path) -> Path:
         raise AccVideoError(f"image {path} {what}; {IMAGE_FIX} that exists")
     try:
         with Image.open(path) as im:
-            im.size  # noqa: B018 - the header parses
+            return tuple(im.size)
     except (UnidentifiedImageError, OSError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else (exc.strerror or "unreadable")
         raise AccVideoError(f"image {path} is {reason}; {IMAGE_FIX}") from None
-    return path
 
 
 def read_image(path: str | Path):
     """The RGB PIL image at `path`; one-line errors for a missing, unreadable or damaged file."""
     from PIL import Image
 
-    path = check_image(path)
+    image_size(path)
+    path = Path(path).expanduser()
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
