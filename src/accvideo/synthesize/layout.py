@@ -67,7 +67,7 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
     if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
-        return f"{name} holds other prompts, seeds or images than items {first}..{last} of the prompt file"
+        return f"{name} holds other prompts or seeds (or images) than items {first}..{last} of the prompt file"
     return None
 
 
