@@ -115,6 +115,34 @@ def test_export_loads_in_stock_i2v_pipeline_and_matches_student(chain, tiny_i2v_
     assert moved > 1e-5
 
 
+def test_lora_export_loads_on_the_stock_i2v_teacher_and_matches_student(chain, tiny_i2v_dir, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+
+    from accvideo.distill import DistillConfig, distill
+    from accvideo.export.run import export_run
+
+    run = tmp_path / "run"
+    quick = dict(iterations=2, batch=2, lr=1e-3, head_lr=1e-4, head_channels=8, device="cpu", lora_rank=2)
+    distill(DistillConfig(teacher=str(tiny_i2v_dir), data=str(chain / "syn"), out=str(run), **quick), progress=False)
+    manifest = export_run(run, "lora", tmp_path / "lora")
+    pipe = WanImageToVideoPipeline.from_pretrained(str(tiny_i2v_dir))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(tmp_path / "lora"))
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(tmp_path / "lora"), subfolder="scheduler")
+
+    image, seed = load_images([chain / "images" / "0.png"], H, W)[0][0], 5
+    opened = open_model(str(run))
+    shape = opened.adapter.latent_shape(FRAMES, H, W)
+    cond = encode_conditioning(opened.adapter, [PROMPTS[0]], [image], FRAMES, H, W)
+    ours = sample_latents(opened.adapter, cond, [seed], shape, opened.plan()).latents
+    kw = dict(height=H, width=W, num_frames=FRAMES, latents=batch_noise([seed], shape), output_type="latent")
+    theirs = pipe(image=image, prompt=PROMPTS[0], **kw, **manifest["call"]).frames
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+    pipe.unload_lora_weights()
+    teacher = pipe(image=image, prompt=PROMPTS[0], **kw, **manifest["call"]).frames
+    assert (teacher - ours).abs().max() > 1e-4  # the LoRA moved the student off the teacher
+
+
 def test_sample_with_image_resizes_and_refuses_in_one_line(chain, tiny_i2v_dir, tiny_wan_dir, tmp_path, capsys):
     common = ["--frames", str(FRAMES), "--size", f"{H}x{W}", "--steps", "2"]
     big = chain / "images" / "3.png"

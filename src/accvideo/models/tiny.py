@@ -86,8 +86,13 @@ def save_tiny_wan(out: str | Path, seed: int = 0, **kw) -> Path:
 def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
     """A random Wan 2.1 image-to-video pipeline (WanImageToVideoPipeline): the tiny Wan's text encoder and VAE, a
     transformer taking 16 noise + 20 condition channels with image cross-attention, and a 28 px CLIP vision tower."""
+    import transformers
     from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    # transformers 5 names the torchvision-free processor CLIPImageProcessorPil (and warns when CLIPImageProcessor
+    # falls back to it); older versions have CLIPImageProcessor only
+    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
 
     base = tiny_wan_pipeline(seed, num_layers=num_layers, shift=shift, max_length=max_length)
     heads, head_dim = 2, 12
@@ -119,7 +124,7 @@ def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 
         image_dim=16,
         added_kv_proj_dim=heads * head_dim,
     )
-    processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    processor = processor_cls(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
     return WanImageToVideoPipeline(
         tokenizer=base.tokenizer,
         text_encoder=base.text_encoder,
