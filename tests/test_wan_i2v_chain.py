@@ -183,3 +183,19 @@ def test_prompt_files_pair_prompts_with_images_or_refuse(chain, tiny_i2v_dir, ti
         assert code == 2 and len(lines) == 1 and words in lines[0], err
     assert "nowhere.png does not exist" in lines[0] and "prompt file's folder" in lines[0]
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").glob("*.safetensors"))
+
+
+def test_commands_without_images_refuse_an_i2v_model_in_one_line(chain, tiny_i2v_dir, tmp_path, capsys):
+    cases = [  # ToyBench's world prompts have no images; real clips would need their first frames encoded
+        (["evaluate", "--model", str(chain / "run"), "--out", str(tmp_path / "e")], "this model is image-to-video"),
+        (
+            ["distill", "--teacher", str(tiny_i2v_dir), "--data", str(chain / "syn"), "--out", str(tmp_path / "r")]
+            + ["real_data=world", "iterations=1", "device=cpu"],
+            "not supported for image-to-video teachers",
+        ),
+    ]
+    for args, words in cases:
+        code, _, err = run_cli(args, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+    assert not (tmp_path / "r" / "student").exists()

@@ -240,6 +240,13 @@ def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
 
 MAX_LAYERS = 64
 
+# --family of `accvideo tiny-model` -> (what it is, writer(out, seed, layers))
+TINY_FAMILIES = {
+    "wan": ("Wan 2.1", lambda out, seed, layers: save_tiny_wan(out, seed, num_layers=layers)),
+    "wan-i2v": ("Wan 2.1 image-to-video", lambda out, seed, layers: save_tiny_wan_i2v(out, seed, num_layers=layers)),
+    "hunyuan": ("HunyuanVideo", lambda out, seed, layers: save_tiny_hunyuan(out, seed, num_single_layers=layers)),
+}
+
 
 @dataclass(frozen=True)
 class TinyModelConfig:
@@ -248,12 +255,12 @@ class TinyModelConfig:
     out: str = ""  # folder to write the pipeline to
     seed: int = 0  # seed of the random weights
     layers: int = 2  # transformer blocks (HunyuanVideo: 1 dual + LAYERS single blocks)
-    family: str = "wan"  # wan or hunyuan
+    family: str = "wan"  # wan, wan-i2v (image-to-video) or hunyuan
 
     def __post_init__(self):
         if not self.out:
             raise ValueError("name the folder to write: accvideo tiny-model DIR")
-        if self.family not in ("wan", "hunyuan"):
-            raise ValueError(f"--family must be wan or hunyuan; got {self.family!r}")
+        if self.family not in TINY_FAMILIES:
+            raise ValueError(f"--family must be wan or hunyuan, or wan-i2v (image-to-video); got {self.family!r}")
         if not 1 <= self.layers <= MAX_LAYERS:
             raise ValueError(f"--layers must lie in [1, {MAX_LAYERS}] (a tiny model); got {self.layers}")
