@@ -1,8 +1,8 @@
-"""Forward layouts of the Wan families accvideo cannot sample or distil yet, for timing only (`bench --random-weights`).
+"""Forward layouts of Wan variants for timing only (`bench --random-weights`), with no checkpoint or image at hand.
 
 Each adapter feeds its transformer the inputs the stock pipeline feeds it, so a timed step does the real work; the
-conditioning values are placeholders (zeros), which do not change the cost. models/__init__.py still refuses these
-families for sample, synthesize and distill.
+conditioning values are placeholders (zeros), which do not change the cost. Wan 2.1 I2V is sampled and distilled
+for real by models/wan_i2v.py; models/__init__.py still refuses Wan 2.2 TI2V for sample, synthesize and distill.
 """
 
 from __future__ import annotations
