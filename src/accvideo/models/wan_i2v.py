@@ -52,8 +52,13 @@ class WanI2VAdapter(WanAdapter):
                 "WanImageToVideoPipeline cleans prompts with ftfy, which is not installed: pip install ftfy"
             )
         adapter = super().load(path, device=device, dtype=dtype, parts=parts, **kw)
-        if adapter.transformer.config.image_dim is None:
+        cfg = adapter.transformer.config
+        if cfg.image_dim is None:
             raise AccVideoError(f"{path}: its transformer has no image_dim (not a Wan 2.1 I2V transformer); re-save it")
+        if cfg.get("pos_embed_seq_len") is not None:  # FLF2V embeds a first and a last frame's CLIP states
+            raise AccVideoError(
+                f"{path} holds a first-last-frame (FLF2V) transformer; accvideo supports one-image Wan 2.1 I2V only"
+            )
         return adapter
 
     # --- image ----------------------------------------------------------------------------------

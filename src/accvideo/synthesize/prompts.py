@@ -82,8 +82,8 @@ def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
         return None
     if not isinstance(image, str) or not image.strip():
         raise AccVideoError(f'line {lineno} of {path}: "image" must be a file path string; got {image!r}')
-    full = Path(image).expanduser()
-    return str(full if full.is_absolute() else path.parent / full)
+    full = Path(image).expanduser()  # absolute, so a resumed run from another folder names the same image
+    return str((full if full.is_absolute() else path.parent / full).absolute())
 
 
 def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
