@@ -99,3 +99,18 @@ def pytest_sessionfinish(session):
         import background
 
         shutil.rmtree(background.folder("x").parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v_dir(tmp_path_factory):
+    """A tiny random Wan 2.1 image-to-video pipeline (WanImageToVideoPipeline) on disk."""
+    from accvideo.models.tiny import save_tiny_wan_i2v
+
+    return save_tiny_wan_i2v(tmp_path_factory.mktemp("tiny") / "wan_i2v", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v(tiny_i2v_dir):
+    from accvideo.models import load_adapter
+
+    return load_adapter(tiny_i2v_dir)

@@ -151,7 +151,8 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
     (odd / "model_index.json").write_text(json.dumps({"_class_name": "LTXPipeline"}))
     with pytest.raises(
         AccVideoError,
-        match="LTXPipeline, which accvideo does not support; supported: HunyuanVideoPipeline, WanPipeline",
+        match="LTXPipeline, which accvideo does not support; supported: HunyuanVideoPipeline, WanImageToVideoPipeline, "
+        "WanPipeline",
     ) as e4:
         adapter_class(odd)
     (odd / "accvideo.json").write_text('{"prompt_templte": {}}')

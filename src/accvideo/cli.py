@@ -200,14 +200,12 @@ def _toy1d(cfg) -> None:
 
 def _tiny_model(cfg) -> None:
     from accvideo.core.outputs import claim_folder
-    from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan
+    from accvideo.models.tiny import TINY_FAMILIES
 
     out = claim_folder(cfg.out, "tiny-model")
-    if cfg.family == "wan":
-        save_tiny_wan(out, cfg.seed, num_layers=cfg.layers)
-    else:
-        save_tiny_hunyuan(out, cfg.seed, num_single_layers=cfg.layers)
-    _echo(f"wrote a tiny random {'Wan 2.1' if cfg.family == 'wan' else 'HunyuanVideo'} pipeline to {out}")
+    name, save = TINY_FAMILIES[cfg.family]
+    save(out, cfg.seed, cfg.layers)
+    _echo(f"wrote a tiny random {name} pipeline to {out}")
 
 
 # In pipeline order: data, the method's stages, use, evaluation; then the recipes and the tools.

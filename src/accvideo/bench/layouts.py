@@ -1,9 +1,8 @@
-"""Forward layouts of the Wan families accvideo cannot sample or distil yet, for timing only (`bench --random-weights`).
+"""Forward layouts of Wan variants for timing only (`bench --random-weights`), with no checkpoint or image at hand.
 
 Each adapter feeds its transformer the inputs the stock pipeline feeds it, so a timed step does the real work; the
-conditioning values are placeholders (zeros), which do not change the cost. models/__init__.py still refuses these
-families for sample, synthesize and distill. (Wan 2.2 TI2V's text-to-video mode is a real family now:
-models/wan_ti2v.py.)
+conditioning values are placeholders (zeros), which do not change the cost. Wan 2.1 I2V is sampled and distilled
+for real by models/wan_i2v.py, Wan 2.2 TI2V's text-to-video mode by models/wan_ti2v.py.
 """
 
 from __future__ import annotations

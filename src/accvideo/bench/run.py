@@ -16,7 +16,7 @@ from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
-from accvideo.models.open import open_model
+from accvideo.models.open import model_family, open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import STUDENT_GUIDANCE
 
@@ -49,6 +49,11 @@ def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
     """(adapter, what it is, its pipeline folder: None for random weights)."""
     if cfg.random_weights:
         return build_random(cfg.arch, device, dtype), f"{cfg.arch} (random weights)", None
+    if model_family(cfg.model).image_conditioned:  # checked before any weight is read
+        raise AccVideoError(
+            "bench --model times text-to-video sampling and this model is image-to-video; time its layout with "
+            "--random-weights --arch wan2.1-i2v-14b-480p, or time `accvideo sample --image`"
+        )
     opened = open_model(cfg.model, device=device, dtype=dtype)
     return opened.adapter, str(opened.student_dir or opened.model_dir), opened.model_dir
 

@@ -49,6 +49,10 @@ class TimedAdapter:
         with self._timed(self.text):
             return self._adapter.encode_prompts(prompts)
 
+    def encode_images(self, *args, **kw):  # the CLIP image encoder and the VAE encode of the first frame
+        with self._timed(self.text):
+            return self._adapter.encode_images(*args, **kw)
+
     def velocity(self, *args, **kw):
         with self._timed(self.calls):
             return self._adapter.velocity(*args, **kw)

@@ -7,9 +7,15 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-# Text conditioning: named tensors, batch first, so it can be stored, sliced and concatenated
-# without knowing the family (Wan: {"prompt_embeds": (B, L, D)}).
+# Conditioning: named tensors, batch first, so it can be stored, sliced and concatenated without knowing the family
+# (Wan: {"prompt_embeds": (B, L, D)}; Wan I2V adds {"image_embeds": (B, T, D'), "condition": (B, 20, F', H', W')}).
 Conditioning = dict[str, torch.Tensor]
+
+
+def with_defaults(negative: Conditioning, positive: Conditioning) -> Conditioning:
+    """The unconditional (CFG) conditioning: the negative's tensors, and the positive's for every name the negative
+    lacks (an image-to-video model's image conditioning stays; only the text is swapped, as the stock pipeline does)."""
+    return {**positive, **negative}
 
 
 def select(cond: Conditioning, index: torch.Tensor | slice | Sequence[int]) -> Conditioning:
@@ -32,6 +38,7 @@ class ModelAdapter(Protocol):
     """What generic code may ask of a model family. Shapes: x is (B, C, F', H', W') latents."""
 
     family: str  # "wan", "hunyuanvideo", ...
+    image_conditioned: bool  # True: conditioning needs an image too (encode_images), e.g. Wan 2.1 I2V
     num_blocks: int  # transformer blocks, for feature-block choice
     default_shift: float  # the family's (or checkpoint's) sigma shift
     default_guidance: float  # the teacher's CFG scale when none is given (1: the family has no true CFG)
@@ -42,6 +49,10 @@ class ModelAdapter(Protocol):
 
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
         """Text conditioning for each prompt; the empty prompt gives the unconditional one."""
+
+    def encode_images(self, images: Sequence, frames: int, height: int, width: int) -> Conditioning:
+        """Image conditioning for PIL images of exactly (height, width), one per prompt (image_conditioned models
+        only); merged with encode_prompts' by `core/images.encode_conditioning`."""
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """v = eps - x0 at noise level sigma (B,), one pass (the sampler adds CFG: core/sampling.py)."""

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from accvideo.core.adapter import Conditioning, ModelAdapter, expand
+from accvideo.core.adapter import Conditioning, ModelAdapter, expand, with_defaults
 from accvideo.core.runtime import batch_noise
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
@@ -194,7 +194,8 @@ def sample_latents(
     """Solve from eps(seeds[b]) through plan.sigmas, guided by plan.guidance against the negative prompt.
 
     `prompts` are strings or their conditioning (B rows); `uncond` is the negative prompt's one-row conditioning
-    (encoded here when the plan runs CFG and none is given), shared by the batch. `keep` lists grid indices
+    (encoded here when the plan runs CFG and none is given), shared by the batch; names it lacks (an image's
+    conditioning) are taken from `prompts`' conditioning. `keep` lists grid indices
     (0: the noise .. n: the result) whose latents are returned too.
     """
     check = getattr(adapter, "check_latent_shape", None)
@@ -211,7 +212,7 @@ def sample_latents(
         if i in wanted:  # every Euler step makes a new tensor, so a reference is enough
             kept[i] = x_i
 
-    neg = expand(uncond, len(seeds)) if plan.cfg else None
+    neg = with_defaults(expand(uncond, len(seeds)), cond) if plan.cfg else None  # only the text is swapped
     latents = euler_sample(
         lambda z, s: adapter.velocity(z, s, cond),
         x,

@@ -78,6 +78,13 @@ def _call_text(call: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in call.items())
 
 
+def _inputs(pipeline: str) -> str:
+    """The README call's leading arguments: an image-to-video pipeline takes the image first, so name both."""
+    if pipeline == "WanImageToVideoPipeline":  # image: a PIL image of exactly height x width (docs/image-to-video.md)
+        return "image=image, prompt=prompt"
+    return "prompt"
+
+
 def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> dict:
     """Fill `tmp` with the teacher's components, the student's transformer and a key-sigma scheduler."""
     scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)  # refuse before copying gigabytes
@@ -105,7 +112,7 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
         "```python\n"
         f"from diffusers import {src.pipeline}\n"
         f"pipe = {src.pipeline}.from_pretrained(PATH)\n"
-        f"video = pipe(prompt, {_call_text(manifest['call'])}).frames[0]\n"
+        f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
         "```\n\n"
         f"The scheduler (shift {settings['shift']:.6g}, shift_terminal {settings['shift_terminal']}) makes the "
         f"pipeline's own {src.steps} steps land on the student's key sigmas\n"
@@ -150,7 +157,7 @@ def write_lora(src: Source, tmp: Path) -> dict:
         f"pipe = {src.pipeline}.from_pretrained(TEACHER)\n"
         f"{_lora_loads(names)}"
         f"{sched}"
-        f"video = pipe(prompt, {_call_text(manifest['call'])}).frames[0]\n"
+        f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
         "```\n"
     )
     return manifest
@@ -206,7 +213,7 @@ def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
             "from accvideo.models.decoder import decode_video, load_decoder\n"
             f"{load}"
             'decoder, _ = load_decoder(PATH + "/decoder", None)  # None: skip the VAE identity check\n'
-            f'latents = pipe(prompt, {_call_text(call)}, output_type="latent").frames\n'
+            f'latents = pipe({_inputs(manifest["pipeline"])}, {_call_text(call)}, output_type="latent").frames\n'
             "video = decode_video(decoder.to(pipe.device), latents)[0]  # (F, H, W, 3) float in [0, 1]\n"
             "```\n"
         )

@@ -25,7 +25,7 @@ from accvideo.errors import AccVideoError
 NUM_TRAIN_TIMESTEPS = 1000  # kept: the pipeline passes timestep = sigma * N to the transformer
 TOLERANCE = 1e-6  # the scheduler works in float32
 # how each stock pipeline asks its scheduler for m steps
-PIPELINE_TIMESTEPS = {"WanPipeline": "steps", "HunyuanVideoPipeline": "linspace"}
+PIPELINE_TIMESTEPS = {"WanPipeline": "steps", "WanImageToVideoPipeline": "steps", "HunyuanVideoPipeline": "linspace"}
 
 
 def shift_map(u: float, s: float) -> float:

@@ -83,7 +83,7 @@ def _max_length(teacher_dir: Path, name: str, cap: int) -> int | None:
 def student_call(src: Source) -> dict:
     """Keyword arguments of the stock pipeline call that reproduces `accvideo sample` with the student."""
     call: dict = {"num_inference_steps": src.steps}
-    if src.pipeline == "WanPipeline":
+    if src.pipeline in ("WanPipeline", "WanImageToVideoPipeline"):  # the I2V call also takes `image=`
         call["guidance_scale"] = STUDENT_GUIDANCE  # WanPipeline: CFG only when guidance_scale > 1
         length = _max_length(src.teacher_dir, "tokenizer", 512)
         if length is not None and length != 512:  # Wan pads prompts with zeros to this length, unmasked

@@ -13,11 +13,12 @@ from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_i2v import WanI2VAdapter
 from accvideo.models.wan_moe import WanMoEAdapter, is_two_expert
 from accvideo.models.wan_ti2v import WanTI2VAdapter
 
 # pipeline class name in model_index.json -> adapter class
-ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, HunyuanVideoAdapter)}
+ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, WanI2VAdapter, HunyuanVideoAdapter)}
 # the same pipeline class in another layout: (class name, its test on model_index.json, the adapter of that layout)
 VARIANTS: list[tuple[str, Callable[[dict], bool], type]] = [
     ("WanPipeline", is_two_expert, WanMoEAdapter),  # Wan 2.2 A14B: two experts switched at boundary_ratio

@@ -19,9 +19,10 @@ from accvideo.errors import AccVideoError
 
 @dataclass(frozen=True)
 class LoadParts:
-    """Which components of a pipeline to load: distillation needs neither text encoders (SynVid items hold the
-    encodings) nor the VAE (unless real videos are encoded); `empty_transformer` builds the transformer on the meta
-    device from its config (its buffers real), for the parallel seam to shard and then fill (core/parallel.py)."""
+    """Which components of a pipeline to load: distillation needs neither text (nor image) encoders (SynVid items
+    hold the encodings) nor the VAE (unless real videos are encoded); `empty_transformer` builds the transformer on
+    the meta device from its config (its buffers real), for the parallel seam to shard and then fill
+    (core/parallel.py)."""
 
     text: bool = True
     vae: bool = True
@@ -55,7 +56,7 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
     transformer stays on the meta device until the parallel seam fills it)."""
     skip: dict = {}
     if not parts.text:
-        names = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+        names = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "image_encoder", "image_processor")
         skip.update({n: None for n in names if (path / n).is_dir()})
     if not parts.vae:
         skip["vae"] = None
@@ -79,6 +80,7 @@ class TransformerAdapter:
     """Shared ModelAdapter methods over a diffusers pipeline's transformer."""
 
     num_blocks: int
+    image_conditioned = False  # True: every conditioning also holds an image's (encode_images)
     latent_channels: int
     temporal_factor: int
     spatial_factor: int
@@ -124,6 +126,13 @@ class TransformerAdapter:
         """The transformer's hidden width (heads x head dim: Wan2.1-1.3B 1,536, 14B 5,120, HunyuanVideo 3,072)."""
         cfg = self.transformer.config
         return int(cfg.num_attention_heads * cfg.attention_head_dim)
+
+    def encode_images(self, images: Sequence, frames: int, height: int, width: int) -> Conditioning:
+        """A text-to-video model takes no image: one line (image-to-video adapters override this)."""
+        raise AccVideoError(
+            f'this {self.family} model is text-to-video and takes no image; drop --image (and the JSONL "image" '
+            "fields) or use an image-to-video model (WanImageToVideoPipeline)"
+        )
 
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:

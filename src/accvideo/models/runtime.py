@@ -41,9 +41,11 @@ class RuntimeOptions:
 
 
 def text_encoders(adapter) -> list[torch.nn.Module]:
-    """The pipeline's text encoders (Wan: UMT5; HunyuanVideo: Llama and CLIP)."""
+    """The pipeline's conditioning encoders (Wan: UMT5; Wan I2V: UMT5 and the CLIP image encoder; HunyuanVideo: Llama
+    and CLIP)."""
     pipe = adapter.pipe
-    return [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if m is not None]
+    names = ("text_encoder", "text_encoder_2", "image_encoder")
+    return [m for m in (getattr(pipe, n, None) for n in names) if m is not None]
 
 
 @contextmanager
@@ -100,6 +102,10 @@ class RuntimeAdapter:
         with self._visiting(text_encoders(self._adapter)):
             return self._adapter.encode_prompts(prompts)
 
+    def encode_images(self, images, frames, height, width):
+        with self._visiting([*text_encoders(self._adapter), self._adapter.vae]):
+            return self._adapter.encode_images(images, frames, height, width)
+
     def encode(self, video):
         with self._visiting([self._adapter.vae]):
             return self._adapter.encode(video)
@@ -136,7 +142,7 @@ def release_encoders(*adapters) -> None:
     """Drop the text encoders and the VAE of loaded adapters (and views sharing their pipeline): distillation
     loads them only to encode real clips, and needs neither after that."""
     for adapter in adapters:
-        for name in ("text_encoder", "text_encoder_2", "vae"):
+        for name in ("text_encoder", "text_encoder_2", "image_encoder", "vae"):
             if getattr(adapter.pipe, name, None) is not None:
                 setattr(adapter.pipe, name, None)
         adapter.vae = None

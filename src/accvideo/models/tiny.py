@@ -104,6 +104,66 @@ def save_tiny_wan_a14b(out: str | Path, seed: int = 0, **kw) -> Path:
     return out
 
 
+def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
+    """A random Wan 2.1 image-to-video pipeline (WanImageToVideoPipeline): the tiny Wan's text encoder and VAE, a
+    transformer taking 16 noise + 20 condition channels with image cross-attention, and a 28 px CLIP vision tower."""
+    import transformers
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    # transformers 5 names the torchvision-free processor CLIPImageProcessorPil (and warns when CLIPImageProcessor
+    # falls back to it); older versions have CLIPImageProcessor only
+    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+
+    base = tiny_wan_pipeline(seed, num_layers=num_layers, shift=shift, max_length=max_length)
+    heads, head_dim = 2, 12
+    image_encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            patch_size=14,
+            image_size=28,
+            projection_dim=16,
+        )
+    )
+    z, mask = base.vae.config.z_dim, base.vae.config.scale_factor_temporal  # condition: mask + first-frame latent
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        in_channels=z + mask + z,
+        out_channels=z,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        image_dim=16,
+        added_kv_proj_dim=heads * head_dim,
+    )
+    processor = processor_cls(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    return WanImageToVideoPipeline(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        vae=base.vae,
+        scheduler=base.scheduler,
+        image_processor=processor,
+        image_encoder=image_encoder,
+        transformer=transformer,
+    )
+
+
+def save_tiny_wan_i2v(out: str | Path, seed: int = 0, **kw) -> Path:
+    """Write a tiny random Wan 2.1 I2V pipeline as a diffusers directory (safetensors) and return its path."""
+    out = Path(out)
+    tiny_wan_i2v_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
 # What a tiny HunyuanVideo needs from HunyuanVideoAdapter (accvideo.json): no chat template around the prompt
 TINY_HUNYUAN_TEXT = {"prompt_template": {"template": "{}", "crop_start": 0}, "max_sequence_length": 16}
 
@@ -201,6 +261,13 @@ def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
 
 MAX_LAYERS = 64
 
+# --family of `accvideo tiny-model` -> (what it is, writer(out, seed, layers))
+TINY_FAMILIES = {
+    "wan": ("Wan 2.1", lambda out, seed, layers: save_tiny_wan(out, seed, num_layers=layers)),
+    "wan-i2v": ("Wan 2.1 image-to-video", lambda out, seed, layers: save_tiny_wan_i2v(out, seed, num_layers=layers)),
+    "hunyuan": ("HunyuanVideo", lambda out, seed, layers: save_tiny_hunyuan(out, seed, num_single_layers=layers)),
+}
+
 
 @dataclass(frozen=True)
 class TinyModelConfig:
@@ -209,12 +276,12 @@ class TinyModelConfig:
     out: str = ""  # folder to write the pipeline to
     seed: int = 0  # seed of the random weights
     layers: int = 2  # transformer blocks (HunyuanVideo: 1 dual + LAYERS single blocks)
-    family: str = "wan"  # wan or hunyuan
+    family: str = "wan"  # wan, wan-i2v (image-to-video) or hunyuan
 
     def __post_init__(self):
         if not self.out:
             raise ValueError("name the folder to write: accvideo tiny-model DIR")
-        if self.family not in ("wan", "hunyuan"):
-            raise ValueError(f"--family must be wan or hunyuan; got {self.family!r}")
+        if self.family not in TINY_FAMILIES:
+            raise ValueError(f"--family must be wan or hunyuan, or wan-i2v (image-to-video); got {self.family!r}")
         if not 1 <= self.layers <= MAX_LAYERS:
             raise ValueError(f"--layers must lie in [1, {MAX_LAYERS}] (a tiny model); got {self.layers}")

@@ -60,11 +60,13 @@ class WanAdapter(TransformerAdapter):
         **kw,
     ):
         """Load a local diffusers-format Wan 2.1 directory (the one holding model_index.json), `parts` of it."""
-        from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+        import diffusers
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-        pipe = load_pipeline(WanPipeline, path, dtype, device, parts, WanTransformer3DModel)
+        pipeline = getattr(diffusers, cls.pipeline_class)  # WanPipeline; WanImageToVideoPipeline (models/wan_i2v.py)
+        pipe = load_pipeline(pipeline, path, dtype, device, parts, WanTransformer3DModel)
         if getattr(pipe, "transformer", None) is None:
-            raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 T2V pipeline")
+            raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 pipeline")
         vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLWan, path / "vae")
         return cls(pipe, vae_config=vae_config, device=device, **kw)
 

@@ -14,6 +14,7 @@ class SampleConfig:
 
     model: str = "builtin"  # pipeline folder, 'builtin', or a student (distill run folder or its student/)
     prompt: str = "a red circle moving left on a grey background"
+    image: str | None = None  # image-to-video models: the first frame (PNG, JPEG), fitted to the size by crop
     negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)
     steps: int | None = None  # teacher: 50; a student: its key steps
     guidance: float | None = None  # teacher: 5.0 (CFG); a student: 1.0 (guidance baked in)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.config import save_config
+from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
 from accvideo.core.outputs import claim_file, record_file
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
@@ -22,12 +23,22 @@ COMMAND = "sample"
 
 
 def generate_clip(
-    adapter, prompt: str, plan: SamplingPlan, *, frames: int, height: int, width: int, seed: int, progress: bool = False
+    adapter,
+    prompt: str,
+    plan: SamplingPlan,
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    seed: int,
+    progress: bool = False,
+    image=None,
 ) -> torch.Tensor:
-    """One clip (F, H, W, 3) in [0, 1]: `sample_latents` for one prompt and seed, then the VAE decode.
-    `accvideo sample` and `accvideo bench` both run exactly this."""
+    """One clip (F, H, W, 3) in [0, 1]: `sample_latents` for one prompt (and, image-to-video, one PIL image of the
+    video's size) and seed, then the VAE decode. `accvideo sample` and `accvideo bench` both run exactly this."""
     shape = adapter.latent_shape(frames, height, width)
-    latents = sample_latents(adapter, [prompt], [seed], shape, plan, progress=progress).latents
+    cond = [prompt] if image is None else encode_conditioning(adapter, [prompt], [image], frames, height, width)
+    latents = sample_latents(adapter, cond, [seed], shape, plan, progress=progress).latents
     with torch.inference_mode():
         return adapter.decode(latents)[0]
 
@@ -44,6 +55,9 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
         claim_file(path, COMMAND, inputs=inputs)
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
+    check_image_use(family, cfg.image is not None, "--image FILE")
+    if cfg.image is not None:
+        image_size(cfg.image)  # a missing or non-image file is one line before any weight is read
     cfg, source = fill_video(cfg, model_folder(cfg.model), family.family)  # the model's size and negative prompt
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step)
@@ -63,6 +77,11 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     settings = settings_line(cfg, plan, source)
     if progress:
         print(settings, flush=True)
+    image = None
+    if cfg.image is not None:
+        (image,), notes = load_images([cfg.image], cfg.height, cfg.width)
+        for note in notes if progress else ():
+            print(note, flush=True)
     t1 = time.perf_counter()
     if cfg.model == "builtin":  # the built-in teacher only knows its world's words
         warn_unknown_words([cfg.prompt])
@@ -75,6 +94,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         width=cfg.width,
         seed=cfg.seed,
         progress=progress,
+        image=image,
     )
     t2 = time.perf_counter()
     for path in written[:-1]:

@@ -59,7 +59,7 @@ def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> t
 
 class SynVidDataset(Dataset):
     """Items {"latents" (m+1, C, F', H', W') noisiest first, "sigmas" (m+1,), "cond" {name: (L, D)}, "prompt",
-    "seed", "index"}, in prompt-list order.
+    "seed", "index"} (+ "image" for image-to-video), in prompt-list order.
 
     Refuses a dataset made by another `teacher` (identity string) or without the asked `key_sigmas`
     (t'_m = 1 > ... > t'_0 = 0); a whole-trajectory dataset serves any key steps on its grid. Files are
@@ -157,6 +157,7 @@ class SynVidDataset(Dataset):
             "prompt": item["prompt"],
             "seed": item["seed"],
             "index": item["index"],
+            **({"image": item["image"]} if "image" in item else {}),  # image-to-video: the path it was made from
         }
 
     def __getitem__(self, i: int) -> dict:

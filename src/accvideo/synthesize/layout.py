@@ -49,7 +49,7 @@ def video_name(index: int) -> str:
 
 
 def item_keys(items: Sequence[Item]) -> list[tuple[int, str, int]]:
-    return [(it.index, it.prompt, it.seed) for it in items]
+    return [(it.index, it.prompt, it.seed, it.image) for it in items]
 
 
 def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Item], shard_size: int) -> str | None:
@@ -67,7 +67,7 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
     if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
-        return f"{name} holds other prompts or seeds than items {first}..{last} of the prompt file"
+        return f"{name} holds other prompts or seeds (or images) than items {first}..{last} of the prompt file"
     return None
 
 

@@ -1,13 +1,15 @@
-"""Prompt files: .txt (one caption a line) or .jsonl ({"prompt": ..., "seed": ...} a line), read and written."""
+"""Prompt files: .txt (one caption a line) or .jsonl ({"prompt": ..., "seed": ..., "image": ...} a line), read and
+written. An "image" (image-to-video models) is a path, relative ones read from the prompt file's folder."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accvideo.core.files import write_text_atomic
+from accvideo.core.images import image_size
 from accvideo.errors import AccVideoError
 from accvideo.world import item_seed
 from accvideo.world.attributes import SPLITS
@@ -18,11 +20,13 @@ MAX_SEED = 2**63 - 1
 
 @dataclass(frozen=True)
 class Item:
-    """One item to synthesize: its position in the prompt list (blank lines not counted), text and seed."""
+    """One item to synthesize: its position in the prompt list (blank lines not counted), text, seed and, for an
+    image-to-video model, its image's path."""
 
     index: int
     prompt: str
     seed: int
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,37 @@ class PromptList:
 
     items: tuple[Item, ...]
     blank_lines: int
+    image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image path -> (width, height)
+
+    @property
+    def has_images(self) -> bool:
+        return any(it.image is not None for it in self.items)
+
+    def check_images(self, wanted: bool, path: str | Path) -> None:
+        """Every item has an image (an image-to-video model: `wanted`) or none has; one line naming the first row
+        that breaks the rule."""
+        for it in self.items:
+            if wanted and it.image is None:
+                raise AccVideoError(
+                    f"prompt {it.index + 1} of {path} has no image, but the model is image-to-video; write JSONL rows "
+                    '{"prompt": "...", "image": "path.png"}'
+                )
+            if not wanted and it.image is not None:
+                raise AccVideoError(
+                    f"prompt {it.index + 1} of {path} has an image, but the model is text-to-video and takes none; "
+                    'drop the "image" fields or pass an image-to-video model'
+                )
+
+    def resized(self, height: int, width: int) -> str | None:
+        """One line saying how many images are not width x height (they are resized and centre-cropped), or None."""
+        other = sorted({p for p, size in self.image_sizes.items() if size != (width, height)})
+        if not other:
+            return None
+        w, h = self.image_sizes[other[0]]
+        return (
+            f"{len(other)} image(s) are not {width}x{height} (e.g. {other[0]} is {w}x{h}): resized and centre-cropped "
+            f"to {width}x{height}"
+        )
 
 
 def _kind(path: Path) -> str:
@@ -40,7 +75,18 @@ def _kind(path: Path) -> str:
     return suffix
 
 
-def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None]:
+def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
+    """The row's "image" as a path (relative ones against the prompt file's folder)."""
+    image = row.get("image")
+    if image is None:
+        return None
+    if not isinstance(image, str) or not image.strip():
+        raise AccVideoError(f'line {lineno} of {path}: "image" must be a file path string; got {image!r}')
+    full = Path(image).expanduser()  # absolute, so a resumed run from another folder names the same image
+    return str((full if full.is_absolute() else path.parent / full).absolute())
+
+
+def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -51,7 +97,7 @@ def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None]:
     seed = row.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise AccVideoError(f"line {lineno} of {path}: seed must be an integer in [0, 2^63); got {seed!r}")
-    return prompt.strip(), seed
+    return prompt.strip(), seed, _jsonl_image(row, lineno, path)
 
 
 def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
@@ -67,6 +113,7 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     except OSError as exc:
         raise AccVideoError(f"cannot read prompt file {path} ({exc.strerror}); check the path") from None
     items: list[Item] = []
+    sizes: dict[str, tuple[int, int]] = {}
     blank = 0
     for lineno, line in enumerate(raw.splitlines(), start=1):
         try:
@@ -80,12 +127,18 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
         if not text:
             blank += 1
             continue
-        prompt, seed = _jsonl_item(text, lineno, path) if kind == ".jsonl" else (text, None)
+        prompt, seed, image = _jsonl_item(text, lineno, path) if kind == ".jsonl" else (text, None, None)
+        if image is not None and image not in sizes:  # the header only: missing or non-image files fail here
+            try:
+                sizes[image] = image_size(image)
+            except AccVideoError as exc:
+                where = "relative paths are read from the prompt file's folder"
+                raise AccVideoError(f"line {lineno} of {path}: {exc} ({where})") from None
         index = len(items)
-        items.append(Item(index, prompt, item_seed(base_seed, index) if seed is None else seed))
+        items.append(Item(index, prompt, item_seed(base_seed, index) if seed is None else seed, image))
     if not items:
         raise AccVideoError(f"prompt file {path} holds no prompts; write one prompt a line (or `accvideo prompts`)")
-    return PromptList(tuple(items), blank)
+    return PromptList(tuple(items), blank, sizes)
 
 
 def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:

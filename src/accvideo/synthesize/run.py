@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.config import save_config
+from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
 from accvideo.core.video import check_video_size, write_video
@@ -110,7 +111,8 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
     lat, conds, rows = [], {}, []
     for b in range(0, len(chunk), cfg.batch):
         part = chunk[b : b + cfg.batch]
-        cond = adapter.encode_prompts([it.prompt for it in part])
+        images = load_images([it.image for it in part], cfg.height, cfg.width)[0] if adapter.image_conditioned else None
+        cond = encode_conditioning(adapter, [it.prompt for it in part], images, cfg.frames, cfg.height, cfg.width)
         seeds = [it.seed for it in part]
         latents = sample_latents(
             adapter, cond, seeds, settings.latent_shape, plan, uncond=uncond, keep=settings.latent_indices
@@ -120,6 +122,8 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
             conds.setdefault(name, []).extend(value.cpu().unbind())
         for j, it in enumerate(part):
             row = {"index": it.index, "prompt": it.prompt, "seed": it.seed}
+            if it.image is not None:
+                row["image"] = it.image
             if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
                 (root / VIDEOS).mkdir(exist_ok=True)
                 video = adapter.decode(latents[j : j + 1, -1].to(adapter.device))[0]
@@ -157,6 +161,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     items = list(prompts.items)
     model_dir = resolve_model(cfg.teacher)
     family = adapter_class(model_dir)  # validates the folder before any weight is read
+    prompts.check_images(family.image_conditioned, cfg.prompts)  # an image per item for I2V, none for T2V
     cfg, source = fill_video(cfg, model_dir, family.family)  # the teacher's size and negative prompt
     _check_size(cfg, family)
     root = Path(cfg.out).expanduser()
@@ -171,6 +176,9 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     cfg = replace(cfg, guidance=plan.guidance, guidance_2=plan.guidance_2)  # the manifest records the guidance used
     if progress:
         dist.print0(settings_line(cfg, plan, source), flush=True)
+        resized = prompts.resized(cfg.height, cfg.width)
+        if resized is not None:
+            dist.print0(resized, flush=True)
     identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines)
     settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 

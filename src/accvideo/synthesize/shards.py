@@ -85,15 +85,15 @@ class ShardHeader:
     path: Path
     shard: int
     settings: SynVidSettings
-    items: tuple[dict, ...]  # {"index", "prompt", "seed"} (+ "video": path relative to the dataset)
+    items: tuple[dict, ...]  # {"index", "prompt", "seed"} (+ "image": its path; "video": relative to the dataset)
     sha256: dict[str, str]  # tensor name -> hex digest
     cond_keys: tuple[str, ...]
     batch: int
 
     @property
-    def keys(self) -> list[tuple[int, str, int]]:
-        """(index, prompt, seed) of each item: what makes the shard's content."""
-        return [(it["index"], it["prompt"], it["seed"]) for it in self.items]
+    def keys(self) -> list[tuple[int, str, int, str | None]]:
+        """(index, prompt, seed, image path or None) of each item: what makes the shard's content."""
+        return [(it["index"], it["prompt"], it["seed"], it.get("image")) for it in self.items]
 
 
 def read_header(path: str | Path) -> ShardHeader:

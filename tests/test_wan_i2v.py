@@ -1,0 +1,89 @@
+"""Wan 2.1 image-to-video against stock diffusers: our sampler's latents equal WanImageToVideoPipeline's."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanImageToVideoPipeline
+from PIL import Image
+
+from accvideo.core.adapter import ModelAdapter
+from accvideo.core.images import encode_conditioning
+from accvideo.core.runtime import batch_noise
+from accvideo.core.sampling import SamplingPlan, sample_latents
+from accvideo.errors import AccVideoError
+
+FRAMES, H, W = 5, 32, 32
+PROMPT = "a red circle moving left"
+
+
+def picture(seed: int, size=(W, H)) -> Image.Image:
+    """A smooth random RGB picture (gradients plus a blob), different for every seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]] / max(size)
+    chans = [np.sin(rng.uniform(2, 8) * xx + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 8) * yy) for _ in range(3)]
+    pixels = ((np.stack(chans, -1) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def stock(tiny_i2v_dir):
+    pipe = WanImageToVideoPipeline.from_pretrained(str(tiny_i2v_dir))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_is_an_image_conditioned_model_adapter(tiny_i2v):
+    assert isinstance(tiny_i2v, ModelAdapter) and tiny_i2v.image_conditioned and tiny_i2v.family == "wan"
+    assert tiny_i2v.latent_shape(FRAMES, H, W) == (16, 2, 4, 4)  # the noise channels; 20 condition channels ride along
+    cond = encode_conditioning(tiny_i2v, [PROMPT, "a cat"], [picture(1), picture(2)], FRAMES, H, W)
+    assert cond["condition"].shape == (2, 20, 2, 4, 4)
+    mask = cond["condition"][:, :4]  # the first latent frame is given, the rest is to generate
+    assert bool((mask[:, :, 0] == 1).all()) and bool((mask[:, :, 1:] == 0).all())
+    assert cond["image_embeds"].shape[:2] == (2, 5)  # CLIP's 4 patches + class token, penultimate layer
+    assert not torch.equal(cond["image_embeds"][0], cond["image_embeds"][1])
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_sampler_equals_stock_i2v_pipeline(stock, tiny_i2v, guidance):
+    image, steps, seed = picture(0), 5, 3
+    x0 = batch_noise([seed], tiny_i2v.latent_shape(FRAMES, H, W))
+    ref = stock(
+        image=image,
+        prompt=PROMPT,
+        negative_prompt="",
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        latents=x0.clone(),
+        output_type="latent",
+        max_sequence_length=tiny_i2v.max_sequence_length,
+    ).frames
+    plan = SamplingPlan(stock.scheduler.sigmas, guidance)  # what the stock scheduler used (shift applied)
+    cond = encode_conditioning(tiny_i2v, [PROMPT], [image], FRAMES, H, W)
+    ours = sample_latents(tiny_i2v, cond, [seed], x0.shape[1:], plan).latents  # uncond: "" with the image kept
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+    assert (ours - x0).abs().mean() > 0.1  # the solve moved
+
+    other = encode_conditioning(tiny_i2v, [PROMPT], [picture(5)], FRAMES, H, W)
+    moved = sample_latents(tiny_i2v, other, [seed], x0.shape[1:], plan).latents
+    assert (moved - ours).abs().max() > 1e-3  # the image conditions the result: the comparison is not vacuous
+
+
+def test_text_model_refuses_images_and_image_model_needs_them(tiny_wan, tiny_i2v):
+    with pytest.raises(AccVideoError, match="text-to-video and takes no image"):
+        encode_conditioning(tiny_wan, [PROMPT], [picture(0)], FRAMES, H, W)
+    x = batch_noise([0], tiny_i2v.latent_shape(FRAMES, H, W))
+    with pytest.raises(AccVideoError, match="got no image conditioning"):
+        tiny_i2v.velocity(x, torch.tensor([0.5]), tiny_i2v.encode_prompts([PROMPT]))
+
+
+def test_features_see_the_image(tiny_i2v):
+    x = batch_noise([1], tiny_i2v.latent_shape(FRAMES, H, W))
+    a = encode_conditioning(tiny_i2v, [PROMPT], [picture(0)], FRAMES, H, W)
+    b = encode_conditioning(tiny_i2v, [PROMPT], [picture(4)], FRAMES, H, W)
+    fa = tiny_i2v.features(x, torch.tensor([0.5]), a, 1)
+    fb = tiny_i2v.features(x, torch.tensor([0.5]), b, 1)
+    assert fa.shape == (1, 2 * 2 * 2, 24)  # video tokens only: the condition adds channels, not tokens
+    assert (fa - fb).abs().max() > 1e-4

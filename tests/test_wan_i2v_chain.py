@@ -1,0 +1,202 @@
+"""Wan 2.1 image-to-video through the chain: JSONL prompts with images -> SynVid (image conditioning stored) ->
+distill -> export -> stock WanImageToVideoPipeline, whose few-step latents equal our student sampler's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_wan_i2v import FRAMES, H, W, picture
+
+from accvideo.cli import main
+from accvideo.core.images import encode_conditioning, load_images
+from accvideo.core.runtime import batch_noise
+from accvideo.core.sampling import sample_latents
+from accvideo.models.open import open_model
+
+PROMPTS = ["a red circle moving left", "a blue square", "a cat", "a green star moving up"]
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_i2v_dir, tmp_path_factory):
+    """A SynVid of the tiny I2V teacher from JSONL rows with images (one of another size), and a 2-iteration run."""
+    from accvideo.distill import DistillConfig, distill
+    from accvideo.synthesize import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("i2v-chain")
+    (root / "images").mkdir()
+    rows = []
+    for i, prompt in enumerate(PROMPTS):
+        size = (W + 16, H + 8) if i == 3 else (W, H)  # the last one is resized and centre-cropped
+        picture(10 + i, size).save(root / "images" / f"{i}.png")
+        rows.append({"prompt": prompt, "image": f"images/{i}.png"})  # relative to the prompt file
+    (root / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    synth = dict(steps=6, key_steps=3, frames=FRAMES, height=H, width=W, guidance=3.0, shard_size=2, batch=2)
+    synthesize(
+        SynthConfig(teacher=str(tiny_i2v_dir), prompts=str(root / "p.jsonl"), out=str(root / "syn"), **synth),
+        progress=False,
+    )
+    cfg = DistillConfig(
+        teacher=str(tiny_i2v_dir),
+        data=str(root / "syn"),
+        out=str(root / "run"),
+        iterations=2,
+        batch=2,
+        lr=1e-3,
+        head_lr=1e-4,
+        head_channels=8,
+        device="cpu",
+    )
+    distill(cfg, progress=False)
+    return root
+
+
+def test_synvid_items_store_the_image_conditioning(chain, tiny_i2v):
+    from accvideo.synthesize import SynVidDataset
+
+    data = SynVidDataset(chain / "syn")
+    assert len(data) == len(PROMPTS)
+    item = data[3]
+    assert set(item["cond"]) == {"prompt_embeds", "image_embeds", "condition"}
+    assert item["image"] == str(chain / "images" / "3.png")
+    images, notes = load_images([item["image"]], H, W)
+    assert len(notes) == 1 and "resized and centre-cropped to 32x32" in notes[0]
+    want = encode_conditioning(tiny_i2v, [PROMPTS[3]], images, FRAMES, H, W)
+    for name, value in want.items():  # what the teacher saw is what distillation reads back
+        torch.testing.assert_close(item["cond"][name], value[0], atol=0, rtol=0)
+    assert not torch.equal(data[0]["cond"]["condition"], data[1]["cond"]["condition"])
+
+
+def test_export_loads_in_stock_i2v_pipeline_and_matches_student(chain, tiny_i2v_dir, tmp_path, capsys):
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+
+    out = tmp_path / "export"
+    code, text, err = run_cli(["export", str(chain / "run"), "--format", "diffusers", "--out", str(out)], capsys)
+    assert code in (0, None), err
+    assert (out / "image_encoder").is_dir() and (out / "image_processor").is_dir()
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    assert manifest["pipeline"] == "WanImageToVideoPipeline"
+    assert "image=image, prompt=prompt" in (out / "README.md").read_text()
+
+    pipe = WanImageToVideoPipeline.from_pretrained(str(out))
+    pipe.set_progress_bar_config(disable=True)
+    steps = manifest["call"]["num_inference_steps"]
+    pipe.scheduler.set_timesteps(steps)  # what the pipeline itself calls
+    assert pipe.scheduler.sigmas.tolist() == pytest.approx(manifest["key_sigmas"], abs=1e-6)
+
+    image, seed = load_images([chain / "images" / "1.png"], H, W)[0][0], 7
+    opened = open_model(str(chain / "run"))
+    shape = opened.adapter.latent_shape(FRAMES, H, W)
+    cond = encode_conditioning(opened.adapter, [PROMPTS[1]], [image], FRAMES, H, W)
+    ours = sample_latents(opened.adapter, cond, [seed], shape, opened.plan()).latents
+    theirs = pipe(
+        image=image,
+        prompt=PROMPTS[1],
+        height=H,
+        width=W,
+        num_frames=FRAMES,
+        latents=batch_noise([seed], shape),
+        output_type="latent",
+        **manifest["call"],
+    ).frames
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+
+    # not vacuous: the exported transformer is the trained student, not the teacher
+    teacher = WanTransformer3DModel.from_pretrained(str(tiny_i2v_dir / "transformer")).state_dict()
+    moved = max((t - teacher[n]).abs().max().item() for n, t in pipe.transformer.state_dict().items())
+    assert moved > 1e-5
+
+
+def test_lora_export_loads_on_the_stock_i2v_teacher_and_matches_student(chain, tiny_i2v_dir, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+
+    from accvideo.distill import DistillConfig, distill
+    from accvideo.export.run import export_run
+
+    run = tmp_path / "run"
+    quick = dict(iterations=2, batch=2, lr=1e-3, head_lr=1e-4, head_channels=8, device="cpu", lora_rank=2)
+    distill(DistillConfig(teacher=str(tiny_i2v_dir), data=str(chain / "syn"), out=str(run), **quick), progress=False)
+    manifest = export_run(run, "lora", tmp_path / "lora")
+    pipe = WanImageToVideoPipeline.from_pretrained(str(tiny_i2v_dir))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(tmp_path / "lora"))
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(tmp_path / "lora"), subfolder="scheduler")
+
+    image, seed = load_images([chain / "images" / "0.png"], H, W)[0][0], 5
+    opened = open_model(str(run))
+    shape = opened.adapter.latent_shape(FRAMES, H, W)
+    cond = encode_conditioning(opened.adapter, [PROMPTS[0]], [image], FRAMES, H, W)
+    ours = sample_latents(opened.adapter, cond, [seed], shape, opened.plan()).latents
+    kw = dict(height=H, width=W, num_frames=FRAMES, latents=batch_noise([seed], shape), output_type="latent")
+    theirs = pipe(image=image, prompt=PROMPTS[0], **kw, **manifest["call"]).frames
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+    pipe.unload_lora_weights()
+    teacher = pipe(image=image, prompt=PROMPTS[0], **kw, **manifest["call"]).frames
+    assert (teacher - ours).abs().max() > 1e-4  # the LoRA moved the student off the teacher
+
+
+def test_sample_with_image_resizes_and_refuses_in_one_line(chain, tiny_i2v_dir, tiny_wan_dir, tmp_path, capsys):
+    common = ["--frames", str(FRAMES), "--size", f"{H}x{W}", "--steps", "2"]
+    big = chain / "images" / "3.png"
+    clip = tmp_path / "c.mp4"
+    code, text, err = run_cli(
+        ["sample", "--model", str(tiny_i2v_dir), "--image", str(big), "--out", str(clip), *common], capsys
+    )
+    assert code in (0, None), err
+    assert f"image {big} is 48x40: resized and centre-cropped to 32x32" in text and clip.is_file()
+
+    (tmp_path / "not.png").write_text("not an image")
+    cases = [
+        (["--model", str(tiny_i2v_dir)], "image-to-video (WanImageToVideoPipeline): give it an image with --image"),
+        (["--model", str(tiny_wan_dir), "--image", str(big)], "text-to-video and takes no image; drop --image"),
+        (["--model", str(tiny_i2v_dir), "--image", str(tmp_path / "gone.png")], "gone.png does not exist"),
+        (["--model", str(tiny_i2v_dir), "--image", str(tmp_path / "not.png")], "not.png is not an image"),
+    ]
+    for args, words in cases:
+        code, _, err = run_cli(["sample", *args, "--out", str(tmp_path / "x.mp4"), *common], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+        assert not (tmp_path / "x.mp4").exists()
+
+
+def test_prompt_files_pair_prompts_with_images_or_refuse(chain, tiny_i2v_dir, tiny_wan_dir, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("a red circle\n")
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a cat", "image": "nowhere.png"}\n')
+    with_images = str(chain / "p.jsonl")
+    cases = [
+        (tiny_i2v_dir, tmp_path / "t.txt", "prompt 1 of"),  # I2V without images
+        (tiny_wan_dir, with_images, "has an image, but the model is text-to-video"),
+        (tiny_i2v_dir, tmp_path / "bad.jsonl", "line 1 of"),
+    ]
+    for teacher, prompts, words in cases:
+        args = ["synthesize", "--teacher", str(teacher), "--prompts", str(prompts), "--out", str(tmp_path / "d")]
+        code, _, err = run_cli(args, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+    assert "nowhere.png does not exist" in lines[0] and "prompt file's folder" in lines[0]
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").glob("*.safetensors"))
+
+
+def test_commands_without_images_refuse_an_i2v_model_in_one_line(chain, tiny_i2v_dir, tmp_path, capsys):
+    cases = [  # ToyBench's world prompts have no images; real clips would need their first frames encoded
+        (["evaluate", "--model", str(chain / "run"), "--out", str(tmp_path / "e")], "this model is image-to-video"),
+        (["bench", "--model", str(tiny_i2v_dir), "--out", str(tmp_path / "b")], "this model is image-to-video"),
+        (
+            ["distill", "--teacher", str(tiny_i2v_dir), "--data", str(chain / "syn"), "--out", str(tmp_path / "r")]
+            + ["real_data=world", "iterations=1", "device=cpu"],
+            "not supported for image-to-video teachers",
+        ),
+    ]
+    for args, words in cases:
+        code, _, err = run_cli(args, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+    assert not (tmp_path / "r" / "student").exists()
