@@ -45,6 +45,16 @@ VARIANTS = {
     "m5 b": (5, {"adv": False}),
     "m5 e, real_weight 0.5": (5, {"real_data": "world", "real_weight": 0.5, "real_clips": 256}),
     "m5 e, real_weight 1.0": (5, {"real_data": "world", "real_weight": 1.0, "real_clips": 256}),
+    # toward "(e) below the teacher": longer, a larger share of real videos, a stronger adversarial term
+    "m5 e, real_weight 0.5, 600 iterations": (
+        5,
+        {"real_data": "world", "real_weight": 0.5, "real_clips": 256, "iterations": 600},
+    ),
+    "m5 e, real_weight 0.7": (5, {"real_data": "world", "real_weight": 0.7, "real_clips": 256}),
+    "m5 e, real_weight 0.5, lambda_adv 0.3": (
+        5,
+        {"real_data": "world", "real_weight": 0.5, "real_clips": 256, "lambda_adv": 0.3},
+    ),
 }
 
 

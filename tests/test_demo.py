@@ -9,7 +9,7 @@ import yaml
 
 from accvideo.cli import main
 from accvideo.demo.ablate import key_indices, plan_rows, row_overrides, run_name
-from accvideo.demo.config import quick_ablation_config
+from accvideo.demo.config import AblationConfig, quick_ablation_config
 
 
 def run_cli(args, capsys):
@@ -82,12 +82,13 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
     assert code in (0, None), err
     data = json.loads((out / "ablation.json").read_text())
     assert list(data["cells"]) == ["teacher-n", "m1-a", "m1-b", "m2-a", "m2-b"]  # the teacher's n steps: reference
-    assert data["cells"]["m2-b"]["runs"] == ["m2-b-s0", "m2-b-s1"] and data["cells"]["m1-a"]["guidance"] == 5.0
+    runs = ["m2-b-it2-s0", "m2-b-it2-s1"]  # the quick preset's 2 iterations are in the names
+    assert data["cells"]["m2-b"]["runs"] == runs and data["cells"]["m1-a"]["guidance"] == 5.0
     for m in (1, 2):  # each m's students train on its own key sigmas of the one SynVid, once per seed
-        cfgs = [yaml.safe_load((out / "runs" / f"m{m}-b-s{s}" / "config.yaml").read_text()) for s in (0, 1)]
+        cfgs = [yaml.safe_load((out / "runs" / f"m{m}-b-it2-s{s}" / "config.yaml").read_text()) for s in (0, 1)]
         assert [c["seed"] for c in cfgs] == [0, 1] and cfgs[0]["adv"] is False
         assert len(cfgs[0]["key_sigmas"]) == m + 1
-        assert cfgs[0]["key_sigmas"] == pytest.approx(data["samplers"][f"m{m}-b-s0"]["sigmas"], abs=1e-6)
+        assert cfgs[0]["key_sigmas"] == pytest.approx(data["samplers"][f"m{m}-b-it2-s0"]["sigmas"], abs=1e-6)
     # every cell: the mean over its seeds, their spread, and an interval around the mean
     for cell in data["cells"].values():
         for stat in cell["metrics"].values():
@@ -117,8 +118,10 @@ def test_ablation_rows_carry_their_settings_and_run_where_asked():
     rows = row_overrides(cfg)
     assert rows["b"] == {"adv": False} and rows["c"]["heads"] == "shared"
     assert rows["d"] == {"lambda_adv": 0.1, "adv_warmup": 0} and rows["c"]["lambda_adv"] == 0.1
-    assert run_name(cfg, "d", 2, 1) == "m2-d-s1"  # the defaults keep the names of earlier runs
-    tuned = quick_ablation_config(lambda_adv=0.01, adv_warmup=50)
+    assert run_name(AblationConfig(), "d", 2, 1) == "m2-d-s1"  # the defaults keep the names of earlier runs
+    assert run_name(cfg, "d", 2, 1) == "m2-d-it2-s1"  # the quick preset's 2 iterations are not the default 200
+    assert run_name(cfg, "e", 5, 0) == "m5-e-it2-rw0.25-s0" and run_name(cfg, "a", 5, 0) == "m5-a-s0"
+    tuned = quick_ablation_config(lambda_adv=0.01, adv_warmup=50, iterations=200)
     assert row_overrides(tuned)["d"] == {"lambda_adv": 0.01, "adv_warmup": 50}
     assert [run_name(tuned, r, 1, 0) for r in "bd"] == ["m1-b-s0", "m1-d-lam0.01-warm50-s0"]
     assert rows["e"]["real_data"] == "world" and rows["e"]["real_weight"] == 0.25

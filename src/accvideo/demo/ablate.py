@@ -57,13 +57,19 @@ def row_overrides(cfg: AblationConfig) -> dict[str, dict]:
 
 
 def run_name(cfg: AblationConfig, row: str, m: int, seed: int) -> str:
-    """m<m>-<row>[-lam<lambda_adv>][-warm<adv_warmup>]-s<seed>: adversarial settings other than the defaults are
-    in the name, so one ablation folder (one SynVid, one (b)) holds several of them side by side."""
+    """m<m>-<row>[-it<iterations>][-lam<lambda_adv>][-warm<adv_warmup>][-rw<real_weight>]-s<seed>: settings other
+    than the defaults are in the name, so one ablation folder (one SynVid, one (b)) holds several of them side by
+    side, and a run is never resumed under other settings."""
+    defaults = AblationConfig()
     tag = ""
-    if row in "cde" and cfg.lambda_adv != 0.1:
+    if row != "a" and cfg.iterations != defaults.iterations:
+        tag += f"-it{cfg.iterations}"
+    if row in "cde" and cfg.lambda_adv != defaults.lambda_adv:
         tag += f"-lam{cfg.lambda_adv:g}"
-    if row in "cde" and cfg.adv_warmup:
+    if row in "cde" and cfg.adv_warmup != defaults.adv_warmup:
         tag += f"-warm{cfg.adv_warmup}"
+    if row == "e" and cfg.real_weight != defaults.real_weight:
+        tag += f"-rw{cfg.real_weight:g}"
     return f"m{m}-{row}{tag}-s{seed}"
 
 
