@@ -76,11 +76,16 @@ def tiny_wan_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0,
     )
 
 
+def save_pipeline(pipe, out: str | Path) -> Path:
+    """Write a diffusers pipeline as a directory of safetensors and return its path."""
+    out = Path(out)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
 def save_tiny_wan(out: str | Path, seed: int = 0, **kw) -> Path:
     """Write a tiny random Wan pipeline as a diffusers directory (safetensors) and return its path."""
-    out = Path(out)
-    tiny_wan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return save_pipeline(tiny_wan_pipeline(seed, **kw), out)
 
 
 def tiny_wan_a14b_pipeline(seed: int = 0, *, boundary_ratio: float = 0.875, **kw):
@@ -99,9 +104,7 @@ def tiny_wan_a14b_pipeline(seed: int = 0, *, boundary_ratio: float = 0.875, **kw
 
 def save_tiny_wan_a14b(out: str | Path, seed: int = 0, **kw) -> Path:
     """Write a tiny random Wan 2.2 A14B pipeline as a diffusers directory and return its path."""
-    out = Path(out)
-    tiny_wan_a14b_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return save_pipeline(tiny_wan_a14b_pipeline(seed, **kw), out)
 
 
 def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
@@ -159,9 +162,7 @@ def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 
 
 def save_tiny_wan_i2v(out: str | Path, seed: int = 0, **kw) -> Path:
     """Write a tiny random Wan 2.1 I2V pipeline as a diffusers directory (safetensors) and return its path."""
-    out = Path(out)
-    tiny_wan_i2v_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
-    return out
+    return save_pipeline(tiny_wan_i2v_pipeline(seed, **kw), out)
 
 
 # What a tiny HunyuanVideo needs from HunyuanVideoAdapter (accvideo.json): no chat template around the prompt
@@ -253,8 +254,7 @@ def save_tiny_hunyuan(out: str | Path, seed: int = 0, **kw) -> Path:
     """Write a tiny random HunyuanVideo pipeline (diffusers directory + accvideo.json) and return its path."""
     import json
 
-    out = Path(out)
-    tiny_hunyuan_pipeline(seed, **kw).save_pretrained(str(out), safe_serialization=True)
+    out = save_pipeline(tiny_hunyuan_pipeline(seed, **kw), out)
     (out / "accvideo.json").write_text(json.dumps(TINY_HUNYUAN_TEXT, indent=1) + "\n")
     return out
 
