@@ -55,6 +55,11 @@ VARIANTS = {
         5,
         {"real_data": "world", "real_weight": 0.5, "real_clips": 256, "lambda_adv": 0.3},
     ),
+    "m5 e, real_weight 0.7, lambda_adv 0.3": (
+        5,
+        {"real_data": "world", "real_weight": 0.7, "real_clips": 256, "lambda_adv": 0.3},
+    ),
+    "m5 e, real_weight 0.85": (5, {"real_data": "world", "real_weight": 0.85, "real_clips": 256}),
 }
 
 
