@@ -215,3 +215,21 @@ def test_full_student_resumes_to_the_same_weights(tiny_wan_dir, synvid, tmp_path
     assert info["ema"] and info["lora"] is None and len(info["key_sigmas"]) == 6
     name = next(iter(whole.pair.ema))
     torch.testing.assert_close(loaded.transformer.state_dict()[name], whole.pair.ema[name])
+
+
+def test_a_run_older_than_a_setting_resumes_at_that_settings_default(tmp_path):
+    """A checkpoint written before `adv_warmup` existed holds no such key: the default (0, the old behaviour)
+    resumes it, another value is refused, and a key the checkpoint does hold is still compared."""
+    from accvideo.core.config import to_dict
+    from accvideo.distill.checkpoint import check_resumable
+    from accvideo.distill.config import DistillConfig
+    from accvideo.errors import AccVideoError
+
+    defaults = to_dict(DistillConfig())
+    old = {k: v for k, v in defaults.items() if k != "adv_warmup"}
+    saved = {"teacher": "t", "config": old}
+    check_resumable(saved, defaults, "t", tmp_path, defaults)  # no error
+    with pytest.raises(AccVideoError, match="adv_warmup=None, not 5"):
+        check_resumable(saved, {**defaults, "adv_warmup": 5}, "t", tmp_path, defaults)
+    with pytest.raises(AccVideoError, match="lambda_adv"):
+        check_resumable(saved, {**defaults, "lambda_adv": 0.5}, "t", tmp_path, defaults)

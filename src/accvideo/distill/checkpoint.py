@@ -87,11 +87,17 @@ def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "distill") -> dic
     return state
 
 
-def check_resumable(saved: dict, config: dict, teacher: str, path: Path) -> None:
-    """Refuse to resume a checkpoint of another teacher or other settings (those in RESUMABLE_CHANGES may change)."""
+def check_resumable(saved: dict, config: dict, teacher: str, path: Path, defaults: dict | None = None) -> None:
+    """Refuse to resume a checkpoint of another teacher or other settings (those in RESUMABLE_CHANGES may change).
+
+    A setting the checkpoint does not hold was added after it was written; the run is resumable when the asked value
+    is that setting's default in `defaults` (the behaviour of the version that wrote it)."""
     if saved["teacher"] != teacher:
         raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
+    defaults = defaults or {}
     for key, value in config.items():
+        if key not in saved["config"] and key in defaults and value == defaults[key]:
+            continue
         if key not in RESUMABLE_CHANGES and saved["config"].get(key) != value:
             raise AccVideoError(
                 f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; "

@@ -27,6 +27,7 @@ from accvideo.distill.checkpoint import (
     save_single,
     tidy,
 )
+from accvideo.distill.config import DistillConfig
 from accvideo.distill.lora import portable_lora_names
 from accvideo.distill.plots import plot_losses, read_losses
 from accvideo.distill.student import export_student
@@ -126,8 +127,10 @@ def _prepare(d: Distiller) -> None:
 def resume(d: Distiller) -> None:
     """Prepare the run folder and restore its newer checkpoint when there is one (refused if its settings differ)."""
     _prepare(d)
-    config = to_dict(d.cfg)
-    saved = load_latest(d.out, lambda s: check_resumable(s, config, d.identity, d.out / NAME), lambda m: _target(d, m))
+    config, defaults = to_dict(d.cfg), to_dict(DistillConfig())
+    saved = load_latest(
+        d.out, lambda s: check_resumable(s, config, d.identity, d.out / NAME, defaults), lambda m: _target(d, m)
+    )
     if saved is not None:
         restore(d, *saved)
 
