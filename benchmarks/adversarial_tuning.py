@@ -185,15 +185,16 @@ def table(data: dict) -> str:
     lines = [
         f"ToyBench on {data['eval_prompts']} val pairs, training seed {data['seed']}; [95% interval over clips]",
         "",
-        "| variant | mean acc | Frechet | minus (b): acc | minus (b): Frechet | minus teacher: Frechet "
+        "| variant | mean acc | shape acc | Frechet | minus (b): acc | minus (b): Frechet | minus teacher: Frechet "
         "| probe acc, late half |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in data["rows"].items():
         s, d = r["metrics"], r.get("minus_b")
-        acc, fd = s["accuracy"], s["frechet_distance"]
+        acc, shape, fd = s["accuracy"], s["shape"], s["frechet_distance"]
         cells = [
             f"{acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]",
+            f"{shape['mean']:.3f} [{shape['lo']:.3f}, {shape['hi']:.3f}]",
             f"{fd['mean']:.1f} [{fd['lo']:.1f}, {fd['hi']:.1f}]",
         ]
         if d:
