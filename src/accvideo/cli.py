@@ -280,7 +280,8 @@ VERBS = [
     ),
     Verb(
         "teacher train",
-        "Train the built-in teacher (a tiny Wan 2.1) from scratch, or fine-tune one (init=; image=true: image-to-video); rerun to resume.",
+        "Train the built-in teacher (a tiny Wan 2.1), or fine-tune one (init=, image=true: image-to-video); rerun "
+        "to resume.",
         "accvideo.teacher.config:TeacherTrainConfig",
         _teacher_train,
         {"default": "accvideo.teacher.config:TeacherTrainConfig", "quick": "accvideo.teacher.config:quick_train"},

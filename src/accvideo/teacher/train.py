@@ -91,7 +91,9 @@ def init_pipeline(cfg: TeacherConfig):
 
     folder = resolve_model(cfg.init)
     if not (folder / "model_index.json").is_file():
-        raise AccVideoError(f"init={cfg.init}: {folder} is not a teacher folder; pass init=builtin or a teacher train out")
+        raise AccVideoError(
+            f"init={cfg.init}: {folder} is not a teacher folder; pass init=builtin or a teacher train out"
+        )
     pipe = WanPipeline.from_pretrained(str(folder), local_files_only=True)
     t, text = pipe.transformer.config, pipe.text_encoder.config
     have = dict(layers=t.num_layers, heads=t.num_attention_heads, head_dim=t.attention_head_dim, ffn_dim=t.ffn_dim)
