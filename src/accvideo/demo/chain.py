@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from accvideo.core.files import write_json_atomic
-from accvideo.core.runtime import resolve_device
+from accvideo.core.runtime import BUILTIN_MODELS, resolve_device
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
 from accvideo.evaluate.classifier import load_classifier
@@ -205,7 +205,7 @@ def load_clips(folder: str | Path, n: int) -> np.ndarray:
 
 def _sampler_record(s: Sampler, pairs) -> dict:
     """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings."""
-    student = find_student(s.model) if s.model != "builtin" else None
+    student = find_student(s.model) if s.model not in BUILTIN_MODELS else None
     version = hashlib.sha256((student / INFO).read_bytes()).hexdigest()[:16] if student is not None else None
     record = {
         "model": s.model,
