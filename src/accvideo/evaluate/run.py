@@ -190,6 +190,7 @@ def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
         **opened.describe(),
         "split": cfg.split,
         "prompt_seed": cfg.seed,
+        "image_to_video": bool(family.image_conditioned),  # each clip from the world's first frame (generate.py)
         "steps": plan.steps,
         "guidance": plan.guidance,
         "shift": plan.shift,
