@@ -167,3 +167,14 @@ def test_init_of_another_architecture_is_refused_in_one_line(reference, tmp_path
 
     with pytest.raises(AccVideoError, match=r"init=.* has layers=2; set these"):
         train_teacher(_image_cfg(reference[0], layers=3), tmp_path / "x")
+
+
+def test_cli_refuses_an_init_that_is_not_a_text_to_video_teacher_before_making_folders(tmp_path, capsys):
+    from accvideo.cli import main
+
+    for init, words in (("builtin-i2v", "is a WanImageToVideoPipeline"), (str(tmp_path / "none"), "not a teacher")):
+        with pytest.raises(SystemExit) as exc:
+            main(["teacher", "train", "--out", str(tmp_path / "t"), "image=true", f"init={init}"])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.work").exists()

@@ -161,8 +161,9 @@ def _teacher_train(cfg) -> None:
 
     from accvideo.core.outputs import claim_folder
     from accvideo.core.runtime import resolve_device
-    from accvideo.teacher.train import COMMAND, is_teacher_output, is_work_folder, train_teacher
+    from accvideo.teacher.train import COMMAND, init_folder, is_teacher_output, is_work_folder, train_teacher
 
+    init_folder(cfg)  # a bad init= is one line before any folder is made
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)

@@ -18,6 +18,7 @@ from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
 from accvideo.errors import AccVideoError
+from accvideo.models import pipeline_class
 from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_ti2v import WanTI2VImageAdapter
@@ -85,15 +86,26 @@ def build_pipeline(cfg: TeacherConfig, vae):
     )
 
 
-def init_pipeline(cfg: TeacherConfig):
-    """The WanPipeline of `cfg.init` (a teacher this command made, or 'builtin'), checked against cfg's architecture."""
-    from diffusers import WanPipeline
-
+def init_folder(cfg: TeacherConfig) -> Path | None:
+    """The text-to-video teacher folder `cfg.init` names (None: train from scratch); one-line errors, before any
+    output folder is made."""
+    if not cfg.init:
+        return None
     folder = resolve_model(cfg.init)
     if not (folder / "model_index.json").is_file():
         raise AccVideoError(
             f"init={cfg.init}: {folder} is not a teacher folder; pass init=builtin or a teacher train out"
         )
+    if pipeline_class(folder) != "WanPipeline":  # e.g. builtin-i2v: fine-tune from its text-to-video start
+        raise AccVideoError(f"init={cfg.init} is a {pipeline_class(folder)}; pass a text-to-video teacher (builtin)")
+    return folder
+
+
+def init_pipeline(cfg: TeacherConfig):
+    """The WanPipeline of `cfg.init` (a teacher this command made, or 'builtin'), checked against cfg's architecture."""
+    from diffusers import WanPipeline
+
+    folder = init_folder(cfg)
     pipe = WanPipeline.from_pretrained(str(folder), local_files_only=True)
     t, text = pipe.transformer.config, pipe.text_encoder.config
     have = dict(layers=t.num_layers, heads=t.num_attention_heads, head_dim=t.attention_head_dim, ffn_dim=t.ffn_dim)
