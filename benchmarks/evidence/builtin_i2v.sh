@@ -14,8 +14,13 @@ from accvideo.teacher.train import image_pipeline
 image_pipeline(WanPipeline.from_pretrained(str(builtin_model_dir()))).save_pretrained('runs/builtin-i2v-untuned')"
 # 2. the demo's chain at its size (384 trajectories, 200 iterations of batch 8) on the image-to-video teacher
 /usr/bin/time -v accvideo demo --out runs/demo-i2v teacher=runs/teacher-i2v threads=1 > runs/demo-i2v.log 2>&1
-# 3. ToyBench, image-to-video mode (the first frame of each test clip given)
-python benchmarks/toybench.py --n 256 --split test --threads 1 --draws 1000 \
-    --run teacher-50=runs/teacher-i2v:50:5 --run teacher-5=runs/teacher-i2v:5:5 \
-    --run student-5=runs/demo-i2v/distill --run untuned-50=runs/builtin-i2v-untuned:50:5 \
-    --json benchmarks/results/toybench_i2v.json
+cp runs/demo-i2v/report/metrics.json benchmarks/results/demo_i2v_metrics.json
+# 3. ToyBench, image-to-video mode (the first frame of each test clip given); the paired differences are each
+# file's `minus_first`
+TB="python benchmarks/toybench.py --n 256 --split test --threads 1 --draws 1000"
+$TB --run teacher-50=runs/teacher-i2v:50:5 --run teacher-5=runs/teacher-i2v:5:5 \
+    --json benchmarks/results/toybench_i2v_teacher.json
+$TB --run untuned-50=runs/builtin-i2v-untuned:50:5 --run untuned-5=runs/builtin-i2v-untuned:5:5 \
+    --json benchmarks/results/toybench_i2v_untuned.json
+$TB --run student-5=runs/demo-i2v/distill --run teacher-5=runs/teacher-i2v:5:5 \
+    --json benchmarks/results/toybench_i2v_student.json
