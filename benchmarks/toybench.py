@@ -6,7 +6,11 @@
 Each --run is NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]; MODEL is 'builtin', a diffusers folder or a distill run
 (a student samples on its own key sigmas without CFG unless STEPS/GUIDANCE are given; an empty field keeps the
 default, e.g. student-5=runs/s5). Prints a Markdown table (accuracy per attribute, Frechet distance, temporal
-consistency, seconds) and writes JSON.
+consistency, seconds) and writes JSON; `--draws N` adds 95% bootstrap intervals over clips (evaluate/intervals.py)
+to every row, and each row's paired difference from the first row.
+
+An image-to-video model (e.g. `accvideo teacher train image=true init=builtin`) runs in ToyBench's image-to-video
+mode: each clip starts from the world's first frame of its prompt and seed (evaluate/generate.py `first_frames`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from accvideo.core.runtime import resolve_device
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.generate import generate_videos
+from accvideo.evaluate.intervals import compare, summarise
 from accvideo.evaluate.run import evaluate_videos
 from accvideo.models.open import open_model
 from accvideo.world import prompts
@@ -51,6 +56,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (sampling runs in float32 either way)")
     ap.add_argument("--classifier", type=Path, default=None, help="classifier folder [the shipped one]")
+    ap.add_argument("--draws", type=int, default=0, help="bootstrap draws for 95%% intervals over clips [0: none]")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/toybench.json"))
     args = ap.parse_args()
     if args.threads:
@@ -59,7 +65,7 @@ def main() -> None:
     device = resolve_device(args.device)
     clf = load_classifier(args.classifier)
     pairs = prompts(args.n, args.split, args.seed)
-    rows, models = [], {}
+    rows, models, scores = [], {}, []
     for run in map(parse_run, args.run):
         if run["model"] not in models:
             models[run["model"]] = open_model(run["model"], device=device)
@@ -76,7 +82,7 @@ def main() -> None:
             batch_size=args.batch,
         )
         seconds = time.perf_counter() - t0
-        m = evaluate_videos(videos, pairs, classifier=clf)
+        m = evaluate_videos(videos, pairs, classifier=clf, per_clip=args.draws > 0)
         rows.append(
             {
                 **run,
@@ -89,9 +95,19 @@ def main() -> None:
                 "frechet_distance": m["frechet_distance"],
                 "temporal_consistency": m["temporal_consistency"],
                 "reference": m.get("reference"),
+                "image_to_video": bool(opened.adapter.image_conditioned),
             }
         )
+        if args.draws:
+            scores.append(m["per_clip"])
+            rows[-1]["intervals"] = summarise([scores[-1]], draws=args.draws)
+            if len(scores) > 1:
+                rows[-1]["minus_first"] = compare([scores[-1]], [scores[0]], draws=args.draws)
         print(f"{run['name']}: mean accuracy {m['accuracy']['mean']:.3f}, FD {m['frechet_distance']:.3f}", flush=True)
+
+    def ci(r: dict, name: str, fmt: str) -> str:  # " [lo, hi]" when intervals were drawn
+        b = r.get("intervals", {}).get(name)
+        return f" [{b['lo']:{fmt}}, {b['hi']:{fmt}}]" if b else ""
 
     attrs = [k for k in rows[0]["accuracy"] if k not in ("mean", "joint")]
     head = ["run", "steps", "guidance", *attrs, "mean acc", "joint acc", "Frechet", "temporal", "seconds"]
@@ -106,9 +122,9 @@ def main() -> None:
                     str(r["steps"]),
                     f"{r['guidance']:g}",
                     *[f"{a[k]:.3f}" for k in attrs],
-                    f"{a['mean']:.3f}",
+                    f"{a['mean']:.3f}" + ci(r, "accuracy", ".3f"),
                     f"{a['joint']:.3f}",
-                    f"{r['frechet_distance']:.3f}",
+                    f"{r['frechet_distance']:.3f}" + ci(r, "frechet_distance", ".1f"),
                     f"{r['temporal_consistency']:.3f}",
                     f"{r['seconds']:.0f}",
                 ]

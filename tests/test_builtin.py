@@ -54,3 +54,48 @@ def test_stock_wan_pipeline_loads_the_builtin_and_matches_our_sampler():
             uncond=lambda z, s: adapter.velocity(z, s, uncond),
         )
     assert torch.allclose(out, ours, atol=1e-4)
+
+
+def test_shipped_image_to_video_teacher_is_small_and_equals_the_stock_ti2v_image_pipeline():
+    """`--model builtin-i2v`: the built-in fine-tuned TI2V style (docs/builtin.md); stock diffusers runs it as
+    WanImageToVideoPipeline with expand_timesteps, and its latents equal our sampler's from the same first frame."""
+    import numpy as np
+    import yaml
+    from diffusers import WanImageToVideoPipeline
+
+    from accvideo.core.images import encode_conditioning
+    from accvideo.core.sampling import SamplingPlan, sample_latents
+    from accvideo.evaluate.generate import first_frames
+    from accvideo.models.open import open_model
+    from accvideo.models.wan_ti2v import WanTI2VImageAdapter
+
+    root = builtin_model_dir("builtin-i2v")
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 8 * 10**6
+    trained = yaml.safe_load((root / "accvideo_teacher.yaml").read_text())
+    assert trained["image"] is True and trained["init"] == "builtin" and trained["steps"] == 3500
+    opened = open_model("builtin-i2v")
+    assert type(opened.adapter) is WanTI2VImageAdapter and opened.default_guidance == 5.0
+
+    pipe = WanImageToVideoPipeline.from_pretrained(str(root), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.config.expand_timesteps and pipe.image_encoder is None
+    pair = ("a blue star moving right on a white background", 11)
+    (image,) = first_frames([pair], 17, 64, 64)
+    shape = opened.adapter.latent_shape(17, 64, 64)
+    ref = pipe(
+        image=image,
+        prompt=pair[0],
+        negative_prompt="",
+        height=64,
+        width=64,
+        num_frames=17,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        latents=noise((1, *shape), pair[1]),
+        output_type="latent",
+        max_sequence_length=opened.adapter.max_sequence_length,
+    ).frames
+    cond = encode_conditioning(opened.adapter, [pair[0]], [image], 17, 64, 64)
+    ours = sample_latents(opened.adapter, cond, [pair[1]], shape, SamplingPlan(pipe.scheduler.sigmas, 5.0)).latents
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+    assert np.isfinite(ours.numpy()).all() and (ours[:, :, 1:] - ours[:, :, :1]).abs().mean() > 0.05

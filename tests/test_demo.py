@@ -136,3 +136,40 @@ def test_bad_demo_settings_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and "must divide teacher_steps" in err and err.count("\n") == 1
     code, _, err = run_cli(["demo", "--out", str(tmp_path / "d"), "--preset", "huge"], capsys)
     assert code == 2 and "--preset must be one of default, quick" in err
+
+
+def test_demo_with_an_image_to_video_teacher_gives_each_prompt_its_world_first_frame(tmp_path):
+    """The chain on an image-to-video teacher (the built-in's weights in the TI2V image layout, the start of
+    `teacher train image=true init=builtin`): each train prompt carries the world's first frame of its seed, SynVid
+    stores its latent as the condition, and every row is sampled in ToyBench's image-to-video mode."""
+    from pathlib import Path
+
+    import numpy as np
+    from diffusers import WanPipeline
+
+    from accvideo.core.runtime import builtin_model_dir
+    from accvideo.demo import quick_config, run_demo
+    from accvideo.demo.chain import eval_pairs
+    from accvideo.synthesize import SynVidDataset
+    from accvideo.teacher.train import image_pipeline
+    from accvideo.world import parse_caption, render
+
+    teacher = tmp_path / "teacher"
+    image_pipeline(WanPipeline.from_pretrained(str(builtin_model_dir()))).save_pretrained(str(teacher))
+    out = tmp_path / "run"
+    metrics = run_demo(quick_config(teacher=str(teacher), out=str(out)), progress=False, echo=lambda *_: None)
+    rows = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["image"] == f"images/{i:06d}.png" for i, r in enumerate(rows))
+    from PIL import Image
+
+    first = np.asarray(Image.open(out / rows[1]["image"])) / 255.0
+    assert np.abs(first - render(parse_caption(rows[1]["prompt"]), rows[1]["seed"])[0]).max() <= 0.5 / 255 + 1e-6
+    item = SynVidDataset(out / "synvid")[1]
+    assert set(item["cond"]) == {"prompt_embeds", "condition"} and item["cond"]["condition"].shape == (8, 1, 8, 8)
+    assert item["latents"][-1][:, :1].equal(item["cond"]["condition"])  # the result keeps the given frame
+    assert set(metrics["results"]) == {"teacher-4", "teacher-2", "student-2"}
+    cfg = quick_config(teacher=str(teacher), out=str(out))
+    real = np.stack([render(parse_caption(p), seed)[0] for p, seed in eval_pairs(cfg)])
+    for result in metrics["results"].values():  # every row's clips start from the VAE's copy of the world's frame
+        clips = np.stack([np.load(f) for f in sorted(Path(result["videos"]).glob("*.npy"))])
+        assert clips.shape[0] == 3 and np.abs(clips[:, 0] / 255.0 - real).mean() < 0.06

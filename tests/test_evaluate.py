@@ -337,3 +337,32 @@ def test_a_bootstrap_draw_fits_the_shared_real_clips_once_and_measures_the_same_
     other = ClipScores(["shape"], np.ones((n, 1), bool), sets[0].features, real + 1.0, np.ones(n))
     mixed = [v["frechet_distance"] for v in _draw_metrics([sets[0], other], idx)]  # not shared: each its own
     assert mixed == pytest.approx([slow[0], frechet_distance(other.features[idx], other.real_features[idx])], rel=1e-9)
+
+
+def test_image_to_video_mode_starts_each_clip_from_the_worlds_first_frame():
+    """ToyBench's image-to-video mode: an image model (here the built-in's weights in the TI2V image layout, the start
+    of `teacher train image=true init=builtin`) decodes, as frame 0, the VAE's reconstruction of the world's first
+    frame of that very prompt and seed; the rest is generated."""
+    from diffusers import WanPipeline
+
+    from accvideo.core.runtime import builtin_model_dir
+    from accvideo.core.sampling import shifted_plan
+    from accvideo.evaluate.generate import first_frames, generate_videos
+    from accvideo.models.wan_ti2v import WanTI2VImageAdapter
+    from accvideo.teacher.train import image_pipeline
+    from accvideo.world import render
+    from accvideo.world.render import WorldConfig
+
+    adapter = WanTI2VImageAdapter(image_pipeline(WanPipeline.from_pretrained(str(builtin_model_dir()))))
+    pairs = prompts(2, "heldout", 0)
+    videos = generate_videos(adapter, pairs, shifted_plan(adapter, 2, 1.0), frames=17, height=64, width=64)
+    images = first_frames(pairs, 17, 64, 64)
+    for (prompt, seed), video, image in zip(pairs, videos, images, strict=True):
+        real = render(parse_caption(prompt), seed, WorldConfig())
+        assert np.abs(np.asarray(image) / 255.0 - real[0]).max() <= 0.5 / 255 + 1e-6  # the world's frame 0
+        cond = adapter.encode_images([image], 17, 64, 64)["condition"]
+        alone = (adapter.decode(cond)[0, 0].numpy() * 255 + 0.5).astype(np.uint8)  # the given latent frame, decoded
+        assert np.abs(video[0].astype(int) - alone.astype(int)).max() <= 1
+        own = np.abs(video[0] / 255.0 - real[0]).mean()  # the VAE's reconstruction of the real first frame
+        other = np.abs(video[0] / 255.0 - render_batch([(parse_caption(p), s) for p, s in pairs if p != prompt])[0, 0])
+        assert own < 0.06 and own < other.mean() / 2, (own, other.mean())

@@ -97,3 +97,84 @@ def test_gpu_transformer_phase_sees_the_cpu_runs_batches(reference, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("vae."))  # the VAE trains on the CPU
     diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if not k.startswith("vae.")])
     assert diffs.mean() < 1e-3 and diffs.max() < 5e-2, (diffs.mean(), diffs.max())
+
+
+# --- the image-to-video teacher: a teacher fine-tuned with its first latent frame given (TI2V style) ---------------
+def _image_cfg(init, **kw):
+    from dataclasses import replace
+
+    return replace(CFG, image=True, init=str(init), steps=5, **kw)
+
+
+def test_image_teacher_fine_tunes_the_init_and_loads_as_ti2v_image_pipeline(reference, tmp_path):
+    from diffusers import WanImageToVideoPipeline
+
+    from accvideo.models import load_adapter
+    from accvideo.models.wan_ti2v import WanTI2VImageAdapter
+
+    out = tmp_path / "i2v"
+    stats = train_teacher(_image_cfg(reference[0]), out)
+    pipe = WanImageToVideoPipeline.from_pretrained(str(out))
+    assert pipe.config.expand_timesteps and pipe.image_encoder is None and stats["final_loss"] > 0
+    assert type(load_adapter(out)) is WanTI2VImageAdapter
+    init, tuned = _weights(reference[0]), _weights(out)
+    assert all(torch.equal(init[k], tuned[k]) for k in init if k.startswith("vae."))  # the init's VAE, untouched
+    assert max((init[k] - tuned[k]).abs().max().item() for k in init if not k.startswith("vae.")) > 1e-4
+    enc = "text_encoder/model.safetensors"
+    assert torch.equal(load_file(str(reference[0] / enc))["shared.weight"], load_file(str(out / enc))["shared.weight"])
+
+
+def test_image_teacher_resumes_to_the_same_weights(reference, tmp_path, monkeypatch):
+    cfg = _image_cfg(reference[0], checkpoint_every=2)
+    train_teacher(cfg, tmp_path / "whole")
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def dying_step(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:  # no VAE phase: the third transformer step, after the checkpoint at 2
+            raise KeyboardInterrupt
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    train_teacher(cfg, tmp_path / "resumed")
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_first_latent_frame_of_a_clip_is_its_first_frame_encoded_alone():
+    """The training condition (a clip's latent frame 0) is what the stock pipeline encodes at sampling time (the
+    first frame alone): the Wan VAE is causal, so the two agree."""
+    from diffusers import AutoencoderKLWan
+
+    from accvideo.core.runtime import builtin_model_dir
+    from accvideo.teacher.vae import clips, train_items
+
+    vae = AutoencoderKLWan.from_pretrained(str(builtin_model_dir() / "vae")).eval()
+    video = clips(TeacherConfig(), train_items(TeacherConfig(), 0, 2, stream=3))  # (2, 3, 17, 64, 64) in [-1, 1]
+    with torch.no_grad():
+        whole = vae.encode(video).latent_dist.mode()[:, :, :1]
+        alone = vae.encode(video[:, :, :1]).latent_dist.mode()
+    torch.testing.assert_close(whole, alone, atol=1e-4, rtol=0)
+    assert whole.abs().mean() > 0.1
+
+
+def test_init_of_another_architecture_is_refused_in_one_line(reference, tmp_path):
+    from accvideo.errors import AccVideoError
+
+    with pytest.raises(AccVideoError, match=r"init=.* has layers=2; set these"):
+        train_teacher(_image_cfg(reference[0], layers=3), tmp_path / "x")
+
+
+def test_cli_refuses_an_init_that_is_not_a_text_to_video_teacher_before_making_folders(tmp_path, capsys):
+    from accvideo.cli import main
+
+    for init, words in (("builtin-i2v", "is a WanImageToVideoPipeline"), (str(tmp_path / "none"), "not a teacher")):
+        with pytest.raises(SystemExit) as exc:
+            main(["teacher", "train", "--out", str(tmp_path / "t"), "image=true", f"init={init}"])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.work").exists()

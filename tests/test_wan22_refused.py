@@ -1,5 +1,6 @@
-"""Wan 2.2 TI2V-5B saved for image input (its clean first frame) is refused with one line, never half-trained;
-TI2V's text-to-video mode (a WanPipeline) and A14B (two experts, tests/test_wan22_a14b.py) are accepted."""
+"""Wan 2.2 layouts saved by the Wan 2.1 classes: A14B (two experts, tests/test_wan22_a14b.py), TI2V-5B as text-to-video
+(a WanPipeline) and for image input (a WanImageToVideoPipeline, tests/test_wan_ti2v_image.py) are accepted; two experts
+with image input (I2V-A14B) are refused with one line, never half-trained."""
 
 import pytest
 
@@ -36,10 +37,11 @@ def wan22_dirs(tmp_path_factory):
         "a14b": _save_wan22(root / "a14b", transformer_2=second, boundary_ratio=0.875),
         "ti2v": _save_wan22(root / "ti2v", WanImageToVideoPipeline, expand_timesteps=True),  # image input
         "ti2v-t2v": _save_wan22(root / "ti2v-t2v", expand_timesteps=True),
+        "i2v-a14b": _save_wan22(root / "i2v-a14b", WanImageToVideoPipeline, transformer_2=second, boundary_ratio=0.9),
     }
 
 
-@pytest.mark.parametrize("variant, words", [("ti2v", "image input is not supported yet")])
+@pytest.mark.parametrize("variant, words", [("i2v-a14b", "two-expert image input is not supported yet")])
 def test_wan22_refused_by_every_loading_command(wan22_dirs, variant, words, tmp_path, capsys):
     folder = str(wan22_dirs[variant])
     (tmp_path / "p.txt").write_text("a red circle\n")
@@ -77,11 +79,32 @@ def test_wan22_a14b_accepted_by_its_two_expert_adapter(wan22_dirs):
     assert adapter.boundary_ratio == 0.875 and adapter.pair.transformer_2 is adapter.pipe.transformer_2
 
 
-def test_wan22_ti2v_text_to_video_accepted(wan22_dirs):
+def test_wan22_ti2v_text_to_video_and_image_input_accepted(wan22_dirs):
     from accvideo.models import adapter_class, model_index, unsupported_variant
-    from accvideo.models.wan_ti2v import WanTI2VAdapter
+    from accvideo.models.wan_ti2v import WanTI2VAdapter, WanTI2VImageAdapter
 
     index = model_index(wan22_dirs["ti2v-t2v"])
     assert index["expand_timesteps"] is True and unsupported_variant(index) is None
     assert adapter_class(wan22_dirs["ti2v-t2v"]) is WanTI2VAdapter
-    assert model_index(wan22_dirs["ti2v"])["_class_name"] == "WanImageToVideoPipeline"
+    index = model_index(wan22_dirs["ti2v"])
+    assert index["_class_name"] == "WanImageToVideoPipeline" and unsupported_variant(index) is None
+    assert adapter_class(wan22_dirs["ti2v"]) is WanTI2VImageAdapter and WanTI2VImageAdapter.image_conditioned
+
+
+def test_wan22_ti2v_image_model_without_an_image_refused_in_one_line(wan22_dirs, tmp_path, capsys):
+    folder = str(wan22_dirs["ti2v"])
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    commands = [
+        (["sample", "--model", folder, "--out", str(tmp_path / "c.mp4")], "give it an image with --image"),
+        (
+            ["synthesize", "--teacher", folder, "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "d")],
+            "prompt 1 of",
+        ),
+        (["bench", "--model", folder, "--out", str(tmp_path / "b")], "this model is image-to-video"),
+    ]
+    for args, words in commands:
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and words in err, (args, err)
+    assert not (tmp_path / "c.mp4").exists()

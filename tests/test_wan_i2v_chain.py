@@ -186,8 +186,7 @@ def test_prompt_files_pair_prompts_with_images_or_refuse(chain, tiny_i2v_dir, ti
 
 
 def test_commands_without_images_refuse_an_i2v_model_in_one_line(chain, tiny_i2v_dir, tmp_path, capsys):
-    cases = [  # ToyBench's world prompts have no images; real clips would need their first frames encoded
-        (["evaluate", "--model", str(chain / "run"), "--out", str(tmp_path / "e")], "this model is image-to-video"),
+    cases = [  # bench's prompts have no images; real clips would need their first frames encoded
         (["bench", "--model", str(tiny_i2v_dir), "--out", str(tmp_path / "b")], "this model is image-to-video"),
         (
             ["distill", "--teacher", str(tiny_i2v_dir), "--data", str(chain / "syn"), "--out", str(tmp_path / "r")]

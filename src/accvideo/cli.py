@@ -161,8 +161,9 @@ def _teacher_train(cfg) -> None:
 
     from accvideo.core.outputs import claim_folder
     from accvideo.core.runtime import resolve_device
-    from accvideo.teacher.train import COMMAND, is_teacher_output, is_work_folder, train_teacher
+    from accvideo.teacher.train import COMMAND, init_folder, is_teacher_output, is_work_folder, train_teacher
 
+    init_folder(cfg)  # a bad init= is one line before any folder is made
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
@@ -280,7 +281,8 @@ VERBS = [
     ),
     Verb(
         "teacher train",
-        "Train the built-in teacher (a tiny Wan 2.1) from scratch; rerun to resume.",
+        "Train the built-in teacher (a tiny Wan 2.1), or fine-tune one (init=, image=true: image-to-video); rerun "
+        "to resume.",
         "accvideo.teacher.config:TeacherTrainConfig",
         _teacher_train,
         {"default": "accvideo.teacher.config:TeacherTrainConfig", "quick": "accvideo.teacher.config:quick_train"},

@@ -8,7 +8,8 @@ from typing import Protocol, runtime_checkable
 import torch
 
 # Conditioning: named tensors, batch first, so it can be stored, sliced and concatenated without knowing the family
-# (Wan: {"prompt_embeds": (B, L, D)}; Wan I2V adds {"image_embeds": (B, T, D'), "condition": (B, 20, F', H', W')}).
+# (Wan: {"prompt_embeds": (B, L, D)}; Wan I2V adds {"image_embeds": (B, T, D'), "condition": (B, 20, F', H', W')};
+# Wan 2.2 TI2V's image mode {"condition": (B, 48, 1, H', W')}).
 Conditioning = dict[str, torch.Tensor]
 
 
@@ -53,6 +54,10 @@ class ModelAdapter(Protocol):
     def encode_images(self, images: Sequence, frames: int, height: int, width: int) -> Conditioning:
         """Image conditioning for PIL images of exactly (height, width), one per prompt (image_conditioned models
         only); merged with encode_prompts' by `core/images.encode_conditioning`."""
+
+    def keep_given(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """x (B, C, F', H', W') with the latents its conditioning gives set (Wan 2.2 TI2V's image: frame 0; others
+        return x); applied to the starting noise, and the velocity is 0 there, so a solve keeps them."""
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """v = eps - x0 at noise level sigma (B,), one pass (the sampler adds CFG: core/sampling.py)."""

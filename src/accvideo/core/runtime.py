@@ -39,15 +39,20 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def builtin_model_dir() -> Path:
-    """The built-in teacher shipped inside the package (a diffusers pipeline directory)."""
-    return Path(str(resources.files("accvideo") / "assets" / "builtin"))
+# the teachers shipped inside the package (docs/builtin.md), by the name --model takes: the text-to-video built-in and
+# its image-to-video fine-tune (TI2V style: a WanImageToVideoPipeline with expand_timesteps)
+BUILTIN_MODELS = ("builtin", "builtin-i2v")
+
+
+def builtin_model_dir(name: str = "builtin") -> Path:
+    """A teacher shipped inside the package (a diffusers pipeline directory): 'builtin' or 'builtin-i2v'."""
+    return Path(str(resources.files("accvideo") / "assets" / name))
 
 
 def resolve_model(name: str) -> Path:
-    """'builtin' -> the packaged model; anything else is a local path."""
-    if name == "builtin":
-        path = builtin_model_dir()
+    """'builtin' / 'builtin-i2v' -> the packaged model; anything else is a local path."""
+    if name in BUILTIN_MODELS:
+        path = builtin_model_dir(name)
         if not (path / "model_index.json").is_file():
             raise AccVideoError(
                 "the built-in model is not part of this install yet; pass --model DIR "

@@ -205,6 +205,9 @@ def sample_latents(
     if uncond is None:
         uncond = encode_negative(adapter, plan)
     x = batch_noise(seeds, latent_shape, adapter.device)
+    given = getattr(adapter, "keep_given", None)
+    if given is not None:  # latents the conditioning fixes (TI2V's first frame); their velocity is 0, so they stay
+        x = given(x, cond)
     wanted = set(keep or ())
     kept: dict[int, torch.Tensor] = {}
 

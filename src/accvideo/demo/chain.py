@@ -19,22 +19,23 @@ import numpy as np
 import torch
 
 from accvideo.core.files import write_json_atomic
-from accvideo.core.runtime import resolve_device
+from accvideo.core.runtime import BUILTIN_MODELS, resolve_device
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.folder import load_video_folder, read_clip, read_manifest, write_video_folder
-from accvideo.evaluate.generate import generate_videos
+from accvideo.evaluate.generate import first_frames, generate_videos
 from accvideo.evaluate.run import evaluate_videos
 from accvideo.models.decoder import INFO as DECODER_INFO
 from accvideo.models.decoder import find_decoder
-from accvideo.models.open import open_model
+from accvideo.models.open import model_family, open_model
 from accvideo.models.runtime import RuntimeOptions
 from accvideo.models.student import INFO, find_student
 from accvideo.synthesize.config import SynthConfig
 from accvideo.synthesize.prompts import write_prompts
 from accvideo.synthesize.run import synthesize
 from accvideo.world import prompts
+from accvideo.world.render import WorldConfig
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,19 @@ class Stages:
 
 
 def write_train_prompts(cfg: ChainConfig) -> Path:
-    """OUT/prompts.jsonl: cfg.train_prompts train-split captions with their seeds."""
+    """OUT/prompts.jsonl: cfg.train_prompts train-split captions with their seeds; for an image-to-video teacher
+    each row also names its first frame as the world renders it (OUT/images/, ToyBench's image-to-video mode)."""
     path = Path(cfg.out) / "prompts.jsonl"
-    write_prompts(path, prompts(cfg.train_prompts, "train", cfg.seed))
+    pairs = prompts(cfg.train_prompts, "train", cfg.seed)
+    if not model_family(cfg.teacher).image_conditioned:
+        write_prompts(path, pairs)
+        return path
+    world, names = WorldConfig(), []
+    (path.parent / "images").mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(first_frames(pairs, world.frames, world.height, world.width)):
+        names.append(f"images/{i:06d}.png")
+        image.save(path.parent / names[-1])
+    write_prompts(path, pairs, names)
     return path
 
 
@@ -194,7 +205,7 @@ def load_clips(folder: str | Path, n: int) -> np.ndarray:
 
 def _sampler_record(s: Sampler, pairs) -> dict:
     """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings."""
-    student = find_student(s.model) if s.model != "builtin" else None
+    student = find_student(s.model) if s.model not in BUILTIN_MODELS else None
     version = hashlib.sha256((student / INFO).read_bytes()).hexdigest()[:16] if student is not None else None
     record = {
         "model": s.model,

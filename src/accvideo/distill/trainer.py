@@ -203,7 +203,8 @@ class Distiller:
         self.fakes += len(idx)
         idx, seeds = idx[self.mine], seeds[self.mine]
         _, cond = self.data.load(idx)
-        return {"x": self.data.noise(seeds), "cond": cond, "index": idx, "seed": torch.tensor(seeds)}
+        x = self.pair.teacher.keep_given(self.data.noise(seeds), cond)  # as sample_latents starts (TI2V's frame 0)
+        return {"x": x, "cond": cond, "index": idx, "seed": torch.tensor(seeds)}
 
     # 2 + 3. the fakes' Euler step and the generator loss -------------------------------------------------------
     def generator_backward(self, k: int, entry: dict) -> tuple[dict, float]:
@@ -317,7 +318,7 @@ class Distiller:
         """
         n = min(self.cfg.probe_items, len(self.dataset))
         latents, cond = self.data.load(range(n))
-        noise = self.data.noise([probe_seed(self.cfg.seed, i) for i in range(n)])
+        noise = self.pair.teacher.keep_given(self.data.noise([probe_seed(self.cfg.seed, i) for i in range(n)]), cond)
         with self.parallel.autocast():
             fakes = key_latents(lambda x, s: self.pair.student.velocity(x, s, cond), noise, self.key_sigmas)
         acc, gap = [0.0] * self.m, [0.0] * self.m

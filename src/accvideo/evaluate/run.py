@@ -174,11 +174,6 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
 def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
     """Clips of cfg.prompts world prompts from cfg.model (a teacher or a student), in the classifier's size."""
     family = model_family(cfg.model)  # validates the folder before any weight is read
-    if family.image_conditioned:  # the world's prompts come without images
-        raise AccVideoError(
-            "ToyBench samples text-to-video models on world prompts, and this model is image-to-video; sample its "
-            "clips yourself (accvideo sample --image) and score the folder (accvideo evaluate --videos DIR)"
-        )
     f, h, w = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     if (f - 1) % family.frame_step:
         raise AccVideoError(f"the classifier expects {f} frames, which a {family.family} model cannot make")
@@ -195,6 +190,7 @@ def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):
         **opened.describe(),
         "split": cfg.split,
         "prompt_seed": cfg.seed,
+        "image_to_video": bool(family.image_conditioned),  # each clip from the world's first frame (generate.py)
         "steps": plan.steps,
         "guidance": plan.guidance,
         "shift": plan.shift,

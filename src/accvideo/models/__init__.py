@@ -15,7 +15,7 @@ from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_i2v import WanI2VAdapter
 from accvideo.models.wan_moe import WanMoEAdapter, is_two_expert
-from accvideo.models.wan_ti2v import WanTI2VAdapter
+from accvideo.models.wan_ti2v import WanTI2VAdapter, WanTI2VImageAdapter
 
 # pipeline class name in model_index.json -> adapter class
 ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, WanI2VAdapter, HunyuanVideoAdapter)}
@@ -23,6 +23,8 @@ ADAPTERS: dict[str, type] = {cls.pipeline_class: cls for cls in (WanAdapter, Wan
 VARIANTS: list[tuple[str, Callable[[dict], bool], type]] = [
     ("WanPipeline", is_two_expert, WanMoEAdapter),  # Wan 2.2 A14B: two experts switched at boundary_ratio
     ("WanPipeline", lambda index: bool(index.get("expand_timesteps")), WanTI2VAdapter),  # Wan 2.2 TI2V-5B
+    # Wan 2.2 TI2V-5B saved for image input: the first latent frame given, no CLIP
+    ("WanImageToVideoPipeline", lambda index: bool(index.get("expand_timesteps")), WanTI2VImageAdapter),
 ]
 
 
@@ -50,16 +52,17 @@ def pipeline_class(path: str | Path) -> str:
 
 
 def unsupported_variant(index: dict) -> str | None:
-    """Why a pipeline of a supported class is still not supported (Wan 2.2 variants), or None.
+    """Why a pipeline of a supported class is still not supported, or None.
 
-    Wan 2.2 is saved as a `WanPipeline` too: A14B adds a low-noise expert `transformer_2` switched at
-    `boundary_ratio` (its own adapter, models/wan_moe.py). TI2V-5B (`expand_timesteps`) as a `WanPipeline` is its
-    text-to-video mode (models/wan_ti2v.py); saved for image input (the first latent frame kept clean) it is refused.
+    Wan 2.2 is saved as the Wan 2.1 classes: A14B as a `WanPipeline` with a low-noise expert `transformer_2` switched
+    at `boundary_ratio` (models/wan_moe.py); TI2V-5B with `expand_timesteps`, as a `WanPipeline` (text-to-video) or a
+    `WanImageToVideoPipeline` (image input, the first latent frame kept clean; models/wan_ti2v.py). Two experts with
+    image input (Wan 2.2 I2V-A14B) are refused.
     """
-    if index.get("expand_timesteps") and index["_class_name"] != WanTI2VAdapter.pipeline_class:
+    if index["_class_name"] == WanI2VAdapter.pipeline_class and is_two_expert(index):
         return (
-            f"a Wan 2.2 TI2V pipeline saved for image input ({index['_class_name']} with expand_timesteps: the "
-            "first latent frame kept clean), and image input is not supported yet"
+            "a Wan 2.2 I2V-A14B pipeline (WanImageToVideoPipeline with two experts), and two-expert image input is "
+            "not supported yet"
         )
     return None
 
@@ -74,8 +77,8 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     variant = unsupported_variant(index)
     if variant is not None:
         raise AccVideoError(
-            f"{path} holds {variant}; pass a Wan 2.1 T2V, Wan 2.2 T2V-A14B, Wan 2.2 TI2V (text-to-video) or "
-            "HunyuanVideo T2V folder"
+            f"{path} holds {variant}; pass a Wan 2.1 T2V or I2V, Wan 2.2 T2V-A14B, Wan 2.2 TI2V or HunyuanVideo T2V "
+            "folder"
         )
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))

@@ -134,6 +134,10 @@ class TransformerAdapter:
             "fields) or use an image-to-video model (WanImageToVideoPipeline)"
         )
 
+    def keep_given(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """x with the parts its conditioning fixes set (Wan 2.2 TI2V's image: latent frame 0); here nothing is."""
+        return x
+
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         raise NotImplementedError

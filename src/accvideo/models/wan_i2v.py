@@ -1,10 +1,11 @@
-"""Wan 2.1 image-to-video behind the model seam, wrapping diffusers' WanImageToVideoPipeline components.
+"""Wan image-to-video behind the model seam, wrapping diffusers' WanImageToVideoPipeline components.
 
-The image is conditioning like the text: `encode_images` runs the pipeline's own `encode_image` (CLIP) and
-`prepare_latents` (the first frame through the VAE, plus the first-frame mask), so SynVid items store it and
-distillation never runs the image encoder or the VAE encoder. Every forward concatenates the stored condition to the
-noisy latents (16 + 20 channels for Wan 2.1) and passes the image embedding to the transformer's image
-cross-attention, as the stock pipeline does.
+The image is conditioning like the text: `encode_images` runs the pipeline's own encoders on one image a row, so
+SynVid items store it and distillation never runs the image encoder or the VAE encoder. `FirstFrameImage` is what
+both layouts of that pipeline share (loading, the pipeline's own `prepare_latents`, the refusal of a conditioning
+without the image); Wan 2.1 I2V (here) concatenates the first-frame condition to the noisy latents (16 + 20 channels)
+and passes CLIP's image embedding to the transformer's image cross-attention, as the stock pipeline does; Wan 2.2
+TI2V's image mode keeps the first latent frame clean instead (models/wan_ti2v.py).
 """
 
 from __future__ import annotations
@@ -15,26 +16,19 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.adapter import Conditioning
+from accvideo.core.adapter import Conditioning, concat
 from accvideo.errors import AccVideoError
 from accvideo.models.base import WHOLE, LoadParts
 from accvideo.models.wan import WanAdapter
 
-IMAGE_KEYS = ("image_embeds", "condition")  # what encode_images adds to a conditioning
 
-
-class WanI2VAdapter(WanAdapter):
-    """Wan 2.1 I2V: UMT5 text encoder, CLIP vision encoder, WanTransformer3DModel (36 in, 16 out), AutoencoderKLWan."""
+class FirstFrameImage:
+    """Mixin for a Wan adapter over WanImageToVideoPipeline components; the family gives `_encode_image` (one PIL
+    image -> its conditioning row) and `image_keys` (the names that row holds)."""
 
     pipeline_class = "WanImageToVideoPipeline"
-    components = (*WanAdapter.components, "image_encoder", "image_processor")
     image_conditioned = True
-
-    def __init__(self, pipe, **kw):
-        super().__init__(pipe, **kw)
-        cfg = self.transformer.config
-        self.latent_channels = cfg.out_channels  # the sampler integrates the noise channels only
-        self.condition_channels = cfg.in_channels - cfg.out_channels  # first-frame mask + first-frame latent
+    image_keys: tuple[str, ...] = ("condition",)
 
     @classmethod
     def load(
@@ -46,12 +40,68 @@ class WanI2VAdapter(WanAdapter):
         parts: LoadParts = WHOLE,
         **kw,
     ):
-        """Load a local diffusers-format Wan 2.1 I2V directory; its prompt cleaning needs ftfy."""
+        """Load a local WanImageToVideoPipeline directory; its prompt cleaning needs ftfy."""
         if parts.text and importlib.util.find_spec("ftfy") is None:
             raise AccVideoError(
                 "WanImageToVideoPipeline cleans prompts with ftfy, which is not installed: pip install ftfy"
             )
-        adapter = super().load(path, device=device, dtype=dtype, parts=parts, **kw)
+        return super().load(path, device=device, dtype=dtype, parts=parts, **kw)
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence, frames: int, height: int, width: int) -> Conditioning:
+        """One conditioning row per PIL image of exactly (height, width) (core/images.py fits it)."""
+        rows = []
+        for image in images:
+            if tuple(image.size) != (width, height):
+                raise AccVideoError(f"an image of {image.size[0]}x{image.size[1]} for a {width}x{height} video; fit it")
+            rows.append(self._encode_image(image, frames, height, width))
+        return {k: v.to(self.dtype) for k, v in concat(rows).items()}
+
+    def _encode_image(self, image, frames: int, height: int, width: int) -> Conditioning:
+        raise NotImplementedError
+
+    def _first_frame(self, image, frames: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        """The pipeline's own `prepare_latents` of one image less its noise: (condition (1, 4 + C, F', H', W'),)
+        for Wan 2.1 I2V; (first-frame latent (1, C, 1, H', W'), first-frame mask) with `expand_timesteps`."""
+        pixels = self.pipe.video_processor.preprocess(image, height=height, width=width)
+        return self.pipe.prepare_latents(
+            pixels.to(self.device, torch.float32),
+            1,
+            self.latent_channels,
+            height,
+            width,
+            frames,
+            torch.float32,
+            self.device,
+            latents=torch.zeros((1, *self.latent_shape(frames, height, width))),  # the noise is the sampler's
+        )[1:]
+
+    def _image_conditioning(self, cond: Conditioning) -> None:
+        """Refuse a conditioning without the image's (a prompt-only call of an image-to-video model) in one line."""
+        missing = [k for k in self.image_keys if k not in cond]
+        if missing:
+            raise AccVideoError(
+                f"the image-to-video model got no image conditioning ({', '.join(missing)}); give it an image "
+                '(--image FILE, or an "image" in each JSONL prompt row)'
+            )
+
+
+class WanI2VAdapter(FirstFrameImage, WanAdapter):
+    """Wan 2.1 I2V: UMT5 text encoder, CLIP vision encoder, WanTransformer3DModel (36 in, 16 out), AutoencoderKLWan."""
+
+    components = (*WanAdapter.components, "image_encoder", "image_processor")
+    image_keys = ("image_embeds", "condition")
+
+    def __init__(self, pipe, **kw):
+        super().__init__(pipe, **kw)
+        cfg = self.transformer.config
+        self.latent_channels = cfg.out_channels  # the sampler integrates the noise channels only
+        self.condition_channels = cfg.in_channels - cfg.out_channels  # first-frame mask + first-frame latent
+
+    @classmethod
+    def load(cls, path: Path, **kw):
+        """Load a local diffusers-format Wan 2.1 I2V directory (one image; FLF2V refused)."""
+        adapter = super().load(path, **kw)
         cfg = adapter.transformer.config
         if cfg.image_dim is None:
             raise AccVideoError(f"{path}: its transformer has no image_dim (not a Wan 2.1 I2V transformer); re-save it")
@@ -62,40 +112,15 @@ class WanI2VAdapter(WanAdapter):
         return adapter
 
     # --- image ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_images(self, images: Sequence, frames: int, height: int, width: int) -> Conditioning:
-        """{"image_embeds": (B, T, D) CLIP penultimate states, "condition": (B, 4 + C, F', H', W') first-frame mask and
-        VAE latent}, each row by the pipeline's own `encode_image` and `prepare_latents` of one PIL image of
-        exactly (height, width) (core/images.py fits it)."""
-        pipe, embeds, conditions = self.pipe, [], []
-        shape = (1, *self.latent_shape(frames, height, width))
-        for image in images:
-            if tuple(image.size) != (width, height):
-                raise AccVideoError(f"an image of {image.size[0]}x{image.size[1]} for a {width}x{height} video; fit it")
-            embeds.append(pipe.encode_image(image, self.device))
-            pixels = pipe.video_processor.preprocess(image, height=height, width=width)
-            _, condition = pipe.prepare_latents(
-                pixels.to(self.device, torch.float32),
-                1,
-                self.latent_channels,
-                height,
-                width,
-                frames,
-                torch.float32,
-                self.device,
-                latents=torch.zeros(shape),  # the noise is the sampler's; no random draw here
-            )
-            conditions.append(condition)
-        return {"image_embeds": torch.cat(embeds).to(self.dtype), "condition": torch.cat(conditions).to(self.dtype)}
+    def _encode_image(self, image, frames: int, height: int, width: int) -> Conditioning:
+        """{"image_embeds": (1, T, D) CLIP penultimate states, "condition": (1, 4 + C, F', H', W') first-frame mask
+        and VAE latent}, by the pipeline's own `encode_image` and `prepare_latents`."""
+        (condition,) = self._first_frame(image, frames, height, width)
+        return {"image_embeds": self.pipe.encode_image(image, self.device), "condition": condition}
 
     # --- transformer ----------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        missing = [k for k in IMAGE_KEYS if k not in cond]
-        if missing:
-            raise AccVideoError(
-                f"the image-to-video model got no image conditioning ({', '.join(missing)}); give it an image "
-                '(--image FILE, or an "image" in each JSONL prompt row)'
-            )
+        self._image_conditioning(cond)
         condition = cond["condition"].to(self.device, self.dtype)
         return self.transformer(
             hidden_states=torch.cat([x.to(self.dtype), condition], dim=1),

@@ -10,7 +10,7 @@ import torch
 from accvideo.core.config import save_config
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
 from accvideo.core.outputs import claim_file, record_file
-from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
@@ -83,7 +83,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         for note in notes if progress else ():
             print(note, flush=True)
     t1 = time.perf_counter()
-    if cfg.model == "builtin":  # the built-in teacher only knows its world's words
+    if cfg.model in BUILTIN_MODELS:  # the built-in teachers only know their world's words
         warn_unknown_words([cfg.prompt])
     video = generate_clip(
         adapter,

@@ -141,17 +141,23 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     return PromptList(tuple(items), blank, sizes)
 
 
-def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]]) -> Path:
-    """Write (prompt, seed) pairs: .txt keeps the prompts only, .jsonl the seeds too; atomic."""
+def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]], images: Sequence[str] | None = None) -> Path:
+    """Write (prompt, seed) pairs: .txt keeps the prompts only, .jsonl the seeds too (and each row's `images` path,
+    relative to the file's folder, for an image-to-video teacher); atomic."""
     path = Path(path).expanduser()
     kind = _kind(path)
+    if images is not None and (kind == ".txt" or len(images) != len(prompts)):
+        raise ValueError("images go with a .jsonl prompt file, one per prompt")
     for prompt, _ in prompts:
         if "\n" in prompt or not prompt.strip():
             raise AccVideoError(f"prompt {prompt!r} is blank or spans lines; it cannot be one line of {path}")
     if kind == ".txt":
         lines = [p for p, _ in prompts]
     else:
-        lines = [json.dumps({"prompt": p, "seed": int(s)}, ensure_ascii=False) for p, s in prompts]
+        rows = [{"prompt": p, "seed": int(s)} for p, s in prompts]
+        for row, image in zip(rows, images or (), strict=False):
+            row["image"] = str(image)
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -52,6 +52,11 @@ class TeacherConfig:
     caption_dropout: float = 0.1  # so classifier-free guidance works
     shift: float = 3.0  # training noise-level shift, also written as the scheduler's default
     checkpoint_every: int = 500
+    # image-to-video (TI2V style, docs/builtin.md): latent frame 0 is the clip's first frame, clean (timestep 0 on its
+    # tokens, no loss there); saved as a WanImageToVideoPipeline with expand_timesteps
+    image: bool = False
+    init: str = ""  # start from this teacher folder ('builtin': the shipped one): its VAE and text encoder, its
+    # transformer fine-tuned (the architecture settings above must match it); "": train everything from scratch
 
     def __post_init__(self):
         if self.frames < 1 or (self.frames - 1) % 4 or (self.vae_crop_frames - 1) % 4:

@@ -15,9 +15,13 @@ from tqdm.auto import tqdm
 from accvideo.core.config import save_config
 from accvideo.core.inputs import load_safetensors
 from accvideo.core.outputs import mark_folder
+from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
+from accvideo.errors import AccVideoError
+from accvideo.models import pipeline_class
 from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
+from accvideo.models.wan_ti2v import WanTI2VImageAdapter
 from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.teacher.vae import clips, load_trained_vae, reconstruction_psnr, train_items, train_vae
@@ -82,6 +86,50 @@ def build_pipeline(cfg: TeacherConfig, vae):
     )
 
 
+def init_folder(cfg: TeacherConfig) -> Path | None:
+    """The text-to-video teacher folder `cfg.init` names (None: train from scratch); one-line errors, before any
+    output folder is made."""
+    if not cfg.init:
+        return None
+    folder = resolve_model(cfg.init)
+    if not (folder / "model_index.json").is_file():
+        raise AccVideoError(
+            f"init={cfg.init}: {folder} is not a teacher folder; pass init=builtin or a teacher train out"
+        )
+    if pipeline_class(folder) != "WanPipeline":  # e.g. builtin-i2v: fine-tune from its text-to-video start
+        raise AccVideoError(f"init={cfg.init} is a {pipeline_class(folder)}; pass a text-to-video teacher (builtin)")
+    return folder
+
+
+def init_pipeline(cfg: TeacherConfig):
+    """The WanPipeline of `cfg.init` (a teacher this command made, or 'builtin'), checked against cfg's architecture."""
+    from diffusers import WanPipeline
+
+    folder = init_folder(cfg)
+    pipe = WanPipeline.from_pretrained(str(folder), local_files_only=True)
+    t, text = pipe.transformer.config, pipe.text_encoder.config
+    have = dict(layers=t.num_layers, heads=t.num_attention_heads, head_dim=t.attention_head_dim, ffn_dim=t.ffn_dim)
+    have |= dict(vae_z_dim=t.in_channels, text_dim=text.d_model, text_layers=text.num_layers)
+    have |= dict(max_length=pipe.tokenizer.model_max_length)
+    wrong = [f"{k}={v}" for k, v in have.items() if getattr(cfg, k) != v]
+    if wrong:
+        raise AccVideoError(f"init={cfg.init} has {', '.join(wrong)}; set these (or drop init= to train from scratch)")
+    return pipe
+
+
+def image_pipeline(pipe):
+    """The same components as a WanImageToVideoPipeline with expand_timesteps (Wan 2.2 TI2V's image layout)."""
+    from diffusers import WanImageToVideoPipeline
+
+    parts = {k: getattr(pipe, k) for k in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")}
+    return WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None, expand_timesteps=True)
+
+
+def flow_loss(v: torch.Tensor, target: torch.Tensor, given_frames: int = 0) -> torch.Tensor:
+    """Flow-matching loss: mean of (v - (eps - x0))^2 over every latent frame after the `given_frames` clean ones."""
+    return (v - target)[:, :, given_frames:].square().mean()
+
+
 def pipeline_for_data(cfg: TeacherConfig, vae, data: dict[str, torch.Tensor]):
     """build_pipeline with the VAE's per-channel latent mean / std taken from the encoded training clips."""
     lat = data["latents"].transpose(0, 1).flatten(1)
@@ -127,9 +175,11 @@ def train_transformer(
     """Flow matching (v = eps - x0) with caption dropout; AdamW, warmup + cosine, EMA. Resumable.
 
     Every random draw comes from one CPU generator and is then moved to `device`, so a GPU run sees the same
-    batches, noise and noise levels as a CPU run (its weights differ only by floating-point rounding).
+    batches, noise and noise levels as a CPU run (its weights differ only by floating-point rounding). With
+    `cfg.image` the clip's own first latent frame is the condition (the VAE is causal: it is the first frame's
+    latent alone), the model (WanTI2VImageAdapter) sees it clean at timestep 0, and the loss skips it.
     """
-    adapter = WanAdapter(pipe)
+    adapter = (WanTI2VImageAdapter if cfg.image else WanAdapter)(pipe)
     z = pipe.vae.config
     mean = torch.tensor(z.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(z.latents_std).view(1, -1, 1, 1, 1)
@@ -165,8 +215,9 @@ def train_transformer(
         eps = torch.randn(x0.shape, generator=gen).to(device)
         sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift).to(device)
         s = sigma.view(-1, 1, 1, 1, 1)
-        v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond})
-        loss = (v - (eps - x0)).square().mean()
+        given = {"condition": x0[:, :, :1]} if cfg.image else {}
+        v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond, **given})
+        loss = flow_loss(v, eps - x0, 1 if cfg.image else 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -209,11 +260,14 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
     t0 = time.perf_counter()
-    vae = load_trained_vae(cfg, train_vae(cfg, work))
+    start = init_pipeline(cfg) if cfg.init else None  # fine-tuning: its VAE and latent normalisation are kept
+    vae = start.vae if start is not None else load_trained_vae(cfg, train_vae(cfg, work))
     t_vae = time.perf_counter() - t0
     data = encode_dataset(cfg, vae, work, device)
     captions = _captions(work)
-    pipe = pipeline_for_data(cfg, vae, data)
+    pipe = start if start is not None else pipeline_for_data(cfg, vae, data)
+    if cfg.image:
+        pipe = image_pipeline(pipe)
     stats = train_transformer(cfg, pipe, data, captions, work, device)
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
     stats |= {
