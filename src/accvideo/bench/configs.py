@@ -15,7 +15,7 @@ import torch
 from accvideo.bench.layouts import WanI2VLayout
 from accvideo.errors import AccVideoError
 from accvideo.models.hunyuan import HunyuanVideoAdapter
-from accvideo.models.tiny import word_tokenizer
+from accvideo.models.tiny import TINY_CLIP_VISION, word_tokenizer
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_ti2v import WanTI2VAdapter
 from accvideo.world import vocabulary
@@ -382,15 +382,7 @@ RANDOM_CONFIGS: dict[str, Callable] = {
         vae=TINY_VAE,
         max_length=32,
         channels=(36, 16),
-        image_encoder=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            patch_size=14,
-            image_size=28,
-            projection_dim=16,
-        ),
+        image_encoder=TINY_CLIP_VISION,
     ),
     "wan22-ti2v-tiny": wan_builder(
         dim_heads=2,

@@ -107,6 +107,18 @@ def save_tiny_wan_a14b(out: str | Path, seed: int = 0, **kw) -> Path:
     return save_pipeline(tiny_wan_a14b_pipeline(seed, **kw), out)
 
 
+# a 28 px CLIP vision tower: the tiny image-to-video models' image encoder (here and bench's `wan-i2v-tiny`)
+TINY_CLIP_VISION = dict(
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    patch_size=14,
+    image_size=28,
+    projection_dim=16,
+)
+
+
 def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0, max_length: int = 32):
     """A random Wan 2.1 image-to-video pipeline (WanImageToVideoPipeline): the tiny Wan's text encoder and VAE, a
     transformer taking 16 noise + 20 condition channels with image cross-attention, and a 28 px CLIP vision tower."""
@@ -120,17 +132,7 @@ def tiny_wan_i2v_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 
 
     base = tiny_wan_pipeline(seed, num_layers=num_layers, shift=shift, max_length=max_length)
     heads, head_dim = 2, 12
-    image_encoder = CLIPVisionModel(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            patch_size=14,
-            image_size=28,
-            projection_dim=16,
-        )
-    )
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP_VISION))
     z, mask = base.vae.config.z_dim, base.vae.config.scale_factor_temporal  # condition: mask + first-frame latent
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2),
