@@ -24,3 +24,10 @@ $TB --run untuned-50=runs/builtin-i2v-untuned:50:5 --run untuned-5=runs/builtin-
     --json benchmarks/results/toybench_i2v_untuned.json
 $TB --run student-5=runs/demo-i2v/distill --run teacher-5=runs/teacher-i2v:5:5 \
     --json benchmarks/results/toybench_i2v_student.json
+# 4. two more training seeds of the student (3 in all), scored against the naive 5-step teacher
+for s in 1 2; do
+    accvideo distill --teacher runs/teacher-i2v --data runs/demo-i2v/synvid --out runs/demo-i2v/distill-s$s \
+        seed=$s iterations=200 batch=8 lr=1e-4 head_lr=1e-3 checkpoint_every=50
+done
+$TB --run student-5-s1=runs/demo-i2v/distill-s1 --run student-5-s2=runs/demo-i2v/distill-s2 \
+    --run teacher-5=runs/teacher-i2v:5:5 --json benchmarks/results/toybench_i2v_student_seeds12.json
