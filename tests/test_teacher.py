@@ -1,5 +1,7 @@
 """The built-in teacher's training: reproducible from a seed, resumable after a kill, loadable by stock diffusers."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -122,6 +124,16 @@ def test_image_teacher_fine_tunes_the_init_and_loads_as_ti2v_image_pipeline(refe
     assert max((init[k] - tuned[k]).abs().max().item() for k in init if not k.startswith("vae.")) > 1e-4
     enc = "text_encoder/model.safetensors"
     assert torch.equal(load_file(str(reference[0] / enc))["shared.weight"], load_file(str(out / enc))["shared.weight"])
+    # the init folder's path (this machine's) is not recorded in the saved configs: shipped teachers carry none
+    assert not any("_name_or_path" in json.loads(f.read_text()) for f in out.glob("*/config.json"))
+
+
+def test_shipped_teachers_carry_no_source_paths():
+    from accvideo.core.runtime import builtin_model_dir
+
+    for name in ("builtin", "builtin-i2v"):
+        for f in builtin_model_dir(name).glob("*/config.json"):
+            assert "_name_or_path" not in json.loads(f.read_text()), f
 
 
 def test_image_teacher_resumes_to_the_same_weights(reference, tmp_path, monkeypatch):

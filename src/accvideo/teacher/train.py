@@ -13,7 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core.config import save_config
-from accvideo.core.inputs import load_safetensors
+from accvideo.core.files import write_json_atomic
+from accvideo.core.inputs import load_safetensors, read_json
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
@@ -115,6 +116,15 @@ def init_pipeline(cfg: TeacherConfig):
     if wrong:
         raise AccVideoError(f"init={cfg.init} has {', '.join(wrong)}; set these (or drop init= to train from scratch)")
     return pipe
+
+
+def forget_source_paths(folder: Path) -> None:
+    """Drop `_name_or_path` from a saved pipeline's component configs: diffusers records there the folder a component
+    was loaded from (init=: this machine's path), which a shipped teacher must not carry."""
+    for path in folder.glob("*/config.json"):
+        config = read_json(path, "re-run accvideo teacher train")
+        if config.pop("_name_or_path", None) is not None:
+            write_json_atomic(path, config)
 
 
 def image_pipeline(pipe):
@@ -283,6 +293,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(str(tmp), safe_serialization=True)
+    forget_source_paths(tmp)
     save_config(cfg, tmp / "accvideo_teacher.yaml", **stats)
     mark_folder(tmp, COMMAND)  # the output guard's marker travels with the folder (hidden: not in the identity)
     if out.exists():
