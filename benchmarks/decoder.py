@@ -30,14 +30,14 @@ from accvideo.core.sampling import sample_latents
 from accvideo.decoder.losses import psnr, ssim
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.run import evaluate_videos
-from accvideo.models.decoder import decode_video, find_decoder, load_decoder, vae_identity
+from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for
 from accvideo.models.open import open_model
 from accvideo.world import prompts
 
 
 def _decoders(student: str, decoder: str):
     opened = open_model(student, device="cpu")
-    tiny, _ = load_decoder(decoder, vae_identity(opened.model_dir))
+    tiny, _ = load_decoder_for(decoder, opened.model_dir)
     vae = opened.adapter.decode
     return opened, {"vae": vae, "tiny": lambda z: decode_video(tiny, z)}, tiny
 

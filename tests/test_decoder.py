@@ -201,3 +201,32 @@ def test_demo_adds_the_student_with_the_tiny_decoder(tmp_path):
     assert rows[-1].model == rows[-2].model
     sha = json.loads((tmp_path / "dec" / "decoder.json").read_text())["weights_sha256"]
     assert _sampler_record(rows[-1], [("a red circle", 1)])["decoder"] == sha
+
+
+def test_artifacts_made_before_the_sampled_identity_still_work(tiny_wan_dir, tmp_path, monkeypatch):
+    """A SynVid and a decoder that recorded the full-hash ('sha256:') identity are checked with it, not refused:
+    `decoder distill` trains from the SynVid, and `load_decoder_for` loads the decoder against the model's VAE."""
+    import accvideo.synthesize.run as synth_run
+    from accvideo.decoder import distill_decoder
+    from accvideo.models.decoder import load_decoder_for
+    from accvideo.models.identity import LEGACY_PREFIX, content_sha256
+    from accvideo.synthesize import SynthConfig, SynVidDataset, synthesize
+
+    monkeypatch.setattr(synth_run, "teacher_identity", lambda folder, like=None: content_sha256(folder))
+    (tmp_path / "p.txt").write_text("a red circle\na blue square\na green star\n")
+    synth = dict(steps=4, key_steps=2, frames=5, height=32, width=32, batch=3, device="cpu")
+    synthesize(
+        SynthConfig(teacher=str(tiny_wan_dir), prompts=str(tmp_path / "p.txt"), out=str(tmp_path / "syn"), **synth),
+        progress=False,
+    )
+    monkeypatch.undo()
+    assert SynVidDataset(tmp_path / "syn").settings.teacher.startswith(LEGACY_PREFIX)
+    summary = distill_decoder(_cfg(tiny_wan_dir, tmp_path / "syn", tmp_path / "dec", iterations=2, holdout=1))
+    assert summary["iterations"] == 2
+
+    legacy = content_sha256(tiny_wan_dir / "vae")
+    save_decoder(tmp_path / "old", small(), legacy, "wan")
+    assert load_decoder_for(tmp_path / "old", tiny_wan_dir)[1]["vae_identity"] == legacy
+    save_decoder(tmp_path / "other", small(), LEGACY_PREFIX + "0" * 64, "wan")
+    with pytest.raises(AccVideoError, match="another VAE"):
+        load_decoder_for(tmp_path / "other", tiny_wan_dir)

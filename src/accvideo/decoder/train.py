@@ -68,9 +68,12 @@ class DecoderDistiller:
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
-        self.model_dir, self.identity = model_dir, teacher_identity(model_dir)
+        self.dataset = SynVidDataset(cfg.data)
+        # in the dataset's scheme: a SynVid made before the sampled identity is checked with its full hash
+        self.model_dir = model_dir
+        self.identity = teacher_identity(model_dir, like=self.dataset.settings.teacher)
+        self.dataset.check_teacher(self.identity)
         self.vae = vae_identity(model_dir)
-        self.dataset = SynVidDataset(cfg.data, teacher=self.identity)
         n = len(self.dataset)
         if n <= cfg.holdout:
             raise AccVideoError(f"{cfg.data} holds {n} items; holdout={cfg.holdout} leaves none to train on")

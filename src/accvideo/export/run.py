@@ -11,7 +11,7 @@ from accvideo.errors import AccVideoError
 from accvideo.export.folder import building, check_target
 from accvideo.export.formats import carry_decoder, write_diffusers, write_lora
 from accvideo.export.source import read_source
-from accvideo.models.decoder import find_decoder, load_decoder, vae_identity
+from accvideo.models.decoder import find_decoder, load_decoder_for
 
 FORMATS = ("diffusers", "lora")
 
@@ -48,7 +48,7 @@ def export_run(
             "run": src.student_dir.parent if owner(src.student_dir.parent) == "distill" else src.student_dir,
         },
     )
-    carried = None if decoder is None else load_decoder(decoder, vae_identity(src.teacher_dir))[1]
+    carried = None if decoder is None else load_decoder_for(decoder, src.teacher_dir)[1]
     with building(target) as tmp:
         if fmt == "diffusers":
             manifest = write_diffusers(src, tmp, DTYPES[dtype] if dtype else None)

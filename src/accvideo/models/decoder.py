@@ -180,9 +180,10 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float() / 2 + 0.5).clamp(0, 1).permute(0, 1, 3, 4, 2)
 
 
-def vae_identity(model_dir: str | Path) -> str:
-    """The VAE's identity: the content hash of the pipeline's vae/ folder (a student shares its teacher's)."""
-    return teacher_identity(Path(model_dir) / "vae")
+def vae_identity(model_dir: str | Path, like: str | None = None) -> str:
+    """The VAE's identity: the identity of the pipeline's vae/ folder (a student shares its teacher's), in the
+    scheme of `like` (a recorded identity: a decoder made before the sampled identity is checked by full hash)."""
+    return teacher_identity(Path(model_dir) / "vae", like=like)
 
 
 def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str, extra: dict | None = None) -> Path:
@@ -259,6 +260,13 @@ def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
     return decoder.requires_grad_(False).eval(), info
 
 
+def load_decoder_for(path: str | Path, model_dir: str | Path) -> tuple[TinyDecoder, dict]:
+    """`load_decoder` checked against the VAE of the pipeline in `model_dir`, in the identity scheme the decoder
+    recorded."""
+    recorded = read_decoder_info(find_decoder(path)).get("vae_identity")
+    return load_decoder(path, vae_identity(model_dir, like=recorded if isinstance(recorded, str) else None))
+
+
 def check_geometry(decoder: TinyDecoder, adapter) -> None:
     """A decoder whose latent channels or factors differ from the model's is refused (one line)."""
     want = spec_for(adapter)
@@ -286,7 +294,7 @@ def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool 
             raise AccVideoError(
                 f"--decoder {name} needs the model's VAE folder to check; with --random-weights use tiny"
             )
-        decoder, _ = load_decoder(name, vae_identity(model_dir))
+        decoder, _ = load_decoder_for(name, model_dir)
         check_geometry(decoder, adapter)
     vae = adapter.vae
     return decoder.to(vae.device, vae.dtype)
