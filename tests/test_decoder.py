@@ -230,3 +230,34 @@ def test_artifacts_made_before_the_sampled_identity_still_work(tiny_wan_dir, tmp
     save_decoder(tmp_path / "other", small(), LEGACY_PREFIX + "0" * 64, "wan")
     with pytest.raises(AccVideoError, match="another VAE"):
         load_decoder_for(tmp_path / "other", tiny_wan_dir)
+
+
+def test_training_on_picked_frames_computes_exactly_those_frames_of_the_whole_decode():
+    """`frames=` (training's frame pairs) runs the per-frame stages on the picked frames only: the same values as
+    the whole decode's frames there, features included."""
+    dec = small()
+    z = torch.randn(2, 16, 3, 4, 4)
+    pick = torch.tensor([[0, 1, 6, 7], [3, 4, 7, 8]])
+    with torch.no_grad():
+        whole, _, feat = dec(z, None, tap=1)
+        part, _, part_feat = dec(z, None, tap=1, frames=pick)
+    rows = torch.arange(2).unsqueeze(1)
+    torch.testing.assert_close(part, whole[rows, pick], rtol=0, atol=1e-6)
+    torch.testing.assert_close(part_feat, feat[rows, pick], rtol=0, atol=1e-6)
+
+
+def test_a_decoder_saved_before_the_activation_setting_loads_as_relu_blocks(tmp_path):
+    """decoder.json of the first release names no activation: it loads with ReLU after each residual sum, the
+    blocks it was trained with, and decodes as it did."""
+    first = small({"activation": "relu", "post_activation": True})
+    save_decoder(tmp_path / "dec", first, "sha256:x", "wan")
+    info_path = tmp_path / "dec" / "decoder.json"
+    info = json.loads(info_path.read_text())
+    for key in ("activation", "post_activation"):
+        del info["spec"][key]
+    info_path.write_text(json.dumps(info))
+    loaded, _ = load_decoder(tmp_path / "dec", None)
+    assert (loaded.spec.activation, loaded.spec.post_activation) == ("relu", True)
+    z = torch.randn(1, 16, 3, 4, 4)
+    assert torch.equal(decode_video(loaded, z), decode_video(first, z))
+    assert not torch.equal(decode_video(small(), z), decode_video(first, z))  # the same weights as SiLU differ

@@ -24,7 +24,8 @@ class DecoderDistillConfig:
     depth: int = 2  # memory blocks at the latent rate
     stage_depth: int = 1  # residual blocks per upsampling stage
     iterations: int = 2400
-    batch: int = 4  # clips per step
+    batch: int = 16  # clips per step
+    frame_pairs: int = 2  # per clip, the upsampling stages train on N random pairs of consecutive frames (0: all)
     crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
     lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
@@ -43,6 +44,8 @@ class DecoderDistillConfig:
         for name in ("width", "depth", "stage_depth", "iterations", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.frame_pairs < 0:
+            raise ValueError(f"frame_pairs must be >= 0 (0: every frame); got {self.frame_pairs}")
         if self.crop < 0:
             raise ValueError(f"crop must be >= 0 (0: whole frames); got {self.crop}")
         if self.video_clips < 1 or self.holdout < 0:

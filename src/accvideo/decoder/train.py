@@ -4,7 +4,9 @@
 1. targets: the VAE decodes each input once (SynVid's l[t'_0], real clips with --videos), frames and the
    features of one of its up blocks, cached in OUT/targets (targets.py);
 2. batch: clips drawn from the run's generator (the last `holdout` SynVid items never);
-3. reconstruction: L1 + image-gradient L1 + normalised feature MSE (a 1x1 projection, dropped at export);
+3. reconstruction: L1 + image-gradient L1 + normalised feature MSE (a 1x1 projection, dropped at export), on
+   `frame_pairs` random pairs of consecutive frames per clip (the per-frame stages are the cost: more clips per
+   step for the same work);
 4. adversarial (optional, after `adv_start` of the run): a patch discriminator, hinge loss;
 5. log, and every `checkpoint_every` iterations the training state (resume), the decoder artifact, the
    held-out PSNR, the loss plot; at the end summary.json with the cost.
@@ -144,6 +146,15 @@ class DecoderDistiller:
             b = {k: crop(v, y, x, ch, cw, v.shape[-1] // w) for k, v in b.items()}
         return {k: v.to(self.device) for k, v in b.items()}
 
+    def pick(self, count: int) -> torch.Tensor | None:
+        """(batch, 2 frame_pairs) frame indices: per clip, distinct random pairs (f, f + 1) from the run's
+        generator; None (every frame) when frame_pairs is 0 or the clip has too few frames."""
+        n = self.cfg.frame_pairs
+        if n == 0 or 2 * n >= count:
+            return None
+        starts = torch.stack([torch.randperm(count - 1, generator=self.rng)[:n] for _ in range(self.cfg.batch)])
+        return torch.stack([starts, starts + 1], 2).flatten(1)
+
     def lr(self) -> float:
         """Cosine decay from lr to lr/20 over the run."""
         p = min(1.0, self.iteration / self.cfg.iterations)
@@ -158,8 +169,13 @@ class DecoderDistiller:
         b = self.batch()
         for group in self.opt.param_groups:
             group["lr"] = self.lr()
-        frames, _, feat = self.decoder(b["latents"], None, tap=self.tap)
-        rec = {"l1": losses.l1(frames, b["video"]), "grad": losses.gradient_loss(frames, b["video"])}
+        pick = self.pick(b["video"].shape[1])
+        if pick is not None:  # the targets of the picked frames; the gradient term's time axis is each pair's
+            rows = torch.arange(len(pick)).unsqueeze(1)
+            b = {k: v if k == "latents" else v[rows, pick] for k, v in b.items()}
+        frames, _, feat = self.decoder(b["latents"], None, tap=self.tap, frames=pick)
+        pairs = (lambda v: v) if pick is None else (lambda v: v.unflatten(1, (-1, 2)).flatten(0, 1))
+        rec = {"l1": losses.l1(frames, b["video"]), "grad": losses.gradient_loss(pairs(frames), pairs(b["video"]))}
         loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
         if self.tap is not None:
             projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])
@@ -230,6 +246,11 @@ class DecoderDistiller:
             return
         if saved["teacher"] != self.identity:
             raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
+        if "frame_pairs" not in saved["config"]:
+            raise AccVideoError(
+                f"{path} holds a decoder of an earlier accvideo (ReLU blocks) that this one does not continue; "
+                "use another --out (its decoder/ still loads)"
+            )
         for key, value in to_dict(self.cfg).items():
             if key not in RESUMABLE_CHANGES and saved["config"].get(key) != value:
                 raise AccVideoError(

@@ -5,6 +5,8 @@ HunyuanVideo's own): per latent frame a 2D stem and `depth` memory blocks, each 
 latent frame's (causal in time, like the VAE); a temporal grow to `temporal_factor` frames per latent frame (the
 first latent frame keeps only its last one, so F' latent frames give 1 + 4 (F' - 1) frames, as the VAE decodes);
 then per-frame 2x upsampling stages of residual blocks, the last 2x by pixel shuffle (no convolution at full size).
+Residual blocks are x + conv(act(conv(x))), SiLU, nothing after the sum; a decoder saved before that choice (its
+spec names no activation) is ReLU with a ReLU after the sum, and loads as such.
 `decode` runs over chunks of latent frames, carrying each memory block's last input, so memory does not grow with
 the clip and chunked equals whole.
 
@@ -36,6 +38,9 @@ INFO = "decoder.json"
 WEIGHTS = "decoder.safetensors"
 RANDOM = "tiny"  # --decoder tiny: a random decoder of the default architecture (timing only)
 CHUNK = 4  # latent frames decoded together (16 frames of Wan): fixed memory whatever the clip's length
+ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
+# what a spec saved before the activation was a setting means (decoders of the first release)
+LEGACY_SPEC = {"activation": "relu", "post_activation": True}
 REDO = "rerun the `accvideo decoder distill` that wrote it (it resumes) or pass another --decoder"
 
 
@@ -51,8 +56,12 @@ class DecoderSpec:
     depth: int = 2  # memory blocks at the latent rate (cheap: F' frames at the latent size)
     stage_depth: int = 1  # residual blocks per upsampling stage (per output frame: the cost)
     min_width: int = 16
+    activation: str = "silu"  # silu | relu
+    post_activation: bool = False  # the activation also after each residual sum (the first release's blocks)
 
     def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"decoder activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
         n = math.log2(self.spatial_factor)
         if self.spatial_factor < 2 or n != int(n):
             raise ValueError(f"the VAE's spatial factor must be a power of 2 >= 2; got {self.spatial_factor}")
@@ -89,25 +98,29 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
 
 
 class MemBlock(nn.Module):
-    """relu(x + conv(relu(conv([x, x_prev])))): a residual block that also sees the previous latent frame."""
+    """x + conv(act(conv([x, x_prev]))): a residual block that also sees the previous latent frame."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, spec: DecoderSpec):
         super().__init__()
         self.a, self.b = _conv(2 * c, c), _conv(c, c)
+        self.act, self.post = ACTIVATIONS[spec.activation], spec.post_activation
 
     def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.b(F.relu(self.a(torch.cat([x, prev], 1)))))
+        y = x + self.b(self.act(self.a(torch.cat([x, prev], 1))))
+        return self.act(y) if self.post else y
 
 
 class ResBlock(nn.Module):
-    """relu(x + conv(relu(conv(x)))), per frame."""
+    """x + conv(act(conv(x))), per frame."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, spec: DecoderSpec):
         super().__init__()
         self.a, self.b = _conv(c, c), _conv(c, c)
+        self.act, self.post = ACTIVATIONS[spec.activation], spec.post_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.b(F.relu(self.a(x))))
+        y = x + self.b(self.act(self.a(x)))
+        return self.act(y) if self.post else y
 
 
 class TinyDecoder(nn.Module):
@@ -118,26 +131,32 @@ class TinyDecoder(nn.Module):
         self.spec = spec
         w = spec.widths
         self.stem = _conv(spec.latent_channels, w[0])
-        self.memory = nn.ModuleList(MemBlock(w[0]) for _ in range(spec.depth))
+        self.act = ACTIVATIONS[spec.activation]
+        self.memory = nn.ModuleList(MemBlock(w[0], spec) for _ in range(spec.depth))
         self.grow = nn.Conv2d(w[0], w[0] * spec.temporal_factor, 1)
         self.up = nn.ModuleList(_conv(w[i - 1], w[i]) for i in range(1, len(w)))
         self.stages = nn.ModuleList(
-            nn.Sequential(*(ResBlock(w[i]) for _ in range(spec.stage_depth))) for i in range(1, len(w))
+            nn.Sequential(*(ResBlock(w[i], spec) for _ in range(spec.stage_depth))) for i in range(1, len(w))
         )
         self.out = _conv(w[-1], spec.out_channels * 4)
 
     def forward(
-        self, z: torch.Tensor, state: list[torch.Tensor] | None = None, tap: int | None = None
+        self,
+        z: torch.Tensor,
+        state: list[torch.Tensor] | None = None,
+        tap: int | None = None,
+        frames: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """One chunk of latent frames -> (frames (B, F, c, H, W) in [-1, 1] unclamped, state, tapped feature).
 
         `state` is None for the chunk holding the clip's first latent frame; `tap` = i also returns stage i's
-        output (B, F, w_i, H' 2**i, W' 2**i), for feature matching.
+        output (B, F, w_i, H' 2**i, W' 2**i), for feature matching. `frames` (B, k) indices (training) runs the
+        per-frame upsampling stages on those frames only, so F above is k.
         """
         b, _, t, h, w = z.shape
         first = state is None
         tf = self.spec.temporal_factor
-        x = F.relu(self.stem(z.transpose(1, 2).reshape(b * t, -1, h, w)))
+        x = self.act(self.stem(z.transpose(1, 2).reshape(b * t, -1, h, w)))
         carried = []
         for i, block in enumerate(self.memory):
             seq = x.view(b, t, *x.shape[1:])
@@ -146,17 +165,19 @@ class TinyDecoder(nn.Module):
             carried.append(seq[:, -1])
             x = block(x, prev)
         x = self._frames(self.grow(x).view(b, t, tf, -1, h, w), first)
-        frames = x.shape[1]
+        if frames is not None:
+            x = x[torch.arange(b, device=x.device).unsqueeze(1), frames.to(x.device)]
+        count = x.shape[1]
         x = x.flatten(0, 1)
         feature = x if tap == 0 else None
         for i, (up, stage) in enumerate(zip(self.up, self.stages, strict=True), start=1):
-            x = stage(F.relu(up(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
+            x = stage(self.act(up(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
             if tap == i:
                 feature = x
         x = F.pixel_shuffle(self.out(x), 2)
         if feature is not None:
-            feature = feature.view(b, frames, *feature.shape[1:])
-        return x.view(b, frames, *x.shape[1:]), carried, feature
+            feature = feature.view(b, count, *feature.shape[1:])
+        return x.view(b, count, *x.shape[1:]), carried, feature
 
     @staticmethod
     def _frames(x: torch.Tensor, first: bool) -> torch.Tensor:
@@ -253,7 +274,7 @@ def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
     if file_sha256(weights) != info["weights_sha256"]:
         raise AccVideoError(f"{weights} does not match the sha256 in {INFO} (damaged or replaced); {REDO}")
     try:
-        decoder = TinyDecoder(DecoderSpec(**info["spec"]))
+        decoder = TinyDecoder(DecoderSpec(**{**LEGACY_SPEC, **info["spec"]}))
         decoder.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise AccVideoError(f"{folder} does not hold a loadable decoder ({str(exc).splitlines()[0]}); {REDO}") from None
