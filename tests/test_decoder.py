@@ -261,3 +261,26 @@ def test_a_decoder_saved_before_the_activation_setting_loads_as_relu_blocks(tmp_
     z = torch.randn(1, 16, 3, 4, 4)
     assert torch.equal(decode_video(loaded, z), decode_video(first, z))
     assert not torch.equal(decode_video(small(), z), decode_video(first, z))  # the same weights as SiLU differ
+
+
+def test_a_run_from_before_the_block_settings_resumes_only_as_it_ran(tiny_wan_dir, synvid, tmp_path):
+    """A checkpoint written before activation / post_activation / frame_pairs existed ran ReLU blocks on whole
+    clips: resuming it with today's defaults is refused in one line naming the values it ran with; with those
+    values it resumes."""
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.train import FORMAT, NAME
+    from accvideo.distill.checkpoint import load_checkpoint, save_checkpoint
+
+    old = dict(activation="relu", post_activation=True, frame_pairs=0)
+    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "run", iterations=2, checkpoint_every=2, **old), False)
+    path = tmp_path / "run" / NAME
+    state = load_checkpoint(path, FORMAT, "decoder distill")
+    for key in old:
+        del state["config"][key]
+    save_checkpoint(path, state, FORMAT)
+    with pytest.raises(AccVideoError, match="from before the setting"):
+        distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "run", iterations=4, checkpoint_every=2), False)
+    summary = distill_decoder(
+        _cfg(tiny_wan_dir, synvid, tmp_path / "run", iterations=4, checkpoint_every=2, **old), False
+    )
+    assert summary["iterations"] == 4 and summary["iterations_this_run"] == 2

@@ -10,6 +10,9 @@ from accvideo.core.config import check_threads
 # refused (another --out is the fix).
 RESUMABLE_CHANGES = frozenset({"out", "iterations", "checkpoint_every", "log_every", "threads", "device"})
 
+# How a run behaved before each of these settings existed: its checkpoint resumes only with these values.
+BEFORE_SETTINGS = {"frame_pairs": 0, "activation": "relu", "post_activation": True}
+
 
 @dataclass(frozen=True)
 class DecoderDistillConfig:
@@ -23,6 +26,8 @@ class DecoderDistillConfig:
     width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
     depth: int = 2  # memory blocks at the latent rate
     stage_depth: int = 1  # residual blocks per upsampling stage
+    activation: str = "silu"  # silu | relu (the first release's, with post_activation=true)
+    post_activation: bool = False  # the activation also after each residual sum
     iterations: int = 2400
     batch: int = 16  # clips per step
     frame_pairs: int = 2  # per clip, the upsampling stages train on N random pairs of consecutive frames (0: all)
@@ -44,6 +49,8 @@ class DecoderDistillConfig:
         for name in ("width", "depth", "stage_depth", "iterations", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.activation not in ("silu", "relu"):
+            raise ValueError(f"activation must be silu or relu; got {self.activation!r}")
         if self.frame_pairs < 0:
             raise ValueError(f"frame_pairs must be >= 0 (0: every frame); got {self.frame_pairs}")
         if self.crop < 0:

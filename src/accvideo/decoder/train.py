@@ -26,9 +26,9 @@ from accvideo.core.files import write_json_atomic
 from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
-from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
+from accvideo.decoder.config import BEFORE_SETTINGS, RESUMABLE_CHANGES, DecoderDistillConfig
 from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
-from accvideo.distill.checkpoint import load_checkpoint, save_checkpoint
+from accvideo.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.state import peak_memory_mb
 from accvideo.errors import AccVideoError
@@ -83,7 +83,16 @@ class DecoderDistiller:
         self.adapter = load_adapter(model_dir, device=self.device, dtype=torch.float32)
         with torch.random.fork_rng(devices=[]):  # weights from the run's seed, not the global RNG
             torch.manual_seed(cfg.seed)
-            self.decoder = TinyDecoder(spec_for(self.adapter, cfg.width, cfg.depth, cfg.stage_depth)).to(self.device)
+            self.decoder = TinyDecoder(
+                spec_for(
+                    self.adapter,
+                    cfg.width,
+                    cfg.depth,
+                    cfg.stage_depth,
+                    activation=cfg.activation,
+                    post_activation=cfg.post_activation,
+                )
+            ).to(self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.iteration = self.samples = 0
         self.reals = None
@@ -244,19 +253,7 @@ class DecoderDistiller:
         saved = load_checkpoint(path, FORMAT, "decoder distill")
         if saved is None:
             return
-        if saved["teacher"] != self.identity:
-            raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
-        if "frame_pairs" not in saved["config"]:
-            raise AccVideoError(
-                f"{path} holds a decoder of an earlier accvideo (ReLU blocks) that this one does not continue; "
-                "use another --out (its decoder/ still loads)"
-            )
-        for key, value in to_dict(self.cfg).items():
-            if key not in RESUMABLE_CHANGES and saved["config"].get(key) != value:
-                raise AccVideoError(
-                    f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; use another --out, "
-                    f"or the run's settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
-                )
+        check_resumable(saved, to_dict(self.cfg), self.identity, path, BEFORE_SETTINGS, RESUMABLE_CHANGES)
         self.decoder.load_state_dict(saved["decoder"])
         for module, key in ((self.proj, "proj"), (self.disc, "disc"), (self.opt, "opt"), (self.opt_disc, "opt_disc")):
             if module is not None:

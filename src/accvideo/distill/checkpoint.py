@@ -87,21 +87,35 @@ def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "distill") -> dic
     return state
 
 
-def check_resumable(saved: dict, config: dict, teacher: str, path: Path, defaults: dict | None = None) -> None:
-    """Refuse to resume a checkpoint of another teacher or other settings (those in RESUMABLE_CHANGES may change).
+def check_resumable(
+    saved: dict,
+    config: dict,
+    teacher: str,
+    path: Path,
+    defaults: dict | None = None,
+    resumable: frozenset = RESUMABLE_CHANGES,
+) -> None:
+    """Refuse to resume a checkpoint of another teacher or other settings (those in `resumable` may change).
 
     A setting the checkpoint does not hold was added after it was written; the run is resumable when the asked value
-    is that setting's default in `defaults` (the behaviour of the version that wrote it)."""
+    is that setting's value in `defaults` (the behaviour of the version that wrote it)."""
     if saved["teacher"] != teacher:
         raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
     defaults = defaults or {}
     for key, value in config.items():
-        if key not in saved["config"] and key in defaults and value == defaults[key]:
+        if key in resumable:
             continue
-        if key not in RESUMABLE_CHANGES and saved["config"].get(key) != value:
+        if key not in saved["config"] and key in defaults:
+            if value == defaults[key]:
+                continue
+            raise AccVideoError(
+                f"{path} holds a run from before the setting {key} (it ran as {key}={defaults[key]!r}), not "
+                f"{value!r}; use another --out, or {key}={defaults[key]!r} to resume it"
+            )
+        if saved["config"].get(key) != value:
             raise AccVideoError(
                 f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; "
-                f"use another --out, or the run's settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
+                f"use another --out, or the run's settings (only {', '.join(sorted(resumable))} may change)"
             )
 
 

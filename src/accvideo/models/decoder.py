@@ -86,10 +86,11 @@ class DecoderSpec:
         return 1 + self.temporal_factor * (latent_frames - 1)
 
 
-def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 1) -> DecoderSpec:
-    """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name)."""
+def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 1, **blocks) -> DecoderSpec:
+    """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name);
+    `blocks`: activation, post_activation."""
     return DecoderSpec(
-        adapter.latent_channels, adapter.temporal_factor, adapter.spatial_factor, 3, width, depth, stage_depth
+        adapter.latent_channels, adapter.temporal_factor, adapter.spatial_factor, 3, width, depth, stage_depth, **blocks
     )
 
 
