@@ -90,11 +90,20 @@ def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int) -
     return round(value, 1)
 
 
+def _config(run: Path) -> dict | None:
+    """The decoder run's settings (its config.yaml), for the comparison rows."""
+    import yaml
+
+    path = run / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
     ap.add_argument("--decoder", help="a decoder distill run or its decoder/ folder")
     ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
+    ap.add_argument("--compare", type=Path, nargs="+", help="only print one row per JSON (decoder settings compared)")
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
     ap.add_argument("--split", choices=("test", "val"), default="test", help="val: where decoder settings are chosen")
@@ -106,6 +115,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.table is not None:
         print(markdown(json.loads(args.table.read_text())))
+        return
+    if args.compare:
+        print(compare_rows([json.loads(p.read_text()) for p in args.compare]))
         return
     if not (args.student and args.decoder):
         ap.error("--student and --decoder are required (or --table JSON)")
@@ -182,11 +194,56 @@ def main() -> None:
         "peak_memory_added_mb": peak,
         "parameters": params,
         "training": training,
+        "config": _config(run.parent),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(report))
     print(f"wrote {args.json}")
+
+
+def compare_rows(reports: list[dict]) -> str:
+    """One row per report: the decoder's settings that differ from the defaults, fidelity and ToyBench."""
+    from accvideo.decoder import DecoderDistillConfig
+
+    default = DecoderDistillConfig()
+    v = reports[0]["toybench"]["vae"]
+    lines = [
+        f"{reports[0]['n']} {reports[0]['split']} clips from {reports[0]['student']}; the VAE's own clips: "
+        f"shape accuracy {v['accuracy']['shape']:.3f}, Frechet distance {v['frechet_distance']:.1f}, temporal "
+        f"consistency {v['temporal_consistency']:.4f}",
+        "",
+        "| decoder settings | PSNR (dB) | SSIM | mean acc | shape | Frechet | temporal |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in reports:
+        config = r.get("config") or {}
+        changed = [f"{k}={x}" for k, x in config.items() if k in SETTINGS and getattr(default, k) != x]
+        t = r["toybench"]["tiny"]
+        lines.append(
+            f"| {' '.join(changed) or 'the defaults'} | {r['psnr_db']['mean']:.2f} | {r['ssim']['mean']:.4f} | "
+            f"{t['accuracy']['mean']:.3f} | {t['accuracy']['shape']:.3f} | {t['frechet_distance']:.1f} | "
+            f"{t['temporal_consistency']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+# the decoder settings a comparison row names when they differ from the defaults
+SETTINGS = (
+    "width",
+    "depth",
+    "stage_depth",
+    "activation",
+    "post_activation",
+    "frame_pairs",
+    "batch",
+    "iterations",
+    "lr",
+    "gradient_weight",
+    "feature_weight",
+    "adv_weight",
+    "adv_start",
+)
 
 
 def markdown(r: dict) -> str:

@@ -25,7 +25,7 @@ class DecoderDistillConfig:
     out: str = "decoder"
     width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
     depth: int = 2  # memory blocks at the latent rate
-    stage_depth: int = 1  # residual blocks per upsampling stage
+    stage_depth: int = 2  # residual blocks per upsampling stage
     activation: str = "silu"  # silu | relu (the first release's, with post_activation=true)
     post_activation: bool = False  # the activation also after each residual sum
     iterations: int = 2400

@@ -54,7 +54,7 @@ class DecoderSpec:
     out_channels: int = 3
     width: int = 64  # channels at the latent rate, halved per 2x upsampling (never below min_width)
     depth: int = 2  # memory blocks at the latent rate (cheap: F' frames at the latent size)
-    stage_depth: int = 1  # residual blocks per upsampling stage (per output frame: the cost)
+    stage_depth: int = 2  # residual blocks per upsampling stage (per output frame: the cost)
     min_width: int = 16
     activation: str = "silu"  # silu | relu
     post_activation: bool = False  # the activation also after each residual sum (the first release's blocks)
@@ -86,7 +86,7 @@ class DecoderSpec:
         return 1 + self.temporal_factor * (latent_frames - 1)
 
 
-def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 1, **blocks) -> DecoderSpec:
+def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 2, **blocks) -> DecoderSpec:
     """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name);
     `blocks`: activation, post_activation."""
     return DecoderSpec(
