@@ -10,9 +10,6 @@ from accvideo.core.config import check_threads
 # refused (another --out is the fix).
 RESUMABLE_CHANGES = frozenset({"out", "iterations", "checkpoint_every", "log_every", "threads", "device"})
 
-# How a run behaved before each of these settings existed: its checkpoint resumes only with these values.
-BEFORE_SETTINGS = {"frame_pairs": 0, "activation": "relu", "post_activation": True}
-
 
 @dataclass(frozen=True)
 class DecoderDistillConfig:

@@ -26,20 +26,23 @@ from accvideo.core.files import write_json_atomic
 from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
-from accvideo.decoder.config import BEFORE_SETTINGS, RESUMABLE_CHANGES, DecoderDistillConfig
+from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
 from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
 from accvideo.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.state import peak_memory_mb
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
-from accvideo.models.decoder import TinyDecoder, save_decoder, spec_for, to_video, vae_identity
+from accvideo.models.decoder import LEGACY_SPEC, TinyDecoder, save_decoder, spec_for, to_video, vae_identity
 from accvideo.models.identity import teacher_identity
 from accvideo.synthesize import SynVidDataset
 
 COMMAND = "decoder distill"
 FORMAT = "accvideo.decoder-state/1"
 NAME = "checkpoint.pt"
+# How a run behaved before these settings existed (the first release's blocks, every frame): its checkpoint resumes
+# only with these values.
+BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0}
 CURVES = (
     ("loss", "total loss"),
     ("l1", "L1"),
