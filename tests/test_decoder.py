@@ -284,3 +284,24 @@ def test_a_run_from_before_the_block_settings_resumes_only_as_it_ran(tiny_wan_di
         _cfg(tiny_wan_dir, synvid, tmp_path / "run", iterations=4, checkpoint_every=2, **old), False
     )
     assert summary["iterations"] == 4 and summary["iterations_this_run"] == 2
+
+
+def test_the_edge_weighted_l1_weighs_the_pixels_on_both_sides_of_an_edge_by_the_strength():
+    """edge_weight=s: a pixel within one of an edge of height 1 counts 1 + s times a flat one; s=0 is the plain L1."""
+    from accvideo.decoder.losses import edge_weights, l1
+
+    target = torch.zeros(1, 1, 3, 8, 8)
+    target[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
+    w = edge_weights(target, 10.0)
+    assert w.shape == (1, 1, 1, 8, 8)
+    assert torch.equal(w[0, 0, 0, 0], torch.tensor([1.0, 1, 11, 11, 11, 1, 1, 1]))
+
+    def err_at(col):
+        pred = target.clone()
+        pred[..., col] += 0.5
+        return pred
+
+    far, near = l1(err_at(0), target, w), l1(err_at(3), target, w)
+    torch.testing.assert_close(near / far, torch.tensor(11.0))
+    torch.testing.assert_close(l1(err_at(3), target, edge_weights(target, 0.0)), l1(err_at(3), target))
+    torch.testing.assert_close(l1(err_at(3), target), torch.tensor(0.5 / 8))

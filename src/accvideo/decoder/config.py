@@ -23,6 +23,7 @@ class DecoderDistillConfig:
     width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
     depth: int = 2  # memory blocks at the latent rate
     stage_depth: int = 2  # residual blocks per upsampling stage
+    min_width: int = 16  # the fewest channels of a stage (the last, full-resolution stages have the fewest)
     activation: str = "silu"  # silu | relu (the first release's, with post_activation=true)
     post_activation: bool = False  # the activation also after each residual sum
     iterations: int = 2400
@@ -31,6 +32,7 @@ class DecoderDistillConfig:
     crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
     lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
+    edge_weight: float = 0.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
     feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
@@ -43,7 +45,7 @@ class DecoderDistillConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        for name in ("width", "depth", "stage_depth", "iterations", "batch", "checkpoint_every", "log_every"):
+        for name in ("width", "depth", "stage_depth", "min_width", "iterations", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.activation not in ("silu", "relu"):
@@ -56,7 +58,7 @@ class DecoderDistillConfig:
             raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
-        for name in ("l1_weight", "gradient_weight", "feature_weight", "adv_weight"):
+        for name in ("l1_weight", "edge_weight", "gradient_weight", "feature_weight", "adv_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if not 0 <= self.adv_start < 1:

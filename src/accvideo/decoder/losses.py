@@ -10,8 +10,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (pred - target).abs().mean()
+def l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error; with `weights` (broadcast to the error), the weighted mean."""
+    err = (pred - target).abs()
+    if weights is None:
+        return err.mean()
+    weights = weights.expand_as(err)
+    return (weights * err).sum() / weights.sum()
+
+
+def edge_weights(target: torch.Tensor, strength: float) -> torch.Tensor:
+    """1 + strength * the target's local edge magnitude, (B, F, 1, H, W): the absolute x and y differences,
+    averaged over colour, summed, and spread to the 3x3 neighbourhood (an edge's error lies on both its sides)."""
+    dx = F.pad(torch.diff(target, dim=-1).abs().mean(2, keepdim=True), (0, 1))
+    dy = F.pad(torch.diff(target, dim=-2).abs().mean(2, keepdim=True), (0, 0, 0, 1))
+    b, f = target.shape[:2]
+    edges = F.max_pool2d((dx + dy).flatten(0, 1), 3, 1, 1).view(b, f, 1, *target.shape[-2:])
+    return 1.0 + strength * edges
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ FORMAT = "accvideo.decoder-state/1"
 NAME = "checkpoint.pt"
 # How a run behaved before these settings existed (the first release's blocks, every frame): its checkpoint resumes
 # only with these values.
-BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0}
+BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0, "edge_weight": 0.0, "min_width": 16}
 CURVES = (
     ("loss", "total loss"),
     ("l1", "L1"),
@@ -92,6 +92,7 @@ class DecoderDistiller:
                     cfg.width,
                     cfg.depth,
                     cfg.stage_depth,
+                    min_width=cfg.min_width,
                     activation=cfg.activation,
                     post_activation=cfg.post_activation,
                 )
@@ -187,7 +188,8 @@ class DecoderDistiller:
             b = {k: v if k == "latents" else v[rows, pick] for k, v in b.items()}
         frames, _, feat = self.decoder(b["latents"], None, tap=self.tap, frames=pick)
         pairs = (lambda v: v) if pick is None else (lambda v: v.unflatten(1, (-1, 2)).flatten(0, 1))
-        rec = {"l1": losses.l1(frames, b["video"]), "grad": losses.gradient_loss(pairs(frames), pairs(b["video"]))}
+        weights = losses.edge_weights(b["video"], cfg.edge_weight) if cfg.edge_weight > 0 else None
+        rec = {"l1": losses.l1(frames, b["video"], weights), "grad": losses.gradient_loss(pairs(frames), pairs(b["video"]))}
         loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
         if self.tap is not None:
             projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])

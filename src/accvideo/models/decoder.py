@@ -88,7 +88,7 @@ class DecoderSpec:
 
 def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 2, **blocks) -> DecoderSpec:
     """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name);
-    `blocks`: activation, post_activation."""
+    `blocks`: min_width, activation, post_activation."""
     return DecoderSpec(
         adapter.latent_channels, adapter.temporal_factor, adapter.spatial_factor, 3, width, depth, stage_depth, **blocks
     )
