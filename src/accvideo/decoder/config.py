@@ -45,7 +45,16 @@ class DecoderDistillConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        for name in ("width", "depth", "stage_depth", "min_width", "iterations", "batch", "checkpoint_every", "log_every"):
+        for name in (
+            "width",
+            "depth",
+            "stage_depth",
+            "min_width",
+            "iterations",
+            "batch",
+            "checkpoint_every",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.activation not in ("silu", "relu"):

@@ -189,7 +189,10 @@ class DecoderDistiller:
         frames, _, feat = self.decoder(b["latents"], None, tap=self.tap, frames=pick)
         pairs = (lambda v: v) if pick is None else (lambda v: v.unflatten(1, (-1, 2)).flatten(0, 1))
         weights = losses.edge_weights(b["video"], cfg.edge_weight) if cfg.edge_weight > 0 else None
-        rec = {"l1": losses.l1(frames, b["video"], weights), "grad": losses.gradient_loss(pairs(frames), pairs(b["video"]))}
+        rec = {
+            "l1": losses.l1(frames, b["video"], weights),
+            "grad": losses.gradient_loss(pairs(frames), pairs(b["video"])),
+        }
         loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
         if self.tap is not None:
             projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])
