@@ -1,15 +1,17 @@
 """The tiny decoder against the teacher's VAE, side by side in one run, on held-out prompts (docs/decoder.md).
 
-    python benchmarks/decoder.py --student runs/data/distill --decoder runs/dec --n 256 --threads 1 \
-        --json benchmarks/results/decoder.json
+    python benchmarks/decoder.py --student runs/data/distill --decoder runs/dec runs/dec-s1 runs/dec-s2 --n 256 \
+        --threads 1 --json benchmarks/results/decoder.json
     python benchmarks/decoder.py --table benchmarks/results/decoder.json     # docs/decoder.md's table, from the JSON
 
 The student samples the latents of N held-out (test-split) prompt and seed pairs once (its key sigmas, no CFG;
 no noise seed is a training seed); the VAE and the tiny decoder each decode them. Reported: PSNR and SSIM of the
-tiny decoder's frames against the VAE's; ToyBench (attribute accuracy, Frechet distance, temporal consistency)
-of both sets of clips; decode time per clip (fastest of --repeats, at batch 1 and at --batch); parameters; the
-peak memory each decode adds (measured in a fresh process each); and the decoder run's training cost
-(summary.json). Prints a Markdown table and writes JSON.
+tiny decoder's frames against the VAE's; ToyBench (attribute accuracy, Frechet distance, temporal consistency) of
+both sets of clips, with 95% bootstrap intervals over clips (paired for the differences) and, given several
+--decoder runs (one per training seed), the mean and spread over seeds (evaluate/intervals.py); decode time per clip
+(fastest of --repeats, at batch 1 and at --batch); parameters; the peak memory each decode adds (measured in a
+fresh process each); and the decoder runs' training cost (summary.json). Timing and memory use the first --decoder.
+Prints a Markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from accvideo.core.sampling import sample_latents
 from accvideo.decoder.losses import psnr, ssim
 from accvideo.evaluate.classifier import load_classifier
+from accvideo.evaluate.intervals import compare, summarise
 from accvideo.evaluate.run import evaluate_videos
 from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for
 from accvideo.models.open import open_model
@@ -101,7 +104,7 @@ def _config(run: Path) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
-    ap.add_argument("--decoder", help="a decoder distill run or its decoder/ folder")
+    ap.add_argument("--decoder", nargs="+", help="decoder distill runs (or decoder/ folders), one per training seed")
     ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
     ap.add_argument("--compare", type=Path, nargs="+", help="only print one row per JSON (decoder settings compared)")
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
@@ -123,7 +126,8 @@ def main() -> None:
         ap.error("--student and --decoder are required (or --table JSON)")
     torch.set_num_threads(args.threads)
 
-    opened, fns, tiny = _decoders(args.student, args.decoder)
+    opened, fns, tiny = _decoders(args.student, args.decoder[0])
+    others = [load_decoder_for(d, opened.model_dir)[0] for d in args.decoder[1:]]
     clf = load_classifier(None)
     frames, height, width = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     pairs = prompts(args.n, args.split, args.seed)  # held-out streams: never a training seed
@@ -136,17 +140,39 @@ def main() -> None:
         latents.append(out.latents.float().cpu())
     z = torch.cat(latents)
 
+    def decode_all(fn) -> torch.Tensor:
+        return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
+
     videos, seconds = {}, {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
-        videos[name] = torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
+        videos[name] = decode_all(fn)
         seconds[name] = round(time.perf_counter() - t0, 2)
-    p, s = psnr(videos["tiny"], videos["vae"]), ssim(videos["tiny"], videos["vae"])
+    tiny_videos = [videos["tiny"]] + [decode_all(lambda x, d=d: decode_video(d, x)) for d in others]
+    p = torch.stack([psnr(v, videos["vae"]) for v in tiny_videos])  # (seeds, clips)
+    s = torch.stack([ssim(v, videos["vae"]) for v in tiny_videos])
 
     def q(v: torch.Tensor) -> np.ndarray:  # 8 bits, as every saved clip (and ToyBench's folders) holds them
         return (v.numpy() * 255.0 + 0.5).astype(np.uint8)
 
-    toy = {name: evaluate_videos(q(v), pairs, classifier=clf) for name, v in videos.items()}
+    def score(v: torch.Tensor) -> dict:
+        return evaluate_videos(q(v), pairs, classifier=clf, per_clip=True)
+
+    vae_toy, tiny_toy = score(videos["vae"]), [score(v) for v in tiny_videos]
+    vae_set, tiny_sets = [vae_toy["per_clip"]], [t["per_clip"] for t in tiny_toy]
+    intervals = {"vae": summarise(vae_set), "tiny": summarise(tiny_sets), "tiny_minus_vae": compare(tiny_sets, vae_set)}
+
+    def mean_of(values: list) -> float:
+        return round(float(np.mean(values)), 4)
+
+    toy = {
+        "vae": {k: vae_toy[k] for k in ("accuracy", "frechet_distance", "temporal_consistency")},
+        "tiny": {  # means over the decoders (training seeds)
+            "accuracy": {k: mean_of([t["accuracy"][k] for t in tiny_toy]) for k in tiny_toy[0]["accuracy"]},
+            "frechet_distance": mean_of([t["frechet_distance"] for t in tiny_toy]),
+            "temporal_consistency": mean_of([t["temporal_consistency"] for t in tiny_toy]),
+        },
+    }
     timing, peak = {}, {}
     if not args.quick:
         timing = {
@@ -157,18 +183,21 @@ def main() -> None:
             for name, fn in fns.items()
         }
         shape = tuple(z[: args.batch].shape)
-        peak = {name: peak_mb(args.student, args.decoder, name, shape, args.threads) for name in fns}
+        peak = {name: peak_mb(args.student, args.decoder[0], name, shape, args.threads) for name in fns}
     vae = opened.adapter.vae
     params = {
         "vae_decoder": sum(p.numel() for n, p in vae.named_parameters() if not n.startswith(("encoder", "quant")))
     }
     params["tiny"] = sum(p.numel() for p in tiny.parameters())
-    run = find_decoder(args.decoder)
-    summary_path = run.parent / "summary.json"
-    training = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    runs = [find_decoder(d) for d in args.decoder]
+    trainings = []
+    for run in runs:
+        summary_path = run.parent / "summary.json"
+        trainings.append(json.loads(summary_path.read_text()) if summary_path.is_file() else None)
     report = {
         "student": args.student,
-        "decoder": str(run),
+        "decoder": str(runs[0]),
+        "decoders": [str(r) for r in runs],
         "n": len(pairs),
         "split": f"held-out ({args.split} seeds)",
         "size": [frames, height, width],
@@ -178,23 +207,24 @@ def main() -> None:
             "mean": round(p.mean().item(), 3),
             "min": round(p.min().item(), 3),
             "std": round(p.std().item(), 3),
+            "seeds": [round(x, 3) for x in p.mean(1).tolist()],
         },
-        "ssim": {"mean": round(s.mean().item(), 4), "min": round(s.min().item(), 4)},
-        "toybench": {
-            name: {
-                "accuracy": t["accuracy"],
-                "frechet_distance": t["frechet_distance"],
-                "temporal_consistency": t["temporal_consistency"],
-            }
-            for name, t in toy.items()
+        "ssim": {
+            "mean": round(s.mean().item(), 4),
+            "min": round(s.min().item(), 4),
+            "seeds": [round(x, 4) for x in s.mean(1).tolist()],
         },
+        "toybench": toy,
+        "intervals": intervals,
         "decode_seconds_all_clips": seconds,
         "timing": timing,
         "speedup": {k: round(timing["vae"][k] / timing["tiny"][k], 2) for k in timing.get("vae", {})},
         "peak_memory_added_mb": peak,
         "parameters": params,
-        "training": training,
-        "config": _config(run.parent),
+        "training": trainings[0],
+        "training_seeds": trainings,
+        "config": _config(runs[0].parent),
+        "configs": [_config(r.parent) for r in runs],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
@@ -248,18 +278,56 @@ SETTINGS = (
 )
 
 
+METRICS = (  # (label, intervals.py name, digits)
+    ("ToyBench mean accuracy", "accuracy", 3),
+    ("ToyBench shape accuracy", "shape", 3),
+    ("Frechet distance", "frechet_distance", 1),
+    ("temporal consistency", "temporal_consistency", 4),
+)
+
+
+def _sd(seeds: list | None, digits: int) -> str:
+    return f" ±{np.std(seeds, ddof=1):.{digits}f}" if seeds and len(seeds) > 1 else ""
+
+
+def _cell(m: dict, digits: int, spread: bool) -> str:
+    text = f"{m['mean']:.{digits}f} [{m['lo']:.{digits}f}, {m['hi']:.{digits}f}]"
+    return text + (f" ±{m['sd']:.{digits}f}" if spread else "")
+
+
+def _diff(m: dict, digits: int) -> str:
+    return f"{m['diff']:+.{digits}f} [{m['lo']:+.{digits}f}, {m['hi']:+.{digits}f}]"
+
+
 def markdown(r: dict) -> str:
     """The side-by-side table of a report (docs/decoder.md quotes it)."""
     t, v = r["toybench"]["tiny"], r["toybench"]["vae"]
+    iv = r.get("intervals")
+    seeds = len(r.get("decoders", [r["decoder"]]))
+    spread = f" (mean of {seeds} training seeds; spread ±sd)" if seeds > 1 else ""
     rows = [
-        ("PSNR vs the VAE's frames (dB), mean / min", "-", f"{r['psnr_db']['mean']:.2f} / {r['psnr_db']['min']:.2f}"),
-        ("SSIM vs the VAE's frames, mean / min", "-", f"{r['ssim']['mean']:.4f} / {r['ssim']['min']:.4f}"),
-        ("ToyBench mean accuracy", f"{v['accuracy']['mean']:.3f}", f"{t['accuracy']['mean']:.3f}"),
-        ("ToyBench shape accuracy", f"{v['accuracy']['shape']:.3f}", f"{t['accuracy']['shape']:.3f}"),
-        ("ToyBench joint accuracy", f"{v['accuracy']['joint']:.3f}", f"{t['accuracy']['joint']:.3f}"),
-        ("Frechet distance", f"{v['frechet_distance']:.3f}", f"{t['frechet_distance']:.3f}"),
-        ("temporal consistency", f"{v['temporal_consistency']:.4f}", f"{t['temporal_consistency']:.4f}"),
+        (
+            "PSNR vs the VAE's frames (dB), mean / min" + spread,
+            "-",
+            f"{r['psnr_db']['mean']:.2f} / {r['psnr_db']['min']:.2f}" + _sd(r["psnr_db"].get("seeds"), 2),
+        ),
+        (
+            "SSIM vs the VAE's frames, mean / min",
+            "-",
+            f"{r['ssim']['mean']:.4f} / {r['ssim']['min']:.4f}" + _sd(r["ssim"].get("seeds"), 4),
+        ),
     ]
+    if iv:  # each metric with its 95% bootstrap interval over clips (and the spread over seeds)
+        for label, key, digits in METRICS:
+            rows.append((label, _cell(iv["vae"][key], digits, False), _cell(iv["tiny"][key], digits, seeds > 1)))
+    else:
+        rows += [
+            ("ToyBench mean accuracy", f"{v['accuracy']['mean']:.3f}", f"{t['accuracy']['mean']:.3f}"),
+            ("ToyBench shape accuracy", f"{v['accuracy']['shape']:.3f}", f"{t['accuracy']['shape']:.3f}"),
+            ("ToyBench joint accuracy", f"{v['accuracy']['joint']:.3f}", f"{t['accuracy']['joint']:.3f}"),
+            ("Frechet distance", f"{v['frechet_distance']:.3f}", f"{t['frechet_distance']:.3f}"),
+            ("temporal consistency", f"{v['temporal_consistency']:.4f}", f"{t['temporal_consistency']:.4f}"),
+        ]
     if r["timing"]:
         ms = {name: {k: f"{1000 * x:.1f}" for k, x in r["timing"][name].items()} for name in ("vae", "tiny")}
         for k in r["timing"]["vae"]:
@@ -276,6 +344,17 @@ def markdown(r: dict) -> str:
         *[f"| {a} | {x} | {y} |" for a, x, y in rows],
         "",
     ]
+    if iv:
+        d = iv["tiny_minus_vae"]
+        fd = d["frechet_distance"]
+        base = iv["vae"]["frechet_distance"]["mean"]
+        lines += [
+            "Tiny decoder minus VAE (paired 95% bootstrap intervals over clips): "
+            + ", ".join(f"{label.replace('ToyBench ', '')} {_diff(d[key], digits)}" for label, key, digits in METRICS)
+            + f"; the Frechet distance {100 * fd['diff'] / base:+.0f}% [{100 * fd['lo'] / base:+.0f}%, "
+            f"{100 * fd['hi'] / base:+.0f}%] of the VAE's.",
+            "",
+        ]
     if r["speedup"]:
         speed = ", ".join(f"{k.replace('per_clip_s_', '')} {x:.1f}x" for k, x in r["speedup"].items())
         lines.append(f"Speed-up per clip: {speed}")
