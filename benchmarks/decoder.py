@@ -235,6 +235,7 @@ def main() -> None:
 def compare_rows(reports: list[dict]) -> str:
     """One row per report: the decoder's settings that differ from the defaults, fidelity and ToyBench."""
     from accvideo.decoder import DecoderDistillConfig
+    from accvideo.decoder.train import BEFORE_SETTINGS
 
     default = DecoderDistillConfig()
     v = reports[0]["toybench"]["vae"]
@@ -247,7 +248,7 @@ def compare_rows(reports: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
-        config = r.get("config") or {}
+        config = {**BEFORE_SETTINGS, **(r.get("config") or {})}  # a setting newer than the run: how it ran
         changed = [f"{k}={x}" for k, x in config.items() if k in SETTINGS and getattr(default, k) != x]
         t = r["toybench"]["tiny"]
         lines.append(
@@ -260,6 +261,7 @@ def compare_rows(reports: list[dict]) -> str:
 
 # the decoder settings a comparison row names when they differ from the defaults
 SETTINGS = (
+    "videos",
     "width",
     "depth",
     "stage_depth",

@@ -27,8 +27,16 @@ from accvideo.core.files import write_json_atomic
 from accvideo.decoder import DecoderDistillConfig
 from accvideo.distill.plots import read_losses
 
-# stage_depth 1: these variants chose the blocks and the batch; stage_depth 2 came after (docs/decoder.md)
-FIRST = {"activation": "relu", "post_activation": True, "frame_pairs": 0, "batch": 4, "stage_depth": 1}
+# stage_depth 1 and the plain L1: these variants chose the blocks and the batch; stage_depth 2 and edge_weight came
+# after (docs/decoder.md)
+FIRST = {
+    "activation": "relu",
+    "post_activation": True,
+    "frame_pairs": 0,
+    "batch": 4,
+    "stage_depth": 1,
+    "edge_weight": 0.0,
+}
 SILU = {**FIRST, "activation": "silu", "post_activation": False}
 VARIANTS = {
     "first release: ReLU, ReLU after the sum, 4 whole clips": FIRST,

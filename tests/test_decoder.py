@@ -264,14 +264,14 @@ def test_a_decoder_saved_before_the_activation_setting_loads_as_relu_blocks(tmp_
 
 
 def test_a_run_from_before_the_block_settings_resumes_only_as_it_ran(tiny_wan_dir, synvid, tmp_path):
-    """A checkpoint written before activation / post_activation / frame_pairs existed ran ReLU blocks on whole
-    clips: resuming it with today's defaults is refused in one line naming the values it ran with; with those
-    values it resumes."""
+    """A checkpoint written before activation / post_activation / frame_pairs / edge_weight existed ran ReLU blocks
+    on whole clips with the plain L1: resuming it with today's defaults is refused in one line naming the values it
+    ran with; with those values it resumes."""
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import FORMAT, NAME
     from accvideo.distill.checkpoint import load_checkpoint, save_checkpoint
 
-    old = dict(activation="relu", post_activation=True, frame_pairs=0)
+    old = dict(activation="relu", post_activation=True, frame_pairs=0, edge_weight=0.0)
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "run", iterations=2, checkpoint_every=2, **old), False)
     path = tmp_path / "run" / NAME
     state = load_checkpoint(path, FORMAT, "decoder distill")

@@ -32,7 +32,7 @@ class DecoderDistillConfig:
     crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
     lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
-    edge_weight: float = 0.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
+    edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
     feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
