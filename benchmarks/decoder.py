@@ -45,6 +45,17 @@ def _decoders(student: str, decoder: str):
     return opened, {"vae": vae, "tiny": lambda z: decode_video(tiny, z)}, tiny
 
 
+def held_out_latents(opened, pairs: list, size: tuple[int, int, int], batch: int) -> torch.Tensor:
+    """The model's final latents (N, C, F', H', W') for (prompt, seed) pairs, on its own plan, `batch` at a time."""
+    plan, shape = opened.plan(), opened.adapter.latent_shape(*size)
+    latents = []
+    for i in range(0, len(pairs), batch):
+        chunk = pairs[i : i + batch]
+        out = sample_latents(opened.adapter, [p for p, _ in chunk], [s for _, s in chunk], shape, plan)
+        latents.append(out.latents.float().cpu())
+    return torch.cat(latents)
+
+
 def _time(fn, z: torch.Tensor, repeats: int) -> float:
     fn(z)  # warm-up
     best = float("inf")
@@ -131,14 +142,7 @@ def main() -> None:
     clf = load_classifier(None)
     frames, height, width = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     pairs = prompts(args.n, args.split, args.seed)  # held-out streams: never a training seed
-    plan = opened.plan()
-    shape = opened.adapter.latent_shape(frames, height, width)
-    latents = []
-    for i in range(0, len(pairs), args.batch):
-        chunk = pairs[i : i + args.batch]
-        out = sample_latents(opened.adapter, [p for p, _ in chunk], [s for _, s in chunk], shape, plan)
-        latents.append(out.latents.float().cpu())
-    z = torch.cat(latents)
+    z = held_out_latents(opened, pairs, (frames, height, width), args.batch)
 
     def decode_all(fn) -> torch.Tensor:
         return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
