@@ -20,7 +20,7 @@ class DecoderDistillConfig:
     videos: str | None = None  # more inputs: a folder of MP4 clips, or 'world' (rendered), encoded by the VAE
     video_clips: int = 256  # real clips used with --videos (the first N)
     out: str = "decoder"
-    width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least 16)
+    width: int = 64  # channels at the latent rate (halved per 2x upsampling, at least min_width)
     depth: int = 2  # memory blocks at the latent rate
     stage_depth: int = 2  # residual blocks per upsampling stage
     min_width: int = 16  # the fewest channels of a stage (the last, full-resolution stages have the fewest)
