@@ -3,6 +3,8 @@
     python benchmarks/decoder.py --student runs/data/distill --decoder runs/dec runs/dec-s1 runs/dec-s2 --n 256 \
         --threads 1 --json benchmarks/results/decoder.json
     python benchmarks/decoder.py --table benchmarks/results/decoder.json     # docs/decoder.md's table, from the JSON
+    python benchmarks/decoder.py --student S --decoder A A-s1 A-s2 --against B B-s1 B-s2 --split val --quick --json J
+                                          # two decoder settings, 3 training seeds each, paired on the same clips
 
 The student samples the latents of N held-out (test-split) prompt and seed pairs once (its key sigmas, no CFG;
 no noise seed is a training seed); the VAE and the tiny decoder each decode them. Reported: PSNR and SSIM of the
@@ -118,6 +120,9 @@ def main() -> None:
     ap.add_argument("--decoder", nargs="+", help="decoder distill runs (or decoder/ folders), one per training seed")
     ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
     ap.add_argument("--compare", type=Path, nargs="+", help="only print one row per JSON (decoder settings compared)")
+    ap.add_argument(
+        "--against", nargs="+", help="baseline decoder runs (one per training seed): paired differences against them"
+    )
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
     ap.add_argument("--split", choices=("test", "val"), default="test", help="val: where decoder settings are chosen")
@@ -139,6 +144,7 @@ def main() -> None:
 
     opened, fns, tiny = _decoders(args.student, args.decoder[0])
     others = [load_decoder_for(d, opened.model_dir)[0] for d in args.decoder[1:]]
+    baselines = [load_decoder_for(d, opened.model_dir)[0] for d in args.against or ()]
     clf = load_classifier(None)
     frames, height, width = clf.cfg.frames, clf.cfg.height, clf.cfg.width
     pairs = prompts(args.n, args.split, args.seed)  # held-out streams: never a training seed
@@ -153,6 +159,7 @@ def main() -> None:
         videos[name] = decode_all(fn)
         seconds[name] = round(time.perf_counter() - t0, 2)
     tiny_videos = [videos["tiny"]] + [decode_all(lambda x, d=d: decode_video(d, x)) for d in others]
+    base_videos = [decode_all(lambda x, d=d: decode_video(d, x)) for d in baselines]
     p = torch.stack([psnr(v, videos["vae"]) for v in tiny_videos])  # (seeds, clips)
     s = torch.stack([ssim(v, videos["vae"]) for v in tiny_videos])
 
@@ -165,6 +172,18 @@ def main() -> None:
     vae_toy, tiny_toy = score(videos["vae"]), [score(v) for v in tiny_videos]
     vae_set, tiny_sets = [vae_toy["per_clip"]], [t["per_clip"] for t in tiny_toy]
     intervals = {"vae": summarise(vae_set), "tiny": summarise(tiny_sets), "tiny_minus_vae": compare(tiny_sets, vae_set)}
+    against = None
+    if baselines:
+        base_sets = [score(v)["per_clip"] for v in base_videos]
+        intervals["against"] = summarise(base_sets)
+        intervals["tiny_minus_against"] = compare(tiny_sets, base_sets)
+        pb = torch.stack([psnr(v, videos["vae"]) for v in base_videos])
+        against = {
+            "decoders": [str(find_decoder(d)) for d in args.against],
+            "configs": [_config(find_decoder(d).parent) for d in args.against],
+            "psnr_db": {"mean": round(pb.mean().item(), 3), "seeds": [round(x, 3) for x in pb.mean(1).tolist()]},
+            "psnr_db_minus_against": paired_mean_interval(p.mean(0) - pb.mean(0)),
+        }
 
     def mean_of(values: list) -> float:
         return round(float(np.mean(values)), 4)
@@ -229,11 +248,24 @@ def main() -> None:
         "training_seeds": trainings,
         "config": _config(runs[0].parent),
         "configs": [_config(r.parent) for r in runs],
+        "against": against,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(report))
     print(f"wrote {args.json}")
+
+
+def paired_mean_interval(diff: torch.Tensor, draws: int = 1000, seed: int = 0) -> dict:
+    """Mean of per-clip differences with a 95% percentile bootstrap interval over clips."""
+    d = diff.double().numpy()
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(len(d), size=(draws, len(d)))].mean(1)
+    return {
+        "diff": round(float(d.mean()), 3),
+        "lo": round(float(np.percentile(boot, 2.5)), 3),
+        "hi": round(float(np.percentile(boot, 97.5)), 3),
+    }
 
 
 def compare_rows(reports: list[dict]) -> str:
@@ -359,6 +391,16 @@ def markdown(r: dict) -> str:
             + ", ".join(f"{label.replace('ToyBench ', '')} {_diff(d[key], digits)}" for label, key, digits in METRICS)
             + f"; the Frechet distance {100 * fd['diff'] / base:+.0f}% [{100 * fd['lo'] / base:+.0f}%, "
             f"{100 * fd['hi'] / base:+.0f}%] of the VAE's.",
+            "",
+        ]
+    if iv and "tiny_minus_against" in iv:
+        d, a = iv["tiny_minus_against"], r["against"]
+        dp = a["psnr_db_minus_against"]
+        lines += [
+            f"Against {len(a['decoders'])} baseline run(s) ({', '.join(a['decoders'])}; "
+            f"PSNR {a['psnr_db']['mean']:.2f} dB), tiny minus baseline (paired 95% bootstrap intervals over clips): "
+            f"PSNR {_diff(dp, 2)} dB, "
+            + ", ".join(f"{label.replace('ToyBench ', '')} {_diff(d[key], digits)}" for label, key, digits in METRICS),
             "",
         ]
     if r["speedup"]:
