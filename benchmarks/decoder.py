@@ -280,15 +280,16 @@ def compare_rows(reports: list[dict]) -> str:
         f"shape accuracy {v['accuracy']['shape']:.3f}, Frechet distance {v['frechet_distance']:.1f}, temporal "
         f"consistency {v['temporal_consistency']:.4f}",
         "",
-        "| decoder settings | PSNR (dB) | SSIM | mean acc | shape | Frechet | temporal |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| decoder settings | training seeds | PSNR (dB) | SSIM | mean acc | shape | Frechet | temporal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
         config = {**BEFORE_SETTINGS, **(r.get("config") or {})}  # a setting newer than the run: how it ran
         changed = [f"{k}={x}" for k, x in config.items() if k in SETTINGS and getattr(default, k) != x]
         t = r["toybench"]["tiny"]
         lines.append(
-            f"| {' '.join(changed) or 'the defaults'} | {r['psnr_db']['mean']:.2f} | {r['ssim']['mean']:.4f} | "
+            f"| {' '.join(changed) or 'the defaults'} | {len(r.get('decoders', [r['decoder']]))} | "
+            f"{r['psnr_db']['mean']:.2f} | {r['ssim']['mean']:.4f} | "
             f"{t['accuracy']['mean']:.3f} | {t['accuracy']['shape']:.3f} | {t['frechet_distance']:.1f} | "
             f"{t['temporal_consistency']:.4f} |"
         )

@@ -30,7 +30,7 @@ class DecoderDistillConfig:
     batch: int = 16  # clips per step
     frame_pairs: int = 2  # per clip, the upsampling stages train on N random pairs of consecutive frames (0: all)
     crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
-    lr: float = 2e-3  # AdamW, cosine decay to lr/20 over the iterations
+    lr: float = 3e-3  # AdamW, cosine decay to lr/20 over the iterations
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
     edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
