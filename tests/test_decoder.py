@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from accvideo.cli import main
 from accvideo.errors import AccVideoError
@@ -305,3 +306,27 @@ def test_the_edge_weighted_l1_weighs_the_pixels_on_both_sides_of_an_edge_by_the_
     torch.testing.assert_close(near / far, torch.tensor(11.0))
     torch.testing.assert_close(l1(err_at(3), target, edge_weights(target, 0.0)), l1(err_at(3), target))
     torch.testing.assert_close(l1(err_at(3), target), torch.tensor(0.5 / 8))
+
+
+def test_channels_last_weights_compute_what_the_plain_layout_computes(tmp_path):
+    """Every TinyDecoder holds channels-last weights (a speed choice): decodes and gradients equal a plain (NCHW)
+    copy's up to rounding, and the saved weights are plain contiguous tensors that load back exactly."""
+    dec = small()
+    assert dec.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not dec.stem.weight.is_contiguous()
+    plain = small().to(memory_format=torch.contiguous_format)
+    plain.load_state_dict(dec.state_dict())
+    assert plain.stem.weight.is_contiguous()
+    z = torch.randn(2, 16, 5, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(dec.decode(z, chunk=2), plain.decode(z, chunk=2), rtol=0, atol=1e-5)
+    for m in (dec, plain):
+        m.train()
+        m(z, None, frames=torch.tensor([[0, 1], [4, 5]]))[0].square().mean().backward()
+    torch.testing.assert_close(dec.stem.weight.grad, plain.stem.weight.grad, rtol=1e-4, atol=1e-6)
+    save_decoder(tmp_path / "dec", dec, "sha256:x", "wan")
+    saved = load_file(str(tmp_path / "dec" / "decoder.safetensors"))
+    assert all(t.is_contiguous() for t in saved.values())
+    loaded, _ = load_decoder(tmp_path / "dec", "sha256:x")
+    for (name, a), (_, b) in zip(dec.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
