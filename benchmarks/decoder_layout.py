@@ -4,10 +4,10 @@
 
 Two decoders of the default architecture for the built-in VAE (8 latent channels, 4x time, 8x space) hold the same
 weights, one converted to NCHW and one kept channels-last (models/decoder.py makes every TinyDecoder channels-last).
-Per thread count, interleaved repeats of: one training step as `accvideo decoder distill` takes it (16 clips of 5
-latent frames at 8x8, 2 frame pairs each, forward, backward and an AdamW step) and one decode of a 17x64x64 clip at
-batch 1 and at batch 16. Reported: the median seconds of each, their ratio, and the largest difference between the
-two layouts' decodes. Prints a Markdown table and writes JSON.
+Per thread count, interleaved repeats of: the decoder's part of a training step of `accvideo decoder distill`
+(16 clips of 5 latent frames at 8x8, 2 frame pairs each; forward, a mean-square loss, backward, an AdamW step) and
+one decode of a 17x64x64 clip at batch 1 and at batch 16. Reported: the median seconds of each, their ratio, and the
+largest difference between the two layouts' decodes. Prints a Markdown table and writes JSON.
 """
 
 from __future__ import annotations
