@@ -9,6 +9,8 @@ bootstrap 95% interval over clips, plus the heads' probe accuracy over the last 
         --only 0,1,2,3,4,5,6,7,8 --plot docs/img/adversarial_tuning.png          # m = 1, 2 on the ablation's SynVid
     python benchmarks/adversarial_tuning.py --data runs/grid-a/synvid --out benchmarks/results/adversarial_tuning.json \
         --only 9,10,11 --teacher-row                                             # m = 5, real videos, the teacher
+    python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json \
+        --only 0,17,18,5,19,20                                                   # stronger heads at m = 1, 2
 
 Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
 """
@@ -60,6 +62,11 @@ VARIANTS = {
         {"real_data": "world", "real_weight": 0.7, "real_clips": 256, "lambda_adv": 0.3},
     ),
     "m5 e, real_weight 0.85": (5, {"real_data": "world", "real_weight": 0.85, "real_clips": 256}),
+    # stronger heads at m <= 2: several head steps per student step (on the same features), and R1
+    "m1 d, head_steps 5": (1, {"head_steps": 5}),
+    "m1 d, r1 1": (1, {"r1": 1.0}),
+    "m2 d, head_steps 5": (2, {"head_steps": 5}),
+    "m2 d, r1 1": (2, {"r1": 1.0}),
 }
 
 

@@ -179,6 +179,30 @@ def test_lora_student_shares_the_teachers_base_weights(tiny_wan_dir, synvid, tmp
         torch.testing.assert_close(loaded.velocity(x, sigma, cond), v_student, atol=1e-5, rtol=1e-4)
 
 
+def test_head_steps_repeat_the_head_update_on_features_computed_once(tiny_wan_dir, synvid, tmp_path):
+    """head_steps=3 equals three head_steps=1 updates on the same fakes (the teacher's features are deterministic),
+    with one teacher forward instead of three, and reports L_D and the accuracy of the heads before the first step."""
+    opts = {"batch": 2, "micro_batch": 1}
+    runs = {n: distiller(tiny_wan_dir, synvid, tmp_path / f"h{n}", head_steps=n, **opts) for n in (1, 3)}
+    k = runs[1].m - 1
+    fakes = runs[1].pop_fakes(k)  # both runs share the seed: the same fakes and heads
+    calls = {}
+    for n, d in runs.items():
+
+        def counted(*a, n=n, f=d.pair.teacher.features, **kw):
+            calls[n] = calls.get(n, 0) + 1
+            return f(*a, **kw)
+
+        d.pair.teacher.features = counted
+    reported = [runs[1].discriminator_update(k, fakes) for _ in range(3)]
+    assert calls[1] == 3 * 2  # three updates, two micro-batches each
+    assert runs[3].discriminator_update(k, fakes) == pytest.approx(reported[0])
+    assert calls[3] == 2 and reported[0][0] > reported[2][0]  # one forward per micro-batch; L_D fell over the steps
+    for a, b in zip(runs[1].heads[k].parameters(), runs[3].heads[k].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+        assert runs[3].opt_heads.state[b]["step"] == 3
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -61,6 +61,7 @@ class DistillConfig:
     adv_warmup: int = 0  # first iterations in which the heads learn but L_G does not reach the student
     gan_loss: str = "non-saturating"  # or hinge
     r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)
+    head_steps: int = 1  # AdamW steps of H_k per key step, on the same teacher features (computed once)
     heads: str = "per-step"  # one head per key step (the paper's time-aware heads) or one shared head
     head_channels: int = 64
     real_data: str | None = None  # beyond the paper: a folder of MP4 clips, or 'world', as more real samples
@@ -89,7 +90,15 @@ class DistillConfig:
         object.__setattr__(self, "grad_checkpointing", spelled)
         if self.grad_checkpointing not in CHECKPOINTING:
             raise ValueError(f"grad_checkpointing must be auto, on or off; got {self.grad_checkpointing!r}")
-        for name in ("iterations", "batch", "checkpoint_every", "log_every", "head_channels", "probe_items"):
+        for name in (
+            "iterations",
+            "batch",
+            "checkpoint_every",
+            "log_every",
+            "head_channels",
+            "head_steps",
+            "probe_items",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.micro_batch is not None and (self.micro_batch < 1 or self.batch % self.micro_batch):

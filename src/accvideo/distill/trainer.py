@@ -7,7 +7,8 @@ One outer iteration runs k = m-1 down to 0 (METHOD.md 3), each key step on a fre
      first `adv_warmup` iterations, while the heads learn against the trajectory-trained student);
      the student takes one AdamW step on the sum of 1 and 3 (`adv_update=joint`, the paper's summed objective)
      or one after each (`separate`);
-  4. discriminator: update head H_k on L_D, real = l[t'_k] of the trajectories whose prompts the fakes carry;
+  4. discriminator: update head H_k on L_D (`head_steps` times on the same features), real = l[t'_k] of the
+     trajectories whose prompts the fakes carry;
 and then 5. log (losses and the heads' accuracy, probe.py), and save the whole training state every
 `checkpoint_every` iterations (state.py).
 
@@ -239,16 +240,20 @@ class Distiller:
 
     # 4. discriminator ------------------------------------------------------------------------------------------
     def discriminator_update(self, k: int, fakes: dict) -> tuple[float, float, float]:
-        """One update of H_k on L_D: real l[t'_k] and fake share each item's prompt (and so the teacher's features).
+        """`head_steps` updates of H_k on L_D: real l[t'_k] and fake share each item's prompt (and so the teacher's
+        features, computed once and kept for the further steps).
 
-        Returns L_D and the head's balanced accuracy and logit gap on this batch (before the update), global means.
+        Returns L_D and the head's balanced accuracy and logit gap on this batch (before the first update), global
+        means.
         """
-        self.opt_heads.zero_grad(set_to_none=True)  # drop what L_G left on the heads
         logits: list[tuple[torch.Tensor, torch.Tensor]] = []
+        kept: dict[int, tuple[torch.Tensor, int]] = {}  # micro-batch start -> (features, real count), for step 2..
 
         mix = self.draw_reals(len(fakes["x"]))
 
-        def micro_step(part: slice) -> torch.Tensor:
+        def teacher_features(part: slice) -> tuple[torch.Tensor, int]:
+            if part.start in kept:
+                return kept[part.start]
             latents, cond = self.data.load(fakes["index"][part])
             real, fake, real_cond = self.at(latents, k), fakes["x"][part], cond
             if mix is not None:
@@ -258,20 +263,31 @@ class Distiller:
                 feats = self.pair.teacher.features(
                     torch.cat([real, fake]), self.sigma(k, 2 * len(real)), both, self.blocks[k]
                 )
-            f_real = feats[: len(real)].detach().requires_grad_(self.cfg.r1 > 0)
-            d_real, d_fake = self.heads(k, f_real, self.grid), self.heads(k, feats[len(real) :], self.grid)
-            logits.append((d_real.detach(), d_fake.detach()))
+            if self.cfg.head_steps > 1:
+                kept[part.start] = (feats, len(real))
+            return feats, len(real)
+
+        def micro_step(part: slice) -> torch.Tensor:
+            feats, n = teacher_features(part)
+            f_real = feats[:n].detach().requires_grad_(self.cfg.r1 > 0)
+            d_real, d_fake = self.heads(k, f_real, self.grid), self.heads(k, feats[n:], self.grid)
+            if len(logits) < len(self.micro_batches):  # the first step's: the heads before this update
+                logits.append((d_real.detach(), d_fake.detach()))
             loss = losses.discriminator_loss(d_real, d_fake, self.cfg.gan_loss)
             if self.cfg.r1 > 0:  # on the heads' input: the teacher is frozen, the head is what D learns
                 loss = loss + 0.5 * self.cfg.r1 * losses.r1_penalty(d_real, f_real)
             (loss / len(self.micro_batches)).backward()
             return loss
 
-        total = self.accumulate("L_D", micro_step)
-        parallel.average_gradients(self.heads.parameters())
-        self.opt_heads.step()
+        first = None
+        for _ in range(self.cfg.head_steps):
+            self.opt_heads.zero_grad(set_to_none=True)  # drop what L_G (or the previous step) left on the heads
+            value = self.accumulate("L_D", micro_step)
+            first = value if first is None else first
+            parallel.average_gradients(self.heads.parameters())
+            self.opt_heads.step()
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
-        return total, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
+        return first, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
 
     def draw_reals(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Which of this rank's real samples come from real videos, which clip, and their noise seeds (drawn for
