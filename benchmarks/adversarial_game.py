@@ -29,6 +29,7 @@ VARIANTS = {
     "head_lr 1e-3, separate": {"head_lr": 1e-3, "adv_update": "separate"},
     "head_lr 1e-3, joint": {"head_lr": 1e-3, "adv_update": "joint"},
     "head_lr 1e-4, joint": {"adv_update": "joint"},
+    "head_lr 1e-3, joint, head_steps 5": {"head_lr": 1e-3, "adv_update": "joint", "head_steps": 5},
 }
 
 

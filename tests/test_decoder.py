@@ -330,3 +330,30 @@ def test_channels_last_weights_compute_what_the_plain_layout_computes(tmp_path):
     loaded, _ = load_decoder(tmp_path / "dec", "sha256:x")
     for (name, a), (_, b) in zip(dec.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_picked_frames_are_read_from_the_cache_as_the_whole_clips_hold_them(tiny_wan_dir, synvid, tmp_path):
+    """Targets.get(frames=...) reads item b's frames frames[b] only: equal to indexing the whole clips; the 3x3
+    dilation of the edge weights equals max_pool2d's."""
+    import torch.nn.functional as F
+
+    from accvideo.core.outputs import claim_folder
+    from accvideo.decoder.losses import dilate
+    from accvideo.decoder.targets import runs
+    from accvideo.decoder.train import COMMAND, DecoderDistiller
+
+    assert runs([3, 4, 9, 10, 5]) == [(3, 5), (9, 11), (5, 6)] and runs([]) == []
+    d = DecoderDistiller(_cfg(tiny_wan_dir, synvid, claim_folder(tmp_path / "dec", COMMAND)))
+    d.build_targets(progress=False)
+    count = d.targets.shapes["video"][0]
+    frames = torch.tensor([[0, 1, count - 2, count - 1], [2, 3, 0, 1], [1, 2, 3, 4]])
+    items = [0, 3, 1]
+    whole = d.targets.get(items)
+    picked = d.targets.get(items, frames=frames)
+    assert set(picked) == set(whole) == {"latents", "video", "features"}
+    rows = torch.arange(len(items)).unsqueeze(1)
+    assert torch.equal(picked["latents"], whole["latents"])
+    for name in ("video", "features"):
+        assert torch.equal(picked[name], whole[name][rows, frames]), name
+    x = torch.rand(2, 3, 1, 9, 7)
+    assert torch.equal(dilate(x), F.max_pool2d(x.flatten(0, 2), 3, 1, 1).view_as(x))

@@ -24,9 +24,15 @@ def edge_weights(target: torch.Tensor, strength: float) -> torch.Tensor:
     averaged over colour, summed, and spread to the 3x3 neighbourhood (an edge's error lies on both its sides)."""
     dx = F.pad(torch.diff(target, dim=-1).abs().mean(2, keepdim=True), (0, 1))
     dy = F.pad(torch.diff(target, dim=-2).abs().mean(2, keepdim=True), (0, 0, 0, 1))
-    b, f = target.shape[:2]
-    edges = F.max_pool2d((dx + dy).flatten(0, 1), 3, 1, 1).view(b, f, 1, *target.shape[-2:])
-    return 1.0 + strength * edges
+    return 1.0 + strength * dilate(dx + dy)
+
+
+def dilate(x: torch.Tensor) -> torch.Tensor:
+    """The 3x3 maximum over the last two axes of non-negative values, as max_pool2d(x, 3, 1, 1) gives it but in
+    less CPU time: a 3-wide maximum along x, then along y, over a border of zeros."""
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -78,16 +78,38 @@ class Targets:
             self._files[c] = safe_open(str(self.folder / chunk_name(c)), "pt")
         return self._files[c]
 
-    def get(self, indices, features: bool = True) -> dict[str, torch.Tensor]:
-        """A batch of items stacked (float32)."""
+    @property
+    def shapes(self) -> dict[str, list[int]]:
+        """Each tensor's per-item shape: latents (C, F', H', W'), video (F, 3, H, W), features (F, C_t, h, w)."""
+        f = self._open(0)
+        return {name: f.get_slice(name).get_shape()[1:] for name in f.keys()}
+
+    def get(self, indices, features: bool = True, frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """A batch of items stacked (float32); with `frames` (B, k), item b's frames frames[b] of the video and
+        features only, read as such (runs of consecutive frames are single reads)."""
         rows: dict[str, list[torch.Tensor]] = {"latents": [], "video": []}
         if features and self.level is not None:
             rows["features"] = []
-        for i in indices:
+        for b, i in enumerate(indices):
             f, j = self._open(int(i) // CHUNK), int(i) % CHUNK
             for name, out in rows.items():
-                out.append(f.get_slice(name)[j : j + 1])
+                if frames is None or name == "latents":
+                    out.append(f.get_slice(name)[j : j + 1])
+                else:
+                    part = f.get_slice(name)
+                    out.append(torch.cat([part[j : j + 1, a:e] for a, e in runs(frames[b].tolist())], 1))
         return {name: torch.cat(out).float() for name, out in rows.items()}
+
+
+def runs(frames: list[int]) -> list[tuple[int, int]]:
+    """[start, end) spans of consecutive indices, in order: [3, 4, 9, 10, 5] -> [(3, 5), (9, 11), (5, 6)]."""
+    spans: list[list[int]] = []
+    for x in frames:
+        if spans and x == spans[-1][1]:
+            spans[-1][1] = x + 1
+        else:
+            spans.append([x, x + 1])
+    return [(a, e) for a, e in spans]
 
 
 def chunk_name(c: int) -> str:

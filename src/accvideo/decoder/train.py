@@ -146,18 +146,23 @@ class DecoderDistiller:
         )
 
     # 2. batch --------------------------------------------------------------------------------------------------
-    def batch(self) -> dict[str, torch.Tensor]:
-        """Clips drawn from the run's generator, cropped to `crop` latent pixels (one window per batch)."""
+    def batch(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Clips drawn from the run's generator, cropped to `crop` latent pixels (one window per batch), and the
+        picked frames (`pick`); the targets of the picked frames only, read from the cache as such."""
         idx = self.pool[torch.randint(len(self.pool), (self.cfg.batch,), generator=self.rng)]
-        b = self.targets.get(idx.tolist(), features=self.tap is not None)
-        h, w = b["latents"].shape[-2:]
-        c = self.cfg.crop
+        shapes = self.targets.shapes
+        h, w = shapes["latents"][-2:]
+        c, window = self.cfg.crop, None
         if 0 < c < max(h, w):
             ch, cw = min(c, h), min(c, w)
             y = int(torch.randint(h - ch + 1, (1,), generator=self.rng))
             x = int(torch.randint(w - cw + 1, (1,), generator=self.rng))
-            b = {k: crop(v, y, x, ch, cw, v.shape[-1] // w) for k, v in b.items()}
-        return {k: v.to(self.device) for k, v in b.items()}
+            window = (y, x, ch, cw)
+        pick = self.pick(shapes["video"][0])
+        b = self.targets.get(idx.tolist(), features=self.tap is not None, frames=pick)
+        if window is not None:
+            b = {k: crop(v, *window, v.shape[-1] // w) for k, v in b.items()}
+        return {k: v.to(self.device) for k, v in b.items()}, pick
 
     def pick(self, count: int) -> torch.Tensor | None:
         """(batch, 2 frame_pairs) frame indices: per clip, distinct random pairs (f, f + 1) from the run's
@@ -179,13 +184,9 @@ class DecoderDistiller:
     # 3 + 4. one step -------------------------------------------------------------------------------------------
     def train_iteration(self) -> dict:
         cfg = self.cfg
-        b = self.batch()
+        b, pick = self.batch()  # with pick: the picked frames (the gradient term's time axis is each pair's)
         for group in self.opt.param_groups:
             group["lr"] = self.lr()
-        pick = self.pick(b["video"].shape[1])
-        if pick is not None:  # the targets of the picked frames; the gradient term's time axis is each pair's
-            rows = torch.arange(len(pick)).unsqueeze(1)
-            b = {k: v if k == "latents" else v[rows, pick] for k, v in b.items()}
         frames, _, feat = self.decoder(b["latents"], None, tap=self.tap, frames=pick)
         pairs = (lambda v: v) if pick is None else (lambda v: v.unflatten(1, (-1, 2)).flatten(0, 1))
         weights = losses.edge_weights(b["video"], cfg.edge_weight) if cfg.edge_weight > 0 else None
