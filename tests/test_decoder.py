@@ -308,6 +308,22 @@ def test_the_edge_weighted_l1_weighs_the_pixels_on_both_sides_of_an_edge_by_the_
     torch.testing.assert_close(l1(err_at(3), target), torch.tensor(0.5 / 8))
 
 
+def test_the_spectral_loss_sees_missing_detail_but_not_where_it_lies():
+    """spectral_weight: a circular shift of a frame costs nothing (same amplitudes), a blur of it does; two flat
+    frames of one sign differ in the DC bin alone, by |c - d| sqrt(H W), averaged over the H (W/2 + 1) bins."""
+    from accvideo.decoder.losses import l1, spectral_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 3, 8, 8, generator=g) * 2 - 1
+    shifted = torch.roll(x, shifts=(2, 3), dims=(-2, -1))
+    assert l1(shifted, x) > 0.3
+    torch.testing.assert_close(spectral_loss(shifted, x), torch.tensor(0.0), atol=1e-6, rtol=0)
+    blurred = (x + torch.roll(x, 1, -1) + torch.roll(x, -1, -1)) / 3
+    assert spectral_loss(blurred, x) > 0.1
+    flat_c, flat_d = torch.full((1, 1, 3, 8, 8), 0.25), torch.full((1, 1, 3, 8, 8), 0.75)
+    torch.testing.assert_close(spectral_loss(flat_c, flat_d), torch.tensor(0.5 * 8 / (8 * 5)))
+
+
 def test_channels_last_weights_compute_what_the_plain_layout_computes(tmp_path):
     """Every TinyDecoder holds channels-last weights (a speed choice): decodes and gradients equal a plain (NCHW)
     copy's up to rounding, and the saved weights are plain contiguous tensors that load back exactly."""

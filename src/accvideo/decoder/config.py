@@ -34,6 +34,7 @@ class DecoderDistillConfig:
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
     edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
+    spectral_weight: float = 0.0  # L1 of the frames' amplitude spectra (detail energy, without phase)
     feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
     adv_start: float = 0.5  # with adv_weight: the fraction of the iterations after which it joins
@@ -67,7 +68,14 @@ class DecoderDistillConfig:
             raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
-        for name in ("l1_weight", "edge_weight", "gradient_weight", "feature_weight", "adv_weight"):
+        for name in (
+            "l1_weight",
+            "edge_weight",
+            "gradient_weight",
+            "spectral_weight",
+            "feature_weight",
+            "adv_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if not 0 <= self.adv_start < 1:

@@ -44,6 +44,15 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / len(dims)
 
 
+def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between the amplitude spectra (orthonormal 2D FFT) of each frame and colour channel.
+
+    It leaves the phase out: it asks for the target's detail energy at every spatial frequency without asking where
+    it lies, which the pixel losses already do. Those alone regress towards a blur short of fine detail.
+    """
+    return l1(torch.fft.rfft2(pred.float(), norm="ortho").abs(), torch.fft.rfft2(target.float(), norm="ortho").abs())
+
+
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """MSE between projected student features and the VAE decoder's (B, F, C, h, w), over the teacher's variance."""
     return F.mse_loss(student, teacher) / teacher.var().clamp_min(1e-6)

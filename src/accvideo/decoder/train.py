@@ -42,11 +42,12 @@ FORMAT = "accvideo.decoder-state/1"
 NAME = "checkpoint.pt"
 # How a run behaved before these settings existed (the first release's blocks, every frame): its checkpoint resumes
 # only with these values.
-BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0, "edge_weight": 0.0, "min_width": 16}
+BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0, "edge_weight": 0.0, "min_width": 16, "spectral_weight": 0.0}
 CURVES = (
     ("loss", "total loss"),
     ("l1", "L1"),
     ("grad", "image-gradient L1"),
+    ("spec", "amplitude-spectrum L1"),
     ("feat", "VAE feature MSE (normalised)"),
     ("adv", "patch GAN (generator)"),
     ("val_psnr", "held-out PSNR (dB)"),
@@ -195,6 +196,9 @@ class DecoderDistiller:
             "grad": losses.gradient_loss(pairs(frames), pairs(b["video"])),
         }
         loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
+        if cfg.spectral_weight > 0:
+            rec["spec"] = losses.spectral_loss(frames, b["video"])
+            loss = loss + cfg.spectral_weight * rec["spec"]
         if self.tap is not None:
             projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])
             rec["feat"] = losses.feature_loss(projected, b["features"])
