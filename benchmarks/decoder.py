@@ -58,6 +58,27 @@ def held_out_latents(opened, pairs: list, size: tuple[int, int, int], batch: int
     return torch.cat(latents)
 
 
+def held_out_arguments(ap: argparse.ArgumentParser, n: int, split: str, json_path: str) -> None:
+    """The options every decoder benchmark shares: which held-out latents, how many threads, where the JSON goes."""
+    ap.add_argument("--n", type=int, default=n, help="held-out prompt and seed pairs")
+    ap.add_argument("--split", choices=("test", "val"), default=split, help="val: where decoder settings are chosen")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=Path(json_path))
+
+
+def held_out_set(student: str, args: argparse.Namespace):
+    """(opened student, ToyBench classifier, pairs, latents): the held-out pairs of `args` (held_out_arguments),
+    whose noise seeds no training run uses, and the student's latents for them at the classifier's clip size."""
+    torch.set_num_threads(args.threads)
+    opened = open_model(student, device="cpu")
+    clf = load_classifier(None)
+    pairs = prompts(args.n, args.split, args.seed)
+    z = held_out_latents(opened, pairs, (clf.cfg.frames, clf.cfg.height, clf.cfg.width), args.batch)
+    return opened, clf, pairs, z
+
+
 def _time(fn, z: torch.Tensor, repeats: int) -> float:
     fn(z)  # warm-up
     best = float("inf")
@@ -123,14 +144,9 @@ def main() -> None:
     ap.add_argument(
         "--against", nargs="+", help="baseline decoder runs (one per training seed): paired differences against them"
     )
-    ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
-    ap.add_argument("--split", choices=("test", "val"), default="test", help="val: where decoder settings are chosen")
     ap.add_argument("--quick", action="store_true", help="fidelity and ToyBench only (no timing, no memory)")
-    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/decoder.json"))
+    held_out_arguments(ap, 256, "test", "benchmarks/results/decoder.json")
     args = ap.parse_args()
     if args.table is not None:
         print(markdown(json.loads(args.table.read_text())))
@@ -140,15 +156,12 @@ def main() -> None:
         return
     if not (args.student and args.decoder):
         ap.error("--student and --decoder are required (or --table JSON)")
-    torch.set_num_threads(args.threads)
-
-    opened, fns, tiny = _decoders(args.student, args.decoder[0])
+    opened, clf, pairs, z = held_out_set(args.student, args)
+    tiny = load_decoder_for(args.decoder[0], opened.model_dir)[0]
+    fns = {"vae": opened.adapter.decode, "tiny": lambda x: decode_video(tiny, x)}
     others = [load_decoder_for(d, opened.model_dir)[0] for d in args.decoder[1:]]
     baselines = [load_decoder_for(d, opened.model_dir)[0] for d in args.against or ()]
-    clf = load_classifier(None)
     frames, height, width = clf.cfg.frames, clf.cfg.height, clf.cfg.width
-    pairs = prompts(args.n, args.split, args.seed)  # held-out streams: never a training seed
-    z = held_out_latents(opened, pairs, (frames, height, width), args.batch)
 
     def decode_all(fn) -> torch.Tensor:
         return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
@@ -311,6 +324,7 @@ SETTINGS = (
     "lr",
     "edge_weight",
     "gradient_weight",
+    "spectral_weight",
     "feature_weight",
     "adv_weight",
     "adv_start",

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from decoder import held_out_latents  # benchmarks/decoder.py
+from decoder import held_out_arguments, held_out_set  # benchmarks/decoder.py
 
-from accvideo.evaluate.classifier import load_classifier
 from accvideo.models.decoder import decode_video, load_decoder_for
-from accvideo.models.open import open_model
-from accvideo.world import prompts
 
 EDGE = 0.1  # an x difference above this (frames in [0, 1]) marks an edge pixel
 
@@ -49,21 +45,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", required=True)
     ap.add_argument("--decoder", nargs="+", required=True, help="decoder runs to compare")
-    ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--split", choices=("test", "val"), default="val")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/decoder_shapes.json"))
+    held_out_arguments(ap, 256, "val", "benchmarks/results/decoder_shapes.json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    opened = open_model(args.student, device="cpu")
-    clf = load_classifier(None)
+    opened, clf, pairs, z = held_out_set(args.student, args)
     shapes = list(clf.cfg.classes["shape"])
-    pairs = prompts(args.n, args.split, args.seed)
     truth = torch.tensor([next(i for i, s in enumerate(shapes) if f" {s} " in p) for p, _ in pairs])
-    z = held_out_latents(opened, pairs, (clf.cfg.frames, clf.cfg.height, clf.cfg.width), args.batch)
 
     def decode(fn) -> torch.Tensor:
         with torch.no_grad():

@@ -2,9 +2,9 @@
 # docs/decoder.md's numbers on 2 CPU cores: the demo's SynVid (384 train-split trajectories of the built-in teacher,
 # 5 key steps) and 5-step student (one thread per job); the tiny decoder distilled from its VAE with 3 training seeds
 # (seeds 1 and 2 side by side on one thread each, then seed 0 alone on both cores, timed with /usr/bin/time); the
-# side-by-side comparison on 256 held-out pairs (one thread), paired against the previous defaults (batch=16
-# iterations=2400, 3 seeds); then the variants that chose the defaults (two single-thread jobs side by side). Run
-# from the repository root.
+# side-by-side comparison on 256 held-out pairs (one thread), paired against the previous defaults (no spectral
+# term, 3 seeds), and the detail energy by frequency of both; then the variants that chose the defaults (two
+# single-thread jobs side by side). Run from the repository root.
 set -euo pipefail
 export OMP_NUM_THREADS=1
 D=runs/data
@@ -22,18 +22,19 @@ done
 wait
 OMP_NUM_THREADS=2 /usr/bin/time -v accvideo decoder distill --teacher builtin --data $D/synvid --out runs/dec_final \
     --threads 2 > runs/dec_final.log 2>&1
-# the previous defaults (16 clips a step for 2400 iterations: the same work), 3 seeds, two at a time: the paired
-# baseline of the comparison
-accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b16_dec_final batch=16 iterations=2400 \
-    --threads 1 > runs/b16_dec_final.log 2>&1 &
-accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b16_dec_final-s1 seed=1 batch=16 \
-    iterations=2400 --threads 1 > runs/b16_dec_final-s1.log 2>&1 &
+# the previous defaults (no spectral term: spectral_weight=0), 3 seeds, two at a time: the paired baseline
+accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b8_dec_final spectral_weight=0 \
+    --threads 1 > runs/b8_dec_final.log 2>&1 &
+accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b8_dec_final-s1 seed=1 spectral_weight=0 \
+    --threads 1 > runs/b8_dec_final-s1.log 2>&1 &
 wait
-accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b16_dec_final-s2 seed=2 batch=16 \
-    iterations=2400 --threads 1 > runs/b16_dec_final-s2.log 2>&1
+accvideo decoder distill --teacher builtin --data $D/synvid --out runs/b8_dec_final-s2 seed=2 spectral_weight=0 \
+    --threads 1 > runs/b8_dec_final-s2.log 2>&1
 python benchmarks/decoder.py --student $D/distill --decoder runs/dec_final runs/dec_final-s1 runs/dec_final-s2 \
-    --against runs/b16_dec_final runs/b16_dec_final-s1 runs/b16_dec_final-s2 \
+    --against runs/b8_dec_final runs/b8_dec_final-s1 runs/b8_dec_final-s2 \
     --n 256 --threads 1 --json benchmarks/results/decoder.json
+python benchmarks/decoder_spectrum.py --student $D/distill --decoder runs/b8_dec_final runs/dec_final --n 256 \
+    --split test --json benchmarks/results/decoder_spectrum_test.json
 python benchmarks/decoder_gpu.py --arch wan-tiny --size 64x64x17 --device cpu \
     --json benchmarks/results/decoder_gpu_cpu_tiny.json
 V="python benchmarks/decoder_variants.py --data $D/synvid --targets runs/dec_final --runs runs/decoder-variants"

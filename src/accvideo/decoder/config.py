@@ -34,7 +34,7 @@ class DecoderDistillConfig:
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
     edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
-    spectral_weight: float = 0.0  # L1 of the frames' amplitude spectra (detail energy, without phase)
+    spectral_weight: float = 1.0  # L1 of the frames' amplitude spectra (detail energy, without phase; val: -0.9 FD)
     feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
     adv_start: float = 0.5  # with adv_weight: the fraction of the iterations after which it joins
