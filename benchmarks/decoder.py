@@ -58,6 +58,14 @@ def held_out_latents(opened, pairs: list, size: tuple[int, int, int], batch: int
     return torch.cat(latents)
 
 
+def write_report(report: dict, path: Path, markdown) -> None:
+    """Write a benchmark's report as JSON and print its table (`markdown(report)`), as every decoder benchmark ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
+    print(f"wrote {path}")
+
+
 def held_out_arguments(ap: argparse.ArgumentParser, n: int, split: str, json_path: str) -> None:
     """The options every decoder benchmark shares: which held-out latents, how many threads, where the JSON goes."""
     ap.add_argument("--n", type=int, default=n, help="held-out prompt and seed pairs")
@@ -263,10 +271,7 @@ def main() -> None:
         "configs": [_config(r.parent) for r in runs],
         "against": against,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown(report))
-    print(f"wrote {args.json}")
+    write_report(report, args.json, markdown)
 
 
 def paired_mean_interval(diff: torch.Tensor, draws: int = 1000, seed: int = 0) -> dict:

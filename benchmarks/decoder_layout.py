@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from decoder import write_report  # benchmarks/decoder.py
 
 from accvideo.models.decoder import DecoderSpec, TinyDecoder
 
@@ -111,10 +112,7 @@ def main() -> None:
         "repeats": args.repeats,
         "rows": [measure(t, args.repeats) for t in args.threads],
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown(report))
-    print(f"wrote {args.json}")
+    write_report(report, args.json, markdown)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ VAE's frame (an x difference above 0.1) and elsewhere; and two controls: the VAE
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 import torch.nn.functional as F
-from decoder import held_out_arguments, held_out_set  # benchmarks/decoder.py
+from decoder import held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
 
 from accvideo.models.decoder import decode_video, load_decoder_for
 
@@ -89,10 +88,7 @@ def main() -> None:
             "mae_edge_pixels": round(err[edge].mean().item(), 4),
             "mae_other_pixels": round(err[~edge].mean().item(), 4),
         }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown(report))
-    print(f"wrote {args.json}")
+    write_report(report, args.json, markdown)
 
 
 def markdown(r: dict) -> str:

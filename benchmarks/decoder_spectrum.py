@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decoder import held_out_arguments, held_out_set  # noqa: E402  (the latents of benchmarks/decoder.py)
+from decoder import held_out_arguments, held_out_set, write_report  # noqa: E402  (the latents of benchmarks/decoder.py)
 
 from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for  # noqa: E402
 from accvideo.world.attributes import parse_caption  # noqa: E402
@@ -89,10 +89,7 @@ def main() -> None:
         "bands_cycles_per_pixel": [list(b) for b in BANDS],
         "power_over_real": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown(report))
-    print(f"wrote {args.json}")
+    write_report(report, args.json, markdown)
 
 
 if __name__ == "__main__":
