@@ -58,6 +58,12 @@ def held_out_latents(opened, pairs: list, size: tuple[int, int, int], batch: int
     return torch.cat(latents)
 
 
+@torch.no_grad()
+def decode_in_batches(fn, z: torch.Tensor, batch: int) -> torch.Tensor:
+    """Videos (N, F, H, W, 3) of latents z (N, ...) decoded by `fn`, `batch` at a time."""
+    return torch.cat([fn(z[i : i + batch]) for i in range(0, len(z), batch)])
+
+
 def write_report(report: dict, path: Path, markdown) -> None:
     """Write a benchmark's report as JSON and print its table (`markdown(report)`), as every decoder benchmark ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +178,7 @@ def main() -> None:
     frames, height, width = clf.cfg.frames, clf.cfg.height, clf.cfg.width
 
     def decode_all(fn) -> torch.Tensor:
-        return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
+        return decode_in_batches(fn, z, args.batch)
 
     videos, seconds = {}, {}
     for name, fn in fns.items():

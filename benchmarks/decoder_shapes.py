@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from decoder import held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
+from decoder import decode_in_batches, held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
 
 from accvideo.models.decoder import decode_video, load_decoder_for
 
@@ -50,10 +50,6 @@ def main() -> None:
     shapes = list(clf.cfg.classes["shape"])
     truth = torch.tensor([next(i for i, s in enumerate(shapes) if f" {s} " in p) for p, _ in pairs])
 
-    def decode(fn) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
-
     def predicted(video: torch.Tensor) -> torch.Tensor:
         video = quantise(video.clamp(0, 1))
         with torch.no_grad():
@@ -65,7 +61,7 @@ def main() -> None:
         confusion.index_put_((truth, pred), torch.ones_like(truth), accumulate=True)
         return {"shape_accuracy": round((pred == truth).float().mean().item(), 4), "confusion": confusion.tolist()}
 
-    vae = decode(opened.adapter.decode)
+    vae = decode_in_batches(opened.adapter.decode, z, args.batch)
     edge = F.pad((vae[:, :, :, 1:] - vae[:, :, :, :-1]).abs().mean(-1), (0, 1)) > EDGE
     report = {
         "student": args.student,
@@ -79,7 +75,7 @@ def main() -> None:
     }
     for path in args.decoder:
         tiny_model, _ = load_decoder_for(path, opened.model_dir)
-        tiny = decode(lambda x, m=tiny_model: decode_video(m, x))
+        tiny = decode_in_batches(lambda x, m=tiny_model: decode_video(m, x), z, args.batch)
         err = (tiny - vae).abs().mean(-1)
         sharpened = (tiny + (tiny - blur(tiny, 1.0))).clamp(0, 1)
         report["decoders"][path] = {

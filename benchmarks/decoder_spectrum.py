@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-import numpy as np
 import torch
+from decoder import decode_in_batches, held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decoder import held_out_arguments, held_out_set, write_report  # noqa: E402  (the latents of benchmarks/decoder.py)
-
-from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for  # noqa: E402
-from accvideo.world.attributes import parse_caption  # noqa: E402
-from accvideo.world.render import WorldConfig, render_batch  # noqa: E402
+from accvideo.evaluate.classifier import as_float_clips
+from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for
+from accvideo.world.attributes import parse_caption
+from accvideo.world.render import WorldConfig, render_batch
 
 BANDS = ((0.0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.5), (0.5, 0.71))
 
 
 def band_power(videos: torch.Tensor) -> list[float]:
-    """Mean power per band of videos (N, F, H, W, 3) in [0, 1]: each frame and colour's mean removed, |FFT|^2."""
+    """Power per band of videos (N, F, H, W, 3) in [0, 1]: |FFT|^2 of each frame and colour, its mean removed,
+    averaged over frames and summed over the band's frequencies."""
     x = videos.float().permute(0, 1, 4, 2, 3).flatten(0, 2)
     x = x - x.mean((-2, -1), keepdim=True)
     power = torch.fft.rfft2(x, norm="ortho").abs().pow(2).mean(0)
@@ -70,16 +68,12 @@ def main() -> None:
     opened, clf, pairs, z = held_out_set(args.student, args)
     size = (clf.cfg.frames, clf.cfg.height, clf.cfg.width)
 
-    def decode_all(fn) -> torch.Tensor:
-        return torch.cat([fn(z[i : i + args.batch]) for i in range(0, len(z), args.batch)])
-
     items = [(parse_caption(p), int(s)) for p, s in pairs]
-    real = torch.as_tensor(np.asarray(render_batch(items, WorldConfig(*size)))).float()
-    real = real / 255.0 if real.max() > 1.5 else real
-    sets = {"real clips": real, "teacher VAE": decode_all(opened.adapter.decode)}
+    real = as_float_clips(render_batch(items, WorldConfig(*size)))
+    sets = {"real clips": real, "teacher VAE": decode_in_batches(opened.adapter.decode, z, args.batch)}
     for d in args.decoder:
         tiny, _ = load_decoder_for(d, opened.model_dir)
-        sets[str(find_decoder(d).parent)] = decode_all(lambda x, t=tiny: decode_video(t, x))
+        sets[str(find_decoder(d).parent)] = decode_in_batches(lambda x, t=tiny: decode_video(t, x), z, args.batch)
     reference = band_power(real)
     rows = {name: [round(p / r, 3) for p, r in zip(band_power(v), reference, strict=True)] for name, v in sets.items()}
     report = {
