@@ -6,6 +6,7 @@ never does. Every function also works in a plain single process, where rank is 0
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,17 +79,30 @@ def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
 
 
 def shutdown() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one).
+
+    Wrapped models (FSDP2's hooks, DDP's reducer) hold the group in reference cycles; collecting them first destroys
+    the gloo/NCCL objects now, while the interpreter is whole, not during its finalisation, where a rank could abort
+    ("terminate called without an active exception") after its work was done and saved.
+    """
     if is_distributed():
+        gc.collect()
         tdist.destroy_process_group()
+        gc.collect()
 
 
 @contextmanager
 def distributed(device: torch.device) -> Iterator[None]:
-    """Join the process group for the body when launched by torchrun; leave it after, if joined here."""
+    """Join the process group for the body when launched by torchrun; leave it after, if joined here.
+
+    After a body that succeeded on this rank, every rank waits for the others before any tears the group down, so
+    no rank closes its connections while another still talks to it.
+    """
     started = init(device)
     try:
         yield
+        if started:
+            barrier()
     finally:
         if started:
             shutdown()
