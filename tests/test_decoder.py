@@ -118,7 +118,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller
 
-    kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3, crop=2)  # GAN and crops resume too
+    kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3, crop=2, ema=0.5)  # all resume too
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "straight", **kw), progress=False)
     step = DecoderDistiller.train_iteration
 
@@ -134,6 +134,37 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
     a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()
     assert a == (tmp_path / "resumed" / "decoder" / "decoder.safetensors").read_bytes()
+
+
+def test_the_saved_decoder_is_the_moving_average_of_unchanged_training(tiny_wan_dir, synvid, tmp_path, monkeypatch):
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.train import DecoderDistiller
+
+    kw = dict(iterations=3, checkpoint_every=3, holdout=0)
+    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "last", **kw), progress=False)
+    weights, step = [], DecoderDistiller.train_iteration
+
+    def recorded(self):
+        if not weights:
+            weights.append({k: v.clone() for k, v in self.decoder.state_dict().items()})
+        record = step(self)
+        weights.append({k: v.clone() for k, v in self.decoder.state_dict().items()})
+        return record
+
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", recorded)
+    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "average", ema=0.9, **kw), progress=False)
+    last = load_file(tmp_path / "last" / "decoder" / "decoder.safetensors")
+    average = load_file(tmp_path / "average" / "decoder" / "decoder.safetensors")
+    expected = dict(weights[0])
+    for i, w in enumerate(weights[1:]):  # decays 0.1, 2/11, 0.25: below ema=0.9 while the run is young
+        d = min(0.9, (1 + i) / (10 + i))
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+    assert len(weights) == 4 and last.keys() == average.keys() == expected.keys()
+    for k in last:
+        torch.testing.assert_close(weights[-1][k], last[k], rtol=0, atol=0)  # averaging changes no step
+        torch.testing.assert_close(average[k], expected[k], rtol=1e-6, atol=1e-7)
+    moved = [k for k in last if not torch.equal(weights[0][k], last[k])]
+    assert moved and any(not torch.allclose(average[k], last[k], atol=1e-6) for k in moved)
 
 
 def test_sample_decodes_with_the_decoder(tiny_wan_dir, tmp_path, capsys):

@@ -31,6 +31,7 @@ class DecoderDistillConfig:
     frame_pairs: int = 2  # per clip, the upsampling stages train on N random pairs of consecutive frames (0: all)
     crop: int = 0  # train on random crops of crop x crop latent pixels (0: whole frames; real sizes need crops)
     lr: float = 3e-3  # AdamW, cosine decay to lr/20 over the iterations
+    ema: float = 0.0  # the artifact is an exponential moving average of the weights with this decay (0: the last)
     l1_weight: float = 1.0  # L1 of the frames against the VAE's
     edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
@@ -68,6 +69,10 @@ class DecoderDistillConfig:
             raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(
+                f"ema must lie in [0, 1) (0: no average, 0.999: about the last 1000 steps); got {self.ema}"
+            )
         for name in (
             "l1_weight",
             "edge_weight",

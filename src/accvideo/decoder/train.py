@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import write_json_atomic
 from accvideo.core.outputs import check_folder, claim_folder
@@ -42,7 +44,14 @@ FORMAT = "accvideo.decoder-state/1"
 NAME = "checkpoint.pt"
 # How a run behaved before these settings existed (the first release's blocks, every frame): its checkpoint resumes
 # only with these values.
-BEFORE_SETTINGS = {**LEGACY_SPEC, "frame_pairs": 0, "edge_weight": 0.0, "min_width": 16, "spectral_weight": 0.0}
+BEFORE_SETTINGS = {
+    **LEGACY_SPEC,
+    "frame_pairs": 0,
+    "edge_weight": 0.0,
+    "min_width": 16,
+    "spectral_weight": 0.0,
+    "ema": 0.0,
+}
 CURVES = (
     ("loss", "total loss"),
     ("l1", "L1"),
@@ -98,6 +107,7 @@ class DecoderDistiller:
                     post_activation=cfg.post_activation,
                 )
             ).to(self.device)
+        self.average = copy.deepcopy(self.decoder).requires_grad_(False) if cfg.ema > 0 else None
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.iteration = self.samples = 0
         self.reals = None
@@ -216,6 +226,8 @@ class DecoderDistiller:
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
         self.opt.step()
+        if self.average is not None:
+            update_average(self.average.state_dict(), self.decoder.state_dict(), warmup_decay(cfg.ema, self.iteration))
         if adv:
             self.opt_disc.zero_grad(set_to_none=True)
             d = losses.hinge_d(self.disc(b["video"]), self.disc(frames.detach()))
@@ -228,16 +240,22 @@ class DecoderDistiller:
         record.update({k: v.item() for k, v in rec.items()})
         return record
 
+    @property
+    def artifact(self) -> TinyDecoder:
+        """The decoder a run saves and validates: the weights' moving average with `ema`, else the last weights."""
+        return self.decoder if self.average is None else self.average
+
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Mean PSNR (dB) of the decoder's frames against the VAE's on the held-out SynVid items."""
+        """Mean PSNR (dB) of the saved decoder's frames against the VAE's on the held-out SynVid items."""
         if not self.holdout:
             return None
-        self.decoder.eval()
+        decoder = self.artifact
+        decoder.eval()
         values = []
         for s in range(0, len(self.holdout), 16):
             b = self.targets.get(self.holdout[s : s + 16], features=False)
-            pred = to_video(self.decoder.decode(b["latents"].to(self.device)))
+            pred = to_video(decoder.decode(b["latents"].to(self.device)))
             values.append(losses.psnr(pred, to_video(b["video"])))
         self.decoder.train()
         return round(torch.cat(values).mean().item(), 3)
@@ -253,6 +271,7 @@ class DecoderDistiller:
             "iteration": self.iteration,
             "samples": self.samples,
             "decoder": sd(self.decoder),
+            "average": sd(self.average),
             "proj": sd(self.proj),
             "disc": sd(self.disc),
             "opt": sd(self.opt),
@@ -268,6 +287,8 @@ class DecoderDistiller:
             return
         check_resumable(saved, to_dict(self.cfg), self.identity, path, BEFORE_SETTINGS, RESUMABLE_CHANGES)
         self.decoder.load_state_dict(saved["decoder"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["average"])
         for module, key in ((self.proj, "proj"), (self.disc, "disc"), (self.opt, "opt"), (self.opt_disc, "opt_disc")):
             if module is not None:
                 module.load_state_dict(saved[key])
@@ -287,7 +308,7 @@ class DecoderDistiller:
             "samples": self.samples,
             "heldout_psnr_db": val,
         }
-        save_decoder(self.out / "decoder", self.decoder, self.vae, self.adapter.family, extra)
+        save_decoder(self.out / "decoder", self.artifact, self.vae, self.adapter.family, extra)
         if self.iteration >= self.cfg.iterations or self.iteration % (4 * self.cfg.checkpoint_every) == 0:
             plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)  # seconds: not always
         return val
@@ -330,7 +351,7 @@ class DecoderDistiller:
             "samples": self.samples,
             "clips": {"synvid": len(self.dataset), "real": 0 if self.reals is None else len(self.reals)},
             "heldout_psnr_db": val if val is not None else self.validate(),
-            "parameters": sum(p.numel() for p in self.decoder.parameters()),
+            "parameters": sum(p.numel() for p in self.artifact.parameters()),
             "seconds": round(time.perf_counter() - t0, 3),
             "targets_seconds": round(t_targets, 3),
             "train_seconds": round(train_seconds, 3),

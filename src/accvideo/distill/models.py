@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from accvideo.core import parallel
+from accvideo.core.averaging import update_average
 from accvideo.distill.config import DistillConfig
 from accvideo.distill.lora import (
     adapter_off,
@@ -60,8 +61,7 @@ class StudentTeacher:
         if self.ema is None:
             self.ema = {n: p.detach().clone() for n, p in self.params.items()}
             return
-        for n, p in self.params.items():
-            self.ema[n].lerp_(p.detach(), 1 - decay)
+        update_average(self.ema, self.params, decay)
 
     @torch.no_grad()
     def swap_ema(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config
 from accvideo.core.files import write_json_atomic
 from accvideo.core.inputs import load_safetensors, read_json
@@ -232,10 +233,7 @@ def train_transformer(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            for k, p in model.state_dict().items():
-                ema[k].lerp_(p, 1 - decay) if p.is_floating_point() else ema[k].copy_(p)
+        update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.update(1)
