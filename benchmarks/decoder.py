@@ -333,6 +333,7 @@ SETTINGS = (
     "batch",
     "iterations",
     "lr",
+    "ema",
     "edge_weight",
     "gradient_weight",
     "spectral_weight",
