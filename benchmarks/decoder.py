@@ -11,8 +11,9 @@ no noise seed is a training seed); the VAE and the tiny decoder each decode them
 tiny decoder's frames against the VAE's; ToyBench (attribute accuracy, Frechet distance, temporal consistency) of
 both sets of clips, with 95% bootstrap intervals over clips (paired for the differences) and, given several
 --decoder runs (one per training seed), the mean and spread over seeds (evaluate/intervals.py); decode time per clip
-(fastest of --repeats, at batch 1 and at --batch); parameters; the peak memory each decode adds (measured in a
-fresh process each); and the decoder runs' training cost (summary.json). Timing and memory use the first --decoder.
+(fastest of --repeats, at batch 1 and at --batch); parameters; the peak memory each decode adds (the median of 3
+fresh processes, from the kernel's high-water mark); and the decoder runs' training cost (summary.json). Timing and
+memory use the first --decoder.
 Prints a Markdown table and writes JSON.
 """
 
@@ -22,8 +23,7 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import resource
-import threading
+import statistics
 import time
 from pathlib import Path
 
@@ -103,42 +103,41 @@ def _time(fn, z: torch.Tensor, repeats: int) -> float:
     return best / len(z)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mb(field: str) -> float:
+    """A /proc/self/status memory field (VmRSS: resident now; VmHWM: its high-water mark), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _peak_child(args: tuple, queue) -> None:
-    """In a fresh process: how far the resident set rises above its level before a decode of a batch (MB),
-    sampled every half millisecond (Linux)."""
+    """In a fresh process: how far the resident set's high-water mark rises above the resident set before a decode
+    of a batch (MB). The kernel keeps the mark; writing 5 to /proc/self/clear_refs restarts it at the current resident
+    set (Linux), so the figure is exact, not sampled, and an earlier peak (loading the models) cannot hide it."""
     student, decoder, name, shape, threads = args
     torch.set_num_threads(threads)
     _, fns, _ = _decoders(student, decoder)
     z = torch.randn(shape)
     fns[name](z[:1, :, :1])  # load lazily-initialised kernels before the baseline
-    base, peak, done = _rss_mb(), [0.0], threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.0005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_mb("VmRSS")
     fns[name](z)
-    done.set()
-    watcher.join()
-    queue.put(max(peak[0], _rss_mb()) - base)
+    queue.put(_status_mb("VmHWM") - base)
 
 
-def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int) -> float:
+def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int, processes: int = 3) -> float:
+    """The median over `processes` fresh processes of the memory one batch decode adds (MB): the allocator's
+    choices move a single process's figure by up to a third."""
+    values = []
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    p = ctx.Process(target=_peak_child, args=((student, decoder, name, shape, threads), queue))
-    p.start()
-    value = queue.get()
-    p.join()
-    return round(value, 1)
+    for _ in range(processes):
+        queue = ctx.Queue()
+        p = ctx.Process(target=_peak_child, args=((student, decoder, name, shape, threads), queue))
+        p.start()
+        values.append(queue.get(timeout=600))
+        p.join()
+    return round(statistics.median(values), 1)
 
 
 def _config(run: Path) -> dict | None:
