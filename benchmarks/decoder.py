@@ -120,23 +120,30 @@ def _peak_child(args: tuple, queue) -> None:
     _, fns, _ = _decoders(student, decoder)
     z = torch.randn(shape)
     fns[name](z[:1, :, :1])  # load lazily-initialised kernels before the baseline
-    Path("/proc/self/clear_refs").write_text("5")
-    base = _status_mb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _status_mb("VmRSS")
+    except (OSError, RuntimeError) as exc:  # not Linux, or /proc is closed: say so instead of a silent wait
+        queue.put(f"peak memory needs Linux's /proc/self/clear_refs and status ({exc}); pass --quick to skip it")
+        return
     fns[name](z)
     queue.put(_status_mb("VmHWM") - base)
 
 
 def peak_mb(student: str, decoder: str, name: str, shape: tuple, threads: int, processes: int = 3) -> float:
     """The median over `processes` fresh processes of the memory one batch decode adds (MB): the allocator's
-    choices move a single process's figure by up to a third."""
+    choices move a single process's figure from one process to the next."""
     values = []
     ctx = mp.get_context("spawn")
     for _ in range(processes):
         queue = ctx.Queue()
         p = ctx.Process(target=_peak_child, args=((student, decoder, name, shape, threads), queue))
         p.start()
-        values.append(queue.get(timeout=600))
+        value = queue.get(timeout=600)
         p.join()
+        if isinstance(value, str):
+            raise SystemExit(value)
+        values.append(value)
     return round(statistics.median(values), 1)
 
 
