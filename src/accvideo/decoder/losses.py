@@ -44,13 +44,30 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / len(dims)
 
 
-def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def spectral_loss(pred: torch.Tensor, target: torch.Tensor, balance: bool = False) -> torch.Tensor:
     """Mean L1 between the amplitude spectra (orthonormal 2D FFT) of each frame and colour channel.
 
     It leaves the phase out: it asks for the target's detail energy at every spatial frequency without asking where
     it lies, which the pixel losses already do. Those alone regress towards a blur short of fine detail.
+    With `balance`, each frequency's error is divided by the target's mean amplitude there over the batch (plus
+    SPECTRAL_FLOOR): a relative error per frequency, so the fine detail, whose amplitudes are a thousandth of the
+    coarse ones', counts as much as the coarse.
     """
-    return l1(torch.fft.rfft2(pred.float(), norm="ortho").abs(), torch.fft.rfft2(target.float(), norm="ortho").abs())
+    a_pred = torch.fft.rfft2(pred.float(), norm="ortho").abs()
+    a_target = torch.fft.rfft2(target.float(), norm="ortho").abs()
+    if not balance:
+        return l1(a_pred, a_target)
+    scale = a_target.mean(dim=tuple(range(a_target.dim() - 2)), keepdim=True) + SPECTRAL_FLOOR
+    return ((a_pred - a_target).abs() / scale).mean()
+
+
+SPECTRAL_FLOOR = 1e-3  # the balanced spectral loss's floor on the mean amplitude (frames in [-1, 1]; ortho FFT)
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - the mean SSIM (the metric's window and constants) of frames (B, F, 3, H, W) in [-1, 1]. Its contrast
+    factor charges a blurred patch for its lost local variance, which the pixel losses accept as the safe guess."""
+    return 1 - ssim_map(pred.float().flatten(0, 1) / 2 + 0.5, target.float().flatten(0, 1) / 2 + 0.5).mean()
 
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -105,18 +122,23 @@ def ssim(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Per-clip SSIM (B,) of videos (B, F, H, W, 3) in [0, 1]: Wang et al. 2004, an 11-tap Gaussian window
     (sigma 1.5), per channel and frame, valid region, averaged."""
     b = video.shape[0]
-    x = video.float().permute(0, 1, 4, 2, 3).flatten(0, 2).unsqueeze(1)  # (B*F*3, 1, H, W)
-    y = reference.float().permute(0, 1, 4, 2, 3).flatten(0, 2).unsqueeze(1)
+    x = video.float().permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, 3, H, W)
+    y = reference.float().permute(0, 1, 4, 2, 3).flatten(0, 1)
+    return ssim_map(x, y).reshape(b, -1).mean(1)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The SSIM map (N, C, h, w) of images (N, C, H, W) in [0, 1] over the valid region: the five local moments
+    blurred at once, as one depthwise separable convolution (far less CPU time than a convolution per moment)."""
     g = _gaussian().to(x)
     size = min(11, x.shape[-1], x.shape[-2])
     g = g[(11 - size) // 2 : (11 - size) // 2 + size]
     g = g / g.sum()
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-
+    moments = torch.cat([x, y, x * x, y * y, x * y], 1)
+    k = moments.shape[1]
+    blurred = F.conv2d(moments, g.view(1, 1, 1, -1).expand(k, 1, 1, size), groups=k)
+    blurred = F.conv2d(blurred, g.view(1, 1, -1, 1).expand(k, 1, size, 1), groups=k)
+    mx, my, xx, yy, xy = blurred.chunk(5, 1)
     c1, c2 = 0.01**2, 0.03**2
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.view(b, -1).mean(1)
+    vx, vy, cxy = xx - mx**2, yy - my**2, xy - mx * my
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
