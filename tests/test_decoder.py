@@ -5,8 +5,10 @@ and beats the untrained decoder, and a killed run resumes to the uninterrupted r
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+
 import torch
 from safetensors.torch import load_file
 
@@ -112,6 +114,22 @@ def test_training_lowers_the_loss_and_beats_the_untrained_decoder(tiny_wan_dir, 
     assert summary["heldout_psnr_db"] > before + 3, (before, summary["heldout_psnr_db"])
     assert (tmp_path / "dec" / "losses.png").is_file() and summary["parameters"] > 0
     assert {"feat", "grad", "l1"} <= set(records[0])  # every term of the loss is on
+    # detail_clips (32) covers the whole training pool (items 0..7): over it, the saved decoder's frames hold the
+    # VAE frames' 3x3 high-pass energy exactly (before clamping), with a gain the summary and decoder.json record
+    from accvideo.decoder.targets import Targets
+    from accvideo.models.decoder import high_pass
+
+    decoder, info = load_decoder(tmp_path / "dec", None)
+    gain = info["spec"]["detail_gain"]
+    assert gain == summary["detail_gain"] and gain > 0.01
+    b = Targets(tmp_path / "dec" / "targets", 10, None).get(range(8), features=False)
+    with torch.no_grad():
+        frames = decoder.decode(b["latents"])
+    energy = high_pass(frames.double()).pow(2).sum()
+    torch.testing.assert_close(energy, high_pass(b["video"].double()).pow(2).sum(), rtol=1e-4, atol=0)
+    decoder.set_detail_gain(0.0)
+    with torch.no_grad():
+        assert high_pass(decoder.decode(b["latents"]).double()).pow(2).sum() < energy / (1 + gain / 2)
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid, tmp_path, monkeypatch):
@@ -353,6 +371,94 @@ def test_the_spectral_loss_sees_missing_detail_but_not_where_it_lies():
     assert spectral_loss(blurred, x) > 0.1
     flat_c, flat_d = torch.full((1, 1, 3, 8, 8), 0.25), torch.full((1, 1, 3, 8, 8), 0.75)
     torch.testing.assert_close(spectral_loss(flat_c, flat_d), torch.tensor(0.5 * 8 / (8 * 5)))
+
+
+def test_the_balanced_spectral_loss_counts_fine_detail_like_coarse():
+    """spectral_balance: a frame of a strong coarse wave and a weak fine one (amplitudes 1 and 0.01). The flat
+    spectral loss charges losing the fine wave a hundredth of losing the coarse one; the balanced loss charges each
+    its amplitude over itself plus the floor, nearly the same. A cosine of amplitude c along x of an 8 x 8 frame
+    is one rfft2 bin of amplitude 4 c (orthonormal)."""
+    from accvideo.decoder.losses import SPECTRAL_FLOOR, spectral_loss
+
+    x = torch.arange(8.0).view(1, 1, 1, 1, 8).expand(1, 1, 1, 8, 8)
+    coarse, fine = torch.cos(2 * math.pi * x / 8), 0.01 * torch.cos(2 * math.pi * 3 * x / 8)
+    frame = coarse + fine
+    bins = 8 * 5
+    torch.testing.assert_close(spectral_loss(coarse, frame), torch.tensor(0.04 / bins))
+    torch.testing.assert_close(spectral_loss(fine, frame), torch.tensor(4.0 / bins))
+    torch.testing.assert_close(
+        spectral_loss(coarse, frame, balance=True), torch.tensor(0.04 / (0.04 + SPECTRAL_FLOOR) / bins)
+    )
+    # float32 round-off in the empty bins, divided by the floor, stays below a thousandth of the value
+    expected = torch.tensor(4.0 / (4.0 + SPECTRAL_FLOOR) / bins)
+    torch.testing.assert_close(spectral_loss(fine, frame, balance=True), expected, rtol=1e-3, atol=0)
+    # the scale is the batch's mean amplitude per bin: a second item without the fine wave halves its mean there
+    batch = torch.cat([frame, coarse])
+    pred = torch.cat([coarse, coarse])
+    torch.testing.assert_close(
+        spectral_loss(pred, batch, balance=True), torch.tensor(0.04 / (0.02 + SPECTRAL_FLOOR) / bins / 2)
+    )
+
+
+def test_the_ssim_loss_charges_a_blur_what_the_l1_lets_pass():
+    """ssim_weight: 1 - SSIM equals one minus the metric on the same frames; a blurred texture and a brightness
+    offset of the same L1 error cost it very differently: the blur loses local contrast, the offset keeps it."""
+    from accvideo.decoder.losses import l1, ssim, ssim_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 3, 32, 32, generator=g) * 1.6 - 0.8
+    blurred = (x + torch.roll(x, 1, -1) + torch.roll(x, -1, -1) + torch.roll(x, 1, -2) + torch.roll(x, -1, -2)) / 5
+    offset = x + l1(blurred, x)
+    torch.testing.assert_close(l1(offset, x), l1(blurred, x))
+    assert ssim_loss(x, x).abs() < 1e-6
+    video = lambda f: (f / 2 + 0.5).permute(0, 1, 3, 4, 2)  # noqa: E731
+    torch.testing.assert_close(ssim_loss(blurred, x), 1 - ssim(video(blurred), video(x)).mean())
+    assert ssim_loss(blurred, x) > 10 * ssim_loss(offset, x)
+
+
+def test_the_detail_gain_is_the_exact_root_and_sums_over_clips():
+    """fit_detail_gain: the gain that gives blurred frames their target's high-pass energy, from sums that add
+    over clips (one clip in memory at a time fits what the whole batch fits); frames as detailed as the target,
+    or more, get none."""
+    from accvideo.models.decoder import detail_sums, fit_detail_gain, high_pass
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 5, 3, 16, 16, generator=g) * 2 - 1
+    blurred = target - 0.6 * high_pass(target)
+    sums = detail_sums(blurred, target)
+    torch.testing.assert_close(sum(detail_sums(blurred[i : i + 1], target[i : i + 1]) for i in range(3)), sums)
+    gain = fit_detail_gain(sums)
+    sharpened = blurred + gain * high_pass(blurred)
+    torch.testing.assert_close(high_pass(sharpened).pow(2).sum(), high_pass(target).pow(2).sum(), rtol=1e-5, atol=0)
+    assert 0.3 < gain < 3
+    assert fit_detail_gain(detail_sums(target, target)) == 0.0
+    assert fit_detail_gain(detail_sums(target + 0.5 * high_pass(target), target)) == 0.0
+
+
+def test_decode_applies_the_detail_gain_to_each_frame_and_it_is_saved(tmp_path):
+    """A decoder's detail gain: decode gives frames + gain x (frames - their 3x3 box blur, edges replicated),
+    chunked still equals whole, and the gain is saved in decoder.json (a decoder saved without it has none)."""
+    dec = small()
+    z = torch.randn(2, 16, 5, 4, 4)
+    with torch.no_grad():
+        plain = dec.decode(z)
+        dec.set_detail_gain(0.4)
+        sharp = dec.decode(z)
+        torch.testing.assert_close(dec.decode(z, chunk=1), sharp, rtol=0, atol=1e-5)
+    flat = plain.flatten(0, 1)
+    box = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(flat, (1, 1, 1, 1), mode="replicate"), torch.full((3, 1, 3, 3), 1 / 9), groups=3
+    )
+    torch.testing.assert_close(sharp, (flat + 0.4 * (flat - box)).view_as(plain), rtol=0, atol=1e-5)
+    save_decoder(tmp_path / "d", dec, "vae-id", "wan")
+    loaded, info = load_decoder(tmp_path / "d", "vae-id")
+    assert info["spec"]["detail_gain"] == 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(z), sharp, rtol=0, atol=1e-6)
+    del info["spec"]["detail_gain"]
+    (tmp_path / "d" / "decoder.json").write_text(json.dumps(info))
+    with torch.no_grad():
+        torch.testing.assert_close(load_decoder(tmp_path / "d", "vae-id")[0].decode(z), plain, rtol=0, atol=1e-6)
 
 
 def test_channels_last_weights_compute_what_the_plain_layout_computes(tmp_path):

@@ -36,7 +36,10 @@ class DecoderDistillConfig:
     edge_weight: float = 10.0  # the L1 weighs a pixel 1 + edge_weight x the VAE frame's edge magnitude there
     gradient_weight: float = 1.0  # L1 of the frames' image gradients (the structural term)
     spectral_weight: float = 1.0  # L1 of the frames' amplitude spectra (detail energy, without phase; val: -0.9 FD)
+    ssim_weight: float = 0.0  # 1 - SSIM of the frames against the VAE's (11-tap Gaussian window)
+    spectral_balance: bool = False  # divide each frequency's spectral error by the VAE frames' mean amplitude there
     feature_weight: float = 0.1  # match the VAE decoder's features at one upsampling stage (normalised MSE)
+    detail_clips: int = 32  # training clips on which the saved decoder's detail gain is fitted (0: no gain)
     adv_weight: float = 0.0  # a small patch discriminator (hinge); 0 turns it off
     adv_start: float = 0.5  # with adv_weight: the fraction of the iterations after which it joins
     holdout: int = 16  # SynVid items kept out of training for the validation PSNR (the last N)
@@ -65,6 +68,8 @@ class DecoderDistillConfig:
             raise ValueError(f"frame_pairs must be >= 0 (0: every frame); got {self.frame_pairs}")
         if self.crop < 0:
             raise ValueError(f"crop must be >= 0 (0: whole frames); got {self.crop}")
+        if self.detail_clips < 0:
+            raise ValueError(f"detail_clips must be >= 0 (0: no detail gain); got {self.detail_clips}")
         if self.video_clips < 1 or self.holdout < 0:
             raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
         if self.lr <= 0:
@@ -78,6 +83,7 @@ class DecoderDistillConfig:
             "edge_weight",
             "gradient_weight",
             "spectral_weight",
+            "ssim_weight",
             "feature_weight",
             "adv_weight",
         ):

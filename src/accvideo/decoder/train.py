@@ -35,7 +35,16 @@ from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.state import peak_memory_mb
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
-from accvideo.models.decoder import LEGACY_SPEC, TinyDecoder, save_decoder, spec_for, to_video, vae_identity
+from accvideo.models.decoder import (
+    LEGACY_SPEC,
+    TinyDecoder,
+    detail_sums,
+    fit_detail_gain,
+    save_decoder,
+    spec_for,
+    to_video,
+    vae_identity,
+)
 from accvideo.models.identity import teacher_identity
 from accvideo.synthesize import SynVidDataset
 
@@ -51,12 +60,16 @@ BEFORE_SETTINGS = {
     "min_width": 16,
     "spectral_weight": 0.0,
     "ema": 0.0,
+    "spectral_balance": False,
+    "ssim_weight": 0.0,
+    "detail_clips": 0,
 }
 CURVES = (
     ("loss", "total loss"),
     ("l1", "L1"),
     ("grad", "image-gradient L1"),
     ("spec", "amplitude-spectrum L1"),
+    ("ssim", "1 - SSIM"),
     ("feat", "VAE feature MSE (normalised)"),
     ("adv", "patch GAN (generator)"),
     ("val_psnr", "held-out PSNR (dB)"),
@@ -207,8 +220,11 @@ class DecoderDistiller:
         }
         loss = cfg.l1_weight * rec["l1"] + cfg.gradient_weight * rec["grad"]
         if cfg.spectral_weight > 0:
-            rec["spec"] = losses.spectral_loss(frames, b["video"])
+            rec["spec"] = losses.spectral_loss(frames, b["video"], cfg.spectral_balance)
             loss = loss + cfg.spectral_weight * rec["spec"]
+        if cfg.ssim_weight > 0:
+            rec["ssim"] = losses.ssim_loss(frames, b["video"])
+            loss = loss + cfg.ssim_weight * rec["ssim"]
         if self.tap is not None:
             projected = self.proj(feat.flatten(0, 1)).view(*feat.shape[:2], -1, *feat.shape[3:])
             rec["feat"] = losses.feature_loss(projected, b["features"])
@@ -244,6 +260,24 @@ class DecoderDistiller:
     def artifact(self) -> TinyDecoder:
         """The decoder a run saves and validates: the weights' moving average with `ema`, else the last weights."""
         return self.decoder if self.average is None else self.average
+
+    @torch.no_grad()
+    def fit_detail(self) -> float:
+        """Set the saved decoder's detail gain so that its frames hold the VAE's 3x3 high-pass energy on
+        `detail_clips` training clips spread over the pool, one clip in memory at a time (0 when none)."""
+        decoder, n = self.artifact, min(self.cfg.detail_clips, len(self.pool))
+        decoder.set_detail_gain(0.0)
+        if n == 0:
+            return 0.0
+        decoder.eval()
+        sums = torch.zeros(4, dtype=torch.float64)
+        for i in torch.linspace(0, len(self.pool) - 1, n).round().long().unique().tolist():
+            b = self.targets.get([int(self.pool[i])], features=False)
+            sums += detail_sums(decoder.decode(b["latents"].to(self.device)).cpu(), b["video"])
+        self.decoder.train()
+        gain = round(fit_detail_gain(sums), 4)
+        decoder.set_detail_gain(gain)
+        return gain
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -297,10 +331,13 @@ class DecoderDistiller:
         self.iteration, self.samples = saved["iteration"], saved["samples"]
 
     def save(self, log: LossLog) -> float | None:
-        """Checkpoint, decoder artifact, held-out PSNR (logged); the loss plot at the end and every 4th save."""
+        """Checkpoint, decoder artifact (its detail gain fitted first), held-out PSNR (logged); the loss plot at
+        the end and every 4th save."""
+        gain = self.fit_detail()
         val = self.validate()
         if val is not None:
-            log.write({"iteration": self.iteration, "samples": self.samples, "val_psnr": val}, scalars=False)
+            record = {"iteration": self.iteration, "samples": self.samples, "val_psnr": val, "detail_gain": gain}
+            log.write(record, scalars=False)
         save_checkpoint(self.out / NAME, self.state(), FORMAT)
         extra = {
             "teacher_identity": self.identity,
@@ -344,13 +381,17 @@ class DecoderDistiller:
         if self.iteration == start and not (self.out / "decoder").is_dir():
             val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact
         train_seconds = time.perf_counter() - t_train
+        if val is None:  # resumed with nothing to do: the saved artifact's figures, computed again
+            self.fit_detail()
+            val = self.validate()
         summary = {
             "out": str(self.out),
             "decoder": str(self.out / "decoder"),
             "iterations": self.iteration,
             "samples": self.samples,
             "clips": {"synvid": len(self.dataset), "real": 0 if self.reals is None else len(self.reals)},
-            "heldout_psnr_db": val if val is not None else self.validate(),
+            "heldout_psnr_db": val,
+            "detail_gain": self.artifact.spec.detail_gain,
             "parameters": sum(p.numel() for p in self.artifact.parameters()),
             "seconds": round(time.perf_counter() - t0, 3),
             "targets_seconds": round(t_targets, 3),

@@ -37,6 +37,9 @@ FORMAT = "accvideo.decoder/1"
 INFO = "decoder.json"
 WEIGHTS = "decoder.safetensors"
 RANDOM = "tiny"  # --decoder tiny: a random decoder of the default architecture (timing only)
+# the random decoder's detail gain: about what trained decoders of the built-in get (0.31 to 0.33), so timing
+# includes the filter
+RANDOM_DETAIL_GAIN = 0.3
 CHUNK = 4  # latent frames decoded together (16 frames of Wan): fixed memory whatever the clip's length
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 # what a spec saved before the activation was a setting means (decoders of the first release)
@@ -58,6 +61,8 @@ class DecoderSpec:
     min_width: int = 16
     activation: str = "silu"  # silu | relu
     post_activation: bool = False  # the activation also after each residual sum (the first release's blocks)
+    # decoded frames + detail_gain x their 3x3 high-pass, fitted after training (decoder/train.py); 0: none
+    detail_gain: float = 0.0
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -76,6 +81,8 @@ class DecoderSpec:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"decoder {name} must be >= 1; got {getattr(self, name)}")
+        if not 0 <= self.detail_gain < 10:
+            raise ValueError(f"decoder detail_gain must lie in [0, 10); got {self.detail_gain}")
 
     @property
     def widths(self) -> list[int]:
@@ -88,7 +95,7 @@ class DecoderSpec:
 
 def spec_for(adapter, width: int = 64, depth: int = 2, stage_depth: int = 2, **blocks) -> DecoderSpec:
     """The spec for an adapter's VAE: its latent channels and time/space factors (never a family's name);
-    `blocks`: min_width, activation, post_activation."""
+    `blocks`: min_width, activation, post_activation, detail_gain."""
     return DecoderSpec(
         adapter.latent_channels, adapter.temporal_factor, adapter.spatial_factor, 3, width, depth, stage_depth, **blocks
     )
@@ -192,12 +199,44 @@ class TinyDecoder(nn.Module):
         return x.flatten(1, 2)
 
     def decode(self, z: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-        """Latents (B, C, F', H', W') -> frames (B, F, c, H, W), `chunk` latent frames at a time (causal)."""
+        """Latents (B, C, F', H', W') -> frames (B, F, c, H, W), `chunk` latent frames at a time (causal), with
+        the spec's detail gain (a per-frame filter, so chunked still equals whole)."""
         state, parts = None, []
         for s in range(0, z.shape[2], chunk):
             out, state, _ = self(z[:, :, s : s + chunk], state)
+            if self.spec.detail_gain:
+                out = out + self.spec.detail_gain * high_pass(out)
             parts.append(out)
         return torch.cat(parts, 1)
+
+    def set_detail_gain(self, gain: float) -> None:
+        self.spec = dataclasses.replace(self.spec, detail_gain=float(gain))
+
+
+def high_pass(frames: torch.Tensor) -> torch.Tensor:
+    """Frames (..., c, H, W) minus their 3x3 box blur (edges replicated): the detail a blur removes."""
+    x = frames.flatten(0, -4) if frames.dim() > 4 else frames
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    return (x - blurred).reshape(frames.shape)
+
+
+def fit_detail_gain(sums: torch.Tensor) -> float:
+    """The gain g with |high_pass(p + g high_pass(p))|^2 = |high_pass(target)|^2, from `detail_sums` accumulated
+    over clips: high_pass is linear, so the left side is a quadratic in g, solved exactly (before clamping). 0 when
+    the frames already hold as much detail as the target's (the gain never blurs)."""
+    hh, hk, kk, tt = (float(v) for v in sums)
+    if hh >= tt or kk == 0:
+        return 0.0
+    return (-2 * hk + math.sqrt(4 * hk * hk + 4 * kk * (tt - hh))) / (2 * kk)
+
+
+def detail_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(|h|^2, <h, k>, |k|^2, |high_pass(target)|^2) of frames pred and target (..., c, H, W), with h the
+    high-pass of pred and k the high-pass of h: what `fit_detail_gain` needs, summable over clips."""
+    h = high_pass(pred.double())
+    k = high_pass(h)
+    t = high_pass(target.double())
+    return torch.stack([(h * h).sum(), (h * k).sum(), (k * k).sum(), (t * t).sum()])
 
 
 def to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -313,7 +352,7 @@ def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool 
             raise AccVideoError("--decoder tiny is a random decoder for timing (accvideo bench); pass a trained one")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            decoder = TinyDecoder(spec_for(adapter)).requires_grad_(False).eval()
+            decoder = TinyDecoder(spec_for(adapter, detail_gain=RANDOM_DETAIL_GAIN)).requires_grad_(False).eval()
     else:
         if model_dir is None:
             raise AccVideoError(
