@@ -313,9 +313,12 @@ def compare_rows(reports: list[dict]) -> str:
         "| decoder settings | training seeds | PSNR (dB) | SSIM | mean acc | shape | Frechet | temporal |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in reports:
+    datas = [(r.get("config") or {}).get("data") for r in reports]
+    usual = max(set(datas), key=datas.count)  # the SynVid most rows trained on; a row on another one names it
+    for r, data in zip(reports, datas, strict=True):
         config = {**BEFORE_SETTINGS, **(r.get("config") or {})}  # a setting newer than the run: how it ran
         changed = [f"{k}={x}" for k, x in config.items() if k in SETTINGS and getattr(default, k) != x]
+        changed = changed + ([f"data={data}"] if data != usual else [])
         t = r["toybench"]["tiny"]
         lines.append(
             f"| {' '.join(changed) or 'the defaults'} | {len(r.get('decoders', [r['decoder']]))} | "
@@ -343,7 +346,10 @@ SETTINGS = (
     "edge_weight",
     "gradient_weight",
     "spectral_weight",
+    "spectral_balance",
+    "ssim_weight",
     "feature_weight",
+    "detail_clips",
     "adv_weight",
     "adv_start",
 )
