@@ -31,3 +31,6 @@ python benchmarks/decoder.py --student $D/distill --decoder runs/dec_detail-s0 r
 # the defaults timed alone on 2 idle threads, from scratch (targets included)
 OMP_NUM_THREADS=2 /usr/bin/time -v accvideo decoder distill --teacher builtin --data $D/synvid --out runs/dec_time2 \
     --threads 2 > runs/dec_time2.log 2>&1
+# where the gap lies (run before the detail gain was built; the decoder's gain is set to 0 inside)
+python benchmarks/decoder_detail.py --student $D/distill --decoder runs/dec_last-s0 --targets runs/dec_ema-s1 \
+    --n 256 --split val --threads 2 --json benchmarks/results/decoder_detail.json
