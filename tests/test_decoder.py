@@ -8,7 +8,6 @@ import json
 import math
 
 import pytest
-
 import torch
 from safetensors.torch import load_file
 
