@@ -273,7 +273,7 @@ class DecoderDistiller:
         sums = torch.zeros(4, dtype=torch.float64)
         for i in torch.linspace(0, len(self.pool) - 1, n).round().long().unique().tolist():
             b = self.targets.get([int(self.pool[i])], features=False)
-            sums += detail_sums(decoder.decode(b["latents"].to(self.device)).cpu(), b["video"])
+            sums += detail_sums(decoder.decode(b["latents"].to(self.device)), b["video"])
         self.decoder.train()
         gain = round(fit_detail_gain(sums), 4)
         decoder.set_detail_gain(gain)
@@ -335,9 +335,8 @@ class DecoderDistiller:
         the end and every 4th save."""
         gain = self.fit_detail()
         val = self.validate()
-        if val is not None:
-            record = {"iteration": self.iteration, "samples": self.samples, "val_psnr": val, "detail_gain": gain}
-            log.write(record, scalars=False)
+        record = {"iteration": self.iteration, "samples": self.samples, "detail_gain": gain}
+        log.write(record if val is None else {**record, "val_psnr": val}, scalars=False)
         save_checkpoint(self.out / NAME, self.state(), FORMAT)
         extra = {
             "teacher_identity": self.identity,

@@ -232,11 +232,12 @@ def fit_detail_gain(sums: torch.Tensor) -> float:
 
 def detail_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(|h|^2, <h, k>, |k|^2, |high_pass(target)|^2) of frames pred and target (..., c, H, W), with h the
-    high-pass of pred and k the high-pass of h: what `fit_detail_gain` needs, summable over clips."""
-    h = high_pass(pred.double())
+    high-pass of pred and k the high-pass of h: what `fit_detail_gain` needs, summable over clips. Computed in
+    float32 where pred lies (a real-size clip is 10^8 values), returned as float64 on the CPU."""
+    h = high_pass(pred.float())
     k = high_pass(h)
-    t = high_pass(target.double())
-    return torch.stack([(h * h).sum(), (h * k).sum(), (k * k).sum(), (t * t).sum()])
+    t = high_pass(target.to(h))
+    return torch.stack([(h * h).sum(), (h * k).sum(), (k * k).sum(), (t * t).sum()]).double().cpu()
 
 
 def to_video(frames: torch.Tensor) -> torch.Tensor:
