@@ -447,6 +447,21 @@ def sample_with_a_damaged_decoder(env):
 
 
 @case
+def sample_with_a_decoder_of_a_negative_detail_gain(env):
+    import json
+
+    from accvideo.models.decoder import vae_identity
+
+    dec = tiny_decoder(env, vae_identity(env.teacher))
+    info = json.loads((dec / "decoder.json").read_text())
+    info["spec"]["detail_gain"] = -0.5  # a hand-edited JSON: a gain below 0 blurs, and is refused
+    (dec / "decoder.json").write_text(json.dumps(info))
+    return ["sample", "--model", str(env.teacher), "--decoder", str(dec), "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "detail_gain must lie in [0, 10)"
+    )
+
+
+@case
 def sample_with_the_random_timing_decoder(env):
     return ["sample", "--model", str(env.teacher), "--decoder", "tiny", "--out", str(env.tmp / "c.mp4"), *SMALL], (
         "random decoder for timing"
