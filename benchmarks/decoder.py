@@ -82,6 +82,21 @@ def held_out_arguments(ap: argparse.ArgumentParser, n: int, split: str, json_pat
     ap.add_argument("--json", type=Path, default=Path(json_path))
 
 
+def parse_held_out(ap: argparse.ArgumentParser, n: int, split: str, json_path: str, markdown):
+    """Parse a held-out decoder benchmark's options (the caller adds its --decoder and its own): --student, --table
+    (print the table of a JSON the script wrote, then None) and `held_out_arguments`."""
+    ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
+    ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
+    held_out_arguments(ap, n, split, json_path)
+    args = ap.parse_args()
+    if args.table is not None:
+        print(markdown(json.loads(args.table.read_text())))
+        return None
+    if not (args.student and args.decoder):
+        ap.error("--student and --decoder are required (or --table JSON)")
+    return args
+
+
 def held_out_set(student: str, args: argparse.Namespace):
     """(opened student, ToyBench classifier, pairs, latents): the held-out pairs of `args` (held_out_arguments),
     whose noise seeds no training run uses, and the student's latents for them at the classifier's clip size."""

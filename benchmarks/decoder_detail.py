@@ -15,12 +15,11 @@ decoder's 3x3 high-pass energy as a share of the VAE's on the first 64 training 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from decoder import decode_in_batches, held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
+from decoder import decode_in_batches, held_out_set, parse_held_out, write_report  # benchmarks/decoder.py
 
 from accvideo.decoder.targets import Targets
 from accvideo.evaluate.classifier import classify
@@ -40,17 +39,11 @@ def filtered(video: torch.Tensor, gain: float) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
     ap.add_argument("--decoder", help="a decoder distill run (or decoder/ folder)")
     ap.add_argument("--targets", type=Path, help="a decoder run whose targets/ are the training clips' VAE decodes")
-    ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
-    held_out_arguments(ap, 256, "val", "benchmarks/results/decoder_detail.json")
-    args = ap.parse_args()
-    if args.table is not None:
-        print(markdown(json.loads(args.table.read_text())))
+    args = parse_held_out(ap, 256, "val", "benchmarks/results/decoder_detail.json", markdown)
+    if args is None:
         return
-    if not (args.student and args.decoder):
-        ap.error("--student and --decoder are required (or --table JSON)")
     opened, clf, pairs, z = held_out_set(args.student, args)
     tiny, _ = load_decoder_for(args.decoder, opened.model_dir)
     tiny.set_detail_gain(0.0)

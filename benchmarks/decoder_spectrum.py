@@ -13,11 +13,9 @@ table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
-from decoder import decode_in_batches, held_out_arguments, held_out_set, write_report  # benchmarks/decoder.py
+from decoder import decode_in_batches, held_out_set, parse_held_out, write_report  # benchmarks/decoder.py
 
 from accvideo.evaluate.classifier import as_float_clips
 from accvideo.models.decoder import decode_video, find_decoder, load_decoder_for
@@ -55,16 +53,10 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--student", help="a distill run (or 'builtin' for the teacher)")
     ap.add_argument("--decoder", nargs="+", help="decoder distill runs (or decoder/ folders)")
-    ap.add_argument("--table", type=Path, help="only print the table of a JSON this script wrote")
-    held_out_arguments(ap, 64, "val", "benchmarks/results/decoder_spectrum.json")
-    args = ap.parse_args()
-    if args.table is not None:
-        print(markdown(json.loads(args.table.read_text())))
+    args = parse_held_out(ap, 64, "val", "benchmarks/results/decoder_spectrum.json", markdown)
+    if args is None:
         return
-    if not (args.student and args.decoder):
-        ap.error("--student and --decoder are required (or --table JSON)")
     opened, clf, pairs, z = held_out_set(args.student, args)
     size = (clf.cfg.frames, clf.cfg.height, clf.cfg.width)
 
