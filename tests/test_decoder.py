@@ -399,6 +399,34 @@ def test_the_balanced_spectral_loss_counts_fine_detail_like_coarse():
     )
 
 
+def test_the_ssim_metric_is_wang_et_al_per_plane():
+    """ssim blurs the five local moments of every colour plane at once (a grouped convolution): it equals the
+    textbook formula computed plane by plane with an 11-tap Gaussian (sigma 1.5), valid region, averaged per clip."""
+    import torch.nn.functional as F
+
+    from accvideo.decoder.losses import ssim
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 20, 24, 3, generator=g)
+    b = (a + 0.1 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    w = torch.exp(-(x**2) / (2 * 1.5**2))
+    window = (w / w.sum()).outer(w / w.sum()).view(1, 1, 11, 11)
+    per_clip = []
+    for i in range(2):
+        values = []
+        for f in range(3):
+            for c in range(3):
+                p, q = a[i, f, :, :, c].double()[None, None], b[i, f, :, :, c].double()[None, None]
+                mp, mq = F.conv2d(p, window), F.conv2d(q, window)
+                vp, vq = F.conv2d(p * p, window) - mp**2, F.conv2d(q * q, window) - mq**2
+                cpq = F.conv2d(p * q, window) - mp * mq
+                c1, c2 = 0.01**2, 0.03**2
+                values.append(((2 * mp * mq + c1) * (2 * cpq + c2)) / ((mp**2 + mq**2 + c1) * (vp + vq + c2)))
+        per_clip.append(torch.cat([v.flatten() for v in values]).mean())
+    torch.testing.assert_close(ssim(a, b).double(), torch.stack(per_clip), rtol=0, atol=2e-5)
+
+
 def test_the_ssim_loss_charges_a_blur_what_the_l1_lets_pass():
     """ssim_weight: 1 - SSIM equals one minus the metric on the same frames; a blurred texture and a brightness
     offset of the same L1 error cost it very differently: the blur loses local contrast, the offset keeps it."""
