@@ -24,6 +24,7 @@ import resource
 import shutil
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -140,13 +141,16 @@ def host_peak_gib() -> float:
 
 
 @contextmanager
-def stage(record: dict, name: str, device: torch.device):
-    """Time a stage; its peak GPU memory (allocator) and the process's host peak so far."""
+def stage(record: dict, name: str, device: torch.device, flush):
+    """Time a stage; its peak GPU memory (allocator) and the process's host peak so far. `flush()` writes the JSON
+    before and after, so a run cut short (timeout, out of memory) still leaves what it measured and where it stopped."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     print(f"[rehearsal] {name} ...", flush=True)
+    record[name] = {"running": True}
+    flush()
     t0 = time.perf_counter()
     yield
     if device.type == "cuda":
@@ -155,6 +159,7 @@ def stage(record: dict, name: str, device: torch.device):
     if device.type == "cuda":
         entry["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     record[name] = entry
+    flush()
     print(f"[rehearsal] {name}: {entry}", flush=True)
 
 
@@ -178,16 +183,17 @@ def stock_sample(pipeline_cls, folder: Path, device, dtype, size, steps: int, lo
     return list(out[0].shape) if hasattr(out[0], "shape") else [len(out[0])]
 
 
-def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: torch.dtype) -> dict:
+def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: torch.dtype, record: dict, flush) -> None:
+    """One family through every stage; `dtype` is the teacher's (and synthesis's); bf16 also turns on bf16 autocast."""
     from diffusers import HunyuanVideoPipeline, WanPipeline
 
     builder, frames, height, width, steps, iterations, extra = PLANS[family][mode]
     size = (frames, height, width)
-    record: dict = {"family": family, "mode": mode, "size": list(size), "teacher_steps": steps}
-    stages: dict = {}
+    record.update(family=family, mode=mode, size=list(size), teacher_steps=steps, stages={})
+    stages: dict = record["stages"]
     teacher, prompts = work / "teacher", work / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    with stage(stages, "build_and_save_teacher", device):
+    with stage(stages, "build_and_save_teacher", device, flush):
         torch.manual_seed(0)
         adapter = builder(device, dtype)
         record["transformer_params"] = sum(p.numel() for p in adapter.transformer.parameters())
@@ -199,8 +205,9 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
     t0 = time.perf_counter()
     teacher_identity(teacher)
     record["identity_seconds"] = round(time.perf_counter() - t0, 4)
-    common = dict(device=str(device))
-    with stage(stages, "synthesize", device):
+    common = dict(device=str(device), dtype=str(dtype).removeprefix("torch."))
+    precision = "bf16" if dtype == torch.bfloat16 else "off"
+    with stage(stages, "synthesize", device, flush):
         synthesize(
             SynthConfig(
                 teacher=str(teacher),
@@ -220,7 +227,7 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
     students = [("lora", 64)] if family == "hunyuanvideo" else [("full", 0), ("lora", 64)]
     for name, rank in students:
         run = work / f"distill-{name}"
-        with stage(stages, f"distill_{name}", device):
+        with stage(stages, f"distill_{name}", device, flush):
             summary = distill(
                 DistillConfig(
                     teacher=str(teacher),
@@ -232,6 +239,7 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
                     probe_every=0,
                     checkpoint_every=100,
                     head_channels=64,
+                    mixed_precision=precision,
                     grad_checkpointing="auto" if mode == "real" else "on",  # tiny: the same path as real size
                     **common,
                 ),
@@ -241,17 +249,15 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
         stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
         fmt = "lora" if rank else "diffusers"
         export = work / f"export-{name}"
-        with stage(stages, f"export_{name}", device):
+        with stage(stages, f"export_{name}", device, flush):
             manifest = export_run(run, fmt, export, dtype="bfloat16" if fmt == "diffusers" else None)
         for part in ("checkpoint.pt", "checkpoint"):  # the training state (16 B a parameter): free the disk
             shutil.rmtree(run / part, ignore_errors=True) if (run / part).is_dir() else (run / part).unlink(True)
         pipeline_cls = WanPipeline if family == "wan" else HunyuanVideoPipeline
-        with stage(stages, f"stock_{pipeline_cls.__name__}_{name}", device):
+        with stage(stages, f"stock_{pipeline_cls.__name__}_{name}", device, flush):
             folder, lora = (export, None) if fmt == "diffusers" else (teacher, export)
             shape = stock_sample(pipeline_cls, folder, device, dtype, size, 3, lora, manifest["call"])
         stages[f"stock_{pipeline_cls.__name__}_{name}"]["video_shape"] = shape
-    record["stages"] = stages
-    return record
 
 
 def _resolved(run: Path) -> str:
@@ -260,15 +266,52 @@ def _resolved(run: Path) -> str:
     return yaml.safe_load((run / "config.yaml").read_text())["grad_checkpointing_resolved"]
 
 
+def table(paths: list[str]) -> str:
+    """The per-stage markdown table of rehearsal JSONs (docs/scale-out.md), one row per family and stage."""
+    lines = [
+        "| run | family | stage | seconds | GPU peak (GiB) | host peak so far (GiB) | note |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        run = f"{result['device']}, {result['dtype']}"
+        for rec in result["runs"]:
+            for name, e in rec.get("stages", {}).items():
+                note = []
+                if "grad_checkpointing" in e:
+                    note.append(f"checkpointing {e['grad_checkpointing']}")
+                if "video_shape" in e:
+                    note.append("video " + "x".join(map(str, e["video_shape"])))
+                if e.get("running"):
+                    note.append("**did not finish**")
+                cells = [e.get("seconds", ""), e.get("gpu_peak_gib", "-"), e.get("host_peak_gib_so_far", "")]
+                lines.append(
+                    f"| {run} | {rec.get('family', '?')} | {name} | "
+                    + " | ".join(map(str, cells))
+                    + f" | {', '.join(note)} |"
+                )
+            if "error" in rec:
+                lines.append(f"| {run} | {rec.get('family', '?')} | **error** | | | | {rec['error'][:120]} |")
+        lines.append(f"| {run} | all | total | {result.get('total_seconds', '')} | | | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/rehearsal")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU: the same code paths in ~1 minute")
+    parser.add_argument(
+        "--bf16", action="store_true", help="with --tiny: the GPU's precision on the CPU (bf16 teacher, bf16 autocast)"
+    )
     parser.add_argument("--families", default="wan,hunyuanvideo")
     parser.add_argument("--json", default=None, help="also copy the JSON here (e.g. benchmarks/results/...)")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these JSONs and exit")
     a = parser.parse_args()
+    if a.table:
+        print(table(a.table))
+        return
     device = torch.device("cpu" if a.tiny or not torch.cuda.is_available() else "cuda")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device.type == "cuda" or a.bf16 else torch.float32
     out = Path(a.out)
     if out.exists():
         shutil.rmtree(out)
@@ -279,19 +322,34 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "runs": [],
     }
+    out.mkdir(parents=True)
     t0 = time.perf_counter()
+
+    def flush() -> None:
+        result["total_seconds"] = round(time.perf_counter() - t0, 1)
+        text = json.dumps(result, indent=1) + "\n"
+        for path in [out / "rehearsal.json", *([Path(a.json)] if a.json else [])]:
+            path.write_text(text)
+
+    failed = False
     for family in a.families.split(","):
         work = out / family
         work.mkdir(parents=True)
-        result["runs"].append(rehearse(family, "tiny" if a.tiny else "real", work, device, dtype))
-        shutil.rmtree(work, ignore_errors=True)  # free the disk for the next family
-    result["total_seconds"] = round(time.perf_counter() - t0, 1)
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=1) + "\n"
-    (out / "rehearsal.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
-    print(text)
+        record: dict = {}
+        result["runs"].append(record)
+        try:
+            rehearse(family, "tiny" if a.tiny else "real", work, device, dtype, record, flush)
+        except Exception as e:  # record it and go on: one GPU run should measure every family it can
+            traceback.print_exc()
+            record["error"] = f"{type(e).__name__}: {e}"
+            failed = True
+        flush()
+        shutil.rmtree(work, ignore_errors=True)  # free the disk (and the GPU) for the next family
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print((out / "rehearsal.json").read_text())
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
