@@ -2,7 +2,9 @@
 diffusers, with seconds, peak GPU memory and peak host memory per stage, in one JSON.
 
     python benchmarks/rehearsal.py --out runs/rehearsal            # GPU: Wan2.1-1.3B at 480x832x81, HunyuanVideo
-    python benchmarks/rehearsal.py --tiny --out runs/rehearsal     # CPU: the same code paths at tiny size (~1 min)
+    python benchmarks/rehearsal.py --tiny --out runs/rehearsal     # CPU: the same code paths at tiny size (~10 s)
+    python benchmarks/rehearsal.py --tiny --bf16 ...               # CPU, with the GPU's precision (bf16)
+    python benchmarks/rehearsal.py --bf16 --size 5x64x64 --steps 4 --lora-only ...   # CPU: the real widths, small clips
 
 Wan2.1-1.3B: the published transformer (30 blocks, 1,536 wide) and VAE with random weights; the text encoder is a
 UMT5 of the real width (4,096) with 1 layer, since distillation never loads it and synthesis runs it once per batch
@@ -183,11 +185,24 @@ def stock_sample(pipeline_cls, folder: Path, device, dtype, size, steps: int, lo
     return list(out[0].shape) if hasattr(out[0], "shape") else [len(out[0])]
 
 
-def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: torch.dtype, record: dict, flush) -> None:
+def rehearse(
+    family: str,
+    mode: str,
+    work: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    record: dict,
+    flush,
+    size: tuple[int, int, int] | None = None,
+    steps: int | None = None,
+    lora_only: bool = False,
+) -> None:
     """One family through every stage; `dtype` is the teacher's (and synthesis's); bf16 also turns on bf16 autocast."""
     from diffusers import HunyuanVideoPipeline, WanPipeline
 
-    builder, frames, height, width, steps, iterations, extra = PLANS[family][mode]
+    builder, frames, height, width, plan_steps, iterations, extra = PLANS[family][mode]
+    frames, height, width = size or (frames, height, width)
+    steps = steps or plan_steps
     size = (frames, height, width)
     record.update(family=family, mode=mode, size=list(size), teacher_steps=steps, stages={})
     stages: dict = record["stages"]
@@ -224,7 +239,7 @@ def rehearse(family: str, mode: str, work: Path, device: torch.device, dtype: to
             ),
             progress=False,
         )
-    students = [("lora", 64)] if family == "hunyuanvideo" else [("full", 0), ("lora", 64)]
+    students = [("lora", 64)] if family == "hunyuanvideo" or lora_only else [("full", 0), ("lora", 64)]
     for name, rank in students:
         run = work / f"distill-{name}"
         with stage(stages, f"distill_{name}", device, flush):
@@ -276,6 +291,16 @@ def table(paths: list[str]) -> str:
         result = json.loads(Path(path).read_text())
         run = f"{result['device']}, {result['dtype']}"
         for rec in result["runs"]:
+            if "size" in rec:
+                lines.append(
+                    f"| {run} | {rec['family']} | {'x'.join(map(str, rec['size']))}, {rec['teacher_steps']} teacher "
+                    f"steps, {rec.get('transformer_params', 0) / 1e9:.2f} B parameters | | | | |"
+                )
+            if "identity_seconds" in rec:
+                lines.append(
+                    f"| {run} | {rec['family']} | teacher identity of the {rec['teacher_gib']} GiB folder "
+                    f"| {rec['identity_seconds']} | | | |"
+                )
             for name, e in rec.get("stages", {}).items():
                 note = []
                 if "grad_checkpointing" in e:
@@ -304,6 +329,11 @@ def main() -> None:
         "--bf16", action="store_true", help="with --tiny: the GPU's precision on the CPU (bf16 teacher, bf16 autocast)"
     )
     parser.add_argument("--families", default="wan,hunyuanvideo")
+    parser.add_argument("--size", default=None, help="FxHxW for every family, in place of the plan's (e.g. 5x64x64)")
+    parser.add_argument("--steps", type=int, default=None, help="teacher steps in synthesis, in place of the plan's")
+    parser.add_argument(
+        "--lora-only", action="store_true", help="skip the full students (a CPU's memory at real width)"
+    )
     parser.add_argument("--json", default=None, help="also copy the JSON here (e.g. benchmarks/results/...)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these JSONs and exit")
     a = parser.parse_args()
@@ -312,6 +342,9 @@ def main() -> None:
         return
     device = torch.device("cpu" if a.tiny or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" or a.bf16 else torch.float32
+    size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else None
+    if size is not None and len(size) != 3:
+        parser.error(f"--size takes FxHxW, e.g. 5x64x64; got {a.size!r}")
     out = Path(a.out)
     if out.exists():
         shutil.rmtree(out)
@@ -338,7 +371,9 @@ def main() -> None:
         record: dict = {}
         result["runs"].append(record)
         try:
-            rehearse(family, "tiny" if a.tiny else "real", work, device, dtype, record, flush)
+            rehearse(
+                family, "tiny" if a.tiny else "real", work, device, dtype, record, flush, size, a.steps, a.lora_only
+            )
         except Exception as e:  # record it and go on: one GPU run should measure every family it can
             traceback.print_exc()
             record["error"] = f"{type(e).__name__}: {e}"
