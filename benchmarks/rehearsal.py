@@ -281,6 +281,10 @@ def _resolved(run: Path) -> str:
     return yaml.safe_load((run / "config.yaml").read_text())["grad_checkpointing_resolved"]
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
 def table(paths: list[str]) -> str:
     """The per-stage markdown table of rehearsal JSONs (docs/scale-out.md), one row per family and stage."""
     lines = [
@@ -294,7 +298,7 @@ def table(paths: list[str]) -> str:
             if "size" in rec:
                 lines.append(
                     f"| {run} | {rec['family']} | {'x'.join(map(str, rec['size']))}, {rec['teacher_steps']} teacher "
-                    f"steps, {rec.get('transformer_params', 0) / 1e9:.2f} B parameters | | | | |"
+                    f"steps, {_count(rec.get('transformer_params', 0))} transformer parameters | | | | |"
                 )
             if "identity_seconds" in rec:
                 lines.append(
