@@ -3,6 +3,7 @@ distill -> export -> stock WanImageToVideoPipeline, whose few-step latents equal
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -199,3 +200,49 @@ def test_commands_without_images_refuse_an_i2v_model_in_one_line(chain, tiny_i2v
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and words in lines[0], err
     assert not (tmp_path / "r" / "student").exists()
+
+
+def test_resume_notices_an_image_replaced_under_its_path(tiny_i2v_dir, tmp_path, capsys):
+    """Shards record each image's sha256: a rerun after an image's bytes changed is refused in one line (the shard
+    is kept), --overwrite redoes it, and a shard from before the digests resumes as it was made (by path)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from accvideo.synthesize.shards import META_KEY, read_header, shard_path
+
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        picture(20 + i, (W, H)).save(tmp_path / "images" / f"{i}.png")
+    rows = [{"prompt": p, "image": f"images/{i}.png"} for i, p in enumerate(PROMPTS[:2])]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "syn"
+    args = ["synthesize", "--teacher", str(tiny_i2v_dir), "--prompts", str(tmp_path / "p.jsonl"), "--out", str(out)]
+    args += ["--steps", "2", "--key-steps", "2", "--frames", str(FRAMES), "--size", f"{H}x{W}", "--shard-size", "2"]
+    assert run_cli(args, capsys)[0] == 0
+    shard = shard_path(out, 0)
+    header = read_header(shard)
+    want = [hashlib.sha256((tmp_path / "images" / f"{i}.png").read_bytes()).hexdigest() for i in range(2)]
+    assert [it["image_sha256"] for it in header.items] == want
+    assert run_cli(args, capsys)[0] == 0  # unchanged images: the run resumes (nothing to do)
+
+    picture(99, (W, H)).save(tmp_path / "images" / "1.png")  # same path, other bytes
+    before = shard.read_bytes()
+    code, _, err = run_cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert f"another version of image {tmp_path / 'images' / '1.png'}" in lines[0] and "--overwrite" in lines[0]
+    assert shard.read_bytes() == before
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0  # the shard is redone from the new image
+    new = hashlib.sha256((tmp_path / "images" / "1.png").read_bytes()).hexdigest()
+    assert [it["image_sha256"] for it in read_header(shard).items] == [want[0], new] and new != want[1]
+
+    # a shard written before images were hashed holds no digests: it is checked by path, as it was made
+    with safe_open(str(shard), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    old = json.loads(meta[META_KEY])
+    for item in old["items"]:
+        del item["image_sha256"]
+    save_file(tensors, str(shard), metadata={**meta, META_KEY: json.dumps(old)})
+    picture(98, (W, H)).save(tmp_path / "images" / "0.png")
+    assert run_cli(args, capsys)[0] == 0
+    assert not read_header(shard).hashes_images  # resumed, not redone

@@ -48,8 +48,11 @@ def video_name(index: int) -> str:
     return f"{VIDEOS}/{index:08d}.mp4"
 
 
-def item_keys(items: Sequence[Item]) -> list[tuple[int, str, int]]:
-    return [(it.index, it.prompt, it.seed, it.image) for it in items]
+def item_keys(items: Sequence[Item], header: ShardHeader) -> list[tuple[int, str, int, str | None, str | None]]:
+    """`items` as `header.keys` spells them; the images' digests only if the shard recorded them (older shards
+    did not: they are checked by path, as they were made)."""
+    digests = header.hashes_images
+    return [(it.index, it.prompt, it.seed, it.image, it.image_sha256 if digests else None) for it in items]
 
 
 def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Item], shard_size: int) -> str | None:
@@ -63,10 +66,13 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
         return f"{name} was made with other settings ({diff})"
     if header.path != shard_path(header.path.parent, header.shard):
         return f"{name} says it is shard {header.shard}"
-    stored, expected = header.keys, item_keys(shard_items(items, header.shard, shard_size))
+    stored, expected = header.keys, item_keys(shard_items(items, header.shard, shard_size), header)
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
     if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
+        changed = [s[3] for s, e in zip(stored, expected, strict=False) if s[:4] == e[:4] and s[4] != e[4]]
+        if changed:
+            return f"{name} was made from another version of image {changed[0]} (its bytes changed since)"
         return f"{name} holds other prompts or seeds (or images) than items {first}..{last} of the prompt file"
     return None
 
@@ -132,6 +138,6 @@ def is_complete(root: Path, k: int, items: Sequence[Item], videos: bool) -> bool
     if not path.is_file():
         return False
     header = read_header(path)
-    if header.keys != item_keys(items):
+    if header.keys != item_keys(items, header):
         return False
     return not videos or all("video" in it and (root / it["video"]).is_file() for it in header.items)

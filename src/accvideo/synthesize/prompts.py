@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accvideo.core.files import write_text_atomic
+from accvideo.core.files import file_sha256, write_text_atomic
 from accvideo.core.images import image_size
 from accvideo.errors import AccVideoError
 from accvideo.world import item_seed
@@ -27,6 +27,7 @@ class Item:
     prompt: str
     seed: int
     image: str | None = None
+    image_sha256: str | None = None  # the image's bytes: a resumed run notices an image replaced under its path
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
         raise AccVideoError(f"cannot read prompt file {path} ({exc.strerror}); check the path") from None
     items: list[Item] = []
     sizes: dict[str, tuple[int, int]] = {}
+    digests: dict[str, str] = {}
     blank = 0
     for lineno, line in enumerate(raw.splitlines(), start=1):
         try:
@@ -134,8 +136,10 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
             except AccVideoError as exc:
                 where = "relative paths are read from the prompt file's folder"
                 raise AccVideoError(f"line {lineno} of {path}: {exc} ({where})") from None
+            digests[image] = file_sha256(image)
         index = len(items)
-        items.append(Item(index, prompt, item_seed(base_seed, index) if seed is None else seed, image))
+        seed = item_seed(base_seed, index) if seed is None else seed
+        items.append(Item(index, prompt, seed, image, None if image is None else digests[image]))
     if not items:
         raise AccVideoError(f"prompt file {path} holds no prompts; write one prompt a line (or `accvideo prompts`)")
     return PromptList(tuple(items), blank, sizes)

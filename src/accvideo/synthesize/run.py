@@ -123,7 +123,7 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
         for j, it in enumerate(part):
             row = {"index": it.index, "prompt": it.prompt, "seed": it.seed}
             if it.image is not None:
-                row["image"] = it.image
+                row["image"], row["image_sha256"] = it.image, it.image_sha256
             if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
                 (root / VIDEOS).mkdir(exist_ok=True)
                 video = adapter.decode(latents[j : j + 1, -1].to(adapter.device))[0]

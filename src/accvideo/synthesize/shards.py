@@ -85,15 +85,21 @@ class ShardHeader:
     path: Path
     shard: int
     settings: SynVidSettings
-    items: tuple[dict, ...]  # {"index", "prompt", "seed"} (+ "image": its path; "video": relative to the dataset)
+    # {"index", "prompt", "seed"} (+ "image": its path, "image_sha256": its bytes; "video": relative to the dataset)
+    items: tuple[dict, ...]
     sha256: dict[str, str]  # tensor name -> hex digest
     cond_keys: tuple[str, ...]
     batch: int
 
     @property
-    def keys(self) -> list[tuple[int, str, int, str | None]]:
-        """(index, prompt, seed, image path or None) of each item: what makes the shard's content."""
-        return [(it["index"], it["prompt"], it["seed"], it.get("image")) for it in self.items]
+    def keys(self) -> list[tuple[int, str, int, str | None, str | None]]:
+        """(index, prompt, seed, image path, image sha256) of each item (None: none): what makes the shard's
+        content. Shards made before images were hashed hold no digest."""
+        return [(it["index"], it["prompt"], it["seed"], it.get("image"), it.get("image_sha256")) for it in self.items]
+
+    @property
+    def hashes_images(self) -> bool:
+        return any("image_sha256" in it for it in self.items)
 
 
 def read_header(path: str | Path) -> ShardHeader:
