@@ -14,7 +14,7 @@ from accvideo.core.video import write_video
 from accvideo.distill import DistillConfig, distill
 from accvideo.distill.heads import default_feature_blocks
 from accvideo.distill.probe import game_stats, naive_teacher_latents, train_head_alone
-from accvideo.distill.reals import fit_clip, folder_sources, load_real_clips
+from accvideo.distill.reals import fit_clip, folder_sources, load_real_clips, shared_real_clips
 from accvideo.distill.trainer import Distiller
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
@@ -143,18 +143,27 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
 
 
 def test_real_videos_replace_the_drawn_share_of_the_heads_reals(tiny_wan_dir, synvid, tmp_path):
+    def clips(d):
+        s = d.dataset.settings
+        shape = (s.frames, s.height, s.width)
+        return shared_real_clips("world", d.out, d.pair.teacher, shape, d.cfg.real_clips, d.cfg.seed, False)
+
     d = Distiller(run(tiny_wan_dir, synvid, tmp_path / "run", real_data="world", real_clips=4, real_weight=1.0))
-    d.reals = d.load_reals(progress=False)
+    d.reals = clips(d)
     assert len(d.reals) == 4 and (tmp_path / "run" / "reals").is_dir()
-    mix = d.draw_reals(2)
+    mix = d.reals.draw(d.rng, 2, 1.0, d.mine, 2)
     assert mix[0].all()  # real_weight 1: every real sample comes from the real clips
     latents, cond = d.data.load(torch.tensor([0, 1]))
-    real, real_cond = d.mix_reals(1, d.at(latents, 1), cond, *mix)
+    real, real_cond = d.reals.mix(d.at(latents, 1), cond, *mix, d.t[1])
     x, c = d.reals.noised(mix[1], mix[2].tolist(), d.t[1], d.device)
     assert torch.equal(real, x) and torch.equal(real_cond["prompt_embeds"], c["prompt_embeds"])
+    mine = slice(1, 2)  # rank 1 of 2: the second item of the same global draw
+    assert [t[0] for t in d.reals.draw(torch.Generator().manual_seed(3), 2, 1.0, mine, 1)] == [
+        t[1] for t in d.reals.draw(torch.Generator().manual_seed(3), 2, 1.0, slice(0, 2), 2)
+    ]
     half = Distiller(run(tiny_wan_dir, synvid, tmp_path / "half", real_data="world", real_clips=4, real_weight=0.5))
-    half.reals = half.load_reals(progress=False)
-    use = torch.cat([half.draw_reals(2)[0] for _ in range(200)])
+    half.reals = clips(half)
+    use = torch.cat([half.reals.draw(half.rng, 2, 0.5, half.mine, 2)[0] for _ in range(200)])
     assert 0.4 < use.float().mean() < 0.6  # the drawn share is real_weight
     summary = distill(run(tiny_wan_dir, synvid, tmp_path / "full", real_data="world", real_clips=4), progress=False)
     assert summary["real_clips"] == {"used": 4, "skipped": 0}

@@ -86,3 +86,25 @@ def train_head_alone(
         opt.step()
     with torch.no_grad():
         return game_stats(head(real[n_train:], grid), head(fake[n_train:], grid))[0]
+
+
+@torch.no_grad()
+def probe_heads(d) -> tuple[list[float], list[float]]:
+    """The heads' accuracy and logit gap per key step on the fixed probe set of a run (a Distiller `d`; the same on
+    every rank).
+
+    Real: l[t'_k] of the dataset's first `probe_items` trajectories. Fake: the current student's own few-step
+    solve from the probe's starting noises (probe_seed: never a training seed) with the same prompts.
+    """
+    n = min(d.cfg.probe_items, len(d.dataset))
+    latents, cond = d.data.load(range(n))
+    noise = d.pair.teacher.keep_given(d.data.noise([probe_seed(d.cfg.seed, i) for i in range(n)]), cond)
+    with d.parallel.autocast():
+        fakes = key_latents(lambda x, s: d.pair.student.velocity(x, s, cond), noise, d.key_sigmas)
+    both = {name: torch.cat([c, c]) for name, c in cond.items()}
+    acc, gap = [0.0] * d.m, [0.0] * d.m
+    for k in range(d.m):
+        with d.pair.teacher_mode():
+            logits = d.discriminator(k, torch.cat([d.at(latents, k), d.at(fakes, k).float()]), both)
+        acc[k], gap[k] = game_stats(logits[:n], logits[n:])
+    return acc, gap

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import temp_name
 from accvideo.core.runtime import batch_noise
@@ -123,6 +124,31 @@ class RealClips:
         cond = {n: c.to(device) for n, c in select(self._cond, self._row[picks]).items()}
         return ((1 - sigma) * x0 + sigma * eps).to(x0.dtype), cond
 
+    def draw(
+        self, rng: torch.Generator, batch: int, weight: float, mine: slice, n_local: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Which of this rank's `n_local` real samples come from real clips (each with probability `weight`), which
+        clip, and their noise seeds: drawn for the global `batch` from the run's generator (every rank draws alike),
+        then this rank's slice `mine`."""
+        use = torch.rand(batch, generator=rng) < weight
+        pick = torch.randint(len(self), (batch,), generator=rng)
+        seeds = torch.randint(2**31 - 1, (batch,), generator=rng)
+        return use[mine][:n_local], pick[mine][:n_local], seeds[mine][:n_local]
+
+    def mix(
+        self, real: torch.Tensor, cond: Conditioning, use, pick, seeds, sigma: float
+    ) -> tuple[torch.Tensor, Conditioning]:
+        """Replace the rows `use` of the real batch (and their conditioning) by real clips noised to `sigma`."""
+        if not use.any():
+            return real, cond
+        rows = use.nonzero().flatten()
+        x, c = self.noised(pick[rows], seeds[rows].tolist(), sigma, real.device)
+        real, cond = real.clone(), {n: v.clone() for n, v in cond.items()}
+        real[rows] = x.to(real.dtype)
+        for n in cond:
+            cond[n][rows.to(cond[n].device)] = c[n].to(cond[n].dtype)
+        return real, cond
+
 
 def load_real_clips(
     spec: str, out: Path, adapter, shape: tuple[int, int, int], count: int, seed: int, progress: bool = True
@@ -163,3 +189,21 @@ def load_real_clips(
             f"RGB; they are cropped and resized to {height}x{width}); add readable clips of at least {frames} frames"
         )
     return RealClips(torch.cat(latents), prompts, adapter, skipped)
+
+
+def shared_real_clips(
+    spec: str, out: Path, adapter, shape: tuple[int, int, int], count: int, seed: int, progress: bool
+) -> RealClips:
+    """The run's real clips under torchrun: encoded once by rank 0 into OUT/reals (resumable), then read from the
+    cache by every other rank; a refusal on rank 0 is raised on every rank."""
+    args = (spec, out, adapter, shape, count, seed)
+    clips, error = None, None
+    if dist.is_main():
+        try:
+            clips = load_real_clips(*args, progress=progress)
+        except AccVideoError as exc:
+            error = str(exc)
+    error = dist.broadcast_object(error)
+    if error is not None:
+        raise AccVideoError(error)
+    return clips or load_real_clips(*args, progress=False)

@@ -36,8 +36,9 @@ from accvideo.distill.data import Trajectories, fake_seed
 from accvideo.distill.heads import Heads, default_feature_blocks
 from accvideo.distill.models import make_student, parallelize_student
 from accvideo.distill.plots import LossLog
-from accvideo.distill.probe import game_stats, key_latents, probe_seed
+from accvideo.distill.probe import game_stats, probe_heads
 from accvideo.distill.queues import KeyQueues
+from accvideo.distill.reals import shared_real_clips
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.base import LoadParts
@@ -96,7 +97,7 @@ class Distiller:
         self.m = len(self.t) - 1
         self.device = dist.local_device(resolve_device(cfg.device))
         # the transformer alone: SynVid items hold the text encodings; the VAE (and the text encoders, for the clips'
-        # captions) only to encode real videos, released once they are encoded (load_reals). When FSDP2 may shard
+        # captions) only to encode real videos, released once they are encoded (run()). When FSDP2 may shard
         # the student, it is built on the meta device and each rank reads its own part after sharding.
         reals = bool(cfg.adv and cfg.real_data)
         empty = self.world > 1 and (cfg.parallel == "fsdp" or (cfg.parallel == "auto" and self.device.type == "cuda"))
@@ -124,7 +125,7 @@ class Distiller:
         self.opt_student = torch.optim.AdamW(self.pair.params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_heads = torch.optim.AdamW(self.heads.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
         self.queues = KeyQueues(self.m)
-        self.reals = None  # real videos as more real samples (reals.py), loaded in run()
+        self.reals = None  # real videos as more real samples (reals.py: RealClips), loaded in run()
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
 
@@ -249,7 +250,9 @@ class Distiller:
         logits: list[tuple[torch.Tensor, torch.Tensor]] = []
         kept: dict[int, tuple[torch.Tensor, int]] = {}  # micro-batch start -> (features, real count), for step 2..
 
-        mix = self.draw_reals(len(fakes["x"]))
+        mix = None  # without real_data (or at real_weight 0) the real samples are the trajectories' latents only
+        if self.reals is not None and self.cfg.real_weight > 0:
+            mix = self.reals.draw(self.rng, self.cfg.batch, self.cfg.real_weight, self.mine, len(fakes["x"]))
 
         def teacher_features(part: slice) -> tuple[torch.Tensor, int]:
             if part.start in kept:
@@ -257,7 +260,7 @@ class Distiller:
             latents, cond = self.data.load(fakes["index"][part])
             real, fake, real_cond = self.at(latents, k), fakes["x"][part], cond
             if mix is not None:
-                real, real_cond = self.mix_reals(k, real, cond, *(x[part] for x in mix))
+                real, real_cond = self.reals.mix(real, cond, *(x[part] for x in mix), self.t[k])
             both = {n: torch.cat([real_cond[n], c]) for n, c in cond.items()}
             with torch.no_grad(), self.pair.teacher_mode():
                 feats = self.pair.teacher.features(
@@ -289,29 +292,6 @@ class Distiller:
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
         return first, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
 
-    def draw_reals(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """Which of this rank's real samples come from real videos, which clip, and their noise seeds (drawn for
-        the global batch from the run's generator, so every rank draws alike); None without real_data."""
-        if self.reals is None or self.cfg.real_weight == 0:
-            return None
-        b = self.cfg.batch
-        use = torch.rand(b, generator=self.rng) < self.cfg.real_weight
-        pick = torch.randint(len(self.reals), (b,), generator=self.rng)
-        seeds = torch.randint(2**31 - 1, (b,), generator=self.rng)
-        return use[self.mine][:n_local], pick[self.mine][:n_local], seeds[self.mine][:n_local]
-
-    def mix_reals(self, k, real, cond, use, pick, seeds) -> tuple[torch.Tensor, dict]:
-        """Replace the rows `use` of the real batch (and their conditioning) by real clips noised to t'_k."""
-        if not use.any():
-            return real, cond
-        rows = use.nonzero().flatten()
-        x, c = self.reals.noised(pick[rows], seeds[rows].tolist(), self.t[k], self.device)
-        real, cond = real.clone(), {n: v.clone() for n, v in cond.items()}
-        real[rows] = x.to(real.dtype)
-        for n in cond:
-            cond[n][rows.to(cond[n].device)] = c[n].to(cond[n].dtype)
-        return real, cond
-
     def settings_line(self) -> str:
         """One line: what this run resolved (student, processes, checkpointing, what of the teacher it loaded)."""
         cfg = self.cfg
@@ -323,26 +303,6 @@ class Distiller:
             f"{'on' if self.checkpointing else 'off'} ({cfg.grad_checkpointing}), teacher {loaded}, "
             f"token grid {'x'.join(map(str, self.grid))}"
         )
-
-    # the probe -------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def probe(self) -> tuple[list[float], list[float]]:
-        """The heads' accuracy and logit gap per key step on the fixed probe set (the same on every rank).
-
-        Real: l[t'_k] of the dataset's first `probe_items` trajectories. Fake: the current student's own few-step
-        solve from the probe's starting noises (probe_seed: never a training seed) with the same prompts.
-        """
-        n = min(self.cfg.probe_items, len(self.dataset))
-        latents, cond = self.data.load(range(n))
-        noise = self.pair.teacher.keep_given(self.data.noise([probe_seed(self.cfg.seed, i) for i in range(n)]), cond)
-        with self.parallel.autocast():
-            fakes = key_latents(lambda x, s: self.pair.student.velocity(x, s, cond), noise, self.key_sigmas)
-        acc, gap = [0.0] * self.m, [0.0] * self.m
-        for k in range(self.m):
-            with self.pair.teacher_mode():
-                d = self.discriminator(k, torch.cat([self.at(latents, k), self.at(fakes, k).float()]), _twice(cond))
-            acc[k], gap[k] = game_stats(d[:n], d[n:])
-        return acc, gap
 
     def train_iteration(self) -> dict:
         """Key steps k = m-1 .. 0 once; returns the record of per-key-step losses and the heads' game."""
@@ -366,27 +326,9 @@ class Distiller:
         if adv:
             record.update(acc=mean(acc), acc_k=acc, gap_k=gap)
             if self.cfg.probe_every and self.iteration % self.cfg.probe_every == 0:
-                record["probe_acc_k"], record["probe_gap_k"] = self.probe()
+                record["probe_acc_k"], record["probe_gap_k"] = probe_heads(self)
                 record["probe_acc"] = mean(record["probe_acc_k"])
         return record
-
-    def load_reals(self, progress: bool):
-        """The real clips, encoded once by rank 0 into OUT/reals (resumable), then read by every rank."""
-        from accvideo.distill.reals import load_real_clips
-
-        s = self.dataset.settings
-        shape = (s.frames, s.height, s.width)
-        args = (self.cfg.real_data, self.out, self.pair.teacher, shape, self.cfg.real_clips, self.cfg.seed)
-        clips, error = None, None
-        if dist.is_main():
-            try:
-                clips = load_real_clips(*args, progress=progress)
-            except AccVideoError as exc:
-                error = str(exc)
-        error = dist.broadcast_object(error)
-        if error is not None:
-            raise AccVideoError(error)
-        return clips or load_real_clips(*args, progress=False)
 
     # 5. log and save -------------------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
@@ -394,7 +336,11 @@ class Distiller:
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
         if cfg.adv and cfg.real_data:
-            self.reals = self.load_reals(progress and main)
+            s = self.dataset.settings
+            shape = (s.frames, s.height, s.width)
+            self.reals = shared_real_clips(
+                cfg.real_data, self.out, self.pair.teacher, shape, cfg.real_clips, cfg.seed, progress and main
+            )
             release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
         if progress and main:
             print(self.settings_line(), flush=True)
@@ -436,10 +382,6 @@ class Distiller:
             state.save(self)  # a finished run resumed with nothing to do still leaves its artifact
         trained, train_seconds = self.samples - first_samples, time.perf_counter() - t_train
         return state.write_summary(self, time.perf_counter() - t0, trained, train_seconds)
-
-
-def _twice(cond: dict) -> dict:
-    return {n: torch.cat([c, c]) for n, c in cond.items()}
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:
