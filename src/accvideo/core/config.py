@@ -90,15 +90,19 @@ def fields_of(cfg, cls: type[C], **changes) -> C:
     return cls(**{**{name: getattr(cfg, name) for name in shared}, **changes})
 
 
-def known_keys(cls) -> list[str]:
-    """Every settable key of a config class, nested ones dotted (runtime.offload)."""
+def walk_fields(cls, prefix: str = ""):
+    """(dotted key, field, type, the class declaring it) of every field of a config class, depth first: a nested
+    config's fields (dotted: runtime.offload) come just before the nested field itself (runtime)."""
     hints = typing.get_type_hints(cls)
-    keys: list[str] = []
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
-            keys += [f"{f.name}.{k}" for k in known_keys(hints[f.name])]
-        keys.append(f.name)
-    return keys
+            yield from walk_fields(hints[f.name], f"{prefix}{f.name}.")
+        yield prefix + f.name, f, hints[f.name], cls
+
+
+def known_keys(cls) -> list[str]:
+    """Every settable key of a config class, nested ones dotted (runtime.offload)."""
+    return [key for key, *_ in walk_fields(cls)]
 
 
 def check_keys(cls, keys: Sequence[str], what: str) -> None:
@@ -204,25 +208,24 @@ def _parser_for(base: type, is_list: bool, option: str) -> Callable[[str], objec
     return one
 
 
-def config_flags(cls, prefix: str = "") -> list[Flag]:
+def config_flags(cls) -> list[Flag]:
     """The flags of a config dataclass, nested dataclass fields flattened under their own names."""
-    hints = typing.get_type_hints(cls)
-    helps = field_help(cls)
     flags: list[Flag] = []
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+    helps: dict[type, dict[str, str]] = {}
+    for key, f, tp, owner in walk_fields(cls):
         if dataclasses.is_dataclass(tp):
-            flags += config_flags(tp, prefix=f"{prefix}{f.name}.")
-            continue
+            continue  # its fields have their own flags
+        if owner not in helps:
+            helps[owner] = field_help(owner)
+        text = helps[owner].get(f.name, "")
         base, is_list = _scalar(tp)
         option = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(f.name, "")
         if base is bool and not is_list:
-            flags.append(Flag(prefix + f.name, option, None, f"{text} [{'on' if default else 'off'}]".strip()))
+            flags.append(Flag(key, option, None, f"{text} [{'on' if default else 'off'}]".strip()))
             continue
         shown = f" [{default}]" if default not in (None, "") else ""
-        flags.append(Flag(prefix + f.name, option, _parser_for(base, is_list, option), f"{text}{shown}".strip()))
+        flags.append(Flag(key, option, _parser_for(base, is_list, option), f"{text}{shown}".strip()))
     return flags
 
 
