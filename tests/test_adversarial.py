@@ -12,9 +12,10 @@ import torch
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import write_video
 from accvideo.distill import DistillConfig, distill
+from accvideo.distill import reals as reals_module
 from accvideo.distill.heads import default_feature_blocks
 from accvideo.distill.probe import game_stats, naive_teacher_latents, train_head_alone
-from accvideo.distill.reals import fit_clip, folder_sources, load_real_clips, shared_real_clips
+from accvideo.distill.reals import fit_clip, folder_sources, load_real_clips, shared_real_clips, world_sources
 from accvideo.distill.trainer import Distiller
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
@@ -112,6 +113,20 @@ def test_fit_clip_centre_crops_to_the_aspect_then_resizes():
     tall = np.zeros((9, 64, 32, 3), np.uint8)
     tall[:, 16:48] = 200
     assert fit_clip(tall, 9, 8, 8).mean() == pytest.approx(200 / 255, abs=0.01)
+
+
+def test_world_clips_are_the_renders_in_eight_bits():
+    """real_data=world: each clip is its caption's render at the run's size, as a file would hold it (8 bits)."""
+    from accvideo.world import parse_caption, render
+    from accvideo.world.render import WorldConfig
+
+    sources = world_sources(3, 0)
+    for source in sources:
+        clip = reals_module._load(source, 9, 32, 32)
+        want = render(parse_caption(source.prompt), source.seed, WorldConfig(frames=9, height=32, width=32))
+        assert clip.shape == (9, 32, 32, 3)
+        torch.testing.assert_close(clip, torch.from_numpy(want), atol=0.5 / 255 + 1e-6, rtol=0)
+        assert clip.max() > 0.5  # on the [0, 1] scale, not divided by 255 twice
 
 
 def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_encoding(tiny_wan, tmp_path):

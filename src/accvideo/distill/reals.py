@@ -93,7 +93,8 @@ def _load(source: Source, frames: int, height: int, width: int) -> torch.Tensor 
         from accvideo.world.render import WorldConfig
 
         clip = render(parse_caption(source.prompt), source.seed, WorldConfig(frames=frames, height=height, width=width))
-        return fit_clip(clip, frames, height, width)
+        # render gives floats in [0, 1]; fit_clip takes 8-bit frames, as a video file's are
+        return fit_clip((clip * 255.0 + 0.5).astype(np.uint8), frames, height, width)
     from accvideo.core.video import read_video
 
     try:
