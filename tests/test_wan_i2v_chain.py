@@ -14,6 +14,7 @@ from accvideo.cli import main
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import batch_noise
 from accvideo.core.sampling import sample_latents
+from accvideo.distill import DistillConfig
 from accvideo.models.open import open_model
 
 PROMPTS = ["a red circle moving left", "a blue square", "a cat", "a green star moving up"]
@@ -186,20 +187,45 @@ def test_prompt_files_pair_prompts_with_images_or_refuse(chain, tiny_i2v_dir, ti
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").glob("*.safetensors"))
 
 
-def test_commands_without_images_refuse_an_i2v_model_in_one_line(chain, tiny_i2v_dir, tmp_path, capsys):
-    cases = [  # bench's prompts have no images; real clips would need their first frames encoded
-        (["bench", "--model", str(tiny_i2v_dir), "--out", str(tmp_path / "b")], "this model is image-to-video"),
-        (
-            ["distill", "--teacher", str(tiny_i2v_dir), "--data", str(chain / "syn"), "--out", str(tmp_path / "r")]
-            + ["real_data=world", "iterations=1", "device=cpu"],
-            "not supported for image-to-video teachers",
-        ),
-    ]
-    for args, words in cases:
-        code, _, err = run_cli(args, capsys)
-        lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and words in lines[0], err
-    assert not (tmp_path / "r" / "student").exists()
+def test_bench_without_images_refuses_an_i2v_model_in_one_line(tiny_i2v_dir, tmp_path, capsys):
+    code, _, err = run_cli(["bench", "--model", str(tiny_i2v_dir), "--out", str(tmp_path / "b")], capsys)
+    lines = err.strip().splitlines()  # bench's prompts have no images
+    assert code == 2 and len(lines) == 1 and "this model is image-to-video" in lines[0], err
+
+
+def test_distill_with_real_clips_conditions_each_on_its_first_frame(chain, tiny_i2v_dir, tmp_path, capsys):
+    """real_data=world with the Wan 2.1 I2V teacher: every real clip carries its own image conditioning (CLIP image
+    embedding and first-frame condition), so the heads' reals mix rows of real clips into the SynVid batch."""
+    from accvideo.distill.reals import shared_real_clips
+    from accvideo.distill.trainer import Distiller
+
+    args = ["distill", "--teacher", str(tiny_i2v_dir), "--data", str(chain / "syn"), "--out", str(tmp_path / "r")]
+    args += ["real_data=world", "real_clips=3", "real_weight=1.0", "iterations=1", "batch=2", "head_channels=8"]
+    code, _, err = run_cli([*args, "device=cpu"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["real_clips"] == {"used": 3, "skipped": 0}
+    cfg = DistillConfig(
+        teacher=str(tiny_i2v_dir),
+        data=str(chain / "syn"),
+        out=str(tmp_path / "r2"),
+        real_data="world",
+        real_clips=3,
+        head_channels=8,
+        device="cpu",
+    )
+    d = Distiller(cfg)
+    shape = (FRAMES, H, W)
+    d.reals = shared_real_clips("world", tmp_path / "r", d.pair.teacher, shape, 3, cfg.seed, False)  # the cache
+    latents, cond = d.data.load(torch.tensor([0, 1]))
+    use, pick, seeds = torch.tensor([False, True]), torch.tensor([0, 2]), torch.tensor([4, 9])
+    real, real_cond = d.reals.mix(d.at(latents, 1), cond, use, pick, seeds, d.t[1])
+    x, c = d.reals.noised(pick[1:], [9], d.t[1], d.device)
+    assert set(real_cond) == {"prompt_embeds", "image_embeds", "condition"}
+    assert torch.equal(real[1], x[0]) and torch.equal(real[0], d.at(latents, 1)[0])
+    for name in real_cond:  # row 1 is the real clip's, row 0 the trajectory's own
+        assert torch.equal(real_cond[name][1], c[name][0]) and torch.equal(real_cond[name][0], cond[name][0])
+    assert not torch.equal(c["condition"][0], cond["condition"][1])
 
 
 def test_resume_notices_an_image_replaced_under_its_path(tiny_i2v_dir, tmp_path, capsys):

@@ -216,3 +216,30 @@ def test_export_loads_in_stock_pipeline_and_equals_sample_with_image(kind, chain
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(tmp_path / "lora"), subfolder="scheduler")
         again = pipe(image=image, prompt=PROMPTS[1], **kw, **manifest["call"]).frames
         torch.testing.assert_close(again, ours, atol=1e-4, rtol=0)
+
+
+def test_real_clips_take_their_first_frame_as_the_image_and_keep_it_given(adapter, tmp_path):
+    """real_data for an image-to-video teacher: each real clip is conditioned on its own first frame (8 bits, as an
+    image file), encoded once and cached; noised to t'_k, its latent frame 0 stays the given image's."""
+    from PIL import Image
+
+    from accvideo.distill.reals import load_real_clips, world_sources
+    from accvideo.world import parse_caption, render
+    from accvideo.world.render import WorldConfig
+
+    clips = load_real_clips("world", tmp_path, adapter, (FRAMES, 32, 32), 3, 0, progress=False)
+    picks, seeds = torch.tensor([2, 0]), [5, 6]
+    x, cond = clips.noised(picks, seeds, 0.7, torch.device("cpu"))
+    for row, i in enumerate(picks.tolist()):
+        source = world_sources(3, 0)[i]
+        frame = render(parse_caption(source.prompt), source.seed, WorldConfig(frames=FRAMES, height=32, width=32))[0]
+        image = Image.fromarray((frame * 255.0 + 0.5).astype(np.uint8))
+        want = encode_conditioning(adapter, [source.prompt], [image], FRAMES, 32, 32)
+        assert set(cond) == set(want)
+        for name, value in want.items():
+            torch.testing.assert_close(cond[name][row], value[0], atol=0, rtol=0)
+        torch.testing.assert_close(x[row, :, :1], want["condition"][0].to(x), atol=0, rtol=0)  # given, not noised
+    assert (x[:, :, 1:] - clips.latents[picks][:, :, 1:]).abs().mean() > 0.1  # the later frames are noised
+    again = load_real_clips("world", tmp_path, adapter, (FRAMES, 32, 32), 3, 0, progress=False)  # from the cache
+    x2, cond2 = again.noised(picks, seeds, 0.7, torch.device("cpu"))
+    assert torch.equal(x, x2) and all(torch.equal(cond[n], cond2[n]) for n in cond)

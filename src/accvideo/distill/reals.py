@@ -6,6 +6,9 @@ Clips are brought to the SynVid's frames x height x width (centre-cropped to its
 frames), encoded once by the teacher's VAE and cached beside the run in OUT/reals/, chunk by chunk, so an
 interrupted encode resumes. A clip that cannot be read, or is too short, is skipped and counted, never a traceback.
 The heads see a real clip noised to t'_k with fresh noise: x = (1 - t'_k) x0 + t'_k eps.
+For an image-to-video teacher each clip's own first frame (quantised to 8 bits, as an image file is) is its image:
+its conditioning is encoded with the latents and cached with them, and the parts of x the image fixes are set
+(Wan 2.2 TI2V's latent frame 0: `keep_given`), as on the stored trajectories.
 """
 
 from __future__ import annotations
@@ -107,13 +110,17 @@ def _load(source: Source, frames: int, height: int, width: int) -> torch.Tensor 
 class RealClips:
     """Encoded real clips (N, C, F', H', W') on the CPU and their prompts' conditioning; draws noised batches."""
 
-    def __init__(self, latents: torch.Tensor, prompts: list[str], adapter, skipped: int):
+    def __init__(
+        self, latents: torch.Tensor, prompts: list[str], adapter, skipped: int, image_cond: Conditioning | None = None
+    ):
         self.latents = latents
         self.prompts = prompts
         self.skipped = skipped
         unique = sorted(set(prompts))
         self._cond = adapter.encode_prompts(unique)
         self._row = torch.tensor([unique.index(p) for p in prompts])
+        self._image_cond = image_cond or {}  # image-to-video: one row per clip, from its first frame
+        self._keep_given = adapter.keep_given
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -123,7 +130,9 @@ class RealClips:
         x0 = self.latents[picks].to(device)
         eps = batch_noise(seeds, x0.shape[1:], device)
         cond = {n: c.to(device) for n, c in select(self._cond, self._row[picks]).items()}
-        return ((1 - sigma) * x0 + sigma * eps).to(x0.dtype), cond
+        cond.update({n: c[picks].to(device) for n, c in self._image_cond.items()})
+        x = ((1 - sigma) * x0 + sigma * eps).to(x0.dtype)
+        return (self._keep_given(x, cond) if self._image_cond else x), cond
 
     def draw(
         self, rng: torch.Generator, batch: int, weight: float, mine: slice, n_local: int
@@ -161,7 +170,8 @@ def load_real_clips(
     cache.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import load_file, save_file
 
-    latents, prompts, skipped = [], [], 0
+    images = bool(getattr(adapter, "image_conditioned", False))
+    latents, prompts, image_cond, skipped = [], [], {}, 0
     starts = range(0, len(sources), CHUNK)
     for i in tqdm(starts, desc="encode real clips", unit="chunk", disable=not progress, leave=False):
         path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
@@ -172,6 +182,10 @@ def load_real_clips(
             tensors = {"skipped": torch.tensor(len(part) - len(kept))}
             if kept:
                 tensors["latents"] = adapter.encode(torch.stack([c for _, c in kept])).float().cpu().contiguous()
+            if kept and images:
+                firsts = [first_frame_image(c) for _, c in kept]
+                for name, value in adapter.encode_images(firsts, frames, height, width).items():
+                    tensors[f"image/{name}"] = value.cpu().contiguous()
             tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
             save_file(tensors, str(tmp), metadata={"prompts": json.dumps([s.prompt for s, _ in kept])})
             os.replace(tmp, path)
@@ -184,12 +198,25 @@ def load_real_clips(
         if chunk_prompts:
             latents.append(data["latents"])
             prompts += chunk_prompts
+            for name in (k.removeprefix("image/") for k in data if k.startswith("image/")):
+                image_cond.setdefault(name, []).append(data[f"image/{name}"])
+        if chunk_prompts and images and not any(k.startswith("image/") for k in data):
+            raise AccVideoError(f"{path} holds no image conditioning; delete {cache} and rerun to encode it again")
     if not latents:
         raise AccVideoError(
             f"real_data={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
             f"RGB; they are cropped and resized to {height}x{width}); add readable clips of at least {frames} frames"
         )
-    return RealClips(torch.cat(latents), prompts, adapter, skipped)
+    image = {name: torch.cat(parts) for name, parts in image_cond.items()} if images else None
+    return RealClips(torch.cat(latents), prompts, adapter, skipped, image)
+
+
+def first_frame_image(clip: torch.Tensor):
+    """A fitted clip's (frames, height, width, 3) first frame in [0, 1] as an RGB PIL image, quantised to 8 bits as
+    an image file is (as ToyBench's image-to-video mode gives its first frames)."""
+    from PIL import Image
+
+    return Image.fromarray((clip[0].numpy() * 255.0 + 0.5).astype(np.uint8))
 
 
 def shared_real_clips(

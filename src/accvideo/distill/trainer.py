@@ -80,12 +80,7 @@ class Distiller:
         self.micro_batches = [slice(i, i + micro) for i in range(0, self.local_batch, micro)]
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
-        family = adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
-        if family.image_conditioned and cfg.adv and cfg.real_data:  # a real clip would need its first frame encoded
-            raise AccVideoError(
-                "real videos in the adversarial loss are not supported for image-to-video teachers yet; "
-                "drop real_data (the SynVid items carry the image conditioning)"
-            )
+        adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
         self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
         # once, on rank 0, in the scheme the dataset recorded (a dataset made before the sampled identity still fits)
         self.model_dir = model_dir
