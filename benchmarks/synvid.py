@@ -1,7 +1,8 @@
 """SynVid benchmark (docs/synvid.md): bytes per item with --store key vs all, and synthesis throughput
 against plain teacher sampling of the same items, measured in the same process.
 
-    OMP_NUM_THREADS=1 python benchmarks/synvid.py --teacher tiny --items 16 --json synvid-bench.json
+    OMP_NUM_THREADS=1 python benchmarks/synvid.py --teacher builtin --items 16 --json benchmarks/results/synvid.json
+    python benchmarks/synvid.py --table benchmarks/results/synvid.json       # the docs table
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.models import load_adapter
+from accvideo.models.defaults import fill_video
 from accvideo.synthesize import SynthConfig, read_prompts, synthesize, write_prompts
 from accvideo.synthesize.layout import shard_count, shard_items
 from accvideo.synthesize.shards import list_shards
@@ -30,6 +32,7 @@ from accvideo.world import prompts as world_prompts
 
 def plain_sampling(adapter, cfg: SynthConfig) -> float:
     """Seconds to sample cfg's items as `accvideo sample` does (encode, noise, guided Euler), nothing stored."""
+    cfg, _ = fill_video(cfg, cfg.teacher, adapter.family)  # the teacher's negative prompt, as synthesize resolves it
     items = list(read_prompts(cfg.prompts, cfg.seed).items)
     sigmas = shifted_sigmas(cfg.steps, cfg.shift or adapter.default_shift)
     shape = adapter.latent_shape(cfg.frames, cfg.height, cfg.width)
@@ -57,6 +60,31 @@ def dataset_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in list_shards(root))
 
 
+def table(result: dict) -> str:
+    """The docs table (docs/synvid.md) of one benchmark JSON."""
+    r = result
+    rows = [
+        ("bytes per item, `--store key`", f"{r['bytes_per_item_key']:,}"),
+        ("bytes per item, `--store all`", f"{r['bytes_per_item_all']:,}"),
+        (f"ratio key/all (expected (m+1)/(n+1) = {r['expected_ratio']:.3f})", f"{r['bytes_ratio']:.3f}"),
+        ("plain teacher sampling, items/s", f"{r['plain_items_per_s']:.2f}"),
+        ("synthesis loop, items/s", f"{r['synth_items_per_s']:.2f}"),
+        (
+            "synthesis end to end (+ teacher identity, folder checks), items/s",
+            f"{r['synth_items_per_s_end_to_end']:.2f}",
+        ),
+        ("throughput synthesis/plain (loop)", f"{r['throughput_ratio']:.1%}"),
+        ("throughput synthesis/plain (end to end)", f"{r['throughput_ratio_end_to_end']:.1%}"),
+    ]
+    head = (
+        f"{r['teacher']} teacher, {r['device']}, {r['dtype']}, {r['items']} items, n = {r['steps']}, m = "
+        f"{r['key_steps']}, guidance {r['guidance']}, {r['frames']}x{r['size']}x{r['size']} (latent "
+        f"{'x'.join(map(str, r['latent_shape']))}), batch {r['batch']}, shard size {r['shard_size']}, median of "
+        f"{r['repeats']}"
+    )
+    return "\n".join([head, "", "| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+
+
 def main(
     teacher: Annotated[
         str, typer.Option(help="'tiny' (a random tiny Wan built in --work), 'builtin' or a folder.")
@@ -74,8 +102,12 @@ def main(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16.")] = "auto",
     work: Annotated[Path, typer.Option(help="Scratch folder (teacher, prompts, datasets).")] = Path("bench-synvid"),
     json_out: Annotated[Path, typer.Option("--json", help="Where to write the numbers.")] = Path("synvid-bench.json"),
+    table_of: Annotated[Path | None, typer.Option("--table", help="Print the table of this JSON and exit.")] = None,
 ):
     """Print the table and write the JSON."""
+    if table_of is not None:
+        print(table(json.loads(table_of.read_text())))
+        return
     work.mkdir(parents=True, exist_ok=True)
     if teacher == "tiny":
         from accvideo.models.tiny import save_tiny_wan
@@ -155,24 +187,7 @@ def main(
         "throughput_ratio_end_to_end": round(med(plain) / med(synth_total), 4),
         "seconds": {"plain": plain, "synth_loop": synth_loop, "synth_total": synth_total},
     }
-    rows = [
-        ("bytes per item, --store key", f"{key_b:,.0f}"),
-        ("bytes per item, --store all", f"{all_b:,.0f}"),
-        ("ratio key/all (expected (m+1)/(n+1))", f"{key_b / all_b:.3f} ({(key_steps + 1) / (steps + 1):.3f})"),
-        ("plain teacher sampling, items/s", f"{result['plain_items_per_s']:.3f}"),
-        ("synthesis loop, items/s", f"{result['synth_items_per_s']:.3f}"),
-        ("synthesis end to end (+ hash, checks), items/s", f"{result['synth_items_per_s_end_to_end']:.3f}"),
-        ("throughput synthesis/plain (loop)", f"{result['throughput_ratio']:.1%}"),
-        ("throughput synthesis/plain (end to end)", f"{result['throughput_ratio_end_to_end']:.1%}"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(
-        f"SynVid benchmark: {teacher} teacher, {items} items, n={steps}, m={key_steps}, "
-        f"{frames}x{size}x{size}, batch {batch}, {dev}, median of {repeats}"
-    )
-    print(f"| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print(table(result))
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {json_out}")
