@@ -428,7 +428,8 @@ RANDOM_CONFIGS: dict[str, Callable] = {
 }
 
 
-# what `bench` times for a family whose sampling path accvideo does not run yet (written into bench.json and .md)
+# what `bench --random-weights` times for a family whose random build is not accvideo's own sampling adapter (the
+# I2V layout of bench/layouts.py; A14B timed on one expert), written into bench.json and .md
 _I2V = (
     "image-to-video layout: each step feeds 16 noise + 20 condition channels (zeros in place of the mask and the "
     "encoded first frame) and a CLIP image embedding; text encoding includes the CLIP image encoder (with each "

@@ -34,10 +34,12 @@ class BenchConfig:
     guidance: float | None = None  # the teacher's CFG scale (None: the family's); the student runs without CFG
     prompt: str = "a red circle moving left on a grey background"
     repeats: int = 1  # timed runs of each; the table reports the fastest
-    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile, decoder
+    # offload, vae_tiling, compile, decoder (the student decodes with --decoder, tiny: random weights; the teacher
+    # with its VAE)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     device: str = "auto"
     dtype: str = "auto"
-    out: str = "bench"  # the student decodes with --decoder (tiny: random weights), the teacher with its VAE
+    out: str = "bench"  # the folder of bench.json and bench.md
 
     def __post_init__(self):
         for name in ("teacher_steps", "student_steps", "repeats"):
