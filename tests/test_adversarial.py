@@ -113,6 +113,8 @@ def test_fit_clip_centre_crops_to_the_aspect_then_resizes():
     tall = np.zeros((9, 64, 32, 3), np.uint8)
     tall[:, 16:48] = 200
     assert fit_clip(tall, 9, 8, 8).mean() == pytest.approx(200 / 255, abs=0.01)
+    with pytest.raises(TypeError, match="uint8"):
+        fit_clip(tall.astype(np.float32) / 255, 9, 8, 8)
 
 
 def test_world_clips_are_the_renders_in_eight_bits():

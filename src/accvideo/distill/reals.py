@@ -75,6 +75,8 @@ def folder_sources(folder: Path) -> list[Source]:
 def fit_clip(clip: np.ndarray, frames: int, height: int, width: int) -> torch.Tensor | None:
     """uint8 (F, H, W, 3) -> float (frames, height, width, 3) in [0, 1]: centre crop to the aspect, resize, first
     `frames` frames; None when the clip has fewer frames."""
+    if clip.dtype != np.uint8:  # floats in [0, 1] would be divided by 255 again, near black
+        raise TypeError(f"fit_clip takes uint8 frames, got {clip.dtype}")
     if clip.ndim != 4 or clip.shape[-1] != 3 or len(clip) < frames:
         return None
     x = torch.from_numpy(np.ascontiguousarray(clip[:frames])).permute(0, 3, 1, 2).float() / 255.0
