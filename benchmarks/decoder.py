@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import statistics
 import time
@@ -329,11 +330,13 @@ def compare_rows(reports: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     datas = [(r.get("config") or {}).get("data") for r in reports]
-    usual = max(set(datas), key=datas.count)  # the SynVid most rows trained on; a row on another one names it
-    for r, data in zip(reports, datas, strict=True):
+    # the SynVid most rows trained on (a link and its target are one SynVid); a row on another one names it
+    keys = [os.path.realpath(d) if d and os.path.exists(d) else d for d in datas]
+    usual = max(sorted(set(keys), key=str), key=keys.count)
+    for r, data, key in zip(reports, datas, keys, strict=True):
         config = {**BEFORE_SETTINGS, **(r.get("config") or {})}  # a setting newer than the run: how it ran
         changed = [f"{k}={x}" for k, x in config.items() if k in SETTINGS and getattr(default, k) != x]
-        changed = changed + ([f"data={data}"] if data != usual else [])
+        changed = changed + ([f"data={data}"] if key != usual else [])
         t = r["toybench"]["tiny"]
         lines.append(
             f"| {' '.join(changed) or 'the defaults'} | {len(r.get('decoders', [r['decoder']]))} | "
