@@ -131,6 +131,23 @@ def test_world_clips_are_the_renders_in_eight_bits():
         assert clip.max() > 0.5  # on the [0, 1] scale, not divided by 255 twice
 
 
+def test_world_clips_cached_before_the_8_bit_fix_are_encoded_again(tiny_wan, tmp_path):
+    """A chunk of world clips cached without the clips marker (written before commit 8735ac6: near black) is not
+    trusted: the next load encodes it again, and the result equals a fresh cache's."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    fresh = load_real_clips("world", tmp_path / "a", tiny_wan, (9, 32, 32), 4, 0, progress=False)
+    chunk = next((tmp_path / "a" / "reals").glob("chunk-*.safetensors"))
+    with safe_open(str(chunk), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["clips"] == "8bit"
+    del meta["clips"]
+    save_file({**tensors, "latents": tensors["latents"] / 255}, str(chunk), metadata=meta)  # as the bug cached them
+    again = load_real_clips("world", tmp_path / "a", tiny_wan, (9, 32, 32), 4, 0, progress=False)
+    assert torch.equal(again.latents, fresh.latents)
+
+
 def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_encoding(tiny_wan, tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()

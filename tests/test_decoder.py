@@ -538,3 +538,23 @@ def test_the_picked_frames_are_read_from_the_cache_as_the_whole_clips_hold_them(
         assert torch.equal(picked[name], whole[name][rows, frames]), name
     x = torch.rand(2, 3, 1, 9, 7)
     assert torch.equal(dilate(x), F.max_pool2d(x.flatten(0, 2), 3, 1, 1).view_as(x))
+
+
+def test_a_cached_target_chunk_is_reused_only_for_the_latents_it_decoded(tiny_wan, tmp_path):
+    """build_targets keeps a chunk when it holds exactly the latents asked for, and decodes it again when they
+    changed (e.g. real clips encoded again after a fix), so a resumed run never trains on stale decodes."""
+    from accvideo.decoder.targets import build_targets, chunk_name
+
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(3, 16, 3, 4, 4, generator=g)
+    second = first.clone()
+    second[1] += 1.0
+    build_targets(tiny_wan, lambda r: first[r.start : r.stop], 3, tmp_path, progress=False)
+    path = tmp_path / "targets" / chunk_name(0)
+    before = path.stat().st_mtime_ns, load_file(str(path))["video"]
+    build_targets(tiny_wan, lambda r: first[r.start : r.stop], 3, tmp_path, progress=False)
+    assert path.stat().st_mtime_ns == before[0]  # the same latents: reused, not decoded again
+    targets = build_targets(tiny_wan, lambda r: second[r.start : r.stop], 3, tmp_path, progress=False)
+    saved = load_file(str(path))
+    assert torch.equal(saved["latents"], second) and not torch.equal(saved["video"], before[1])
+    assert torch.equal(targets.get([1])["latents"][0], second[1])

@@ -118,7 +118,7 @@ def chunk_name(c: int) -> str:
 
 def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = True) -> Targets:
     """Decode items 0..count-1 (`latents_of(range)` -> (n, C, F', H', W')) with the VAE into OUT/targets, chunk by
-    chunk (kept chunks are reused), and return the reader."""
+    chunk (a kept chunk is reused when it holds exactly these latents), and return the reader."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -128,16 +128,17 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
     starts = range(0, count, CHUNK)
     for start in tqdm(starts, desc="teacher VAE decodes", unit="chunk", disable=not progress, leave=False):
         path = folder / chunk_name(start // CHUNK)
+        z = latents_of(range(start, min(count, start + CHUNK))).float()
         if path.is_file():
-            try:
+            try:  # kept only if it decoded these very latents (the inputs may have changed: a re-encoded real clip)
                 with safe_open(str(path), "pt") as f:
                     meta = f.metadata() or {}
-                if int(meta.get("items", -1)) == min(CHUNK, count - start):
+                    same = int(meta.get("items", -1)) == len(z) and torch.equal(f.get_tensor("latents"), z.cpu())
+                if same:
                     level = _level_of(meta)
                     continue
             except Exception:  # noqa: BLE001 - a damaged chunk is decoded again
                 pass
-        z = latents_of(range(start, min(count, start + CHUNK))).float()
         video, feats = teacher_decode(adapter, z)
         found = feature_level(feats, video.shape[1], video.shape[3], z.shape[3])
         level = found

@@ -30,6 +30,7 @@ from accvideo.core.runtime import batch_noise
 from accvideo.errors import AccVideoError
 
 CHUNK = 16  # clips per cached chunk
+CLIPS_VERSION = "8bit"  # in each cached chunk: world renders quantised to 8 bits before fitting (commit 8735ac6)
 WORLD = "world"
 
 
@@ -177,6 +178,8 @@ def load_real_clips(
     starts = range(0, len(sources), CHUNK)
     for i in tqdm(starts, desc="encode real clips", unit="chunk", disable=not progress, leave=False):
         path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
+        if path.is_file() and _stale(path, spec, images):
+            path.unlink()
         if not path.is_file():
             part = sources[i : i + CHUNK]
             clips = [_load(s, frames, height, width) for s in part]
@@ -189,7 +192,8 @@ def load_real_clips(
                 for name, value in adapter.encode_images(firsts, frames, height, width).items():
                     tensors[f"image/{name}"] = value.cpu().contiguous()
             tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
-            save_file(tensors, str(tmp), metadata={"prompts": json.dumps([s.prompt for s, _ in kept])})
+            meta = {"prompts": json.dumps([s.prompt for s, _ in kept]), "clips": CLIPS_VERSION}
+            save_file(tensors, str(tmp), metadata=meta)
             os.replace(tmp, path)
         from safetensors import safe_open
 
@@ -202,8 +206,6 @@ def load_real_clips(
             prompts += chunk_prompts
             for name in (k.removeprefix("image/") for k in data if k.startswith("image/")):
                 image_cond.setdefault(name, []).append(data[f"image/{name}"])
-        if chunk_prompts and images and not any(k.startswith("image/") for k in data):
-            raise AccVideoError(f"{path} holds no image conditioning; delete {cache} and rerun to encode it again")
     if not latents:
         raise AccVideoError(
             f"real_data={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
@@ -211,6 +213,19 @@ def load_real_clips(
         )
     image = {name: torch.cat(parts) for name, parts in image_cond.items()} if images else None
     return RealClips(torch.cat(latents), prompts, adapter, skipped, image)
+
+
+def _stale(path: Path, spec: str, images: bool) -> bool:
+    """A cached chunk to encode again: world renders cached before they were quantised to 8 bits (before commit
+    8735ac6 they were divided by 255 twice: near black), or a chunk without the image conditioning an
+    image-to-video teacher needs."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta, keys = f.metadata() or {}, list(f.keys())
+    if spec == WORLD and meta.get("clips") != CLIPS_VERSION:
+        return True
+    return images and "latents" in keys and not any(k.startswith("image/") for k in keys)
 
 
 def first_frame_image(clip: torch.Tensor):
