@@ -330,7 +330,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rehearsal")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU: the same code paths in ~1 minute")
     parser.add_argument(
-        "--bf16", action="store_true", help="with --tiny: the GPU's precision on the CPU (bf16 teacher, bf16 autocast)"
+        "--bf16", action="store_true", help="the GPU's precision on the CPU (bf16 teacher, bf16 autocast)"
     )
     parser.add_argument("--families", default="wan,hunyuanvideo")
     parser.add_argument("--size", default=None, help="FxHxW for every family, in place of the plan's (e.g. 5x64x64)")

@@ -27,6 +27,7 @@ from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import temp_name
 from accvideo.core.runtime import batch_noise
+from accvideo.core.video import to_uint8
 from accvideo.errors import AccVideoError
 
 CHUNK = 16  # clips per cached chunk
@@ -100,7 +101,7 @@ def _load(source: Source, frames: int, height: int, width: int) -> torch.Tensor 
 
         clip = render(parse_caption(source.prompt), source.seed, WorldConfig(frames=frames, height=height, width=width))
         # render gives floats in [0, 1]; fit_clip takes 8-bit frames, as a video file's are
-        return fit_clip((clip * 255.0 + 0.5).astype(np.uint8), frames, height, width)
+        return fit_clip(to_uint8(clip), frames, height, width)
     from accvideo.core.video import read_video
 
     try:
@@ -233,7 +234,7 @@ def first_frame_image(clip: torch.Tensor):
     an image file is (as ToyBench's image-to-video mode gives its first frames)."""
     from PIL import Image
 
-    return Image.fromarray((clip[0].numpy() * 255.0 + 0.5).astype(np.uint8))
+    return Image.fromarray(to_uint8(clip[0]))
 
 
 def shared_real_clips(
