@@ -124,3 +124,33 @@ def test_out_of_gpu_memory_is_one_line_naming_the_fixes(monkeypatch, tmp_path, c
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
     assert "out of GPU memory" in err and "--offload" in err and "lora_rank" in err and "smaller --size" in err
+
+
+def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(monkeypatch, tmp_path, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the ranks' shared marker folder
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
+    missing = ["sample", "--model", str(tmp_path / "missing")]
+    printed = []
+    for rank in ("0", "1"):  # two ranks of one launch meet the same bad input
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as exc:
+            main(missing)
+        assert exc.value.code == 2
+        printed.append(capsys.readouterr().err)
+    assert printed[0].startswith("error: model directory") and printed[0].count("\n") == 1
+    assert printed[1] == ""
+    with pytest.raises(SystemExit):  # another line, met by one rank only, is still printed
+        main(["sample", "--model", str(tmp_path / "other")])
+    assert "other" in capsys.readouterr().err
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")  # the next launch prints it again
+    with pytest.raises(SystemExit):
+        main(missing)
+    assert capsys.readouterr().err == printed[0]
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # outside torchrun every refusal prints
+    monkeypatch.delenv("RANK")
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            main(missing)
+        assert capsys.readouterr().err == printed[0]

@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import hashlib
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -509,16 +512,40 @@ def fault_line(exc: BaseException) -> str | None:
     return None
 
 
+def _first_on_this_node(line: str) -> bool:
+    """Under torchrun every rank meets the same bad input: print each error line once per node, not once per rank.
+
+    The first rank to create a marker named by the launch's run id and the line prints it; a line only some ranks
+    meet (one rank's out-of-memory) is still printed. Outside torchrun every line prints."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id is None or "RANK" not in os.environ:
+        return True
+    key = hashlib.sha256(f"{run_id}\n{os.environ.get('MASTER_PORT', '')}\n{line}".encode()).hexdigest()[:24]
+    marker = Path(tempfile.gettempdir()) / f"accvideo-error-{key}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:  # no writable temp dir: print rather than hide the error
+        return True
+    return True
+
+
+def _fail(line: str) -> None:
+    if _first_on_this_node(line):
+        _echo(f"error: {line}", err=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2."""
+    """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in ("-h", "--help", "--version"):
         _quiet_libraries()
     try:
         dispatch(argv)
     except AccVideoError as exc:
-        _echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
         _echo("interrupted", err=True)
         sys.exit(130)
@@ -526,8 +553,7 @@ def main(argv: list[str] | None = None) -> None:
         line = fault_line(exc)
         if line is None:
             raise
-        _echo(f"error: {line}", err=True)
-        sys.exit(2)
+        _fail(line)
     sys.exit(0)
 
 
