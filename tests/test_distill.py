@@ -1,4 +1,4 @@
-"""Distillation internals (METHOD.md 2-3): losses by hand, heads, queue step counts, gradient routing, LoRA sharing."""
+"""Distillation internals (docs/method.md 2-3): losses by hand, heads, queues, gradient routing, LoRA sharing."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ from accvideo.errors import AccVideoError
 
 
 def test_paper_key_sigmas_shift7_n50():
-    """METHOD.md 1: indices {0,10,...,50} of a 50-step grid at shift 7."""
+    """docs/method.md 1: indices {0,10,...,50} of a 50-step grid at shift 7."""
     sig = key_sigmas(shifted_sigmas(50, 7.0), uniform_key_indices(50, 5))
     # exact values: 7s/(1+6s) for s = 1, .8, .6, .4, .2, 0
     exact = torch.tensor([1.0, 5.6 / 5.8, 4.2 / 4.6, 2.8 / 3.4, 1.4 / 2.2, 0.0], dtype=torch.float64)
     torch.testing.assert_close(sig, exact, atol=1e-12, rtol=0)
-    # the paper's printed values; its 0.9651 is a typo for 5.6/5.8 = 0.96552 (off by 4e-4), see NOTES
+    # the paper's printed values; its 0.9651 is a typo for 5.6/5.8 = 0.96552 (off by 4e-4)
     paper = torch.tensor([1.0, 0.9651, 0.9130, 0.8235, 0.6363, 0.0], dtype=torch.float64)
     diff = (sig - paper).abs()
     assert diff[[0, 2, 3, 4, 5]].max() < 1e-4

@@ -1,4 +1,4 @@
-"""SynVid synthesis: items equal plain teacher sampling, the reader's checks, and bad input (METHOD.md 1)."""
+"""SynVid synthesis: items equal plain teacher sampling, the reader's checks, and bad input (docs/method.md 1)."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def test_accvideo_pairs_step_from_one_key_latent_to_the_next():
     x, sigma, v = accvideo_batches(latents, key_sigmas, 256)(phase_generator(0, "b"))
     k = torch.searchsorted(-key_sigmas, -sigma)  # which key level each pair starts from
     assert torch.equal(key_sigmas[k], sigma)
-    stepped = x + (key_sigmas[k + 1] - sigma) * v  # one Euler step of METHOD.md 0
+    stepped = x + (key_sigmas[k + 1] - sigma) * v  # one Euler step of docs/method.md 0
     assert all(bool((latents[kk + 1] - s).abs().min() < 1e-5) for kk, s in zip(k.tolist(), stepped, strict=False))
 
 

@@ -1,4 +1,4 @@
-"""The model seam (DESIGN.md): one small protocol that hides a model family from generic code."""
+"""The model seam (docs/ARCHITECTURE.md): one small protocol that hides a model family from generic code."""
 
 from __future__ import annotations
 

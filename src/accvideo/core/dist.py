@@ -1,4 +1,4 @@
-"""The distributed seam (STYLE.md): init from the torchrun environment, rank, world size, barrier, print0.
+"""The distributed seam (docs/ARCHITECTURE.md): init from the torchrun environment, rank, world size, barrier, print0.
 
 Only this module (and the parallelize seam) imports torch.distributed; model, loss and sampler code
 never does. Every function also works in a plain single process, where rank is 0 and world size 1.

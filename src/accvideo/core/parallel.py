@@ -1,4 +1,4 @@
-"""The parallelize seam (STYLE.md; torchtitan's parallelize_fn): data parallelism applied to a student from outside.
+"""The parallelize seam (docs/scale-out.md; torchtitan's parallelize_fn): data parallelism applied from outside.
 
 Model, loss and sampler code never sees it. A `Parallel` records how the student's transformer was wrapped:
   none  one process: nothing wrapped (activation checkpointing and bf16 autocast on GPU still apply);

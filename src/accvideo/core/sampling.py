@@ -1,4 +1,4 @@
-"""The one sampling path (METHOD.md 0): per-item noise, the Euler solve over an explicit sigma grid, CFG.
+"""The one sampling path (docs/method.md 0): per-item noise, the Euler solve over an explicit sigma grid, CFG.
 
 `sample_latents` is what every command runs (sample, synthesize, evaluate, the demo and the benchmark); a
 `SamplingPlan` says how (sigmas, guidance, negative prompt) and is resolved once from the model's defaults.
@@ -18,7 +18,7 @@ from accvideo.core.runtime import batch_noise
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
 
-TEACHER_STEPS = 50  # n: the teacher's Euler steps when none are given (METHOD.md 1), the same for every family
+TEACHER_STEPS = 50  # n: the teacher's Euler steps when none are given (docs/method.md 1), the same for every family
 
 # A velocity field: (x (B, C, F, H, W), sigma (B,)) -> v = eps - x0, same shape as x.
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

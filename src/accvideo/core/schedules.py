@@ -1,4 +1,4 @@
-"""Sigma grids and key-step selection (METHOD.md sections 0 and 1): pure functions over tensors."""
+"""Sigma grids and key-step selection (docs/method.md sections 0 and 1): pure functions over tensors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AccVideo distillation (METHOD.md 2-3): SynVid trajectories -> a few-step student (full weights or LoRA)."""
+"""AccVideo distillation (docs/method.md 2-3): SynVid trajectories -> a few-step student (full weights or LoRA)."""
 
 from accvideo.distill.config import DistillConfig, paper_config, quick_config
 from accvideo.distill.trainer import Distiller, distill

@@ -1,4 +1,4 @@
-"""Settings of one `accvideo distill` run (METHOD.md 2-3); presets are functions that return configs."""
+"""Settings of one `accvideo distill` run (docs/method.md 2-3); presets are functions that return configs."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ class DistillConfig:
 
 
 def paper_config(**kw) -> DistillConfig:
-    """The paper's recipe (METHOD.md 3): 1,200 iterations of batch 32, AdamW lr 5e-6, lambda_adv 0.1."""
+    """The paper's recipe (docs/method.md 3): 1,200 iterations of batch 32, AdamW lr 5e-6, lambda_adv 0.1."""
     return replace(DistillConfig(iterations=1200, batch=32, micro_batch=1), **kw)
 
 

@@ -1,4 +1,4 @@
-"""Discriminator heads H_k (METHOD.md 3): small 2D conv nets over each frame's token grid, one per key step."""
+"""Discriminator heads H_k (docs/method.md 3): small 2D conv nets over each frame's token grid, one per key step."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def adapter_off(transformer: nn.Module) -> Iterator[None]:
     """Run the base weights alone (the teacher) inside the block; the adapter is back on after it.
 
     peft clears requires_grad of the LoRA weights while disabled and sets it again on enable, so a backward
-    through the student's graph must run after the block (see NOTES-diffusers.md: two-phase backward).
+    through the student's graph must run after the block (see docs/distill.md: the two-phase backward).
     """
     transformer.disable_adapters()
     try:

@@ -1,4 +1,4 @@
-"""The student and its frozen teacher (METHOD.md 2): a full float32 copy, or one module with a LoRA switched on/off."""
+"""The student and its frozen teacher (docs/method.md 2): a full float32 copy, or one module with a LoRA on/off."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fake-sample queues Q_0 .. Q_{m-1} (METHOD.md 3); Q_m is fresh noise, drawn by the trainer."""
+"""The fake-sample queues Q_0 .. Q_{m-1} (docs/method.md 3); Q_m is fresh noise, drawn by the trainer."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`accvideo distill`: trajectory-based few-step guidance (Eq. 6) plus adversarial training on SynVid (Eq. 7-8).
 
-One outer iteration runs k = m-1 down to 0 (METHOD.md 3), each key step on a fresh batch of trajectories:
+One outer iteration runs k = m-1 down to 0 (docs/method.md 3), each key step on a fresh batch of trajectories:
   1. trajectory loss: the gradient of L_traj at key step k;
   2. fakes: pop Q_{k+1} (fresh noise for k+1 = m), take ONE student Euler step t'_{k+1} -> t'_k, push it on Q_k;
   3. generator: the gradient of lambda_adv * L_G of those fakes (it flows through that step only; none during the
@@ -63,7 +63,7 @@ def global_mean_checked(name: str, value: torch.Tensor) -> float:
 class Distiller:
     """The student, its frozen teacher, the heads, optimisers and queues of one run; `run()` trains and saves.
 
-    Key steps are indexed as in METHOD.md: t[k] = t'_k, so t[0] = 0 and t[m] = 1. Stored latents, `key_sigmas`
+    Key steps are indexed as in docs/method.md: t[k] = t'_k, so t[0] = 0 and t[m] = 1. Stored latents, `key_sigmas`
     and the artifacts keep the data's order, noisiest first: row m - k holds t'_k (`at`).
     """
 
@@ -207,9 +207,9 @@ class Distiller:
     def generator_backward(self, k: int, entry: dict) -> tuple[dict, float]:
         """One student Euler step t'_{k+1} -> t'_k of the popped fakes, pushed on Q_k; the gradient of lambda_adv * L_G.
 
-        Backward in two phases (NOTES-diffusers.md): through the frozen teacher and head to the detached fake
-        inside teacher_mode(), then from the fake through the student's one step; so a LoRA student's shared
-        weights never see both paths in one graph, and no gradient reaches earlier steps.
+        Backward in two phases (docs/distill.md, "What one iteration does"): through the frozen teacher and head to
+        the detached fake inside teacher_mode(), then from the fake through the student's one step; so a LoRA
+        student's shared weights never see both paths in one graph, and no gradient reaches earlier steps.
         """
         out, warm = [], self.iteration < self.cfg.adv_warmup  # warm-up: the fakes and L_G, no student gradient
 

@@ -3,7 +3,7 @@
 Stock pipelines never take our sigma list: `WanPipeline` calls `scheduler.set_timesteps(m)`, and
 `HunyuanVideoPipeline` calls `set_timesteps(sigmas=linspace(1, 0, m+1)[:-1])`. Both then apply the config's
 `shift` (and `shift_terminal`, if set). Our key sigmas for uniform key indices on an n-step grid are
-`sigma_k = S_s(1 - k/m)`, k = 0..m (S_s(u) = s*u / (1 + (s-1)*u), METHOD.md 0), so:
+`sigma_k = S_s(1 - k/m)`, k = 0..m (S_s(u) = s*u / (1 + (s-1)*u), docs/method.md 0), so:
 
 - linspace pipelines (HunyuanVideo): `shift = s` reproduces them as they are;
 - step-count pipelines (Wan): `set_timesteps(m)` gives a_k = linspace(1, e, m) with e = S_{s'}(1/N),

@@ -4,7 +4,7 @@ Differences from Wan that the seam hides: two text encoders (Llama hidden states
 the pipeline's own `encode_prompt`; an embedded guidance scalar passed to every transformer call instead of CFG
 (true CFG stays available: a plan with guidance != 1 makes the sampler add an unconditional pass); dual-stream
 blocks then single-stream blocks, both returning (video tokens, text tokens), counted as one depth for feature
-blocks (METHOD.md 3: 20 + 40 = 60 blocks).
+blocks (docs/method.md 3: 20 + 40 = 60 blocks).
 
 Optional `accvideo.json` at the pipeline root sets the text settings a checkpoint needs (tiny test pipelines
 use {"prompt_template": {"template": "{}", "crop_start": 0}}); stock diffusers users pass the same values.
@@ -44,7 +44,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
     pipeline_class = "HunyuanVideoPipeline"
     components = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
     frame_step = 4  # the VAE compresses time 4x: frames = 4k + 1
-    fallback_shift = 7.0  # METHOD.md: HunyuanVideo's shift
+    fallback_shift = 7.0  # docs/method.md: HunyuanVideo's shift
     default_guidance = 1.0  # no true CFG: the embedded guidance scalar goes into every call instead
 
     def __init__(

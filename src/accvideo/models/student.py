@@ -28,7 +28,7 @@ FULL_WEIGHTS = "transformer"
 # Wan 2.2 A14B students (student.json "experts"): one folder or LoRA file per expert; the second expert's LoRA loads
 # with diffusers' `pipe.load_lora_weights(..., load_into_transformer_2=True)`
 LORA_FILES = {FULL_WEIGHTS: LORA_WEIGHTS, "transformer_2": "pytorch_lora_weights_2.safetensors"}
-STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (METHOD.md 2)
+STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (docs/method.md 2)
 
 # A student that recorded the older, full-hash identity ('sha256:') is checked on load only when its teacher is up to
 # this size (hashing a 14B checkpoint takes about a minute); export checks it at any size. The sampled identity of

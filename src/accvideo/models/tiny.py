@@ -17,7 +17,7 @@ TINY_WORDS = (
 
 
 def word_tokenizer(words: Sequence[str], max_length: int = 32):
-    """A Unigram T5 tokenizer over whole words plus single letters, built in memory (NOTES-diffusers.md)."""
+    """A Unigram T5 tokenizer over whole words plus single letters, built in memory: no download."""
     from transformers import T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]

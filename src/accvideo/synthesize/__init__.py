@@ -1,4 +1,4 @@
-"""SynVid (METHOD.md 1): teacher trajectories -> resumable, sharded, self-describing datasets, and their reader."""
+"""SynVid (docs/method.md 1): teacher trajectories -> resumable, sharded, self-describing datasets, and their reader."""
 
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.dataset import SynVidDataset, build_index

@@ -1,4 +1,4 @@
-"""Settings of one `accvideo synthesize` run, and the settings that define a SynVid dataset (METHOD.md 1)."""
+"""Settings of one `accvideo synthesize` run, and the settings that define a SynVid dataset (docs/method.md 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading SynVid: a random-access torch Dataset over shards, safe in DataLoader workers (METHOD.md 1-2)."""
+"""Reading SynVid: a random-access torch Dataset over shards, safe in DataLoader workers (docs/method.md 1-2)."""
 
 from __future__ import annotations
 

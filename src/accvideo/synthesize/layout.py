@@ -1,4 +1,4 @@
-"""Which items go to which shard and rank, and which shards are already done (DESIGN.md "Scale-out").
+"""Which items go to which shard and rank, and which shards are already done (docs/synvid.md, "Determinism").
 
 Shard k holds items [k*S, (k+1)*S) of the prompt list and rank r writes the shards with k % world == r.
 Both depend on nothing but S and the prompt list, so a resumed run, or one with another number of

@@ -1,4 +1,4 @@
-"""`accvideo synthesize`: teacher rollouts -> SynVid shards, resumable and split across torchrun ranks (METHOD.md 1)."""
+"""`accvideo synthesize`: teacher rollouts to SynVid shards, resumable, split over torchrun ranks (docs/method.md 1)."""
 
 from __future__ import annotations
 

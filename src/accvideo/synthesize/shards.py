@@ -1,4 +1,4 @@
-"""SynVid shard files (DESIGN.md "Data: SynVid shards"): self-describing safetensors, written whole or not at all.
+"""SynVid shard files (docs/synvid.md, "Layout on disk"): self-describing safetensors, written whole or not at all.
 
 A shard `shard-KKKKKK.safetensors` holds items [k*S, (k+1)*S) of the prompt list. Tensors are per item,
 `{j}/latents` (K, C, F', H', W') and `{j}/cond/{name}`, plus the shard's `sigmas` grid (n+1,) float64.

@@ -18,14 +18,14 @@ def random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def sample_mismatched(n: int, mismatch: float, data_point: float, generator: torch.Generator) -> torch.Tensor:
-    """x_d = +-a + u * M with u ~ U(-1, 1) (METHOD.md 4); M = 0 gives the teacher's data, shape (n,)."""
+    """x_d = +-a + u * M with u ~ U(-1, 1) (docs/method.md 4); M = 0 gives the teacher's data, shape (n,)."""
     signs = random_signs(n, generator)
     u = torch.rand(n, generator=generator) * 2.0 - 1.0
     return signs * data_point + u * mismatch
 
 
 def renoise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Forward process x_sigma = (1 - sigma) x0 + sigma eps (METHOD.md 0)."""
+    """Forward process x_sigma = (1 - sigma) x0 + sigma eps (docs/method.md 0)."""
     return (1.0 - sigma) * x0 + sigma * eps
 
 

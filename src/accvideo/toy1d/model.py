@@ -55,7 +55,7 @@ class ToyResNet1D(nn.Module):
         return self.data_scale * self.head(self.pool(h).squeeze(-1)).squeeze(-1)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Velocity v = eps - x0 (METHOD.md 0) for x (B,) at sigma (B,), shape (B,)."""
+        """Velocity v = eps - x0 (docs/method.md 0) for x (B,) at sigma (B,), shape (B,)."""
         return (x - self.denoised(x, sigma)) / sigma.to(x.dtype).clamp(min=SIGMA_MIN)
 
 

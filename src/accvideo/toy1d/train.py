@@ -76,7 +76,7 @@ def rollout(velocity: Callable, z: torch.Tensor, sigmas: torch.Tensor, keep: lis
 
 
 def accvideo_batches(key_latents: torch.Tensor, key_sigmas: torch.Tensor, batch: int) -> BatchFn:
-    """Pairs from teacher trajectories (METHOD.md 2): at l[k+1] regress the secant to l[k].
+    """Pairs from teacher trajectories (docs/method.md 2): at l[k+1] regress the secant to l[k].
 
     key_latents (m+1, N) hold each trajectory at the key levels key_sigmas (m+1,), noisiest first,
     so the student's Euler step over a key interval lands where the teacher's 50 steps did.
