@@ -6,15 +6,7 @@ import json
 
 import pytest
 import torch
-
-from accvideo.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+from cli_helpers import run_cli
 
 
 def test_bench_json_has_every_stage_and_the_overhead(tiny_wan_dir, tmp_path, capsys):

@@ -6,17 +6,11 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from cli_helpers import run_cli
 
 from accvideo import __version__
 from accvideo.cli import main
 from accvideo.core.video import read_video
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_version(capsys):

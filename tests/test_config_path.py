@@ -4,17 +4,10 @@ import dataclasses
 
 import pytest
 import yaml
+from cli_helpers import run_cli
 
-from accvideo.cli import BY_NAME, VERBS, _load, main, resolve
+from accvideo.cli import BY_NAME, VERBS, _load, resolve
 from accvideo.core.config import config_flags
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
 
 # a required value for verbs whose default refuses to build (positional folders, a prompt count)
 NEEDS = {"prompts": ["n=3"], "export": ["RUN", "--out", "D"], "tiny-model": ["DIR"], "evaluate": ["--model", "builtin"]}

@@ -6,17 +6,10 @@ import json
 
 import pytest
 import yaml
+from cli_helpers import run_cli
 
-from accvideo.cli import main
 from accvideo.demo.ablate import key_indices, plan_rows, row_overrides, run_name
 from accvideo.demo.config import AblationConfig, quick_ablation_config
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

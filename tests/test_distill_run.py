@@ -13,19 +13,12 @@ import time
 import pytest
 import torch
 import yaml
+from cli_helpers import run_cli
 
-from accvideo.cli import main
 from accvideo.distill import losses
 from accvideo.distill.plots import read_losses
 
 QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def distill_args(teacher, data, out, *extra):

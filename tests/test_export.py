@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import cli_helpers
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from accvideo.cli import main
 from accvideo.core.outputs import LEDGER
 from accvideo.core.runtime import noise
 from accvideo.core.schedules import key_sigmas, shifted_sigmas, uniform_key_indices
@@ -20,13 +21,6 @@ from accvideo.models.open import open_model
 FRAMES, H, W = 9, 32, 32
 PROMPT = "a red circle moving left"
 QUICK = ["iterations=2", "batch=2", "lr=1e-3", "head_lr=1e-4", "head_channels=8", "device=cpu"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def one_line_error(args, capsys, message):
@@ -62,38 +56,9 @@ def runs(tiny_wan_dir, synvid, tmp_path_factory):
 
 
 def sample_video(run, tmp_path, capsys, monkeypatch):
-    """What `accvideo sample --model RUN` generates, (F, H, W, 3) float in [0, 1], captured before encoding."""
-    import accvideo.sample.run as sample_run
-
-    seen = []
-    real = sample_run.write_video
-
-    def capture(path, video, fps):
-        seen.append(video.clone())
-        return real(path, video, fps)
-
-    monkeypatch.setattr(sample_run, "write_video", capture)
-    clip = tmp_path / "clip.mp4"
-    code, _, err = run_cli(
-        [
-            "sample",
-            "--model",
-            str(run),
-            "--prompt",
-            PROMPT,
-            "--seed",
-            "7",
-            "--frames",
-            str(FRAMES),
-            "--size",
-            f"{H}x{W}",
-            "--out",
-            str(clip),
-        ],
-        capsys,
-    )
-    assert code in (0, None), err
-    return seen[0]
+    """What `accvideo sample --model RUN` generates for PROMPT, seed 7, (F, H, W, 3) float in [0, 1]."""
+    args = ["--prompt", PROMPT, "--seed", "7", "--frames", str(FRAMES), "--size", f"{H}x{W}"]
+    return cli_helpers.sample_video(run, tmp_path / "clip.mp4", capsys, monkeypatch, *args)
 
 
 def stock_generate(pipe, call, **kw):

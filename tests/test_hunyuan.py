@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import cli_helpers
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from accvideo.cli import main
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.runtime import noise
 from accvideo.core.sampling import euler_sample
@@ -166,13 +167,6 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
 # --- the whole chain: synthesize -> distill (full, LoRA) -> sample -> export -> stock reload ---------------------
 
 
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def hy_runs(hy_dir, tmp_path_factory):
     """SynVid of the tiny HunyuanVideo (embedded guidance, no CFG; 5 key steps of 10) and two 2-iteration students."""
@@ -219,32 +213,9 @@ def hy_runs(hy_dir, tmp_path_factory):
 
 
 def sample_video(run, tmp_path, capsys, monkeypatch):
-    import accvideo.sample.run as sample_run
-
-    seen = []
-    real = sample_run.write_video
-    monkeypatch.setattr(sample_run, "write_video", lambda p, v, fps: (seen.append(v.clone()), real(p, v, fps))[1])
-    clip = tmp_path / "clip.mp4"
-    code, _, err = run_cli(
-        [
-            "sample",
-            "--model",
-            str(run),
-            "--prompt",
-            PROMPT,
-            "--seed",
-            "7",
-            "--frames",
-            str(FRAMES),
-            "--size",
-            f"{H}x{W}",
-            "--out",
-            str(clip),
-        ],
-        capsys,
-    )
-    assert code in (0, None), err
-    return seen[0]
+    """What `accvideo sample --model RUN` generates for PROMPT, seed 7, (F, H, W, 3) float in [0, 1]."""
+    args = ["--prompt", PROMPT, "--seed", "7", "--frames", str(FRAMES), "--size", f"{H}x{W}"]
+    return cli_helpers.sample_video(run, tmp_path / "clip.mp4", capsys, monkeypatch, *args)
 
 
 def stock_generate(pipe, call):

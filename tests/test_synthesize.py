@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from accvideo.cli import main
 from accvideo.core.runtime import noise
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import key_sigmas, shifted_sigmas
@@ -30,13 +30,6 @@ PROMPTS = [
     "a yellow triangle spinning",
 ]
 SMALL = dict(steps=10, key_steps=5, frames=9, height=32, width=32, shard_size=2, batch=2, guidance=3.0)
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def prompt_file(path, prompts=PROMPTS):

@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 import yaml
+from cli_helpers import run_cli, sample_video
 
-from accvideo.cli import main
 from accvideo.core.runtime import noise
 from accvideo.core.sampling import SamplingPlan, euler_sample, sample_latents, shifted_plan
 from accvideo.models.wan import WanAdapter
@@ -22,13 +22,6 @@ from accvideo.models.wan_moe import WanMoEAdapter, experts_line, key_step_expert
 FRAMES, H, W = 5, 32, 32
 PROMPTS = ["a red circle moving left", "a blue square", "a green star moving up", "a cat"]
 TEACHER_GUIDANCE, TEACHER_GUIDANCE_2 = 3.0, 2.0
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -294,15 +287,9 @@ def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatc
     """`accvideo sample --model RUN` decodes what the exported stock pipeline decodes."""
     from diffusers import WanPipeline
 
-    import accvideo.sample.run as sample_run
-
     run, _ = runs["full"]
-    seen = []
-    real = sample_run.write_video
-    monkeypatch.setattr(sample_run, "write_video", lambda p, v, fps: (seen.append(v.clone()), real(p, v, fps))[1])
-    args = ["sample", "--model", str(run), "--prompt", PROMPTS[0], "--seed", "7", "--frames", str(FRAMES)]
-    code, _, err = run_cli([*args, "--size", f"{H}x{W}", "--out", str(tmp_path / "clip.mp4")], capsys)
-    assert code in (0, None), err
+    args = ["--prompt", PROMPTS[0], "--seed", "7", "--frames", str(FRAMES), "--size", f"{H}x{W}"]
+    ours = sample_video(run, tmp_path / "clip.mp4", capsys, monkeypatch, *args)
     out = tmp_path / "export"
     assert run_cli(["export", str(run), "--format", "diffusers", "--out", str(out)], capsys)[0] in (0, None)
     manifest = json.loads((out / "accvideo_export.json").read_text())
@@ -312,4 +299,4 @@ def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatc
     frames = pipe(
         prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **manifest["call"]
     )
-    torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), seen[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), ours, atol=1e-4, rtol=0)

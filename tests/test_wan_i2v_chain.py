@@ -8,9 +8,9 @@ import json
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from test_wan_i2v import FRAMES, H, W, picture
 
-from accvideo.cli import main
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import batch_noise
 from accvideo.core.sampling import sample_latents
@@ -18,13 +18,6 @@ from accvideo.distill import DistillConfig
 from accvideo.models.open import open_model
 
 PROMPTS = ["a red circle moving left", "a blue square", "a cat", "a green star moving up"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
