@@ -175,7 +175,15 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     return data
 
 
-COMPARISONS = (("d", "b"), ("c", "b"), ("e", "d"), ("e", "b"), ("b", "teacher-n"), ("d", "teacher-n"), ("e", "teacher-n"))
+COMPARISONS = (
+    ("d", "b"),
+    ("c", "b"),
+    ("e", "d"),
+    ("e", "b"),
+    ("b", "teacher-n"),
+    ("d", "teacher-n"),
+    ("e", "teacher-n"),
+)
 
 
 def _comparisons(cfg: AblationConfig, results: dict, members: dict) -> list[dict]:
