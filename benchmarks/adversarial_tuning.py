@@ -26,7 +26,7 @@ import torch
 
 from accvideo.core.files import write_json_atomic
 from accvideo.demo.ablate import key_indices
-from accvideo.demo.chain import Sampler, distill_student, sample_and_score
+from accvideo.demo.chain import Sampler, distill_student, sample_and_score, training_seconds
 from accvideo.demo.config import AblationConfig
 from accvideo.distill.plots import read_losses
 from accvideo.evaluate.intervals import compare, summarise
@@ -67,6 +67,15 @@ VARIANTS = {
     "m1 d, r1 1": (1, {"r1": 1.0}),
     "m2 d, head_steps 5": (2, {"head_steps": 5}),
     "m2 d, r1 1": (2, {"r1": 1.0}),
+    # around the val choice real_weight 1.0: a stronger and a weaker adversarial term
+    "m5 e, real_weight 1.0, lambda_adv 0.3": (
+        5,
+        {"real_data": "world", "real_weight": 1.0, "real_clips": 256, "lambda_adv": 0.3},
+    ),
+    "m5 e, real_weight 1.0, lambda_adv 0.03": (
+        5,
+        {"real_data": "world", "real_weight": 1.0, "real_clips": 256, "lambda_adv": 0.03},
+    ),
 }
 
 
@@ -160,10 +169,12 @@ def main() -> None:
         key_sigmas = [float(sigmas[j]) for j in key_indices(cfg.teacher_steps, m)]
         run = distill_student(cfg, Path(a.data), f"runs/v{i}", False, seed=a.seed, key_sigmas=key_sigmas, **overrides)
         samplers.append(Sampler(f"v{i}", str(run), None, None, name))
-        rows[name] = {"m": m, "data": a.data, "overrides": overrides, "seconds": round(time.perf_counter() - t0, 1)}
+        # the training behind the weights; None for a finished run from before the count (the JSON keeps its old)
+        seconds = training_seconds(run)
+        rows[name] = {"m": m, "data": a.data, "overrides": overrides, "seconds": seconds and round(seconds, 1)}
         records = read_losses(run / "losses.jsonl")
         rows[name]["probe_late_k"], rows[name]["curves"] = probe_late(records), curves(records)
-        print(f"{name}: distilled in {rows[name]['seconds']} s", flush=True)
+        print(f"{name}: distilled in {time.perf_counter() - t0:.1f} s", flush=True)
     if a.teacher_row:
         samplers.append(Sampler("teacher-n", cfg.teacher, cfg.teacher_steps, cfg.guidance, TEACHER))
         rows[TEACHER] = {"m": cfg.teacher_steps, "overrides": {"guidance": cfg.guidance}, "curves": None}
@@ -180,7 +191,11 @@ def main() -> None:
     out = Path(a.out)
     if out.is_file():  # keep the rows of variants not run this time
         old = json.loads(out.read_text())
-        data["rows"] = {**old.get("rows", {}), **rows}
+        old_rows = old.get("rows", {})
+        for name, row in rows.items():
+            if row.get("seconds") is None and name in old_rows:
+                row["seconds"] = old_rows[name].get("seconds")
+        data["rows"] = {**old_rows, **rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, data)
     print(table(data))

@@ -98,6 +98,18 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
     teacher = data["cells"]["teacher-n"]["metrics"]["frechet_distance"]["mean"]
     assert diff["diff"] == pytest.approx(sum(seeds) / 2 - teacher) and diff["lo"] <= diff["hi"]
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "(b) + L_traj" in stdout
+    # per run, the training behind its weights; a rerun that only rescores keeps those, not its own near-zero
+    trained = {f"m{m}-b-it2-s{s}": summary_seconds(out / "runs" / f"m{m}-b-it2-s{s}") for m in (1, 2) for s in (0, 1)}
+    assert data["train_seconds"] == trained and all(v > 0 for v in trained.values())
+    code, _, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]"], capsys)
+    assert code in (0, None), err
+    again = json.loads((out / "ablation.json").read_text())
+    assert again["train_seconds"] == trained
+    assert again["cells"] == data["cells"]  # rescored from the kept clips, which the first run scored too
+
+
+def summary_seconds(run):
+    return json.loads((run / "summary.json").read_text())["train_seconds"]
 
 
 def test_ablation_rows_carry_their_settings_and_run_where_asked():

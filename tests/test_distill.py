@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -228,9 +229,14 @@ def test_full_student_resumes_to_the_same_weights(tiny_wan_dir, synvid, tmp_path
     opts = {"batch": 1, "ema": 0.5, "checkpoint_every": 2}
     whole = distiller(tiny_wan_dir, synvid, tmp_path / "whole", iterations=4, **opts)
     whole.run(progress=False)
-    distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=2, **opts).run(progress=False)
+    first = distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=2, **opts).run(progress=False)
     parts = distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=4, **opts)  # resumes at iteration 2
-    parts.run(progress=False)
+    second = parts.run(progress=False)
+    # the training seconds behind the weights add up over resumes; a finished run resumed keeps them
+    again = distiller(tiny_wan_dir, synvid, tmp_path / "parts", iterations=4, **opts).run(progress=False)
+    assert 0 < first["train_seconds"] < second["train_seconds"] == again["train_seconds"]
+    logged = [json.loads(line)["seconds"] for line in (tmp_path / "parts" / "losses.jsonl").read_text().splitlines()]
+    assert len(logged) == 4 and logged == sorted(logged) and logged[-1] == second["train_seconds"]
     for name, p in whole.pair.params.items():
         assert torch.equal(p, parts.pair.params[name]) and torch.equal(whole.pair.ema[name], parts.pair.ema[name])
     assert parts.samples == whole.samples == 4 * 5

@@ -14,6 +14,7 @@ standard deviation (evaluate/intervals.py). OUT/ablation.json holds it all; abla
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from accvideo.demo.chain import (
     distill_student,
     sample_and_score,
     synthesize_synvid,
+    training_seconds,
     write_train_prompts,
 )
 from accvideo.demo.config import AblationConfig
@@ -103,6 +105,14 @@ def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
     return cells
 
 
+def _earlier_training_seconds(path: Path) -> dict[str, float | None]:
+    """The per-run training seconds an earlier invocation recorded (kept for runs whose checkpoint lacks them)."""
+    try:
+        return dict(json.loads(path.read_text()).get("train_seconds", {}))
+    except (OSError, ValueError):
+        return {}
+
+
 def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict:
     """Distil every trained cell once per seed on one SynVid, score every sampler on the same pairs; JSON + tables."""
     if cfg.threads > 0:
@@ -120,6 +130,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     overrides = row_overrides(cfg)
     samplers = [Sampler("teacher-n", cfg.teacher, n, cfg.guidance, f"teacher {n} steps")]
     members: dict[tuple[str, int], list[str]] = {}
+    trained = _earlier_training_seconds(out / "ablation.json")
     for row, m in cells:
         if row == "a":
             samplers.append(Sampler(f"m{m}-a", cfg.teacher, m, cfg.guidance, ROW_LABELS["a"]))
@@ -135,6 +146,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
                 )
             samplers.append(Sampler(name, str(run), None, None, ROW_LABELS[row]))
             members[row, m].append(name)
+            trained[name] = training_seconds(run) or trained.get(name)
     with stages("sample + evaluate"):
         results = sample_and_score(cfg, samplers, progress, split=cfg.split, per_clip=True)
     with stages("intervals"):
@@ -153,7 +165,8 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
     data = {
         "config": to_dict(cfg),
-        "seconds": seconds,
+        "seconds": seconds,  # this invocation's; a resumed run's distill stage is near zero
+        "train_seconds": trained,  # per run, the training behind its weights, however many invocations it took
         "cells": summary,
         "comparisons": comparisons,
         "samplers": results,

@@ -127,6 +127,13 @@ def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progr
     return out
 
 
+def training_seconds(run: Path) -> float | None:
+    """The wall seconds of training behind a distill run's weights, summed over its resumes (summary.json); None
+    for a run whose checkpoint predates the count (a rescoring rerun must not report its own near-zero seconds)."""
+    seconds = _read_json(Path(run) / "summary.json").get("train_seconds")
+    return seconds or None
+
+
 def eval_pairs(cfg: ChainConfig, split: str = "test") -> list[tuple[str, int]]:
     """The held-out (prompt, seed) pairs every sampler is scored on (the grid uses the first few); their noise
     seeds are never a training seed (world.prompts: test reports, val tunes)."""
@@ -179,6 +186,7 @@ def sample_and_score(
             }
             write_video_folder(folder, videos, pairs, "npy")
             write_json_atomic(done, info)
+            videos, _, _ = load_video_folder(folder, size)  # score the kept 8-bit clips: a rescore gives the same
         metrics = evaluate_videos(videos, pairs, classifier=clf, per_clip=per_clip)
         results[s.name] = {
             "label": s.label or s.name,

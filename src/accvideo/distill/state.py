@@ -58,6 +58,7 @@ def meta_of(d: Distiller) -> dict:
         "iteration": d.iteration,
         "samples": d.samples,
         "fakes": d.fakes,
+        "train_seconds": d.train_seconds,
         "world_size": d.world,
         "has_ema": d.pair.ema is not None,
         "queues": d.queues.state_dict(gather=dist.gather_cat),
@@ -93,6 +94,7 @@ def restore(d: Distiller, meta: dict, tensors: dict, whole: bool) -> None:
     d.rng.set_state(meta["generator"])
     torch.set_rng_state(meta["torch_rng"])
     d.iteration, d.samples, d.fakes = meta["iteration"], meta["samples"], meta["fakes"]
+    d.train_seconds = meta.get("train_seconds", 0.0)  # checkpoints before it was kept: 0
 
 
 COMMAND = "distill"
@@ -202,20 +204,22 @@ def save(d: Distiller) -> None:
     dist.barrier()
 
 
-def write_summary(d: Distiller, seconds: float, trained: int, train_seconds: float) -> dict:
-    """summary.json (rank 0): where the run went, and this invocation's training rate and this rank's peak memory."""
+def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: float) -> dict:
+    """summary.json (rank 0): where the run went, the training seconds behind its weights (summed over resumes),
+    and this invocation's seconds, training rate and this rank's peak memory."""
     summary = {
         "out": str(d.out),
         "iterations": d.iteration,
         "samples": d.samples,
         "key_steps": d.m,
         "seconds": round(seconds, 3),
+        "train_seconds": round(d.train_seconds, 3),
         "student": str(d.out / "student"),
         "rank": dist.rank(),
         "world_size": d.world,
         "data_parallel": d.parallel.mode,
         # samples = trajectories x key steps
-        "samples_per_s": round(trained / train_seconds, 3) if trained else None,
+        "samples_per_s": round(trained / loop_seconds, 3) if trained else None,
         "peak_memory_mb": peak_memory_mb(d.device),
     }
     if d.experts is not None:  # Wan 2.2 A14B: which expert trained which key step, which stayed the teacher's

@@ -123,6 +123,7 @@ class Distiller:
         self.reals = None  # real videos as more real samples (reals.py: RealClips), loaded in run()
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
+        self.train_seconds = 0.0  # wall seconds of training behind the current state, summed over resumes
 
     @torch.no_grad()
     def _feature_dim(self) -> int:
@@ -342,7 +343,7 @@ class Distiller:
             if self.experts is not None:
                 print(experts_line(self.experts), flush=True)
         start = self.iteration
-        first_samples, t_train = self.samples, time.perf_counter()
+        first_samples, t_train, before = self.samples, time.perf_counter(), self.train_seconds
         state.write_config(self)
         board = self.out / "tensorboard" if cfg.tensorboard else None
         log = LossLog(self.out / "losses.jsonl", start, board) if main else None
@@ -359,8 +360,9 @@ class Distiller:
                         "lower lr (e.g. lr=...) and rerun the same command to resume from it"
                     ) from None
                 shown = self.iteration % cfg.log_every == 0
+                self.train_seconds = before + time.perf_counter() - t_train
                 if log is not None:
-                    log.write({**record, "seconds": round(time.perf_counter() - t0, 3)}, scalars=shown)
+                    log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
                 bar.update(1)
                 if shown:
                     bar.set_postfix(
