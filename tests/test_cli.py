@@ -1,7 +1,9 @@
 """The CLI: version, sampling to MP4/GIF with resolved settings, and one-line errors with exit code 2."""
 
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -138,10 +140,14 @@ def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(mo
     with pytest.raises(SystemExit):  # another line, met by one rank only, is still printed
         main(["sample", "--model", str(tmp_path / "other")])
     assert "other" in capsys.readouterr().err
+    markers = sorted(tmp_path.glob("accvideo-error-*"))
+    assert len(markers) == 2
+    os.utime(markers[0], (time.time() - 7200,) * 2)  # a marker from two hours ago is swept by the next refusal
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")  # the next launch prints it again
     with pytest.raises(SystemExit):
         main(missing)
     assert capsys.readouterr().err == printed[0]
+    assert not markers[0].exists() and markers[1].exists() and len(list(tmp_path.glob("accvideo-error-*"))) == 2
     monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # outside torchrun every refusal prints
     monkeypatch.delenv("RANK")
     for _ in range(2):

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -512,16 +513,31 @@ def fault_line(exc: BaseException) -> str | None:
     return None
 
 
+ERROR_MARKER = "accvideo-error-"
+
+
+def _remove_stale_markers(folder: Path, max_age_s: float = 3600.0) -> None:
+    now = time.time()
+    for old in folder.glob(f"{ERROR_MARKER}*"):
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                old.unlink()
+        except OSError:  # another rank removed it first, or it is not ours to remove
+            pass
+
+
 def _first_on_this_node(line: str) -> bool:
     """Under torchrun every rank meets the same bad input: print each error line once per node, not once per rank.
 
     The first rank to create a marker named by the launch's run id and the line prints it; a line only some ranks
-    meet (one rank's out-of-memory) is still printed. Outside torchrun every line prints."""
+    meet (one rank's out-of-memory) is still printed. Markers older than an hour (the ranks of one launch meet its
+    error within seconds of each other) are removed as a new one is made. Outside torchrun every line prints."""
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if run_id is None or "RANK" not in os.environ:
         return True
     key = hashlib.sha256(f"{run_id}\n{os.environ.get('MASTER_PORT', '')}\n{line}".encode()).hexdigest()[:24]
-    marker = Path(tempfile.gettempdir()) / f"accvideo-error-{key}"
+    marker = Path(tempfile.gettempdir()) / f"{ERROR_MARKER}{key}"
+    _remove_stale_markers(marker.parent)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
