@@ -17,6 +17,8 @@ from cli_helpers import run_cli
 
 from accvideo.distill import losses
 from accvideo.distill.plots import read_losses
+from accvideo.distill.trainer import ONE_STEP_NOTE
+from accvideo.synthesize import SynVidDataset
 
 QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
 
@@ -33,7 +35,7 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     run = tmp_path / "run"
     code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=2", "lora_rank=2"), capsys)
     assert code in (0, None), err
-    assert "5-step student" in out
+    assert "5-step student" in out and ONE_STEP_NOTE not in out
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["lora_rank"] == 2 and cfg["iterations"] == 2 and cfg["key_steps"] == 5
     assert cfg["feature_blocks"] == [1, 2, 2, 2, 2]  # 3 blocks: two thirds for t'_0, the last otherwise
@@ -128,6 +130,17 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(
     assert saved["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in saved["student"].values())
     assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == [1, 2]
+
+
+def test_a_one_step_student_with_the_adversarial_stage_is_told_what_was_measured(
+    tiny_wan_dir, synvid, tmp_path, capsys
+):
+    settings = SynVidDataset(synvid).settings
+    ends = f"key_sigmas=[{settings.sigmas[settings.key_indices[0]]}, {settings.sigmas[settings.key_indices[-1]]}]"
+    for adv, told in (("adv=true", True), ("adv=false", False)):
+        code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / adv, "iterations=1", ends, adv), capsys)
+        assert code in (0, None), err
+        assert "1-step full student" in out and (ONE_STEP_NOTE in out) == told
 
 
 def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, capsys):

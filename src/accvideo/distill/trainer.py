@@ -60,6 +60,13 @@ def global_mean_checked(name: str, value: torch.Tensor) -> float:
     return v
 
 
+# what the ablation measured (docs/distill.md section 3, docs/demo.md), said where a user would otherwise not look
+ONE_STEP_NOTE = (
+    "note: at 1 key step the adversarial stage made the built-in model's student worse than L_traj alone "
+    "(Frechet distance +52 [+42, +67], 3 seeds; docs/demo.md); adv=false trains L_traj only"
+)
+
+
 class Distiller:
     """The student, its frozen teacher, the heads, optimisers and queues of one run; `run()` trains and saves.
 
@@ -340,6 +347,8 @@ class Distiller:
             release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
         if progress and main:
             print(self.settings_line(), flush=True)
+            if self.m == 1 and cfg.adv:
+                print(ONE_STEP_NOTE, flush=True)
             if self.experts is not None:
                 print(experts_line(self.experts), flush=True)
         start = self.iteration
