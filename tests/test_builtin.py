@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from stock_helpers import stock_latents
 
 from accvideo.core.runtime import builtin_model_dir, noise
 
@@ -82,19 +83,8 @@ def test_shipped_image_to_video_teacher_is_small_and_equals_the_stock_ti2v_image
     pair = ("a blue star moving right on a white background", 11)
     (image,) = first_frames([pair], 17, 64, 64)
     shape = opened.adapter.latent_shape(17, 64, 64)
-    ref = pipe(
-        image=image,
-        prompt=pair[0],
-        negative_prompt="",
-        height=64,
-        width=64,
-        num_frames=17,
-        num_inference_steps=3,
-        guidance_scale=5.0,
-        latents=noise((1, *shape), pair[1]),
-        output_type="latent",
-        max_sequence_length=opened.adapter.max_sequence_length,
-    ).frames
+    x0 = noise((1, *shape), pair[1])
+    ref = stock_latents(pipe, opened.adapter, pair[0], x0, 3, 5.0, (17, 64, 64), image=image)
     cond = encode_conditioning(opened.adapter, [pair[0]], [image], 17, 64, 64)
     ours = sample_latents(opened.adapter, cond, [pair[1]], shape, SamplingPlan(pipe.scheduler.sigmas, 5.0)).latents
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)

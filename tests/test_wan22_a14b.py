@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from cli_helpers import run_cli, sample_video
+from stock_helpers import stock_latents
 
 from accvideo.core.runtime import noise
 from accvideo.core.sampling import SamplingPlan, euler_sample, sample_latents, shifted_plan
@@ -70,19 +71,7 @@ def test_teacher_solve_equals_stock_wan22_pipeline(a14b, stock, guidance_2):
     """WanPipeline(...)(output_type='latent') with both experts in the grid equals our Euler + CFG solve."""
     prompt, steps, guidance = PROMPTS[0], 6, 4.0
     x0 = noise((1, *a14b.latent_shape(FRAMES, H, W)), seed=3)
-    ref = stock(
-        prompt=prompt,
-        negative_prompt="",
-        height=H,
-        width=W,
-        num_frames=FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        guidance_scale_2=guidance_2,
-        latents=x0.clone(),
-        output_type="latent",
-        max_sequence_length=a14b.max_sequence_length,
-    ).frames
+    ref = stock_latents(stock, a14b, prompt, x0, steps, guidance, (FRAMES, H, W), guidance_scale_2=guidance_2)
     sigmas = stock.scheduler.sigmas.tolist()  # the pipeline's own grid; the boundary 0.875 falls inside it
     plan = SamplingPlan(sigmas, guidance, "", None, guidance if guidance_2 is None else guidance_2, 0.875)
     want = [guidance] * 3 + [guidance if guidance_2 is None else guidance_2] * 3  # sigmas 1, .95, .88 | .77, ...

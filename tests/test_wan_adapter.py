@@ -3,6 +3,7 @@
 import pytest
 import torch
 from diffusers import WanPipeline
+from stock_helpers import stock_latents
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.runtime import noise
@@ -25,18 +26,7 @@ def test_core_sampler_equals_wan_pipeline(tiny_wan_dir, tiny_wan, guidance):
     pipe.set_progress_bar_config(disable=True)
     prompt, steps = "a red circle moving left", 6
     x0 = noise((1, *tiny_wan.latent_shape(FRAMES, H, W)), seed=3)
-    ref = pipe(
-        prompt=prompt,
-        negative_prompt="",
-        height=H,
-        width=W,
-        num_frames=FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        latents=x0.clone(),
-        output_type="latent",
-        max_sequence_length=tiny_wan.max_sequence_length,
-    ).frames
+    ref = stock_latents(pipe, tiny_wan, prompt, x0, steps, guidance, (FRAMES, H, W))
     sigmas = pipe.scheduler.sigmas  # what the pipeline's own scheduler used (shift applied in set_timesteps)
     assert len(sigmas) == steps + 1
 

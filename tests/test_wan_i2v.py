@@ -5,6 +5,7 @@ import pytest
 import torch
 from diffusers import WanImageToVideoPipeline
 from PIL import Image
+from stock_helpers import stock_latents
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.images import encode_conditioning
@@ -47,19 +48,7 @@ def test_is_an_image_conditioned_model_adapter(tiny_i2v):
 def test_sampler_equals_stock_i2v_pipeline(stock, tiny_i2v, guidance):
     image, steps, seed = picture(0), 5, 3
     x0 = batch_noise([seed], tiny_i2v.latent_shape(FRAMES, H, W))
-    ref = stock(
-        image=image,
-        prompt=PROMPT,
-        negative_prompt="",
-        height=H,
-        width=W,
-        num_frames=FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        latents=x0.clone(),
-        output_type="latent",
-        max_sequence_length=tiny_i2v.max_sequence_length,
-    ).frames
+    ref = stock_latents(stock, tiny_i2v, PROMPT, x0, steps, guidance, (FRAMES, H, W), image=image)
     plan = SamplingPlan(stock.scheduler.sigmas, guidance)  # what the stock scheduler used (shift applied)
     cond = encode_conditioning(tiny_i2v, [PROMPT], [image], FRAMES, H, W)
     ours = sample_latents(tiny_i2v, cond, [seed], x0.shape[1:], plan).latents  # uncond: "" with the image kept

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from diffusers import WanImageToVideoPipeline
+from stock_helpers import stock_latents
 from test_wan_i2v import picture
 
 from accvideo.core.images import encode_conditioning, load_images
@@ -74,19 +75,7 @@ def test_sampler_equals_stock_pipeline_and_keeps_the_first_frame(folder, adapter
     seen: list[torch.Tensor] = []
     hook = pipe.transformer.condition_embedder.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
     try:
-        ref = pipe(
-            image=image,
-            prompt=PROMPT,
-            negative_prompt="",
-            height=H,
-            width=W,
-            num_frames=FRAMES,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            latents=x0.clone(),
-            output_type="latent",
-            max_sequence_length=adapter.max_sequence_length,
-        ).frames
+        ref = stock_latents(pipe, adapter, PROMPT, x0, steps, guidance, (FRAMES, H, W), image=image)
     finally:
         hook.remove()
     plan = SamplingPlan(pipe.scheduler.sigmas, guidance)  # the stock scheduler's grid
