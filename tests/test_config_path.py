@@ -138,3 +138,14 @@ def test_help_lists_the_verbs_in_pipeline_order(capsys):
     assert order == sorted(order)
     code, out, _ = run_cli(["synthesize", "--help"], capsys)
     assert code == 0 and "--key-steps" in out and "--offload" in out and "--config" in out
+
+
+def test_text_is_taken_literally_whichever_way_it_comes_in(tmp_path):
+    """`${x}` is a user's prompt text, never an OmegaConf interpolation (which would refuse or rewrite it)."""
+    v = BY_NAME["sample"]
+    text = "a red circle ${x} moving ${left}"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"prompt": text, "negative_prompt": "${prompt}"}))
+    from_yaml = resolve(v, ["--config", str(tmp_path / "c.yaml")])
+    assert from_yaml.prompt == text and from_yaml.negative_prompt == "${prompt}"
+    assert resolve(v, ["--prompt", text]).prompt == text
+    assert resolve(v, [f"prompt={text}"]).prompt == text

@@ -36,6 +36,7 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=2", "lora_rank=2"), capsys)
     assert code in (0, None), err
     assert "5-step student" in out and ONE_STEP_NOTE not in out
+    assert not (run / ".accvideo-lock").exists()  # held while it ran, released at the end
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["lora_rank"] == 2 and cfg["iterations"] == 2 and cfg["key_steps"] == 5
     assert cfg["feature_blocks"] == [1, 2, 2, 2, 2]  # 3 blocks: two thirds for t'_0, the last otherwise
@@ -90,6 +91,7 @@ def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvi
     assert proc.returncode == -signal.SIGKILL  # killed, not finished
     saved = torch.load(killed / "checkpoint.pt", weights_only=True)
     assert 1 <= saved["iteration"] < 8
+    assert (killed / ".accvideo-lock").read_text().endswith(f"-{proc.pid}")  # the dead writer's lock: taken over
     resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 

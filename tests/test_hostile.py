@@ -536,10 +536,159 @@ def cpu_out_of_memory_in_distill(env):
     return args, "out of memory (CPU RAM)"
 
 
+# a fuzzing pass of session 14: what a user types by habit, and inputs damaged in new ways
+@case
+def a_device_torch_cannot_name(env):
+    return [
+        "sample",
+        "--model",
+        str(env.teacher),
+        *SMALL[:-2],
+        "--device",
+        env.variant,
+        "--out",
+        str(env.tmp / "c.mp4"),
+    ], ("unknown device")
+
+
+@case
+def a_negative_seed(env):  # "-1 for a random seed", a habit from other tools
+    out = str(env.tmp / "out")
+    return {
+        "prompts": ["prompts", "--n", "2", "--out", str(env.tmp / "p.txt"), "--seed", "-1"],
+        "synthesize": [
+            *["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", out],
+            *[*SYNTH, "--seed", "-1"],
+        ],
+        "evaluate": ["evaluate", "--model", str(env.teacher), "--prompts", "2", "--out", out, "--seed", "-1"],
+        "ablate": ["ablate", "--preset", "quick", "--out", out, "seeds=[0, -1]"],
+    }[env.variant], "must be 0 or more"
+
+
+@case
+def prompts_written_into_a_model_folder(env):
+    t = env.copy(env.teacher, "teacher")  # a file added there would change the teacher's identity
+    return ["prompts", "--n", "2", "--out", str(t / "prompts.txt")], "lies inside the model folder"
+
+
+@case
+def tiny_model_written_inside_a_model_folder(env):
+    t = env.copy(env.teacher, "teacher")
+    return ["tiny-model", str(t / "sub")], "lies inside the model folder"
+
+
+@case
+def distill_while_another_distill_writes_the_run(env):
+    from accvideo.core.files import writer_id
+
+    run = env.student_run()
+    live = writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}"  # a live process of this host that is not this one
+    (run / ".accvideo-lock").write_text(live)
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL]
+    return args, "is writing"
+
+
+@case
+def a_transformer_folder_without_its_weights(env):
+    t = env.copy(env.teacher, "teacher")  # an interrupted download: diffusers also logs it, which stays quiet
+    (t / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    return ["sample", "--model", str(t), *SMALL, "--out", str(env.tmp / "c.mp4")], "re-save or re-download"
+
+
+@case
+def a_transformer_config_that_is_not_an_object(env):
+    t = env.copy(env.teacher, "teacher")
+    (t / "transformer" / "config.json").write_text("[]")
+    return ["sample", "--model", str(t), "--device", "cpu", "--out", str(env.tmp / "c.mp4")], "must hold a JSON object"
+
+
+@case
+def an_image_past_pils_pixel_limit(env):
+    from PIL import Image
+
+    image = env.tmp / "big.png"
+    Image.new("RGB", (64, 64)).save(image)
+    env.monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so a small file stands for a 200-megapixel one
+    model = env.request.getfixturevalue("tiny_i2v_dir")
+    return ["sample", "--model", str(model), "--image", str(image), *SMALL, "--out", str(env.tmp / "c.mp4")], (
+        "has more than 2,000 pixels"
+    )
+
+
+@case
+def a_checkpoint_that_is_not_a_weights_only_file(env):
+    import pickle
+
+    run = env.student_run()
+    if env.variant == "pickle":  # torch's own error would advise weights_only=False, which runs the file's code
+        (run / "checkpoint.pt").write_bytes(pickle.dumps(Path("somewhere")))
+        words = "not a torch file of tensors and plain data"
+    else:
+        (run / "checkpoint.pt").mkdir()
+        words = "is not a file"
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL]
+    return args, words
+
+
+@case
+def a_config_that_refers_to_itself(env):
+    config = env.tmp / "loop.yaml"
+    config.write_text("steps: &a [*a]\n")
+    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "refers to itself"
+
+
+@case
+def a_config_path_that_is_a_folder(env):
+    return ["sample", "--config", str(env.teacher), "--out", str(env.tmp / "c.mp4")], "is not a file"
+
+
+@case
+def a_setting_of_the_wrong_type(env):
+    return ["sample", "--model", str(env.teacher), "steps=two", "--out", str(env.tmp / "c.mp4")], "setting steps:"
+
+
+@case
+def evaluate_a_clip_of_nan(env):
+    import numpy as np
+
+    from accvideo.evaluate.folder import write_video_folder
+
+    folder = write_video_folder(env.tmp / "clips", np.zeros((2, 17, 64, 64, 3), np.uint8), [("a", 1), ("b", 2)], "npy")
+    first = sorted(folder.glob("*.npy"))[0]
+    np.save(first, np.full((17, 64, 64, 3), np.nan, np.float32))
+    return ["evaluate", "--videos", str(folder), "--out", str(env.tmp / "e")], "NaN or infinite"
+
+
+@case
+def a_count_that_would_fill_memory(env):
+    if env.variant == "evaluate":
+        return ["evaluate", "--model", str(env.teacher), "--prompts", "1000000000", "--out", str(env.tmp / "e")], (
+            "at most 100,000"
+        )
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "r")]
+    return [*args, *DISTILL, "real_data=world", "real_clips=1000000000"], "real_clips must be between 1 and 100,000"
+
+
+@case
+def no_key_steps(env):
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "s")]
+    return [*args, *SMALL, "--key-steps", "0"], "key_steps must be a positive integer"
+
+
+@case
+def decoder_distill_from_a_missing_clip_folder(env):
+    args = ["decoder", "distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--device", "cpu"]
+    return [*args, "holdout=2", "--videos", str(env.tmp / "no-clips"), "--out", str(env.tmp / "dec")], "videos="
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
+    "a_device_torch_cannot_name": ("gpu", "meta", "CPU"),
+    "a_negative_seed": ("prompts", "synthesize", "evaluate", "ablate"),
+    "a_checkpoint_that_is_not_a_weights_only_file": ("pickle", "folder"),
+    "a_count_that_would_fill_memory": ("evaluate", "distill"),
 }
 
 
@@ -601,6 +750,33 @@ def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
 
     assert sorted(p.name for p in stale_files(tmp_path)) == sorted([dead, ours])
     assert not is_stale_temp(tmp_path / live) and not is_stale_temp(tmp_path / other_host)
+
+
+def test_a_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
+    """One writer per run folder: a live holder (the parent process) is refused; a dead one's lock is taken over,
+    and releasing removes only this writer's lock."""
+    from accvideo.core.files import writer_id
+    from accvideo.core.outputs import LOCK, FolderLock
+    from accvideo.errors import AccVideoError
+
+    host = writer_id().rsplit("-", 1)[0]
+    lock = tmp_path / LOCK
+    lock.write_text(f"{host}-{os.getppid()}")
+    with pytest.raises(AccVideoError, match="is writing"):
+        FolderLock(tmp_path, "distill")
+    assert lock.read_text() == f"{host}-{os.getppid()}"  # the live writer's lock is left alone
+    dead_pid = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000
+    lock.write_text(f"{host}-{dead_pid}")
+    held = FolderLock(tmp_path, "distill")
+    assert lock.read_text() == writer_id()
+    lock.write_text("elsewhere-1")  # since taken by a writer on another host (a shared file system)
+    held.release()
+    assert lock.read_text() == "elsewhere-1"
+    with pytest.raises(AccVideoError, match="is writing"):  # whose liveness this host cannot know
+        FolderLock(tmp_path, "distill")
+    lock.unlink()
+    FolderLock(tmp_path, "distill").release()
+    assert not lock.exists()
 
 
 def test_a_rerun_replaces_its_own_outputs_but_not_edited_ones(tmp_path, capsys):

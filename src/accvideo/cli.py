@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import errno
 import hashlib
+import logging
 import os
 import re
 import sys
@@ -465,6 +466,10 @@ def _quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - both are dependencies
         pass
+    # diffusers logs a missing weights file as an error and then raises; the raise becomes our one line
+    logging.getLogger("diffusers.models.modeling_utils").addFilter(
+        lambda record: not record.getMessage().startswith("An error occurred while trying to fetch")
+    )
     warnings.filterwarnings("ignore", category=FutureWarning)
     # our own warnings (e.g. prompt words the built-in model never saw) as one line each
     warnings.formatwarning = lambda message, category, *args, **kw: f"warning: {message}\n"

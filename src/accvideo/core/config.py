@@ -28,51 +28,93 @@ def load_config(
 ) -> C:
     """Build a frozen dataclass `cls`: defaults (or a preset `base`) < YAML file < `values` < `key=value` overrides.
 
-    Unknown keys and values of the wrong type are rejected with a one-line AccVideoError.
+    Unknown keys and values of the wrong type are rejected with a one-line AccVideoError. Text is taken literally:
+    `${...}` in a prompt is the user's text, never an OmegaConf interpolation.
     """
     try:
         merged = OmegaConf.structured(base if base is not None else cls)
         if path is not None:
             path = Path(path)
-            if not path.is_file():
+            if not path.exists():
                 raise AccVideoError(f"config file {path} does not exist; pass --config an existing YAML file")
+            if not path.is_file():
+                raise AccVideoError(f"config file {path} is not a file; pass --config a YAML file")
             data = read_yaml(path, "fix the file or drop --config")
-            loaded = OmegaConf.create(data) if isinstance(data, dict) else None
+            loaded = OmegaConf.create(literal(data)) if isinstance(data, dict) else None
             if not isinstance(loaded, DictConfig):
                 raise AccVideoError(f"config file {path} must hold a mapping of settings (key: value lines)")
             check_keys(cls, _dotted(OmegaConf.to_container(loaded)), f"key in {path}:")
             merged = OmegaConf.merge(merged, loaded)
-        merged = OmegaConf.merge(merged, nest({k: v for k, v in values.items() if v is not None}))
+        merged = OmegaConf.merge(merged, nest({k: literal(v) for k, v in values.items() if v is not None}))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise AccVideoError(f"override {bad[0]!r} is not of the form key=value")
         check_keys(cls, [o.split("=", 1)[0] for o in overrides], "setting")
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(o) for o in overrides]))
         return check_numbers(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
+        key = getattr(exc, "full_key", None)
+        if key:  # name the setting and what it takes
+            raise AccVideoError(f"setting {key}: {msg}; give it a value of its type (--help lists them)") from None
         raise AccVideoError(f"bad config for {cls.__name__}: {msg}") from None
+    except RecursionError:  # a YAML alias inside its own anchor (`a: &a [*a]`)
+        raise AccVideoError(f"config file {path} refers to itself (a YAML alias inside its own anchor)") from None
     except (ValueError, TypeError) as exc:  # raised by a config's own validation
         raise AccVideoError(str(exc)) from None
+
+
+def literal(value):
+    """`${` escaped in every string (nested ones too), so OmegaConf keeps the text as given."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal(v) for v in value]
+    return value
 
 
 INT_LIMIT = 2**63  # what torch (seeds, sizes) and safetensors metadata hold
 
 
 def check_numbers(cfg: C, prefix: str = "") -> C:
-    """Refuse NaN and infinite floats (comparisons in a config's own checks let them through) and integers
-    past 64 bits, in any setting, nested ones too."""
+    """Refuse NaN and infinite floats (comparisons in a config's own checks let them through), integers past 64
+    bits and negative seeds, in any setting, nested ones too; and a `device` torch cannot name."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             check_numbers(value, f"{prefix}{f.name}.")
             continue
+        if f.name == "device" and isinstance(value, str):
+            check_device_name(value)
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(v, float) and not math.isfinite(v):
                 raise AccVideoError(f"{prefix}{f.name} must be a finite number; got {value}")
             if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
                 raise AccVideoError(f"{prefix}{f.name} must be an integer of at most 64 bits; got {value}")
+            if f.name in ("seed", "seeds") and isinstance(v, int) and v < 0:
+                raise AccVideoError(
+                    f"{prefix}{f.name} must be 0 or more (a fixed seed: a rerun gives the same result); got {value}"
+                )
     return cfg
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device_name(name: str) -> None:
+    """'auto', or a device torch names (cpu, cuda, cuda:1, mps); AccVideoError naming the choices otherwise."""
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        kind = torch.device(name).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in DEVICE_TYPES:
+        raise AccVideoError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 MAX_THREADS = 4096

@@ -35,6 +35,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def writer_id() -> str:
+    """This process as a writer: HOST-PID (what temporary names and folder locks carry)."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def is_gone(writer: str) -> bool:
+    """Whether the writer HOST-PID is gone: a dead pid on this host. Another host's is never known to be gone."""
+    host, _, pid = writer.rpartition("-")
+    return host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+
 def is_stale_temp(path: str | Path) -> bool:
     """Whether a temporary file was left by a writer that is gone: this process, or a dead pid on this host.
 
@@ -85,3 +96,34 @@ def file_sha256(path: str | Path) -> str:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def load_state_file(path: str | Path, what: str, fix: str) -> dict | None:
+    """A training state saved with torch.save, read weights-only (no code runs on load); None when there is none.
+
+    Anything else at `path` (a folder, a damaged or foreign file) is one AccVideoError line: `path` is not a
+    readable `what`, why in a few words, and `fix`."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise AccVideoError(f"{path} is not a file, so not a readable {what}; {fix}")
+    try:
+        with warnings.catch_warnings():  # torch's notes on the pickle protocol: the one line below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        text = str(exc).strip()
+        why = (
+            "not a torch file of tensors and plain data"  # torch's own advice here (weights_only=False) runs code
+            if text.startswith("Weights only load failed")
+            else (text.splitlines() or [type(exc).__name__])[0][:120]
+        )
+        raise AccVideoError(f"{path} is not a readable {what} ({why}); {fix}") from None
+    if not isinstance(state, dict):
+        raise AccVideoError(f"{path} is not a readable {what} (it holds a {type(state).__name__}); {fix}")
+    return state

@@ -27,6 +27,11 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return tuple(im.size)
+    except Image.DecompressionBombError:  # past PIL's guard against images that would fill memory
+        raise AccVideoError(
+            f"image {path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {IMAGE_FIX} of video size "
+            "(it is resized to the video's anyway)"
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else (exc.strerror or "unreadable")
         raise AccVideoError(f"image {path} is {reason}; {IMAGE_FIX}") from None

@@ -12,20 +12,22 @@ Hidden names keep both out of a teacher's content identity and out of copied pip
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accvideo.core.files import file_sha256, prepare_output, write_json_atomic
+from accvideo.core.files import file_sha256, is_gone, prepare_output, write_json_atomic, writer_id
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
 LEDGER = ".accvideo-files.json"
+LOCK = ".accvideo-lock"
 FORMAT = "accvideo.output/1"
 
 
 def _guard_files(name: str) -> bool:
     """The guard's own files (and their temporary names), which do not make a folder 'non-empty'."""
-    return name.startswith((MARKER, LEDGER, f".{MARKER}", f".{LEDGER}"))
+    return name.startswith((MARKER, LEDGER, LOCK, f".{MARKER}", f".{LEDGER}"))
 
 
 def owner(folder: str | Path) -> str | None:
@@ -55,6 +57,17 @@ def _inside(path: Path, inputs: Mapping[str, str | Path]) -> tuple[str, Path] | 
     return None
 
 
+def _check_not_in_a_pipeline(path: Path) -> None:
+    """Refuse an output inside a diffusers pipeline folder (one holding model_index.json above `path`): a file added
+    there changes that model's content identity, and so would orphan the datasets and students made from it."""
+    for folder in path.parents:
+        if (folder / "model_index.json").is_file():
+            raise AccVideoError(
+                f"--out {path} lies inside the model folder {folder} (it would change that model's identity); "
+                "choose an --out outside it"
+            )
+
+
 def check_folder(
     out: str | Path,
     command: str,
@@ -73,6 +86,7 @@ def check_folder(
         name, folder = hit
         where = "is" if path == folder else "lies inside"
         raise AccVideoError(f"--out {path} {where} the {name} folder {folder}; choose another --out")
+    _check_not_in_a_pipeline(path)
     if path.exists() and not path.is_dir():
         raise AccVideoError(f"--out {path} is a file, not a folder; choose another --out")
     if not path.is_dir():
@@ -107,6 +121,42 @@ def claim_folder(
     return folder
 
 
+class FolderLock:
+    """One writer at a time in a run folder: OUT/.accvideo-lock holds the writer's HOST-PID while it runs.
+
+    A second writer is refused with one line (two would interleave their logs and checkpoints); a lock whose writer
+    died on this host is taken over; `release()` removes it (only if it is still this writer's)."""
+
+    def __init__(self, folder: str | Path, command: str):
+        self.path, self.me = Path(folder) / LOCK, writer_id()
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and (holder == self.me or is_gone(holder)):
+                    self.path.unlink(missing_ok=True)  # its writer was killed: take the folder over
+                    continue
+                raise AccVideoError(
+                    f"another `accvideo {command}` ({holder or 'unknown writer'}) is writing {folder}; wait for it to "
+                    f"end, or delete {self.path} if none is running"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(self.me)
+            return
+        raise AccVideoError(f"cannot lock {folder} for `accvideo {command}`; delete {self.path} and rerun")
+
+    def _holder(self) -> str | None:
+        try:
+            return self.path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        if self._holder() == self.me:
+            self.path.unlink(missing_ok=True)
+
+
 # --- single files ------------------------------------------------------------------------------------------------
 
 
@@ -125,6 +175,7 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
     hit = _inside(resolved, inputs or {})
     if hit is not None:
         raise AccVideoError(f"--out {resolved} lies inside the {hit[0]} folder {hit[1]}; choose another --out")
+    _check_not_in_a_pipeline(resolved)
     if path.is_dir():
         raise AccVideoError(f"{resolved} is a folder, where a file is to be written; choose another --out")
     if path.exists() or path.is_symlink():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from accvideo.core.config import check_device_name
 from accvideo.errors import AccVideoError
 
 DTYPES = {
@@ -24,6 +25,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda when available, else cpu; refuses cuda on a machine without one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_name(name)
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AccVideoError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")

@@ -70,8 +70,10 @@ class DecoderDistillConfig:
             raise ValueError(f"crop must be >= 0 (0: whole frames); got {self.crop}")
         if self.detail_clips < 0:
             raise ValueError(f"detail_clips must be >= 0 (0: no detail gain); got {self.detail_clips}")
-        if self.video_clips < 1 or self.holdout < 0:
-            raise ValueError(f"video_clips must be >= 1 and holdout >= 0; got {self.video_clips}, {self.holdout}")
+        if self.video_clips < 1:
+            raise ValueError(f"video_clips must be a positive integer; got {self.video_clips}")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be >= 0 (0: no held-out check); got {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
         if not 0 <= self.ema < 1:

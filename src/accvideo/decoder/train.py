@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import write_json_atomic
-from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
 from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
@@ -135,7 +135,9 @@ class DecoderDistiller:
 
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)
-            self.reals = load_real_clips(cfg.videos, self.out, self.adapter, shape, cfg.video_clips, cfg.seed, progress)
+            self.reals = load_real_clips(
+                cfg.videos, self.out, self.adapter, shape, cfg.video_clips, cfg.seed, progress, setting="videos"
+            )
         n_real = 0 if self.reals is None else len(self.reals)
 
         def latents_of(rows: range) -> torch.Tensor:
@@ -351,8 +353,16 @@ class DecoderDistiller:
 
     def run(self, progress: bool = True) -> dict:
         """Targets, then train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
-        cfg, t0, cpu0 = self.cfg, time.perf_counter(), time.process_time()
-        claim_folder(self.out, COMMAND, inputs=output_inputs(cfg))
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        claim_folder(self.out, COMMAND, inputs=output_inputs(self.cfg))
+        lock = FolderLock(self.out, COMMAND)  # one writer at a time
+        try:
+            return self._train(progress, t0, cpu0)
+        finally:
+            lock.release()
+
+    def _train(self, progress: bool, t0: float, cpu0: float) -> dict:
+        cfg = self.cfg
         self.build_targets(progress)
         t_targets = time.perf_counter() - t0
         self.resume()

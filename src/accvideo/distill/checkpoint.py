@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core import dist, parallel
-from accvideo.core.files import is_stale_temp, temp_name
+from accvideo.core.files import is_stale_temp, load_state_file, temp_name
 from accvideo.distill.config import RESUMABLE_CHANGES
 from accvideo.errors import AccVideoError
 
@@ -72,12 +72,9 @@ def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "distill") -> dic
     for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a dead writer (never a live one's)
         if is_stale_temp(stale):
             stale.unlink(missing_ok=True)
-    if not path.is_file():
+    state = load_state_file(path, "checkpoint", "delete it to start over")
+    if state is None:
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise AccVideoError(f"{path} is not a readable checkpoint ({exc}); delete it to start over") from None
     if state.get("format") == "accvideo.distill-state/1":
         raise AccVideoError(
             f"{path} was written by an older accvideo; delete it to start over, or choose another --out"

@@ -15,6 +15,7 @@ CHECKPOINTING = ("auto", "on", "off")
 # model's 17x64x64 clips are 80 x 128 and a 1.3B at 480x832x9 is 7.2M, where recomputing costs more than it saves
 CHECKPOINT_MIN_ELEMENTS = 1 << 23
 HEAD_MODES = ("per-step", "shared")
+MAX_REAL_CLIPS = 100_000  # real clips are held in memory as latents
 ADV_UPDATES = ("joint", "separate")
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
 # dataset reader still check them); any other difference means another run
@@ -113,8 +114,11 @@ class DistillConfig:
             raise ValueError(f"gan_loss must be one of {', '.join(GAN_LOSSES)}; got {self.gan_loss!r}")
         if not 0 <= self.real_weight <= 1:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
-        if self.real_clips < 1:
-            raise ValueError(f"real_clips must be a positive integer; got {self.real_clips}")
+        if not 1 <= self.real_clips <= MAX_REAL_CLIPS:
+            raise ValueError(
+                f"real_clips must be between 1 and {MAX_REAL_CLIPS:,} (they are held in memory as latents); "
+                f"got {self.real_clips}"
+            )
         if self.adv_warmup < 0:
             raise ValueError(f"adv_warmup must be >= 0 iterations (0: L_G from the start); got {self.adv_warmup}")
         if self.probe_every < 0:

@@ -49,10 +49,11 @@ def world_sources(n: int, seed: int) -> list[Source]:
     return [Source(p, None, s) for p, s in prompts(n, "train", seed)]
 
 
-def folder_sources(folder: Path) -> list[Source]:
-    """The MP4 clips of a folder in name order, with their prompts (manifest.jsonl, a .txt beside, or '')."""
+def folder_sources(folder: Path, setting: str = "real_data") -> list[Source]:
+    """The MP4 clips of a folder in name order, with their prompts (manifest.jsonl, a .txt beside, or '');
+    `setting` is the name the command gives the folder, for its errors."""
     if not folder.is_dir():
-        raise AccVideoError(f"real_data={folder} is not a folder of MP4 clips; pass a folder or real_data=world")
+        raise AccVideoError(f"{setting}={folder} is not a folder of MP4 clips; pass a folder or {setting}=world")
     prompts: dict[str, str] = {}
     manifest = folder / "manifest.jsonl"
     if manifest.is_file():
@@ -65,7 +66,7 @@ def folder_sources(folder: Path) -> list[Source]:
                 prompts[str(entry["file"])] = str(entry.get("prompt", ""))
     clips = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file())
     if not clips:
-        raise AccVideoError(f"real_data={folder} holds no .mp4 clips; add clips or use real_data=world")
+        raise AccVideoError(f"{setting}={folder} holds no .mp4 clips; add clips or use {setting}=world")
     out = []
     for p in clips:
         side = p.with_suffix(".txt")
@@ -165,11 +166,19 @@ class RealClips:
 
 
 def load_real_clips(
-    spec: str, out: Path, adapter, shape: tuple[int, int, int], count: int, seed: int, progress: bool = True
+    spec: str,
+    out: Path,
+    adapter,
+    shape: tuple[int, int, int],
+    count: int,
+    seed: int,
+    progress: bool = True,
+    setting: str = "real_data",
 ) -> RealClips:
-    """Encode (or read the cache of) the real clips for a run in `out`; shape = (frames, height, width)."""
+    """Encode (or read the cache of) the real clips for a run in `out`; shape = (frames, height, width); `setting`:
+    what the command calls `spec`, for its errors."""
     frames, height, width = shape
-    sources = world_sources(count, seed) if spec == WORLD else folder_sources(Path(spec).expanduser())
+    sources = world_sources(count, seed) if spec == WORLD else folder_sources(Path(spec).expanduser(), setting)
     cache = out / "reals"
     cache.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import load_file, save_file
@@ -209,7 +218,7 @@ def load_real_clips(
                 image_cond.setdefault(name, []).append(data[f"image/{name}"])
     if not latents:
         raise AccVideoError(
-            f"real_data={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
+            f"{setting}={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
             f"RGB; they are cropped and resized to {height}x{width}); add readable clips of at least {frames} frames"
         )
     image = {name: torch.cat(parts) for name, parts in image_cond.items()} if images else None

@@ -15,7 +15,7 @@ import torch
 
 from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
-from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.distill.checkpoint import (
     META,
@@ -121,6 +121,7 @@ def _prepare(d: Distiller) -> None:
 
     def prepare() -> None:
         claim_folder(d.out, COMMAND, inputs=output_inputs(d.cfg), legacy=is_run_folder)
+        d.lock = FolderLock(d.out, COMMAND)  # one writer at a time; released when run() ends
         tidy(d.out)
 
     dist.from_main(prepare)

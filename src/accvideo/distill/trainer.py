@@ -131,6 +131,7 @@ class Distiller:
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
         self.train_seconds = 0.0  # wall seconds of training behind the current state, summed over resumes
+        self.lock = None  # rank 0: the run folder's FolderLock while run() runs
 
     @torch.no_grad()
     def _feature_dim(self) -> int:
@@ -336,6 +337,13 @@ class Distiller:
     # 5. log and save -------------------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> dict:
         """Train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
+        try:
+            return self._train(progress)
+        finally:
+            if self.lock is not None:  # rank 0's hold on the run folder (state.resume takes it)
+                self.lock.release()
+
+    def _train(self, progress: bool) -> dict:
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
         if cfg.adv and cfg.real_data:

@@ -10,6 +10,9 @@ from accvideo.world.attributes import SPLITS
 VIDEO_FORMATS = ("mp4", "gif", "npy", "none")
 
 
+MAX_CLIPS = 100_000  # clips scored at once are held in memory: 100,000 built-in clips (8-bit) are 21 GB
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Score a model (sampled on world prompts) or a folder of clips with a manifest; exactly one of the two."""
@@ -34,8 +37,11 @@ class EvaluateConfig:
     def __post_init__(self):
         if (self.model is None) == (self.videos is None):
             raise ValueError("pass exactly one of --model (sample and score a model) or --videos (score a folder)")
-        if self.prompts < 2:
-            raise ValueError(f"--prompts must be >= 2 (the Frechet distance needs two clips); got {self.prompts}")
+        if not 2 <= self.prompts <= MAX_CLIPS:
+            raise ValueError(
+                f"--prompts must be at least 2 (the Frechet distance needs two clips) and at most {MAX_CLIPS:,} "
+                f"(every clip is held in memory); got {self.prompts}"
+            )
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")
         if (self.steps is not None and self.steps < 1) or self.batch_size < 1:

@@ -64,6 +64,10 @@ def read_clip(path: Path) -> np.ndarray:
         raise AccVideoError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-encode it as .mp4 or .npy") from None
     if clip.ndim != 4 or clip.shape[-1] != 3:
         raise AccVideoError(f"{path} is not an RGB clip (array of shape {clip.shape}); write (F, H, W, 3) frames")
+    if clip.dtype != np.uint8 and not np.issubdtype(clip.dtype, np.floating):
+        raise AccVideoError(f"{path} holds {clip.dtype} frames; write uint8 frames or floats in [0, 1]")
+    if clip.dtype != np.uint8 and not np.isfinite(clip).all():
+        raise AccVideoError(f"{path} holds NaN or infinite values; write finite frames in [0, 1] (or uint8)")
     return clip
 
 

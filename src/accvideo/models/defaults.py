@@ -65,7 +65,10 @@ def folder_settings(path: str | Path) -> dict:
 
 def transformer_width(path: str | Path) -> int | None:
     """Heads x head dim of the folder's transformer (its config.json), or None when it does not say."""
-    cfg = read_json(Path(path) / "transformer" / "config.json", "re-save or re-download the pipeline")
+    file = Path(path) / "transformer" / "config.json"
+    cfg = read_json(file, "re-save or re-download the pipeline")
+    if not isinstance(cfg, dict):
+        raise AccVideoError(f"{file} must hold a JSON object; re-save or re-download the pipeline")
     heads, dim = cfg.get("num_attention_heads"), cfg.get("attention_head_dim")
     return heads * dim if isinstance(heads, int) and isinstance(dim, int) else None
 

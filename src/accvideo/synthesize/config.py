@@ -50,6 +50,8 @@ class SynthConfig:
             raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
         if self.key_steps is not None and self.key_indices is not None:
             raise ValueError("pass either --key-steps or --key-indices, not both")
+        if self.key_steps is not None and self.key_steps < 1:
+            raise ValueError(f"key_steps must be a positive integer (e.g. --key-steps 5); got {self.key_steps}")
         for scale in (self.guidance, self.guidance_2):
             if scale is not None and scale < 0:
                 raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {scale}")
@@ -70,7 +72,7 @@ class SynthConfig:
         """Key-step indices on the n-step grid, m+1 of them from 0 to n."""
         if self.key_indices is not None:
             return tuple(check_key_indices(self.key_indices, self.steps))
-        return tuple(uniform_key_indices(self.steps, self.key_steps or DEFAULT_KEY_STEPS))
+        return tuple(uniform_key_indices(self.steps, DEFAULT_KEY_STEPS if self.key_steps is None else self.key_steps))
 
 
 OPTIONAL = ("guidance_2", "boundary_ratio")  # SynVidSettings fields a single-transformer dataset leaves out

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.files import temp_name
-from accvideo.errors import AccVideoError
+from accvideo.core.files import load_state_file, temp_name
 
 
 def save_state(path: Path, state: dict) -> None:
@@ -24,10 +23,4 @@ def save_state(path: Path, state: dict) -> None:
 
 def load_state(path: Path) -> dict | None:
     """The saved state, or None when there is none (weights only: no code runs on load)."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable state file gets the same advice
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise AccVideoError(f"{path} is not a readable training state ({first}); delete it to redo the phase") from None
+    return load_state_file(path, "training state", "delete it to redo the phase")
