@@ -145,6 +145,18 @@ def test_a_one_step_student_with_the_adversarial_stage_is_told_what_was_measured
         assert "1-step full student" in out and (ONE_STEP_NOTE in out) == told
 
 
+def test_a_dataset_with_a_shard_gone_trains_on_the_rest_and_says_so(tiny_wan_dir, synvid, tmp_path, capsys):
+    data = tmp_path / "syn"
+    shutil.copytree(synvid, data)
+    shards = sorted(data.glob("shard-*.safetensors"))
+    assert SynVidDataset(data).missing == 0 and len(shards) == 2
+    shards[0].unlink()  # items 0..4 gone, 5..9 kept
+    with pytest.warns(UserWarning, match=r"lacks 5 of items 0\.\.9 .* training on the 5 it holds") as seen:
+        code, _, err = run_cli(distill_args(tiny_wan_dir, data, tmp_path / "run", "iterations=1"), capsys)
+    assert code in (0, None), err
+    assert len([w for w in seen if "lacks" in str(w.message)]) == 1
+
+
 def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, capsys):
     other = tmp_path / "other-teacher"  # the same files but one setting: another teacher identity
     shutil.copytree(tiny_wan_dir, other)

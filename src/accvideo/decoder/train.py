@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -97,6 +98,8 @@ class DecoderDistiller:
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
         self.dataset = SynVidDataset(cfg.data)
+        if self.dataset.missing:
+            warnings.warn(self.dataset.missing_line(), stacklevel=2)
         # in the dataset's scheme: a SynVid made before the sampled identity is checked with its full hash
         self.model_dir = model_dir
         self.identity = teacher_identity(model_dir, like=self.dataset.settings.teacher)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,8 @@ class Distiller:
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
         self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
+        if self.dataset.missing and dist.is_main():
+            warnings.warn(self.dataset.missing_line(), stacklevel=2)
         # once, on rank 0, in the scheme the dataset recorded (a dataset made before the sampled identity still fits)
         self.model_dir = model_dir
         self.identity = dist.from_main(lambda: teacher_identity(model_dir, like=self.dataset.settings.teacher))

@@ -89,8 +89,19 @@ class SynVidDataset(Dataset):
         if len({w[0] for w in where}) != len(where):
             raise AccVideoError(f"{self.root} holds an item twice; keep one run's shards per folder")
         self._where = [(s, j) for _, s, j in where]
+        self.missing = where[-1][0] + 1 - len(where)  # item indices absent below the last: a shard gone or unwritten
         self.verify = verify
         self._reset()
+
+    def missing_line(self) -> str | None:
+        """One line when items are absent below the last one (the dataset still trains on what it holds)."""
+        if not self.missing:
+            return None
+        return (
+            f"{self.root} lacks {self.missing} of items 0..{len(self) + self.missing - 1} (a shard deleted, or a "
+            f"synthesize that did not finish): training on the {len(self)} it holds; rerun the same `accvideo "
+            "synthesize` to complete it"
+        )
 
     def check_teacher(self, teacher: str) -> None:
         """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
