@@ -681,6 +681,12 @@ def decoder_distill_from_a_missing_clip_folder(env):
     return [*args, "holdout=2", "--videos", str(env.tmp / "no-clips"), "--out", str(env.tmp / "dec")], "videos="
 
 
+@case
+def export_given_two_runs(env):
+    run = env.student_run()  # which of the two was meant is not ours to guess
+    return ["export", str(run), "--run", str(env.teacher), "--out", str(env.tmp / "x")], "RUN given twice"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),

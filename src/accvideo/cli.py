@@ -402,7 +402,15 @@ def resolve(verb: Verb, argv: list[str]):
         raise AccVideoError(
             f"unexpected argument {extra!r}; settings are --flag VALUE or key=value (see accvideo {verb.name} --help)"
         )
-    values.update(zip(verb.positional, bare, strict=False))
+    for name, given in zip(verb.positional, bare, strict=False):
+        other = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == name] + [values.get(name)]
+        other = [str(v) for v in other if v is not None and str(v) != given]
+        if other:  # `export RUN --run OTHER`: which one was meant is not ours to guess
+            raise AccVideoError(
+                f"{name.upper()} given twice: {given!r} as an argument and {other[0]!r} as --{name.replace('_', '-')} "
+                f"(or {name}=); give it once"
+            )
+        values[name] = given
     preset, presets = ns.get("__preset"), verb.preset_refs()
     if preset is not None and preset not in presets:
         raise AccVideoError(f"--preset must be one of {', '.join(presets)}; got {preset!r}")
