@@ -42,17 +42,7 @@ def test_core_sampler_equals_wan_pipeline(tiny_wan_dir, tiny_wan, guidance):
     assert (ours - x0).abs().mean() > 0.1  # the solve moved: the comparison is not vacuous
 
     # decode matches the pipeline's own VAE path (np output is (B, F, H, W, 3) in [0, 1])
-    video = pipe(
-        prompt=prompt,
-        height=H,
-        width=W,
-        num_frames=FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        latents=x0.clone(),
-        output_type="np",
-        max_sequence_length=tiny_wan.max_sequence_length,
-    ).frames
+    video = stock_latents(pipe, tiny_wan, prompt, x0, steps, guidance, (FRAMES, H, W), output="np")
     ours_video = tiny_wan.decode(ours)
     assert ours_video.shape == (1, FRAMES, H, W, 3)
     torch.testing.assert_close(ours_video, torch.from_numpy(video).float(), atol=1e-4, rtol=0)
