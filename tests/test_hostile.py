@@ -592,7 +592,7 @@ def distill_while_another_distill_writes_the_run(env):
 def a_transformer_folder_without_its_weights(env):
     t = env.copy(env.teacher, "teacher")  # an interrupted download: diffusers also logs it, which stays quiet
     (t / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
-    return ["sample", "--model", str(t), *SMALL, "--out", str(env.tmp / "c.mp4")], "re-save or re-download"
+    return ["sample", "--model", str(t), *SMALL, "--out", str(env.tmp / "c.mp4")], "config.json but no weights file"
 
 
 @case

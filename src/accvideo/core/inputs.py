@@ -108,3 +108,7 @@ def check_model_folder(folder: str | Path, fix: str) -> None:
                 raise _bad(path, "must hold a JSON object", fix)
         elif path.suffix == ".safetensors":
             check_safetensors(path, fix)
+    for config in sorted(root.glob("*/config.json")):  # a model component (schedulers and tokenizers have none)
+        weights = (f for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth") for f in config.parent.glob(pattern))
+        if next(weights, None) is None:
+            raise _bad(config.parent, "holds a config.json but no weights file (an interrupted download?)", fix)
