@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from accvideo.teacher.config import TeacherConfig, quick_config
@@ -59,6 +60,18 @@ def test_killed_run_resumes_to_the_same_weights(reference, tmp_path, monkeypatch
     train_teacher(CFG, out)
     ref, res = _weights(reference[0]), _weights(out)
     assert all(torch.equal(ref[k], res[k]) for k in ref)
+    # the record beside the weights too: the loss's running mean travels with the state (was None after a resume)
+    records = [yaml.safe_load((folder / "accvideo_teacher.yaml").read_text()) for folder in (reference[0], out)]
+    assert records[1]["final_loss"] is not None and records[1]["final_loss"] == records[0]["final_loss"]
+
+
+def test_a_resumed_run_drops_the_log_lines_past_its_checkpoint(tmp_path):
+    from accvideo.teacher.train import _keep_log_until
+
+    log = tmp_path / "transformer_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (50, 100, 150)) + '{"step": 2')
+    _keep_log_until(log, 100)  # killed after logging 150 (and half a line), resumed from the checkpoint at 100
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [50, 100]
 
 
 def test_stock_wan_pipeline_loads_and_generates(reference):

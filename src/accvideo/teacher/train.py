@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config
-from accvideo.core.files import write_json_atomic
+from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.inputs import load_safetensors, read_json
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
@@ -205,14 +205,16 @@ def train_transformer(
     gen = torch.Generator().manual_seed(cfg.seed + 4)
     step, log = 0, work / "transformer_log.jsonl"
     ckpt = work / "transformer_state.pt"
+    running = None  # the loss's running mean (saved with the state: a resumed run reports what one go would)
     if (state := load_state(ckpt)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
         gen.set_state(state["gen"])
-        step = int(state["step"])
+        step, running = int(state["step"]), state.get("running")
+    _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
     bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
-    t0, running = time.perf_counter(), None
+    t0 = time.perf_counter()
     while step < cfg.steps:
         warm = min(1.0, (step + 1) / cfg.warmup)
         lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -250,12 +252,30 @@ def train_transformer(
                     "ema": ema,
                     "gen": gen.get_state(),
                     "step": step,
+                    "running": running,
                 },
             )
     bar.close()
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)
     return {"final_loss": running, "transformer_seconds_this_run": round(time.perf_counter() - t0, 1)}
+
+
+def _keep_log_until(log: Path, step: int) -> None:
+    """The JSONL log without the lines past `step` (what a resumed run will write again)."""
+    if not log.is_file():
+        return
+    lines = log.read_text().splitlines()
+
+    def step_of(line: str) -> float:
+        try:
+            return json.loads(line).get("step", 0)
+        except ValueError:  # a line the kill cut short
+            return float("inf")
+
+    kept = [line for line in lines if line.strip() and step_of(line) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(log, "".join(f"{line}\n" for line in kept))
 
 
 def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, device: torch.device | str = "cpu") -> dict:
