@@ -153,6 +153,30 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     assert a == (tmp_path / "resumed" / "decoder" / "decoder.safetensors").read_bytes()
 
 
+def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_decoder(tiny_wan_dir, synvid, tmp_path):
+    """A kill between the last checkpoint and the artifact leaves the previous save's decoder and no plot: the rerun
+    saves the checkpoint's (it used to see decoder/ and stop); likewise a decoder.json deleted since."""
+    import shutil
+
+    from accvideo.decoder import distill_decoder
+
+    out = tmp_path / "dec"
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False)
+    stale = shutil.copytree(out / "decoder", tmp_path / "stale")
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=4, checkpoint_every=1), progress=False)
+    want = (out / "decoder" / "decoder.safetensors").read_bytes()
+    shutil.rmtree(out / "decoder")
+    shutil.copytree(stale, out / "decoder")
+    (out / "losses.png").unlink()
+    for damage in (None, "decoder.json"):
+        if damage:
+            (out / "decoder" / damage).unlink()
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=4, checkpoint_every=1), progress=False)
+        _, info = load_decoder(out / "decoder", None)
+        assert info["iteration"] == 4 and (out / "decoder" / "decoder.safetensors").read_bytes() == want
+        assert (out / "losses.png").is_file()
+
+
 def test_the_saved_decoder_is_the_moving_average_of_unchanged_training(tiny_wan_dir, synvid, tmp_path, monkeypatch):
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller

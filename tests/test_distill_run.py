@@ -157,6 +157,38 @@ def test_a_dataset_with_a_shard_gone_trains_on_the_rest_and_says_so(tiny_wan_dir
     assert len([w for w in seen if "lacks" in str(w.message)]) == 1
 
 
+def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_student(tiny_wan_dir, synvid, tmp_path, capsys):
+    """A kill between the last checkpoint and the export leaves the previous save's student: the rerun, with nothing
+    to train, exports the checkpoint's (it used to see student/ and stop); likewise a file deleted since."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+
+    def distill(iterations):
+        code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, f"iterations={iterations}"), capsys)
+        assert code in (0, None), err
+
+    def student():
+        info = json.loads((run / "student" / "student.json").read_text())
+        return info["iteration"], load_file(str(next((run / "student" / "transformer").glob("*.safetensors"))))
+
+    distill(1)
+    stale = shutil.copytree(run / "student", tmp_path / "stale")
+    distill(2)
+    want = student()
+    assert want[0] == 2
+    shutil.rmtree(run / "student")  # the kill window: checkpoint 2 written, its export and plot not yet
+    shutil.copytree(stale, run / "student")
+    (run / "losses.png").unlink()
+    for damage in (None, "student.json"):
+        if damage:
+            (run / "student" / damage).unlink()
+        distill(2)
+        got = student()
+        assert got[0] == 2 and got[1].keys() == want[1].keys()
+        assert all(torch.equal(got[1][k], want[1][k]) for k in want[1]) and (run / "losses.png").is_file()
+
+
 def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, capsys):
     other = tmp_path / "other-teacher"  # the same files but one setting: another teacher identity
     shutil.copytree(tiny_wan_dir, other)

@@ -41,6 +41,7 @@ from accvideo.models.decoder import (
     TinyDecoder,
     detail_sums,
     fit_detail_gain,
+    load_decoder,
     save_decoder,
     spec_for,
     to_video,
@@ -354,6 +355,16 @@ class DecoderDistiller:
             plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)  # seconds: not always
         return val
 
+    def artifact_is_current(self) -> bool:
+        """Whether decoder/ holds this state's weights, whole (decoder.json names this iteration, the weights match
+        its sha256) and the loss plot is there: a kill between the checkpoint and the artifact, or a file deleted
+        since, makes a finished run's rerun save again."""
+        try:
+            _, info = load_decoder(self.out / "decoder", self.vae)
+        except AccVideoError:
+            return False
+        return info.get("iteration") == self.iteration and (self.out / "losses.png").is_file()
+
     def run(self, progress: bool = True) -> dict:
         """Targets, then train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -390,8 +401,8 @@ class DecoderDistiller:
         finally:
             bar.close()
             log.close()
-        if self.iteration == start and not (self.out / "decoder").is_dir():
-            val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact
+        if self.iteration == start and not self.artifact_is_current():
+            val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact, current
         train_seconds = time.perf_counter() - t_train
         if val is None:  # resumed with nothing to do: the saved artifact's figures, computed again
             self.fit_detail()

@@ -31,6 +31,7 @@ from accvideo.distill.config import DistillConfig
 from accvideo.distill.lora import portable_lora_names
 from accvideo.distill.plots import plot_losses, read_losses
 from accvideo.distill.student import export_student
+from accvideo.errors import AccVideoError
 
 if TYPE_CHECKING:
     from accvideo.distill.trainer import Distiller
@@ -203,6 +204,23 @@ def save(d: Distiller) -> None:
         if use_ema:
             d.pair.swap_ema()
     dist.barrier()
+
+
+def artifact_is_current(d: Distiller) -> bool:
+    """Whether student/ holds this state's weights, whole (its student.json names this iteration) and the loss plot
+    is there: a kill between the checkpoint and the export, or a file deleted since, makes a finished run's rerun
+    export again (rank 0 looks)."""
+    from accvideo.models.student import read_student_info, student_weights
+
+    folder = d.out / "student"
+    try:
+        info = read_student_info(folder)
+        student_weights(folder, info)
+    except AccVideoError:
+        return False
+    return (
+        info.get("iteration") == d.iteration and info.get("samples") == d.samples and (d.out / "losses.png").is_file()
+    )
 
 
 def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: float) -> dict:

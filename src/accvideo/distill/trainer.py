@@ -395,8 +395,8 @@ class Distiller:
             bar.close()
             if log is not None:
                 log.close()
-        if self.iteration == start and not dist.broadcast_object((self.out / "student").is_dir()):
-            state.save(self)  # a finished run resumed with nothing to do still leaves its artifact
+        if self.iteration == start and not dist.from_main(lambda: state.artifact_is_current(self)):
+            state.save(self)  # a finished run resumed with nothing to do still leaves its artifact, whole and current
         trained, train_seconds = self.samples - first_samples, time.perf_counter() - t_train
         return state.write_summary(self, time.perf_counter() - t0, trained, train_seconds)
 
