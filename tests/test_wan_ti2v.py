@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from diffusers import WanPipeline
+from stock_helpers import stock_latents
 
 from accvideo.core.runtime import noise
 from accvideo.core.sampling import euler_sample, sample_latents
@@ -83,19 +84,9 @@ def test_teacher_sampler_equals_stock_wan_pipeline(ti2v_dir, ti2v, guidance):
     pipe = stock(ti2v_dir)
     steps = 5
     x0 = noise((1, *ti2v.latent_shape(FRAMES, H, W)), seed=3)
-    call = dict(
-        prompt=PROMPT,
-        negative_prompt="",
-        height=H,
-        width=W,
-        num_frames=FRAMES,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        max_sequence_length=ti2v.max_sequence_length,
-    )
     theirs_t, hook = timesteps_seen(pipe.transformer)
     try:
-        ref = pipe(**call, latents=x0.clone(), output_type="latent").frames
+        ref = stock_latents(pipe, ti2v, PROMPT, x0, steps, guidance, (FRAMES, H, W))
     finally:
         hook.remove()
     sigmas = pipe.scheduler.sigmas  # the pipeline's own grid
@@ -120,7 +111,7 @@ def test_teacher_sampler_equals_stock_wan_pipeline(ti2v_dir, ti2v, guidance):
         assert a.shape == b.shape == (12,)
         torch.testing.assert_close(a, b, atol=1e-3, rtol=0)
 
-    video = pipe(**call, latents=x0.clone(), output_type="np").frames  # the 48-channel VAE's decode
+    video = stock_latents(pipe, ti2v, PROMPT, x0, steps, guidance, (FRAMES, H, W), output="np")  # 48-channel VAE
     ours_video = ti2v.decode(ours)
     assert ours_video.shape == (1, FRAMES, H, W, 3)
     torch.testing.assert_close(ours_video, torch.from_numpy(video).float(), atol=1e-4, rtol=0)
