@@ -154,3 +154,15 @@ def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(mo
         with pytest.raises(SystemExit):
             main(missing)
         assert capsys.readouterr().err == printed[0]
+
+
+def test_a_ctrl_c_while_the_libraries_load_is_interrupted_not_a_traceback(monkeypatch, capsys):
+    import accvideo.cli as cli
+
+    def ctrl_c():  # the first second or two of any command: torch and diffusers importing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_quiet_libraries", ctrl_c)
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--model", "builtin"])
+    assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"

@@ -87,6 +87,23 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_on_one(tiny_wan_di
     queues = torch.load(split / SHARDED / META, weights_only=True)["queues"]["queues"]
     assert queues[0][0]["x"].shape[0] == 2  # Q_0 saved whole: both ranks' fakes
 
+    # damaged copies are refused in one line, never trained from zero over the run (DCP's errors are BaseExceptions)
+    import shutil
+
+    damages = {
+        "a truncated shard": lambda c: c.joinpath("__1_0.distcp").write_bytes(b"half"),
+        "no state.pt": lambda c: c.joinpath(META).unlink(),
+        "a file in its place": lambda c: (shutil.rmtree(c), c.write_text("junk")),
+    }
+    for i, (what, damage) in enumerate(damages.items()):
+        bad = shutil.copytree(split, tmp_path / f"bad{i}")
+        damage(bad / SHARDED)
+        before = (bad / "losses.jsonl").read_bytes()
+        with pytest.raises(AccVideoError, match="checkpoint") as exc:
+            run_one(**settings(tiny_wan_dir, synvid, bad, batch=2, iterations=4))
+        assert "delete" in str(exc.value) and len(str(exc.value).splitlines()) == 1, what
+        assert (bad / "losses.jsonl").read_bytes() == before, what
+
     run_one(**settings(tiny_wan_dir, synvid, split, batch=2, iterations=4))  # one process resumes it
     assert_same_losses(split, whole)
     assert (split / NAME).is_file() and not (split / SHARDED).exists()  # the newer format replaces the older

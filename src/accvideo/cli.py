@@ -569,9 +569,9 @@ def _fail(line: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("-h", "--help", "--version"):
-        _quiet_libraries()
     try:
+        if argv and argv[0] not in ("-h", "--help", "--version"):
+            _quiet_libraries()  # imports torch and diffusers: a Ctrl-C here is `interrupted` too
         dispatch(argv)
     except AccVideoError as exc:
         _fail(str(exc))

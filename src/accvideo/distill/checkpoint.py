@@ -166,7 +166,11 @@ def load_latest(
     """
     single = load_checkpoint(Path(out) / NAME)
     folder = Path(out) / SHARDED
-    meta = load_checkpoint(folder / META) if (folder / META).is_file() else None
+    if folder.exists() and not folder.is_dir():
+        raise AccVideoError(f"{folder} is not a folder, so not a readable checkpoint; delete it to start over")
+    meta = load_checkpoint(folder / META) if folder.is_dir() else None  # state.pt as a folder: one line
+    if folder.is_dir() and meta is None:  # written whole or not at all (.checkpoint.part, then a rename)
+        raise AccVideoError(f"{folder} lacks its {META} (damaged); delete the folder to start over")
     if meta is None or (single is not None and single["iteration"] >= meta["iteration"]):
         if single is not None:
             check(single)
@@ -175,8 +179,9 @@ def load_latest(
     tensors = target(meta)
     try:
         parallel.dcp_load(tensors, folder)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign folder gets one line
-        raise AccVideoError(
-            f"{folder} is not a readable checkpoint ({str(exc).splitlines()[0]}); delete it to start over"
-        ) from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - DCP's CheckpointException is a BaseException; damage is one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AccVideoError(f"{folder} is not a readable checkpoint ({first}); delete it to start over") from None
     return meta, tensors, False
