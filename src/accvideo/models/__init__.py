@@ -32,13 +32,18 @@ def model_index(path: str | Path) -> dict:
     """The parsed model_index.json of a local diffusers pipeline directory, with one-line errors for bad paths."""
     path = Path(path)
     if not path.exists():
-        raise AccVideoError(f"model directory {path} does not exist; pass --model a local diffusers pipeline folder")
+        raise AccVideoError(
+            f"model directory {path} does not exist; pass a local diffusers pipeline folder (--model, --teacher)"
+        )
     if not path.is_dir():
-        raise AccVideoError(f"{path} is a file, not a folder; pass --model the folder that holds model_index.json")
+        raise AccVideoError(
+            f"{path} is a file, not a folder; pass the folder that holds model_index.json (--model, --teacher)"
+        )
     index = path / "model_index.json"
     if not index.is_file():
         raise AccVideoError(
-            f"{path} is not a diffusers pipeline (no model_index.json); pass --model the folder that holds it"
+            f"{path} is not a diffusers pipeline (no model_index.json); pass the folder that holds it "
+            "(--model, --teacher)"
         )
     raw = read_json(index, "re-save or re-download the pipeline")
     if not isinstance(raw, dict) or not isinstance(raw.get("_class_name"), str):
