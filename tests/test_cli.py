@@ -166,3 +166,14 @@ def test_a_ctrl_c_while_the_libraries_load_is_interrupted_not_a_traceback(monkey
     with pytest.raises(SystemExit) as exc:
         main(["sample", "--model", "builtin"])
     assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
+def test_under_torchrun_a_rank_whose_peer_stopped_says_so_in_one_line(monkeypatch):
+    from accvideo.cli import fault_line
+
+    gone = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:3")
+    monkeypatch.delenv("RANK", raising=False)
+    assert fault_line(gone) is None  # outside torchrun: not ours to explain, the traceback stays
+    monkeypatch.setenv("RANK", "1")
+    assert fault_line(gone).startswith("another process of this launch stopped first (its error is above)")
+    assert fault_line(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug stays a traceback

@@ -483,6 +483,7 @@ def _quiet_libraries() -> None:
     warnings.formatwarning = lambda message, category, *args, **kw: f"warning: {message}\n"
 
 
+_PEER_GONE = re.compile(r"Connection (closed|reset) by peer")  # gloo (and NCCL's TCP store) when a rank is gone
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -509,6 +510,9 @@ def fault_line(exc: BaseException) -> str | None:
             f"out of memory (CPU RAM{need}); use a smaller --batch, --size or --frames, a LoRA student "
             "(lora_rank=64), or a machine with more memory; rerun the same command to resume"
         )
+    if "RANK" in os.environ and isinstance(exc, RuntimeError) and _PEER_GONE.search(text):
+        # under torchrun: another rank stopped (its own one line is above) while this one waited in a collective
+        return "another process of this launch stopped first (its error is above); fix that, then rerun the command"
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL | _NO_ACCESS | {errno.EIO}:
         where = f" writing {exc.filename}" if exc.filename else ""
         if exc.errno in _NO_ACCESS:  # reading or writing: name the file, not the direction
