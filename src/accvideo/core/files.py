@@ -22,7 +22,7 @@ _TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.part$")
 def temp_name(path: str | Path) -> Path:
     """A hidden temporary sibling of `path` that names this writer (host and pid)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.part")
+    return path.with_name(f".{path.name}.{writer_id()}.part")
 
 
 def _alive(pid: int) -> bool:
@@ -40,22 +40,18 @@ def writer_id() -> str:
     return f"{_HOST}-{os.getpid()}"
 
 
-def is_gone(writer: str) -> bool:
-    """Whether the writer HOST-PID is gone: a dead pid on this host. Another host's is never known to be gone."""
+def is_stale_writer(writer: str) -> bool:
+    """Whether what the writer HOST-PID left may be taken over: it is this process, or a dead pid on this host.
+    Another host's writer, or a live one, never is: we cannot know it is done."""
     host, _, pid = writer.rpartition("-")
-    return host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+    return host == _HOST and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid)))
 
 
 def is_stale_temp(path: str | Path) -> bool:
-    """Whether a temporary file was left by a writer that is gone: this process, or a dead pid on this host.
-
-    A file of another host, of a live process, or without a writer's name is never stale: we cannot know.
-    """
+    """Whether a temporary file `.NAME.HOST-PID.part` was left by a stale writer (`is_stale_writer`); a file without a
+    writer's name never is."""
     match = _TEMP.search(Path(path).name)
-    if match is None or match["host"] != _HOST:
-        return False
-    pid = int(match["pid"])
-    return pid == os.getpid() or not _alive(pid)
+    return match is not None and is_stale_writer(f"{match['host']}-{match['pid']}")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

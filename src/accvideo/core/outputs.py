@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accvideo.core.files import file_sha256, is_gone, prepare_output, write_json_atomic, writer_id
+from accvideo.core.files import file_sha256, is_stale_writer, prepare_output, write_json_atomic, writer_id
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
@@ -134,7 +134,7 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and (holder == self.me or is_gone(holder)):
+                if holder is not None and is_stale_writer(holder):
                     self.path.unlink(missing_ok=True)  # its writer was killed: take the folder over
                     continue
                 raise AccVideoError(
