@@ -1,6 +1,7 @@
 """The built-in teacher's training: reproducible from a seed, resumable after a kill, loadable by stock diffusers."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -63,6 +64,48 @@ def test_killed_run_resumes_to_the_same_weights(reference, tmp_path, monkeypatch
     # the record beside the weights too: the loss's running mean travels with the state (was None after a resume)
     records = [yaml.safe_load((folder / "accvideo_teacher.yaml").read_text()) for folder in (reference[0], out)]
     assert records[1]["final_loss"] is not None and records[1]["final_loss"] == records[0]["final_loss"]
+
+
+def _tree(folder):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_runs_rerun_changes_nothing_and_other_settings_are_refused(reference, tmp_path):
+    from accvideo.errors import AccVideoError
+    from accvideo.models.identity import teacher_identity
+
+    out, stats = reference
+    before, identity = _tree(out), teacher_identity(out)
+    # was: retrained nothing but rewrote the folder, new *_seconds_this_run in its record: another identity, which
+    # orphaned every dataset and student made from the teacher
+    again = train_teacher(CFG, out)
+    assert _tree(out) == before and teacher_identity(out) == identity
+    assert again["final_loss"] == stats["final_loss"] and again["parameters"] == stats["parameters"]
+    with pytest.raises(AccVideoError, match=r"seed=0, not 1; use another --out"):
+        train_teacher(quick_config(vae_base_dim=4, vae_steps=4, steps=7, checkpoint_every=3, seed=1), out)
+    assert _tree(out) == before
+    # a work folder left by a killed run resumes only with its own settings (was: resumed and mixed them)
+    work = tmp_path / "killed.work"
+    work.mkdir()
+    for name in ("config.yaml", "transformer_state.pt"):
+        (work / name).write_bytes((out.with_name(f"{out.name}.work") / name).read_bytes())
+    with pytest.raises(AccVideoError, match=r"lr=0.001, not 0.002"):
+        train_teacher(
+            quick_config(vae_base_dim=4, vae_steps=4, steps=7, checkpoint_every=3, lr=2e-3), tmp_path / "killed", work
+        )
+
+
+def test_more_steps_continue_a_finished_teacher(reference, tmp_path):
+    out, _ = reference
+    copy, work = tmp_path / "t", tmp_path / "t.work"
+    shutil.copytree(out, copy)
+    shutil.copytree(out.with_name(f"{out.name}.work"), work)
+    longer = quick_config(vae_base_dim=4, vae_steps=4, steps=9, checkpoint_every=3)
+    train_teacher(longer, copy, work)
+    assert yaml.safe_load((copy / "accvideo_teacher.yaml").read_text())["steps"] == 9
+    moved = _weights(copy)
+    assert any(not torch.equal(moved[k], v) for k, v in _weights(out).items() if not k.startswith("vae."))
+    assert all(torch.equal(moved[k], v) for k, v in _weights(out).items() if k.startswith("vae."))  # VAE kept
 
 
 def test_a_resumed_run_drops_the_log_lines_past_its_checkpoint(tmp_path):

@@ -166,13 +166,25 @@ def _teacher_train(cfg) -> None:
 
     from accvideo.core.outputs import claim_folder
     from accvideo.core.runtime import resolve_device
-    from accvideo.teacher.train import COMMAND, init_folder, is_teacher_output, is_work_folder, train_teacher
+    from accvideo.teacher.train import (
+        COMMAND,
+        check_work_folder,
+        finished_teacher,
+        init_folder,
+        is_teacher_output,
+        is_work_folder,
+        train_teacher,
+    )
 
     init_folder(cfg)  # a bad init= is one line before any folder is made
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
     claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
+    if (done := finished_teacher(cfg.teacher(), out)) is not None:
+        _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")
+        return
+    check_work_folder(cfg.teacher(), work)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     stats = train_teacher(cfg.teacher(), out, work, resolve_device(cfg.device))

@@ -189,6 +189,31 @@ def save_config(cfg, path: str | Path, **extra) -> Path:
     return write_text_atomic(path, yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))
 
 
+def check_same_settings(
+    saved: dict, config: dict, path: str | Path, defaults: dict | None = None, resumable: frozenset = frozenset()
+) -> None:
+    """Refuse to continue work at `path` that was made with other settings (`saved`) than `config`; those in
+    `resumable` may change. A setting `saved` does not hold was added after it was written: allowed when the asked
+    value is its value in `defaults` (the behaviour of the version that wrote it)."""
+    defaults = defaults or {}
+    for key, value in config.items():
+        if key in resumable:
+            continue
+        if key not in saved and key in defaults:
+            if value == defaults[key]:
+                continue
+            raise AccVideoError(
+                f"{path} holds a run from before the setting {key} (it ran as {key}={defaults[key]!r}), not "
+                f"{value!r}; use another --out, or {key}={defaults[key]!r} to resume it"
+            )
+        if saved.get(key) != value:
+            changeable = f"only {', '.join(sorted(resumable))} may change" if resumable else "none may change"
+            raise AccVideoError(
+                f"{path} holds a run with {key}={saved.get(key)!r}, not {value!r}; "
+                f"use another --out, or the run's settings ({changeable})"
+            )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Command-line flags generated from a config dataclass: `--field-name VALUE` for every field (nested dataclasses
 # flattened: RuntimeOptions' `offload` is `--offload`), no value passed unless the user gave one.

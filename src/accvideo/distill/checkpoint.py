@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core import dist, parallel
+from accvideo.core.config import check_same_settings
 from accvideo.core.files import is_stale_temp, load_state_file, temp_name
 from accvideo.distill.config import RESUMABLE_CHANGES
 from accvideo.errors import AccVideoError
@@ -92,28 +93,11 @@ def check_resumable(
     defaults: dict | None = None,
     resumable: frozenset = RESUMABLE_CHANGES,
 ) -> None:
-    """Refuse to resume a checkpoint of another teacher or other settings (those in `resumable` may change).
-
-    A setting the checkpoint does not hold was added after it was written; the run is resumable when the asked value
-    is that setting's value in `defaults` (the behaviour of the version that wrote it)."""
+    """Refuse to resume a checkpoint of another teacher or other settings (those in `resumable` may change; see
+    core/config.check_same_settings for settings newer than the checkpoint)."""
     if saved["teacher"] != teacher:
         raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
-    defaults = defaults or {}
-    for key, value in config.items():
-        if key in resumable:
-            continue
-        if key not in saved["config"] and key in defaults:
-            if value == defaults[key]:
-                continue
-            raise AccVideoError(
-                f"{path} holds a run from before the setting {key} (it ran as {key}={defaults[key]!r}), not "
-                f"{value!r}; use another --out, or {key}={defaults[key]!r} to resume it"
-            )
-        if saved["config"].get(key) != value:
-            raise AccVideoError(
-                f"{path} holds a run with {key}={saved['config'].get(key)!r}, not {value!r}; "
-                f"use another --out, or the run's settings (only {', '.join(sorted(resumable))} may change)"
-            )
+    check_same_settings(saved["config"], config, path, defaults, resumable)
 
 
 def save_sharded(folder: Path, tensors: dict, meta: dict) -> Path:

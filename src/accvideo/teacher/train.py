@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core.averaging import update_average, warmup_decay
-from accvideo.core.config import save_config
+from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.inputs import load_safetensors, read_json
+from accvideo.core.inputs import load_safetensors, read_json, read_yaml
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
@@ -31,16 +31,49 @@ from accvideo.world import caption, vocabulary
 
 COMMAND = "teacher train"
 WORK_FILES = ("vae_state.pt", "vae.safetensors", "latents.safetensors", "transformer_state.pt")
+RECORD = "accvideo_teacher.yaml"  # the settings and statistics of the run, inside the teacher folder
+# settings a rerun may change: more steps continue the transformer phase from its last state
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 
 
 def is_teacher_output(folder: Path) -> bool:
     """A finished teacher from before output markers existed (core/outputs.py): a rerun may replace it."""
-    return (folder / "accvideo_teacher.yaml").is_file() and (folder / "model_index.json").is_file()
+    return (folder / RECORD).is_file() and (folder / "model_index.json").is_file()
 
 
 def is_work_folder(folder: Path) -> bool:
     """A training state folder from before output markers existed: a rerun resumes from it."""
     return any((folder / name).is_file() for name in WORK_FILES)
+
+
+def _saved_settings(path: Path) -> dict:
+    saved = read_yaml(path, "delete it to train again")
+    if not isinstance(saved, dict):
+        raise AccVideoError(f"{path} is not a settings record; delete it to train again")
+    return saved
+
+
+def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
+    """The statistics of the teacher at `out` when it was trained with `cfg`'s settings, else None (train it).
+
+    A rerun of a finished run then writes nothing: rewriting the folder would change the teacher's identity (the
+    record's seconds differ) and orphan every dataset and student made from it. A teacher of other settings is
+    refused in one line; only `steps` and `checkpoint_every` may change (more steps continue from the work folder)."""
+    record = Path(out) / RECORD
+    if not record.is_file():
+        return None
+    saved, config = _saved_settings(record), to_dict(cfg)
+    check_same_settings(saved, config, out, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
+    if saved.get("steps") != cfg.steps:
+        return None
+    return {k: v for k, v in saved.items() if k not in config}
+
+
+def check_work_folder(cfg: TeacherConfig, work: Path) -> None:
+    """Refuse to resume a work folder whose state was trained with other settings (they would mix silently)."""
+    saved = work / "config.yaml"
+    if saved.is_file() and is_work_folder(work):
+        check_same_settings(_saved_settings(saved), to_dict(cfg), work, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
 
 
 def build_pipeline(cfg: TeacherConfig, vae):
@@ -279,12 +312,16 @@ def _keep_log_until(log: Path, step: int) -> None:
 
 
 def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, device: torch.device | str = "cpu") -> dict:
-    """All phases; finished phases are skipped on a rerun, so a killed run resumes where it stopped.
+    """All phases; finished phases are skipped on a rerun, so a killed run resumes where it stopped, and a finished
+    run's rerun changes nothing (`finished_teacher`).
 
     The VAE trains on the CPU; encoding and the transformer run on `device` (a GPU trains the transformer in
     minutes; the run's `accvideo_teacher.yaml` records where it trained).
     """
     out, work = Path(out), Path(work or f"{out}.work")
+    if (done := finished_teacher(cfg, out)) is not None:
+        return done
+    check_work_folder(cfg, work)
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
     t0 = time.perf_counter()
@@ -312,7 +349,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(str(tmp), safe_serialization=True)
     forget_source_paths(tmp)
-    save_config(cfg, tmp / "accvideo_teacher.yaml", **stats)
+    save_config(cfg, tmp / RECORD, **stats)
     mark_folder(tmp, COMMAND)  # the output guard's marker travels with the folder (hidden: not in the identity)
     if out.exists():
         shutil.rmtree(out)
