@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,3 +200,59 @@ def test_dist_seam_in_one_process(monkeypatch, capsys):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(Exception, match="launch with torchrun"):
         dist.init(torch.device("cpu"))
+
+
+# A stand-in for torchrun's launcher: starts the worker in its own session, as torchrun does, and waits for it.
+LAUNCHER = """
+import subprocess, sys
+err = open(sys.argv[1], "w")
+worker = subprocess.Popen(sys.argv[2:], stderr=err, stdout=subprocess.DEVNULL, start_new_session=True)
+print(worker.pid, flush=True)
+worker.wait()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"  # a zombie has exited (its new parent reaps it late)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tiny_wan_dir, reference, tmp_path):
+    # rank 1 of 2 with no rank 0: it waits in the rendezvous, inside a C++ call, as a worker does whose launcher was
+    # SIGKILLed during start-up. Was: it waited there for the whole 60-minute start-up timeout.
+    prompts, _ = reference
+    port = _free_port()
+    torchrun_env = dict(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
+    cmd += ["--out", str(tmp_path / "ds"), *ARGS]
+    err = tmp_path / "worker.err"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(err), *cmd],
+        env={**env(), **torchrun_env, "TORCHELASTIC_RUN_ID": "test"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = int(launcher.stdout.readline())
+    time.sleep(6)  # imports done: waiting for rank 0
+    assert _running(worker)
+    launcher.kill()
+    launcher.wait()
+    t0 = time.monotonic()
+    while _running(worker) and time.monotonic() - t0 < 60:
+        time.sleep(0.2)
+    stopped = not _running(worker)
+    if not stopped:
+        os.kill(worker, signal.SIGKILL)
+    assert stopped, "the worker outlived its launcher by a minute"
+    assert "the torchrun launcher is gone, so this worker (rank 1) stopped" in err.read_text()
+    assert "Traceback" not in err.read_text()

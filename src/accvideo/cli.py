@@ -25,6 +25,7 @@ from importlib import import_module
 from pathlib import Path
 
 from accvideo import __version__
+from accvideo.core.launcher import LAUNCHER_GONE, launcher_gone_line, watch_launcher
 from accvideo.errors import AccVideoError
 
 
@@ -582,9 +583,14 @@ def _fail(line: str) -> None:
     sys.exit(2)
 
 
+def _interrupted_line() -> str:
+    return launcher_gone_line() if LAUNCHER_GONE.is_set() else "interrupted"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    watch_launcher()  # under torchrun: stop when the launcher is gone (core/launcher.py)
     try:
         if argv and argv[0] not in ("-h", "--help", "--version"):
             _quiet_libraries()  # imports torch and diffusers: a Ctrl-C here is `interrupted` too
@@ -592,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     except AccVideoError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _echo("interrupted", err=True)
+        _echo(_interrupted_line(), err=True)
         sys.exit(130)
     except Exception as exc:  # faults of the machine, not bugs: one line each (torch is not imported for this)
         line = fault_line(exc)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
+from accvideo.core.launcher import watch_launcher
 from accvideo.errors import AccVideoError
 
 
@@ -70,6 +71,7 @@ def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise AccVideoError(f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun")
+    watch_launcher()  # the CLI started it already; a library caller gets it here
     backend = backend_for(device)
     if backend == "nccl":
         torch.cuda.set_device(local_device(device))
