@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -187,6 +190,44 @@ def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_student(tiny_wan_dir,
         got = student()
         assert got[0] == 2 and got[1].keys() == want[1].keys()
         assert all(torch.equal(got[1][k], want[1][k]) for k in want[1]) and (run / "losses.png").is_file()
+
+
+def test_a_resume_needs_the_dataset_it_trained_on_and_cannot_go_back(tiny_wan_dir, synvid, tmp_path, capsys):
+    """Was: `data` may change on resume (a path), and nothing checked what the new path held, so iterations 1-2 trained
+    on one dataset and 3 on another; `iterations` below the checkpoint's was written to config.yaml as if trained."""
+    run, moved, part = tmp_path / "run", shutil.copytree(synvid, tmp_path / "moved"), tmp_path / "part"
+    shutil.copytree(synvid, part)
+    sorted(part.glob("shard-*.safetensors"))[0].unlink()
+
+    def distill(data, iterations):
+        return run_cli(distill_args(tiny_wan_dir, data, run, f"iterations={iterations}"), capsys)
+
+    code, _, err = distill(synvid, 2)
+    assert code in (0, None), err
+    summary = json.loads((run / "summary.json").read_text())
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for data, iterations, message in (
+        (part, 3, r"was trained on another dataset \(10 items\) than .* holds \(5 items"),
+        (synvid, 1, "is at iteration 2, past iterations=1; a run cannot go back"),
+    ):
+        with pytest.warns(UserWarning) if data == part else contextlib.nullcontext():
+            code, _, err = distill(data, iterations)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing rewritten
+    # the same dataset moved elsewhere is the same dataset; a rerun with nothing to train keeps the training's numbers
+    code, _, err = distill(moved, 2)
+    assert code in (0, None), err
+    again = json.loads((run / "summary.json").read_text())
+    assert summary["samples_per_s"] is not None
+    assert (again["samples_per_s"], again["peak_memory_mb"]) == (summary["samples_per_s"], summary["peak_memory_mb"])
+    assert SynVidDataset(moved).identity == SynVidDataset(synvid).identity != SynVidDataset(part).identity
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_tensorboard_without_its_package_is_refused_before_anything_is_written(tiny_wan_dir, synvid, tmp_path, capsys):
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / "run", "tensorboard=true"), capsys)
+    assert code == 2 and "pip install tensorboard" in err
+    assert not (tmp_path / "run").exists()  # was: config.yaml (tensorboard: true) and an empty losses.jsonl
 
 
 def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,12 @@ from pathlib import Path
 from accvideo.errors import AccVideoError
 
 CURVES = (("traj", "L_traj (Eq. 6)"), ("g", "L_G (generator)"), ("d", "L_D (heads)"))
+
+
+def check_tensorboard() -> None:
+    """tensorboard=true needs the package; checked before a run writes anything."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise AccVideoError("tensorboard=true needs the tensorboard package: pip install tensorboard")
 
 
 class LossLog:
@@ -23,10 +30,9 @@ class LossLog:
         os.replace(tmp, self.path)
         self.writer = None
         if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise AccVideoError("tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+            check_tensorboard()
+            from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(str(tensorboard_dir))
 
     def write(self, record: dict, scalars: bool = True) -> None:

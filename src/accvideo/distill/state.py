@@ -15,6 +15,7 @@ import torch
 
 from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
+from accvideo.core.files import write_json_atomic
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.distill.checkpoint import (
@@ -56,6 +57,8 @@ def meta_of(d: Distiller) -> dict:
     return {
         "config": to_dict(d.cfg),
         "teacher": d.identity,
+        "dataset": d.dataset.identity,
+        "dataset_items": len(d.dataset),
         "iteration": d.iteration,
         "samples": d.samples,
         "fakes": d.fakes,
@@ -128,13 +131,26 @@ def _prepare(d: Distiller) -> None:
     dist.from_main(prepare)
 
 
+def check_same_run(d: Distiller, saved: dict) -> None:
+    """Refuse to resume a checkpoint of other settings, another teacher or another dataset, or beyond the asked
+    iterations (a run cannot go back)."""
+    check_resumable(saved, to_dict(d.cfg), d.identity, d.out / NAME, to_dict(DistillConfig()))
+    if saved.get("dataset", d.dataset.identity) != d.dataset.identity:  # checkpoints before it was kept: unknown
+        raise AccVideoError(
+            f"{d.out} was trained on another dataset ({saved.get('dataset_items')} items) than {d.cfg.data} holds "
+            f"({len(d.dataset)} items, or other trajectories); use another --out, or --data the dataset it trained on"
+        )
+    if saved["iteration"] > d.cfg.iterations:
+        raise AccVideoError(
+            f"{d.out} is at iteration {saved['iteration']}, past iterations={d.cfg.iterations}; a run cannot go back: "
+            f"use another --out, or iterations={saved['iteration']} or more"
+        )
+
+
 def resume(d: Distiller) -> None:
-    """Prepare the run folder and restore its newer checkpoint when there is one (refused if its settings differ)."""
+    """Prepare the run folder and restore its newer checkpoint when there is one (refused if it is another run's)."""
     _prepare(d)
-    config, defaults = to_dict(d.cfg), to_dict(DistillConfig())
-    saved = load_latest(
-        d.out, lambda s: check_resumable(s, config, d.identity, d.out / NAME, defaults), lambda m: _target(d, m)
-    )
+    saved = load_latest(d.out, lambda s: check_same_run(d, s), lambda m: _target(d, m))
     if saved is not None:
         restore(d, *saved)
 
@@ -245,9 +261,22 @@ def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: floa
         summary["experts"] = d.experts
     if d.reals is not None:  # real_data: how many clips the heads saw as real, how many were skipped
         summary["real_clips"] = {"used": len(d.reals), "skipped": d.reals.skipped}
+    if not trained:  # a finished run's rerun: the rate and the peak are the training's, not this idle pass's
+        earlier = _earlier_summary(d.out / "summary.json")
+        for key in ("samples_per_s", "peak_memory_mb"):
+            if earlier.get(key) is not None:
+                summary[key] = earlier[key]
     if dist.is_main():
-        (d.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        write_json_atomic(d.out / "summary.json", summary)
     return summary
+
+
+def _earlier_summary(path: Path) -> dict:
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return earlier if isinstance(earlier, dict) and earlier.get("samples_per_s") is not None else {}
 
 
 def peak_memory_mb(device: torch.device) -> float:

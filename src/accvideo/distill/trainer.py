@@ -36,7 +36,7 @@ from accvideo.distill.config import DistillConfig
 from accvideo.distill.data import Trajectories, fake_seed
 from accvideo.distill.heads import Heads, default_feature_blocks
 from accvideo.distill.models import make_student, parallelize_student
-from accvideo.distill.plots import LossLog
+from accvideo.distill.plots import LossLog, check_tensorboard
 from accvideo.distill.probe import game_stats, probe_heads
 from accvideo.distill.queues import KeyQueues
 from accvideo.distill.reals import shared_real_clips
@@ -87,6 +87,8 @@ class Distiller:
         self.mine = slice(dist.rank() * self.local_batch, (dist.rank() + 1) * self.local_batch)  # this rank's items
         self.micro_batches = [slice(i, i + micro) for i in range(0, self.local_batch, micro)]
         self.out = Path(cfg.out).expanduser()
+        if cfg.tensorboard:
+            check_tensorboard()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
         self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)

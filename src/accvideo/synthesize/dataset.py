@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -100,8 +104,22 @@ class SynVidDataset(Dataset):
         return (
             f"{self.root} lacks {self.missing} of items 0..{len(self) + self.missing - 1} (a shard deleted, or a "
             f"synthesize that did not finish): training on the {len(self)} it holds; rerun the same `accvideo "
-            "synthesize` to complete it"
+            "synthesize` to complete it (a run resumes only on the dataset it started on)"
         )
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """'syn1:<hex>': what the dataset holds, from its shard headers alone (no tensor is read): its settings, its
+        items' (index, prompt, seed, image) and every tensor's sha256. Not its path, nor how items are grouped into
+        shards. A resumed distill checks it trained on this very dataset (the folder may move, not change)."""
+        digest = hashlib.sha256()
+        settings = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.name != "shard_size"}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        for key in sorted(k for h in self.headers for k in h.keys):
+            digest.update(json.dumps(key).encode())
+        for sha in sorted(v for h in self.headers for v in h.sha256.values()):
+            digest.update(sha.encode())
+        return f"syn1:{digest.hexdigest()}"
 
     def check_teacher(self, teacher: str) -> None:
         """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
