@@ -177,6 +177,34 @@ def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_decoder(tiny_wan_dir,
         assert (out / "losses.png").is_file()
 
 
+def test_a_finished_runs_rerun_rewrites_nothing_and_another_dataset_is_refused_first(tiny_wan_dir, synvid, tmp_path):
+    """Was: an identical rerun rewrote summary.json with its idle figures (train_seconds 0.68 -> 0.004); a rerun on
+    another dataset rewrote the cached targets with its decodes, then refused."""
+    import shutil
+
+    from accvideo.decoder import distill_decoder
+
+    out, data = tmp_path / "dec", shutil.copytree(synvid, tmp_path / "data")
+    first = distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=2, checkpoint_every=1), progress=False)
+
+    def files():
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+
+    before = files()
+    assert distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=2, checkpoint_every=1), progress=False) == first
+    assert files() == before
+    assert first["train_seconds"] > 0 and first["iterations_this_run"] == 2
+    with pytest.raises(AccVideoError, match="past iterations=1; a run cannot go back"):
+        distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=1, checkpoint_every=1), progress=False)
+    sorted(data.glob("shard-*.safetensors"))[0].unlink()  # the same folder, other items
+    with pytest.warns(UserWarning, match="lacks"), pytest.raises(AccVideoError, match="trained on another dataset"):
+        distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=3, checkpoint_every=1), progress=False)
+    assert files() == before
+    with pytest.raises(AccVideoError, match="holds a run with data="):  # another path: refused before the targets
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=3, checkpoint_every=1), progress=False)
+    assert files() == before
+
+
 def test_the_saved_decoder_is_the_moving_average_of_unchanged_training(tiny_wan_dir, synvid, tmp_path, monkeypatch):
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 import warnings
@@ -31,7 +32,7 @@ from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
 from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
 from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
-from accvideo.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from accvideo.distill.checkpoint import check_continues, check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.state import peak_memory_mb
 from accvideo.errors import AccVideoError
@@ -127,6 +128,7 @@ class DecoderDistiller:
         self.average = copy.deepcopy(self.decoder).requires_grad_(False) if cfg.ema > 0 else None
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.iteration = self.samples = 0
+        self.train_seconds = 0.0  # training wall time behind the weights, summed over resumes
         self.reals = None
         self.targets: Targets | None = None
 
@@ -308,8 +310,11 @@ class DecoderDistiller:
         return {
             "config": to_dict(self.cfg),
             "teacher": self.identity,
+            "dataset": self.dataset.identity,
+            "dataset_items": len(self.dataset),
             "iteration": self.iteration,
             "samples": self.samples,
+            "train_seconds": self.train_seconds,
             "decoder": sd(self.decoder),
             "average": sd(self.average),
             "proj": sd(self.proj),
@@ -320,12 +325,18 @@ class DecoderDistiller:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def resume(self) -> None:
+    def saved_state(self) -> dict | None:
+        """The run folder's checkpoint, checked to be this run's before anything is written (targets included)."""
         path = self.out / NAME
         saved = load_checkpoint(path, FORMAT, "decoder distill")
+        if saved is not None:
+            check_resumable(saved, to_dict(self.cfg), self.identity, path, BEFORE_SETTINGS, RESUMABLE_CHANGES)
+            check_continues(saved, self.out, self.cfg.data, self.dataset, self.cfg.iterations)
+        return saved
+
+    def resume(self, saved: dict | None) -> None:
         if saved is None:
             return
-        check_resumable(saved, to_dict(self.cfg), self.identity, path, BEFORE_SETTINGS, RESUMABLE_CHANGES)
         self.decoder.load_state_dict(saved["decoder"])
         if self.average is not None:
             self.average.load_state_dict(saved["average"])
@@ -335,6 +346,7 @@ class DecoderDistiller:
         self.rng.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         self.iteration, self.samples = saved["iteration"], saved["samples"]
+        self.train_seconds = saved.get("train_seconds", 0.0)  # checkpoints before it was kept: 0
 
     def save(self, log: LossLog) -> float | None:
         """Checkpoint, decoder artifact (its detail gain fitted first), held-out PSNR (logged); the loss plot at
@@ -365,6 +377,17 @@ class DecoderDistiller:
             return False
         return info.get("iteration") == self.iteration and (self.out / "losses.png").is_file()
 
+    def finished_summary(self) -> dict | None:
+        """A finished run's summary.json when its artifact is current: its rerun then rewrites nothing (its figures
+        are the training's, not an idle pass's)."""
+        try:
+            earlier = json.loads((self.out / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(earlier, dict) or earlier.get("iterations") != self.iteration:
+            return None
+        return earlier if self.artifact_is_current() else None
+
     def run(self, progress: bool = True) -> dict:
         """Targets, then train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -377,20 +400,24 @@ class DecoderDistiller:
 
     def _train(self, progress: bool, t0: float, cpu0: float) -> dict:
         cfg = self.cfg
+        saved = self.saved_state()  # another run's checkpoint is refused before the targets are (re)built
         self.build_targets(progress)
         t_targets = time.perf_counter() - t0
-        self.resume()
+        self.resume(saved)
         start = self.iteration
+        if start >= cfg.iterations and (earlier := self.finished_summary()) is not None:
+            return earlier
         save_config(cfg, self.out / "config.yaml", vae_identity=self.vae, spec=to_dict(self.decoder.spec))
         log = LossLog(self.out / "losses.jsonl", start, curves=CURVES)
         bar = tqdm(total=cfg.iterations, initial=start, desc="decoder", unit="it", disable=not progress)
-        t_train, val = time.perf_counter(), None
+        t_train, val, before = time.perf_counter(), None, self.train_seconds
         self.decoder.train()
         try:
             while self.iteration < cfg.iterations:
                 record = self.train_iteration()
                 shown = self.iteration % cfg.log_every == 0
-                log.write({**record, "seconds": round(time.perf_counter() - t0, 3)}, scalars=shown)
+                self.train_seconds = before + time.perf_counter() - t_train
+                log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
                 bar.update(1)
                 if shown:
                     bar.set_postfix(
@@ -403,7 +430,6 @@ class DecoderDistiller:
             log.close()
         if self.iteration == start and not self.artifact_is_current():
             val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact, current
-        train_seconds = time.perf_counter() - t_train
         if val is None:  # resumed with nothing to do: the saved artifact's figures, computed again
             self.fit_detail()
             val = self.validate()
@@ -418,7 +444,7 @@ class DecoderDistiller:
             "parameters": sum(p.numel() for p in self.artifact.parameters()),
             "seconds": round(time.perf_counter() - t0, 3),
             "targets_seconds": round(t_targets, 3),
-            "train_seconds": round(train_seconds, 3),
+            "train_seconds": round(self.train_seconds, 3),  # behind the weights, summed over resumes
             "cpu_seconds": round(time.process_time() - cpu0, 3),  # this invocation, all threads
             "iterations_this_run": self.iteration - start,
             "threads": torch.get_num_threads(),

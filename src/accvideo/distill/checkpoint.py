@@ -100,6 +100,21 @@ def check_resumable(
     check_same_settings(saved["config"], config, path, defaults, resumable)
 
 
+def check_continues(saved: dict, out: Path, data, dataset, iterations: int) -> None:
+    """Refuse to go on from a checkpoint made on another dataset than `dataset` (its identity: a dataset moved
+    elsewhere is the same one; one grown, completed or remade since is not) or past `iterations` (no going back)."""
+    if saved.get("dataset", dataset.identity) != dataset.identity:  # checkpoints before it was kept: unknown
+        raise AccVideoError(
+            f"{out} was trained on another dataset ({saved.get('dataset_items')} items) than {data} holds "
+            f"({len(dataset)} items, or other trajectories); use another --out, or --data the dataset it trained on"
+        )
+    if saved["iteration"] > iterations:
+        raise AccVideoError(
+            f"{out} is at iteration {saved['iteration']}, past iterations={iterations}; a run cannot go back: "
+            f"use another --out, or iterations={saved['iteration']} or more"
+        )
+
+
 def save_sharded(folder: Path, tensors: dict, meta: dict) -> Path:
     """Every rank: DCP shards of `tensors`, and rank 0's `meta`; built aside, then swapped in whole by rank 0."""
     folder = Path(folder)

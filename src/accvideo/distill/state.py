@@ -22,6 +22,7 @@ from accvideo.distill.checkpoint import (
     META,
     NAME,
     SHARDED,
+    check_continues,
     check_resumable,
     load_latest,
     save_sharded,
@@ -132,19 +133,10 @@ def _prepare(d: Distiller) -> None:
 
 
 def check_same_run(d: Distiller, saved: dict) -> None:
-    """Refuse to resume a checkpoint of other settings, another teacher or another dataset, or beyond the asked
-    iterations (a run cannot go back)."""
+    """Refuse to resume a checkpoint of other settings, another teacher or another dataset, or past the asked
+    iterations."""
     check_resumable(saved, to_dict(d.cfg), d.identity, d.out / NAME, to_dict(DistillConfig()))
-    if saved.get("dataset", d.dataset.identity) != d.dataset.identity:  # checkpoints before it was kept: unknown
-        raise AccVideoError(
-            f"{d.out} was trained on another dataset ({saved.get('dataset_items')} items) than {d.cfg.data} holds "
-            f"({len(d.dataset)} items, or other trajectories); use another --out, or --data the dataset it trained on"
-        )
-    if saved["iteration"] > d.cfg.iterations:
-        raise AccVideoError(
-            f"{d.out} is at iteration {saved['iteration']}, past iterations={d.cfg.iterations}; a run cannot go back: "
-            f"use another --out, or iterations={saved['iteration']} or more"
-        )
+    check_continues(saved, d.out, d.cfg.data, d.dataset, d.cfg.iterations)
 
 
 def resume(d: Distiller) -> None:
