@@ -277,6 +277,15 @@ def test_tiny_model_cli_writes_a_hunyuan_pipeline(tmp_path, capsys):
     assert text_settings(tmp_path / "hy")["prompt_template"] == {"template": "{}", "crop_start": 0}
     code, _, err = run_cli(["tiny-model", str(tmp_path / "x"), "--family", "ltx"], capsys)
     assert code == 2 and "--family must be wan or hunyuan" in err
+    # a rerun rewrites nothing; another model over it is refused (was: replaced, which changed the teacher identity
+    # its datasets recorded)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "hy").rglob("*") if p.is_file()}
+    code, out, err = run_cli(["tiny-model", str(tmp_path / "hy"), "--family", "hunyuan", "--layers", "1"], capsys)
+    assert code in (0, None) and "nothing to do" in out, err
+    for other in (["--family", "wan"], ["--layers", "1", "--seed", "1"]):
+        code, _, err = run_cli(["tiny-model", str(tmp_path / "hy"), "--family", "hunyuan", *other], capsys)
+        assert code == 2 and "holds a tiny model of family=hunyuan, seed=0, layers=1; use another --out" in err, err
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "hy").rglob("*") if p.is_file()} == files
 
 
 def test_a_hunyuan_teacher_defaults_to_embedded_guidance_only(hy_runs, hy_dir, tmp_path, capsys):
