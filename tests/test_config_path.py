@@ -140,6 +140,17 @@ def test_help_lists_the_verbs_in_pipeline_order(capsys):
     assert code == 0 and "--key-steps" in out and "--offload" in out and "--config" in out
 
 
+def test_a_text_setting_takes_on_off_yes_no_as_words_from_key_value_and_yaml(tmp_path):
+    """Was: YAML 1.1 read `off` as a boolean, so `mixed_precision=off` arrived as 'False' and was refused."""
+    v = BY_NAME["distill"]
+    (tmp_path / "c.yaml").write_text("mixed_precision: off\nreal_data: no\nadv: no\n")
+    from_yaml = resolve(v, ["--config", str(tmp_path / "c.yaml")])
+    assert (from_yaml.mixed_precision, from_yaml.real_data, from_yaml.adv) == ("off", "no", False)
+    given = resolve(v, ["mixed_precision=off", "real_data='on'", "adv=no", "lr=1e-3", "mixed_precision=bf16"])
+    assert (given.mixed_precision, given.real_data, given.adv, given.lr) == ("bf16", "on", False, 1e-3)
+    assert resolve(v, ["real_data=world", "real_data=null"]).real_data is None
+
+
 def test_text_is_taken_literally_whichever_way_it_comes_in(tmp_path):
     """`${x}` is a user's prompt text, never an OmegaConf interpolation (which would refuse or rewrite it)."""
     v = BY_NAME["sample"]

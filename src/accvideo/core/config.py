@@ -50,7 +50,13 @@ def load_config(
         if bad:
             raise AccVideoError(f"override {bad[0]!r} is not of the form key=value")
         check_keys(cls, [o.split("=", 1)[0] for o in overrides], "setting")
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(o) for o in overrides]))
+        text = text_keys(cls)
+        for override in overrides:  # in order: a later one wins
+            key, value = override.split("=", 1)
+            if key in text:  # as given: YAML would read `off` or `no` as a boolean, `1e-3` as a number
+                merged = OmegaConf.merge(merged, nest({key: literal(_text_value(value))}))
+            else:
+                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(override)]))
         return check_numbers(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
@@ -62,6 +68,20 @@ def load_config(
         raise AccVideoError(f"config file {path} refers to itself (a YAML alias inside its own anchor)") from None
     except (ValueError, TypeError) as exc:  # raised by a config's own validation
         raise AccVideoError(str(exc)) from None
+
+
+def text_keys(cls) -> set[str]:
+    """The dotted keys of a config class's settings typed text (str or str | None)."""
+    return {key for key, _, tp, _ in walk_fields(cls) if _scalar(tp) == (str, False)}
+
+
+def _text_value(value: str) -> str | None:
+    """A `key=value` override of a text setting: null (or ~) is None, surrounding quotes are dropped, else as is."""
+    if value in ("null", "~"):
+        return None
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def literal(value):

@@ -8,6 +8,7 @@ it, in microseconds whatever the file's size); JSON and YAML are parsed here; a 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -43,11 +44,24 @@ def read_json(path: str | Path, fix: str):
         raise _bad(path, f"is not valid JSON (line {exc.lineno}: {exc.msg})", fix) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's booleans: only true / false. YAML 1.1 also reads on, off, yes, no, y and n
+    as booleans, so `mixed_precision: off` arrived as False; settings typed bool still take those words."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def read_yaml(path: str | Path, fix: str):
-    """The parsed YAML file (safe loader), or one line naming the file, the line and `fix`."""
+    """The parsed YAML file (safe loader, YAML 1.2 booleans), or one line naming the file, the line and `fix`."""
     path = Path(path)
     try:
-        return yaml.safe_load(_read_text(path, fix))
+        return yaml.load(_read_text(path, fix), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
