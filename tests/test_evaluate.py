@@ -159,6 +159,64 @@ def test_folder_round_trip_reproduces_the_metrics(tmp_path, clf, heldout):
     assert a == b
 
 
+def _clips(n: int, value: int) -> np.ndarray:
+    """n tiny distinct uint8 clips (F=2, 16x16): clip i is filled with value + i."""
+    return (value + np.arange(n, dtype=np.uint8))[:, None, None, None, None] + np.zeros((n, 2, 16, 16, 3), np.uint8)
+
+
+def test_rewriting_a_video_folder_leaves_exactly_the_clips_its_manifest_lists(tmp_path):
+    from accvideo.evaluate.folder import clear_video_folder
+
+    pairs = prompts(3)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "000009.npy").write_bytes(b"mine too")  # a clip name, but no manifest of ours ever listed it
+    write_video_folder(tmp_path, _clips(3, 10), pairs, fmt="npy")
+    write_video_folder(tmp_path, _clips(2, 20), pairs[:2], fmt="npy")  # fewer clips: 000002.npy is stale
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000000.npy",
+        "000001.npy",
+        "000009.npy",
+        "manifest.jsonl",
+        "notes.txt",
+    ]
+    write_video_folder(tmp_path, _clips(2, 30), pairs[:2], fmt="mp4")  # another format: every .npy of ours goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000000.mp4",
+        "000001.mp4",
+        "000009.npy",
+        "manifest.jsonl",
+        "notes.txt",
+    ]
+    assert load_video_folder(tmp_path)[2] == ["000000.mp4", "000001.mp4"]
+    clear_video_folder(tmp_path)  # --video-format none: no clips of ours, no manifest; the user's files stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000009.npy", "notes.txt"]
+
+
+def test_a_killed_video_folder_rewrite_keeps_every_listed_clip_and_the_next_write_cleans_up(tmp_path, monkeypatch):
+    import accvideo.evaluate.folder as folder
+
+    old, new = prompts(3, "heldout", 0), prompts(2, "heldout", 1)
+    write_video_folder(tmp_path, _clips(3, 10), old, fmt="npy")
+    real_save, saved = folder._save_npy, []
+
+    def dies_on_the_second(path, clip):
+        if len(saved) == 1:
+            raise KeyboardInterrupt  # the run is killed while writing clips
+        saved.append(path.name)
+        real_save(path, clip)
+
+    monkeypatch.setattr(folder, "_save_npy", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_video_folder(tmp_path, _clips(2, 50), new, fmt="npy")
+    videos, got, files = load_video_folder(tmp_path)  # only the old clip not yet replaced is listed, intact
+    assert files == ["000002.npy"] and got == [old[2]] and np.array_equal(videos, _clips(3, 10)[2:])
+    monkeypatch.setattr(folder, "_save_npy", real_save)
+    write_video_folder(tmp_path, _clips(1, 70), new[:1], fmt="npy")  # 000001.npy and 000002.npy, ours: removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000.npy", "manifest.jsonl"]
+    videos, got, _ = load_video_folder(tmp_path)
+    assert got == new[:1] and np.array_equal(videos, _clips(1, 70))
+
+
 def test_folder_errors_name_the_fix(tmp_path):
     with pytest.raises(AccVideoError, match="no manifest"):
         load_video_folder(tmp_path)
@@ -246,6 +304,36 @@ def tmp_wan_eval(tmp_path, tiny_wan_dir):
             main(["evaluate", *args])
         assert exc.value.code in (0, None)
     return first, second
+
+
+def test_cli_rerun_reuses_identical_clips_and_leaves_only_the_clips_it_lists(tmp_path, tiny_wan_dir, monkeypatch):
+    import accvideo.evaluate.run as run
+
+    out, videos = tmp_path / "ev", tmp_path / "ev" / "videos"
+    args = ["evaluate", "--model", str(tiny_wan_dir), "--steps", "2", "--device", "cpu", "--out", str(out)]
+
+    def evaluate(*more):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, *more])
+        assert exc.value.code in (0, None)
+        return json.loads((out / "metrics.json").read_text())
+
+    first = evaluate("--prompts", "3", "--video-format", "npy")
+    clips = load_video_folder(videos)[0]
+    sample = run._sample_model
+    monkeypatch.setattr(run, "_sample_model", lambda *a: pytest.fail("an identical rerun sampled again"))
+    again = evaluate("--prompts", "3", "--video-format", "npy")  # identical: the kept clips are scored
+    assert again["source"]["reused_videos"] is True and again["items"] == first["items"]
+    assert again["accuracy"] == first["accuracy"] and np.array_equal(load_video_folder(videos)[0], clips)
+    monkeypatch.setattr(run, "_sample_model", sample)
+    np.save(videos / "000001.npy", np.zeros_like(clips[1]))  # a kept clip changed since: sampled again
+    third = evaluate("--prompts", "3", "--video-format", "npy")
+    assert "reused_videos" not in third["source"] and np.array_equal(load_video_folder(videos)[0], clips)
+    fourth = evaluate("--prompts", "2", "--video-format", "mp4")  # fewer clips, another format: no .npy left
+    assert "reused_videos" not in fourth["source"]
+    assert sorted(p.name for p in videos.iterdir()) == ["000000.mp4", "000001.mp4", "manifest.jsonl"]
+    evaluate("--prompts", "2", "--video-format", "none")  # no clips kept: none of an earlier run's either
+    assert not videos.exists()
 
 
 def test_classifier_training_is_reproducible(tmp_path, capsys):

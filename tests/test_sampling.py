@@ -65,3 +65,24 @@ def test_cfg_in_sampler_equals_combined_field():
     a, b = torch.tensor(2.0), torch.tensor(-1.0)
     assert cfg_combine(a, b, 3.0) == -1.0 + 3.0 * 3.0
     assert euler_step(torch.tensor(1.0), torch.tensor(2.0), 0.5, 0.25) == 1.0 - 0.5
+
+
+def test_a_sample_rerun_leaves_only_what_it_wrote(tmp_path, tiny_wan_dir, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path / "sm"
+    base = ["sample", "--model", str(tiny_wan_dir), "--prompt", "x", "--steps", "2", "--frames", "5", "--size", "32x32"]
+    base += ["--device", "cpu", "--out", str(out / "clip.mp4")]
+    out.mkdir()
+    (out / "other.gif").write_bytes(b"a user's file")
+    assert run_cli([*base, "--seed", "1", "--gif"], capsys)[0] in (0, None)
+    assert (out / "clip.gif").is_file()
+    assert run_cli([*base, "--seed", "2"], capsys)[0] in (0, None)  # no --gif: the seed-1 GIF is not this run's
+    assert sorted(p.name for p in out.iterdir()) == [".accvideo-files.json", "clip.mp4", "clip.yaml", "other.gif"]
+    assert sorted(json.loads((out / ".accvideo-files.json").read_text())["files"]) == ["clip.mp4", "clip.yaml"]
+    assert run_cli([*base, "--seed", "1", "--gif"], capsys)[0] in (0, None)
+    (out / "clip.gif").write_bytes(b"edited since")  # not accvideo's any more: kept
+    assert run_cli([*base, "--seed", "2"], capsys)[0] in (0, None)
+    assert (out / "clip.gif").read_bytes() == b"edited since" and (out / "other.gif").is_file()

@@ -195,3 +195,18 @@ def record_file(path: str | Path, command: str) -> None:
     files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
     files[path.name] = {"command": command, "sha256": file_sha256(path)}
     write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+
+
+def remove_file(path: str | Path, command: str) -> bool:
+    """Remove a single output that `command` wrote and nobody changed since (its ledger entry says so), and drop that
+    entry; anything else (a user's file, another command's, one edited since) is kept. True when it was removed."""
+    path = Path(path)
+    entry = _ledger(path.parent).get(path.name)
+    if entry is None or entry.get("command") != command or not path.is_file() or path.is_symlink():
+        return False
+    if entry.get("sha256") != file_sha256(path):
+        return False
+    path.unlink()
+    files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
+    write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+    return True

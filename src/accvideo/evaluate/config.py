@@ -26,10 +26,10 @@ class EvaluateConfig:
     guidance: float | None = None  # None: 5 for a teacher, 1 (no CFG) for a student
     shift: float | None = None  # None: the checkpoint's
     negative_prompt: str = ""
-    batch_size: int = 4  # clips sampled together (does not change any clip)
+    batch_size: int = 4  # clips sampled together (each clip's own noise; float rounding may move a pixel 1 level)
     classifier: str | None = None  # None: the shipped classifier
     out: str = "eval"
-    video_format: str = "mp4"  # how sampled clips are kept under OUT/videos (npy: lossless re-scoring)
+    video_format: str = "mp4"  # how clips are kept under OUT/videos (npy: lossless; an identical rerun re-scores them)
     device: str = "auto"
     dtype: str = "auto"
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from accvideo.core.files import temp_name, write_json_atomic, write_text_atomic
 from accvideo.core.video import read_video, to_uint8, write_video
 from accvideo.errors import AccVideoError
 
@@ -115,16 +118,84 @@ def load_video_folder(
 def write_video_folder(
     folder: str | Path, videos: np.ndarray, pairs: Sequence[tuple[str, int]], fmt: str = "mp4", fps: int = 8
 ) -> Path:
-    """Write clips under the naming convention plus manifest.jsonl, so the folder can be re-scored."""
+    """Write clips under the naming convention plus manifest.jsonl, so the folder can be re-scored.
+
+    A rewrite leaves exactly the clips its manifest lists: the clips an earlier write listed (or was writing when
+    killed) and this one does not write are removed; nothing else in the folder is touched. The manifest never lists
+    a clip that is being replaced or removed, so a run killed at any point leaves every listed clip intact.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, (clip, (prompt, seed)) in enumerate(zip(videos, pairs, strict=True)):
-        name = video_name(i, "." + fmt)
+    names = [video_name(i, "." + fmt) for i in range(len(pairs))]
+    old = _manifest_lines(folder)
+    own = _own_clips(folder, old)
+    write_json_atomic(folder / PENDING, sorted(own | set(names)))  # what a killed write may leave: cleaned next time
+    _write_manifest(folder, [e for e in old if e.get("file") not in names])  # nothing listed is overwritten below
+    for name, clip in zip(names, videos, strict=True):
         if fmt == "npy":
-            np.save(folder / name, clip if clip.dtype == np.uint8 else to_uint8(clip))  # 8 bits, as any video file
+            _save_npy(folder / name, clip if clip.dtype == np.uint8 else to_uint8(clip))  # 8 bits, as a video file
         else:
             write_video(folder / name, clip, fps)
-        lines.append(json.dumps({"file": name, "prompt": prompt, "seed": int(seed)}))
-    (folder / MANIFESTS[0]).write_text("\n".join(lines) + "\n")
+    _write_manifest(folder, [{"file": n, "prompt": p, "seed": int(s)} for n, (p, s) in zip(names, pairs, strict=True)])
+    for name in sorted(own - set(names)):
+        (folder / name).unlink(missing_ok=True)
+    (folder / PENDING).unlink(missing_ok=True)
     return folder
+
+
+def clear_video_folder(folder: str | Path) -> None:
+    """Remove the clips and manifest `write_video_folder` wrote in `folder` (and the folder, when that empties it);
+    anything else there is kept. The manifest goes first, so it never lists a removed clip."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    own = _own_clips(folder, _manifest_lines(folder))
+    write_json_atomic(folder / PENDING, sorted(own))
+    (folder / MANIFESTS[0]).unlink(missing_ok=True)
+    for name in sorted(own):
+        (folder / name).unlink(missing_ok=True)
+    (folder / PENDING).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+# The clip names `write_video_folder` writes, and the hidden list of those a write in progress may leave behind.
+_CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif|npy)")
+PENDING = ".accvideo-clips.json"
+
+
+def _manifest_lines(folder: Path) -> list[dict]:
+    """The entries of folder's manifest.jsonl as written by `write_video_folder`; [] when absent or unreadable."""
+    try:
+        lines = (folder / MANIFESTS[0]).read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def _own_clips(folder: Path, entries: list[dict]) -> set[str]:
+    """Clip files of `write_video_folder`'s in `folder`: those its manifest lists and those a killed write listed as
+    pending, by the naming convention only (never a user's other file)."""
+    try:
+        pending = json.loads((folder / PENDING).read_text())
+    except (OSError, ValueError):
+        pending = []
+    listed = [e.get("file") for e in entries] + (pending if isinstance(pending, list) else [])
+    return {n for n in listed if isinstance(n, str) and _CLIP_NAME.fullmatch(n) and (folder / n).is_file()}
+
+
+def _write_manifest(folder: Path, entries: list[dict]) -> None:
+    write_text_atomic(folder / MANIFESTS[0], "".join(json.dumps(e) + "\n" for e in entries))
+
+
+def _save_npy(path: Path, clip: np.ndarray) -> None:
+    """np.save under a temporary name, then rename: a reader never sees half a clip."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, clip)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

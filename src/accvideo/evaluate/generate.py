@@ -50,7 +50,8 @@ def generate_videos(
     batch_size: int = 4,
     progress: bool = True,
 ) -> np.ndarray:
-    """Clips (N, F, H, W, 3) uint8 for (prompt, seed) pairs; batching does not change any clip's noise.
+    """Clips (N, F, H, W, 3) uint8 for (prompt, seed) pairs; batching does not change any clip's noise or
+    conditioning, only the float rounding of batched matrix products (at most 1 uint8 level measured on CPU float32).
 
     Clips are quantised to 8 bits as any saved video is, so re-scoring a saved .npy folder is exact. An
     image-to-video model starts each clip from the world's first frame of its pair (`first_frames`).

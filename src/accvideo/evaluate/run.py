@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from accvideo.evaluate.classifier import (
     load_classifier,
 )
 from accvideo.evaluate.config import EvaluateConfig
-from accvideo.evaluate.folder import load_video_folder, write_video_folder
+from accvideo.evaluate.folder import clear_video_folder, load_video_folder, write_video_folder
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.intervals import ClipScores
 from accvideo.evaluate.metrics import (
@@ -31,7 +34,10 @@ from accvideo.evaluate.metrics import (
     warp_error,
 )
 from accvideo.evaluate.report import write_reports
-from accvideo.models.open import model_family, open_model
+from accvideo.models.decoder import find_decoder
+from accvideo.models.identity import sampled_identity
+from accvideo.models.open import model_family, model_folder, open_model
+from accvideo.models.student import find_student
 from accvideo.world.attributes import (
     Attributes,
     PromptWarning,
@@ -152,13 +158,28 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         videos, pairs, files = load_video_folder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
         source = {"videos": str(cfg.videos), "files": len(files)}
         out = claim_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})  # the output guard (core/outputs.py)
+        own, given = (out / "videos").resolve(), Path(cfg.videos).expanduser().resolve()
+        if own != given and own not in given.parents:  # an earlier model run's clips: not this run's
+            clear_video_folder(out / "videos")
     else:
         out = claim_folder(
             cfg.out, "evaluate", inputs={"model": cfg.model and resolve_model(cfg.model)}
         )  # before sampling: fail fast
-        videos, pairs, source = _sample_model(cfg, clf, progress)
-        if cfg.video_format != "none":
-            source["saved_to"] = str(write_video_folder(out / "videos", videos, pairs, cfg.video_format))
+        record = _sampling_record(cfg, clf)
+        kept = _kept_clips(out, record) if cfg.video_format == "npy" else None
+        if kept is not None:  # an identical rerun: the kept clips are the ones sampled, bit for bit
+            videos, pairs, source = kept
+            if progress:
+                print(
+                    f"re-scoring the {len(videos)} clips kept in {out / 'videos'} (same model and settings)", flush=True
+                )
+        else:
+            videos, pairs, source = _sample_model(cfg, clf, progress)
+            if cfg.video_format != "none":  # OUT/videos then holds exactly the clips its manifest lists
+                source["saved_to"] = str(write_video_folder(out / "videos", videos, pairs, cfg.video_format))
+            else:
+                clear_video_folder(out / "videos")  # an earlier run's clips would not be this run's
+        source = {**source, "sampling_record": record, "videos_sha256": _clips_sha256(videos)}
     t1 = time.perf_counter()
     metrics = evaluate_videos(videos, pairs, classifier=clf, progress=progress)
     metrics["source"] = {
@@ -169,6 +190,50 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     }
     write_reports(metrics, out)
     return metrics
+
+
+def _sampling_record(cfg: EvaluateConfig, clf: VideoClassifier) -> dict:
+    """What fixes the sampled clips: every setting that reaches the sampler and the content identity of the teacher,
+    the student and the decoder (models/identity.py: milliseconds for any size)."""
+    student = find_student(resolve_model(cfg.model))
+    decoder = cfg.runtime.decoder
+    device = resolve_device(cfg.device)
+    return {
+        "model": sampled_identity(model_folder(cfg.model)),
+        "student": sampled_identity(student) if student is not None else None,
+        "decoder": sampled_identity(find_decoder(decoder)) if decoder is not None else None,
+        "runtime": asdict(cfg.runtime),
+        "pairs": [[p, int(s)] for p, s in prompts(cfg.prompts, cfg.split, cfg.seed)],
+        "size": [clf.cfg.frames, clf.cfg.height, clf.cfg.width],
+        **{k: getattr(cfg, k) for k in ("steps", "guidance", "shift", "negative_prompt", "batch_size")},
+        "device": str(device),
+        "dtype": str(resolve_dtype(cfg.dtype, device)),
+    }
+
+
+def _clips_sha256(videos: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(videos).tobytes()).hexdigest()
+
+
+def _kept_clips(out: Path, record: dict):
+    """(videos, pairs, source) of the clips an earlier run with this very record kept in OUT/videos as .npy and
+    scored, unchanged since; None when anything differs (the run then samples again)."""
+    try:
+        source = json.loads((out / "metrics.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(source, dict) or source.get("sampling_record") != record:
+        return None
+    try:
+        videos, pairs, files = load_video_folder(out / "videos", record["size"])
+    except AccVideoError:
+        return None
+    if [list(p) for p in pairs] != record["pairs"] or not all(f.endswith(".npy") for f in files):
+        return None
+    if videos.dtype != np.uint8 or _clips_sha256(videos) != source.get("videos_sha256"):
+        return None
+    keep = ("sampling_record", "videos_sha256", "seconds_videos", "seconds_scoring")
+    return videos, pairs, {**{k: v for k, v in source.items() if k not in keep}, "reused_videos": True}
 
 
 def _sample_model(cfg: EvaluateConfig, clf: VideoClassifier, progress: bool):

@@ -9,7 +9,7 @@ import torch
 
 from accvideo.core.config import save_config
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
-from accvideo.core.outputs import claim_file, record_file
+from accvideo.core.outputs import claim_file, record_file, remove_file
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_video
@@ -116,7 +116,22 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     if opened.student is not None:
         resolved["key_sigmas_used"] = cfg.steps is None and cfg.shift is None
     record_file(save_config(cfg, written[-1], **resolved), COMMAND)
+    for path in _stale(out, written):  # what an earlier run of this name wrote and this one did not (a GIF)
+        remove_file(path, COMMAND)  # only this command's own, unchanged files (core/outputs.py)
     return resolved
+
+
+def _stale(out: Path, written: list[Path]) -> list[Path]:
+    """Clips beside `out` of the same name (clip.mp4, clip.gif: they share clip.yaml, so they are one run's) that this
+    run did not write: a rerun leaves only what it made. `remove_file` keeps any the ledger does not list as ours."""
+    if not out.parent.is_dir():
+        return []
+    names = {p.name for p in written}
+    return sorted(
+        p
+        for p in out.parent.iterdir()
+        if p.stem == out.stem and p.suffix.lower() in (".mp4", ".gif") and p.name not in names
+    )
 
 
 def _outputs(cfg: SampleConfig, out: Path) -> list[Path]:
