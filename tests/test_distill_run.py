@@ -18,6 +18,7 @@ import torch
 import yaml
 from cli_helpers import run_cli
 
+from accvideo.core.tensorfile import FILE_MODE
 from accvideo.distill import losses
 from accvideo.distill.plots import read_losses
 from accvideo.distill.trainer import ONE_STEP_NOTE
@@ -48,6 +49,10 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert (run / "losses.png").read_bytes()[:4] == b"\x89PNG"
     info = json.loads((run / "student" / "student.json").read_text())
     assert info["key_sigmas"][0] == 1.0 and info["key_sigmas"][-1] == 0.0 and len(info["key_sigmas"]) == 6
+    lora = (run / "student" / "pytorch_lora_weights.safetensors").read_bytes()  # was: diffusers' mode 600, hash order
+    assert (run / "student" / "pytorch_lora_weights.safetensors").stat().st_mode & 0o777 == FILE_MODE
+    meta = json.loads(lora[8 : 8 + int.from_bytes(lora[:8], "little")])["__metadata__"]
+    assert list(meta) == sorted(meta) == ["format", "lora_adapter_metadata"]
 
     clip = tmp_path / "clip.mp4"
     code, out, err = run_cli(

@@ -489,7 +489,7 @@ def disk_full_writing_a_shard(env):
         Path(path).write_bytes(b"half a shard")  # what a full disk leaves: it must not stay
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    env.monkeypatch.setattr(shards, "_write_file", full)
+    env.monkeypatch.setattr(shards, "write_safetensors", full)
     args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "s")]
     return [*args, *SYNTH], "No space left on device"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 
 import pytest
@@ -214,7 +215,7 @@ def test_whole_trajectories_and_the_readers_checks(tiny_wan, tiny_wan_dir, tmp_p
 def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan_dir, tmp_path, monkeypatch, capsys):
     prompts = prompt_file(tmp_path / "p.txt")
     synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ref"), adapter=tiny_wan, progress=False)
-    real = shards_mod._write_file
+    real = shards_mod.write_safetensors
     calls = []
 
     def full_disk(tensors, metadata, path):
@@ -224,7 +225,7 @@ def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan
             raise OSError(errno.ENOSPC, "No space left on device")
         real(tensors, metadata, path)
 
-    monkeypatch.setattr(shards_mod, "_write_file", full_disk)
+    monkeypatch.setattr(shards_mod, "write_safetensors", full_disk)
     args = [
         "synthesize",
         "--teacher",
@@ -254,7 +255,7 @@ def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan
     assert not partial_files(tmp_path / "ds")
     assert len(SynVidDataset(tmp_path / "ds")) == 2
 
-    monkeypatch.setattr(shards_mod, "_write_file", real)
+    monkeypatch.setattr(shards_mod, "write_safetensors", real)
     code, out, err = run_cli(args, capsys)
     assert code in (0, None), err
     assert "synthesized 3 item(s) in 2 shard(s), kept 1 complete shard(s)" in out and "2 blank line(s)" in out
@@ -335,3 +336,31 @@ def test_shards_are_written_as_safetensors_writes_them_from_views(synvid, tmp_pa
         copies.update({f"{j}/cond/{k}": v[j].clone() for k, v in cond.items()})
     save_file(copies, str(tmp_path / "ref.safetensors"), metadata=metadata)
     assert path.read_bytes() == (tmp_path / "ref.safetensors").read_bytes()
+
+
+def test_a_rewritten_safetensors_file_has_sorted_metadata_and_the_same_tensors(tmp_path):
+    """safetensors writes several metadata keys in hash order (diffusers' LoRA file: two), so equal files differed
+    in bytes; rewrite_sorted (used on exported LoRA files) makes equal contents equal bytes, readable (not 600)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from accvideo.core.tensorfile import FILE_MODE, rewrite_sorted
+
+    tensors = {"b": torch.randn(3, 2), "a": torch.arange(4), "c": torch.randn(2).to(torch.bfloat16)}
+    metadata = {f"key{i}": f"value {i}" for i in range(12)}
+    files = []
+    for i in range(6):  # enough writes that hash order shows (each map gets its own random state)
+        path = tmp_path / f"f{i}.safetensors"
+        save_file(tensors, str(path), metadata=metadata)
+        os.chmod(path, 0o600)
+        rewrite_sorted(path)
+        files.append(path.read_bytes())
+    assert len(set(files)) == 1
+    with safe_open(str(tmp_path / "f0.safetensors"), "pt") as f:
+        assert f.metadata() == metadata
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    assert (tmp_path / "f0.safetensors").stat().st_mode & 0o777 == FILE_MODE
+    raw = files[0]
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(metadata)
+    assert not list(tmp_path.glob(".*"))

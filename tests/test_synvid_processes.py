@@ -48,7 +48,7 @@ ARGS = [
 HANGING_WRITER = """
 import sys, time
 import accvideo.synthesize.shards as shards
-real, calls = shards._write_file, []
+real, calls = shards.write_safetensors, []
 def hanging(tensors, metadata, path):
     calls.append(path)
     real(tensors, metadata, path)
@@ -56,7 +56,7 @@ def hanging(tensors, metadata, path):
         with open(path, "r+b") as f:
             f.truncate(f.seek(0, 2) // 2)
         time.sleep(600)
-shards._write_file = hanging
+shards.write_safetensors = hanging
 from accvideo.cli import main
 main(sys.argv[1:])
 """

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core.files import temp_name
+from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
 
 CHUNK = 16  # items per cached chunk
@@ -120,7 +121,6 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
     """Decode items 0..count-1 (`latents_of(range)` -> (n, C, F', H', W')) with the VAE into OUT/targets, chunk by
     chunk (a kept chunk is reused when it holds exactly these latents), and return the reader."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
         meta = {"items": str(len(z)), "level": "" if found is None else f"{found[0]},{found[1]}"}
         tmp = temp_name(path)
         try:
-            save_file(tensors, str(tmp), metadata=meta)
+            write_safetensors(tensors, meta, tmp)  # deterministic bytes
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import temp_name
 from accvideo.core.runtime import batch_noise
+from accvideo.core.tensorfile import write_safetensors
 from accvideo.core.video import to_uint8
 from accvideo.errors import AccVideoError
 
@@ -181,7 +182,7 @@ def load_real_clips(
     sources = world_sources(count, seed) if spec == WORLD else folder_sources(Path(spec).expanduser(), setting)
     cache = out / "reals"
     cache.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     images = bool(getattr(adapter, "image_conditioned", False))
     latents, prompts, image_cond, skipped = [], [], {}, 0
@@ -203,7 +204,7 @@ def load_real_clips(
                     tensors[f"image/{name}"] = value.cpu().contiguous()
             tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
             meta = {"prompts": json.dumps([s.prompt for s, _ in kept]), "clips": CLIPS_VERSION}
-            save_file(tensors, str(tmp), metadata=meta)
+            write_safetensors(tensors, meta, tmp)  # deterministic bytes
             os.replace(tmp, path)
         from safetensors import safe_open
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from accvideo.core.tensorfile import rewrite_sorted
 from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_FILES
 from accvideo.models.wan_moe import ExpertPair, split_state
 
@@ -63,6 +64,7 @@ def export_student(
                     "target_modules": lora["targets"],
                 },
             )
+            rewrite_sorted(tmp / LORA_FILES[name])  # equal students, equal bytes; mode as the umask allows
         else:
             _save_transformer(experts[name] if experts is not None else pair.module, part, tmp / name)
     weights = [LORA_FILES[n] for n in parts] if lora is not None else list(parts)

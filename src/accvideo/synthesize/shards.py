@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from accvideo.core.files import is_stale_temp, temp_name
+from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
 
 FORMAT = "accvideo.synvid/1"
 META_KEY = "synvid"
-_UMASK = os.umask(0o22)
-os.umask(_UMASK)  # reading the umask means setting it; put it straight back
-_FILE_MODE = 0o666 & ~_UMASK
 _NAME = re.compile(r"shard-(\d{6,})\.safetensors")
 
 
@@ -125,51 +122,6 @@ def read_header(path: str | Path) -> ShardHeader:
         ) from None
 
 
-# safetensors' dtype names and their order in its format (a file lists its widest dtypes first)
-_DTYPES = {
-    torch.bool: ("BOOL", 0),
-    torch.uint8: ("U8", 4),
-    torch.int8: ("I8", 5),
-    torch.int16: ("I16", 9),
-    torch.float16: ("F16", 11),
-    torch.bfloat16: ("BF16", 12),
-    torch.int32: ("I32", 13),
-    torch.float32: ("F32", 15),
-    torch.float64: ("F64", 16),
-    torch.int64: ("I64", 17),
-}
-
-
-def _bytes(t: torch.Tensor) -> memoryview:
-    """A tensor's bytes without a copy (a copy of this tensor alone when it is not contiguous)."""
-    return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-
-
-def _write_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Write and flush one safetensors file, tensor by tensor from its own memory (no serialised copy of the shard,
-    as `safetensors.torch.save_file` makes), in safetensors' own layout: tensors by dtype, widest first, then by name;
-    a compact JSON header padded with spaces to 8 bytes. tests/test_synthesize.py checks the bytes against save_file.
-    """
-    order = sorted(tensors, key=lambda n: (-_DTYPES[tensors[n].dtype][1], n))
-    header: dict = {"__metadata__": metadata}
-    offset = 0
-    for name in order:
-        t = tensors[name]
-        size = t.numel() * t.element_size()
-        header[name] = {"dtype": _DTYPES[t.dtype][0], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for name in order:
-            f.write(_bytes(tensors[name]))
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(path, _FILE_MODE)  # datasets are often shared
-
-
 def _fsync_dir(root: Path) -> None:
     try:
         fd = os.open(root, os.O_RDONLY)
@@ -214,7 +166,7 @@ def write_shard(
     path = shard_path(root, k)
     tmp = temp_name(path)  # names this writer, so no other process's cleanup removes it
     try:
-        _write_file(tensors, metadata, tmp)
+        write_safetensors(tensors, metadata, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

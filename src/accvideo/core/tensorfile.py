@@ -1,0 +1,74 @@
+"""safetensors files written deterministically: equal tensors and metadata give equal bytes, whichever process."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+_UMASK = os.umask(0o22)
+os.umask(_UMASK)  # reading the umask means setting it; put it straight back
+FILE_MODE = 0o666 & ~_UMASK
+
+
+# safetensors' dtype names and their order in its format (a file lists its widest dtypes first)
+_DTYPES = {
+    torch.bool: ("BOOL", 0),
+    torch.uint8: ("U8", 4),
+    torch.int8: ("I8", 5),
+    torch.int16: ("I16", 9),
+    torch.float16: ("F16", 11),
+    torch.bfloat16: ("BF16", 12),
+    torch.int32: ("I32", 13),
+    torch.float32: ("F32", 15),
+    torch.float64: ("F64", 16),
+    torch.int64: ("I64", 17),
+}
+
+
+def _bytes(t: torch.Tensor) -> memoryview:
+    """A tensor's bytes without a copy (a copy of this tensor alone when it is not contiguous)."""
+    return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | Path) -> None:
+    """Write and flush one safetensors file, tensor by tensor from its own memory (no serialised copy of the shard,
+    as `safetensors.torch.save_file` makes), in safetensors' own layout: tensors by dtype, widest first, then by name;
+    a compact JSON header padded with spaces to 8 bytes. tests/test_synthesize.py checks the bytes against save_file.
+    The metadata keys are written sorted (safetensors writes them in hash order, which differs between processes, so
+    equal files would differ in bytes), and the file gets the mode the umask allows (shared files are readable).
+    """
+    order = sorted(tensors, key=lambda n: (-_DTYPES[tensors[n].dtype][1], n))
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _DTYPES[t.dtype][0], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name in order:
+            f.write(_bytes(tensors[name]))
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, FILE_MODE)
+
+
+def rewrite_sorted(path: str | Path) -> None:
+    """Rewrite a small safetensors file another library wrote (diffusers' LoRA file: metadata in hash order, mode
+    600) with the same tensors and metadata, deterministically and readable as the umask allows."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+        metadata = f.metadata() or {}
+    tmp = Path(path).with_name(f".{Path(path).name}.sorted")
+    write_safetensors(tensors, metadata, tmp)
+    os.replace(tmp, path)
