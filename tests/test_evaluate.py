@@ -275,6 +275,11 @@ def test_cli_samples_a_model_and_its_saved_clips_rescore_identically(tmp_wan_eva
     first, second = tmp_wan_eval
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
     assert a["n_videos"] == 3 and a["source"]["steps"] == 2
+    from accvideo.evaluate.classifier import shipped_classifier_dir
+    from accvideo.models.identity import sampled_identity
+
+    # the classifier's content, not only its path (a retrained one in the same folder scores differently)
+    assert a["source"]["classifier_identity"] == sampled_identity(shipped_classifier_dir())
     assert a["items"][0]["prompt"] == prompts(3, "heldout", 0)[0][0]
     a.pop("source"), b.pop("source")
     # the saved .npy clips are the scored clips, bit for bit; only float round-off in the features may differ

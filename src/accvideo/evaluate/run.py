@@ -21,6 +21,7 @@ from accvideo.evaluate.classifier import (
     check_clips,
     classify,
     load_classifier,
+    shipped_classifier_dir,
 )
 from accvideo.evaluate.config import EvaluateConfig
 from accvideo.evaluate.folder import clear_video_folder, load_video_folder, write_video_folder
@@ -185,6 +186,8 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     metrics["source"] = {
         **source,
         "classifier": cfg.classifier or "shipped",
+        # its content: a classifier retrained into the same folder scores differently, and the path alone cannot say
+        "classifier_identity": sampled_identity(Path(cfg.classifier) if cfg.classifier else shipped_classifier_dir()),
         "seconds_videos": round(t1 - t0, 2),
         "seconds_scoring": round(time.perf_counter() - t1, 2),
     }
