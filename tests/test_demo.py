@@ -62,10 +62,117 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
     kept = {p: p.stat().st_mtime_ns for p in (out / "videos").glob("*/sampler.json")}
     again = run_demo(quick_config(teacher=str(tiny_wan_dir), out=str(out)), progress=False, echo=lambda *_: None)
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # clips re-scored, not resampled
+    # the stages it reused whole keep the seconds measured when their work was done, not the rerun's near-zero
+    for stage in ("synthesize", "distill", "sample + evaluate"):
+        assert again["seconds"][stage] == first["seconds"][stage]
+    assert again["train_seconds"] == first["train_seconds"] == summary_seconds(out / "distill") > 0
     for name, row in first["results"].items():
         assert again["results"][name]["accuracy"] == row["accuracy"]
         assert again["results"][name]["seconds_sampling"] == row["seconds_sampling"]  # from the kept record
         assert again["results"][name]["frechet_distance"] == pytest.approx(row["frechet_distance"], rel=1e-5)
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_demo_rerun_with_other_training_settings_is_refused_before_anything_is_written(
+    demo_run, tiny_wan_dir, tmp_path, capsys
+):
+    import shutil
+
+    out, _ = demo_run
+    args = ["demo", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out"]
+    before = snapshot(out)
+    for flag, old, new in (
+        ("--seed", 0, 1),  # other prompts and seeds: synthesize refused it, after prompts.jsonl was rewritten
+        ("--train-prompts", 4, 6),  # the SynVid grew, the finished student was kept
+        ("--lr", 0.0001, 0.001),  # distill resumes a finished run under a new lr: nothing trained, lr reported
+        ("--iterations", 2, 3),
+        ("--key-steps", 2, 4),
+    ):
+        code, _, err = run_cli(args + [str(out), flag, str(new)], capsys)
+        key = flag[2:].replace("-", "_")
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"made with {key}={old!r}, not {new!r}" in err and f"another --out, or {key}={old!r}" in err
+        assert snapshot(out) == before  # not a byte changed
+    # a folder from before OUT/training.json: its report's config is the record
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    (older / "training.json").unlink()
+    kept = snapshot(older)
+    code, _, err = run_cli(args + [str(older), "--lr", "0.001"], capsys)
+    assert code == 2 and "made with lr=0.0001, not 0.001" in err and snapshot(older) == kept
+
+
+def test_train_prompts_already_there_are_kept_or_refused_never_rewritten(tiny_wan_dir, tmp_path):
+    """A prompts file made by other settings (a folder from before OUT/training.json) is refused, not replaced."""
+    from accvideo.demo import quick_config
+    from accvideo.demo.chain import write_train_prompts
+    from accvideo.errors import AccVideoError
+
+    cfg = quick_config(teacher=str(tiny_wan_dir), out=str(tmp_path))
+    path = write_train_prompts(cfg)
+    made, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    assert len(made.splitlines()) == 4
+    with pytest.raises(AccVideoError, match="holds other train prompts than the 4 these settings make"):
+        write_train_prompts(quick_config(teacher=str(tiny_wan_dir), out=str(tmp_path), seed=1))
+    with pytest.raises(AccVideoError, match="other train prompts than the 6"):
+        write_train_prompts(quick_config(teacher=str(tiny_wan_dir), out=str(tmp_path), train_prompts=6))
+    assert write_train_prompts(cfg) == path and path.read_bytes() == made and path.stat().st_mtime_ns == stamp
+
+
+def test_ablate_compares_real_data_only_when_both_runs_set_it(tmp_path):
+    """Adding row (e) to a folder without real videos only adds cells; changing the real videos of its runs does
+    not. Settings that name new runs (iterations) or only change the evaluation are not compared."""
+    from accvideo.demo.chain import check_training_settings, record_training_settings
+    from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN
+    from accvideo.errors import AccVideoError
+
+    def check(**kw):
+        cfg = quick_ablation_config(out=str(tmp_path), **kw)
+        settings = check_training_settings(cfg, ABLATE_TRAINING, tmp_path / "ablation.json", ABLATE_WHEN)
+        record_training_settings(cfg, "ablate", settings)
+        return json.loads((tmp_path / "training.json").read_text())["settings"]
+
+    assert check(lr=0.5)["lr"] == 0.5  # recorded, but nothing made with it yet: another lr is no conflict
+    assert check()["real_data"] is None
+    (tmp_path / "prompts.jsonl").write_text("")  # the first stage's output: from here on the record holds
+    with pytest.raises(AccVideoError, match="made with lr=0.0001, not 0.5"):
+        check(lr=0.5)
+    assert check(real_data="world", real_clips=8, iterations=5, eval_prompts=4)["real_data"] == "world"
+    assert check()["real_clips"] == 8  # a rerun without row (e) leaves the folder's real videos on record
+    for bad, message in (
+        ({"real_data": "world", "real_clips": 16}, "real_clips=8, not 16"),
+        ({"real_data": str(tmp_path / "clips")}, "real_data='world', not"),
+        ({"head_lr": 0.01}, "head_lr=0.001, not 0.01"),
+    ):
+        with pytest.raises(AccVideoError, match=message):
+            check(**bad)
+    assert check(real_data="world", real_clips=8)["real_clips"] == 8
+
+
+def test_ablation_plot_draws_a_mean_outside_its_bootstrap_interval(tmp_path):
+    """On two clips a bootstrap interval of the Frechet distance can miss its point estimate (resampled sets repeat
+    clips; at a degenerate interval's edge the two differ by rounding): each bar stops at the mean, never negative."""
+    from accvideo.demo.ablate import ablation_plot, error_bars
+
+    stats = [
+        {"mean": 1804.1226251862784, "lo": 1477.396873794108, "hi": 1804.1226251831802},  # seen with eval_prompts=2
+        {"mean": 10.0, "lo": 11.0, "hi": 12.0},  # the mean below its interval
+        {"mean": 0.5, "lo": 0.25, "hi": 0.75},
+    ]
+    assert error_bars(stats) == [[pytest.approx(326.7257513922), 0.0, 0.25], [0.0, 2.0, 0.25]]
+
+    def metrics(stat):
+        return {"accuracy": stat, "frechet_distance": stat}
+
+    cells = {"teacher-n": {"label": "teacher 4 steps", "metrics": metrics(stats[2])}}
+    for m, stat in zip((1, 2, 3), stats, strict=True):
+        cells[f"m{m}-b"] = {"label": "(b) + L_traj", "row": "b", "m": m, "metrics": metrics(stat)}
+    path = ablation_plot({"cells": cells}, tmp_path / "ablation.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_dir, tmp_path, capsys):
@@ -106,6 +213,17 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
     again = json.loads((out / "ablation.json").read_text())
     assert again["train_seconds"] == trained
     assert again["cells"] == data["cells"]  # rescored from the kept clips, which the first run scored too
+    # every stage but the intervals was reused whole: each keeps the seconds measured when its work was done
+    assert {k: v for k, v in again["seconds"].items() if k not in ("intervals", "total")} == {
+        k: v for k, v in data["seconds"].items() if k not in ("intervals", "total")
+    }
+    # settings behind the SynVid and the students that no run name carries: refused, not a byte written
+    before = snapshot(out)
+    for setting, old, new in (("train_prompts", 4, 6), ("lr", 0.0001, 0.001), ("seed", 0, 1)):
+        code, _, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]", f"{setting}={new}"], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"made with {setting}={old!r}, not {new!r}" in err and f"or {setting}={old!r}" in err
+        assert snapshot(out) == before
 
 
 def summary_seconds(run):

@@ -14,7 +14,6 @@ standard deviation (evaluate/intervals.py). OUT/ablation.json holds it all; abla
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -27,13 +26,18 @@ from accvideo.core.outputs import claim_folder
 from accvideo.demo.chain import (
     Sampler,
     Stages,
+    check_training_settings,
     distill_student,
+    kept_samplers,
+    kept_seconds,
+    read_json_dict,
+    record_training_settings,
     sample_and_score,
     synthesize_synvid,
     training_seconds,
     write_train_prompts,
 )
-from accvideo.demo.config import AblationConfig
+from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN, AblationConfig
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.intervals import compare, summarise
 from accvideo.synthesize import SynVidDataset
@@ -105,32 +109,30 @@ def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
     return cells
 
 
-def _earlier_training_seconds(path: Path) -> dict[str, float | None]:
-    """The per-run training seconds an earlier invocation recorded (kept for runs whose checkpoint lacks them)."""
-    try:
-        return dict(json.loads(path.read_text()).get("train_seconds", {}))
-    except (OSError, ValueError):
-        return {}
-
-
 def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict:
     """Distil every trained cell once per seed on one SynVid, score every sampler on the same pairs; JSON + tables."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = claim_folder(cfg.out, "ablate")
+    earlier = read_json_dict(out / "ablation.json")
+    settings = check_training_settings(cfg, ABLATE_TRAINING, out / "ablation.json", ABLATE_WHEN)
+    record_training_settings(cfg, "ablate", settings)
     stages = Stages(echo)
     t0 = time.perf_counter()
     n = cfg.teacher_steps
     grids = {m: key_indices(n, m) for m in cfg.key_steps}
+    reused = set()  # stages whose work an earlier invocation did: they keep its seconds
     with stages("prompts + synthesize"):
         union = stored_indices(out / "synvid", set().union(*grids.values()))
-        synvid = synthesize_synvid(cfg, write_train_prompts(cfg), progress, key_indices=union)
+        synvid, written = synthesize_synvid(cfg, write_train_prompts(cfg), progress, key_indices=union)
+    reused |= {"prompts + synthesize"} if written == 0 else set()
     sigmas = SynVidDataset(synvid).settings.sigmas
     cells = plan_rows(cfg)
     overrides = row_overrides(cfg)
     samplers = [Sampler("teacher-n", cfg.teacher, n, cfg.guidance, f"teacher {n} steps")]
     members: dict[tuple[str, int], list[str]] = {}
-    trained = _earlier_training_seconds(out / "ablation.json")
+    trained = earlier.get("train_seconds")  # kept for runs whose checkpoint lacks them
+    trained = dict(trained) if isinstance(trained, dict) else {}
     for row, m in cells:
         if row == "a":
             samplers.append(Sampler(f"m{m}-a", cfg.teacher, m, cfg.guidance, ROW_LABELS["a"]))
@@ -140,15 +142,20 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
         members[row, m] = []
         for seed in cfg.seeds:
             name = run_name(cfg, row, m, seed)
+            before = training_seconds(out / "runs" / name)
             with stages(f"distill {name}"):
                 run = distill_student(
                     cfg, synvid, f"runs/{name}", progress, seed=seed, key_sigmas=key_sigmas, **overrides[row]
                 )
             samplers.append(Sampler(name, str(run), None, None, ROW_LABELS[row]))
             members[row, m].append(name)
-            trained[name] = training_seconds(run) or trained.get(name)
+            now = training_seconds(run)
+            reused |= {f"distill {name}"} if now is not None and now == before else set()
+            trained[name] = now or trained.get(name)
+    kept = kept_samplers(cfg, samplers, cfg.split)
     with stages("sample + evaluate"):
         results = sample_and_score(cfg, samplers, progress, split=cfg.split, per_clip=True)
+    reused |= {"sample + evaluate"} if kept == set(results) else set()
     with stages("intervals"):
         summary = {"teacher-n": {"label": samplers[0].label, **_summary(cfg, results, ["teacher-n"])}}
         for row, m in cells:
@@ -163,9 +170,10 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     for r in results.values():
         r.pop("per_clip", None)
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
+    seconds = kept_seconds(seconds, earlier.get("seconds"), reused)
     data = {
         "config": to_dict(cfg),
-        "seconds": seconds,  # this invocation's; a resumed run's distill stage is near zero
+        "seconds": seconds,  # this invocation's, but a stage it reused whole keeps the seconds measured before
         "train_seconds": trained,  # per run, the training behind its weights, however many invocations it took
         "cells": summary,
         "comparisons": comparisons,
@@ -257,6 +265,15 @@ def ablation_tables(data: dict) -> str:
     return "\n".join(lines)
 
 
+def error_bars(stats: list[dict]) -> list[list[float]]:
+    """matplotlib's yerr (below, above) for points `mean` with 95% intervals [lo, hi], each length at least 0.
+
+    A percentile bootstrap interval need not hold its point estimate: the Frechet distance of resampled clips (which
+    repeat clips) is biased, so on a few clips the mean can lie outside [lo, hi] (and at the edge of a degenerate
+    interval it differs from it by rounding). Such a bar then spans from the interval to the mean, not past it."""
+    return [[max(0.0, s["mean"] - s["lo"]) for s in stats], [max(0.0, s["hi"] - s["mean"]) for s in stats]]
+
+
 def ablation_plot(data: dict, path: Path) -> Path:
     """Mean accuracy and Frechet distance against m, one line per row, 95% intervals as error bars."""
     import matplotlib  # lazy: matplotlib is slow to import and only the plot needs it
@@ -275,8 +292,9 @@ def ablation_plot(data: dict, path: Path) -> Path:
             pts = sorted((c["m"], c["metrics"][metric]) for c in cells if c["row"] == row)
             ms = [p[0] for p in pts]
             mean = [p[1]["mean"] for p in pts]
-            err = [[p[1]["mean"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["mean"] for p in pts]]
-            ax.errorbar(ms, mean, yerr=err, marker="o", capsize=3, lw=1, label=ROW_LABELS[row])
+            ax.errorbar(
+                ms, mean, yerr=error_bars([p[1] for p in pts]), marker="o", capsize=3, lw=1, label=ROW_LABELS[row]
+            )
         ax.axhline(teacher[metric]["mean"], color="grey", ls="--", lw=1, label=data["cells"]["teacher-n"]["label"])
         ax.set_xlabel("student steps m")
         ax.set_title(title, fontsize=9)

@@ -1,5 +1,6 @@
 """The stages the demo and the ablation share, each keeping its output under the run folder so reruns resume.
 
+OUT/training.json       the settings behind the folder's SynVid and students (a rerun with others is refused)
 OUT/prompts.jsonl       train-split world prompts with per-item seeds
 OUT/synvid/             SynVid of the teacher (accvideo synthesize)
 OUT/<student>/          distillation runs (accvideo distill)
@@ -18,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
+from accvideo.errors import AccVideoError
 from accvideo.evaluate.classifier import load_classifier
 from accvideo.evaluate.folder import load_video_folder, read_clip, read_manifest, write_video_folder
 from accvideo.evaluate.generate import first_frames, generate_videos
@@ -66,30 +69,93 @@ class Stages:
         self.echo(f"   {name}: {self.seconds[name]:.1f} s")
 
 
+RECORD = "training.json"
+
+
+def check_training_settings(cfg, keys: tuple[str, ...], report: Path, when: dict[str, str] | None = None) -> dict:
+    """Refuse, in one line and before anything is written, a rerun whose settings in `keys` (those that shape the
+    SynVid or the students' training without naming new runs) differ from those the folder's work was made with:
+    OUT/training.json, or for a folder from before that record, the config of its earlier `report` (none while the
+    folder holds neither prompts nor SynVid: nothing was made with the recorded ones). A key in `when` is compared
+    only when the setting it names is set (not None) in both (ablate's real_data: adding row (e) to a folder without
+    it only adds cells). Returns the settings to record (`record_training_settings`)."""
+    out = Path(cfg.out)
+    new = {k: v for k, v in to_dict(cfg).items() if k in keys}
+    if not (out / "prompts.jsonl").exists() and not (out / "synvid").exists():
+        return new  # nothing made yet (an earlier invocation stopped before its first stage)
+    saved = read_json_dict(out / RECORD).get("settings")
+    if not isinstance(saved, dict):
+        saved = read_json_dict(report).get("config")
+    if not isinstance(saved, dict):
+        return new
+    when = when or {}
+    for key in keys:
+        if key not in saved or saved[key] == new[key]:
+            continue
+        gate = when.get(key)
+        if gate is not None and (saved.get(gate) is None or new[gate] is None):
+            continue
+        raise AccVideoError(
+            f"{out} holds a SynVid and students made with {key}={saved[key]!r}, not {new[key]!r} (its report would "
+            f"name a setting they never saw); use another --out, or {key}={saved[key]!r}"
+        )
+    unset = {gate for gate in when.values() if new[gate] is None}
+    for key, gate in when.items():  # the earlier value stays the folder's while this run does not set its own
+        if key in saved and gate in unset:
+            new[key] = saved[key]
+    return new
+
+
+def record_training_settings(cfg, command: str, settings: dict) -> None:
+    """OUT/training.json: the settings `check_training_settings` compares a rerun with (left as it is when equal)."""
+    path = Path(cfg.out) / RECORD
+    record = {"command": command, "settings": settings}
+    if read_json_dict(path) != json.loads(json.dumps(record)):
+        write_json_atomic(path, record)
+
+
 def write_train_prompts(cfg: ChainConfig) -> Path:
     """OUT/prompts.jsonl: cfg.train_prompts train-split captions with their seeds; for an image-to-video teacher
-    each row also names its first frame as the world renders it (OUT/images/, ToyBench's image-to-video mode)."""
+    each row also names its first frame as the world renders it (OUT/images/, ToyBench's image-to-video mode).
+    A file already there is kept when it holds the same rows, and refused (one line, nothing written) when not."""
     path = Path(cfg.out) / "prompts.jsonl"
     pairs = prompts(cfg.train_prompts, "train", cfg.seed)
-    if not model_family(cfg.teacher).image_conditioned:
-        write_prompts(path, pairs)
-        return path
-    world, names = WorldConfig(), []
-    (path.parent / "images").mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(first_frames(pairs, world.frames, world.height, world.width)):
-        names.append(f"images/{i:06d}.png")
-        image.save(path.parent / names[-1])
-    write_prompts(path, pairs, names)
+    image = model_family(cfg.teacher).image_conditioned
+    names = [f"images/{i:06d}.png" for i in range(len(pairs))] if image else None
+    rows = [{"prompt": p, "seed": int(s), **({"image": names[i]} if names else {})} for i, (p, s) in enumerate(pairs)]
+    kept = path.is_file()
+    if kept and _read_rows(path) != rows:
+        raise AccVideoError(
+            f"{path} holds other train prompts than the {len(rows)} these settings make (train_prompts, seed or "
+            f"the teacher's kind differ); use another --out, or the settings that made it"
+        )
+    if image:
+        world = WorldConfig()
+        (path.parent / "images").mkdir(parents=True, exist_ok=True)
+        missing = [i for i, name in enumerate(names) if not kept or not (path.parent / name).is_file()]
+        frames = first_frames([pairs[i] for i in missing], world.frames, world.height, world.width) if missing else []
+        for i, frame in zip(missing, frames, strict=True):
+            frame.save(path.parent / names[i])
+    if not kept:
+        write_prompts(path, pairs, names)
     return path
+
+
+def _read_rows(path: Path) -> list | None:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
 
 
 def synthesize_synvid(
     cfg: ChainConfig, prompts_file: Path, progress: bool = True, key_indices: list[int] | None = None
-) -> Path:
-    """OUT/synvid: the teacher's key latents for every train prompt (resumes a partial dataset); at cfg.key_steps
-    uniform key steps, or at explicit grid `key_indices` (the ablation keeps every m's in one dataset)."""
+) -> tuple[Path, int]:
+    """OUT/synvid and the items this call wrote: the teacher's key latents for every train prompt (resumes a partial
+    dataset); at cfg.key_steps uniform key steps, or at explicit grid `key_indices` (the ablation keeps every m's in
+    one dataset)."""
     out = Path(cfg.out) / "synvid"
-    synthesize(
+    summary = synthesize(
         SynthConfig(
             teacher=cfg.teacher,
             prompts=str(prompts_file),
@@ -104,7 +170,7 @@ def synthesize_synvid(
         ),
         progress=progress,
     )
-    return out
+    return out, summary["items_written"]
 
 
 def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progress: bool = True, **overrides) -> Path:
@@ -130,8 +196,32 @@ def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progr
 def training_seconds(run: Path) -> float | None:
     """The wall seconds of training behind a distill run's weights, summed over its resumes (summary.json); None
     for a run whose checkpoint predates the count (a rescoring rerun must not report its own near-zero seconds)."""
-    seconds = _read_json(Path(run) / "summary.json").get("train_seconds")
+    seconds = read_json_dict(Path(run) / "summary.json").get("train_seconds")
     return seconds or None
+
+
+def kept_seconds(seconds: dict[str, float], earlier: dict, reused: set[str]) -> dict[str, float]:
+    """The stage seconds of a report: a stage this invocation reused whole (nothing synthesized, trained or sampled)
+    keeps the seconds an earlier invocation measured for it, not its own near-zero, and `total` moves by as much."""
+    out = dict(seconds)
+    earlier = earlier if isinstance(earlier, dict) else {}
+    for name in sorted(reused):
+        value = earlier.get(name)
+        if isinstance(value, (int, float)) and name in out:
+            out["total"] = round(out["total"] + value - out[name], 2)
+            out[name] = value
+    return out
+
+
+def kept_samplers(cfg: ChainConfig, samplers: list[Sampler], split: str = "test") -> set[str]:
+    """The samplers whose clips `sample_and_score` would re-score rather than make (read before it runs)."""
+    pairs = eval_pairs(cfg, split)
+    return {s.name for s in samplers if _clips_kept(Path(cfg.out) / "videos" / s.name, s, pairs)}
+
+
+def _clips_kept(folder: Path, s: Sampler, pairs) -> bool:
+    done = folder / "sampler.json"
+    return done.is_file() and read_json_dict(done).get("sampler") == _sampler_record(s, pairs)
 
 
 def eval_pairs(cfg: ChainConfig, split: str = "test") -> list[tuple[str, int]]:
@@ -158,9 +248,9 @@ def sample_and_score(
         folder = Path(cfg.out) / "videos" / s.name
         done = folder / "sampler.json"
         t0 = time.perf_counter()
-        if done.is_file() and _read_json(done).get("sampler") == _sampler_record(s, pairs):
+        if _clips_kept(folder, s, pairs):
             videos, _, _ = load_video_folder(folder, size)
-            info = _read_json(done)
+            info = read_json_dict(done)
         else:
             key = (s.model, s.decoder)
             if key not in opened:
@@ -223,12 +313,14 @@ def _sampler_record(s: Sampler, pairs) -> dict:
         "pairs": [list(p) for p in pairs],
     }
     if s.decoder is not None:  # the decoder's weights, by their sha256 in decoder.json
-        record["decoder"] = _read_json(find_decoder(s.decoder) / DECODER_INFO).get("weights_sha256")
+        record["decoder"] = read_json_dict(find_decoder(s.decoder) / DECODER_INFO).get("weights_sha256")
     return record
 
 
-def _read_json(path: Path) -> dict:
+def read_json_dict(path: Path) -> dict:
+    """A JSON file's object, or {} when it is missing, unreadable or not an object."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}

@@ -68,6 +68,23 @@ class ChainConfig:
         check_threads(self.threads)
 
 
+# the settings behind a demo folder's SynVid and its one student (OUT/distill): a rerun that changes one is refused
+# (docs/demo.md); the others only change the evaluation or the report (decoder adds a row), or not the numbers
+# (synth_batch: batching never changes an item; threads, device: where it runs)
+DEMO_TRAINING = (
+    "seed",
+    "train_prompts",
+    "teacher_steps",
+    "key_steps",
+    "guidance",
+    "iterations",
+    "batch",
+    "lr",
+    "head_lr",
+    "lora_rank",
+)
+
+
 def quick_config(**kw) -> ChainConfig:
     """A seconds-long chain (for tests): a few prompts, few steps, two iterations."""
     base = dict(
@@ -152,6 +169,25 @@ class AblationConfig:
         if self.lambda_adv < 0 or self.adv_warmup < 0:
             raise ValueError(f"lambda_adv and adv_warmup must be >= 0; got {self.lambda_adv}, {self.adv_warmup}")
         check_threads(self.threads)
+
+
+# the settings behind an ablation folder's SynVid and students that no run name carries: a rerun that changes one
+# is refused (docs/demo.md). iterations, lambda_adv, adv_warmup and real_weight name new runs when they change;
+# key_steps, seeds, rows, shared_head_steps and real_data_steps add cells; the rest is evaluation or where it runs.
+# real_data and real_clips are compared only when both the folder and the rerun set real_data (adding row (e)).
+ABLATE_TRAINING = (
+    "seed",
+    "train_prompts",
+    "teacher_steps",
+    "guidance",
+    "batch",
+    "lr",
+    "head_lr",
+    "lora_rank",
+    "real_data",
+    "real_clips",
+)
+ABLATE_WHEN = {"real_data": "real_data", "real_clips": "real_data"}
 
 
 def check_threads(threads: int) -> None:

@@ -16,14 +16,20 @@ from accvideo.core.video import write_video
 from accvideo.demo.chain import (
     Sampler,
     Stages,
+    check_training_settings,
     distill_student,
     eval_pairs,
+    kept_samplers,
+    kept_seconds,
     load_clips,
+    read_json_dict,
+    record_training_settings,
     sample_and_score,
     synthesize_synvid,
+    training_seconds,
     write_train_prompts,
 )
-from accvideo.demo.config import ChainConfig
+from accvideo.demo.config import DEMO_TRAINING, ChainConfig
 from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
 
 
@@ -49,17 +55,27 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
+    earlier = read_json_dict(report / "metrics.json")
+    settings = check_training_settings(cfg, DEMO_TRAINING, report / "metrics.json")
+    record_training_settings(cfg, "demo", settings)
     stages = Stages(echo)
     t0 = time.perf_counter()
+    reused = set()
     with stages("prompts"):
         prompts_file = write_train_prompts(cfg)
     with stages("synthesize"):
-        synvid = synthesize_synvid(cfg, prompts_file, progress)
+        synvid, written = synthesize_synvid(cfg, prompts_file, progress)
+    reused |= {"synthesize"} if written == 0 else set()
+    before = training_seconds(out / "distill")
     with stages("distill"):
         run = distill_student(cfg, synvid, "distill", progress)
+    trained = training_seconds(run)
+    reused |= {"distill"} if trained is not None and trained == before else set()
     samplers = demo_samplers(cfg, run)
+    kept = kept_samplers(cfg, samplers)
     with stages("sample + evaluate"):
         results = sample_and_score(cfg, samplers, progress)
+    reused |= {"sample + evaluate"} if kept == set(results) else set()
     with stages("report"):
         pairs = eval_pairs(cfg)[: cfg.grid_prompts]
         columns = [load_clips(r["videos"], cfg.grid_prompts) for r in results.values()]
@@ -72,11 +88,15 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
         )
         copy_plot(run / "losses.png", report / "losses.png")
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
+    # a stage this run reused whole keeps the seconds measured when its work was done (a rescoring rerun would
+    # otherwise report a near-zero distill); train_seconds: the training behind the student, over all its resumes
+    seconds = kept_seconds(seconds, earlier.get("seconds", {}), reused)
     metrics = {
         "accvideo": __version__,
         "config": to_dict(cfg),
         "machine": _machine(),
         "seconds": seconds,
+        "train_seconds": trained or earlier.get("train_seconds"),
         "eval_pairs": [list(p) for p in eval_pairs(cfg)],
         "results": results,
     }
