@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli
@@ -261,6 +262,32 @@ def test_disk_full_midway_leaves_no_partial_shard_and_resumes(tiny_wan, tiny_wan
     assert "synthesized 3 item(s) in 2 shard(s), kept 1 complete shard(s)" in out and "2 blank line(s)" in out
     for a, b in zip(list_shards(tmp_path / "ref"), list_shards(tmp_path / "ds"), strict=True):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_videos_added_to_a_finished_dataset_are_decoded_from_its_shards(tiny_wan, tiny_wan_dir, tmp_path, monkeypatch):
+    """Was: --videos on a finished SynVid sampled every trajectory again only to decode its last latent."""
+    import accvideo.synthesize.run as run_mod
+
+    prompts = prompt_file(tmp_path / "p.txt", PROMPTS[:3])
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ref", videos=True), adapter=tiny_wan, progress=False)
+    synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds"), adapter=tiny_wan, progress=False)
+    assert not (tmp_path / "ds" / "videos").exists()
+
+    def no_sampling(*a, **kw):
+        raise AssertionError("sampled again")
+
+    monkeypatch.setattr(run_mod, "sample_latents", no_sampling)
+    summary = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", videos=True), adapter=tiny_wan, progress=False)
+    assert (summary["shards_given_videos"], summary["shards_written"]) == (2, 0)
+    # the shards a run with --videos from the start writes, byte for byte, and the same clips
+    for a, b in zip(list_shards(tmp_path / "ref"), list_shards(tmp_path / "ds"), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    for name in ("00000000.mp4", "00000002.mp4"):
+        assert np.array_equal(
+            read_video(tmp_path / "ref" / "videos" / name), read_video(tmp_path / "ds" / "videos" / name)
+        )
+    again = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", videos=True), adapter=tiny_wan, progress=False)
+    assert (again["shards_given_videos"], again["shards_skipped"]) == (0, 2)
 
 
 def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys):

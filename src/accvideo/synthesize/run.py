@@ -134,6 +134,26 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
     return lat, conds, rows
 
 
+def _add_videos(cfg, adapter, root: Path, k: int, bar) -> None:
+    """Decode the videos of a complete shard made without them from its own clean latents (the very tensors the
+    teacher's run would decode: nothing is sampled again), then write the shard again listing them; its tensors
+    are unchanged, so it is the shard a run with --videos from the start writes."""
+    from safetensors import safe_open
+
+    header = read_header(shard_path(root, k))
+    with safe_open(str(header.path), framework="pt") as f:
+        latents = [f.get_tensor(f"{j}/latents") for j in range(len(header.items))]
+        cond = {c: [f.get_tensor(f"{j}/cond/{c}") for j in range(len(header.items))] for c in header.cond_keys}
+    (root / VIDEOS).mkdir(exist_ok=True)
+    rows = []
+    for j, item in enumerate(header.items):
+        video = adapter.decode(latents[j][-1:].to(adapter.device))[0]
+        write_video(root / video_name(item["index"]), video, cfg.fps)
+        rows.append({**item, "video": video_name(item["index"])})
+        bar.update(1)
+    write_shard(root, k, header.settings, rows, latents, cond, header.batch)
+
+
 def _listed_videos(root: Path, k: int) -> set[str]:
     path = shard_path(root, k)
     return {it["video"] for it in read_header(path).items if "video" in it} if path.is_file() else set()
@@ -185,8 +205,11 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     num_shards = shard_count(len(items), cfg.shard_size)
     mine = owned_shards(num_shards, dist.rank(), dist.world_size())
     todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos)]
+    # complete but made without --videos: decoded from the shard's own clean latents, not sampled again
+    decode_only = [k for k in todo if cfg.videos and is_complete(root, k, shard_items(items, k, cfg.shard_size), False)]
+    todo = [k for k in todo if k not in decode_only]
     total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)
-    left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
+    left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo + decode_only)
     uncond = encode_negative(adapter, plan)  # one row, shared by every batch
     bar = tqdm(
         total=total,
@@ -199,6 +222,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     t1 = time.perf_counter()
     written = 0
     try:
+        for k in decode_only:
+            _add_videos(cfg, adapter, root, k, bar)
         for k in todo:
             chunk = list(shard_items(items, k, cfg.shard_size))
             stale = _listed_videos(root, k)  # a shorter shard k is redone when the prompt file grew
@@ -231,6 +256,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
         "shards_skipped": len(mine) - len(todo),
         "shards_removed": removed,
         "items_written": left,
+        "shards_given_videos": len(decode_only),
         "key_indices": list(settings.key_indices),
         "shift": settings.shift,
         "store": cfg.store,
