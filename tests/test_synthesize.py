@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import yaml
 from cli_helpers import run_cli
 
 from accvideo.core.runtime import noise
@@ -286,8 +287,17 @@ def test_videos_added_to_a_finished_dataset_are_decoded_from_its_shards(tiny_wan
         assert np.array_equal(
             read_video(tmp_path / "ref" / "videos" / name), read_video(tmp_path / "ds" / "videos" / name)
         )
-    again = synthesize(cfg(tiny_wan_dir, prompts, tmp_path / "ds", videos=True), adapter=tiny_wan, progress=False)
-    assert (again["shards_given_videos"], again["shards_skipped"]) == (0, 2)
+    manifest = tmp_path / "ds" / "synvid.yaml"
+    before = (manifest.stat().st_mtime_ns, manifest.read_bytes())
+    assert yaml.safe_load(before[1])["videos"] is True
+    # a rerun with nothing to write (another batch size, videos no longer asked) keeps the manifest of the run that
+    # made the shards (was: rewritten with the rerun's batch and videos: false beside the videos)
+    for videos in (True, False):
+        again = synthesize(
+            cfg(tiny_wan_dir, prompts, tmp_path / "ds", videos=videos, batch=1), adapter=tiny_wan, progress=False
+        )
+        assert (again["shards_given_videos"], again["shards_skipped"]) == (0, 2)
+        assert (manifest.stat().st_mtime_ns, manifest.read_bytes()) == before
 
 
 def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys):

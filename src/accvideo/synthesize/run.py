@@ -89,6 +89,11 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_l
         identity = teacher_identity(model_dir, like=recorded_identity(root))
         settings = dataset_settings(cfg, adapter, identity, plan, dtype)
         removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
+        shards = range(shard_count(len(items), cfg.shard_size))
+        if (root / MANIFEST).is_file() and all(
+            is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos) for k in shards
+        ):
+            return identity, removed  # nothing to write: the manifest stays the one of the run that made the shards
         try:  # the resolved run, for people; readers need only the shards
             save_config(
                 cfg,
