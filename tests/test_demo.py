@@ -104,6 +104,19 @@ def test_demo_rerun_with_other_training_settings_is_refused_before_anything_is_w
     kept = snapshot(older)
     code, _, err = run_cli(args + [str(older), "--lr", "0.001"], capsys)
     assert code == 2 and "made with lr=0.0001, not 0.001" in err and snapshot(older) == kept
+    # another teacher (same files but one byte): was refused by synthesize with a hint at --overwrite, which demo
+    # and ablate do not have; a moved copy of the same teacher is the same teacher
+    other, moved = tmp_path / "other-teacher", shutil.copytree(tiny_wan_dir, tmp_path / "moved-teacher")
+    shutil.copytree(tiny_wan_dir, other)
+    with open(other / "model_index.json", "a") as f:
+        f.write("\n")
+    code, _, err = run_cli(["demo", "--preset", "quick", "--teacher", str(other), "--out", str(older)], capsys)
+    assert code == 2 and "students of another teacher than" in err and "--overwrite" not in err, err
+    assert snapshot(older) == kept
+    from accvideo.demo.chain import check_training_settings
+    from accvideo.demo.config import DEMO_TRAINING, quick_config
+
+    check_training_settings(quick_config(teacher=str(moved), out=str(older)), DEMO_TRAINING, older / "report")
 
 
 def test_train_prompts_already_there_are_kept_or_refused_never_rewritten(tiny_wan_dir, tmp_path):

@@ -21,7 +21,7 @@ import torch
 
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic
-from accvideo.core.runtime import BUILTIN_MODELS, resolve_device
+from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
 from accvideo.errors import AccVideoError
@@ -83,6 +83,7 @@ def check_training_settings(cfg, keys: tuple[str, ...], report: Path, when: dict
     new = {k: v for k, v in to_dict(cfg).items() if k in keys}
     if not (out / "prompts.jsonl").exists() and not (out / "synvid").exists():
         return new  # nothing made yet (an earlier invocation stopped before its first stage)
+    _check_teacher(cfg, out / "synvid")
     saved = read_json_dict(out / RECORD).get("settings")
     if not isinstance(saved, dict):
         saved = read_json_dict(report).get("config")
@@ -104,6 +105,19 @@ def check_training_settings(cfg, keys: tuple[str, ...], report: Path, when: dict
         if key in saved and gate in unset:
             new[key] = saved[key]
     return new
+
+
+def _check_teacher(cfg, synvid: Path) -> None:
+    """Refuse a teacher other than the one whose SynVid the folder holds (by content: a moved teacher is the same)."""
+    from accvideo.models.identity import teacher_identity
+    from accvideo.synthesize.run import recorded_identity
+
+    recorded = recorded_identity(synvid)
+    if recorded is not None and teacher_identity(resolve_model(cfg.teacher), like=recorded) != recorded:
+        raise AccVideoError(
+            f"{cfg.out} holds a SynVid and students of another teacher than {cfg.teacher}; use another --out, or "
+            "--teacher the one that made them"
+        )
 
 
 def record_training_settings(cfg, command: str, settings: dict) -> None:
