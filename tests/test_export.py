@@ -8,6 +8,7 @@ import shutil
 import cli_helpers
 import pytest
 import torch
+import yaml
 from cli_helpers import run_cli
 
 from accvideo.core.outputs import LEDGER
@@ -94,6 +95,11 @@ def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(
     theirs = stock_generate(pipe, manifest["call"])
     assert theirs.shape == ours.shape == (FRAMES, H, W, 3)
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+    # `accvideo sample --model EXPORT` samples it as its student (was: as a teacher, 50 steps at guidance 5)
+    again = sample_video(out, tmp_path / "from-export", capsys, monkeypatch)
+    torch.testing.assert_close(again, ours, atol=1e-4, rtol=0)
+    record = yaml.safe_load((tmp_path / "from-export" / "clip.yaml").read_text())
+    assert (record["resolved_steps"], record["resolved_guidance"]) == (5, 1.0)
 
     # not vacuous: the exported transformer is the trained student, not the teacher
     teacher = WanTransformer3DModel.from_pretrained(str(tiny_wan_dir / "transformer")).state_dict()
@@ -182,6 +188,18 @@ def test_bad_input_is_one_line_with_exit_2(runs, tiny_wan_dir, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
     with pytest.raises(AccVideoError, match="holds another teacher"):  # sampling refuses it too
         open_model(str(tmp_path / "s6"))
+
+    # non-uniform key steps as a LoRA file: no scheduler/, and neither README nor the command says to call the
+    # pipeline with a step count (was: "swap in the scheduler shipped here", "call it with num_inference_steps=3")
+    code, text, err = run_cli(
+        ["export", str(tmp_path / "s5"), "--format", "lora", "--out", str(tmp_path / "nu")], capsys
+    )
+    assert code in (0, None), err
+    readme = (tmp_path / "nu" / "README.md").read_text()
+    assert (
+        not (tmp_path / "nu" / "scheduler").exists() and "shipped here" not in readme and "video = pipe(" not in readme
+    )
+    assert "no stock scheduler reaches its key sigmas" in text and "num_inference_steps" not in text
 
     # overwriting: a foreign non-empty folder is never replaced, --force or not (core/outputs.py); an earlier
     # export is replaced; inputs never are

@@ -120,10 +120,10 @@ def _export(cfg) -> None:
 
     m = export_run(Path(cfg.run), cfg.format, Path(cfg.out), force=cfg.force, dtype=cfg.dtype, decoder=cfg.decoder)
     call = ", ".join(f"{k}={v!r}" for k, v in m["call"].items() if k != "prompt_template")
-    _echo(
-        f"wrote a {len(m['key_sigmas']) - 1}-step {m['family']} student ({cfg.format}) to {m['out']}; "
-        f"load it with {m['pipeline']} and call it with {call}"
-    )
+    how = f"load it with {m['pipeline']} and call it with {call}"
+    if m["scheduler"] is None:  # non-uniform key steps: no stock schedule reaches them from a step count
+        how = "no stock scheduler reaches its key sigmas: pass them as sigmas= (README.md), or use accvideo sample"
+    _echo(f"wrote a {len(m['key_sigmas']) - 1}-step {m['family']} student ({cfg.format}) to {m['out']}; {how}")
 
 
 def _evaluate(cfg) -> None:

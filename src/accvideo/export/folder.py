@@ -11,8 +11,9 @@ from pathlib import Path
 from accvideo.core.files import prepare_output
 from accvideo.core.outputs import check_folder, mark_folder
 from accvideo.errors import AccVideoError
+from accvideo.models.student import EXPORT_MARKER
 
-MARKER = "accvideo_export.json"  # written by every export: an earlier export may be replaced without --force
+MARKER = EXPORT_MARKER  # written by every export: an earlier export may be replaced without --force
 FORMAT = "accvideo.export/1"
 COMMAND = "export"
 

@@ -151,14 +151,25 @@ def write_lora(src: Source, tmp: Path) -> dict:
     (tmp / "README.md").write_text(
         f"# A {src.steps}-step AccVideo LoRA student for {src.pipeline}\n\n"
         "Written by `accvideo export --format lora`. The student samples ONLY at its key sigmas\n"
-        f"{json.dumps([round(s, 6) for s in src.key_sigmas])}, so swap in the scheduler shipped here:\n\n"
-        "```python\n"
+        f"{json.dumps([round(s, 6) for s in src.key_sigmas])}, "
+        + (
+            "so swap in the scheduler shipped here:\n\n"
+            if settings is not None
+            else "which no stock scheduler reaches from a step count (they are not uniform on a shifted grid):\n"
+            "pass them as `sigmas=` to a pipeline that takes them (the scheduler's shift set to 1), or sample with\n"
+            "`accvideo sample`.\n\n"
+        )
+        + "```python\n"
         f"from diffusers import FlowMatchEulerDiscreteScheduler, {src.pipeline}\n"
         f"pipe = {src.pipeline}.from_pretrained(TEACHER)\n"
         f"{_lora_loads(names)}"
         f"{sched}"
-        f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
-        "```\n"
+        + (
+            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
+            if settings is not None
+            else ""  # a step count alone would run a schedule the student was not trained on
+        )
+        + "```\n"
     )
     return manifest
 

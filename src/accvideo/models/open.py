@@ -16,7 +16,14 @@ from accvideo.core.runtime import resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, SamplingPlan, shifted_plan
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
-from accvideo.models.student import STUDENT_GUIDANCE, find_student, load_student, read_student_info, teacher_dir_of
+from accvideo.models.student import (
+    STUDENT_GUIDANCE,
+    exported_key_sigmas,
+    find_student,
+    load_student,
+    read_student_info,
+    teacher_dir_of,
+)
 
 
 @dataclass
@@ -26,7 +33,7 @@ class OpenModel:
     adapter: object  # the family's ModelAdapter (with its run-time options)
     model_dir: Path  # the folder with the pipeline's components (the teacher's, for a student)
     student_dir: Path | None = None
-    student: dict | None = None  # student.json
+    student: dict | None = None  # student.json (an export's: its key sigmas alone)
 
     @property
     def default_guidance(self) -> float:
@@ -79,11 +86,14 @@ def open_model(
     dtype: torch.dtype = torch.float32,
     runtime: RuntimeOptions | None = None,
 ) -> OpenModel:
-    """Load a teacher folder, 'builtin', a distill run folder or an exported student (with run-time options)."""
+    """Load a teacher folder, 'builtin', a distill run folder, a student folder or a stock-diffusers export (with
+    run-time options); a student or an export samples on its key sigmas without CFG by default."""
     path = resolve_model(model)
     student_dir = find_student(path)
     if student_dir is None:
-        return OpenModel(apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime, path), path)
+        adapter = apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime, path)
+        exported = exported_key_sigmas(path)  # an export is a pipeline that samples as its student
+        return OpenModel(adapter, path, None, None if exported is None else {"key_sigmas": exported})
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
     teacher_dir = teacher_dir_of(student_dir, info)
     return OpenModel(apply_runtime(adapter, runtime, teacher_dir), teacher_dir, student_dir, info)

@@ -29,6 +29,7 @@ FULL_WEIGHTS = "transformer"
 # with diffusers' `pipe.load_lora_weights(..., load_into_transformer_2=True)`
 LORA_FILES = {FULL_WEIGHTS: LORA_WEIGHTS, "transformer_2": "pytorch_lora_weights_2.safetensors"}
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (docs/method.md 2)
+EXPORT_MARKER = "accvideo_export.json"  # written by `accvideo export` in every folder it makes
 
 # A student that recorded the older, full-hash identity ('sha256:') is checked on load only when its teacher is up to
 # this size (hashing a 14B checkpoint takes about a minute); export checks it at any size. The sampled identity of
@@ -44,6 +45,20 @@ def find_student(path: str | Path) -> Path | None:
         if (candidate / INFO).is_file():
             return candidate
     return None
+
+
+def exported_key_sigmas(path: str | Path) -> list[float] | None:
+    """The key sigmas of a stock-diffusers export (`accvideo export --format diffusers`) at `path`, else None: it is
+    a pipeline folder, so it loads as a teacher would, but it samples as its student (m steps on these sigmas, no
+    CFG), not on a teacher's 50-step grid."""
+    marker = Path(path).expanduser() / EXPORT_MARKER
+    if not marker.is_file():
+        return None
+    info = read_json(marker, "export the student again")
+    sigmas = info.get("key_sigmas") if isinstance(info, dict) and info.get("kind") == "diffusers" else None
+    if not isinstance(sigmas, list) or len(sigmas) < 2 or not all(isinstance(s, (int, float)) for s in sigmas):
+        return None
+    return [float(s) for s in sigmas]
 
 
 def read_student_info(student_dir: Path) -> dict:
