@@ -74,6 +74,8 @@ def _synthesize(cfg) -> None:
     s = synthesize(cfg)
     if s["rank"] == 0:
         blanks = f"; skipped {s['blank_lines']} blank line(s)" if s["blank_lines"] else ""
+        if s["shards_given_videos"]:  # --videos added to a finished dataset: decoded, not sampled again
+            blanks += f"; decoded the videos of {s['shards_given_videos']} kept shard(s) from their latents"
         _echo(
             f"{s['out']}: synthesized {s['items_written']} item(s) in {s['shards_written']} shard(s), kept "
             f"{s['shards_skipped']} complete shard(s) (rank 0 of {s['world_size']}; {s['items']} items in "

@@ -214,11 +214,12 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
     decode_only = [k for k in todo if cfg.videos and is_complete(root, k, shard_items(items, k, cfg.shard_size), False)]
     todo = [k for k in todo if k not in decode_only]
     total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)
-    left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo + decode_only)
+    left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
+    decoded = sum(len(shard_items(items, k, cfg.shard_size)) for k in decode_only)
     uncond = encode_negative(adapter, plan)  # one row, shared by every batch
     bar = tqdm(
         total=total,
-        initial=total - left,
+        initial=total - left - decoded,
         unit="item",
         desc="synthesize",
         dynamic_ncols=True,
