@@ -136,10 +136,17 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(
     assert (
         errors[0].startswith("error: loss L_D nan at iteration 3") and "checkpoint (iteration 2) is kept" in errors[0]
     )
+    assert errors[0].endswith("rerun the same command to resume from it")
     saved = torch.load(run / "checkpoint.pt", weights_only=True)
     assert saved["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in saved["student"].values())
     assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == [1, 2]
+    # with no checkpoint yet there is nothing to resume from (was: "... to resume from it" all the same)
+    calls["n"] = 0
+    code, _, err = run_cli(
+        distill_args(tiny_wan_dir, synvid, tmp_path / "early", "iterations=5", "checkpoint_every=4"), capsys
+    )
+    assert code == 2 and "no checkpoint yet" in err and err.rstrip().endswith("rerun the same command to start again")
 
 
 def test_a_one_step_student_with_the_adversarial_stage_is_told_what_was_measured(

@@ -377,9 +377,10 @@ class Distiller:
                     record = self.train_iteration()
                 except NonFiniteLoss as exc:
                     kept = f"the last good checkpoint (iteration {start}) is kept" if start else "no checkpoint yet"
+                    then = "resume from it" if start else "start again"
                     raise AccVideoError(
                         f"loss {exc} at iteration {self.iteration + 1}: stopped without saving; {kept} in {self.out}; "
-                        "lower lr (e.g. lr=...) and rerun the same command to resume from it"
+                        f"lower lr (e.g. lr=...) and rerun the same command to {then}"
                     ) from None
                 shown = self.iteration % cfg.log_every == 0
                 self.train_seconds = before + time.perf_counter() - t_train
