@@ -80,6 +80,8 @@ def pytest_collection_finish(session):
     """Start the long end-to-end runs (one thread each, once per session) while the other tests run beside them."""
     import background
 
+    if session.config.option.collectonly:  # nothing runs: a run started now would lose its folder at session end
+        return
     fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if "fresh" in fixtures:
         from test_golden import ONE_THREAD, golden_command
