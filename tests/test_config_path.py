@@ -138,6 +138,11 @@ def test_help_lists_the_verbs_in_pipeline_order(capsys):
     assert order == sorted(order)
     code, out, _ = run_cli(["synthesize", "--help"], capsys)
     assert code == 0 and "--key-steps" in out and "--offload" in out and "--config" in out
+    # each flag ends in the value used without it: list defaults too, and the default preset's (was: none shown)
+    code, out, _ = run_cli(["ablate", "--help"], capsys)
+    out = " ".join(out.split())
+    assert code == 0 and "the m of every row [1,2,3,5]" in out and "seeds of each trained row [0,1,2]" in out
+    assert "--iterations ITERATIONS [200]" in out  # ablate's preset, not DistillConfig's 1200
 
 
 def test_a_text_setting_takes_on_off_yes_no_as_words_from_key_value_and_yaml(tmp_path):

@@ -356,6 +356,29 @@ class _Parser(argparse.ArgumentParser):
         raise AccVideoError(f"{message}; see {self.prog} --help")
 
 
+def _preset_defaults(verb: Verb) -> dict | None:
+    """The default preset's values (dotted keys) when it is a function, shown in --help; None: the fields' own."""
+    from accvideo.core.config import to_dict
+
+    ref = next(iter(verb.preset_refs().values()))
+    if ref == verb.config:
+        return None
+    try:
+        return _dotted_values(to_dict(_load(ref)()))
+    except Exception:  # noqa: BLE001 - a preset that cannot be built alone: the fields' own defaults
+        return None
+
+
+def _dotted_values(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_dotted_values(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
 def _verb_parser(verb: Verb, cls) -> tuple[_Parser, dict[str, str]]:
     from accvideo.core.config import config_flags
 
@@ -384,7 +407,7 @@ def _verb_parser(verb: Verb, cls) -> tuple[_Parser, dict[str, str]]:
         help=f"start from a preset: {', '.join(presets)} [{next(iter(presets))}]",
     )
     keys: dict[str, str] = {}
-    flags = config_flags(cls)
+    flags = config_flags(cls, _preset_defaults(verb))
     names = {f.key for f in flags}
     for f in flags:
         dest = f"flag:{f.key}"

@@ -295,8 +295,17 @@ def _parser_for(base: type, is_list: bool, option: str) -> Callable[[str], objec
     return one
 
 
-def config_flags(cls) -> list[Flag]:
-    """The flags of a config dataclass, nested dataclass fields flattened under their own names."""
+def _default_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def config_flags(cls, defaults: dict | None = None) -> list[Flag]:
+    """The flags of a config dataclass, nested dataclass fields flattened under their own names; each help ends in
+    the value used when the flag is not given: `defaults` (dotted key -> value: a preset's), else the field's."""
     flags: list[Flag] = []
     helps: dict[type, dict[str, str]] = {}
     for key, f, tp, owner in walk_fields(cls):
@@ -308,10 +317,14 @@ def config_flags(cls) -> list[Flag]:
         base, is_list = _scalar(tp)
         option = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        if defaults is not None and key in defaults:
+            default = defaults[key]
         if base is bool and not is_list:
             flags.append(Flag(key, option, None, f"{text} [{'on' if default else 'off'}]".strip()))
             continue
-        shown = f" [{default}]" if default not in (None, "") else ""
+        shown = f" [{_default_text(default)}]" if default not in (None, "", []) else ""
         flags.append(Flag(key, option, _parser_for(base, is_list, option), f"{text}{shown}".strip()))
     return flags
 
