@@ -1,17 +1,21 @@
 """Reference numbers of ToyBench: the metrics on real clips and on corrupted real clips (docs/toybench.md).
 
-Run: python -m accvideo.evaluate.reference [--n 256] [--split heldout] [--seed 0] [--classifier DIR]
+Run: python -m accvideo.evaluate.reference [--n 256] [--split heldout] [--seed 0] [--classifier DIR] [--json OUT]
+(--table OUT prints the table of a JSON it wrote, as docs/toybench.md shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from accvideo.core.files import write_json_atomic
 from accvideo.evaluate.classifier import VideoClassifier, classify, load_classifier
 from accvideo.evaluate.metrics import (
     alignment_accuracy,
@@ -89,9 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="heldout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", default=None)
+    parser.add_argument("--json", default=None, help="also write the rows and the settings here")
+    parser.add_argument("--table", default=None, help="only print the table of a JSON this command wrote")
     args = parser.parse_args(argv)
+    if args.table:
+        data = json.loads(Path(args.table).read_text())
+        print(rows_markdown(data["rows"], data["classes"]))
+        return
     model = load_classifier(args.classifier)
-    print(rows_markdown(reference_rows(model, args.n, args.split, args.seed), list(model.cfg.classes)))
+    rows = reference_rows(model, args.n, args.split, args.seed)
+    print(rows_markdown(rows, list(model.cfg.classes)))
+    if args.json:
+        settings = {"n": args.n, "split": args.split, "seed": args.seed, "classifier": args.classifier or "shipped"}
+        data = {**settings, "classes": list(model.cfg.classes), "rows": rows, "torch": torch.__version__}
+        write_json_atomic(args.json, data)
 
 
 if __name__ == "__main__":
