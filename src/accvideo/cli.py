@@ -388,7 +388,7 @@ def _verb_parser(verb: Verb, cls) -> tuple[_Parser, dict[str, str]]:
         add_help=True,
         allow_abbrev=False,
         epilog="Any setting also as key=value (nested: runtime.offload=true). Precedence: defaults < "
-        "--preset < --config < flags < key=value. The resolved settings are written beside the output.",
+        "--preset < --config < flags < key=value. [x]: the value used when not given.",
     )
     parser.add_argument(
         "args",
