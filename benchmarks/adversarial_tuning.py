@@ -11,8 +11,9 @@ bootstrap 95% interval over clips, plus the heads' probe accuracy over the last 
         --only 9,10,11 --teacher-row                                             # m = 5, real videos, the teacher
     python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid --out benchmarks/results/adversarial_tuning.json \
         --only 0,17,18,5,19,20                                                   # stronger heads at m = 1, 2
-    python benchmarks/adversarial_tuning.py --data runs/grid-c/synvid --out benchmarks/results/adversarial_tuning_real.json \
-        --runs runs/adversarial_tuning_real --only 23,24,25,26 --teacher-row --threads 2  # real_weight at m = 3
+    python benchmarks/adversarial_tuning.py --data runs/grid-c/synvid \
+        --out benchmarks/results/adversarial_tuning_real.json --runs runs/adversarial_tuning_real \
+        --only 23,24,25,26 --teacher-row --threads 2                            # real_weight at m = 3
 
 Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
 """
