@@ -758,6 +758,42 @@ def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
     assert not is_stale_temp(tmp_path / live) and not is_stale_temp(tmp_path / other_host)
 
 
+def test_a_killed_video_writers_temporary_clips_are_removed_by_the_rerun(tiny_wan_dir, tmp_path, capsys):
+    """Video writers name their temporary file `.NAME.HOST-PID.part.mp4` (the encoder picks the format from the
+    suffix), which the cleanup did not recognise: every kill left one for good, beside the clips."""
+    from accvideo.core.files import remove_stale_temps, writer_id
+
+    host = writer_id().rsplit("-", 1)[0]
+    dead_pid = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000
+    dead, live = f".clip.mp4.{host}-{dead_pid}.part.mp4", f".clip.gif.{host}-{os.getppid()}.part.gif"
+    other = f".notes.txt.{host}-{dead_pid}.part"  # another output's: not this clip's to remove
+    for name in (dead, live, other, "clip-notes.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    assert is_stale_temp(tmp_path / dead) and not is_stale_temp(tmp_path / live)
+    assert remove_stale_temps(tmp_path, ".clip.") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live, other, "clip-notes.mp4"])
+    # sample's rerun removes what a killed run of the same name left
+    out = tmp_path / "s" / "clip.mp4"
+    out.parent.mkdir()
+    (out.parent / dead).write_bytes(b"x")
+    args = [
+        "sample",
+        "--model",
+        str(tiny_wan_dir),
+        "--steps",
+        "2",
+        "--frames",
+        "5",
+        "--size",
+        "32x32",
+        "--out",
+        str(out),
+    ]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0 and not (out.parent / dead).exists() and out.is_file(), capsys.readouterr().err
+
+
 def test_a_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
     """One writer per run folder: a live holder (the parent process) is refused; a dead one's lock is taken over,
     and releasing removes only this writer's lock."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from accvideo.errors import AccVideoError
 
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname() or "host")
-_TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.part$")
+# `.NAME.HOST-PID.part`, or `.NAME.HOST-PID.part.EXT` where the writer picks the format from the suffix (videos)
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.part(?:\.[A-Za-z0-9]+)?$")
 
 
 def temp_name(path: str | Path) -> Path:
@@ -48,10 +49,22 @@ def is_stale_writer(writer: str) -> bool:
 
 
 def is_stale_temp(path: str | Path) -> bool:
-    """Whether a temporary file `.NAME.HOST-PID.part` was left by a stale writer (`is_stale_writer`); a file without a
-    writer's name never is."""
+    """Whether a temporary file `.NAME.HOST-PID.part` (or `.NAME.HOST-PID.part.EXT`) was left by a stale writer
+    (`is_stale_writer`); a file without a writer's name never is."""
     match = _TEMP.search(Path(path).name)
     return match is not None and is_stale_writer(f"{match['host']}-{match['pid']}")
+
+
+def remove_stale_temps(folder: str | Path, prefix: str = ".") -> int:
+    """Remove the temporary files a stale writer left in `folder` (those whose names start with `prefix`: one
+    output's own); how many. Never a live writer's, never a file without a writer's name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.is_file() and is_stale_temp(p)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

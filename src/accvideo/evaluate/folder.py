@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accvideo.core.files import temp_name, write_json_atomic, write_text_atomic
+from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic, write_text_atomic
 from accvideo.core.video import read_video, to_uint8, write_video
 from accvideo.errors import AccVideoError
 
@@ -126,6 +126,7 @@ def write_video_folder(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)  # half-written clips of a killed writer (never a live one's)
     names = [video_name(i, "." + fmt) for i in range(len(pairs))]
     old = _manifest_lines(folder)
     own = _own_clips(folder, old)
@@ -149,6 +150,7 @@ def clear_video_folder(folder: str | Path) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
+    remove_stale_temps(folder)
     own = _own_clips(folder, _manifest_lines(folder))
     write_json_atomic(folder / PENDING, sorted(own))
     (folder / MANIFESTS[0]).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.config import save_config
+from accvideo.core.files import remove_stale_temps
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
 from accvideo.core.outputs import claim_file, record_file, remove_file
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
@@ -54,6 +55,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     inputs = {"model": resolve_model(cfg.model)}
     for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
         claim_file(path, COMMAND, inputs=inputs)
+    remove_stale_temps(out.parent, f".{out.stem}.")  # what a killed run of this name left half-written
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
     check_image_use(family, cfg.image is not None, "--image FILE")
     if cfg.image is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from accvideo.core.files import remove_stale_temps
 from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
@@ -129,6 +130,7 @@ def prepare_folder(
             removed += 1
     for tmp in stale_files(root):  # left by a dead writer on this host; a live one's temp file stays
         tmp.unlink(missing_ok=True)
+    remove_stale_temps(root / VIDEOS)  # half-written videos of a dead writer (a live one's stay)
     return removed
 
 
