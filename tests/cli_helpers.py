@@ -22,9 +22,9 @@ def sample_video(model, out, capsys, monkeypatch, *args: str):
 
     seen, real = [], sample_run.write_video
 
-    def capture(path, video, fps):
+    def capture(path, video, fps, *rest):
         seen.append(video.clone())
-        return real(path, video, fps)
+        return real(path, video, fps, *rest)
 
     monkeypatch.setattr(sample_run, "write_video", capture)
     code, _, err = run_cli(["sample", "--model", str(model), *args, "--out", str(out)], capsys)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -86,3 +88,32 @@ def test_a_sample_rerun_leaves_only_what_it_wrote(tmp_path, tiny_wan_dir, capsys
     (out / "clip.gif").write_bytes(b"edited since")  # not accvideo's any more: kept
     assert run_cli([*base, "--seed", "2"], capsys)[0] in (0, None)
     assert (out / "clip.gif").read_bytes() == b"edited since" and (out / "other.gif").is_file()
+
+
+def test_a_run_killed_between_renaming_its_clip_and_recording_it_is_rerun(tmp_path, tiny_wan_dir, capsys, monkeypatch):
+    """The clip is renamed into place, then listed in the folder's ledger. Was: a kill between the two left a clip the
+    ledger did not vouch for, and every rerun was refused ('exists and was not written by accvideo')."""
+    from cli_helpers import run_cli
+
+    import accvideo.sample.run as sample_run
+
+    out = tmp_path / "clip.mp4"
+    base = ["sample", "--model", str(tiny_wan_dir), "--prompt", "x", "--steps", "2", "--frames", "5", "--size", "32x32"]
+    base += ["--device", "cpu", "--out", str(out)]
+    assert run_cli([*base, "--seed", "1"], capsys)[0] in (0, None)
+    first = out.read_bytes()
+    real = sample_run.record_file
+
+    def killed(path, command):
+        if Path(path) == out:
+            raise KeyboardInterrupt  # the clip of seed 2 is in place, not yet recorded
+        return real(path, command)
+
+    monkeypatch.setattr(sample_run, "record_file", killed)
+    assert run_cli([*base, "--seed", "2"], capsys)[0] == 130 and out.read_bytes() != first
+    monkeypatch.setattr(sample_run, "record_file", real)
+    code, _, err = run_cli([*base, "--seed", "2"], capsys)
+    assert code in (0, None), err
+    out.write_bytes(b"edited since")  # the ledger still vouches only for accvideo's own contents
+    code, _, err = run_cli([*base, "--seed", "2"], capsys)
+    assert code == 2 and "was not written by accvideo (or was changed since)" in err

@@ -58,13 +58,13 @@ def _echo(text: str = "", err: bool = False) -> None:
 
 
 def _prompts(cfg) -> None:
-    from accvideo.core.outputs import claim_file, record_file
+    from accvideo.core.outputs import claim_file, record_file, vouch
     from accvideo.synthesize.prompts import write_prompts
     from accvideo.world import prompts as world_prompts
 
     claim_file(cfg.out, "prompts")
     items = world_prompts(cfg.n, cfg.split, cfg.seed)
-    record_file(write_prompts(cfg.out, items), "prompts")
+    record_file(write_prompts(cfg.out, items, before_replace=vouch(cfg.out, "prompts")), "prompts")
     _echo(f"wrote {len(items)} {cfg.split} prompts to {cfg.out}")
 
 

@@ -204,9 +204,9 @@ def to_dict(cfg) -> dict:
     return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
-def save_config(cfg, path: str | Path, **extra) -> Path:
+def save_config(cfg, path: str | Path, before_replace: Callable[[Path], None] | None = None, **extra) -> Path:
     """Write a resolved config (plus `extra` facts such as derived values) as YAML."""
-    return write_text_atomic(path, yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False))
+    return write_text_atomic(path, yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False), before_replace)
 
 
 def check_same_settings(

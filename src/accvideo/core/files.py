@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from accvideo.errors import AccVideoError
@@ -67,12 +68,15 @@ def remove_stale_temps(folder: str | Path, prefix: str = ".") -> int:
     return len(stale)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` so a reader (or a run killed midway) never sees half a file."""
+def write_text_atomic(path: str | Path, text: str, before_replace: Callable[[Path], None] | None = None) -> Path:
+    """Write `text` so a reader (or a run killed midway) never sees half a file; `before_replace(tmp)` runs on the
+    whole temporary file just before it takes `path`'s name (core/outputs.vouch)."""
     path = Path(path)
     tmp = temp_name(path)
     try:
         tmp.write_text(text, encoding="utf-8")
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

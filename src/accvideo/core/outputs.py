@@ -180,13 +180,32 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
         raise AccVideoError(f"{resolved} is a folder, where a file is to be written; choose another --out")
     if path.exists() or path.is_symlink():
         entry = _ledger(path.parent).get(path.name)
-        if not path.is_file() or entry is None or entry.get("sha256") != file_sha256(path):
+        if not path.is_file() or entry is None or file_sha256(path) not in _vouched(entry):
             raise AccVideoError(
                 f"{resolved} exists and was not written by accvideo (or was changed since); move it away or "
                 "choose another --out"
             )
     prepare_output(path)
     return path
+
+
+def _vouched(entry: dict) -> set:
+    """The contents a ledger entry vouches for: what was recorded, and what was about to be renamed into place."""
+    return {entry.get("sha256"), entry.get("pending")} - {None}
+
+
+def vouch(path: str | Path, command: str) -> Callable[[Path], None]:
+    """A writer's `before_replace` hook: list the whole temporary file's content in the ledger as `path`'s pending
+    content before the rename, so a run killed between the rename and `record_file` leaves a file the rerun may
+    still replace (it was refused as 'not written by accvideo' for good)."""
+    path = Path(path)
+
+    def hook(tmp: Path) -> None:
+        files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file() or n == path.name}
+        files[path.name] = {**files.get(path.name, {"command": command}), "pending": file_sha256(tmp)}
+        write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+
+    return hook
 
 
 def record_file(path: str | Path, command: str) -> None:
@@ -204,7 +223,7 @@ def remove_file(path: str | Path, command: str) -> bool:
     entry = _ledger(path.parent).get(path.name)
     if entry is None or entry.get("command") != command or not path.is_file() or path.is_symlink():
         return False
-    if entry.get("sha256") != file_sha256(path):
+    if file_sha256(path) not in _vouched(entry):
         return False
     path.unlink()
     files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,14 @@ def to_uint8(video: torch.Tensor | np.ndarray) -> np.ndarray:
     return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
-    """Write (F, H, W, 3) frames in [0, 1] (or uint8) as .mp4 or .gif, atomically."""
+def write_video(
+    path: str | Path,
+    video: torch.Tensor | np.ndarray,
+    fps: int = 8,
+    before_replace: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write (F, H, W, 3) frames in [0, 1] (or uint8) as .mp4 or .gif, atomically; `before_replace(tmp)` runs on the
+    whole temporary file just before it takes `path`'s name (core/outputs.vouch)."""
 
     path = Path(path)
     frames = video if isinstance(video, np.ndarray) and video.dtype == np.uint8 else to_uint8(video)
@@ -31,6 +38,8 @@ def write_video(path: str | Path, video: torch.Tensor | np.ndarray, fps: int = 8
         raise ValueError(f"unsupported video extension {path.suffix!r}; use .mp4 or .gif")
     try:
         _write_frames(tmp, suffix, frames, fps)
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import torch
 from accvideo.core.config import save_config
 from accvideo.core.files import remove_stale_temps
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
-from accvideo.core.outputs import claim_file, record_file, remove_file
+from accvideo.core.outputs import claim_file, record_file, remove_file, vouch
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_video
@@ -100,7 +100,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     )
     t2 = time.perf_counter()
     for path in written[:-1]:
-        record_file(write_video(path, video, cfg.fps), COMMAND)
+        record_file(write_video(path, video, cfg.fps, vouch(path, COMMAND)), COMMAND)
     resolved = {
         **opened.describe(),
         "resolved_steps": plan.steps,
@@ -117,7 +117,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     }
     if opened.student is not None:
         resolved["key_sigmas_used"] = cfg.steps is None and cfg.shift is None
-    record_file(save_config(cfg, written[-1], **resolved), COMMAND)
+    record_file(save_config(cfg, written[-1], vouch(written[-1], COMMAND), **resolved), COMMAND)
     for path in _stale(out, written):  # what an earlier run of this name wrote and this one did not (a GIF)
         remove_file(path, COMMAND)  # only this command's own, unchanged files (core/outputs.py)
     return resolved

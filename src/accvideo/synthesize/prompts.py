@@ -4,7 +4,7 @@ written. An "image" (image-to-video models) is a path, relative ones read from t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +145,12 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     return PromptList(tuple(items), blank, sizes)
 
 
-def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]], images: Sequence[str] | None = None) -> Path:
+def write_prompts(
+    path: str | Path,
+    prompts: Sequence[tuple[str, int]],
+    images: Sequence[str] | None = None,
+    before_replace: Callable[[Path], None] | None = None,
+) -> Path:
     """Write (prompt, seed) pairs: .txt keeps the prompts only, .jsonl the seeds too (and each row's `images` path,
     relative to the file's folder, for an image-to-video teacher); atomic."""
     path = Path(path).expanduser()
@@ -164,7 +169,7 @@ def write_prompts(path: str | Path, prompts: Sequence[tuple[str, int]], images: 
         lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, "".join(line + "\n" for line in lines))
+        write_text_atomic(path, "".join(line + "\n" for line in lines), before_replace)
     except OSError as exc:
         raise AccVideoError(f"cannot write {path} ({exc.strerror}); choose another --out") from None
     return path
