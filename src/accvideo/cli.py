@@ -639,6 +639,9 @@ def main(argv: list[str] | None = None) -> None:
         _echo(_interrupted_line(), err=True)
         sys.exit(130)
     except Exception as exc:  # faults of the machine, not bugs: one line each (torch is not imported for this)
+        if LAUNCHER_GONE.is_set():  # a collective failed because the launcher took the other workers with it
+            _echo(launcher_gone_line(), err=True)
+            sys.exit(130)
         line = fault_line(exc)
         if line is None:
             raise
