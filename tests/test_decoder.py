@@ -194,14 +194,18 @@ def test_a_finished_runs_rerun_rewrites_nothing_and_another_dataset_is_refused_f
     assert distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=2, checkpoint_every=1), progress=False) == first
     assert files() == before
     assert first["train_seconds"] > 0 and first["iterations_this_run"] == 2
+    from accvideo.core.tensorfile import FILE_MODE
+
+    assert (out / "decoder" / "decoder.safetensors").stat().st_mode & 0o777 == FILE_MODE  # was 600 (save_file)
     with pytest.raises(AccVideoError, match="past iterations=1; a run cannot go back"):
         distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=1, checkpoint_every=1), progress=False)
     sorted(data.glob("shard-*.safetensors"))[0].unlink()  # the same folder, other items
     with pytest.warns(UserWarning, match="lacks"), pytest.raises(AccVideoError, match="trained on another dataset"):
         distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=3, checkpoint_every=1), progress=False)
     assert files() == before
-    with pytest.raises(AccVideoError, match="holds a run with data="):  # another path: refused before the targets
-        distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=3, checkpoint_every=1), progress=False)
+    # the original content at another path is the same dataset: the finished run resumes, rewriting nothing (was:
+    # refused, data= being a path; distill resumed a moved dataset)
+    assert distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False) == first
     assert files() == before
 
 

@@ -8,7 +8,10 @@ from accvideo.core.config import check_threads
 
 # Settings a resumed run may change (`out`: a run folder moved or copied resumes); any other differing setting is
 # refused (another --out is the fix).
-RESUMABLE_CHANGES = frozenset({"out", "iterations", "checkpoint_every", "log_every", "threads", "device"})
+# paths may change: the checkpoint holds the teacher's and the dataset's identities, checked on resume
+RESUMABLE_CHANGES = frozenset(
+    {"out", "teacher", "data", "iterations", "checkpoint_every", "log_every", "threads", "device"}
+)
 
 
 @dataclass(frozen=True)

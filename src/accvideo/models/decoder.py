@@ -253,7 +253,7 @@ def vae_identity(model_dir: str | Path, like: str | None = None) -> str:
 
 def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str, extra: dict | None = None) -> Path:
     """decoder.safetensors then decoder.json (holding the weights' sha256), each under a temporary name first."""
-    from safetensors.torch import save_file
+    from accvideo.core.tensorfile import write_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,7 @@ def save_decoder(folder: str | Path, decoder: TinyDecoder, vae: str, family: str
     tmp = temp_name(weights)
     try:
         state = {k: v.detach().float().cpu().contiguous() for k, v in decoder.state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": FORMAT})
+        write_safetensors(state, {"format": FORMAT}, tmp)  # readable as the umask allows (save_file: mode 600)
         digest = file_sha256(tmp)
         tmp.replace(weights)
     except BaseException:
