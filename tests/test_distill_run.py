@@ -218,6 +218,7 @@ def test_a_resume_needs_the_dataset_it_trained_on_and_cannot_go_back(tiny_wan_di
     assert code in (0, None), err
     summary = json.loads((run / "summary.json").read_text())
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     for data, iterations, message in (
         (part, 3, r"was trained on another dataset \(10 items\) than .* holds \(5 items"),
         (synvid, 1, "is at iteration 2, past iterations=1; a run cannot go back"),
@@ -226,9 +227,12 @@ def test_a_resume_needs_the_dataset_it_trained_on_and_cannot_go_back(tiny_wan_di
             code, _, err = distill(data, iterations)
         assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing rewritten
-    # the same dataset moved elsewhere is the same dataset; a rerun with nothing to train keeps the training's numbers
+    # the same dataset moved elsewhere is the same dataset; a finished run's rerun rewrites nothing (was: summary.json
+    # with the idle pass's seconds, config.yaml and losses.jsonl written again)
     code, _, err = distill(moved, 2)
     assert code in (0, None), err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == mtimes
     again = json.loads((run / "summary.json").read_text())
     assert summary["samples_per_s"] is not None
     assert (again["samples_per_s"], again["peak_memory_mb"]) == (summary["samples_per_s"], summary["peak_memory_mb"])

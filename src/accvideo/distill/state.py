@@ -231,6 +231,18 @@ def artifact_is_current(d: Distiller) -> bool:
     )
 
 
+def finished_summary(d: Distiller) -> dict | None:
+    """A finished run's summary.json when its student is current (rank 0 looks): its rerun then rewrites nothing,
+    and its figures stay the training's, not an idle pass's."""
+    try:
+        earlier = json.loads((d.out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(earlier, dict) or (earlier.get("iterations"), earlier.get("samples")) != (d.iteration, d.samples):
+        return None
+    return earlier if artifact_is_current(d) else None
+
+
 def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: float) -> dict:
     """summary.json (rank 0): where the run went, the training seconds behind its weights (summed over resumes),
     and this invocation's seconds, training rate and this rank's peak memory."""

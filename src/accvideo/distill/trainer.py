@@ -351,6 +351,8 @@ class Distiller:
     def _train(self, progress: bool) -> dict:
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
+        if self.iteration >= cfg.iterations and (earlier := dist.from_main(lambda: state.finished_summary(self))):
+            return earlier  # a finished run, whole: nothing to train, nothing rewritten
         if cfg.adv and cfg.real_data:
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)
