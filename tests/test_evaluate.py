@@ -354,6 +354,12 @@ def test_classifier_training_is_reproducible(tmp_path, capsys):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     assert load_classifier(tmp_path / "a").cfg.frames == 17
+    from accvideo.core.tensorfile import FILE_MODE
+
+    assert (tmp_path / "a" / "classifier.safetensors").stat().st_mode & 0o777 == FILE_MODE  # was 600 (save_file)
+    assert (tmp_path / "a" / "classifier.safetensors").read_bytes() == (
+        tmp_path / "b" / "classifier.safetensors"
+    ).read_bytes()
 
 
 def test_reference_table_orders_corruptions_sensibly(clf):

@@ -102,12 +102,12 @@ def shipped_classifier_dir() -> Path:
 
 def save_classifier(model: VideoClassifier, out: str | Path, **info) -> Path:
     """Write classifier.safetensors and classifier.json (config plus `info` such as training facts)."""
-    from safetensors.torch import save_file
+    from accvideo.core.tensorfile import write_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_NAME))
+    write_safetensors(state, {"format": "pt"}, out / WEIGHTS_NAME)  # readable as the umask allows (save_file: 600)
     (out / CONFIG_NAME).write_text(json.dumps({"config": asdict(model.cfg), "info": info}, indent=2) + "\n")
     return out
 
