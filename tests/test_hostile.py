@@ -752,9 +752,10 @@ def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
     other_host = ".shard-000003.safetensors.elsewhere-1.part"
     for name in (live, dead, ours, other_host):
         (tmp_path / name).write_bytes(b"x")
-    from accvideo.synthesize.shards import stale_files
+    from accvideo.core.files import remove_stale_temps
 
-    assert sorted(p.name for p in stale_files(tmp_path)) == sorted([dead, ours])
+    assert remove_stale_temps(tmp_path, ".shard-") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live, other_host])
     assert not is_stale_temp(tmp_path / live) and not is_stale_temp(tmp_path / other_host)
 
 

@@ -171,7 +171,6 @@ def _teacher_train(cfg) -> None:
     from accvideo.core.runtime import resolve_device
     from accvideo.teacher.train import (
         COMMAND,
-        check_work_folder,
         finished_teacher,
         init_folder,
         is_teacher_output,
@@ -187,7 +186,6 @@ def _teacher_train(cfg) -> None:
     if (done := finished_teacher(cfg.teacher(), out)) is not None:
         _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")
         return
-    check_work_folder(cfg.teacher(), work)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     stats = train_teacher(cfg.teacher(), out, work, resolve_device(cfg.device))

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 import warnings
@@ -34,7 +33,7 @@ from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
 from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
 from accvideo.distill.checkpoint import check_continues, check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
-from accvideo.distill.state import peak_memory_mb
+from accvideo.distill.state import kept_summary, peak_memory_mb
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.decoder import (
@@ -377,17 +376,6 @@ class DecoderDistiller:
             return False
         return info.get("iteration") == self.iteration and (self.out / "losses.png").is_file()
 
-    def finished_summary(self) -> dict | None:
-        """A finished run's summary.json when its artifact is current: its rerun then rewrites nothing (its figures
-        are the training's, not an idle pass's)."""
-        try:
-            earlier = json.loads((self.out / "summary.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(earlier, dict) or earlier.get("iterations") != self.iteration:
-            return None
-        return earlier if self.artifact_is_current() else None
-
     def run(self, progress: bool = True) -> dict:
         """Targets, then train to cfg.iterations, resuming from the run folder's checkpoint when there is one."""
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -405,7 +393,9 @@ class DecoderDistiller:
         t_targets = time.perf_counter() - t0
         self.resume(saved)
         start = self.iteration
-        if start >= cfg.iterations and (earlier := self.finished_summary()) is not None:
+        if start >= cfg.iterations and (
+            earlier := kept_summary(self.out, {"iterations": self.iteration}, self.artifact_is_current)
+        ):
             return earlier
         save_config(cfg, self.out / "config.yaml", vae_identity=self.vae, spec=to_dict(self.decoder.spec))
         log = LossLog(self.out / "losses.jsonl", start, curves=CURVES)

@@ -8,6 +8,7 @@ artifacts. Every function takes the run's Distiller and runs on every rank (most
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -231,16 +232,27 @@ def artifact_is_current(d: Distiller) -> bool:
     )
 
 
-def finished_summary(d: Distiller) -> dict | None:
-    """A finished run's summary.json when its student is current (rank 0 looks): its rerun then rewrites nothing,
-    and its figures stay the training's, not an idle pass's."""
+def read_summary(out: Path) -> dict:
+    """OUT/summary.json as a run wrote it, or {} (none yet, or damaged)."""
     try:
-        earlier = json.loads((d.out / "summary.json").read_text())
+        data = json.loads((Path(out) / "summary.json").read_text())
     except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def kept_summary(out: Path, counts: dict, is_current: Callable[[], bool]) -> dict | None:
+    """A finished run's summary.json when it records these `counts` (iterations, ...) and its artifact is current:
+    its rerun then rewrites nothing, and its figures stay the training's, not an idle pass's (distill, decoder)."""
+    earlier = read_summary(out)
+    if not earlier or any(earlier.get(k) != v for k, v in counts.items()):
         return None
-    if not isinstance(earlier, dict) or (earlier.get("iterations"), earlier.get("samples")) != (d.iteration, d.samples):
-        return None
-    return earlier if artifact_is_current(d) else None
+    return earlier if is_current() else None
+
+
+def finished_summary(d: Distiller) -> dict | None:
+    """kept_summary of a distill run (rank 0 looks)."""
+    return kept_summary(d.out, {"iterations": d.iteration, "samples": d.samples}, lambda: artifact_is_current(d))
 
 
 def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: float) -> dict:
@@ -265,22 +277,13 @@ def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: floa
         summary["experts"] = d.experts
     if d.reals is not None:  # real_data: how many clips the heads saw as real, how many were skipped
         summary["real_clips"] = {"used": len(d.reals), "skipped": d.reals.skipped}
-    if not trained:  # a finished run's rerun: the rate and the peak are the training's, not this idle pass's
-        earlier = _earlier_summary(d.out / "summary.json")
+    earlier = read_summary(d.out) if not trained else {}
+    if earlier.get("samples_per_s") is not None:  # a rerun that only saved again: the training's rate and peak
         for key in ("samples_per_s", "peak_memory_mb"):
-            if earlier.get(key) is not None:
-                summary[key] = earlier[key]
+            summary[key] = earlier.get(key, summary[key])
     if dist.is_main():
         write_json_atomic(d.out / "summary.json", summary)
     return summary
-
-
-def _earlier_summary(path: Path) -> dict:
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return earlier if isinstance(earlier, dict) and earlier.get("samples_per_s") is not None else {}
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -21,7 +21,6 @@ from accvideo.synthesize.shards import (
     list_shards,
     read_header,
     shard_path,
-    stale_files,
 )
 
 COMMAND = "synthesize"
@@ -128,9 +127,8 @@ def prepare_folder(
         if problem is not None or damage is not None:
             remove_shard(header)
             removed += 1
-    for tmp in stale_files(root):  # left by a dead writer on this host; a live one's temp file stays
-        tmp.unlink(missing_ok=True)
-    remove_stale_temps(root / VIDEOS)  # half-written videos of a dead writer (a live one's stay)
+    remove_stale_temps(root, ".shard-")  # left by a dead writer on this host; a live one's temp file stays
+    remove_stale_temps(root / VIDEOS)
     return removed
 
 

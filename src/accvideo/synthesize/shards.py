@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from accvideo.core.files import is_stale_temp, temp_name
+from accvideo.core.files import temp_name
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
@@ -49,11 +49,6 @@ def partial_files(root: str | Path) -> list[Path]:
     """Temporary shard files: being written, or left by a writer that was killed or failed."""
     root = Path(root)
     return sorted(root.glob(".shard-*.part")) if root.is_dir() else []
-
-
-def stale_files(root: str | Path) -> list[Path]:
-    """The temporary shard files whose writer is gone (this host, dead pid): never a live writer's (core/files.py)."""
-    return [p for p in partial_files(root) if is_stale_temp(p)]
 
 
 def damaged_tensor(header: ShardHeader) -> str | None:
