@@ -1,6 +1,7 @@
 """The CLI: version, sampling to MP4/GIF with resolved settings, and one-line errors with exit code 2."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -165,6 +166,48 @@ def test_a_ctrl_c_while_the_libraries_load_is_interrupted_not_a_traceback(monkey
     monkeypatch.setattr(cli, "_quiet_libraries", ctrl_c)
     with pytest.raises(SystemExit) as exc:
         main(["sample", "--model", "builtin"])
+    assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
+class _SwallowsCtrlC:
+    """Ctrl-C pressed while Python runs a finalizer (as in a fork handler): Python prints it and carries on."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_ctrl_c_python_swallowed_still_stops_the_run_at_the_next_step(monkeypatch, capsys, tmp_path):
+    import accvideo.cli as cli
+
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: swallowed.append(unraisable.exc_type))
+    quiet = cli._quiet_libraries
+
+    def libraries_then_ctrl_c():
+        quiet()
+        _SwallowsCtrlC()  # dropped at once: its __del__ gets the Ctrl-C
+
+    monkeypatch.setattr(cli, "_quiet_libraries", libraries_then_ctrl_c)
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--model", "builtin", "--steps", "2", "--out", str(out), "--device", "cpu"])
+    assert swallowed == [KeyboardInterrupt]  # Python did swallow it
+    assert exc.value.code == 130 and capsys.readouterr().err.endswith("interrupted\n")
+    assert not out.exists()  # stopped at the first denoising step, not sampled to the end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_a_command_that_returns_after_a_swallowed_ctrl_c_is_reported_interrupted(monkeypatch, capsys):
+    import accvideo.cli as cli
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+
+    def command(argv):  # swallows the Ctrl-C at its very end: no step boundary after it
+        _SwallowsCtrlC()
+
+    monkeypatch.setattr(cli, "dispatch", command)
+    with pytest.raises(SystemExit) as exc:
+        main(["sample"])
     assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 

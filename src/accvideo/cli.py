@@ -25,6 +25,8 @@ from importlib import import_module
 from pathlib import Path
 
 from accvideo import __version__
+from accvideo.core.interrupts import catch_interrupts
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import LAUNCHER_GONE, launcher_gone_line, watch_launcher
 from accvideo.errors import AccVideoError
 
@@ -628,9 +630,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     watch_launcher()  # under torchrun: stop when the launcher is gone (core/launcher.py)
     try:
-        if argv and argv[0] not in ("-h", "--help", "--version"):
-            _quiet_libraries()  # imports torch and diffusers: a Ctrl-C here is `interrupted` too
-        dispatch(argv)
+        with catch_interrupts():  # a Ctrl-C that Python swallowed still stops the run (core/interrupts.py)
+            if argv and argv[0] not in ("-h", "--help", "--version"):
+                _quiet_libraries()  # imports torch and diffusers: a Ctrl-C here is `interrupted` too
+            dispatch(argv)
+            check_interrupt()  # the command returned after a swallowed Ctrl-C: it was still interrupted
     except AccVideoError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core.adapter import Conditioning, ModelAdapter, expand, with_defaults
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.runtime import batch_noise
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
@@ -79,6 +80,7 @@ def euler_sample(
     if callback is not None:
         callback(0, sig[0], x)
     for i in tqdm(steps, desc="denoising", unit="step", disable=not progress, leave=False):
+        check_interrupt()
         sigma = torch.full((x.shape[0],), sig[i], device=x.device, dtype=torch.float32)
         v = velocity(x, sigma)
         if uncond is not None and scales[i] != 1.0:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import write_json_atomic
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
@@ -404,6 +405,7 @@ class DecoderDistiller:
         self.decoder.train()
         try:
             while self.iteration < cfg.iterations:
+                check_interrupt()
                 record = self.train_iteration()
                 shown = self.iteration % cfg.log_every == 0
                 self.train_seconds = before + time.perf_counter() - t_train

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core import dist, parallel
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
 from accvideo.distill import losses, state
@@ -375,6 +376,7 @@ class Distiller:
         bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=quiet, dynamic_ncols=True)
         try:
             while self.iteration < cfg.iterations:
+                check_interrupt()
                 try:
                     record = self.train_iteration()
                 except NonFiniteLoss as exc:

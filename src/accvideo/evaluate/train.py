@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.evaluate.classifier import ClassifierConfig, VideoClassifier, classify, save_classifier
 from accvideo.world.attributes import Attributes, combinations, parse_caption, prompts
 from accvideo.world.render import WorldConfig, render, render_batch
@@ -113,6 +114,7 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict:
     model.train()
     bar = tqdm(range(cfg.steps), desc="training classifier", unit="step", disable=not progress)
     for _ in bar:
+        check_interrupt()
         clips, labels = _batch(cfg, rng, train)
         logits, _ = model(augment(clips, cfg, gen))
         loss = sum(F.cross_entropy(lg, labels[:, k]) for k, lg in enumerate(logits.values()))

@@ -16,6 +16,7 @@ from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.inputs import load_safetensors, read_json, read_yaml
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
@@ -249,6 +250,7 @@ def train_transformer(
     bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
     while step < cfg.steps:
+        check_interrupt()
         warm = min(1.0, (step + 1) / cfg.warmup)
         lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:

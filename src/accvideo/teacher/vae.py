@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.world import Attributes, WorldConfig, combinations, item_seed, render_batch
@@ -183,6 +184,7 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     bar = tqdm(total=cfg.vae_steps, initial=step, desc="teacher 1/3: VAE", unit="step")
     running = None
     while step < cfg.vae_steps:
+        check_interrupt()
         if step == cfg.vae_image_steps:
             opt.state.clear()  # the clip phase starts its own Adam statistics (so does a run resumed here)
             running = None
