@@ -87,6 +87,9 @@ def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(
     assert manifest["key_sigmas"] == info["key_sigmas"] and manifest["call"]["guidance_scale"] == 1.0
     # no temporary folder left behind (the ledger of files accvideo wrote, core/outputs.py, is no temporary file)
     assert not any(p.name.startswith(".") and p.name != LEDGER for p in tmp_path.iterdir())
+    from accvideo.core.tensorfile import FILE_MODE
+
+    assert {f.stat().st_mode & 0o777 for f in out.rglob("*") if f.is_file()} == {FILE_MODE}  # weights were 600
 
     pipe = WanPipeline.from_pretrained(str(out))
     pipe.set_progress_bar_config(disable=True)

@@ -274,6 +274,9 @@ def test_tiny_model_cli_writes_a_hunyuan_pipeline(tmp_path, capsys):
     code, out, err = run_cli(["tiny-model", str(tmp_path / "hy"), "--family", "hunyuan", "--layers", "1"], capsys)
     assert code in (0, None), err
     assert "HunyuanVideo" in out and adapter_class(tmp_path / "hy") is HunyuanVideoAdapter
+    from accvideo.core.tensorfile import FILE_MODE
+
+    assert {f.stat().st_mode & 0o777 for f in (tmp_path / "hy").rglob("*") if f.is_file()} == {FILE_MODE}
     assert text_settings(tmp_path / "hy")["prompt_template"] == {"template": "{}", "crop_start": 0}
     code, _, err = run_cli(["tiny-model", str(tmp_path / "x"), "--family", "ltx"], capsys)
     assert code == 2 and "--family must be wan or hunyuan" in err

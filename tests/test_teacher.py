@@ -40,6 +40,10 @@ def test_same_seed_same_weights_and_training_moves_them(reference, tmp_path):
     c = _weights(other)
     assert any(not torch.equal(a[k], c[k]) for k in a)
     assert stats["parameters"]["transformer"] > 0
+    from accvideo.core.tensorfile import FILE_MODE
+
+    # readable by whoever shares the folder (save_pretrained writes the weights with mode 600)
+    assert {f.stat().st_mode & 0o777 for f in out.rglob("*") if f.is_file()} == {FILE_MODE}
 
 
 def test_killed_run_resumes_to_the_same_weights(reference, tmp_path, monkeypatch):

@@ -61,6 +61,14 @@ def write_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     os.chmod(path, FILE_MODE)
 
 
+def share_files(folder: str | Path) -> None:
+    """Give every file under `folder` the mode the umask allows: safetensors' `save_file`, and so diffusers'
+    `save_pretrained`, writes weights with mode 600, which other users of a shared model folder cannot read."""
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(FILE_MODE)
+
+
 def rewrite_sorted(path: str | Path) -> None:
     """Rewrite a small safetensors file another library wrote (diffusers' LoRA file: metadata in hash order, mode
     600) with the same tensors and metadata, deterministically and readable as the umask allows."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.tensorfile import rewrite_sorted
+from accvideo.core.tensorfile import rewrite_sorted, share_files
 from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_FILES
 from accvideo.models.wan_moe import ExpertPair, split_state
 
@@ -22,10 +22,7 @@ def _save_transformer(module, state: dict[str, torch.Tensor], folder: Path) -> N
     save_torch_state_dict(
         state, folder, filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB"
     )
-    umask = os.umask(0)
-    os.umask(umask)
-    for f in folder.iterdir():  # it writes through private temporary files (mode 600)
-        f.chmod(0o666 & ~umask)
+    share_files(folder)  # it writes through private temporary files (mode 600)
 
 
 def export_student(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from accvideo.core.files import prepare_output
 from accvideo.core.outputs import check_folder, mark_folder
+from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
 from accvideo.models.student import EXPORT_MARKER
 
@@ -43,6 +44,7 @@ def building(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    share_files(tmp)  # diffusers' weights (and a teacher's copied files) may be mode 600
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
         os.replace(out, old)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from accvideo.core.tensorfile import share_files
+
 # A small English vocabulary for tiny random models; the built-in model brings its own world's words.
 TINY_WORDS = (
     "a an the on in of and with over under is moving still left right up down spinning "
@@ -80,6 +82,7 @@ def save_pipeline(pipe, out: str | Path) -> Path:
     """Write a diffusers pipeline as a directory of safetensors and return its path."""
     out = Path(out)
     pipe.save_pretrained(str(out), safe_serialization=True)
+    share_files(out)  # save_pretrained writes weights with mode 600
     return out
 
 

@@ -20,6 +20,7 @@ from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
+from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
 from accvideo.models import pipeline_class
 from accvideo.models.tiny import word_tokenizer
@@ -353,6 +354,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     forget_source_paths(tmp)
     save_config(cfg, tmp / RECORD, **stats)
     mark_folder(tmp, COMMAND)  # the output guard's marker travels with the folder (hidden: not in the identity)
+    share_files(tmp)  # save_pretrained writes weights with mode 600
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
