@@ -59,9 +59,12 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
     from accvideo.demo import quick_config, run_demo
 
     out, first = demo_run
-    kept = {p: p.stat().st_mtime_ns for p in (out / "videos").glob("*/sampler.json")}
-    again = run_demo(quick_config(teacher=str(tiny_wan_dir), out=str(out)), progress=False, echo=lambda *_: None)
-    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # clips re-scored, not resampled
+    kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()}
+    lines = []
+    again = run_demo(quick_config(teacher=str(tiny_wan_dir), out=str(out)), progress=False, echo=lines.append)
+    # clips re-scored, not resampled; the same report, so not a file written (was: every report file rewritten)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()} == kept
+    assert lines[-1].startswith("nothing to do:") and again == json.loads((out / "report" / "metrics.json").read_text())
     # the stages it reused whole keep the seconds measured when their work was done, not the rerun's near-zero
     for stage in ("synthesize", "distill", "sample + evaluate"):
         assert again["seconds"][stage] == first["seconds"][stage]
@@ -221,8 +224,12 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
     # per run, the training behind its weights; a rerun that only rescores keeps those, not its own near-zero
     trained = {f"m{m}-b-it2-s{s}": summary_seconds(out / "runs" / f"m{m}-b-it2-s{s}") for m in (1, 2) for s in (0, 1)}
     assert data["train_seconds"] == trained and all(v > 0 for v in trained.values())
-    code, _, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]"], capsys)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()}
+    code, stdout, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]"], capsys)
     assert code in (0, None), err
+    # nothing to do: not a file written (was: ablation.json, .md and .png rewritten with the rerun's timings)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()} == files
+    assert "nothing to do:" in stdout and "(b) + L_traj" in stdout
     again = json.loads((out / "ablation.json").read_text())
     assert again["train_seconds"] == trained
     assert again["cells"] == data["cells"]  # rescored from the kept clips, which the first run scored too

@@ -32,6 +32,7 @@ from accvideo.demo.chain import (
     kept_seconds,
     read_json_dict,
     record_training_settings,
+    report_kept,
     sample_and_score,
     synthesize_synvid,
     training_seconds,
@@ -94,6 +95,9 @@ def stored_indices(synvid: Path, needed: set[int]) -> list[int]:
     except (AccVideoError, OSError):  # no dataset yet, or one that synthesize itself will judge
         have = set()
     return sorted(have if needed <= have else needed)
+
+
+REPORT_FILES = ("ablation.json", "ablation.md", "ablation.png")  # a rerun that did no work keeps them as they are
 
 
 def plan_rows(cfg: AblationConfig) -> list[tuple[str, int]]:
@@ -170,15 +174,22 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     for r in results.values():
         r.pop("per_clip", None)
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
-    seconds = kept_seconds(seconds, earlier.get("seconds"), reused)
     data = {
         "config": to_dict(cfg),
-        "seconds": seconds,  # this invocation's, but a stage it reused whole keeps the seconds measured before
+        # this invocation's, but a stage it reused whole keeps the seconds measured before
+        "seconds": kept_seconds(seconds, earlier.get("seconds"), reused),
         "train_seconds": trained,  # per run, the training behind its weights, however many invocations it took
         "cells": summary,
         "comparisons": comparisons,
         "samplers": results,
     }
+    work = set(stages.seconds) - {"intervals"}
+    if report_kept(
+        earlier, data, reused, work, [out / name for name in ("ablation.json", "ablation.md", "ablation.png")]
+    ):
+        echo(ablation_tables(earlier))
+        echo(f"nothing to do: {out / 'ablation.md'} already reports these settings (every stage reused)")
+        return earlier
     write_json_atomic(out / "ablation.json", data)
     tables = (
         ablation_tables(data)

@@ -227,6 +227,18 @@ def kept_seconds(seconds: dict[str, float], earlier: dict, reused: set[str]) -> 
     return out
 
 
+def report_kept(earlier: dict, now: dict, reused: set[str], work: set[str], files: list[Path]) -> bool:
+    """Whether a rerun keeps the report as it is, writing nothing: it did no work (every stage in `work` was
+    reused whole), every report file is there, and the report says what the earlier one said (timings aside)."""
+    if not work <= reused or not all(f.is_file() for f in files):
+        return False
+    return _untimed(json.loads(json.dumps(now))) == _untimed(earlier)
+
+
+def _untimed(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "seconds"}
+
+
 def kept_samplers(cfg: ChainConfig, samplers: list[Sampler], split: str = "test") -> set[str]:
     """The samplers whose clips `sample_and_score` would re-score rather than make (read before it runs)."""
     pairs = eval_pairs(cfg, split)

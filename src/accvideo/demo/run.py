@@ -24,6 +24,7 @@ from accvideo.demo.chain import (
     load_clips,
     read_json_dict,
     record_training_settings,
+    report_kept,
     sample_and_score,
     synthesize_synvid,
     training_seconds,
@@ -31,6 +32,9 @@ from accvideo.demo.chain import (
 )
 from accvideo.demo.config import DEMO_TRAINING, ChainConfig
 from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
+
+WORK_STAGES = {"synthesize", "distill", "sample + evaluate"}  # a rerun that reused them all keeps the report
+REPORT_FILES = ("index.md", "metrics.json", "grid.mp4", "grid.gif", "frames.png", "losses.png")
 
 
 def demo_samplers(cfg: ChainConfig, student_run: Path) -> list[Sampler]:
@@ -76,6 +80,19 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     with stages("sample + evaluate"):
         results = sample_and_score(cfg, samplers, progress)
     reused |= {"sample + evaluate"} if kept == set(results) else set()
+    metrics = {
+        "accvideo": __version__,
+        "config": to_dict(cfg),
+        "machine": _machine(),
+        "seconds": {},  # below, once the report is made
+        "train_seconds": trained or earlier.get("train_seconds"),
+        "eval_pairs": [list(p) for p in eval_pairs(cfg)],
+        "results": results,
+    }
+    if report_kept(earlier, metrics, reused, WORK_STAGES, [report / name for name in REPORT_FILES]):
+        echo(comparison_table(earlier["results"]))
+        echo(f"nothing to do: {report / 'index.md'} already reports these settings (every stage reused)")
+        return earlier
     with stages("report"):
         pairs = eval_pairs(cfg)[: cfg.grid_prompts]
         columns = [load_clips(r["videos"], cfg.grid_prompts) for r in results.values()]
@@ -90,20 +107,11 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     seconds = {**stages.seconds, "total": round(time.perf_counter() - t0, 2)}
     # a stage this run reused whole keeps the seconds measured when its work was done (a rescoring rerun would
     # otherwise report a near-zero distill); train_seconds: the training behind the student, over all its resumes
-    seconds = kept_seconds(seconds, earlier.get("seconds", {}), reused)
-    metrics = {
-        "accvideo": __version__,
-        "config": to_dict(cfg),
-        "machine": _machine(),
-        "seconds": seconds,
-        "train_seconds": trained or earlier.get("train_seconds"),
-        "eval_pairs": [list(p) for p in eval_pairs(cfg)],
-        "results": results,
-    }
+    metrics["seconds"] = kept_seconds(seconds, earlier.get("seconds", {}), reused)
     write_json_atomic(report / "metrics.json", metrics)
     write_text_atomic(report / "index.md", index_markdown(cfg, metrics))
     echo(comparison_table(results))
-    echo(f"wrote {report / 'index.md'} (total {seconds['total']:.0f} s)")
+    echo(f"wrote {report / 'index.md'} (total {metrics['seconds']['total']:.0f} s)")
     return metrics
 
 
