@@ -132,21 +132,37 @@ def test_training_lowers_the_loss_and_beats_the_untrained_decoder(tiny_wan_dir, 
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid, tmp_path, monkeypatch):
+    """Stopped by SIGTERM (it saves the iteration under way), then killed (back to that save): the same bytes."""
+    import signal
+
+    from accvideo.core.interrupts import Interrupted, catch_interrupts
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller
+    from accvideo.distill.plots import read_losses
 
     kw = dict(iterations=8, checkpoint_every=4, adv_weight=0.1, adv_start=0.3, crop=2, ema=0.5)  # all resume too
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "straight", **kw), progress=False)
     step = DecoderDistiller.train_iteration
+
+    def signalled(self):
+        if self.iteration == 4:
+            signal.raise_signal(signal.SIGTERM)  # during iteration 5, between checkpoints: it saves that one
+        return step(self)
 
     def killed(self):
         if self.iteration == 6:
             raise KeyboardInterrupt
         return step(self)
 
-    monkeypatch.setattr(DecoderDistiller, "train_iteration", killed)
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", signalled)
+    with pytest.raises(Interrupted, match=f"^interrupted \\(SIGTERM\\) at iteration 5 of 8, which is saved in {out};"):
+        with catch_interrupts():
+            distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
+    assert [r["iteration"] for r in read_losses(out / "losses.jsonl") if "loss" in r] == [1, 2, 3, 4, 5]
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", killed)  # a kill goes back to iteration 5's save
     with pytest.raises(KeyboardInterrupt):
-        distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
     monkeypatch.setattr(DecoderDistiller, "train_iteration", step)
     distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
     a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()

@@ -117,6 +117,42 @@ def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvi
     assert code == 2 and err.count("\n") == 1 and "lambda_adv=0.1" in err and "another --out" in err
 
 
+def test_a_signal_saves_the_iteration_under_way_and_the_rerun_goes_on_from_it(tiny_wan_dir, synvid, tmp_path):
+    """SIGTERM (torchrun stopping its workers, a cluster preempting a job; Ctrl-C takes the same path): the run
+    saves after the iteration under way and stops with one line; with checkpoint_every=100 it used to lose them all
+    (SIGTERM ended it at once, with no line)."""
+    sig = signal.SIGTERM
+    settings = ("iterations=8", "checkpoint_every=100")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    cmd_whole = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, whole, *settings)]
+    whole_proc = subprocess.Popen(cmd_whole, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    stopped = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, stopped, *settings)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while len(read_losses(stopped / "losses.jsonl")) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-2000:]  # 143, as a shell reports a process SIGTERM ended
+    saved = torch.load(stopped / "checkpoint.pt", weights_only=True)["iteration"]
+    assert 2 <= saved < 8 and len(read_losses(stopped / "losses.jsonl")) == saved
+    assert err.splitlines()[-1] == (
+        f"interrupted (SIGTERM) at iteration {saved} of 8, which is saved in {stopped}; "
+        "rerun the same command to resume"
+    )
+    assert "Traceback" not in err and not (stopped / ".accvideo-lock").exists()
+    resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _, whole_err = whole_proc.communicate(timeout=300)
+    assert whole_proc.returncode == 0, whole_err[-2000:]
+    assert losses_of(stopped) == losses_of(whole)  # the saved iteration is where the rerun went on, bit for bit
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)["student"]
+    b = torch.load(stopped / "checkpoint.pt", weights_only=True)["student"]
+    assert all(torch.equal(t, b[name]) for name, t in a.items())
+
+
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(
     tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
 ):

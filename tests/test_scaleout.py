@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -30,10 +32,10 @@ def run_one(**kw) -> None:
     Distiller(quick_config(**kw)).run(progress=False)
 
 
-def torchrun(**kw) -> str:
-    """`torchrun --nproc_per_node 2 -m accvideo distill key=value ...` on gloo; its stdout."""
+def torchrun_command(**kw) -> list[str]:
+    """`torchrun --nproc_per_node 2 -m accvideo distill key=value ...` on gloo."""
     args = [f"{k}={v}" for k, v in kw.items() if k not in ("teacher", "data", "out")]
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -51,6 +53,11 @@ def torchrun(**kw) -> str:
         kw["out"],
         *args,
     ]
+
+
+def torchrun(**kw) -> str:
+    """Run `torchrun_command`; its stdout."""
+    cmd = torchrun_command(**kw)
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -130,6 +137,27 @@ def test_fsdp_lora_with_accumulation_resumes_a_one_process_checkpoint(tiny_wan_d
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+
+def test_sigterm_to_torchrun_saves_every_rank_at_one_iteration(tiny_wan_dir, synvid, tmp_path):
+    """Ctrl-C or SIGTERM on torchrun makes it SIGTERM its workers (a preempted job's workers get one too): they agree
+    on one iteration (a collective each iteration), save it together and stop with one line; they used to die at
+    once and lose everything since the last checkpoint."""
+    run = tmp_path / "run"
+    cmd = torchrun_command(**settings(tiny_wan_dir, synvid, run, batch=2, iterations=40, parallel="fsdp"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(read_losses(run / "losses.jsonl")) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1].decode()
+    saved = torch.load(run / SHARDED / META, weights_only=True)["iteration"]
+    assert 3 <= saved < 40 and len(read_losses(run / "losses.jsonl")) == saved  # every rank saved the same one
+    line = f"interrupted (SIGTERM) at iteration {saved} of 40, which is saved in {run}; rerun the same command"
+    assert err.count(line) == 1  # one line for the node, not one a rank
+    run_one(**settings(tiny_wan_dir, synvid, run, batch=2, iterations=saved + 1))  # one process resumes it
+    assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == list(range(1, saved + 2))
 
 
 def test_batch_split_and_mode_choice():

@@ -70,6 +70,45 @@ def test_killed_run_resumes_to_the_same_weights(reference, tmp_path, monkeypatch
     assert records[1]["final_loss"] is not None and records[1]["final_loss"] == records[0]["final_loss"]
 
 
+def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on(reference, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) in the VAE phase, then in the transformer phase: each run saves the step it was on and
+    stops with one line naming it (was: killed at once, back to the last checkpoint); the third run finishes with
+    the weights of an uninterrupted one."""
+    import signal
+
+    from accvideo.core.interrupts import Interrupted, catch_interrupts
+
+    out, work = tmp_path / "stopped", tmp_path / "stopped.work"
+    real_step = torch.optim.AdamW.step
+
+    def signalled_at(call):
+        calls = {"n": 0}
+
+        def step(self, *a, **kw):
+            calls["n"] += 1
+            if calls["n"] == call:
+                signal.raise_signal(signal.SIGTERM)  # lands mid-step: the step finishes, is saved, then the stop
+            return real_step(self, *a, **kw)
+
+        return step
+
+    lines = []
+    for call in (1, 3 + 2):  # VAE step 1 of 4; after the 3 VAE steps left, transformer step 2 of 7
+        monkeypatch.setattr(torch.optim.AdamW, "step", signalled_at(call))
+        with pytest.raises(Interrupted) as exc, catch_interrupts():
+            train_teacher(CFG, out)
+        lines.append(str(exc.value))
+    assert not out.exists()
+    assert lines == [
+        f"interrupted (SIGTERM) at {unit} of {total}, which is saved in {folder}; rerun the same command to resume"
+        for unit, total, folder in (("VAE step 1", 4, work), ("transformer step 2", 7, work))
+    ]
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    train_teacher(CFG, out)
+    ref, res = _weights(reference[0]), _weights(out)
+    assert all(torch.equal(ref[k], res[k]) for k in ref)
+
+
 def _tree(folder):
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
 

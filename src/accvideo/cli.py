@@ -25,7 +25,7 @@ from importlib import import_module
 from pathlib import Path
 
 from accvideo import __version__
-from accvideo.core.interrupts import catch_interrupts
+from accvideo.core.interrupts import catch_interrupts, exit_code, signal_name
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import LAUNCHER_GONE, launcher_gone_line, watch_launcher
 from accvideo.errors import AccVideoError
@@ -621,8 +621,15 @@ def _fail(line: str) -> None:
     sys.exit(2)
 
 
-def _interrupted_line() -> str:
-    return launcher_gone_line() if LAUNCHER_GONE.is_set() else "interrupted"
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """The one line of a stopped run (a training run names the iteration it saved) and 128 + the signal's number."""
+    if LAUNCHER_GONE.is_set():
+        _echo(launcher_gone_line(), err=True)
+        sys.exit(130)
+    line = str(exc) or ("interrupted" if signal_name() == "SIGINT" else f"interrupted ({signal_name()})")
+    if _first_on_this_node(line):  # under torchrun every rank stops alike: one line a node
+        _echo(line, err=True)
+    sys.exit(exit_code())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -637,9 +644,8 @@ def main(argv: list[str] | None = None) -> None:
             check_interrupt()  # the command returned after a swallowed Ctrl-C: it was still interrupted
     except AccVideoError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        _echo(_interrupted_line(), err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except Exception as exc:  # faults of the machine, not bugs: one line each (torch is not imported for this)
         if LAUNCHER_GONE.is_set():  # a collective failed because the launcher took the other workers with it
             _echo(launcher_gone_line(), err=True)

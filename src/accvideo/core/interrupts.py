@@ -1,10 +1,16 @@
-"""A Ctrl-C always stops the run, even one Python swallowed.
+"""Ctrl-C and SIGTERM: a run always stops, and a training run keeps the iterations it has done.
 
 Python turns SIGINT into a KeyboardInterrupt wherever the main thread happens to be. When that is a fork handler
 or a finalizer (logging's and filelock's at-fork hooks, a `__del__`), Python prints `Exception ignored in ...` and
 carries on, so a run the user stopped went on to the end and exited 0. `catch_interrupts` (the CLI, around a whole
-command) records every Ctrl-C before raising it; the long loops call `check` once a step, so a swallowed one stops
-the run at the next step boundary, and a command that returns after one is still reported as interrupted.
+command) records every Ctrl-C and SIGTERM before raising it; the long loops call `check` once a step, so a
+swallowed one stops the run at the next step boundary, and a command that returns after one is still reported as
+interrupted.
+
+A training loop inside `deferred()` is not broken off mid-step by the first signal: it only asks the loop to stop
+(`stop_requested`), and the loop saves its checkpoint at the next iteration boundary and raises `Interrupted`, so
+the rerun resumes from the last iteration done. SIGTERM is what torchrun sends its workers when it is stopped
+(Ctrl-C on torchrun) and what a cluster sends a job it preempts. A second signal stops the run at once, as before.
 """
 
 from __future__ import annotations
@@ -14,30 +20,76 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-INTERRUPTED = threading.Event()  # a Ctrl-C arrived during this command (raised, perhaps swallowed)
+INTERRUPTED = threading.Event()  # a Ctrl-C or SIGTERM arrived during this command (raised, deferred or swallowed)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # the first signal's number
+_deferring = threading.Event()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal at a point it chose (after saving); its message is the line the CLI prints."""
 
 
 def _record(signum: int, frame: object) -> None:
+    again = INTERRUPTED.is_set()
     INTERRUPTED.set()
+    if not again:
+        _received.append(signum)
+        if _deferring.is_set():
+            return  # the training loop saves at its next iteration boundary and stops
     raise KeyboardInterrupt
 
 
 @contextmanager
 def catch_interrupts() -> Iterator[None]:
-    """Record every SIGINT while the block runs (the previous handler comes back after it); main thread only."""
+    """Record every SIGINT and SIGTERM while the block runs (the previous handlers come back after it); main
+    thread only."""
     INTERRUPTED.clear()
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, _record)
+    previous = {s: signal.signal(s, _record) for s in SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         INTERRUPTED.clear()  # library calls after the command (tests, notebooks) are not interrupted by it
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Inside, the first signal only asks the loop to stop (`stop_requested`); a second one stops at once."""
+    _deferring.set()
+    try:
+        yield
+    finally:
+        _deferring.clear()
+
+
+def stop_requested() -> bool:
+    """Whether a signal asked the run to stop (the loop inside `deferred` saves, then raises `Interrupted`)."""
+    return INTERRUPTED.is_set()
+
+
 def check() -> None:
-    """Raise the KeyboardInterrupt of a Ctrl-C that something swallowed; a step boundary of every long loop calls it."""
-    if INTERRUPTED.is_set():
+    """Raise the KeyboardInterrupt of a signal that something swallowed; a step boundary of every long loop calls
+    it. Inside `deferred` the loop itself stops, after saving."""
+    if INTERRUPTED.is_set() and not _deferring.is_set():
         raise KeyboardInterrupt
+
+
+def exit_code() -> int:
+    """128 + the signal's number, as a shell reports a process the signal ended: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
+
+
+def signal_name() -> str:
+    return signal.Signals(_received[0]).name if _received else "SIGINT"
+
+
+def saved_line(done: int, total: int, out: object, unit: str = "iteration") -> str:
+    """What a training run stopped by a signal prints once it has saved."""
+    by = "" if signal_name() == "SIGINT" else f" ({signal_name()})"
+    return f"interrupted{by} at {unit} {done} of {total}, which is saved in {out}; rerun the same command to resume"

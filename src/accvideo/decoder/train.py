@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import write_json_atomic
-from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
@@ -403,23 +403,26 @@ class DecoderDistiller:
         bar = tqdm(total=cfg.iterations, initial=start, desc="decoder", unit="it", disable=not progress)
         t_train, val, before = time.perf_counter(), None, self.train_seconds
         self.decoder.train()
-        try:
-            while self.iteration < cfg.iterations:
-                check_interrupt()
-                record = self.train_iteration()
-                shown = self.iteration % cfg.log_every == 0
-                self.train_seconds = before + time.perf_counter() - t_train
-                log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
-                bar.update(1)
-                if shown:
-                    bar.set_postfix(
-                        {k: f"{record[k]:.4g}" for k in ("l1", "grad", "feat") if k in record}, refresh=False
-                    )
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                    val = self.save(log)
-        finally:
-            bar.close()
-            log.close()
+        with interrupts.deferred():  # the first Ctrl-C or SIGTERM stops the loop after saving
+            try:
+                while self.iteration < cfg.iterations:
+                    record = self.train_iteration()
+                    shown = self.iteration % cfg.log_every == 0
+                    self.train_seconds = before + time.perf_counter() - t_train
+                    log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
+                    bar.update(1)
+                    if shown:
+                        bar.set_postfix(
+                            {k: f"{record[k]:.4g}" for k in ("l1", "grad", "feat") if k in record}, refresh=False
+                        )
+                    stop = interrupts.stop_requested()  # a Ctrl-C or SIGTERM: save this iteration, then stop
+                    if stop or self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                        val = self.save(log)
+                    if stop and self.iteration < cfg.iterations:
+                        raise interrupts.Interrupted(interrupts.saved_line(self.iteration, cfg.iterations, self.out))
+            finally:
+                bar.close()
+                log.close()
         if self.iteration == start and not self.artifact_is_current():
             val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact, current
         if val is None:  # resumed with nothing to do: the saved artifact's figures, computed again

@@ -28,8 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from accvideo.core import dist, parallel
-from accvideo.core.interrupts import check as check_interrupt
+from accvideo.core import dist, interrupts, parallel
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
 from accvideo.distill import losses, state
@@ -374,34 +373,37 @@ class Distiller:
         log = LossLog(self.out / "losses.jsonl", start, board) if main else None
         quiet = not (progress and main)
         bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=quiet, dynamic_ncols=True)
-        try:
-            while self.iteration < cfg.iterations:
-                check_interrupt()
-                try:
-                    record = self.train_iteration()
-                except NonFiniteLoss as exc:
-                    kept = f"the last good checkpoint (iteration {start}) is kept" if start else "no checkpoint yet"
-                    then = "resume from it" if start else "start again"
-                    raise AccVideoError(
-                        f"loss {exc} at iteration {self.iteration + 1}: stopped without saving; {kept} in {self.out}; "
-                        f"lower lr (e.g. lr=...) and rerun the same command to {then}"
-                    ) from None
-                shown = self.iteration % cfg.log_every == 0
-                self.train_seconds = before + time.perf_counter() - t_train
+        with interrupts.deferred():  # a Ctrl-C or SIGTERM: save after the iteration under way, then stop
+            try:
+                while self.iteration < cfg.iterations:
+                    try:
+                        record = self.train_iteration()
+                    except NonFiniteLoss as exc:
+                        kept = f"the last good checkpoint (iteration {start}) is kept" if start else "no checkpoint yet"
+                        then = "resume from it" if start else "start again"
+                        raise AccVideoError(
+                            f"loss {exc} at iteration {self.iteration + 1}: stopped without saving; {kept} in "
+                            f"{self.out}; lower lr (e.g. lr=...) and rerun the same command to {then}"
+                        ) from None
+                    shown = self.iteration % cfg.log_every == 0
+                    self.train_seconds = before + time.perf_counter() - t_train
+                    if log is not None:
+                        log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
+                    bar.update(1)
+                    if shown:
+                        bar.set_postfix(
+                            {k: f"{record[k]:.4g}" for k in ("traj", "g", "d") if record[k] is not None}, refresh=False
+                        )
+                    stop = dist.mean(float(interrupts.stop_requested())) > 0  # a collective: every rank, one iteration
+                    if stop or self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                        state.save(self)
+                        start = self.iteration
+                    if stop and self.iteration < cfg.iterations:
+                        raise interrupts.Interrupted(interrupts.saved_line(self.iteration, cfg.iterations, self.out))
+            finally:
+                bar.close()
                 if log is not None:
-                    log.write({**record, "seconds": round(self.train_seconds, 3)}, scalars=shown)
-                bar.update(1)
-                if shown:
-                    bar.set_postfix(
-                        {k: f"{record[k]:.4g}" for k in ("traj", "g", "d") if record[k] is not None}, refresh=False
-                    )
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                    state.save(self)
-                    start = self.iteration
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
+                    log.close()
         if self.iteration == start and not dist.from_main(lambda: state.artifact_is_current(self)):
             state.save(self)  # a finished run resumed with nothing to do still leaves its artifact, whole and current
         trained, train_seconds = self.samples - first_samples, time.perf_counter() - t_train

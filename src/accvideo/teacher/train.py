@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.inputs import load_safetensors, read_json, read_yaml
-from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
@@ -250,47 +250,50 @@ def train_transformer(
     _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
     bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
-    while step < cfg.steps:
-        check_interrupt()
-        warm = min(1.0, (step + 1) / cfg.warmup)
-        lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        idx = torch.randint(0, len(x_data), (cfg.batch,), generator=gen)
-        x0 = x_data[idx.to(device)]
-        cond = cond_all[data["caption_ids"][idx].to(device)]
-        drop = (torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout).to(device)
-        cond = torch.where(drop.view(-1, 1, 1), uncond.expand_as(cond), cond)
-        eps = torch.randn(x0.shape, generator=gen).to(device)
-        sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift).to(device)
-        s = sigma.view(-1, 1, 1, 1, 1)
-        given = {"condition": x0[:, :, :1]} if cfg.image else {}
-        v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond, **given})
-        loss = flow_loss(v, eps - x0, 1 if cfg.image else 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
-        step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
-        if step % 50 == 0:
-            with log.open("a") as f:
-                f.write(json.dumps({"step": step, "loss": running, "lr": lr}) + "\n")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_state(
-                ckpt,
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "ema": ema,
-                    "gen": gen.get_state(),
-                    "step": step,
-                    "running": running,
-                },
-            )
+    with interrupts.deferred():  # the first signal stops the loop after saving
+        while step < cfg.steps:
+            warm = min(1.0, (step + 1) / cfg.warmup)
+            lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = torch.randint(0, len(x_data), (cfg.batch,), generator=gen)
+            x0 = x_data[idx.to(device)]
+            cond = cond_all[data["caption_ids"][idx].to(device)]
+            drop = (torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout).to(device)
+            cond = torch.where(drop.view(-1, 1, 1), uncond.expand_as(cond), cond)
+            eps = torch.randn(x0.shape, generator=gen).to(device)
+            sigma = shift_sigmas(torch.rand(cfg.batch, generator=gen), cfg.shift).to(device)
+            s = sigma.view(-1, 1, 1, 1, 1)
+            given = {"condition": x0[:, :, :1]} if cfg.image else {}
+            v = adapter.velocity((1 - s) * x0 + s * eps, sigma, {"prompt_embeds": cond, **given})
+            loss = flow_loss(v, eps - x0, 1 if cfg.image else 0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}")
+            if step % 50 == 0:
+                with log.open("a") as f:
+                    f.write(json.dumps({"step": step, "loss": running, "lr": lr}) + "\n")
+            stop = interrupts.stop_requested()  # a Ctrl-C or SIGTERM: save this step, then stop
+            if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_state(
+                    ckpt,
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "ema": ema,
+                        "gen": gen.get_state(),
+                        "step": step,
+                        "running": running,
+                    },
+                )
+            if stop and step < cfg.steps:
+                raise interrupts.Interrupted(interrupts.saved_line(step, cfg.steps, work, "transformer step"))
     bar.close()
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)

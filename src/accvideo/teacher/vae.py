@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from accvideo.core.interrupts import check as check_interrupt
+from accvideo.core import interrupts
 from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.world import Attributes, WorldConfig, combinations, item_seed, render_batch
@@ -183,25 +183,30 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     hook = vae.decoder.register_forward_hook(lambda _m, _a, out: raw.append(out))
     bar = tqdm(total=cfg.vae_steps, initial=step, desc="teacher 1/3: VAE", unit="step")
     running = None
-    while step < cfg.vae_steps:
-        check_interrupt()
-        if step == cfg.vae_image_steps:
-            opt.state.clear()  # the clip phase starts its own Adam statistics (so does a run resumed here)
-            running = None
-        lr = _lr(cfg, step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss = _loss(vae, _batch(cfg, step, gen), cfg, raw)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix(phase="frames" if step <= cfg.vae_image_steps else "clips", loss=f"{running:.4f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
-            save_state(ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step})
+    with interrupts.deferred():  # the first signal stops the loop after saving
+        while step < cfg.vae_steps:
+            if step == cfg.vae_image_steps:
+                opt.state.clear()  # the clip phase starts its own Adam statistics (so does a run resumed here)
+                running = None
+            lr = _lr(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss = _loss(vae, _batch(cfg, step, gen), cfg, raw)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(phase="frames" if step <= cfg.vae_image_steps else "clips", loss=f"{running:.4f}")
+            stop = interrupts.stop_requested()  # a Ctrl-C or SIGTERM: save this step, then stop
+            if stop or step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+                save_state(
+                    ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step}
+                )
+            if stop and step < cfg.vae_steps:
+                raise interrupts.Interrupted(interrupts.saved_line(step, cfg.vae_steps, work, "VAE step"))
     bar.close()
     hook.remove()
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(done))
