@@ -9,8 +9,8 @@ interrupted.
 
 A training loop inside `deferred()` is not broken off mid-step by the first signal: it only asks the loop to stop
 (`stop_requested`), and the loop saves its checkpoint at the next iteration boundary and raises `Interrupted`, so
-the rerun resumes from the last iteration done. SIGTERM is what torchrun sends its workers when it is stopped
-(Ctrl-C on torchrun) and what a cluster sends a job it preempts. A second signal stops the run at once, as before.
+the rerun resumes from the last iteration done. torchrun passes the signal it gets (Ctrl-C, SIGTERM) on to its
+workers, and a cluster sends SIGTERM to a job it preempts. A second signal stops the run at once, as before.
 """
 
 from __future__ import annotations
