@@ -76,41 +76,52 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert source["student_dir"] == str(run / "student")
 
 
+def stopped_beside_a_whole_run(teacher, data, tmp_path, settings, sig, after):
+    """Start two equal runs, `whole` and `stopped`; send `sig` to `stopped` once `after` iterations are logged, and
+    return (its process once ended, its stderr, a function that reruns it and checks that both end equal). One
+    thread each: each has a core, and float reductions happen in the same order in every run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    cmd = {
+        out: [sys.executable, "-m", "accvideo", *distill_args(teacher, data, out, *settings)]
+        for out in (whole, stopped)
+    }
+    whole_proc = subprocess.Popen(cmd[whole], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd[stopped], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while len(read_losses(stopped / "losses.jsonl")) < after and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+
+    def rerun_equals_whole() -> dict:
+        resumed = subprocess.run(cmd[stopped], check=False, capture_output=True, text=True, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        whole_err = whole_proc.communicate(timeout=300)[1]
+        assert whole_proc.returncode == 0, whole_err[-2000:]
+        assert losses_of(stopped) == losses_of(whole)  # every loss of every key step, bit for bit
+        a = torch.load(whole / "checkpoint.pt", weights_only=True)
+        b = torch.load(stopped / "checkpoint.pt", weights_only=True)
+        assert a["samples"] == b["samples"]
+        for name, t in a["student"].items():
+            assert torch.equal(t, b["student"][name]), name
+        return b
+
+    return proc, err, rerun_equals_whole
+
+
 def test_sigkill_then_resume_reproduces_an_uninterrupted_run(tiny_wan_dir, synvid, tmp_path, capsys):
     # LoRA: its initialisation must come from the run's seed too (the two runs live in different processes)
     iterations = ("iterations=8", "lora_rank=2")
-    # all three runs in subprocesses with one thread: float reductions then happen in the same order
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    whole = tmp_path / "whole"
-    cmd_whole = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, whole, *iterations)]
-    # the uninterrupted run goes on beside the killed one (one thread each, so each has a core)
-    whole_proc = subprocess.Popen(cmd_whole, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, killed, *iterations)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while len(read_losses(killed / "losses.jsonl")) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    proc, _, rerun_equals_whole = stopped_beside_a_whole_run(
+        tiny_wan_dir, synvid, tmp_path, iterations, signal.SIGKILL, after=3
+    )
+    killed = tmp_path / "stopped"
     assert proc.returncode == -signal.SIGKILL  # killed, not finished
     saved = torch.load(killed / "checkpoint.pt", weights_only=True)
     assert 1 <= saved["iteration"] < 8
     assert (killed / ".accvideo-lock").read_text().endswith(f"-{proc.pid}")  # the dead writer's lock: taken over
-    resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    _, whole_err = whole_proc.communicate(timeout=300)
-    assert whole_proc.returncode == 0, whole_err[-2000:]
-    assert losses_of(killed) == losses_of(whole)  # every loss of every key step, bit for bit
-    a = torch.load(whole / "checkpoint.pt", weights_only=True)
-    b = torch.load(killed / "checkpoint.pt", weights_only=True)
-    assert a["samples"] == b["samples"] == 8 * 5 * 2
-    for name, t in a["student"].items():
-        assert torch.equal(t, b["student"][name]), name
+    assert rerun_equals_whole()["samples"] == 8 * 5 * 2
 
     # a resumed run must keep its settings
     code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, killed, *iterations, "lambda_adv=0.5"), capsys)
@@ -121,21 +132,12 @@ def test_a_signal_saves_the_iteration_under_way_and_the_rerun_goes_on_from_it(ti
     """SIGTERM (torchrun stopping its workers, a cluster preempting a job; Ctrl-C takes the same path): the run
     saves after the iteration under way and stops with one line; with checkpoint_every=100 it used to lose them all
     (SIGTERM ended it at once, with no line)."""
-    sig = signal.SIGTERM
     settings = ("iterations=8", "checkpoint_every=100")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    whole = tmp_path / "whole"
-    cmd_whole = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, whole, *settings)]
-    whole_proc = subprocess.Popen(cmd_whole, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc, err, rerun_equals_whole = stopped_beside_a_whole_run(
+        tiny_wan_dir, synvid, tmp_path, settings, signal.SIGTERM, after=2
+    )
     stopped = tmp_path / "stopped"
-    cmd = [sys.executable, "-m", "accvideo", *distill_args(tiny_wan_dir, synvid, stopped, *settings)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while len(read_losses(stopped / "losses.jsonl")) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + sig, err[-2000:]  # 143, as a shell reports a process SIGTERM ended
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # 143, as a shell reports a process SIGTERM ended
     saved = torch.load(stopped / "checkpoint.pt", weights_only=True)["iteration"]
     assert 2 <= saved < 8 and len(read_losses(stopped / "losses.jsonl")) == saved
     assert err.splitlines()[-1] == (
@@ -143,14 +145,7 @@ def test_a_signal_saves_the_iteration_under_way_and_the_rerun_goes_on_from_it(ti
         "rerun the same command to resume"
     )
     assert "Traceback" not in err and not (stopped / ".accvideo-lock").exists()
-    resumed = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    _, whole_err = whole_proc.communicate(timeout=300)
-    assert whole_proc.returncode == 0, whole_err[-2000:]
-    assert losses_of(stopped) == losses_of(whole)  # the saved iteration is where the rerun went on, bit for bit
-    a = torch.load(whole / "checkpoint.pt", weights_only=True)["student"]
-    b = torch.load(stopped / "checkpoint.pt", weights_only=True)["student"]
-    assert all(torch.equal(t, b[name]) for name, t in a.items())
+    rerun_equals_whole()  # the saved iteration is where the rerun went on, bit for bit
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(
