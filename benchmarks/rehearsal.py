@@ -261,6 +261,7 @@ def rehearse(
                 progress=False,
             )
         stages[f"distill_{name}"]["summary_peak_memory_mb"] = summary["peak_memory_mb"]
+        stages[f"distill_{name}"]["save_seconds"] = summary["save_seconds"]  # against torchrun's 30 s SIGTERM grace
         stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
         fmt = "lora" if rank else "diffusers"
         export = work / f"export-{name}"
@@ -309,6 +310,8 @@ def table(paths: list[str]) -> str:
                 note = []
                 if "grad_checkpointing" in e:
                     note.append(f"checkpointing {e['grad_checkpointing']}")
+                if e.get("save_seconds") is not None:
+                    note.append(f"last save {e['save_seconds']} s")
                 if "video_shape" in e:
                     note.append("video " + "x".join(map(str, e["video_shape"])))
                 if e.get("running"):

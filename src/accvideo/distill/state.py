@@ -272,6 +272,7 @@ def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: floa
         # samples = trajectories x key steps
         "samples_per_s": round(trained / loop_seconds, 3) if trained else None,
         "peak_memory_mb": peak_memory_mb(d.device),
+        "save_seconds": d.save_seconds,  # the last save of this invocation (torchrun's SIGKILL follows 30 s after)
     }
     if d.experts is not None:  # Wan 2.2 A14B: which expert trained which key step, which stayed the teacher's
         summary["experts"] = d.experts
@@ -279,7 +280,7 @@ def write_summary(d: Distiller, seconds: float, trained: int, loop_seconds: floa
         summary["real_clips"] = {"used": len(d.reals), "skipped": d.reals.skipped}
     earlier = read_summary(d.out) if not trained else {}
     if earlier.get("samples_per_s") is not None:  # a rerun that only saved again: the training's rate and peak
-        for key in ("samples_per_s", "peak_memory_mb"):
+        for key in ("samples_per_s", "peak_memory_mb", "save_seconds"):
             summary[key] = earlier.get(key, summary[key])
     if dist.is_main():
         write_json_atomic(d.out / "summary.json", summary)

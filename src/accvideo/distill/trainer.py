@@ -137,6 +137,7 @@ class Distiller:
         self.iteration = self.samples = self.fakes = 0
         self.train_seconds = 0.0  # wall seconds of training behind the current state, summed over resumes
         self.lock = None  # rank 0: the run folder's FolderLock while run() runs
+        self.save_seconds = None  # this invocation's last save (checkpoint + student): must fit a SIGTERM's grace
 
     @torch.no_grad()
     def _feature_dim(self) -> int:
@@ -396,8 +397,9 @@ class Distiller:
                         )
                     stop = dist.mean(float(interrupts.stop_requested())) > 0  # a collective: every rank, one iteration
                     if stop or self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                        t_save = time.perf_counter()
                         state.save(self)
-                        start = self.iteration
+                        start, self.save_seconds = self.iteration, round(time.perf_counter() - t_save, 3)
                     if stop and self.iteration < cfg.iterations:
                         raise interrupts.Interrupted(interrupts.saved_line(self.iteration, cfg.iterations, self.out))
             finally:
