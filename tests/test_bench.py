@@ -109,7 +109,7 @@ def test_random_weights_build_the_named_config(name, forwards, size, tmp_path, c
     [
         (["--size", "64by64"], "--size must look like HxW or HxWxF"),
         (["--random-weights", "--arch", "nope"], "unknown --arch 'nope'"),
-        (["--teacher-steps", "0"], "teacher_steps must be >= 1"),
+        (["--teacher-steps", "0"], "teacher_steps must be a positive integer"),
     ],
 )
 def test_bad_bench_input_is_one_line(args, message, tmp_path, capsys):

@@ -687,6 +687,17 @@ def export_given_two_runs(env):
     return ["export", str(run), "--run", str(env.teacher), "--out", str(env.tmp / "x")], "RUN given twice"
 
 
+# a sweep of session 15: paths, text, numbers, environment and damaged inputs from angles not tried before
+@case
+def steps_past_any_sampler(env):  # 2^62 steps overflowed torch's sizes (a traceback); 10^12 read as out of memory
+    steps = "4611686018427387904" if env.variant == "sample" else "1000000000000"
+    if env.variant == "sample":
+        args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    else:
+        args = _use_model(env, "synthesize", env.teacher)
+    return [*args, "--steps", steps], "steps must be a positive integer of at most 10,000"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
@@ -695,6 +706,7 @@ VARIANTS = {
     "a_negative_seed": ("prompts", "synthesize", "evaluate", "ablate"),
     "a_checkpoint_that_is_not_a_weights_only_file": ("pickle", "folder"),
     "a_count_that_would_fill_memory": ("evaluate", "distill"),
+    "steps_past_any_sampler": ("sample", "synthesize"),
 }
 
 

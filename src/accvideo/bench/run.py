@@ -14,6 +14,7 @@ from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
+from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models.open import model_family, open_model
@@ -42,9 +43,10 @@ class BenchConfig:
     out: str = "bench"  # the folder of bench.json and bench.md
 
     def __post_init__(self):
-        for name in ("teacher_steps", "student_steps", "repeats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("teacher_steps", "student_steps"):
+            check_steps(getattr(self, name), name)
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1; got {self.repeats}")
 
 
 def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):

@@ -8,6 +8,18 @@ import torch
 
 from accvideo.errors import AccVideoError
 
+# far more Euler steps than any flow-matching sampler needs (the teachers use 50); a grid past it would only fill
+# memory with sigmas (10^12 steps: 7 TB) or overflow torch's sizes (2^62 steps: a traceback)
+MAX_STEPS = 10_000
+
+
+def check_steps(steps: int | None, name: str = "steps") -> None:
+    """A step count setting (None: the model's own): 1 to MAX_STEPS; ValueError naming the fix (configs raise it)."""
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise ValueError(
+            f"{name} must be a positive integer of at most {MAX_STEPS:,} (the teachers use 50); got {steps}"
+        )
+
 
 def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
     """Map uniform noise levels s in [0, 1] to shifted ones: sigma = shift*s / (1 + (shift-1)*s)."""
@@ -18,8 +30,8 @@ def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
 
 def shifted_sigmas(n: int, shift: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The n-step teacher grid, shape (n+1,): s_j = 1 - j/n shifted, so sigma_0 = 1 > ... > sigma_n = 0."""
-    if n < 1:
-        raise AccVideoError(f"the number of steps must be at least 1, got {n}; pass e.g. --steps 50")
+    if not 1 <= n <= MAX_STEPS:
+        raise AccVideoError(f"the number of steps must lie in [1, {MAX_STEPS:,}], got {n}; pass e.g. --steps 50")
     s = 1.0 - torch.arange(n + 1, dtype=torch.float64) / n
     return shift_sigmas(s, shift).to(dtype)
 

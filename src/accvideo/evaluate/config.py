@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accvideo.core.schedules import check_steps
 from accvideo.models.runtime import RuntimeOptions
 from accvideo.world.attributes import SPLITS
 
@@ -44,8 +45,9 @@ class EvaluateConfig:
             )
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}; got {self.split!r}")
-        if (self.steps is not None and self.steps < 1) or self.batch_size < 1:
-            raise ValueError(f"--steps and --batch-size must be >= 1; got {self.steps}, {self.batch_size}")
+        check_steps(self.steps, "--steps")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1; got {self.batch_size}")
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"--guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
         if self.shift is not None and self.shift <= 0:

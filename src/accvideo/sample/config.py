@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
 from accvideo.models.runtime import RuntimeOptions
 
@@ -32,8 +33,7 @@ class SampleConfig:
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width)
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
+        check_steps(self.steps)
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
         if self.shift is not None and self.shift <= 0:

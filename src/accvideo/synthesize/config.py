@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from accvideo.core.sampling import TEACHER_STEPS
-from accvideo.core.schedules import check_key_indices, shifted_sigmas, uniform_key_indices
+from accvideo.core.schedules import check_key_indices, check_steps, shifted_sigmas, uniform_key_indices
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models.runtime import RuntimeOptions
@@ -46,8 +46,7 @@ class SynthConfig:
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width)
-        if self.steps < 1:
-            raise ValueError(f"steps must be a positive integer (e.g. --steps 50); got {self.steps}")
+        check_steps(self.steps)
         if self.key_steps is not None and self.key_indices is not None:
             raise ValueError("pass either --key-steps or --key-indices, not both")
         if self.key_steps is not None and self.key_steps < 1:
