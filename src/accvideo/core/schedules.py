@@ -31,7 +31,9 @@ def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
 def shifted_sigmas(n: int, shift: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The n-step teacher grid, shape (n+1,): s_j = 1 - j/n shifted, so sigma_0 = 1 > ... > sigma_n = 0."""
     if not 1 <= n <= MAX_STEPS:
-        raise AccVideoError(f"the number of steps must lie in [1, {MAX_STEPS:,}], got {n}; pass e.g. --steps 50")
+        raise AccVideoError(
+            f"the number of steps must be at least 1 and at most {MAX_STEPS:,}, got {n}; pass e.g. --steps 50"
+        )
     s = 1.0 - torch.arange(n + 1, dtype=torch.float64) / n
     return shift_sigmas(s, shift).to(dtype)
 
