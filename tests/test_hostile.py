@@ -698,6 +698,15 @@ def steps_past_any_sampler(env):  # 2^62 steps overflowed torch's sizes (a trace
     return [*args, "--steps", steps], "steps must be a positive integer of at most 10,000"
 
 
+@case
+def a_frame_rate_the_encoder_cannot_take(env):  # ffmpeg printed its own lines and wrote nothing: a traceback
+    if env.variant == "sample":
+        args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    else:
+        args = [*_use_model(env, "synthesize", env.teacher), "--videos"]
+    return [*args, "--fps", "9223372036854775807"], "fps must lie in [1, 1,000]"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
@@ -707,6 +716,7 @@ VARIANTS = {
     "a_checkpoint_that_is_not_a_weights_only_file": ("pickle", "folder"),
     "a_count_that_would_fill_memory": ("evaluate", "distill"),
     "steps_past_any_sampler": ("sample", "synthesize"),
+    "a_frame_rate_the_encoder_cannot_take": ("sample", "synthesize"),
 }
 
 
@@ -847,3 +857,22 @@ def test_a_rerun_replaces_its_own_outputs_but_not_edited_ones(tmp_path, capsys):
         main(["prompts", "--n", "3", "--out", str(out)])
     assert exc.value.code == 2 and "changed since" in capsys.readouterr().err
     assert out.read_bytes() == edited
+
+
+def test_a_video_writer_refuses_a_bad_rate_and_an_encoder_that_wrote_nothing(tmp_path, monkeypatch):
+    """demo's grid reaches write_video with its own fps: the rate is checked there too, and an encoder that failed
+    quietly (ffmpeg on an absurd rate wrote no file) is one line, never a rename of nothing (was FileNotFoundError)."""
+    import numpy as np
+
+    from accvideo.core import video
+    from accvideo.errors import AccVideoError
+
+    frames = np.zeros((5, 16, 16, 3), np.uint8)
+    with pytest.raises(AccVideoError, match=r"fps must lie in \[1, 1,000\]"):
+        video.write_video(tmp_path / "a.mp4", frames, fps=2**40)
+    monkeypatch.setattr(video, "_write_frames", lambda *a: None)
+    with pytest.raises(AccVideoError, match="the encoder failed: it wrote no file"):
+        video.write_video(tmp_path / "b.mp4", frames, fps=8)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert video.write_video(tmp_path / "c.mp4", frames, fps=1000).stat().st_size > 0  # the largest rate still encodes

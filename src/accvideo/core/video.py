@@ -12,6 +12,14 @@ import torch
 from accvideo.core.files import temp_name
 from accvideo.errors import AccVideoError
 
+MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its own lines and writing nothing
+
+
+def check_fps(fps: int) -> None:
+    """A frame-rate setting: 1 to MAX_FPS; ValueError naming the fix (configs raise it, write_video too)."""
+    if not 1 <= fps <= MAX_FPS:
+        raise ValueError(f"fps must lie in [1, {MAX_FPS:,}] (frames a second, e.g. --fps 8); got {fps}")
+
 
 def to_uint8(video: torch.Tensor | np.ndarray) -> np.ndarray:
     """(F, H, W, 3) floats in [0, 1] -> uint8 array."""
@@ -37,7 +45,13 @@ def write_video(
     if suffix not in (".gif", ".mp4"):
         raise ValueError(f"unsupported video extension {path.suffix!r}; use .mp4 or .gif")
     try:
+        check_fps(fps)
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
+    try:
         _write_frames(tmp, suffix, frames, fps)
+        if not tmp.is_file():  # an encoder that failed quietly: never a rename of nothing
+            raise RuntimeError("it wrote no file")
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, path)

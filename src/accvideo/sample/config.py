@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accvideo.core.schedules import check_steps
-from accvideo.core.video import check_video_size
+from accvideo.core.video import check_fps, check_video_size
 from accvideo.models.runtime import RuntimeOptions
 
 
@@ -40,5 +40,4 @@ class SampleConfig:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
         if not self.out.lower().endswith((".mp4", ".gif")):
             raise ValueError(f"--out must end in .mp4 or .gif; got {self.out}")
-        if self.fps < 1:
-            raise ValueError(f"fps must be positive; got {self.fps}")
+        check_fps(self.fps)

@@ -8,7 +8,7 @@ import torch
 
 from accvideo.core.sampling import TEACHER_STEPS
 from accvideo.core.schedules import check_key_indices, check_steps, shifted_sigmas, uniform_key_indices
-from accvideo.core.video import check_video_size
+from accvideo.core.video import check_fps, check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models.runtime import RuntimeOptions
 
@@ -58,9 +58,10 @@ class SynthConfig:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
         if self.store not in STORES:
             raise ValueError(f"--store must be one of {', '.join(STORES)}; got {self.store!r}")
-        for name in ("shard_size", "batch", "fps"):
+        for name in ("shard_size", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        check_fps(self.fps)
         try:
             _ = self.indices  # validate the key steps now, not after the teacher has loaded
         except AccVideoError as exc:
