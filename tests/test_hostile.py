@@ -707,6 +707,28 @@ def a_frame_rate_the_encoder_cannot_take(env):  # ffmpeg printed its own lines a
     return [*args, "--fps", "9223372036854775807"], "fps must lie in [1, 1,000]"
 
 
+@case
+def a_device_this_machine_lacks(env):  # mps read as "cannot load the pipeline ...; re-save or re-download it"
+    import torch
+
+    if env.variant == "cuda:7":  # a machine with one GPU: torch's invalid device ordinal, deep in the loader
+        env.monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        env.monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    else:
+        env.monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    args = [
+        "sample",
+        "--model",
+        str(env.teacher),
+        *SMALL[:-2],
+        "--device",
+        env.variant,
+        "--out",
+        str(env.tmp / "c.mp4"),
+    ]
+    return args, {"mps": "has no MPS", "cuda:7": "names GPU 7 but 1 GPU(s) are visible"}[env.variant]
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
@@ -717,6 +739,7 @@ VARIANTS = {
     "a_count_that_would_fill_memory": ("evaluate", "distill"),
     "steps_past_any_sampler": ("sample", "synthesize"),
     "a_frame_rate_the_encoder_cannot_take": ("sample", "synthesize"),
+    "a_device_this_machine_lacks": ("mps", "cuda:7"),
 }
 
 

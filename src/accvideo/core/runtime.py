@@ -29,6 +29,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AccVideoError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise AccVideoError(
+            f"--device {name} names GPU {dev.index} but {count} GPU(s) are visible; use --device cuda:0 to "
+            f"cuda:{count - 1} (or check CUDA_VISIBLE_DEVICES)"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():  # was blamed on the model folder
+        raise AccVideoError("--device mps was asked for but this machine has no MPS (Apple GPU); use --device cpu")
     return dev
 
 
