@@ -729,6 +729,13 @@ def a_device_this_machine_lacks(env):  # mps read as "cannot load the pipeline .
     return args, {"mps": "has no MPS", "cuda:7": "names GPU 7 but 1 GPU(s) are visible"}[env.variant]
 
 
+@case
+def a_config_that_sets_a_key_twice(env):  # the last one won silently: 50 steps where the first line said 2
+    config = env.tmp / "twice.yaml"
+    config.write_text("steps: 2\nguidance: 3\nsteps: 50\n")
+    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "sets 'steps' twice (lines 1 and 3)"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),

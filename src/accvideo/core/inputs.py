@@ -48,6 +48,25 @@ class _Loader(yaml.SafeLoader):
     """The safe loader with YAML 1.2's booleans: only true / false. YAML 1.1 also reads on, off, yes, no, y and n
     as booleans, so `mixed_precision: off` arrived as False; settings typed bool still take those words."""
 
+    def construct_mapping(self, node, deep=False):
+        """A mapping whose keys are each given once: a key given twice (`steps: 2` ... `steps: 50`) was read as the
+        last one, silently; merged keys (`<<: *base`) may still be overridden."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(f"sets {key!r} twice (lines {first} and {second})")
+
 
 _BOOL = "tag:yaml.org,2002:bool"
 _Loader.yaml_implicit_resolvers = {
@@ -62,6 +81,8 @@ def read_yaml(path: str | Path, fix: str):
     path = Path(path)
     try:
         return yaml.load(_read_text(path, fix), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise _bad(path, f"{exc}; keep one of them", fix) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
