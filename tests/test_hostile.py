@@ -736,6 +736,17 @@ def a_config_that_sets_a_key_twice(env):  # the last one won silently: 50 steps 
     return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "sets 'steps' twice (lines 1 and 3)"
 
 
+@case
+def synthesize_while_another_synthesize_writes_the_folder(env):  # both ran: --overwrite removed the other's shards
+    from accvideo.core.files import writer_id
+
+    data = env.copy(env.synvid, "syn")
+    live = writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}"  # a live process of this host that is not this one
+    (data / ".accvideo-lock").write_text(live)
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(data)]
+    return [*args, *SYNTH, "--overwrite"], "another `accvideo synthesize`"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
@@ -906,3 +917,16 @@ def test_a_video_writer_refuses_a_bad_rate_and_an_encoder_that_wrote_nothing(tmp
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     assert video.write_video(tmp_path / "c.mp4", frames, fps=1000).stat().st_size > 0  # the largest rate still encodes
+
+
+def test_synthesize_releases_its_folder_lock(tiny_wan_dir, tmp_path, capsys):
+    """The lock that refuses a second synthesize is gone when the run ends, so the rerun resumes."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moving left\n")
+    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(tmp_path / "s")]
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, *SYNTH])
+        assert exc.value.code == 0, capsys.readouterr()
+        assert not (tmp_path / "s" / ".accvideo-lock").exists()
+    assert "kept 1 complete shard(s)" in capsys.readouterr().out

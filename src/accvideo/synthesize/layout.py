@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from accvideo.core.files import remove_stale_temps
-from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.prompts import Item
@@ -102,13 +102,19 @@ def prepare_folder(
     shard_size: int,
     overwrite: bool,
     teacher_dir: Path,
+    locks: list[FolderLock] | None = None,
 ) -> int:
     """Claim `root`, check the shards already there against this run and their digests (remove clashing or
-    damaged ones if `overwrite`); clear temporary files of dead writers.
+    damaged ones if `overwrite`); clear temporary files of dead writers. With `locks`, the folder's FolderLock is
+    taken first and appended to it (the caller releases it when the run ends): a second synthesize on the same
+    folder is refused before it removes or writes anything (two duplicated each other's work, and an --overwrite
+    one removed the other's shards under it).
 
     Returns the number of shards removed. Run on rank 0 only, before any rank writes.
     """
     claim_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
+    if locks is not None:
+        locks.append(FolderLock(root, COMMAND))
     removed = 0
     for path in list_shards(root):
         header = read_header(path)

@@ -81,14 +81,15 @@ def recorded_identity(root: Path) -> str | None:
     return None
 
 
-def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines) -> tuple[str, int]:
-    """Rank 0 identifies the teacher and checks the folder; every rank gets (identity, removed) or the error."""
+def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines, locks) -> tuple[str, int]:
+    """Rank 0 identifies the teacher, locks and checks the folder (its lock appended to `locks`); every rank gets
+    (identity, removed) or the error."""
 
     def prepare() -> tuple[str, int]:
         # in the scheme the folder's shards recorded, so a dataset made before the sampled identity still resumes
         identity = teacher_identity(model_dir, like=recorded_identity(root))
         settings = dataset_settings(cfg, adapter, identity, plan, dtype)
-        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir)
+        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir, locks)
         shards = range(shard_count(len(items), cfg.shard_size))
         if (root / MANIFEST).is_file() and all(
             is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos) for k in shards
@@ -176,11 +177,16 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True, adapter=None) -> dict
     already loaded from cfg.teacher (benchmarks); by default it is loaded here.
     """
     device = dist.local_device(resolve_device(cfg.device))
-    with dist.distributed(device):
-        return _synthesize(cfg, device, progress, adapter)
+    locks: list = []  # rank 0: the folder's FolderLock while this run writes
+    try:
+        with dist.distributed(device):
+            return _synthesize(cfg, device, progress, adapter, locks)
+    finally:
+        for lock in locks:
+            lock.release()
 
 
-def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
+def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) -> dict:
     t0 = time.perf_counter()
     prompts = read_prompts(cfg.prompts, cfg.seed)
     items = list(prompts.items)
@@ -204,7 +210,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter) -> dict:
         resized = prompts.resized(cfg.height, cfg.width)
         if resized is not None:
             dist.print0(resized, flush=True)
-    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines)
+    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines, locks)
     settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 
     num_shards = shard_count(len(items), cfg.shard_size)
