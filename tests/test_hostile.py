@@ -747,6 +747,14 @@ def synthesize_while_another_synthesize_writes_the_folder(env):  # both ran: --o
     return [*args, *SYNTH, "--overwrite"], "another `accvideo synthesize`"
 
 
+@case
+def a_transformer_config_with_fewer_blocks_than_its_weights(env):  # loaded 2 of 3 blocks and sampled, silently
+    t = env.copy(env.teacher, "teacher")
+    config = json.loads((t / "transformer" / "config.json").read_text())
+    (t / "transformer" / "config.json").write_text(json.dumps({**config, "num_layers": config["num_layers"] - 1}))
+    return _use_model(env, env.variant, t), "config.json does not match its weights"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
@@ -758,6 +766,7 @@ VARIANTS = {
     "steps_past_any_sampler": ("sample", "synthesize"),
     "a_frame_rate_the_encoder_cannot_take": ("sample", "synthesize"),
     "a_device_this_machine_lacks": ("mps", "cuda:7"),
+    "a_transformer_config_with_fewer_blocks_than_its_weights": ("sample", "synthesize", "bench"),
 }
 
 

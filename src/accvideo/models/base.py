@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
+from accvideo.core.inputs import check_safetensors
 from accvideo.errors import AccVideoError
 
 
@@ -51,6 +52,29 @@ def empty_config(cls, folder: Path):
     return empty_module(cls, folder).config
 
 
+def check_weights_used(module, folder: Path) -> None:
+    """Refuse a diffusers model whose safetensors hold weights it does not use: its config.json and its weights
+    disagree (`num_layers` 1 over a 2-block file loaded one block and dropped the other, silently: diffusers only
+    logs it). Keys the class itself declares ignorable are allowed."""
+    import re
+
+    from diffusers import ModelMixin
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not isinstance(module, ModelMixin) or not files:
+        return
+    ignore = [re.compile(p) for p in getattr(module, "_keys_to_ignore_on_load_unexpected", None) or []]
+    stored = {
+        k for f in files for k in check_safetensors(f, "re-save or re-download the pipeline") if k != "__metadata__"
+    }
+    unused = sorted(k for k in stored - set(module.state_dict()) if not any(p.search(k) for p in ignore))
+    if unused:
+        raise AccVideoError(
+            f"{folder}/config.json does not match its weights: {len(unused)} stored tensor(s) are not used by the "
+            f"model it describes (e.g. {unused[0]}); restore the config.json or re-download the pipeline"
+        )
+
+
 def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: LoadParts, transformer_cls):
     """`pipeline_cls.from_pretrained` of the local folder with only `parts`, frozen, on `device` (an empty
     transformer stays on the meta device until the parallel seam fills it)."""
@@ -64,6 +88,8 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
         skip["transformer"] = empty_module(transformer_cls, path / "transformer", dtype)
     pipe = pipeline_cls.from_pretrained(str(path), dtype=dtype, local_files_only=True, **skip)
     for name, module in pipe.components.items():
+        if name not in skip:
+            check_weights_used(module, path / name)
         if isinstance(module, torch.nn.Module):
             if not (parts.empty_transformer and name == "transformer"):
                 module.to(device)
