@@ -755,6 +755,12 @@ def a_transformer_config_with_fewer_blocks_than_its_weights(env):  # loaded 2 of
     return _use_model(env, env.variant, t), "config.json does not match its weights"
 
 
+@case
+def a_number_setting_with_no_value(env):  # `steps=` read as null: the --steps 2 given became the model's 50
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    return [*args, "steps="], "setting steps= has no value"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),

@@ -55,6 +55,8 @@ def load_config(
             key, value = override.split("=", 1)
             if key in text:  # as given: YAML would read `off` or `no` as a boolean, `1e-3` as a number
                 merged = OmegaConf.merge(merged, nest({key: literal(_text_value(value))}))
+            elif not value.strip():  # read as null: `steps=$STEPS` with STEPS unset dropped the --steps given
+                raise AccVideoError(f"setting {key}= has no value; give {key}=VALUE, or {key}=null for its default")
             else:
                 merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(override)]))
         return check_numbers(OmegaConf.to_object(merged))
