@@ -761,6 +761,12 @@ def a_number_setting_with_no_value(env):  # `steps=` read as null: the --steps 2
     return [*args, "steps="], "setting steps= has no value"
 
 
+@case
+def a_lora_rank_past_every_layer(env):  # 2^63 - 1 overflowed torch's sizes inside peft: a traceback
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "r")]
+    return [*args, *DISTILL, "--lora-rank", "9223372036854775807"], "exceeds the rank of every targeted layer"
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),

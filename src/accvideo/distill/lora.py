@@ -39,6 +39,16 @@ def targets_for(family: str, targets: Sequence[str] | None) -> list[str]:
 
 def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:
     """Wrap `targets` of `transformer` in LoRA layers (float32) in place; returns the trainable LoRA parameters."""
+    ranks = [
+        min(m.in_features, m.out_features)
+        for name, m in transformer.named_modules()
+        if isinstance(m, nn.Linear) and any(name == t or name.endswith(f".{t}") for t in targets)
+    ]
+    if ranks and rank > max(ranks):  # no layer could use it (2^63 overflowed torch's sizes: a traceback)
+        raise AccVideoError(
+            f"lora_rank {rank} exceeds the rank of every targeted layer (at most {max(ranks)}); use a lora_rank of "
+            f"at most {max(ranks)}, or lora_rank=0 for a full student"
+        )
     try:
         transformer.add_adapter(lora_config(rank, alpha, targets))
     except ValueError as exc:  # peft: no module matched the target names
