@@ -767,6 +767,13 @@ def a_lora_rank_past_every_layer(env):  # 2^63 - 1 overflowed torch's sizes insi
     return [*args, *DISTILL, "--lora-rank", "9223372036854775807"], "exceeds the rank of every targeted layer"
 
 
+@case
+def a_nested_setting_given_a_number(env):  # the line named no fix: "bad config for SampleConfig: Merge error: ..."
+    return ["sample", "--model", str(env.teacher), "runtime=3", "--out", str(env.tmp / "c.mp4")], (
+        "nested ones as runtime.offload=true"
+    )
+
+
 VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),

@@ -65,7 +65,11 @@ def load_config(
         key = getattr(exc, "full_key", None)
         if key:  # name the setting and what it takes
             raise AccVideoError(f"setting {key}: {msg}; give it a value of its type (--help lists them)") from None
-        raise AccVideoError(f"bad config for {cls.__name__}: {msg}") from None
+        # a nested setting given a scalar (`runtime=3`), a YAML key that is not text (`null: 3`): no key to name
+        raise AccVideoError(
+            f"bad config for {cls.__name__}: {msg}; give each setting a value of its type, nested ones as "
+            "runtime.offload=true (--help lists them)"
+        ) from None
     except RecursionError:  # a YAML alias inside its own anchor (`a: &a [*a]`)
         raise AccVideoError(f"config file {path} refers to itself (a YAML alias inside its own anchor)") from None
     except (ValueError, TypeError) as exc:  # raised by a config's own validation
