@@ -211,6 +211,25 @@ def test_a_command_that_returns_after_a_swallowed_ctrl_c_is_reported_interrupted
     assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 
+def test_a_sigterm_landing_in_an_exec_of_a_string_exits_143_under_python_m(tmp_path):
+    """`python -m accvideo` (how torchrun starts its workers): a SIGTERM that lands while a module being imported
+    makes a dataclass (an exec of a string) marked the KeyboardInterrupt unhandled, and CPython ended the run by
+    SIGINT after the CLI chose 143 (a shell read 130, subprocess -2; in 6 of 40 SIGTERMs during start-up)."""
+    package = tmp_path / "runs_accvideo"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "from accvideo import cli\n"
+        "def command(argv):  # the SIGTERM lands in an exec of a string, as in dataclasses' making a class\n"
+        "    exec('import os, signal; os.kill(os.getpid(), signal.SIGTERM)')\n"
+        "cli.dispatch = command\n"
+        "cli.main(['sample'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", package.name], capture_output=True, text=True, env=env, timeout=60)
+    assert (run.returncode, run.stderr) == (143, "interrupted (SIGTERM)\n")
+
+
 def test_under_torchrun_a_rank_whose_peer_stopped_says_so_in_one_line(monkeypatch):
     from accvideo.cli import fault_line
 

@@ -623,6 +623,10 @@ def _fail(line: str) -> None:
 
 def _interrupted(exc: KeyboardInterrupt) -> None:
     """The one line of a stopped run (a training run names the iteration it saved) and 128 + the signal's number."""
+    # A KeyboardInterrupt that escaped an exec() of a string (dataclasses and namedtuple make their methods so, as a
+    # module imports) marks it unhandled in CPython, and a `python -m accvideo` run (torchrun's workers) then ends
+    # by SIGINT whatever code it exits with (SIGTERM read as Ctrl-C); an exec that returns clears the mark.
+    exec("pass")
     if LAUNCHER_GONE.is_set():
         _echo(launcher_gone_line(), err=True)
         sys.exit(130)
