@@ -239,3 +239,21 @@ def test_under_torchrun_a_rank_whose_peer_stopped_says_so_in_one_line(monkeypatc
     monkeypatch.setenv("RANK", "1")
     assert fault_line(gone).startswith("another process of this launch stopped first (its error is above)")
     assert fault_line(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug stays a traceback
+
+
+def test_a_deleted_working_folder_is_one_line_before_torch_loads(tmp_path, capsys):
+    """A shell left in a removed folder: torch's libraries failed to load (oneMKL's FATAL ERROR, its own lines)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    here = os.getcwd()
+    os.chdir(gone)
+    gone.rmdir()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["sample", "--model", "builtin", "--out", str(tmp_path / "c.mp4")])
+    finally:
+        os.chdir(here)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: the current folder no longer exists (deleted or moved); ")
+    assert err.endswith("cd to an existing folder and rerun the command\n") and err.count("\n") == 1
+    assert not (tmp_path / "c.mp4").exists()

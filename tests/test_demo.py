@@ -279,6 +279,10 @@ def test_bad_demo_settings_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and "must divide teacher_steps" in err and err.count("\n") == 1
     code, _, err = run_cli(["demo", "--out", str(tmp_path / "d"), "--preset", "huge"], capsys)
     assert code == 2 and "--preset must be one of default, quick" in err
+    # refused before the chain (was: at the report's grid, after synthesize, distill and sampling had all run)
+    code, _, err = run_cli(["demo", "--out", str(tmp_path / "d"), "--preset", "quick", "--fps", "2000"], capsys)
+    assert code == 2 and "fps must lie in [1, 1,000]" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_with_an_image_to_video_teacher_gives_each_prompt_its_world_first_frame(tmp_path):

@@ -708,6 +708,12 @@ def a_frame_rate_the_encoder_cannot_take(env):  # ffmpeg printed its own lines a
 
 
 @case
+def a_batch_too_large_to_exist(env):  # torch's "Storage size calculation overflowed": a traceback
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "r")]
+    return [*args, *DISTILL, "batch=9223372036854775807"], "too large to exist (its size overflows 64 bits)"
+
+
+@case
 def a_device_this_machine_lacks(env):  # mps read as "cannot load the pipeline ...; re-save or re-download it"
     import torch
 

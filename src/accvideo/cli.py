@@ -554,6 +554,11 @@ def fault_line(exc: BaseException) -> str | None:
             "the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on"
         )
     text = str(exc)
+    if isinstance(exc, RuntimeError) and "Storage size calculation overflowed" in text:  # torch, on absurd sizes
+        return (
+            "a tensor these settings ask for is too large to exist (its size overflows 64 bits); use a smaller "
+            "--batch, --size, --frames or head_channels"
+        )
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in text):
         asked = re.search(r"allocate (\d+) bytes", text)
         need = f"; it asked for {_mb(int(asked[1]))} more" if asked else ""
@@ -640,6 +645,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     watch_launcher()  # under torchrun: stop when the launcher is gone (core/launcher.py)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's libraries then fail to load (oneMKL: FATAL ERROR), printing their own lines
+        _fail("the current folder no longer exists (deleted or moved); cd to an existing folder and rerun the command")
     try:
         with catch_interrupts():  # a Ctrl-C that Python swallowed still stops the run (core/interrupts.py)
             if argv and argv[0] not in ("-h", "--help", "--version"):

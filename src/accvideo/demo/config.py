@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from accvideo.core.sampling import TEACHER_STEPS
+from accvideo.core.video import check_fps
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,6 @@ class ChainConfig:
             "iterations",
             "batch",
             "eval_batch",
-            "fps",
             "synth_batch",
         ):
             if getattr(self, name) < 1:
@@ -65,6 +65,7 @@ class ChainConfig:
             )
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        check_fps(self.fps)  # before the chain, not at the grid, after it
         check_threads(self.threads)
 
 
