@@ -708,6 +708,14 @@ def a_frame_rate_the_encoder_cannot_take(env):  # ffmpeg printed its own lines a
 
 
 @case
+def a_position_table_that_fits_no_video(env):  # said "use frames of at most -3"
+    t = env.copy(env.teacher, "teacher")
+    config = json.loads((t / "transformer" / "config.json").read_text())
+    (t / "transformer" / "config.json").write_text(json.dumps({**config, "rope_max_seq_len": 0}))
+    return _use_model(env, "sample", t), "rope_max_seq_len 0, which fits no video"
+
+
+@case
 def a_batch_too_large_to_exist(env):  # torch's "Storage size calculation overflowed": a traceback
     args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "r")]
     return [*args, *DISTILL, "batch=9223372036854775807"], "too large to exist (its size overflows 64 bits)"

@@ -134,6 +134,11 @@ class TransformerAdapter:
         limit = getattr(self.transformer.config, "rope_max_seq_len", None)
         if limit is None:
             return
+        if limit < 1:  # no size fits ("use frames of at most -3")
+            raise AccVideoError(
+                f"the transformer's config.json gives rope_max_seq_len {limit}, which fits no video; restore the "
+                "config.json or re-download the pipeline"
+            )
         pt, ph, pw = self.patch_size
         most = {
             "frames": (limit * pt - 1) * self.temporal_factor + 1,
