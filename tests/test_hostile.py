@@ -716,6 +716,19 @@ def a_position_table_that_fits_no_video(env):  # said "use frames of at most -3"
 
 
 @case
+def a_model_that_is_another_commands_output(env):  # said "not a diffusers pipeline (no model_index.json)"
+    if env.variant == "distill":  # a run stopped before its first checkpoint: no student yet
+        folder = env.tmp / "run"
+        folder.mkdir()
+        mark_folder(folder, "distill")
+        (folder / "config.yaml").write_text("iterations: 100\n")
+        words = "is a distill run with no student yet"
+    else:
+        folder, words = env.synvid, "is the output of `accvideo synthesize`, not a model"
+    return ["sample", "--model", str(folder), *SMALL, "--out", str(env.tmp / "c.mp4")], words
+
+
+@case
 def a_batch_too_large_to_exist(env):  # torch's "Storage size calculation overflowed": a traceback
     args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "r")]
     return [*args, *DISTILL, "batch=9223372036854775807"], "too large to exist (its size overflows 64 bits)"
@@ -797,6 +810,7 @@ VARIANTS = {
     "a_checkpoint_that_is_not_a_weights_only_file": ("pickle", "folder"),
     "a_count_that_would_fill_memory": ("evaluate", "distill"),
     "steps_past_any_sampler": ("sample", "synthesize"),
+    "a_model_that_is_another_commands_output": ("distill", "synthesize"),
     "a_frame_rate_the_encoder_cannot_take": ("sample", "synthesize"),
     "a_device_this_machine_lacks": ("mps", "cuda:7"),
     "a_transformer_config_with_fewer_blocks_than_its_weights": ("sample", "synthesize", "bench"),

@@ -9,6 +9,7 @@ import torch
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.inputs import check_model_folder, read_json
+from accvideo.core.outputs import owner
 from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
@@ -40,6 +41,13 @@ def model_index(path: str | Path) -> dict:
             f"{path} is a file, not a folder; pass the folder that holds model_index.json (--model, --teacher)"
         )
     index = path / "model_index.json"
+    if not index.is_file() and (made_by := owner(path)) is not None:  # another command's output, named as a model
+        if made_by == "distill":
+            raise AccVideoError(
+                f"{path} is a distill run with no student yet (it writes one at its first checkpoint); rerun its "
+                "distill command to train it, or pass a run that has one"
+            )
+        raise AccVideoError(f"{path} is the output of `accvideo {made_by}`, not a model; pass a pipeline or a student")
     if not index.is_file():
         raise AccVideoError(
             f"{path} is not a diffusers pipeline (no model_index.json); pass the folder that holds it "
