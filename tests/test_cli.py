@@ -211,6 +211,26 @@ def test_a_command_that_returns_after_a_swallowed_ctrl_c_is_reported_interrupted
     assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 
+def test_a_load_broken_by_a_swallowed_ctrl_c_is_interrupted_not_a_damaged_folder(tiny_wan_dir, monkeypatch, capsys):
+    """A Ctrl-C that lands in importlib's module-lock callback is swallowed and can break the import under way
+    (diffusers' lazy import then raises `Failed to import ...`): it was `error: cannot load the pipeline ...;
+    re-save or re-download it`, exit 2 (seen on a SIGTERM to torchrun 1.5 s into a run)."""
+    import accvideo.cli as cli
+    from accvideo.models.wan import WanAdapter
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+
+    def load(cls, *a, **kw):
+        _SwallowsCtrlC()
+        raise RuntimeError("Failed to import diffusers.models.autoencoders.autoencoder_kl_wan because of ...")
+
+    monkeypatch.setattr(cli, "_quiet_libraries", lambda: None)
+    monkeypatch.setattr(WanAdapter, "load", classmethod(load))
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--model", str(tiny_wan_dir), "--steps", "2", "--device", "cpu"])
+    assert exc.value.code == 130 and capsys.readouterr().err.endswith("interrupted\n")
+
+
 def test_a_sigterm_landing_in_an_exec_of_a_string_exits_143_under_python_m(tmp_path):
     """`python -m accvideo` (how torchrun starts its workers): a SIGTERM that lands while a module being imported
     makes a dataclass (an exec of a string) marked the KeyboardInterrupt unhandled, and CPython ended the run by

@@ -9,6 +9,7 @@ import torch
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.inputs import check_model_folder, read_json
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import owner
 from accvideo.errors import AccVideoError
 from accvideo.models.defaults import folder_settings
@@ -130,6 +131,7 @@ def load_adapter(
     except Exception as exc:  # noqa: BLE001 - whatever the loader raises for a bad folder, one line
         if isinstance(exc, (AccVideoError, MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc):
             raise  # memory is a fault of the machine: the CLI says what to change
+        check_interrupt()  # a Ctrl-C Python swallowed in an import (importlib's lock callback) broke it: stop
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None
     own = folder_settings(path)
