@@ -296,3 +296,42 @@ def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, c
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+
+def test_a_second_signal_mid_save_leaves_no_hidden_student_or_plot(tmp_path, monkeypatch):
+    """The second Ctrl-C stops at once, also while the student or the loss plot is being written: what was being
+    written goes (it used to stay as .student.part, a whole student's size, and .losses.part.png)."""
+    from types import SimpleNamespace
+
+    import matplotlib.figure
+
+    import accvideo.distill.student as student
+    from accvideo.distill.plots import plot_losses
+
+    def half_then_ctrl_c(module, state, folder):
+        folder.mkdir()
+        (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(student, "_save_transformer", half_then_ctrl_c)
+    pair = SimpleNamespace(module=torch.nn.Linear(1, 1), teacher=SimpleNamespace(family="wan"))
+    with pytest.raises(KeyboardInterrupt):
+        student.export_student(
+            tmp_path / "student",
+            pair,
+            key_sigmas=[1.0],
+            teacher="t",
+            teacher_dir=tmp_path,
+            lora=None,
+            extra={},
+            state={},
+        )
+
+    def half_png(fig, path, **kw):
+        path.write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_png)
+    with pytest.raises(KeyboardInterrupt):
+        plot_losses(read_losses(tmp_path / "none.jsonl"), tmp_path / "losses.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

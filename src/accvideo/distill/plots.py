@@ -95,7 +95,12 @@ def plot_losses(records: list[dict], out: Path, curves: tuple = CURVES) -> Path:
     fig.tight_layout()
     out = Path(out)
     tmp = out.with_name(f".{out.stem}.part.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, out)
+    except BaseException:  # a second Ctrl-C mid-write: no half plot left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return out

@@ -46,36 +46,40 @@ def export_student(
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    experts = pair.module.experts() if isinstance(pair.module, ExpertPair) else None
-    # one file or folder per expert (Wan 2.2 A14B: transformer, transformer_2), else the one transformer's
-    parts = split_state(state) if experts is not None else {FULL_WEIGHTS: state}
-    for name, part in parts.items():
-        if lora is not None:
-            type(pair.teacher.pipe).save_lora_weights(
-                str(tmp),
-                transformer_lora_layers=part,
-                weight_name=LORA_FILES[name],
-                transformer_lora_adapter_metadata={
-                    "r": lora["rank"],
-                    "lora_alpha": lora["alpha"],
-                    "target_modules": lora["targets"],
-                },
-            )
-            rewrite_sorted(tmp / LORA_FILES[name])  # equal students, equal bytes; mode as the umask allows
-        else:
-            _save_transformer(experts[name] if experts is not None else pair.module, part, tmp / name)
-    weights = [LORA_FILES[n] for n in parts] if lora is not None else list(parts)
-    info = {
-        "format": FORMAT,
-        "family": pair.teacher.family,
-        "key_sigmas": [float(s) for s in key_sigmas],
-        "teacher": teacher,
-        "teacher_dir": str(Path(teacher_dir).resolve()),
-        "lora": lora,
-        "weights": weights[0] if len(weights) == 1 else weights,
-        **extra,
-    }
-    (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
+    try:  # a second Ctrl-C or a fault midway leaves no hidden half-written student behind
+        experts = pair.module.experts() if isinstance(pair.module, ExpertPair) else None
+        # one file or folder per expert (Wan 2.2 A14B: transformer, transformer_2), else the one transformer's
+        parts = split_state(state) if experts is not None else {FULL_WEIGHTS: state}
+        for name, part in parts.items():
+            if lora is not None:
+                type(pair.teacher.pipe).save_lora_weights(
+                    str(tmp),
+                    transformer_lora_layers=part,
+                    weight_name=LORA_FILES[name],
+                    transformer_lora_adapter_metadata={
+                        "r": lora["rank"],
+                        "lora_alpha": lora["alpha"],
+                        "target_modules": lora["targets"],
+                    },
+                )
+                rewrite_sorted(tmp / LORA_FILES[name])  # equal students, equal bytes; mode as the umask allows
+            else:
+                _save_transformer(experts[name] if experts is not None else pair.module, part, tmp / name)
+        weights = [LORA_FILES[n] for n in parts] if lora is not None else list(parts)
+        info = {
+            "format": FORMAT,
+            "family": pair.teacher.family,
+            "key_sigmas": [float(s) for s in key_sigmas],
+            "teacher": teacher,
+            "teacher_dir": str(Path(teacher_dir).resolve()),
+            "lora": lora,
+            "weights": weights[0] if len(weights) == 1 else weights,
+            **extra,
+        }
+        (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
