@@ -109,6 +109,32 @@ def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on
     assert all(torch.equal(ref[k], res[k]) for k in ref)
 
 
+def test_a_stopped_phase_closes_its_progress_bar_before_the_line(tmp_path, monkeypatch, capsys):
+    """The CLI prints `interrupted ... at VAE step N` after the training loop raised: the bar must be closed by then,
+    or the line was glued to the end of the bar and the bar drawn again below it (at exit)."""
+    import signal
+
+    from accvideo.core.interrupts import Interrupted, catch_interrupts
+
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def step(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] in (1, 3 + 1):  # VAE step 1; then, resumed, transformer step 1
+            signal.raise_signal(signal.SIGTERM)
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    for phase in ("teacher 1/3: VAE", "teacher 3/3: transformer"):
+        capsys.readouterr()
+        with pytest.raises(Interrupted) as stopped, catch_interrupts():
+            train_teacher(CFG, tmp_path / "out")
+        last = capsys.readouterr().err.split("\r")[-1]  # read as the CLI prints: the exception (and its frames) alive
+        del stopped
+        assert last.startswith(phase) and last.endswith("\n")  # closed: the line that follows starts a line
+
+
 def _tree(folder):
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
 

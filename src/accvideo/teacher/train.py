@@ -250,7 +250,7 @@ def train_transformer(
     _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
     bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
-    with interrupts.deferred():  # the first signal stops the loop after saving
+    with interrupts.deferred(), bar:  # the first signal stops the loop after saving; the bar ends before the line
         while step < cfg.steps:
             warm = min(1.0, (step + 1) / cfg.warmup)
             lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -294,7 +294,6 @@ def train_transformer(
                 )
             if stop and step < cfg.steps:
                 raise interrupts.Interrupted(interrupts.saved_line(step, cfg.steps, work, "transformer step"))
-    bar.close()
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)
     return {"final_loss": running, "transformer_seconds_this_run": round(time.perf_counter() - t0, 1)}

@@ -183,7 +183,7 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     hook = vae.decoder.register_forward_hook(lambda _m, _a, out: raw.append(out))
     bar = tqdm(total=cfg.vae_steps, initial=step, desc="teacher 1/3: VAE", unit="step")
     running = None
-    with interrupts.deferred():  # the first signal stops the loop after saving
+    with interrupts.deferred(), bar:  # the first signal stops the loop after saving; the bar ends before the line
         while step < cfg.vae_steps:
             if step == cfg.vae_image_steps:
                 opt.state.clear()  # the clip phase starts its own Adam statistics (so does a run resumed here)
@@ -207,7 +207,6 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
                 )
             if stop and step < cfg.vae_steps:
                 raise interrupts.Interrupted(interrupts.saved_line(step, cfg.vae_steps, work, "VAE step"))
-    bar.close()
     hook.remove()
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(done))
     return done
