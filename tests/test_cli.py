@@ -277,3 +277,19 @@ def test_a_deleted_working_folder_is_one_line_before_torch_loads(tmp_path, capsy
     assert exc.value.code == 2 and err.startswith("error: the current folder no longer exists (deleted or moved); ")
     assert err.endswith("cd to an existing folder and rerun the command\n") and err.count("\n") == 1
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_a_swallowed_signal_stops_a_rank_before_it_waits_in_the_rendezvous(monkeypatch):
+    """A torchrun worker whose SIGTERM Python swallowed while it loaded went on into the rendezvous, waiting for a
+    peer that had stopped, until torchrun killed it 30 s later with no line (1 in 16 in the signal fuzz)."""
+    import torch
+
+    from accvideo.core import dist, interrupts
+
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29599"}.items():
+        monkeypatch.setenv(key, value)
+    with interrupts.catch_interrupts():
+        interrupts.INTERRUPTED.set()  # what the handler records before Python swallows the KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            dist.init(torch.device("cpu"), timeout_minutes=0.05)  # the old code waited the whole timeout, then failed
+    assert not dist.is_distributed()

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import watch_launcher
 from accvideo.errors import AccVideoError
 
@@ -72,6 +73,7 @@ def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
     if missing:
         raise AccVideoError(f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun")
     watch_launcher()  # the CLI started it already; a library caller gets it here
+    check_interrupt()  # a signal Python swallowed while this rank loaded: stop, not wait in the rendezvous for peers
     backend = backend_for(device)
     if backend == "nccl":
         torch.cuda.set_device(local_device(device))
