@@ -539,16 +539,11 @@ def cpu_out_of_memory_in_distill(env):
 # a fuzzing pass of session 14: what a user types by habit, and inputs damaged in new ways
 @case
 def a_device_torch_cannot_name(env):
-    return [
-        "sample",
-        "--model",
-        str(env.teacher),
-        *SMALL[:-2],
-        "--device",
-        env.variant,
-        "--out",
-        str(env.tmp / "c.mp4"),
-    ], ("unknown device")
+    return _sample_on_device(env, env.variant), "unknown device"
+
+
+def _sample_on_device(env, device: str) -> list[str]:
+    return ["sample", "--model", str(env.teacher), *SMALL[:-2], "--device", device, "--out", str(env.tmp / "c.mp4")]
 
 
 @case
@@ -743,17 +738,8 @@ def a_device_this_machine_lacks(env):  # mps read as "cannot load the pipeline .
         env.monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     else:
         env.monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    args = [
-        "sample",
-        "--model",
-        str(env.teacher),
-        *SMALL[:-2],
-        "--device",
-        env.variant,
-        "--out",
-        str(env.tmp / "c.mp4"),
-    ]
-    return args, {"mps": "has no MPS", "cuda:7": "names GPU 7 but 1 GPU(s) are visible"}[env.variant]
+    words = {"mps": "has no MPS", "cuda:7": "names GPU 7 but 1 GPU(s) are visible"}[env.variant]
+    return _sample_on_device(env, env.variant), words
 
 
 @case
