@@ -154,11 +154,13 @@ def check_clips(videos: np.ndarray | torch.Tensor, cfg: ClassifierConfig, what: 
 
 
 def as_float_clips(videos: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
-    """Clips as a float32 tensor in [0, 1]; uint8 input is scaled by 1/255."""
+    """Clips as a contiguous float32 tensor in [0, 1]; uint8 input is scaled by 1/255. Contiguous: the classifier's
+    convolutions round by memory layout, so the same clips score the same whether sampled (a transposed view of the
+    decode) or read back from a folder."""
     if isinstance(videos, (list, tuple)):
         videos = np.stack([np.asarray(v) for v in videos]) if len(videos) else np.zeros((0, 0, 0, 0, 3), np.float32)
     t = torch.as_tensor(np.asarray(videos)) if not isinstance(videos, torch.Tensor) else videos
-    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float().clamp(0, 1)
+    return (t.float() / 255.0 if t.dtype == torch.uint8 else t.float().clamp(0, 1)).contiguous()
 
 
 @torch.no_grad()
