@@ -111,6 +111,11 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_on_one(tiny_wan_di
         assert "delete" in str(exc.value) and len(str(exc.value).splitlines()) == 1, what
         assert (bad / "losses.jsonl").read_bytes() == before, what
 
+    # other settings are refused with one line naming the checkpoint it holds (the folder, not a checkpoint.pt)
+    with pytest.raises(AccVideoError, match="lambda_adv") as exc:
+        run_one(**settings(tiny_wan_dir, synvid, split, batch=2, iterations=4, lambda_adv=0.2))
+    assert str(exc.value).startswith(f"{split / SHARDED} holds a run with lambda_adv=0.1")
+
     run_one(**settings(tiny_wan_dir, synvid, split, batch=2, iterations=4))  # one process resumes it
     assert_same_losses(split, whole)
     assert (split / NAME).is_file() and not (split / SHARDED).exists()  # the newer format replaces the older

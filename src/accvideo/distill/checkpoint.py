@@ -155,13 +155,13 @@ def tidy(out: Path) -> None:
 
 
 def load_latest(
-    out: Path, check: Callable[[dict], None], target: Callable[[dict], dict]
+    out: Path, check: Callable[[dict, Path], None], target: Callable[[dict], dict]
 ) -> tuple[dict, dict, bool] | None:
     """(state, tensors, whole) of the newer checkpoint of the run folder, or None; every rank calls it.
 
-    `check(state)` may refuse it before any tensor is read. From `checkpoint.pt` the tensors are whole
-    (whole=True); from `checkpoint/` they are read with DCP into `target(state)`, this run's own (possibly
-    sharded) layout, whatever process count wrote them.
+    `check(state, path)` may refuse it (naming `path`, the file or folder it came from) before any tensor is read.
+    From `checkpoint.pt` the tensors are whole (whole=True); from `checkpoint/` they are read with DCP into
+    `target(state)`, this run's own (possibly sharded) layout, whatever process count wrote them.
     """
     single = load_checkpoint(Path(out) / NAME)
     folder = Path(out) / SHARDED
@@ -172,9 +172,9 @@ def load_latest(
         raise AccVideoError(f"{folder} lacks its {META} (damaged); delete the folder to start over")
     if meta is None or (single is not None and single["iteration"] >= meta["iteration"]):
         if single is not None:
-            check(single)
+            check(single, Path(out) / NAME)
         return None if single is None else (single, single, True)
-    check(meta)
+    check(meta, folder)
     tensors = target(meta)
     try:
         parallel.dcp_load(tensors, folder)

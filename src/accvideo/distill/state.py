@@ -133,17 +133,17 @@ def _prepare(d: Distiller) -> None:
     dist.from_main(prepare)
 
 
-def check_same_run(d: Distiller, saved: dict) -> None:
-    """Refuse to resume a checkpoint of other settings, another teacher or another dataset, or past the asked
-    iterations."""
-    check_resumable(saved, to_dict(d.cfg), d.identity, d.out / NAME, to_dict(DistillConfig()))
+def check_same_run(d: Distiller, saved: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint (`path`: checkpoint.pt or the sharded checkpoint/) of other settings, another
+    teacher or another dataset, or past the asked iterations."""
+    check_resumable(saved, to_dict(d.cfg), d.identity, path, to_dict(DistillConfig()))
     check_continues(saved, d.out, d.cfg.data, d.dataset, d.cfg.iterations)
 
 
 def resume(d: Distiller) -> None:
     """Prepare the run folder and restore its newer checkpoint when there is one (refused if it is another run's)."""
     _prepare(d)
-    saved = load_latest(d.out, lambda s: check_same_run(d, s), lambda m: _target(d, m))
+    saved = load_latest(d.out, lambda s, path: check_same_run(d, s, path), lambda m: _target(d, m))
     if saved is not None:
         restore(d, *saved)
 
