@@ -103,6 +103,10 @@ def test_diffusers_export_reloads_in_stock_wan_pipeline_and_matches_sample(
     torch.testing.assert_close(again, ours, atol=1e-4, rtol=0)
     record = yaml.safe_load((tmp_path / "from-export" / "clip.yaml").read_text())
     assert (record["resolved_steps"], record["resolved_guidance"]) == (5, 1.0)
+    # and reports its teacher's shift, as the run does (was: the shift of the scheduler fitted to the key sigmas)
+    run_record = yaml.safe_load((tmp_path / "clip.yaml").read_text())
+    assert record["resolved_shift"] == run_record["resolved_shift"] == manifest["shift"]
+    assert manifest["scheduler"]["shift"] != manifest["shift"]  # not vacuous: the fitted one is another number
 
     # not vacuous: the exported transformer is the trained student, not the teacher
     teacher = WanTransformer3DModel.from_pretrained(str(tiny_wan_dir / "transformer")).state_dict()

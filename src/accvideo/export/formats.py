@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 
 from accvideo.core.files import write_json_atomic
+from accvideo.core.inputs import read_json
 from accvideo.errors import AccVideoError
 from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
+from accvideo.models.base import scheduler_shift
 from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
 from accvideo.models.wan_moe import EXPERTS
 
@@ -62,6 +64,7 @@ def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
         "family": info["family"],
         "pipeline": src.pipeline,
         "key_sigmas": src.key_sigmas,
+        "shift": teacher_shift(src),  # the grid the key sigmas come from (the scheduler below is fitted to them)
         "scheduler": scheduler_settings,
         "call": student_call(src),
         "student": str(src.student_dir.resolve()),
@@ -72,6 +75,13 @@ def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
         "samples": info.get("samples"),
         **({"experts": info["experts"]} if info.get("experts") else {}),
     }
+
+
+def teacher_shift(src: Source) -> float:
+    """The teacher's sigma shift, read as its adapter reads it (models/base.scheduler_shift)."""
+    path = src.teacher_dir / "scheduler" / "scheduler_config.json"
+    config = read_json(path, "re-save or re-download the teacher") if path.is_file() else {}
+    return scheduler_shift(config if isinstance(config, dict) else {}, src.adapter.fallback_shift)
 
 
 def _call_text(call: dict) -> str:

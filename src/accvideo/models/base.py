@@ -52,6 +52,12 @@ def empty_config(cls, folder: Path):
     return empty_module(cls, folder).config
 
 
+def scheduler_shift(config: dict, fallback: float) -> float:
+    """The sigma shift a pipeline's scheduler config holds (FlowMatchEuler's `shift`, UniPC's `flow_shift`), else the
+    family's `fallback`."""
+    return float(config.get("shift", config.get("flow_shift", fallback)) or 1.0)
+
+
 def check_weights_used(module, folder: Path) -> None:
     """Refuse a diffusers model whose safetensors hold weights it does not use: its config.json and its weights
     disagree (`num_layers` 1 over a 2-block file loaded one block and dropped the other, silently: diffusers only

@@ -19,7 +19,7 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline
+from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
 from accvideo.models.defaults import TEXT_KEYS, folder_settings
 
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
@@ -80,7 +80,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
         self.max_sequence_length = int(max_sequence_length)
         self.embedded_guidance = float(embedded_guidance)
         sched = pipe.scheduler.config
-        self.default_shift = float(sched.get("shift", self.fallback_shift) or 1.0)
+        self.default_shift = scheduler_shift(sched, self.fallback_shift)
         if vae_tiling and self.vae is not None:
             self.vae.enable_tiling()
 

@@ -18,7 +18,7 @@ from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import (
     STUDENT_GUIDANCE,
-    exported_key_sigmas,
+    exported_student,
     find_student,
     load_student,
     read_student_info,
@@ -54,8 +54,8 @@ class OpenModel:
         given) with guidance 1; a teacher's shifted grid of TEACHER_STEPS with its family's guidance."""
         guidance = self.default_guidance if guidance is None else guidance
         if self.student is not None and steps is None and shift is None:
-            key = self.student["key_sigmas"]
-            return SamplingPlan(key, guidance, negative_prompt, self.adapter.default_shift)
+            key = self.student["key_sigmas"]  # made on its teacher's grid: the teacher's shift is the one reported
+            return SamplingPlan(key, guidance, negative_prompt, self.student.get("shift", self.adapter.default_shift))
         return shifted_plan(self.adapter, steps or self.default_steps, guidance, shift, negative_prompt)
 
     def describe(self) -> dict:
@@ -92,8 +92,8 @@ def open_model(
     student_dir = find_student(path)
     if student_dir is None:
         adapter = apply_runtime(load_adapter(path, device=device, dtype=dtype), runtime, path)
-        exported = exported_key_sigmas(path)  # an export is a pipeline that samples as its student
-        return OpenModel(adapter, path, None, None if exported is None else {"key_sigmas": exported})
+        exported = exported_student(path)  # an export is a pipeline that samples as its student
+        return OpenModel(adapter, path, None, exported)
     adapter, info = load_student(student_dir, device=device, dtype=dtype)
     teacher_dir = teacher_dir_of(student_dir, info)
     return OpenModel(apply_runtime(adapter, runtime, teacher_dir), teacher_dir, student_dir, info)

@@ -47,10 +47,11 @@ def find_student(path: str | Path) -> Path | None:
     return None
 
 
-def exported_key_sigmas(path: str | Path) -> list[float] | None:
-    """The key sigmas of a stock-diffusers export (`accvideo export --format diffusers`) at `path`, else None: it is
-    a pipeline folder, so it loads as a teacher would, but it samples as its student (m steps on these sigmas, no
-    CFG), not on a teacher's 50-step grid."""
+def exported_student(path: str | Path) -> dict | None:
+    """What a stock-diffusers export (`accvideo export --format diffusers`) at `path` samples as, else None: it is a
+    pipeline folder, so it loads as a teacher would, but it samples as its student (m steps on its `key_sigmas`, no
+    CFG), not on a teacher's 50-step grid; `shift`, when recorded, is its teacher's (the export's own scheduler holds
+    the one fitted to the key sigmas)."""
     marker = Path(path).expanduser() / EXPORT_MARKER
     if not marker.is_file():
         return None
@@ -58,7 +59,12 @@ def exported_key_sigmas(path: str | Path) -> list[float] | None:
     sigmas = info.get("key_sigmas") if isinstance(info, dict) and info.get("kind") == "diffusers" else None
     if not isinstance(sigmas, list) or len(sigmas) < 2 or not all(isinstance(s, (int, float)) for s in sigmas):
         return None
-    return [float(s) for s in sigmas]
+    shift = info.get("shift")
+    return {"key_sigmas": [float(s) for s in sigmas], **({"shift": float(shift)} if _number(shift) else {})}
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def read_student_info(student_dir: Path) -> dict:

@@ -9,7 +9,7 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline
+from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
 
 
 class WanAdapter(TransformerAdapter):
@@ -42,7 +42,7 @@ class WanAdapter(TransformerAdapter):
         tok_max = getattr(pipe.tokenizer, "model_max_length", 512) or 512
         self.max_sequence_length = max_sequence_length or int(min(512, tok_max))
         sched = pipe.scheduler.config
-        self.default_shift = float(sched.get("shift", sched.get("flow_shift", self.fallback_shift)) or 1.0)
+        self.default_shift = scheduler_shift(sched, self.fallback_shift)
         z = vae_cfg.z_dim
         self._latents_mean = torch.tensor(vae_cfg.latents_mean).view(1, z, 1, 1, 1)
         self._latents_std = torch.tensor(vae_cfg.latents_std).view(1, z, 1, 1, 1)
