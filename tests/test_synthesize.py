@@ -287,8 +287,11 @@ def test_videos_added_to_a_finished_dataset_are_decoded_from_its_shards(tiny_wan
         assert np.array_equal(
             read_video(tmp_path / "ref" / "videos" / name), read_video(tmp_path / "ds" / "videos" / name)
         )
-    manifest = tmp_path / "ds" / "synvid.yaml"
-    before = (manifest.stat().st_mtime_ns, manifest.read_bytes())
+    manifest, listed = tmp_path / "ds" / "synvid.yaml", tmp_path / "ds" / "videos" / "manifest.jsonl"
+    before, listed_before = (
+        (manifest.stat().st_mtime_ns, manifest.read_bytes()),
+        (listed.stat().st_mtime_ns, listed.read_bytes()),
+    )
     assert yaml.safe_load(before[1])["videos"] is True
     # a rerun with nothing to write (another batch size, videos no longer asked) keeps the manifest of the run that
     # made the shards (was: rewritten with the rerun's batch and videos: false beside the videos)
@@ -298,6 +301,17 @@ def test_videos_added_to_a_finished_dataset_are_decoded_from_its_shards(tiny_wan
         )
         assert (again["shards_given_videos"], again["shards_skipped"]) == (0, 2)
         assert (manifest.stat().st_mtime_ns, manifest.read_bytes()) == before
+    # the clips come with the manifest `evaluate --videos` reads (was: none, so it refused the folder), kept as it is
+    # by a rerun; the same whether the clips were made with the shards or added to them
+    assert (listed.stat().st_mtime_ns, listed.read_bytes()) == listed_before
+    items = [it for shard in build_index(tmp_path / "ds") for it in shard.items]
+    rows = [json.loads(line) for line in listed.read_text().splitlines()]
+    assert rows == [{"file": f"{it['index']:08d}.mp4", "prompt": it["prompt"], "seed": it["seed"]} for it in items]
+    assert listed.read_bytes() == (tmp_path / "ref" / "videos" / "manifest.jsonl").read_bytes()
+    from accvideo.evaluate.folder import load_video_folder
+
+    clips, pairs = load_video_folder(tmp_path / "ds" / "videos")[:2]
+    assert [list(p) for p in pairs] == [[it["prompt"], it["seed"]] for it in items] and len(clips) == 3
 
 
 def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys):

@@ -26,6 +26,7 @@ from accvideo.synthesize.shards import (
 COMMAND = "synthesize"
 MANIFEST = "synvid.yaml"
 VIDEOS = "videos"
+VIDEO_MANIFEST = "manifest.jsonl"  # in VIDEOS: file, prompt, seed a clip, as `evaluate --videos` reads it
 
 
 def shard_count(num_items: int, shard_size: int) -> int:

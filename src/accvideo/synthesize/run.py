@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import time
 from dataclasses import replace
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.config import save_config
+from accvideo.core.files import write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
@@ -24,6 +26,7 @@ from accvideo.models.runtime import apply_runtime
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
 from accvideo.synthesize.layout import (
     MANIFEST,
+    VIDEO_MANIFEST,
     VIDEOS,
     check_output,
     is_complete,
@@ -170,6 +173,21 @@ def _drop_stale_videos(root: Path, stale: set[str], rows: list[dict]) -> None:
         (root / name).unlink(missing_ok=True)
 
 
+def write_video_manifest(root: Path) -> None:
+    """OUT/videos/manifest.jsonl: each clip's file, prompt and seed, in item order, so `accvideo evaluate --videos
+    OUT/videos` scores the teacher's own clips; written only when it changes (a rerun with nothing to do keeps it)."""
+    rows = [
+        {"file": Path(item["video"]).name, "prompt": item["prompt"], "seed": item["seed"]}
+        for path in list_shards(root)
+        for item in read_header(path).items
+        if "video" in item
+    ]
+    path = root / VIDEOS / VIDEO_MANIFEST
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if rows and (not path.is_file() or path.read_text() != text):
+        write_text_atomic(path, text)
+
+
 def synthesize(cfg: SynthConfig, *, progress: bool = True, adapter=None) -> dict:
     """Write the SynVid dataset of cfg.prompts into cfg.out, skipping complete shards; this rank's summary.
 
@@ -255,6 +273,10 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
             _drop_stale_videos(root, stale, rows)
     finally:
         bar.close()
+    if cfg.videos:
+        dist.barrier()  # every rank's shards are written
+        if dist.is_main():
+            write_video_manifest(root)
     t2 = time.perf_counter()
     return {
         "out": str(root),
