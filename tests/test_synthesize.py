@@ -356,6 +356,9 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
     code, out_text, err = run_cli([*base, "--teacher", str(tiny_wan_dir)], capsys)
     assert code in (0, None) and "kept 1 complete shard(s)" in out_text, err
     assert [it["prompt"] for it in items(out)] == PROMPTS
+    # the redone shard (no --videos now) dropped its clip, and the clips' manifest with it
+    listed = [json.loads(line)["file"] for line in (out / "videos" / "manifest.jsonl").read_text().splitlines()]
+    assert listed == ["00000000.mp4", "00000001.mp4"] == sorted(p.name for p in (out / "videos").glob("*.mp4"))
 
     code, out_text, err = run_cli([*base, "--teacher", str(other), "--overwrite"], capsys)
     assert code in (0, None) and "kept 0 complete shard(s)" in out_text, err
@@ -363,6 +366,7 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
         {h.settings.teacher for h in build_index(out)} == {teacher_identity(other)} != {teacher_identity(tiny_wan_dir)}
     )
     assert not list((out / "videos").glob("*.mp4"))  # removed with the shards that listed them
+    assert not (out / "videos" / "manifest.jsonl").exists()  # and their manifest
 
 
 def test_shards_are_written_as_safetensors_writes_them_from_views(synvid, tmp_path):

@@ -184,7 +184,9 @@ def write_video_manifest(root: Path) -> None:
     ]
     path = root / VIDEOS / VIDEO_MANIFEST
     text = "".join(json.dumps(row) + "\n" for row in rows)
-    if rows and (not path.is_file() or path.read_text() != text):
+    if not rows:
+        path.unlink(missing_ok=True)
+    elif not path.is_file() or path.read_text() != text:
         write_text_atomic(path, text)
 
 
@@ -273,10 +275,9 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
             _drop_stale_videos(root, stale, rows)
     finally:
         bar.close()
-    if cfg.videos:
-        dist.barrier()  # every rank's shards are written
-        if dist.is_main():
-            write_video_manifest(root)
+    dist.barrier()  # every rank's shards are written
+    if dist.is_main() and (root / VIDEOS).is_dir():  # also without --videos: a redone shard drops its clips
+        write_video_manifest(root)
     t2 = time.perf_counter()
     return {
         "out": str(root),
