@@ -184,9 +184,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
         "samplers": results,
     }
     work = set(stages.seconds) - {"intervals"}
-    if report_kept(
-        earlier, data, reused, work, [out / name for name in ("ablation.json", "ablation.md", "ablation.png")]
-    ):
+    if report_kept(earlier, data, reused, work, [out / name for name in REPORT_FILES]):
         echo(ablation_tables(earlier))
         echo(f"nothing to do: {out / 'ablation.md'} already reports these settings (every stage reused)")
         return earlier
