@@ -14,6 +14,9 @@ bootstrap 95% interval over clips, plus the heads' probe accuracy over the last 
     python benchmarks/adversarial_tuning.py --data runs/grid-c/synvid \
         --out benchmarks/results/adversarial_tuning_real.json --runs runs/adversarial_tuning_real \
         --only 23,24,25,26 --teacher-row --threads 2                            # real_weight at m = 3
+    python benchmarks/adversarial_tuning.py --data runs/grid-b/synvid \
+        --out benchmarks/results/adversarial_tuning_real.json --runs runs/adversarial_tuning_real \
+        --only 0,5,27,28,29,30,31 --teacher-row --threads 1                     # real_weight at m = 2, 1
 
 Runs and clips land in --runs (kept: a rerun resumes, re-scores finished variants without resampling them).
 """
@@ -84,6 +87,19 @@ VARIANTS = {
     "m3 d, lambda_adv 0.1 (paper)": (3, {}),
     "m3 e, real_weight 0.5": (3, {"real_data": "world", "real_weight": 0.5, "real_clips": 256}),
     "m3 e, real_weight 1.0": (3, {"real_data": "world", "real_weight": 1.0, "real_clips": 256}),
+    # real_weight at m = 2 and 1 (the test split's ablation used the m = 5 choice untuned), and a weaker
+    # adversarial term at m = 1, where 1.0 still lost to (b) on the test split
+    "m2 e, real_weight 0.5": (2, {"real_data": "world", "real_weight": 0.5, "real_clips": 256}),
+    "m2 e, real_weight 1.0": (2, {"real_data": "world", "real_weight": 1.0, "real_clips": 256}),
+    "m1 e, real_weight 1.0": (1, {"real_data": "world", "real_weight": 1.0, "real_clips": 256}),
+    "m1 e, real_weight 1.0, lambda_adv 0.03": (
+        1,
+        {"real_data": "world", "real_weight": 1.0, "real_clips": 256, "lambda_adv": 0.03},
+    ),
+    "m1 e, real_weight 1.0, lambda_adv 0.01": (
+        1,
+        {"real_data": "world", "real_weight": 1.0, "real_clips": 256, "lambda_adv": 0.01},
+    ),
 }
 
 

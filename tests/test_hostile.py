@@ -769,6 +769,14 @@ def a_transformer_config_with_fewer_blocks_than_its_weights(env):  # loaded 2 of
 
 
 @case
+def a_config_value_of_the_wrong_kind(env):  # built, then a 74-line traceback from layer_norm at the first forward
+    t = env.copy(env.teacher, "teacher")
+    config = json.loads((t / "transformer" / "config.json").read_text())
+    (t / "transformer" / "config.json").write_text(json.dumps({**config, "eps": "a"}))
+    return _use_model(env, env.variant, t), 'gives eps "a", where WanTransformer3DModel takes a number'
+
+
+@case
 def a_number_setting_with_no_value(env):  # `steps=` read as null: the --steps 2 given became the model's 50
     args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
     return [*args, "steps="], "setting steps= has no value"
@@ -800,6 +808,7 @@ VARIANTS = {
     "a_frame_rate_the_encoder_cannot_take": ("sample", "synthesize"),
     "a_device_this_machine_lacks": ("mps", "cuda:7"),
     "a_transformer_config_with_fewer_blocks_than_its_weights": ("sample", "synthesize", "bench"),
+    "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
 }
 
 

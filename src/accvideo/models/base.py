@@ -7,6 +7,7 @@ A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,33 @@ def check_weights_used(module, folder: Path) -> None:
         )
 
 
+def check_config_types(module, folder: Path) -> None:
+    """Refuse a diffusers config.json value whose kind differs from its constructor default's (`"eps": "a"` where
+    the default is 1e-06): the model builds, then fails deep in its first forward with a traceback. Only numbers
+    (bools count as numbers) and strings are compared; a null, and lists or tuples, pass as they are."""
+    import inspect
+
+    from diffusers.configuration_utils import ConfigMixin
+
+    if not isinstance(module, ConfigMixin):
+        return
+    for name, p in inspect.signature(type(module).__init__).parameters.items():
+        value, default = module.config.get(name), p.default
+        if value is None or default is None or default is inspect.Parameter.empty:
+            continue
+        number = (bool, int, float)
+        if isinstance(default, number) and not isinstance(value, number):
+            kind = "a number"
+        elif isinstance(default, str) and not isinstance(value, str):
+            kind = "a string"
+        else:
+            continue
+        raise AccVideoError(
+            f"{folder}/config.json gives {name} {json.dumps(value)}, where {type(module).__name__} takes {kind} "
+            f"(default {json.dumps(default)}); restore the config.json or re-download the pipeline"
+        )
+
+
 def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: LoadParts, transformer_cls):
     """`pipeline_cls.from_pretrained` of the local folder with only `parts`, frozen, on `device` (an empty
     transformer stays on the meta device until the parallel seam fills it)."""
@@ -95,6 +123,7 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
     pipe = pipeline_cls.from_pretrained(str(path), dtype=dtype, local_files_only=True, **skip)
     for name, module in pipe.components.items():
         if name not in skip:
+            check_config_types(module, path / name)
             check_weights_used(module, path / name)
         if isinstance(module, torch.nn.Module):
             if not (parts.empty_transformer and name == "transformer"):
