@@ -777,6 +777,12 @@ def a_config_value_of_the_wrong_kind(env):  # built, then a 74-line traceback fr
 
 
 @case
+def frames_past_64_bits(env):  # the 4k+1 line suggested 9223372036854775809, itself past 64 bits
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    return [*args, "--frames", "9223372036854775807"], "frames must be at most 10,000"
+
+
+@case
 def a_number_setting_with_no_value(env):  # `steps=` read as null: the --steps 2 given became the model's 50
     args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
     return [*args, "steps="], "setting steps= has no value"

@@ -102,11 +102,16 @@ def read_video(path: str | Path) -> np.ndarray:
     return frames[..., :3]
 
 
+MAX_FRAMES = 10_000  # past any video model's positions; a bound before the 4k+1 check so its example is a sane number
+
+
 def check_video_size(
     frames: int | None, height: int | None, width: int | None, frame_step: int = 4, multiple: int = 16
 ) -> None:
     """Raise ValueError naming the fix unless frames = step*k + 1 and height, width are multiples (None: the model's
     default, checked once resolved)."""
+    if frames is not None and frames > MAX_FRAMES:  # its 4k+1 neighbours would lie past 64 bits
+        raise ValueError(f"frames must be at most {MAX_FRAMES:,} (the teachers make 17 to 129); got {frames}")
     if frames is not None and (frames < 1 or (frames - 1) % frame_step):
         near = max(1, (frames - 1) // frame_step * frame_step + 1)
         raise ValueError(
