@@ -131,6 +131,26 @@ def test_training_lowers_the_loss_and_beats_the_untrained_decoder(tiny_wan_dir, 
         assert high_pass(decoder.decode(b["latents"]).double()).pow(2).sum() < energy / (1 + gain / 2)
 
 
+def test_a_vae_with_no_up_block_to_match_trains_without_the_feature_term(tiny_wan_dir, synvid, tmp_path, monkeypatch):
+    """HunyuanVideo's VAE grows time and space in the same up blocks (9 frames appear only at full size), so no
+    block's features fit a decoder stage: the default `feature_weight` was refused after the targets were built.
+    Now it warns and trains exactly the run with `feature_weight=0`."""
+    from accvideo.decoder import distill_decoder, targets
+
+    off = distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "off", iterations=4, feature_weight=0.0), progress=False)
+    assert off["feature_stage"] is None
+    on = distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "on", iterations=4), progress=False)
+    assert on["feature_stage"] is not None  # the tiny Wan's VAE has such a block: the term is on
+    monkeypatch.setattr(targets, "feature_level", lambda *a: None)  # as HunyuanVideo's VAE (targets rebuilt below)
+    with pytest.warns(UserWarning, match="the feature term is off"):
+        none = distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "none", iterations=4), progress=False)
+    assert none["feature_stage"] is None
+    weights = [load_file(tmp_path / d / "decoder" / "decoder.safetensors") for d in ("off", "none", "on")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid, tmp_path, monkeypatch):
     """Stopped by SIGTERM (it saves the iteration under way), then killed (back to that save): the same bytes."""
     import signal

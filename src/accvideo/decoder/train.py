@@ -157,9 +157,11 @@ class DecoderDistiller:
         self.holdout = list(range(n_syn - cfg.holdout, n_syn))
         self.pool = torch.tensor([i for i in range(n_syn + n_real) if not n_syn - cfg.holdout <= i < n_syn])
         level = self.targets.level if cfg.feature_weight > 0 else None
-        if cfg.feature_weight > 0 and level is None:
-            raise AccVideoError(
-                "the teacher's VAE has no decoder up block at the clip's frame count to match; pass feature_weight=0"
+        if cfg.feature_weight > 0 and level is None:  # HunyuanVideo's VAE grows time and space in the same blocks
+            warnings.warn(
+                "the teacher's VAE has no decoder up block at the clip's full frame count below its full size, so "
+                "the feature term is off (feature_weight has no effect; pass feature_weight=0 to silence this)",
+                stacklevel=2,
             )
         self.tap = None if level is None else level[1]
         with torch.random.fork_rng(devices=[]):
@@ -436,6 +438,7 @@ class DecoderDistiller:
             "clips": {"synvid": len(self.dataset), "real": 0 if self.reals is None else len(self.reals)},
             "heldout_psnr_db": val,
             "detail_gain": self.artifact.spec.detail_gain,
+            "feature_stage": self.tap,  # the decoder stage matched to the VAE's features; None: no feature term
             "parameters": sum(p.numel() for p in self.artifact.parameters()),
             "seconds": round(time.perf_counter() - t0, 3),
             "targets_seconds": round(t_targets, 3),
