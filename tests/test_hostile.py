@@ -777,8 +777,10 @@ def a_config_value_of_the_wrong_kind(env):  # built, then a 74-line traceback fr
 
 
 @case
-def frames_past_64_bits(env):  # the 4k+1 line suggested 9223372036854775809, itself past 64 bits
+def frames_past_64_bits(env):  # the 4k+1 line suggested 9223372036854775809 (and height 2^63), past 64 bits
     args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    if env.variant == "size":
+        return [*args, "--size", "9223372036854775807x32"], "height must be at most 100,000 pixels"
     return [*args, "--frames", "9223372036854775807"], "frames must be at most 10,000"
 
 
@@ -815,6 +817,7 @@ VARIANTS = {
     "a_device_this_machine_lacks": ("mps", "cuda:7"),
     "a_transformer_config_with_fewer_blocks_than_its_weights": ("sample", "synthesize", "bench"),
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
+    "frames_past_64_bits": ("frames", "size"),
 }
 
 

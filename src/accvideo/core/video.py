@@ -102,7 +102,9 @@ def read_video(path: str | Path) -> np.ndarray:
     return frames[..., :3]
 
 
-MAX_FRAMES = 10_000  # past any video model's positions; a bound before the 4k+1 check so its example is a sane number
+# past any video model's positions: bounds checked before the form checks, so their examples are sane numbers
+MAX_FRAMES = 10_000
+MAX_SIDE = 100_000
 
 
 def check_video_size(
@@ -118,6 +120,8 @@ def check_video_size(
             f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}"
         )
     for name, v in (("height", height), ("width", width)):
+        if v is not None and v > MAX_SIDE:
+            raise ValueError(f"{name} must be at most {MAX_SIDE:,} pixels (the teachers make 480 to 1280); got {v}")
         if v is not None and (v < multiple or v % multiple):
             fix = max(multiple, round(v / multiple) * multiple)
             raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")
