@@ -137,7 +137,9 @@ def test_a_vae_with_no_up_block_to_match_trains_without_the_feature_term(tiny_wa
     Now it warns and trains exactly the run with `feature_weight=0`."""
     from accvideo.decoder import distill_decoder, targets
 
-    off = distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "off", iterations=4, feature_weight=0.0), progress=False)
+    off = distill_decoder(
+        _cfg(tiny_wan_dir, synvid, tmp_path / "off", iterations=4, feature_weight=0.0), progress=False
+    )
     assert off["feature_stage"] is None
     on = distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "on", iterations=4), progress=False)
     assert on["feature_stage"] is not None  # the tiny Wan's VAE has such a block: the term is on
