@@ -84,8 +84,9 @@ def check_weights_used(module, folder: Path) -> None:
 
 def check_config_types(module, folder: Path) -> None:
     """Refuse a diffusers config.json value whose kind differs from its constructor default's (`"eps": "a"` where
-    the default is 1e-06): the model builds, then fails deep in its first forward with a traceback. Only numbers
-    (bools count as numbers) and strings are compared; a null, and lists or tuples, pass as they are."""
+    the default is 1e-06): the model builds, then fails deep in its first forward with a traceback. Only a string
+    for a number (bools count as numbers) or a number for a string is refused: a null, a list where the default is
+    one number (some published configs give per-block values), and nested values pass as they are."""
     import inspect
 
     from diffusers.configuration_utils import ConfigMixin
@@ -97,9 +98,9 @@ def check_config_types(module, folder: Path) -> None:
         if value is None or default is None or default is inspect.Parameter.empty:
             continue
         number = (bool, int, float)
-        if isinstance(default, number) and not isinstance(value, number):
+        if isinstance(default, number) and isinstance(value, str):
             kind = "a number"
-        elif isinstance(default, str) and not isinstance(value, str):
+        elif isinstance(default, str) and isinstance(value, number):
             kind = "a string"
         else:
             continue
