@@ -17,6 +17,7 @@ from accvideo.world import (
     WorldConfig,
     caption,
     combinations,
+    item_seed,
     parse_caption,
     prompts,
     render,
@@ -109,6 +110,16 @@ def test_evaluation_noise_seeds_are_never_training_seeds():
         assert not (test_seeds | val_seeds) & (train | fakes)
         assert all(2**31 <= s < 2**32 for s in test_seeds | val_seeds) and max(train | fakes) < 2**31
         assert not (test_seeds | val_seeds) & {probe_seed(seed, i) for i in range(64)}
+
+
+def test_fakes_and_probes_never_start_from_a_synvid_items_noise():
+    # SeedSequence ignores trailing zero words: [seed, 1, 0] was [seed, 1], item 1's seed, so the first fake of
+    # every run began at a stored trajectory's noise (and probe 0 at item 2's)
+    for seed in range(3):
+        items = {item_seed(seed, i) for i in range(256)}
+        fakes, probes = {fake_seed(seed, i) for i in range(256)}, {probe_seed(seed, i) for i in range(256)}
+        assert len(items) == len(fakes) == len(probes) == 256
+        assert not items & fakes and not items & probes and not fakes & probes
 
 
 def test_vocabulary_is_exactly_the_caption_words():

@@ -12,8 +12,11 @@ from accvideo.core.runtime import batch_noise
 
 
 def fake_seed(seed: int, counter: int) -> int:
-    """The starting-noise seed of the `counter`-th fake of a run (independent of batch size and resumes)."""
-    return int(np.random.SeedSequence([int(seed), 1, int(counter)]).generate_state(1)[0] & 0x7FFFFFFF)
+    """The starting-noise seed of the `counter`-th fake of a run (independent of batch size and resumes).
+
+    The stream's tag is the last word: SeedSequence ignores trailing zero words, so `[seed, 1, 0]` was the world's
+    `item_seed(seed, 1)` (`[seed, 1]`), and the first fake started from a SynVid item's noise."""
+    return int(np.random.SeedSequence([int(seed), int(counter), 1]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 class Trajectories:

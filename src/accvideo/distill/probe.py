@@ -24,8 +24,9 @@ def game_stats(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[float, float
 
 
 def probe_seed(seed: int, index: int) -> int:
-    """The starting noise of probe item `index` (a stream of its own: never a training fake's or a SynVid seed)."""
-    return int(np.random.SeedSequence([int(seed), 2, int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+    """The starting noise of probe item `index` (a stream of its own: never a training fake's or a SynVid seed; its
+    tag is the last word, as in `fake_seed`)."""
+    return int(np.random.SeedSequence([int(seed), int(index), 2]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 @torch.no_grad()
