@@ -43,7 +43,9 @@ RESUMABLE_CHANGES = frozenset(
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """One distillation run. Defaults are the paper's (AdamW 5e-6, lambda_adv 0.1, non-saturating GAN, no R1)."""
+    """One distillation run. The method's settings are the paper's (AdamW 5e-6, lambda_adv 0.1, non-saturating GAN,
+    no R1, 1200 iterations); batch 1 (the paper's 32: `paper_config()`), weight decay 0.01 and gradient clipping at
+    1 are this project's, the paper naming none of them."""
 
     teacher: str = "builtin"  # the diffusers pipeline folder that made the dataset, or 'builtin'
     data: str = "synvid"  # SynVid folder (`accvideo synthesize --out`)
