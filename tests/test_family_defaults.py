@@ -50,6 +50,10 @@ def test_real_width_transformers_get_their_published_defaults(tmp_path, family, 
     assert (cfg.frames, cfg.height, cfg.width, cfg.negative_prompt) == want
     given, source = fill_video(SynthConfig(frames=9, height=32, width=48, negative_prompt="x"), folder, family)
     assert (given.frames, given.height, given.width, given.negative_prompt, source) == (9, 32, 48, "x", None)
+    _, source = fill_video(SynthConfig(frames=9, height=32, width=48), folder, family)
+    assert source.startswith("negative prompt from ")  # only what the command left out is said to be a default
+    _, source = fill_video(SynthConfig(frames=9), folder, family)
+    assert source.startswith("size and negative prompt from ")
 
 
 def test_accvideo_json_overrides_the_family(tmp_path):

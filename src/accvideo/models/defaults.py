@@ -88,12 +88,20 @@ def video_defaults(path: str | Path, family: str) -> tuple[dict, str]:
 
 def fill_video(cfg, path: str | Path, family: str):
     """`cfg` (a frozen dataclass with frames, height, width, negative_prompt; None: the model's) with every None
-    filled from the model folder's defaults, and where the defaults came from (None when the command gave all)."""
+    filled from the model folder's defaults, and which settings came from where ("negative prompt from the built-in
+    model's small clips"; None when the command gave all)."""
     from dataclasses import replace
 
     values, source = video_defaults(path, family)
     missing = {k: values[k] for k in VIDEO_KEYS if getattr(cfg, k) is None}
-    return (replace(cfg, **missing), source) if missing else (cfg, None)
+    if not missing:
+        return cfg, None
+    names = [k.replace("_", " ") for k in missing]
+    if "height" in missing and "width" in missing:  # one word for both: "frames, size and negative prompt"
+        names = [n for n in names if n != "width"]
+        names[names.index("height")] = "size"
+    what = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return replace(cfg, **missing), f"{what} from {source}"
 
 
 def _second(plan) -> str:
@@ -107,7 +115,7 @@ def settings_line(cfg, plan, source: str | None) -> str:
     """One line: the resolved video, sampling and guidance settings, and where the model's defaults came from."""
     neg = plan.negative_prompt
     shown = f"{neg[:24]}..." if len(neg) > 24 else neg
-    origin = f" (defaults: {source})" if source else ""
+    origin = f" ({source})" if source else ""
     return (
         f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width}, {plan.steps} steps, shift {plan.shift:g}, "
         f"guidance {plan.guidance:g}{_second(plan)}, negative prompt {shown!r}{origin}"
