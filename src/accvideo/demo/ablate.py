@@ -23,6 +23,7 @@ import torch
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
+from accvideo.core.runtime import resolve_device
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -117,6 +118,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     """Distil every trained cell once per seed on one SynVid, score every sampler on the same pairs; JSON + tables."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
     out = claim_folder(cfg.out, "ablate")
     earlier = read_json_dict(out / "ablation.json")
     settings = check_training_settings(cfg, ABLATE_TRAINING, out / "ablation.json", ABLATE_WHEN)

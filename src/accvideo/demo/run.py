@@ -12,6 +12,7 @@ from accvideo import __version__
 from accvideo.core.config import to_dict
 from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
+from accvideo.core.runtime import resolve_device
 from accvideo.core.video import write_video
 from accvideo.demo.chain import (
     Sampler,
@@ -57,6 +58,7 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     """prompts -> synthesize -> distill -> sample -> evaluate -> report; returns metrics.json's content."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
     out = Path(cfg.out)
     report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
     earlier = read_json_dict(report / "metrics.json")

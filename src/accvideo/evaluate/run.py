@@ -163,6 +163,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         if own != given and own not in given.parents:  # an earlier model run's clips: not this run's
             clear_video_folder(out / "videos")
     else:
+        resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
         out = claim_folder(
             cfg.out, "evaluate", inputs={"model": cfg.model and resolve_model(cfg.model)}
         )  # before sampling: fail fast
