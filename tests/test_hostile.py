@@ -496,14 +496,14 @@ def disk_full_writing_a_shard(env):
 
 @case
 def disk_full_writing_a_checkpoint(env):
-    import accvideo.distill.checkpoint as checkpoint
+    import torch
 
     def save(obj, path):  # torch's zip writer on a full disk
         Path(path).write_bytes(b"half a checkpoint")
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1522816 vs 1522704")
 
-    env.monkeypatch.setattr(checkpoint.torch, "save", save)
-    env.monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    env.monkeypatch.setattr(torch, "save", save)
+    env.monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
     run = env.tmp / "run"
     return ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL], "needed"
 
@@ -785,6 +785,22 @@ def frames_past_64_bits(env):  # the 4k+1 line suggested 9223372036854775809 (an
 
 
 @case
+def an_output_that_is_a_symbolic_link_loop(env):  # Path.resolve's "Symlink loop from ..." RuntimeError: a traceback
+    (env.tmp / "l1").symlink_to(env.tmp / "l2")
+    (env.tmp / "l2").symlink_to(env.tmp / "l1")
+    if env.variant == "export":
+        return ["export", str(env.student_run()), "--out", str(env.tmp / "l1")], "is a symbolic-link loop"
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "l1")]
+    return [*args, *SYNTH], "is a symbolic-link loop"
+
+
+@case
+def an_output_name_too_long_for_the_file_system(env):  # ENAMETOOLONG from mkdir: a traceback
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts())]
+    return [*args, "--out", str(env.tmp / ("a" * 300)), *SYNTH], "file name too long"
+
+
+@case
 def a_number_setting_with_no_value(env):  # `steps=` read as null: the --steps 2 given became the model's 50
     args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
     return [*args, "steps="], "setting steps= has no value"
@@ -818,6 +834,7 @@ VARIANTS = {
     "a_transformer_config_with_fewer_blocks_than_its_weights": ("sample", "synthesize", "bench"),
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
     "frames_past_64_bits": ("frames", "size"),
+    "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
 }
 
 

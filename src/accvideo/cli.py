@@ -535,12 +535,35 @@ def _quiet_libraries() -> None:
 
 
 _PEER_GONE = re.compile(r"Connection (closed|reset) by peer")  # gloo (and NCCL's TCP store) when a rank is gone
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]|os error (\d+)|code: (\d+)")  # Python's, Rust's (safetensors)
+_OOM_TEXT = ("can't allocate memory", "could not create a primitive")  # torch's allocator; oneDNN's (ulimit -v)
 
 
 def _mb(n: float) -> str:
+    if n < 2**20:  # a few KB (a small file on a full disk) is not "0 MB"
+        return f"{n / 2**10:,.0f} KB"
     return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+
+
+def as_os_error(exc: BaseException) -> BaseException:
+    """The OSError inside a library's own wrapper of a failed write: safetensors' SafetensorError ("... os error
+    28 ..."), shutil.Error (a copytree's list of failures), an ELOOP RuntimeError of Path.resolve (Python 3.11's
+    "Symlink loop from ..."); `exc` itself otherwise."""
+    if isinstance(exc, OSError) and type(exc).__name__ != "Error":  # shutil.Error is an OSError without an errno
+        return exc
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and text.startswith("Symlink loop from "):
+        return OSError(errno.ELOOP, os.strerror(errno.ELOOP), text.removeprefix("Symlink loop from ").strip("'\""))
+    if type(exc).__name__ in {"SafetensorError", "Error"}:  # shutil.Error's args: [(src, dst, "why"), ...]
+        found = _ERRNO_IN_TEXT.search(text)
+        if found:
+            code = int(next(g for g in found.groups() if g))
+            failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+            where = failures[0][1] if failures and len(failures[0]) == 3 else None
+            return OSError(code, os.strerror(code), where)
+    return exc
 
 
 def fault_line(exc: BaseException) -> str | None:
@@ -553,13 +576,14 @@ def fault_line(exc: BaseException) -> str | None:
             f"out of GPU memory ({str(exc).splitlines()[0][:120]}); try --offload (text encoders and VAE on "
             "the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on"
         )
+    exc = as_os_error(exc)
     text = str(exc)
     if isinstance(exc, RuntimeError) and "Storage size calculation overflowed" in text:  # torch, on absurd sizes
         return (
             "a tensor these settings ask for is too large to exist (its size overflows 64 bits); use a smaller "
             "--batch, --size, --frames or head_channels"
         )
-    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in text):
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXT)):
         asked = re.search(r"allocate (\d+) bytes", text)
         need = f"; it asked for {_mb(int(asked[1]))} more" if asked else ""
         return (
@@ -569,6 +593,8 @@ def fault_line(exc: BaseException) -> str | None:
     if "RANK" in os.environ and isinstance(exc, RuntimeError) and _PEER_GONE.search(text):
         # under torchrun: another rank stopped (its own one line is above) while this one waited in a collective
         return "another process of this launch stopped first (its error is above); fix that, then rerun the command"
+    if isinstance(exc, OSError) and exc.errno is not None and (line := _system_limit_line(exc)):
+        return line
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL | _NO_ACCESS | {errno.EIO}:
         where = f" writing {exc.filename}" if exc.filename else ""
         if exc.errno in _NO_ACCESS:  # reading or writing: name the file, not the direction
@@ -582,6 +608,30 @@ def fault_line(exc: BaseException) -> str | None:
         return (
             f"no space left on the device{where}{size}; nothing half-written was kept: free some space or choose "
             "an --out on another disk, then rerun the same command to resume"
+        )
+    return None
+
+
+def _system_limit_line(exc: OSError) -> str | None:
+    """One line for a limit of the system rather than of the disk's space: the file-size limit, open files, a name
+    too long, a symbolic-link loop, a folder removed while the command wrote into it."""
+    at = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.EFBIG:
+        return (
+            f"file too large{at}: over the file-size limit (ulimit -f) or this file system's largest file; nothing "
+            "half-written was kept: raise the limit or choose an --out on another file system, then rerun the same "
+            "command to resume"
+        )
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return "too many open files (ulimit -n); raise the limit (e.g. ulimit -n 1024), then rerun the same command"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"file name too long{at} (accvideo adds a temporary suffix while it writes); choose a shorter --out"
+    if exc.errno == errno.ELOOP:
+        return f"{exc.filename or 'a path'} is a symbolic-link loop; remove the link or choose another path"
+    if exc.errno == errno.ENOENT and exc.filename and not Path(exc.filename).parent.exists():
+        return (
+            f"the folder of {exc.filename} disappeared while the command ran (deleted or unmounted); rerun the "
+            "same command to start over"
         )
     return None
 

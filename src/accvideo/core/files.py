@@ -111,6 +111,58 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def save_state_file(path: str | Path, state: dict) -> Path:
+    """torch.save `state` (tensors, state dicts, ints, RNG states) to a temporary file, flush it, rename it over
+    `path`: a kill or a full disk mid-write leaves the previous file whole, and a failed write is an OSError."""
+    import torch
+
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError:  # torch's zip writer reports a failed write as e.g. "unexpected pos ..."
+            raise write_failure(path, state_bytes(state)) from None
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def state_bytes(state) -> int:
+    """The bytes of every tensor in a (nested) state: about what its file needs on disk."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
+def write_failure(path: Path, needed: int) -> OSError:
+    """The OSError of a write that failed without one (torch.save's): EFBIG when the file-size limit (ulimit -f) is
+    below what it needs, ENOSPC (with the space needed and free) when the disk is short of it, EIO otherwise."""
+    import errno
+    import resource
+    import shutil
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    free = shutil.disk_usage(path.parent).free
+    if limit != resource.RLIM_INFINITY and limit <= needed:
+        code = errno.EFBIG
+    else:
+        code = errno.ENOSPC if free < needed + (64 << 20) else errno.EIO
+    err = OSError(code, os.strerror(code), str(path))
+    err.needed, err.free = needed, free
+    return err
+
+
 def load_state_file(path: str | Path, what: str, fix: str) -> dict | None:
     """A training state saved with torch.save, read weights-only (no code runs on load); None when there is none.
 

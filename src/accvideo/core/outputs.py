@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -134,17 +135,29 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and is_stale_writer(holder):
+                if (holder is not None and is_stale_writer(holder)) or self._empty_and_old():
                     self.path.unlink(missing_ok=True)  # its writer was killed: take the folder over
                     continue
                 raise AccVideoError(
                     f"another `accvideo {command}` ({holder or 'unknown writer'}) is writing {folder}; wait for it to "
                     f"end, or delete {self.path} if none is running"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(self.me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.me)
+            except BaseException:  # a full disk: an empty lock would refuse every rerun as "unknown writer"
+                self.path.unlink(missing_ok=True)
+                raise
             return
         raise AccVideoError(f"cannot lock {folder} for `accvideo {command}`; delete {self.path} and rerun")
+
+    def _empty_and_old(self, age_s: float = 10.0) -> bool:
+        """An empty lock older than a writer takes to fill it: one whose write failed before the cleanup above."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False
+        return st.st_size == 0 and time.time() - st.st_mtime > age_s
 
     def _holder(self) -> str | None:
         try:

@@ -8,17 +8,14 @@ in both, so either resumes on any number of processes; a run keeps only the newe
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from accvideo.core import dist, parallel
 from accvideo.core.config import check_same_settings
-from accvideo.core.files import is_stale_temp, load_state_file, temp_name
+from accvideo.core.files import is_stale_temp, load_state_file, save_state_file
 from accvideo.distill.config import RESUMABLE_CHANGES
 from accvideo.errors import AccVideoError
 
@@ -30,40 +27,7 @@ META = "state.pt"  # in SHARDED: everything but the sharded tensors
 
 def save_checkpoint(path: Path, state: dict, fmt: str = FORMAT) -> Path:
     """Write `state` (tensors, state dicts, ints, RNG states) to a temporary file, flush it, rename it over `path`."""
-    path = Path(path)
-    tmp = temp_name(path)
-    try:
-        try:
-            torch.save({"format": fmt, **state}, tmp)
-        except RuntimeError as exc:  # torch's zip writer reports a failed write as e.g. "unexpected pos ..."
-            raise write_failure(exc, path, state_bytes(state)) from None
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def state_bytes(state) -> int:
-    """The bytes of every tensor in a (nested) state: about what its file needs on disk."""
-    if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
-    if isinstance(state, dict):
-        return sum(state_bytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(state_bytes(v) for v in state)
-    return 0
-
-
-def write_failure(exc: RuntimeError, path: Path, needed: int) -> OSError:
-    """An OSError for a failed torch.save: ENOSPC (with the space needed and free) when the disk is short of it."""
-    free = shutil.disk_usage(path.parent).free
-    code = errno.ENOSPC if free < needed + (64 << 20) else errno.EIO
-    err = OSError(code, os.strerror(code), str(path))
-    err.needed, err.free = needed, free
-    return err
+    return save_state_file(path, {"format": fmt, **state})
 
 
 def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "distill") -> dict | None:

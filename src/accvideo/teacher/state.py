@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import torch
-
-from accvideo.core.files import load_state_file, temp_name
+from accvideo.core.files import load_state_file, save_state_file
 
 
 def save_state(path: Path, state: dict) -> None:
-    """Atomically write a dict of tensors, state dicts, ints and RNG states."""
-    tmp = temp_name(path)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Atomically write a dict of tensors, state dicts, ints and RNG states (a failed write is an OSError)."""
+    save_state_file(path, state)
 
 
 def load_state(path: Path) -> dict | None:

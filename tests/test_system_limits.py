@@ -1,0 +1,126 @@
+"""Limits of the system, met for real: the file-size limit (ulimit -f) while a command writes, and a lock whose own
+write failed. Each ends in one line that names the limit and the fix, keeps nothing half-written, and a rerun
+without the limit recovers."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from accvideo.core.files import save_state_file
+from accvideo.core.outputs import LOCK, FolderLock
+from accvideo.errors import AccVideoError
+
+LIMIT_LINE = "file too large"
+
+
+@contextmanager
+def file_size_limit(n_bytes: int):
+    """Writes past n_bytes fail with EFBIG in this process (SIGXFSZ ignored, as `trap '' XFSZ` does)."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def accvideo_limited(args: list[str], n_bytes: int, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m accvideo ARGS` under a file-size limit of n_bytes."""
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, resource.RLIM_INFINITY))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accvideo", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_training_state_over_the_file_size_limit_is_efbig_and_keeps_the_previous_file(tmp_path):
+    """torch.save's own error ("unexpected pos ...") names no cause: it was reported as an input/output error."""
+    path = tmp_path / "state.pt"
+    save_state_file(path, {"w": torch.zeros(10)})
+    before = path.read_bytes()
+    with file_size_limit(64 << 10), pytest.raises(OSError) as failed:
+        save_state_file(path, {"w": torch.zeros(1 << 16)})  # 256 KB of tensor
+    assert failed.value.errno == errno.EFBIG and failed.value.filename == str(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_tiny_model_over_the_file_size_limit_is_one_line_and_the_rerun_equals_a_fresh_one(tmp_path):
+    """safetensors' SafetensorError ("... os error 27 ...") was a traceback."""
+    limited = accvideo_limited(["tiny-model", "--out", "tm"], 48 << 10, tmp_path)
+    lines = limited.stderr.strip().splitlines()
+    assert limited.returncode == 2 and len(lines) == 1, limited.stderr
+    assert lines[0].startswith(f"error: {LIMIT_LINE}") and "ulimit -f" in lines[0]
+    rerun = accvideo_limited(["tiny-model", "--out", "tm"], resource.RLIM_INFINITY, tmp_path)
+    fresh = accvideo_limited(["tiny-model", "--out", "fresh"], resource.RLIM_INFINITY, tmp_path)
+    assert rerun.returncode == fresh.returncode == 0, rerun.stderr + fresh.stderr
+    assert files_under(tmp_path / "tm") == files_under(tmp_path / "fresh")
+
+
+def test_export_over_the_file_size_limit_is_one_line_and_keeps_the_earlier_export(tmp_path, request, monkeypatch):
+    """copytree's shutil.Error (a list of failures, no errno) was a traceback."""
+    from test_hostile import Env
+
+    run = Env(tmp_path, request, monkeypatch).student_run()
+    first = accvideo_limited(["export", str(run), "--out", "e"], resource.RLIM_INFINITY, tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = files_under(tmp_path / "e")
+    limited = accvideo_limited(["export", str(run), "--out", "e"], 16 << 10, tmp_path)
+    lines = limited.stderr.strip().splitlines()
+    assert limited.returncode == 2 and len(lines) == 1, limited.stderr
+    assert lines[0].startswith(f"error: {LIMIT_LINE}")
+    assert files_under(tmp_path / "e") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "run"]  # no temporary export left beside it
+
+
+def test_a_lock_whose_write_failed_is_removed_and_an_old_empty_one_is_taken_over(tmp_path, monkeypatch):
+    """A full disk while the lock's holder was written left an empty lock, and every rerun was refused as held by
+    'unknown writer'."""
+    real = os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.f = real(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, _text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", Full)
+    with pytest.raises(OSError):
+        FolderLock(tmp_path, "synthesize")
+    assert not (tmp_path / LOCK).exists()
+    monkeypatch.setattr(os, "fdopen", real)
+
+    (tmp_path / LOCK).write_text("")  # left by an older accvideo, or a writer killed between create and write
+    with pytest.raises(AccVideoError, match="unknown writer"):  # a writer may be about to fill it
+        FolderLock(tmp_path, "synthesize")
+    old = time.time() - 60
+    os.utime(tmp_path / LOCK, (old, old))
+    lock = FolderLock(tmp_path, "synthesize")
+    assert (tmp_path / LOCK).read_text() == lock.me
+    lock.release()
