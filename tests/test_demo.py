@@ -75,6 +75,36 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
         assert again["results"][name]["frechet_distance"] == pytest.approx(row["frechet_distance"], rel=1e-5)
 
 
+def test_sampling_seconds_leave_out_the_model_load(tiny_wan_dir, tmp_path, monkeypatch):
+    """The first sampler of a model used to be timed from before its load: on a clock that only the (patched) load
+    and sampling move, the load is recorded apart and the sampling seconds are the sampling's alone."""
+    from types import SimpleNamespace
+
+    import accvideo.demo.chain as chain
+    from accvideo.demo import quick_config
+
+    now = [0.0]
+    monkeypatch.setattr(chain, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def timed(real, seconds):
+        def run(*args, **kwargs):
+            now[0] += seconds
+            return real(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(chain, "open_model", timed(chain.open_model, 100.0))  # a slow load
+    monkeypatch.setattr(chain, "generate_videos", timed(chain.generate_videos, 1.0))
+    cfg = quick_config(teacher=str(tiny_wan_dir), out=str(tmp_path / "run"), eval_prompts=2)
+    samplers = [chain.Sampler("t2", str(tiny_wan_dir), 2, 5.0), chain.Sampler("t1", str(tiny_wan_dir), 1, 5.0)]
+    results = chain.sample_and_score(cfg, samplers, progress=False)
+    # the first sampler opened the model, the second reused it; each sampled for its own second
+    assert [(r["seconds_loading"], r["seconds_sampling"]) for r in results.values()] == [(100.0, 1.0), (0.0, 1.0)]
+    for name in ("t2", "t1"):  # the kept record says the same, so a rescoring rerun reports it too
+        info = json.loads((tmp_path / "run" / "videos" / name / "sampler.json").read_text())
+        assert info["seconds_sampling"] == 1.0
+
+
 def snapshot(folder):
     """Every file under `folder` with its bytes."""
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
