@@ -60,7 +60,7 @@ class DistillConfig:
     grad_clip: float = 1.0  # max grad norm of the student (0: off)
     adv: bool = True  # adversarial training on/off (`adv=off`: L_traj only)
     lambda_adv: float = 0.1
-    adv_update: str = "joint"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: two
+    adv_update: str = "joint"  # joint: one student step on L_traj + lambda_adv * L_G per key step; separate: one each
     adv_warmup: int = 0  # first iterations in which the heads learn but L_G does not reach the student
     gan_loss: str = "non-saturating"  # or hinge
     r1: float = 0.0  # weight of an R1 penalty on the heads' real inputs (0: off, as in the paper)

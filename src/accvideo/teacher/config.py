@@ -55,8 +55,9 @@ class TeacherConfig:
     # image-to-video (TI2V style, docs/builtin.md): latent frame 0 is the clip's first frame, clean (timestep 0 on its
     # tokens, no loss there); saved as a WanImageToVideoPipeline with expand_timesteps
     image: bool = False
-    init: str = ""  # start from this teacher folder ('builtin': the shipped one): its VAE and text encoder, its
-    # transformer fine-tuned (the architecture settings above must match it); "": train everything from scratch
+    # init=: the architecture settings above must match that teacher's (a mismatch is refused, naming them); the
+    # field's comment is its --help, so it stays one line
+    init: str = ""  # fine-tune this teacher (its VAE, text encoder kept; 'builtin': the shipped one); "": from scratch
 
     def __post_init__(self):
         if self.frames < 1 or (self.frames - 1) % 4 or (self.vae_crop_frames - 1) % 4:
