@@ -335,7 +335,8 @@ VERBS = [
     ),
     Verb(
         "tiny-model",
-        "Write a tiny random Wan 2.1 or HunyuanVideo pipeline (diffusers format) for smoke runs.",
+        "Write a tiny random Wan 2.1 (text- or image-to-video) or HunyuanVideo pipeline (diffusers format) for smoke "
+        "runs.",
         "accvideo.models.tiny:TinyModelConfig",
         _tiny_model,
         positional=("out",),

@@ -18,7 +18,7 @@ MAX_CLIPS = 100_000  # clips scored at once are held in memory: 100,000 built-in
 class EvaluateConfig:
     """Score a model (sampled on world prompts) or a folder of clips with a manifest; exactly one of the two."""
 
-    model: str | None = None  # diffusers pipeline folder or 'builtin'
+    model: str | None = None  # a diffusers pipeline folder, a distill run (its student) or 'builtin'
     videos: str | None = None  # folder of clips + manifest.jsonl
     prompts: int = 64  # prompts sampled from the split (model only)
     split: str = "heldout"  # train | heldout (= test) | val | all: held-out captions, noise seeds never trained on
@@ -26,7 +26,7 @@ class EvaluateConfig:
     steps: int | None = None  # None: 50 for a teacher, a student's own key steps
     guidance: float | None = None  # None: 5 for a teacher, 1 (no CFG) for a student
     shift: float | None = None  # None: the checkpoint's
-    negative_prompt: str = ""
+    negative_prompt: str = ""  # with CFG (guidance > 1): the unconditional branch's prompt
     batch_size: int = 4  # clips sampled together (each clip's own noise; float rounding may move a pixel 1 level)
     classifier: str | None = None  # None: the shipped classifier
     out: str = "eval"

@@ -24,9 +24,9 @@ class SynthConfig:
     prompts: str = "prompts.txt"  # .txt (one prompt a line) or .jsonl ({"prompt": ..., "seed": ...})
     out: str = "synvid"
     steps: int = TEACHER_STEPS  # n: the teacher's Euler steps
-    key_steps: int | None = None  # m: uniform key steps on the n-step grid
+    key_steps: int | None = None  # m: uniform key steps on the n-step grid (None: 5)
     key_indices: list[int] | None = None  # or explicit grid indices 0 = i_0 < ... < i_m = n
-    shift: float | None = None
+    shift: float | None = None  # sigma shift (None: the teacher's own, from its scheduler config)
     guidance: float | None = None  # the teacher's CFG scale, baked into the targets (None: the family's, Wan 5)
     guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise steps' CFG scale (None: the folder's, else guidance)
     negative_prompt: str | None = None  # None: the model's (accvideo.json, its family's, or none)

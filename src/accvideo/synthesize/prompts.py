@@ -182,12 +182,14 @@ MAX_PROMPTS = 10_000_000  # one file of captions; split larger sets across files
 class PromptsConfig:
     """`accvideo prompts`: N captions of the built-in world, for `accvideo synthesize --prompts`."""
 
-    n: int = 0  # how many prompts
+    n: int | None = None  # how many prompts (required)
     out: str = "prompts.txt"  # .txt (one caption a line) or .jsonl (with each item's seed)
     split: str = "train"  # train, heldout = test (held-out captions, unseen noises), val (tuning seeds), all
     seed: int = 0  # seed of the order and of the per-item seeds
 
     def __post_init__(self):
+        if self.n is None:
+            raise ValueError("--n is required: how many prompts to write (e.g. --n 64)")
         if not 1 <= self.n <= MAX_PROMPTS:
             raise ValueError(f"--n must be at least 1 and at most {MAX_PROMPTS:,} (how many prompts); got {self.n}")
         if self.split not in SPLITS:
