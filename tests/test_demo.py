@@ -350,3 +350,27 @@ def test_demo_with_an_image_to_video_teacher_gives_each_prompt_its_world_first_f
     for result in metrics["results"].values():  # every row's clips start from the VAE's copy of the world's frame
         clips = np.stack([np.load(f) for f in sorted(Path(result["videos"]).glob("*.npy"))])
         assert clips.shape[0] == 3 and np.abs(clips[:, 0] / 255.0 - real).mean() < 0.06
+
+
+def test_ablation_table_script_takes_help_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
+    """benchmarks/ablation_table.py read `--help` as a JSON path (a traceback); it prints the tables of the files."""
+    import importlib.util
+    from pathlib import Path
+
+    from accvideo.demo.ablate import ablation_tables
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ablation_table", root / "benchmarks" / "ablation_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--help"])
+    assert exc.value.code == 0 and "--plot" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        script.main([str(tmp_path / "bad.json")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "bad.json is not an `accvideo ablate` JSON" in err
+    path = root / "benchmarks" / "results" / "ablation_m5_rw1.json"
+    script.main([str(path)])
+    assert capsys.readouterr().out.startswith(ablation_tables(json.loads(path.read_text())) + "\n\nPaired differences")
