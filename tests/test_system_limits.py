@@ -124,3 +124,13 @@ def test_a_lock_whose_write_failed_is_removed_and_an_old_empty_one_is_taken_over
     lock = FolderLock(tmp_path, "synthesize")
     assert (tmp_path / LOCK).read_text() == lock.me
     lock.release()
+
+
+def test_a_small_file_over_the_limit_names_itself(tmp_path):
+    """write() errors carry no file name: the full-disk line of a JSON or YAML file named none."""
+    from accvideo.core.files import write_json_atomic
+
+    with file_size_limit(1 << 10), pytest.raises(OSError) as failed:
+        write_json_atomic(tmp_path / "summary.json", {"x": "y" * 4096})
+    assert failed.value.errno == errno.EFBIG and failed.value.filename == str(tmp_path / "summary.json")
+    assert list(tmp_path.iterdir()) == []

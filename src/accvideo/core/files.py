@@ -74,7 +74,12 @@ def write_text_atomic(path: str | Path, text: str, before_replace: Callable[[Pat
     path = Path(path)
     tmp = temp_name(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a failed write() names no file: the one-line error should name this one
+            if exc.filename is None and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, path)
