@@ -14,10 +14,9 @@ COMMANDS = {
     "teacher-train": ["teacher", "train", "--preset", "quick"],
 }
 # cli.py's _teacher_train claims OUT and OUT.work before it resolves the device (strict: drop the mark once it does not)
-LATE = {"teacher-train": pytest.mark.xfail(strict=True, reason="cli.py _teacher_train claims its folders first")}
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=LATE.get(c, ())) for c in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_a_missing_cuda_is_refused_before_out_exists(command, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "x" / "out"

@@ -93,9 +93,14 @@ def _distill(cfg) -> None:
     s = distill(cfg)
     if s["rank"] == 0:  # under torchrun, rank 0 reports for all
         _echo(
-            f"wrote the {s['key_steps']}-step student to {s['student']} ({s['iterations']} iterations, "
-            f"{s['samples']} samples; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"
+            f"wrote the {s['key_steps']}-step student to {s['student']} ({_count(s['iterations'], 'iteration')}, "
+            f"{_count(s['samples'], 'sample')}; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 iteration', '3 iterations'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _decoder_distill(cfg) -> None:
@@ -104,7 +109,8 @@ def _decoder_distill(cfg) -> None:
     check_output(cfg)  # before the teacher and the dataset are loaded
     s = distill_decoder(cfg)
     _echo(
-        f"wrote the tiny decoder to {s['decoder']} ({s['parameters']:,} parameters, {s['iterations']} iterations; "
+        f"wrote the tiny decoder to {s['decoder']} ({s['parameters']:,} parameters, "
+        f"{_count(s['iterations'], 'iteration')}; "
         f"held-out PSNR {s['heldout_psnr_db']} dB against the VAE; {s['seconds']:.0f} s; losses.png, summary.json)"
     )
 
@@ -181,6 +187,7 @@ def _teacher_train(cfg) -> None:
     )
 
     init_folder(cfg)  # a bad init= is one line before any folder is made
+    device = resolve_device(cfg.device)  # so is a device this machine lacks
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
@@ -190,7 +197,7 @@ def _teacher_train(cfg) -> None:
         return
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    stats = train_teacher(cfg.teacher(), out, work, resolve_device(cfg.device))
+    stats = train_teacher(cfg.teacher(), out, work, device)
     _echo(f"wrote the teacher to {out}: {stats}")
 
 
