@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,9 +37,16 @@ def write_video(
     video: torch.Tensor | np.ndarray,
     fps: int = 8,
     before_replace: Callable[[Path], None] | None = None,
+    rename: bool = True,
 ) -> Path:
     """Write (F, H, W, 3) frames in [0, 1] (or uint8) as .mp4 or .gif, atomically; `before_replace(tmp)` runs on the
-    whole temporary file just before it takes `path`'s name (core/outputs.vouch)."""
+    whole temporary file just before it takes `path`'s name (core/outputs.vouch).
+
+    A failed write (ffmpeg's exit status, a full disk, a file-size limit) raises `write_error`'s error naming `path`
+    and the cause; the temporary file is removed and whatever `path` held is kept. `rename=False` returns the whole
+    temporary file instead of renaming it, for a caller that puts several files into place together (sample/run.py);
+    it then removes that file itself if it does not rename it.
+    """
 
     path = Path(path)
     frames = video if isinstance(video, np.ndarray) and video.dtype == np.uint8 else to_uint8(video)
@@ -49,40 +60,139 @@ def write_video(
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
     try:
-        _write_frames(tmp, suffix, frames, fps)
-        if not tmp.is_file():  # an encoder that failed quietly: never a rename of nothing
-            raise RuntimeError("it wrote no file")
+        try:
+            _write_frames(tmp, suffix, frames, fps)
+            if not tmp.is_file():  # an encoder that failed quietly: never a rename of nothing
+                raise RuntimeError("it wrote no file")
+        except Exception as exc:  # noqa: BLE001 - the encoders raise many types; each becomes one named error
+            raise write_error(path, exc) from None
+        if not rename:
+            return tmp
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) or not isinstance(exc, Exception):
-            raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise AccVideoError(f"cannot write video {path} (the encoder failed: {first}); choose another --out") from None
+        raise
     return path
 
 
+class EncoderFailed(Exception):
+    """ffmpeg exited with an error; `errno` is the file error its own lines name (ENOSPC, EFBIG) when they name one."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+# ffmpeg's words for the file errors a user can fix (its lines end in strerror)
+_FFMPEG_ERRNO = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "Permission denied": errno.EACCES,
+    "Read-only file system": errno.EROFS,
+}
+
+
+# the file errors cli.fault_line words as one line with the fix: raised as OSErrors naming the final file
+_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+_FAULTS |= {errno.EMFILE, errno.ENFILE, errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def write_error(path: str | Path, exc: Exception) -> Exception:
+    """What a failed write of `path` raises, naming `path` (never its temporary name): a full disk, the file-size
+    limit (ulimit -f, or the file system's largest file: EFBIG), no permission... as an OSError of that cause, which
+    cli.fault_line turns into one line with the fix; any other failure (an encoder's, another file error) is one
+    AccVideoError line."""
+    code = getattr(exc, "errno", None)
+    if code in _FAULTS:
+        return OSError(code, os.strerror(code), str(path))
+    if isinstance(exc, OSError) or code is not None:
+        return AccVideoError(f"cannot write {path} ({os.strerror(code) if code else exc}); choose another --out")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+    return AccVideoError(f"cannot write video {path} (the encoder failed: {first}); choose another --out")
+
+
 def _write_frames(tmp: Path, suffix: str, frames: np.ndarray, fps: int) -> None:
+    if suffix == ".gif":
+        tmp.write_bytes(_gif_bytes(frames, fps))
+    elif suffix == ".mp4":
+        _run_ffmpeg(tmp, frames, fps)
+
+
+def _gif_bytes(frames: np.ndarray, fps: int) -> bytes:
+    """The GIF, encoded in memory: written by Pillow into the file itself, a full disk surfaced again from imageio's
+    finalizer as a 20-line 'Exception ignored' traceback; written here, it is an ordinary OSError."""
     import imageio.v2 as imageio
 
-    if suffix == ".gif":
-        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-    elif suffix == ".mp4":
-        with imageio.get_writer(
-            tmp,
-            format="FFMPEG",
-            mode="I",
-            fps=fps,
-            codec="libx264",
-            quality=9,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=["-pix_fmt", "yuv420p"],
-        ) as writer:
-            for frame in frames:
-                writer.append_data(frame)
+    buffer = io.BytesIO()
+    imageio.mimsave(buffer, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+    return buffer.getvalue()
+
+
+def _ffmpeg_command(tmp: Path, frames: np.ndarray, fps: int) -> list[str]:
+    """The command imageio-ffmpeg's writer ran for us (libx264 at quality 9, i.e. CRF 5, yuv420p, no resizing), so
+    clips are byte for byte what they were; run here so its exit status and its lines are ours to read."""
+    import imageio_ffmpeg
+
+    height, width = frames.shape[1:3]
+    return [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-f",
+        "rawvideo",
+        "-vcodec",
+        "rawvideo",
+        "-s",
+        f"{width}x{height}",
+        "-pix_fmt",
+        "rgb24",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        "-an",
+        "-vcodec",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-crf",
+        "5",
+        "-v",
+        "error",
+        "-pix_fmt",
+        "yuv420p",
+        str(tmp),
+    ]
+
+
+def _run_ffmpeg(tmp: Path, frames: np.ndarray, fps: int) -> None:
+    """Encode `frames` into `tmp` with ffmpeg; EncoderFailed unless it exits 0. imageio ignored the exit status, so a
+    clip cut short by a full disk was kept and reported written, and ffmpeg's lines reached the terminal: they are
+    captured here and only their cause is kept. A closed pipe (ffmpeg stopped early) is its exit status's to tell."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"a video is (frames, height, width, 3); got shape {frames.shape}")
+    data = memoryview(np.ascontiguousarray(frames)).cast("B")  # bytes as one flat view: communicate slices it
+    command = _ffmpeg_command(tmp, frames, fps)
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:  # the program, not the clip: never read as a file error of the clip
+        raise EncoderFailed(f"cannot run {command[0]} ({exc.strerror}); set IMAGEIO_FFMPEG_EXE to an ffmpeg") from None
+    try:
+        _, err = process.communicate(data)
+    except BaseException:  # Ctrl-C: ffmpeg stops with us, never finishing a file behind our back
+        process.kill()
+        process.wait()
+        raise
+    if process.returncode == 0:
+        return
+    lines = err.decode(errors="replace").strip().splitlines()
+    if process.returncode == -signal.SIGXFSZ:  # the file-size limit's signal, where it is not ignored
+        raise EncoderFailed("killed by SIGXFSZ", errno.EFBIG)
+    cause = next((code for words, code in _FFMPEG_ERRNO.items() for line in lines if words in line), None)
+    last = lines[-1] if lines else f"ffmpeg exited with status {process.returncode}"
+    raise EncoderFailed(last.split("] ", 1)[-1], cause)
 
 
 def read_video(path: str | Path) -> np.ndarray:

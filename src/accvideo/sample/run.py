@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
-from accvideo.core.config import save_config
-from accvideo.core.files import remove_stale_temps
+from accvideo.core.config import to_dict
+from accvideo.core.files import remove_stale_temps, temp_name
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
 from accvideo.core.outputs import claim_file, record_file, remove_file, vouch
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
-from accvideo.core.video import check_video_size, write_video
+from accvideo.core.video import check_video_size, write_error, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.defaults import fill_video, settings_line
 from accvideo.models.open import model_family, model_folder, open_model
@@ -99,8 +101,6 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         image=image,
     )
     t2 = time.perf_counter()
-    for path in written[:-1]:
-        record_file(write_video(path, video, cfg.fps, vouch(path, COMMAND)), COMMAND)
     resolved = {
         **opened.describe(),
         "resolved_steps": plan.steps,
@@ -117,10 +117,42 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     }
     if opened.student is not None:
         resolved["key_sigmas_used"] = cfg.steps is None and cfg.shift is None
-    record_file(save_config(cfg, written[-1], vouch(written[-1], COMMAND), **resolved), COMMAND)
+    _put_in_place(written, video, cfg.fps, yaml.safe_dump({**to_dict(cfg), **resolved}, sort_keys=False))
     for path in _stale(out, written):  # what an earlier run of this name wrote and this one did not (a GIF)
         remove_file(path, COMMAND)  # only this command's own, unchanged files (core/outputs.py)
     return resolved
+
+
+def _put_in_place(written: list[Path], video: torch.Tensor, fps: int, settings_yaml: str) -> None:
+    """Write the clip (and GIF) and the settings YAML (`written`, the YAML last) under temporary names, then rename
+    them into place together: a write that fails (a full disk, a file-size limit) keeps the earlier run's set whole,
+    never a new clip beside the old settings and GIF, and leaves no temporary behind. Each file is vouched for in
+    the ledger before the renames and recorded after them (core/outputs.py), so a rerun may replace them."""
+    staged: list[tuple[Path, Path]] = []  # (temporary, final)
+    try:
+        for path in written[:-1]:  # rename=False, positionally (tests wrap write_video): the whole temporary file
+            staged.append((write_video(path, video, fps, None, False), path))
+        staged.append((_stage_text(written[-1], settings_yaml), written[-1]))
+        for tmp, path in staged:
+            vouch(path, COMMAND)(tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:  # after a failure: the temporaries not yet renamed
+            tmp.unlink(missing_ok=True)
+    for path in written:
+        record_file(path, COMMAND)
+
+
+def _stage_text(path: Path, text: str) -> Path:
+    """`text` whole under `path`'s temporary name; a failed write's error names `path`, never the temporary."""
+    tmp = temp_name(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, exc) from None
+    return tmp
 
 
 def _stale(out: Path, written: list[Path]) -> list[Path]:

@@ -267,6 +267,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
                 fix = "fix the cause"
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     fix = f"free about {shard_megabytes(settings, len(chunk)):.0f} MB a shard (or choose another --out)"
+                elif exc.errno == errno.EFBIG:  # a clip (--videos) or a shard past ulimit -f or the largest file
+                    fix = "raise the file-size limit (ulimit -f) or choose an --out on another file system"
                 raise AccVideoError(
                     f"could not write shard {k} to {root} ({exc.strerror or exc}); the {kept} complete shard(s) "
                     f"of this process are kept: {fix} and rerun the same command to resume"
