@@ -287,10 +287,9 @@ def error_bars(stats: list[dict]) -> list[list[float]]:
 
 def ablation_plot(data: dict, path: Path) -> Path:
     """Mean accuracy and Frechet distance against m, one line per row, 95% intervals as error bars."""
-    import matplotlib  # lazy: matplotlib is slow to import and only the plot needs it
+    from accvideo.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     cells = [c for c in data["cells"].values() if "row" in c]

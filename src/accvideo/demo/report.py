@@ -44,10 +44,9 @@ def frame_grid_png(
     frames: Sequence[int] = (0, 4, 8, 12, 16),
 ) -> Path:
     """A still for the README: for each prompt, one row per sampler, a few frames side by side."""
-    import matplotlib
+    from accvideo.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(prompts)
     frames = [i for i in frames if i < columns[0].shape[1]]

@@ -66,10 +66,9 @@ def read_losses(path: Path) -> list[dict]:
 def plot_losses(records: list[dict], out: Path, curves: tuple = CURVES) -> Path:
     """One panel per loss (of `curves`: (key, title) pairs) against samples seen, and one of the heads' accuracy per
     key step (the probe's, else the training batches') when the records have it, written atomically as PNG."""
-    import matplotlib
+    from accvideo.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curves = [(k, label) for k, label in curves if any(r.get(k) is not None for r in records)]
     game = next((key for key in ("probe_acc_k", "acc_k") if any(r.get(key) for r in records)), None)

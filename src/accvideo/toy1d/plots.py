@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import torch  # noqa: E402
+from accvideo.core.plotting import pyplot
+from accvideo.toy1d.experiment import Toy1dResult
+
+plt = pyplot()  # the Agg backend, before matplotlib's other modules load
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure, SubFigure  # noqa: E402
-
-from accvideo.toy1d.experiment import Toy1dResult  # noqa: E402
 
 RED, GREY, BLUE, ORANGE = "#d62728", "#9a9a9a", "#1f77b4", "#ff7f0e"
 # Panels drawn at most this many guidance draws of the DMD student, to stay readable.
