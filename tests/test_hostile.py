@@ -761,6 +761,15 @@ def synthesize_while_another_synthesize_writes_the_folder(env):  # both ran: --o
 
 
 @case
+def export_while_another_export_writes_the_folder(env):  # both built, then raced on the renames (ENOTEMPTY)
+    from accvideo.core.files import writer_id
+
+    live = writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}"  # a live process of this host that is not this one
+    (env.tmp / ".e.accvideo-lock").write_text(live)
+    return ["export", str(env.student_run()), "--out", str(env.tmp / "e")], "another `accvideo export`"
+
+
+@case
 def a_transformer_config_with_fewer_blocks_than_its_weights(env):  # loaded 2 of 3 blocks and sampled, silently
     t = env.copy(env.teacher, "teacher")
     config = json.loads((t / "transformer" / "config.json").read_text())

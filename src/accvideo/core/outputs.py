@@ -128,8 +128,9 @@ class FolderLock:
     A second writer is refused with one line (two would interleave their logs and checkpoints); a lock whose writer
     died on this host is taken over; `release()` removes it (only if it is still this writer's)."""
 
-    def __init__(self, folder: str | Path, command: str):
-        self.path, self.me = Path(folder) / LOCK, writer_id()
+    def __init__(self, folder: str | Path, command: str, path: str | Path | None = None):
+        # `path`: the lock file, where the folder itself is replaced whole (export: a sibling of the folder)
+        self.path, self.me = Path(path) if path is not None else Path(folder) / LOCK, writer_id()
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accvideo.core.files import prepare_output
-from accvideo.core.outputs import check_folder, mark_folder
+from accvideo.core.outputs import LOCK, FolderLock, check_folder, mark_folder
 from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
 from accvideo.models.student import EXPORT_MARKER
@@ -34,22 +34,29 @@ def check_target(out: Path, *, protected: dict[str, Path]) -> Path:
 
 @contextmanager
 def building(out: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `out` to fill; on success it replaces `out` whole, on failure it is removed."""
-    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Yield a temporary sibling of `out` to fill; on success it replaces `out` whole, on failure it is removed.
+
+    One export at a time writes `out`: a sibling lock file (`out` itself is replaced whole) refuses a second one in
+    one line, where both would build and race on the final renames."""
+    lock = FolderLock(out, COMMAND, path=out.with_name(f".{out.name}{LOCK}"))
     try:
-        mark_folder(tmp, COMMAND)
-        yield tmp
-    except BaseException:
+        tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    share_files(tmp)  # diffusers' weights (and a teacher's copied files) may be mode 600
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            mark_folder(tmp, COMMAND)
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        share_files(tmp)  # diffusers' weights (and a teacher's copied files) may be mode 600
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        lock.release()
 
 
 def copy_tree(src: Path, dst: Path, copy: Callable = shutil.copy2) -> None:
