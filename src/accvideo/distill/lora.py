@@ -62,11 +62,6 @@ def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Se
     return params
 
 
-def has_lora(transformer: nn.Module) -> bool:
-    """True when peft adapter layers are attached."""
-    return bool(getattr(transformer, "_hf_peft_config_loaded", False))
-
-
 @contextmanager
 def adapter_off(transformer: nn.Module) -> Iterator[None]:
     """Run the base weights alone (the teacher) inside the block; the adapter is back on after it.
@@ -91,18 +86,6 @@ def lora_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
 def portable_lora_names(state: dict[str, torch.Tensor], adapter: str = "default") -> dict[str, torch.Tensor]:
     """The LoRA entries of a module state dict, renamed as `lora_state_dict` names them (adapter name dropped)."""
     return {k.replace(f".{adapter}.", "."): v for k, v in state.items() if "lora_" in k}
-
-
-def load_lora_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load weights saved by `lora_state_dict` into an attached adapter; refuses a partial match."""
-    from peft.utils import set_peft_model_state_dict
-
-    result = set_peft_model_state_dict(transformer, state)
-    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
-    if missing or getattr(result, "unexpected_keys", []):
-        raise AccVideoError(
-            f"the LoRA weights do not fit this transformer (e.g. {(missing or result.unexpected_keys)[0]})"
-        )
 
 
 def initial_lora(transformer: nn.Module, seed: int) -> Iterator[tuple[str, torch.Tensor]]:

@@ -17,7 +17,6 @@ from accvideo.distill.lora import (
     adapter_off,
     add_lora,
     initial_lora,
-    load_lora_state_dict,
     lora_state_dict,
     targets_for,
 )
@@ -48,12 +47,6 @@ class StudentTeacher:
         if self.lora:
             return lora_state_dict(self.module)
         return self.module.state_dict()  # detached views: saving them needs no second copy
-
-    def load_student_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.lora:
-            load_lora_state_dict(self.module, state)
-        else:
-            self.module.load_state_dict(state)
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:

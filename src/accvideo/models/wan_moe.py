@@ -143,11 +143,6 @@ def split_state(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Ten
     return out
 
 
-def join_state(states: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """`split_state`'s inverse."""
-    return {f"{name}.{k}": v for name, state in states.items() for k, v in state.items()}
-
-
 class WanMoEAdapter(WanAdapter):
     """Wan 2.2 A14B text-to-video: WanAdapter with `transformer` an ExpertPair; the teacher's second CFG scale."""
 
