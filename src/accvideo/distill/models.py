@@ -78,7 +78,6 @@ def make_student(
     lora_rank: int = 0,
     lora_alpha: float | None = None,
     lora_targets=None,
-    grad_checkpointing: bool = False,
     seed: int = 0,
 ) -> StudentTeacher:
     """Initialise the student from the teacher `adapter` (whose weights stay frozen); LoRA A from `seed`."""
@@ -93,9 +92,6 @@ def make_student(
         # the teacher may be bf16; the student keeps float32 master weights for AdamW
         student_tr = copy.deepcopy(teacher_tr).float().requires_grad_(True)
     student_tr.train()
-    if grad_checkpointing:
-        for tr in {id(teacher_tr): teacher_tr, id(student_tr): student_tr}.values():
-            tr.enable_gradient_checkpointing()
     params = {n: p for n, p in student_tr.named_parameters() if p.requires_grad}
     student = student_view(adapter, student_tr) if lora_rank == 0 else adapter
     return StudentTeacher(student=student, teacher=adapter, lora=lora_rank > 0, module=student_tr, params=params)
