@@ -1,9 +1,9 @@
 """Where generation time goes: the adapter's calls timed from the outside while the real sampling path runs.
 
-`TimedAdapter` wraps a ModelAdapter; every call to encode_prompts, velocity and decode is timed (with a device
-synchronise on each side, so GPU work is charged to the call that queued it). Velocity calls are grouped into
-transformer steps by the sampler's step callback. What the end-to-end time does not spend in those calls (noise,
-CFG combination, Euler updates, conversions, Python) is the overhead.
+`TimedAdapter` wraps a ModelAdapter; every call to encode_prompts, encode_images, velocity and decode is timed (with a
+device synchronise on each side, so GPU work is charged to the call that queued it). Velocity calls are grouped into
+transformer steps by count, in order (calls // steps a step: 2 with CFG, 1 without). What the end-to-end time does
+not spend in those calls (noise, CFG combination, Euler updates, conversions, Python) is the overhead.
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@
 1. targets: the VAE decodes each input once (SynVid's l[t'_0], real clips with --videos), frames and the
    features of one of its up blocks, cached in OUT/targets (targets.py);
 2. batch: clips drawn from the run's generator (the last `holdout` SynVid items never);
-3. reconstruction: L1 + image-gradient L1 + normalised feature MSE (a 1x1 projection, dropped at export), on
-   `frame_pairs` random pairs of consecutive frames per clip (the per-frame stages are the cost: more clips per
-   step for the same work);
+3. reconstruction: L1 weighted by the target's edges + image-gradient L1 + amplitude-spectrum L1 (+ 1 - SSIM when
+   weighted) + normalised feature MSE (a 1x1 projection, dropped at export), on `frame_pairs` random pairs of
+   consecutive frames per clip (the per-frame stages are the cost: more clips per step for the same work);
 4. adversarial (optional, after `adv_start` of the run): a patch discriminator, hinge loss;
-5. log, and every `checkpoint_every` iterations the training state (resume), the decoder artifact, the
-   held-out PSNR, the loss plot; at the end summary.json with the cost.
+5. log, and every `checkpoint_every` iterations the training state (resume), the decoder artifact (the weights'
+   moving average with `ema`; its detail gain fitted on `detail_clips` training clips), the held-out PSNR, the
+   loss plot; at the end summary.json with the cost.
 """
 
 from __future__ import annotations
