@@ -183,7 +183,8 @@ def _ledger(folder: Path) -> dict:
 
 
 def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Path | None] | None = None) -> Path:
-    """A single output file `command` may write: new, or one accvideo wrote and nobody changed since; one line else."""
+    """A single output file `command` (for the caller's record) may write: new, or one any accvideo command wrote and
+    nobody changed since; one line else."""
     path = Path(path).expanduser()
     resolved = path.resolve()
     hit = _inside(resolved, inputs or {})

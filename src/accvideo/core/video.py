@@ -1,4 +1,5 @@
-"""Video files: MP4 through imageio-ffmpeg, GIF through Pillow; written under a temporary name, then renamed."""
+"""Video files: MP4 through the ffmpeg binary imageio-ffmpeg ships (run here, its exit status checked), GIF encoded in
+memory through imageio/Pillow; written under a temporary name, then renamed."""
 
 from __future__ import annotations
 

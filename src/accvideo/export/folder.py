@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +59,6 @@ def building(out: Path) -> Iterator[Path]:
         lock.release()
 
 
-def copy_tree(src: Path, dst: Path, copy: Callable = shutil.copy2) -> None:
+def copy_tree(src: Path, dst: Path) -> None:
     """Copy a component folder (hidden files, e.g. caches, are left out)."""
-    shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
