@@ -769,6 +769,27 @@ def export_while_another_export_writes_the_folder(env):  # both built, then race
     return ["export", str(env.student_run()), "--out", str(env.tmp / "e")], "another `accvideo export`"
 
 
+def _held_by_a_live_writer(folder: Path) -> Path:
+    from accvideo.core.files import writer_id
+
+    (folder / ".accvideo-lock").write_text(writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}")  # live, not us
+    return folder
+
+
+@case
+def reading_a_folder_another_command_is_writing(env):  # read what was written so far (or a torn save), silently
+    if env.variant == "distill":  # a SynVid still being synthesized: trained on its first items, exit 0
+        data = _held_by_a_live_writer(env.copy(env.synvid, "syn"))
+        args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "r")]
+        return [*args, *DISTILL], "is being written by `accvideo synthesize`"
+    run = _held_by_a_live_writer(env.student_run())  # a run being trained: student/ replaced at every save
+    if env.variant == "export":
+        return ["export", str(run), "--out", str(env.tmp / "e")], "is being written by `accvideo distill`"
+    return ["sample", "--model", str(run / "student"), *SMALL, "--out", str(env.tmp / "c.mp4")], (
+        "is being written by `accvideo distill`"
+    )
+
+
 @case
 def a_transformer_config_with_fewer_blocks_than_its_weights(env):  # loaded 2 of 3 blocks and sampled, silently
     t = env.copy(env.teacher, "teacher")
@@ -844,6 +865,7 @@ VARIANTS = {
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
+    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample"),
 }
 
 

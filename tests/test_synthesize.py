@@ -419,3 +419,19 @@ def test_a_rewritten_safetensors_file_has_sorted_metadata_and_the_same_tensors(t
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     assert list(header["__metadata__"]) == sorted(metadata)
     assert not list(tmp_path.glob(".*"))
+
+
+def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):
+    """`synthesize --overwrite` removing shards under a running distill ended it in a FileNotFoundError traceback."""
+    import shutil
+
+    from accvideo.errors import AccVideoError
+    from accvideo.synthesize import SynVidDataset
+
+    data = shutil.copytree(synvid, tmp_path / "s")
+    ds = SynVidDataset(data)
+    ds[0]
+    last = ds.headers[-1].path
+    last.unlink()
+    with pytest.raises(AccVideoError, match="the dataset changed while this command read it"):
+        ds[len(ds) - 1]

@@ -122,6 +122,23 @@ def claim_folder(
     return folder
 
 
+def check_not_being_written(folder: str | Path) -> None:
+    """Refuse to read a folder another live accvideo command holds the lock of: a SynVid still being synthesized (a
+    reader saw only the items written so far, silently), a run or decoder being trained (its student/ or decoder/ is
+    replaced at every save, so a reader could take the JSON of one save and the weights of the next)."""
+    lock = Path(folder) / LOCK
+    try:
+        holder = lock.read_text().strip()
+    except OSError:
+        return
+    if holder and not is_stale_writer(holder):
+        command = f"`accvideo {owner(folder)}`" if owner(folder) else "another accvideo command"
+        raise AccVideoError(
+            f"{folder} is being written by {command} ({holder}); wait for it to end (a stopped training run keeps "
+            f"its last iteration), then rerun, or delete {lock} if none is running"
+        )
+
+
 class FolderLock:
     """One writer at a time in a run folder: OUT/.accvideo-lock holds the writer's HOST-PID while it runs.
 

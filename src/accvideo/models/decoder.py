@@ -30,6 +30,7 @@ from torch import nn
 
 from accvideo.core.files import file_sha256, temp_name, write_json_atomic
 from accvideo.core.inputs import load_safetensors, read_json
+from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models.identity import teacher_identity
 
@@ -285,6 +286,8 @@ def find_decoder(path: str | Path) -> Path:
     path = Path(path).expanduser()
     for candidate in (path, path / "decoder", path / "student" / "decoder"):
         if (candidate / INFO).is_file():
+            for folder in {path, candidate.parent}:  # a decoder distill's folder: its decoder/ is replaced at saves
+                check_not_being_written(folder)
             return candidate
     raise AccVideoError(
         f"--decoder {path} holds no {INFO}; pass the --out of `accvideo decoder distill` (or a folder carrying "

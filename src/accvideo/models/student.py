@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.inputs import check_safetensors, load_safetensors, read_json
+from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
 from accvideo.models.identity import LEGACY_PREFIX, teacher_identity
@@ -39,10 +40,13 @@ REDO = "rerun the distill command that wrote it (it resumes) or restore the run 
 
 
 def find_student(path: str | Path) -> Path | None:
-    """The student folder of a distill run folder or of an exported student, else None."""
+    """The student folder of a distill run folder or of an exported student, else None; refused while a distill
+    writes the run (its student/ is replaced at every checkpoint)."""
     path = Path(path).expanduser()
     for candidate in (path, path / "student"):
         if (candidate / INFO).is_file():
+            for folder in {path, candidate.parent}:  # the run folder, whichever of the two was named
+                check_not_being_written(folder)
             return candidate
     return None
 

@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
+from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
@@ -83,6 +84,7 @@ class SynVidDataset(Dataset):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise AccVideoError(f"dataset folder {self.root} does not exist; pass the --out of `accvideo synthesize`")
+        check_not_being_written(self.root)  # a synthesize still writing it: its items so far only, silently
         self.headers = build_index(self.root)
         self.settings = _settings(self.root, self.headers)
         if teacher is not None:
@@ -159,7 +161,13 @@ class SynVidDataset(Dataset):
         if self._pid != os.getpid():  # a forked worker: never share a parent's file handles
             self._reset()
         if s not in self._files:
-            f = safe_open(str(self.headers[s].path), framework="pt")
+            try:
+                f = safe_open(str(self.headers[s].path), framework="pt")
+            except OSError as exc:  # removed or replaced under this reader (`synthesize --overwrite`)
+                raise AccVideoError(
+                    f"{self.headers[s].path} is gone ({exc.strerror}): the dataset changed while this command read "
+                    "it; rerun once `accvideo synthesize` has finished it"
+                ) from None
             if self.verify:
                 self._check_file(s, f)
             self._files[s] = f
