@@ -782,6 +782,11 @@ def reading_a_folder_another_command_is_writing(env):  # read what was written s
         data = _held_by_a_live_writer(env.copy(env.synvid, "syn"))
         args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "r")]
         return [*args, *DISTILL], "is being written by `accvideo synthesize`"
+    if env.variant == "sample-out":  # two samples to one clip: their ledger entries crossed, later runs refused
+        lock = _held_by_a_live_writer(env.tmp) / ".accvideo-lock"
+        lock.rename(env.tmp / ".c.mp4.accvideo-lock")
+        args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")]
+        return args, "another `accvideo sample`"
     run = _held_by_a_live_writer(env.student_run())  # a run being trained: student/ replaced at every save
     if env.variant == "export":
         return ["export", str(run), "--out", str(env.tmp / "e")], "is being written by `accvideo distill`"
@@ -865,7 +870,7 @@ VARIANTS = {
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
-    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample"),
+    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample", "sample-out"),
 }
 
 
