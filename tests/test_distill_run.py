@@ -63,6 +63,7 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     assert settings["resolved_steps"] == 5 and settings["resolved_guidance"] == 1.0
     assert settings["sigmas"] == pytest.approx(info["key_sigmas"], abs=1e-6)
     assert settings["model_dir"] == str(tiny_wan_dir.resolve())
+    assert settings["student_iteration"] == info["iteration"] > 0  # which save of the run made the clip
 
     # evaluate samples a student the same way: its key sigmas, no CFG
     code, out, err = run_cli(
@@ -73,7 +74,7 @@ def test_distill_writes_run_folder_and_sample_uses_the_key_sigmas(tiny_wan_dir, 
     source = json.loads((tmp_path / "eval" / "metrics.json").read_text())["source"]
     assert source["steps"] == 5 and source["guidance"] == 1.0
     assert source["sigmas"] == pytest.approx(info["key_sigmas"], abs=1e-6)
-    assert source["student_dir"] == str(run / "student")
+    assert source["student_dir"] == str(run / "student") and source["student_iteration"] == info["iteration"]
 
 
 def stopped_beside_a_whole_run(teacher, data, tmp_path, settings, sig, after):

@@ -62,6 +62,8 @@ class OpenModel:
         info = {"family": self.adapter.family, "model_dir": str(self.model_dir)}
         if self.student_dir is not None:
             info["student_dir"] = str(self.student_dir)
+        if isinstance(self.student, dict) and "iteration" in self.student:  # which save of its run sampled
+            info["student_iteration"] = self.student["iteration"]
         return info
 
 
