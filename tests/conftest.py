@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+
+# The suite sends Ctrl-C to itself and to the commands it starts: a suite started with SIGINT ignored (a script's
+# `cmd &`) would pass that on to every command, which keeps it ignored (core/interrupts.py), as Python does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One thread per process: the suite's subprocess tests (torchrun, SIGKILL/resume) then never oversubscribe
 # the cores, and float reductions run in the same order in and out of process. Set before torch loads.

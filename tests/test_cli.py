@@ -197,6 +197,21 @@ def test_a_ctrl_c_python_swallowed_still_stops_the_run_at_the_next_step(monkeypa
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
+def test_a_ctrl_c_the_process_was_started_ignoring_stays_ignored():
+    """A shell starts a script's background jobs (`cmd &`) with SIGINT ignored, so the terminal's Ctrl-C spares
+    them; the CLI's handler undid that."""
+    from accvideo.core.interrupts import catch_interrupts
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with catch_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM is still recorded
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def test_a_command_that_returns_after_a_swallowed_ctrl_c_is_reported_interrupted(monkeypatch, capsys):
     import accvideo.cli as cli
 

@@ -43,13 +43,14 @@ def _record(signum: int, frame: object) -> None:
 @contextmanager
 def catch_interrupts() -> Iterator[None]:
     """Record every SIGINT and SIGTERM while the block runs (the previous handlers come back after it); main
-    thread only."""
+    thread only. A signal the process was started ignoring stays ignored, as Python itself leaves it: a shell
+    starts a script's background jobs (`cmd &`) with SIGINT ignored, so the terminal's Ctrl-C spares them."""
     INTERRUPTED.clear()
     _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _record) for s in SIGNALS}
+    previous = {s: signal.signal(s, _record) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
