@@ -782,6 +782,11 @@ def reading_a_folder_another_command_is_writing(env):  # read what was written s
         data = _held_by_a_live_writer(env.copy(env.synvid, "syn"))
         args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "r")]
         return [*args, *DISTILL], "is being written by `accvideo synthesize`"
+    if env.variant in ("demo", "ablate"):  # two on one folder raced each other's stages (one ended refused mid-way)
+        folder = env.tmp / env.variant
+        folder.mkdir()
+        mark_folder(_held_by_a_live_writer(folder), env.variant)
+        return [env.variant, "--preset", "quick", "--out", str(folder)], f"another `accvideo {env.variant}`"
     if env.variant == "sample-out":  # two samples to one clip: their ledger entries crossed, later runs refused
         lock = _held_by_a_live_writer(env.tmp) / ".accvideo-lock"
         lock.rename(env.tmp / ".c.mp4.accvideo-lock")
@@ -870,7 +875,7 @@ VARIANTS = {
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
-    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample", "sample-out"),
+    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample", "sample-out", "demo", "ablate"),
 }
 
 

@@ -183,6 +183,12 @@ class FolderLock:
         except OSError:
             return None
 
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def release(self) -> None:
         if self._holder() == self.me:
             self.path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ import torch
 
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.outputs import claim_folder
+from accvideo.core.outputs import FolderLock, claim_folder
 from accvideo.core.runtime import resolve_device
 from accvideo.demo.chain import (
     Sampler,
@@ -120,6 +120,11 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
     out = claim_folder(cfg.out, "ablate")
+    with FolderLock(out, "ablate"):  # a second ablate on this folder would race this one's cells and tables
+        return _ablation_stages(cfg, out, progress, echo)
+
+
+def _ablation_stages(cfg: AblationConfig, out: Path, progress: bool, echo) -> dict:
     earlier = read_json_dict(out / "ablation.json")
     settings = check_training_settings(cfg, ABLATE_TRAINING, out / "ablation.json", ABLATE_WHEN)
     record_training_settings(cfg, "ablate", settings)

@@ -11,7 +11,7 @@ import torch
 from accvideo import __version__
 from accvideo.core.config import to_dict
 from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
-from accvideo.core.outputs import claim_folder
+from accvideo.core.outputs import FolderLock, claim_folder
 from accvideo.core.runtime import resolve_device
 from accvideo.core.video import write_video
 from accvideo.demo.chain import (
@@ -61,6 +61,11 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
     out = Path(cfg.out)
     report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
+    with FolderLock(out, "demo"):  # a second demo on this folder would race this one's stages and report
+        return _demo_stages(cfg, out, report, progress, echo)
+
+
+def _demo_stages(cfg: ChainConfig, out: Path, report: Path, progress: bool, echo) -> dict:
     earlier = read_json_dict(report / "metrics.json")
     settings = check_training_settings(cfg, DEMO_TRAINING, report / "metrics.json")
     record_training_settings(cfg, "demo", settings)
