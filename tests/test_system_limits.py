@@ -144,3 +144,27 @@ def test_plots_with_a_home_that_cannot_be_written_print_no_warning(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert (tmp_path / "x.png").stat().st_size > 0 and (tmp_path / f"accvideo-matplotlib-{os.getuid()}").is_dir()
+
+
+def test_a_synvid_folder_deleted_under_synthesize_is_said_so(tiny_wan_dir, tmp_path, monkeypatch, capsys):
+    """The line claimed its complete shards 'are kept' although the folder was gone."""
+    import shutil
+
+    import accvideo.synthesize.run as synthesize_run
+    from accvideo.cli import main
+
+    real = synthesize_run.write_shard
+
+    def delete_then_write(root, *args):
+        shutil.rmtree(root)  # the user's `rm -rf` while the run writes
+        return real(root, *args)
+
+    monkeypatch.setattr(synthesize_run, "write_shard", delete_then_write)
+    (tmp_path / "p.txt").write_text("a red circle moving left\n")
+    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(tmp_path / "p.txt"), "--out"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, str(tmp_path / "s"), "--steps", "2", "--key-steps", "2", "--frames", "5", "--size", "32x32"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip() and not x.startswith("synthesize:")]  # not its progress bar
+    assert done.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: ") and "disappeared while synthesize wrote shard 0" in lines[0], err

@@ -263,6 +263,10 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
                 latents, cond, rows = _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk, root, bar)
                 write_shard(root, k, settings, rows, latents, cond, cfg.batch)
             except OSError as exc:
+                if not root.is_dir():  # deleted or unmounted under the run: nothing of it is kept
+                    raise AccVideoError(
+                        f"{root} disappeared while synthesize wrote shard {k}; rerun the same command to start over"
+                    ) from None
                 kept = written + len(mine) - len(todo)
                 fix = "fix the cause"
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
