@@ -139,6 +139,9 @@ def check_not_being_written(folder: str | Path) -> None:
         )
 
 
+EMPTY_LOCK_AGE_S = 10.0  # far longer than a writer takes between creating its lock and writing its name
+
+
 class FolderLock:
     """One writer at a time in a run folder: OUT/.accvideo-lock holds the writer's HOST-PID while it runs.
 
@@ -169,13 +172,19 @@ class FolderLock:
             return
         raise AccVideoError(f"cannot lock {folder} for `accvideo {command}`; delete {self.path} and rerun")
 
-    def _empty_and_old(self, age_s: float = 10.0) -> bool:
+    @classmethod
+    def beside(cls, path: str | Path, command: str) -> FolderLock:
+        """The lock of an output replaced whole (a clip, an export folder): a hidden sibling `.NAME.accvideo-lock`."""
+        path = Path(path)
+        return cls(path, command, path=path.with_name(f".{path.name}{LOCK}"))
+
+    def _empty_and_old(self) -> bool:
         """An empty lock older than a writer takes to fill it: one whose write failed before the cleanup above."""
         try:
             st = self.path.stat()
         except OSError:
             return False
-        return st.st_size == 0 and time.time() - st.st_mtime > age_s
+        return st.st_size == 0 and time.time() - st.st_mtime > EMPTY_LOCK_AGE_S
 
     def _holder(self) -> str | None:
         try:

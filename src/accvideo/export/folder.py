@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accvideo.core.files import prepare_output
-from accvideo.core.outputs import LOCK, FolderLock, check_folder, mark_folder
+from accvideo.core.outputs import FolderLock, check_folder, mark_folder
 from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
 from accvideo.models.student import EXPORT_MARKER
@@ -38,8 +38,7 @@ def building(out: Path) -> Iterator[Path]:
 
     One export at a time writes `out`: a sibling lock file (`out` itself is replaced whole) refuses a second one in
     one line, where both would build and race on the final renames."""
-    lock = FolderLock(out, COMMAND, path=out.with_name(f".{out.name}{LOCK}"))
-    try:
+    with FolderLock.beside(out, COMMAND):
         tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -55,8 +54,6 @@ def building(out: Path) -> Iterator[Path]:
             os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
-    finally:
-        lock.release()
 
 
 def copy_tree(src: Path, dst: Path) -> None:

@@ -12,7 +12,7 @@ import yaml
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, temp_name
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
-from accvideo.core.outputs import LOCK, FolderLock, claim_file, record_file, remove_file, vouch
+from accvideo.core.outputs import FolderLock, claim_file, record_file, remove_file, vouch
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_error, write_video
@@ -58,11 +58,8 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
         claim_file(path, COMMAND, inputs=inputs)
     # one sample at a time per --out: two interleaved their ledger entries, and every later run was refused
-    lock = FolderLock(out, COMMAND, path=out.with_name(f".{out.name}{LOCK}"))
-    try:
+    with FolderLock.beside(out, COMMAND):
         return _sample(cfg, out, written, progress)
-    finally:
-        lock.release()
 
 
 def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -> dict:
