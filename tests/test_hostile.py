@@ -1003,6 +1003,36 @@ def test_a_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path
     assert not lock.exists()
 
 
+def _record_many(folder: str, tag: int, n: int) -> None:
+    from accvideo.core.outputs import record_file
+
+    for i in range(n):
+        path = Path(folder) / f"w{tag}-{i}.txt"
+        path.write_text(f"{tag} {i}\n")
+        record_file(path, "prompts")
+
+
+def test_writers_of_different_files_in_one_folder_at_once_keep_every_ledger_entry(tmp_path):
+    """The ledger is read, changed and written back by each single-file writer: four processes recording files of
+    their own into one folder at once keep all their entries (an unlocked read-modify-write lost some, and the next
+    rerun to a lost file was refused as 'not written by accvideo')."""
+    import multiprocessing
+
+    from accvideo.core.outputs import LEDGER
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), tag, 40)) for tag in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert all(proc.exitcode == 0 for proc in procs)
+    files = json.loads((tmp_path / LEDGER).read_text())["files"]
+    assert sorted(files) == sorted(f"w{tag}-{i}.txt" for tag in range(4) for i in range(40))
+    for name, entry in files.items():
+        assert entry["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+
+
 def test_a_rerun_replaces_its_own_outputs_but_not_edited_ones(tmp_path, capsys):
     """The ledger: `prompts` may rewrite its own file; once the user edits it, it is theirs."""
     out = tmp_path / "p.txt"

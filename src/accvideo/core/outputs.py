@@ -14,8 +14,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the ledger's read-modify-write is then unlocked
+    fcntl = None
 
 from accvideo.core.files import file_sha256, is_stale_writer, prepare_output, write_json_atomic, writer_id
 from accvideo.errors import AccVideoError
@@ -214,6 +220,27 @@ def _ledger(folder: Path) -> dict:
     return data.get("files", {}) if isinstance(data, dict) and data.get("format") == FORMAT else {}
 
 
+@contextmanager
+def _ledger_update(folder: Path, keep: str | None = None) -> Iterator[dict]:
+    """The folder's ledger entries of files still there (and `keep`'s, whose file may not be there yet), to change
+    and write back as one step against other processes: an exclusive `flock` on the folder itself (no lock file is
+    left) is held from the read to the rename. Two commands writing different single files into one folder at once
+    lost an entry otherwise, and the next rerun to that file was refused as 'not written by accvideo'."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder we may write but not read: unlocked, as before
+        fd = None
+    try:
+        if fd is not None and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        files = {n: e for n, e in _ledger(folder).items() if (folder / n).is_file() or n == keep}
+        yield files
+        write_json_atomic(folder / LEDGER, {"format": FORMAT, "files": files})
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+
 def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Path | None] | None = None) -> Path:
     """A single output file `command` (for the caller's record) may write: new, or one any accvideo command wrote and
     nobody changed since; one line else."""
@@ -248,9 +275,9 @@ def vouch(path: str | Path, command: str) -> Callable[[Path], None]:
     path = Path(path)
 
     def hook(tmp: Path) -> None:
-        files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file() or n == path.name}
-        files[path.name] = {**files.get(path.name, {"command": command}), "pending": file_sha256(tmp)}
-        write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+        pending = file_sha256(tmp)
+        with _ledger_update(path.parent, keep=path.name) as files:
+            files[path.name] = {**files.get(path.name, {"command": command}), "pending": pending}
 
     return hook
 
@@ -258,9 +285,9 @@ def vouch(path: str | Path, command: str) -> Callable[[Path], None]:
 def record_file(path: str | Path, command: str) -> None:
     """After writing `path`: list it in its folder's ledger, so a rerun may replace it."""
     path = Path(path)
-    files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
-    files[path.name] = {"command": command, "sha256": file_sha256(path)}
-    write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+    entry = {"command": command, "sha256": file_sha256(path)}
+    with _ledger_update(path.parent) as files:
+        files[path.name] = entry
 
 
 def remove_file(path: str | Path, command: str) -> bool:
@@ -273,6 +300,6 @@ def remove_file(path: str | Path, command: str) -> bool:
     if file_sha256(path) not in _vouched(entry):
         return False
     path.unlink()
-    files = {n: e for n, e in _ledger(path.parent).items() if (path.parent / n).is_file()}
-    write_json_atomic(path.parent / LEDGER, {"format": FORMAT, "files": files})
+    with _ledger_update(path.parent):
+        pass  # the entry goes with its file
     return True
