@@ -835,6 +835,19 @@ def an_output_that_is_a_symbolic_link_loop(env):  # Path.resolve's "Symlink loop
 
 
 @case
+def an_output_that_is_a_link_to_nothing(env):  # synthesize said "(File exists)"; export wrote through the link
+    (env.tmp / "gone").symlink_to(env.tmp / "elsewhere" / "run")
+    if env.variant == "export":
+        return ["export", str(env.student_run()), "--out", str(env.tmp / "gone")], "(mkdir -p) or choose another"
+    if env.variant == "sample":
+        (env.tmp / "gone.mp4").symlink_to(env.tmp / "elsewhere.mp4")
+        args = ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "gone.mp4")]
+        return args, "which does not exist; remove the link"
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts())]
+    return [*args, "--out", str(env.tmp / "gone" / "sub"), *SYNTH], "is a link to"
+
+
+@case
 def an_output_name_too_long_for_the_file_system(env):  # ENAMETOOLONG from mkdir: a traceback
     args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts())]
     return [*args, "--out", str(env.tmp / ("a" * 300)), *SYNTH], "file name too long"
@@ -875,6 +888,7 @@ VARIANTS = {
     "a_config_value_of_the_wrong_kind": ("sample", "synthesize"),
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
+    "an_output_that_is_a_link_to_nothing": ("synthesize", "export", "sample"),
     "reading_a_folder_another_command_is_writing": ("distill", "export", "sample", "sample-out", "demo", "ablate"),
 }
 

@@ -75,6 +75,18 @@ def _check_not_in_a_pipeline(path: Path) -> None:
             )
 
 
+def _check_no_dangling_link(path: Path, *, file: bool = False) -> None:
+    """Refuse an --out that is, or lies under, a symbolic link to nothing: mkdir fails on one ('File exists') while a
+    rename replaces it, so commands treated it two ways. `mkdir -p` refuses it too; the fix is the user's."""
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            fix = "remove the link" if file and part == path else f"create {os.readlink(part)} (mkdir -p)"
+            raise AccVideoError(
+                f"--out {path}: {part} is a link to {os.readlink(part)}, which does not exist; {fix} or choose "
+                "another --out"
+            )
+
+
 def check_folder(
     out: str | Path,
     command: str,
@@ -87,6 +99,7 @@ def check_folder(
     `inputs` name folders the command reads (teacher, dataset, run); `legacy(folder)` recognises this command's
     output from before markers existed, so such runs still resume.
     """
+    _check_no_dangling_link(Path(out).expanduser().absolute())
     path = Path(out).expanduser().resolve()
     hit = _inside(path, inputs or {})
     if hit is not None:
@@ -245,6 +258,7 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
     """A single output file `command` (for the caller's record) may write: new, or one any accvideo command wrote and
     nobody changed since; one line else."""
     path = Path(path).expanduser()
+    _check_no_dangling_link(path.absolute(), file=True)
     resolved = path.resolve()
     hit = _inside(resolved, inputs or {})
     if hit is not None:

@@ -22,12 +22,13 @@ COMMAND = "export"
 def check_target(out: Path, *, protected: dict[str, Path]) -> Path:
     """The resolved output folder: new, empty or an earlier export (the output guard, core/outputs.py), and
     neither one of the export's inputs nor a folder that holds one."""
-    out = Path(out).expanduser().resolve()
+    given = Path(out).expanduser()
+    out = given.resolve()
     for name, path in protected.items():
         path = Path(path).resolve()
         if out == path or out in path.parents:
             raise AccVideoError(f"--out {out} would replace the {name} folder {path}; choose another --out")
-    check_folder(out, COMMAND, inputs=protected, legacy=lambda p: (p / MARKER).is_file())
+    check_folder(given, COMMAND, inputs=protected, legacy=lambda p: (p / MARKER).is_file())
     prepare_output(out)  # its parent exists and is writable, or a one-line error
     return out
 
