@@ -336,3 +336,26 @@ def test_a_second_signal_mid_save_leaves_no_hidden_student_or_plot(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         plot_losses(read_losses(tmp_path / "none.jsonl"), tmp_path / "losses.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra", [(), ("lora_rank=2", "ema=0.9")], ids=["full", "lora-ema"])
+def test_the_disk_check_asks_for_no_more_than_a_save_writes(tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch, extra):
+    """The start refuses a run whose save cannot fit (hostile case a_run_whose_saves_cannot_fit_on_the_disk); its
+    estimate must never exceed what a save really writes (a refusal would be wrong), and should be near it."""
+    import accvideo.distill.state as distill_state
+
+    asked = []
+    monkeypatch.setattr(distill_state, "check_free_space", lambda _path, needed, *_a: asked.append(needed))
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=1", *extra), capsys)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    from accvideo.core.files import state_bytes
+
+    written = (run / "checkpoint.pt").stat().st_size + sum(p.stat().st_size for p in (run / "student").rglob("*"))
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    weights = state_bytes([saved[k] for k in ("student", "ema", "opt_student", "heads", "opt_heads") if k in saved])
+    weights += sum(state_bytes(load_file(p)) for p in (run / "student").rglob("*.safetensors"))
+    # the tensors it counts, to the byte (AdamW's step counters aside); RNG states, queues and headers are extra
+    assert len(asked) == 1 and weights - 1024 <= asked[0] <= weights <= written, (asked, weights, written)

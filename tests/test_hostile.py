@@ -495,6 +495,24 @@ def disk_full_writing_a_shard(env):
 
 
 @case
+def a_synvid_larger_than_the_free_disk(env):  # found at the first shard that did not fit, hours in
+    free = 1 << 10  # 1 KB
+    env.monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, free))
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "s")]
+    # 3 key latents (2 steps) of the tiny Wan's 16 x 2 x 4 x 4 float32 latent (5 frames at 32x32): 3 x 2 KB
+    return [*args, *SYNTH], "1 item(s) left (6 KB of latents each) needs about 6 KB more in"
+
+
+@case
+def a_run_whose_saves_cannot_fit_on_the_disk(env):  # found at the first save, checkpoint_every iterations in
+    data = env.synvid  # made before the disk is full
+    env.monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 100 << 10))
+    run = env.tmp / "run"
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(run), *DISTILL]
+    return args, "each save of this run needs about"
+
+
+@case
 def disk_full_writing_a_checkpoint(env):
     import torch
 
@@ -502,10 +520,15 @@ def disk_full_writing_a_checkpoint(env):
         Path(path).write_bytes(b"half a checkpoint")
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1522816 vs 1522704")
 
+    import accvideo.distill.state as distill_state
+
+    data = env.synvid  # made before the disk is full
+    # the disk filled after the start (another writer): the check before the first iteration passed
+    env.monkeypatch.setattr(distill_state, "check_free_space", lambda *_a: None)
     env.monkeypatch.setattr(torch, "save", save)
     env.monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
     run = env.tmp / "run"
-    return ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(run), *DISTILL], "needed"
+    return ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(run), *DISTILL], "needed"
 
 
 @case

@@ -25,6 +25,7 @@ from importlib import import_module
 from pathlib import Path
 
 from accvideo import __version__
+from accvideo.core.files import size_text
 from accvideo.core.interrupts import catch_interrupts, exit_code, signal_name
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import LAUNCHER_GONE, launcher_gone_line, watch_launcher
@@ -549,12 +550,6 @@ _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]|os error (\d+)|code: (\d+)")  # Py
 _OOM_TEXT = ("can't allocate memory", "could not create a primitive")  # torch's allocator; oneDNN's (ulimit -v)
 
 
-def _mb(n: float) -> str:
-    if n < 2**20:  # a few KB (a small file on a full disk) is not "0 MB"
-        return f"{n / 2**10:,.0f} KB"
-    return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
-
-
 def as_os_error(exc: BaseException) -> BaseException:
     """The OSError inside a library's own wrapper of a failed write: safetensors' SafetensorError ("... os error
     28 ..."), shutil.Error (a copytree's list of failures), an ELOOP RuntimeError of Path.resolve (Python 3.11's
@@ -593,7 +588,7 @@ def fault_line(exc: BaseException) -> str | None:
         )
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXT)):
         asked = re.search(r"allocate (\d+) bytes", text)
-        need = f"; it asked for {_mb(int(asked[1]))} more" if asked else ""
+        need = f"; it asked for {size_text(int(asked[1]))} more" if asked else ""
         return (
             f"out of memory (CPU RAM{need}); use a smaller --batch, --size or --frames, a LoRA student "
             "(lora_rank=64), or a machine with more memory; rerun the same command to resume"
@@ -612,7 +607,7 @@ def fault_line(exc: BaseException) -> str | None:
             return f"input/output error{where}; check the disk or choose another --out, then rerun the same command"
         needed = getattr(exc, "needed", None)
         free = getattr(exc, "free", None)
-        size = f" (about {_mb(needed)} needed, {_mb(free)} free)" if needed and free is not None else ""
+        size = f" (about {size_text(needed)} needed, {size_text(free)} free)" if needed and free is not None else ""
         return (
             f"no space left on the device{where}{size}; nothing half-written was kept: free some space or choose "
             "an --out on another disk, then rerun the same command to resume"

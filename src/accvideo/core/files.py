@@ -150,6 +150,39 @@ def state_bytes(state) -> int:
     return 0
 
 
+def size_text(n: float) -> str:
+    """Bytes for people: KB under a MB (a small file on a full disk is not "0 MB"), MB under a GB, else GB."""
+    if n < 2**20:
+        return f"{n / 2**10:,.0f} KB"
+    return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """The free bytes of the file system that holds `path` (or would: its nearest existing folder); None when none
+    can be read."""
+    import shutil
+
+    path = Path(path).expanduser().absolute()
+    for folder in (path, *path.parents):
+        try:
+            if folder.is_dir():
+                return shutil.disk_usage(folder).free
+        except OSError:
+            return None
+    return None
+
+
+def check_free_space(path: str | Path, needed: int, what: str, fix: str) -> None:
+    """Refuse at the start, in one line, a write of `needed` bytes (`what`) that the disk holding `path` cannot take:
+    hours of work would otherwise end at a full disk. Nothing is said when the free space cannot be read."""
+    free = free_bytes(path)
+    if free is not None and needed > free:
+        raise AccVideoError(
+            f"{what} needs about {size_text(needed)} more in {Path(path).expanduser()}, and that disk has "
+            f"{size_text(free)} free; {fix}"
+        )
+
+
 def write_failure(path: Path, needed: int) -> OSError:
     """The OSError of a write that failed without one (torch.save's): EFBIG when the file-size limit (ulimit -f) is
     below what it needs, ENOSPC (with the space needed and free) when the disk is short of it, EIO otherwise."""

@@ -79,12 +79,18 @@ def _check_no_dangling_link(path: Path, *, file: bool = False) -> None:
     """Refuse an --out that is, or lies under, a symbolic link to nothing: mkdir fails on one ('File exists') while a
     rename replaces it, so commands treated it two ways. `mkdir -p` refuses it too; the fix is the user's."""
     for part in (path, *path.parents):
-        if part.is_symlink() and not part.exists():
-            fix = "remove the link" if file and part == path else f"create {os.readlink(part)} (mkdir -p)"
+        if not part.is_symlink():
+            continue
+        try:
+            part.stat()
+        except FileNotFoundError:
+            target = os.readlink(part)
+            fix = "remove the link" if file and part == path else f"create {target} (mkdir -p)"
             raise AccVideoError(
-                f"--out {path}: {part} is a link to {os.readlink(part)}, which does not exist; {fix} or choose "
-                "another --out"
-            )
+                f"--out {path}: {part} is a link to {target}, which does not exist; {fix} or choose another --out"
+            ) from None
+        except OSError:  # a loop (ELOOP): said by the resolve that follows
+            pass
 
 
 def check_folder(

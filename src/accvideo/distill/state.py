@@ -16,7 +16,7 @@ import torch
 
 from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
-from accvideo.core.files import write_json_atomic
+from accvideo.core.files import check_free_space, write_json_atomic
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.distill.checkpoint import (
@@ -168,6 +168,28 @@ def write_config(d: Distiller) -> None:
             grad_checkpointing_resolved="on" if d.checkpointing else "off",
             **({"experts": d.experts} if d.experts is not None else {}),
         )
+
+
+def save_bytes(d: Distiller) -> int:
+    """About what one save writes (whole, over every rank's shards): the checkpoint (the student's trainable
+    weights, their average and two AdamW moments; the heads' weights and moments) and the student artifact. The
+    previous save stays until the new one is whole, so this is what the disk must still hold."""
+
+    def nbytes(tensors) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors)  # a DTensor's numel is the whole tensor's
+
+    student = nbytes(d.pair.params.values())
+    average = student if d.cfg.ema > 0 else 0
+    return 3 * student + average + 3 * nbytes(d.heads.parameters()) + student
+
+
+def check_disk(d: Distiller) -> None:
+    """Rank 0 refuses, before the first iteration, a run whose save cannot fit on the disk (it failed at the first
+    save, `checkpoint_every` iterations in: about 210 GB for a full 14B student); its line reaches every rank."""
+    fix = "free space or choose an --out on a larger disk"
+    if d.cfg.lora_rank == 0:
+        fix += "; a LoRA student (lora_rank=64) saves far less"
+    dist.from_main(lambda: check_free_space(d.out, save_bytes(d), "each save of this run", fix))
 
 
 def save(d: Distiller) -> None:

@@ -354,6 +354,7 @@ class Distiller:
         state.resume(self)
         if self.iteration >= cfg.iterations and (earlier := dist.from_main(lambda: state.finished_summary(self))):
             return earlier  # a finished run, whole: nothing to train, nothing rewritten
+        state.check_disk(self)
         if cfg.adv and cfg.real_data:
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.config import save_config
-from accvideo.core.files import write_text_atomic
+from accvideo.core.files import check_free_space, size_text, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
@@ -62,9 +62,27 @@ def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPla
     )
 
 
-def shard_megabytes(settings: SynVidSettings, items: int) -> float:
-    """About what a shard of `items` items takes on disk: its float32 latents (text conditioning is small)."""
-    return items * len(settings.latent_indices) * math.prod(settings.latent_shape) * 4 / 2**20
+def latent_bytes(settings: SynVidSettings, items: int) -> int:
+    """At least what `items` items take on disk: their float32 key latents (text conditioning adds a little)."""
+    return items * len(settings.latent_indices) * math.prod(settings.latent_shape) * 4
+
+
+def _check_disk(root: Path, settings: SynVidSettings, items: list, shard_size: int, store: str) -> None:
+    """Refuse before the first rollout a SynVid whose items left cannot fit on the disk: the latents alone of the
+    shards still to sample, so a refusal is never wrong (at 480x832x81, 6 key latents are 50 MB an item; --store
+    all, 51 of them, 430 MB)."""
+    left = sum(
+        len(chunk)
+        for k in range(shard_count(len(items), shard_size))
+        if not is_complete(root, k, chunk := shard_items(items, k, shard_size), False)
+    )
+    check_free_space(
+        root,
+        latent_bytes(settings, left),
+        f"the SynVid's {left:,} item(s) left ({size_text(latent_bytes(settings, 1))} of latents each)",
+        "free space, choose an --out on a larger disk, or synthesize fewer prompts"
+        + (" (or --store key: the m+1 key latents only)" if store == "all" else ""),
+    )
 
 
 def _check_size(cfg: SynthConfig, family) -> None:
@@ -92,6 +110,7 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_l
         # in the scheme the folder's shards recorded, so a dataset made before the sampled identity still resumes
         identity = teacher_identity(model_dir, like=recorded_identity(root))
         settings = dataset_settings(cfg, adapter, identity, plan, dtype)
+        _check_disk(root, settings, items, cfg.shard_size, cfg.store)  # before the folder is even made
         removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir, locks)
         shards = range(shard_count(len(items), cfg.shard_size))
         if (root / MANIFEST).is_file() and all(
@@ -270,7 +289,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
                 kept = written + len(mine) - len(todo)
                 fix = "fix the cause"
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    fix = f"free about {shard_megabytes(settings, len(chunk)):.0f} MB a shard (or choose another --out)"
+                    shard = size_text(latent_bytes(settings, len(chunk)))
+                    fix = f"free about {shard} a shard (or choose another --out)"
                 elif exc.errno == errno.EFBIG:  # a clip (--videos) or a shard past ulimit -f or the largest file
                     fix = "raise the file-size limit (ulimit -f) or choose an --out on another file system"
                 raise AccVideoError(
