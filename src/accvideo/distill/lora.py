@@ -10,14 +10,6 @@ from torch import nn
 
 from accvideo.errors import AccVideoError
 
-# family -> module names LoRA wraps when the config names none (the attention projections; HunyuanVideo's
-# single-stream blocks have no to_out, their output projection is shared with the MLP)
-DEFAULT_TARGETS: dict[str, list[str]] = {
-    "wan": ["to_q", "to_k", "to_v", "to_out.0"],
-    "wan2.2-ti2v": ["to_q", "to_k", "to_v", "to_out.0"],
-    "hunyuanvideo": ["to_q", "to_k", "to_v", "to_out.0"],
-}
-
 
 def lora_config(rank: int, alpha: float | None, targets: Sequence[str]):
     """The peft LoraConfig of a student (B initialised to zero, so the student starts as the teacher)."""
@@ -28,13 +20,14 @@ def lora_config(rank: int, alpha: float | None, targets: Sequence[str]):
     )
 
 
-def targets_for(family: str, targets: Sequence[str] | None) -> list[str]:
-    """The configured target modules, or the family's default."""
+def targets_for(adapter, targets: Sequence[str] | None) -> list[str]:
+    """The configured target modules, or the adapter's `lora_targets` (models/base.py: the attention projections)."""
     if targets:
         return list(targets)
-    if family not in DEFAULT_TARGETS:
-        raise AccVideoError(f"no default LoRA targets for the {family} family; pass lora_targets=[...]")
-    return DEFAULT_TARGETS[family]
+    default = getattr(adapter, "lora_targets", None)
+    if not default:
+        raise AccVideoError(f"no default LoRA targets for the {adapter.family} family; pass lora_targets=[...]")
+    return list(default)
 
 
 def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:

@@ -86,7 +86,7 @@ def make_student(
         cuda = [adapter.device] if adapter.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # peft draws A from the global RNG: make it the run's seed
             torch.manual_seed(seed)
-            add_lora(teacher_tr, lora_rank, lora_alpha, targets_for(adapter.family, lora_targets))
+            add_lora(teacher_tr, lora_rank, lora_alpha, targets_for(adapter, lora_targets))
         student_tr = teacher_tr
     else:
         # the teacher may be bf16; the student keeps float32 master weights for AdamW

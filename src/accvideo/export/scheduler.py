@@ -100,7 +100,10 @@ def matching_scheduler(key_sigmas: Sequence[float], pipeline_class: str):
     """(scheduler, settings) whose `pipeline_class` timesteps for m steps equal the key sigmas within 1e-6."""
     if pipeline_class not in PIPELINE_TIMESTEPS:
         known = ", ".join(sorted(PIPELINE_TIMESTEPS))
-        raise AccVideoError(f"cannot export for a {pipeline_class}; supported pipelines: {known}")
+        raise AccVideoError(
+            f"cannot export for a {pipeline_class} (export writes folders that a stock diffusers pipeline loads: "
+            f"{known}); sample the student with `accvideo sample --model RUN`"
+        )
     mode = PIPELINE_TIMESTEPS[pipeline_class]
     key = [float(x) for x in key_sigmas]
     settings = scheduler_settings(key, mode)

@@ -30,6 +30,74 @@ VARIANTS: list[tuple[str, Callable[[dict], bool], type]] = [
 ]
 
 
+ENTRY_POINTS = "accvideo.adapters"  # installed packages name their adapter classes here (docs/own-model.md)
+# what every command asks of an adapter class before loading it (the ModelAdapter protocol, core/adapter.py)
+REQUIRED = (
+    "family",
+    "pipeline_class",
+    "components",
+    "frame_step",
+    "default_guidance",
+    "load",
+    "encode_prompts",
+    "velocity",
+    "features",
+    "token_grid",
+    "latent_shape",
+    "keep_given",
+    "decode",
+    "encode",
+)
+_BUILT_IN = frozenset(ADAPTERS)
+_plugins: dict[str, str] = {}  # pipeline class -> the entry point that registered it ("" once loading was tried)
+
+
+def register_adapter(cls: type, *, when: Callable[[dict], bool] | None = None) -> type:
+    """Make `cls` the adapter of the pipelines whose model_index.json `_class_name` is `cls.pipeline_class`: your own
+    model family (docs/own-model.md). With `when(index)`, only of the folders of that class it holds for (another
+    layout of a class, as Wan 2.2's). A built-in class is never replaced; returns `cls` (usable as a decorator)."""
+    lacking = [name for name in REQUIRED if not hasattr(cls, name)]
+    if lacking:
+        raise AccVideoError(
+            f"the adapter {cls.__module__}.{cls.__qualname__} lacks {', '.join(lacking)}; an adapter provides the "
+            "ModelAdapter protocol (docs/own-model.md)"
+        )
+    name = cls.pipeline_class
+    if when is not None:
+        VARIANTS.insert(0, (name, when, cls))
+    elif name in _BUILT_IN:
+        raise AccVideoError(
+            f"the adapter {cls.__module__}.{cls.__qualname__} would replace the built-in one of {name}; give "
+            "register_adapter a when= test for its layout of that class, or a pipeline class of its own"
+        )
+    else:
+        ADAPTERS[name] = cls
+    return cls
+
+
+def load_plugins() -> None:
+    """Register the adapter classes that installed packages name in the `accvideo.adapters` entry-point group, once.
+    A plugin that does not import or is no adapter is one line naming it."""
+    if "" in _plugins:
+        return
+    _plugins[""] = ""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINTS):
+        try:
+            cls = point.load()
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin's import raises: one line naming the plugin
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise AccVideoError(
+                f"the adapter plugin {point.name} ({point.value}) does not import ({first}); fix or uninstall its "
+                "package"
+            ) from None
+        if not isinstance(cls, type):
+            raise AccVideoError(f"the adapter plugin {point.name} ({point.value}) is not a class; name its adapter")
+        register_adapter(cls)
+        _plugins[cls.pipeline_class] = f"{point.name} ({point.value})"
+
+
 def model_index(path: str | Path) -> dict:
     """The parsed model_index.json of a local diffusers pipeline directory, with one-line errors for bad paths."""
     path = Path(path)
@@ -88,6 +156,7 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     """
     index = model_index(path)
     name = str(index["_class_name"])
+    load_plugins()  # adapters of installed packages (docs/own-model.md)
     variant = unsupported_variant(index)
     if variant is not None:
         raise AccVideoError(
@@ -96,7 +165,10 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
         )
     if name not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
-        raise AccVideoError(f"{path} holds a {name}, which accvideo does not support; supported: {known}")
+        raise AccVideoError(
+            f"{path} holds a {name}, which accvideo does not support; supported: {known} (another family takes an "
+            "adapter of your own: docs/own-model.md)"
+        )
     cls = next((c for n, test, c in VARIANTS if n == name and test(index)), ADAPTERS[name])
     if family is not None and cls.family != family:
         every = (*ADAPTERS.values(), *(c for _, _, c in VARIANTS))

@@ -143,6 +143,10 @@ class TransformerAdapter:
 
     num_blocks: int
     image_conditioned = False  # True: every conditioning also holds an image's (encode_images)
+    # the modules a LoRA student wraps when lora_targets names none: diffusers' attention projections (HunyuanVideo's
+    # single-stream blocks have no to_out; their output projection is shared with the MLP)
+    lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    loads_as: str | None = None  # the diffusers pipeline class that loads the folder, when not `pipeline_class`
     latent_channels: int
     temporal_factor: int
     spatial_factor: int

@@ -63,7 +63,9 @@ class WanAdapter(TransformerAdapter):
         import diffusers
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-        pipeline = getattr(diffusers, cls.pipeline_class)  # WanPipeline; WanImageToVideoPipeline (models/wan_i2v.py)
+        # WanPipeline; WanImageToVideoPipeline (models/wan_i2v.py); an adapter of your own pipeline class that saves
+        # the Wan components names the stock class that loads them as `loads_as` (docs/own-model.md)
+        pipeline = getattr(diffusers, cls.loads_as or cls.pipeline_class)
         pipe = load_pipeline(pipeline, path, dtype, device, parts, WanTransformer3DModel)
         if getattr(pipe, "transformer", None) is None:
             raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 pipeline")
