@@ -251,7 +251,10 @@ def _ledger_update(folder: Path, keep: str | None = None) -> Iterator[dict]:
         fd = None
     try:
         if fd is not None and fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without flock (ENOLCK on some network mounts): unlocked, as before
+                pass
         files = {n: e for n, e in _ledger(folder).items() if (folder / n).is_file() or n == keep}
         yield files
         write_json_atomic(folder / LEDGER, {"format": FORMAT, "files": files})
