@@ -273,3 +273,34 @@ def test_every_command_takes_an_ltx_folder_through_the_plugin(ltx_dir, plugin, t
     # export writes folders that a stock built-in pipeline loads; for LTXPipeline it refuses before writing
     code, _, err = run_cli(["export", str(tmp_path / "lora"), "--out", str(tmp_path / "exported")], capsys)
     assert code == 2 and err.count("\n") == 1 and "LTXPipeline" in err and not (tmp_path / "exported").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "synthesize"])
+@pytest.mark.parametrize(
+    ("size", "line"),
+    [
+        (["--frames", "10"], "frames must be of the form 8k+1 (e.g. 9 or 17)"),  # Wan's form said "9 or 13"
+        (["--size", "48x48"], "height must be a positive multiple of 32 (e.g. 64)"),  # Wan's 16 let 48 through
+    ],
+)
+def test_a_size_the_family_cannot_make_names_the_familys_form(ltx_dir, plugin, tmp_path, capsys, command, size, line):
+    """The settings check only bounds; the form (LTX: 8k+1 frames, sides of 32) is the family's, read before any
+    weight is loaded: the Wan form checked first gave advice an LTX folder refused again."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(PROMPT + "\n")
+    args = {"sample": ["sample", "--model", str(ltx_dir), "--prompt", PROMPT, "--out", str(tmp_path / "c.mp4")]}.get(
+        command,
+        [
+            "synthesize",
+            "--teacher",
+            str(ltx_dir),
+            "--prompts",
+            str(prompts),
+            "--key-steps",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
+    code, _, err = run_cli([*args, "--steps", "2", "--device", "cpu", *size], capsys)
+    assert code == 2 and err.count("\n") == 1 and line in err, err

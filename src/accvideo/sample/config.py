@@ -32,7 +32,7 @@ class SampleConfig:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
 
     def __post_init__(self):
-        check_video_size(self.frames, self.height, self.width)
+        check_video_size(self.frames, self.height, self.width, 1, 1)  # bounds only: the family's form once known
         check_steps(self.steps)
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")

@@ -70,7 +70,7 @@ def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -
         image_size(cfg.image)  # a missing or non-image file is one line before any weight is read
     cfg, source = fill_video(cfg, model_folder(cfg.model), family.family)  # the model's size and negative prompt
     try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step)
+        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
     device = resolve_device(cfg.device)

@@ -45,7 +45,7 @@ class SynthConfig:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)  # offload, vae_tiling, compile
 
     def __post_init__(self):
-        check_video_size(self.frames, self.height, self.width)
+        check_video_size(self.frames, self.height, self.width, 1, 1)  # bounds only: the family's form once known
         check_steps(self.steps)
         if self.key_steps is not None and self.key_indices is not None:
             raise ValueError("pass either --key-steps or --key-indices, not both")
