@@ -38,24 +38,11 @@ def tiny_ltx_pipeline():
     )
     from transformers import T5Config, T5EncoderModel
 
-    from accvideo.models.tiny import TINY_WORDS, word_tokenizer
+    from accvideo.models.tiny import TINY_WORDS, tiny_t5_settings, word_tokenizer
 
     tokenizer = word_tokenizer(TINY_WORDS, MAX_LEN)
     torch.manual_seed(0)  # diffusers/transformers initialise from the global RNG
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = T5EncoderModel(T5Config(**tiny_t5_settings(tokenizer)))
     transformer = LTXVideoTransformer3DModel(
         in_channels=8,
         out_channels=8,

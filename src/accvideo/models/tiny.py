@@ -18,6 +18,23 @@ TINY_WORDS = (
 ).split()
 
 
+def tiny_t5_settings(tokenizer) -> dict:
+    """A (U)T5 encoder config 32 wide and 2 layers deep for `tokenizer`'s vocabulary and special ids (the tiny
+    families' text encoder; NOTES: set vocab_size and the pad/eos ids from the tokenizer)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "d_model": 32,
+        "d_kv": 8,
+        "d_ff": 37,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 8,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": tokenizer.pad_token_id,
+    }
+
+
 def word_tokenizer(words: Sequence[str], max_length: int = 32):
     """A Unigram T5 tokenizer over whole words plus single letters, built in memory: no download."""
     from transformers import T5Tokenizer
@@ -41,20 +58,7 @@ def tiny_wan_pipeline(seed: int = 0, *, num_layers: int = 2, shift: float = 5.0,
 
     tokenizer = word_tokenizer(TINY_WORDS, max_length)
     torch.manual_seed(seed)  # diffusers/transformers initialise from the global RNG
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = UMT5EncoderModel(UMT5Config(**tiny_t5_settings(tokenizer)))
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
