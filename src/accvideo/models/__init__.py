@@ -76,8 +76,9 @@ def register_adapter(cls: type, *, when: Callable[[dict], bool] | None = None) -
 
 
 def load_plugins() -> None:
-    """Register the adapter classes that installed packages name in the `accvideo.adapters` entry-point group, once.
-    A plugin that does not import or is no adapter is one line naming it."""
+    """Register the adapter classes that installed packages name in the `accvideo.adapters` entry-point group, once,
+    when a folder's pipeline class is not built in. A plugin that does not import or is no adapter is one line
+    naming it. Entry points add pipeline classes; a layout of a built-in class is `register_adapter(cls, when=...)`."""
     if "" in _plugins:
         return
     _plugins[""] = ""
@@ -156,7 +157,8 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     """
     index = model_index(path)
     name = str(index["_class_name"])
-    load_plugins()  # adapters of installed packages (docs/own-model.md)
+    if name not in ADAPTERS:  # adapters of installed packages (docs/own-model.md): a broken one never blocks the rest
+        load_plugins()
     variant = unsupported_variant(index)
     if variant is not None:
         raise AccVideoError(
