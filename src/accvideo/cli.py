@@ -120,6 +120,14 @@ def _sample(cfg) -> None:
     from accvideo.sample.run import sample
 
     r = sample(cfg)
+    if "clips" in r:  # --prompts: a folder of clips
+        kept = f", {r['kept']} kept from an earlier run" if r["kept"] else ""
+        clips = f"{r['sampled']} clip{'' if r['sampled'] == 1 else 's'}"
+        _echo(
+            f"wrote {clips} to {r['out']} ({r['clips']} listed in manifest.jsonl{kept}; "
+            f"{r['resolved_steps']} steps, guidance {r['resolved_guidance']}, {r['seconds_generate']:.1f} s)"
+        )
+        return
     _echo(
         f"wrote {', '.join(r['outputs'])} ({r['resolved_steps']} steps, guidance {r['resolved_guidance']}, "
         f"shift {r['resolved_shift']}, {r['seconds_generate']:.1f} s)"

@@ -1,10 +1,13 @@
-"""`accvideo sample`: one prompt -> one clip through the one sampling path (core/sampling.py)."""
+"""`accvideo sample`: one prompt -> one clip through the one sampling path (core/sampling.py); a prompt file ->
+one clip each (sample/batch.py)."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
@@ -18,7 +21,7 @@ from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_error, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.defaults import fill_video, settings_line
-from accvideo.models.open import model_family, model_folder, open_model
+from accvideo.models.open import OpenModel, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
 
@@ -47,11 +50,17 @@ def generate_clip(
 
 
 def sample(cfg: SampleConfig, progress: bool = True) -> dict:
-    """Generate cfg.prompt into cfg.out (plus a GIF when asked); returns the resolved settings.
+    """Generate cfg.prompt into cfg.out (plus a GIF when asked); returns the resolved settings. With `cfg.prompts`,
+    one clip a prompt into the folder cfg.out instead (sample/batch.py).
 
     `cfg.model` may be a distill run folder or an exported student: it then samples with the student's stored
     key sigmas (m Euler steps) and guidance 1, unless steps, shift or guidance are given.
     """
+    cfg = replace(cfg, out=cfg.output)
+    if cfg.prompts is not None:
+        from accvideo.sample.batch import sample_prompts
+
+        return sample_prompts(cfg, progress)
     out = Path(cfg.out).expanduser()
     written = _outputs(cfg, out)
     inputs = {"model": resolve_model(cfg.model)}
@@ -62,12 +71,38 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
         return _sample(cfg, out, written, progress)
 
 
-def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -> dict:
-    remove_stale_temps(out.parent, f".{out.stem}.")  # what a killed run of this name left half-written
+class Opened(NamedTuple):
+    """A model ready to sample: the settings with the model's defaults filled in, and what was resolved."""
+
+    cfg: SampleConfig
+    model: OpenModel
+    plan: SamplingPlan
+    settings: str  # the one line every command prints (models/defaults.settings_line)
+    device: torch.device
+    dtype: torch.dtype
+    seconds_load: float
+
+    def resolved(self) -> dict:
+        """What was resolved, for the settings YAML beside the clips."""
+        cfg, plan = self.cfg, self.plan
+        return {
+            **self.model.describe(),
+            "resolved_steps": plan.steps,
+            "resolved_guidance": plan.guidance,
+            "resolved_shift": plan.shift,
+            "resolved_size": [cfg.frames, cfg.height, cfg.width],
+            "settings": self.settings,
+            "sigmas": plan.describe()["sigmas"],
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, progress: bool) -> Opened:
+    """Check the settings against the model's family before any weight is read, fill in the model's defaults, load
+    it, check again against the loaded model, and resolve the sampling plan (printed when `progress`)."""
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
-    check_image_use(family, cfg.image is not None, "--image FILE")
-    if cfg.image is not None:
-        image_size(cfg.image)  # a missing or non-image file is one line before any weight is read
+    check_image_use(family, has_images, image_source)
     cfg, source = fill_video(cfg, model_folder(cfg.model), family.family)  # the model's size and negative prompt
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
@@ -77,9 +112,8 @@ def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -
     dtype = resolve_dtype(cfg.dtype, device)
     t0 = time.perf_counter()
     opened = open_model(cfg.model, device=device, dtype=dtype, runtime=cfg.runtime)
-    adapter = opened.adapter
     try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
+        check_video_size(cfg.frames, cfg.height, cfg.width, opened.adapter.frame_step, opened.adapter.size_multiple)
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
     # a student: its own key steps, no CFG (guidance is baked in), unless overridden
@@ -87,6 +121,15 @@ def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -
     settings = settings_line(cfg, plan, source)
     if progress:
         print(settings, flush=True)
+    return Opened(cfg, opened, plan, settings, device, dtype, time.perf_counter() - t0)
+
+
+def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -> dict:
+    remove_stale_temps(out.parent, f".{out.stem}.")  # what a killed run of this name left half-written
+    if cfg.image is not None:
+        image_size(cfg.image)  # a missing or non-image file is one line before any weight is read
+    o = open_for_sampling(cfg, cfg.image is not None, "--image FILE", progress)
+    cfg = o.cfg
     image = None
     if cfg.image is not None:
         (image,), notes = load_images([cfg.image], cfg.height, cfg.width)
@@ -96,9 +139,9 @@ def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -
     if cfg.model in BUILTIN_MODELS:  # the built-in teachers only know their world's words
         warn_unknown_words([cfg.prompt])
     video = generate_clip(
-        adapter,
+        o.model.adapter,
         cfg.prompt,
-        plan,
+        o.plan,
         frames=cfg.frames,
         height=cfg.height,
         width=cfg.width,
@@ -108,20 +151,12 @@ def _sample(cfg: SampleConfig, out: Path, written: list[Path], progress: bool) -
     )
     t2 = time.perf_counter()
     resolved = {
-        **opened.describe(),
-        "resolved_steps": plan.steps,
-        "resolved_guidance": plan.guidance,
-        "resolved_shift": plan.shift,
-        "resolved_size": [cfg.frames, cfg.height, cfg.width],
-        "settings": settings,
-        "sigmas": plan.describe()["sigmas"],
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
+        **o.resolved(),
         "outputs": [str(p) for p in written[:-1]],
-        "seconds_load": round(t1 - t0, 3),
+        "seconds_load": round(o.seconds_load, 3),
         "seconds_generate": round(t2 - t1, 3),
     }
-    if opened.student is not None:
+    if o.model.student is not None:
         resolved["key_sigmas_used"] = cfg.steps is None and cfg.shift is None
     _put_in_place(written, video, cfg.fps, yaml.safe_dump({**to_dict(cfg), **resolved}, sort_keys=False))
     for path in _stale(out, written):  # what an earlier run of this name wrote and this one did not (a GIF)
