@@ -212,6 +212,19 @@ def sample_into_the_model_folder(env):
 
 
 @case
+def sample_prompts_into_a_users_folder(env):
+    env.user_file("mine/000000.mp4")  # a folder of the user's own clips, named as sample's would be
+    args = ["sample", "--model", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "mine")]
+    return [*args, *SMALL], "not empty"
+
+
+@case
+def sample_prompts_into_another_commands_folder(env):
+    args = ["sample", "--model", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.synvid)]
+    return [*args, *SMALL], "holds the output of `accvideo synthesize`"
+
+
+@case
 def prompts_over_a_users_file(env):
     return ["prompts", "--n", "3", "--out", str(env.user_file("notes.txt"))], "not written by accvideo"
 

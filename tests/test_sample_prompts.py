@@ -1,0 +1,177 @@
+"""`accvideo sample --prompts FILE --out DIR`: one clip a row, equal to the single-clip command's, independent of
+--batch, resumable after a stop, and readable by `accvideo evaluate --videos DIR`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from cli_helpers import run_cli, sample_video
+from test_wan_i2v import picture
+
+import accvideo.sample.batch as batch
+from accvideo.evaluate.folder import load_video_folder
+from accvideo.world import item_seed
+
+SMALL = ["--steps", "2", "--frames", "5", "--size", "32x32", "--device", "cpu"]
+PROMPTS = ["a red circle moving left", "a blue square moving right", "a green triangle moving up", "a cat"]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prompt_file(tmp_path, prompts=PROMPTS, name="prompts.txt"):
+    path = tmp_path / name
+    path.write_text("\n".join(prompts) + "\n")
+    return path
+
+
+def capture(monkeypatch) -> dict:
+    """The frames (F, H, W, 3) `sample --prompts` writes, by file name, captured before encoding."""
+    seen, real = {}, batch.write_video
+
+    def hook(path, video, fps, *rest):
+        seen[path.name] = video.clone()
+        return real(path, video, fps, *rest)
+
+    monkeypatch.setattr(batch, "write_video", hook)
+    return seen
+
+
+def sample_rows(model, prompts, out, capsys, *args):
+    code, stdout, err = run_cli(
+        ["sample", "--model", str(model), "--prompts", str(prompts), "--out", str(out), *SMALL, *args], capsys
+    )
+    assert code in (0, None), err
+    return stdout
+
+
+def manifest(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_each_clip_is_the_single_clip_command_of_its_row(tiny_wan_dir, tmp_path, capsys):
+    prompts = prompt_file(tmp_path)
+    sample_rows(tiny_wan_dir, prompts, tmp_path / "clips", capsys, "--seed", "7")
+    rows = manifest(tmp_path / "clips")
+    assert [r["prompt"] for r in rows] == PROMPTS
+    assert [r["seed"] for r in rows] == [item_seed(7, i) for i in range(4)]  # as synthesize draws them
+    assert len({r["seed"] for r in rows}) == 4
+    for i in (0, 3):  # the same file, byte for byte, as `accvideo sample --prompt P --seed S`
+        one = tmp_path / f"one{i}.mp4"
+        code, _, err = run_cli(
+            ["sample", "--model", str(tiny_wan_dir), "--prompt", PROMPTS[i], "--seed", str(rows[i]["seed"]),
+             *SMALL, "--out", str(one)],
+            capsys,
+        )  # fmt: skip
+        assert code in (0, None), err
+        assert digest(one) == digest(tmp_path / "clips" / rows[i]["file"])
+    assert digest(tmp_path / "clips" / "000000.mp4") != digest(tmp_path / "clips" / "000001.mp4")
+    clips, pairs, files = load_video_folder(tmp_path / "clips")  # the folder `accvideo evaluate --videos` reads
+    assert pairs == [(r["prompt"], r["seed"]) for r in rows] and files == [f"{i:06d}.mp4" for i in range(4)]
+    assert clips.shape == (4, 5, 32, 32, 3)
+
+
+def test_batch_changes_no_clip_beyond_rounding(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    prompts = prompt_file(tmp_path)
+    one = capture(monkeypatch)
+    sample_rows(tiny_wan_dir, prompts, tmp_path / "b1", capsys, "--batch", "1")
+    three = capture(monkeypatch)
+    sample_rows(tiny_wan_dir, prompts, tmp_path / "b3", capsys, "--batch", "3")
+    assert sorted(one) == sorted(three) == [f"{i:06d}.mp4" for i in range(4)]
+    for name in one:
+        torch.testing.assert_close(three[name], one[name], atol=1e-4, rtol=0)
+    assert (one["000000.mp4"] - one["000001.mp4"]).abs().max() > 0.05  # the rows differ: the check is not vacuous
+
+
+def test_a_stopped_run_resumes_with_the_rows_it_lacks(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    prompts, out = prompt_file(tmp_path), tmp_path / "clips"
+    real, calls = batch.write_video, []
+
+    def fail_third(path, video, fps, *rest):
+        calls.append(path.name)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # Ctrl-C while the last clip of the second batch is written
+        return real(path, video, fps, *rest)
+
+    monkeypatch.setattr(batch, "write_video", fail_third)
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out),
+                            *SMALL, "--batch", "2"], capsys)  # fmt: skip
+    assert code == 130 and "interrupted" in err
+    assert [r["file"] for r in manifest(out)] == ["000000.mp4", "000001.mp4"]  # the second batch was not whole
+    assert (out / "000002.mp4").is_file()  # written, not listed: sampled again
+    monkeypatch.setattr(batch, "write_video", real)
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out),
+                            *SMALL, "--batch", "2"], capsys)  # fmt: skip
+    assert code in (0, None), err
+    monkeypatch.setattr(batch, "write_video", lambda *a: pytest.fail("a listed clip was sampled again"))
+    stdout = sample_rows(tiny_wan_dir, prompts, out, capsys, "--batch", "3")  # --batch is not a clip's setting
+    assert "wrote 0 clips" in stdout and "4 kept" in stdout
+    whole = tmp_path / "whole"
+    monkeypatch.setattr(batch, "write_video", real)
+    sample_rows(tiny_wan_dir, prompts, whole, capsys, "--batch", "2")
+    assert manifest(out) == manifest(whole)
+    assert [digest(out / r["file"]) for r in manifest(out)] == [digest(whole / r["file"]) for r in manifest(whole)]
+
+
+def test_an_edited_prompt_file_samples_only_the_changed_rows(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompt_file(tmp_path), out, capsys)
+    before = {r["file"]: digest(out / r["file"]) for r in manifest(out)}
+    edited = [PROMPTS[0], "a yellow star moving down", PROMPTS[2]]  # row 1 changed, row 3 gone
+    seen = capture(monkeypatch)
+    stdout = sample_rows(tiny_wan_dir, prompt_file(tmp_path, edited), out, capsys)
+    assert sorted(seen) == ["000001.mp4"] and "2 kept" in stdout
+    assert [r["prompt"] for r in manifest(out)] == edited
+    assert digest(out / "000000.mp4") == before["000000.mp4"] and digest(out / "000002.mp4") == before["000002.mp4"]
+    assert digest(out / "000001.mp4") != before["000001.mp4"]
+    assert not (out / "000003.mp4").exists()  # the clip of the row the file no longer has
+
+
+def test_other_settings_are_refused_and_change_nothing(tiny_wan_dir, tmp_path, capsys):
+    prompts, out = prompt_file(tmp_path), tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompts, out, capsys)
+    before = {p.name: digest(p) for p in out.iterdir()}
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out),
+                            *SMALL, "--steps", "3"], capsys)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "made with steps 2, and this run's is 3" in err and f"delete {out}" in err
+    assert {p.name: digest(p) for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--prompt", "a dog"], "not both"),
+        (["--image", "x.png"], '"image" path'),
+        (["--out", "clips.mp4"], "--out is a folder"),
+    ],
+)
+def test_conflicting_flags_are_one_line(tiny_wan_dir, tmp_path, capsys, args, words):
+    prompts = prompt_file(tmp_path)
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), *SMALL, *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--batch", "2", *SMALL], capsys)
+    assert code == 2 and "--batch goes with --prompts" in err
+
+
+def test_image_rows_give_the_single_clip_commands_clip(tiny_i2v_dir, tmp_path, capsys, monkeypatch):
+    for i in range(2):
+        picture(20 + i, (40, 32)).save(tmp_path / f"{i}.png")  # not 32x32: fitted by crop, as --image is
+    rows = [{"prompt": PROMPTS[i], "seed": 11 + i, "image": f"{i}.png"} for i in range(2)]
+    prompts = tmp_path / "rows.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = capture(monkeypatch)
+    stdout = sample_rows(tiny_i2v_dir, prompts, tmp_path / "clips", capsys, "--batch", "2")
+    assert "2 image(s) are not 32x32" in stdout
+    assert [r["image"] for r in manifest(tmp_path / "clips")] == [str(tmp_path / f"{i}.png") for i in range(2)]
+    one = sample_video(tiny_i2v_dir, tmp_path / "one.mp4", capsys, monkeypatch, "--prompt", PROMPTS[1], "--seed",
+                       "12", "--image", str(tmp_path / "1.png"), *SMALL)  # fmt: skip
+    torch.testing.assert_close(seen["000001.mp4"], one, atol=1e-4, rtol=0)
+    (tmp_path / "text.txt").write_text("a dog\n")
+    code, _, err = run_cli(["sample", "--model", str(tiny_i2v_dir), "--prompts", str(tmp_path / "text.txt"),
+                            "--out", str(tmp_path / "c2"), *SMALL], capsys)  # fmt: skip
+    assert code == 2 and "has no image" in err and not (tmp_path / "c2").exists()
