@@ -223,3 +223,38 @@ def test_exported_student_loads_in_stock_wan_pipeline_and_equals_our_student_sam
             **manifest["call"],
         ).frames
         torch.testing.assert_close(ours, again, atol=1e-4, rtol=0)
+
+
+def test_the_size_multiple_is_read_before_loading_as_the_adapter_has_it(ti2v_dir, ti2v, tiny_wan_dir, tiny_wan):
+    from accvideo.core.runtime import resolve_model
+    from accvideo.models import adapter_class, load_adapter, size_multiple_of
+
+    builtin = resolve_model("builtin")
+    for folder, adapter in [(ti2v_dir, ti2v), (tiny_wan_dir, tiny_wan), (builtin, load_adapter(builtin))]:
+        assert size_multiple_of(adapter_class(folder), folder) == adapter.size_multiple
+    assert size_multiple_of(adapter_class(ti2v_dir), ti2v_dir) == 32  # the Wan 2.2 VAE's 16x times the patch's 2
+
+
+@pytest.mark.parametrize("command", ["sample", "synthesize"])
+def test_a_ti2v_size_not_a_multiple_of_32_is_refused_before_loading(ti2v_dir, tmp_path, capsys, monkeypatch, command):
+    """48x48 passes Wan 2.1's 16; TI2V's 32 refused it only after the weights were loaded."""
+    from cli_helpers import run_cli
+
+    import accvideo.sample.run as sample_run
+    import accvideo.synthesize.run as synth_run
+
+    def no_load(*a, **k):
+        raise AssertionError("weights were loaded before the size was checked")
+
+    monkeypatch.setattr(sample_run, "open_model", no_load)
+    monkeypatch.setattr(synth_run, "load_adapter", no_load)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\n")
+    args = {
+        "sample": ["sample", "--model", str(ti2v_dir), "--out", str(tmp_path / "c.mp4")],
+        "synthesize": ["synthesize", "--teacher", str(ti2v_dir), "--prompts", str(prompts), "--key-steps", "2",
+                       "--out", str(tmp_path / "s")],
+    }[command]  # fmt: skip
+    code, _, err = run_cli([*args, "--steps", "2", "--frames", "5", "--size", "48x48", "--device", "cpu"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "multiple of 32" in err, err
+    assert not (tmp_path / "s").exists()

@@ -185,6 +185,13 @@ def adapter_class(path: str | Path, family: str | None = None) -> type:
     return cls
 
 
+def size_multiple_of(cls: type, path: str | Path) -> int:
+    """The size multiple of the folder at `path` for adapter class `cls`, before any weight is loaded (an adapter of
+    the user's own without `folder_size_multiple`: its class's `size_multiple`, else 16)."""
+    read = getattr(cls, "folder_size_multiple", None)
+    return read(path) if read is not None else getattr(cls, "size_multiple", 16)
+
+
 def load_adapter(
     path: str | Path,
     *,

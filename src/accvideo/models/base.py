@@ -134,6 +134,15 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
     return pipe
 
 
+def _config(folder: Path) -> dict:
+    """A component's config.json as a dict; {} when absent or unreadable (the loader says what is wrong with it)."""
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class _StopForward(Exception):
     """Raised by a forward hook to end a transformer forward right after the feature block."""
 
@@ -151,6 +160,18 @@ class TransformerAdapter:
     temporal_factor: int
     spatial_factor: int
     patch_size: tuple[int, int, int]
+
+    @classmethod
+    def folder_size_multiple(cls, path: str | Path) -> int:
+        """What height and width must be multiples of, read from the folder's configs before any weight is loaded:
+        the VAE's spatial factor times the transformer's spatial patch (Wan 2.1 8 x 2 = 16, Wan 2.2 TI2V 16 x 2 =
+        32). Configs that do not say give 16; the loaded adapter's `size_multiple` is checked again."""
+        vae, transformer = (_config(Path(path) / part) for part in ("vae", "transformer"))
+        spatial = vae.get("scale_factor_spatial", vae.get("spatial_compression_ratio", 8))
+        patch = transformer.get("patch_size", 2)
+        patch = patch[-1] if isinstance(patch, list) and patch else patch
+        valid = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (spatial, patch))
+        return spatial * patch if valid else 16
 
     # --- shapes ---------------------------------------------------------------------------------
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:

@@ -20,6 +20,7 @@ from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype,
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_error, write_video
 from accvideo.errors import AccVideoError
+from accvideo.models import size_multiple_of
 from accvideo.models.defaults import fill_video, settings_line
 from accvideo.models.open import OpenModel, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
@@ -103,9 +104,10 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
     it, check again against the loaded model, and resolve the sampling plan (printed when `progress`)."""
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
     check_image_use(family, has_images, image_source)
-    cfg, source = fill_video(cfg, model_folder(cfg.model), family.family)  # the model's size and negative prompt
+    folder = model_folder(cfg.model)
+    cfg, source = fill_video(cfg, folder, family.family)  # the model's size and negative prompt
     try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
+        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, size_multiple_of(family, folder))
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
     device = resolve_device(cfg.device)

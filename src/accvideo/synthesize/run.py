@@ -19,7 +19,7 @@ from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
-from accvideo.models import adapter_class, load_adapter
+from accvideo.models import adapter_class, load_adapter, size_multiple_of
 from accvideo.models.defaults import fill_video, settings_line
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import apply_runtime
@@ -85,9 +85,11 @@ def _check_disk(root: Path, settings: SynVidSettings, items: list, shard_size: i
     )
 
 
-def _check_size(cfg: SynthConfig, family) -> None:
+def _check_size(cfg: SynthConfig, family, model_dir: Path | None = None) -> None:
+    """Frames and size against the model's form: its class and folder (before loading) or the loaded adapter."""
+    multiple = family.size_multiple if model_dir is None else size_multiple_of(family, model_dir)
     try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, getattr(family, "size_multiple", 16))
+        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, multiple)
     except ValueError as exc:
         raise AccVideoError(str(exc)) from None
 
@@ -233,7 +235,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     family = adapter_class(model_dir)  # validates the folder before any weight is read
     prompts.check_images(family.image_conditioned, cfg.prompts)  # an image per item for I2V, none for T2V
     cfg, source = fill_video(cfg, model_dir, family.family)  # the teacher's size and negative prompt
-    _check_size(cfg, family)
+    _check_size(cfg, family, model_dir)
     root = Path(cfg.out).expanduser()
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
