@@ -823,6 +823,12 @@ def reading_a_folder_another_command_is_writing(env):  # read what was written s
         folder.mkdir()
         mark_folder(_held_by_a_live_writer(folder), env.variant)
         return [env.variant, "--preset", "quick", "--out", str(folder)], f"another `accvideo {env.variant}`"
+    if env.variant == "teacher-train":  # two trainings of one teacher interleaved their checkpoints in its work folder
+        out = env.tmp / "t"
+        work = out.with_name("t.work")
+        work.mkdir()
+        mark_folder(_held_by_a_live_writer(work), "teacher train")
+        return ["teacher", "train", "--preset", "quick", "--out", str(out)], "another `accvideo teacher train`"
     if env.variant == "sample-out":  # two samples to one clip: their ledger entries crossed, later runs refused
         lock = _held_by_a_live_writer(env.tmp) / ".accvideo-lock"
         lock.rename(env.tmp / ".c.mp4.accvideo-lock")
@@ -925,7 +931,15 @@ VARIANTS = {
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
     "an_output_that_is_a_link_to_nothing": ("synthesize", "export", "sample"),
-    "reading_a_folder_another_command_is_writing": ("distill", "export", "sample", "sample-out", "demo", "ablate"),
+    "reading_a_folder_another_command_is_writing": (
+        "distill",
+        "export",
+        "sample",
+        "sample-out",
+        "demo",
+        "ablate",
+        "teacher-train",
+    ),
 }
 
 

@@ -184,7 +184,7 @@ def _ablate(cfg) -> None:
 def _teacher_train(cfg) -> None:
     import torch
 
-    from accvideo.core.outputs import claim_folder
+    from accvideo.core.outputs import FolderLock, claim_folder
     from accvideo.core.runtime import resolve_device
     from accvideo.teacher.train import (
         COMMAND,
@@ -201,12 +201,13 @@ def _teacher_train(cfg) -> None:
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
     claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
-    if (done := finished_teacher(cfg.teacher(), out)) is not None:
-        _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")
-        return
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    stats = train_teacher(cfg.teacher(), out, work, device)
+    with FolderLock(work, COMMAND):  # one writer at a time: two would interleave their checkpoints in `work`
+        if (done := finished_teacher(cfg.teacher(), out)) is not None:
+            _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")
+            return
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        stats = train_teacher(cfg.teacher(), out, work, device)
     _echo(f"wrote the teacher to {out}: {stats}")
 
 
