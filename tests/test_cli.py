@@ -169,6 +169,30 @@ def test_a_ctrl_c_while_the_libraries_load_is_interrupted_not_a_traceback(monkey
     assert exc.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 
+def test_a_ctrl_c_while_the_command_line_imports_is_one_line(tmp_path):
+    """The console script imports accvideo.cli (60-70 ms) before cli.main can catch a Ctrl-C: the entry module's
+    handler makes one pressed then one line. Deterministic: the Ctrl-C is sent as accvideo.cli starts importing."""
+    script = (
+        "import os, signal, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'accvideo.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "sys.argv = ['accvideo', 'sample', '--out', sys.argv[1]]\n"
+        "from accvideo.entry import main\n"
+        "main()\n"
+    )
+    out = tmp_path / "clip.mp4"
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    assert not out.exists()
+    bare_script = script.replace("from accvideo.entry import main\nmain()", "import accvideo.cli")
+    bare = subprocess.run([sys.executable, "-c", bare_script, str(out)], capture_output=True, text=True, timeout=120)
+    assert "Traceback" in bare.stderr and "KeyboardInterrupt" in bare.stderr  # the hook does send it: not vacuous
+
+
 class _SwallowsCtrlC:
     """Ctrl-C pressed while Python runs a finalizer (as in a fork handler): Python prints it and carries on."""
 

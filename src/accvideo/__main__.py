@@ -1,3 +1,3 @@
-from accvideo.cli import main
+from accvideo.entry import main
 
 main()
