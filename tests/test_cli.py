@@ -193,6 +193,20 @@ def test_a_ctrl_c_while_the_command_line_imports_is_one_line(tmp_path):
     assert "Traceback" in bare.stderr and "KeyboardInterrupt" in bare.stderr  # the hook does send it: not vacuous
 
 
+@pytest.mark.parametrize("mask", [0o777, 0o277, 0o177])
+def test_a_umask_that_locks_out_the_owner_is_refused_before_anything_is_made(tmp_path, capsys, mask):
+    out = tmp_path / "d"
+    old = os.umask(mask)
+    try:
+        code, _, err = run_cli(["prompts", "--n", "2", "--out", str(out / "p.txt")], capsys)
+    finally:
+        os.umask(old)
+    assert code == 2 and err == f"error: the umask is {mask:04o}, {err.split(', ', 1)[1]}" and "umask 022" in err
+    assert not out.exists()
+    code, _, err = run_cli(["prompts", "--n", "2", "--out", str(out / "p.txt")], capsys)  # 022 or 077: written
+    assert code == 0 and len((out / "p.txt").read_text().splitlines()) == 2
+
+
 class _SwallowsCtrlC:
     """Ctrl-C pressed while Python runs a finalizer (as in a fork handler): Python prints it and carries on."""
 

@@ -703,6 +703,19 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
     sys.exit(exit_code())
 
 
+def _check_umask() -> None:
+    """Refuse a umask that takes permissions from the owner (077 is fine, 277 or 777 are not): the folders accvideo
+    makes would not let it write or read back its own files (a resumed run, a SynVid, a checkpoint) and the user's
+    tools could not open its outputs; such a run failed midway, far from the cause."""
+    mask = os.umask(0o022)
+    os.umask(mask)  # reading the umask means setting it; put it straight back
+    if mask & 0o700:
+        _fail(
+            f"the umask is {mask:04o}, so the files and folders accvideo makes would not be readable and writable by "
+            "you; run `umask 022` (or 077) and rerun"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -711,6 +724,8 @@ def main(argv: list[str] | None = None) -> None:
         os.getcwd()
     except FileNotFoundError:  # torch's libraries then fail to load (oneMKL: FATAL ERROR), printing their own lines
         _fail("the current folder no longer exists (deleted or moved); cd to an existing folder and rerun the command")
+    if argv and argv[0] not in ("-h", "--help", "--version"):
+        _check_umask()
     try:
         with catch_interrupts():  # a Ctrl-C that Python swallowed still stops the run (core/interrupts.py)
             if argv and argv[0] not in ("-h", "--help", "--version"):
