@@ -175,3 +175,29 @@ def test_image_rows_give_the_single_clip_commands_clip(tiny_i2v_dir, tmp_path, c
     code, _, err = run_cli(["sample", "--model", str(tiny_i2v_dir), "--prompts", str(tmp_path / "text.txt"),
                             "--out", str(tmp_path / "c2"), *SMALL], capsys)  # fmt: skip
     assert code == 2 and "has no image" in err and not (tmp_path / "c2").exists()
+
+
+def test_two_torchrun_processes_write_the_clips_of_one(tiny_wan_dir, tmp_path):
+    """Each rank samples its share of every round; rank 0 keeps the manifest. Five rows on two ranks: the last round
+    has one row, so rank 1 samples nothing in it and still takes part in the round's gather."""
+    import os
+    import subprocess
+    import sys
+
+    prompts = prompt_file(tmp_path, [*PROMPTS, "a white circle moving down"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = ["-m", "accvideo", "sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), *SMALL]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("wrote 5 clips") == 1  # rank 0 reports for both
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    rows = manifest(tmp_path / "one")
+    assert manifest(tmp_path / "two") == rows and len(rows) == 5
+    for r in rows:  # byte for byte
+        assert digest(tmp_path / "two" / r["file"]) == digest(tmp_path / "one" / r["file"]), r["file"]
+    assert "cpu x 2" in (tmp_path / "two" / "sample.yaml").read_text()
+    assert not (tmp_path / "two" / ".accvideo-lock").exists()

@@ -3,7 +3,8 @@
 `python tests/golden/runs.py OUT.json` runs a tiny synthesis, a full and a LoRA distillation on it, and the quick
 demo on the built-in model, and writes their numbers: SHA-256 digests of every stored SynVid tensor, every logged
 per-key-step loss (as exact float reprs), and the demo's metrics. tests/test_golden.py reruns it in a subprocess
-with one thread (so float reductions happen in one order) and compares with tests/golden/golden.json bit for bit.
+with one thread (so float reductions happen in one order) and compares, bit for bit, with the recorded numbers of
+the kind of CPU it runs on (tests/golden/golden*.json: float kernels, and so the last bits, differ by CPU).
 Regenerate the file only for a change that is meant to change results, and say so in the commit.
 """
 
