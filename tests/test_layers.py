@@ -26,6 +26,7 @@ LAYERS = {
     "bench": 3,
     "toy1d": 3,
     "cli": 4,
+    "entry": 4,
     "__main__": 4,
     "__init__": 4,
 }

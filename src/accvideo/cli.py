@@ -120,7 +120,9 @@ def _sample(cfg) -> None:
     from accvideo.sample.run import sample
 
     r = sample(cfg)
-    if "clips" in r:  # --prompts: a folder of clips
+    if "clips" in r:  # --prompts: a folder of clips (under torchrun rank 0 reports for all)
+        if r["rank"] != 0:
+            return
         kept = f", {r['kept']} kept from an earlier run" if r["kept"] else ""
         clips = f"{r['sampled']} clip{'' if r['sampled'] == 1 else 's'}"
         _echo(

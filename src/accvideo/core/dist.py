@@ -165,6 +165,15 @@ def gather_cat(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts).to(t.device)
 
 
+def gather_objects(obj: Any) -> list:
+    """Every rank's picklable `obj` (control messages only, never data), in rank order; a collective."""
+    if not is_distributed():
+        return [obj]
+    box: list = [None] * world_size()
+    tdist.all_gather_object(box, obj)
+    return box
+
+
 def _on_backend(t: torch.Tensor) -> torch.Tensor:
     """nccl moves only GPU tensors: CPU tensors (item indices, seeds) travel through this rank's GPU."""
     if tdist.get_backend() == "nccl" and t.device.type != "cuda":

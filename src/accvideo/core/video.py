@@ -20,6 +20,16 @@ from accvideo.errors import AccVideoError
 MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its own lines and writing nothing
 
 
+# A folder of clips (`sample --prompts` writes one, `evaluate --videos` reads one): clip i is video_name(i), and a
+# manifest lists each clip's file, prompt and seed (evaluate/folder.py reads it).
+MANIFESTS = ("manifest.jsonl", "manifest.json")
+
+
+def video_name(index: int, suffix: str = ".mp4") -> str:
+    """The naming convention for clip `index` of a folder of clips: 000000.mp4, 000001.mp4, ..."""
+    return f"{index:06d}{suffix}"
+
+
 def check_fps(fps: int) -> None:
     """A frame-rate setting: 1 to MAX_FPS; ValueError naming the fix (configs raise it, write_video too)."""
     if not 1 <= fps <= MAX_FPS:

@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic, write_text_atomic
-from accvideo.core.video import read_video, to_uint8, write_video
+from accvideo.core.video import MANIFESTS, read_video, to_uint8, video_name, write_video
 from accvideo.errors import AccVideoError
 
-MANIFESTS = ("manifest.jsonl", "manifest.json")
 VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
-
-
-def video_name(index: int, suffix: str = ".mp4") -> str:
-    """The naming convention for clip `index`: 000000.mp4, 000001.mp4, ..."""
-    return f"{index:06d}{suffix}"
 
 
 def read_manifest(folder: Path) -> list[dict]:

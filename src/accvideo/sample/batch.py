@@ -17,22 +17,23 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm.auto import tqdm
 
+from accvideo.core import dist
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
-from accvideo.core.runtime import BUILTIN_MODELS, resolve_model
+from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.core.sampling import encode_negative, sample_latents
-from accvideo.core.video import write_video
+from accvideo.core.video import MANIFESTS, video_name, write_video
 from accvideo.errors import AccVideoError
-from accvideo.evaluate.folder import MANIFESTS, video_name
 from accvideo.models.identity import teacher_identity
 from accvideo.models.open import model_family, model_folder
 from accvideo.sample.config import SampleConfig
@@ -45,15 +46,30 @@ SETTINGS = "sample.yaml"
 
 
 def sample_prompts(cfg: SampleConfig, progress: bool = True) -> dict:
-    """One clip per row of cfg.prompts into the folder cfg.out; returns what was done and the resolved settings."""
+    """One clip per row of cfg.prompts into the folder cfg.out; returns what was done and the resolved settings.
+
+    Under torchrun each rank loads the model on its own device and samples its share of every round of
+    world x batch rows; rank 0 keeps the folder (claim, lock, settings, manifest)."""
+    device = dist.local_device(resolve_device(cfg.device))
+    locks: list = []  # rank 0: the folder's FolderLock while this run writes
+    try:
+        with dist.distributed(device):
+            return _sample_prompts(replace(cfg, device=str(device)), progress, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
     from accvideo.sample.run import open_for_sampling  # run.py dispatches here: imported late, no cycle
 
     out = Path(cfg.out).expanduser()
-    items = read_prompts(cfg.prompts, cfg.seed)  # a missing, empty or malformed file: one line, nothing made
+    prompts = read_prompts(cfg.prompts, cfg.seed)  # a missing, empty or malformed file: one line, nothing made
     inputs = {"model": resolve_model(cfg.model)}
     check_folder(out, COMMAND, inputs=inputs)  # before any weight is read; made only once the model is open
-    items.check_images(bool(getattr(model_family(cfg.model), "image_conditioned", False)), cfg.prompts)
-    o = open_for_sampling(cfg, items.has_images, f'"image" rows in {cfg.prompts}', progress)
+    prompts.check_images(bool(getattr(model_family(cfg.model), "image_conditioned", False)), cfg.prompts)
+    main = dist.is_main()
+    o = open_for_sampling(cfg, prompts.has_images, f'"image" rows in {cfg.prompts}', progress and main)
     cfg = o.cfg
     made_with = {
         **o.model.describe(),
@@ -67,9 +83,97 @@ def sample_prompts(cfg: SampleConfig, progress: bool = True) -> dict:
         "decoder": cfg.runtime.decoder,
     }
     made_with.pop("model_dir", None)  # where the model lies is not what it is: a moved model resumes
-    claim_folder(out, COMMAND, inputs=inputs)
-    with FolderLock(out, COMMAND):  # one writer at a time: two would sample the same rows and race the manifest
-        return _sample_rows(cfg, o, items.items, out, made_with, progress, items.resized(cfg.height, cfg.width))
+    one_clip = ("prompt", "image", "device")  # the single-clip settings, unused here; the device is each rank's
+    settings = {**{k: v for k, v in to_dict(cfg).items() if k not in one_clip}, **o.resolved(), "made_with": made_with}
+    settings["device"] = f"{o.device.type} x {dist.world_size()}" if dist.world_size() > 1 else str(o.device)
+    items = prompts.items
+    wanted = {it.index: _entry(it, cfg.gif) for it in items}
+
+    def prepare() -> list[int]:
+        claim_folder(out, COMMAND, inputs=inputs)
+        locks.append(FolderLock(out, COMMAND))  # one writer at a time: two would sample the same rows
+        return _prepare(out, wanted, settings)
+
+    done = {i: wanted[i] for i in dist.from_main(prepare)}
+    todo = [it for it in items if it.index not in done]
+    if progress and main:
+        if done:
+            print(f"{len(done)} of {len(items)} clips are already in {out}; sampling the other {len(todo)}", flush=True)
+        resized = prompts.resized(cfg.height, cfg.width)
+        if resized and todo:
+            print(resized, flush=True)
+    if cfg.model in BUILTIN_MODELS and main:  # the built-in teachers only know their world's words
+        warn_unknown_words([it.prompt for it in todo])
+    t0 = time.perf_counter()
+    _sample_todo(cfg, o, todo, out, wanted, done, progress and main, total=len(items))
+    seconds = time.perf_counter() - t0
+    if main:
+        settings.update(seconds_load=round(o.seconds_load, 3), seconds_generate=round(seconds, 3))
+        write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
+    return {
+        **o.resolved(),
+        "rank": dist.rank(),
+        "out": str(out),
+        "clips": len(items),
+        "sampled": len(todo),
+        "kept": len(items) - len(todo),
+        "seconds_load": round(o.seconds_load, 3),
+        "seconds_generate": round(seconds, 3),
+    }
+
+
+def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
+    """Rank 0, before any clip is written: clear what a killed run left, refuse other settings, keep the listed
+    clips of unchanged rows, remove those of rows the file no longer has; the rows already done."""
+    remove_stale_temps(out)  # what a killed run left half-written (never a live writer's)
+    _check_settings(out, settings["made_with"])
+    listed = _listed(out)
+    done = {
+        i: e
+        for i, e in wanted.items()
+        if e in listed and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
+    }
+    _write_manifest(out, done)  # before any clip is replaced: the manifest never lists one being rewritten
+    names = _names(wanted)
+    for e in listed:  # clips of rows the prompt file no longer has (a shorter or edited file)
+        for k in ("file", "gif"):
+            name = e.get(k)
+            if isinstance(name, str) and Path(name).name == name and name not in names:
+                (out / name).unlink(missing_ok=True)
+    write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
+    return sorted(done)
+
+
+def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, progress: bool, total: int) -> None:
+    """Sample the rows of `todo` in rounds of world x batch: each rank its own `batch` of each round, then rank 0
+    lists the round's clips in the manifest (every clip is in place before it is listed)."""
+    adapter = o.model.adapter
+    shape = adapter.latent_shape(cfg.frames, cfg.height, cfg.width)
+    uncond = encode_negative(adapter, o.plan) if todo else None  # one row, shared by every batch
+    world, me = dist.world_size(), dist.rank()
+    per_round = world * cfg.batch
+    bar = tqdm(total=total, initial=len(done), desc="sample", unit="clip", disable=not progress)
+    for start in range(0, len(todo), per_round):
+        chunk = todo[start + me * cfg.batch : start + (me + 1) * cfg.batch]  # empty on ranks past the end
+        if chunk:
+            images = None
+            if chunk[0].image is not None:
+                images, _ = load_images([it.image for it in chunk], cfg.height, cfg.width)
+            conds = encode_conditioning(adapter, [it.prompt for it in chunk], images, cfg.frames, cfg.height, cfg.width)
+            latents = sample_latents(adapter, conds, [it.seed for it in chunk], shape, o.plan, uncond=uncond).latents
+            with torch.inference_mode():
+                videos = adapter.decode(latents)
+            for it, video in zip(chunk, videos, strict=True):
+                for k in ("file", "gif"):
+                    if k in wanted[it.index]:
+                        write_video(out / wanted[it.index][k], video, cfg.fps)
+        finished = [i for part in dist.gather_objects([it.index for it in chunk]) for i in part]
+        done.update((i, wanted[i]) for i in finished)
+        if dist.is_main():
+            _write_manifest(out, done)
+        bar.update(len(finished))
+        check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
+    bar.close()
 
 
 def _entry(item: Item, gif: bool) -> dict:
@@ -118,72 +222,6 @@ def _listed(out: Path) -> list[dict]:
 
 def _write_manifest(out: Path, entries: dict[int, dict]) -> None:
     write_text_atomic(out / MANIFEST, "".join(json.dumps(entries[i]) + "\n" for i in sorted(entries)))
-
-
-def _sample_rows(cfg, o, items, out: Path, made_with: dict, progress: bool, resized: str | None) -> dict:
-    remove_stale_temps(out)  # what a killed run left half-written (never a live writer's)
-    _check_settings(out, made_with)
-    wanted = {it.index: _entry(it, cfg.gif) for it in items}
-    listed = _listed(out)
-    done = {
-        i: e
-        for i, e in wanted.items()
-        if e in listed and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
-    }
-    _write_manifest(out, done)  # before any clip is replaced: the manifest never lists one being rewritten
-    for e in listed:  # clips of rows the prompt file no longer has (a shorter or edited file)
-        if e not in done.values():
-            for k in ("file", "gif"):
-                name = e.get(k)
-                if isinstance(name, str) and Path(name).name == name and name not in _names(wanted):
-                    (out / name).unlink(missing_ok=True)
-    one_clip = ("prompt", "image")  # the single-clip settings, unused here
-    settings = {**{k: v for k, v in to_dict(cfg).items() if k not in one_clip}, **o.resolved(), "made_with": made_with}
-    write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
-    todo = [it for it in items if it.index not in done]
-    if progress:
-        if done:
-            print(f"{len(done)} of {len(items)} clips are already in {out}; sampling the other {len(todo)}", flush=True)
-        if resized and todo:
-            print(resized, flush=True)
-    if cfg.model in BUILTIN_MODELS:  # the built-in teachers only know their world's words
-        warn_unknown_words([it.prompt for it in todo])
-    adapter = o.model.adapter
-    shape = adapter.latent_shape(cfg.frames, cfg.height, cfg.width)
-    t0 = time.perf_counter()
-    uncond = encode_negative(adapter, o.plan) if todo else None  # one row, shared by every batch
-    bar = tqdm(total=len(items), initial=len(done), desc="sample", unit="clip", disable=not progress)
-    for start in range(0, len(todo), cfg.batch):
-        chunk = todo[start : start + cfg.batch]
-        images = None
-        if chunk[0].image is not None:
-            images, _ = load_images([it.image for it in chunk], cfg.height, cfg.width)
-        cond = encode_conditioning(adapter, [it.prompt for it in chunk], images, cfg.frames, cfg.height, cfg.width)
-        latents = sample_latents(adapter, cond, [it.seed for it in chunk], shape, o.plan, uncond=uncond).latents
-        with torch.inference_mode():
-            videos = adapter.decode(latents)
-        for it, video in zip(chunk, videos, strict=True):
-            entry = wanted[it.index]
-            for k in ("file", "gif"):
-                if k in entry:
-                    write_video(out / entry[k], video, cfg.fps)
-            done[it.index] = entry
-        _write_manifest(out, done)
-        bar.update(len(chunk))
-        check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
-    bar.close()
-    seconds = time.perf_counter() - t0
-    settings.update(seconds_load=round(o.seconds_load, 3), seconds_generate=round(seconds, 3))
-    write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
-    return {
-        **o.resolved(),
-        "out": str(out),
-        "clips": len(items),
-        "sampled": len(todo),
-        "kept": len(items) - len(todo),
-        "seconds_load": round(o.seconds_load, 3),
-        "seconds_generate": round(seconds, 3),
-    }
 
 
 def _names(entries: dict[int, dict]) -> set[str]:
