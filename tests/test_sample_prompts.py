@@ -103,6 +103,8 @@ def test_a_stopped_run_resumes_with_the_rows_it_lacks(tiny_wan_dir, tmp_path, ca
     assert code == 130 and "interrupted" in err
     assert [r["file"] for r in manifest(out)] == ["000000.mp4", "000001.mp4"]  # the second batch was not whole
     assert (out / "000002.mp4").is_file()  # written, not listed: sampled again
+    with open(out / "manifest.jsonl", "a") as f:  # a line half appended when the run was killed
+        f.write('{"file": "000002.mp4", "prom')
     monkeypatch.setattr(batch, "write_video", real)
     code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out),
                             *SMALL, "--batch", "2"], capsys)  # fmt: skip

@@ -16,6 +16,7 @@ that make the clips (model, steps, sigmas, guidance, negative prompt, size, fps,
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -128,10 +129,11 @@ def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
     remove_stale_temps(out)  # what a killed run left half-written (never a live writer's)
     _check_settings(out, settings["made_with"])
     listed = _listed(out)
+    by_file = {e.get("file"): e for e in listed}
     done = {
         i: e
         for i, e in wanted.items()
-        if e in listed and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
+        if by_file.get(e["file"]) == e and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
     }
     _write_manifest(out, done)  # before any clip is replaced: the manifest never lists one being rewritten
     names = _names(wanted)
@@ -170,10 +172,12 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
         finished = [i for part in dist.gather_objects([it.index for it in chunk]) for i in part]
         done.update((i, wanted[i]) for i in finished)
         if dist.is_main():
-            _write_manifest(out, done)
+            _append_manifest(out, [wanted[i] for i in finished])
         bar.update(len(finished))
         check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
     bar.close()
+    if dist.is_main() and todo:
+        _write_manifest(out, done)  # in row order
 
 
 def _entry(item: Item, gif: bool) -> dict:
@@ -211,17 +215,33 @@ def _short(value) -> str:
 
 
 def _listed(out: Path) -> list[dict]:
-    """The manifest's lines (an unreadable manifest lists nothing: its clips are sampled again)."""
+    """The manifest's entries; a line that is not one (the last, half-appended when the run was killed) lists
+    nothing, and an unreadable manifest lists nothing: those clips are sampled again."""
     try:
-        lines = (out / MANIFEST).read_text().splitlines()
-        entries = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
+        lines = (out / MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
         return []
-    return [e for e in entries if isinstance(e, dict)]
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def _write_manifest(out: Path, entries: dict[int, dict]) -> None:
     write_text_atomic(out / MANIFEST, "".join(json.dumps(entries[i]) + "\n" for i in sorted(entries)))
+
+
+def _append_manifest(out: Path, entries: list[dict]) -> None:
+    """List a round's clips (all in place): appended, so a run of N rows writes the manifest O(N) bytes, not O(N^2)."""
+    with open(out / MANIFEST, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(e) + "\n" for e in entries))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _names(entries: dict[int, dict]) -> set[str]:
