@@ -72,25 +72,15 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
     main = dist.is_main()
     o = open_for_sampling(cfg, prompts.has_images, f'"image" rows in {cfg.prompts}', progress and main)
     cfg = o.cfg
-    made_with = {
-        **o.model.describe(),
-        "model_identity": teacher_identity(model_folder(cfg.model)),
-        **o.plan.describe(),
-        "negative_prompt": o.plan.negative_prompt,
-        "size": [cfg.frames, cfg.height, cfg.width],
-        "fps": cfg.fps,
-        "gif": cfg.gif,
-        "dtype": str(o.dtype).removeprefix("torch."),
-        "decoder": cfg.runtime.decoder,
-    }
-    made_with.pop("model_dir", None)  # where the model lies is not what it is: a moved model resumes
     one_clip = ("prompt", "image", "device")  # the single-clip settings, unused here; the device is each rank's
-    settings = {**{k: v for k, v in to_dict(cfg).items() if k not in one_clip}, **o.resolved(), "made_with": made_with}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in one_clip}
+    settings.update(o.resolved())
     settings["device"] = f"{o.device.type} x {dist.world_size()}" if dist.world_size() > 1 else str(o.device)
     items = prompts.items
     wanted = {it.index: _entry(it, cfg.gif) for it in items}
 
-    def prepare() -> list[int]:
+    def prepare() -> list[int]:  # rank 0 alone
+        settings["made_with"] = _made_with(cfg, o)
         claim_folder(out, COMMAND, inputs=inputs)
         locks.append(FolderLock(out, COMMAND))  # one writer at a time: two would sample the same rows
         return _prepare(out, wanted, settings)
@@ -121,6 +111,26 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
         "seconds_load": round(o.seconds_load, 3),
         "seconds_generate": round(seconds, 3),
     }
+
+
+def _made_with(cfg: SampleConfig, o) -> dict:
+    """The settings that make the clips: a rerun adds to a folder only clips made the same way. Where the model and
+    the run lie is not what they are (a moved model resumes); the device is not either, though CPUs and GPUs round
+    differently."""
+    made_with = {
+        **o.model.describe(),
+        "model_identity": teacher_identity(model_folder(cfg.model)),
+        **o.plan.describe(),
+        "negative_prompt": o.plan.negative_prompt,
+        "size": [cfg.frames, cfg.height, cfg.width],
+        "fps": cfg.fps,
+        "gif": cfg.gif,
+        "dtype": str(o.dtype).removeprefix("torch."),
+        "decoder": cfg.runtime.decoder,
+    }
+    for path in ("model_dir", "student_dir"):
+        made_with.pop(path, None)
+    return made_with
 
 
 def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
