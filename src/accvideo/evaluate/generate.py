@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from accvideo.core.images import encode_conditioning
-from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents
+from accvideo.core.sampling import SamplingPlan, encode_negative
 from accvideo.errors import AccVideoError
+from accvideo.sample.run import generate_clips
 from accvideo.world import parse_caption
 from accvideo.world.render import WorldConfig, render
 
@@ -57,7 +57,6 @@ def generate_videos(
     image-to-video model starts each clip from the world's first frame of its pair (`first_frames`).
     """
     images = first_frames(pairs, frames, height, width) if adapter.image_conditioned else None
-    shape = adapter.latent_shape(frames, height, width)
     uncond = encode_negative(adapter, plan)  # one row, shared by every batch
     out: list[np.ndarray] = []
     bar = tqdm(total=len(pairs), desc="sampling", unit="clip", disable=not progress)
@@ -65,9 +64,10 @@ def generate_videos(
         chunk = pairs[i : i + batch_size]
         prompts, seeds = [p for p, _ in chunk], [s for _, s in chunk]
         given = images[i : i + batch_size] if images is not None else None
-        cond = encode_conditioning(adapter, prompts, given, frames, height, width)
-        latents = sample_latents(adapter, cond, seeds, shape, plan, uncond=uncond).latents
-        video = adapter.decode(latents).float().clamp(0, 1).numpy()
+        clips = generate_clips(
+            adapter, prompts, seeds, plan, frames=frames, height=height, width=width, images=given, uncond=uncond
+        )
+        video = clips.float().clamp(0, 1).numpy()
         out.append((video * 255.0 + 0.5).astype(np.uint8))
         bar.update(len(chunk))
     bar.close()

@@ -21,18 +21,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 import yaml
 from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, write_text_atomic
-from accvideo.core.images import encode_conditioning, load_images
+from accvideo.core.images import load_images
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
-from accvideo.core.sampling import encode_negative, sample_latents
+from accvideo.core.sampling import encode_negative
 from accvideo.core.video import MANIFESTS, video_name, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.identity import teacher_identity
@@ -159,8 +158,9 @@ def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
 def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, progress: bool, total: int) -> None:
     """Sample the rows of `todo` in rounds of world x batch: each rank its own `batch` of each round, then rank 0
     lists the round's clips in the manifest (every clip is in place before it is listed)."""
+    from accvideo.sample.run import generate_clips  # run.py dispatches here: imported late, no cycle
+
     adapter = o.model.adapter
-    shape = adapter.latent_shape(cfg.frames, cfg.height, cfg.width)
     uncond = encode_negative(adapter, o.plan) if todo else None  # one row, shared by every batch
     world, me = dist.world_size(), dist.rank()
     per_round = world * cfg.batch
@@ -171,10 +171,17 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
             images = None
             if chunk[0].image is not None:
                 images, _ = load_images([it.image for it in chunk], cfg.height, cfg.width)
-            conds = encode_conditioning(adapter, [it.prompt for it in chunk], images, cfg.frames, cfg.height, cfg.width)
-            latents = sample_latents(adapter, conds, [it.seed for it in chunk], shape, o.plan, uncond=uncond).latents
-            with torch.inference_mode():
-                videos = adapter.decode(latents)
+            videos = generate_clips(
+                adapter,
+                [it.prompt for it in chunk],
+                [it.seed for it in chunk],
+                o.plan,
+                frames=cfg.frames,
+                height=cfg.height,
+                width=cfg.width,
+                images=images,
+                uncond=uncond,
+            )
             for it, video in zip(chunk, videos, strict=True):
                 for k in ("file", "gif"):
                     if k in wanted[it.index]:

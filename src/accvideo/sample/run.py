@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +30,30 @@ from accvideo.world import warn_unknown_words
 COMMAND = "sample"
 
 
+def generate_clips(
+    adapter,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    plan: SamplingPlan,
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    images: Sequence | None = None,
+    uncond=None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Clips (B, F, H, W, 3) in [0, 1], each from its own seed: `sample_latents` for the prompts (and, image-to-video,
+    one PIL image of the video's size each), then the VAE decode. `uncond`: the negative prompt's conditioning, when
+    a caller samples many batches (core/sampling.encode_negative). Every command that makes clips runs this:
+    `sample` (one, or a prompt file's), `evaluate`, `demo` and `bench`."""
+    shape = adapter.latent_shape(frames, height, width)
+    cond = encode_conditioning(adapter, list(prompts), images, frames, height, width)
+    latents = sample_latents(adapter, cond, list(seeds), shape, plan, uncond=uncond, progress=progress).latents
+    with torch.inference_mode():
+        return adapter.decode(latents)
+
+
 def generate_clip(
     adapter,
     prompt: str,
@@ -41,13 +66,11 @@ def generate_clip(
     progress: bool = False,
     image=None,
 ) -> torch.Tensor:
-    """One clip (F, H, W, 3) in [0, 1]: `sample_latents` for one prompt (and, image-to-video, one PIL image of the
-    video's size) and seed, then the VAE decode. `accvideo sample` and `accvideo bench` both run exactly this."""
-    shape = adapter.latent_shape(frames, height, width)
-    cond = [prompt] if image is None else encode_conditioning(adapter, [prompt], [image], frames, height, width)
-    latents = sample_latents(adapter, cond, [seed], shape, plan, progress=progress).latents
-    with torch.inference_mode():
-        return adapter.decode(latents)[0]
+    """One clip (F, H, W, 3) in [0, 1]: `generate_clips` of one prompt (`accvideo sample`, `accvideo bench`)."""
+    images = None if image is None else [image]
+    return generate_clips(
+        adapter, [prompt], [seed], plan, frames=frames, height=height, width=width, images=images, progress=progress
+    )[0]
 
 
 def sample(cfg: SampleConfig, progress: bool = True) -> dict:
