@@ -294,7 +294,7 @@ VERBS = [
     ),
     Verb(
         "sample",
-        "Generate one clip (a distill run samples on its key sigmas without CFG).",
+        "Generate one clip, or one a row of --prompts FILE (a distill run samples on its key sigmas without CFG).",
         "accvideo.sample.config:SampleConfig",
         _sample,
     ),
