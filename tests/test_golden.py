@@ -44,24 +44,41 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or 'cpu'}, torch CPU capability {capability}"
 
 
+ROUNDING = 1e-3  # relative: two kinds of CPU differ by at most 5e-5 in any loss or metric recorded here
+
+
+def close(a, b) -> bool:
+    """Equal, floats to ROUNDING (relative): the numbers of one computation rounded by another CPU's kernels."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=ROUNDING, abs=1e-9)
+    return a == b
+
+
 @pytest.fixture(scope="module")
 def golden(fresh):
-    """The recorded numbers of this machine's kind: the set whose SynVid digests the fresh runs reproduce. A change of
-    results matches none (or matches the SynVid and then differs in a later part)."""
-    sets = recorded()
-    for numbers in sets.values():
-        if numbers["synvid"] == fresh["synvid"]:
-            return numbers
-    pytest.fail(
-        f"the tiny SynVid matches none of {', '.join(sets)}: the code changed results, or this CPU ({machine()}) "
-        "rounds differently from every recorded kind; if the last green commit gives the same numbers here, record "
-        "them: python tests/golden/runs.py tests/golden/golden-KIND.json"
-    )
+    """The recorded numbers of this machine's kind: the set whose SynVid digests the fresh runs reproduce (a change of
+    results matches none, or matches the SynVid and differs later); None on a kind of CPU none was recorded on."""
+    return next((n for n in recorded().values() if n["synvid"] == fresh["synvid"]), None)
 
 
 @pytest.mark.parametrize("part", ["synvid", "distill_full", "distill_lora", "demo_quick"])
 def test_golden(fresh, golden, part):
-    assert fresh[part] == golden[part]
+    """Bit for bit on a recorded kind of CPU. On another, the digests cannot be compared, and the losses and metrics
+    are compared to rounding with every recorded set (a change of results moves them by far more)."""
+    if golden is not None:
+        assert fresh[part] == golden[part]
+        return
+    if part == "synvid":
+        pytest.skip(
+            f"no golden numbers recorded for this kind of CPU ({machine()}); if the last green commit gives the "
+            "same numbers here, record them: python tests/golden/runs.py tests/golden/golden-KIND.json"
+        )
+    for name, numbers in recorded().items():
+        assert close(fresh[part], numbers[part]), f"{part} differs from {name} by more than rounding"
 
 
 @pytest.mark.parametrize("name", sorted(recorded()))
@@ -77,14 +94,11 @@ def test_golden_covers_every_key_step(name):
 
 
 def test_the_kinds_of_machine_differ_only_in_rounding():
-    """The recorded sets are one computation rounded two ways: the same keys, items and iterations, and losses that
-    agree to float32 rounding (a set recorded from changed code would differ by more)."""
+    """The recorded sets are one computation rounded two ways: the same SynVid tensors, iterations and clips, and
+    losses and metrics equal to rounding (a set recorded from changed code would differ by far more)."""
     sets = list(recorded().values())
-    first = sets[0]
     for other in sets[1:]:
-        assert other["synvid"].keys() == first["synvid"].keys()
-        for run in ("distill_full", "distill_lora"):
-            for a, b in zip(first[run], other[run], strict=True):
-                assert a["iteration"] == b["iteration"] and a["samples"] == b["samples"]
-                for key in ("traj_k", "d_k", "g_k"):
-                    assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), (run, key)
+        assert other["synvid"].keys() == sets[0]["synvid"].keys()
+        for part in ("distill_full", "distill_lora", "demo_quick"):
+            assert close(other[part], sets[0][part]), part
+    assert not close(sets[0]["distill_full"], sets[0]["distill_lora"])  # the tolerance tells results apart
