@@ -264,3 +264,77 @@ def test_export_replaces_the_teachers_scheduler_and_casts_on_request(runs, tiny_
     pipe.scheduler.set_timesteps(5)
     assert pipe.scheduler.sigmas.tolist() == pytest.approx(info["key_sigmas"], abs=1e-6)
     one_line_error(["export", str(student), "--out", str(tmp_path / "z"), "--dtype", "int8"], capsys, "unknown --dtype")
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_single_file_export_is_the_student_under_the_wan_repositorys_names(runs, tiny_wan_dir, tmp_path, capsys, kind):
+    """Diffusers' own reader of the Wan single-file layout maps the file back to the student's transformer (a LoRA
+    student: fused, as the diffusers export fuses it), tensor for tensor, and `from_single_file` loads it offline."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    code, out, err = run_cli(
+        ["export", str(runs[kind]), "--format", "single-file", "--out", str(tmp_path / "sf")], capsys
+    )
+    assert code == 0, err
+    path = tmp_path / "sf" / "transformer.safetensors"
+    state = load_file(path)
+    assert {
+        "blocks.0.self_attn.q.weight",
+        "blocks.1.cross_attn.o.bias",
+        "head.modulation",
+        "blocks.0.norm3.weight",
+    } <= set(state)
+    assert not any(".attn1." in k or "scale_shift_table" in k or "condition_embedder" in k for k in state)
+    run_cli(["export", str(runs[kind]), "--out", str(tmp_path / "pipe")], capsys)  # the diffusers export, for kind
+    want = WanTransformer3DModel.from_pretrained(str(tmp_path / "pipe" / "transformer")).state_dict()
+    back = convert_wan_transformer_to_diffusers(dict(state))
+    assert back.keys() == want.keys()
+    assert all(torch.equal(back[k], want[k]) for k in want)
+    with safe_open(str(path), "pt") as f:
+        assert (
+            json.loads(f.metadata()["accvideo_key_sigmas"])
+            == json.loads((runs[kind] / "student" / "student.json").read_text())["key_sigmas"]
+        )
+    loaded = WanTransformer3DModel.from_single_file(str(path), config=str(tiny_wan_dir), subfolder="transformer")
+    assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
+    readme = (tmp_path / "sf" / "README.md").read_text()
+    assert "from_single_file" in readme and "transformer=transformer" in readme
+
+
+def test_single_file_export_casts_and_refuses_what_it_cannot_write(runs, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from accvideo.export.single_file import original_state
+
+    args = ["export", str(runs["full"]), "--format", "single-file", "--dtype", "bfloat16", "--out", str(tmp_path / "b")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    cast = load_file(tmp_path / "b" / "transformer.safetensors")
+    full = original_state(load_file(next((runs["full"] / "student" / "transformer").glob("*.safetensors"))))
+    assert all(v.dtype == torch.bfloat16 and torch.equal(v, full[k].to(torch.bfloat16)) for k, v in cast.items())
+    with pytest.raises(AccVideoError, match="no name for .*e.g. blocks.0.attn1.extra.weight.*--format diffusers"):
+        original_state({**full_diffusers(runs), "blocks.0.attn1.extra.weight": torch.zeros(1)})
+    one_line_error(
+        [
+            "export",
+            str(runs["full"]),
+            "--format",
+            "single-file",
+            "--decoder",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capsys,
+        "--decoder goes with --format diffusers or lora",
+    )
+    assert not (tmp_path / "d").exists()
+
+
+def full_diffusers(runs) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(next((runs["full"] / "student" / "transformer").glob("*.safetensors")))

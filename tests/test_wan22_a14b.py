@@ -289,3 +289,21 @@ def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatc
         prompt=PROMPTS[0], height=H, width=W, num_frames=FRAMES, latents=x, output_type="np", **manifest["call"]
     )
     torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), ours, atol=1e-4, rtol=0)
+
+
+def test_single_file_export_writes_each_expert_under_the_wan_repositorys_names(runs, a14b_dir, tmp_path, capsys):
+    """One file per expert, each mapped back by diffusers' own reader to that expert of the diffusers export."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors.torch import load_file
+
+    for fmt, out in (("single-file", tmp_path / "sf"), ("diffusers", tmp_path / "pipe")):
+        code, _, err = run_cli(["export", str(runs["lora"][0]), "--format", fmt, "--out", str(out)], capsys)
+        assert code == 0, err
+    for name in ("transformer", "transformer_2"):
+        back = convert_wan_transformer_to_diffusers(load_file(tmp_path / "sf" / f"{name}.safetensors"))
+        want = WanTransformer3DModel.from_pretrained(str(tmp_path / "pipe" / name)).state_dict()
+        assert back.keys() == want.keys() and all(torch.equal(back[k], want[k]) for k in want)
+    one, two = (load_file(tmp_path / "sf" / f"{n}.safetensors") for n in ("transformer", "transformer_2"))
+    assert not torch.equal(one["head.head.weight"], two["head.head.weight"])  # two experts, not one twice
+    assert "transformer_2=transformer_2" in (tmp_path / "sf" / "README.md").read_text()

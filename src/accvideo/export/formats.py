@@ -1,4 +1,5 @@
-"""The two export formats: a whole diffusers pipeline folder, or a LoRA file for the teacher's pipeline."""
+"""The export formats: a whole diffusers pipeline folder, a LoRA file for the teacher's pipeline, or (Wan) the
+transformer as one file in the Wan repository's layout (export/single_file.py)."""
 
 from __future__ import annotations
 
@@ -31,29 +32,38 @@ def _transformer_class(src: Source):
 def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None, name: str = FULL_WEIGHTS) -> None:
     """The student's transformer `name` (Wan 2.2 A14B: each expert) as a diffusers model folder: full students as
     saved, LoRA students fused."""
-    weights = src.student_dir / name
-    if not src.lora:
-        if not any(weights.glob("*.safetensors")):
-            raise AccVideoError(f"{weights} holds no weights; export the student again (rerun `accvideo distill`)")
-        if dtype is None:
-            copy_tree(weights, dst)
-            return
-        model = _transformer_class(src).from_pretrained(str(weights), local_files_only=True)
-    else:
-        lora_file = LORA_FILES[name]
-        if not (src.student_dir / lora_file).is_file():
-            raise AccVideoError(f"{src.student_dir / lora_file} is missing; export the student again")
-        model = _transformer_class(src).from_pretrained(
-            str(src.teacher_dir / name), local_files_only=True, dtype=torch.float32
-        )
-        model.load_lora_adapter(
-            str(src.student_dir), weight_name=lora_file, prefix="transformer", adapter_name="student"
-        )
-        model.fuse_lora()  # base weights + the scaled low-rank update, in float32
-        model.unload_lora()
+    if not src.lora and dtype is None:
+        _check_full_weights(src, name)
+        copy_tree(src.student_dir / name, dst)
+        return
+    model = student_transformer(src, name)
     if dtype is not None:
         model = model.to(dtype)
     model.save_pretrained(str(dst), safe_serialization=True)
+
+
+def _check_full_weights(src: Source, name: str) -> None:
+    if not any((src.student_dir / name).glob("*.safetensors")):
+        raise AccVideoError(
+            f"{src.student_dir / name} holds no weights; export the student again (rerun `accvideo distill`)"
+        )
+
+
+def student_transformer(src: Source, name: str = FULL_WEIGHTS) -> torch.nn.Module:
+    """The student's transformer `name` as a diffusers model on the CPU: a full student as saved, a LoRA student's
+    adapter fused into its teacher's weights (in float32)."""
+    if not src.lora:
+        _check_full_weights(src, name)
+        return _transformer_class(src).from_pretrained(str(src.student_dir / name), local_files_only=True)
+    lora_file = LORA_FILES[name]
+    if not (src.student_dir / lora_file).is_file():
+        raise AccVideoError(f"{src.student_dir / lora_file} is missing; export the student again")
+    teacher = str(src.teacher_dir / name)
+    model = _transformer_class(src).from_pretrained(teacher, local_files_only=True, dtype=torch.float32)
+    model.load_lora_adapter(str(src.student_dir), weight_name=lora_file, prefix="transformer", adapter_name="student")
+    model.fuse_lora()  # base weights + the scaled low-rank update, in float32
+    model.unload_lora()
+    return model
 
 
 def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
@@ -144,12 +154,8 @@ def write_lora(src: Source, tmp: Path) -> dict:
         if not weights.is_file():
             raise AccVideoError(f"{weights} is missing; export the student again (rerun `accvideo distill`)")
         shutil.copy2(weights, tmp / LORA_FILES[name])
-    try:
-        scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)
-    except AccVideoError:
-        settings = None  # the key sigmas must then be passed explicitly
-    else:
-        check_experts(src, scheduler)
+    scheduler, settings = _scheduler_or_none(src)
+    if scheduler is not None:
         scheduler.save_pretrained(str(tmp / "scheduler"))
     manifest = _manifest(src, "lora", settings)
     write_json_atomic(tmp / MARKER, manifest)
@@ -182,6 +188,77 @@ def write_lora(src: Source, tmp: Path) -> dict:
         + "```\n"
     )
     return manifest
+
+
+def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> dict:
+    """Fill `tmp` with each transformer of a Wan student as one file in the Wan repository's layout
+    (export/single_file.py), plus the scheduler that lands on its key sigmas when a stock one does."""
+    from accvideo.export.single_file import write_single_file
+
+    if _transformer_class(src).__name__ != "WanTransformer3DModel":
+        raise AccVideoError(
+            f"--format single-file writes Wan transformers; this student's teacher is a {src.pipeline}: use --format "
+            "diffusers"
+        )
+    scheduler, settings = _scheduler_or_none(src)
+    names = expert_names(src.info)
+    for name in names:
+        model = student_transformer(src, name)
+        state = {k: (v.to(dtype) if dtype is not None else v) for k, v in model.state_dict().items()}
+        meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}
+        write_single_file(state, tmp / f"{name}.safetensors", meta)
+        del model, state
+    if scheduler is not None:
+        scheduler.save_pretrained(str(tmp / "scheduler"))
+    manifest = {**_manifest(src, "single-file", settings), "files": [f"{n}.safetensors" for n in names]}
+    write_json_atomic(tmp / MARKER, manifest)
+    _single_readme(src, tmp, manifest, names)
+    return manifest
+
+
+def _scheduler_or_none(src: Source):
+    """(a stock scheduler that lands on the key sigmas, its settings), or (None, None) when none does."""
+    try:
+        scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)
+    except AccVideoError:
+        return None, None  # the key sigmas must then be passed explicitly
+    check_experts(src, scheduler)
+    return scheduler, settings
+
+
+def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> None:
+    """The README of a single-file export: what the files are, and the diffusers call that loads them."""
+    cls = _transformer_class(src).__name__
+    experts = (
+        " `transformer.safetensors` is the high-noise expert (steps with timestep >= boundary_ratio x 1000), "
+        "`transformer_2.safetensors` the low-noise one."
+        if len(names) > 1
+        else ""
+    )
+    lines = [
+        f"# A {src.steps}-step AccVideo student of {src.pipeline}, as single files",
+        "",
+        "Written by `accvideo export --format single-file`: the transformer in the layout of Wan-AI's own checkpoints "
+        "(the layout of the single Wan files ComfyUI's diffusion-model loader reads; tested here with diffusers' "
+        f"`from_single_file`, not with ComfyUI itself).{experts} It samples only at its key sigmas "
+        f"{json.dumps([round(s, 6) for s in src.key_sigmas])} (on the teacher's shift {manifest['shift']:g} grid), "
+        "with guidance 1 (no CFG).",
+        "",
+        "```python",
+        f"from diffusers import FlowMatchEulerDiscreteScheduler, {cls}, {src.pipeline}",
+        *(f'{n} = {cls}.from_single_file(PATH + "/{n}.safetensors", config=TEACHER, subfolder="{n}")' for n in names),
+        f"pipe = {src.pipeline}.from_pretrained(TEACHER, {', '.join(f'{n}={n}' for n in names)})",
+    ]
+    if manifest["scheduler"] is not None:
+        lines += [
+            'pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder="scheduler")',
+            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]",
+        ]
+    else:
+        lines.append(
+            "# no stock scheduler reaches these key sigmas from a step count: pass them as sigmas= where taken"
+        )
+    (tmp / "README.md").write_text("\n".join([*lines, "```", ""]))
 
 
 def _lora_loads(names: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""`accvideo export RUN --format diffusers|lora --out DIR`: checks first, then one atomic write."""
+"""`accvideo export RUN --format diffusers|lora|single-file --out DIR`: checks first, then one atomic write."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from pathlib import Path
 from accvideo.core.outputs import owner
 from accvideo.core.runtime import DTYPES
 from accvideo.errors import AccVideoError
+from accvideo.export.config import FORMATS
 from accvideo.export.folder import building, check_target
-from accvideo.export.formats import carry_decoder, write_diffusers, write_lora
+from accvideo.export.formats import carry_decoder, write_diffusers, write_lora, write_single
 from accvideo.export.source import read_source
 from accvideo.models.decoder import find_decoder, load_decoder_for
-
-FORMATS = ("diffusers", "lora")
 
 
 def export_run(
@@ -28,16 +27,20 @@ def export_run(
     """Export the student of `run` (a distill run folder or a student folder) to `out`; returns the manifest.
 
     `force` is accepted for old scripts: an earlier export is replaced without it, and a folder accvideo did not
-    make is never replaced (core/outputs.py). `dtype` (diffusers format only) casts the saved transformer, e.g.
-    "bfloat16"; None keeps the student's. `decoder` (a tiny decoder, checked against the teacher's VAE) is
-    carried in OUT/decoder, and the README shows the call that decodes the stock pipeline's latents with it.
+    make is never replaced (core/outputs.py). `dtype` (diffusers and single-file formats) casts the saved
+    transformer, e.g. "bfloat16"; None keeps the student's. `decoder` (a tiny decoder, checked against the teacher's
+    VAE) is carried in OUT/decoder, and the README shows the call that decodes the stock pipeline's latents with it.
     """
     if fmt not in FORMATS:
         raise AccVideoError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if dtype is not None and dtype not in DTYPES:
         raise AccVideoError(f"unknown --dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}")
     if dtype is not None and fmt == "lora":
-        raise AccVideoError("--dtype applies to --format diffusers only; the LoRA file is copied as trained")
+        raise AccVideoError("--dtype applies to --format diffusers and single-file; the LoRA file is copied as trained")
+    if decoder is not None and fmt == "single-file":
+        raise AccVideoError(
+            "--decoder goes with --format diffusers or lora; a single-file export carries the transformer only"
+        )
     t0 = time.perf_counter()
     src = read_source(run)
     target = check_target(
@@ -50,10 +53,11 @@ def export_run(
     )
     carried = None if decoder is None else load_decoder_for(decoder, src.teacher_dir)[1]
     with building(target) as tmp:
-        if fmt == "diffusers":
-            manifest = write_diffusers(src, tmp, DTYPES[dtype] if dtype else None)
-        else:
+        if fmt == "lora":
             manifest = write_lora(src, tmp)
+        else:
+            write = write_diffusers if fmt == "diffusers" else write_single
+            manifest = write(src, tmp, DTYPES[dtype] if dtype else None)
         if carried is not None:
             manifest = carry_decoder(find_decoder(decoder), carried, tmp, manifest)
     return {**manifest, "out": str(target), "seconds": round(time.perf_counter() - t0, 3)}
