@@ -302,6 +302,43 @@ def test_single_file_export_is_the_student_under_the_wan_repositorys_names(runs,
     assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
     readme = (tmp_path / "sf" / "README.md").read_text()
     assert "from_single_file" in readme and "transformer=transformer" in readme
+    if kind == "lora":
+        assert_lora_file_fuses_to(tmp_path / "sf", tiny_wan_dir, want)
+
+
+def assert_lora_file_fuses_to(folder, teacher, want: dict) -> None:
+    """The adapter alone, in the community Wan LoRA layout: diffusers loads it on the teacher pipeline, and fused it
+    gives the diffusers export's transformer."""
+    from diffusers import WanPipeline
+    from safetensors.torch import load_file
+
+    lora = load_file(folder / "transformer_lora.safetensors")
+    assert "diffusion_model.blocks.0.self_attn.q.lora_A.weight" in lora and not any("alpha" in k for k in lora)
+    pipe = WanPipeline.from_pretrained(str(teacher))
+    before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    pipe.load_lora_weights(str(folder), weight_name="transformer_lora.safetensors")
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    fused = pipe.transformer.state_dict()
+    assert fused.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(fused[k], want[k], atol=1e-6, rtol=1e-6)
+    assert any(not torch.equal(fused[k], before[k]) for k in want)  # the adapter changed the teacher
+
+
+def test_single_file_lora_carries_the_adapters_scale(tiny_wan_dir, synvid, tmp_path, capsys):
+    """alpha 6 on rank 2 (scale 3): the scale is multiplied into lora_B, since the layout's readers find no alpha."""
+    from diffusers import WanTransformer3DModel
+
+    run = tmp_path / "run"
+    args = ["distill", "--teacher", str(tiny_wan_dir), "--data", str(synvid), "--out", str(run), *QUICK]
+    code, _, err = run_cli([*args, "lora_rank=2", "lora_alpha=6", "probe_every=0"], capsys)
+    assert code == 0, err
+    for fmt in ("single-file", "diffusers"):
+        code, _, err = run_cli(["export", str(run), "--format", fmt, "--out", str(tmp_path / fmt)], capsys)
+        assert code == 0, err
+    want = WanTransformer3DModel.from_pretrained(str(tmp_path / "diffusers" / "transformer")).state_dict()
+    assert_lora_file_fuses_to(tmp_path / "single-file", tiny_wan_dir, want)
 
 
 def test_single_file_export_casts_and_refuses_what_it_cannot_write(runs, tmp_path, capsys):

@@ -202,18 +202,36 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
         )
     scheduler, settings = _scheduler_or_none(src)
     names = expert_names(src.info)
+    meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}
     for name in names:
         model = student_transformer(src, name)
         state = {k: (v.to(dtype) if dtype is not None else v) for k, v in model.state_dict().items()}
-        meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}
         write_single_file(state, tmp / f"{name}.safetensors", meta)
         del model, state
+    files = [f"{n}.safetensors" for n in names]
+    if src.lora:  # the adapter alone too, as community Wan LoRAs are written
+        files += [_single_lora(src, tmp, n, meta) for n in names]
     if scheduler is not None:
         scheduler.save_pretrained(str(tmp / "scheduler"))
-    manifest = {**_manifest(src, "single-file", settings), "files": [f"{n}.safetensors" for n in names]}
+    manifest = {**_manifest(src, "single-file", settings), "files": files}
     write_json_atomic(tmp / MARKER, manifest)
     _single_readme(src, tmp, manifest, names)
     return manifest
+
+
+def _single_lora(src: Source, tmp: Path, name: str, meta: dict) -> str:
+    """The LoRA of transformer `name` in the Wan layout (export/single_file.original_lora_state); its file name."""
+    from safetensors.torch import load_file
+
+    from accvideo.core.tensorfile import write_safetensors
+    from accvideo.export.single_file import original_lora_state
+
+    lora = src.info["lora"]
+    scale = lora.get("alpha", lora["rank"]) / lora["rank"]  # peft's lora_alpha / r
+    state = original_lora_state(load_file(src.student_dir / LORA_FILES[name]), scale)
+    file = f"{name}_lora.safetensors"
+    write_safetensors({k: v.contiguous() for k, v in state.items()}, {"format": "pt", **meta}, tmp / file)
+    return file
 
 
 def _scheduler_or_none(src: Source):
@@ -258,7 +276,24 @@ def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> 
         lines.append(
             "# no stock scheduler reaches these key sigmas from a step count: pass them as sigmas= where taken"
         )
-    (tmp / "README.md").write_text("\n".join([*lines, "```", ""]))
+    lines.append("```")
+    if src.lora:
+        lines += [
+            "",
+            "The adapter alone is here too (`*_lora.safetensors`), in the layout of community Wan LoRAs "
+            "(`diffusion_model.` names, `lora_A` / `lora_B`, the alpha / rank scale multiplied into `lora_B`); "
+            "diffusers loads it on the teacher pipeline; ComfyUI's LoRA loader reads this layout (not tested here):",
+            "",
+            "```python",
+            f"pipe = {src.pipeline}.from_pretrained(TEACHER)",
+            *(
+                f'pipe.load_lora_weights(PATH, weight_name="{n}_lora.safetensors"'
+                + (", load_into_transformer_2=True)" if n != FULL_WEIGHTS else ")")
+                for n in names
+            ),
+            "```",
+        ]
+    (tmp / "README.md").write_text("\n".join([*lines, ""]))
 
 
 def _lora_loads(names: list[str]) -> str:

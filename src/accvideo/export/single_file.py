@@ -116,3 +116,26 @@ def _check_round_trip(renamed: dict[str, torch.Tensor], state: dict[str, torch.T
 def write_single_file(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """The renamed state as one safetensors file (contiguous tensors, names sorted, `metadata` in its header)."""
     write_safetensors({k: v.contiguous() for k, v in original_state(state).items()}, {"format": "pt", **metadata}, path)
+
+
+def original_lora_state(lora: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A LoRA file of diffusers' (`transformer.<module>.lora_A.weight`, ...) in the Wan repository's layout, as
+    community Wan LoRAs are written: `diffusion_model.<module>.lora_A.weight` / `lora_B.weight`, with the adapter's
+    scale (alpha / rank) multiplied into lora_B, so a loader that finds no alpha (and so scales by 1) applies it
+    exactly. One line naming a module the layout has no name for."""
+    out, unknown = {}, []
+    for key, tensor in lora.items():
+        module, _, part = key.removeprefix("transformer.").rpartition(".lora_")
+        name = original_name(f"{module}.weight")
+        if name is None or part not in ("A.weight", "B.weight"):
+            unknown.append(key)
+            continue
+        out[f"diffusion_model.{name.removesuffix('.weight')}.lora_{part}"] = (
+            tensor * scale if part == "B.weight" else tensor
+        )
+    if unknown:
+        raise AccVideoError(
+            f"the student's LoRA has {len(unknown)} weight(s) the Wan single-file layout has no name for "
+            f"(e.g. {unknown[0]}); export it with --format lora"
+        )
+    return out
