@@ -307,3 +307,18 @@ def test_single_file_export_writes_each_expert_under_the_wan_repositorys_names(r
     one, two = (load_file(tmp_path / "sf" / f"{n}.safetensors") for n in ("transformer", "transformer_2"))
     assert not torch.equal(one["head.head.weight"], two["head.head.weight"])  # two experts, not one twice
     assert "transformer_2=transformer_2" in (tmp_path / "sf" / "README.md").read_text()
+    from diffusers import WanPipeline  # each expert's adapter alone, loaded into its own expert
+
+    pipe = WanPipeline.from_pretrained(str(a14b_dir))
+    pipe.load_lora_weights(str(tmp_path / "sf"), weight_name="transformer_lora.safetensors")
+    pipe.load_lora_weights(
+        str(tmp_path / "sf"), weight_name="transformer_2_lora.safetensors", load_into_transformer_2=True
+    )
+    pipe.fuse_lora(components=["transformer", "transformer_2"])
+    for name in ("transformer", "transformer_2"):
+        want = WanTransformer3DModel.from_pretrained(str(tmp_path / "pipe" / name)).state_dict()
+        got = {k: v for k, v in getattr(pipe, name).state_dict().items() if "lora" not in k}
+        got = {k.replace(".base_layer", ""): v for k, v in got.items()}
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=1e-6)
