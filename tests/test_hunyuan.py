@@ -319,3 +319,10 @@ def test_a_hunyuan_teacher_defaults_to_embedded_guidance_only(hy_runs, hy_dir, t
     )
     assert code in (0, None), err
     assert yaml.safe_load(clip.with_suffix(".yaml").read_text())["resolved_guidance"] == 1.0
+
+
+def test_a_single_file_export_of_a_hunyuan_student_is_refused_before_writing(hy_runs, tmp_path, capsys):
+    out = tmp_path / "sf"
+    code, _, err = run_cli(["export", str(hy_runs["full"]), "--format", "single-file", "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "writes Wan transformers" in err and "--format diffusers" in err
+    assert not out.exists() and not any(p.name.startswith(".sf") for p in tmp_path.iterdir())

@@ -190,16 +190,21 @@ def write_lora(src: Source, tmp: Path) -> dict:
     return manifest
 
 
-def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> dict:
-    """Fill `tmp` with each transformer of a Wan student as one file in the Wan repository's layout
-    (export/single_file.py), plus the scheduler that lands on its key sigmas when a stock one does."""
-    from accvideo.export.single_file import write_single_file
-
+def check_single_file(src: Source) -> None:
+    """Refuse, before anything is written, a student the Wan single-file layout cannot hold."""
     if _transformer_class(src).__name__ != "WanTransformer3DModel":
         raise AccVideoError(
             f"--format single-file writes Wan transformers; this student's teacher is a {src.pipeline}: use --format "
             "diffusers"
         )
+
+
+def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> dict:
+    """Fill `tmp` with each transformer of a Wan student as one file in the Wan repository's layout
+    (export/single_file.py), plus the scheduler that lands on its key sigmas when a stock one does."""
+    from accvideo.export.single_file import write_single_file
+
+    check_single_file(src)
     scheduler, settings = _scheduler_or_none(src)
     names = expert_names(src.info)
     meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}

@@ -10,7 +10,7 @@ from accvideo.core.runtime import DTYPES
 from accvideo.errors import AccVideoError
 from accvideo.export.config import FORMATS
 from accvideo.export.folder import building, check_target
-from accvideo.export.formats import carry_decoder, write_diffusers, write_lora, write_single
+from accvideo.export.formats import carry_decoder, check_single_file, write_diffusers, write_lora, write_single
 from accvideo.export.source import read_source
 from accvideo.models.decoder import find_decoder, load_decoder_for
 
@@ -51,6 +51,8 @@ def export_run(
             "run": src.student_dir.parent if owner(src.student_dir.parent) == "distill" else src.student_dir,
         },
     )
+    if fmt == "single-file":
+        check_single_file(src)
     carried = None if decoder is None else load_decoder_for(decoder, src.teacher_dir)[1]
     with building(target) as tmp:
         if fmt == "lora":
