@@ -265,3 +265,24 @@ def test_resume_notices_an_image_replaced_under_its_path(tiny_i2v_dir, tmp_path,
     picture(98, (W, H)).save(tmp_path / "images" / "0.png")
     assert run_cli(args, capsys)[0] == 0
     assert not read_header(shard).hashes_images  # resumed, not redone
+
+
+def test_single_file_export_names_the_image_embedder_as_the_wan_repository_does(chain, tmp_path, capsys):
+    """The I2V transformer's image projection and image keys (k_img, v_img, norm_k_img) map back, by diffusers' own
+    reader of the layout, to the diffusers export's transformer, tensor for tensor."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors.torch import load_file
+
+    for fmt in ("single-file", "diffusers"):
+        code, _, err = run_cli(["export", str(chain / "run"), "--format", fmt, "--out", str(tmp_path / fmt)], capsys)
+        assert code == 0, err
+    state = load_file(tmp_path / "single-file" / "transformer.safetensors")
+    assert {
+        "img_emb.proj.1.weight",
+        "blocks.0.cross_attn.k_img.weight",
+        "blocks.0.cross_attn.norm_k_img.weight",
+    } <= set(state)
+    want = WanTransformer3DModel.from_pretrained(str(tmp_path / "diffusers" / "transformer")).state_dict()
+    back = convert_wan_transformer_to_diffusers(dict(state))
+    assert back.keys() == want.keys() and all(torch.equal(back[k], want[k]) for k in want)
