@@ -3,10 +3,11 @@
 
     python benchmarks/sample_prompts.py --steps 5 --n 16 --json benchmarks/results/sample_prompts_cpu.json
 
-Each way runs in this process through the command line's own entry (`accvideo.cli.main`), so the per-clip way pays
-the model load and the settings check every clip, as a shell loop over `accvideo sample` would (without the
+Each way runs in this process through the command line's own entry (`accvideo.cli.main`), so the per-clip way
+pays the model load and the settings check every clip, as a shell loop over `accvideo sample` would (without the
 interpreter start and imports, which a shell loop also pays: these are lower bounds of its cost). Prints a Markdown
-table; `--json` writes it (seconds in all, seconds a clip, and the speed-up over one command a clip).
+table; `--json` writes it (seconds in all, seconds a clip, and the speed-up over one command a clip); `--table JSON`
+prints the table of a saved result (docs/sample.md's).
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def main() -> None:
     parser.add_argument("--batch", default="1,4,8", help="the --batch values of --prompts, comma-separated")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--table", metavar="JSON", help="print the table of a result written before, and stop")
     a = parser.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.table).read_text())))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(a.model, a.n, a.steps, [int(b) for b in a.batch.split(",")], a.device, Path(tmp))
     print(table(result))
