@@ -375,3 +375,21 @@ def full_diffusers(runs) -> dict:
     from safetensors.torch import load_file
 
     return load_file(next((runs["full"] / "student" / "transformer").glob("*.safetensors")))
+
+
+def test_single_file_export_refuses_names_diffusers_would_read_back_as_other_weights(runs, monkeypatch):
+    """The guard against a diffusers whose reader of the layout disagrees: norm2 and norm3 read back unswapped."""
+    import diffusers.loaders.single_file_utils as sfu
+
+    from accvideo.export.single_file import original_state
+
+    real = sfu.convert_wan_transformer_to_diffusers
+    state = full_diffusers(runs)
+    assert original_state(state)  # the installed reader agrees
+
+    def unswapped(checkpoint, **kw):  # a reader that kept the repository's norm3 as norm3
+        return {k.replace(".norm2.", ".norm3."): v for k, v in real(checkpoint, **kw).items()}
+
+    monkeypatch.setattr(sfu, "convert_wan_transformer_to_diffusers", unswapped)
+    with pytest.raises(AccVideoError, match="maps this export's names to other weights .*--format diffusers"):
+        original_state(state)
