@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     print(ablation_tables(data))
     print("\nPaired differences (95% bootstrap intervals over clips):\n")
     print(comparison_rows(data))
+    if seeded := comparison_rows(data, seeds=True):  # ablate seed_intervals=true
+        print("\nThe same differences, 95% bootstrap intervals over training seeds and clips:\n")
+        print(seeded)
 
 
 if __name__ == "__main__":

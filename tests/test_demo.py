@@ -274,6 +274,16 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
         assert code == 2 and err.count("\n") == 1, err
         assert f"made with {setting}={old!r}, not {new!r}" in err and f"or {setting}={old!r}" in err
         assert snapshot(out) == before
+    # seed_intervals, an evaluation setting: a rerun adds each difference's interval over training seeds and clips
+    code, stdout, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]", "seed_intervals=true"], capsys)
+    assert code in (0, None), err
+    seeded = json.loads((out / "ablation.json").read_text())
+    assert seeded["cells"] == data["cells"] and "intervals over training seeds and clips" in stdout
+    for c, before_c in zip(seeded["comparisons"], data["comparisons"], strict=True):
+        for name, stat in c["metrics"].items():
+            assert {k: stat[k] for k in ("diff", "lo", "hi")} == before_c["metrics"][name]  # the clips' unchanged
+            assert stat["seeds_lo"] <= stat["diff"] <= stat["seeds_hi"] or stat["seeds_lo"] == stat["seeds_hi"]
+    assert "over training seeds and clips" in (out / "ablation.md").read_text()
 
 
 def summary_seconds(run):

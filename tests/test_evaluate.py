@@ -427,6 +427,30 @@ def test_paired_difference_is_the_difference_of_means_with_an_interval_on_shared
     assert same["diff"] == same["lo"] == same["hi"] == 0  # paired: a row against itself never differs
 
 
+def test_resampling_seeds_widens_the_interval_by_the_trainings_noise():
+    """Three seeds of each row whose accuracies scatter (0.80, 0.70, 0.90 against 0.75, 0.85, 0.65): over clips
+    alone the mean difference (+0.05) looks certain; over seeds and clips it does not, as it should not."""
+    from accvideo.evaluate.intervals import ClipScores, compare
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    feats = rng.normal(size=(n, 4))
+
+    def scores(p):
+        return ClipScores(["shape"], (rng.random(n) < p)[:, None], feats, feats + 0.1, np.full(n, 0.99))
+
+    first, second = [scores(p) for p in (0.80, 0.70, 0.90)], [scores(p) for p in (0.75, 0.85, 0.65)]
+    clips = compare(first, second, draws=400)["accuracy"]
+    both = compare(first, second, draws=400, resample_seeds=True)["accuracy"]
+    assert both["diff"] == clips["diff"] == pytest.approx(0.05, abs=0.02)
+    assert clips["lo"] > 0  # the clips alone: "shown"
+    assert both["lo"] < 0 < both["hi"]  # with the seeds: not shown
+    assert both["hi"] - both["lo"] > 3 * (clips["hi"] - clips["lo"])
+    alike = [scores(0.8)] * 3  # seeds that agree: resampling them changes nothing
+    assert compare(alike, [good := scores(0.6)] * 3, draws=200, resample_seeds=True)["accuracy"]["lo"] > 0.15
+    assert compare([good], [good], draws=50, resample_seeds=True)["accuracy"]["hi"] == 0
+
+
 def test_a_bootstrap_draw_fits_the_shared_real_clips_once_and_measures_the_same_distance():
     from accvideo.evaluate.intervals import ClipScores, _draw_metrics
     from accvideo.evaluate.metrics import frechet_distance

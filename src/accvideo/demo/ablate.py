@@ -201,6 +201,11 @@ def _ablation_stages(cfg: AblationConfig, out: Path, progress: bool, echo) -> di
         + "\n\nPaired differences (95% bootstrap intervals over clips):\n\n"
         + comparison_rows(data)
     )
+    if cfg.seed_intervals:
+        tables += (
+            "\n\nThe same differences, 95% bootstrap intervals over training seeds and clips:\n\n"
+            + comparison_rows(data, seeds=True)
+        )
     write_text_atomic(
         out / "ablation.md",
         f"# Ablation (ToyBench, {cfg.eval_prompts} {cfg.split} pairs, seeds {cfg.seeds})\n\n{tables}\n\n"
@@ -233,20 +238,29 @@ def _comparisons(cfg: AblationConfig, results: dict, members: dict) -> list[dict
                 continue
             sets = [[results[n]["per_clip"] for n in group] for group in names]
             stats = compare(*sets, draws=cfg.draws, seed=cfg.seed)
+            if cfg.seed_intervals:  # the same difference, its interval over training seeds and clips
+                wide = compare(*sets, draws=cfg.draws, seed=cfg.seed, resample_seeds=True)
+                for name, value in stats.items():
+                    value.update(seeds_lo=wide[name]["lo"], seeds_hi=wide[name]["hi"])
             out.append({"m": m, "first": first, "second": second, "metrics": stats})
     return out
 
 
-def comparison_rows(data: dict) -> str:
-    """Markdown: each paired difference of mean accuracy and Frechet distance with its 95% interval."""
+def comparison_rows(data: dict, seeds: bool = False) -> str:
+    """Markdown: each paired difference of mean accuracy and Frechet distance with its 95% interval over clips, or
+    with `seeds` its interval over training seeds and clips (ablate seed_intervals=true; '' when not computed)."""
+    lo, hi = ("seeds_lo", "seeds_hi") if seeds else ("lo", "hi")
+    rows = [c for c in data.get("comparisons", []) if lo in c["metrics"]["accuracy"]]
+    if not rows:
+        return ""
     lines = ["| m | difference | mean acc | Frechet |", "|---|---|---|---|"]
-    for c in data.get("comparisons", []):
+    for c in rows:
         s = c["metrics"]
         second = "teacher" if c["second"] == "teacher-n" else f"({c['second']})"
         acc, fd = s["accuracy"], s["frechet_distance"]
         lines.append(
-            f"| {c['m']} | ({c['first']}) - {second} | {acc['diff']:+.3f} [{acc['lo']:+.3f}, {acc['hi']:+.3f}] | "
-            f"{fd['diff']:+.1f} [{fd['lo']:+.1f}, {fd['hi']:+.1f}] |"
+            f"| {c['m']} | ({c['first']}) - {second} | {acc['diff']:+.3f} [{acc[lo]:+.3f}, {acc[hi]:+.3f}] | "
+            f"{fd['diff']:+.1f} [{fd[lo]:+.1f}, {fd[hi]:+.1f}] |"
         )
     return "\n".join(lines)
 
