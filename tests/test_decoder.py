@@ -652,3 +652,24 @@ def test_a_cached_target_chunk_is_reused_only_for_the_latents_it_decoded(tiny_wa
     saved = load_file(str(path))
     assert torch.equal(saved["latents"], second) and not torch.equal(saved["video"], before[1])
     assert torch.equal(targets.get([1])["latents"][0], second[1])
+
+
+def test_sample_prompts_keeps_clips_only_of_the_same_decoder_weights(tiny_wan_dir, tmp_path, capsys):
+    """`sample --prompts --decoder DEC` resumes only with DEC's weights: a decoder trained again at that path is
+    another decoder, refused in one line before any clip changes."""
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    save_decoder(tmp_path / "dec", small(seed=0), vae_identity(tiny_wan_dir), "wan")
+    args = ["sample", "--model", str(tiny_wan_dir), "--prompts", str(tmp_path / "p.txt"), "--steps", "1"]
+    args += ["--frames", "5", "--size", "32x32", "--device", "cpu", "--decoder", str(tmp_path / "dec")]
+    args += ["--out", str(tmp_path / "clips")]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0, capsys.readouterr()
+    clip = (tmp_path / "clips" / "000000.mp4").read_bytes()
+    save_decoder(tmp_path / "dec", small(seed=1), vae_identity(tiny_wan_dir), "wan")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "decoder_identity" in err, err
+    assert (tmp_path / "clips" / "000000.mp4").read_bytes() == clip

@@ -274,16 +274,20 @@ def test_ablate_grid_trains_every_row_per_seed_and_reports_intervals(tiny_wan_di
         assert code == 2 and err.count("\n") == 1, err
         assert f"made with {setting}={old!r}, not {new!r}" in err and f"or {setting}={old!r}" in err
         assert snapshot(out) == before
-    # seed_intervals, an evaluation setting: a rerun adds each difference's interval over training seeds and clips
-    code, stdout, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]", "seed_intervals=true"], capsys)
-    assert code in (0, None), err
-    seeded = json.loads((out / "ablation.json").read_text())
-    assert seeded["cells"] == data["cells"] and "intervals over training seeds and clips" in stdout
-    for c, before_c in zip(seeded["comparisons"], data["comparisons"], strict=True):
-        for name, stat in c["metrics"].items():
-            assert {k: stat[k] for k in ("diff", "lo", "hi")} == before_c["metrics"][name]  # the clips' unchanged
+    # by default each difference also has its interval over training seeds and clips, wider than the clips' alone
+    for c in data["comparisons"]:
+        for stat in c["metrics"].values():
             assert stat["seeds_lo"] <= stat["diff"] <= stat["seeds_hi"] or stat["seeds_lo"] == stat["seeds_hi"]
     assert "over training seeds and clips" in (out / "ablation.md").read_text()
+    # seed_intervals, an evaluation setting: a rerun with it off keeps the clips' intervals and drops the others
+    code, stdout, err = run_cli(args + ["key_steps=[1, 2]", "seeds=[0, 1]", "seed_intervals=false"], capsys)
+    assert code in (0, None), err
+    clips_only = json.loads((out / "ablation.json").read_text())
+    assert clips_only["cells"] == data["cells"] and "intervals over training seeds and clips" not in stdout
+    for c, before_c in zip(clips_only["comparisons"], data["comparisons"], strict=True):
+        for name, stat in c["metrics"].items():
+            assert stat == {k: before_c["metrics"][name][k] for k in ("diff", "lo", "hi")}  # the clips' unchanged
+    assert "over training seeds and clips" not in (out / "ablation.md").read_text()
 
 
 def summary_seconds(run):

@@ -393,3 +393,30 @@ def test_single_file_export_refuses_names_diffusers_would_read_back_as_other_wei
     monkeypatch.setattr(sfu, "convert_wan_transformer_to_diffusers", unswapped)
     with pytest.raises(AccVideoError, match="maps this export's names to other weights .*--format diffusers"):
         original_state(state)
+
+
+def test_sample_prompts_keeps_a_moved_students_clips_and_refuses_a_retrained_one(runs, tmp_path, capsys):
+    """A student's clips are kept by its weights, not its path or iteration: the run moved resumes; the same run
+    with other weights (distilled again at that path) is refused before any clip changes."""
+    from safetensors.torch import load_file, save_file
+
+    (tmp_path / "p.txt").write_text("a red circle moving left\na blue square\n")
+    args = ["--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "clips"), "--steps", "2", "--frames", "5"]
+    args += ["--size", "32x32", "--device", "cpu"]
+    shutil.copytree(runs["full"], tmp_path / "a")
+    code, _, err = run_cli(["sample", "--model", str(tmp_path / "a"), *args], capsys)
+    assert code in (0, None), err
+    before = {p.name: p.read_bytes() for p in (tmp_path / "clips").iterdir()}
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    code, out, err = run_cli(["sample", "--model", str(tmp_path / "b"), *args], capsys)
+    assert code in (0, None) and "2 of 2 clips are already" in out, err
+    weights = next((tmp_path / "b" / "student").rglob("*.safetensors"))
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1e-3  # another training's weights: same run, same iteration, same teacher
+    save_file(tensors, weights, metadata={"format": "pt"})
+    code, _, err = run_cli(["sample", "--model", str(tmp_path / "b"), *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and "student_identity" in err, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "clips").iterdir() if p.name != "sample.yaml"} == {
+        k: v for k, v in before.items() if k != "sample.yaml"
+    }

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from accvideo.core.files import temp_name
+from accvideo.core.files import temp_name, write_text_atomic
 from accvideo.errors import AccVideoError
 
 MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its own lines and writing nothing
@@ -23,6 +24,29 @@ MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its ow
 # A folder of clips (`sample --prompts` writes one, `evaluate --videos` reads one): clip i is video_name(i), and a
 # manifest lists each clip's file, prompt and seed (evaluate/folder.py reads it).
 MANIFESTS = ("manifest.jsonl", "manifest.json")
+
+
+def manifest_entries(folder: Path) -> list[dict]:
+    """The entries of folder's manifest.jsonl; a line that is not a JSON object (the last, half-appended when its
+    writer was killed) lists nothing, and an absent or unreadable manifest lists nothing."""
+    try:
+        lines = (folder / MANIFESTS[0]).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def write_manifest(folder: Path, entries: Iterable[dict]) -> None:
+    """Replace folder's manifest.jsonl with `entries`, one JSON line each, atomically."""
+    write_text_atomic(folder / MANIFESTS[0], "".join(json.dumps(e) + "\n" for e in entries))
 
 
 def video_name(index: int, suffix: str = ".mp4") -> str:

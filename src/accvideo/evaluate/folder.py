@@ -10,8 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic, write_text_atomic
-from accvideo.core.video import MANIFESTS, read_video, to_uint8, video_name, write_video
+from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic
+from accvideo.core.video import (
+    MANIFESTS,
+    manifest_entries,
+    read_video,
+    to_uint8,
+    video_name,
+    write_manifest,
+    write_video,
+)
 from accvideo.errors import AccVideoError
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
@@ -122,16 +130,16 @@ def write_video_folder(
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder)  # half-written clips of a killed writer (never a live one's)
     names = [video_name(i, "." + fmt) for i in range(len(pairs))]
-    old = _manifest_lines(folder)
+    old = manifest_entries(folder)
     own = _own_clips(folder, old)
     write_json_atomic(folder / PENDING, sorted(own | set(names)))  # what a killed write may leave: cleaned next time
-    _write_manifest(folder, [e for e in old if e.get("file") not in names])  # nothing listed is overwritten below
+    write_manifest(folder, [e for e in old if e.get("file") not in names])  # nothing listed is overwritten below
     for name, clip in zip(names, videos, strict=True):
         if fmt == "npy":
             _save_npy(folder / name, clip if clip.dtype == np.uint8 else to_uint8(clip))  # 8 bits, as a video file
         else:
             write_video(folder / name, clip, fps)
-    _write_manifest(folder, [{"file": n, "prompt": p, "seed": int(s)} for n, (p, s) in zip(names, pairs, strict=True)])
+    write_manifest(folder, [{"file": n, "prompt": p, "seed": int(s)} for n, (p, s) in zip(names, pairs, strict=True)])
     for name in sorted(own - set(names)):
         (folder / name).unlink(missing_ok=True)
     (folder / PENDING).unlink(missing_ok=True)
@@ -145,7 +153,7 @@ def clear_video_folder(folder: str | Path) -> None:
     if not folder.is_dir():
         return
     remove_stale_temps(folder)
-    own = _own_clips(folder, _manifest_lines(folder))
+    own = _own_clips(folder, manifest_entries(folder))
     write_json_atomic(folder / PENDING, sorted(own))
     (folder / MANIFESTS[0]).unlink(missing_ok=True)
     for name in sorted(own):
@@ -160,16 +168,6 @@ _CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif|npy)")
 PENDING = ".accvideo-clips.json"
 
 
-def _manifest_lines(folder: Path) -> list[dict]:
-    """The entries of folder's manifest.jsonl as written by `write_video_folder`; [] when absent or unreadable."""
-    try:
-        lines = (folder / MANIFESTS[0]).read_text().splitlines()
-        entries = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
-        return []
-    return [e for e in entries if isinstance(e, dict)]
-
-
 def _own_clips(folder: Path, entries: list[dict]) -> set[str]:
     """Clip files of `write_video_folder`'s in `folder`: those its manifest lists and those a killed write listed as
     pending, by the naming convention only (never a user's other file)."""
@@ -179,10 +177,6 @@ def _own_clips(folder: Path, entries: list[dict]) -> set[str]:
         pending = []
     listed = [e.get("file") for e in entries] + (pending if isinstance(pending, list) else [])
     return {n for n in listed if isinstance(n, str) and _CLIP_NAME.fullmatch(n) and (folder / n).is_file()}
-
-
-def _write_manifest(folder: Path, entries: list[dict]) -> None:
-    write_text_atomic(folder / MANIFESTS[0], "".join(json.dumps(e) + "\n" for e in entries))
 
 
 def _save_npy(path: Path, clip: np.ndarray) -> None:

@@ -32,9 +32,10 @@ from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.core.sampling import encode_negative
-from accvideo.core.video import MANIFESTS, video_name, write_video
+from accvideo.core.video import MANIFESTS, manifest_entries, video_name, write_manifest, write_video
 from accvideo.errors import AccVideoError
-from accvideo.models.identity import teacher_identity
+from accvideo.models.decoder import RANDOM, find_decoder
+from accvideo.models.identity import sampled_identity, teacher_identity
 from accvideo.models.open import model_family, model_folder
 from accvideo.sample.config import SampleConfig
 from accvideo.synthesize.prompts import Item, read_prompts
@@ -113,12 +114,15 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
 
 
 def _made_with(cfg: SampleConfig, o) -> dict:
-    """The settings that make the clips: a rerun adds to a folder only clips made the same way. Where the model and
-    the run lie is not what they are (a moved model resumes); the device is not either, though CPUs and GPUs round
-    differently."""
+    """The settings that make the clips: a rerun adds to a folder only clips made the same way. The model's weights
+    count by their identity (models/identity.py): the teacher's, a student's own (a run distilled again at the same
+    path is another student) and a --decoder's. Where the model and the run lie is not what they are (a moved model
+    resumes); the device is not either, though CPUs and GPUs round differently."""
     made_with = {
         **o.model.describe(),
         "model_identity": teacher_identity(model_folder(cfg.model)),
+        **({"student_identity": sampled_identity(o.model.student_dir)} if o.model.student_dir is not None else {}),
+        **({"decoder_identity": sampled_identity(find_decoder(cfg.runtime.decoder))} if _decoder_folder(cfg) else {}),
         **o.plan.describe(),
         "negative_prompt": o.plan.negative_prompt,
         "size": [cfg.frames, cfg.height, cfg.width],
@@ -132,19 +136,25 @@ def _made_with(cfg: SampleConfig, o) -> dict:
     return made_with
 
 
+def _decoder_folder(cfg: SampleConfig) -> bool:
+    """Whether --decoder names a folder of trained weights (not `tiny`, a random one for timing)."""
+    return cfg.runtime.decoder is not None and cfg.runtime.decoder != RANDOM
+
+
 def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
     """Rank 0, before any clip is written: clear what a killed run left, refuse other settings, keep the listed
     clips of unchanged rows, remove those of rows the file no longer has; the rows already done."""
     remove_stale_temps(out)  # what a killed run left half-written (never a live writer's)
     _check_settings(out, settings["made_with"])
-    listed = _listed(out)
+    listed = manifest_entries(out)
     by_file = {e.get("file"): e for e in listed}
     done = {
         i: e
         for i, e in wanted.items()
         if by_file.get(e["file"]) == e and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
     }
-    _write_manifest(out, done)  # before any clip is replaced: the manifest never lists one being rewritten
+    # before any clip is replaced: the manifest never lists one being rewritten
+    write_manifest(out, (done[i] for i in sorted(done)))
     names = _names(wanted)
     for e in listed:  # clips of rows the prompt file no longer has (a shorter or edited file)
         for k in ("file", "gif"):
@@ -194,7 +204,7 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
         check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
     bar.close()
     if dist.is_main() and todo:
-        _write_manifest(out, done)  # in row order
+        write_manifest(out, (done[i] for i in sorted(done)))  # in row order
 
 
 def _entry(item: Item, gif: bool) -> dict:
@@ -229,28 +239,6 @@ def _check_settings(out: Path, made_with: dict) -> None:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _listed(out: Path) -> list[dict]:
-    """The manifest's entries; a line that is not one (the last, half-appended when the run was killed) lists
-    nothing, and an unreadable manifest lists nothing: those clips are sampled again."""
-    try:
-        lines = (out / MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
-
-
-def _write_manifest(out: Path, entries: dict[int, dict]) -> None:
-    write_text_atomic(out / MANIFEST, "".join(json.dumps(entries[i]) + "\n" for i in sorted(entries)))
 
 
 def _append_manifest(out: Path, entries: list[dict]) -> None:
