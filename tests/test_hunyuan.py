@@ -321,8 +321,93 @@ def test_a_hunyuan_teacher_defaults_to_embedded_guidance_only(hy_runs, hy_dir, t
     assert yaml.safe_load(clip.with_suffix(".yaml").read_text())["resolved_guidance"] == 1.0
 
 
-def test_a_single_file_export_of_a_hunyuan_student_is_refused_before_writing(hy_runs, tmp_path, capsys):
-    out = tmp_path / "sf"
-    code, _, err = run_cli(["export", str(hy_runs["full"]), "--format", "single-file", "--out", str(out)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "writes Wan transformers" in err and "--format diffusers" in err
-    assert not out.exists() and not any(p.name.startswith(".sf") for p in tmp_path.iterdir())
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_a_single_file_export_is_the_student_in_tencents_layout(hy_runs, tmp_path, capsys, kind):
+    """Every tensor of the file is the student's (a LoRA student: fused, as the diffusers export fuses it) under the
+    layout's rules: q, k and v stacked (a single block's MLP input after them), the final modulation's halves
+    swapped; nothing else is in it."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    code, _, err = run_cli(
+        ["export", str(hy_runs[kind]), "--format", "single-file", "--out", str(tmp_path / "sf")], capsys
+    )
+    assert code == 0, err
+    path = tmp_path / "sf" / "transformer.safetensors"
+    state = load_file(path)
+    run_cli(["export", str(hy_runs[kind]), "--out", str(tmp_path / "pipe")], capsys)  # the diffusers export
+    want = load_file(next((tmp_path / "pipe" / "transformer").glob("*.safetensors")))
+    assert sum(v.numel() for v in state.values()) == sum(v.numel() for v in want.values())
+    assert not any("transformer_blocks" in k or "attn.to_" in k or "norm_out" in k for k in state)
+    d, s, r = (
+        "transformer_blocks.0.attn.",
+        "single_transformer_blocks.1.",
+        "context_embedder.token_refiner.refiner_blocks.0.attn.",
+    )
+    for leaf in ("weight", "bias"):
+        qkv = [want[f"{d}to_{p}.{leaf}"] for p in "qkv"]
+        assert torch.equal(state[f"double_blocks.0.img_attn_qkv.{leaf}"], torch.cat(qkv))
+        added = [want[f"{d}add_{p}_proj.{leaf}"] for p in "qkv"]
+        assert torch.equal(state[f"double_blocks.0.txt_attn_qkv.{leaf}"], torch.cat(added))
+        single = [want[f"{s}attn.to_{p}.{leaf}"] for p in "qkv"] + [want[f"{s}proj_mlp.{leaf}"]]
+        assert torch.equal(state[f"single_blocks.1.linear1.{leaf}"], torch.cat(single))
+        assert torch.equal(state[f"single_blocks.1.linear2.{leaf}"], want[f"{s}proj_out.{leaf}"])
+        refiner = [want[f"{r}to_{p}.{leaf}"] for p in "qkv"]
+        assert torch.equal(state[f"txt_in.individual_token_refiner.blocks.0.self_attn_qkv.{leaf}"], torch.cat(refiner))
+        scale, shift = want[f"norm_out.linear.{leaf}"].chunk(2)
+        assert torch.equal(state[f"final_layer.adaLN_modulation.1.{leaf}"], torch.cat([shift, scale]))
+        assert torch.equal(state[f"img_in.proj.{leaf}"], want[f"x_embedder.proj.{leaf}"])
+    with safe_open(str(path), "pt") as f:
+        recorded = json.loads((hy_runs[kind] / "student" / "student.json").read_text())["key_sigmas"]
+        assert json.loads(f.metadata()["accvideo_key_sigmas"]) == recorded
+    readme = (tmp_path / "sf" / "README.md").read_text()
+    assert "Tencent's own HunyuanVideo checkpoints" in readme
+    assert "HunyuanVideoTransformer3DModel.from_single_file" in readme
+    assert ("--format lora" in readme) == (kind == "lora")
+    assert sorted(p.name for p in (tmp_path / "sf").glob("*.safetensors")) == ["transformer.safetensors"]
+
+
+def width_3072_state(seed: int = 0) -> dict:
+    """The tiny HunyuanVideo's weights, random, with a width of 3072 rows where diffusers' reader of the single-file
+    layout needs it (a single block's q, k and v; the patch embedding, whose rows say the width): cheap, since the
+    reader splits rows only."""
+    from accvideo.models.tiny import tiny_hunyuan_pipeline
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for k, v in tiny_hunyuan_pipeline(0).transformer.state_dict().items():
+        wide = k.startswith("x_embedder.") or (k.startswith("single_") and ".attn.to_" in k)
+        state[k] = torch.randn((3072, *v.shape[1:]) if wide else v.shape, generator=g)
+    return state
+
+
+def test_the_layout_is_what_diffusers_reader_reads_back_at_hunyuanvideos_width(monkeypatch):
+    """At HunyuanVideo's width, diffusers' own reader of the layout (what `from_single_file` runs) gives back every
+    tensor; a reader that disagrees (one that kept the final modulation's halves) is refused in one line."""
+    import diffusers.loaders.single_file_utils as sfu
+
+    from accvideo.export.single_file_hunyuan import original_state
+
+    state = width_3072_state()
+    renamed = original_state(state)  # the export's own check ran: the width is the reader's
+    back = sfu.convert_hunyuan_video_transformer_to_diffusers(dict(renamed))
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    real = sfu.convert_hunyuan_video_transformer_to_diffusers
+
+    def unswapped(checkpoint, **kw):
+        out = real(checkpoint, **kw)
+        for leaf in ("weight", "bias"):
+            scale, shift = out[f"norm_out.linear.{leaf}"].chunk(2)
+            out[f"norm_out.linear.{leaf}"] = torch.cat([shift, scale])
+        return out
+
+    monkeypatch.setattr(sfu, "convert_hunyuan_video_transformer_to_diffusers", unswapped)
+    with pytest.raises(AccVideoError, match="reads this export back as other weights .*norm_out.*--format diffusers"):
+        original_state(state)
+    with pytest.raises(
+        AccVideoError, match="no place for .*e.g. transformer_blocks.0.extra.weight.*--format diffusers"
+    ):
+        original_state({**state, "transformer_blocks.0.extra.weight": torch.zeros(1)})
+    del state["single_transformer_blocks.0.proj_mlp.weight"]
+    with pytest.raises(AccVideoError, match="lacks part of single_blocks.0.linear1.weight"):
+        original_state(state)

@@ -258,8 +258,10 @@ def test_every_command_takes_an_ltx_folder_through_the_plugin(ltx_dir, plugin, t
         assert code == 0 and clip.stat().st_size > 0, err
 
     # export writes folders that a stock built-in pipeline loads; for LTXPipeline it refuses before writing
-    code, _, err = run_cli(["export", str(tmp_path / "lora"), "--out", str(tmp_path / "exported")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "LTXPipeline" in err and not (tmp_path / "exported").exists()
+    for fmt in ("diffusers", "single-file"):
+        args = ["export", str(tmp_path / "lora"), "--format", fmt, "--out", str(tmp_path / "exported")]
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and err.count("\n") == 1 and "LTXPipeline" in err and not (tmp_path / "exported").exists()
 
 
 @pytest.mark.parametrize("command", ["sample", "synthesize"])

@@ -145,7 +145,7 @@ class AblationConfig:
     eval_prompts: int = 256
     eval_batch: int = 32
     draws: int = 1000  # bootstrap draws of the intervals
-    seed_intervals: bool = True  # paired differences also get intervals over training seeds and clips (false: clips only)
+    seed_intervals: bool = True  # paired differences also get intervals over training seeds and clips too
     threads: int = 0  # CPU threads (0: torch's default)
     device: str = "auto"
 

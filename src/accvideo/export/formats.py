@@ -191,11 +191,13 @@ def write_lora(src: Source, tmp: Path) -> dict:
 
 
 def check_single_file(src: Source) -> None:
-    """Refuse, before anything is written, a student the Wan single-file layout cannot hold."""
-    if _transformer_class(src).__name__ != "WanTransformer3DModel":
+    """Refuse, before anything is written, a student no single-file layout accvideo writes can hold."""
+    from accvideo.export.single_file import LAYOUTS
+
+    if _transformer_class(src).__name__ not in LAYOUTS:
         raise AccVideoError(
-            f"--format single-file writes Wan transformers; this student's teacher is a {src.pipeline}: use --format "
-            "diffusers"
+            "--format single-file writes Wan and HunyuanVideo transformers; this student's teacher is a "
+            f"{src.pipeline}: use --format diffusers"
         )
 
 
@@ -211,10 +213,10 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
     for name in names:
         model = student_transformer(src, name)
         state = {k: (v.to(dtype) if dtype is not None else v) for k, v in model.state_dict().items()}
-        write_single_file(state, tmp / f"{name}.safetensors", meta)
+        write_single_file(state, tmp / f"{name}.safetensors", meta, type(model).__name__)
         del model, state
     files = [f"{n}.safetensors" for n in names]
-    if src.lora:  # the adapter alone too, as community Wan LoRAs are written
+    if _single_lora_layout(src):  # the adapter alone too, as community Wan LoRAs are written
         files += [_single_lora(src, tmp, n, meta) for n in names]
     if scheduler is not None:
         scheduler.save_pretrained(str(tmp / "scheduler"))
@@ -222,6 +224,13 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
     write_json_atomic(tmp / MARKER, manifest)
     _single_readme(src, tmp, manifest, names)
     return manifest
+
+
+def _single_lora_layout(src: Source) -> bool:
+    """Whether a LoRA student's adapter is also written alone in the single-file layout: Wan's. HunyuanVideo's
+    layout fuses q, k and v into one matrix, and diffusers' reader of its LoRAs splits the token refiner's fused
+    lora_A by rows, which no LoRA of the three projections survives; its students' adapters go with --format lora."""
+    return bool(src.lora) and _transformer_class(src).__name__ == "WanTransformer3DModel"
 
 
 def _single_lora(src: Source, tmp: Path, name: str, meta: dict) -> str:
@@ -251,7 +260,20 @@ def _scheduler_or_none(src: Source):
 
 def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> None:
     """The README of a single-file export: what the files are, and the diffusers call that loads them."""
+    from accvideo.export.single_file import LAYOUTS, READER_WIDTH
+
     cls = _transformer_class(src).__name__
+    owner = LAYOUTS[cls][0]
+    family = "Wan" if cls == "WanTransformer3DModel" else "HunyuanVideo"
+    tested = "tested here with diffusers' `from_single_file`"
+    if family == "HunyuanVideo":
+        tested = (
+            "tested here with diffusers' reader of the layout, the one `from_single_file` runs, which reads "
+            f"HunyuanVideo's published width ({READER_WIDTH})"
+        )
+    fused = " A LoRA student's adapter is fused in." if src.lora else ""
+    if src.lora and not _single_lora_layout(src):
+        fused += " The adapter alone, in diffusers' names, is `accvideo export --format lora`."
     experts = (
         " `transformer.safetensors` is the high-noise expert (steps with timestep >= boundary_ratio x 1000), "
         "`transformer_2.safetensors` the low-noise one."
@@ -261,11 +283,11 @@ def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> 
     lines = [
         f"# A {src.steps}-step AccVideo student of {src.pipeline}, as single files",
         "",
-        "Written by `accvideo export --format single-file`: the transformer in the layout of Wan-AI's own checkpoints "
-        "(the layout of the single Wan files ComfyUI's diffusion-model loader reads; tested here with diffusers' "
-        f"`from_single_file`, not with ComfyUI itself).{experts} It samples only at its key sigmas "
+        f"Written by `accvideo export --format single-file`: the transformer in the layout of {owner} (the layout "
+        f"of the single {family} files ComfyUI's diffusion-model loader reads; {tested}, not with ComfyUI "
+        f"itself).{experts}{fused} It samples only at its key sigmas "
         f"{json.dumps([round(s, 6) for s in src.key_sigmas])} (on the teacher's shift {manifest['shift']:g} grid), "
-        "with guidance 1 (no CFG).",
+        "without CFG.",
         "",
         "```python",
         f"from diffusers import FlowMatchEulerDiscreteScheduler, {cls}, {src.pipeline}",
@@ -282,7 +304,7 @@ def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> 
             "# no stock scheduler reaches these key sigmas from a step count: pass them as sigmas= where taken"
         )
     lines.append("```")
-    if src.lora:
+    if _single_lora_layout(src):
         lines += [
             "",
             "The adapter alone is here too (`*_lora.safetensors`), in the layout of community Wan LoRAs "

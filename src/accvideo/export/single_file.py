@@ -1,6 +1,7 @@
 """`accvideo export --format single-file`: a Wan student's transformer as one safetensors file in the layout of
 Wan-AI's own checkpoints (the layout of the single Wan files that ComfyUI's diffusion-model loader and diffusers'
-`from_single_file` read), rather than diffusers' module names.
+`from_single_file` read), rather than diffusers' module names; a HunyuanVideo student's in Tencent's layout
+(export/single_file_hunyuan.py). `write_single_file` picks the layout by the transformer's class (LAYOUTS).
 
 The names are renamed module by module (`original_name`); every name this layout has no place for is refused
 before anything is written. Before writing, the export checks its renaming against diffusers' own reader of this
@@ -116,9 +117,26 @@ def _check_round_trip(renamed: dict[str, torch.Tensor], state: dict[str, torch.T
         )
 
 
-def write_single_file(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """The renamed state as one safetensors file (contiguous tensors, names sorted, `metadata` in its header)."""
-    write_safetensors({k: v.contiguous() for k, v in original_state(state).items()}, {"format": "pt", **metadata}, path)
+def _hunyuan_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    from accvideo.export.single_file_hunyuan import original_state as hunyuan_state
+
+    return hunyuan_state(state)
+
+
+READER_WIDTH = 3072  # the hidden size diffusers' reader of HunyuanVideo single files assumes (single_file_hunyuan)
+
+# the transformer class -> (whose checkpoints' layout the file takes, the renaming into it)
+LAYOUTS = {
+    "WanTransformer3DModel": ("Wan-AI's own checkpoints", original_state),
+    "HunyuanVideoTransformer3DModel": ("Tencent's own HunyuanVideo checkpoints", _hunyuan_state),
+}
+
+
+def write_single_file(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str], cls: str) -> None:
+    """`state` of a transformer of class `cls` (a LAYOUTS key) in its repository's layout, as one safetensors file
+    (contiguous tensors, names sorted, `metadata` in its header)."""
+    renamed = LAYOUTS[cls][1](state)
+    write_safetensors({k: v.contiguous() for k, v in renamed.items()}, {"format": "pt", **metadata}, path)
 
 
 def original_lora_state(lora: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
