@@ -314,7 +314,7 @@ def test_videos_added_to_a_finished_dataset_are_decoded_from_its_shards(tiny_wan
     assert [list(p) for p in pairs] == [[it["prompt"], it["seed"]] for it in items] and len(clips) == 3
 
 
-def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys):
+def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_dir, tmp_path, capsys, monkeypatch):
     prompts = prompt_file(tmp_path / "p.txt", PROMPTS[:3])
     out = tmp_path / "ds"
     synthesize(cfg(tiny_wan_dir, prompts, out, videos=True), adapter=tiny_wan, progress=False)
@@ -344,8 +344,16 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
         "--guidance",
         "3",
     ]
-    code, _, err = run_cli([*base, "--teacher", str(other)], capsys)
+    import accvideo.synthesize.run as synth_run
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("another teacher's folder is refused before any weight is read")
+
+    with monkeypatch.context() as m:
+        m.setattr(synth_run, "load_adapter", no_load)
+        code, _, err = run_cli([*base, "--teacher", str(other)], capsys)
     assert code == 2 and "another teacher" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert "shard-000000.safetensors was made by another teacher" in err, err
     code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--steps", "20"], capsys)
     assert code == 2 and "other settings (steps 10 vs 20)" in err
     code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--seed", "9"], capsys)

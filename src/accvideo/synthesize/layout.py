@@ -56,13 +56,24 @@ def item_keys(items: Sequence[Item], header: ShardHeader) -> list[tuple[int, str
     return [(it.index, it.prompt, it.seed, it.image, it.image_sha256 if digests else None) for it in items]
 
 
+def other_teacher(name: str, theirs: str, ours: str) -> str:
+    """Why shard `name`, made by the teacher of identity `theirs`, is not of this teacher's (`ours`) dataset."""
+    return f"{name} was made by another teacher ({theirs[:19]}..., this one is {ours[:19]}...)"
+
+
+def another_dataset(root: Path, problem: str) -> AccVideoError:
+    """The refusal of a folder holding another SynVid dataset, naming the fixes."""
+    return AccVideoError(
+        f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, or choose another --out"
+    )
+
+
 def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Item], shard_size: int) -> str | None:
     """Why an existing shard cannot be part of this run's dataset, or None when it can."""
     name = header.path.name
     diff = header.settings.difference(settings)
     if header.settings.teacher != settings.teacher:
-        theirs, ours = header.settings.teacher[:19], settings.teacher[:19]
-        return f"{name} was made by another teacher ({theirs}..., this one is {ours}...)"
+        return other_teacher(name, header.settings.teacher, settings.teacher)
     if diff:
         return f"{name} was made with other settings ({diff})"
     if header.path != shard_path(header.path.parent, header.shard):
@@ -121,10 +132,7 @@ def prepare_folder(
         header = read_header(path)
         problem = _conflict(header, settings, items, shard_size)
         if problem is not None and not overwrite:
-            raise AccVideoError(
-                f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, "
-                "or choose another --out"
-            )
+            raise another_dataset(root, problem)
         damage = None if problem is not None else damaged_tensor(header)
         if damage is not None and not overwrite:
             raise AccVideoError(

@@ -28,8 +28,10 @@ from accvideo.synthesize.layout import (
     MANIFEST,
     VIDEO_MANIFEST,
     VIDEOS,
+    another_dataset,
     check_output,
     is_complete,
+    other_teacher,
     owned_shards,
     prepare_folder,
     shard_count,
@@ -102,6 +104,24 @@ def recorded_identity(root: Path) -> str | None:
         except AccVideoError:
             continue
     return None
+
+
+def _refuse_another_teacher(root: Path, model_dir: Path) -> None:
+    """Refuse, before any weight is read (minutes at real size), a folder whose shards another teacher made; the
+    check after loading (prepare_folder) would refuse it with these words. Rank 0 reads, every rank raises."""
+
+    def check() -> None:
+        for path in list_shards(root):  # the first readable shard: prepare_folder checks them all
+            try:
+                recorded = read_header(path).settings.teacher
+            except AccVideoError:
+                continue
+            ours = teacher_identity(model_dir, like=recorded)
+            if ours != recorded:
+                raise another_dataset(root, other_teacher(path.name, recorded, ours))
+            return
+
+    dist.from_main(check)
 
 
 def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines, locks) -> tuple[str, int]:
@@ -239,6 +259,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     root = Path(cfg.out).expanduser()
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
+    if not cfg.overwrite:
+        _refuse_another_teacher(root, model_dir)
     if adapter is None:
         adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime, model_dir)
     dtype = adapter.dtype
