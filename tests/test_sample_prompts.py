@@ -156,8 +156,11 @@ def test_conflicting_flags_are_one_line(tiny_wan_dir, tmp_path, capsys, args, wo
     prompts = prompt_file(tmp_path)
     code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), *SMALL, *args], capsys)
     assert code == 2 and err.count("\n") == 1 and words in err
+
+
+def test_batch_without_prompts_is_one_line(tiny_wan_dir, capsys):
     code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--batch", "2", *SMALL], capsys)
-    assert code == 2 and "--batch goes with --prompts" in err
+    assert code == 2 and err.count("\n") == 1 and "--batch goes with --prompts" in err
 
 
 def test_image_rows_give_the_single_clip_commands_clip(tiny_i2v_dir, tmp_path, capsys, monkeypatch):
