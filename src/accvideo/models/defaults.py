@@ -1,14 +1,15 @@
-"""Family defaults: the video a teacher makes when a command names none (frames, height x width), its negative prompt
-and guidance, read from the model folder, never from its path.
+"""Family defaults: the video a teacher makes when a command names none (frames, height x width, frame rate), its
+negative prompt and guidance, read from the model folder, never from its path.
 
 Precedence, for each setting: the command's value > the folder's `accvideo.json` > the family's published defaults,
-which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; HunyuanVideo: 3,072) > the
-built-in model's small clips (17 frames at 64x64, no negative prompt). Tiny random test models are narrow, so they
-keep the small clips unless their `accvideo.json` says otherwise. Wan 2.2 TI2V (`wan2.2-ti2v`) has no published entry
-yet: its defaults (size, frames, negative prompt) were not verifiable from a local source, so its folders keep the
-small clips unless their `accvideo.json` says otherwise.
+which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; Wan 2.2 TI2V-5B: 3,072;
+HunyuanVideo: 3,072) > the built-in model's small clips (17 frames at 64x64, 8 fps, no negative prompt). Tiny random
+test models are narrow, so they keep the small clips unless their `accvideo.json` says otherwise. The published values
+are those of each family's own repository: Wan 2.1 and Wan 2.2 A14B (whose experts are Wan 2.1-wide) 81 frames at
+480x832, 16 fps, the shared `sample_neg_prompt`; Wan 2.2 TI2V-5B 121 frames at 704x1280, 24 fps, the same negative
+prompt; HunyuanVideo 129 frames at 544x960, 24 fps.
 
-`accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, negative_prompt, guidance
+`accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, fps, negative_prompt, guidance
 (the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`; Wan 2.2 A14B's low-noise scale is
 `guidance_2`), and HunyuanVideo's text settings
 prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
@@ -19,10 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from accvideo.core.inputs import read_json
+from accvideo.core.video import MAX_FPS
 from accvideo.errors import AccVideoError
 
 SETTINGS_FILE = "accvideo.json"
-VIDEO_KEYS = ("frames", "height", "width", "negative_prompt")
+VIDEO_KEYS = ("frames", "height", "width", "negative_prompt", "fps")
 TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
 KEYS = (*VIDEO_KEYS, "guidance", "guidance_2", *TEXT_KEYS)
 
@@ -32,11 +34,19 @@ WAN_NEGATIVE_PROMPT = (
     "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"
     "杂乱的背景，三条腿，背景人很多，倒着走"
 )
-SMALL = {"frames": 17, "height": 64, "width": 64, "negative_prompt": ""}  # the built-in model's clips
-# family -> (published transformer widths, defaults): Wan 2.1 T2V at 480p; HunyuanVideo at 540p with 129 frames
+SMALL = {"frames": 17, "height": 64, "width": 64, "negative_prompt": "", "fps": 8}  # the built-in model's clips
+# family -> (published transformer widths, defaults): Wan 2.1 T2V at 480p; Wan 2.2 TI2V-5B at 720p (704 rows);
+# HunyuanVideo at 540p with 129 frames
 PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
-    "wan": ((1536, 5120), {"frames": 81, "height": 480, "width": 832, "negative_prompt": WAN_NEGATIVE_PROMPT}),
-    "hunyuanvideo": ((3072,), {"frames": 129, "height": 544, "width": 960, "negative_prompt": ""}),
+    "wan": (
+        (1536, 5120),
+        {"frames": 81, "height": 480, "width": 832, "negative_prompt": WAN_NEGATIVE_PROMPT, "fps": 16},
+    ),
+    "wan2.2-ti2v": (
+        (3072,),
+        {"frames": 121, "height": 704, "width": 1280, "negative_prompt": WAN_NEGATIVE_PROMPT, "fps": 24},
+    ),
+    "hunyuanvideo": ((3072,), {"frames": 129, "height": 544, "width": 960, "negative_prompt": "", "fps": 24}),
 }
 FAMILY_NAMES = {"wan": "Wan 2.1", "wan2.2-ti2v": "Wan 2.2 TI2V", "hunyuanvideo": "HunyuanVideo"}
 
@@ -52,9 +62,11 @@ def folder_settings(path: str | Path) -> dict:
     unknown = set(raw) - set(KEYS)
     if unknown:
         raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(KEYS))}")
-    for key in ("frames", "height", "width", "max_sequence_length"):
+    for key in ("frames", "height", "width", "max_sequence_length", "fps"):
         if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1):
             raise AccVideoError(f"{file}: {key} must be a positive integer; got {raw[key]!r}")
+    if "fps" in raw and raw["fps"] > MAX_FPS:
+        raise AccVideoError(f"{file}: fps must be at most {MAX_FPS:,}; got {raw['fps']}")
     for key in ("guidance", "guidance_2", "embedded_guidance"):
         if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0):
             raise AccVideoError(f"{file}: {key} must be a number >= 0; got {raw[key]!r}")
@@ -96,7 +108,7 @@ def fill_video(cfg, path: str | Path, family: str):
     missing = {k: values[k] for k in VIDEO_KEYS if getattr(cfg, k) is None}
     if not missing:
         return cfg, None
-    names = [k.replace("_", " ") for k in missing]
+    names = [k.replace("_", " ") for k in missing]  # "frames, size, negative prompt and fps from ..."
     if "height" in missing and "width" in missing:  # one word for both: "frames, size and negative prompt"
         names = [n for n in names if n != "width"]
         names[names.index("height")] = "size"
@@ -117,6 +129,7 @@ def settings_line(cfg, plan, source: str | None) -> str:
     shown = f"{neg[:24]}..." if len(neg) > 24 else neg
     origin = f" ({source})" if source else ""
     return (
-        f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width}, {plan.steps} steps, shift {plan.shift:g}, "
+        f"settings: {cfg.frames} frames at {cfg.height}x{cfg.width} ({cfg.fps} fps), {plan.steps} steps, "
+        f"shift {plan.shift:g}, "
         f"guidance {plan.guidance:g}{_second(plan)}, negative prompt {shown!r}{origin}"
     )

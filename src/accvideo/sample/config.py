@@ -30,7 +30,7 @@ class SampleConfig:
     frames: int | None = None  # None: the model's default (models/defaults.py: Wan 2.1 81, the built-in 17)
     height: int | None = None  # None: the model's default (Wan 2.1 480, HunyuanVideo 544, the built-in 64)
     width: int | None = None  # None: the model's default (Wan 2.1 832, HunyuanVideo 960, the built-in 64)
-    fps: int = 8
+    fps: int | None = None  # None: the model's default (Wan 2.1 16, HunyuanVideo 24, the built-in 8)
     out: str | None = None  # None: clip.mp4; with --prompts the folder clips/ (000000.mp4, ..., manifest.jsonl)
     gif: bool = False  # also write a GIF next to the MP4
     device: str = "auto"  # auto: cuda when available, else cpu
@@ -60,7 +60,8 @@ class SampleConfig:
                 raise ValueError(
                     f"with --prompts, --out is a folder (clips go in as 000000.mp4, ...); got {self.out}, a file name"
                 )
-        check_fps(self.fps)
+        if self.fps is not None:
+            check_fps(self.fps)
 
     @property
     def output(self) -> str:

@@ -36,7 +36,7 @@ class SynthConfig:
     frames: int | None = None  # None: the model's default (models/defaults.py: Wan 2.1 81, the built-in 17)
     height: int | None = None  # None: the model's default (Wan 2.1 480, HunyuanVideo 544, the built-in 64)
     width: int | None = None  # None: the model's default (Wan 2.1 832, HunyuanVideo 960, the built-in 64)
-    fps: int = 8
+    fps: int | None = None  # None: the model's default (Wan 2.1 16, HunyuanVideo 24, the built-in 8)
     shard_size: int = 32  # items per shard file; shard k holds items [k*S, (k+1)*S)
     batch: int = 4  # items per teacher call (inside one shard, in a fixed order)
     device: str = "auto"
@@ -61,7 +61,8 @@ class SynthConfig:
         for name in ("shard_size", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
-        check_fps(self.fps)
+        if self.fps is not None:
+            check_fps(self.fps)
         try:
             _ = self.indices  # validate the key steps now, not after the teacher has loaded
         except AccVideoError as exc:
