@@ -225,6 +225,26 @@ def test_exported_student_loads_in_stock_wan_pipeline_and_equals_our_student_sam
         torch.testing.assert_close(ours, again, atol=1e-4, rtol=0)
 
 
+def test_single_file_export_is_the_student_in_the_wan_layout(runs, ti2v_dir, tmp_path):
+    """TI2V-5B's single file (the layout ComfyUI's Wan 2.2 5B files have): diffusers' reader of the Wan layout gives
+    back the diffusers export's transformer, tensor for tensor, and `from_single_file` loads it with the teacher's
+    config (`expand_timesteps` lives in the pipeline's config, not in the weights)."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors.torch import load_file
+
+    from accvideo.export.run import export_run
+
+    export_run(runs["full"], "single-file", tmp_path / "sf")
+    export_run(runs["full"], "diffusers", tmp_path / "pipe")
+    want = WanTransformer3DModel.from_pretrained(str(tmp_path / "pipe" / "transformer")).state_dict()
+    path = tmp_path / "sf" / "transformer.safetensors"
+    back = convert_wan_transformer_to_diffusers(load_file(path))
+    assert back.keys() == want.keys() and all(torch.equal(back[k], want[k]) for k in want)
+    loaded = WanTransformer3DModel.from_single_file(str(path), config=str(ti2v_dir), subfolder="transformer")
+    assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
+
+
 def test_the_size_multiple_is_read_before_loading_as_the_adapter_has_it(ti2v_dir, ti2v, tiny_wan_dir, tiny_wan):
     from accvideo.core.runtime import resolve_model
     from accvideo.models import adapter_class, load_adapter, size_multiple_of
