@@ -196,6 +196,7 @@ def rehearse(
     size: tuple[int, int, int] | None = None,
     steps: int | None = None,
     lora_only: bool = False,
+    single_file: bool = False,
 ) -> None:
     """One family through every stage; `dtype` is the teacher's (and synthesis's); bf16 also turns on bf16 autocast."""
     from diffusers import HunyuanVideoPipeline, WanPipeline
@@ -263,6 +264,10 @@ def rehearse(
         stages[f"distill_{name}"]["summary_peak_memory_mb"] = summary["peak_memory_mb"]
         stages[f"distill_{name}"]["save_seconds"] = summary["save_seconds"]  # against torchrun's 30 s SIGTERM grace
         stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
+        if single_file:  # before the checkpoint goes: the single file is exported from the student folder
+            with stage(stages, f"single_file_{name}", device, flush):
+                found = single_file_round_trip(run, teacher, work / f"single-{name}")
+            stages[f"single_file_{name}"].update(found)
         fmt = "lora" if rank else "diffusers"
         export = work / f"export-{name}"
         with stage(stages, f"export_{name}", device, flush):
@@ -274,6 +279,29 @@ def rehearse(
             folder, lora = (export, None) if fmt == "diffusers" else (teacher, export)
             shape = stock_sample(pipeline_cls, folder, device, dtype, size, 3, lora, manifest["call"])
         stages[f"stock_{pipeline_cls.__name__}_{name}"]["video_shape"] = shape
+
+
+def single_file_round_trip(run: Path, teacher: Path, out: Path) -> dict:
+    """`export --format single-file`, then diffusers' `from_single_file` with the teacher's config: whether every
+    tensor it loads equals the student's transformer (a LoRA student fused). HunyuanVideo's reader splits a single
+    block's fused matrix at the published width (3,072), so a narrower HunyuanVideo is not read (`skipped`)."""
+    import diffusers
+
+    from accvideo.export.formats import student_transformer
+    from accvideo.export.single_file import READER_WIDTH
+    from accvideo.export.source import read_source
+
+    export_run(run, "single-file", out)
+    want = student_transformer(read_source(run)).state_dict()
+    cls = getattr(diffusers, json.loads((teacher / "transformer" / "config.json").read_text())["_class_name"])
+    width = want["x_embedder.proj.weight"].shape[0] if "x_embedder.proj.weight" in want else None
+    if cls.__name__ == "HunyuanVideoTransformer3DModel" and width != READER_WIDTH:
+        return {"skipped": f"width {width}: diffusers' reader splits at {READER_WIDTH}"}
+    path = out / "transformer.safetensors"
+    loaded = cls.from_single_file(str(path), config=str(teacher), subfolder="transformer", torch_dtype=torch.float32)
+    got = loaded.state_dict()
+    equal = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    return {"file_gib": round(path.stat().st_size / 2**30, 3), "tensors": len(want), "equal_to_student": equal}
 
 
 def _resolved(run: Path) -> str:
@@ -314,6 +342,10 @@ def table(paths: list[str]) -> str:
                     note.append(f"last save {e['save_seconds']} s")
                 if "video_shape" in e:
                     note.append("video " + "x".join(map(str, e["video_shape"])))
+                if "equal_to_student" in e:
+                    note.append(f"{e['tensors']} tensors, equal to the student: {e['equal_to_student']}")
+                if "skipped" in e:
+                    note.append(f"not read back ({e['skipped']})")
                 if e.get("running"):
                     note.append("**did not finish**")
                 cells = [e.get("seconds", ""), e.get("gpu_peak_gib", "-"), e.get("host_peak_gib_so_far", "")]
@@ -340,6 +372,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="teacher steps in synthesis, in place of the plan's")
     parser.add_argument(
         "--lora-only", action="store_true", help="skip the full students (a CPU's memory at real width)"
+    )
+    parser.add_argument(
+        "--single-file",
+        action="store_true",
+        help="also export each student as a single file and load it with from_single_file (not in the GPU run)",
     )
     parser.add_argument("--json", default=None, help="also copy the JSON here (e.g. benchmarks/results/...)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these JSONs and exit")
@@ -379,7 +416,17 @@ def main() -> None:
         result["runs"].append(record)
         try:
             rehearse(
-                family, "tiny" if a.tiny else "real", work, device, dtype, record, flush, size, a.steps, a.lora_only
+                family,
+                "tiny" if a.tiny else "real",
+                work,
+                device,
+                dtype,
+                record,
+                flush,
+                size,
+                a.steps,
+                a.lora_only,
+                a.single_file,
             )
         except Exception as e:  # record it and go on: one GPU run should measure every family it can
             traceback.print_exc()
