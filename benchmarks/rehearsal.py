@@ -288,7 +288,7 @@ def single_file_round_trip(run: Path, teacher: Path, out: Path) -> dict:
     import diffusers
 
     from accvideo.export.formats import student_transformer
-    from accvideo.export.single_file import READER_WIDTH
+    from accvideo.export.single_file_hunyuan import READER_WIDTH
     from accvideo.export.source import read_source
 
     export_run(run, "single-file", out)

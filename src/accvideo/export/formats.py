@@ -260,11 +260,11 @@ def _scheduler_or_none(src: Source):
 
 def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> None:
     """The README of a single-file export: what the files are, and the diffusers call that loads them."""
-    from accvideo.export.single_file import LAYOUTS, READER_WIDTH
+    from accvideo.export.single_file import LAYOUTS
+    from accvideo.export.single_file_hunyuan import READER_WIDTH
 
     cls = _transformer_class(src).__name__
-    owner = LAYOUTS[cls][0]
-    family = "Wan" if cls == "WanTransformer3DModel" else "HunyuanVideo"
+    owner, family, _ = LAYOUTS[cls]
     tested = "tested here with diffusers' `from_single_file`"
     if family == "HunyuanVideo":
         tested = (

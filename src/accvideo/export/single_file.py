@@ -18,6 +18,7 @@ import torch
 
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
+from accvideo.export.single_file_hunyuan import original_state as hunyuan_state
 
 # diffusers' module path (a prefix of the parameter name) -> the Wan repository's
 _TOP = {
@@ -117,25 +118,17 @@ def _check_round_trip(renamed: dict[str, torch.Tensor], state: dict[str, torch.T
         )
 
 
-def _hunyuan_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    from accvideo.export.single_file_hunyuan import original_state as hunyuan_state
-
-    return hunyuan_state(state)
-
-
-READER_WIDTH = 3072  # the hidden size diffusers' reader of HunyuanVideo single files assumes (single_file_hunyuan)
-
-# the transformer class -> (whose checkpoints' layout the file takes, the renaming into it)
+# the transformer class -> (whose checkpoints' layout the file takes, the family's name, the renaming into it)
 LAYOUTS = {
-    "WanTransformer3DModel": ("Wan-AI's own checkpoints", original_state),
-    "HunyuanVideoTransformer3DModel": ("Tencent's own HunyuanVideo checkpoints", _hunyuan_state),
+    "WanTransformer3DModel": ("Wan-AI's own checkpoints", "Wan", original_state),
+    "HunyuanVideoTransformer3DModel": ("Tencent's own HunyuanVideo checkpoints", "HunyuanVideo", hunyuan_state),
 }
 
 
 def write_single_file(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str], cls: str) -> None:
     """`state` of a transformer of class `cls` (a LAYOUTS key) in its repository's layout, as one safetensors file
     (contiguous tensors, names sorted, `metadata` in its header)."""
-    renamed = LAYOUTS[cls][1](state)
+    renamed = LAYOUTS[cls][2](state)
     write_safetensors({k: v.contiguous() for k, v in renamed.items()}, {"format": "pt", **metadata}, path)
 
 

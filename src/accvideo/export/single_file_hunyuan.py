@@ -23,7 +23,8 @@ import re
 import torch
 
 from accvideo.errors import AccVideoError
-from accvideo.export.single_file import READER_WIDTH
+
+READER_WIDTH = 3072  # the hidden size diffusers' reader assumes when it splits a single block's linear1
 
 # diffusers' module path -> the repository's: a name, or (fused name, part, parts) for rows stacked into one matrix
 _TOP = {
