@@ -2,8 +2,9 @@
 # The real-size dress rehearsal on a lent GPU (issue 18), one command: random-weight Wan2.1-1.3B at 480x832x81
 # (synthesize 2 items x 50 steps -> distill 3 iterations, full and LoRA-64 -> export -> stock WanPipeline, 3 steps)
 # and a real-width HunyuanVideo (2 + 2 blocks) at 544x960x33. Expected well under 10 minutes on an H200 (estimate:
-# about 7). Expects .whl/ with the wheels the machine lacks (gpu_env.sh). Writes $OUT/rehearsal_h200.json; copy it to
-# benchmarks/results/ and the numbers into docs/scale-out.md ("Real-size rehearsal"):
+# about 7). Expects .whl/ with the wheels the machine lacks: make it here first (bash benchmarks/evidence/wheels.sh).
+# Writes $OUT/rehearsal_h200.json; copy it to benchmarks/results/ and the numbers into docs/scale-out.md
+# ("Real-size rehearsal"):
 #   python benchmarks/rehearsal.py --table benchmarks/results/rehearsal_h200.json
 # On the lent machine: command `bash benchmarks/evidence/rehearsal.sh`, carry [".whl"], timeout_s 600. The JSON is
 # rewritten at every stage, so a run cut short still returns what it measured. Checked on the CPU with the image's
