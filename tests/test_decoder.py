@@ -154,7 +154,8 @@ def test_a_vae_with_no_up_block_to_match_trains_without_the_feature_term(tiny_wa
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid, tmp_path, monkeypatch):
-    """Stopped by SIGTERM (it saves the iteration under way), then killed (back to that save): the same bytes."""
+    """Stopped by SIGTERM (it saves the iteration under way), then killed (back to that save), then signalled in the
+    last iteration (it finishes and says so): the same bytes."""
     import signal
 
     from accvideo.core.interrupts import Interrupted, catch_interrupts
@@ -185,8 +186,19 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     monkeypatch.setattr(DecoderDistiller, "train_iteration", killed)  # a kill goes back to iteration 5's save
     with pytest.raises(KeyboardInterrupt):
         distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
-    monkeypatch.setattr(DecoderDistiller, "train_iteration", step)
-    distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / "resumed", **kw), progress=False)
+
+    def signalled_in_the_last(self):
+        if self.iteration == 7:
+            signal.raise_signal(signal.SIGTERM)  # during iteration 8 of 8: it finishes, then says so
+        return step(self)
+
+    monkeypatch.setattr(DecoderDistiller, "train_iteration", signalled_in_the_last)
+    with pytest.raises(Interrupted) as stopped, catch_interrupts():
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
+    assert str(stopped.value) == (
+        f"interrupted (SIGTERM) during the last iteration, which finished: all 8 are saved in {out}; nothing to resume"
+    )
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 8
     a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()
     assert a == (tmp_path / "resumed" / "decoder" / "decoder.safetensors").read_bytes()
 

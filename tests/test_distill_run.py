@@ -359,3 +359,31 @@ def test_the_disk_check_asks_for_no_more_than_a_save_writes(tiny_wan_dir, synvid
     weights += sum(state_bytes(load_file(p)) for p in (run / "student").rglob("*.safetensors"))
     # the tensors it counts, to the byte (AdamW's step counters aside); RNG states, queues and headers are extra
     assert len(asked) == 1 and weights - 1024 <= asked[0] <= weights <= written, (asked, weights, written)
+
+
+def test_a_signal_in_the_last_iteration_finishes_the_run_and_says_so(
+    tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """It used to write the summary and end with a bare "interrupted (SIGTERM)" that did not say the run was
+    complete, so a user could not tell it from one stopped midway."""
+    from accvideo.core import interrupts
+    from accvideo.distill.trainer import Distiller
+
+    real = Distiller.train_iteration
+
+    def signalled_in_the_last(self):
+        if self.iteration == 2:  # iteration 3 of 3 is under way
+            interrupts._record(signal.SIGTERM, None)  # what the handler does inside the loop: record, not raise
+        return real(self)
+
+    monkeypatch.setattr(Distiller, "train_iteration", signalled_in_the_last)
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=3", "checkpoint_every=100"), capsys)
+    assert code == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert err.splitlines()[-1] == (
+        f"interrupted (SIGTERM) during the last iteration, which finished: all 3 are saved in {run}; nothing to resume"
+    )
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == 3 and summary["samples_per_s"] > 0  # the training's own rate, not a rerun's
+    assert (run / "student" / "student.json").is_file() and not (run / ".accvideo-lock").exists()

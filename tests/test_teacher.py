@@ -71,9 +71,10 @@ def test_killed_run_resumes_to_the_same_weights(reference, tmp_path, monkeypatch
 
 
 def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on(reference, tmp_path, monkeypatch):
-    """SIGTERM (or Ctrl-C) in the VAE phase, then in the transformer phase: each run saves the step it was on and
-    stops with one line naming it (was: killed at once, back to the last checkpoint); the third run finishes with
-    the weights of an uninterrupted one."""
+    """SIGTERM (or Ctrl-C) in the VAE phase, in its last step, then in the transformer phase: each run saves the
+    step it was on and stops with one line naming it (was: killed at once, back to the last checkpoint; and a signal
+    in a phase's last step started the next phase); the last run, signalled in its last step, finishes with the
+    weights of an uninterrupted one."""
     import signal
 
     from accvideo.core.interrupts import Interrupted, catch_interrupts
@@ -93,7 +94,7 @@ def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on
         return step
 
     lines = []
-    for call in (1, 3 + 2):  # VAE step 1 of 4; after the 3 VAE steps left, transformer step 2 of 7
+    for call in (1, 3, 2):  # VAE step 1 of 4; VAE step 4 of 4, the last; transformer step 2 of 7
         monkeypatch.setattr(torch.optim.AdamW, "step", signalled_at(call))
         with pytest.raises(Interrupted) as exc, catch_interrupts():
             train_teacher(CFG, out)
@@ -101,10 +102,15 @@ def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on
     assert not out.exists()
     assert lines == [
         f"interrupted (SIGTERM) at {unit} of {total}, which is saved in {folder}; rerun the same command to resume"
-        for unit, total, folder in (("VAE step 1", 4, work), ("transformer step 2", 7, work))
+        for unit, total, folder in (("VAE step 1", 4, work), ("VAE step 4", 4, work), ("transformer step 2", 7, work))
     ]
-    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    train_teacher(CFG, out)
+    monkeypatch.setattr(torch.optim.AdamW, "step", signalled_at(5))  # the last transformer step, 7 of 7
+    with pytest.raises(Interrupted) as exc, catch_interrupts():
+        train_teacher(CFG, out)  # finishes, writes the teacher, then says so (was: a bare "interrupted (SIGTERM)")
+    assert str(exc.value) == (
+        f"interrupted (SIGTERM) during the last transformer step, which finished: all 7 are saved in {out}; "
+        "nothing to resume"
+    )
     ref, res = _weights(reference[0]), _weights(out)
     assert all(torch.equal(ref[k], res[k]) for k in ref)
 
@@ -121,7 +127,7 @@ def test_a_stopped_phase_closes_its_progress_bar_before_the_line(tmp_path, monke
 
     def step(self, *a, **kw):
         calls["n"] += 1
-        if calls["n"] in (1, 3 + 1):  # VAE step 1; then, resumed, transformer step 1
+        if calls["n"] in (1, 4 + 1):  # VAE step 1; then, resumed, VAE steps 2 to 4 and transformer step 1
             signal.raise_signal(signal.SIGTERM)
         return real_step(self, *a, **kw)
 

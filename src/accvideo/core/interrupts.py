@@ -9,7 +9,9 @@ interrupted.
 
 A training loop inside `deferred()` is not broken off mid-step by the first signal: it only asks the loop to stop
 (`stop_requested`), and the loop saves its checkpoint at the next iteration boundary and raises `Interrupted`, so
-the rerun resumes from the last iteration done. torchrun passes the signal it gets (Ctrl-C, SIGTERM) on to its
+the rerun resumes from the last iteration done. A signal during the last iteration lets the run finish (its summary
+is seconds of work) and then says so (`finished_line`): it used to end with a bare "interrupted" that did not say
+the run was complete. torchrun passes the signal it gets (Ctrl-C, SIGTERM) on to its
 workers, and a cluster sends SIGTERM to a job it preempts. A second signal stops the run at once, as before.
 """
 
@@ -94,3 +96,9 @@ def saved_line(done: int, total: int, out: object, unit: str = "iteration") -> s
     """What a training run stopped by a signal prints once it has saved."""
     by = "" if signal_name() == "SIGINT" else f" ({signal_name()})"
     return f"interrupted{by} at {unit} {done} of {total}, which is saved in {out}; rerun the same command to resume"
+
+
+def finished_line(total: int, out: object, unit: str = "iteration") -> str:
+    """What a training run prints when the signal came during its last iteration, which it finished and saved."""
+    by = "" if signal_name() == "SIGINT" else f" ({signal_name()})"
+    return f"interrupted{by} during the last {unit}, which finished: all {total} are saved in {out}; nothing to resume"

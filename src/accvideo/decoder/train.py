@@ -406,6 +406,7 @@ class DecoderDistiller:
         bar = tqdm(total=cfg.iterations, initial=start, desc="decoder", unit="it", disable=not progress)
         t_train, val, before = time.perf_counter(), None, self.train_seconds
         self.decoder.train()
+        stop = False
         with interrupts.deferred():  # the first Ctrl-C or SIGTERM stops the loop after saving
             try:
                 while self.iteration < cfg.iterations:
@@ -450,6 +451,8 @@ class DecoderDistiller:
             "peak_memory_mb": peak_memory_mb(self.device),
         }
         write_json_atomic(self.out / "summary.json", summary)
+        if stop:  # the signal came during the last iteration, which finished
+            raise interrupts.Interrupted(interrupts.finished_line(cfg.iterations, self.out))
         return summary
 
 

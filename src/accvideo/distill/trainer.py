@@ -375,6 +375,7 @@ class Distiller:
         log = LossLog(self.out / "losses.jsonl", start, board) if main else None
         quiet = not (progress and main)
         bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=quiet, dynamic_ncols=True)
+        stop = False
         with interrupts.deferred():  # a Ctrl-C or SIGTERM: save after the iteration under way, then stop
             try:
                 while self.iteration < cfg.iterations:
@@ -410,7 +411,10 @@ class Distiller:
         if self.iteration == start and not dist.from_main(lambda: state.artifact_is_current(self)):
             state.save(self)  # a finished run resumed with nothing to do still leaves its artifact, whole and current
         trained, train_seconds = self.samples - first_samples, time.perf_counter() - t_train
-        return state.write_summary(self, time.perf_counter() - t0, trained, train_seconds)
+        summary = state.write_summary(self, time.perf_counter() - t0, trained, train_seconds)
+        if stop:  # the signal came during the last iteration: every rank finished it and says so
+            raise interrupts.Interrupted(interrupts.finished_line(cfg.iterations, self.out))
+        return summary
 
 
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:

@@ -292,7 +292,7 @@ def train_transformer(
                         "running": running,
                     },
                 )
-            if stop and step < cfg.steps:
+            if stop and step < cfg.steps:  # the last step: the teacher is finished and written, then the line
                 raise interrupts.Interrupted(interrupts.saved_line(step, cfg.steps, work, "transformer step"))
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)
@@ -360,4 +360,6 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    if interrupts.stop_requested():  # a signal during the last transformer step, which finished
+        raise interrupts.Interrupted(interrupts.finished_line(cfg.steps, out, "transformer step"))
     return stats

@@ -205,7 +205,7 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
                 save_state(
                     ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step}
                 )
-            if stop and step < cfg.vae_steps:
+            if stop:  # the last step too: the next phase does not start
                 raise interrupts.Interrupted(interrupts.saved_line(step, cfg.vae_steps, work, "VAE step"))
     hook.remove()
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(done))
