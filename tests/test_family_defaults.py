@@ -99,3 +99,54 @@ def test_sample_prints_and_records_the_folders_settings(tiny_wan_dir, tmp_path, 
 
     meta = next(imageio_ffmpeg.read_frames(str(out)))
     assert meta["fps"] == 12  # the MP4 plays at the folder's frame rate
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"guidance": NaN}', "guidance must be a finite number >= 0; got nan"),  # Python's JSON reads NaN ...
+        ('{"guidance_2": 1e999}', "guidance_2 must be a finite number >= 0; got inf"),  # ... and 1e999 as inf
+        (
+            '{"max_sequence_length": 100000000000000000000}',
+            "max_sequence_length must be at most 65,536; got 1" + "0" * 20,
+        ),
+    ],
+)
+def test_accvideo_json_refuses_numbers_no_model_can_use(tmp_path, text, says):
+    """A NaN guidance was taken and sampled to NaN latents, the error then blaming --guidance, not the file."""
+    folder = config_only(tmp_path / "m", 12, 128)
+    (folder / "accvideo.json").write_text(text)
+    with pytest.raises(AccVideoError) as refused:
+        video_defaults(folder, "wan")
+    assert str(refused.value) == f"{folder / 'accvideo.json'}: {says}"
+
+
+@pytest.mark.parametrize(
+    "own, says",
+    [
+        ({"frames": 18}, "frames must be of the form 4k+1 (e.g. 17 or 21); got 18"),
+        ({"height": 65}, "height must be a positive multiple of 16 (e.g. 64); got 65"),
+        ({"frames": 10**11}, "frames must be at most 10,000 (the teachers make 17 to 129); got 100000000000"),
+    ],
+)
+def test_sample_and_synthesize_name_accvideo_json_for_a_size_it_gave(tiny_wan_dir, tmp_path, capsys, own, says):
+    """The size checks named no file, so a user who gave no --frames looked for a flag (10**11 frames: a
+    traceback); the line now says where the value came from, and nothing is written."""
+    from cli_helpers import run_cli
+
+    teacher = shutil.copytree(tiny_wan_dir, tmp_path / "t")
+    (teacher / "accvideo.json").write_text(json.dumps(own))
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    where = f"{teacher / 'accvideo.json'}, then the built-in model's small clips"
+    for args in (
+        ["sample", "--model", str(teacher), "--prompt", "a red circle", "--out", str(tmp_path / "c.mp4")],
+        ["synthesize", "--teacher", str(teacher), "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "s")],
+    ):
+        code, _, err = run_cli(
+            [*args, "--steps", "2", "--device", "cpu", *(["--key-steps", "1"] if args[0] == "synthesize" else [])],
+            capsys,
+        )
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {says} (") and where in err, err
+        assert err.rstrip().endswith("; fix it there or give it on the command line)"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt", "t"]

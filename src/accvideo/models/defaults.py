@@ -17,6 +17,7 @@ prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from accvideo.core.inputs import read_json
@@ -26,6 +27,7 @@ from accvideo.errors import AccVideoError
 SETTINGS_FILE = "accvideo.json"
 VIDEO_KEYS = ("frames", "height", "width", "negative_prompt", "fps")
 TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
+MAX_TEXT_TOKENS = 65_536  # past any text encoder's context (HunyuanVideo's pads every prompt to it: memory)
 KEYS = (*VIDEO_KEYS, "guidance", "guidance_2", *TEXT_KEYS)
 
 # Wan 2.1's sample_neg_prompt (its repository's shared config; diffusers' WanPipeline examples use an English one)
@@ -65,11 +67,13 @@ def folder_settings(path: str | Path) -> dict:
     for key in ("frames", "height", "width", "max_sequence_length", "fps"):
         if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1):
             raise AccVideoError(f"{file}: {key} must be a positive integer; got {raw[key]!r}")
-    if "fps" in raw and raw["fps"] > MAX_FPS:
-        raise AccVideoError(f"{file}: fps must be at most {MAX_FPS:,}; got {raw['fps']}")
+    for key, most in (("fps", MAX_FPS), ("max_sequence_length", MAX_TEXT_TOKENS)):
+        if key in raw and raw[key] > most:
+            raise AccVideoError(f"{file}: {key} must be at most {most:,}; got {raw[key]}")
     for key in ("guidance", "guidance_2", "embedded_guidance"):
-        if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0):
-            raise AccVideoError(f"{file}: {key} must be a number >= 0; got {raw[key]!r}")
+        value = raw.get(key, 0)  # JSON's NaN and 1e999 (inf) were taken, and sampled to NaN latents
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise AccVideoError(f"{file}: {key} must be a finite number >= 0; got {value!r}")
     if "negative_prompt" in raw and not isinstance(raw["negative_prompt"], str):
         raise AccVideoError(f"{file}: negative_prompt must be a string")
     return raw
@@ -113,7 +117,17 @@ def fill_video(cfg, path: str | Path, family: str):
         names = [n for n in names if n != "width"]
         names[names.index("height")] = "size"
     what = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return replace(cfg, **missing), f"{what} from {source}"
+    try:
+        return replace(cfg, **missing), f"{what} from {source}"
+    except ValueError as exc:  # the config's own bounds on a value from accvideo.json (was: a traceback)
+        raise size_error(exc, f"{what} from {source}") from None
+
+
+def size_error(exc: ValueError, source: str | None) -> AccVideoError:
+    """A frames or size check's line, naming where the values came from when the command did not give them all
+    (`frames must be of the form 4k+1 ...; got 18` named no file when accvideo.json held the 18)."""
+    where = f" ({source}; fix it there or give it on the command line)" if source else ""
+    return AccVideoError(f"{exc}{where}")
 
 
 def _second(plan) -> str:

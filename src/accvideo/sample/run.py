@@ -20,9 +20,8 @@ from accvideo.core.outputs import FolderLock, claim_file, record_file, remove_fi
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_error, write_video
-from accvideo.errors import AccVideoError
 from accvideo.models import size_multiple_of
-from accvideo.models.defaults import fill_video, settings_line
+from accvideo.models.defaults import fill_video, settings_line, size_error
 from accvideo.models.open import OpenModel, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
@@ -132,7 +131,7 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, size_multiple_of(family, folder))
     except ValueError as exc:
-        raise AccVideoError(str(exc)) from None
+        raise size_error(exc, source) from None
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     t0 = time.perf_counter()
@@ -140,7 +139,7 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, opened.adapter.frame_step, opened.adapter.size_multiple)
     except ValueError as exc:
-        raise AccVideoError(str(exc)) from None
+        raise size_error(exc, source) from None
     # a student: its own key steps, no CFG (guidance is baked in), unless overridden
     plan = opened.plan(cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
     settings = settings_line(cfg, plan, source)

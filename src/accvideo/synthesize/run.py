@@ -20,7 +20,7 @@ from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents
 from accvideo.core.video import check_video_size, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter, size_multiple_of
-from accvideo.models.defaults import fill_video, settings_line
+from accvideo.models.defaults import fill_video, settings_line, size_error
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import apply_runtime
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
@@ -87,13 +87,14 @@ def _check_disk(root: Path, settings: SynVidSettings, items: list, shard_size: i
     )
 
 
-def _check_size(cfg: SynthConfig, family, model_dir: Path | None = None) -> None:
-    """Frames and size against the model's form: its class and folder (before loading) or the loaded adapter."""
+def _check_size(cfg: SynthConfig, family, model_dir: Path | None = None, source: str | None = None) -> None:
+    """Frames and size against the model's form: its class and folder (before loading) or the loaded adapter;
+    `source` says where the values the command did not give came from."""
     multiple = family.size_multiple if model_dir is None else size_multiple_of(family, model_dir)
     try:
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, multiple)
     except ValueError as exc:
-        raise AccVideoError(str(exc)) from None
+        raise size_error(exc, source) from None
 
 
 def recorded_identity(root: Path) -> str | None:
@@ -255,7 +256,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     family = adapter_class(model_dir)  # validates the folder before any weight is read
     prompts.check_images(family.image_conditioned, cfg.prompts)  # an image per item for I2V, none for T2V
     cfg, source = fill_video(cfg, model_dir, family.family)  # the teacher's size and negative prompt
-    _check_size(cfg, family, model_dir)
+    _check_size(cfg, family, model_dir, source)
     root = Path(cfg.out).expanduser()
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
@@ -264,7 +265,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     if adapter is None:
         adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime, model_dir)
     dtype = adapter.dtype
-    _check_size(cfg, adapter)
+    _check_size(cfg, adapter, source=source)
     # the teacher's grid and guidance (None: the family's own; Wan: CFG 5, HunyuanVideo: embedded only)
     plan = shifted_plan(adapter, cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt, cfg.guidance_2)
     cfg = replace(cfg, guidance=plan.guidance, guidance_2=plan.guidance_2)  # the manifest records the guidance used
