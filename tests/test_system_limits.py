@@ -64,15 +64,17 @@ def test_a_training_state_over_the_file_size_limit_is_efbig_and_keeps_the_previo
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_tiny_model_over_the_file_size_limit_is_one_line_and_the_rerun_equals_a_fresh_one(tmp_path):
+def test_tiny_model_over_the_file_size_limit_is_one_line_and_the_rerun_equals_a_fresh_one(tmp_path, capsys):
     """safetensors' SafetensorError ("... os error 27 ...") was a traceback."""
-    limited = accvideo_limited(["tiny-model", "--out", "tm"], 48 << 10, tmp_path)
+    from cli_helpers import run_cli
+
+    limited = accvideo_limited(["tiny-model", "--out", "tm"], 48 << 10, tmp_path)  # a process of its own: the limit
     lines = limited.stderr.strip().splitlines()
     assert limited.returncode == 2 and len(lines) == 1, limited.stderr
     assert lines[0].startswith(f"error: {LIMIT_LINE}") and "ulimit -f" in lines[0]
-    rerun = accvideo_limited(["tiny-model", "--out", "tm"], resource.RLIM_INFINITY, tmp_path)
-    fresh = accvideo_limited(["tiny-model", "--out", "fresh"], resource.RLIM_INFINITY, tmp_path)
-    assert rerun.returncode == fresh.returncode == 0, rerun.stderr + fresh.stderr
+    for name in ("tm", "fresh"):  # without the limit: in this process (seconds fewer than two more processes)
+        code, _, err = run_cli(["tiny-model", "--out", str(tmp_path / name)], capsys)
+        assert code in (0, None), err
     assert files_under(tmp_path / "tm") == files_under(tmp_path / "fresh")
 
 
