@@ -220,3 +220,32 @@ def test_during_adv_warmup_the_heads_learn_and_the_student_sees_no_generator_gra
         assert torch.equal(a, b)  # the heads saw the same fakes and reals, and did learn
     start = Distiller(run(tiny_wan_dir, synvid, tmp_path / "start", adv_warmup=2)).heads
     assert any(not torch.equal(a, b) for a, b in zip(start.parameters(), warm.heads.parameters(), strict=True))
+
+
+def test_a_clip_folder_that_holds_no_clips_is_refused_before_any_model_loads(
+    tiny_wan_dir, synvid, tmp_path, monkeypatch, capsys
+):
+    """distill and decoder distill refused it only after loading the teacher (minutes at real size); ablate only after
+    its whole SynVid (384 trajectories). Each is now one line before any of that, and makes no folder."""
+    from cli_helpers import run_cli
+
+    import accvideo.decoder.train as decoder_train
+    import accvideo.demo.ablate as ablate
+    import accvideo.distill.trainer as trainer
+
+    def never(*args, **kw):
+        raise AssertionError("the refusal must come before this")
+
+    for module, name in ((trainer, "load_adapter"), (decoder_train, "load_adapter"), (ablate, "synthesize_synvid")):
+        monkeypatch.setattr(module, name, never)
+    (tmp_path / "empty").mkdir()
+    given = ["--teacher", str(tiny_wan_dir), "--data", str(synvid), "--device", "cpu"]
+    for clips, says in ((tmp_path / "missing", "is not a folder of MP4 clips"), (tmp_path / "empty", "holds no .mp4")):
+        for argv, setting in (
+            (["distill", *given, f"real_data={clips}"], "real_data"),
+            (["decoder", "distill", *given, "--videos", str(clips)], "videos"),
+            (["ablate", f"real_data={clips}"], "real_data"),
+        ):
+            code, _, err = run_cli([*argv, "--out", str(tmp_path / "out")], capsys)
+            assert code == 2 and err.startswith(f"error: {setting}={clips} {says}") and err.count("\n") == 1, err
+            assert not (tmp_path / "out").exists()

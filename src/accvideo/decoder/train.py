@@ -35,6 +35,7 @@ from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
 from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
 from accvideo.distill.checkpoint import check_continues, check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
+from accvideo.distill.reals import check_real_data, load_real_clips
 from accvideo.distill.state import kept_summary, peak_memory_mb
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
@@ -100,6 +101,8 @@ class DecoderDistiller:
         self.out = Path(cfg.out).expanduser()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
+        if cfg.videos:
+            check_real_data(cfg.videos, "videos")
         self.dataset = SynVidDataset(cfg.data)
         if self.dataset.missing:
             warnings.warn(self.dataset.missing_line(), stacklevel=2)
@@ -138,8 +141,6 @@ class DecoderDistiller:
         """The VAE's decodes of every input, cached in OUT/targets; then the pieces sized by them."""
         cfg, n_syn = self.cfg, len(self.dataset)
         if cfg.videos:
-            from accvideo.distill.reals import load_real_clips
-
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)
             self.reals = load_real_clips(

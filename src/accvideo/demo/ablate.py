@@ -40,6 +40,7 @@ from accvideo.demo.chain import (
     write_train_prompts,
 )
 from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN, AblationConfig
+from accvideo.distill.reals import check_real_data
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.intervals import compare, summarise
 from accvideo.synthesize import SynVidDataset
@@ -119,6 +120,8 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
+    if cfg.real_data and "e" in cfg.rows:
+        check_real_data(cfg.real_data)  # before the SynVid: row (e) comes last
     out = claim_folder(cfg.out, "ablate")
     with FolderLock(out, "ablate"):  # a second ablate on this folder would race this one's cells and tables
         return _ablation_stages(cfg, out, progress, echo)

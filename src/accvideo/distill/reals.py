@@ -76,6 +76,13 @@ def folder_sources(folder: Path, setting: str = "real_data") -> list[Source]:
     return out
 
 
+def check_real_data(spec: str, setting: str = "real_data") -> None:
+    """Refuse a folder that holds no clips before any model is loaded or any other work is done: the refusal came
+    after loading the teacher (minutes at real size), and in `ablate` after its whole SynVid."""
+    if spec != WORLD:
+        folder_sources(Path(spec).expanduser(), setting)
+
+
 def fit_clip(clip: np.ndarray, frames: int, height: int, width: int) -> torch.Tensor | None:
     """uint8 (F, H, W, 3) -> float (frames, height, width, 3) in [0, 1]: centre crop to the aspect, resize, first
     `frames` frames; None when the clip has fewer frames."""

@@ -39,7 +39,7 @@ from accvideo.distill.models import make_student, parallelize_student
 from accvideo.distill.plots import LossLog, check_tensorboard
 from accvideo.distill.probe import game_stats, probe_heads
 from accvideo.distill.queues import KeyQueues
-from accvideo.distill.reals import shared_real_clips
+from accvideo.distill.reals import check_real_data, shared_real_clips
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.base import LoadParts
@@ -91,6 +91,8 @@ class Distiller:
             check_tensorboard()
         model_dir = resolve_model(cfg.teacher)
         adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
+        if cfg.adv and cfg.real_data:
+            check_real_data(cfg.real_data)
         self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
         if self.dataset.missing and dist.is_main():
             warnings.warn(self.dataset.missing_line(), stacklevel=2)
