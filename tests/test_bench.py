@@ -194,3 +194,30 @@ def test_ti2v_layout_passes_per_token_timesteps_as_the_stock_pipeline():
         hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=cond["prompt_embeds"], return_dict=False
     )[0]
     assert torch.allclose(v, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--random-weights", "--arch", "wan2.1-t2v-1.3b", "--size", "480x832x80"], "of the form 4k+1 (e.g. 77 or 81)"),
+        (["--random-weights", "--arch", "hunyuanvideo", "--size", "0x0x0"], "frames must be at least 1"),
+        (["--random-weights", "--arch", "nope", "--size", "480x832x80"], "unknown --arch 'nope'"),
+        (["--size", "64x60x17"], "width must be a positive multiple of 16 (e.g. 64); got 60"),
+    ],
+)
+def test_a_size_the_model_cannot_take_is_refused_before_it_is_built_and_makes_no_folder(
+    args, message, tiny_wan_dir, tmp_path, capsys, monkeypatch
+):
+    """The size was checked after building the model (a 1.3B random Wan: minutes on a CPU) and after making the
+    output folder, which the refusal left behind empty."""
+    import accvideo.bench.run as bench_run
+
+    def never(*a, **kw):
+        raise AssertionError("built or loaded before the size was checked")
+
+    monkeypatch.setattr(bench_run, "build_random", never)
+    monkeypatch.setattr(bench_run, "open_model", never)
+    model = [] if "--random-weights" in args else ["--model", str(tiny_wan_dir)]
+    code, _, err = run_cli(["bench", *model, *args, "--device", "cpu", "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "b").exists()

@@ -448,9 +448,13 @@ MEASURED: dict[str, str] = {
 }
 
 
-def build_random(name: str, device: torch.device, dtype: torch.dtype):
-    """The adapter of a real-size (or a *-tiny) pipeline with random weights."""
+def check_arch(name: str) -> None:
     if name not in RANDOM_CONFIGS:
         raise AccVideoError(f"unknown --arch {name!r}; choose one of {', '.join(RANDOM_CONFIGS)}")
+
+
+def build_random(name: str, device: torch.device, dtype: torch.dtype):
+    """The adapter of a real-size (or a *-tiny) pipeline with random weights."""
+    check_arch(name)
     torch.manual_seed(0)
     return RANDOM_CONFIGS[name](device, dtype)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from accvideo.bench.configs import MEASURED, build_random
+from accvideo.bench.configs import MEASURED, build_random, check_arch
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
@@ -17,7 +17,8 @@ from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
 from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
-from accvideo.models.open import model_family, open_model
+from accvideo.models import size_multiple_of
+from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import STUDENT_GUIDANCE
 
@@ -47,23 +48,47 @@ class BenchConfig:
             check_steps(getattr(self, name), name)
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1; got {self.repeats}")
+        check_video_size(self.frames, self.height, self.width, 1, 1)  # bounds: --size 0x0x0 built the model first
+
+
+# every --arch's VAE compresses time 4x and space 8x or 16x, under 2x2 patches: the form a size must have before a
+# random model is built (minutes on a CPU at real size); the built adapter's own form is checked after
+RANDOM_FORM = (4, 16)
+
+
+def _check_before_loading(cfg: BenchConfig) -> None:
+    """The model and the size, before the output folder is made and any weight is read or built."""
+    if cfg.random_weights:
+        check_arch(cfg.arch)
+        _check_size(cfg, *RANDOM_FORM)
+        return
+    family = model_family(cfg.model)
+    if family.image_conditioned:
+        raise AccVideoError(
+            "bench --model times text-to-video sampling and this model is image-to-video; time its layout with "
+            "--random-weights --arch wan2.1-i2v-14b-480p, or time `accvideo sample --image`"
+        )
+    _check_size(cfg, family.frame_step, size_multiple_of(family, model_folder(cfg.model)))
 
 
 def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
     """(adapter, what it is, its pipeline folder: None for random weights)."""
     if cfg.random_weights:
         return build_random(cfg.arch, device, dtype), f"{cfg.arch} (random weights)", None
-    if model_family(cfg.model).image_conditioned:  # checked before any weight is read
-        raise AccVideoError(
-            "bench --model times text-to-video sampling and this model is image-to-video; time its layout with "
-            "--random-weights --arch wan2.1-i2v-14b-480p, or time `accvideo sample --image`"
-        )
     opened = open_model(cfg.model, device=device, dtype=dtype)
     return opened.adapter, str(opened.student_dir or opened.model_dir), opened.model_dir
 
 
+def _check_size(cfg: BenchConfig, frame_step: int, multiple: int) -> None:
+    try:
+        check_video_size(cfg.frames, cfg.height, cfg.width, frame_step, multiple)
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
+
+
 def run_bench(cfg: BenchConfig) -> dict:
     """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
+    _check_before_loading(cfg)
     out = claim_folder(cfg.out, "bench", inputs={"model": None if cfg.random_weights else resolve_model(cfg.model)})
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -76,10 +101,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     # the teacher decodes with its VAE; the student with --decoder when one is given
     student = apply_runtime(adapter, cfg.runtime, model_dir, allow_random=True)
     adapter = apply_runtime(adapter, replace(cfg.runtime, decoder=None)) if cfg.runtime.decoder else student
-    try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, adapter.frame_step, adapter.size_multiple)
-    except ValueError as exc:
-        raise AccVideoError(str(exc)) from None
+    _check_size(cfg, adapter.frame_step, adapter.size_multiple)
     # both on the model's shifted grid: the teacher with its guidance, the student without CFG
     teacher = shifted_plan(adapter, cfg.teacher_steps, cfg.guidance)
     runs = {

@@ -259,7 +259,9 @@ def check_video_size(
     default, checked once resolved)."""
     if frames is not None and frames > MAX_FRAMES:  # its 4k+1 neighbours would lie past 64 bits
         raise ValueError(f"frames must be at most {MAX_FRAMES:,} (the teachers make 17 to 129); got {frames}")
-    if frames is not None and (frames < 1 or (frames - 1) % frame_step):
+    if frames is not None and frames < 1:  # was "of the form 1k+1 (e.g. 1 or 2)" where only bounds are checked
+        raise ValueError(f"frames must be at least 1 (the teachers make 17 to 129); got {frames}")
+    if frames is not None and (frames - 1) % frame_step:
         near = max(1, (frames - 1) // frame_step * frame_step + 1)
         raise ValueError(
             f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}"
