@@ -685,3 +685,30 @@ def test_sample_prompts_keeps_clips_only_of_the_same_decoder_weights(tiny_wan_di
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "decoder_identity" in err, err
     assert (tmp_path / "clips" / "000000.mp4").read_bytes() == clip
+
+
+def test_demo_and_evaluate_refuse_a_wrong_decoder_before_any_work_or_folder(
+    tiny_wan_dir, tmp_path, capsys, monkeypatch
+):
+    """Both took the --decoder only where they sampled with it: the demo after its SynVid and distillation, evaluate
+    after making its folder and loading the model."""
+    from cli_helpers import run_cli
+
+    import accvideo.demo.run as demo_run
+    import accvideo.evaluate.run as evaluate_run
+
+    def never(*a, **kw):
+        raise AssertionError("the refusal must come before this")
+
+    monkeypatch.setattr(demo_run, "synthesize_synvid", never)
+    monkeypatch.setattr(evaluate_run, "open_model", never)
+    save_decoder(tmp_path / "other", small(), "sha256:" + "0" * 64, "wan")  # made for another VAE
+    for decoder, says in ((tmp_path / "other", "another VAE"), (tmp_path / "missing", "holds no decoder.json")):
+        for argv in (
+            ["demo", "--teacher", str(tiny_wan_dir)],
+            ["evaluate", "--model", str(tiny_wan_dir), "--prompts", "2"],
+        ):
+            out = tmp_path / "out"
+            code, _, err = run_cli([*argv, "--decoder", str(decoder), "--device", "cpu", "--out", str(out)], capsys)
+            assert code == 2 and says in err and err.count("\n") == 1, err
+            assert not out.exists()

@@ -12,7 +12,7 @@ from accvideo import __version__
 from accvideo.core.config import to_dict
 from accvideo.core.files import prepare_output, write_json_atomic, write_text_atomic
 from accvideo.core.outputs import FolderLock, claim_folder
-from accvideo.core.runtime import resolve_device
+from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.core.video import write_video
 from accvideo.demo.chain import (
     Sampler,
@@ -33,6 +33,7 @@ from accvideo.demo.chain import (
 )
 from accvideo.demo.config import DEMO_TRAINING, ChainConfig
 from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
+from accvideo.models.decoder import load_decoder_for
 
 WORK_STAGES = {"synthesize", "distill", "sample + evaluate"}  # a rerun that reused them all keeps the report
 REPORT_FILES = ("index.md", "metrics.json", "grid.mp4", "grid.gif", "frames.png", "losses.png")
@@ -59,6 +60,8 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
+    if cfg.decoder is not None:  # missing, damaged or another VAE's: before the chain, not at its sampling stage
+        load_decoder_for(cfg.decoder, resolve_model(cfg.teacher))
     out = Path(cfg.out)
     report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
     with FolderLock(out, "demo"):  # a second demo on this folder would race this one's stages and report
