@@ -687,11 +687,9 @@ def test_sample_prompts_keeps_clips_only_of_the_same_decoder_weights(tiny_wan_di
     assert (tmp_path / "clips" / "000000.mp4").read_bytes() == clip
 
 
-def test_demo_and_evaluate_refuse_a_wrong_decoder_before_any_work_or_folder(
-    tiny_wan_dir, tmp_path, capsys, monkeypatch
-):
-    """Both took the --decoder only where they sampled with it: the demo after its SynVid and distillation, evaluate
-    after making its folder and loading the model."""
+def test_every_command_refuses_a_wrong_decoder_before_any_work_or_folder(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    """They took the --decoder only where they sampled with it: the demo after its SynVid and distillation, evaluate
+    and bench after making their folder and loading (or building) the model, sample after loading it."""
     from cli_helpers import run_cli
 
     import accvideo.demo.run as demo_run
@@ -700,15 +698,25 @@ def test_demo_and_evaluate_refuse_a_wrong_decoder_before_any_work_or_folder(
     def never(*a, **kw):
         raise AssertionError("the refusal must come before this")
 
+    import accvideo.bench.run as bench_run
+    import accvideo.sample.run as sample_run
+
     monkeypatch.setattr(demo_run, "synthesize_synvid", never)
     monkeypatch.setattr(evaluate_run, "open_model", never)
+    monkeypatch.setattr(sample_run, "open_model", never)
+    monkeypatch.setattr(bench_run, "open_model", never)
     save_decoder(tmp_path / "other", small(), "sha256:" + "0" * 64, "wan")  # made for another VAE
     for decoder, says in ((tmp_path / "other", "another VAE"), (tmp_path / "missing", "holds no decoder.json")):
         for argv in (
             ["demo", "--teacher", str(tiny_wan_dir)],
             ["evaluate", "--model", str(tiny_wan_dir), "--prompts", "2"],
+            ["bench", "--model", str(tiny_wan_dir)],
         ):
             out = tmp_path / "out"
             code, _, err = run_cli([*argv, "--decoder", str(decoder), "--device", "cpu", "--out", str(out)], capsys)
             assert code == 2 and says in err and err.count("\n") == 1, err
             assert not out.exists()
+        clip = tmp_path / "clip.mp4"
+        argv = ["sample", "--model", str(tiny_wan_dir), "--prompt", "a red circle", "--decoder", str(decoder)]
+        code, _, err = run_cli([*argv, "--out", str(clip)], capsys)
+        assert code == 2 and says in err and err.count("\n") == 1 and not clip.exists(), err

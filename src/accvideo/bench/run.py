@@ -18,6 +18,7 @@ from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models import size_multiple_of
+from accvideo.models.decoder import check_decoder
 from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import STUDENT_GUIDANCE
@@ -57,7 +58,9 @@ RANDOM_FORM = (4, 16)
 
 
 def _check_before_loading(cfg: BenchConfig) -> None:
-    """The model and the size, before the output folder is made and any weight is read or built."""
+    """The model, the size and the --decoder, before the output folder is made and any weight is read or built."""
+    if cfg.runtime.decoder is not None:
+        check_decoder(cfg.runtime.decoder, None if cfg.random_weights else model_folder(cfg.model), allow_random=True)
     if cfg.random_weights:
         check_arch(cfg.arch)
         _check_size(cfg, *RANDOM_FORM)

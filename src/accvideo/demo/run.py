@@ -33,7 +33,7 @@ from accvideo.demo.chain import (
 )
 from accvideo.demo.config import DEMO_TRAINING, ChainConfig
 from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
-from accvideo.models.decoder import load_decoder_for
+from accvideo.models.decoder import check_decoder
 
 WORK_STAGES = {"synthesize", "distill", "sample + evaluate"}  # a rerun that reused them all keeps the report
 REPORT_FILES = ("index.md", "metrics.json", "grid.mp4", "grid.gif", "frames.png", "losses.png")
@@ -61,7 +61,7 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
     if cfg.decoder is not None:  # missing, damaged or another VAE's: before the chain, not at its sampling stage
-        load_decoder_for(cfg.decoder, resolve_model(cfg.teacher))
+        check_decoder(cfg.decoder, resolve_model(cfg.teacher))
     out = Path(cfg.out)
     report = prepare_output(claim_folder(out, "demo") / "report" / "index.md").parent
     with FolderLock(out, "demo"):  # a second demo on this folder would race this one's stages and report

@@ -35,7 +35,7 @@ from accvideo.evaluate.metrics import (
     warp_error,
 )
 from accvideo.evaluate.report import write_reports
-from accvideo.models.decoder import find_decoder, load_decoder_for
+from accvideo.models.decoder import check_decoder, find_decoder
 from accvideo.models.identity import sampled_identity
 from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.student import find_student
@@ -165,7 +165,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     else:
         resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
         if cfg.runtime.decoder is not None:  # missing, damaged or another VAE's: before the folder and any load
-            load_decoder_for(cfg.runtime.decoder, model_folder(cfg.model))
+            check_decoder(cfg.runtime.decoder, model_folder(cfg.model))
         out = claim_folder(
             cfg.out, "evaluate", inputs={"model": cfg.model and resolve_model(cfg.model)}
         )  # before sampling: fail fast

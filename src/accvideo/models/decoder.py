@@ -348,21 +348,27 @@ def check_geometry(decoder: TinyDecoder, adapter) -> None:
         )
 
 
-def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool = False) -> TinyDecoder:
-    """What --decoder names, on the adapter's VAE device and dtype: a trained decoder checked against the
-    model's VAE, or (`tiny`, where timing allows it) a random one of the default architecture."""
+def check_decoder(name: str, model_dir: Path | None, allow_random: bool = False) -> TinyDecoder | None:
+    """What --decoder names, checked without the model loaded (commands call it before any other work): the trained
+    decoder, checked against the VAE of the pipeline in `model_dir`; None for `tiny` where timing allows it."""
     if name == RANDOM:
         if not allow_random:
             raise AccVideoError("--decoder tiny is a random decoder for timing (accvideo bench); pass a trained one")
+        return None
+    if model_dir is None:
+        raise AccVideoError(f"--decoder {name} needs the model's VAE folder to check; with --random-weights use tiny")
+    return load_decoder_for(name, model_dir)[0]
+
+
+def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool = False) -> TinyDecoder:
+    """What --decoder names, on the adapter's VAE device and dtype: a trained decoder checked against the
+    model's VAE, or (`tiny`, where timing allows it) a random one of the default architecture."""
+    decoder = check_decoder(name, model_dir, allow_random)
+    if decoder is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             decoder = TinyDecoder(spec_for(adapter, detail_gain=RANDOM_DETAIL_GAIN)).requires_grad_(False).eval()
     else:
-        if model_dir is None:
-            raise AccVideoError(
-                f"--decoder {name} needs the model's VAE folder to check; with --random-weights use tiny"
-            )
-        decoder, _ = load_decoder_for(name, model_dir)
         check_geometry(decoder, adapter)
     vae = adapter.vae
     return decoder.to(vae.device, vae.dtype)

@@ -21,6 +21,7 @@ from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype,
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import check_video_size, write_error, write_video
 from accvideo.models import size_multiple_of
+from accvideo.models.decoder import check_decoder
 from accvideo.models.defaults import fill_video, settings_line, size_error
 from accvideo.models.open import OpenModel, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
@@ -132,6 +133,8 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
         check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, size_multiple_of(family, folder))
     except ValueError as exc:
         raise size_error(exc, source) from None
+    if cfg.runtime.decoder is not None:  # missing, damaged or another VAE's: before the model loads
+        check_decoder(cfg.runtime.decoder, folder)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     t0 = time.perf_counter()
