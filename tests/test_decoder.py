@@ -196,7 +196,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     with pytest.raises(Interrupted) as stopped, catch_interrupts():
         distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
     assert str(stopped.value) == (
-        f"interrupted (SIGTERM) during the last iteration, which finished: all 8 are saved in {out}; nothing to resume"
+        f"interrupted (SIGTERM) during the last iteration, which finished: all 8 are saved in {out}; "
+        "rerun the same command to go on from there"
     )
     assert json.loads((out / "summary.json").read_text())["iterations"] == 8
     a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()

@@ -381,7 +381,8 @@ def test_a_signal_in_the_last_iteration_finishes_the_run_and_says_so(
     code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=3", "checkpoint_every=100"), capsys)
     assert code == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert err.splitlines()[-1] == (
-        f"interrupted (SIGTERM) during the last iteration, which finished: all 3 are saved in {run}; nothing to resume"
+        f"interrupted (SIGTERM) during the last iteration, which finished: all 3 are saved in {run}; "
+        "rerun the same command to go on from there"
     )
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 3
     summary = json.loads((run / "summary.json").read_text())

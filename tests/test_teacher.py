@@ -109,7 +109,7 @@ def test_a_signal_saves_the_step_under_way_in_either_phase_and_the_rerun_goes_on
         train_teacher(CFG, out)  # finishes, writes the teacher, then says so (was: a bare "interrupted (SIGTERM)")
     assert str(exc.value) == (
         f"interrupted (SIGTERM) during the last transformer step, which finished: all 7 are saved in {out}; "
-        "nothing to resume"
+        "rerun the same command to go on from there"
     )
     ref, res = _weights(reference[0]), _weights(out)
     assert all(torch.equal(ref[k], res[k]) for k in ref)

@@ -99,6 +99,8 @@ def saved_line(done: int, total: int, out: object, unit: str = "iteration") -> s
 
 
 def finished_line(total: int, out: object, unit: str = "iteration") -> str:
-    """What a training run prints when the signal came during its last iteration, which it finished and saved."""
+    """What a training run prints when the signal came during its last iteration, which it finished and saved. Not
+    "nothing to resume": in `demo` and `ablate` the distillation is one stage, and their rerun goes on to the next."""
     by = "" if signal_name() == "SIGINT" else f" ({signal_name()})"
-    return f"interrupted{by} during the last {unit}, which finished: all {total} are saved in {out}; nothing to resume"
+    done = f"during the last {unit}, which finished: all {total} are saved in {out}"
+    return f"interrupted{by} {done}; rerun the same command to go on from there"
