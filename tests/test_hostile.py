@@ -713,6 +713,13 @@ def decoder_distill_from_a_missing_clip_folder(env):
 
 
 @case
+def export_out_named_like_a_weights_file(env):
+    run = env.student_run()  # it was made a folder called x.safetensors, which no single-file loader opens
+    args = ["export", str(run), "--format", "single-file", "--out", str(env.tmp / "x.safetensors")]
+    return args, "drop the .safetensors"
+
+
+@case
 def export_given_two_runs(env):
     run = env.student_run()  # which of the two was meant is not ours to guess
     return ["export", str(run), "--run", str(env.teacher), "--out", str(env.tmp / "x")], "RUN given twice"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 FORMATS = ("diffusers", "lora", "single-file")
+WEIGHT_FILES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 
 
 @dataclass(frozen=True)
@@ -25,3 +27,9 @@ class ExportConfig:
             raise ValueError("name the folder to write: accvideo export RUN --out DIR")
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        suffix = PurePath(self.out).suffix.lower()
+        if suffix in WEIGHT_FILES:  # it was made a folder of that name, which a single-file loader cannot open
+            raise ValueError(
+                f"--out names the folder the export writes (its weights, scheduler and README; docs/export.md), not a "
+                f"file; drop the {suffix} from {self.out!r}"
+            )
