@@ -388,3 +388,38 @@ def test_a_signal_in_the_last_iteration_finishes_the_run_and_says_so(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == 3 and summary["samples_per_s"] > 0  # the training's own rate, not a rerun's
     assert (run / "student" / "student.json").is_file() and not (run / ".accvideo-lock").exists()
+
+
+@pytest.mark.parametrize("family", ["wan", "wan-i2v", "wan-a14b", "hunyuan"])
+def test_the_block_count_read_from_the_config_is_the_loaded_teachers(family, tiny_wan_dir, tiny_i2v_dir, tmp_path):
+    from accvideo.models import adapter_class, load_adapter
+    from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan_a14b
+
+    folder = {
+        "wan": lambda: tiny_wan_dir,
+        "wan-i2v": lambda: tiny_i2v_dir,
+        "wan-a14b": lambda: save_tiny_wan_a14b(tmp_path / "a14b"),
+        "hunyuan": lambda: save_tiny_hunyuan(tmp_path / "hy"),  # 1 dual-stream + 2 single-stream blocks
+    }[family]()
+    count = adapter_class(folder).folder_num_blocks(folder)
+    assert count == load_adapter(folder).num_blocks and count == {"wan": 3, "hunyuan": 3}.get(family, count)
+
+
+def test_feature_blocks_outside_the_teacher_are_refused_before_it_loads(
+    tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """The check came after loading the teacher (minutes at real size); it reads the count from config.json now."""
+    import accvideo.distill.trainer as trainer
+
+    def never(*a, **kw):
+        raise AssertionError("loaded before the refusal")
+
+    monkeypatch.setattr(trainer, "load_adapter", never)
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "feature_blocks=[0,1,2,3,3]"), capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (
+        "error: feature_blocks needs 5 block indices (one per key step k = 0..4) within the teacher's 3 blocks; "
+        "got [0, 1, 2, 3, 3]\n"
+    )
+    assert not run.exists()

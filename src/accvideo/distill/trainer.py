@@ -90,7 +90,7 @@ class Distiller:
         if cfg.tensorboard:
             check_tensorboard()
         model_dir = resolve_model(cfg.teacher)
-        adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
+        family = adapter_class(model_dir)  # a one-line error for a wrong folder before anything is hashed or loaded
         if cfg.adv and cfg.real_data:
             check_real_data(cfg.real_data)
         self.dataset = SynVidDataset(cfg.data, key_sigmas=cfg.key_sigmas)
@@ -104,6 +104,9 @@ class Distiller:
         self.key_sigmas = [float(x) for x in s.sigmas[list(s.latent_indices)][self.dataset.rows]]  # noisiest first
         self.t = self.key_sigmas[::-1]
         self.m = len(self.t) - 1
+        read = getattr(family, "folder_num_blocks", None)  # an adapter of the user's own may not say
+        if cfg.feature_blocks is not None and read is not None and (count := read(model_dir)) is not None:
+            self.check_feature_blocks(list(cfg.feature_blocks), count)  # before loading: minutes at real size
         self.device = dist.local_device(resolve_device(cfg.device))
         # the transformer alone: SynVid items hold the text encodings; the VAE (and the text encoders, for the clips'
         # captions) only to encode real videos, released once they are encoded (run()). When FSDP2 may shard
@@ -116,11 +119,7 @@ class Distiller:
             raise AccVideoError(f"{cfg.data} holds {s.family} latents but the teacher is {adapter.family}")
         self.grid = adapter.token_grid(s.latent_shape)
         self.blocks = list(cfg.feature_blocks or default_feature_blocks(adapter.num_blocks, self.m))
-        if len(self.blocks) != self.m or not all(-adapter.num_blocks <= b < adapter.num_blocks for b in self.blocks):
-            raise AccVideoError(
-                f"feature_blocks needs {self.m} block indices (one per key step k = 0..{self.m - 1}) "
-                f"within the teacher's {adapter.num_blocks} blocks; got {self.blocks}"
-            )
+        self.check_feature_blocks(self.blocks, adapter.num_blocks)
         self.experts = key_step_experts(adapter, self.key_sigmas)  # Wan 2.2 A14B: the expert of each key step
         self.pair = make_student(adapter, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
         tokens, width = math.prod(self.grid), adapter.width
@@ -303,6 +302,14 @@ class Distiller:
             self.opt_heads.step()
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
         return first, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
+
+    def check_feature_blocks(self, blocks: list[int], num_blocks: int) -> None:
+        """One teacher block per key step, each within the teacher's blocks (negative ones count from the end)."""
+        if len(blocks) != self.m or not all(-num_blocks <= b < num_blocks for b in blocks):
+            raise AccVideoError(
+                f"feature_blocks needs {self.m} block indices (one per key step k = 0..{self.m - 1}) "
+                f"within the teacher's {num_blocks} blocks; got {blocks}"
+            )
 
     def settings_line(self) -> str:
         """One line: what this run resolved (student, processes, checkpointing, what of the teacher it loaded)."""

@@ -173,6 +173,19 @@ class TransformerAdapter:
         valid = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (spatial, patch))
         return spatial * patch if valid else 16
 
+    block_count_keys: tuple[str, ...] = ()  # the transformer config's counts that `num_blocks` sums; () unknown
+
+    @classmethod
+    def folder_num_blocks(cls, path: str | Path) -> int | None:
+        """The blocks `num_blocks` will count, read from the transformer's config.json before any weight is loaded
+        (Wan's `num_layers`; HunyuanVideo's plus `num_single_layers`); None when the family or the config does not
+        say (an adapter of the user's own: checked once loaded)."""
+        cfg = _config(Path(path) / "transformer")
+        counts = [cfg.get(k) for k in cls.block_count_keys]
+        if not counts or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            return None
+        return sum(counts)
+
     # --- shapes ---------------------------------------------------------------------------------
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""

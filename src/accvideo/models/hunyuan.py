@@ -44,6 +44,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
     pipeline_class = "HunyuanVideoPipeline"
     components = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
     frame_step = 4  # the VAE compresses time 4x: frames = 4k + 1
+    block_count_keys = ("num_layers", "num_single_layers")  # dual-stream, then single-stream blocks (no refiner)
     fallback_shift = 7.0  # docs/method.md: HunyuanVideo's shift
     default_guidance = 1.0  # no true CFG: the embedded guidance scalar goes into every call instead
 

@@ -19,6 +19,7 @@ class WanAdapter(TransformerAdapter):
     pipeline_class = "WanPipeline"
     components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
     frame_step = 4  # the Wan VAE compresses time 4x: frames = 4k + 1
+    block_count_keys = ("num_layers",)  # WanTransformer3DModel's blocks (each expert's, for Wan 2.2 A14B)
     fallback_shift = 5.0  # Wan 2.1's shift for 720p; 480p checkpoints often ship 3.0
     default_guidance = 5.0  # the teacher's CFG scale (Wan 2.1's default)
 
