@@ -19,6 +19,7 @@ from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models import size_multiple_of
 from accvideo.models.decoder import check_decoder
+from accvideo.models.defaults import check_form
 from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import STUDENT_GUIDANCE
@@ -63,7 +64,7 @@ def _check_before_loading(cfg: BenchConfig) -> None:
         check_decoder(cfg.runtime.decoder, None if cfg.random_weights else model_folder(cfg.model), allow_random=True)
     if cfg.random_weights:
         check_arch(cfg.arch)
-        _check_size(cfg, *RANDOM_FORM)
+        check_form(cfg, *RANDOM_FORM)
         return
     family = model_family(cfg.model)
     if family.image_conditioned:
@@ -71,7 +72,7 @@ def _check_before_loading(cfg: BenchConfig) -> None:
             "bench --model times text-to-video sampling and this model is image-to-video; time its layout with "
             "--random-weights --arch wan2.1-i2v-14b-480p, or time `accvideo sample --image`"
         )
-    _check_size(cfg, family.frame_step, size_multiple_of(family, model_folder(cfg.model)))
+    check_form(cfg, family.frame_step, size_multiple_of(family, model_folder(cfg.model)))
 
 
 def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
@@ -80,13 +81,6 @@ def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
         return build_random(cfg.arch, device, dtype), f"{cfg.arch} (random weights)", None
     opened = open_model(cfg.model, device=device, dtype=dtype)
     return opened.adapter, str(opened.student_dir or opened.model_dir), opened.model_dir
-
-
-def _check_size(cfg: BenchConfig, frame_step: int, multiple: int) -> None:
-    try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, frame_step, multiple)
-    except ValueError as exc:
-        raise AccVideoError(str(exc)) from None
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -104,7 +98,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     # the teacher decodes with its VAE; the student with --decoder when one is given
     student = apply_runtime(adapter, cfg.runtime, model_dir, allow_random=True)
     adapter = apply_runtime(adapter, replace(cfg.runtime, decoder=None)) if cfg.runtime.decoder else student
-    _check_size(cfg, adapter.frame_step, adapter.size_multiple)
+    check_form(cfg, adapter.frame_step, adapter.size_multiple)
     # both on the model's shifted grid: the teacher with its guidance, the student without CFG
     teacher = shifted_plan(adapter, cfg.teacher_steps, cfg.guidance)
     runs = {

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from accvideo.core.inputs import read_json
-from accvideo.core.video import MAX_FPS
+from accvideo.core.video import MAX_FPS, check_video_size
 from accvideo.errors import AccVideoError
 
 SETTINGS_FILE = "accvideo.json"
@@ -121,6 +121,15 @@ def fill_video(cfg, path: str | Path, family: str):
         return replace(cfg, **missing), f"{what} from {source}"
     except ValueError as exc:  # the config's own bounds on a value from accvideo.json (was: a traceback)
         raise size_error(exc, f"{what} from {source}") from None
+
+
+def check_form(cfg, frame_step: int, multiple: int, source: str | None = None) -> None:
+    """`cfg`'s frames, height and width against a model's form (frames = frame_step*k + 1, sides multiples of
+    `multiple`), as one line naming `source` (where values the command did not give came from)."""
+    try:
+        check_video_size(cfg.frames, cfg.height, cfg.width, frame_step, multiple)
+    except ValueError as exc:
+        raise size_error(exc, source) from None
 
 
 def size_error(exc: ValueError, source: str | None) -> AccVideoError:

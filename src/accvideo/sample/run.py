@@ -19,10 +19,10 @@ from accvideo.core.images import check_image_use, encode_conditioning, image_siz
 from accvideo.core.outputs import FolderLock, claim_file, record_file, remove_file, vouch
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
-from accvideo.core.video import check_video_size, write_error, write_video
+from accvideo.core.video import write_error, write_video
 from accvideo.models import size_multiple_of
 from accvideo.models.decoder import check_decoder
-from accvideo.models.defaults import fill_video, settings_line, size_error
+from accvideo.models.defaults import check_form, fill_video, settings_line
 from accvideo.models.open import OpenModel, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
@@ -129,20 +129,14 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
     check_image_use(family, has_images, image_source)
     folder = model_folder(cfg.model)
     cfg, source = fill_video(cfg, folder, family.family)  # the model's size and negative prompt
-    try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, size_multiple_of(family, folder))
-    except ValueError as exc:
-        raise size_error(exc, source) from None
+    check_form(cfg, family.frame_step, size_multiple_of(family, folder), source)
     if cfg.runtime.decoder is not None:  # missing, damaged or another VAE's: before the model loads
         check_decoder(cfg.runtime.decoder, folder)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     t0 = time.perf_counter()
     opened = open_model(cfg.model, device=device, dtype=dtype, runtime=cfg.runtime)
-    try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, opened.adapter.frame_step, opened.adapter.size_multiple)
-    except ValueError as exc:
-        raise size_error(exc, source) from None
+    check_form(cfg, opened.adapter.frame_step, opened.adapter.size_multiple, source)
     # a student: its own key steps, no CFG (guidance is baked in), unless overridden
     plan = opened.plan(cfg.steps, cfg.guidance, cfg.shift, cfg.negative_prompt)
     settings = settings_line(cfg, plan, source)

@@ -17,10 +17,10 @@ from accvideo.core.files import check_free_space, size_text, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
-from accvideo.core.video import check_video_size, write_video
+from accvideo.core.video import write_video
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter, size_multiple_of
-from accvideo.models.defaults import fill_video, settings_line, size_error
+from accvideo.models.defaults import check_form, fill_video, settings_line
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import apply_runtime
 from accvideo.synthesize.config import SynthConfig, SynVidSettings
@@ -91,10 +91,7 @@ def _check_size(cfg: SynthConfig, family, model_dir: Path | None = None, source:
     """Frames and size against the model's form: its class and folder (before loading) or the loaded adapter;
     `source` says where the values the command did not give came from."""
     multiple = family.size_multiple if model_dir is None else size_multiple_of(family, model_dir)
-    try:
-        check_video_size(cfg.frames, cfg.height, cfg.width, family.frame_step, multiple)
-    except ValueError as exc:
-        raise size_error(exc, source) from None
+    check_form(cfg, family.frame_step, multiple, source)
 
 
 def recorded_identity(root: Path) -> str | None:
