@@ -20,6 +20,7 @@ from cli_helpers import run_cli
 
 from accvideo.core.tensorfile import FILE_MODE
 from accvideo.distill import losses
+from accvideo.distill.lora import targeted_rank, targets_for
 from accvideo.distill.plots import read_losses
 from accvideo.distill.trainer import ONE_STEP_NOTE
 from accvideo.synthesize import SynVidDataset
@@ -401,8 +402,46 @@ def test_the_block_count_read_from_the_config_is_the_loaded_teachers(family, tin
         "wan-a14b": lambda: save_tiny_wan_a14b(tmp_path / "a14b"),
         "hunyuan": lambda: save_tiny_hunyuan(tmp_path / "hy"),  # 1 dual-stream + 2 single-stream blocks
     }[family]()
-    count = adapter_class(folder).folder_num_blocks(folder)
-    assert count == load_adapter(folder).num_blocks and count == {"wan": 3, "hunyuan": 3}.get(family, count)
+    family_cls, loaded = adapter_class(folder), load_adapter(folder)
+    count = family_cls.folder_num_blocks(folder)
+    assert count == loaded.num_blocks and count == {"wan": 3, "hunyuan": 3}.get(family, count)
+    # likewise the largest LoRA rank, from the transformer built on the meta device (the early lora_rank check)
+    targets = targets_for(family_cls, None)
+    empty = family_cls.folder_transformer(folder)
+    assert all(p.is_meta for p in empty.parameters())
+    assert targeted_rank(empty, targets) == targeted_rank(loaded.transformer, targets) == loaded.width
+
+
+def test_a_transformer_class_diffusers_lacks_leaves_the_lora_rank_check_to_the_load(tiny_wan_dir, tmp_path):
+    from accvideo.models import adapter_class
+
+    folder = tmp_path / "own"
+    shutil.copytree(tiny_wan_dir, folder)
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    (folder / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "MyTransformer"}))
+    assert adapter_class(tiny_wan_dir).folder_transformer(tiny_wan_dir) is not None
+    assert adapter_class(folder).folder_transformer(folder) is None
+
+
+def test_a_lora_rank_past_every_layer_is_refused_before_the_teacher_loads(
+    tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """The rank's bound needs the targeted layers' shapes: read from a transformer built on the meta device."""
+    import accvideo.distill.trainer as trainer
+
+    def never(*a, **kw):
+        raise AssertionError("loaded before the refusal")
+
+    monkeypatch.setattr(trainer, "load_adapter", never)
+    config = json.loads((tiny_wan_dir / "transformer" / "config.json").read_text())
+    width = config["num_attention_heads"] * config["attention_head_dim"]  # every attention projection: width x width
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, f"lora_rank={width + 1}"), capsys)
+    assert code == 2 and err == (
+        f"error: lora_rank {width + 1} exceeds the rank of every targeted layer (at most {width}); use a lora_rank "
+        f"of at most {width}, or lora_rank=0 for a full student\n"
+    )
+    assert not run.exists()
 
 
 def test_feature_blocks_outside_the_teacher_are_refused_before_it_loads(

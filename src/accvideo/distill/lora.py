@@ -30,18 +30,29 @@ def targets_for(adapter, targets: Sequence[str] | None) -> list[str]:
     return list(default)
 
 
-def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:
-    """Wrap `targets` of `transformer` in LoRA layers (float32) in place; returns the trainable LoRA parameters."""
+def targeted_rank(transformer: nn.Module, targets: Sequence[str]) -> int | None:
+    """The largest rank (min of in and out features) among the Linear layers `targets` names; None if none match
+    (peft then says which names matched nothing). Works on a transformer built on the meta device."""
     ranks = [
         min(m.in_features, m.out_features)
         for name, m in transformer.named_modules()
         if isinstance(m, nn.Linear) and any(name == t or name.endswith(f".{t}") for t in targets)
     ]
-    if ranks and rank > max(ranks):  # no layer could use it (2^63 overflowed torch's sizes: a traceback)
+    return max(ranks) if ranks else None
+
+
+def check_lora_rank(rank: int, most: int | None) -> None:
+    """Refuse a rank no targeted layer could use (2^63 overflowed torch's sizes: a traceback)."""
+    if most is not None and rank > most:
         raise AccVideoError(
-            f"lora_rank {rank} exceeds the rank of every targeted layer (at most {max(ranks)}); use a lora_rank of "
-            f"at most {max(ranks)}, or lora_rank=0 for a full student"
+            f"lora_rank {rank} exceeds the rank of every targeted layer (at most {most}); use a lora_rank of "
+            f"at most {most}, or lora_rank=0 for a full student"
         )
+
+
+def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:
+    """Wrap `targets` of `transformer` in LoRA layers (float32) in place; returns the trainable LoRA parameters."""
+    check_lora_rank(rank, targeted_rank(transformer, targets))
     try:
         transformer.add_adapter(lora_config(rank, alpha, targets))
     except ValueError as exc:  # peft: no module matched the target names

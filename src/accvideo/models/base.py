@@ -186,6 +186,22 @@ class TransformerAdapter:
             return None
         return sum(counts)
 
+    @classmethod
+    def folder_transformer(cls, path: str | Path) -> torch.nn.Module | None:
+        """The transformer of the pipeline folder `path` built on the meta device from its config.json (seconds,
+        no weight read), for checks that need its layers' shapes before loading; None when its class is not one of
+        diffusers' models or the config does not build (the loader then says what is wrong)."""
+        import diffusers
+
+        folder = Path(path) / "transformer"
+        model_cls = getattr(diffusers, str(_config(folder).get("_class_name")), None)
+        if not (isinstance(model_cls, type) and issubclass(model_cls, diffusers.ModelMixin)):
+            return None
+        try:
+            return empty_module(model_cls, folder)
+        except Exception:  # a config the class cannot take: the load refuses it in its own words
+            return None
+
     # --- shapes ---------------------------------------------------------------------------------
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, F', H', W') of one video: F' = (F-1)/4 + 1, H' = H/8, W' = W/8."""
