@@ -423,6 +423,54 @@ def test_a_transformer_class_diffusers_lacks_leaves_the_lora_rank_check_to_the_l
     assert adapter_class(folder).folder_transformer(folder) is None
 
 
+FIX = "name layers by the end of their names (the default: to_q, to_k, to_v, to_out.0)"
+
+
+@pytest.mark.parametrize(
+    "targets, line",
+    [
+        ("[nope]", f"lora_targets ['nope'] match no module of the teacher's transformer; {FIX}"),
+        (
+            "[blocks]",
+            f"lora_targets match blocks, a ModuleList, which a LoRA cannot wrap (Linear, Conv or Embedding "
+            f"layers only); {FIX}",
+        ),
+        (
+            "[to_out]",
+            f"lora_targets match blocks.0.attn1.to_out, a ModuleList, which a LoRA cannot wrap (Linear, "
+            f"Conv or Embedding layers only); {FIX}",
+        ),
+    ],
+)
+def test_lora_targets_that_name_no_wrappable_layer_are_refused_before_the_teacher_loads(
+    targets, line, tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """peft refused them only after the teacher had loaded, in its words ("Target module ModuleList() is not
+    supported", cut to its first line)."""
+    import accvideo.distill.trainer as trainer
+
+    def never(*a, **kw):
+        raise AssertionError("loaded before the refusal")
+
+    monkeypatch.setattr(trainer, "load_adapter", never)
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "lora_rank=2", f"lora_targets={targets}"), capsys)
+    assert code == 2 and err == f"error: {line}\n"
+    assert not run.exists()
+
+
+def test_a_convolution_is_a_lora_target(tiny_wan_dir, synvid, tmp_path, capsys):
+    """The check lets through what peft wraps: the patch embedding (a Conv3d) trains as a LoRA."""
+    run = tmp_path / "run"
+    args = distill_args(tiny_wan_dir, synvid, run, "iterations=1", "lora_rank=2", "lora_targets=[patch_embedding]")
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    names = set(load_file(run / "student" / "pytorch_lora_weights.safetensors"))
+    assert names and all(n.startswith("transformer.patch_embedding.lora_") for n in names), names
+
+
 def test_a_lora_rank_past_every_layer_is_refused_before_the_teacher_loads(
     tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
 ):

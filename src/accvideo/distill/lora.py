@@ -30,15 +30,41 @@ def targets_for(adapter, targets: Sequence[str] | None) -> list[str]:
     return list(default)
 
 
+# the layers peft can wrap in a LoRA (the ones a video transformer has)
+WRAPPABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.MultiheadAttention)
+
+
+def targeted(transformer: nn.Module, targets: Sequence[str]) -> list[tuple[str, nn.Module]]:
+    """The modules `targets` names, as peft matches them: the whole name, or its last dotted parts."""
+    return [(n, m) for n, m in transformer.named_modules() if any(n == t or n.endswith(f".{t}") for t in targets)]
+
+
+def check_lora_targets(transformer: nn.Module, targets: Sequence[str]) -> None:
+    """Refuse `lora_targets` that name no layer of `transformer`, or a module a LoRA cannot wrap (a block, a list
+    of blocks), in one line. Works on a transformer built on the meta device (the check before loading)."""
+    fix = "name layers by the end of their names (the default: to_q, to_k, to_v, to_out.0)"
+    found = targeted(transformer, targets)
+    if not found:
+        raise AccVideoError(f"lora_targets {list(targets)} match no module of the teacher's transformer; {fix}")
+    name, module = next(((n, m) for n, m in found if not isinstance(m, WRAPPABLE)), (None, None))
+    if module is not None:
+        raise AccVideoError(
+            f"lora_targets match {name}, a {type(module).__name__}, which a LoRA cannot wrap (Linear, Conv or "
+            f"Embedding layers only); {fix}"
+        )
+
+
 def targeted_rank(transformer: nn.Module, targets: Sequence[str]) -> int | None:
-    """The largest rank (min of in and out features) among the Linear layers `targets` names; None if none match
-    (peft then says which names matched nothing). Works on a transformer built on the meta device."""
-    ranks = [
-        min(m.in_features, m.out_features)
-        for name, m in transformer.named_modules()
-        if isinstance(m, nn.Linear) and any(name == t or name.endswith(f".{t}") for t in targets)
-    ]
+    """The largest rank (min of in and out features) among the Linear layers `targets` names; None if none match.
+    Works on a transformer built on the meta device."""
+    ranks = [min(m.in_features, m.out_features) for _, m in targeted(transformer, targets) if isinstance(m, nn.Linear)]
     return max(ranks) if ranks else None
+
+
+def check_lora(transformer: nn.Module, rank: int, targets: Sequence[str]) -> None:
+    """What can be checked of a LoRA student before it is made: its targets, and its rank against theirs."""
+    check_lora_targets(transformer, targets)
+    check_lora_rank(rank, targeted_rank(transformer, targets))
 
 
 def check_lora_rank(rank: int, most: int | None) -> None:
@@ -52,7 +78,7 @@ def check_lora_rank(rank: int, most: int | None) -> None:
 
 def add_lora(transformer: nn.Module, rank: int, alpha: float | None, targets: Sequence[str]) -> list[nn.Parameter]:
     """Wrap `targets` of `transformer` in LoRA layers (float32) in place; returns the trainable LoRA parameters."""
-    check_lora_rank(rank, targeted_rank(transformer, targets))
+    check_lora(transformer, rank, targets)
     try:
         transformer.add_adapter(lora_config(rank, alpha, targets))
     except ValueError as exc:  # peft: no module matched the target names

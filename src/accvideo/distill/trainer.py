@@ -35,7 +35,7 @@ from accvideo.distill import losses, state
 from accvideo.distill.config import DistillConfig
 from accvideo.distill.data import Trajectories, fake_seed
 from accvideo.distill.heads import Heads, default_feature_blocks
-from accvideo.distill.lora import check_lora_rank, targeted_rank, targets_for
+from accvideo.distill.lora import check_lora, targets_for
 from accvideo.distill.models import make_student, parallelize_student
 from accvideo.distill.plots import LossLog, check_tensorboard
 from accvideo.distill.probe import game_stats, probe_heads
@@ -109,7 +109,7 @@ class Distiller:
         if cfg.feature_blocks is not None and read is not None and (count := read(model_dir)) is not None:
             self.check_feature_blocks(list(cfg.feature_blocks), count)  # before loading: minutes at real size
         if cfg.lora_rank > 0 and (empty := getattr(family, "folder_transformer", lambda _: None)(model_dir)):
-            check_lora_rank(cfg.lora_rank, targeted_rank(empty, targets_for(family, cfg.lora_targets)))  # likewise
+            check_lora(empty, cfg.lora_rank, targets_for(family, cfg.lora_targets))  # likewise
         self.device = dist.local_device(resolve_device(cfg.device))
         # the transformer alone: SynVid items hold the text encodings; the VAE (and the text encoders, for the clips'
         # captions) only to encode real videos, released once they are encoded (run()). When FSDP2 may shard
