@@ -134,6 +134,14 @@ def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(out), subfolder="scheduler")
     torch.testing.assert_close(stock_generate(pipe, manifest["call"]), ours, atol=1e-4, rtol=0)
 
+    # accvideo itself samples the student, not its LoRA file: one line naming the student the export came from
+    one_line_error(
+        ["sample", "--model", str(out), "--out", str(tmp_path / "c.mp4"), "--device", "cpu"],
+        capsys,
+        f"{out} is a LoRA export: the student's LoRA weights alone, which diffusers loads onto its teacher (its "
+        f"README.md); pass the student it was made from ({manifest['student']}) or a --format diffusers export",
+    )
+
     # a full student has no LoRA to export
     one_line_error(
         ["export", str(runs["full"]), "--format", "lora", "--out", str(tmp_path / "x")], capsys, "--format diffusers"

@@ -127,12 +127,12 @@ def _sample(cfg) -> None:
         clips = f"{r['sampled']} clip{'' if r['sampled'] == 1 else 's'}"
         _echo(
             f"wrote {clips} to {r['out']} ({r['clips']} listed in manifest.jsonl{kept}; "
-            f"{r['resolved_steps']} steps, guidance {r['resolved_guidance']}, {r['seconds_generate']:.1f} s)"
+            f"{r['resolved_steps']} steps, guidance {r['resolved_guidance']:g}, {r['seconds_generate']:.1f} s)"
         )
         return
     _echo(
-        f"wrote {', '.join(r['outputs'])} ({r['resolved_steps']} steps, guidance {r['resolved_guidance']}, "
-        f"shift {r['resolved_shift']}, {r['seconds_generate']:.1f} s)"
+        f"wrote {', '.join(r['outputs'])} ({r['resolved_steps']} steps, guidance {r['resolved_guidance']:g}, "
+        f"shift {r['resolved_shift']:g}, {r['seconds_generate']:.1f} s)"
     )
 
 

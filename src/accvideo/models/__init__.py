@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def load_plugins() -> None:
         _plugins[cls.pipeline_class] = f"{point.name} ({point.value})"
 
 
+def _lora_export_student(path: Path) -> str | None:
+    """The student a LoRA export was made from (its accvideo_export.json's record), 'its distill run' when not
+    recorded; None for any other export."""
+    try:
+        info = json.loads((path / "accvideo_export.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("kind") != "lora":
+        return None
+    return info["student"] if isinstance(info.get("student"), str) else "its distill run"
+
+
 def model_index(path: str | Path) -> dict:
     """The parsed model_index.json of a local diffusers pipeline directory, with one-line errors for bad paths."""
     path = Path(path)
@@ -116,6 +129,11 @@ def model_index(path: str | Path) -> dict:
             raise AccVideoError(
                 f"{path} is a distill run with no student yet (it writes one at its first checkpoint); rerun its "
                 "distill command to train it, or pass a run that has one"
+            )
+        if made_by == "export" and (lora := _lora_export_student(path)) is not None:
+            raise AccVideoError(
+                f"{path} is a LoRA export: the student's LoRA weights alone, which diffusers loads onto its teacher "
+                f"(its README.md); pass the student it was made from ({lora}) or a --format diffusers export"
             )
         raise AccVideoError(f"{path} is the output of `accvideo {made_by}`, not a model; pass a pipeline or a student")
     if not index.is_file():
