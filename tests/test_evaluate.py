@@ -498,3 +498,19 @@ def test_image_to_video_mode_starts_each_clip_from_the_worlds_first_frame():
         own = np.abs(video[0] / 255.0 - real[0]).mean()  # the VAE's reconstruction of the real first frame
         other = np.abs(video[0] / 255.0 - render_batch([(parse_caption(p), s) for p, s in pairs if p != prompt])[0, 0])
         assert own < 0.06 and own < other.mean() / 2, (own, other.mean())
+
+
+@pytest.mark.parametrize("model", ["missing", "synvid"])
+def test_a_model_that_is_none_is_refused_before_the_folder_is_made(model, synvid, tmp_path, capsys):
+    """The folder was claimed first, then the model's identity refused a missing one ("teacher folder ... holds no
+    files; pass --teacher", a flag evaluate lacks), leaving an empty marked folder."""
+    given = {"missing": tmp_path / "nowhere", "synvid": synvid}[model]
+    out = tmp_path / "ev"
+    code, captured = _run_cli(["evaluate", "--model", str(given), "--prompts", "4", "--out", str(out)], capsys)
+    err = captured.err
+    want = {
+        "missing": f"model directory {given} does not exist; pass a local diffusers pipeline folder",
+        "synvid": f"{given} is the output of `accvideo synthesize`, not a model",
+    }[model]
+    assert code == 2 and err.count("\n") == 1 and want in err, err
+    assert not out.exists()

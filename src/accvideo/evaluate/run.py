@@ -164,6 +164,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
             clear_video_folder(out / "videos")
     else:
         resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
+        model_family(cfg.model)  # likewise a model folder that is none (missing, another command's output)
         if cfg.runtime.decoder is not None:  # missing, damaged or another VAE's: before the folder and any load
             check_decoder(cfg.runtime.decoder, model_folder(cfg.model))
         out = claim_folder(

@@ -39,7 +39,9 @@ def _files(root: Path) -> list[Path]:
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     if not files:
-        raise AccVideoError(f"teacher folder {root} holds no files; pass --teacher a diffusers pipeline folder")
+        raise AccVideoError(
+            f"model folder {root} holds no files; pass a diffusers pipeline folder (--model, --teacher)"
+        )
     return files
 
 
