@@ -329,6 +329,18 @@ def test_bad_demo_settings_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("verb", ["demo", "ablate"])
+def test_a_teacher_that_is_none_is_refused_before_the_folder_is_made(verb, tmp_path, capsys):
+    """The folder was claimed (and training.json written) before the teacher was read."""
+    missing = tmp_path / "nowhere"
+    code, _, err = run_cli([verb, "--out", str(tmp_path / "d"), f"teacher={missing}"], capsys)
+    assert code == 2 and err == (
+        f"error: model directory {missing} does not exist; pass a local diffusers pipeline folder "
+        "(--model, --teacher)\n"
+    )
+    assert not (tmp_path / "d").exists()
+
+
 def test_demo_with_an_image_to_video_teacher_gives_each_prompt_its_world_first_frame(tmp_path):
     """The chain on an image-to-video teacher (the built-in's weights in the TI2V image layout, the start of
     `teacher train image=true init=builtin`): each train prompt carries the world's first frame of its seed, SynVid

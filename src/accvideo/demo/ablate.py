@@ -23,7 +23,7 @@ import torch
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import FolderLock, claim_folder
-from accvideo.core.runtime import resolve_device
+from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.demo.chain import (
     Sampler,
     Stages,
@@ -43,6 +43,7 @@ from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN, AblationConfig
 from accvideo.distill.reals import check_real_data
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.intervals import compare, summarise
+from accvideo.models import adapter_class
 from accvideo.synthesize import SynVidDataset
 
 ROW_LABELS = {
@@ -120,6 +121,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
+    adapter_class(resolve_model(cfg.teacher))  # likewise a teacher folder that is none
     if cfg.real_data and "e" in cfg.rows:
         check_real_data(cfg.real_data)  # before the SynVid: row (e) comes last
     out = claim_folder(cfg.out, "ablate")

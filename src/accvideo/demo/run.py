@@ -33,6 +33,7 @@ from accvideo.demo.chain import (
 )
 from accvideo.demo.config import DEMO_TRAINING, ChainConfig
 from accvideo.demo.report import comparison_table, copy_plot, frame_grid_png, grid_video
+from accvideo.models import adapter_class
 from accvideo.models.decoder import check_decoder
 
 WORK_STAGES = {"synthesize", "distill", "sample + evaluate"}  # a rerun that reused them all keeps the report
@@ -60,6 +61,7 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
+    adapter_class(resolve_model(cfg.teacher))  # likewise a teacher folder that is none
     if cfg.decoder is not None:  # missing, damaged or another VAE's: before the chain, not at its sampling stage
         check_decoder(cfg.decoder, resolve_model(cfg.teacher))
     out = Path(cfg.out)
