@@ -56,6 +56,9 @@ def test_ti2v_folder_opens_the_ti2v_adapter_with_the_wan22_vae_geometry(ti2v_dir
     assert adapter_class(ti2v_dir) is WanTI2VAdapter and type(ti2v) is WanTI2VAdapter
     assert ti2v.family == "wan2.2-ti2v" and ti2v.pipe.config.expand_timesteps
     assert (ti2v.spatial_factor, ti2v.temporal_factor, ti2v.size_multiple) == (16, 4, 32)
+    from accvideo.models.decoder import folder_geometry  # what --decoder is checked against before the model loads
+
+    assert folder_geometry(ti2v_dir) == (ti2v.latent_channels, ti2v.temporal_factor, ti2v.spatial_factor) == (48, 4, 16)
     assert ti2v.latent_shape(FRAMES, H, W) == (48, 3, 4, 4)
     assert ti2v._latents_mean.flatten()[:2].tolist() == pytest.approx([-0.2289, -0.0052])  # the Wan 2.2 VAE's
     assert ti2v._latents_std.flatten()[-1].item() == pytest.approx(0.7744)

@@ -20,6 +20,7 @@ VAE's decode (models/runtime.py).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,12 +336,31 @@ def load_decoder_for(path: str | Path, model_dir: str | Path) -> tuple[TinyDecod
     return load_decoder(path, vae_identity(model_dir, like=recorded if isinstance(recorded, str) else None))
 
 
+def folder_geometry(model_dir: str | Path) -> tuple[int, int, int] | None:
+    """(latent channels, time factor, space factor) read from the pipeline's vae/config.json before it loads (Wan's
+    z_dim and scale_factor_*, HunyuanVideo's latent_channels and *_compression_ratio); None when it does not say
+    (the loaded VAE is checked then)."""
+    try:
+        cfg = json.loads((Path(model_dir) / "vae" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    keys = (("z_dim", "latent_channels"), ("scale_factor_temporal", "temporal_compression_ratio"))
+    keys += (("scale_factor_spatial", "spatial_compression_ratio"),)
+    values = tuple(next((cfg[k] for k in names if k in cfg), None) for names in keys)
+    return values if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values) else None
+
+
 def check_geometry(decoder: TinyDecoder, adapter) -> None:
     """A decoder whose latent channels or factors differ from the model's is refused (one line)."""
     want = spec_for(adapter)
+    _check_geometry(decoder, (want.latent_channels, want.temporal_factor, want.spatial_factor))
+
+
+def _check_geometry(decoder: TinyDecoder, need: tuple[int, int, int]) -> None:
     s = decoder.spec
     got = (s.latent_channels, s.temporal_factor, s.spatial_factor)
-    need = (want.latent_channels, want.temporal_factor, want.spatial_factor)
     if got != need:
         raise AccVideoError(
             f"the decoder takes latents of {got[0]} channels at {got[1]}x time / {got[2]}x space, but this model's VAE "
@@ -357,7 +377,10 @@ def check_decoder(name: str, model_dir: Path | None, allow_random: bool = False)
         return None
     if model_dir is None:
         raise AccVideoError(f"--decoder {name} needs the model's VAE folder to check; with --random-weights use tiny")
-    return load_decoder_for(name, model_dir)[0]
+    decoder = load_decoder_for(name, model_dir)[0]
+    if (need := folder_geometry(model_dir)) is not None:  # its VAE's geometry, before the model loads
+        _check_geometry(decoder, need)
+    return decoder
 
 
 def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool = False) -> TinyDecoder:
