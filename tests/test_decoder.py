@@ -732,20 +732,3 @@ def test_every_command_refuses_a_wrong_decoder_before_any_work_or_folder(tiny_wa
         argv = ["sample", "--model", str(tiny_wan_dir), "--prompt", "a red circle", "--decoder", str(decoder)]
         code, _, err = run_cli([*argv, "--out", str(clip)], capsys)
         assert code == 2 and says in err and err.count("\n") == 1 and not clip.exists(), err
-
-
-@pytest.mark.parametrize("family", ["wan", "wan-i2v", "wan-a14b", "hunyuan"])
-def test_the_vae_geometry_read_from_the_config_is_the_loaded_models(family, tiny_wan_dir, tiny_i2v_dir, tmp_path):
-    """What a --decoder is checked against before the model loads (Wan 2.2 TI2V's 48 x 4 x 16: test_wan_ti2v.py)."""
-    from accvideo.models import load_adapter
-    from accvideo.models.decoder import folder_geometry
-    from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan_a14b
-
-    folder = {
-        "wan": lambda: tiny_wan_dir,
-        "wan-i2v": lambda: tiny_i2v_dir,
-        "wan-a14b": lambda: save_tiny_wan_a14b(tmp_path / "a14b"),
-        "hunyuan": lambda: save_tiny_hunyuan(tmp_path / "hy"),
-    }[family]()
-    loaded = load_adapter(folder)
-    assert folder_geometry(folder) == (loaded.latent_channels, loaded.temporal_factor, loaded.spatial_factor)

@@ -392,8 +392,13 @@ def test_a_signal_in_the_last_iteration_finishes_the_run_and_says_so(
 
 
 @pytest.mark.parametrize("family", ["wan", "wan-i2v", "wan-a14b", "hunyuan"])
-def test_the_block_count_read_from_the_config_is_the_loaded_teachers(family, tiny_wan_dir, tiny_i2v_dir, tmp_path):
+def test_what_the_checks_before_loading_read_from_the_configs_is_the_loaded_teachers(
+    family, tiny_wan_dir, tiny_i2v_dir, tmp_path
+):
+    """Block count (feature_blocks), largest LoRA rank (lora_rank) and VAE geometry (--decoder), each read before the
+    teacher loads, equal the loaded teacher's (Wan 2.2 TI2V's VAE geometry: test_wan_ti2v.py)."""
     from accvideo.models import adapter_class, load_adapter
+    from accvideo.models.decoder import folder_geometry
     from accvideo.models.tiny import save_tiny_hunyuan, save_tiny_wan_a14b
 
     folder = {
@@ -410,6 +415,7 @@ def test_the_block_count_read_from_the_config_is_the_loaded_teachers(family, tin
     empty = family_cls.folder_transformer(folder)
     assert all(p.is_meta for p in empty.parameters())
     assert targeted_rank(empty, targets) == targeted_rank(loaded.transformer, targets) == loaded.width
+    assert folder_geometry(folder) == (loaded.latent_channels, loaded.temporal_factor, loaded.spatial_factor)
 
 
 def test_a_transformer_class_diffusers_lacks_leaves_the_lora_rank_check_to_the_load(tiny_wan_dir, tmp_path):
