@@ -206,6 +206,15 @@ def sample_gif_over_a_users_gif(env):
 
 
 @case
+def sample_mp4_beside_the_gif_of_another_out(env):  # a.gif (another prompt, --out a.gif) was removed as stale
+    clip = ["sample", "--model", str(env.teacher), *SMALL]
+    with pytest.raises(SystemExit) as first:
+        main([*clip, "--prompt", "a red circle", "--out", str(env.tmp / "a.gif")])
+    assert first.value.code in (0, None) and (env.tmp / "a.gif").is_file()
+    return [*clip, "--prompt", "a blue square", "--out", str(env.tmp / "a.mp4")], "is the clip of an earlier"
+
+
+@case
 def sample_into_the_model_folder(env):
     t = env.copy(env.teacher, "teacher")
     return ["sample", "--model", str(t), *SMALL, "--out", str(t / "clip.mp4")], "inside the model folder"

@@ -20,6 +20,7 @@ from accvideo.core.outputs import FolderLock, claim_file, record_file, remove_fi
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, sample_latents
 from accvideo.core.video import write_error, write_video
+from accvideo.errors import AccVideoError
 from accvideo.models import size_multiple_of
 from accvideo.models.decoder import check_decoder
 from accvideo.models.defaults import check_form, fill_video, settings_line
@@ -90,6 +91,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     inputs = {"model": resolve_model(cfg.model)}
     for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
         claim_file(path, COMMAND, inputs=inputs)
+    _check_other_clip(out)
     # one sample at a time per --out: two interleaved their ledger entries, and every later run was refused
     with FolderLock.beside(out, COMMAND):
         return _sample(cfg, out, written, progress)
@@ -215,6 +217,24 @@ def _stage_text(path: Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise write_error(path, exc) from None
     return tmp
+
+
+def _check_other_clip(out: Path) -> None:
+    """Refuse an --out whose settings YAML belongs to the clip of another --out of the same name (`a.gif`, then
+    `--out a.mp4`: both are a.yaml's): this run would replace that YAML and then remove the other clip as stale."""
+    try:
+        earlier = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return
+    recorded = earlier.get("out") if isinstance(earlier, dict) else None
+    if not isinstance(recorded, str) or Path(recorded).name == out.name:
+        return
+    other = out.with_name(Path(recorded).name)
+    if other.stem == out.stem and other.is_file():
+        raise AccVideoError(
+            f"{other} is the clip of an earlier `accvideo sample --out {other.name}`, and {out.with_suffix('.yaml')} "
+            f"holds its settings; pass another --out, or --out {other.name} to replace it"
+        )
 
 
 def _stale(out: Path, written: list[Path]) -> list[Path]:
