@@ -206,3 +206,27 @@ def test_two_torchrun_processes_write_the_clips_of_one(tiny_wan_dir, tmp_path):
         assert digest(tmp_path / "two" / r["file"]) == digest(tmp_path / "one" / r["file"]), r["file"]
     assert "cpu x 2" in (tmp_path / "two" / "sample.yaml").read_text()
     assert not (tmp_path / "two" / ".accvideo-lock").exists()
+
+
+@pytest.mark.parametrize("stop", ["error", "ctrl-c"])
+def test_an_error_or_ctrl_c_midway_is_the_last_line_not_glued_to_the_progress_bar(
+    stop, tiny_wan_dir, tmp_path, capsys, monkeypatch
+):
+    """The bar was left open: the line went on after it (`| 3/40 [...]interrupted`), and the bar drew itself again
+    after the line when it was collected."""
+    from accvideo.errors import AccVideoError
+
+    calls, real = [], batch.write_video
+
+    def fails_at_the_third(path, *rest):
+        calls.append(path)
+        if len(calls) == 3:
+            raise AccVideoError("the disk went away") if stop == "error" else KeyboardInterrupt
+        return real(path, *rest)
+
+    monkeypatch.setattr(batch, "write_video", fails_at_the_third)
+    argv = ["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompt_file(tmp_path)), *SMALL]
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "clips")], capsys)
+    last = "error: the disk went away" if stop == "error" else "interrupted"
+    assert code == (2 if stop == "error" else 130), err
+    assert "sample:" in err and err.endswith(f"\n{last}\n"), repr(err[-300:])

@@ -684,7 +684,19 @@ def _first_on_this_node(line: str) -> bool:
     return True
 
 
+def _close_bars() -> None:
+    """Close the progress bars an error or a Ctrl-C left open, so that the one line starts a line of its own and is
+    the last: a bar closed later (when it is collected at exit) drew itself again after it."""
+    std = sys.modules.get("tqdm.std")  # never imported: no bar was ever open
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar whose stream is gone: nothing to tidy
+            pass
+
+
 def _fail(line: str) -> None:
+    _close_bars()
     if _first_on_this_node(line):
         _echo(f"error: {line}", err=True)
     sys.exit(2)
@@ -696,6 +708,7 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
     # module imports) marks it unhandled in CPython, and a `python -m accvideo` run (torchrun's workers) then ends
     # by SIGINT whatever code it exits with (SIGTERM read as Ctrl-C); an exec that returns clears the mark.
     exec("pass")
+    _close_bars()
     if LAUNCHER_GONE.is_set():
         _echo(launcher_gone_line(), err=True)
         sys.exit(130)
