@@ -106,6 +106,23 @@ def test_console_script_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: model directory")
 
+    # torch makes its kernel cache folder as diffusers is imported, before any command runs: was a traceback
+    (tmp_path / "a-file").write_text("")
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "a-file" / "kernels")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", str(tmp_path / "p.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: cannot make TORCHINDUCTOR_CACHE_DIR={tmp_path}/a-file/kernels (Not a directory: "
+        f"{tmp_path}/a-file/kernels); set TORCHINDUCTOR_CACHE_DIR to a folder you can write (docs/sample.md, "
+        "run-time options)\n"
+    )
+    assert not (tmp_path / "p.txt").exists()
+
 
 def test_out_of_gpu_memory_is_one_line_naming_the_fixes(monkeypatch, tmp_path, capsys):
     import torch

@@ -545,6 +545,13 @@ def _quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - both are dependencies
         pass
+    except OSError as exc:  # torch makes its kernel cache folder as diffusers imports it
+        cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        where = f"TORCHINDUCTOR_CACHE_DIR={cache}" if cache else "torch's kernel cache (/tmp/torchinductor_$USER)"
+        raise AccVideoError(
+            f"cannot make {where} ({exc.strerror or exc}: {exc.filename}); set TORCHINDUCTOR_CACHE_DIR to a folder "
+            "you can write (docs/sample.md, run-time options)"
+        ) from None
     # diffusers logs a missing weights file as an error and then raises; the raise becomes our one line
     logging.getLogger("diffusers.models.modeling_utils").addFilter(
         lambda record: not record.getMessage().startswith("An error occurred while trying to fetch")
