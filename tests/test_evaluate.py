@@ -514,3 +514,22 @@ def test_a_model_that_is_none_is_refused_before_the_folder_is_made(model, synvid
     }[model]
     assert code == 2 and err.count("\n") == 1 and want in err, err
     assert not out.exists()
+
+
+def test_a_manifest_naming_a_file_that_is_no_clip_or_a_folder_is_one_line(tmp_path, heldout, capsys):
+    """A file no decoder reads was wrapped twice ("cannot read X (AccVideoError: video X is not readable (...);
+    re-encode or remove it); re-encode it ..."); a folder was said not to exist."""
+    pairs, real = heldout
+    folder = write_video_folder(tmp_path / "clips", real[:2], pairs[:2], fmt="mp4")
+    (folder / "notes.mp4").write_text("not a video")
+    (folder / "sub.mp4").mkdir()
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    for name, says in (
+        ("notes.mp4", "is not readable ("),
+        ("sub.mp4", "which is a folder, not a clip; fix the manifest"),
+    ):
+        rows[0]["file"] = name
+        (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        code, out = _run_cli(["evaluate", "--videos", str(folder), "--out", str(tmp_path / "ev")], capsys)
+        assert code == 2 and out.err.count("\n") == 1 and says in out.err, out.err
+        assert "cannot read" not in out.err and out.err.count("re-encode") <= 1

@@ -700,6 +700,24 @@ def evaluate_a_clip_of_nan(env):
 
 
 @case
+def evaluate_float_clips_of_0_to_255(env):  # scored as saturated frames: wrong numbers, exit 0
+    import numpy as np
+
+    from accvideo.evaluate.folder import write_video_folder
+
+    folder = write_video_folder(env.tmp / "clips", np.zeros((2, 17, 64, 64, 3), np.uint8), [("a", 1), ("b", 2)], "npy")
+    for i, path in enumerate(sorted(folder.glob("*.npy"))):
+        np.save(path, np.full((17, 64, 64, 3), 100.0 + i, np.float32))
+    return [
+        "evaluate",
+        "--videos",
+        str(folder),
+        "--out",
+        str(env.tmp / "e"),
+    ], "not in [0, 1]; divide 0-255 frames by 255"
+
+
+@case
 def a_count_that_would_fill_memory(env):
     if env.variant == "evaluate":
         return ["evaluate", "--model", str(env.teacher), "--prompts", "1000000000", "--out", str(env.tmp / "e")], (

@@ -51,6 +51,8 @@ def _find_file(folder: Path, entry: dict, index: int) -> Path:
     """The entry's 'file', else the conventional name with any known suffix."""
     if "file" in entry:
         path = folder / str(entry["file"])
+        if path.is_dir():
+            raise AccVideoError(f"manifest entry {index} names {path}, which is a folder, not a clip; fix the manifest")
         if not path.is_file():
             raise AccVideoError(f"manifest entry {index} names {path}, which does not exist; fix the manifest")
         return path
@@ -61,10 +63,15 @@ def _find_file(folder: Path, entry: dict, index: int) -> Path:
     raise AccVideoError(f"no clip {video_name(index)} (or .gif/.npy) for manifest entry {index} in {folder}")
 
 
+FLOAT_SLACK = 1e-3  # float frames a little outside [0, 1] (rounding) are taken as they are
+
+
 def read_clip(path: Path) -> np.ndarray:
     """One clip as (F, H, W, 3): uint8 from .mp4/.gif, as stored (uint8 or float in [0, 1]) from .npy."""
     try:
         clip = np.load(path, allow_pickle=False) if path.suffix == ".npy" else read_video(path)
+    except AccVideoError:  # read_video's own line, with its fix
+        raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
         raise AccVideoError(f"cannot read {path} ({type(exc).__name__}: {exc}); re-encode it as .mp4 or .npy") from None
     if clip.ndim != 4 or clip.shape[-1] != 3:
@@ -73,6 +80,12 @@ def read_clip(path: Path) -> np.ndarray:
         raise AccVideoError(f"{path} holds {clip.dtype} frames; write uint8 frames or floats in [0, 1]")
     if clip.dtype != np.uint8 and not np.isfinite(clip).all():
         raise AccVideoError(f"{path} holds NaN or infinite values; write finite frames in [0, 1] (or uint8)")
+    if clip.dtype != np.uint8 and clip.size and not (-FLOAT_SLACK <= clip.min() and clip.max() <= 1 + FLOAT_SLACK):
+        # frames of 0..255 as floats were scored as if saturated: wrong numbers, exit 0
+        raise AccVideoError(
+            f"{path} holds float frames in [{clip.min():g}, {clip.max():g}], not in [0, 1]; divide 0-255 frames by "
+            "255 (or write uint8)"
+        )
     return clip
 
 
