@@ -718,6 +718,20 @@ def evaluate_float_clips_of_0_to_255(env):  # scored as saturated frames: wrong 
 
 
 @case
+def a_distill_run_as_the_teacher(env):  # said "a distill run with no student yet ... rerun its distill command"
+    run = env.student_run()
+    args = ["distill", "--teacher", str(run), "--data", str(env.synvid), "--out", str(env.tmp / "r2"), *DISTILL]
+    return args, f"is a distill run: its student samples (`accvideo sample --model {run}`) but is no teacher pipeline"
+
+
+@case
+def a_distill_run_as_the_data(env):  # named the fix `accvideo synthesize --out RUN`, which that refuses
+    run = env.student_run()
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(run), "--out", str(env.tmp / "r2"), *DISTILL]
+    return args, "is the output of `accvideo distill`, not a SynVid; pass the --out of `accvideo synthesize`"
+
+
+@case
 def a_count_that_would_fill_memory(env):
     if env.variant == "evaluate":
         return ["evaluate", "--model", str(env.teacher), "--prompts", "1000000000", "--out", str(env.tmp / "e")], (

@@ -100,6 +100,15 @@ def load_plugins() -> None:
         _plugins[cls.pipeline_class] = f"{point.name} ({point.value})"
 
 
+def _recorded(folder: Path, key: str) -> str:
+    """`key` of a student's student.json, as a hint in a refusal; 'its --teacher' when unreadable."""
+    try:
+        value = json.loads((folder / "student.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else "its --teacher"
+
+
 def _lora_export_student(path: Path) -> str | None:
     """The student a LoRA export was made from (its accvideo_export.json's record), 'its distill run' when not
     recorded; None for any other export."""
@@ -125,6 +134,11 @@ def model_index(path: str | Path) -> dict:
         )
     index = path / "model_index.json"
     if not index.is_file() and (made_by := owner(path)) is not None:  # another command's output, named as a model
+        if made_by == "distill" and (path / "student" / "student.json").is_file():  # a student is never a teacher
+            raise AccVideoError(
+                f"{path} is a distill run: its student samples (`accvideo sample --model {path}`) but is no teacher "
+                f"pipeline; pass the pipeline it was distilled from ({_recorded(path / 'student', 'teacher_dir')})"
+            )
         if made_by == "distill":
             raise AccVideoError(
                 f"{path} is a distill run with no student yet (it writes one at its first checkpoint); rerun its "

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
-from accvideo.core.outputs import check_not_being_written
+from accvideo.core.outputs import check_not_being_written, owner
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
@@ -30,6 +30,10 @@ def build_index(root: str | Path) -> list[ShardHeader]:
 
 def _settings(root: Path, headers: list[ShardHeader]) -> SynVidSettings:
     if not headers:
+        made_by = owner(root)
+        if made_by not in (None, "synthesize") or (root / "model_index.json").is_file():  # not one to synthesize into
+            what = f"the output of `accvideo {made_by}`" if made_by else "a model folder"
+            raise AccVideoError(f"{root} is {what}, not a SynVid; pass the --out of `accvideo synthesize`")
         raise AccVideoError(f"{root} holds no SynVid shards; make them with `accvideo synthesize --out {root}`")
     first = headers[0]
     for h in headers[1:]:
