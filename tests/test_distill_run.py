@@ -205,6 +205,17 @@ def test_a_dataset_with_a_shard_gone_trains_on_the_rest_and_says_so(tiny_wan_dir
     assert len([w for w in seen if "lacks" in str(w.message)]) == 1
 
 
+def test_a_dataset_whose_synthesize_stopped_early_says_what_it_lacks(synvid, tmp_path):
+    """Items past the last one held (a synthesize interrupted after its first shards) went unsaid: synvid.yaml,
+    written as synthesize starts, holds the prompt list's length."""
+    data = tmp_path / "syn"
+    shutil.copytree(synvid, data)
+    sorted(data.glob("shard-*.safetensors"))[-1].unlink()  # items 5..9 never written
+    assert SynVidDataset(data).missing_line().startswith(f"{data} lacks 5 of items 0..9 (a shard deleted, or a ")
+    (data / "synvid.yaml").unlink()  # the shards alone cannot tell
+    assert SynVidDataset(data).missing == 0
+
+
 def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_student(tiny_wan_dir, synvid, tmp_path, capsys):
     """A kill between the last checkpoint and the export leaves the previous save's student: the rerun, with nothing
     to train, exports the checkpoint's (it used to see student/ and stop); likewise a file deleted since."""

@@ -18,6 +18,7 @@ from accvideo.core.outputs import check_not_being_written, owner
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
+from accvideo.synthesize.layout import MANIFEST
 from accvideo.synthesize.shards import ShardHeader, item_tensor_names, list_shards, read_header
 
 SIGMA_TOLERANCE = 1e-6
@@ -66,6 +67,17 @@ def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> t
     return torch.tensor(rows)
 
 
+def _recorded_items(root: Path) -> int:
+    """The item count synthesize recorded in the folder's synvid.yaml as it started; 0 when it does not say."""
+    import yaml
+
+    try:
+        items = yaml.safe_load((root / MANIFEST).read_text()).get("items")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return 0
+    return items if isinstance(items, int) and not isinstance(items, bool) and items > 0 else 0
+
+
 class SynVidDataset(Dataset):
     """Items {"latents" (m+1, C, F', H', W') noisiest first, "sigmas" (m+1,), "cond" {name: (L, D)}, "prompt",
     "seed", "index"} (+ "image" for image-to-video), in prompt-list order.
@@ -99,7 +111,9 @@ class SynVidDataset(Dataset):
         if len({w[0] for w in where}) != len(where):
             raise AccVideoError(f"{self.root} holds an item twice; keep one run's shards per folder")
         self._where = [(s, j) for _, s, j in where]
-        self.missing = where[-1][0] + 1 - len(where)  # item indices absent below the last: a shard gone or unwritten
+        # item indices absent below the last (a shard gone or unwritten) or past it (a synthesize that stopped early:
+        # synvid.yaml, written as it starts, holds the prompt list's length)
+        self.missing = max(where[-1][0] + 1, _recorded_items(self.root)) - len(where)
         self.verify = verify
         self._reset()
 
