@@ -221,3 +221,26 @@ def test_a_size_the_model_cannot_take_is_refused_before_it_is_built_and_makes_no
     code, _, err = run_cli(["bench", *model, *args, "--device", "cpu", "--out", str(tmp_path / "b")], capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "b").exists()
+
+
+def test_random_weights_past_the_free_host_memory_are_refused_before_building(tmp_path, capsys, monkeypatch):
+    """On the CPU the kernel killed the process without a word (wan2.1-t2v-1.3b: 27 GiB in float32 on a 23 GiB
+    machine). The bytes come from the pipeline built on the meta device: here wan-tiny's float32 parameters, against
+    one byte less free memory (refused) and exactly as much (built)."""
+    import accvideo.bench.run as bench_run
+    from accvideo.bench.configs import build_random
+    from accvideo.errors import AccVideoError
+
+    def loads(*a, **kw):
+        raise AccVideoError("building")
+
+    meta = build_random("wan-tiny", torch.device("meta"), torch.float32)
+    modules = [m for m in meta.pipe.components.values() if isinstance(m, torch.nn.Module)]
+    need = 4 * sum(p.numel() for m in modules for p in m.parameters())
+    monkeypatch.setattr(bench_run, "_load", loads)
+    args = ["bench", "--random-weights", "--arch", "wan-tiny", "--size", "32x32x5", "--device", "cpu"]
+    for free, says in ((need - 1, "takes 0.0 GiB in float32 and this machine has 0.0 GiB of memory free"), (need, "")):
+        monkeypatch.setattr(bench_run, "available_memory", lambda free=free: free)
+        code, _, err = run_cli([*args, "--out", str(tmp_path / f"b{free}")], capsys)
+        assert code == 2 and (says in err if says else err == "error: building\n"), err
+    assert not (tmp_path / f"b{need - 1}").exists()

@@ -12,7 +12,7 @@ from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
-from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+from accvideo.core.runtime import available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
 from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
@@ -65,6 +65,7 @@ def _check_before_loading(cfg: BenchConfig) -> None:
     if cfg.random_weights:
         check_arch(cfg.arch)
         check_form(cfg, *RANDOM_FORM)
+        _check_host_memory(cfg)
         return
     family = model_family(cfg.model)
     if family.image_conditioned:
@@ -73,6 +74,27 @@ def _check_before_loading(cfg: BenchConfig) -> None:
             "--random-weights --arch wan2.1-i2v-14b-480p, or time `accvideo sample --image`"
         )
     check_form(cfg, family.frame_step, size_multiple_of(family, model_folder(cfg.model)))
+
+
+def _check_host_memory(cfg: BenchConfig) -> None:
+    """Refuse, before building, random weights that do not fit in the host memory free now: on the CPU the kernel
+    killed the process without a word (wan2.1-t2v-1.3b is 7.2 B parameters with its text encoder: 27 GiB in
+    float32). The count comes from the pipeline built on the meta device (seconds, no memory)."""
+    device = resolve_device(cfg.device)
+    free = available_memory()
+    if device.type != "cpu" or free is None:
+        return
+    dtype = resolve_dtype(cfg.dtype, device)
+    built = build_random(cfg.arch, torch.device("meta"), dtype)
+    modules = [m for m in built.pipe.components.values() if isinstance(m, torch.nn.Module)]
+    need = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+    if need > free:
+        gib, kind = 2**30, str(dtype).removeprefix("torch.")
+        raise AccVideoError(
+            f"{cfg.arch} with random weights takes {need / gib:.1f} GiB in {kind} and this machine has "
+            f"{free / gib:.1f} GiB of memory free; time it on a GPU (--device cuda) or a smaller --arch (wan-tiny: "
+            "the same code paths)"
+        )
 
 
 def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):

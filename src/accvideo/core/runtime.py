@@ -54,6 +54,18 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 BUILTIN_MODELS = ("builtin", "builtin-i2v")
 
 
+def available_memory() -> int | None:
+    """Bytes of host memory the kernel says a process can still take without swapping (Linux's MemAvailable);
+    None where /proc/meminfo does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def builtin_model_dir(name: str = "builtin") -> Path:
     """A teacher shipped inside the package (a diffusers pipeline directory): 'builtin' or 'builtin-i2v'."""
     return Path(str(resources.files("accvideo") / "assets" / name))
