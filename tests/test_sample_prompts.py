@@ -230,3 +230,28 @@ def test_an_error_or_ctrl_c_midway_is_the_last_line_not_glued_to_the_progress_ba
     last = "error: the disk went away" if stop == "error" else "interrupted"
     assert code == (2 if stop == "error" else 130), err
     assert "sample:" in err and err.endswith(f"\n{last}\n"), repr(err[-300:])
+
+
+def test_an_image_damaged_past_its_header_is_refused_before_the_model_loads(
+    tiny_i2v_dir, tmp_path, capsys, monkeypatch
+):
+    """Only the header was read before loading: the rows before the damaged one were sampled and written, and
+    `sample --image` loaded the model first."""
+    import accvideo.sample.run as sample_run
+
+    def never(*a, **kw):
+        raise AssertionError("loaded before the refusal")
+
+    monkeypatch.setattr(sample_run, "open_model", never)
+    picture(0, (64, 64)).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])  # the header parses, the pixels end early
+    rows = [{"prompt": "a red circle", "image": "whole.png"}] * 2 + [{"prompt": "a cat", "image": "cut.png"}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "clips"
+    args = ["sample", "--model", str(tiny_i2v_dir), *SMALL]
+    code, _, err = run_cli([*args, "--prompts", str(tmp_path / "rows.jsonl"), "--out", str(out)], capsys)
+    assert code == 2 and err.startswith(f"error: line 3 of {tmp_path / 'rows.jsonl'}: image ") and "is damaged" in err
+    assert err.count("\n") == 1 and not out.exists()
+    code, _, err = run_cli([*args, "--image", str(tmp_path / "cut.png"), "--out", str(tmp_path / "c.mp4")], capsys)
+    assert code == 2 and err.startswith(f"error: image {tmp_path / 'cut.png'} is damaged (") and err.count("\n") == 1

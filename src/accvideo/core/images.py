@@ -17,7 +17,9 @@ IMAGE_FIX = "pass a PNG or JPEG file"
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the image file at `path` (only its header is read), else a one-line error naming it."""
+    """(width, height) of the image file at `path`, decoded whole, else a one-line error naming it: commands call it
+    before loading the model, so a file damaged past its header is refused then, not after minutes of work (or
+    after the prompt rows before it were sampled)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path).expanduser()
@@ -26,7 +28,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise AccVideoError(f"image {path} {what}; {IMAGE_FIX} that exists")
     try:
         with Image.open(path) as im:
-            return tuple(im.size)
+            size = tuple(im.size)
+            try:
+                im.load()
+            except (OSError, ValueError, SyntaxError) as exc:  # a truncated file parses its header, not its pixels
+                raise AccVideoError(f"image {path} is damaged ({str(exc)[:80]}); {IMAGE_FIX}") from None
+            return size
     except Image.DecompressionBombError:  # past PIL's guard against images that would fill memory
         raise AccVideoError(
             f"image {path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {IMAGE_FIX} of video size "
