@@ -150,3 +150,17 @@ def test_sample_and_synthesize_name_accvideo_json_for_a_size_it_gave(tiny_wan_di
         assert err.startswith(f"error: {says} (") and where in err, err
         assert err.rstrip().endswith("; fix it there or give it on the command line)"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt", "t"]
+
+
+def test_a_size_given_on_the_command_line_is_refused_without_naming_where_the_others_came_from(
+    tiny_wan_dir, tmp_path, capsys
+):
+    """`--size 8x32` with frames from accvideo.json said "(frames ... from accvideo.json; fix it there ...)": the
+    refused height was the user's own."""
+    from cli_helpers import run_cli
+
+    teacher = shutil.copytree(tiny_wan_dir, tmp_path / "t")
+    (teacher / "accvideo.json").write_text(json.dumps({"frames": 9}))
+    args = ["sample", "--model", str(teacher), "--size", "8x32", "--steps", "2", "--out", str(tmp_path / "c.mp4")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and err == "error: height must be a positive multiple of 16 (e.g. 16); got 8\n"

@@ -269,6 +269,8 @@ def check_video_size(
     for name, v in (("height", height), ("width", width)):
         if v is not None and v > MAX_SIDE:
             raise ValueError(f"{name} must be at most {MAX_SIDE:,} pixels (the teachers make 480 to 1280); got {v}")
+        if v is not None and v < 1:  # the bounds-only check (multiple 1) read "a positive multiple of 1 (e.g. 1)"
+            raise ValueError(f"{name} must be at least 1 pixel (the teachers make 480 to 1280); got {v}")
         if v is not None and (v < multiple or v % multiple):
             fix = max(multiple, round(v / multiple) * multiple)
             raise ValueError(f"{name} must be a positive multiple of {multiple} (e.g. {fix}); got {v}")

@@ -135,7 +135,10 @@ def check_form(cfg, frame_step: int, multiple: int, source: str | None = None) -
 def size_error(exc: ValueError, source: str | None) -> AccVideoError:
     """A frames or size check's line, naming where the values came from when the command did not give them all
     (`frames must be of the form 4k+1 ...; got 18` named no file when accvideo.json held the 18)."""
-    where = f" ({source}; fix it there or give it on the command line)" if source else ""
+    name = str(exc).split(" ", 1)[0]  # frames, height or width: the value the check refused
+    values = source.split(" from ", 1)[0] if source else ""  # "frames, size and fps" (the ones not given)
+    came = name in values or (name in ("height", "width") and "size" in values)
+    where = f" ({source}; fix it there or give it on the command line)" if came else ""
     return AccVideoError(f"{exc}{where}")
 
 
