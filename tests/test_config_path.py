@@ -99,6 +99,24 @@ def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_
     assert {k: resolved[k] for k in settings} == settings
     assert resolved["resolved_steps"] == 2
 
+    # the record it wrote is no --config: its extra keys read as unknown settings ("did you mean ...")
+    code, _, err = run_cli(["sample", "--config", str(tmp_path / "o.yaml"), "--out", str(tmp_path / "p.mp4")], capsys)
+    from accvideo.sample.config import SampleConfig
+
+    extra = [k for k in resolved if k not in {f.name for f in dataclasses.fields(SampleConfig)}]
+    assert code == 2 and err == (
+        f"error: {tmp_path / 'o.yaml'} is the record a command writes beside its output (every setting, plus "
+        f"{', '.join(extra[:3])}, ...); --config takes settings only: copy it without those keys, or rerun the "
+        "command that wrote it\n"
+    )
+    # an empty YAML (or comments only) holds no settings: the defaults, as without --config
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    small = ["--model", str(tiny_wan_dir), "--frames", "5", "--size", "32x32", "--steps", "2"]
+    code, _, err = run_cli(
+        ["sample", "--config", str(tmp_path / "empty.yaml"), *small, "--out", str(tmp_path / "e.mp4")], capsys
+    )
+    assert code == 0 and yaml.safe_load((tmp_path / "e.yaml").read_text())["prompt"] == SampleConfig.prompt, err
+
 
 @pytest.mark.parametrize(
     "args, words",

@@ -40,9 +40,11 @@ def load_config(
             if not path.is_file():
                 raise AccVideoError(f"config file {path} is not a file; pass --config a YAML file")
             data = read_yaml(path, "fix the file or drop --config")
+            data = {} if data is None else data  # empty, or comments only: no settings
             loaded = OmegaConf.create(literal(data)) if isinstance(data, dict) else None
             if not isinstance(loaded, DictConfig):
                 raise AccVideoError(f"config file {path} must hold a mapping of settings (key: value lines)")
+            _check_not_a_record(cls, data, path)
             check_keys(cls, _dotted(OmegaConf.to_container(loaded)), f"key in {path}:")
             merged = OmegaConf.merge(merged, loaded)
         merged = OmegaConf.merge(merged, nest({k: literal(v) for k, v in values.items() if v is not None}))
@@ -171,6 +173,20 @@ def walk_fields(cls, prefix: str = ""):
 def known_keys(cls) -> list[str]:
     """Every settable key of a config class, nested ones dotted (runtime.offload)."""
     return [key for key, *_ in walk_fields(cls)]
+
+
+def _check_not_a_record(cls, data: dict, path: Path) -> None:
+    """Refuse, naming the fix, the record a command writes beside its output (config.yaml, synvid.yaml, clip.yaml:
+    every setting resolved, plus what it found) given as --config: its extra keys read as unknown settings, with a
+    misleading "did you mean" ('teacher_identity': 'teacher')."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = [k for k in data if k not in names]
+    if extra and names <= set(data):
+        raise AccVideoError(
+            f"{path} is the record a command writes beside its output (every setting, plus {', '.join(extra[:3])}"
+            f"{', ...' if len(extra) > 3 else ''}); --config takes settings only: copy it without those keys, or "
+            "rerun the command that wrote it"
+        )
 
 
 def check_keys(cls, keys: Sequence[str], what: str) -> None:
