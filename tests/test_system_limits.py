@@ -170,3 +170,29 @@ def test_a_synvid_folder_deleted_under_synthesize_is_said_so(tiny_wan_dir, tmp_p
     lines = [x for x in err.splitlines() if x.strip() and not x.startswith("synthesize:")]  # not its progress bar
     assert done.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("error: ") and "disappeared while synthesize wrote shard 0" in lines[0], err
+
+
+def test_a_model_past_the_free_host_memory_is_refused_before_any_weight_is_read(tiny_wan_dir, tmp_path, capsys):
+    """Loaded on the CPU past the free memory, the kernel killed the process without a word (a 14B Wan in float32 is
+    57 GiB). The bytes are the loaded parameters' (the counted total equals the loaded pipeline's to the byte), for
+    the parts a command loads (distill: the transformer alone)."""
+    import accvideo.models as models
+    from accvideo.models.base import LoadParts
+
+    whole = models.load_adapter(tiny_wan_dir)
+    loaded = {n: m for n, m in whole.pipe.components.items() if isinstance(m, torch.nn.Module)}
+    nbytes = {n: sum(p.numel() * p.element_size() for p in m.parameters()) for n, m in loaded.items()}
+    assert models.host_bytes(tiny_wan_dir, torch.float32) == sum(nbytes.values())
+    alone = LoadParts(text=False, vae=False)
+    assert models.host_bytes(tiny_wan_dir, torch.float32, alone) == nbytes["transformer"]
+    assert models.host_bytes(tiny_wan_dir, torch.bfloat16, alone) == nbytes["transformer"] // 2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "available_memory", lambda: sum(nbytes.values()) - 1)
+        with pytest.raises(AccVideoError, match=r"takes 0\.0 GiB in float32 on the CPU and this machine has 0\.0 GiB"):
+            models.load_adapter(tiny_wan_dir)
+        models.load_adapter(tiny_wan_dir, parts=alone)  # the transformer alone fits
+        mp.setattr(models, "available_memory", lambda: sum(nbytes.values()))
+        models.load_adapter(tiny_wan_dir)
+        mp.setattr(models, "available_memory", lambda: sum(nbytes.values()) // 2)  # bfloat16 would fit: said so
+        with pytest.raises(AccVideoError, match=r"run it on a GPU \(--device cuda\), --dtype bfloat16 \(0\.0 GiB\)"):
+            models.load_adapter(tiny_wan_dir)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from accvideo.core.adapter import ModelAdapter
-from accvideo.core.inputs import check_model_folder, read_json
+from accvideo.core.inputs import check_model_folder, check_safetensors, read_json
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import owner
+from accvideo.core.runtime import available_memory
 from accvideo.errors import AccVideoError
+from accvideo.models.base import WHOLE, LoadParts
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
@@ -224,6 +227,38 @@ def size_multiple_of(cls: type, path: str | Path) -> int:
     return read(path) if read is not None else getattr(cls, "size_multiple", 16)
 
 
+TEXT_PARTS = ("text_encoder", "text_encoder_2", "image_encoder")  # what LoadParts.text=False leaves out
+
+
+def host_bytes(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE) -> int:
+    """The bytes the components `parts` names take once loaded in `dtype`, from their safetensors headers alone
+    (every tensor's shape; nothing is read past the header). A transformer built on the meta device takes none."""
+    skip = set(TEXT_PARTS if not parts.text else ()) | ({"vae"} if not parts.vae else set())
+    skip |= {"transformer", "transformer_2"} if parts.empty_transformer else set()
+    size = torch.empty((), dtype=dtype).element_size()
+    numel = 0
+    for component in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in skip):
+        for file in sorted(component.glob("*.safetensors")):
+            header = check_safetensors(file, "re-save or re-download the pipeline")
+            numel += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return numel * size
+
+
+def check_host_memory(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE) -> None:
+    """Refuse, before reading any weight, a model that does not fit in the host memory free now: loaded on the CPU
+    past it, the kernel's out-of-memory killer ends the process without a word (exit 137), minutes in."""
+    free = available_memory()
+    need = host_bytes(path, dtype, parts)
+    if free is not None and need > free:
+        gib, size = 2**30, torch.empty((), dtype=dtype).element_size()
+        half = f", --dtype bfloat16 ({need / size * 2 / gib:.1f} GiB)" if size > 2 and need / size * 2 <= free else ""
+        raise AccVideoError(
+            f"the model in {path} takes {need / gib:.1f} GiB in {str(dtype).removeprefix('torch.')} on the CPU and "
+            f"this machine has {free / gib:.1f} GiB of memory free; run it on a GPU (--device cuda){half}, or free "
+            "memory"
+        )
+
+
 def load_adapter(
     path: str | Path,
     *,
@@ -239,6 +274,8 @@ def load_adapter(
     """
     cls = adapter_class(path, family)
     check_model_folder(path, "re-save or re-download the pipeline")
+    if torch.device(device).type == "cpu":
+        check_host_memory(Path(path), dtype, kw.get("parts", WHOLE))
     try:
         adapter = cls.load(Path(path), device=device, dtype=dtype, **kw)
     except Exception as exc:  # noqa: BLE001 - whatever the loader raises for a bad folder, one line
