@@ -23,6 +23,7 @@ from accvideo.distill import losses
 from accvideo.distill.lora import targeted_rank, targets_for
 from accvideo.distill.plots import read_losses
 from accvideo.distill.trainer import ONE_STEP_NOTE
+from accvideo.errors import AccVideoError
 from accvideo.synthesize import SynVidDataset
 
 QUICK = ["batch=2", "lr=1e-4", "head_lr=1e-4", "head_channels=8", "device=cpu", "checkpoint_every=1"]
@@ -527,3 +528,28 @@ def test_feature_blocks_outside_the_teacher_are_refused_before_it_loads(
         "got [0, 1, 2, 3, 3]\n"
     )
     assert not run.exists()
+
+
+def test_a_full_student_past_the_free_host_memory_is_refused_before_the_teacher_loads(
+    tiny_wan, tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """The teacher fitted, the full student's float32 weights, gradients and AdamW moments (16 bytes a parameter)
+    did not: the kernel killed the run without a word. A LoRA student is not refused."""
+    import accvideo.distill.trainer as trainer
+
+    numel = sum(p.numel() for p in tiny_wan.transformer.parameters())
+    need = numel * 4 + numel * 16  # the float32 teacher's transformer, then the student's (ema=0 by default here)
+
+    def loaded(*a, **kw):
+        raise AccVideoError("loading")
+
+    monkeypatch.setattr(trainer, "load_adapter", loaded)
+    monkeypatch.setattr(trainer, "available_memory", lambda: need - 1)
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / "run"), capsys)
+    assert code == 2 and err.startswith(f"error: a full student of {tiny_wan_dir} on the CPU takes at least ")
+    assert "distill a LoRA student (lora_rank=64" in err and not (tmp_path / "run").exists()
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / "lora", "lora_rank=2"), capsys)
+    assert code == 2 and err == "error: loading\n"
+    monkeypatch.setattr(trainer, "available_memory", lambda: need)
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / "fits"), capsys)
+    assert code == 2 and err == "error: loading\n"

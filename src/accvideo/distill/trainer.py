@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from accvideo.core import dist, interrupts, parallel
-from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
+from accvideo.core.runtime import available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
 from accvideo.distill import losses, state
 from accvideo.distill.config import DistillConfig
@@ -42,7 +42,7 @@ from accvideo.distill.probe import game_stats, probe_heads
 from accvideo.distill.queues import KeyQueues
 from accvideo.distill.reals import check_real_data, shared_real_clips
 from accvideo.errors import AccVideoError
-from accvideo.models import adapter_class, load_adapter
+from accvideo.models import adapter_class, host_bytes, load_adapter
 from accvideo.models.base import LoadParts
 from accvideo.models.identity import teacher_identity
 from accvideo.models.runtime import release_encoders
@@ -117,7 +117,10 @@ class Distiller:
         reals = bool(cfg.adv and cfg.real_data)
         empty = self.world > 1 and (cfg.parallel == "fsdp" or (cfg.parallel == "auto" and self.device.type == "cuda"))
         parts = LoadParts(text=reals, vae=reals, empty_transformer=empty)
-        adapter = load_adapter(model_dir, device=self.device, dtype=resolve_dtype(cfg.dtype, self.device), parts=parts)
+        dtype = resolve_dtype(cfg.dtype, self.device)
+        if self.device.type == "cpu" and self.world == 1 and cfg.lora_rank == 0:
+            self.check_host_memory(model_dir, dtype, parts)  # before loading, as load_adapter does for the teacher
+        adapter = load_adapter(model_dir, device=self.device, dtype=dtype, parts=parts)
         if adapter.family != s.family:
             raise AccVideoError(f"{cfg.data} holds {s.family} latents but the teacher is {adapter.family}")
         self.grid = adapter.token_grid(s.latent_shape)
@@ -305,6 +308,25 @@ class Distiller:
             self.opt_heads.step()
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
         return first, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
+
+    def check_host_memory(self, model_dir: Path, dtype: torch.dtype, parts: LoadParts) -> None:
+        """A full student on the CPU holds, besides the teacher, its float32 weights, their gradients and two AdamW
+        moments (and an average with `ema`): 16 to 20 bytes a parameter, which the kernel's out-of-memory killer
+        ended without a word when they did not fit. Refused before loading, with what a LoRA student needs."""
+        free = available_memory()
+        if free is None:
+            return
+        teacher = host_bytes(model_dir, dtype, parts)
+        params = host_bytes(model_dir, torch.float32, LoadParts(text=False, vae=False)) // 4
+        need = teacher + params * (16 + (4 if self.cfg.ema > 0 else 0))
+        if need > free:
+            gib = 2**30
+            raise AccVideoError(
+                f"a full student of {model_dir} on the CPU takes at least {need / gib:.1f} GiB (the teacher, and the "
+                f"student's float32 weights, gradients and AdamW moments) and this machine has {free / gib:.1f} GiB "
+                f"of memory free; distill a LoRA student (lora_rank=64; the teacher alone is {teacher / gib:.1f} GiB) "
+                "or on a GPU (device=cuda)"
+            )
 
     def check_feature_blocks(self, blocks: list[int], num_blocks: int) -> None:
         """One teacher block per key step, each within the teacher's blocks (negative ones count from the end)."""
