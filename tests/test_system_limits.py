@@ -138,11 +138,16 @@ def test_a_small_file_over_the_limit_names_itself(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plots_with_a_home_that_cannot_be_written_print_no_warning(tmp_path):
-    """matplotlib printed two warning lines (and rebuilt its font cache) on every run where HOME is read-only."""
+@pytest.mark.parametrize("unwritable", ["HOME", "MPLCONFIGDIR"])
+def test_plots_with_a_config_folder_that_cannot_be_written_print_no_warning(unwritable, tmp_path):
+    """matplotlib printed two warning lines (and rebuilt its font cache) on every run where HOME is read-only, or
+    MPLCONFIGDIR names a folder it cannot make."""
     script = "from accvideo.core.plotting import pyplot; plt = pyplot(); plt.figure().savefig('x.png')"
+    (tmp_path / "a-file").write_text("")
     env = {**os.environ, "HOME": "/proc", "TMPDIR": str(tmp_path)}
     env.pop("MPLCONFIGDIR", None), env.pop("XDG_CONFIG_HOME", None)
+    if unwritable == "MPLCONFIGDIR":
+        env.update(HOME=str(tmp_path), MPLCONFIGDIR=str(tmp_path / "a-file" / "mpl"))
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert (tmp_path / "x.png").stat().st_size > 0 and (tmp_path / f"accvideo-matplotlib-{os.getuid()}").is_dir()

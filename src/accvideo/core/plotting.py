@@ -1,8 +1,8 @@
 """matplotlib for the PNG reports: the Agg backend, and a config folder it can write.
 
-Where HOME is read-only or absent (containers, cluster jobs), matplotlib prints two warning lines on every run and
-rebuilds its font cache in a fresh temporary folder each time; one folder of this user's under the temporary
-directory serves instead.
+Where HOME is read-only or absent (containers, cluster jobs), or MPLCONFIGDIR names a folder that cannot be written,
+matplotlib prints two warning lines on every run and rebuilds its font cache in a fresh temporary folder each time;
+one folder of this user's under the temporary directory serves instead.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def _writable(folder: Path) -> bool:
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
-    if "MPLCONFIGDIR" not in os.environ:
-        config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
-        if not _writable(config):
-            fallback = Path(tempfile.gettempdir()) / f"accvideo-matplotlib-{os.getuid()}"
-            if _writable(fallback):
-                os.environ["MPLCONFIGDIR"] = str(fallback)
+    given = os.environ.get("MPLCONFIGDIR")  # a folder it cannot write is worked around too, not warned about
+    config = Path(given) if given else Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    if not _writable(config):
+        fallback = Path(tempfile.gettempdir()) / f"accvideo-matplotlib-{os.getuid()}"
+        if _writable(fallback):
+            os.environ["MPLCONFIGDIR"] = str(fallback)
     import matplotlib
 
     matplotlib.use("Agg")
