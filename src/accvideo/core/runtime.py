@@ -55,15 +55,17 @@ BUILTIN_MODELS = ("builtin", "builtin-i2v")
 
 
 def available_memory() -> int | None:
-    """Bytes of host memory the kernel says a process can still take without swapping (Linux's MemAvailable);
-    None where /proc/meminfo does not say."""
+    """Bytes of memory a process can still take before the kernel's out-of-memory killer ends it: Linux's
+    MemAvailable plus the free swap (slow, but no kill); None where /proc/meminfo does not say."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        info = {
+            line.split(":")[0]: int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+        }
     except (OSError, ValueError, IndexError):
         return None
-    return None
+    if "MemAvailable" not in info:
+        return None
+    return info["MemAvailable"] + info.get("SwapFree", 0)
 
 
 def builtin_model_dir(name: str = "builtin") -> Path:
