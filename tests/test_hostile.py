@@ -333,6 +333,26 @@ def student_json_garbled(env):
     return ["export", str(run), "--out", str(env.tmp / "exported")], "student.json is not valid JSON"
 
 
+BAD_STUDENT = {  # student.json values that sampled nonsense with exit 0, exported a "-1-step" student, or crashed
+    "one_sigma": ("key_sigmas", [1.0]),
+    "text": ("key_sigmas", "abc"),
+    "rising": ("key_sigmas", [0.2, 1.0]),
+    "nan": ("key_sigmas", [1.0, float("nan")]),
+    "not_to_zero": ("key_sigmas", [1.0, 0.75]),
+    "teacher_dir_a_number": ("teacher_dir", 7),
+}
+
+
+@case
+def a_student_json_value_that_cannot_be(env):
+    run = env.student_run()
+    info = json.loads((run / "student" / "student.json").read_text())
+    key, value = BAD_STUDENT[env.variant]
+    (run / "student" / "student.json").write_text(json.dumps({**info, key: value}))
+    verb = ["export", str(run)] if env.variant in ("one_sigma", "nan") else ["sample", "--model", str(run), *SMALL]
+    return [*verb, "--out", str(env.tmp / "out.mp4")], f"student.json: {key} must "
+
+
 @case
 def malformed_yaml_config(env):
     path = env.tmp / "bad.yaml"
@@ -963,6 +983,7 @@ def a_nested_setting_given_a_number(env):  # the line named no fix: "bad config 
 
 
 VARIANTS = {
+    "a_student_json_value_that_cannot_be": tuple(BAD_STUDENT),
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),

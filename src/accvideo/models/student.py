@@ -12,6 +12,8 @@ The writer, `export_student`, is the distillation's (distill/student.py).
 
 from __future__ import annotations
 
+import math
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -80,7 +82,26 @@ def read_student_info(student_dir: Path) -> dict:
     missing = [k for k in ("family", "key_sigmas", "teacher_dir", "lora") if k not in info]
     if missing:
         raise AccVideoError(f"{path} lacks {', '.join(missing)}; {REDO}")
+    check_key_sigmas(info["key_sigmas"], path)
+    for key in ("family", "teacher_dir"):  # a number there was a traceback in every command that read it
+        if not isinstance(info[key], str) or not info[key]:
+            raise AccVideoError(f"{path}: {key} must be a name or a path, not {info[key]!r}; {REDO}")
+    if info["lora"] is not None and not isinstance(info["lora"], dict):
+        raise AccVideoError(f"{path}: lora must be null or the adapter's settings, not {info['lora']!r}; {REDO}")
     return info
+
+
+def check_key_sigmas(sigmas, path: Path) -> None:
+    """A student's key sigmas: at least two finite numbers in [0, 1], falling strictly, the last 0 (a clean clip).
+    Anything else sampled nonsense with exit 0, was exported as a "-1-step" student, or was a traceback."""
+    ok = isinstance(sigmas, list) and len(sigmas) >= 2
+    ok = ok and all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in sigmas)
+    ok = ok and all(0 <= s <= 1 for s in sigmas) and all(a > b for a, b in pairwise(sigmas)) and sigmas[-1] == 0
+    if not ok:
+        raise AccVideoError(
+            f"{path}: key_sigmas must fall strictly from at most 1 to 0 (e.g. [1.0, 0.75, 0.5, 0.25, 0.0]); got "
+            f"{sigmas!r:.80}; {REDO}"
+        )
 
 
 def expert_names(info: dict) -> list[str]:
@@ -158,7 +179,8 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     adapter = load_adapter(teacher_dir_of(student_dir, info), device=device, dtype=dtype)
     if adapter.family != info["family"]:
         raise AccVideoError(
-            f"{student_dir} holds a {info['family']} student but its teacher folder is {adapter.family}"
+            f"{student_dir} holds a {info['family']} student but its teacher folder {info['teacher_dir']} is a "
+            f"{adapter.family} pipeline; put the student's own teacher there, or {REDO}"
         )
     files = student_files(student_dir, info)
     if bool(info.get("experts")) != (getattr(adapter, "boundary_ratio", None) is not None):
