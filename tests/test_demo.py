@@ -400,3 +400,22 @@ def test_ablation_table_script_takes_help_and_refuses_a_bad_file_in_one_line(tmp
     path = root / "benchmarks" / "results" / "ablation_m5_rw1.json"
     script.main([str(path)])
     assert capsys.readouterr().out.startswith(ablation_tables(json.loads(path.read_text())) + "\n\nPaired differences")
+
+
+@pytest.mark.parametrize(
+    "verb, setting, words",
+    [
+        ("demo", "lora_rank=-2", "lora_rank must be >= 0 (0: full student); got -2"),
+        ("ablate", "lora_rank=-2", "lora_rank must be >= 0 (0: full student); got -2"),
+        ("demo", "head_lr=-1", "lr and head_lr must be positive; got 0.0001, -1.0"),
+        ("ablate", "lr=0", "lr and head_lr must be positive; got 0.0, 0.001"),
+        ("ablate", "guidance=-1", "guidance must be >= 0 (1 turns CFG off); got -1.0"),
+        ("ablate", "rows=[e]", "row e trains with real videos: give real_data=world (or a folder of clips), or more"),
+    ],
+)
+def test_settings_the_chains_configs_refuse_are_refused_before_the_chain(verb, setting, words, tmp_path, capsys):
+    """They were refused by the distill (or SynVid) config once it was built: after the SynVid, as a traceback,
+    with the folder left behind; rows=[e] without real_data trained nothing and reported the teacher alone."""
+    code, _, err = run_cli([verb, "--out", str(tmp_path / "d"), setting], capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "d").exists()

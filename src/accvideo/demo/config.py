@@ -9,6 +9,17 @@ from accvideo.core.sampling import TEACHER_STEPS
 from accvideo.core.video import check_fps
 
 
+def check_training_numbers(cfg) -> None:
+    """What the chain's SynVid and distill configs would refuse only once they are built: after the SynVid was
+    synthesized (a traceback, with the folder left behind)."""
+    if cfg.guidance < 0:
+        raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {cfg.guidance}")
+    if cfg.lr <= 0 or cfg.head_lr <= 0:
+        raise ValueError(f"lr and head_lr must be positive; got {cfg.lr}, {cfg.head_lr}")
+    if cfg.lora_rank < 0:
+        raise ValueError(f"lora_rank must be >= 0 (0: full student); got {cfg.lora_rank}")
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     """prompts -> synthesize -> distill -> sample -> evaluate -> report, on one teacher.
@@ -63,8 +74,7 @@ class ChainConfig:
             raise ValueError(
                 f"key_steps ({self.key_steps}) must divide teacher_steps ({self.teacher_steps}), e.g. 5 of 50"
             )
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        check_training_numbers(self)
         check_fps(self.fps)  # before the chain, not at the grid, after it
         check_threads(self.threads)
 
@@ -170,6 +180,9 @@ class AblationConfig:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
         if self.lambda_adv < 0 or self.adv_warmup < 0:
             raise ValueError(f"lambda_adv and adv_warmup must be >= 0; got {self.lambda_adv}, {self.adv_warmup}")
+        if self.real_data is None and not set(self.rows) - {"e"}:  # e alone, which needs real_data: only the teacher
+            raise ValueError("row e trains with real videos: give real_data=world (or a folder of clips), or more rows")
+        check_training_numbers(self)
         check_threads(self.threads)
 
 
