@@ -159,6 +159,10 @@ def test_a_finished_runs_rerun_changes_nothing_and_other_settings_are_refused(re
     with pytest.raises(AccVideoError, match=r"seed=0, not 1; use another --out"):
         train_teacher(quick_config(vae_base_dim=4, vae_steps=4, steps=7, checkpoint_every=3, seed=1), out)
     assert _tree(out) == before
+    # fewer steps than it was trained for rewrote every file from the work folder's state
+    with pytest.raises(AccVideoError, match=r"trained for 7 steps; steps=5 would go back .* give steps=7 or more"):
+        train_teacher(quick_config(vae_base_dim=4, vae_steps=4, steps=5, checkpoint_every=3), out)
+    assert _tree(out) == before
     # a work folder left by a killed run resumes only with its own settings (was: resumed and mixed them)
     work = tmp_path / "killed.work"
     work.mkdir()
@@ -321,3 +325,24 @@ def test_cli_refuses_an_init_that_is_not_a_text_to_video_teacher_before_making_f
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "t").exists() and not (tmp_path / "t.work").exists()
+
+
+@pytest.mark.parametrize("work", ["synvid", "a-file", "teacher", "unmakeable"])
+def test_a_bad_work_folder_is_refused_before_either_folder_is_made(work, reference, synvid, tmp_path, capsys):
+    """A bad work= left a new --out behind and named --out as the fix; a finished teacher as work= was trained
+    into (its folder got the work files)."""
+    from cli_helpers import run_cli
+
+    teacher, _ = reference
+    (tmp_path / "a-file").write_text("")
+    given = {
+        "synvid": synvid,
+        "a-file": tmp_path / "a-file",
+        "teacher": teacher,
+        "unmakeable": tmp_path / "a-file" / "work",
+    }[work]
+    before = {p: p.read_bytes() for p in sorted(teacher.rglob("*")) if p.is_file()}
+    code, _, err = run_cli(["teacher", "train", "--out", str(tmp_path / "t"), f"work={given}", "steps=2"], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.endswith("; choose another work= folder\n"), err
+    assert not (tmp_path / "t").exists() and "--out" not in err
+    assert {p: p.read_bytes() for p in sorted(teacher.rglob("*")) if p.is_file()} == before

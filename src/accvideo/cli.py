@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -186,7 +187,7 @@ def _ablate(cfg) -> None:
 def _teacher_train(cfg) -> None:
     import torch
 
-    from accvideo.core.outputs import FolderLock, claim_folder
+    from accvideo.core.outputs import FolderLock, check_folder, claim_folder
     from accvideo.core.runtime import resolve_device
     from accvideo.teacher.train import (
         COMMAND,
@@ -201,8 +202,22 @@ def _teacher_train(cfg) -> None:
     device = resolve_device(cfg.device)  # so is a device this machine lacks
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
+    check_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
+    try:  # both checked before either is made: a bad work= left a new --out behind
+        if work.is_dir() and ((work / "model_index.json").is_file() or is_teacher_output(work)):
+            raise AccVideoError(f"{work} is a teacher pipeline, not a work folder (it was trained into)")
+        check_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
+    except AccVideoError as exc:  # its lines name --out: say which folder is meant
+        line = str(exc).replace(f"--out {work.resolve()}", f"work folder {work.resolve()}", 1)
+        raise AccVideoError(f"{line.removesuffix('; choose another --out')}; choose another work= folder") from None
+    made = not out.exists()
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
-    claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
+    try:
+        claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
+    except AccVideoError as exc:
+        if made:  # still only the marker this call wrote
+            shutil.rmtree(out, ignore_errors=True)
+        raise AccVideoError(f"{str(exc).removesuffix('; choose another --out')}; choose another work= folder") from None
     with FolderLock(work, COMMAND):  # one writer at a time: two would interleave their checkpoints in `work`
         if (done := finished_teacher(cfg.teacher(), out)) is not None:
             _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")

@@ -66,6 +66,12 @@ def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
         return None
     saved, config = _saved_settings(record), to_dict(cfg)
     check_same_settings(saved, config, out, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
+    done = saved.get("steps")
+    if isinstance(done, int) and done > cfg.steps:  # fewer steps rewrote the finished teacher from its work state
+        raise AccVideoError(
+            f"{out} holds a teacher trained for {done} steps; steps={cfg.steps} would go back (a run cannot): give "
+            f"steps={done} or more (more continue training), or another --out"
+        )
     if saved.get("steps") != cfg.steps:
         return None
     return {k: v for k, v in saved.items() if k not in config}
