@@ -533,3 +533,20 @@ def test_a_manifest_naming_a_file_that_is_no_clip_or_a_folder_is_one_line(tmp_pa
         code, out = _run_cli(["evaluate", "--videos", str(folder), "--out", str(tmp_path / "ev")], capsys)
         assert code == 2 and out.err.count("\n") == 1 and says in out.err, out.err
         assert "cannot read" not in out.err and out.err.count("re-encode") <= 1
+
+
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ("--frames 0", "frames must be at least 1"),
+        ("--frames 3", "frames must be of the form 4k+1 (e.g. 1 or 5); got 3"),
+        ("--size 30x30", "height must be a positive multiple of 16 (e.g. 32); got 30"),
+    ],
+)
+def test_a_classifier_for_clips_no_model_makes_is_refused_before_training(setting, words, tmp_path, capsys):
+    """`--frames 0` was a traceback after the folder was made; `--size 30x30` trained, and evaluate with it then
+    crashed in the sampler (no model makes 30x30 clips)."""
+    out = tmp_path / "clf"
+    code, captured = _run_cli(["world-train-classifier", "--out", str(out), "--steps", "1", *setting.split()], capsys)
+    assert code == 2 and captured.err.count("\n") == 1 and words in captured.err, captured.err
+    assert not out.exists()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from accvideo.core.interrupts import check as check_interrupt
+from accvideo.core.video import check_video_size
 from accvideo.evaluate.classifier import ClassifierConfig, VideoClassifier, classify, save_classifier
 from accvideo.world.attributes import Attributes, combinations, parse_caption, prompts
 from accvideo.world.render import WorldConfig, render, render_batch
@@ -42,6 +43,11 @@ class ClassifierTrainConfig:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
         if min(self.max_texture, self.max_noise) < 0 or not 0 <= self.blur_prob <= 1:
             raise ValueError("max_texture and max_noise must be >= 0 and blur_prob in [0, 1]")
+        # the clips it will score are the models' (evaluate samples at its size): frames 4k+1, sides multiples of 16;
+        # `--frames 0` was a traceback after the folder was made, `--size 30x30` a crash in evaluate's sampler
+        check_video_size(self.frames, self.height, self.width, 4, 16)
+        if self.frames < 5:
+            raise ValueError(f"frames must be at least 5 (the classifier's motion stream needs 3); got {self.frames}")
 
 
 def _blur(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
