@@ -249,3 +249,16 @@ def test_a_clip_folder_that_holds_no_clips_is_refused_before_any_model_loads(
             code, _, err = run_cli([*argv, "--out", str(tmp_path / "out")], capsys)
             assert code == 2 and err.startswith(f"error: {setting}={clips} {says}") and err.count("\n") == 1, err
             assert not (tmp_path / "out").exists()
+
+
+def test_a_cached_chunk_of_another_source_is_encoded_again(tiny_wan, tmp_path):
+    """The cache was keyed by chunk index alone: a run whose --videos held no usable clip cached an empty chunk, and
+    the rerun with --videos world read it and said none of the world's clips could be used."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "broken.mp4").write_bytes(b"\x00not a video" * 10)
+    with pytest.raises(AccVideoError, match="none of 1 clips could be used"):
+        load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    reals = load_real_clips("world", tmp_path / "run", tiny_wan, (9, 32, 32), 4, 0, progress=False)
+    fresh = load_real_clips("world", tmp_path / "fresh", tiny_wan, (9, 32, 32), 4, 0, progress=False)
+    assert len(reals) == 4 and torch.equal(reals.latents, fresh.latents)

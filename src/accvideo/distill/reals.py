@@ -210,7 +210,7 @@ def load_real_clips(
                 for name, value in adapter.encode_images(firsts, frames, height, width).items():
                     tensors[f"image/{name}"] = value.cpu().contiguous()
             tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
-            meta = {"prompts": json.dumps([s.prompt for s, _ in kept]), "clips": CLIPS_VERSION}
+            meta = {"prompts": json.dumps([s.prompt for s, _ in kept]), "clips": CLIPS_VERSION, "spec": spec}
             write_safetensors(tensors, meta, tmp)  # deterministic bytes
             os.replace(tmp, path)
         from safetensors import safe_open
@@ -235,13 +235,16 @@ def load_real_clips(
 
 def _stale(path: Path, spec: str, images: bool) -> bool:
     """A cached chunk to encode again: world renders cached before they were quantised to 8 bits (before commit
-    8735ac6 they were divided by 255 twice: near black), or a chunk without the image conditioning an
+    8735ac6 they were divided by 255 twice: near black), a chunk of another source (`videos=` or `real_data=`
+    changed; chunks from before the source was recorded are kept), or a chunk without the image conditioning an
     image-to-video teacher needs."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         meta, keys = f.metadata() or {}, list(f.keys())
     if spec == WORLD and meta.get("clips") != CLIPS_VERSION:
+        return True
+    if meta.get("spec", spec) != spec:  # another source's clips (a rerun with other --videos kept the first one's)
         return True
     return images and "latents" in keys and not any(k.startswith("image/") for k in keys)
 
