@@ -561,7 +561,9 @@ def _quiet_libraries() -> None:
     except ImportError:  # pragma: no cover - both are dependencies
         pass
     except OSError as exc:  # torch makes its kernel cache folder as diffusers imports it
-        cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        cache, failed = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), str(exc.filename or "")
+        if not ((cache and failed.startswith(cache)) or "torchinductor_" in failed):
+            raise  # another file: the fault handler's line, or the error as it is
         where = f"TORCHINDUCTOR_CACHE_DIR={cache}" if cache else "torch's kernel cache (/tmp/torchinductor_$USER)"
         raise AccVideoError(
             f"cannot make {where} ({exc.strerror or exc}: {exc.filename}); set TORCHINDUCTOR_CACHE_DIR to a folder "
