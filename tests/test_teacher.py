@@ -343,6 +343,6 @@ def test_a_bad_work_folder_is_refused_before_either_folder_is_made(work, referen
     }[work]
     before = {p: p.read_bytes() for p in sorted(teacher.rglob("*")) if p.is_file()}
     code, _, err = run_cli(["teacher", "train", "--out", str(tmp_path / "t"), f"work={given}", "steps=2"], capsys)
-    assert code == 2 and err.count("\n") == 1 and err.endswith("; choose another work= folder\n"), err
+    assert code == 2 and err.count("\n") == 1 and err.endswith("; choose another work=\n"), err
     assert not (tmp_path / "t").exists() and "--out" not in err
     assert {p: p.read_bytes() for p in sorted(teacher.rglob("*")) if p.is_file()} == before

@@ -202,22 +202,21 @@ def _teacher_train(cfg) -> None:
     device = resolve_device(cfg.device)  # so is a device this machine lacks
     out = Path(cfg.out).expanduser()
     work = Path(cfg.work).expanduser() if cfg.work else out.with_name(f"{out.name}.work")
+    # both checked before either is made: a bad work= left a new --out behind
     check_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
-    try:  # both checked before either is made: a bad work= left a new --out behind
-        if work.is_dir() and ((work / "model_index.json").is_file() or is_teacher_output(work)):
-            raise AccVideoError(f"{work} is a teacher pipeline, not a work folder (it was trained into)")
-        check_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
-    except AccVideoError as exc:  # its lines name --out: say which folder is meant
-        line = str(exc).replace(f"--out {work.resolve()}", f"work folder {work.resolve()}", 1)
-        raise AccVideoError(f"{line.removesuffix('; choose another --out')}; choose another work= folder") from None
+    if work.is_dir() and ((work / "model_index.json").is_file() or is_teacher_output(work)):
+        raise AccVideoError(
+            f"work= {work} is a teacher pipeline, not a work folder (it was trained into); choose another work="
+        )
+    check_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder, flag="work=")
     made = not out.exists()
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
     try:
-        claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder)
-    except AccVideoError as exc:
+        claim_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder, flag="work=")
+    except AccVideoError:
         if made:  # still only the marker this call wrote
             shutil.rmtree(out, ignore_errors=True)
-        raise AccVideoError(f"{str(exc).removesuffix('; choose another --out')}; choose another work= folder") from None
+        raise
     with FolderLock(work, COMMAND):  # one writer at a time: two would interleave their checkpoints in `work`
         if (done := finished_teacher(cfg.teacher(), out)) is not None:
             _echo(f"{out} is already trained with these settings; nothing to do (delete it to train again): {done}")

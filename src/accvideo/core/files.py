@@ -93,17 +93,17 @@ def write_json_atomic(path: str | Path, data, indent: int = 1) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
-def prepare_output(out: str | Path) -> Path:
-    """Create the output's folder (one-line error if impossible) and check it is writable."""
+def prepare_output(out: str | Path, flag: str = "--out") -> Path:
+    """Create the output's folder (one-line error if impossible, naming `flag`) and check it is writable."""
     out = Path(out).expanduser()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AccVideoError(
-            f"cannot create output folder {out.parent} ({exc.strerror}); choose another --out"
+            f"cannot create output folder {out.parent} ({exc.strerror}); choose another {flag}"
         ) from None
     if not os.access(out.parent, os.W_OK):
-        raise AccVideoError(f"output folder {out.parent} is not writable; choose another --out")
+        raise AccVideoError(f"output folder {out.parent} is not writable; choose another {flag}")
     return out
 
 

@@ -64,18 +64,18 @@ def _inside(path: Path, inputs: Mapping[str, str | Path]) -> tuple[str, Path] | 
     return None
 
 
-def _check_not_in_a_pipeline(path: Path) -> None:
+def _check_not_in_a_pipeline(path: Path, flag: str = "--out") -> None:
     """Refuse an output inside a diffusers pipeline folder (one holding model_index.json above `path`): a file added
     there changes that model's content identity, and so would orphan the datasets and students made from it."""
     for folder in path.parents:
         if (folder / "model_index.json").is_file():
             raise AccVideoError(
-                f"--out {path} lies inside the model folder {folder} (it would change that model's identity); "
-                "choose an --out outside it"
+                f"{flag} {path} lies inside the model folder {folder} (it would change that model's identity); "
+                f"choose another {flag} outside it"
             )
 
 
-def _check_no_dangling_link(path: Path, *, file: bool = False) -> None:
+def _check_no_dangling_link(path: Path, *, file: bool = False, flag: str = "--out") -> None:
     """Refuse an --out that is, or lies under, a symbolic link to nothing: mkdir fails on one ('File exists') while a
     rename replaces it, so commands treated it two ways. `mkdir -p` refuses it too; the fix is the user's."""
     for part in (path, *path.parents):
@@ -87,7 +87,7 @@ def _check_no_dangling_link(path: Path, *, file: bool = False) -> None:
             target = os.readlink(part)
             fix = "remove the link" if file and part == path else f"create {target} (mkdir -p)"
             raise AccVideoError(
-                f"--out {path}: {part} is a link to {target}, which does not exist; {fix} or choose another --out"
+                f"{flag} {path}: {part} is a link to {target}, which does not exist; {fix} or choose another {flag}"
             ) from None
         except OSError:  # a loop (ELOOP): said by the resolve that follows
             pass
@@ -99,22 +99,23 @@ def check_folder(
     *,
     inputs: Mapping[str, str | Path | None] | None = None,
     legacy: Callable[[Path], bool] | None = None,
+    flag: str = "--out",
 ) -> Path:
     """The resolved folder `command` may write, or a one-line AccVideoError; creates nothing.
 
     `inputs` name folders the command reads (teacher, dataset, run); `legacy(folder)` recognises this command's
-    output from before markers existed, so such runs still resume.
+    output from before markers existed, so such runs still resume; `flag` is the setting that names the folder.
     """
-    _check_no_dangling_link(Path(out).expanduser().absolute())
+    _check_no_dangling_link(Path(out).expanduser().absolute(), flag=flag)
     path = Path(out).expanduser().resolve()
     hit = _inside(path, inputs or {})
     if hit is not None:
         name, folder = hit
         where = "is" if path == folder else "lies inside"
-        raise AccVideoError(f"--out {path} {where} the {name} folder {folder}; choose another --out")
-    _check_not_in_a_pipeline(path)
+        raise AccVideoError(f"{flag} {path} {where} the {name} folder {folder}; choose another {flag}")
+    _check_not_in_a_pipeline(path, flag)
     if path.exists() and not path.is_dir():
-        raise AccVideoError(f"--out {path} is a file, not a folder; choose another --out")
+        raise AccVideoError(f"{flag} {path} is a file, not a folder; choose another {flag}")
     if not path.is_dir():
         return path
     made_by = owner(path)
@@ -122,11 +123,12 @@ def check_folder(
         return path
     if made_by is not None:
         raise AccVideoError(
-            f"--out {path} holds the output of `accvideo {made_by}`, not of `accvideo {command}`; choose another --out"
+            f"{flag} {path} holds the output of `accvideo {made_by}`, not of `accvideo {command}`; "
+            f"choose another {flag}"
         )
     if any(not _guard_files(p.name) for p in path.iterdir()) and not (legacy is not None and legacy(path)):
         raise AccVideoError(
-            f"--out {path} is not empty and was not made by `accvideo {command}`; choose a new or empty folder "
+            f"{flag} {path} is not empty and was not made by `accvideo {command}`; choose a new or empty folder "
             "(accvideo never writes into folders it did not make, --force included)"
         )
     return path
@@ -138,11 +140,12 @@ def claim_folder(
     *,
     inputs: Mapping[str, str | Path | None] | None = None,
     legacy: Callable[[Path], bool] | None = None,
+    flag: str = "--out",
 ) -> Path:
     """`check_folder`, then create the folder and mark it as `command`'s; returns the folder as given (expanded)."""
-    check_folder(out, command, inputs=inputs, legacy=legacy)
+    check_folder(out, command, inputs=inputs, legacy=legacy, flag=flag)
     folder = Path(out).expanduser()
-    prepare_output(folder / MARKER)  # creates it, or one line saying why not
+    prepare_output(folder / MARKER, flag)  # creates it, or one line saying why not
     mark_folder(folder, command)
     return folder
 

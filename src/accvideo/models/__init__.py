@@ -248,8 +248,10 @@ def check_host_memory(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE) 
     """Refuse, before reading any weight, a model that does not fit in the host memory free now: loaded on the CPU
     past it, the kernel's out-of-memory killer ends the process without a word (exit 137), minutes in."""
     free = available_memory()
+    if free is None:  # no /proc/meminfo: nothing to compare with, so no header is read for it
+        return
     need = host_bytes(path, dtype, parts)
-    if free is not None and need > free:
+    if need > free:
         gib, size = 2**30, torch.empty((), dtype=dtype).element_size()
         half = f", --dtype bfloat16 ({need / size * 2 / gib:.1f} GiB)" if size > 2 and need / size * 2 <= free else ""
         raise AccVideoError(
