@@ -263,3 +263,17 @@ def test_a_run_older_than_a_setting_resumes_at_that_settings_default(tmp_path):
         check_resumable(saved, {**defaults, "adv_warmup": 5}, "t", tmp_path, defaults)
     with pytest.raises(AccVideoError, match="lambda_adv"):
         check_resumable(saved, {**defaults, "lambda_adv": 0.5}, "t", tmp_path, defaults)
+
+
+def test_empty_lora_targets_are_the_default_and_recorded_so(tmp_path):
+    """`lora_targets=[]` trains the family's attention projections (targets_for), so the run records None, the
+    default's value; a checkpoint of an older run that recorded [] resumes under either spelling."""
+    from accvideo.core.config import to_dict
+    from accvideo.distill.checkpoint import check_resumable
+    from accvideo.distill.config import DistillConfig
+
+    config = to_dict(DistillConfig(lora_rank=2, lora_targets=[]))
+    assert config["lora_targets"] is None
+    assert to_dict(DistillConfig(lora_rank=2, lora_targets=["to_q"]))["lora_targets"] == ["to_q"]
+    old = {"teacher": "t", "config": {**config, "lora_targets": []}}
+    check_resumable(old, config, "t", tmp_path, config)  # no error

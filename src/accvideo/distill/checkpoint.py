@@ -61,7 +61,10 @@ def check_resumable(
     core/config.check_same_settings for settings newer than the checkpoint)."""
     if saved["teacher"] != teacher:
         raise AccVideoError(f"{path} was trained from another teacher; use another --out or the same --teacher")
-    check_same_settings(saved["config"], config, path, defaults, resumable)
+    recorded = dict(saved["config"])
+    if recorded.get("lora_targets") == []:  # runs before `lora_targets=[]` was recorded as the default it means
+        recorded["lora_targets"] = None
+    check_same_settings(recorded, config, path, defaults, resumable)
 
 
 def check_continues(saved: dict, out: Path, data, dataset, iterations: int) -> None:

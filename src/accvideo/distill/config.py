@@ -91,6 +91,8 @@ class DistillConfig:
         # YAML 1.1 reads a bare on / off as a boolean; config.yaml of older runs holds true / false
         spelled = {"true": "on", "false": "off"}.get(str(self.grad_checkpointing).lower(), self.grad_checkpointing)
         object.__setattr__(self, "grad_checkpointing", spelled)
+        if self.lora_targets is not None and not self.lora_targets:  # `lora_targets=[]`: the default, recorded so
+            object.__setattr__(self, "lora_targets", None)
         if self.grad_checkpointing not in CHECKPOINTING:
             raise ValueError(f"grad_checkpointing must be auto, on or off; got {self.grad_checkpointing!r}")
         for name in (
