@@ -732,3 +732,20 @@ def test_every_command_refuses_a_wrong_decoder_before_any_work_or_folder(tiny_wa
         argv = ["sample", "--model", str(tiny_wan_dir), "--prompt", "a red circle", "--decoder", str(decoder)]
         code, _, err = run_cli([*argv, "--out", str(clip)], capsys)
         assert code == 2 and says in err and err.count("\n") == 1 and not clip.exists(), err
+
+
+def test_a_crop_as_large_as_the_latents_warns_and_trains_whole_frames(tiny_wan_dir, synvid, tmp_path):
+    """`crop` at or past the latents' size (4x4 here) cannot crop: the run says so and trains exactly the run
+    with crop=0; a smaller crop trains other weights."""
+    from accvideo.decoder import distill_decoder
+
+    runs = {}
+    for name, crop in (("whole", 0), ("big", 100), ("small", 2)):
+        if crop == 100:
+            with pytest.warns(UserWarning, match=r"crop=100 is not smaller than the 4x4 latents.*whole frames"):
+                distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / name, iterations=3, crop=crop), progress=False)
+        else:
+            distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / name, iterations=3, crop=crop), progress=False)
+        runs[name] = load_file(tmp_path / name / "decoder" / "decoder.safetensors")
+    assert all(torch.equal(runs["whole"][k], runs["big"][k]) for k in runs["whole"])
+    assert not all(torch.equal(runs["whole"][k], runs["small"][k]) for k in runs["whole"])

@@ -165,6 +165,13 @@ class DecoderDistiller:
                 "the feature term is off (feature_weight has no effect; pass feature_weight=0 to silence this)",
                 stacklevel=2,
             )
+        h, w = self.targets.shapes["latents"][-2:]
+        if cfg.crop >= max(h, w):
+            warnings.warn(
+                f"crop={cfg.crop} is not smaller than the {h}x{w} latents, so the run trains on whole frames "
+                "(crop=0 says so)",
+                stacklevel=2,
+            )
         self.tap = None if level is None else level[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
