@@ -41,6 +41,19 @@ def test_bench_json_has_every_stage_and_the_overhead(tiny_wan_dir, tmp_path, cap
         assert stage in md and stage in out
 
 
+def test_the_built_in_model_is_named_as_given_not_by_its_install_path(tmp_path, capsys):
+    """bench.json and bench.md are committed and pasted into docs: `--model builtin` is recorded as `builtin`, not
+    as the folder it is installed in on this machine."""
+    from accvideo.core.runtime import resolve_model
+
+    args = ["bench", "--model", "builtin", "--teacher-steps", "2", "--student-steps", "1", "--out", str(tmp_path)]
+    code, _, err = run_cli(args, capsys)
+    assert code in (0, None), err
+    assert json.loads((tmp_path / "bench.json").read_text())["model"] == "builtin"
+    md = (tmp_path / "bench.md").read_text()
+    assert md.startswith("# accvideo bench: builtin\n") and str(resolve_model("builtin")) not in md
+
+
 def test_timing_wrapper_generates_the_same_clip(tiny_wan):
     from accvideo.bench.timing import TimedAdapter
     from accvideo.core.sampling import SamplingPlan

@@ -12,7 +12,7 @@ from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
-from accvideo.core.runtime import available_memory, resolve_device, resolve_dtype, resolve_model
+from accvideo.core.runtime import BUILTIN_MODELS, available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
 from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
@@ -102,7 +102,8 @@ def _load(cfg: BenchConfig, device: torch.device, dtype: torch.dtype):
     if cfg.random_weights:
         return build_random(cfg.arch, device, dtype), f"{cfg.arch} (random weights)", None
     opened = open_model(cfg.model, device=device, dtype=dtype)
-    return opened.adapter, str(opened.student_dir or opened.model_dir), opened.model_dir
+    what = cfg.model if cfg.model in BUILTIN_MODELS else str(opened.student_dir or opened.model_dir)
+    return opened.adapter, what, opened.model_dir
 
 
 def run_bench(cfg: BenchConfig) -> dict:
