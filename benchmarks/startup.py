@@ -8,7 +8,7 @@ The teacher is bf16 and the student float32, as `accvideo distill` holds them on
 would be read zero-copy from the mmapped file, which hides what the start-up allocates).
 
 Writes OUT/startup.json and prints a Markdown table; `--json PATH` copies the JSON (benchmarks/results/). The folder is
-deleted afterwards unless --keep.
+deleted afterwards unless --keep. `--table JSON` prints the table of a saved result (docs/scale-out.md's).
 """
 
 from __future__ import annotations
@@ -80,6 +80,36 @@ def worker(teacher: Path, out: Path, dtype: torch.dtype) -> None:
         dist.barrier()
 
 
+MODES = {
+    "none": "none: loaded whole (`from_pretrained`, then the float32 copy)",
+    "fsdp": "fsdp: meta device, sharded, each rank reads its rows",
+}
+
+
+def table(result: dict) -> str:
+    """docs/scale-out.md's table: one row a launch, its ranks' figures joined by ' / '."""
+    lines = [
+        f"transformer {result['transformer_params'] / 1e6:.0f}M parameters, folder {result['folder_gib']:.2f} GiB; "
+        f"pair ({result['teacher_dtype']} teacher + float32 full student) {result['pair_whole_gib']:.2f} GiB whole",
+        "",
+        "| processes | mode | start-up (s) | tensors held per process (GiB) | peak resident per process (GiB) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for world in sorted({r["world"] for r in result["processes"]}):
+        ranks = sorted((r for r in result["processes"] if r["world"] == world), key=lambda r: r["rank"])
+
+        def each(key: str, fmt: str, ranks=ranks) -> str:
+            return " / ".join(f"{r[key]:{fmt}}" for r in ranks)
+
+        lines.append(
+            f"| {world} | {MODES.get(ranks[0]['mode'], ranks[0]['mode'])} | {each('seconds', '.1f')} "
+            f"| {each('held_anon_gib', '.2f')} | {each('peak_gib', '.2f')} |"
+        )
+    lines.append("")
+    lines += [f"teacher identity, {name}: {s} s" for name, s in result["identity_seconds"].items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12)
@@ -88,7 +118,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--dtype", default="bfloat16", help="the teacher's dtype (bf16: as distill runs on a GPU)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--table", help="print the table of a saved result (docs/scale-out.md's) and stop")
     a = parser.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.table).read_text())))
+        return
     if a.worker:
         worker(Path(a.worker[0]), Path(a.worker[1]), getattr(torch, a.dtype))
         return
@@ -128,19 +162,7 @@ def main() -> None:
     (out / "startup.json").write_text(text)
     if a.json:
         Path(a.json).write_text(text)
-    print(
-        f"transformer {params / 1e6:.0f}M parameters, folder {folder_gib:.2f} GiB; pair ({a.dtype} teacher + float32 "
-        f"full student) {result['pair_whole_gib']:.2f} GiB whole"
-    )
-    print("| processes | rank | mode | start-up (s) | peak resident (GiB) | added at peak | tensors held |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for r in ranks:
-        print(
-            f"| {r['world']} | {r['rank']} | {r['mode']} | {r['seconds']} | {r['peak_gib']} | {r['added_peak_gib']} "
-            f"| {r['held_anon_gib']} |"
-        )
-    for name, s in timings.items():
-        print(f"teacher identity, {name}: {s} s")
+    print(table(result))
     if not a.keep:
         shutil.rmtree(teacher)
 
