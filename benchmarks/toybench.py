@@ -7,7 +7,8 @@ Each --run is NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]; MODEL is 'builtin', a diffu
 (a student samples on its own key sigmas without CFG unless STEPS/GUIDANCE are given; an empty field keeps the
 default, e.g. student-5=runs/s5). Prints a Markdown table (accuracy per attribute, Frechet distance, temporal
 consistency, seconds) and writes JSON; `--draws N` adds 95% bootstrap intervals over clips (evaluate/intervals.py)
-to every row, and each row's paired difference from the first row.
+to every row, and each row's paired difference from the first row. `--table JSON...` prints saved results (of the
+same pairs) as one table, the docs' tables.
 
 An image-to-video model (e.g. `accvideo teacher train image=true init=builtin`) runs in ToyBench's image-to-video
 mode: each clip starts from the world's first frame of its prompt and seed (evaluate/generate.py `first_frames`).
@@ -46,9 +47,49 @@ def parse_run(text: str) -> dict:
     }
 
 
+def markdown(rows: list[dict]) -> str:
+    """The comparison table: one line a run (with its 95% intervals when drawn), then the reference clips'."""
+
+    def ci(r: dict, name: str, fmt: str) -> str:  # " [lo, hi]" when intervals were drawn
+        b = r.get("intervals", {}).get(name)
+        return f" [{b['lo']:{fmt}}, {b['hi']:{fmt}}]" if b else ""
+
+    attrs = [k for k in rows[0]["accuracy"] if k not in ("mean", "joint")]
+    head = ["run", "steps", "guidance", *attrs, "mean acc", "joint acc", "Frechet", "temporal", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        a = r["accuracy"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["name"],
+                    str(r["steps"]),
+                    f"{r['guidance']:g}",
+                    *[f"{a[k]:.3f}" for k in attrs],
+                    f"{a['mean']:.3f}" + ci(r, "accuracy", ".3f"),
+                    f"{a['joint']:.3f}",
+                    f"{r['frechet_distance']:.3f}" + ci(r, "frechet_distance", ".1f"),
+                    f"{r['temporal_consistency']:.3f}",
+                    f"{r['seconds']:.0f}",
+                ]
+            )
+            + " |"
+        )
+    ref = rows[0]["reference"]
+    if ref:
+        lines.append(
+            "| real clips (reference) | - | - | "
+            + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
+            + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
+            f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]")
+    ap.add_argument("--run", action="append", help="NAME=MODEL[:STEPS[:GUIDANCE[:SHIFT]]]")
     ap.add_argument("--n", type=int, default=256, help="held-out prompt and seed pairs")
     ap.add_argument("--split", default="heldout")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt list")
@@ -58,7 +99,16 @@ def main() -> None:
     ap.add_argument("--classifier", type=Path, default=None, help="classifier folder [the shipped one]")
     ap.add_argument("--draws", type=int, default=0, help="bootstrap draws for 95%% intervals over clips [0: none]")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/toybench.json"))
+    ap.add_argument("--table", nargs="+", type=Path, help="print the rows of saved JSONs as one table and stop")
     args = ap.parse_args()
+    if args.table:  # one table of runs scored on the same pairs
+        saved = [json.loads(path.read_text()) for path in args.table]
+        if len({(r["n"], r["split"], r["seed"]) for r in saved}) > 1:
+            raise SystemExit("--table: these JSONs score other prompt and seed pairs (n, split, seed differ)")
+        print(markdown([r for result in saved for r in result["runs"]]))
+        return
+    if not args.run:
+        ap.error("give --run NAME=MODEL... (or --table JSON...)")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -105,41 +155,7 @@ def main() -> None:
                 rows[-1]["minus_first"] = compare([scores[-1]], [scores[0]], draws=args.draws)
         print(f"{run['name']}: mean accuracy {m['accuracy']['mean']:.3f}, FD {m['frechet_distance']:.3f}", flush=True)
 
-    def ci(r: dict, name: str, fmt: str) -> str:  # " [lo, hi]" when intervals were drawn
-        b = r.get("intervals", {}).get(name)
-        return f" [{b['lo']:{fmt}}, {b['hi']:{fmt}}]" if b else ""
-
-    attrs = [k for k in rows[0]["accuracy"] if k not in ("mean", "joint")]
-    head = ["run", "steps", "guidance", *attrs, "mean acc", "joint acc", "Frechet", "temporal", "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        a = r["accuracy"]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    r["name"],
-                    str(r["steps"]),
-                    f"{r['guidance']:g}",
-                    *[f"{a[k]:.3f}" for k in attrs],
-                    f"{a['mean']:.3f}" + ci(r, "accuracy", ".3f"),
-                    f"{a['joint']:.3f}",
-                    f"{r['frechet_distance']:.3f}" + ci(r, "frechet_distance", ".1f"),
-                    f"{r['temporal_consistency']:.3f}",
-                    f"{r['seconds']:.0f}",
-                ]
-            )
-            + " |"
-        )
-    ref = rows[0]["reference"]
-    if ref:
-        lines.append(
-            "| real clips (reference) | - | - | "
-            + " | ".join(f"{ref['accuracy'][k]:.3f}" for k in attrs)
-            + f" | {ref['accuracy']['mean']:.3f} | {ref['accuracy']['joint']:.3f} | "
-            f"{ref['frechet_distance']:.3f} | {ref['temporal_consistency']:.3f} | - |"
-        )
-    table = "\n".join(lines)
+    table = markdown(rows)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
