@@ -378,6 +378,43 @@ def height_past_the_models_positions(env):
 
 
 @case
+def a_setting_that_yaml_cannot_read(env):
+    # a stray quote or bracket was OmegaConf's YAML error: a traceback
+    return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "is not a value ("
+
+
+@case
+def settings_nested_past_the_recursion_limit(env):
+    deep = "[" * 5000 + "]" * 5000
+    if env.variant == "setting":
+        return ["sample", f"guidance={deep}", "--out", str(env.tmp / "c.mp4")], "setting guidance nests too deeply"
+    config = env.tmp / "deep.yaml"
+    config.write_text(f"guidance: {deep}\n")
+    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "deep.yaml nests too deeply"
+
+
+@case
+def a_config_of_aliases_of_aliases(env):
+    # 'billion laughs': 600 bytes that OmegaConf expanded for minutes and GBs before refusing the unknown key
+    config = env.tmp / "laughs.yaml"
+    rows = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    config.write_text("\n".join(rows) + "\n")
+    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "more than 100,000 values"
+
+
+@case
+def a_json_input_nested_past_the_recursion_limit(env):
+    deep = "[" * 100_000 + "\n"
+    if env.variant == "prompts":
+        prompts = env.tmp / "deep.jsonl"
+        prompts.write_text(deep)
+        return ["sample", "--prompts", str(prompts), "--out", str(env.tmp / "clips"), *SMALL], "nested too deeply"
+    teacher = env.copy(env.teacher, "teacher")
+    (teacher / "transformer" / "config.json").write_text(deep)
+    return ["sample", "--model", str(teacher), "--out", str(env.tmp / "c.mp4"), *SMALL], "nested too deeply"
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 
@@ -694,7 +731,7 @@ def a_checkpoint_that_is_not_a_weights_only_file(env):
 def a_config_that_refers_to_itself(env):
     config = env.tmp / "loop.yaml"
     config.write_text("steps: &a [*a]\n")
-    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "refers to itself"
+    return ["sample", "--config", str(config), "--out", str(env.tmp / "c.mp4")], "or refers to itself"
 
 
 @case
@@ -987,6 +1024,9 @@ VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
+    "a_setting_that_yaml_cannot_read": ("guidance=[", "seed='3", "guidance=!!python/object:os.system x"),
+    "settings_nested_past_the_recursion_limit": ("setting", "config"),
+    "a_json_input_nested_past_the_recursion_limit": ("prompts", "model"),
     "a_device_torch_cannot_name": ("gpu", "meta", "CPU"),
     "a_negative_seed": ("prompts", "synthesize", "evaluate", "ablate"),
     "a_checkpoint_that_is_not_a_weights_only_file": ("pickle", "folder"),

@@ -615,6 +615,8 @@ def fault_line(exc: BaseException) -> str | None:
         )
     exc = as_os_error(exc)
     text = str(exc)
+    if isinstance(exc, RecursionError) and "decoding a JSON" in text:  # a library's own read (ours: parse_json)
+        return "a JSON file this command reads nests too deeply to be read (thousands of brackets); fix or replace it"
     if isinstance(exc, RuntimeError) and "Storage size calculation overflowed" in text:  # torch, on absurd sizes
         return (
             "a tensor these settings ask for is too large to exist (its size overflows 64 bits); use a smaller "

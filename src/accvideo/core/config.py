@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from accvideo.core.files import write_text_atomic
 from accvideo.core.inputs import read_yaml
+from accvideo.core.interrupts import check as check_interrupt
 from accvideo.errors import AccVideoError
 
 C = TypeVar("C")
@@ -31,16 +32,19 @@ def load_config(
     Unknown keys and values of the wrong type are rejected with a one-line AccVideoError. Text is taken literally:
     `${...}` in a prompt is the user's text, never an OmegaConf interpolation.
     """
+    source = "the settings"  # what a RecursionError came from
     try:
         merged = OmegaConf.structured(base if base is not None else cls)
         if path is not None:
             path = Path(path)
+            source = f"config file {path}"
             if not path.exists():
                 raise AccVideoError(f"config file {path} does not exist; pass --config an existing YAML file")
             if not path.is_file():
                 raise AccVideoError(f"config file {path} is not a file; pass --config a YAML file")
             data = read_yaml(path, "fix the file or drop --config")
             data = {} if data is None else data  # empty, or comments only: no settings
+            check_size(data, source)
             loaded = OmegaConf.create(literal(data)) if isinstance(data, dict) else None
             if not isinstance(loaded, DictConfig):
                 raise AccVideoError(f"config file {path} must hold a mapping of settings (key: value lines)")
@@ -55,14 +59,17 @@ def load_config(
         text = text_keys(cls)
         for override in overrides:  # in order: a later one wins
             key, value = override.split("=", 1)
+            source = f"setting {key}"
             if key in text:  # as given: YAML would read `off` or `no` as a boolean, `1e-3` as a number
                 merged = OmegaConf.merge(merged, nest({key: literal(_text_value(value))}))
             elif not value.strip():  # read as null: `steps=$STEPS` with STEPS unset dropped the --steps given
                 raise AccVideoError(f"setting {key}= has no value; give {key}=VALUE, or {key}=null for its default")
             else:
+                check_size(_override_value(key, value), source)
                 merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(override)]))
         return check_numbers(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
+        check_interrupt()  # a Ctrl-C that broke OmegaConf's state midway is an interruption, not a bad setting
         msg = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
         if key:  # name the setting and what it takes
@@ -72,10 +79,45 @@ def load_config(
             f"bad config for {cls.__name__}: {msg}; give each setting a value of its type, nested ones as "
             "runtime.offload=true (--help lists them)"
         ) from None
-    except RecursionError:  # a YAML alias inside its own anchor (`a: &a [*a]`)
-        raise AccVideoError(f"config file {path} refers to itself (a YAML alias inside its own anchor)") from None
+    except RecursionError:  # thousands of nested brackets (an alias inside its own anchor is check_size's)
+        raise AccVideoError(f"{source} nests too deeply (thousands of brackets); write it flat") from None
     except (ValueError, TypeError) as exc:  # raised by a config's own validation
         raise AccVideoError(str(exc)) from None
+
+
+MAX_VALUES = 100_000  # values in a config file or setting once its YAML aliases are expanded
+
+
+def check_size(data, source: str) -> None:
+    """Refuse settings that expand past MAX_VALUES values: a few lines of YAML aliases of aliases ("billion
+    laughs") grow exponentially as OmegaConf copies them (minutes and GBs before the unknown key was refused), and an
+    alias inside its own anchor (`a: &a [*a]`) never ends. Counted without expanding: it stops at the limit."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise AccVideoError(
+                f"{source} holds more than {MAX_VALUES:,} values once its YAML aliases are expanded, or refers to "
+                "itself (an alias inside its own anchor); write the settings out without aliases"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def _override_value(key: str, value: str):
+    """The value of a `key=value` override as YAML reads it, or one line: OmegaConf's YAML error (`steps=[`, a
+    stray quote `seed='3`) was a traceback."""
+    try:
+        return yaml.load(value, Loader=yaml.SafeLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        what = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise AccVideoError(
+            f"setting {key}={value} is not a value ({what}); give {key}=VALUE of its type, e.g. a number, "
+            f"true, [1, 2] or quoted text (--help lists them)"
+        ) from None
 
 
 def text_keys(cls) -> set[str]:

@@ -35,11 +35,21 @@ def _read_text(path: Path, fix: str) -> str:
         raise _bad(path, "is not a text file", fix) from None
 
 
+def parse_json(text: str | bytes, **kw):
+    """json.loads, with a text nested past Python's recursion limit (`[[[[...`) refused as invalid JSON: the
+    decoder's RecursionError passed every reader's JSONDecodeError handler and ended in a traceback."""
+    try:
+        return json.loads(text, **kw)
+    except RecursionError:
+        doc = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
 def read_json(path: str | Path, fix: str):
     """The parsed JSON file, or one line naming the file and `fix`."""
     path = Path(path)
     try:
-        return json.loads(_read_text(path, fix))
+        return parse_json(_read_text(path, fix))
     except json.JSONDecodeError as exc:
         raise _bad(path, f"is not valid JSON (line {exc.lineno}: {exc.msg})", fix) from None
 
@@ -101,7 +111,7 @@ def check_safetensors(path: str | Path, fix: str) -> dict:
             (n,) = struct.unpack("<Q", head)
             if n > _MAX_HEADER or 8 + n > size:
                 raise _bad(path, f"is truncated or not a safetensors file (header of {n} bytes, file {size})", fix)
-            header = json.loads(f.read(n))
+            header = parse_json(f.read(n))
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -11,7 +11,6 @@ Hidden names keep both out of a teacher's content identity and out of copied pip
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +23,7 @@ except ImportError:  # not on Windows: the ledger's read-modify-write is then un
     fcntl = None
 
 from accvideo.core.files import file_sha256, is_stale_writer, prepare_output, write_json_atomic, writer_id
+from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
@@ -40,7 +40,7 @@ def _guard_files(name: str) -> bool:
 def owner(folder: str | Path) -> str | None:
     """The command that made `folder` (its marker), or None when it holds no readable marker."""
     try:
-        data = json.loads((Path(folder) / MARKER).read_text())
+        data = parse_json((Path(folder) / MARKER).read_text())
     except (OSError, ValueError):
         return None
     return data.get("command") if isinstance(data, dict) and data.get("format") == FORMAT else None
@@ -236,7 +236,7 @@ class FolderLock:
 
 def _ledger(folder: Path) -> dict:
     try:
-        data = json.loads((folder / LEDGER).read_text())
+        data = parse_json((folder / LEDGER).read_text())
     except (OSError, ValueError):
         return {}
     return data.get("files", {}) if isinstance(data, dict) and data.get("format") == FORMAT else {}

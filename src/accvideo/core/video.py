@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from accvideo.core.files import temp_name, write_text_atomic
+from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
 
 MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its own lines and writing nothing
@@ -36,7 +37,7 @@ def manifest_entries(folder: Path) -> list[dict]:
     entries = []
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = parse_json(line)
         except ValueError:
             continue
         if isinstance(entry, dict):

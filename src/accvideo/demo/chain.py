@@ -21,6 +21,7 @@ import torch
 
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic
+from accvideo.core.inputs import parse_json
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
@@ -157,7 +158,7 @@ def write_train_prompts(cfg: ChainConfig) -> Path:
 
 def _read_rows(path: Path) -> list | None:
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [parse_json(line) for line in path.read_text().splitlines() if line.strip()]
     except (OSError, ValueError):
         return None
 
@@ -352,7 +353,7 @@ def _sampler_record(s: Sampler, pairs) -> dict:
 def read_json_dict(path: Path) -> dict:
     """A JSON file's object, or {} when it is missing, unreadable or not an object."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = parse_json(Path(path).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

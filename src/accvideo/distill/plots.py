@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
 
 CURVES = (("traj", "L_traj (Eq. 6)"), ("g", "L_G (generator)"), ("d", "L_D (heads)"))
@@ -57,7 +58,7 @@ def read_losses(path: Path) -> list[dict]:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(parse_json(line))
         except json.JSONDecodeError:
             continue
     return records

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import temp_name
+from accvideo.core.inputs import parse_json
 from accvideo.core.runtime import batch_noise
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.core.video import to_uint8
@@ -60,7 +61,7 @@ def folder_sources(folder: Path, setting: str = "real_data") -> list[Source]:
     if manifest.is_file():
         for i, line in enumerate(manifest.read_text().splitlines()):
             try:
-                entry = json.loads(line) if line.strip() else None
+                entry = parse_json(line) if line.strip() else None
             except json.JSONDecodeError:
                 raise AccVideoError(f"{manifest} line {i + 1} is not JSON; fix or delete it") from None
             if isinstance(entry, dict) and "file" in entry:
@@ -216,7 +217,7 @@ def load_real_clips(
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
-            chunk_prompts = json.loads(f.metadata()["prompts"])
+            chunk_prompts = parse_json(f.metadata()["prompts"])
         data = load_file(str(path))
         skipped += int(data["skipped"])
         if chunk_prompts:

@@ -7,7 +7,6 @@ artifacts. Every function takes the run's Distiller and runs on every rank (most
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import torch
 from accvideo.core import dist, parallel
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import check_free_space, write_json_atomic
+from accvideo.core.inputs import parse_json
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.distill.checkpoint import (
@@ -257,7 +257,7 @@ def artifact_is_current(d: Distiller) -> bool:
 def read_summary(out: Path) -> dict:
     """OUT/summary.json as a run wrote it, or {} (none yet, or damaged)."""
     try:
-        data = json.loads((Path(out) / "summary.json").read_text())
+        data = parse_json((Path(out) / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic
+from accvideo.core.inputs import parse_json
 from accvideo.core.video import (
     MANIFESTS,
     manifest_entries,
@@ -33,9 +34,9 @@ def read_manifest(folder: Path) -> list[dict]:
             continue
         try:
             if name.endswith(".jsonl"):
-                entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                entries = [parse_json(line) for line in path.read_text().splitlines() if line.strip()]
             else:
-                entries = json.loads(path.read_text())
+                entries = parse_json(path.read_text())
         except json.JSONDecodeError as exc:
             raise AccVideoError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or rewrite it") from None
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -185,7 +186,7 @@ def _own_clips(folder: Path, entries: list[dict]) -> set[str]:
     """Clip files of `write_video_folder`'s in `folder`: those its manifest lists and those a killed write listed as
     pending, by the naming convention only (never a user's other file)."""
     try:
-        pending = json.loads((folder / PENDING).read_text())
+        pending = parse_json((folder / PENDING).read_text())
     except (OSError, ValueError):
         pending = []
     listed = [e.get("file") for e in entries] + (pending if isinstance(pending, list) else [])

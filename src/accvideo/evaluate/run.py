@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accvideo.core.inputs import parse_json
 from accvideo.core.outputs import claim_folder
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.errors import AccVideoError
@@ -226,7 +226,7 @@ def _kept_clips(out: Path, record: dict):
     """(videos, pairs, source) of the clips an earlier run with this very record kept in OUT/videos as .npy and
     scored, unchanged since; None when anything differs (the run then samples again)."""
     try:
-        source = json.loads((out / "metrics.json").read_text())["source"]
+        source = parse_json((out / "metrics.json").read_text())["source"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(source, dict) or source.get("sampling_record") != record:

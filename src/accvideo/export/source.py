@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from accvideo.core.inputs import check_model_folder
+from accvideo.core.inputs import check_model_folder, parse_json
 from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, pipeline_class
 from accvideo.models.hunyuan import text_settings
@@ -43,7 +43,7 @@ class Source:
         return self.info.get("lora") is not None
 
     def model_index(self) -> dict:
-        return json.loads((self.teacher_dir / "model_index.json").read_text())
+        return parse_json((self.teacher_dir / "model_index.json").read_text())
 
 
 def read_source(run: str | Path) -> Source:
@@ -74,7 +74,7 @@ def read_source(run: str | Path) -> Source:
 def _max_length(teacher_dir: Path, name: str, cap: int) -> int | None:
     """min(cap, the tokenizer's model_max_length), as the adapters encode prompts; None when not recorded."""
     try:
-        raw = json.loads((teacher_dir / name / "tokenizer_config.json").read_text()).get("model_max_length")
+        raw = parse_json((teacher_dir / name / "tokenizer_config.json").read_text()).get("model_max_length")
     except (OSError, json.JSONDecodeError):
         return None
     return int(min(cap, raw)) if isinstance(raw, (int, float)) else None

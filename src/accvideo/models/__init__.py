@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import ModelAdapter
-from accvideo.core.inputs import check_model_folder, check_safetensors, read_json
+from accvideo.core.inputs import check_model_folder, check_safetensors, parse_json, read_json
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import owner
 from accvideo.core.runtime import available_memory
@@ -106,7 +105,7 @@ def load_plugins() -> None:
 def _recorded(folder: Path, key: str) -> str:
     """`key` of a student's student.json, as a hint in a refusal; 'its --teacher' when unreadable."""
     try:
-        value = json.loads((folder / "student.json").read_text()).get(key)
+        value = parse_json((folder / "student.json").read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         value = None
     return value if isinstance(value, str) else "its --teacher"
@@ -116,7 +115,7 @@ def _lora_export_student(path: Path) -> str | None:
     """The student a LoRA export was made from (its accvideo_export.json's record), 'its distill run' when not
     recorded; None for any other export."""
     try:
-        info = json.loads((path / "accvideo_export.json").read_text())
+        info = parse_json((path / "accvideo_export.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict) or info.get("kind") != "lora":

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.inputs import check_safetensors
+from accvideo.core.inputs import check_safetensors, parse_json
 from accvideo.errors import AccVideoError
 
 
@@ -137,7 +137,7 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
 def _config(folder: Path) -> dict:
     """A component's config.json as a dict; {} when absent or unreadable (the loader says what is wrong with it)."""
     try:
-        data = json.loads((folder / "config.json").read_text())
+        data = parse_json((folder / "config.json").read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

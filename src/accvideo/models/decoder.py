@@ -20,7 +20,6 @@ VAE's decode (models/runtime.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accvideo.core.files import file_sha256, temp_name, write_json_atomic
-from accvideo.core.inputs import load_safetensors, read_json
+from accvideo.core.inputs import load_safetensors, parse_json, read_json
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models.identity import teacher_identity
@@ -341,7 +340,7 @@ def folder_geometry(model_dir: str | Path) -> tuple[int, int, int] | None:
     z_dim and scale_factor_*, HunyuanVideo's latent_channels and *_compression_ratio); None when it does not say
     (the loaded VAE is checked then)."""
     try:
-        cfg = json.loads((Path(model_dir) / "vae" / "config.json").read_text())
+        cfg = parse_json((Path(model_dir) / "vae" / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(cfg, dict):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from accvideo.core.files import file_sha256, write_text_atomic
 from accvideo.core.images import image_size
+from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
 from accvideo.world import item_seed
 from accvideo.world.attributes import SPLITS
@@ -89,7 +90,7 @@ def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
 
 def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
     try:
-        row = json.loads(text)
+        row = parse_json(text)
     except json.JSONDecodeError as exc:
         raise AccVideoError(f"line {lineno} of {path} is not JSON ({exc.msg}); write one JSON object a line") from None
     prompt = row.get("prompt") if isinstance(row, dict) else None

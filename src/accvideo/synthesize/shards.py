@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from accvideo.core.files import temp_name
+from accvideo.core.inputs import parse_json
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
@@ -99,7 +100,7 @@ def read_header(path: str | Path) -> ShardHeader:
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+            meta = parse_json((f.metadata() or {}).get(META_KEY, "{}"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         return ShardHeader(

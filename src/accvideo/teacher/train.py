@@ -16,7 +16,7 @@ from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.inputs import load_safetensors, read_json, read_yaml
+from accvideo.core.inputs import load_safetensors, parse_json, read_json, read_yaml
 from accvideo.core.outputs import mark_folder
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
@@ -218,7 +218,7 @@ def _captions(work: Path) -> list[str]:
     from safetensors import safe_open
 
     with safe_open(str(work / "latents.safetensors"), "pt") as f:
-        return json.loads(f.metadata()["captions"])
+        return parse_json(f.metadata()["captions"])
 
 
 def train_transformer(
@@ -313,7 +313,7 @@ def _keep_log_until(log: Path, step: int) -> None:
 
     def step_of(line: str) -> float:
         try:
-            return json.loads(line).get("step", 0)
+            return parse_json(line).get("step", 0)
         except ValueError:  # a line the kill cut short
             return float("inf")
 
