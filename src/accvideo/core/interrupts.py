@@ -18,6 +18,7 @@ workers, and a cluster sends SIGTERM to a job it preempts. A second signal stops
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,9 +54,19 @@ def catch_interrupts() -> Iterator[None]:
         yield
         return
     previous = {s: signal.signal(s, _record) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    hook = sys.unraisablehook
+
+    def quiet(unraisable) -> None:
+        # the signal raised inside a finalizer (a regex Group.__del__ while a tokenizer loads): Python printed
+        # "Exception ignored in ..." and its traceback before the one `interrupted` line; `check` still stops the run
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and INTERRUPTED.is_set()):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
         INTERRUPTED.clear()  # library calls after the command (tests, notebooks) are not interrupted by it
