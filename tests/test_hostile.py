@@ -415,6 +415,22 @@ def a_json_input_nested_past_the_recursion_limit(env):
 
 
 @case
+def a_prompt_file_that_is_a_fifo(env):
+    # read_bytes waited for a writer forever
+    fifo = env.tmp / "prompts.txt"
+    os.mkfifo(fifo)
+    return ["sample", "--prompts", str(fifo), "--out", str(env.tmp / "clips"), *SMALL], "is not a regular file"
+
+
+@case
+def a_prompt_row_that_gives_a_key_twice(env):
+    # json keeps the last "prompt" of a row without a word
+    rows = env.tmp / "prompts.jsonl"
+    rows.write_text('{"prompt": "a red circle", "seed": 1}\n{"prompt": "a", "prompt": "b"}\n')
+    return ["sample", "--prompts", str(rows), "--out", str(env.tmp / "clips"), *SMALL], "gives 'prompt' twice"
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 

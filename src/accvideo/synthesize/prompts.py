@@ -88,9 +88,23 @@ def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
     return str((full if full.is_absolute() else path.parent / full).absolute())
 
 
+class _Twice(Exception):
+    pass
+
+
+def _once(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are each given once (json keeps the last of two, silently)."""
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        raise _Twice(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return row
+
+
 def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
     try:
-        row = parse_json(text)
+        row = parse_json(text, object_pairs_hook=_once)
+    except _Twice as exc:
+        raise AccVideoError(f"line {lineno} of {path} gives {exc.args[0]!r} twice; keep one of them") from None
     except json.JSONDecodeError as exc:
         raise AccVideoError(f"line {lineno} of {path} is not JSON ({exc.msg}); write one JSON object a line") from None
     prompt = row.get("prompt") if isinstance(row, dict) else None
@@ -106,6 +120,11 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     """Items of a prompt file; text-file items (and JSONL rows without a seed) get item_seed(base_seed, index)."""
     path = Path(path).expanduser()
     kind = _kind(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # reading a FIFO waited for a writer forever
+        raise AccVideoError(
+            f"prompt file {path} is not a regular file (a FIFO or a device); write the prompts to a file (a run "
+            "reads them again to resume)"
+        )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
