@@ -950,6 +950,11 @@ def reading_a_folder_another_command_is_writing(env):  # read what was written s
         work.mkdir()
         mark_folder(_held_by_a_live_writer(work), "teacher train")
         return ["teacher", "train", "--preset", "quick", "--out", str(out)], "another `accvideo teacher train`"
+    if env.variant == "tiny-model":  # two at once both said "wrote", and one's files replaced the other's
+        folder = env.tmp / "m"
+        folder.mkdir()
+        mark_folder(_held_by_a_live_writer(folder), "tiny-model")
+        return ["tiny-model", str(folder), "--seed", "2"], "another `accvideo tiny-model`"
     if env.variant == "sample-out":  # two samples to one clip: their ledger entries crossed, later runs refused
         lock = _held_by_a_live_writer(env.tmp) / ".accvideo-lock"
         lock.rename(env.tmp / ".c.mp4.accvideo-lock")
@@ -1064,6 +1069,7 @@ VARIANTS = {
         "demo",
         "ablate",
         "teacher-train",
+        "tiny-model",
     ),
 }
 

@@ -255,23 +255,24 @@ def _toy1d(cfg) -> None:
 def _tiny_model(cfg) -> None:
     from accvideo.core.files import write_json_atomic
     from accvideo.core.inputs import read_json
-    from accvideo.core.outputs import claim_folder
+    from accvideo.core.outputs import FolderLock, claim_folder
     from accvideo.models.tiny import TINY_FAMILIES
 
     out = claim_folder(cfg.out, "tiny-model")
     name, save = TINY_FAMILIES[cfg.family]
     made = {"family": cfg.family, "seed": cfg.seed, "layers": cfg.layers}
     record = out / ".accvideo-tiny.json"  # hidden: not part of the model's identity
-    if record.is_file() and (out / "model_index.json").is_file():
-        before = read_json(record, "delete the folder to write it again")
-        if before == made:
-            _echo(f"{out} already holds this tiny random {name} pipeline; nothing to do")
-            return
-        # another model here would change the teacher identity its datasets and students recorded
-        was = ", ".join(f"{k}={v}" for k, v in before.items()) if isinstance(before, dict) else "other settings"
-        raise AccVideoError(f"{out} holds a tiny model of {was}; use another --out, or delete it to replace it")
-    save(out, cfg.seed, cfg.layers)
-    write_json_atomic(record, made)
+    with FolderLock(out, "tiny-model"):  # two at once both wrote, and one model's files replaced the other's
+        if record.is_file() and (out / "model_index.json").is_file():
+            before = read_json(record, "delete the folder to write it again")
+            if before == made:
+                _echo(f"{out} already holds this tiny random {name} pipeline; nothing to do")
+                return
+            # another model here would change the teacher identity its datasets and students recorded
+            was = ", ".join(f"{k}={v}" for k, v in before.items()) if isinstance(before, dict) else "other settings"
+            raise AccVideoError(f"{out} holds a tiny model of {was}; use another --out, or delete it to replace it")
+        save(out, cfg.seed, cfg.layers)
+        write_json_atomic(record, made)
     _echo(f"wrote a tiny random {name} pipeline to {out}")
 
 
