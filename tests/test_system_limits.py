@@ -138,6 +138,21 @@ def test_a_small_file_over_the_limit_names_itself(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_loss_record_over_the_limit_names_its_file_and_leaves_no_torn_line(tmp_path):
+    """An append to losses.jsonl past the file-size limit left a half record (invalid JSON, against the line's
+    "nothing half-written was kept") and its error named no file."""
+    from accvideo.distill.plots import LossLog, read_losses
+
+    path = tmp_path / "losses.jsonl"
+    log = LossLog(path, 0)
+    log.write({"iteration": 1, "samples": 2, "traj": 0.5})
+    before = path.read_bytes()
+    with file_size_limit(len(before) + 16), pytest.raises(OSError) as failed:
+        log.write({"iteration": 2, "samples": 4, "traj": 0.25, "note": "x" * 64})
+    assert failed.value.errno == errno.EFBIG and failed.value.filename == str(path)
+    assert path.read_bytes() == before and read_losses(path) == [{"iteration": 1, "samples": 2, "traj": 0.5}]
+
+
 @pytest.mark.parametrize("unwritable", ["HOME", "MPLCONFIGDIR"])
 def test_plots_with_a_config_folder_that_cannot_be_written_print_no_warning(unwritable, tmp_path):
     """matplotlib printed two warning lines (and rebuilt its font cache) on every run where HOME is read-only, or

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from accvideo.core.files import write_text_atomic
 from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
 
@@ -26,9 +27,7 @@ class LossLog:
         self.path = Path(path)
         self.curves = curves
         keep = [r for r in read_losses(self.path) if r["iteration"] <= resume_iteration]
-        tmp = self.path.with_name(f".{self.path.name}.part")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
         self.writer = None
         if tensorboard_dir is not None:
             check_tensorboard()
@@ -38,8 +37,15 @@ class LossLog:
 
     def write(self, record: dict, scalars: bool = True) -> None:
         """Append `record`; with `scalars`, also give its losses to TensorBoard (when on)."""
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode()
+        with self.path.open("ab", buffering=0) as f:
+            start, done = f.seek(0, os.SEEK_END), 0
+            try:
+                while done < len(line):
+                    done += f.write(line[done:])
+            except OSError as exc:  # a full disk or the file-size limit: no torn record stays, and the line names it
+                f.truncate(start)
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         if self.writer is not None and scalars:
             for key, _ in self.curves:
                 if record.get(key) is not None:
