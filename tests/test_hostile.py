@@ -431,6 +431,13 @@ def a_prompt_row_that_gives_a_key_twice(env):
 
 
 @case
+def a_teacher_clip_smaller_than_its_vae_crop(env):
+    # "the VAE crop must fit inside a clip" named no setting
+    args = ["teacher", "train", "--out", str(env.tmp / "t"), "--size", "32x32", "--frames", "5"]
+    return args, "lower vae_crop_frames / vae_crop_size or raise frames / size"
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 

@@ -65,7 +65,11 @@ class TeacherConfig:
         if self.height % 16 or self.width % 16 or self.vae_crop_size % 16:
             raise ValueError("height, width and vae_crop_size must be multiples of 16")
         if self.vae_crop_size > min(self.height, self.width) or self.vae_crop_frames > self.frames:
-            raise ValueError("the VAE crop must fit inside a clip")
+            raise ValueError(
+                f"the VAE's training crop ({self.vae_crop_frames} frames of {self.vae_crop_size}x{self.vae_crop_size}) "
+                f"must fit inside a clip ({self.frames} frames of {self.height}x{self.width}); lower vae_crop_frames / "
+                "vae_crop_size or raise frames / size"
+            )
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema < 1:
             raise ValueError("caption_dropout and ema must lie in [0, 1)")
         if not 0 <= self.vae_image_steps < self.vae_steps:
