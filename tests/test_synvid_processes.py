@@ -256,3 +256,31 @@ def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tiny_wan_dir, refer
     assert stopped, "the worker outlived its launcher by a minute"
     assert "the torchrun launcher is gone, so this worker (rank 1) stopped" in err.read_text()
     assert "Traceback" not in err.read_text()
+
+
+def test_a_rank_waiting_for_peers_that_never_start_stops_on_sigterm(tiny_wan_dir, reference, tmp_path):
+    # rank 0 of 2, and rank 1 never starts (one task of a launch failed to start): blocked in init_process_group's
+    # C++, it ran no signal handler, so SIGTERM and Ctrl-C were ignored for the whole hour of the rendezvous timeout.
+    prompts, _ = reference
+    port = _free_port()
+    torchrun_env = dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
+    cmd += ["--out", str(tmp_path / "ds"), *ARGS]
+    worker = subprocess.Popen(cmd, env={**env(), **torchrun_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:  # rank 0 hosts the rendezvous store: its port opens as it starts waiting
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    err = worker.stderr.read().decode()
+    assert code == 143 and err.strip().splitlines()[-1] == "interrupted (SIGTERM)", err
+    assert "Traceback" not in err

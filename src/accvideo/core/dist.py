@@ -78,8 +78,46 @@ def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
     if backend == "nccl":
         torch.cuda.set_device(local_device(device))
     # the timeout bounds how long ranks wait for rank 0 to hash the teacher and prepare the folder
-    tdist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
+    _rendezvous(lambda: tdist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes)))
     return True
+
+
+WAIT_NOTE_S = 30.0  # a rank waiting this long for its peers says so (a peer that never started waits the timeout)
+
+
+def _rendezvous(join: Callable[[], None], note_after: float = WAIT_NOTE_S) -> None:
+    """Run `join` (the rendezvous) in a helper thread while this one waits: blocked in init_process_group's C++,
+    the main thread ran no signal handler, so a rank whose peer never started ignored Ctrl-C and SIGTERM for the
+    whole timeout (an hour). Waiting here, a signal stops it at once; after `note_after` seconds it says why."""
+    import sys
+    import threading
+    import time
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            join()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="accvideo-rendezvous", daemon=True)
+    start, noted = time.monotonic(), False
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)  # a signal's handler runs between these waits
+        check_interrupt()
+        if not noted and time.monotonic() - start > note_after:
+            noted = True
+            where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+            print(
+                f"rank {os.environ.get('RANK')} of {env_world_size()} is waiting at {where} for the other processes "
+                "of this launch to start; Ctrl-C stops it",
+                file=sys.stderr,
+                flush=True,
+            )
+    if failed:
+        raise failed[0]
 
 
 def shutdown() -> None:
