@@ -122,6 +122,19 @@ def test_console_script_has_no_traceback(tmp_path):
         "run-time options)\n"
     )
     assert not (tmp_path / "p.txt").exists()
+    if os.path.isdir("/proc/self"):  # a folder above it that cannot be made: makedirs names that one, not the cache
+        env["TORCHINDUCTOR_CACHE_DIR"] = "/proc/accvideo-nope/kernels"
+        proc = subprocess.run(
+            [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", str(tmp_path / "p.txt")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode == 2 and proc.stderr.startswith(
+            "error: cannot make TORCHINDUCTOR_CACHE_DIR=/proc/accvideo-nope/kernels ("
+        ), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 and not (tmp_path / "p.txt").exists()
 
 
 def test_out_of_gpu_memory_is_one_line_naming_the_fixes(monkeypatch, tmp_path, capsys):

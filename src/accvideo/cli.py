@@ -562,7 +562,11 @@ def _quiet_libraries() -> None:
         pass
     except OSError as exc:  # torch makes its kernel cache folder as diffusers imports it
         cache, failed = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), str(exc.filename or "")
-        if not ((cache and failed.startswith(cache)) or "torchinductor_" in failed):
+        # the cache, a file inside it, or a folder above it that is missing (makedirs names the first it cannot make)
+        related = bool(cache and failed) and (
+            Path(failed) == Path(cache) or Path(cache) in Path(failed).parents or Path(failed) in Path(cache).parents
+        )
+        if not (related or "torchinductor_" in failed):
             raise  # another file: the fault handler's line, or the error as it is
         where = f"TORCHINDUCTOR_CACHE_DIR={cache}" if cache else "torch's kernel cache (/tmp/torchinductor_$USER)"
         raise AccVideoError(
