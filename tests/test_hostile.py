@@ -438,6 +438,20 @@ def a_teacher_clip_smaller_than_its_vae_crop(env):
 
 
 @case
+def a_single_process_command_under_torchrun(env):
+    # each rank ran it whole (evaluate, export: the same files written at once), or sample's ranks refused each other
+    env.monkeypatch.setenv("WORLD_SIZE", "2")
+    env.monkeypatch.setenv("RANK", "0")
+    if env.variant == "sample":
+        return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")], (
+            "`accvideo sample --prompt` runs in one process; run it without torchrun"
+        )
+    if env.variant == "export":
+        return ["export", str(env.student_run()), "--out", str(env.tmp / "e")], "`accvideo export` runs in one process"
+    return ["evaluate", "--model", str(env.teacher), "--out", str(env.tmp / "ev")], "`accvideo evaluate` runs in one"
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 
@@ -1052,6 +1066,7 @@ VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
+    "a_single_process_command_under_torchrun": ("sample", "export", "evaluate"),
     "a_setting_that_yaml_cannot_read": ("guidance=[", "seed='3", "guidance=!!python/object:os.system x"),
     "settings_nested_past_the_recursion_limit": ("setting", "config"),
     "a_json_input_nested_past_the_recursion_limit": ("prompts", "model"),

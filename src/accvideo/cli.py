@@ -120,6 +120,8 @@ def _decoder_distill(cfg) -> None:
 def _sample(cfg) -> None:
     from accvideo.sample.run import sample
 
+    if not cfg.prompts and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise AccVideoError(single_process_line("sample --prompt"))
     r = sample(cfg)
     if "clips" in r:  # --prompts: a folder of clips (under torchrun rank 0 reports for all)
         if r["rank"] != 0:
@@ -543,7 +545,21 @@ def dispatch(argv: list[str]) -> None:
         name, argv = f"{name} {argv[1]}", argv[1:]
     if name not in BY_NAME:
         raise AccVideoError(f"unknown command {name!r}; one of: {', '.join(BY_NAME)} (accvideo --help)")
+    if name not in TORCHRUN_VERBS and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise AccVideoError(single_process_line(name))
     run_verb(BY_NAME[name], argv[1:])
+
+
+# the verbs that split their work across torchrun's processes; every other one ran whole on each rank, writing the
+# same files at once (evaluate, export), or refused its sibling rank as another writer (sample of one clip)
+TORCHRUN_VERBS = ("synthesize", "distill", "sample")
+
+
+def single_process_line(name: str) -> str:
+    return (
+        f"`accvideo {name}` runs in one process; run it without torchrun (torchrun splits synthesize, distill and "
+        "sample --prompts)"
+    )
 
 
 def _quiet_libraries() -> None:
