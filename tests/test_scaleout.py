@@ -170,6 +170,9 @@ def test_batch_split_and_mode_choice():
     assert quick_config(batch=8).split(4) == (2, 2, 1)
     with pytest.raises(AccVideoError, match="batch=3 is the global batch and must be divisible by the 2 processes"):
         quick_config(batch=3).split(2)
+    # a resumed run cannot change its batch: the line also names the process counts that fit it
+    with pytest.raises(AccVideoError, match=r"use e\.g\. batch=8, or a process count that divides 6 \(1, 2, 3, 6;"):
+        quick_config(batch=6).split(4)
     with pytest.raises(AccVideoError, match="micro_batch=2 must divide the per-process batch 1"):
         quick_config(batch=2, micro_batch=2).split(2)
     cpu, gpu = torch.device("cpu"), torch.device("cuda")

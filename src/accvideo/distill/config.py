@@ -159,9 +159,11 @@ class DistillConfig:
     def split(self, world: int) -> tuple[int, int, int]:
         """(per-process batch, micro-batch, accumulation) on `world` processes; one-line error if they do not divide."""
         if self.batch % world:
+            counts = ", ".join(str(n) for n in range(1, min(self.batch, 64) + 1) if self.batch % n == 0)
             raise AccVideoError(
                 f"batch={self.batch} is the global batch and must be divisible by the {world} "
-                f"processes; use e.g. batch={world * -(-self.batch // world)}"
+                f"processes; use e.g. batch={world * -(-self.batch // world)}, or a process count that divides "
+                f"{self.batch} ({counts}; a run resumes only at the batch it started with)"
             )
         local = self.batch // world
         micro = self.micro_batch or local
