@@ -108,14 +108,17 @@ def test_console_script_has_no_traceback(tmp_path):
 
     # torch makes its kernel cache folder as diffusers is imported, before any command runs: was a traceback
     (tmp_path / "a-file").write_text("")
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "a-file" / "kernels")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", str(tmp_path / "p.txt")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+
+    def prompts_with_cache(cache: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", str(tmp_path / "p.txt")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache},
+        )
+
+    proc = prompts_with_cache(str(tmp_path / "a-file" / "kernels"))
     assert proc.returncode == 2 and proc.stderr == (
         f"error: cannot make TORCHINDUCTOR_CACHE_DIR={tmp_path}/a-file/kernels (Not a directory: "
         f"{tmp_path}/a-file/kernels); set TORCHINDUCTOR_CACHE_DIR to a folder you can write (docs/sample.md, "
@@ -123,14 +126,7 @@ def test_console_script_has_no_traceback(tmp_path):
     )
     assert not (tmp_path / "p.txt").exists()
     if os.path.isdir("/proc/self"):  # a folder above it that cannot be made: makedirs names that one, not the cache
-        env["TORCHINDUCTOR_CACHE_DIR"] = "/proc/accvideo-nope/kernels"
-        proc = subprocess.run(
-            [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", str(tmp_path / "p.txt")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        proc = prompts_with_cache("/proc/accvideo-nope/kernels")
         assert proc.returncode == 2 and proc.stderr.startswith(
             "error: cannot make TORCHINDUCTOR_CACHE_DIR=/proc/accvideo-nope/kernels ("
         ), proc.stderr

@@ -218,6 +218,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _lone_rank(rank: int, tiny_wan_dir, reference, tmp_path) -> tuple[list[str], dict[str, str], int]:
+    """A synthesize command for rank `rank` of a 2-process launch whose other rank never starts: (command, the
+    torchrun environment, the rendezvous port)."""
+    prompts, _ = reference
+    port = _free_port()
+    torchrun_env = dict(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
+    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
+    return [*cmd, "--out", str(tmp_path / "ds"), *ARGS], {**torchrun_env, "MASTER_PORT": str(port)}, port
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -230,11 +240,7 @@ def _running(pid: int) -> bool:
 def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tiny_wan_dir, reference, tmp_path):
     # rank 1 of 2 with no rank 0: it waits in the rendezvous, inside a C++ call, as a worker does whose launcher was
     # SIGKILLed during start-up. Was: it waited there for the whole 60-minute start-up timeout.
-    prompts, _ = reference
-    port = _free_port()
-    torchrun_env = dict(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
-    cmd += ["--out", str(tmp_path / "ds"), *ARGS]
+    cmd, torchrun_env, _ = _lone_rank(1, tiny_wan_dir, reference, tmp_path)
     err = tmp_path / "worker.err"
     launcher = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(err), *cmd],
@@ -261,11 +267,7 @@ def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tiny_wan_dir, refer
 def test_a_rank_waiting_for_peers_that_never_start_stops_on_sigterm(tiny_wan_dir, reference, tmp_path):
     # rank 0 of 2, and rank 1 never starts (one task of a launch failed to start): blocked in init_process_group's
     # C++, it ran no signal handler, so SIGTERM and Ctrl-C were ignored for the whole hour of the rendezvous timeout.
-    prompts, _ = reference
-    port = _free_port()
-    torchrun_env = dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
-    cmd += ["--out", str(tmp_path / "ds"), *ARGS]
+    cmd, torchrun_env, port = _lone_rank(0, tiny_wan_dir, reference, tmp_path)
     worker = subprocess.Popen(cmd, env={**env(), **torchrun_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         t0 = time.monotonic()
