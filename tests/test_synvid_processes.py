@@ -286,3 +286,18 @@ def test_a_rank_waiting_for_peers_that_never_start_stops_on_sigterm(tiny_wan_dir
     err = worker.stderr.read().decode()
     assert code == 143 and err.strip().splitlines()[-1] == "interrupted (SIGTERM)", err
     assert "Traceback" not in err
+
+
+def test_a_rendezvous_port_in_use_is_one_line(tiny_wan_dir, reference, tmp_path):
+    # rank 0 hosts the rendezvous store on MASTER_PORT: a port another program listens on was torch's traceback
+    cmd, torchrun_env, _ = _lone_rank(0, tiny_wan_dir, reference, tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        torchrun_env["MASTER_PORT"] = str(busy.getsockname()[1])
+        proc = subprocess.run(cmd, env={**env(), **torchrun_env}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: the rendezvous port MASTER_PORT={torchrun_env['MASTER_PORT']} is in use by another program; "
+        "choose another (torchrun --master_port PORT) and rerun\n"
+    )
+    assert not (tmp_path / "ds").exists()

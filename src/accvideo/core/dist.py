@@ -117,7 +117,13 @@ def _rendezvous(join: Callable[[], None], note_after: float = WAIT_NOTE_S) -> No
                 flush=True,
             )
     if failed:
-        raise failed[0]
+        exc = failed[0]
+        if "EADDRINUSE" in str(exc):  # torch's 40-line DistNetworkError traceback
+            raise AccVideoError(
+                f"the rendezvous port MASTER_PORT={os.environ.get('MASTER_PORT')} is in use by another program; "
+                "choose another (torchrun --master_port PORT) and rerun"
+            ) from None
+        raise exc
 
 
 def shutdown() -> None:
