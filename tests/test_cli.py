@@ -395,3 +395,22 @@ def test_a_swallowed_signal_stops_a_rank_before_it_waits_in_the_rendezvous(monke
         with pytest.raises(KeyboardInterrupt):
             dist.init(torch.device("cpu"), timeout_minutes=0.05)  # the old code waited the whole timeout, then failed
     assert not dist.is_distributed()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "four", ""])
+def test_a_thread_count_openmp_cannot_read_is_refused_before_torch_loads(value, monkeypatch, tmp_path, capsys):
+    """libgomp printed `Invalid value for environment variable OMP_NUM_THREADS` as torch loaded, and the run went on
+    with a thread count the user did not choose; OpenMP's own forms (a number, a nested list) still run."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    with pytest.raises(SystemExit) as exc:
+        main(["prompts", "--n", "1", "--out", str(tmp_path / "p.txt")])
+    assert exc.value.code == 2 and capsys.readouterr().err == (
+        f"error: OMP_NUM_THREADS={value!r} is not a positive number of threads; set it to one (e.g. "
+        "OMP_NUM_THREADS=2) or unset it\n"
+    )
+    assert not (tmp_path / "p.txt").exists()
+    for fine in ("2", "4,2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", fine)
+        with pytest.raises(SystemExit) as exc:
+            main(["prompts", "--n", "1", "--out", str(tmp_path / f"p{fine}.txt")])
+        assert exc.value.code == 0 and (tmp_path / f"p{fine}.txt").is_file()

@@ -764,6 +764,19 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
     sys.exit(exit_code())
 
 
+def _check_threads_variable() -> None:
+    """Refuse an OMP_NUM_THREADS that OpenMP cannot read (`0`, `-3`, `four`): libgomp printed its own warning as torch
+    loaded and the run went on with a thread count the user did not choose. Before torch is imported."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value is None:
+        return
+    if not re.fullmatch(r"\s*[1-9]\d*(\s*,\s*[1-9]\d*)*\s*", value):  # OpenMP also takes nested lists: 4,2
+        _fail(
+            f"OMP_NUM_THREADS={value!r} is not a positive number of threads; set it to one (e.g. OMP_NUM_THREADS=2) "
+            "or unset it"
+        )
+
+
 def _check_umask() -> None:
     """Refuse a umask that takes permissions from the owner (077 is fine, 277 or 777 are not): the folders accvideo
     makes would not let it write or read back its own files (a resumed run, a SynVid, a checkpoint) and the user's
@@ -787,6 +800,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail("the current folder no longer exists (deleted or moved); cd to an existing folder and rerun the command")
     if argv and argv[0] not in ("-h", "--help", "--version"):
         _check_umask()
+        _check_threads_variable()
     try:
         with catch_interrupts():  # a Ctrl-C that Python swallowed still stops the run (core/interrupts.py)
             if argv and argv[0] not in ("-h", "--help", "--version"):
