@@ -414,3 +414,23 @@ def test_a_thread_count_openmp_cannot_read_is_refused_before_torch_loads(value, 
         with pytest.raises(SystemExit) as exc:
             main(["prompts", "--n", "1", "--out", str(tmp_path / f"p{fine}.txt")])
         assert exc.value.code == 0 and (tmp_path / f"p{fine}.txt").is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_success_while_python_shuts_down_keeps_exit_0(signum, tmp_path):
+    """export and demo print their last line, then Python's exit hooks take up to a second: a Ctrl-C or SIGTERM
+    there killed the finished command without a line (the shell saw 130 or 143). Now they are ignored: exit 0."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, os, signal, sys, time\n"
+        "import accvideo.cli as cli\n"
+        "def command(argv=None):\n"
+        "    print('wrote everything', flush=True)\n"
+        "    sys.exit(0)\n"
+        "cli.main = command\n"
+        f"atexit.register(lambda: (os.kill(os.getpid(), {int(signum)}), time.sleep(0.5)))\n"
+        "from accvideo.entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "wrote everything\n", "")
