@@ -452,6 +452,17 @@ def a_single_process_command_under_torchrun(env):
 
 
 @case
+def export_over_an_earlier_export_holding_a_users_file(env):
+    # the folder is replaced whole: the user's notes inside the earlier export were deleted, exit 0
+    run, out = env.student_run(), env.tmp / "e"
+    with pytest.raises(SystemExit) as first:
+        main(["export", str(run), "--out", str(out)])
+    assert first.value.code in (0, None)
+    env.user_file("e/notes.txt")
+    return ["export", str(run), "--out", str(out)], "holds notes.txt, which the earlier export did not write"
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 

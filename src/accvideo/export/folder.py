@@ -29,8 +29,38 @@ def check_target(out: Path, *, protected: dict[str, Path]) -> Path:
         if out == path or out in path.parents:
             raise AccVideoError(f"--out {out} would replace the {name} folder {path}; choose another --out")
     check_folder(given, COMMAND, inputs=protected, legacy=lambda p: (p / MARKER).is_file())
+    check_only_exported(out)
     prepare_output(out)  # its parent exists and is writable, or a one-line error
     return out
+
+
+FILES = ".accvideo-export-files"  # the files an export wrote, one relative path a line (hidden: not the model's)
+
+
+def _visible_files(folder: Path) -> list[str]:
+    """Relative paths of the files under `folder`, leaving out hidden ones (accvideo's markers, caches)."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def check_only_exported(out: Path) -> None:
+    """Refuse to replace an earlier export that holds a file it did not write (the user's notes, an added
+    component): the folder is replaced whole, and such a file was deleted without a word. An export made before
+    the list was kept cannot be told apart, and is replaced as before."""
+    try:
+        written = set((out / FILES).read_text().splitlines())
+    except OSError:
+        return
+    added = [rel for rel in _visible_files(out) if rel not in written]
+    if added:
+        more = f" and {len(added) - 1} more" if len(added) > 1 else ""
+        raise AccVideoError(
+            f"{out} holds {added[0]}{more}, which the earlier export did not write and a new export would delete "
+            f"(it replaces the folder whole); move it out of {out}, or choose another --out"
+        )
 
 
 @contextmanager
@@ -49,6 +79,7 @@ def building(out: Path) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        (tmp / FILES).write_text("".join(f"{rel}\n" for rel in _visible_files(tmp)))
         share_files(tmp)  # diffusers' weights (and a teacher's copied files) may be mode 600
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
