@@ -446,6 +446,9 @@ def a_single_process_command_under_torchrun(env):
         return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(env.tmp / "c.mp4")], (
             "`accvideo sample --prompt` runs in one process; run it without torchrun"
         )
+    if env.variant == "no-count":  # int() of it was a ValueError traceback
+        env.monkeypatch.setenv("WORLD_SIZE", "two")
+        return ["prompts", "--n", "1", "--out", str(env.tmp / "p.txt")], "WORLD_SIZE='two' is not a number of processes"
     if env.variant == "export":
         return ["export", str(env.student_run()), "--out", str(env.tmp / "e")], "`accvideo export` runs in one process"
     return ["evaluate", "--model", str(env.teacher), "--out", str(env.tmp / "ev")], "`accvideo evaluate` runs in one"
@@ -1077,7 +1080,7 @@ VARIANTS = {
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
-    "a_single_process_command_under_torchrun": ("sample", "export", "evaluate"),
+    "a_single_process_command_under_torchrun": ("sample", "export", "evaluate", "no-count"),
     "a_setting_that_yaml_cannot_read": ("guidance=[", "seed='3", "guidance=!!python/object:os.system x"),
     "settings_nested_past_the_recursion_limit": ("setting", "config"),
     "a_json_input_nested_past_the_recursion_limit": ("prompts", "model"),

@@ -120,7 +120,7 @@ def _decoder_distill(cfg) -> None:
 def _sample(cfg) -> None:
     from accvideo.sample.run import sample
 
-    if not cfg.prompts and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if not cfg.prompts and _under_torchrun():
         raise AccVideoError(single_process_line("sample --prompt"))
     r = sample(cfg)
     if "clips" in r:  # --prompts: a folder of clips (under torchrun rank 0 reports for all)
@@ -545,7 +545,7 @@ def dispatch(argv: list[str]) -> None:
         name, argv = f"{name} {argv[1]}", argv[1:]
     if name not in BY_NAME:
         raise AccVideoError(f"unknown command {name!r}; one of: {', '.join(BY_NAME)} (accvideo --help)")
-    if name not in TORCHRUN_VERBS and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if name not in TORCHRUN_VERBS and _under_torchrun():
         raise AccVideoError(single_process_line(name))
     run_verb(BY_NAME[name], argv[1:])
 
@@ -553,6 +553,14 @@ def dispatch(argv: list[str]) -> None:
 # the verbs that split their work across torchrun's processes; every other one ran whole on each rank, writing the
 # same files at once (evaluate, export), or refused its sibling rank as another writer (sample of one clip)
 TORCHRUN_VERBS = ("synthesize", "distill", "sample")
+
+
+def _under_torchrun() -> bool:
+    """WORLD_SIZE > 1, read without importing torch (core/dist.py does); one line for a value that is no count."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    if not value.strip().isdigit():
+        raise AccVideoError(f"WORLD_SIZE={value!r} is not a number of processes; launch with torchrun, or unset it")
+    return int(value) > 1
 
 
 def single_process_line(name: str) -> str:

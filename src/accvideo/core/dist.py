@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -89,10 +92,6 @@ def _rendezvous(join: Callable[[], None], note_after: float = WAIT_NOTE_S) -> No
     """Run `join` (the rendezvous) in a helper thread while this one waits: blocked in init_process_group's C++,
     the main thread ran no signal handler, so a rank whose peer never started ignored Ctrl-C and SIGTERM for the
     whole timeout (an hour). Waiting here, a signal stops it at once; after `note_after` seconds it says why."""
-    import sys
-    import threading
-    import time
-
     failed: list[BaseException] = []
 
     def run() -> None:

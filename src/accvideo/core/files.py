@@ -107,6 +107,17 @@ def prepare_output(out: str | Path, flag: str = "--out") -> Path:
     return out
 
 
+def visible_files(root: str | Path) -> list[Path]:
+    """The files under `root`, sorted, leaving out hidden ones (any part of the path starting with '.': accvideo's
+    markers and locks, caches): what a model folder is made of (its identity, an export's file list)."""
+    root = Path(root)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes (hex), read in 16 MiB chunks."""
     digest = hashlib.sha256()

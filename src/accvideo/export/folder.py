@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from accvideo.core.files import prepare_output
+from accvideo.core.files import prepare_output, visible_files
 from accvideo.core.outputs import FolderLock, check_folder, mark_folder
 from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
@@ -38,12 +38,8 @@ FILES = ".accvideo-export-files"  # the files an export wrote, one relative path
 
 
 def _visible_files(folder: Path) -> list[str]:
-    """Relative paths of the files under `folder`, leaving out hidden ones (accvideo's markers, caches)."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if (p.is_file() or p.is_symlink()) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Relative paths of the folder's files, hidden ones (accvideo's markers) left out."""
+    return [p.relative_to(folder).as_posix() for p in visible_files(folder)]
 
 
 def check_only_exported(out: Path) -> None:

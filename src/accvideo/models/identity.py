@@ -22,6 +22,7 @@ import hashlib
 import struct
 from pathlib import Path
 
+from accvideo.core.files import visible_files
 from accvideo.errors import AccVideoError
 
 PREFIX = "id2:"  # the sampled identity
@@ -33,11 +34,7 @@ _CHUNK = 1 << 24
 
 
 def _files(root: Path) -> list[Path]:
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = visible_files(root)
     if not files:
         raise AccVideoError(
             f"model folder {root} holds no files; pass a diffusers pipeline folder (--model, --teacher)"
