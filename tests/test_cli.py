@@ -434,3 +434,22 @@ def test_a_signal_after_success_while_python_shuts_down_keeps_exit_0(signum, tmp
     )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "wrote everything\n", "")
+
+
+@pytest.mark.parametrize(("local_rank", "said"), [("0", True), ("3", False)])
+def test_a_rank_waiting_for_its_peers_says_so_once_a_node(local_rank, said, monkeypatch, capsys):
+    """Every rank of a node waits alike for a peer that has not started: its first process says so, the others do
+    not (8 processes a node printed the note 8 times)."""
+    import threading
+
+    from accvideo.core import dist
+
+    env = {"WORLD_SIZE": "16", "RANK": str(8 + int(local_rank)), "LOCAL_RANK": local_rank, "LOCAL_WORLD_SIZE": "8"}
+    for key, value in {**env, "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+    joined = threading.Event()
+    dist._rendezvous(lambda: joined.wait(1.0), note_after=0.3)  # the peers come after a second
+    err = capsys.readouterr().err
+    expected = "ranks 8 to 15 of 16 are waiting at 10.0.0.1:29500 for the other processes"
+    assert err.count("\n") == (1 if said else 0), err
+    assert (expected in err) == said, err

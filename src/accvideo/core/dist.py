@@ -108,13 +108,7 @@ def _rendezvous(join: Callable[[], None], note_after: float = WAIT_NOTE_S) -> No
         check_interrupt()
         if not noted and time.monotonic() - start > note_after:
             noted = True
-            where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
-            print(
-                f"rank {os.environ.get('RANK')} of {env_world_size()} is waiting at {where} for the other processes "
-                "of this launch to start; Ctrl-C stops it",
-                file=sys.stderr,
-                flush=True,
-            )
+            _note_waiting()
     if failed:
         exc = failed[0]
         if "EADDRINUSE" in str(exc):  # torch's 40-line DistNetworkError traceback
@@ -123,6 +117,24 @@ def _rendezvous(join: Callable[[], None], note_after: float = WAIT_NOTE_S) -> No
                 "choose another (torchrun --master_port PORT) and rerun"
             ) from None
         raise exc
+
+
+def _note_waiting() -> None:
+    """One line a node (its first process speaks for the others, which wait alike): who waits, where, for what."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    try:
+        rank, here = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:  # set by hand, not by torchrun
+        rank, here = os.environ.get("RANK"), 1
+    world = env_world_size()
+    ranks = f"rank {rank} of {world} is" if here == 1 else f"ranks {rank} to {rank + here - 1} of {world} are"
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    print(
+        f"{ranks} waiting at {where} for the other processes of this launch to start; Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def shutdown() -> None:

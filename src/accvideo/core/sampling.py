@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core.adapter import Conditioning, ModelAdapter, expand, with_defaults
 from accvideo.core.interrupts import check as check_interrupt
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
 from accvideo.core.schedules import shifted_sigmas
 from accvideo.errors import AccVideoError
@@ -79,7 +79,7 @@ def euler_sample(
         raise ValueError(f"{len(scales)} guidance scales for {len(steps)} steps")
     if callback is not None:
         callback(0, sig[0], x)
-    for i in tqdm(steps, desc="denoising", unit="step", disable=not progress, leave=False):
+    for i in progress_bar(steps, desc="denoising", unit="step", show=progress, transient=True):
         check_interrupt()
         sigma = torch.full((x.shape[0],), sig[i], device=x.device, dtype=torch.float32)
         v = velocity(x, sigma)

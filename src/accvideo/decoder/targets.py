@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core.files import temp_name
+from accvideo.core.progress import progress_bar
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
 
@@ -126,7 +126,7 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
     folder.mkdir(parents=True, exist_ok=True)
     level = None
     starts = range(0, count, CHUNK)
-    for start in tqdm(starts, desc="teacher VAE decodes", unit="chunk", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="teacher VAE decodes", unit="chunk", show=progress, transient=True):
         path = folder / chunk_name(start // CHUNK)
         z = latents_of(range(start, min(count, start + CHUNK))).float()
         if path.is_file():

@@ -22,13 +22,13 @@ import warnings
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import write_json_atomic
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
 from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
@@ -411,7 +411,7 @@ class DecoderDistiller:
             return earlier
         save_config(cfg, self.out / "config.yaml", vae_identity=self.vae, spec=to_dict(self.decoder.spec))
         log = LossLog(self.out / "losses.jsonl", start, curves=CURVES)
-        bar = tqdm(total=cfg.iterations, initial=start, desc="decoder", unit="it", disable=not progress)
+        bar = progress_bar(total=cfg.iterations, initial=start, desc="decoder", unit="it", show=progress)
         t_train, val, before = time.perf_counter(), None, self.train_seconds
         self.decoder.train()
         stop = False

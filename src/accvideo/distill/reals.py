@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import temp_name
 from accvideo.core.inputs import parse_json
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.core.video import to_uint8
@@ -195,7 +195,7 @@ def load_real_clips(
     images = bool(getattr(adapter, "image_conditioned", False))
     latents, prompts, image_cond, skipped = [], [], {}, 0
     starts = range(0, len(sources), CHUNK)
-    for i in tqdm(starts, desc="encode real clips", unit="chunk", disable=not progress, leave=False):
+    for i in progress_bar(starts, desc="encode real clips", unit="chunk", show=progress, transient=True):
         path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
         if path.is_file() and _stale(path, spec, images):
             path.unlink()

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core import dist, interrupts, parallel
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
 from accvideo.distill import losses, state
@@ -408,7 +408,9 @@ class Distiller:
         board = self.out / "tensorboard" if cfg.tensorboard else None
         log = LossLog(self.out / "losses.jsonl", start, board) if main else None
         quiet = not (progress and main)
-        bar = tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it", disable=quiet, dynamic_ncols=True)
+        bar = progress_bar(
+            total=cfg.iterations, initial=start, desc="distill", unit="it", show=not quiet, dynamic_ncols=True
+        )
         stop = False
         with interrupts.deferred():  # a Ctrl-C or SIGTERM: save after the iteration under way, then stop
             try:

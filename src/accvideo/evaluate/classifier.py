@@ -168,7 +168,7 @@ def classify(
     model: VideoClassifier, videos, batch_size: int = 32, progress: bool = False
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Predicted class indices per attribute {name: (N,)} and features (N, feature_dim) as float64."""
-    from tqdm.auto import tqdm
+    from accvideo.core.progress import progress_bar
 
     clips = as_float_clips(videos)
     check_clips(clips, model.cfg)
@@ -176,7 +176,7 @@ def classify(
     preds: dict[str, list[np.ndarray]] = {name: [] for name in model.cfg.classes}
     feats: list[np.ndarray] = []
     starts = range(0, len(clips), batch_size)
-    for i in tqdm(starts, desc="classifying", unit="batch", disable=not progress, leave=False):
+    for i in progress_bar(starts, desc="classifying", unit="batch", show=progress, transient=True):
         logits, f = model(clips[i : i + batch_size].to(device))
         feats.append(f.double().cpu().numpy())
         for name, lg in logits.items():

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import SamplingPlan, encode_negative
 from accvideo.errors import AccVideoError
 from accvideo.sample.run import generate_clips
@@ -59,7 +59,7 @@ def generate_videos(
     images = first_frames(pairs, frames, height, width) if adapter.image_conditioned else None
     uncond = encode_negative(adapter, plan)  # one row, shared by every batch
     out: list[np.ndarray] = []
-    bar = tqdm(total=len(pairs), desc="sampling", unit="clip", disable=not progress)
+    bar = progress_bar(total=len(pairs), desc="sampling", unit="clip", show=progress)
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
         prompts, seeds = [p for p, _ in chunk], [s for _, s in chunk]

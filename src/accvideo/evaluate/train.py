@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from accvideo.core.interrupts import check as check_interrupt
+from accvideo.core.progress import progress_bar
 from accvideo.core.video import check_video_size
 from accvideo.evaluate.classifier import ClassifierConfig, VideoClassifier, classify, save_classifier
 from accvideo.world.attributes import Attributes, combinations, parse_caption, prompts
@@ -118,7 +118,7 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict:
     train = combinations("train")
     t0 = time.perf_counter()
     model.train()
-    bar = tqdm(range(cfg.steps), desc="training classifier", unit="step", disable=not progress)
+    bar = progress_bar(range(cfg.steps), desc="training classifier", unit="step", show=progress)
     for _ in bar:
         check_interrupt()
         clips, labels = _batch(cfg, rng, train)

@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
-from tqdm.auto import tqdm
 
 from accvideo.core import dist
 from accvideo.core.config import to_dict
@@ -30,6 +29,7 @@ from accvideo.core.files import remove_stale_temps, write_text_atomic
 from accvideo.core.images import load_images
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.core.sampling import encode_negative
 from accvideo.core.video import MANIFESTS, manifest_entries, video_name, write_manifest, write_video
@@ -174,7 +174,7 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
     uncond = encode_negative(adapter, o.plan) if todo else None  # one row, shared by every batch
     world, me = dist.world_size(), dist.rank()
     per_round = world * cfg.batch
-    bar = tqdm(total=total, initial=len(done), desc="sample", unit="clip", disable=not progress)
+    bar = progress_bar(total=total, initial=len(done), desc="sample", unit="clip", show=progress)
     for start in range(0, len(todo), per_round):
         chunk = todo[start + me * cfg.batch : start + (me + 1) * cfg.batch]  # empty on ranks past the end
         if chunk:

@@ -67,14 +67,19 @@ def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> t
     return torch.tensor(rows)
 
 
-def _recorded_items(root: Path) -> int:
-    """The item count synthesize recorded in the folder's synvid.yaml as it started; 0 when it does not say."""
+def _recorded(root: Path, key: str):
+    """A value synthesize recorded in the folder's synvid.yaml as it started; None when it does not say."""
     import yaml
 
     try:
-        items = yaml.safe_load((root / MANIFEST).read_text()).get("items")
+        return yaml.safe_load((root / MANIFEST).read_text()).get(key)
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        return 0
+        return None
+
+
+def _recorded_items(root: Path) -> int:
+    """The item count synthesize recorded as it started; 0 when it does not say."""
+    items = _recorded(root, "items")
     return items if isinstance(items, int) and not isinstance(items, bool) and items > 0 else 0
 
 
@@ -144,9 +149,11 @@ class SynVidDataset(Dataset):
     def check_teacher(self, teacher: str) -> None:
         """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
         if teacher != self.settings.teacher:
+            given = _recorded(self.root, "teacher")
+            then = f"pass --teacher {given} (the folder synthesize was given), or " if isinstance(given, str) else ""
             raise AccVideoError(
                 f"{self.root} was made by teacher {self.settings.teacher[:19]}..., not by this trainer's teacher "
-                f"{teacher[:19]}...; synthesize a dataset with this teacher (or train from the dataset's)"
+                f"{teacher[:19]}...; {then}synthesize a dataset with this teacher"
             )
 
     def _reset(self) -> None:

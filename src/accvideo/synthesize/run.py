@@ -9,12 +9,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from accvideo.core import dist
 from accvideo.core.config import save_config
 from accvideo.core.files import check_free_space, size_text, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import SamplingPlan, encode_negative, sample_latents, shifted_plan
 from accvideo.core.video import write_video
@@ -284,13 +283,13 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
     decoded = sum(len(shard_items(items, k, cfg.shard_size)) for k in decode_only)
     uncond = encode_negative(adapter, plan)  # one row, shared by every batch
-    bar = tqdm(
+    bar = progress_bar(
         total=total,
         initial=total - left - decoded,
         unit="item",
         desc="synthesize",
         dynamic_ncols=True,
-        disable=not (progress and dist.is_main()),
+        show=progress and dist.is_main(),
     )
     t1 = time.perf_counter()
     written = 0

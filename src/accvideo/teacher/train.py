@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
@@ -18,6 +17,7 @@ from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.inputs import load_safetensors, parse_json, read_json, read_yaml
 from accvideo.core.outputs import mark_folder
+from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_model
 from accvideo.core.schedules import shift_sigmas
 from accvideo.core.tensorfile import share_files
@@ -201,7 +201,7 @@ def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | s
     captions = sorted({caption(a) for a, _ in items})
     chunks = []
     vae.to(device)
-    for i in tqdm(range(0, len(items), 16), desc="teacher 2/3: encode clips", unit="batch"):
+    for i in progress_bar(range(0, len(items), 16), desc="teacher 2/3: encode clips", unit="batch"):
         chunks.append(vae.encode(clips(cfg, items[i : i + 16]).to(device)).latent_dist.mode().cpu())
     vae.to("cpu")
     data = {
@@ -254,7 +254,7 @@ def train_transformer(
         gen.set_state(state["gen"])
         step, running = int(state["step"]), state.get("running")
     _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
-    bar = tqdm(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
+    bar = progress_bar(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
     with interrupts.deferred(), bar:  # the first signal stops the loop after saving; the bar ends before the line
         while step < cfg.steps:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core import interrupts
+from accvideo.core.progress import progress_bar
 from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.world import Attributes, WorldConfig, combinations, item_seed, render_batch
@@ -181,7 +181,7 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     vae.train()
     raw: list[torch.Tensor] = []  # decoder outputs before decode's clamp, to penalise overshoot
     hook = vae.decoder.register_forward_hook(lambda _m, _a, out: raw.append(out))
-    bar = tqdm(total=cfg.vae_steps, initial=step, desc="teacher 1/3: VAE", unit="step")
+    bar = progress_bar(total=cfg.vae_steps, initial=step, desc="teacher 1/3: VAE", unit="step")
     running = None
     with interrupts.deferred(), bar:  # the first signal stops the loop after saving; the bar ends before the line
         while step < cfg.vae_steps:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from accvideo.core.progress import progress_bar
 from accvideo.toy1d.data import renoise
 from accvideo.toy1d.model import ToyResNet1D
 from accvideo.toy1d.train import student_from, velocity_loss
@@ -71,7 +71,7 @@ def train_dmd(
             snapshots[step] = one_step(gen, z_eval)
         gen.train()
 
-    for step in tqdm(range(iters), desc="dmd student", unit="it", disable=not progress, leave=False):
+    for step in progress_bar(range(iters), desc="dmd student", unit="it", show=progress, transient=True):
         if step in marks:
             snapshot(step)
         # 1. samples of the current generator

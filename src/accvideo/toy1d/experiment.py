@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from accvideo.core.config import to_dict
+from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import shifted_sigmas, uniform_key_indices
 from accvideo.toy1d.config import Toy1dConfig
@@ -117,7 +117,7 @@ def run_toy1d(cfg: Toy1dConfig, seed: int = 0, progress: bool = True) -> Toy1dRe
                 kd_batches(teacher, key_sigmas, cfg.student_batch, m, a, "teacher"),
             )
         )
-    for name, method, m, batches in tqdm(runs, desc="students", unit="student", disable=not progress):
+    for name, method, m, batches in progress_bar(runs, desc="students", unit="student", show=progress):
         student = student_from(teacher)
         fit(
             student,

@@ -7,8 +7,8 @@ import math
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
 
+from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import euler_sample
 from accvideo.toy1d.data import random_signs, renoise, sample_mismatched
 from accvideo.toy1d.model import ToyResNet1D
@@ -38,7 +38,7 @@ def fit(
     # The decay stands in for the paper's 10,000 steps at lr 1e-4 on a CPU budget (docs/toy1d.md).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * i / iters)))
     losses = []
-    for _ in tqdm(range(iters), desc=desc, unit="it", disable=not progress, leave=False):
+    for _ in progress_bar(range(iters), desc=desc, unit="it", show=progress, transient=True):
         x, sigma, v_target = batch_fn(generator)
         loss = velocity_loss(net, x, sigma, v_target)
         opt.zero_grad(set_to_none=True)
