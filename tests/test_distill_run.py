@@ -553,3 +553,21 @@ def test_a_full_student_past_the_free_host_memory_is_refused_before_the_teacher_
     monkeypatch.setattr(trainer, "available_memory", lambda: need)
     code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / "fits"), capsys)
     assert code == 2 and err == "error: loading\n"
+
+
+@pytest.mark.parametrize(
+    "line", [b"[1, 2]", b"7", b'{"iteration": "one", "samples": 2}', b'{"iteration": 1}', b"\xff\xfe"]
+)
+def test_a_resume_over_a_losses_line_that_is_no_record_drops_it(line, tiny_wan_dir, synvid, tmp_path, capsys):
+    """A line of losses.jsonl edited by hand (JSON that is no record, bytes that are no text) was a TypeError or
+    UnicodeDecodeError traceback at the resume, after config.yaml had been rewritten."""
+    run = tmp_path / "run"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=1"), capsys)
+    assert code in (0, None), err
+    with (run / "losses.jsonl").open("ab") as f:
+        f.write(line + b"\n")
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=2"), capsys)
+    assert code in (0, None) and "Traceback" not in err, err
+    assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == [1, 2]
+    assert len((run / "losses.jsonl").read_bytes().splitlines()) == 2  # the resume's rewrite left the line out
+    assert (run / "losses.png").stat().st_size > 0

@@ -128,6 +128,24 @@ def test_a_lock_whose_write_failed_is_removed_and_an_old_empty_one_is_taken_over
     lock.release()
 
 
+def test_a_lock_the_read_only_disk_keeps_does_not_hide_the_error_that_stopped_the_run(tmp_path, monkeypatch):
+    """The file system turned read-only mid-run: the checkpoint's write failed, then the lock's removal raised in the
+    run's cleanup and its line replaced the real one (`Read-only file system: .accvideo-lock`)."""
+    lock = FolderLock(tmp_path, "distill")
+    real = Path.unlink
+
+    def read_only(self, missing_ok=False):
+        if self.name == LOCK:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(OSError) as failed, lock:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "checkpoint.pt"))
+    assert failed.value.filename == str(tmp_path / "checkpoint.pt")
+    assert lock.path.read_text() == lock.me  # left behind: a rerun takes it over, its writer being gone
+
+
 def test_a_small_file_over_the_limit_names_itself(tmp_path):
     """write() errors carry no file name: the full-disk line of a JSON or YAML file named none."""
     from accvideo.core.files import write_json_atomic

@@ -227,8 +227,14 @@ class FolderLock:
         self.release()
 
     def release(self) -> None:
+        """Let the folder go. A lock that cannot be removed (the file system turned read-only: the very fault the
+        run is stopping on) stays behind, and a rerun takes it over as its writer's is gone; raising here would
+        have replaced the error that says what went wrong."""
         if self._holder() == self.me:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 # --- single files ------------------------------------------------------------------------------------------------

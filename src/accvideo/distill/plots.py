@@ -56,17 +56,36 @@ class LossLog:
             self.writer.close()
 
 
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(_number(v) for v in value)
+
+
+GAME = ("probe_acc_k", "acc_k")  # the heads' accuracy per key step: the probe's, else the training batches'
+
+
 def read_losses(path: Path) -> list[dict]:
-    """The records of a losses.jsonl (a torn last line, from a killed writer, is skipped)."""
+    """The records of a losses.jsonl: JSON objects with integer "iteration" and "samples". A torn last line (a killed
+    writer) and lines that are no such record (edited by hand, bytes that are no text) are skipped, and a resumed
+    run's rewrite leaves them out."""
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            records.append(parse_json(line))
-        except json.JSONDecodeError:
+            record = parse_json(line)
+        except ValueError:  # JSONDecodeError, or a line nested past the recursion limit
             continue
+        if isinstance(record, dict) and all(_count(record.get(k)) for k in ("iteration", "samples")):
+            records.append(record)
     return records
 
 
@@ -77,20 +96,21 @@ def plot_losses(records: list[dict], out: Path, curves: tuple = CURVES) -> Path:
 
     plt = pyplot()
 
-    curves = [(k, label) for k, label in curves if any(r.get(k) is not None for r in records)]
-    game = next((key for key in ("probe_acc_k", "acc_k") if any(r.get(key) for r in records)), None)
+    curves = [(k, label) for k, label in curves if any(_number(r.get(k)) for r in records)]
+    width = {key: max((len(r[key]) for r in records if _numbers(r.get(key))), default=0) for key in GAME}
+    game = next((key for key in GAME if width[key]), None)
     panels = max(1, len(curves) + (game is not None))
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], curves, strict=False):  # one empty panel when there is no curve
-        pts = [(r["samples"], r[key]) for r in records if r.get(key) is not None]
+        pts = [(r["samples"], r[key]) for r in records if _number(r.get(key))]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
         ax.set_title(label)
         ax.set_xlabel("samples seen")
         ax.grid(alpha=0.3)
     if game is not None:
         ax = axes[0][-1]
-        rows = [r for r in records if r.get(game)]
-        for k in range(len(rows[0][game])):
+        rows = [r for r in records if _numbers(r.get(game)) and len(r[game]) == width[game]]
+        for k in range(width[game]):
             ax.plot([r["samples"] for r in rows], [r[game][k] for r in rows], lw=1, label=f"k={k}")
         ax.axhline(0.5, color="grey", ls="--", lw=1)
         ax.set_ylim(0, 1)
