@@ -453,3 +453,51 @@ def test_a_rank_waiting_for_its_peers_says_so_once_a_node(local_rank, said, monk
     expected = "ranks 8 to 15 of 16 are waiting at 10.0.0.1:29500 for the other processes"
     assert err.count("\n") == (1 if said else 0), err
     assert (expected in err) == said, err
+
+
+def _closed_reader(args: list[str], both: bool = False, **env) -> tuple[int, str]:
+    """`accvideo ARGS | true`: stdout (and stderr, with `both`) a pipe whose reader has gone; (exit code, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accvideo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if both else subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    proc.stdout.close()  # the reader exits before the command prints anything
+    err = b"" if both else proc.stderr.read()
+    return proc.wait(timeout=120), err.decode()
+
+
+def test_a_reader_that_went_away_stops_nothing_and_keeps_the_exit_code(tmp_path):
+    """`accvideo ... | head` ended every verb in a BrokenPipeError traceback and exit 1 at its next line, after its
+    work (the prompt file here) was written; a refusal read through `2>&1 | head` exited 1, not 2."""
+    out = tmp_path / "p.txt"
+    code, err = _closed_reader(["prompts", "--n", "3", "--out", str(out)])
+    assert (code, err) == (0, "") and len(out.read_text().splitlines()) == 3
+    assert _closed_reader(["--help"]) == (0, "")
+    code, _ = _closed_reader(["prompts", "--n", "0", "--out", str(tmp_path / "q.txt")], both=True)
+    assert code == 2 and not (tmp_path / "q.txt").exists()
+
+
+def test_a_path_a_strict_utf8_stream_cannot_show_is_printed_escaped(tmp_path):
+    """A file name of bytes that are no UTF-8 (held as surrogates) made a strict UTF-8 stdout (PYTHONIOENCODING=utf-8,
+    as Docker images set it) raise UnicodeEncodeError after the file was written: a traceback and exit 1."""
+    out = os.fsencode(tmp_path) + b"/bad\xff.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "accvideo", "prompts", "--n", "2", "--out", os.fsdecode(out)],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert proc.stdout.decode().endswith("/bad\\udcff.txt\n") and len(open(out).read().splitlines()) == 2
+
+
+def test_decoder_distill_without_held_out_clips_says_so(tiny_wan_dir, synvid, tmp_path, capsys):
+    """holdout=0 printed "held-out PSNR None dB"."""
+    args = ["decoder", "distill", "--teacher", str(tiny_wan_dir), "--data", str(synvid), "--out", str(tmp_path / "d")]
+    code, out, err = run_cli(
+        [*args, "iterations=1", "width=8", "depth=1", "holdout=0", "batch=2", "device=cpu"], capsys
+    )
+    assert code in (0, None), err
+    assert "; no held-out clips (holdout=0);" in out and "None" not in out

@@ -50,6 +50,14 @@ def test_every_verb_takes_the_four_ways_in_precedence_order(verb, tmp_path):
     assert resolve(v, base) == resolve(v, [*NEEDS.get(verb, []), f"{name}={in_yaml}"])
 
 
+def test_a_config_path_under_home_is_expanded_like_every_other_path(tmp_path, monkeypatch):
+    """--config '~/c.yaml' (quoted, so the shell leaves it) said the file does not exist; --out, --model and
+    --prompts expand ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.yaml").write_text("seed: 7\n")
+    assert resolve(BY_NAME["prompts"], ["n=3", "--config", "~/c.yaml"]).seed == 7
+
+
 @pytest.mark.parametrize("verb", [v.name for v in VERBS])
 def test_presets_sit_below_the_yaml(verb, tmp_path):
     v = BY_NAME[verb]
@@ -122,12 +130,19 @@ def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_
     "args, words",
     [
         (["sample", "promt=x"], "unknown setting 'promt'; did you mean 'prompt'?"),
-        (["sample", "--promt", "x"], "unrecognized arguments: --promt"),
+        (["sample", "--promt", "x"], "unrecognized arguments: --promt (did you mean --prompt?)"),
+        (["sample", "--Steps", "3"], "(did you mean --steps?)"),
+        (["sample", "--xyz", "3"], "unrecognized arguments: --xyz; see accvideo sample --help"),
         (["sample", "--frames", "x"], "--frames takes int values; got 'x'"),
         (["sample", "--size", "64"], "--size must look like HxW"),
         (["sample", "--preset", "x"], "--preset must be one of default; got 'x'"),
         (["distill", "--preset", "fast"], "--preset must be one of default, paper, quick; got 'fast'"),
-        (["nope"], "unknown command 'nope'"),
+        (["nope"], "unknown command 'nope'; one of: prompts,"),
+        (["sampel"], "unknown command 'sampel'; did you mean `accvideo sample`?"),
+        (["help"], "did you mean `accvideo --help`?"),
+        (["teacher", "trian"], "did you mean `accvideo teacher train`?"),
+        (["prompts", "n=2", "/data/run=1"], "unexpected argument '/data/run=1'"),  # a path, not a setting '/data/run'
+        (["sample", "--seed", str(2**64 - 1)], "seed must be a signed 64-bit integer (-2**63 to 2**63 - 1 = "),
         (["export", "R", "S", "--out", "D"], "unexpected argument 'S'"),
         (["prompts"], "--n is required"),
     ],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import errno
 import hashlib
 import logging
@@ -30,6 +31,7 @@ from accvideo.core.files import size_text
 from accvideo.core.interrupts import catch_interrupts, exit_code, signal_name
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import LAUNCHER_GONE, launcher_gone_line, watch_launcher
+from accvideo.core.streams import guarded_streams
 from accvideo.errors import AccVideoError
 
 
@@ -110,10 +112,11 @@ def _decoder_distill(cfg) -> None:
 
     check_output(cfg)  # before the teacher and the dataset are loaded
     s = distill_decoder(cfg)
+    psnr = s["heldout_psnr_db"]
+    scored = f"held-out PSNR {psnr} dB against the VAE" if psnr is not None else "no held-out clips (holdout=0)"
     _echo(
         f"wrote the tiny decoder to {s['decoder']} ({s['parameters']:,} parameters, "
-        f"{_count(s['iterations'], 'iteration')}; "
-        f"held-out PSNR {s['heldout_psnr_db']} dB against the VAE; {s['seconds']:.0f} s; losses.png, summary.json)"
+        f"{_count(s['iterations'], 'iteration')}; {scored}; {s['seconds']:.0f} s; losses.png, summary.json)"
     )
 
 
@@ -390,7 +393,16 @@ for _verb in VERBS:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's usage + message + exit 2 becomes our one line
-        raise AccVideoError(f"{message}; see {self.prog} --help")
+        raise AccVideoError(f"{message}{self._near_miss(message)}; see {self.prog} --help")
+
+    def _near_miss(self, message: str) -> str:
+        """'; did you mean --steps?' for the first unknown --flag in argparse's message that is close to a known one."""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in re.findall(r"--[\w-]+", message.partition("arguments:")[2]):
+            close = difflib.get_close_matches(word.lower(), known, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def _preset_defaults(verb: Verb) -> dict | None:
@@ -470,6 +482,9 @@ def _verb_parser(verb: Verb, cls) -> tuple[_Parser, dict[str, str]]:
     return parser, keys
 
 
+SETTING = re.compile(r"[A-Za-z_][\w.]*=")  # the start of a key=value setting (keys may be dotted: runtime.offload=)
+
+
 def resolve(verb: Verb, argv: list[str]):
     """The verb's config from its command line: defaults < preset < YAML < flags < key=value."""
     from accvideo.core.config import load_config, parse_size_flag
@@ -483,8 +498,10 @@ def resolve(verb: Verb, argv: list[str]):
         if "frames" in size and "frames" not in {f.name for f in dataclasses.fields(cls)}:
             raise AccVideoError(f"--size takes HxW here; got {ns['__size']!r}")
         values = {**size, **values}
-    bare = [a for a in ns["args"] if "=" not in a]
-    overrides = [a for a in ns["args"] if "=" in a]
+    # key=value where the key could be a setting's name; any other word (a path holding '=': /data/run=1) is an
+    # argument, not an unknown setting named '/data/run'
+    overrides = [a for a in ns["args"] if SETTING.match(a)]
+    bare = [a for a in ns["args"] if not SETTING.match(a)]
     if len(bare) > len(verb.positional):
         extra = bare[len(verb.positional)]
         raise AccVideoError(
@@ -544,7 +561,9 @@ def dispatch(argv: list[str]) -> None:
             return
         name, argv = f"{name} {argv[1]}", argv[1:]
     if name not in BY_NAME:
-        raise AccVideoError(f"unknown command {name!r}; one of: {', '.join(BY_NAME)} (accvideo --help)")
+        close = ["--help"] if name == "help" else difflib.get_close_matches(name, list(BY_NAME), n=1)
+        hint = f"did you mean `accvideo {close[0]}`? " if close else ""
+        raise AccVideoError(f"unknown command {name!r}; {hint}one of: {', '.join(BY_NAME)} (accvideo --help)")
     if name not in TORCHRUN_VERBS and _under_torchrun():
         raise AccVideoError(single_process_line(name))
     run_verb(BY_NAME[name], argv[1:])
@@ -558,7 +577,7 @@ TORCHRUN_VERBS = ("synthesize", "distill", "sample")
 def _under_torchrun() -> bool:
     """WORLD_SIZE > 1, read without importing torch (core/dist.py does); one line for a value that is no count."""
     value = os.environ.get("WORLD_SIZE", "1")
-    if not value.strip().isdigit():
+    if not (value.strip().isascii() and value.strip().isdigit()):  # '²' is a digit to isdigit, not to int()
         raise AccVideoError(f"WORLD_SIZE={value!r} is not a number of processes; launch with torchrun, or unset it")
     return int(value) > 1
 
@@ -800,7 +819,11 @@ def _check_umask() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with guarded_streams():  # a reader of stdout or stderr that went away stops nothing (core/streams.py)
+        _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> None:
     watch_launcher()  # under torchrun: stop when the launcher is gone (core/launcher.py)
     try:
         os.getcwd()

@@ -36,7 +36,7 @@ def load_config(
     try:
         merged = OmegaConf.structured(base if base is not None else cls)
         if path is not None:
-            path = Path(path)
+            path = Path(path).expanduser()  # as every path setting: a quoted '~/c.yaml' reaches us unexpanded
             source = f"config file {path}"
             if not path.exists():
                 raise AccVideoError(f"config file {path} does not exist; pass --config an existing YAML file")
@@ -162,7 +162,10 @@ def check_numbers(cfg: C, prefix: str = "") -> C:
             if isinstance(v, float) and not math.isfinite(v):
                 raise AccVideoError(f"{prefix}{f.name} must be a finite number; got {value}")
             if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
-                raise AccVideoError(f"{prefix}{f.name} must be an integer of at most 64 bits; got {value}")
+                raise AccVideoError(
+                    f"{prefix}{f.name} must be a signed 64-bit integer (-2**63 to 2**63 - 1 = {INT_LIMIT - 1}); "
+                    f"got {value}"
+                )
             if f.name in ("seed", "seeds") and isinstance(v, int) and v < 0:
                 raise AccVideoError(
                     f"{prefix}{f.name} must be 0 or more (a fixed seed: a rerun gives the same result); got {value}"
