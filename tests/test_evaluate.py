@@ -129,6 +129,22 @@ def test_evaluate_videos_scores_real_clips_as_perfect_and_mismatched_prompts_as_
     assert bad["accuracy"]["joint"] < 0.2 and bad["frechet_distance"] > 0.1
 
 
+def test_scoring_in_chunks_gives_the_numbers_of_one_pass(clf, heldout, monkeypatch):
+    """A folder is scored SCORE_CHUNK clips at a time (its float copies and renders took about 5 MB a clip in one
+    pass); the chunks are whole classifier batches, so every number is the one pass's, bit for bit."""
+    import accvideo.evaluate.run as run
+
+    pairs, real = heldout
+    clips = (np.concatenate([real[:24], _noise_clips(16)]) * 255).round().astype(np.uint8)  # as read from a folder
+    whole = evaluate_videos(clips, pairs[:40], classifier=clf, per_clip=True)
+    monkeypatch.setattr(run, "SCORE_CHUNK", 16)  # 3 chunks, the last one short
+    chunked = evaluate_videos(clips, pairs[:40], classifier=clf, per_clip=True)
+    a, b = whole.pop("per_clip"), chunked.pop("per_clip")
+    assert whole == chunked and 0.3 < whole["accuracy"]["mean"] < 0.9  # real clips right, noise mostly wrong
+    for name in ("hits", "features", "real_features", "consistency"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
 def test_evaluate_videos_rejects_the_wrong_clip_format(clf):
     with pytest.raises(AccVideoError, match="17x64x64x3"):
         evaluate_videos(np.zeros((2, 9, 64, 64, 3), np.float32), prompts(2), classifier=clf)

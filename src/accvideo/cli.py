@@ -97,9 +97,22 @@ def _distill(cfg) -> None:
     s = distill(cfg)
     if s["rank"] == 0:  # under torchrun, rank 0 reports for all
         _echo(
-            f"wrote the {s['key_steps']}-step student to {s['student']} ({_count(s['iterations'], 'iteration')}, "
-            f"{_count(s['samples'], 'sample')}; losses in {Path(s['out']) / 'losses.jsonl'}, losses.png)"
+            f"{_did(s)} the {s['key_steps']}-step student {_at(s)} {s['student']} "
+            f"({_count(s['iterations'], 'iteration')}, {_count(s['samples'], 'sample')}; losses in "
+            f"{Path(s['out']) / 'losses.jsonl'}, losses.png){_finished(s)}"
         )
+
+
+def _did(summary: dict) -> str:  # a finished run rerun trains nothing and writes nothing: it keeps what it has
+    return "kept" if summary.get("kept") else "wrote"
+
+
+def _at(summary: dict) -> str:
+    return "in" if summary.get("kept") else "to"
+
+
+def _finished(summary: dict) -> str:
+    return "; it had finished: raise iterations= to train on" if summary.get("kept") else ""
 
 
 def _count(n: int, noun: str) -> str:
@@ -115,8 +128,9 @@ def _decoder_distill(cfg) -> None:
     psnr = s["heldout_psnr_db"]
     scored = f"held-out PSNR {psnr} dB against the VAE" if psnr is not None else "no held-out clips (holdout=0)"
     _echo(
-        f"wrote the tiny decoder to {s['decoder']} ({s['parameters']:,} parameters, "
+        f"{_did(s)} the tiny decoder {_at(s)} {s['decoder']} ({s['parameters']:,} parameters, "
         f"{_count(s['iterations'], 'iteration')}; {scored}; {s['seconds']:.0f} s; losses.png, summary.json)"
+        f"{_finished(s)}"
     )
 
 
@@ -770,6 +784,7 @@ def _close_bars() -> None:
 
 def _fail(line: str) -> None:
     _close_bars()
+    line = line.replace("\r", "\\r").replace("\n", "\\n")  # a path holding a newline: still one line
     if _first_on_this_node(line):
         _echo(f"error: {line}", err=True)
     sys.exit(2)

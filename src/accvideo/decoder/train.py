@@ -359,13 +359,15 @@ class DecoderDistiller:
         self.iteration, self.samples = saved["iteration"], saved["samples"]
         self.train_seconds = saved.get("train_seconds", 0.0)  # checkpoints before it was kept: 0
 
-    def save(self, log: LossLog) -> float | None:
-        """Checkpoint, decoder artifact (its detail gain fitted first), held-out PSNR (logged); the loss plot at
-        the end and every 4th save."""
+    def save(self, log: LossLog, logged: bool = True) -> float | None:
+        """Checkpoint, decoder artifact (its detail gain fitted first), held-out PSNR (logged, unless `logged` is
+        False: the artifact saved again for a checkpoint whose record the log already holds); the loss plot at the
+        end and every 4th save."""
         gain = self.fit_detail()
         val = self.validate()
         record = {"iteration": self.iteration, "samples": self.samples, "detail_gain": gain}
-        log.write(record if val is None else {**record, "val_psnr": val}, scalars=False)
+        if logged:
+            log.write(record if val is None else {**record, "val_psnr": val}, scalars=False)
         save_checkpoint(self.out / NAME, self.state(), FORMAT)
         extra = {
             "teacher_identity": self.identity,
@@ -408,7 +410,7 @@ class DecoderDistiller:
         if start >= cfg.iterations and (
             earlier := kept_summary(self.out, {"iterations": self.iteration}, self.artifact_is_current)
         ):
-            return earlier
+            return {**earlier, "out": str(self.out), "decoder": str(self.out / "decoder"), "kept": True}  # as distill's
         save_config(cfg, self.out / "config.yaml", vae_identity=self.vae, spec=to_dict(self.decoder.spec))
         log = LossLog(self.out / "losses.jsonl", start, curves=CURVES)
         bar = progress_bar(total=cfg.iterations, initial=start, desc="decoder", unit="it", show=progress)
@@ -436,7 +438,9 @@ class DecoderDistiller:
                 bar.close()
                 log.close()
         if self.iteration == start and not self.artifact_is_current():
-            val = self.save(log)  # a finished run resumed with nothing to do still leaves its artifact, current
+            # a finished run resumed with nothing to do still leaves its artifact, current; the log written before its
+            # checkpoint holds this iteration's record already
+            val = self.save(log, logged=False)
         if val is None:  # resumed with nothing to do: the saved artifact's figures, computed again
             self.fit_detail()
             val = self.validate()

@@ -387,7 +387,14 @@ class Distiller:
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
         if self.iteration >= cfg.iterations and (earlier := dist.from_main(lambda: state.finished_summary(self))):
-            return earlier  # a finished run, whole: nothing to train, nothing rewritten
+            # a finished run, whole: nothing to train, nothing rewritten; said as kept, at the folder's path now
+            return {
+                **earlier,
+                "out": str(self.out),
+                "student": str(self.out / "student"),
+                "rank": dist.rank(),
+                "kept": True,
+            }
         state.check_disk(self)
         if cfg.adv and cfg.real_data:
             s = self.dataset.settings

@@ -321,11 +321,25 @@ def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
     if file_sha256(weights) != info["weights_sha256"]:
         raise AccVideoError(f"{weights} does not match the sha256 in {INFO} (damaged or replaced); {REDO}")
     try:
-        decoder = TinyDecoder(DecoderSpec(**{**LEGACY_SPEC, **info["spec"]}))
+        spec = DecoderSpec(**{**LEGACY_SPEC, **info["spec"]})
+        _check_spec_fits(spec, state)  # before building: an edited depth of 200,000 built for minutes
+        decoder = TinyDecoder(spec)
         decoder.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise AccVideoError(f"{folder} does not hold a loadable decoder ({str(exc).splitlines()[0]}); {REDO}") from None
     return decoder.requires_grad_(False).eval(), info
+
+
+def _check_spec_fits(spec: DecoderSpec, state: dict[str, torch.Tensor]) -> None:
+    """Bounds a spec's size by the weights it must load, without building it: every block holds at least one
+    tensor, and no layer is wider than the widest stored tensor."""
+    blocks = spec.depth + spec.stage_depth * len(spec.widths)
+    widest = max((max(t.shape, default=0) for t in state.values()), default=0)
+    if blocks > len(state) or max(spec.width, spec.min_width) > widest:
+        raise ValueError(
+            f"its spec (depth {spec.depth}, stage_depth {spec.stage_depth}, width {spec.width}) is larger than its "
+            f"{len(state)} stored tensors can hold"
+        )
 
 
 def load_decoder_for(path: str | Path, model_dir: str | Path) -> tuple[TinyDecoder, dict]:
