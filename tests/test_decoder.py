@@ -242,7 +242,8 @@ def test_a_finished_runs_rerun_rewrites_nothing_and_another_dataset_is_refused_f
         return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
 
     before = files()
-    assert distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=2, checkpoint_every=1), progress=False) == first
+    kept = {**first, "kept": True}  # said as kept: nothing trained, nothing written
+    assert distill_decoder(_cfg(tiny_wan_dir, data, out, iterations=2, checkpoint_every=1), progress=False) == kept
     assert files() == before
     assert first["train_seconds"] > 0 and first["iterations_this_run"] == 2
     from accvideo.core.tensorfile import FILE_MODE
@@ -256,7 +257,7 @@ def test_a_finished_runs_rerun_rewrites_nothing_and_another_dataset_is_refused_f
     assert files() == before
     # the original content at another path is the same dataset: the finished run resumes, rewriting nothing (was:
     # refused, data= being a path; distill resumed a moved dataset)
-    assert distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False) == first
+    assert distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False) == kept
     assert files() == before
 
 
@@ -749,3 +750,76 @@ def test_a_crop_as_large_as_the_latents_warns_and_trains_whole_frames(tiny_wan_d
         runs[name] = load_file(tmp_path / name / "decoder" / "decoder.safetensors")
     assert all(torch.equal(runs["whole"][k], runs["big"][k]) for k in runs["whole"])
     assert not all(torch.equal(runs["whole"][k], runs["small"][k]) for k in runs["whole"])
+
+
+def _rewrite_chunk(path, change) -> None:
+    """Write a target chunk again with `change(tensors)` applied, its metadata kept."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+CHUNK_DAMAGE = {  # a change to a cached target chunk that keeps its latents
+    "no video": lambda t: t.pop("video"),
+    "no features": lambda t: t.pop("features"),
+    "a frame short": lambda t: t.update(video=t["video"][:, :-1].contiguous()),
+    "features at another size": lambda t: t.update(features=t["features"][..., :-1].contiguous()),
+}
+
+
+@pytest.mark.parametrize("damage", list(CHUNK_DAMAGE))
+def test_a_cached_target_chunk_without_its_tensors_at_their_shapes_is_decoded_again(tiny_wan, tmp_path, damage):
+    """A chunk holding the asked latents is kept only if it also holds the video (and the features its level names)
+    at the shapes those latents decode to, read from its header; else it is decoded again. A chunk without its video
+    was kept, and training ended in SafetensorError 'File does not contain tensor video' (a traceback)."""
+    from accvideo.decoder.targets import build_targets, chunk_name
+
+    z = torch.randn(3, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    build_targets(tiny_wan, lambda r: z[r.start : r.stop], 3, tmp_path, progress=False)
+    path = tmp_path / "targets" / chunk_name(0)
+    good = load_file(str(path))
+    assert good["video"].shape == (3, 9, 3, 32, 32) and good["features"].shape[:2] == (3, 9)
+    _rewrite_chunk(path, CHUNK_DAMAGE[damage])
+    targets = build_targets(tiny_wan, lambda r: z[r.start : r.stop], 3, tmp_path, progress=False)
+    again = load_file(str(path))
+    assert again.keys() == good.keys() and all(torch.equal(again[k], good[k]) for k in good)
+    assert torch.equal(targets.get([2])["video"][0], good["video"][2].float())
+
+
+def test_a_run_whose_cached_chunk_lost_its_video_decodes_it_again(tiny_wan_dir, synvid, tmp_path):
+    """The probe's run: `decoder distill`, the video deleted from its cached chunk (and checkpoint.pt and
+    summary.json removed), then the same command again: it trains as the first did (was: SafetensorError)."""
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.targets import chunk_name
+
+    out = tmp_path / "dec"
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=1), progress=False)
+    chunk = out / "targets" / chunk_name(0)
+    good, weights = chunk.read_bytes(), (out / "decoder" / "decoder.safetensors").read_bytes()
+    _rewrite_chunk(chunk, lambda t: t.pop("video"))
+    (out / "checkpoint.pt").unlink()
+    (out / "summary.json").unlink()
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=1), progress=False)
+    assert chunk.read_bytes() == good and (out / "decoder" / "decoder.safetensors").read_bytes() == weights
+
+
+def test_a_finished_runs_artifact_saved_again_adds_no_second_record(tiny_wan_dir, synvid, tmp_path):
+    """A finished run whose decoder/ was lost saves it again from its checkpoint; that save appended the last
+    iteration's record to losses.jsonl a second time."""
+    import shutil
+
+    from accvideo.decoder import distill_decoder
+    from accvideo.distill.plots import read_losses
+
+    out = tmp_path / "dec"
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False)
+    records = read_losses(out / "losses.jsonl")
+    shutil.rmtree(out / "decoder")
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1), progress=False)
+    assert (out / "decoder" / "decoder.safetensors").is_file()
+    assert read_losses(out / "losses.jsonl") == records  # the same records, none twice
+    assert sorted(r["iteration"] for r in records if "detail_gain" in r) == [1, 2]

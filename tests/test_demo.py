@@ -419,3 +419,18 @@ def test_settings_the_chains_configs_refuse_are_refused_before_the_chain(verb, s
     code, _, err = run_cli([verb, "--out", str(tmp_path / "d"), setting], capsys)
     assert code == 2 and err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "d").exists()
+
+
+def test_a_row_at_no_m_of_this_grid_is_said_and_a_grid_of_no_asked_row_is_refused():
+    """rows=[c] shared_head_steps=[7] reported the teacher alone (exit 0); the m = 1, 2, 3 grid of docs/demo.md asks
+    for (e) at m = 5 only, and keeps running without it, saying so."""
+    from accvideo.demo.config import dropped_rows_line
+
+    grid = quick_ablation_config(key_steps=[2, 1, 3], real_data="world", real_data_steps=[5])
+    assert [row for row, _ in plan_rows(grid)].count("e") == 0 and "c" in {row for row, _ in plan_rows(grid)}
+    assert dropped_rows_line(grid) == (
+        "note: row e (real_data_steps=[5]) runs at no m of key_steps=[2, 1, 3]: the table has no such row"
+    )
+    assert dropped_rows_line(quick_ablation_config(real_data="world")) is None
+    with pytest.raises(ValueError, match=r"no row of rows=\['c', 'e'\] runs at any m of key_steps=\[1, 2\]"):
+        quick_ablation_config(rows=["c", "e"], shared_head_steps=[7], real_data="world", real_data_steps=[5])

@@ -571,3 +571,66 @@ def test_a_resume_over_a_losses_line_that_is_no_record_drops_it(line, tiny_wan_d
     assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == [1, 2]
     assert len((run / "losses.jsonl").read_bytes().splitlines()) == 2  # the resume's rewrite left the line out
     assert (run / "losses.png").stat().st_size > 0
+
+
+def test_a_finished_run_rerun_at_another_path_says_it_kept_the_student_there(tiny_wan_dir, synvid, tmp_path, capsys):
+    """A moved or copied finished run, rerun, said "wrote the 2-step student to OLD/student": it wrote nothing, and
+    the path was the summary's, where the run had been."""
+    first = tmp_path / "run"
+    code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, first, "iterations=1"), capsys)
+    assert code in (0, None) and out.splitlines()[-1].startswith(f"wrote the 5-step student to {first}/student"), err
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    before = {p: p.read_bytes() for p in moved.rglob("*") if p.is_file()}
+    code, out, err = run_cli(distill_args(tiny_wan_dir, synvid, moved, "iterations=1"), capsys)
+    assert code in (0, None), err
+    assert out.splitlines()[-1] == (
+        f"kept the 5-step student in {moved}/student (1 iteration, 10 samples; losses in {moved}/losses.jsonl, "
+        "losses.png); it had finished: raise iterations= to train on"
+    )
+    assert {p: p.read_bytes() for p in moved.rglob("*") if p.is_file()} == before
+
+
+def test_what_a_damaged_lora_student_is_told_to_do_repairs_it(tiny_wan_dir, synvid, tmp_path, capsys):
+    """The fixes the one-line errors name are true: a student.json that lost its teacher identity and a LoRA file
+    of another rank are saved again by the distill command's rerun; a file of other layers (which only the loaded
+    teacher shows) once removed, as its error says. Each is refused before and samples after, as it was saved."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from accvideo.models.identity import teacher_identity
+    from accvideo.models.student import load_student
+
+    run, student = tmp_path / "run", tmp_path / "run" / "student"
+    lora = student / "pytorch_lora_weights.safetensors"
+
+    def distill():
+        code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=1", "lora_rank=2"), capsys)
+        assert code in (0, None), err
+        return {p.name: p.read_bytes() for p in student.iterdir()}
+
+    def rewrite(edit):
+        with safe_open(lora, "pt") as f:
+            meta, tensors = f.metadata(), dict(edit({k: f.get_tensor(k) for k in f.keys()}))
+        save_file(tensors, lora, metadata=meta)
+
+    saved = distill()
+    info = json.loads((student / "student.json").read_text())
+    assert info["teacher"] == teacher_identity(tiny_wan_dir)
+    damages = [
+        (lambda: (student / "student.json").write_text(json.dumps({**info, "teacher": None})), "records no teacher"),
+        (
+            lambda: rewrite(lambda t: ((k, (v[:1] if "lora_A" in k else v[:, :1]).contiguous()) for k, v in t.items())),
+            "rank-1",
+        ),
+        (lambda: rewrite(lambda t: ((k.replace("attn1", "attnX"), v) for k, v in t.items())), "lacks"),
+    ]
+    for damage, message in damages:
+        damage()
+        with pytest.raises(AccVideoError, match=message):
+            load_student(student)
+        if message == "lacks":  # its header passes what a rerun checks: it keeps the file until it is removed
+            assert distill()[lora.name] != saved[lora.name]
+            lora.unlink()
+        assert distill() == saved
+        load_student(student)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import cli_helpers
@@ -428,3 +429,124 @@ def test_sample_prompts_keeps_a_moved_students_clips_and_refuses_a_retrained_one
     assert {p.name: p.read_bytes() for p in (tmp_path / "clips").iterdir() if p.name != "sample.yaml"} == {
         k: v for k, v in before.items() if k != "sample.yaml"
     }
+
+
+def _lora_header(path) -> dict:
+    data = path.read_bytes()
+    return json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+
+
+def test_a_lora_export_records_the_lora_its_file_holds(runs, tmp_path, capsys):
+    """accvideo_export.json records student.json's rank and alpha: a rank-2 run's file under a student.json that
+    says rank 4 (alpha 4) was exported (exit 0) as "rank": 4; now it and another alpha are refused, by export and
+    sample, and a true record is written."""
+    lora = json.loads((runs["lora"] / "student" / "student.json").read_text())["lora"]
+    code, _, err = run_cli(["export", str(runs["lora"]), "--format", "lora", "--out", str(tmp_path / "ok")], capsys)
+    assert code in (0, None), err
+    manifest = json.loads((tmp_path / "ok" / "accvideo_export.json").read_text())
+    header = _lora_header(tmp_path / "ok" / "pytorch_lora_weights.safetensors")
+    ranks = {v["shape"][0] for k, v in header.items() if k.endswith("lora_A.weight")}
+    assert manifest["lora"] == {"rank": 2, "alpha": 2.0, "targets": ["to_k", "to_out.0", "to_q", "to_v"]}
+    assert ranks == {2} and json.loads(header["__metadata__"]["lora_adapter_metadata"])["transformer.lora_alpha"] == 2
+    cases = [
+        ({"rank": 4, "alpha": 4.0}, "holds rank-2 LoRA weights (blocks.0.attn1.to_k) but its student.json says rank 4"),
+        ({"alpha": 6.0}, "records lora_alpha 2.0 in its lora_adapter_metadata, but its student.json says 6.0"),
+        ({"targets": ["to_q"]}, "holds LoRA weights for blocks.0.attn1.to_k, which its student.json's targets"),
+    ]
+    for i, (edit, message) in enumerate(cases):
+        student = _student_copy(runs, tmp_path, f"r{i}", lora={**lora, **edit})
+        one_line_error(["export", str(student), "--format", "lora", "--out", str(tmp_path / "out")], capsys, message)
+        with pytest.raises(AccVideoError, match=re.escape(message)):
+            open_model(str(student))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lora_file_of_other_layers_is_refused_by_export_and_sample(runs, tmp_path, capsys):
+    """'attn1' renamed 'attnX' in the LoRA file: diffusers loaded nothing (peft's warning says it "can be ignored"),
+    and the student sampled and exported as its teacher with exit 0."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    student = _student_copy(runs, tmp_path, "renamed")
+    path = student / "pytorch_lora_weights.safetensors"
+    with safe_open(path, "pt") as f:
+        meta, tensors = f.metadata(), {k.replace("attn1", "attnX"): f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, path, metadata=meta)
+    message = "holds LoRA weights for 12 layer(s) its teacher's transformer lacks (e.g. blocks.0.attnX.to_k)"
+    for fmt in ("lora", "diffusers"):
+        one_line_error(["export", str(student), "--format", fmt, "--out", str(tmp_path / "out")], capsys, message)
+    with pytest.raises(AccVideoError, match=re.escape(message)):
+        open_model(str(student))
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_targeted_layer_must_take_the_lora_weights(tiny_wan_dir):
+    """After loading, a layer the targets name without the adapter is refused (peft only warns of it)."""
+    from diffusers import WanTransformer3DModel
+    from peft import LoraConfig
+
+    from accvideo.models.student import check_lora_loaded
+
+    targets = ["to_k", "to_out.0", "to_q", "to_v"]
+    model = WanTransformer3DModel.from_pretrained(str(tiny_wan_dir / "transformer"))
+    with pytest.raises(AccVideoError, match=r"f gave no LoRA weights to 24 of the 24 layers .*blocks\.0\.attn1\.to_q"):
+        check_lora_loaded("f", model, targets)
+    model.add_adapter(LoraConfig(r=2, target_modules=targets), adapter_name="student")
+    check_lora_loaded("f", model, targets)
+    model.get_submodule("blocks.1.attn2.to_v").lora_A.pop("student")
+    with pytest.raises(
+        AccVideoError,
+        match=r"gave no LoRA weights to 1 of the 24 layers its targets name \(e\.g\. blocks\.1\.attn2\.to_v",
+    ):
+        check_lora_loaded("f", model, targets)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "alpha", "message"),
+    [
+        (None, 2.0, None),
+        (
+            None,
+            6.0,
+            "records no LoRA alpha, so diffusers loads it at alpha = rank (2), but its student.json says alpha 6.0",
+        ),
+        ({"transformer.r": 2, "transformer.lora_alpha": 2.0}, 2.0, "records target_modules None"),
+        ({"transformer.r": 2, "transformer.lora_alpha": 2.0, "transformer.target_modules": ["to_q"]}, 2.0, None),
+        ({"transformer.r": 3, "transformer.lora_alpha": 2.0, "transformer.target_modules": ["to_q"]}, 2.0, "r 3"),
+    ],
+)
+def test_a_lora_files_header_is_checked_against_student_json(metadata, alpha, message, tmp_path):
+    """Rank from the lora_A / lora_B shapes, alpha and targets from the metadata diffusers builds the adapter with
+    (none: alpha = rank), all before any weight is read."""
+    from safetensors.torch import save_file
+
+    from accvideo.models.student import lora_layers
+
+    path = tmp_path / "l.safetensors"
+    tensors = {
+        "transformer.b.to_q.lora_A.weight": torch.zeros(2, 8),
+        "transformer.b.to_q.lora_B.weight": torch.zeros(6, 2),
+    }
+    save_file(tensors, path, metadata=None if metadata is None else {"lora_adapter_metadata": json.dumps(metadata)})
+    lora = {"rank": 2, "alpha": alpha, "targets": ["to_q"]}
+    if message is None:
+        assert lora_layers(path, lora) == {"b.to_q": {"A": [2, 8], "B": [6, 2]}}
+    else:
+        with pytest.raises(AccVideoError, match=re.escape(message)):
+            lora_layers(path, lora)
+
+
+def test_an_export_refuses_a_full_student_whose_config_does_not_match_its_weights(runs, tmp_path, capsys):
+    """num_layers 3 -> 2 in the student's config.json: exported with exit 0, and the export then refused by
+    `sample`; `sample` of the run itself ignored it (the teacher's transformer takes the weights)."""
+    student = tmp_path / "student"
+    shutil.copytree(runs["full"] / "student", student)
+    config = json.loads((student / "transformer" / "config.json").read_text())
+    (student / "transformer" / "config.json").write_text(json.dumps({**config, "num_layers": 2}))
+    message = "config.json does not match its weights: 27 stored tensor(s) are not used by the model it describes"
+    one_line_error(["export", str(student), "--out", str(tmp_path / "out")], capsys, message)
+    with pytest.raises(AccVideoError, match=re.escape(message)):
+        open_model(str(student))
+    (student / "transformer" / "config.json").write_text(json.dumps({**config, "num_layers": 3}))
+    code, _, err = run_cli(["export", str(student), "--out", str(tmp_path / "out")], capsys)
+    assert code in (0, None), err

@@ -443,3 +443,103 @@ def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):
     last.unlink()
     with pytest.raises(AccVideoError, match="the dataset changed while this command read it"):
         ds[len(ds) - 1]
+
+
+BAD_METADATA = {  # an edit of a shard's metadata -> what the one line says of it
+    "steps a string": (lambda m: m["settings"].update(steps="10"), "setting steps is '10', not of the kind int"),
+    "negative shift": (lambda m: m["settings"].update(shift=-1.0), "setting shift -1.0 is out of range"),
+    "unknown store": (lambda m: m["settings"].update(store="some"), "setting store 'some' is out of range"),
+    "latent shape": (
+        lambda m: m["settings"].update(latent_shape=[16, 3, 4, 8]),
+        "tensor 0/latents has shape [6, 16, 3, 4, 4], its metadata says [6, 16, 3, 4, 8]",
+    ),
+    "key indices past the steps": (
+        lambda m: m["settings"].update(key_indices=[0, 2, 4, 6, 8, 15]),
+        "key indices [0, 2, 4, 6, 8, 15] must rise strictly from 0 to 10",
+    ),
+    "negative index": (lambda m: m["items"][0].update(index=-1), "item 0: index -1 is not an int >= 0"),
+    "prompt a number": (lambda m: m["items"][1].update(prompt=3), "item 1: prompt 3 is not a str"),
+    "seed a boolean": (lambda m: m["items"][0].update(seed=True), "item 0: seed True is not an int"),
+    "no seed": (lambda m: m["items"][4].pop("seed"), "item 4: no seed"),
+    "video a number": (lambda m: m["items"][0].update(video=7), "item 0: video 7 is not a str"),
+    "no items": (lambda m: m.update(items=[]), "its items are not a list of mappings"),
+    "a cond tensor it lacks": (
+        lambda m: m["cond_keys"].append("mask"),
+        "its metadata and its tensors disagree on 0/cond/mask",
+    ),
+    "a digest dropped": (lambda m: m["sha256"].pop("sigmas"), "its metadata and its tensors disagree on sigmas"),
+    "shard a string": (lambda m: m.update(shard="1"), "its shard or batch is not a count"),
+}
+
+
+@pytest.mark.parametrize("edit", list(BAD_METADATA))
+def test_a_shard_with_edited_metadata_is_unreadable_naming_what_and_the_fix(synvid, tmp_path, edit):
+    """Metadata that no synthesize writes (a type, a range, a disagreement with the tensors' names and shapes in the
+    file's header) reads as a damaged shard: one line naming the shard, what is wrong and `--overwrite`; the tensors
+    are not read for it. It was a traceback in distill (RuntimeError, IndexError, TypeError, KeyError)."""
+    from test_hostile import edit_shard_metadata
+
+    change, says = BAD_METADATA[edit]
+    shard = shutil.copy(synvid / "shard-000001.safetensors", tmp_path / "shard-000001.safetensors")
+    assert shards_mod.read_header(shard).items[4]["index"] == 9  # read whole before the edit
+    edit_shard_metadata(shard, change)
+    with pytest.raises(AccVideoError) as exc:
+        shards_mod.read_header(shard)
+    assert str(exc.value) == (
+        f"{shard} is not a readable SynVid shard ({says}); rerun the synthesize command with --overwrite to "
+        "regenerate it"
+    )
+
+
+@pytest.mark.parametrize("damage", ["edited metadata", "truncated"])
+def test_overwrite_redoes_an_unreadable_shard_bit_for_bit(synvid, tiny_wan_dir, tmp_path, capsys, damage):
+    """A shard whose metadata was edited (or that is cut short) is refused by a rerun, naming --overwrite; a rerun
+    with --overwrite writes exactly the shard that was there (it was a KeyError traceback, with --overwrite too, or
+    a refusal --overwrite could not lift)."""
+    from test_hostile import SYNVID, SYNVID_BATCH, edit_shard_metadata, truncate
+
+    data = shutil.copytree(synvid, tmp_path / "syn")
+    shard = data / "shard-000001.safetensors"
+    good = shard.read_bytes()
+    if damage == "truncated":
+        truncate(shard)
+    else:
+        edit_shard_metadata(shard, lambda m: m["items"][2].pop("seed"))
+    damaged = shard.read_bytes()
+    args = ["synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(synvid.parent / "p.txt"), "--out", str(data)]
+    code, _, err = run_cli([*args, *SYNVID, *SYNVID_BATCH], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{shard} is not a readable SynVid shard" in err, err
+    assert "rerun the synthesize command with --overwrite" in err and shard.read_bytes() == damaged
+    code, out, err = run_cli([*args, *SYNVID, *SYNVID_BATCH, "--overwrite"], capsys)
+    assert code in (0, None), err
+    assert "synthesized 5 item(s) in 1 shard(s), kept 1 complete shard(s)" in out
+    assert shard.read_bytes() == good
+
+
+def test_a_synvid_yaml_that_is_no_small_file_says_nothing(synvid, tmp_path):
+    """synvid.yaml is advice (the item count a finished run will hold): one that is larger than any synthesize
+    writes, a FIFO (reading it waited for a writer forever) or a link to /dev/zero (read until memory ran out) is
+    not read and says nothing; the dataset reads from its shards."""
+    import threading
+
+    data = shutil.copytree(synvid, tmp_path / "s")
+    manifest = data / "synvid.yaml"
+    manifest.write_text("items: 12\n")
+    assert SynVidDataset(data).missing == 2  # what a readable one says
+    manifest.write_text("items: 12\n" + "#" * (5 << 20) + "\n")
+    assert SynVidDataset(data).missing == 0
+    manifest.unlink()
+    os.mkfifo(manifest)
+    found: dict = {}
+    reader = threading.Thread(target=lambda: found.update(missing=SynVidDataset(data).missing), daemon=True)
+    reader.start()
+    reader.join(30)
+    hung = reader.is_alive()
+    if hung:  # let the reader go: a writer that writes the count and closes
+        with open(manifest, "w") as f:
+            f.write("items: 12\n")
+        reader.join(60)
+    assert not hung and found == {"missing": 0}
+    manifest.unlink()
+    manifest.symlink_to("/dev/zero")
+    assert SynVidDataset(data).missing == 0 and len(SynVidDataset(data)) == 10

@@ -13,7 +13,7 @@ from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
 from accvideo.core.outputs import claim_folder
 from accvideo.core.runtime import BUILTIN_MODELS, available_memory, resolve_device, resolve_dtype, resolve_model
-from accvideo.core.sampling import TEACHER_STEPS, shifted_plan
+from accvideo.core.sampling import TEACHER_STEPS, check_guidance, shifted_plan
 from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
@@ -23,6 +23,7 @@ from accvideo.models.defaults import check_form
 from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import STUDENT_GUIDANCE
+from accvideo.synthesize.prompts import check_prompt
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class BenchConfig:
             check_steps(getattr(self, name), name)
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1; got {self.repeats}")
+        check_guidance(self.guidance)  # -1 was the sampler's traceback, after the folder was made
+        check_prompt(self.prompt)
         check_video_size(self.frames, self.height, self.width, 1, 1)  # bounds: --size 0x0x0 built the model first
 
 

@@ -12,6 +12,7 @@ Hidden names keep both out of a teacher's content identity and out of copied pip
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,11 +38,46 @@ def _guard_files(name: str) -> bool:
     return name.startswith((MARKER, LEDGER, LOCK, f".{MARKER}", f".{LEDGER}"))
 
 
+MAX_SMALL_FILE = 4 << 20  # a marker or a run's record is a few KB: a larger file is none accvideo wrote
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+
+
+def read_small_file(path: str | Path, limit: int = MAX_SMALL_FILE) -> bytes:
+    """The bytes of `path` when it is a regular file (or a link to one) of at most `limit` bytes. OSError when it is
+    absent or unreadable; ValueError saying what it is else: reading a FIFO waited for a writer forever, a link to
+    /dev/zero filled memory, a folder raised IsADirectoryError. Opened without blocking, then checked."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once: no writer waited for
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"is {_kind_of(mode)}, not a file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit >> 20} MB")
+    return data
+
+
 def owner(folder: str | Path) -> str | None:
-    """The command that made `folder` (its marker), or None when it holds no readable marker."""
+    """The command that made `folder` (its marker), or None when it holds no marker or one that does not parse (a
+    rerun writes it again). A marker that is no small regular file (a folder, a FIFO, a device) is one line."""
+    path = Path(folder) / MARKER
     try:
-        data = parse_json((Path(folder) / MARKER).read_text())
-    except (OSError, ValueError):
+        raw = read_small_file(path)
+    except OSError:
+        return None
+    except ValueError as exc:
+        raise AccVideoError(
+            f"{path} {exc}, so not accvideo's folder marker; remove it or choose another folder"
+        ) from None
+    try:
+        data = parse_json(raw)
+    except ValueError:
         return None
     return data.get("command") if isinstance(data, dict) and data.get("format") == FORMAT else None
 
@@ -49,7 +85,7 @@ def owner(folder: str | Path) -> str | None:
 def mark_folder(folder: str | Path, command: str) -> None:
     """Record that `command` made `folder` (kept if already there: markers never change owner)."""
     folder = Path(folder)
-    if owner(folder) != command:
+    if owner(folder) != command:  # which refuses a marker that is a folder (the rename failed), a FIFO or a device
         write_json_atomic(folder / MARKER, {"format": FORMAT, "command": command})
 
 
@@ -150,14 +186,24 @@ def claim_folder(
     return folder
 
 
+def _lock_holder(lock: Path) -> str | None:
+    """The writer a lock file names ('' when empty), None when there is none; a lock that is no small regular file
+    (a FIFO: reading it waited forever) is one line."""
+    try:
+        return read_small_file(lock).decode(errors="replace").strip()
+    except OSError:
+        return None
+    except ValueError as exc:
+        raise AccVideoError(f"{lock} {exc}, so not accvideo's lock; remove it and rerun") from None
+
+
 def check_not_being_written(folder: str | Path) -> None:
     """Refuse to read a folder another live accvideo command holds the lock of: a SynVid still being synthesized (a
     reader saw only the items written so far, silently), a run or decoder being trained (its student/ or decoder/ is
     replaced at every save, so a reader could take the JSON of one save and the weights of the next)."""
     lock = Path(folder) / LOCK
-    try:
-        holder = lock.read_text().strip()
-    except OSError:
+    holder = _lock_holder(lock)
+    if holder is None:
         return
     if holder and not is_stale_writer(holder):
         command = f"`accvideo {owner(folder)}`" if owner(folder) else "another accvideo command"
@@ -215,10 +261,7 @@ class FolderLock:
         return st.st_size == 0 and time.time() - st.st_mtime > EMPTY_LOCK_AGE_S
 
     def _holder(self) -> str | None:
-        try:
-            return self.path.read_text().strip() or None
-        except OSError:
-            return None
+        return _lock_holder(self.path) or None
 
     def __enter__(self) -> FolderLock:
         return self
@@ -242,8 +285,8 @@ class FolderLock:
 
 def _ledger(folder: Path) -> dict:
     try:
-        data = parse_json((folder / LEDGER).read_text())
-    except (OSError, ValueError):
+        data = parse_json(read_small_file(folder / LEDGER))
+    except (OSError, ValueError):  # absent, no JSON, or no small file (a FIFO): none; the next write replaces it
         return {}
     return data.get("files", {}) if isinstance(data, dict) and data.get("format") == FORMAT else {}
 

@@ -91,6 +91,12 @@ def euler_sample(
     return x
 
 
+def check_guidance(scale: float | None, name: str = "guidance") -> None:
+    """A CFG scale setting (`guidance`, `guidance_2`): None (the model's) or >= 0; ValueError naming the setting."""
+    if scale is not None and scale < 0:
+        raise ValueError(f"{name} must be >= 0 (1 turns CFG off); got {scale}")
+
+
 @dataclass(frozen=True)
 class SamplingPlan:
     """How to sample: the sigma grid (n+1,) noisiest first, the CFG scale (1: one pass a step), the negative prompt.
@@ -110,9 +116,8 @@ class SamplingPlan:
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
         if len(self.sigmas) < 2:
             raise ValueError(f"a sampling plan needs at least two sigmas (one step); got {list(self.sigmas)}")
-        for scale in (self.guidance, self.guidance_2):
-            if scale is not None and scale < 0:
-                raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {scale}")
+        check_guidance(self.guidance)
+        check_guidance(self.guidance_2, "guidance_2")
 
     @property
     def steps(self) -> int:

@@ -120,8 +120,6 @@ def chunk_name(c: int) -> str:
 def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = True) -> Targets:
     """Decode items 0..count-1 (`latents_of(range)` -> (n, C, F', H', W')) with the VAE into OUT/targets, chunk by
     chunk (a kept chunk is reused when it holds exactly these latents), and return the reader."""
-    from safetensors import safe_open
-
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     level = None
@@ -129,16 +127,10 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
     for start in progress_bar(starts, desc="teacher VAE decodes", unit="chunk", show=progress, transient=True):
         path = folder / chunk_name(start // CHUNK)
         z = latents_of(range(start, min(count, start + CHUNK))).float()
-        if path.is_file():
-            try:  # kept only if it decoded these very latents (the inputs may have changed: a re-encoded real clip)
-                with safe_open(str(path), "pt") as f:
-                    meta = f.metadata() or {}
-                    same = int(meta.get("items", -1)) == len(z) and torch.equal(f.get_tensor("latents"), z.cpu())
-                if same:
-                    level = _level_of(meta)
-                    continue
-            except Exception:  # noqa: BLE001 - a damaged chunk is decoded again
-                pass
+        kept, kept_level = _kept(path, adapter, z) if path.is_file() else (False, None)
+        if kept:
+            level = kept_level
+            continue
         video, feats = teacher_decode(adapter, z)
         found = feature_level(feats, video.shape[1], video.shape[3], z.shape[3])
         level = found
@@ -154,6 +146,45 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
             tmp.unlink(missing_ok=True)
             raise
     return Targets(folder, count, level)
+
+
+def _kept(path: Path, adapter, z: torch.Tensor) -> tuple[bool, tuple[int, int] | None]:
+    """(True, its feature level) when the cached chunk at `path` decoded these very latents `z` (the inputs may have
+    changed: a re-encoded real clip) and holds the video, and the features its level names, at the shapes `z` decodes
+    to (read from its header); (False, None) else, and the chunk is decoded again (a damaged one too)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            level = _level_of(meta)
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+            fits = int(meta.get("items", -1)) == len(z) and _fits(shapes, _target_shapes(adapter, z, level))
+            same = fits and torch.equal(f.get_tensor("latents"), z.cpu())
+    except Exception:  # noqa: BLE001 - a damaged chunk is decoded again
+        return False, None
+    return (True, level) if same else (False, None)
+
+
+def _target_shapes(adapter, z: torch.Tensor, level: tuple[int, int] | None) -> dict[str, tuple[int | None, ...]]:
+    """The shape of each tensor a chunk of latents `z` (n, C, F', H', W') holds (None: any size): the latents, the
+    VAE's video (n, F, 3, H, W) and, at a feature level (j, stage), its features (n, F, C_t, H' * 2**stage, ...)."""
+    n, _, lf, lh, lw = z.shape
+    frames, s = 1 + adapter.temporal_factor * (lf - 1), adapter.spatial_factor
+    want = {"latents": tuple(z.shape), "video": (n, frames, 3, lh * s, lw * s)}
+    if level is not None:
+        want["features"] = (n, frames, None, lh << level[1], lw << level[1])
+    return want
+
+
+def _fits(shapes: dict[str, tuple[int, ...]], want: dict[str, tuple[int | None, ...]]) -> bool:
+    """Whether a chunk holds exactly the tensors `want` names, each of its shape (None: any size)."""
+    if set(shapes) != set(want):
+        return False
+    return all(
+        len(shapes[k]) == len(w) and all(b is None or a == b for a, b in zip(shapes[k], w, strict=True))
+        for k, w in want.items()
+    )
 
 
 def _level_of(meta: dict) -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ from accvideo.demo.chain import (
     training_seconds,
     write_train_prompts,
 )
-from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN, AblationConfig
+from accvideo.demo.config import ABLATE_TRAINING, ABLATE_WHEN, AblationConfig, dropped_rows_line
 from accvideo.distill.reals import check_real_data
 from accvideo.errors import AccVideoError
 from accvideo.evaluate.intervals import compare, summarise
@@ -124,6 +124,8 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
     adapter_class(resolve_model(cfg.teacher))  # likewise a teacher folder that is none
     if cfg.real_data and "e" in cfg.rows:
         check_real_data(cfg.real_data)  # before the SynVid: row (e) comes last
+    if line := dropped_rows_line(cfg):
+        echo(line)
     out = claim_folder(cfg.out, "ablate")
     with FolderLock(out, "ablate"):  # a second ablate on this folder would race this one's cells and tables
         return _ablation_stages(cfg, out, progress, echo)

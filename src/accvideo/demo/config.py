@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from accvideo.core.sampling import TEACHER_STEPS
+from accvideo.core.sampling import TEACHER_STEPS, check_guidance
 from accvideo.core.video import check_fps
+from accvideo.distill.config import check_real_clips
 
 
 def check_training_numbers(cfg) -> None:
     """What the chain's SynVid and distill configs would refuse only once they are built: after the SynVid was
     synthesized (a traceback, with the folder left behind)."""
-    if cfg.guidance < 0:
-        raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {cfg.guidance}")
+    check_guidance(cfg.guidance)
     if cfg.lr <= 0 or cfg.head_lr <= 0:
         raise ValueError(f"lr and head_lr must be positive; got {cfg.lr}, {cfg.head_lr}")
     if cfg.lora_rank < 0:
@@ -183,7 +183,50 @@ class AblationConfig:
         if self.real_data is None and not set(self.rows) - {"e"}:  # e alone, which needs real_data: only the teacher
             raise ValueError("row e trains with real videos: give real_data=world (or a folder of clips), or more rows")
         check_training_numbers(self)
+        check_real_clips(self.real_clips)  # -1 was distill's traceback, after the SynVid was synthesized
+        check_row_steps(self)
         check_threads(self.threads)
+
+
+ROW_STEPS = {"c": "shared_head_steps", "e": "real_data_steps"}  # rows run at only some m: the setting that lists them
+
+
+def check_row_steps(cfg: AblationConfig) -> None:
+    """Rows (c) and (e) run at the m their setting lists, each m >= 1; a list that is empty, or one that leaves no
+    asked-for row at any m of key_steps, is refused (rows=[c] shared_head_steps=[7] reported the teacher alone,
+    exit 0). A row that runs at no m here while others do is said by `dropped_rows_line` (the m = 1, 2, 3 grid of
+    docs/demo.md keeps (e) for m = 5 this way)."""
+    for row, name in ROW_STEPS.items():
+        steps = getattr(cfg, name)
+        if row in cfg.rows and steps is not None and (not steps or any(m < 1 for m in steps)):
+            raise ValueError(f"{name} must list the m (>= 1) at which row {row} runs; got {list(steps)}")
+    asked = set(cfg.rows) - (set() if cfg.real_data else {"e"})  # (e) without real_data never runs (refused alone)
+    if asked and not asked - set(dropped_rows(cfg)):
+        name = " and ".join(ROW_STEPS[r] for r in dropped_rows(cfg))
+        raise ValueError(
+            f"no row of rows={list(cfg.rows)} runs at any m of key_steps={list(cfg.key_steps)} ({name}); give m "
+            f"from key_steps, add the m to key_steps, or ask for other rows"
+        )
+
+
+def dropped_rows(cfg: AblationConfig) -> list[str]:
+    """Asked-for rows (c), (e) whose setting lists no m of key_steps: the table will not have them."""
+    return [
+        row
+        for row, name in ROW_STEPS.items()
+        if row in cfg.rows
+        and getattr(cfg, name) is not None
+        and not set(getattr(cfg, name)) & set(cfg.key_steps)
+        and (row != "e" or cfg.real_data)
+    ]
+
+
+def dropped_rows_line(cfg: AblationConfig) -> str | None:
+    rows = dropped_rows(cfg)
+    if not rows:
+        return None
+    said = ", ".join(f"row {r} ({ROW_STEPS[r]}={list(getattr(cfg, ROW_STEPS[r]))})" for r in rows)
+    return f"note: {said} runs at no m of key_steps={list(cfg.key_steps)}: the table has no such row"
 
 
 # the settings behind an ablation folder's SynVid and students that no run name carries: a rerun that changes one

@@ -17,6 +17,16 @@ CHECKPOINT_MIN_ELEMENTS = 1 << 23
 HEAD_MODES = ("per-step", "shared")
 MAX_REAL_CLIPS = 100_000  # real clips are held in memory as latents
 ADV_UPDATES = ("joint", "separate")
+
+
+def check_real_clips(count: int) -> None:
+    """`real_clips` (distill, and ablate's row e): ValueError naming the bounds."""
+    if not 1 <= count <= MAX_REAL_CLIPS:
+        raise ValueError(
+            f"real_clips must be between 1 and {MAX_REAL_CLIPS:,} (they are held in memory as latents); got {count}"
+        )
+
+
 # settings a resumed run may change (learning rates: the fix after a NaN; paths: the teacher identity and the
 # dataset reader still check them); any other difference means another run
 RESUMABLE_CHANGES = frozenset(
@@ -118,11 +128,7 @@ class DistillConfig:
             raise ValueError(f"gan_loss must be one of {', '.join(GAN_LOSSES)}; got {self.gan_loss!r}")
         if not 0 <= self.real_weight <= 1:
             raise ValueError(f"real_weight must lie in [0, 1]; got {self.real_weight}")
-        if not 1 <= self.real_clips <= MAX_REAL_CLIPS:
-            raise ValueError(
-                f"real_clips must be between 1 and {MAX_REAL_CLIPS:,} (they are held in memory as latents); "
-                f"got {self.real_clips}"
-            )
+        check_real_clips(self.real_clips)
         if self.adv_warmup < 0:
             raise ValueError(f"adv_warmup must be >= 0 iterations (0: L_G from the start); got {self.adv_warmup}")
         if self.probe_every < 0:

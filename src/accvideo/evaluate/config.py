@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from accvideo.core.schedules import check_steps
 from accvideo.models.runtime import RuntimeOptions
+from accvideo.synthesize.prompts import check_prompt
 from accvideo.world.attributes import SPLITS
 
 VIDEO_FORMATS = ("mp4", "gif", "npy", "none")
@@ -52,5 +53,7 @@ class EvaluateConfig:
             raise ValueError(f"--guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"--shift must be positive; got {self.shift}")
+        if self.negative_prompt is not None:
+            check_prompt(self.negative_prompt, "--negative-prompt", blank=True)  # bytes that are no UTF-8: refused
         if self.video_format not in VIDEO_FORMATS:
             raise ValueError(f"--video-format must be one of {', '.join(VIDEO_FORMATS)}; got {self.video_format!r}")

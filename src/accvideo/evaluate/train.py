@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from accvideo.core.config import check_threads
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.progress import progress_bar
 from accvideo.core.video import check_video_size
@@ -48,6 +49,7 @@ class ClassifierTrainConfig:
         check_video_size(self.frames, self.height, self.width, 4, 16)
         if self.frames < 5:
             raise ValueError(f"frames must be at least 5 (the classifier's motion stream needs 3); got {self.frames}")
+        check_threads(self.threads)  # -1 was torch's traceback after the folder was made, 100000 a segfault
 
 
 def _blur(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:

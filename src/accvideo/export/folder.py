@@ -85,5 +85,10 @@ def building(out: Path) -> Iterator[Path]:
 
 
 def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a component folder (hidden files, e.g. caches, are left out)."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
+    """Copy a component folder (hidden files, e.g. caches, are left out). A file of it that cannot be read (a
+    symbolic-link loop, a link to nothing) is one line naming it in the teacher, not the export's temporary copy."""
+    try:
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
+    except shutil.Error as exc:  # copytree goes on past a bad entry and raises every (src, dst, why) at the end
+        bad, _, why = exc.args[0][0] if exc.args and exc.args[0] else (str(src), None, "cannot be copied")
+        raise AccVideoError(f"{bad} cannot be copied into the export ({why}); fix or remove it in {src}") from None

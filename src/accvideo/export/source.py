@@ -12,6 +12,7 @@ from accvideo.models import adapter_class, pipeline_class
 from accvideo.models.hunyuan import text_settings
 from accvideo.models.student import (
     STUDENT_GUIDANCE,
+    check_lora_on_teacher,
     check_teacher,
     find_student,
     read_student_info,
@@ -68,6 +69,8 @@ def read_source(run: str | Path) -> Source:
             f"is a {cls.family} pipeline; put the student's own teacher there"
         )
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
+    if info["lora"] is not None:  # its layers are the teacher's targeted ones, of their shapes (no weight read)
+        check_lora_on_teacher(student_dir, info, teacher_dir)
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
 
 

@@ -12,7 +12,9 @@ The writer, `export_student`, is the distillation's (distill/student.py).
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from itertools import pairwise
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from accvideo.core.inputs import check_safetensors, load_safetensors, read_json
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
-from accvideo.models.identity import LEGACY_PREFIX, teacher_identity
+from accvideo.models.identity import LEGACY_PREFIX, PREFIX, teacher_identity
 
 FORMAT = "accvideo.student/1"
 INFO = "student.json"
@@ -39,6 +41,14 @@ EXPORT_MARKER = "accvideo_export.json"  # written by `accvideo export` in every 
 # newer students costs milliseconds and is checked on every load.
 CHECK_BYTES = 2 << 30
 REDO = "rerun the distill command that wrote it (it resumes) or restore the run folder"
+# a LoRA file whose layers are not its teacher's passes the header checks a rerun of distill makes: removed, it is
+# saved again from the run's checkpoint
+REFIT = "remove it and rerun the distill command that wrote it (it saves the student again), or restore the run folder"
+# the identity `distill` records (models/identity.py): the sampled one, or the older full hash
+TEACHER_ID = re.compile(rf"({re.escape(PREFIX)}|{re.escape(LEGACY_PREFIX)})[0-9a-f]{{64}}")
+# a LoRA file's tensor names as diffusers saves a transformer's adapter (peft's portable names, prefixed)
+LORA_KEY = re.compile(r"transformer\.(?P<layer>.+)\.(?:lora_(?P<part>[AB])\.weight|lora_embedding_(?P<emb>[AB]))")
+LORA_META = "lora_adapter_metadata"  # diffusers' safetensors metadata key for the adapter's LoraConfig
 
 
 def find_student(path: str | Path) -> Path | None:
@@ -86,9 +96,33 @@ def read_student_info(student_dir: Path) -> dict:
     for key in ("family", "teacher_dir"):  # a number there was a traceback in every command that read it
         if not isinstance(info[key], str) or not info[key]:
             raise AccVideoError(f"{path}: {key} must be a name or a path, not {info[key]!r}; {REDO}")
-    if info["lora"] is not None and not isinstance(info["lora"], dict):
-        raise AccVideoError(f"{path}: lora must be null or the adapter's settings, not {info['lora']!r}; {REDO}")
+    check_teacher_id(info.get("teacher"), path)
+    if info["lora"] is not None:
+        check_lora_settings(info["lora"], path)
     return info
+
+
+def check_teacher_id(teacher, path: Path) -> None:
+    """The teacher identity a student records: without it, any teacher folder was taken (another teacher's VAE and
+    text encoder under the student, exit 0)."""
+    if not isinstance(teacher, str) or not TEACHER_ID.fullmatch(teacher):
+        what = "no teacher" if teacher is None else f"the teacher {teacher!r:.40}"
+        raise AccVideoError(
+            f"{path} is damaged: it records {what}, not the identity of the teacher it was distilled from "
+            f"('{PREFIX}' and 64 hex digits), so no teacher folder can be checked; {REDO}"
+        )
+
+
+def check_lora_settings(lora, path: Path) -> None:
+    """student.json's LoRA settings: a positive whole rank, a positive alpha and the target module names."""
+    rank, alpha, targets = (lora.get(k) if isinstance(lora, dict) else None for k in ("rank", "alpha", "targets"))
+    ok = isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 and _number(alpha) and 0 < alpha < math.inf
+    ok = ok and isinstance(targets, list) and bool(targets) and all(isinstance(t, str) and t for t in targets)
+    if not ok:
+        raise AccVideoError(
+            f"{path}: lora must be null or the adapter's settings (a rank, an alpha and the target module names, "
+            f'e.g. {{"rank": 16, "alpha": 16.0, "targets": ["to_q"]}}), not {lora!r:.80}; {REDO}'
+        )
 
 
 def check_key_sigmas(sigmas, path: Path) -> None:
@@ -119,17 +153,186 @@ def student_files(student_dir: Path, info: dict) -> dict[str, list[Path]]:
             files = [student_dir / LORA_FILES[name]]
             if not files[0].is_file():
                 raise AccVideoError(f"{files[0]} is missing; {REDO}")
+            lora_layers(files[0], info["lora"])
         else:
             files = sorted((student_dir / name).glob("*.safetensors"))
             if not files:
                 raise AccVideoError(f"{student_dir / name} holds no weights; {REDO}")
-            config = student_dir / name / "config.json"
-            if config.is_file():
-                read_json(config, REDO)
-        for f in files:
-            check_safetensors(f, REDO)
+            for f in files:
+                check_safetensors(f, REDO)
+            check_full_config(student_dir / name)
         out[name] = files
     return out
+
+
+def check_full_config(folder: Path) -> None:
+    """A full student's config.json describes its weights, as a pipeline folder's is checked when loaded (and, here,
+    both ways and by shape): a `num_layers` 1 over two blocks' weights passed `export`, whose output `sample` then
+    refused."""
+    module = _config_module(folder)
+    if module is None:
+        return
+    ignore = [re.compile(p) for p in getattr(module, "_keys_to_ignore_on_load_unexpected", None) or []]
+    stored = {k: v.get("shape") for f in sorted(folder.glob("*.safetensors")) for k, v in _tensors(f).items()}
+    want = {k: list(v.shape) for k, v in module.state_dict().items()}
+    unused = sorted(k for k in stored if k not in want and not any(p.search(k) for p in ignore))
+    missing = sorted(k for k in want if k not in stored)
+    wrong = sorted(k for k in want if k in stored and stored[k] != want[k])
+    problems = [
+        (unused, "stored tensor(s) are not used by the model it describes"),
+        (missing, "tensor(s) the model it describes needs are not stored"),
+        (wrong, "stored tensor(s) are not of the shape the model it describes needs"),
+    ]
+    for names, what in problems:
+        if names:
+            raise AccVideoError(
+                f"{folder}/config.json does not match its weights: {len(names)} {what} (e.g. {names[0]}); restore "
+                "the config.json or the run folder, or rerun the distill command that wrote it (it resumes)"
+            )
+
+
+def _config_module(folder: Path):
+    """The diffusers model `folder`'s config.json describes, built on the meta device; None when its class is not
+    one of diffusers' (an adapter of the user's own: the load says what is wrong)."""
+    import diffusers
+
+    from accvideo.models.base import empty_module
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise AccVideoError(f"{folder} holds weights but no config.json; {REDO}")
+    data = read_json(config, REDO)
+    cls = getattr(diffusers, str(data.get("_class_name")) if isinstance(data, dict) else "", None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):
+        return None
+    try:
+        return empty_module(cls, folder)
+    except Exception as exc:  # noqa: BLE001 - a config its class cannot take: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise AccVideoError(f"{config} does not build a {cls.__name__} ({first}); restore it; {REDO}") from None
+
+
+def _tensors(path: Path) -> dict[str, dict]:
+    """A checked safetensors file's tensor entries (name -> dtype, shape, offsets), its metadata left out."""
+    return {k: v for k, v in check_safetensors(path, REDO).items() if k != "__metadata__"}
+
+
+def lora_layers(path: Path, lora: dict) -> dict[str, dict[str, list]]:
+    """The layers a LoRA student's file holds (layer name -> {"A": shape, "B": shape}), from its safetensors header
+    alone, checked against student.json's LoRA settings: diffusers-named LoRA tensors only, each of a targeted
+    layer, of the recorded rank, and the alpha and targets diffusers will load it with being the recorded ones."""
+    header = check_safetensors(path, REDO)
+    layers: dict[str, dict[str, list]] = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        match = LORA_KEY.fullmatch(key)
+        if match is None:
+            raise AccVideoError(
+                f"{path} holds {key!r:.80}, which is no LoRA weight of a transformer (not the student's LoRA "
+                f"file?); {REDO}"
+            )
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(n, int) for n in shape):
+            raise AccVideoError(f"{path} has a damaged safetensors header ({key}: shape {shape!r:.40}); {REDO}")
+        layers.setdefault(match["layer"], {})[match["part"] or match["emb"]] = shape
+    if not layers:
+        raise AccVideoError(f"{path} holds no LoRA weights; {REDO}")
+    _check_lora_layers(path, layers, lora)
+    _check_lora_metadata(path, header.get("__metadata__"), lora)
+    return layers
+
+
+def targets_layer(name: str, targets) -> bool:
+    """Whether `targets` name the layer `name` as peft matches them: the whole name, or its last dotted parts."""
+    return any(name == t or name.endswith(f".{t}") for t in targets)
+
+
+def _check_lora_layers(path: Path, layers: dict, lora: dict) -> None:
+    for name, parts in sorted(layers.items()):
+        if not targets_layer(name, lora["targets"]):
+            raise AccVideoError(
+                f"{path} holds LoRA weights for {name}, which its student.json's targets {lora['targets']} do not "
+                f"name; {REDO}"
+            )
+        if set(parts) != {"A", "B"}:
+            raise AccVideoError(f"{path} holds only lora_{''.join(parts)} of {name}; {REDO}")
+        ranks = {parts["A"][0], parts["B"][1]}
+        if ranks != {lora["rank"]}:
+            found = "/".join(str(r) for r in sorted(ranks))
+            raise AccVideoError(
+                f"{path} holds rank-{found} LoRA weights ({name}) but its student.json says rank {lora['rank']}: "
+                f"not this student's LoRA file; {REDO}"
+            )
+
+
+def _check_lora_metadata(path: Path, metadata, lora: dict) -> None:
+    """The rank, alpha and targets diffusers builds the adapter with (the file's metadata; without any, alpha =
+    rank) are student.json's: another alpha scales every update (exit 0, another model)."""
+    raw = metadata.get(LORA_META) if isinstance(metadata, dict) else None
+    if raw is None:
+        if lora["alpha"] != lora["rank"]:
+            raise AccVideoError(
+                f"{path} records no LoRA alpha, so diffusers loads it at alpha = rank ({lora['rank']}), but its "
+                f"student.json says alpha {lora['alpha']}; {REDO}"
+            )
+        return
+    try:
+        stored = json.loads(raw)
+    except (TypeError, ValueError):
+        stored = None
+    stored = stored if isinstance(stored, dict) else {}
+    want = {"r": lora["rank"], "lora_alpha": lora["alpha"], "target_modules": sorted(lora["targets"])}
+    for key, value in want.items():
+        got = stored.get(f"transformer.{key}")
+        got = sorted(got) if key == "target_modules" and isinstance(got, list) else got
+        if got != value:
+            raise AccVideoError(
+                f"{path} records {key} {got!r:.60} in its {LORA_META}, but its student.json says {value!r:.60}: "
+                f"not this student's LoRA file; {REDO}"
+            )
+
+
+def check_lora_fits(path: Path, layers: dict, transformer: torch.nn.Module, targets) -> None:
+    """The file's layers are exactly the layers of `transformer` that `targets` name, each of their shape: a file
+    of other layers (renamed, another model's) loaded nothing, and the student sampled as its teacher (exit 0)."""
+    wanted = {n: m for n, m in transformer.named_modules() if targets_layer(n, targets)}
+    extra = sorted(set(layers) - set(wanted))
+    if extra:
+        raise AccVideoError(
+            f"{path} holds LoRA weights for {len(extra)} layer(s) its teacher's transformer lacks (e.g. {extra[0]}): "
+            f"not this student's LoRA file; {REFIT}"
+        )
+    missing = sorted(set(wanted) - set(layers))
+    if missing:
+        raise AccVideoError(
+            f"{path} holds no LoRA weights for {len(missing)} of the {len(wanted)} layers its targets {targets} "
+            f"name (e.g. {missing[0]}); {REFIT}"
+        )
+    for name, module in sorted(wanted.items()):
+        _check_lora_shape(path, name, module, layers[name])
+
+
+def _check_lora_shape(path: Path, name: str, module: torch.nn.Module, parts: dict) -> None:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+        return  # a layer peft cannot wrap: its own load says so
+    rows, cols = (1, 0) if isinstance(module, torch.nn.Embedding) else (0, 1)
+    if parts["A"][1] != weight.shape[cols] or parts["B"][0] != weight.shape[rows]:
+        raise AccVideoError(
+            f"{path}: the LoRA weights of {name} are for a layer of {parts['A'][1]} inputs and {parts['B'][0]} "
+            f"outputs, its teacher's has {weight.shape[cols]} and {weight.shape[rows]}; {REFIT}"
+        )
+
+
+def check_lora_on_teacher(student_dir: Path, info: dict, teacher_dir: Path) -> None:
+    """A LoRA student's files against its teacher's transformers built on the meta device from their configs (no
+    weight read): what `load_student` checks on the loaded ones, for `export`."""
+    for name in expert_names(info):
+        transformer = _config_module(Path(teacher_dir) / name)
+        if transformer is not None:
+            path = Path(student_dir) / LORA_FILES[name]
+            check_lora_fits(path, lora_layers(path, info["lora"]), transformer, info["lora"]["targets"])
 
 
 def student_weights(student_dir: Path, info: dict) -> list[Path]:
@@ -143,8 +346,7 @@ def _folder_bytes(path: Path) -> int:
 
 def check_teacher(student_dir: Path, info: dict, teacher_dir: Path) -> None:
     """Refuse a teacher folder that is not the one the student was distilled from (student.json's identity)."""
-    if not info.get("teacher"):
-        return
+    check_teacher_id(info.get("teacher"), Path(student_dir) / INFO)
     found = teacher_identity(teacher_dir, like=info["teacher"])
     if found != info["teacher"]:
         raise AccVideoError(
@@ -166,8 +368,10 @@ def teacher_dir_of(student_dir: Path, info: dict, *, check: bool | None = None) 
             if check or (check is None and (not legacy or _folder_bytes(candidate) <= CHECK_BYTES)):
                 check_teacher(student_dir, info, candidate)
             return candidate
+    recorded = Path(info["teacher_dir"])
+    what = "is not a diffusers pipeline folder (no model_index.json)" if recorded.exists() else "is gone"
     raise AccVideoError(
-        f"the student's teacher folder {info['teacher_dir']} is gone; put the teacher pipeline (identity "
+        f"the student's teacher folder {recorded} {what}; put the teacher pipeline (identity "
         f"{info['teacher'][:19]}...) there or in {Path(student_dir) / 'teacher'}"
     )
 
@@ -186,11 +390,8 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     if bool(info.get("experts")) != (getattr(adapter, "boundary_ratio", None) is not None):
         raise AccVideoError(f"{student_dir}: its experts do not match its teacher folder's; {REDO}")
     if info["lora"] is not None:
-        for name in files:  # the second expert's file loads into transformer_2, as diffusers' Wan LoRA loader does
-            second = {"load_into_transformer_2": True} if name != FULL_WEIGHTS else {}
-            adapter.pipe.load_lora_weights(
-                str(student_dir), weight_name=LORA_FILES[name], adapter_name="student", **second
-            )
+        for name in files:
+            _load_lora(adapter.pipe, student_dir, name, info["lora"])
         adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
     else:
@@ -206,3 +407,33 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
                 ) from None
     adapter.transformer.requires_grad_(False).eval()
     return adapter, info
+
+
+def _load_lora(pipe, student_dir: Path, name: str, lora: dict) -> None:
+    """Load the LoRA file of transformer `name` onto the teacher's (the second expert's into transformer_2, as
+    diffusers' Wan LoRA loader does), checked before (the file's layers against the transformer's) and after
+    (every targeted layer took its weights); whatever diffusers or peft raise is one line."""
+    path, transformer = student_dir / LORA_FILES[name], getattr(pipe, name)
+    check_lora_fits(path, lora_layers(path, lora), transformer, lora["targets"])
+    second = {"load_into_transformer_2": True} if name != FULL_WEIGHTS else {}
+    try:
+        pipe.load_lora_weights(str(student_dir), weight_name=path.name, adapter_name="student", **second)
+    except Exception as exc:  # noqa: BLE001 - whatever the loader raises for a bad file, one line
+        if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+            raise  # a fault of the machine: the CLI says what to change
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise AccVideoError(f"{path} does not load onto its teacher's {name} ({first}); {REFIT}") from None
+    check_lora_loaded(path, transformer, lora["targets"])
+
+
+def check_lora_loaded(path: Path, transformer: torch.nn.Module, targets, adapter: str = "student") -> None:
+    """Every layer `targets` name carries the adapter: peft skips a layer whose weights are not in the file with a
+    warning that says it "can be ignored"."""
+    wanted = [n for n, _ in transformer.named_modules() if targets_layer(n, targets) and not n.endswith(".base_layer")]
+    bare = [n for n in wanted if adapter not in getattr(transformer.get_submodule(n), "lora_A", {})]
+    bare = [n for n in bare if adapter not in getattr(transformer.get_submodule(n), "lora_embedding_A", {})]
+    if bare:
+        raise AccVideoError(
+            f"{path} gave no LoRA weights to {len(bare)} of the {len(wanted)} layers its targets name (e.g. "
+            f"{bare[0]}); {REFIT}"
+        )

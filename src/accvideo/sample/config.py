@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accvideo.core.sampling import check_guidance
 from accvideo.core.schedules import check_steps
 from accvideo.core.video import check_fps, check_video_size
 from accvideo.models.runtime import RuntimeOptions
+from accvideo.synthesize.prompts import check_prompt
 
 DEFAULT_PROMPT = "a red circle moving left on a grey background"
 MAX_BATCH = 1024
@@ -39,9 +41,11 @@ class SampleConfig:
 
     def __post_init__(self):
         check_video_size(self.frames, self.height, self.width, 1, 1)  # bounds only: the family's form once known
+        check_prompt(self.prompt)  # blank, or bytes that are not UTF-8: a prompt file's line would be refused
+        if self.negative_prompt is not None:
+            check_prompt(self.negative_prompt, "--negative-prompt", blank=True)
         check_steps(self.steps)
-        if self.guidance is not None and self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {self.guidance}")
+        check_guidance(self.guidance)
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
         if not 1 <= self.batch <= MAX_BATCH:

@@ -6,11 +6,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from accvideo.core.sampling import TEACHER_STEPS
+from accvideo.core.sampling import TEACHER_STEPS, check_guidance
 from accvideo.core.schedules import check_key_indices, check_steps, shifted_sigmas, uniform_key_indices
 from accvideo.core.video import check_fps, check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models.runtime import RuntimeOptions
+from accvideo.synthesize.prompts import check_prompt
 
 STORES = ("key", "all")
 DEFAULT_KEY_STEPS = 5  # the paper's m
@@ -51,9 +52,10 @@ class SynthConfig:
             raise ValueError("pass either --key-steps or --key-indices, not both")
         if self.key_steps is not None and self.key_steps < 1:
             raise ValueError(f"key_steps must be a positive integer (e.g. --key-steps 5); got {self.key_steps}")
-        for scale in (self.guidance, self.guidance_2):
-            if scale is not None and scale < 0:
-                raise ValueError(f"guidance must be >= 0 (1 turns CFG off); got {scale}")
+        check_guidance(self.guidance)
+        check_guidance(self.guidance_2, "guidance_2")
+        if self.negative_prompt is not None:  # not UTF-8: a traceback writing the shard, after the folder was made
+            check_prompt(self.negative_prompt, "--negative-prompt", blank=True)
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"shift must be positive (e.g. --shift 5); got {self.shift}")
         if self.store not in STORES:

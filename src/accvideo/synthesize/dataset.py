@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
-from accvideo.core.outputs import check_not_being_written, owner
+from accvideo.core.outputs import check_not_being_written, owner, read_small_file
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
@@ -68,11 +68,13 @@ def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> t
 
 
 def _recorded(root: Path, key: str):
-    """A value synthesize recorded in the folder's synvid.yaml as it started; None when it does not say."""
+    """A value synthesize recorded in the folder's synvid.yaml as it started; None when it does not say. The file is
+    advice (readers need only the shards): one that is no small regular file (a FIFO waited for a writer forever,
+    a link to /dev/zero filled memory) or does not parse says nothing."""
     import yaml
 
     try:
-        return yaml.safe_load((root / MANIFEST).read_text()).get(key)
+        return yaml.safe_load(read_small_file(root / MANIFEST)).get(key)
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return None
 

@@ -107,6 +107,18 @@ def check_output(root: Path, teacher_dir: Path) -> Path:
     return check_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
 
 
+def _header_or_remove(path: Path, overwrite: bool) -> ShardHeader | None:
+    """A kept shard's header; with `overwrite`, an unreadable shard (damaged file or metadata) is removed (None), to
+    be redone; without it, the one line saying so."""
+    try:
+        return read_header(path)
+    except AccVideoError:
+        if not overwrite:
+            raise
+        path.unlink(missing_ok=True)
+        return None
+
+
 def prepare_folder(
     root: Path,
     settings: SynVidSettings,
@@ -129,7 +141,10 @@ def prepare_folder(
         locks.append(FolderLock(root, COMMAND))
     removed = 0
     for path in list_shards(root):
-        header = read_header(path)
+        header = _header_or_remove(path, overwrite)
+        if header is None:
+            removed += 1
+            continue
         problem = _conflict(header, settings, items, shard_size)
         if problem is not None and not overwrite:
             raise another_dataset(root, problem)
@@ -152,7 +167,10 @@ def is_complete(root: Path, k: int, items: Sequence[Item], videos: bool) -> bool
     path = shard_path(root, k)
     if not path.is_file():
         return False
-    header = read_header(path)
+    try:
+        header = read_header(path)
+    except AccVideoError:  # unreadable: redone under --overwrite, else prepare_folder refuses it
+        return False
     if header.keys != item_keys(items, header):
         return False
     return not videos or all("video" in it and (root / it["video"]).is_file() for it in header.items)

@@ -70,6 +70,30 @@ class PromptList:
         )
 
 
+def not_utf8(raw: bytes, start: int) -> str:
+    """What a prompt that is not UTF-8 is, in a prompt file's line or a --prompt alike: the first bad byte."""
+    return f"is not UTF-8 (byte 0x{raw[start]:02x} at column {start + 1})"
+
+
+def check_prompt(prompt: str, setting: str = "--prompt", *, blank: bool = False) -> None:
+    """A prompt given as a setting, refused as a prompt file's line is: blank (unless `blank`: a negative prompt), or
+    not UTF-8 (its bytes reach Python as surrogate escapes, and were sampled as the text '\\udcff'); ValueError
+    naming the setting."""
+    if not blank and not prompt.strip():
+        raise ValueError(
+            f"{setting} {prompt!r} has no prompt string (it is blank); give the clip's text, e.g. {setting} \"a red "
+            'circle moving left"'
+        )
+    try:
+        raw = prompt.encode("utf-8", "surrogateescape")  # the bytes given
+    except UnicodeEncodeError:  # a surrogate no byte makes (a YAML escape): as UTF-8 would hold it, which is invalid
+        raw = prompt.encode("utf-8", "surrogatepass")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{setting} {not_utf8(raw, exc.start)}; give the prompt as UTF-8 text") from None
+
+
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
@@ -143,8 +167,7 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
             text = line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
         except UnicodeDecodeError as exc:
             raise AccVideoError(
-                f"line {lineno} of {path} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
-                "re-save the file as UTF-8"
+                f"line {lineno} of {path} {not_utf8(line, exc.start)}; re-save the file as UTF-8"
             ) from None
         if not text:
             blank += 1

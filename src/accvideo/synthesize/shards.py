@@ -11,10 +11,11 @@ of every shard it keeps.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -22,14 +23,21 @@ from safetensors import SafetensorError, safe_open
 
 from accvideo.core.files import temp_name
 from accvideo.core.inputs import parse_json
+from accvideo.core.schedules import check_key_indices, check_steps
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
-from accvideo.synthesize.config import SynVidSettings
+from accvideo.synthesize.config import STORES, SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
 
 FORMAT = "accvideo.synvid/1"
 META_KEY = "synvid"
 _NAME = re.compile(r"shard-(\d{6,})\.safetensors")
+_ITEM_PATHS = ("image", "image_sha256", "video")  # optional str fields of an item
+_ITEM_FIELDS = {  # what every item holds: (check, what it must be)
+    "index": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "prompt": (lambda v: isinstance(v, str), "a str"),
+    "seed": (lambda v: _is_int(v), "an int"),
+}
 
 
 def shard_path(root: Path, k: int) -> Path:
@@ -95,26 +103,125 @@ class ShardHeader:
         return any("image_sha256" in it for it in self.items)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _of_kind(value, annotation: str) -> bool:
+    """Whether a JSON value fits a SynVidSettings field's annotation (`int`, `float | None`, `tuple[int, ...]`)."""
+    if value is None:
+        return annotation.endswith("| None")
+    base = annotation.removesuffix(" | None")
+    if base.startswith("tuple[int"):
+        return isinstance(value, list) and all(_is_int(v) for v in value)
+    return {"str": isinstance(value, str), "int": _is_int(value), "float": _is_number(value)}.get(base, True)
+
+
+def _check_ranges(s: SynVidSettings) -> None:
+    """Steps, key indices (rising from 0 to steps), sizes and choices within their ranges; ValueError if not."""
+    check_steps(s.steps)
+    try:
+        check_key_indices(s.key_indices, s.steps)
+    except AccVideoError as exc:
+        raise ValueError(str(exc).split(" (e.g.")[0]) from None
+    ok = {n: getattr(s, n) >= 1 for n in ("frames", "height", "width", "shard_size")}
+    ok.update(shift=s.shift > 0, store=s.store in STORES, latent_shape=min(s.latent_shape, default=0) >= 1)
+    bad = [name for name, fine in ok.items() if not fine]
+    if bad:
+        raise ValueError(f"setting {bad[0]} {getattr(s, bad[0])!r} is out of range")
+
+
+def _settings_of(raw) -> SynVidSettings:
+    """The settings of a shard's metadata, every field of its kind and range; ValueError saying which is not."""
+    if not isinstance(raw, dict):
+        raise ValueError("its settings are not a mapping")
+    kinds = {f.name: str(f.type) for f in fields(SynVidSettings)}
+    for name, value in raw.items():
+        if name in kinds and not _of_kind(value, kinds[name]):
+            raise ValueError(f"setting {name} is {value!r}, not of the kind {kinds[name]}")
+    settings = SynVidSettings.from_dict(raw)
+    _check_ranges(settings)
+    return settings
+
+
+def _item_problem(it: dict) -> str | None:
+    """What is wrong with one item of a shard's metadata (its int index >= 0, str prompt, int seed, optional str
+    paths), or None."""
+    for key, (fits, kind) in _ITEM_FIELDS.items():
+        if not fits(it.get(key)):
+            return f"{key} {it[key]!r} is not {kind}" if key in it else f"no {key}"
+    odd = [k for k in _ITEM_PATHS if k in it and not isinstance(it[k], str)]
+    return f"{odd[0]} {it[odd[0]]!r} is not a str" if odd else None
+
+
+def _items_of(raw) -> tuple[dict, ...]:
+    """The items of a shard's metadata, each checked; ValueError naming the first bad one."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(it, dict) for it in raw):
+        raise ValueError("its items are not a list of mappings")
+    for j, it in enumerate(raw):
+        problem = _item_problem(it)
+        if problem is not None:
+            raise ValueError(f"item {j}: {problem}")
+    return tuple(raw)
+
+
+def _check_tensors(header: ShardHeader, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The metadata's cond_keys, latent_shape, steps and digests agree with the tensors the file holds (its header's
+    names and shapes: no tensor is read)."""
+    names = {"sigmas", *(n for j in range(len(header.items)) for n in item_tensor_names(j, header.cond_keys))}
+    if set(shapes) != names or set(header.sha256) != names:
+        odd = sorted(set(shapes) ^ names) or sorted(set(header.sha256) ^ names)
+        raise ValueError(f"its metadata and its tensors disagree on {odd[0]}")
+    s = header.settings
+    want = {"sigmas": (s.steps + 1,)}
+    want.update({f"{j}/latents": (len(s.latent_indices), *s.latent_shape) for j in range(len(header.items))})
+    for name, shape in want.items():
+        if shapes[name] != shape:
+            raise ValueError(f"tensor {name} has shape {list(shapes[name])}, its metadata says {list(shape)}")
+
+
+def _header_of(path: Path, meta, shapes: dict[str, tuple[int, ...]]) -> ShardHeader:
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
+        raise ValueError(f"format {found!r}, expected {FORMAT!r}")
+    cond_keys, digests = meta.get("cond_keys"), meta.get("sha256")
+    if not isinstance(cond_keys, list) or not all(isinstance(k, str) for k in cond_keys):
+        raise ValueError("its cond_keys are not a list of names")
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise ValueError("its sha256 are not a mapping of digests")
+    if not _is_int(meta.get("shard")) or meta["shard"] < 0 or not _is_int(meta.get("batch")) or meta["batch"] < 1:
+        raise ValueError("its shard or batch is not a count")
+    header = ShardHeader(
+        path=path,
+        shard=meta["shard"],
+        settings=_settings_of(meta.get("settings")),
+        items=_items_of(meta.get("items")),
+        sha256=dict(digests),
+        cond_keys=tuple(cond_keys),
+        batch=meta["batch"],
+    )
+    _check_tensors(header, shapes)
+    return header
+
+
 def read_header(path: str | Path) -> ShardHeader:
-    """Parse a shard's metadata; AccVideoError naming the file if it is not a readable SynVid shard."""
+    """Parse a shard's metadata and check it (kinds, ranges, agreement with the tensors' names and shapes);
+    AccVideoError naming the file if it is not a readable SynVid shard, which `synthesize --overwrite` redoes."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = parse_json((f.metadata() or {}).get(META_KEY, "{}"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-        return ShardHeader(
-            path=path,
-            shard=int(meta["shard"]),
-            settings=SynVidSettings.from_dict(meta["settings"]),
-            items=tuple(meta["items"]),
-            sha256=dict(meta["sha256"]),
-            cond_keys=tuple(meta["cond_keys"]),
-            batch=int(meta["batch"]),
-        )
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        return _header_of(path, meta, shapes)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise AccVideoError(
-            f"{path} is not a readable SynVid shard ({exc}); delete it and rerun synthesize to regenerate it"
+            f"{path} is not a readable SynVid shard ({why}); rerun the synthesize command with --overwrite to "
+            "regenerate it"
         ) from None
 
 

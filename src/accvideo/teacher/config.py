@@ -3,8 +3,78 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 from accvideo.core.config import check_threads, fields_of
+
+# counts and sizes (a zero or negative one failed as a traceback in diffusers or torch, after the VAE had trained)
+POSITIVE = (
+    "height",
+    "width",
+    "vae_steps",
+    "steps",
+    "batch",
+    "vae_batch",
+    "vae_image_batch",
+    "vae_crop_frames",
+    "vae_crop_size",
+    "vae_z_dim",
+    "dataset_size",
+    "text_layers",
+    "layers",
+    "heads",
+    "ffn_dim",
+    "checkpoint_every",
+    "warmup",
+)
+VAE_LEVELS = 4  # vae_dim_mult: one multiplier a level; three downsamplings make the VAE's 8x spatial, 4x temporal
+TEXT_HEADS = 4  # the text encoder's attention heads: each takes text_dim // 4 dimensions
+MIN_VAE_BASE_DIM = 2  # the VAE decoder halves base_dim's channels on its way up
+
+
+@cache
+def caption_tokens() -> int:
+    """Tokens of the world's longest caption: one a word, plus the end token."""
+    from accvideo.world.attributes import caption, combinations
+
+    return max(len(caption(a).split()) for a in combinations("all")) + 1
+
+
+def check_model_shape(cfg) -> None:
+    """The sizes the VAE, the text encoder and the transformer are built with: what each of them can take."""
+    if len(cfg.vae_dim_mult) != VAE_LEVELS or min(cfg.vae_dim_mult) < 1:
+        raise ValueError(
+            f"vae_dim_mult must list {VAE_LEVELS} positive channel multipliers, one a VAE level (e.g. [1, 2, 4, 4]); "
+            f"got {list(cfg.vae_dim_mult)}"
+        )
+    if cfg.vae_base_dim < MIN_VAE_BASE_DIM:
+        raise ValueError(f"vae_base_dim must be >= {MIN_VAE_BASE_DIM} (its decoder halves it); got {cfg.vae_base_dim}")
+    if cfg.text_dim < TEXT_HEADS:
+        raise ValueError(
+            f"text_dim must be >= {TEXT_HEADS} (the text encoder's {TEXT_HEADS} heads split it); got {cfg.text_dim}"
+        )
+    if cfg.head_dim < 2 or cfg.head_dim % 2:
+        raise ValueError(
+            f"head_dim must be a positive even number (rotary positions take pairs of dimensions); got {cfg.head_dim}"
+        )
+    need = caption_tokens()
+    if cfg.max_length < need:
+        raise ValueError(
+            f"max_length must be >= {need} (the world's longest caption in tokens, end token included: a shorter one "
+            f"cuts captions); got {cfg.max_length}"
+        )
+
+
+def check_rates(cfg) -> None:
+    """Learning rates, loss weights and the noise shift."""
+    for name in ("lr", "vae_lr", "vae_video_lr"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name} must be positive; got {getattr(cfg, name)}")
+    for name in ("vae_shape_weight", "vae_chroma_weight", "vae_kl"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0; got {getattr(cfg, name)}")
+    if not cfg.shift > 0:
+        raise ValueError(f"shift must be positive (e.g. shift=3); got {cfg.shift}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +130,9 @@ class TeacherConfig:
     init: str = ""  # fine-tune this teacher (its VAE, text encoder kept; 'builtin': the shipped one); "": from scratch
 
     def __post_init__(self):
+        for name in POSITIVE:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.frames < 1 or (self.frames - 1) % 4 or (self.vae_crop_frames - 1) % 4:
             raise ValueError(f"frames and vae_crop_frames must be 4k+1; got {self.frames}, {self.vae_crop_frames}")
         if self.height % 16 or self.width % 16 or self.vae_crop_size % 16:
@@ -77,18 +150,8 @@ class TeacherConfig:
                 f"vae_image_steps (the single-frame steps, part of vae_steps) must lie in [0, vae_steps); "
                 f"got {self.vae_image_steps} with vae_steps={self.vae_steps}"
             )
-        for name in (
-            "vae_steps",
-            "steps",
-            "batch",
-            "vae_batch",
-            "vae_image_batch",
-            "dataset_size",
-            "layers",
-            "checkpoint_every",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        check_model_shape(self)
+        check_rates(self)
 
 
 def quick_config(**kw) -> TeacherConfig:
