@@ -139,6 +139,10 @@ def test_yaml_settings_are_sampled_not_overridden_by_defaults(tiny_wan_dir, tmp_
         (["distill", "--preset", "fast"], "--preset must be one of default, paper, quick; got 'fast'"),
         (["nope"], "unknown command 'nope'; one of: prompts,"),
         (["sampel"], "unknown command 'sampel'; did you mean `accvideo sample`?"),
+        (
+            ["sample", "--size", "32x32x5", "--frames", "9"],
+            "--size 32x32x5 gives frames 5 and --frames gives 9; give it once",
+        ),
         (["help"], "did you mean `accvideo --help`?"),
         (["teacher", "trian"], "did you mean `accvideo teacher train`?"),
         (["prompts", "n=2", "/data/run=1"], "unexpected argument '/data/run=1'"),  # a path, not a setting '/data/run'

@@ -511,6 +511,12 @@ def resolve(verb: Verb, argv: list[str]):
         size = parse_size_flag(ns["__size"])
         if "frames" in size and "frames" not in {f.name for f in dataclasses.fields(cls)}:
             raise AccVideoError(f"--size takes HxW here; got {ns['__size']!r}")
+        clash = [k for k in size if values.get(k) is not None and values[k] != size[k]]
+        if clash:  # `--size 32x32x5 --frames 9` ran 9 frames, silently
+            raise AccVideoError(
+                f"--size {ns['__size']} gives {clash[0]} {size[clash[0]]} and --{clash[0]} gives {values[clash[0]]}; "
+                "give it once"
+            )
         values = {**size, **values}
     # key=value where the key could be a setting's name; any other word (a path holding '=': /data/run=1) is an
     # argument, not an unknown setting named '/data/run'
