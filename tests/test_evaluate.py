@@ -556,6 +556,7 @@ def test_a_manifest_naming_a_file_that_is_no_clip_or_a_folder_is_one_line(tmp_pa
     [
         ("--frames 0", "frames must be at least 1"),
         ("--frames 3", "frames must be of the form 4k+1 (e.g. 1 or 5); got 3"),
+        ("--frames 9999", "frames must be of the form 4k+1 (e.g. 9997); got 9999"),  # 10001 is past the cap
         ("--size 30x30", "height must be a positive multiple of 16 (e.g. 32); got 30"),
     ],
 )

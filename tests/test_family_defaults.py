@@ -108,7 +108,7 @@ def test_sample_prints_and_records_the_folders_settings(tiny_wan_dir, tmp_path, 
         ('{"guidance_2": 1e999}', "guidance_2 must be a finite number >= 0; got inf"),  # ... and 1e999 as inf
         (
             '{"max_sequence_length": 100000000000000000000}',
-            "max_sequence_length must be at most 65,536; got 1" + "0" * 20,
+            "max_sequence_length must be at most 1,024; got 1" + "0" * 20,
         ),
     ],
 )
@@ -164,3 +164,95 @@ def test_a_size_given_on_the_command_line_is_refused_without_naming_where_the_ot
     args = ["sample", "--model", str(teacher), "--size", "8x32", "--steps", "2", "--out", str(tmp_path / "c.mp4")]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and err == "error: height must be a positive multiple of 16 (e.g. 16); got 8\n"
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"max_sequence_length": 8192}', "max_sequence_length must be at most 1,024; got 8192"),  # 1.2 GB, tiny
+        ('{"frames": 5, "fps": 8, "frames": 9}', "gives 'frames' twice; keep one of them"),
+        (json.dumps({"negative_prompt": "x" * 20_001}), "negative_prompt must be at most 20,000 characters"),
+        ('{"prompt_template": "abc"}', 'prompt_template must be an object {"template": "...{}...", "crop_start"'),
+        ('{"prompt_template": {"template": "a {}"}}', "prompt_template must be an object"),  # crop_start missing
+        ('{"prompt_template": {"template": 5, "crop_start": 0}}', "prompt_template template must be a string"),
+        ('{"prompt_template": {"template": "{x}", "crop_start": 0}}', "must hold exactly one {} (where the prompt"),
+        ('{"prompt_template": {"template": "no placeholder", "crop_start": 0}}', "must hold exactly one {}"),
+        ('{"prompt_template": {"template": "{} and {}", "crop_start": 0}}', "must hold exactly one {}"),
+        (
+            '{"prompt_template": {"template": "a { {}", "crop_start": 0}}',
+            "prompt_template template cannot be formatted",
+        ),
+        ('{"prompt_template": {"template": "a {}", "crop_start": -1}}', "crop_start must be an integer >= 0"),
+        ('{"prompt_template": {"template": "a {}", "crop_start": 1.5}}', "crop_start must be an integer >= 0"),
+    ],
+)
+def test_accvideo_json_refuses_text_settings_no_pipeline_can_use(tmp_path, text, says):
+    """A template without {} dropped every prompt (exit 0); a number, a {x} or no crop_start were tracebacks or
+    NaN latents blamed on --guidance; a key given twice kept the last; a 10 MB negative prompt took 3.3 GB."""
+    from accvideo.models.hunyuan import text_settings
+
+    folder = config_only(tmp_path / "m", 12, 128)
+    (folder / "accvideo.json").write_text(text)
+    for read in (lambda: video_defaults(folder, "hunyuanvideo"), lambda: text_settings(folder)):
+        with pytest.raises(AccVideoError) as refused:
+            read()
+        assert str(refused.value).startswith(str(folder / "accvideo.json")) and says in str(refused.value)
+
+
+def test_a_template_with_literal_braces_and_one_placeholder_is_taken(tmp_path):
+    from accvideo.models.hunyuan import text_settings
+
+    folder = config_only(tmp_path / "m", 12, 128)
+    template = {"template": "{{system}} describe: {}", "crop_start": 3}
+    (folder / "accvideo.json").write_text(json.dumps({"prompt_template": template, "negative_prompt": "x" * 20_000}))
+    assert text_settings(folder)["prompt_template"] == template
+
+
+def test_accvideo_json_frames_and_size_past_the_position_table_name_the_file(tiny_wan_dir, tmp_path):
+    """The rope-limit line (models/base.py) named no file for a frame count accvideo.json gave."""
+    teacher = shutil.copytree(tiny_wan_dir, tmp_path / "t")  # rope_max_seq_len 32, patch (1, 2, 2), VAE 4x / 8x
+    for own, says in (
+        ({"frames": 129}, "frames 129 is too large for this model (more positions than its transformer's "),
+        ({"height": 528}, "height 528 is too large for this model"),
+        ({"frames": 10_000}, "use frames of at most 125 there"),
+    ):
+        (teacher / "accvideo.json").write_text(json.dumps(own))
+        with pytest.raises(AccVideoError) as refused:
+            video_defaults(teacher, "wan")
+        assert str(refused.value).startswith(f"{teacher / 'accvideo.json'}: ") and says in str(refused.value)
+    (teacher / "accvideo.json").write_text(json.dumps({"frames": 125, "height": 512, "width": 512}))
+    assert video_defaults(teacher, "wan")[0]["frames"] == 125  # the largest that fits is taken
+
+
+WAN21_VAE = {"temperal_downsample": [False, True, True], "dim_mult": [1, 2, 4, 4]}
+WAN22_VAE = {**WAN21_VAE, "is_residual": True, "patch_size": 2, "scale_factor_spatial": 16, "scale_factor_temporal": 4}
+
+
+@pytest.mark.parametrize(
+    "cfg, says",
+    [
+        ({**WAN21_VAE, "scale_factor_temporal": 0}, "gives scale_factor_temporal 0, not a positive integer"),
+        ({**WAN21_VAE, "scale_factor_spatial": 0}, "gives scale_factor_spatial 0, not a positive integer"),
+        ({**WAN21_VAE, "scale_factor_temporal": True}, "gives scale_factor_temporal True, not a positive integer"),
+        ({**WAN21_VAE, "scale_factor_temporal": 3}, "gives scale_factor_temporal 3, but the VAE its layers"),
+        ({**WAN21_VAE, "scale_factor_spatial": 16}, "scale_factor_spatial 16, but the VAE its layers describe"),
+        ({**WAN22_VAE, "scale_factor_spatial": 8}, "compresses 16x"),
+        ({"temperal_downsample": [True, True, True], "scale_factor_temporal": 8}, "compresses time 8x"),
+        ({"dim_mult": [], "temperal_downsample": []}, "which describe no Wan VAE"),
+    ],
+)
+def test_a_wan_vae_config_whose_factors_are_not_its_layers_is_refused(cfg, says):
+    """A 0 was a ZeroDivisionError; a 3 made 17 frames for --frames 13, exit 0 (the VAE makes 4 per latent)."""
+    from accvideo.models.wan import check_vae_factors
+
+    with pytest.raises(AccVideoError) as refused:
+        check_vae_factors(cfg, "t/vae/config.json")
+    assert str(refused.value).startswith("t/vae/config.json ") and says in str(refused.value)
+
+
+def test_the_published_wan_vae_configs_are_taken():
+    from accvideo.models.wan import check_vae_factors
+
+    assert check_vae_factors({}, "v") == (4, 8)  # AutoencoderKLWan's defaults: Wan 2.1
+    assert check_vae_factors({**WAN21_VAE, "dim_mult": [1, 1, 1, 1]}, "v") == (4, 8)  # the tiny test VAE
+    assert check_vae_factors(WAN22_VAE, "v") == (4, 16)  # Wan 2.2 TI2V-5B: 2x2 patchify on top

@@ -164,6 +164,44 @@ def test_family_detection_errors_are_one_line(hy_dir, tiny_wan_dir, tmp_path):
     assert all("\n" not in str(e.value) for e in (e1, e2, e3, e4, e5))
 
 
+@pytest.mark.parametrize("crop_start", [1000, 4])
+def test_a_crop_start_that_crops_the_prompt_is_refused_before_the_weights(
+    hy_dir, tmp_path, capsys, monkeypatch, crop_start
+):
+    """crop_start 1000 cropped every prompt token away: the embeddings were padding alone, and sampling ended in
+    "NaN or infinite latents ... lower --guidance", blaming the wrong setting; now one line naming accvideo.json, and
+    the pipeline is never loaded."""
+    import accvideo.models.hunyuan as hunyuan
+
+    model = shutil.copytree(hy_dir, tmp_path / "hy")
+    template = {"template": "a {} b", "crop_start": crop_start}  # the tiny tokenizer: "▁", "a", "b", "</s>"
+    (model / "accvideo.json").write_text(json.dumps({"prompt_template": template, "max_sequence_length": 16}))
+    monkeypatch.setattr(hunyuan, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded"))
+    args = ["sample", "--model", str(model), "--prompt", PROMPT, "--steps", "2", "--frames", "5", "--size", "32x32"]
+    code, _, err = run_cli([*args, "--device", "cpu", "--out", str(tmp_path / "c.mp4")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {model / 'accvideo.json'}: prompt_template crop_start {crop_start} crops the whole")
+    assert "(4 tokens without the prompt)" in err
+
+
+def test_a_crop_start_within_the_template_is_taken(hy_dir, tmp_path):
+    from accvideo.models.hunyuan import check_crop_start
+
+    tokenizer = hunyuan_tokenizer(hy_dir)
+    check_crop_start({"template": "a {} b", "crop_start": 3}, tokenizer, "accvideo.json")  # the "</s>" stays
+    check_crop_start({"template": "{}", "crop_start": 0}, tokenizer, "accvideo.json")  # the tiny pipelines'
+    with pytest.raises(AccVideoError, match=r"^accvideo.json: prompt_template crop_start 1 crops the whole template"):
+        check_crop_start({"template": "{}", "crop_start": 1}, tokenizer, "accvideo.json")
+
+
+def hunyuan_tokenizer(path):
+    from accvideo.models.hunyuan import folder_tokenizer
+
+    tokenizer = folder_tokenizer(path)
+    assert tokenizer is not None and len(tokenizer("a  b")["input_ids"]) == 4
+    return tokenizer
+
+
 # --- the whole chain: synthesize -> distill (full, LoRA) -> sample -> export -> stock reload ---------------------
 
 

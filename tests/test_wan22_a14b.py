@@ -322,3 +322,23 @@ def test_single_file_export_writes_each_expert_under_the_wan_repositorys_names(r
         assert got.keys() == want.keys()
         for k in want:
             torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=1e-6)
+
+
+def test_a14b_vae_factors_are_checked_before_any_weight_loads(a14b_dir, tmp_path, monkeypatch):
+    """WanMoEAdapter.load has its own load: it checked the VAE's factors only after both experts had loaded."""
+    import json
+    import shutil
+
+    import accvideo.models.wan_moe as wan_moe
+    from accvideo.errors import AccVideoError
+
+    folder = shutil.copytree(a14b_dir, tmp_path / "wan22")
+    path = folder / "vae" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "scale_factor_temporal": 3}))
+
+    def loaded(*args, **kw):
+        raise AssertionError("the weights were loaded before the VAE config was checked")
+
+    monkeypatch.setattr(wan_moe, "load_pipeline", loaded)
+    with pytest.raises(AccVideoError, match="vae/config.json gives scale_factor_temporal 3"):
+        wan_moe.WanMoEAdapter.load(folder)

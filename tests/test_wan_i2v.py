@@ -76,3 +76,75 @@ def test_features_see_the_image(tiny_i2v):
     fb = tiny_i2v.features(x, torch.tensor([0.5]), b, 1)
     assert fa.shape == (1, 2 * 2 * 2, 24)  # video tokens only: the condition adds channels, not tokens
     assert (fa - fb).abs().max() > 1e-4
+
+
+def _gray(image) -> list:
+    """The first channel of an RGB PIL image as nested lists."""
+    return np.asarray(image)[..., 0].tolist()
+
+
+def test_deep_and_float_grayscale_images_are_scaled_to_8_bits(tmp_path):
+    """A 16-bit PNG (mode I;16) came out almost white and a [0, 1] float TIFF (mode F) black, exit 0: PIL's
+    convert("RGB") clips them; they are now scaled by their bit depth (a float one within [0, 1] by 255)."""
+    from accvideo.core.images import read_image
+
+    Image.fromarray(np.array([[35, 65522], [32768, 257]], dtype=np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(np.array([[0, 2**31 - 1], [2**30, -5]], dtype=np.int32)).save(tmp_path / "i32.tif")
+    Image.fromarray(np.array([[0.0, 1.0], [0.5, 0.25]], dtype=np.float32)).save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16" and Image.open(tmp_path / "i32.tif").mode == "I"
+    assert _gray(read_image(tmp_path / "g16.png")) == [[0, 255], [128, 1]]
+    assert _gray(read_image(tmp_path / "i32.tif")) == [[0, 255], [128, 0]]
+    assert _gray(read_image(tmp_path / "f.tif")) == [[0, 255], [128, 64]]
+
+
+@pytest.mark.parametrize("values", [[0.0, 2.0], [0.0, float("nan")], [-1.0, 0.5]])
+def test_a_float_image_of_no_clear_range_is_refused_in_one_line(tmp_path, values):
+    from accvideo.core.images import image_size, read_image
+
+    Image.fromarray(np.array([values], dtype=np.float32)).save(tmp_path / "f.tif")
+    for read in (image_size, read_image):
+        with pytest.raises(AccVideoError, match=r"is a floating-point image whose values are .*not in \[0, 1\]"):
+            read(tmp_path / "f.tif")
+
+
+def test_8_bit_images_are_read_as_before(tmp_path):
+    """Every 8-bit mode converts exactly as PIL's convert("RGB") did."""
+    from accvideo.core.images import read_image
+
+    base = picture(3, (24, 16))
+    for mode in ("RGB", "L", "P", "RGBA", "1", "CMYK", "LA"):
+        path = tmp_path / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}"
+        base.convert(mode).save(path)
+        want = np.asarray(Image.open(path).convert("RGB"))
+        assert np.array_equal(np.asarray(read_image(path)), want), mode
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A JPEG with orientation 6 (turn a quarter clockwise to show) was used sideways; diffusers' load_image turns
+    it upright (ImageOps.exif_transpose), and so does accvideo now: its size is the upright one too."""
+    from accvideo.core.images import image_size, read_image
+
+    a = np.zeros((16, 32, 3), np.uint8)
+    a[:, :16] = 255  # stored: left half white
+    image = Image.fromarray(a)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "o6.jpg", exif=exif, quality=95)
+    shown = np.asarray(read_image(tmp_path / "o6.jpg"))[..., 0].astype(int)
+    assert image_size(tmp_path / "o6.jpg") == (16, 32) and shown.shape == (32, 16)
+    assert shown[:16].mean() > 250 and shown[16:].mean() < 5  # shown: top half white
+
+
+def test_an_image_past_pils_warning_size_is_read_without_a_word(tmp_path, monkeypatch):
+    """Between PIL's MAX_IMAGE_PIXELS and twice that, PIL printed its "decompression bomb DOS attack" warning
+    twice on stderr (the image was taken); it is taken silently now (past twice that: refused, one line)."""
+    import warnings
+
+    from accvideo.core.images import read_image
+
+    Image.new("1", (40, 40)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,600 pixels stand for 100 million
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning recorded, as a default run prints each
+        assert read_image(tmp_path / "big.png").size == (40, 40)
+    assert [str(w.message) for w in caught] == []

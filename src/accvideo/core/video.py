@@ -264,9 +264,8 @@ def check_video_size(
         raise ValueError(f"frames must be at least 1 (the teachers make 17 to 129); got {frames}")
     if frames is not None and (frames - 1) % frame_step:
         near = max(1, (frames - 1) // frame_step * frame_step + 1)
-        raise ValueError(
-            f"frames must be of the form {frame_step}k+1 (e.g. {near} or {near + frame_step}); got {frames}"
-        )
+        valid = " or ".join(str(f) for f in (near, near + frame_step) if f <= MAX_FRAMES)  # 10,000: 9997 alone
+        raise ValueError(f"frames must be of the form {frame_step}k+1 (e.g. {valid}); got {frames}")
     for name, v in (("height", height), ("width", width)):
         if v is not None and v > MAX_SIDE:
             raise ValueError(f"{name} must be at most {MAX_SIDE:,} pixels (the teachers make 480 to 1280); got {v}")

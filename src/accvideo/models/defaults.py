@@ -17,17 +17,22 @@ prompt_template, max_sequence_length, embedded_guidance (models/hunyuan.py).
 
 from __future__ import annotations
 
+import json
 import math
+import string
 from pathlib import Path
 
-from accvideo.core.inputs import read_json
-from accvideo.core.video import MAX_FPS, check_video_size
+from accvideo.core.inputs import parse_json, read_json
+from accvideo.core.video import MAX_FPS, MAX_FRAMES, MAX_SIDE, check_video_size
 from accvideo.errors import AccVideoError
 
 SETTINGS_FILE = "accvideo.json"
 VIDEO_KEYS = ("frames", "height", "width", "negative_prompt", "fps")
 TEXT_KEYS = ("prompt_template", "max_sequence_length", "embedded_guidance")
-MAX_TEXT_TOKENS = 65_536  # past any text encoder's context (HunyuanVideo's pads every prompt to it: memory)
+# HunyuanVideo pads every prompt to max_sequence_length tokens (memory and time grow with it): its pipeline uses 256
+MAX_TEXT_TOKENS = 1024
+MAX_PROMPT_CHARS = 20_000  # a negative prompt or template past this is no prompt (a 10 MB one took 3 GB and 38 s)
+FIX = "fix or delete it"
 KEYS = (*VIDEO_KEYS, "guidance", "guidance_2", *TEXT_KEYS)
 
 # Wan 2.1's sample_neg_prompt (its repository's shared config; diffusers' WanPipeline examples use an English one)
@@ -53,14 +58,38 @@ PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
 FAMILY_NAMES = {"wan": "Wan 2.1", "wan2.2-ti2v": "Wan 2.2 TI2V", "hunyuanvideo": "HunyuanVideo"}
 
 
+class _Twice(Exception):
+    pass
+
+
+def _once(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are each given once (json keeps the last of two, silently)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise _Twice(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return obj
+
+
+def _read(file: Path):
+    """accvideo.json parsed, a key given twice refused (`"frames": 5, ... "frames": 9` used 9, silently), as the
+    YAML and JSONL readers refuse it; one line naming the file for what else is wrong."""
+    try:
+        return parse_json(file.read_text(), object_pairs_hook=_once)
+    except _Twice as exc:
+        raise AccVideoError(f"{file} gives {exc.args[0]!r} twice; keep one of them") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        read_json(file, FIX)  # says what is wrong (missing, unreadable, not JSON) in its words
+        raise AccVideoError(f"{file} cannot be read; {FIX}") from None
+
+
 def folder_settings(path: str | Path) -> dict:
     """The folder's accvideo.json (empty without one); unknown keys and wrong types are one line naming the file."""
     file = Path(path) / SETTINGS_FILE
     if not file.is_file():
         return {}
-    raw = read_json(file, "fix or delete it")
+    raw = _read(file)
     if not isinstance(raw, dict):
-        raise AccVideoError(f"{file} must hold a JSON object; fix or delete it")
+        raise AccVideoError(f"{file} must hold a JSON object; {FIX}")
     unknown = set(raw) - set(KEYS)
     if unknown:
         raise AccVideoError(f"{file} has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(KEYS))}")
@@ -74,9 +103,93 @@ def folder_settings(path: str | Path) -> dict:
         value = raw.get(key, 0)  # JSON's NaN and 1e999 (inf) were taken, and sampled to NaN latents
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
             raise AccVideoError(f"{file}: {key} must be a finite number >= 0; got {value!r}")
-    if "negative_prompt" in raw and not isinstance(raw["negative_prompt"], str):
-        raise AccVideoError(f"{file}: negative_prompt must be a string")
+    if "negative_prompt" in raw:
+        check_text(raw["negative_prompt"], file, "negative_prompt")
+    if "prompt_template" in raw:
+        check_template(raw["prompt_template"], file)
+    check_positions(raw, Path(path), file)
     return raw
+
+
+def check_text(value, file: Path, key: str) -> None:
+    """A string of at most MAX_PROMPT_CHARS characters, else one line naming the file and `key`."""
+    if not isinstance(value, str):
+        raise AccVideoError(f"{file}: {key} must be a string")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise AccVideoError(
+            f"{file}: {key} must be at most {MAX_PROMPT_CHARS:,} characters (a prompt, not a document); got "
+            f"{len(value):,}"
+        )
+
+
+def check_template(value, file: Path) -> None:
+    """HunyuanVideo's prompt_template: {"template": a string with one "{}" where the prompt goes and no other
+    field, "crop_start": the template's tokens before the prompt (an int >= 0)}; the pipeline formats every prompt
+    into it (a template without "{}" dropped every prompt, silently) and crops crop_start tokens off the front
+    (models/hunyuan.py checks it against the template's token count once the tokenizer is at hand)."""
+    key = "prompt_template"
+    form = '{"template": "...{}...", "crop_start": N} (HunyuanVideo\'s: crop_start 95)'
+    if not isinstance(value, dict) or "template" not in value or "crop_start" not in value:
+        raise AccVideoError(f"{file}: {key} must be an object {form}; got {json.dumps(value)[:80]}")
+    check_text(value["template"], file, f"{key} template")
+    try:
+        fields = [f[1:] for f in string.Formatter().parse(value["template"]) if f[1] is not None]
+    except ValueError as exc:  # a lone "{" or "}" (write "{{" for a literal brace)
+        raise AccVideoError(f"{file}: {key} template cannot be formatted ({exc}); {FIX}") from None
+    if fields != [("", "", None)]:
+        raise AccVideoError(
+            f"{file}: {key} template must hold exactly one {{}} (where the prompt goes) and no other {{field}} "
+            f"(write {{{{ for a literal brace); got {value['template'][:80]!r}"
+        )
+    crop = value["crop_start"]
+    if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
+        raise AccVideoError(
+            f"{file}: {key} crop_start must be an integer >= 0 (the template's tokens before the prompt); got "
+            f"{json.dumps(crop)[:80]}"
+        )
+
+
+def _config(file: Path) -> dict:
+    """A component's config.json as a dict; {} when absent or unreadable (the loader says what is wrong with it)."""
+    try:
+        data = parse_json(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def position_limits(path: Path) -> tuple[int, dict[str, int]]:
+    """(rope_max_seq_len, {frames, height, width: the largest its position table indexes}) of a Wan folder's
+    transformer, as models/base.py check_latent_shape computes them; (0, {}) when the configs do not say (or hold
+    values the loader refuses in its own words)."""
+    transformer, vae = _config(path / "transformer" / "config.json"), _config(path / "vae" / "config.json")
+    limit, patch = transformer.get("rope_max_seq_len"), transformer.get("patch_size", [1, 2, 2])
+    temporal, spatial = vae.get("scale_factor_temporal", 4), vae.get("scale_factor_spatial", 8)
+    if not (isinstance(patch, list) and len(patch) == 3 and all(_count(v) for v in (limit, temporal, spatial, *patch))):
+        return 0, {}
+    pt, ph, pw = patch
+    return limit, {
+        "frames": (limit * pt - 1) * temporal + 1,
+        "height": limit * ph * spatial,
+        "width": limit * pw * spatial,
+    }
+
+
+def check_positions(raw: dict, path: Path, file: Path) -> None:
+    """Frames, height and width from accvideo.json within the model's position table, refused naming the file (the
+    loaded model's check named no file, so a user who gave no --frames looked for a flag)."""
+    limit, limits = position_limits(path) if any(k in raw for k in ("frames", "height", "width")) else (0, {})
+    for name, largest in limits.items():
+        bound = MAX_FRAMES if name == "frames" else MAX_SIDE  # past it: the bounds check's line (fill_video)
+        if largest < raw.get(name, 0) <= bound:
+            raise AccVideoError(
+                f"{file}: {name} {raw[name]} is too large for this model (more positions than its transformer's "
+                f"rope_max_seq_len, {limit}); use {name} of at most {largest} there"
+            )
 
 
 def transformer_width(path: str | Path) -> int | None:

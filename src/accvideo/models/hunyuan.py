@@ -20,7 +20,7 @@ import torch
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
 from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
-from accvideo.models.defaults import TEXT_KEYS, folder_settings
+from accvideo.models.defaults import SETTINGS_FILE, TEXT_KEYS, folder_settings
 
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
 MAX_SEQUENCE_LENGTH = 256  # Llama tokens after the template is cropped, as the pipeline defaults
@@ -35,6 +35,32 @@ def text_settings(path: str | Path) -> dict:
     }
     settings.update({k: v for k, v in folder_settings(path).items() if k in TEXT_KEYS})
     return settings
+
+
+def check_crop_start(template: dict | None, tokenizer, where: str) -> None:
+    """Refuse a prompt_template whose crop_start is not smaller than the template's token count (the prompt left
+    out): the pipeline crops that many tokens off every prompt's front, so the prompt's own went too and its
+    embeddings were padding alone (NaN latents, blamed on --guidance). `where` names the settings file."""
+    if template is None or not template["crop_start"] or tokenizer is None:
+        return
+    count = len(tokenizer(template["template"].format(""))["input_ids"])
+    if template["crop_start"] >= count:
+        raise AccVideoError(
+            f"{where}: prompt_template crop_start {template['crop_start']} crops the whole template ({count} "
+            "tokens without the prompt) and the prompt with it; give the count of tokens before its {} "
+            "(HunyuanVideo's template: 95)"
+        )
+
+
+def folder_tokenizer(path: str | Path):
+    """The Llama tokenizer of a pipeline folder, loaded alone (seconds), or None when it does not load so (the
+    pipeline's loader then says what is wrong, and the adapter checks its own tokenizer)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(Path(path) / "tokenizer"), local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure: the pipeline's loader says it in its own words
+        return None
 
 
 class HunyuanVideoAdapter(TransformerAdapter):
@@ -78,6 +104,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
         self.scaling_factor = vae_cfg.scaling_factor
         self.size_multiple = self.spatial_factor * cfg.patch_size
         self.prompt_template = prompt_template or DEFAULT_PROMPT_TEMPLATE
+        check_crop_start(prompt_template, getattr(pipe, "tokenizer", None), SETTINGS_FILE)
         self.max_sequence_length = int(max_sequence_length)
         self.embedded_guidance = float(embedded_guidance)
         sched = pipe.scheduler.config
@@ -106,9 +133,12 @@ class HunyuanVideoAdapter(TransformerAdapter):
                 f"{path} holds a {found}, not a {cls.pipeline_class}; pass a HunyuanVideo T2V "
                 "diffusers folder (or load it with accvideo.models.load_adapter)"
             )
+        settings = {**text_settings(path), **kw}
+        if parts.text and settings["prompt_template"] is not None:  # before any weight is read
+            check_crop_start(settings["prompt_template"], folder_tokenizer(path), str(path / SETTINGS_FILE))
         pipe = load_pipeline(HunyuanVideoPipeline, path, dtype, device, parts, HunyuanVideoTransformer3DModel)
         vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLHunyuanVideo, path / "vae")
-        return cls(pipe, vae_config=vae_config, device=device, **{**text_settings(path), **kw})
+        return cls(pipe, vae_config=vae_config, device=device, **settings)
 
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()

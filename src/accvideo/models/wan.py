@@ -2,14 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from accvideo.core.adapter import Conditioning
+from accvideo.core.inputs import read_json
 from accvideo.errors import AccVideoError
 from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
+
+# AutoencoderKLWan's defaults for the keys that fix its geometry (a config.json may leave them out)
+VAE_DEFAULTS = {
+    "scale_factor_temporal": 4,
+    "scale_factor_spatial": 8,
+    "temperal_downsample": [False, True, True],
+    "dim_mult": [1, 2, 4, 4],
+    "patch_size": None,
+}
+VAE_FIX = "restore the config.json or re-download the pipeline"
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def implied_factors(cfg: Mapping, where: str) -> tuple[int, int]:
+    """(temporal, spatial) compression the Wan VAE's layers make: each of the first len(dim_mult) - 1 levels halves
+    the sides and, where `temperal_downsample` says so, time; a `patch_size` (Wan 2.2) divides the sides again."""
+    downs, mult, patch = (cfg.get(k, VAE_DEFAULTS[k]) for k in ("temperal_downsample", "dim_mult", "patch_size"))
+    levels = len(mult) - 1 if isinstance(mult, list) and mult else -1
+    if levels < 0 or not isinstance(downs, list) or len(downs) < levels or not (patch is None or _count(patch)):
+        raise AccVideoError(
+            f"{where} gives dim_mult {mult!r}, temperal_downsample {downs!r} and patch_size {patch!r}, which describe "
+            f"no Wan VAE; {VAE_FIX}"
+        )
+    return 2 ** sum(bool(d) for d in downs[:levels]), 2**levels * (patch or 1)
+
+
+def check_vae_factors(cfg: Mapping, where: str, frame_step: int = 4) -> tuple[int, int]:
+    """(scale_factor_temporal, scale_factor_spatial) of a Wan VAE config (`where` names its file), refused in one
+    line unless positive integers equal to what its layers make, and time compressed `frame_step`x as the adapter
+    samples (frames = 4k + 1; the VAE encodes 4 frames a chunk): a 3 made 17 frames for --frames 13, a 0 divided."""
+    temporal, spatial = (cfg.get(k, VAE_DEFAULTS[k]) for k in ("scale_factor_temporal", "scale_factor_spatial"))
+    for name, value in (("scale_factor_temporal", temporal), ("scale_factor_spatial", spatial)):
+        if not _count(value):
+            raise AccVideoError(f"{where} gives {name} {value!r}, not a positive integer; {VAE_FIX}")
+    made_t, made_s = implied_factors(cfg, where)
+    for name, value, made in (("scale_factor_temporal", temporal, made_t), ("scale_factor_spatial", spatial, made_s)):
+        if value != made:
+            raise AccVideoError(
+                f"{where} gives {name} {value}, but the VAE its layers describe (temperal_downsample, dim_mult, "
+                f"patch_size) compresses {made}x; {VAE_FIX}"
+            )
+    if temporal != frame_step:
+        raise AccVideoError(
+            f"{where} describes a VAE that compresses time {temporal}x; the Wan VAE (and this adapter, which samples "
+            f"{frame_step}k+1 frames) compresses it {frame_step}x; {VAE_FIX}"
+        )
+    return temporal, spatial
 
 
 class WanAdapter(TransformerAdapter):
@@ -37,8 +88,7 @@ class WanAdapter(TransformerAdapter):
         self.num_blocks = len(self.transformer.blocks)
         self.latent_channels = cfg.in_channels
         vae_cfg = self.vae.config if self.vae is not None else vae_config  # the VAE's geometry, loaded or not
-        self.spatial_factor = vae_cfg.scale_factor_spatial
-        self.temporal_factor = vae_cfg.scale_factor_temporal
+        self.temporal_factor, self.spatial_factor = check_vae_factors(vae_cfg, "vae/config.json", self.frame_step)
         self.size_multiple = self.spatial_factor * self.patch_size[1]
         tok_max = getattr(pipe.tokenizer, "model_max_length", 512) or 512
         self.max_sequence_length = max_sequence_length or int(min(512, tok_max))
@@ -49,6 +99,13 @@ class WanAdapter(TransformerAdapter):
         self._latents_std = torch.tensor(vae_cfg.latents_std).view(1, z, 1, 1, 1)
         if vae_tiling and self.vae is not None:
             self.vae.enable_tiling()
+
+    @classmethod
+    def check_vae_config(cls, path: Path) -> None:
+        """The VAE's factors from the folder's vae/config.json, refused before any weight is read."""
+        vae_file = path / "vae" / "config.json"
+        vae_cfg = read_json(vae_file, VAE_FIX)
+        check_vae_factors(vae_cfg if isinstance(vae_cfg, dict) else {}, str(vae_file), cls.frame_step)
 
     @classmethod
     def load(
@@ -67,6 +124,7 @@ class WanAdapter(TransformerAdapter):
         # WanPipeline; WanImageToVideoPipeline (models/wan_i2v.py); an adapter of your own pipeline class that saves
         # the Wan components names the stock class that loads them as `loads_as` (docs/own-model.md)
         pipeline = getattr(diffusers, cls.loads_as or cls.pipeline_class)
+        cls.check_vae_config(path)
         pipe = load_pipeline(pipeline, path, dtype, device, parts, WanTransformer3DModel)
         if getattr(pipe, "transformer", None) is None:
             raise AccVideoError(f"{path} has no transformer component; point --model at a Wan 2.1 pipeline")

@@ -176,6 +176,7 @@ class WanMoEAdapter(WanAdapter):
         from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 
         whole = LoadParts(text=parts.text, vae=parts.vae)  # FSDP2 shards the loaded pair (docs/scale-out.md)
+        cls.check_vae_config(path)
         pipe = load_pipeline(WanPipeline, path, dtype, device, whole, WanTransformer3DModel)
         vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLWan, path / "vae")
         return cls(pipe, vae_config=vae_config, device=device, **kw)
