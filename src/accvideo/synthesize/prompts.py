@@ -12,6 +12,7 @@ from accvideo.core.files import file_sha256, write_text_atomic
 from accvideo.core.images import image_size
 from accvideo.core.inputs import parse_json
 from accvideo.errors import AccVideoError
+from accvideo.models.defaults import MAX_PROMPT_CHARS
 from accvideo.world import item_seed
 from accvideo.world.attributes import SPLITS
 
@@ -75,6 +76,15 @@ def not_utf8(raw: bytes, start: int) -> str:
     return f"is not UTF-8 (byte 0x{raw[start]:02x} at column {start + 1})"
 
 
+def too_long(prompt: str) -> str:
+    """What a prompt past MAX_PROMPT_CHARS is told (a 1 MB line took 21 s and 575 MB; the text encoders read its
+    first few hundred tokens)."""
+    return (
+        f"is {len(prompt):,} characters; a prompt holds at most {MAX_PROMPT_CHARS:,} (the text encoders read its "
+        "first few hundred tokens)"
+    )
+
+
 def check_prompt(prompt: str, setting: str = "--prompt", *, blank: bool = False) -> None:
     """A prompt given as a setting, refused as a prompt file's line is: blank (unless `blank`: a negative prompt), or
     not UTF-8 (its bytes reach Python as surrogate escapes, and were sampled as the text '\\udcff'); ValueError
@@ -84,6 +94,8 @@ def check_prompt(prompt: str, setting: str = "--prompt", *, blank: bool = False)
             f"{setting} {prompt!r} has no prompt string (it is blank); give the clip's text, e.g. {setting} \"a red "
             'circle moving left"'
         )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{setting} {too_long(prompt)}")
     try:
         raw = prompt.encode("utf-8", "surrogateescape")  # the bytes given
     except UnicodeEncodeError:  # a surrogate no byte makes (a YAML escape): as UTF-8 would hold it, which is invalid
@@ -173,6 +185,8 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
             blank += 1
             continue
         prompt, seed, image = _jsonl_item(text, lineno, path) if kind == ".jsonl" else (text, None, None)
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise AccVideoError(f"line {lineno} of {path}: the prompt {too_long(prompt)}")
         if image is not None and image not in sizes:  # the header only: missing or non-image files fail here
             try:
                 sizes[image] = image_size(image)
