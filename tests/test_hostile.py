@@ -69,16 +69,18 @@ class Env:
         path.write_bytes(USER_BYTES)
         return path
 
-    def student_run(self) -> Path:
-        """A distill run folder by hand: the tiny teacher's transformer as a full student, with its student.json."""
+    def student_run(self, teacher: Path | None = None) -> Path:
+        """A distill run folder by hand: the tiny teacher's transformer (or `teacher`'s) as a full student, with its
+        student.json."""
+        teacher = teacher or self.teacher
         run = self.tmp / "run"
-        shutil.copytree(self.teacher / "transformer", run / "student" / "transformer")
+        shutil.copytree(teacher / "transformer", run / "student" / "transformer")
         info = {
             "format": "accvideo.student/1",
             "family": "wan",
             "key_sigmas": [1.0, 0.75, 0.5, 0.25, 0.0],
-            "teacher": teacher_identity(self.teacher),
-            "teacher_dir": str(self.teacher.resolve()),
+            "teacher": teacher_identity(teacher),
+            "teacher_dir": str(teacher.resolve()),
             "lora": None,
             "weights": "transformer",
         }
@@ -291,6 +293,161 @@ def _use_model(env, verb: str, model: Path) -> list[str]:
     return ["bench", "--model", str(model), "--frames", "5", "--size", "32x32", "--out", str(env.tmp / "b")]
 
 
+def _edit_header(path: Path, edit: Callable[[dict], None] | None = None, raw: Callable[[dict], str] | None = None):
+    """Rewrite a safetensors file's JSON header: `edit` changes the parsed one, or `raw` gives its new text."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    if edit is not None:
+        edit(header)
+    text = (raw(header) if raw is not None else json.dumps(header)).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + n :])
+
+
+def _drop_tensor(path: Path, key: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    del tensors[key]
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def _set_config(path: Path, **values) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+@case
+def a_weights_shape_that_is_not_a_list_of_sizes(env):  # a 39-line TypeError from host_bytes' math.prod
+    t = env.copy(env.teacher, "teacher")
+    edit = lambda h: h["proj_out.bias"].update(shape="abc")  # noqa: E731
+    _edit_header(t / "transformer" / "diffusion_pytorch_model.safetensors", edit)
+    return _use_model(env, "sample", t), "has a damaged safetensors header (tensor 'proj_out.bias' has shape \"abc\""
+
+
+@case
+def a_weights_shape_the_file_cannot_hold(env):  # "takes 3725.3 GiB ... run it on a GPU": the header was wrong
+    t = env.copy(env.teacher, "teacher")
+    edit = lambda h: h["proj_out.bias"].update(shape=[10**12])  # noqa: E731
+    _edit_header(t / "transformer" / "diffusion_pytorch_model.safetensors", edit)
+    return _use_model(env, "sample", t), "of shape [1000000000000] in F32 takes 4000000000000 bytes"
+
+
+@case
+def a_weights_header_with_an_unknown_dtype(env):
+    t = env.copy(env.teacher, "teacher")
+    _edit_header(t / "text_encoder" / "model.safetensors", lambda h: h["shared.weight"].update(dtype="Q7"))
+    return _use_model(env, "sample", t), "tensor 'shared.weight' has dtype \"Q7\", no safetensors dtype"
+
+
+@case
+def a_weights_header_that_names_a_tensor_twice(env):
+    t = env.copy(env.teacher, "teacher")
+    twice = lambda h: json.dumps(h)[:-1] + ', "proj_out.bias": ' + json.dumps(h["proj_out.bias"]) + "}"  # noqa: E731
+    _edit_header(t / "transformer" / "diffusion_pytorch_model.safetensors", raw=twice)
+    return _use_model(env, "sample", t), "damaged safetensors header ('proj_out.bias' is given twice)"
+
+
+@case
+def a_weights_header_with_overlapping_offsets(env):  # the loader's line was cut at 200 characters, before its cause
+    t = env.copy(env.teacher, "teacher")
+
+    def same(h):  # two tensors of one size at the same bytes: the header's sizes add up, the loader refuses it
+        h["blocks.0.norm2.weight"]["data_offsets"] = h["blocks.0.norm2.bias"]["data_offsets"]
+
+    _edit_header(t / "transformer" / "diffusion_pytorch_model.safetensors", same)
+    return _use_model(env, "sample", t), "does not load: Error while deserializing header: invalid offset"
+
+
+@case
+def a_text_encoder_missing_a_tensor(env):  # filled with random weights: exit 0, a wrong clip
+    t = env.copy(env.teacher, "teacher")
+    _drop_tensor(t / "text_encoder" / "model.safetensors", "encoder.final_layer_norm.weight")
+    return _use_model(env, "sample", t), "lack 1 tensor(s) its config.json's model needs (encoder.final_layer_norm."
+
+
+@case
+def a_text_encoder_config_with_fewer_layers_than_its_weights(env):  # one layer loaded, the other dropped: exit 0
+    t = env.copy(env.teacher, "teacher")
+    _set_config(t / "text_encoder" / "config.json", num_layers=1)
+    return _use_model(env, "sample", t), "it gives num_layers 1, its weights hold 2 blocks"
+
+
+@case
+def a_text_encoder_with_a_tensor_it_does_not_use(env):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    t = env.copy(env.teacher, "teacher")
+    path = t / "text_encoder" / "model.safetensors"
+    save_file({**load_file(str(path)), "extra.weight": torch.zeros(3)}, str(path), metadata={"format": "pt"})
+    return _use_model(env, "sample", t), "are not used by the model it describes (e.g. extra.weight)"
+
+
+@case
+def an_image_encoder_missing_a_tensor(env):  # filled with random weights: exit 0, a wrong clip
+    from PIL import Image
+
+    t = env.copy(env.request.getfixturevalue("tiny_i2v_dir"), "i2v")
+    _drop_tensor(t / "image_encoder" / "model.safetensors", "post_layernorm.weight")
+    image = env.tmp / "image.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
+    args = ["sample", "--model", str(t), "--image", str(image), *SMALL, "--out", str(env.tmp / "clip.mp4")]
+    return args, "image_encoder lack 1 tensor(s) its config.json's model needs (post_layernorm.weight)"
+
+
+@case
+def a_transformer_missing_a_tensor(env):  # the line was torch's "Please use torch.nn.Module.to_empty()"
+    t = env.copy(env.teacher, "teacher")
+    _drop_tensor(t / "transformer" / "diffusion_pytorch_model.safetensors", "blocks.0.norm2.weight")
+    return _use_model(env, "sample", t), "(blocks.0.norm2.weight); re-save or re-download the pipeline"
+
+
+@case
+def a_transformer_config_with_a_billion_blocks(env):  # diffusers built 1e9 blocks: past 300 s, memory growing
+    t = env.copy(env.teacher, "teacher")
+    _set_config(t / "transformer" / "config.json", num_layers=10**9)
+    return _use_model(env, "sample", t), "it gives num_layers 1000000000, its weights hold 3 blocks"
+
+
+@case
+def a_transformer_block_count_that_is_text(env):  # "'str' object cannot be interpreted as an integer"
+    t = env.copy(env.teacher, "teacher")
+    _set_config(t / "transformer" / "config.json", num_layers="2")
+    return _use_model(env, "sample", t), 'config.json gives num_layers "2", not a count of blocks'
+
+
+@case
+def a_rope_table_past_any_memory(env):  # killed for memory (exit 137), no line
+    t = env.copy(env.teacher, "teacher")
+    _set_config(t / "transformer" / "config.json", rope_max_seq_len=10**9)
+    return _use_model(env, "sample", t), "rope_max_seq_len 1000000000, where a whole number of positions up to 65536"
+
+
+@case
+def a_transformer_config_that_is_a_fifo(env):  # hung, waiting for a writer
+    t = env.copy(env.teacher, "teacher")
+    (t / "transformer" / "config.json").unlink()
+    os.mkfifo(t / "transformer" / "config.json")
+    return _use_model(env, "sample", t), "config.json is a FIFO (named pipe)"
+
+
+@case
+def a_weights_file_that_is_a_fifo(env):  # hung, waiting for a writer
+    t = env.copy(env.teacher, "teacher")
+    (t / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    os.mkfifo(t / "transformer" / "diffusion_pytorch_model.safetensors")
+    return _use_model(env, "sample", t), "diffusion_pytorch_model.safetensors is a FIFO (named pipe), not a regular"
+
+
+@case
+def a_transformer_config_that_links_to_dev_zero(env):  # read until killed for memory (exit 137)
+    t = env.copy(env.teacher, "teacher")
+    (t / "transformer" / "config.json").unlink()
+    (t / "transformer" / "config.json").symlink_to("/dev/zero")
+    return _use_model(env, "sample", t), "config.json is a device or socket, not a"
+
+
 @case
 def truncated_transformer_weights(env):
     t = env.copy(env.teacher, "teacher")
@@ -414,6 +571,79 @@ def a_json_input_nested_past_the_recursion_limit(env):
     return ["sample", "--model", str(teacher), "--out", str(env.tmp / "c.mp4"), *SMALL], "nested too deeply"
 
 
+def _vae_config(env, **values) -> Path:
+    """A copy of the tiny teacher whose vae/config.json gives `values`."""
+    t = env.copy(env.teacher, "teacher")
+    path = t / "vae" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+    return t
+
+
+def _sample_model(env, model: Path, *extra: str) -> list[str]:
+    return ["sample", "--model", str(model), *SMALL, *extra, "--out", str(env.tmp / "c.mp4")]
+
+
+@case
+def a_vae_config_with_a_zero_temporal_factor(env):  # ZeroDivisionError in latent_shape
+    return _sample_model(env, _vae_config(env, scale_factor_temporal=0)), "gives scale_factor_temporal 0, not a"
+
+
+@case
+def a_vae_config_with_a_zero_spatial_factor(env):  # ZeroDivisionError in the size check
+    return _sample_model(env, _vae_config(env, scale_factor_spatial=0)), "gives scale_factor_spatial 0, not a"
+
+
+@case
+def a_vae_config_whose_temporal_factor_is_not_its_layers(env):  # --frames 13 made 17 frames, exit 0
+    args = [*_sample_model(env, _vae_config(env, scale_factor_temporal=3)), "--frames", "13"]
+    return args, "vae/config.json gives scale_factor_temporal 3, but the VAE its layers describe"
+
+
+def _settings(env, text: str) -> Path:
+    """A copy of the tiny teacher with `text` as its accvideo.json."""
+    t = env.copy(env.teacher, "teacher")
+    (t / "accvideo.json").write_text(text)
+    return t
+
+
+@case
+def an_accvideo_json_that_gives_a_key_twice(env):  # json kept the last frames, silently
+    t = _settings(env, '{"frames": 5, "height": 32, "width": 32, "frames": 9}')
+    return ["sample", "--model", str(t), "--device", "cpu", "--out", str(env.tmp / "c.mp4")], "gives 'frames' twice"
+
+
+@case
+def an_accvideo_json_negative_prompt_of_a_document(env):  # 10 MB: 38 s, 3.3 GB and a 10.6 MB o.yaml, exit 0
+    t = _settings(env, json.dumps({"negative_prompt": "blurry " * 3000}))
+    return _sample_model(env, t), "accvideo.json: negative_prompt must be at most 20,000 characters"
+
+
+@case
+def accvideo_json_frames_past_the_position_table(env):  # the line named no file, as if --frames had been given
+    t = _settings(env, '{"frames": 129, "height": 32, "width": 32}')
+    args = ["sample", "--model", str(t), "--steps", "2", "--device", "cpu", "--out", str(env.tmp / "c.mp4")]
+    return args, "accvideo.json: frames 129 is too large for this model"
+
+
+@case
+def a_conditioning_image_that_is_a_fifo(env):  # said "does not exist"
+    fifo = env.tmp / "first.png"
+    os.mkfifo(fifo)
+    model = env.request.getfixturevalue("tiny_i2v_dir")
+    return _sample_model(env, model, "--image", str(fifo)), f"image {fifo} is not a regular file"
+
+
+@case
+def a_float_image_of_no_clear_range(env):  # a 32-bit float TIFF in [0, 255] came out white
+    import numpy as np
+    from PIL import Image
+
+    image = env.tmp / "first.tif"
+    Image.fromarray(np.full((32, 32), 200.0, dtype=np.float32)).save(image)
+    model = env.request.getfixturevalue("tiny_i2v_dir")
+    return _sample_model(env, model, "--image", str(image)), "is a floating-point image whose values are"
+
+
 @case
 def a_prompt_file_that_is_a_fifo(env):
     # read_bytes waited for a writer forever
@@ -449,6 +679,9 @@ def a_single_process_command_under_torchrun(env):
     if env.variant == "no-count":  # int() of it was a ValueError traceback
         env.monkeypatch.setenv("WORLD_SIZE", "two")
         return ["prompts", "--n", "1", "--out", str(env.tmp / "p.txt")], "WORLD_SIZE='two' is not a number of processes"
+    if env.variant == "superscript":  # a digit to str.isdigit, not to int()
+        env.monkeypatch.setenv("WORLD_SIZE", "\u00b2")
+        return ["prompts", "--n", "1", "--out", str(env.tmp / "p.txt")], "WORLD_SIZE='\u00b2' is not a number"
     if env.variant == "export":
         return ["export", str(env.student_run()), "--out", str(env.tmp / "e")], "`accvideo export` runs in one process"
     return ["evaluate", "--model", str(env.teacher), "--out", str(env.tmp / "ev")], "`accvideo evaluate` runs in one"
@@ -466,13 +699,132 @@ def export_over_an_earlier_export_holding_a_users_file(env):
 
 
 @case
+def a_classifier_thread_count_out_of_range(env):  # RuntimeError traceback after the folder was made
+    args = ["world-train-classifier", "threads=-1", "steps=1", "eval_items=0", "--out", str(env.tmp / "wc")]
+    return args, "threads must be 0 (torch's default) or a count up to 4096; got -1"
+
+
+@case
+def a_teacher_with_no_attention_heads(env):  # ZeroDivisionError once the VAE had trained
+    args = ["teacher", "train", "--preset", "quick", "heads=0", "--out", str(env.tmp / "t")]
+    return args, "heads must be >= 1; got 0"
+
+
+@case
+def a_negative_bench_guidance(env):  # the sampler's ValueError traceback, with the folder made
+    args = ["bench", "--model", str(env.teacher), "--frames", "5", "--size", "32x32", "--teacher-steps", "2"]
+    return [*args, "--student-steps", "1", "--device", "cpu", "--guidance", "-1", "--out", str(env.tmp / "b")], (
+        "guidance must be >= 0 (1 turns CFG off); got -1.0"
+    )
+
+
+@case
+def a_negative_ablate_real_clips(env):  # distill's traceback, after the prompts and the SynVid were synthesized
+    args = ["ablate", "--preset", "quick", "rows=[e]", "real_data=world", "real_clips=-1", "--out", str(env.tmp / "a")]
+    return args, "real_clips must be between 1 and 100,000"
+
+
+@case
+def an_ablate_row_at_an_m_outside_key_steps(env):  # exit 0, ablation.md held the teacher's row alone
+    args = ["ablate", "--preset", "quick", "rows=[c]", "shared_head_steps=[7]", "--out", str(env.tmp / "a")]
+    return args, "no row of rows=['c'] runs at any m of key_steps=[1, 2] (shared_head_steps); give m from key_steps"
+
+
+@case
+def a_negative_guidance_2(env):  # said `guidance must be >= 0`: the wrong setting
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), *SYNTH]
+    return [*args, "--guidance-2", "-1", "--out", str(env.tmp / "s")], "guidance_2 must be >= 0 (1 turns CFG off)"
+
+
+@case
+def a_blank_prompt(env):  # sampled with an empty prompt, exit 0, while a blank prompt file row is refused
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--prompt", "  ", "--out", str(env.tmp / "c.mp4")]
+    return args, "--prompt '  ' has no prompt string (it is blank)"
+
+
+@case
+def a_prompt_that_is_not_utf8(env):  # byte 0xff arrives as a surrogate escape: sampled as the text "\udcff", exit 0
+    args = ["sample", "--model", str(env.teacher), *SMALL, "--prompt", "a\udcff", "--out", str(env.tmp / "c.mp4")]
+    return args, "--prompt is not UTF-8 (byte 0xff at column 2); give the prompt as UTF-8 text"
+
+
+TEACHER_QUICK = ["teacher", "train", "--preset", "quick"]
+SAMPLE_CPU = ["--frames", "5", "--size", "32x32", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["world-train-classifier", "--threads", "100000"], "a count up to 4096; got 100000"),  # was a segfault
+        ([*TEACHER_QUICK, "max_length=-1"], "max_length must be >= 10 (the world's longest caption in tokens"),
+        ([*TEACHER_QUICK, "max_length=9"], "a shorter one cuts captions); got 9"),
+        ([*TEACHER_QUICK, "lr=-1", "steps=1"], "lr must be positive; got -1.0"),
+        ([*TEACHER_QUICK, "shift=-1"], "shift must be positive (e.g. shift=3); got -1.0"),
+        ([*TEACHER_QUICK, "text_dim=-1"], "text_dim must be >= 4 (the text encoder's 4 heads split it); got -1"),
+        ([*TEACHER_QUICK, "text_layers=-1"], "text_layers must be >= 1; got -1"),
+        ([*TEACHER_QUICK, "head_dim=7"], "head_dim must be a positive even number"),
+        ([*TEACHER_QUICK, "head_dim=-2"], "head_dim must be a positive even number"),
+        ([*TEACHER_QUICK, "ffn_dim=-1"], "ffn_dim must be >= 1; got -1"),
+        ([*TEACHER_QUICK, "warmup=0"], "warmup must be >= 1; got 0"),
+        ([*TEACHER_QUICK, "vae_base_dim=1"], "vae_base_dim must be >= 2 (its decoder halves it); got 1"),
+        ([*TEACHER_QUICK, "vae_z_dim=-1"], "vae_z_dim must be >= 1; got -1"),
+        ([*TEACHER_QUICK, "vae_lr=-1"], "vae_lr must be positive; got -1.0"),
+        ([*TEACHER_QUICK, "vae_video_lr=0"], "vae_video_lr must be positive; got 0.0"),
+        ([*TEACHER_QUICK, "vae_kl=-1"], "vae_kl must be >= 0; got -1.0"),
+        ([*TEACHER_QUICK, "vae_shape_weight=-1"], "vae_shape_weight must be >= 0; got -1.0"),
+        ([*TEACHER_QUICK, "vae_chroma_weight=-1"], "vae_chroma_weight must be >= 0; got -1.0"),
+        ([*TEACHER_QUICK, "vae_dim_mult=[]"], "vae_dim_mult must list 4 positive channel multipliers"),
+        ([*TEACHER_QUICK, "vae_dim_mult=[1, 2, 4]"], "one a VAE level (e.g. [1, 2, 4, 4]); got [1, 2, 4]"),
+        ([*TEACHER_QUICK, "vae_crop_frames=-3"], "vae_crop_frames must be >= 1; got -3"),
+        (["ablate", "--preset", "quick", "real_data=world", "real_data_steps=[-1]"], "real_data_steps must list"),
+        (["ablate", "--preset", "quick", "rows=[e]", "real_data=world", "real_data_steps=[99]"], "(real_data_steps)"),
+        (["ablate", "--preset", "quick", "shared_head_steps=[]"], "must list the m (>= 1) at which row c runs; got []"),
+        (["bench", "--prompt", "", *SAMPLE_CPU], "--prompt '' has no prompt string"),
+        (["bench", "--prompt", "\udcfe", *SAMPLE_CPU], "--prompt is not UTF-8 (byte 0xfe at column 1)"),
+        (["sample", "--prompt", "", *SAMPLE_CPU], "--prompt '' has no prompt string"),
+        (
+            ["sample", "--prompt", "a" * 20_001, *SAMPLE_CPU],
+            "--prompt is 20,001 characters; a prompt holds at most 20,000",
+        ),
+        (["sample", "--negative-prompt", "\udcff", *SAMPLE_CPU], "--negative-prompt is not UTF-8 (byte 0xff"),
+        (["synthesize", "--negative-prompt", "\udcff", *SAMPLE_CPU], "--negative-prompt is not UTF-8 (byte 0xff"),
+        (
+            ["evaluate", "--model", "builtin", "--negative-prompt", "\udcff"],
+            "--negative-prompt is not UTF-8 (byte 0xff",
+        ),
+    ],
+)
+def test_a_refused_setting_is_refused_before_anything_is_made(args, words, tmp_path, capsys, monkeypatch):
+    """Settings that failed as tracebacks after the output folder was made (teacher train: after its VAE trained),
+    or ran with a wrong result: one line, and nothing under the working folder, not even an empty --out."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("a red circle moving left\n")
+    out = "c.mp4" if args[0] == "sample" else "out"
+    with pytest.raises(SystemExit) as exc:
+        main([*args, *(["--prompts", "p.txt"] if args[0] == "synthesize" else []), "--out", out])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt"]
+
+
+def test_a_sampling_plan_names_the_guidance_it_refuses():
+    from accvideo.core.sampling import SamplingPlan
+
+    with pytest.raises(ValueError, match=r"^guidance_2 must be >= 0 \(1 turns CFG off\); got -2.0$"):
+        SamplingPlan((1.0, 0.0), guidance=5.0, guidance_2=-2.0)
+    with pytest.raises(ValueError, match=r"^guidance must be >= 0 \(1 turns CFG off\); got -1.0$"):
+        SamplingPlan((1.0, 0.0), guidance=-1.0, guidance_2=3.0)
+    assert SamplingPlan((1.0, 0.0), guidance=5.0, guidance_2=0.0).guidance_2 == 0.0
+
+
+@case
 def a_setting_that_is_not_finite(env):
     return ["sample", env.variant, "--out", str(env.tmp / "clip.mp4")], "must be a finite number"
 
 
 @case
 def a_seed_past_64_bits(env):
-    return ["sample", "--seed", "99999999999999999999999", "--out", str(env.tmp / "clip.mp4")], "at most 64 bits"
+    return ["sample", "--seed", "99999999999999999999999", "--out", str(env.tmp / "clip.mp4")], "signed 64-bit integer"
 
 
 @case
@@ -551,9 +903,153 @@ def distill_over_a_flipped_bit(env):
 
 
 @case
+def a_missing_path_holding_a_newline(env):  # the error line named it raw: two lines
+    return ["sample", "--model", str(env.tmp / "no\npe"), *SMALL], "no\\npe does not exist"
+
+
+@case
+def export_of_a_teacher_holding_a_symbolic_link_loop(env):  # the line named the export's temporary copy
+    teacher = env.copy(env.teacher, "teacher")
+    (teacher / "vae" / "loop").symlink_to("loop")
+    run = env.student_run(teacher)
+    return ["export", str(run), "--out", str(env.tmp / "e")], f"{teacher}/vae/loop cannot be copied into the export"
+
+
+@case
+def a_prompt_file_line_of_a_megabyte(env):  # read whole and encoded: 21 s and 575 MB for one clip's prompt
+    path = env.tmp / "p.txt"
+    path.write_text("a red circle moving left\n" + "a" * 1_000_000 + "\n")
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(path), *SYNTH, "--out", str(env.tmp / "s")]
+    return args, "p.txt: the prompt is 1,000,000 characters; a prompt holds at most 20,000"
+
+
+@case
 def distill_without_the_teacher_that_made_the_synvid(env):  # the built-in is the default teacher
     args = ["distill", "--data", str(env.synvid), "--out", str(env.tmp / "run"), *DISTILL]
     return args, f"pass --teacher {env.teacher}"
+
+
+# SynVid shard metadata edited by hand: tracebacks (wrong types, key indices past the grid, a tensor it lacks), and
+# `synthesize --overwrite` could not redo such a shard; a folder marker that is no small file (a link to /dev/zero
+# filled memory, a FIFO hung, a folder was a traceback)
+def edit_shard_metadata(path: Path, change: Callable[[dict], None]) -> None:
+    """Rewrite a shard's "synvid" metadata JSON through `change`, its tensors' bytes unchanged."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["synvid"])
+    change(meta)
+    header["__metadata__"]["synvid"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+
+
+def _edited_synvid(env, change: Callable[[dict], None], shards=(1,)) -> Path:
+    data = env.copy(env.synvid, "syn")
+    for k in shards:
+        edit_shard_metadata(data / f"shard-{k:06d}.safetensors", change)
+    return data
+
+
+def _distill_on(env, data: Path) -> list[str]:
+    return ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "run"), *DISTILL]
+
+
+@case
+def a_shard_whose_latent_shape_was_edited(env):  # "Sizes of tensors must match" in the trainer
+    data = _edited_synvid(env, lambda m: m["settings"].update(latent_shape=[16, 3, 4, 8]), shards=(0, 1))
+    return _distill_on(env, data), "shard-000000.safetensors is not a readable SynVid shard (tensor 0/latents has"
+
+
+@case
+def a_shard_whose_key_indices_pass_its_steps(env):  # an IndexError in the dataset
+    data = _edited_synvid(env, lambda m: m["settings"].update(key_indices=[0, 2, 4, 6, 8, 15]), shards=(0, 1))
+    return _distill_on(env, data), "(key indices [0, 2, 4, 6, 8, 15] must rise strictly from 0 to 10)"
+
+
+@case
+def a_shard_item_whose_index_is_a_string(env):  # a TypeError in sorted
+    data = _edited_synvid(env, lambda m: m["items"][0].update(index="5"))
+    return _distill_on(env, data), "shard-000001.safetensors is not a readable SynVid shard (item 0: index '5' is not"
+
+
+@case
+def a_shard_item_without_its_seed(env):  # KeyError 'seed'
+    data = _edited_synvid(env, lambda m: m["items"][2].pop("seed"))
+    return _distill_on(env, data), "shard-000001.safetensors is not a readable SynVid shard (item 2: no seed)"
+
+
+@case
+def resuming_synthesize_on_a_shard_item_without_its_seed(env):  # KeyError 'seed', with --overwrite too
+    data = _edited_synvid(env, lambda m: m["items"][2].pop("seed"))
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.synvid.parent / "p.txt")]
+    return [*args, "--out", str(data), *SYNVID, *SYNVID_BATCH], "(item 2: no seed); rerun the synthesize command with"
+
+
+@case
+def a_shard_listing_a_conditioning_tensor_it_lacks(env):  # a SafetensorError mid-training
+    data = _edited_synvid(env, lambda m: m["cond_keys"].append("mask"))
+    return _distill_on(env, data), "(its metadata and its tensors disagree on 0/cond/mask)"
+
+
+def answered_fifo(env, path: Path) -> Path:
+    """A FIFO at `path`. A reader that opens it as a file waits for a writer forever, so a writer thread answers each
+    one with '{}' while the case runs: such a reader then fails the case instead of hanging it."""
+    import threading
+
+    os.mkfifo(path)
+    stop = threading.Event()
+    env.request.addfinalizer(stop.set)
+
+    def answer() -> None:
+        while not stop.wait(0.1):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader has it open
+            except OSError:
+                continue
+            try:
+                os.write(fd, b"{}")
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return path
+
+
+@case
+def a_folder_marker_that_is_a_link_to_a_device(env):  # read to the end: memory filled until the kernel killed it
+    (env.tmp / "k").mkdir()
+    os.symlink("/dev/zero", env.tmp / "k" / ".accvideo-output.json")
+    args = ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), "--out", str(env.tmp / "k")]
+    return [*args, *DISTILL], ".accvideo-output.json is a device or socket, not a file"
+
+
+@case
+def a_folder_marker_that_is_a_fifo(env):  # tiny-model waited for a writer forever
+    (env.tmp / "f").mkdir()
+    answered_fifo(env, env.tmp / "f" / ".accvideo-output.json")
+    return ["tiny-model", str(env.tmp / "f")], ".accvideo-output.json is a FIFO (named pipe), not a file"
+
+
+@case
+def a_folder_lock_that_is_a_fifo(env):  # its reader waited for a writer forever
+    (env.tmp / "f").mkdir()
+    answered_fifo(env, env.tmp / "f" / ".accvideo-lock")
+    if env.variant == "read":  # a SynVid being read: is another command writing it?
+        data = env.copy(env.synvid, "syn")
+        answered_fifo(env, data / ".accvideo-lock")
+        args = ["distill", "--teacher", str(env.teacher), "--data", str(data), "--out", str(env.tmp / "r"), *DISTILL]
+        return args, ".accvideo-lock is a FIFO (named pipe), not a file, so not accvideo's lock; remove it"
+    return ["tiny-model", str(env.tmp / "f")], ".accvideo-lock is a FIFO (named pipe), not a file"
+
+
+@case
+def a_folder_marker_that_is_a_folder(env):  # IsADirectoryError from the marker's rename: a traceback
+    (env.tmp / "d" / ".accvideo-output.json").mkdir(parents=True)
+    return ["tiny-model", str(env.tmp / "d")], ".accvideo-output.json is a folder, not a file"
 
 
 # the tiny decoder (docs/decoder.md): made for another VAE, damaged, or trained without its SynVid
@@ -579,6 +1075,21 @@ def sample_with_a_damaged_decoder(env):
     flip_last_bit(dec / "decoder.safetensors")
     return ["sample", "--model", str(env.teacher), "--decoder", str(dec), "--out", str(env.tmp / "c.mp4"), *SMALL], (
         "does not match the sha256"
+    )
+
+
+@case
+def sample_with_a_decoder_json_spec_far_larger_than_its_weights(env):  # built for minutes before the refusal
+    import json
+
+    from accvideo.models.decoder import vae_identity
+
+    dec = tiny_decoder(env, vae_identity(env.teacher))
+    info = json.loads((dec / "decoder.json").read_text())
+    info["spec"][env.variant] = 10**9
+    (dec / "decoder.json").write_text(json.dumps(info))
+    return ["sample", "--model", str(env.teacher), "--decoder", str(dec), "--out", str(env.tmp / "c.mp4"), *SMALL], (
+        "is larger than its"
     )
 
 
@@ -1081,12 +1592,115 @@ def a_nested_setting_given_a_number(env):  # the line named no fix: "bad config 
     )
 
 
+# damaged students (LoRA files, student.json, a full student's config.json)
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+def _lora_student(env, rank: int = 2, layer=lambda name: name) -> Path:
+    """A LoRA distill run folder by hand: rank-`rank` adapters (lora_B zero) on the default targets of the tiny
+    teacher, in diffusers' names with the metadata distill saves; `layer` renames the layers."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = env.student_run()
+    shutil.rmtree(run / "student" / "transformer")
+    targets = ["to_k", "to_out.0", "to_q", "to_v"]
+    tensors = {}
+    with safe_open(env.teacher / "transformer" / "diffusion_pytorch_model.safetensors", "pt") as f:
+        for key in f.keys():
+            name = key.removesuffix(".weight")
+            if key.endswith(".weight") and any(name.endswith(f".{t}") for t in targets):
+                out, inp = f.get_slice(key).get_shape()
+                tensors[f"transformer.{layer(name)}.lora_A.weight"] = torch.ones(rank, inp)
+                tensors[f"transformer.{layer(name)}.lora_B.weight"] = torch.zeros(out, rank)
+    meta = {"transformer.lora_alpha": float(rank), "transformer.r": rank, "transformer.target_modules": targets}
+    save_file(
+        tensors, run / "student" / LORA_FILE, metadata={"format": "pt", "lora_adapter_metadata": json.dumps(meta)}
+    )
+    _edit_student_json(run, lora={"rank": rank, "alpha": float(rank), "targets": targets}, weights=LORA_FILE)
+    return run
+
+
+def _edit_student_json(run: Path, **edits) -> None:
+    path = run / "student" / "student.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edits}))
+
+
+def _use_student(env, run: Path, verb: str) -> list[str]:
+    if verb == "sample":
+        return ["sample", "--model", str(run), *SMALL, "--out", str(env.tmp / "c.mp4")]
+    return ["export", str(run), "--out", str(env.tmp / "e"), *(["--format", "lora"] if verb == "export-lora" else [])]
+
+
+@case
+def a_lora_file_of_other_layers(env):  # 'attn1' renamed: nothing loaded, the student sampled as its teacher (exit 0)
+    run = _lora_student(env, layer=lambda name: name.replace("attn1", "attnX"))
+    return _use_student(env, run, env.variant), "12 layer(s) its teacher's transformer lacks (e.g. blocks.0.attnX.to_k)"
+
+
+@case
+def a_full_transformer_in_place_of_the_lora_file(env):  # diffusers' ValueError: Invalid LoRA checkpoint (exit 1)
+    run = _lora_student(env)
+    shutil.copyfile(env.teacher / "transformer" / "diffusion_pytorch_model.safetensors", run / "student" / LORA_FILE)
+    return _use_student(env, run, env.variant), "which is no LoRA weight of a transformer"
+
+
+@case
+def a_lora_file_of_another_rank_or_alpha(env):  # a rank-2 file in a rank-4 student: exported as "rank": 4, exit 0
+    run = _lora_student(env)
+    what, verb = env.variant.split(":")
+    lora = {"rank": 4, "alpha": 4.0} if what == "rank" else {"alpha": 6.0}
+    _edit_student_json(run, lora={"rank": 2, "alpha": 2.0, "targets": ["to_k", "to_out.0", "to_q", "to_v"], **lora})
+    words = "holds rank-2 LoRA weights" if what == "rank" else "records lora_alpha 2.0 in its lora_adapter_metadata"
+    return _use_student(env, run, verb), words
+
+
+@case
+def a_student_json_without_its_teacher(env):  # no identity, no check: another teacher's VAE and text encoder, exit 0
+    other = env.copy(env.teacher, "other-teacher")
+    flip_last_bit(other / "transformer" / "diffusion_pytorch_model.safetensors")
+    run = env.student_run()
+    how, verb = env.variant.split(":")
+    path = run / "student" / "student.json"
+    info = {**json.loads(path.read_text()), "teacher": None, "teacher_dir": str(other)}
+    path.write_text(json.dumps({k: v for k, v in info.items() if how == "null" or k != "teacher"}))
+    return _use_student(env, run, verb), "student.json is damaged: it records no teacher"
+
+
+@case
+def export_a_student_whose_config_does_not_match_its_weights(env):  # exported, then refused by `sample`
+    run = env.student_run()
+    config = run / "student" / "transformer" / "config.json"
+    held = json.loads(config.read_text())["num_layers"]
+    # a billion: built on the meta device for minutes before the comparison
+    layers = {"fewer": held - 1, "more": held + 1, "billion": 10**9}[env.variant]
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_layers": layers}))
+    words = f"config.json does not match its weights: it gives num_layers {layers}, its weights hold {held} blocks"
+    return _use_student(env, run, "export"), f"{words}; restore the config.json or the run folder"
+
+
+@case
+def a_teacher_dir_that_is_not_a_pipeline(env):  # a SynVid folder there was reported as "gone"
+    run = env.student_run()
+    _edit_student_json(run, teacher_dir=str(env.synvid))
+    return _use_student(env, run, env.variant), "is not a diffusers pipeline folder (no model_index.json)"
+
+
 VARIANTS = {
+    "a_folder_lock_that_is_a_fifo": ("write", "read"),
+    "a_lora_file_of_other_layers": ("sample", "export", "export-lora"),
+    "a_full_transformer_in_place_of_the_lora_file": ("sample", "export-lora"),
+    "a_lora_file_of_another_rank_or_alpha": ("rank:sample", "rank:export-lora", "alpha:sample", "alpha:export"),
+    "a_student_json_without_its_teacher": ("null:sample", "deleted:export"),
+    "export_a_student_whose_config_does_not_match_its_weights": ("fewer", "more", "billion"),
+    "a_teacher_dir_that_is_not_a_pipeline": ("sample", "export"),
     "a_student_json_value_that_cannot_be": tuple(BAD_STUDENT),
     "truncated_transformer_weights": ("sample", "synthesize", "bench"),
     "garbled_transformer_config": ("sample", "synthesize", "bench"),
     "a_setting_that_is_not_finite": ("guidance=nan", "shift=inf", "guidance=inf"),
-    "a_single_process_command_under_torchrun": ("sample", "export", "evaluate", "no-count"),
+    "sample_with_a_decoder_json_spec_far_larger_than_its_weights": ("depth", "stage_depth", "width"),
+    "a_single_process_command_under_torchrun": ("sample", "export", "evaluate", "no-count", "superscript"),
     "a_setting_that_yaml_cannot_read": ("guidance=[", "seed='3", "guidance=!!python/object:os.system x"),
     "settings_nested_past_the_recursion_limit": ("setting", "config"),
     "a_json_input_nested_past_the_recursion_limit": ("prompts", "model"),

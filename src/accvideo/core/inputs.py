@@ -8,7 +8,9 @@ it, in microseconds whatever the file's size); JSON and YAML are parsed here; a 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import struct
 from pathlib import Path
 
@@ -17,22 +19,85 @@ import yaml
 from accvideo.errors import AccVideoError
 
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+MAX_TEXT = 64 << 20  # a JSON or YAML file accvideo reads (a config, an index, a manifest) is far smaller
+# bits per element of every dtype a safetensors header may name
+DTYPE_BITS = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
 
 
 def _bad(path: Path, what: str, fix: str) -> AccVideoError:
     return AccVideoError(f"{path} {what}; {fix}")
 
 
-def _read_text(path: Path, fix: str) -> str:
-    """The file's text, or one line naming the file, what is wrong and `fix`."""
+def not_regular(path: Path) -> str | None:
+    """What `path` is when it exists and is no regular file (nor a link to one): a FIFO (reading it waited for a
+    writer forever), a device (a link to /dev/zero filled memory), a socket or a folder; None otherwise."""
     try:
-        return path.read_text()
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # absent or unreadable: the reader says so
+    return None if stat.S_ISREG(mode) else _kind_of(mode)
+
+
+MAX_SMALL_FILE = 4 << 20  # a marker or a run's record is a few KB: a larger file is none accvideo wrote
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+
+
+def read_small_file(path: str | Path, limit: int = MAX_SMALL_FILE) -> bytes:
+    """The bytes of `path` when it is a regular file (or a link to one) of at most `limit` bytes. OSError when it is
+    absent or unreadable; ValueError saying what it is else: reading a FIFO waited for a writer forever, a link to
+    /dev/zero filled memory, a folder raised IsADirectoryError. Opened without blocking, then checked."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once: no writer waited for
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"is {_kind_of(mode)}, not a file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit >> 20} MB")
+    return data
+
+
+def _read_text(path: Path, fix: str) -> str:
+    """The text of a regular file of at most MAX_TEXT bytes, or one line naming the file, what is wrong and `fix`."""
+    try:
+        return read_small_file(path, MAX_TEXT).decode()
     except FileNotFoundError:
         raise _bad(path, "does not exist", fix) from None
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
     except UnicodeDecodeError:
         raise _bad(path, "is not a text file", fix) from None
+    except ValueError as exc:  # a FIFO, a device, a folder, or far too large
+        raise _bad(path, str(exc), fix) from None
 
 
 def parse_json(text: str | bytes, **kw):
@@ -99,9 +164,69 @@ def read_yaml(path: str | Path, fix: str):
         raise _bad(path, f"is not valid YAML{at}", fix) from None
 
 
-def check_safetensors(path: str | Path, fix: str) -> dict:
-    """The header of a safetensors file whose size matches it (not truncated, not padded), or one line."""
-    path = Path(path)
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are each given once (object_pairs_hook): a header naming a tensor twice is damaged."""
+    found: dict = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DamagedHeader(f"{key!r} is given twice")
+        found[key] = value
+    return found
+
+
+class _DamagedHeader(ValueError):
+    """What is wrong with one entry of a safetensors header."""
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _given(entry: dict, key: str) -> str:
+    """`key` and its value as the header gives it ('shape "abc"'), or 'no key'."""
+    return f"{key} {json.dumps(entry[key])[:80]}" if key in entry else f"no {key}"
+
+
+def _numel(shape: list[int]) -> int:
+    """The element count of `shape`, stopped past 2^64 (no file holds more: a shape of a million huge sizes is no
+    product worth computing)."""
+    if 0 in shape:
+        return 0
+    numel = 1
+    for n in shape:
+        numel *= n
+        if numel > 1 << 64:
+            break
+    return numel
+
+
+def _check_entry(name: str, entry) -> int:
+    """The end offset of one tensor entry whose dtype is known, shape a list of sizes, and offsets span exactly
+    shape x dtype bytes; else _DamagedHeader saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise _DamagedHeader(f"tensor {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise _DamagedHeader(f"tensor {name!r} has {_given(entry, 'dtype')}, no safetensors dtype")
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        raise _DamagedHeader(f"tensor {name!r} has {_given(entry, 'shape')}, not a list of sizes")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
+        raise _DamagedHeader(f"tensor {name!r} has {_given(entry, 'data_offsets')}, not [begin, end]")
+    begin, end = offsets
+    bits = _numel(shape) * DTYPE_BITS[dtype]
+    if end - begin != -(-bits // 8):
+        raise _DamagedHeader(
+            f"tensor {name!r} of shape {shape} in {dtype} takes {-(-bits // 8)} bytes but its data_offsets span "
+            f"{end - begin}"
+        )
+    return end
+
+
+def _read_header(path: Path, fix: str) -> tuple[int, int, object]:
+    """(file size, header length, parsed header) of a regular file; one line when it is truncated or no JSON."""
+    kind = not_regular(path)
+    if kind is not None:
+        raise _bad(path, f"is {kind}, not a safetensors file", fix)
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -111,17 +236,26 @@ def check_safetensors(path: str | Path, fix: str) -> dict:
             (n,) = struct.unpack("<Q", head)
             if n > _MAX_HEADER or 8 + n > size:
                 raise _bad(path, f"is truncated or not a safetensors file (header of {n} bytes, file {size})", fix)
-            header = parse_json(f.read(n))
+            return size, n, parse_json(f.read(n), object_pairs_hook=_unique_keys)
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
+    except _DamagedHeader as exc:
+        raise _bad(path, f"has a damaged safetensors header ({exc})", fix) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _bad(path, "has a damaged safetensors header", fix) from None
+
+
+def check_safetensors(path: str | Path, fix: str) -> dict:
+    """The header of a safetensors file whose size matches it (not truncated, not padded), every tensor's dtype
+    known and its shape x dtype size the span of its data_offsets, or one line."""
+    path = Path(path)
+    size, n, header = _read_header(path, fix)
     if not isinstance(header, dict):
         raise _bad(path, "has a damaged safetensors header", fix)
     try:
-        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise _bad(path, "has a damaged safetensors header", fix) from None
+        ends = [_check_entry(k, v) for k, v in header.items() if k != "__metadata__"]
+    except _DamagedHeader as exc:
+        raise _bad(path, f"has a damaged safetensors header ({exc})", fix) from None
     need = 8 + n + max(ends, default=0)
     if size != need:
         what = "is truncated" if size < need else "has trailing bytes"
@@ -142,10 +276,16 @@ def load_safetensors(path: str | Path, fix: str) -> dict:
 
 
 def check_model_folder(folder: str | Path, fix: str) -> None:
-    """Every JSON config and safetensors file of a pipeline folder parses and is whole (hidden files skipped)."""
+    """Every JSON config and safetensors file of a pipeline folder parses and is whole, and every file is a regular
+    file (a FIFO or a link to a device is refused; hidden files skipped)."""
     root = Path(folder)
     for path in sorted(root.rglob("*")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        kind = not_regular(path)
+        if kind is not None and kind != "a folder":  # a reader of it waited forever (FIFO) or filled memory
+            raise _bad(path, f"is {kind}, not a regular file", fix)
+        if not path.is_file():
             continue
         if path.suffix == ".json":
             data = read_json(path, fix)

@@ -12,7 +12,6 @@ Hidden names keep both out of a teacher's content identity and out of copied pip
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ except ImportError:  # not on Windows: the ledger's read-modify-write is then un
     fcntl = None
 
 from accvideo.core.files import file_sha256, is_stale_writer, prepare_output, write_json_atomic, writer_id
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import parse_json, read_small_file
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
@@ -36,31 +35,6 @@ FORMAT = "accvideo.output/1"
 def _guard_files(name: str) -> bool:
     """The guard's own files (and their temporary names), which do not make a folder 'non-empty'."""
     return name.startswith((MARKER, LEDGER, LOCK, f".{MARKER}", f".{LEDGER}"))
-
-
-MAX_SMALL_FILE = 4 << 20  # a marker or a run's record is a few KB: a larger file is none accvideo wrote
-
-
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
-
-
-def read_small_file(path: str | Path, limit: int = MAX_SMALL_FILE) -> bytes:
-    """The bytes of `path` when it is a regular file (or a link to one) of at most `limit` bytes. OSError when it is
-    absent or unreadable; ValueError saying what it is else: reading a FIFO waited for a writer forever, a link to
-    /dev/zero filled memory, a folder raised IsADirectoryError. Opened without blocking, then checked."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once: no writer waited for
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ValueError(f"is {_kind_of(mode)}, not a file")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"is larger than {limit >> 20} MB")
-    return data
 
 
 def owner(folder: str | Path) -> str | None:

@@ -90,5 +90,11 @@ def copy_tree(src: Path, dst: Path) -> None:
     try:
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
     except shutil.Error as exc:  # copytree goes on past a bad entry and raises every (src, dst, why) at the end
-        bad, _, why = exc.args[0][0] if exc.args and exc.args[0] else (str(src), None, "cannot be copied")
-        raise AccVideoError(f"{bad} cannot be copied into the export ({why}); fix or remove it in {src}") from None
+        for bad, _, why in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+            try:
+                os.stat(bad)
+            except OSError:  # the teacher's entry itself cannot be read: a loop, a link to nothing
+                raise AccVideoError(
+                    f"{bad} cannot be copied into the export ({why}); fix or remove it in {src}"
+                ) from None
+        raise  # the writing failed (a full disk, the file-size limit): the fault's own line

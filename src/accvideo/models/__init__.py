@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import ModelAdapter
-from accvideo.core.inputs import check_model_folder, check_safetensors, parse_json, read_json
+from accvideo.core.inputs import check_model_folder, check_safetensors, parse_json, read_json, read_small_file
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import owner
 from accvideo.core.runtime import available_memory
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts
+from accvideo.models.base import WHOLE, LoadParts, check_config_sizes
 from accvideo.models.defaults import folder_settings
 from accvideo.models.hunyuan import HunyuanVideoAdapter
 from accvideo.models.wan import WanAdapter
@@ -105,7 +105,7 @@ def load_plugins() -> None:
 def _recorded(folder: Path, key: str) -> str:
     """`key` of a student's student.json, as a hint in a refusal; 'its --teacher' when unreadable."""
     try:
-        value = parse_json((folder / "student.json").read_text()).get(key)
+        value = parse_json(read_small_file(folder / "student.json")).get(key)
     except (OSError, ValueError, AttributeError):
         value = None
     return value if isinstance(value, str) else "its --teacher"
@@ -115,7 +115,7 @@ def _lora_export_student(path: Path) -> str | None:
     """The student a LoRA export was made from (its accvideo_export.json's record), 'its distill run' when not
     recorded; None for any other export."""
     try:
-        info = parse_json((path / "accvideo_export.json").read_text())
+        info = parse_json(read_small_file(path / "accvideo_export.json"))
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict) or info.get("kind") != "lora":
@@ -260,6 +260,28 @@ def check_host_memory(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE) 
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def loader_cause(exc: BaseException, limit: int = 300) -> str:
+    """What a loader's exception says, in one line that keeps the cause: diffusers' "Unable to load weights from
+    checkpoint file for '<path>' at '<path>'" names the file twice and the cause not at all (it is chained), so the
+    file is named once and the innermost exception's first line follows."""
+    import re
+
+    line = _first_line(exc)
+    hit = re.match(r"Unable to load weights from checkpoint file for '(.*?)' at '\1'", line)
+    if hit is None:
+        return line[:limit]
+    inner, seen = exc, {id(exc)}
+    while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        inner = nxt
+    cause = _first_line(inner) if inner is not exc else "no reason given"
+    return f"{hit[1]} does not load: {cause}"[:limit]
+
+
 def load_adapter(
     path: str | Path,
     *,
@@ -275,6 +297,8 @@ def load_adapter(
     """
     cls = adapter_class(path, family)
     check_model_folder(path, "re-save or re-download the pipeline")
+    for component in sorted(p for p in Path(path).iterdir() if p.is_dir()):  # before any model is built from them
+        check_config_sizes(component)
     if torch.device(device).type == "cpu":
         check_host_memory(Path(path), dtype, kw.get("parts", WHOLE))
     try:
@@ -283,8 +307,9 @@ def load_adapter(
         if isinstance(exc, (AccVideoError, MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc):
             raise  # memory is a fault of the machine: the CLI says what to change
         check_interrupt()  # a Ctrl-C Python swallowed in an import (importlib's lock callback) broke it: stop
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise AccVideoError(f"cannot load the pipeline in {path} ({first}); re-save or re-download it") from None
+        raise AccVideoError(
+            f"cannot load the pipeline in {path} ({loader_cause(exc)}); re-save or re-download it"
+        ) from None
     own = folder_settings(path)
     if own.get("guidance") is not None:  # the folder's accvideo.json names its teacher's CFG scale
         adapter.default_guidance = float(own["guidance"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.inputs import check_safetensors, parse_json
+from accvideo.core.inputs import check_safetensors, parse_json, read_small_file
 from accvideo.errors import AccVideoError
 
 
@@ -59,26 +59,64 @@ def scheduler_shift(config: dict, fallback: float) -> float:
     return float(config.get("shift", config.get("flow_shift", fallback)) or 1.0)
 
 
-def check_weights_used(module, folder: Path) -> None:
-    """Refuse a diffusers model whose safetensors hold weights it does not use: its config.json and its weights
-    disagree (`num_layers` 1 over a 2-block file loaded one block and dropped the other, silently: diffusers only
-    logs it). Keys the class itself declares ignorable are allowed."""
+def stored_keys(folder: Path) -> set[str]:
+    """The tensor names the safetensors files of a component folder hold (their headers alone; every shard)."""
+    fix = "re-save or re-download the pipeline"
+    return {k for f in sorted(folder.glob("*.safetensors")) for k in check_safetensors(f, fix) if k != "__metadata__"}
+
+
+def _patterns(module, name: str) -> list:
     import re
 
-    from diffusers import ModelMixin
+    return [re.compile(p) for p in getattr(module, name, None) or []]
 
-    files = sorted(folder.glob("*.safetensors"))
-    if not isinstance(module, ModelMixin) or not files:
+
+def _tied(module) -> set[str]:
+    """The parameters a transformers model ties to another (UMT5's encoder.embed_tokens to shared): never stored."""
+    tied = getattr(module, "all_tied_weights_keys", None) or getattr(module, "_tied_weights_keys", None) or ()
+    return set(tied)
+
+
+def _plain(module, keys) -> set[str]:
+    """`keys` without the transformers model's base prefix (CLIPTextModel's `text_model.`, a Llama's `model.`), which
+    a checkpoint carries or not by version and class, and the loader adds or strips."""
+    prefix = getattr(module, "base_model_prefix", "") or ""
+    return {k.removeprefix(f"{prefix}.") if prefix else k for k in keys}
+
+
+def weight_mismatch(module, stored: set[str]) -> tuple[list[str], list[str]]:
+    """(unused, missing): the stored tensors `module` does not use, and the ones it needs that are not stored
+    (tied weights, buffers and the keys the class declares ignorable aside)."""
+    state = _plain(module, module.state_dict())
+    stored = _plain(module, stored)
+    buffers = _plain(module, (n for n, _ in module.named_buffers()))
+    skip_unused = _patterns(module, "_keys_to_ignore_on_load_unexpected")
+    skip_missing = _patterns(module, "_keys_to_ignore_on_load_missing")
+    tied = _plain(module, _tied(module))
+    unused = sorted(k for k in stored - state - buffers if not any(p.search(k) for p in skip_unused))
+    missing = sorted(k for k in state - stored - tied if not any(p.search(k) for p in skip_missing))
+    return unused, missing
+
+
+def check_weights_used(module, folder: Path) -> None:
+    """Refuse a loaded component (a diffusers or transformers model) whose safetensors disagree with the model its
+    config.json describes: weights it does not use (`num_layers` 1 over a 2-block file loaded one block and dropped
+    the other, silently: the loaders only log it), or weights it needs that are missing (transformers filled them
+    with random values, diffusers left them empty). Keys the class itself declares ignorable are allowed."""
+    stored = stored_keys(folder) if isinstance(module, torch.nn.Module) else set()
+    if not stored:  # no module, or weights in another format: nothing to compare with
         return
-    ignore = [re.compile(p) for p in getattr(module, "_keys_to_ignore_on_load_unexpected", None) or []]
-    stored = {
-        k for f in files for k in check_safetensors(f, "re-save or re-download the pipeline") if k != "__metadata__"
-    }
-    unused = sorted(k for k in stored - set(module.state_dict()) if not any(p.search(k) for p in ignore))
+    unused, missing = weight_mismatch(module, stored)
     if unused:
         raise AccVideoError(
             f"{folder}/config.json does not match its weights: {len(unused)} stored tensor(s) are not used by the "
             f"model it describes (e.g. {unused[0]}); restore the config.json or re-download the pipeline"
+        )
+    if missing:
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise AccVideoError(
+            f"the weights in {folder} lack {len(missing)} tensor(s) its config.json's model needs ({named}); "
+            "re-save or re-download the pipeline"
         )
 
 
@@ -135,12 +173,72 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
 
 
 def _config(folder: Path) -> dict:
-    """A component's config.json as a dict; {} when absent or unreadable (the loader says what is wrong with it)."""
+    """A component's config.json as a dict; {} when absent, unreadable, or no small regular file (a FIFO waited
+    for a writer forever): the input guard and the loader say what is wrong with it."""
     try:
-        data = parse_json((folder / "config.json").read_text())
+        data = parse_json(read_small_file(folder / "config.json"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# a model config's block counts -> the stored tensor prefixes of its numbered blocks (diffusers' video transformers,
+# transformers' text and image encoders)
+BLOCK_PREFIXES = {
+    "num_layers": ("blocks", "transformer_blocks", "encoder.block"),
+    "num_single_layers": ("single_transformer_blocks",),
+    "num_refiner_layers": ("context_embedder.token_refiner.refiner_blocks",),
+    "num_hidden_layers": (
+        "layers",
+        "model.layers",
+        "encoder.layers",
+        "text_model.encoder.layers",
+        "vision_model.encoder.layers",
+    ),
+}
+MAX_BLOCKS = 1000  # a count the weights do not confirm (no numbered blocks found): the largest models have ~60
+MAX_ROPE_LEN = 1 << 16  # rotary positions per axis (Wan: 1,024): tables past this fill the memory before any frame
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _stored_blocks(stored: set[str], prefixes: tuple[str, ...]) -> int | None:
+    """1 + the largest block index stored under `prefixes` (`blocks.N.`), None when none is."""
+    import re
+
+    pattern = re.compile(rf"^(?:{'|'.join(map(re.escape, prefixes))})\.(\d+)\.")
+    found = [int(m[1]) for k in stored if (m := pattern.match(k))]
+    return max(found) + 1 if found else None
+
+
+def check_config_sizes(folder: Path, fix: str = "restore the config.json or re-download the pipeline") -> None:
+    """Refuse, before a model is built from `folder`'s config.json, block counts that are no whole number or differ
+    from the blocks its weights hold (`num_layers` 1000000000 built blocks for minutes, memory growing) and a rotary
+    table past MAX_ROPE_LEN positions (killed for memory); one line naming the key."""
+    config = _config(folder)
+    stored = stored_keys(folder) if config else set()
+    for key, prefixes in BLOCK_PREFIXES.items():
+        value = config.get(key)
+        if key not in config or value is None:
+            continue
+        if not _is_count(value):
+            raise AccVideoError(f"{folder}/config.json gives {key} {json.dumps(value)}, not a count of blocks; {fix}")
+        held = _stored_blocks(stored, prefixes)
+        if held is None and value > MAX_BLOCKS:
+            raise AccVideoError(f"{folder}/config.json gives {key} {value}, past any model ({MAX_BLOCKS}); {fix}")
+        if held is not None and value != held:
+            raise AccVideoError(
+                f"{folder}/config.json does not match its weights: it gives {key} {value}, its weights hold {held} "
+                f"blocks; {fix}"
+            )
+    rope = config.get("rope_max_seq_len")
+    if rope is not None and not (isinstance(rope, int) and not isinstance(rope, bool) and rope <= MAX_ROPE_LEN):
+        raise AccVideoError(
+            f"{folder}/config.json gives rope_max_seq_len {json.dumps(rope)}, where a whole number of positions up "
+            f"to {MAX_ROPE_LEN} belongs; {fix}"
+        )
 
 
 class _StopForward(Exception):
@@ -197,6 +295,7 @@ class TransformerAdapter:
         model_cls = getattr(diffusers, str(_config(folder).get("_class_name")), None)
         if not (isinstance(model_cls, type) and issubclass(model_cls, diffusers.ModelMixin)):
             return None
+        check_config_sizes(folder)  # a billion blocks built on the meta device still took minutes
         try:
             return empty_module(model_cls, folder)
         except Exception:  # a config the class cannot take: the load refuses it in its own words

@@ -196,11 +196,13 @@ def _config_module(folder: Path):
     one of diffusers' (an adapter of the user's own: the load says what is wrong)."""
     import diffusers
 
-    from accvideo.models.base import empty_module
+    from accvideo.models.base import check_config_sizes, empty_module
 
     config = folder / "config.json"
     if not config.is_file():
         raise AccVideoError(f"{folder} holds weights but no config.json; {REDO}")
+    # a billion blocks built on the meta device for minutes all the same
+    check_config_sizes(folder, "restore the config.json or the run folder, or rerun the distill command that wrote it")
     data = read_json(config, REDO)
     cls = getattr(diffusers, str(data.get("_class_name")) if isinstance(data, dict) else "", None)
     if not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):

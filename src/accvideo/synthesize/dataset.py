@@ -14,7 +14,8 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
-from accvideo.core.outputs import check_not_being_written, owner, read_small_file
+from accvideo.core.inputs import read_small_file
+from accvideo.core.outputs import check_not_being_written, owner
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
