@@ -425,19 +425,12 @@ def a_rope_table_past_any_memory(env):  # killed for memory (exit 137), no line
 
 
 @case
-def a_transformer_config_that_is_a_fifo(env):  # hung, waiting for a writer
+def a_transformer_file_that_is_a_fifo(env):  # hung, waiting for a writer
     t = env.copy(env.teacher, "teacher")
-    (t / "transformer" / "config.json").unlink()
-    os.mkfifo(t / "transformer" / "config.json")
-    return _use_model(env, "sample", t), "config.json is a FIFO (named pipe)"
-
-
-@case
-def a_weights_file_that_is_a_fifo(env):  # hung, waiting for a writer
-    t = env.copy(env.teacher, "teacher")
-    (t / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
-    os.mkfifo(t / "transformer" / "diffusion_pytorch_model.safetensors")
-    return _use_model(env, "sample", t), "diffusion_pytorch_model.safetensors is a FIFO (named pipe), not a regular"
+    name = {"config": "config.json", "weights": "diffusion_pytorch_model.safetensors"}[env.variant]
+    (t / "transformer" / name).unlink()
+    os.mkfifo(t / "transformer" / name)
+    return _use_model(env, "sample", t), f"{name} is a FIFO (named pipe), not a"
 
 
 @case
@@ -1688,6 +1681,7 @@ def a_teacher_dir_that_is_not_a_pipeline(env):  # a SynVid folder there was repo
 
 
 VARIANTS = {
+    "a_transformer_file_that_is_a_fifo": ("config", "weights"),
     "a_folder_lock_that_is_a_fifo": ("write", "read"),
     "a_lora_file_of_other_layers": ("sample", "export", "export-lora"),
     "a_full_transformer_in_place_of_the_lora_file": ("sample", "export-lora"),

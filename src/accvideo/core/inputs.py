@@ -110,6 +110,19 @@ def parse_json(text: str | bytes, **kw):
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
+class KeyGivenTwice(Exception):
+    """A JSON object giving a key twice (its args[0]: the key), raised by `keys_once`."""
+
+
+def keys_once(pairs: list[tuple[str, object]]) -> dict:
+    """An object_pairs_hook for parse_json: objects whose keys are each given once (json keeps the last of two,
+    silently)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise KeyGivenTwice(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return obj
+
+
 def read_json(path: str | Path, fix: str):
     """The parsed JSON file, or one line naming the file and `fix`."""
     path = Path(path)

@@ -22,7 +22,7 @@ import math
 import string
 from pathlib import Path
 
-from accvideo.core.inputs import parse_json, read_json
+from accvideo.core.inputs import KeyGivenTwice, keys_once, parse_json, read_json, read_small_file
 from accvideo.core.video import MAX_FPS, MAX_FRAMES, MAX_SIDE, check_video_size
 from accvideo.errors import AccVideoError
 
@@ -58,26 +58,14 @@ PUBLISHED: dict[str, tuple[tuple[int, ...], dict]] = {
 FAMILY_NAMES = {"wan": "Wan 2.1", "wan2.2-ti2v": "Wan 2.2 TI2V", "hunyuanvideo": "HunyuanVideo"}
 
 
-class _Twice(Exception):
-    pass
-
-
-def _once(pairs: list[tuple[str, object]]) -> dict:
-    """A JSON object whose keys are each given once (json keeps the last of two, silently)."""
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        raise _Twice(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
-    return obj
-
-
 def _read(file: Path):
     """accvideo.json parsed, a key given twice refused (`"frames": 5, ... "frames": 9` used 9, silently), as the
     YAML and JSONL readers refuse it; one line naming the file for what else is wrong."""
     try:
-        return parse_json(file.read_text(), object_pairs_hook=_once)
-    except _Twice as exc:
+        return parse_json(read_small_file(file).decode(), object_pairs_hook=keys_once)  # a FIFO: no hang
+    except KeyGivenTwice as exc:
         raise AccVideoError(f"{file} gives {exc.args[0]!r} twice; keep one of them") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError):  # not JSON, not UTF-8, no small regular file
         read_json(file, FIX)  # says what is wrong (missing, unreadable, not JSON) in its words
         raise AccVideoError(f"{file} cannot be read; {FIX}") from None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from accvideo.core.files import file_sha256, write_text_atomic
 from accvideo.core.images import image_size
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import KeyGivenTwice, keys_once, parse_json
 from accvideo.errors import AccVideoError
 from accvideo.models.defaults import MAX_PROMPT_CHARS
 from accvideo.world import item_seed
@@ -124,22 +124,10 @@ def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
     return str((full if full.is_absolute() else path.parent / full).absolute())
 
 
-class _Twice(Exception):
-    pass
-
-
-def _once(pairs: list[tuple[str, object]]) -> dict:
-    """A JSON object whose keys are each given once (json keeps the last of two, silently)."""
-    row = dict(pairs)
-    if len(row) < len(pairs):
-        raise _Twice(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
-    return row
-
-
 def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
     try:
-        row = parse_json(text, object_pairs_hook=_once)
-    except _Twice as exc:
+        row = parse_json(text, object_pairs_hook=keys_once)
+    except KeyGivenTwice as exc:
         raise AccVideoError(f"line {lineno} of {path} gives {exc.args[0]!r} twice; keep one of them") from None
     except json.JSONDecodeError as exc:
         raise AccVideoError(f"line {lineno} of {path} is not JSON ({exc.msg}); write one JSON object a line") from None
