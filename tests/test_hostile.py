@@ -917,6 +917,15 @@ def a_prompt_file_line_of_a_megabyte(env):  # read whole and encoded: 21 s and 5
 
 
 @case
+def a_tiny_model_without_its_model_index(env):  # was "is the output of `accvideo tiny-model`, not a model"
+    t = env.copy(env.teacher, "teacher")
+    mark_folder(t, "tiny-model")  # as `accvideo tiny-model` marks what it writes
+    (t / "model_index.json").unlink()
+    (t / "model_index.json").mkdir()
+    return _use_model(env, "sample", t), "is a pipeline `accvideo tiny-model` wrote, but its model_index.json is"
+
+
+@case
 def distill_without_the_teacher_that_made_the_synvid(env):  # the built-in is the default teacher
     args = ["distill", "--data", str(env.synvid), "--out", str(env.tmp / "run"), *DISTILL]
     return args, f"pass --teacher {env.teacher}"

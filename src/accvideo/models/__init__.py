@@ -151,6 +151,11 @@ def model_index(path: str | Path) -> dict:
                 f"{path} is a LoRA export: the student's LoRA weights alone, which diffusers loads onto its teacher "
                 f"(its README.md); pass the student it was made from ({lora}) or a --format diffusers export"
             )
+        if made_by in ("tiny-model", "teacher train"):  # a pipeline whose model_index.json is gone or no file
+            raise AccVideoError(
+                f"{path} is a pipeline `accvideo {made_by}` wrote, but its model_index.json is missing or no file; "
+                "rerun that command to write it again"
+            )
         raise AccVideoError(f"{path} is the output of `accvideo {made_by}`, not a model; pass a pipeline or a student")
     if not index.is_file():
         raise AccVideoError(
