@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +251,17 @@ def read_video(path: str | Path) -> np.ndarray:
 # past any video model's positions: bounds checked before the form checks, so their examples are sane numbers
 MAX_FRAMES = 10_000
 MAX_SIDE = 100_000
+
+
+def largest_video(positions: int, patch: Sequence[int], temporal: int, spatial: int) -> dict[str, int]:
+    """The largest frames, height and width a transformer whose position table holds `positions` per axis (Wan's
+    rope_max_seq_len) indexes, with patch (t, h, w) over a VAE compressing time `temporal`x and space `spatial`x."""
+    pt, ph, pw = patch
+    return {
+        "frames": (positions * pt - 1) * temporal + 1,
+        "height": positions * ph * spatial,
+        "width": positions * pw * spatial,
+    }
 
 
 def check_video_size(

@@ -16,6 +16,7 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.core.inputs import check_safetensors, parse_json, read_small_file
+from accvideo.core.video import largest_video
 from accvideo.errors import AccVideoError
 
 
@@ -328,12 +329,7 @@ class TransformerAdapter:
                 f"the transformer's config.json gives rope_max_seq_len {limit}, which fits no video; restore the "
                 "config.json or re-download the pipeline"
             )
-        pt, ph, pw = self.patch_size
-        most = {
-            "frames": (limit * pt - 1) * self.temporal_factor + 1,
-            "height": limit * ph * self.spatial_factor,
-            "width": limit * pw * self.spatial_factor,
-        }
+        most = largest_video(limit, self.patch_size, self.temporal_factor, self.spatial_factor)
         for (name, largest), tokens in zip(most.items(), self.token_grid(latent_shape), strict=True):
             if tokens > limit:
                 raise AccVideoError(

@@ -23,7 +23,7 @@ import string
 from pathlib import Path
 
 from accvideo.core.inputs import KeyGivenTwice, keys_once, parse_json, read_json, read_small_file
-from accvideo.core.video import MAX_FPS, MAX_FRAMES, MAX_SIDE, check_video_size
+from accvideo.core.video import MAX_FPS, MAX_FRAMES, MAX_SIDE, check_video_size, largest_video
 from accvideo.errors import AccVideoError
 
 SETTINGS_FILE = "accvideo.json"
@@ -159,12 +159,7 @@ def position_limits(path: Path) -> tuple[int, dict[str, int]]:
     temporal, spatial = vae.get("scale_factor_temporal", 4), vae.get("scale_factor_spatial", 8)
     if not (isinstance(patch, list) and len(patch) == 3 and all(_count(v) for v in (limit, temporal, spatial, *patch))):
         return 0, {}
-    pt, ph, pw = patch
-    return limit, {
-        "frames": (limit * pt - 1) * temporal + 1,
-        "height": limit * ph * spatial,
-        "width": limit * pw * spatial,
-    }
+    return limit, largest_video(limit, patch, temporal, spatial)
 
 
 def check_positions(raw: dict, path: Path, file: Path) -> None:
