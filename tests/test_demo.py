@@ -434,3 +434,16 @@ def test_a_row_at_no_m_of_this_grid_is_said_and_a_grid_of_no_asked_row_is_refuse
     assert dropped_rows_line(quick_ablation_config(real_data="world")) is None
     with pytest.raises(ValueError, match=r"no row of rows=\['c', 'e'\] runs at any m of key_steps=\[1, 2\]"):
         quick_ablation_config(rows=["c", "e"], shared_head_steps=[7], real_data="world", real_data_steps=[5])
+
+
+def test_a_record_that_is_a_fifo_reads_as_absent_and_does_not_hang(tmp_path):
+    """A demo or ablate rerun read training.json (or a report's metrics.json) as text: a FIFO there waited for a
+    writer forever."""
+    import os
+
+    from accvideo.demo.chain import read_json_dict
+
+    os.mkfifo(tmp_path / "training.json")
+    (tmp_path / "other.json").write_text('{"guidance": 5.0}')
+    assert read_json_dict(tmp_path / "training.json") == {}
+    assert read_json_dict(tmp_path / "other.json") == {"guidance": 5.0}

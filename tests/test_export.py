@@ -550,3 +550,15 @@ def test_an_export_refuses_a_full_student_whose_config_does_not_match_its_weight
     (student / "transformer" / "config.json").write_text(json.dumps({**config, "num_layers": 3}))
     code, _, err = run_cli(["export", str(student), "--out", str(tmp_path / "out")], capsys)
     assert code in (0, None), err
+
+
+def test_an_export_sampled_at_a_step_count_follows_its_runs_grid(runs, tmp_path, capsys):
+    """`sample --model EXPORT --steps 5` shifted the grid by the export scheduler's shift, which is fitted (with its
+    shift_terminal) to the key sigmas alone: other sigmas than its run's at the same step count, exit 0."""
+    code, _, err = run_cli(["export", str(runs["full"]), "--out", str(tmp_path / "x")], capsys)
+    assert code in (0, None), err
+    run, export = open_model(str(runs["full"])), open_model(str(tmp_path / "x"))
+    assert export.plan().sigmas == pytest.approx(run.plan().sigmas, abs=1e-9)  # its own key sigmas, as before
+    for steps in (5, 3, 10):
+        assert export.plan(steps=steps).sigmas == pytest.approx(run.plan(steps=steps).sigmas, abs=1e-9)
+    assert export.plan(steps=5).sigmas == pytest.approx(run.plan().sigmas, abs=1e-6)  # m steps: the key sigmas

@@ -30,7 +30,7 @@ SYNVID_BATCH = ["--shard-size", "5", "--batch", "5", "--device", "cpu"]
 SMALL = ["--steps", "2", "--frames", "5", "--size", "32x32", "--device", "cpu"]  # a cheap sample
 SYNTH = [*SMALL, "--key-steps", "2"]  # a cheap synthesize
 DISTILL = ["iterations=1", "batch=2", "head_channels=8", "device=cpu", "probe_every=0"]
-PROGRESS = re.compile(r"(\w+: +\d+%\|[^|]*\| \d+/\d+ \[[^]]*\])+")  # tqdm bars (a TTY redraws them in place)
+PROGRESS = re.compile(r"([\w ./]+: +\d+%\|[^|]*\| \d+/\d+ \[[^]]*\])+")  # tqdm bars (a TTY redraws them in place)
 USER_BYTES = b"the user's own file: must survive every refused command\n"
 
 
@@ -926,6 +926,17 @@ def a_tiny_model_without_its_model_index(env):  # was "is the output of `accvide
 
 
 @case
+def an_output_file_that_is_a_folder(env):  # os.replace onto it: an IsADirectoryError traceback
+    out = env.tmp / "wc"
+    args = ["world-train-classifier", "--out", str(out), "steps=1", "eval_items=0", "--size", "32x32", "--frames", "5"]
+    with pytest.raises(SystemExit):
+        main([*args, "--batch-size", "2"])
+    (out / "classifier.json").unlink()
+    (out / "classifier.json").mkdir()
+    return [*args, "--batch-size", "2"], "wc/classifier.json is a folder where this command writes a file; remove"
+
+
+@case
 def distill_without_the_teacher_that_made_the_synvid(env):  # the built-in is the default teacher
     args = ["distill", "--data", str(env.synvid), "--out", str(env.tmp / "run"), *DISTILL]
     return args, f"pass --teacher {env.teacher}"
@@ -1759,6 +1770,25 @@ def test_hostile_input_is_one_line_exit_2_and_touches_nothing(name, variant, tmp
     assert {p: after.get(p) for p in before} == before  # no pre-existing file modified or removed
     leftovers = [p for p in after if p not in before and p.name.endswith((".part", ".part.mp4"))]
     assert not leftovers  # nothing half-written stays
+
+
+def test_a_rerun_replaces_a_link_among_its_outputs_and_never_writes_through_it(tmp_path, capsys):
+    """world-train-classifier wrote classifier.json and its weights in place: a link there had the user's file it
+    points at overwritten (toy1d's JSON and figures alike)."""
+    out, notes = tmp_path / "wc", tmp_path / "notes.txt"
+    notes.write_bytes(USER_BYTES)
+    args = ["world-train-classifier", "--out", str(out), "steps=1", "eval_items=0", "--size", "32x32", "--frames", "5"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--batch-size", "2"])
+    assert exc.value.code in (0, None)
+    for name in ("classifier.json", "classifier.safetensors"):
+        (out / name).unlink()
+        (out / name).symlink_to(notes)
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--batch-size", "2"])
+    assert exc.value.code in (0, None), capsys.readouterr().err
+    assert notes.read_bytes() == USER_BYTES
+    assert not (out / "classifier.json").is_symlink() and json.loads((out / "classifier.json").read_text())["config"]
 
 
 # --- beyond one line: what the guards let through, and whose temporary files a cleanup may remove ----------------

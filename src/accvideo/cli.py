@@ -702,6 +702,9 @@ def fault_line(exc: BaseException) -> str | None:
         return "another process of this launch stopped first (its error is above); fix that, then rerun the command"
     if isinstance(exc, OSError) and exc.errno is not None and (line := _system_limit_line(exc)):
         return line
+    if isinstance(exc, OSError) and exc.errno == errno.EISDIR:  # a folder where an output file is written
+        target = exc.filename2 or exc.filename  # os.replace(tmp, path): the path is the second name
+        return f"{target} is a folder where this command writes a file; remove or rename it, or choose another --out"
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL | _NO_ACCESS | {errno.EIO}:
         where = f" writing {exc.filename}" if exc.filename else ""
         if exc.errno in _NO_ACCESS:  # reading or writing: name the file, not the direction

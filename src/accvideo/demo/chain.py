@@ -21,7 +21,7 @@ import torch
 
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import parse_json, read_small_file
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.demo.config import ChainConfig
 from accvideo.distill import DistillConfig, distill
@@ -351,9 +351,10 @@ def _sampler_record(s: Sampler, pairs) -> dict:
 
 
 def read_json_dict(path: Path) -> dict:
-    """A JSON file's object, or {} when it is missing, unreadable or not an object."""
+    """A JSON file's object, or {} when it is missing, unreadable, no small regular file (a FIFO hung the rerun) or
+    not an object."""
     try:
-        data = parse_json(Path(path).read_text())
+        data = parse_json(read_small_file(Path(path)))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

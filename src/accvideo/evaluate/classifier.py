@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -102,13 +103,19 @@ def shipped_classifier_dir() -> Path:
 
 def save_classifier(model: VideoClassifier, out: str | Path, **info) -> Path:
     """Write classifier.safetensors and classifier.json (config plus `info` such as training facts)."""
+    from accvideo.core.files import temp_name, write_text_atomic
     from accvideo.core.tensorfile import write_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_safetensors(state, {"format": "pt"}, out / WEIGHTS_NAME)  # readable as the umask allows (save_file: 600)
-    (out / CONFIG_NAME).write_text(json.dumps({"config": asdict(model.cfg), "info": info}, indent=2) + "\n")
+    tmp = temp_name(out / WEIGHTS_NAME)  # renamed into place: a link there is replaced, never written through
+    try:
+        write_safetensors(state, {"format": "pt"}, tmp)  # readable as the umask allows (save_file: 600)
+        os.replace(tmp, out / WEIGHTS_NAME)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_text_atomic(out / CONFIG_NAME, json.dumps({"config": asdict(model.cfg), "info": info}, indent=2) + "\n")
     return out
 
 

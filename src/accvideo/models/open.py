@@ -56,7 +56,10 @@ class OpenModel:
         if self.student is not None and steps is None and shift is None:
             key = self.student["key_sigmas"]  # made on its teacher's grid: the teacher's shift is the one reported
             return SamplingPlan(key, guidance, negative_prompt, self.student.get("shift", self.adapter.default_shift))
-        return shifted_plan(self.adapter, steps or self.default_steps, guidance, shift, negative_prompt)
+        # a student at other steps: its teacher's shifted grid (an export's scheduler shift is fitted, with its
+        # shift_terminal, to the key sigmas alone, and read without it made a grid neither model samples)
+        own = self.student.get("shift") if self.student is not None else None
+        return shifted_plan(self.adapter, steps or self.default_steps, guidance, shift or own, negative_prompt)
 
     def describe(self) -> dict:
         info = {"family": self.adapter.family, "model_dir": str(self.model_dir)}

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.config import to_dict
+from accvideo.core.files import write_text_atomic
 from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import shifted_sigmas, uniform_key_indices
@@ -182,7 +183,7 @@ def write_results(result: Toy1dResult, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "toy1d.json"
-    path.write_text(json.dumps(result.numbers, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(result.numbers, indent=2) + "\n")  # a link there is replaced, not written
     return [path, *draw_panels(result, out)]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from accvideo.core.files import temp_name
 from accvideo.core.plotting import pyplot
 from accvideo.toy1d.experiment import Toy1dResult
 
@@ -174,13 +176,21 @@ def draw_panels(result: Toy1dResult, out: Path) -> list[Path]:
     for name, draw in PANELS.items():
         fig = plt.figure(figsize=(5.5, 4.2), layout="constrained")
         draw(fig, result)
-        paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, out / f"{name}.png", 110))
     fig = plt.figure(figsize=(16.5, 8.4), layout="constrained")
     for sub, draw in zip(fig.subfigures(2, 3).ravel(), PANELS.values(), strict=False):
         draw(sub, result)
-    paths.append(out / "figure2.png")
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
+    paths.append(_save(fig, out / "figure2.png", 90))
     return paths
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    """The figure as PNG, renamed into place (a link at `path` is replaced, never written through), then closed."""
+    tmp = temp_name(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+    return path
