@@ -447,3 +447,20 @@ def test_a_record_that_is_a_fifo_reads_as_absent_and_does_not_hang(tmp_path):
     (tmp_path / "other.json").write_text('{"guidance": 5.0}')
     assert read_json_dict(tmp_path / "training.json") == {}
     assert read_json_dict(tmp_path / "other.json") == {"guidance": 5.0}
+
+
+def test_a_rerun_its_synvid_refuses_leaves_no_record_of_its_settings(demo_run, tiny_wan_dir, tmp_path, capsys):
+    """With training.json and the report gone, a rerun at another guidance was refused by synthesize ("pass
+    --overwrite", which demo does not have) after writing its own settings to training.json: then neither guidance
+    could rerun the folder."""
+    import shutil
+
+    out, _ = demo_run
+    folder = shutil.copytree(out, tmp_path / "demo")
+    (folder / "training.json").unlink()
+    shutil.rmtree(folder / "report")
+    args = ["demo", "--preset", "quick", "--teacher", str(tiny_wan_dir), "--out", str(folder), "--guidance", "3"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "holds another SynVid dataset" in err and "--overwrite" not in err, err
+    assert "rerun with the settings it was made with, or delete" in err
+    assert not (folder / "training.json").exists()

@@ -134,7 +134,6 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, echo=print) -> dict
 def _ablation_stages(cfg: AblationConfig, out: Path, progress: bool, echo) -> dict:
     earlier = read_json_dict(out / "ablation.json")
     settings = check_training_settings(cfg, ABLATE_TRAINING, out / "ablation.json", ABLATE_WHEN)
-    record_training_settings(cfg, "ablate", settings)
     stages = Stages(echo)
     t0 = time.perf_counter()
     n = cfg.teacher_steps
@@ -143,6 +142,7 @@ def _ablation_stages(cfg: AblationConfig, out: Path, progress: bool, echo) -> di
     with stages("prompts + synthesize"):
         union = stored_indices(out / "synvid", set().union(*grids.values()))
         synvid, written = synthesize_synvid(cfg, write_train_prompts(cfg), progress, key_indices=union)
+    record_training_settings(cfg, "ablate", settings)  # once the SynVid took them (as demo's)
     reused |= {"prompts + synthesize"} if written == 0 else set()
     sigmas = SynVidDataset(synvid).settings.sigmas
     cells = plan_rows(cfg)

@@ -36,6 +36,7 @@ from accvideo.models.open import model_family, open_model
 from accvideo.models.runtime import RuntimeOptions
 from accvideo.models.student import INFO, find_student
 from accvideo.synthesize.config import SynthConfig
+from accvideo.synthesize.layout import OVERWRITE_FIX
 from accvideo.synthesize.prompts import write_prompts
 from accvideo.synthesize.run import synthesize
 from accvideo.world import prompts
@@ -170,7 +171,19 @@ def synthesize_synvid(
     dataset); at cfg.key_steps uniform key steps, or at explicit grid `key_indices` (the ablation keeps every m's in
     one dataset)."""
     out = Path(cfg.out) / "synvid"
-    summary = synthesize(
+    try:
+        summary = _synthesize(cfg, prompts_file, out, progress, key_indices)
+    except AccVideoError as exc:  # synthesize's fix names its --overwrite, which demo and ablate do not have
+        text = str(exc)
+        if OVERWRITE_FIX not in text:
+            raise
+        fix = f"rerun with the settings it was made with, or delete {out} (or give another --out) to make it again"
+        raise AccVideoError(text.replace(OVERWRITE_FIX, fix)) from None
+    return out, summary["items_written"]
+
+
+def _synthesize(cfg: ChainConfig, prompts_file: Path, out: Path, progress: bool, key_indices) -> dict:
+    return synthesize(
         SynthConfig(
             teacher=cfg.teacher,
             prompts=str(prompts_file),
@@ -185,7 +198,6 @@ def synthesize_synvid(
         ),
         progress=progress,
     )
-    return out, summary["items_written"]
 
 
 def distill_student(cfg: ChainConfig, synvid: Path, name: str = "distill", progress: bool = True, **overrides) -> Path:

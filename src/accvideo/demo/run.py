@@ -73,7 +73,6 @@ def run_demo(cfg: ChainConfig, progress: bool = True, echo=print) -> dict:
 def _demo_stages(cfg: ChainConfig, out: Path, report: Path, progress: bool, echo) -> dict:
     earlier = read_json_dict(report / "metrics.json")
     settings = check_training_settings(cfg, DEMO_TRAINING, report / "metrics.json")
-    record_training_settings(cfg, "demo", settings)
     stages = Stages(echo)
     t0 = time.perf_counter()
     reused = set()
@@ -81,6 +80,9 @@ def _demo_stages(cfg: ChainConfig, out: Path, report: Path, progress: bool, echo
         prompts_file = write_train_prompts(cfg)
     with stages("synthesize"):
         synvid, written = synthesize_synvid(cfg, prompts_file, progress)
+    # recorded once the folder's prompts and SynVid took these settings: a rerun they refused wrote its own
+    # settings here, and then neither the old nor the new ones could rerun
+    record_training_settings(cfg, "demo", settings)
     reused |= {"synthesize"} if written == 0 else set()
     before = training_seconds(out / "distill")
     with stages("distill"):

@@ -61,11 +61,12 @@ def other_teacher(name: str, theirs: str, ours: str) -> str:
     return f"{name} was made by another teacher ({theirs[:19]}..., this one is {ours[:19]}...)"
 
 
+OVERWRITE_FIX = "pass --overwrite to replace it, or choose another --out"
+
+
 def another_dataset(root: Path, problem: str) -> AccVideoError:
     """The refusal of a folder holding another SynVid dataset, naming the fixes."""
-    return AccVideoError(
-        f"{root} holds another SynVid dataset: {problem}; pass --overwrite to replace it, or choose another --out"
-    )
+    return AccVideoError(f"{root} holds another SynVid dataset: {problem}; {OVERWRITE_FIX}")
 
 
 def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Item], shard_size: int) -> str | None:
