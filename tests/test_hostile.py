@@ -775,6 +775,8 @@ SAMPLE_CPU = ["--frames", "5", "--size", "32x32", "--device", "cpu"]
         (["bench", "--prompt", "", *SAMPLE_CPU], "--prompt '' has no prompt string"),
         (["bench", "--prompt", "\udcfe", *SAMPLE_CPU], "--prompt is not UTF-8 (byte 0xfe at column 1)"),
         (["sample", "--prompt", "", *SAMPLE_CPU], "--prompt '' has no prompt string"),
+        (["decoder", "distill", "width=100000"], "width must be at most 1,024 (a tiny decoder"),
+        (["decoder", "distill", "depth=100000"], "depth must be at most 64"),
         (
             ["sample", "--prompt", "a" * 20_001, *SAMPLE_CPU],
             "--prompt is 20,001 characters; a prompt holds at most 20,000",

@@ -14,6 +14,10 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+# the largest tiny decoder: wider than the VAE's own decoder, deeper than any setting measured (docs/decoder.md)
+SIZE_LIMITS = {"width": 1024, "min_width": 1024, "depth": 64, "stage_depth": 64}
+
+
 @dataclass(frozen=True)
 class DecoderDistillConfig:
     """A tiny decoder distilled from the teacher VAE's own decodes of SynVid's final latents (and real clips)."""
@@ -65,6 +69,12 @@ class DecoderDistillConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        for name, most in SIZE_LIMITS.items():  # width=100000 ran out of memory with a line naming --batch and LoRA
+            if getattr(self, name) > most:
+                raise ValueError(
+                    f"{name} must be at most {most:,} (a tiny decoder: the defaults are 64 channels and 2 blocks); "
+                    f"got {getattr(self, name):,}"
+                )
         if self.activation not in ("silu", "relu"):
             raise ValueError(f"activation must be silu or relu; got {self.activation!r}")
         if self.frame_pairs < 0:
