@@ -464,3 +464,17 @@ def test_a_rerun_its_synvid_refuses_leaves_no_record_of_its_settings(demo_run, t
     assert code == 2 and "holds another SynVid dataset" in err and "--overwrite" not in err, err
     assert "rerun with the settings it was made with, or delete" in err
     assert not (folder / "training.json").exists()
+
+
+def test_a_damaged_clip_in_the_demos_cache_says_to_delete_the_cache(tiny_wan_dir, tmp_path):
+    """A truncated kept clip was refused with advice for a user's folder ("re-encode it as .mp4 or .npy")."""
+    from accvideo.demo import quick_config, run_demo
+    from accvideo.errors import AccVideoError
+
+    cfg = quick_config(teacher=str(tiny_wan_dir), out=str(tmp_path / "demo"))
+    run_demo(cfg, progress=False, echo=lambda *_: None)  # its own folder: a copy's samplers name other paths
+    clip = sorted((tmp_path / "demo" / "videos").glob("*/000001.npy"))[0]
+    clip.write_bytes(clip.read_bytes()[:90])
+    with pytest.raises(AccVideoError) as refused:
+        run_demo(cfg, progress=False, echo=lambda *_: None)
+    assert str(refused.value).endswith(f"here, delete {clip.parent} and rerun to sample its clips again")

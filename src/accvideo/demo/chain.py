@@ -287,7 +287,10 @@ def sample_and_score(
         folder = Path(cfg.out) / "videos" / s.name
         done = folder / "sampler.json"
         if _clips_kept(folder, s, pairs):
-            videos, _, _ = load_video_folder(folder, size)
+            try:
+                videos, _, _ = load_video_folder(folder, size)
+            except AccVideoError as exc:  # its words are for a user's folder ("re-encode it"): this is our cache
+                raise AccVideoError(f"{exc}; here, delete {folder} and rerun to sample its clips again") from None
             info = read_json_dict(done)
         else:
             key = (s.model, s.decoder)
