@@ -567,3 +567,15 @@ def test_a_classifier_for_clips_no_model_makes_is_refused_before_training(settin
     code, captured = _run_cli(["world-train-classifier", "--out", str(out), "--steps", "1", *setting.split()], capsys)
     assert code == 2 and captured.err.count("\n") == 1 and words in captured.err, captured.err
     assert not out.exists()
+
+
+def test_a_manifest_that_is_a_fifo_lists_nothing_and_does_not_hang(tmp_path):
+    """An evaluate or sample writer read its folder's manifest.jsonl as text first: a FIFO there hung it."""
+    import os
+
+    from accvideo.core.video import manifest_entries
+
+    os.mkfifo(tmp_path / "manifest.jsonl")
+    assert manifest_entries(tmp_path) == []
+    write_video_folder(tmp_path, np.zeros((1, 5, 8, 8, 3), np.uint8), [("a red circle", 1)], "npy")
+    assert [e["seed"] for e in manifest_entries(tmp_path)] == [1]  # replaced by a file

@@ -255,3 +255,102 @@ def test_an_image_damaged_past_its_header_is_refused_before_the_model_loads(
     assert err.count("\n") == 1 and not out.exists()
     code, _, err = run_cli([*args, "--image", str(tmp_path / "cut.png"), "--out", str(tmp_path / "c.mp4")], capsys)
     assert code == 2 and err.startswith(f"error: image {tmp_path / 'cut.png'} is damaged (") and err.count("\n") == 1
+
+
+def test_an_edited_manifest_never_removes_another_file(tiny_wan_dir, tmp_path, capsys):
+    """A removed row's line may name only a clip of this command's convention: a notes file or the folder's marker
+    named by an edited manifest line is kept."""
+    out = tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompt_file(tmp_path, PROMPTS[:3]), out, capsys)
+    (out / "rows.txt").write_text("notes\n")
+    marker = (out / ".accvideo-output.json").read_bytes()
+    with open(out / "manifest.jsonl", "a") as f:
+        for name in ("rows.txt", ".accvideo-output.json", "../outside.txt"):
+            f.write(json.dumps({"file": name, "prompt": "x", "seed": 1}) + "\n")
+    (tmp_path / "outside.txt").write_text("mine\n")
+    sample_rows(tiny_wan_dir, prompt_file(tmp_path, PROMPTS[:2]), out, capsys)
+    assert (out / "rows.txt").read_text() == "notes\n" and (out / ".accvideo-output.json").read_bytes() == marker
+    assert (tmp_path / "outside.txt").read_text() == "mine\n"
+    assert not (out / "000002.mp4").exists() and [r["file"] for r in manifest(out)] == ["000000.mp4", "000001.mp4"]
+
+
+def test_listed_clips_without_their_settings_record_are_refused(tiny_wan_dir, tmp_path, capsys):
+    """sample.yaml deleted: nothing says how the listed clips were made, so none is kept with other settings, and
+    none is overwritten either (they may be the only copy): one line, the folder unchanged."""
+    prompts, out = prompt_file(tmp_path), tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompts, out, capsys)
+    (out / "sample.yaml").unlink()
+    before = {p.name: digest(p) for p in out.iterdir()}
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompts), "--out", str(out),
+                            *SMALL, "--steps", "3"], capsys)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "no sample.yaml" in err and f"delete {out}" in err
+    assert {p.name: digest(p) for p in out.iterdir()} == before
+
+
+def test_a_truncated_or_replaced_clip_is_sampled_again(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    prompts, out = prompt_file(tmp_path), tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompts, out, capsys)
+    assert all(r["sha256"] == digest(out / r["file"]) for r in manifest(out))
+    whole = {r["file"]: digest(out / r["file"]) for r in manifest(out)}
+    (out / "000001.mp4").write_bytes(b"")  # truncated
+    (out / "000002.mp4").write_bytes((out / "000000.mp4").read_bytes())  # replaced by another clip
+    seen = capture(monkeypatch)
+    stdout = sample_rows(tiny_wan_dir, prompts, out, capsys)
+    assert sorted(seen) == ["000001.mp4", "000002.mp4"] and "2 kept" in stdout
+    assert {r["file"]: digest(out / r["file"]) for r in manifest(out)} == whole
+    assert [r["sha256"] for r in manifest(out)] == list(whole.values())
+
+
+def test_an_older_manifest_without_sha256_keeps_its_clips(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    prompts, out = prompt_file(tmp_path), tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompts, out, capsys)
+    rows = [{k: v for k, v in r.items() if k != "sha256"} for r in manifest(out)]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(batch, "write_video", lambda *a: pytest.fail("a listed clip was sampled again"))
+    assert "4 kept" in sample_rows(tiny_wan_dir, prompts, out, capsys)
+
+
+@pytest.mark.parametrize("name", ["000001.mp4", "000003.mp4", "manifest.jsonl"])
+def test_a_folder_where_a_clip_or_the_manifest_goes_is_one_line(tiny_wan_dir, tmp_path, capsys, name):
+    """A folder at a resampled row's clip, a removed row's clip or the manifest: one line naming it, no traceback."""
+    out = tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompt_file(tmp_path), out, capsys)
+    (out / name).unlink()
+    (out / name).mkdir()
+    (out / name / "keep.txt").write_text("mine\n")
+    three = prompt_file(tmp_path, PROMPTS[:3])
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(three), "--out", str(out),
+                            *SMALL], capsys)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and str(out / name) in err and "remove it" in err, err
+    assert (out / name / "keep.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("name", ["manifest.jsonl", "sample.yaml"])
+def test_a_fifo_at_the_manifest_or_settings_is_one_line_not_a_hang(tiny_wan_dir, tmp_path, capsys, name):
+    import os
+
+    out = tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompt_file(tmp_path), out, capsys)
+    (out / name).unlink()
+    os.mkfifo(out / name)
+    code, _, err = run_cli(["sample", "--model", str(tiny_wan_dir), "--prompts", str(prompt_file(tmp_path)),
+                            "--out", str(out), *SMALL], capsys)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and str(out / name) in err and "FIFO" in err.upper(), err
+
+
+def test_the_same_decoder_spelled_or_placed_another_way_resumes(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    """--decoder counts by its weights' identity: DEC, ./DEC, DEC/.. /DEC or a moved copy resume the folder."""
+    import shutil
+
+    from test_decoder import small
+
+    from accvideo.models.decoder import save_decoder, vae_identity
+
+    save_decoder(tmp_path / "dec", small(seed=0), vae_identity(tiny_wan_dir), "wan")
+    prompts, out = prompt_file(tmp_path, PROMPTS[:1]), tmp_path / "clips"
+    sample_rows(tiny_wan_dir, prompts, out, capsys, "--decoder", str(tmp_path / "dec"))
+    shutil.copytree(tmp_path / "dec", tmp_path / "moved")
+    monkeypatch.setattr(batch, "write_video", lambda *a: pytest.fail("a listed clip was sampled again"))
+    monkeypatch.chdir(tmp_path)
+    for spelled in ("./dec", str(tmp_path / "dec" / ".." / "dec"), str(tmp_path / "moved")):
+        assert "1 kept" in sample_rows(tiny_wan_dir, prompts, out, capsys, "--decoder", spelled)

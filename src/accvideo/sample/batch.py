@@ -15,8 +15,10 @@ that make the clips (model, steps, sigmas, guidance, negative prompt, size, fps,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,12 +29,13 @@ from accvideo.core import dist
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, write_text_atomic
 from accvideo.core.images import load_images
+from accvideo.core.inputs import parse_json, read_small_file
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.core.sampling import encode_negative
-from accvideo.core.video import MANIFESTS, manifest_entries, video_name, write_manifest, write_video
+from accvideo.core.video import MANIFESTS, video_name, write_manifest, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.decoder import RANDOM, find_decoder
 from accvideo.models.identity import sampled_identity, teacher_identity
@@ -44,6 +47,11 @@ from accvideo.world import warn_unknown_words
 COMMAND = "sample"
 MANIFEST = MANIFESTS[0]
 SETTINGS = "sample.yaml"
+# The clip names this command writes (video_name's, as evaluate/folder.py's _CLIP_NAME): the only files it removes.
+_CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif)")
+# The manifest key holding the sha256 of a row's file of key k ("file" -> "sha256", "gif" -> "gif_sha256").
+_SHA = {"file": "sha256", "gif": "gif_sha256"}
+MAX_MANIFEST = 1 << 30  # a million rows are ~200 MB
 
 
 def sample_prompts(cfg: SampleConfig, progress: bool = True) -> dict:
@@ -79,13 +87,13 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
     items = prompts.items
     wanted = {it.index: _entry(it, cfg.gif) for it in items}
 
-    def prepare() -> list[int]:  # rank 0 alone
+    def prepare() -> dict[int, dict]:  # rank 0 alone
         settings["made_with"] = _made_with(cfg, o)
         claim_folder(out, COMMAND, inputs=inputs)
         locks.append(FolderLock(out, COMMAND))  # one writer at a time: two would sample the same rows
         return _prepare(out, wanted, settings)
 
-    done = {i: wanted[i] for i in dist.from_main(prepare)}
+    done = dist.from_main(prepare)  # the kept rows' manifest lines (with their clips' sha256)
     todo = [it for it in items if it.index not in done]
     if progress and main:
         if done:
@@ -129,7 +137,8 @@ def _made_with(cfg: SampleConfig, o) -> dict:
         "fps": cfg.fps,
         "gif": cfg.gif,
         "dtype": str(o.dtype).removeprefix("torch."),
-        "decoder": cfg.runtime.decoder,
+        # a decoder folder counts by its decoder_identity above, not by how its path is spelled or where it lies
+        "decoder": "weights" if _decoder_folder(cfg) else cfg.runtime.decoder,
     }
     for path in ("model_dir", "student_dir"):
         made_with.pop(path, None)
@@ -141,28 +150,29 @@ def _decoder_folder(cfg: SampleConfig) -> bool:
     return cfg.runtime.decoder is not None and cfg.runtime.decoder != RANDOM
 
 
-def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> list[int]:
+def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> dict[int, dict]:
     """Rank 0, before any clip is written: clear what a killed run left, refuse other settings, keep the listed
-    clips of unchanged rows, remove those of rows the file no longer has; the rows already done."""
+    clips of unchanged rows, remove those of rows the file no longer has; the lines of the rows already done."""
     remove_stale_temps(out)  # what a killed run left half-written (never a live writer's)
-    _check_settings(out, settings["made_with"])
-    listed = manifest_entries(out)
+    listed = _listed(out)
+    _check_settings(out, settings["made_with"], bool(listed))
+    names = _names(wanted)
+    # clips of rows the prompt file no longer has (a shorter or edited file): only names of this command's own
+    # convention, never another file an edited manifest names (notes.txt, the folder's marker)
+    removed = sorted(
+        {e[k] for e in listed for k in _SHA if isinstance(e.get(k), str) and _CLIP_NAME.fullmatch(e[k])} - names
+    )
+    for name in sorted(names) + removed:  # checked before anything changes: a folder there is not a clip
+        if (out / name).exists() and not (out / name).is_file():
+            raise AccVideoError(f"{out / name} is not a clip file (a folder?); remove it and run again")
     by_file = {e.get("file"): e for e in listed}
-    done = {
-        i: e
-        for i, e in wanted.items()
-        if by_file.get(e["file"]) == e and all((out / e[k]).is_file() for k in ("file", "gif") if k in e)
-    }
+    done = {i: by_file[e["file"]] for i, e in wanted.items() if _kept(out, by_file.get(e["file"]), e)}
     # before any clip is replaced: the manifest never lists one being rewritten
     write_manifest(out, (done[i] for i in sorted(done)))
-    names = _names(wanted)
-    for e in listed:  # clips of rows the prompt file no longer has (a shorter or edited file)
-        for k in ("file", "gif"):
-            name = e.get(k)
-            if isinstance(name, str) and Path(name).name == name and name not in names:
-                (out / name).unlink(missing_ok=True)
+    for name in removed:
+        (out / name).unlink(missing_ok=True)
     write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
-    return sorted(done)
+    return {i: done[i] for i in sorted(done)}
 
 
 def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, progress: bool, total: int) -> None:
@@ -197,9 +207,9 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
                     if k in wanted[it.index]:
                         write_video(out / wanted[it.index][k], video, cfg.fps)
         finished = [i for part in dist.gather_objects([it.index for it in chunk]) for i in part]
-        done.update((i, wanted[i]) for i in finished)
-        if dist.is_main():
-            _append_manifest(out, [wanted[i] for i in finished])
+        if dist.is_main():  # rank 0 lists each clip with the sha256 of the bytes in place: a resume keeps only those
+            done.update((i, _with_sha(out, wanted[i])) for i in finished)
+            _append_manifest(out, [done[i] for i in finished])
         bar.update(len(finished))
         check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
     bar.close()
@@ -217,18 +227,31 @@ def _entry(item: Item, gif: bool) -> dict:
     return entry
 
 
-def _check_settings(out: Path, made_with: dict) -> None:
+def _check_settings(out: Path, made_with: dict, lists_clips: bool) -> None:
     """Refuse to add clips made another way to those `out` holds: one line naming the first setting that differs."""
+    path = out / SETTINGS
     try:
-        before = yaml.safe_load((out / SETTINGS).read_text()) or {}
+        before = yaml.safe_load(read_small_file(path).decode("utf-8")) or {}
     except FileNotFoundError:
+        if lists_clips:
+            # Listed clips with no record of how they were made (sample.yaml is written before any clip, so it was
+            # deleted): refused, not resampled, because resampling would overwrite clips that may be the only copy
+            # of another model's or setting's work; the user chooses another --out or deletes the folder.
+            raise AccVideoError(
+                f"{out} lists clips but has no {SETTINGS} saying how they were made; use another --out, or delete "
+                f"{out} to sample them again"
+            ) from None
         return
-    except (OSError, yaml.YAMLError) as exc:
-        raise AccVideoError(f"cannot read {out / SETTINGS} ({exc}); delete {out} to sample again") from None
+    except ValueError as exc:  # a FIFO, a folder, a device: never waited on
+        raise AccVideoError(f"{path} {exc}; remove it, or delete {out} to sample again") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AccVideoError(f"cannot read {path} ({exc}); delete {out} to sample again") from None
     old = before.get("made_with") if isinstance(before, dict) else None
     if not isinstance(old, dict):
         raise AccVideoError(f"{out / SETTINGS} holds no made_with settings; delete {out} to sample again")
     for key in [*made_with, *(k for k in old if k not in made_with)]:  # steps before sigmas
+        if key == "decoder" and "decoder_identity" in old and "decoder_identity" in made_with:
+            continue  # a decoder folder is its weights (compared as decoder_identity); older records hold its path
         if old.get(key) != made_with.get(key):
             raise AccVideoError(
                 f"{out} holds clips made with {key} {_short(old.get(key))}, and this run's is "
@@ -247,6 +270,56 @@ def _append_manifest(out: Path, entries: list[dict]) -> None:
         f.write("".join(json.dumps(e) + "\n" for e in entries))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _listed(out: Path) -> list[dict]:
+    """The JSON-object lines of out's manifest (a half-appended last line lists nothing); an absent one lists nothing,
+    and one that is not a regular file (a FIFO, a folder) is one line naming it, never waited on."""
+    path = out / MANIFEST
+    try:
+        text = read_small_file(path, MAX_MANIFEST).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        raise AccVideoError(f"{path} {exc}; remove it and run again") from None
+    except OSError as exc:
+        raise AccVideoError(f"cannot read {path} ({exc.strerror}); remove it and run again") from None
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = parse_json(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def _kept(out: Path, listed: dict | None, entry: dict) -> bool:
+    """Whether the listed line of `entry`'s row keeps its clip: the same row, and each file in place with the sha256
+    the line records (a line of an older manifest without one: the file only has to be there)."""
+    if listed is None or {k: v for k, v in listed.items() if k not in _SHA.values()} != entry:
+        return False
+    for k, sha in _SHA.items():
+        if k in entry:
+            if not (out / entry[k]).is_file():
+                return False
+            if sha in listed and listed[sha] != _sha256(out / entry[k]):
+                return False
+    return True
+
+
+def _with_sha(out: Path, entry: dict) -> dict:
+    """`entry` with the sha256 of each of its files as written."""
+    return {**entry, **{sha: _sha256(out / entry[k]) for k, sha in _SHA.items() if k in entry}}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _names(entries: dict[int, dict]) -> set[str]:
