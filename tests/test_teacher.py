@@ -346,3 +346,123 @@ def test_a_bad_work_folder_is_refused_before_either_folder_is_made(work, referen
     assert code == 2 and err.count("\n") == 1 and err.endswith("; choose another work=\n"), err
     assert not (tmp_path / "t").exists() and "--out" not in err
     assert {p: p.read_bytes() for p in sorted(teacher.rglob("*")) if p.is_file()} == before
+
+
+def _copy_run(reference, tmp_path, out=True):
+    """A copy of the reference teacher (when `out`) and its work folder, as tmp_path/t1 and tmp_path/t1.work."""
+    ref = reference[0]
+    copy, work = tmp_path / "t1", tmp_path / "t1.work"
+    if out:
+        shutil.copytree(ref, copy)
+    shutil.copytree(ref.with_name(f"{ref.name}.work"), work)
+    return copy, work
+
+
+def test_an_out_that_is_another_runs_work_folder_is_refused_before_anything_is_removed(reference, tmp_path, capsys):
+    """Out and its work folder carry the same marker, so the output guard let `--out t1.work` through, and the run
+    replaced the work folder (its training state) with a pipeline."""
+    from cli_helpers import run_cli
+
+    from accvideo.core.outputs import mark_folder
+    from accvideo.teacher.train import COMMAND
+
+    out, work = _copy_run(reference, tmp_path)
+    for folder in (out, work):  # as `accvideo teacher train --out t1` leaves them
+        mark_folder(folder, COMMAND)
+    before = _tree(work)
+    args = ["--preset", "quick", "vae_base_dim=4", "vae_steps=4", "steps=7", "checkpoint_every=3"]
+    code, _, err = run_cli(["teacher", "train", "--out", str(work), f"work={tmp_path / 't9.work'}", *args], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.endswith(f"--out {work} is teacher t1's work folder; choose another --out\n"), err
+    assert _tree(work) == before
+
+
+def test_fewer_steps_than_the_work_folders_state_are_refused(reference, tmp_path):
+    """With the teacher gone (or a run stopped before its end), fewer steps than the saved state's finished at the
+    state's step and recorded the asked steps."""
+    from accvideo.errors import AccVideoError
+
+    out, work = _copy_run(reference, tmp_path, out=False)
+    before = _tree(work)
+    fewer = quick_config(vae_base_dim=4, vae_steps=4, steps=5, checkpoint_every=3)
+    with pytest.raises(AccVideoError, match=r"holds transformer step 7; steps=5 would go back .* give steps=7 or more"):
+        train_teacher(fewer, out, work)
+    assert _tree(work) == before and not out.exists()
+    fewer_vae = quick_config(vae_base_dim=4, vae_steps=4, steps=7, checkpoint_every=3)
+    (work / "vae.safetensors").unlink()
+    state = torch.load(work / "vae_state.pt", weights_only=True)
+    torch.save({**state, "step": 9}, work / "vae_state.pt")
+    with pytest.raises(AccVideoError, match=r"holds VAE step 9; vae_steps=4 would go back"):
+        train_teacher(fewer_vae, out, work)
+
+
+@pytest.mark.parametrize("damage", ["missing", "a-folder"])
+def test_a_work_folder_without_its_settings_record_is_refused(damage, reference, tmp_path):
+    """config.yaml gone: the settings were not checked, and other settings trained on the old clips and states."""
+    from accvideo.errors import AccVideoError
+
+    out, work = _copy_run(reference, tmp_path, out=False)
+    (work / "config.yaml").unlink()
+    if damage == "a-folder":
+        (work / "config.yaml").mkdir()
+    other = quick_config(vae_base_dim=4, vae_steps=4, steps=8, checkpoint_every=3, dataset_size=16)
+    with pytest.raises(AccVideoError, match=r"no readable settings record .*restore its config.yaml, or delete .*"):
+        train_teacher(other, out, work)
+    assert not out.exists()
+
+
+def _garble(work, how):
+    from safetensors.torch import save_file
+
+    lat = work / "latents.safetensors"
+    data, ckpt = load_file(str(lat)), work / "transformer_state.pt"
+    state = torch.load(ckpt, weights_only=True)
+    if how == "no-metadata":
+        save_file(data, str(lat))
+    elif how == "one-caption":
+        save_file(data, str(lat), metadata={"captions": json.dumps(["a"])})
+    elif how == "no-caption-ids":
+        save_file({"latents": data["latents"]}, str(lat), metadata={"captions": json.dumps(["a"])})
+    elif how == "4-channels":
+        save_file({**data, "latents": data["latents"][:, :4].contiguous()}, str(lat), metadata={"captions": "[]"})
+    elif how == "state-a":
+        torch.save({"a": 1}, ckpt)
+    elif how == "state-no-gen":
+        torch.save({k: v for k, v in state.items() if k != "gen"}, ckpt)
+    elif how == "state-step-x":
+        torch.save({**state, "step": "x"}, ckpt)
+    elif how == "state-other-model":
+        torch.save({**state, "model": {"a": torch.zeros(1)}}, ckpt)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["no-metadata", "one-caption", "no-caption-ids", "4-channels", "state-a", "state-no-gen", "state-step-x"]
+    + ["state-other-model"],
+)
+def test_garbled_work_files_are_one_line(how, reference, tmp_path):
+    from accvideo.errors import AccVideoError
+
+    out, work = _copy_run(reference, tmp_path, out=False)
+    _garble(work, how)
+    fix = "redo the phase" if how.startswith("state") else "encode the clips again"
+    with pytest.raises(AccVideoError, match=rf"^{work}/\S+ .*delete it to {fix}$"):
+        train_teacher(CFG, out, work)
+
+
+@pytest.mark.parametrize("damage", ["no-model-index", "truncated-weights"])
+def test_a_damaged_teacher_is_rebuilt_not_called_done(damage, reference, tmp_path):
+    """The rerun looked only at the record and said nothing to do."""
+    from accvideo.teacher.train import finished_teacher
+
+    out, work = _copy_run(reference, tmp_path)
+    if damage == "no-model-index":
+        (out / "model_index.json").unlink()
+    else:
+        weights = out / "transformer" / "diffusion_pytorch_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-100])
+    assert finished_teacher(CFG, out) is None
+    train_teacher(CFG, out, work)
+    ref, res = _weights(reference[0]), _weights(out)
+    assert ref.keys() == res.keys() and all(torch.equal(ref[k], res[k]) for k in ref)
+    assert finished_teacher(CFG, out) is not None

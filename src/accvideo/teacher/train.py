@@ -15,7 +15,7 @@ from accvideo.core import interrupts
 from accvideo.core.averaging import update_average, warmup_decay
 from accvideo.core.config import check_same_settings, save_config, to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.inputs import load_safetensors, parse_json, read_json, read_yaml
+from accvideo.core.inputs import check_model_folder, load_safetensors, parse_json, read_json, read_yaml
 from accvideo.core.outputs import mark_folder
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_model
@@ -27,8 +27,17 @@ from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_ti2v import WanTI2VImageAdapter
 from accvideo.teacher.config import TeacherConfig
-from accvideo.teacher.state import load_state, save_state
-from accvideo.teacher.vae import clips, load_trained_vae, reconstruction_psnr, train_items, train_vae
+from accvideo.teacher.state import save_state
+from accvideo.teacher.vae import (
+    check_step,
+    checked_state,
+    clips,
+    load_trained_vae,
+    reconstruction_psnr,
+    restore,
+    train_items,
+    train_vae,
+)
 from accvideo.world import caption, vocabulary
 
 COMMAND = "teacher train"
@@ -36,6 +45,8 @@ WORK_FILES = ("vae_state.pt", "vae.safetensors", "latents.safetensors", "transfo
 RECORD = "accvideo_teacher.yaml"  # the settings and statistics of the run, inside the teacher folder
 # settings a rerun may change: more steps continue the transformer phase from its last state
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
+TRANSFORMER_STATE = ("model", "opt", "ema", "gen", "step")
+LATENTS_FIX = "delete it to encode the clips again"
 
 
 def is_teacher_output(folder: Path) -> bool:
@@ -46,6 +57,38 @@ def is_teacher_output(folder: Path) -> bool:
 def is_work_folder(folder: Path) -> bool:
     """A training state folder from before output markers existed: a rerun resumes from it."""
     return any((folder / name).is_file() for name in WORK_FILES)
+
+
+def check_not_work_folder(out: Path) -> None:
+    """Refuse an --out that is a work folder (this command marks both alike, so the output guard lets it through):
+    the output is replaced as a whole, which deleted the training state it holds."""
+    out = Path(out)
+    if out.is_dir() and (
+        is_work_folder(out) or (out / "config.yaml").is_file() or (out / "transformer_log.jsonl").exists()
+    ):
+        whose = (
+            f"teacher {out.name[: -len('.work')]}'s"
+            if out.name.endswith(".work") and out.name != ".work"
+            else "a teacher's"
+        )
+        raise AccVideoError(f"--out {out} is {whose} work folder; choose another --out")
+
+
+def is_whole_teacher(out: Path) -> bool:
+    """The teacher folder's files are all there and whole: model_index.json, a folder for each component it names,
+    every JSON parsable and every safetensors file as long as its header says."""
+    index = out / "model_index.json"
+    if not index.is_file():
+        return False
+    try:
+        components = read_json(index, "")
+        check_model_folder(out, "")
+    except AccVideoError:
+        return False
+    if not isinstance(components, dict):
+        return False
+    named = [k for k, v in components.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
+    return all((out / k).is_dir() and any((out / k).iterdir()) for k in named)
 
 
 def _saved_settings(path: Path) -> dict:
@@ -61,6 +104,7 @@ def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
     A rerun of a finished run then writes nothing: rewriting the folder would change the teacher's identity (the
     record's seconds differ) and orphan every dataset and student made from it. A teacher of other settings is
     refused in one line; only `steps` and `checkpoint_every` may change (more steps continue from the work folder)."""
+    check_not_work_folder(out)
     record = Path(out) / RECORD
     if not record.is_file():
         return None
@@ -74,14 +118,29 @@ def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
         )
     if saved.get("steps") != cfg.steps:
         return None
+    if not is_whole_teacher(Path(out)):  # a damaged teacher: rebuilt from the work folder (or trained again)
+        return None
     return {k: v for k, v in saved.items() if k not in config}
 
 
 def check_work_folder(cfg: TeacherConfig, work: Path) -> None:
-    """Refuse to resume a work folder whose state was trained with other settings (they would mix silently)."""
+    """Refuse to resume a work folder whose state was trained with other settings (they would mix silently), whose
+    settings record is gone (its settings are unknown), or whose transformer state is past `cfg.steps`."""
+    if not is_work_folder(work):
+        return
     saved = work / "config.yaml"
-    if saved.is_file() and is_work_folder(work):
-        check_same_settings(_saved_settings(saved), to_dict(cfg), work, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
+    if not saved.is_file():
+        raise AccVideoError(
+            f"work folder {work} holds training state but no readable settings record ({saved.name} is missing or "
+            f"not a file); restore its {saved.name}, or delete {work} to start over"
+        )
+    check_same_settings(_saved_settings(saved), to_dict(cfg), work, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
+    vae_state = work / "vae_state.pt"
+    if not (work / "vae.safetensors").is_file() and (state := checked_state(vae_state, ("step",))) is not None:
+        check_step(vae_state, state["step"], cfg.vae_steps, "VAE step", "vae_steps")
+    ckpt = work / "transformer_state.pt"
+    if (state := checked_state(ckpt, TRANSFORMER_STATE)) is not None:
+        check_step(ckpt, state["step"], cfg.steps, "transformer step", "steps")
 
 
 def build_pipeline(cfg: TeacherConfig, vae):
@@ -196,7 +255,7 @@ def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | s
 
     path = work / "latents.safetensors"
     if path.is_file():
-        return load_safetensors(path, "delete it to encode the clips again")
+        return _checked_data(cfg, load_safetensors(path, LATENTS_FIX), path)
     items = train_items(cfg, 0, cfg.dataset_size, stream=2)
     captions = sorted({caption(a) for a, _ in items})
     chunks = []
@@ -214,11 +273,41 @@ def encode_dataset(cfg: TeacherConfig, vae, work: Path, device: torch.device | s
     return data
 
 
-def _captions(work: Path) -> list[str]:
+def _checked_data(cfg: TeacherConfig, data: dict, path: Path) -> dict[str, torch.Tensor]:
+    """The encoded clips as this run made them: latents (dataset_size, vae_z_dim, F', H', W'), one caption id each."""
+    latents, ids = data.get("latents"), data.get("caption_ids")
+    why = None
+    if latents is None or ids is None:
+        why = "no latents or no caption_ids"
+    elif (
+        latents.dim() != 5 or not latents.is_floating_point() or latents.shape[:2] != (cfg.dataset_size, cfg.vae_z_dim)
+    ):
+        why = f"latents of shape {tuple(latents.shape)}, not ({cfg.dataset_size}, {cfg.vae_z_dim}, F, H, W)"
+    elif ids.shape != (cfg.dataset_size,) or ids.is_floating_point() or ids.dtype == torch.bool:
+        why = f"caption_ids of shape {tuple(ids.shape)} ({ids.dtype}), not ({cfg.dataset_size},) integers"
+    if why is not None:
+        raise AccVideoError(f"{path} is not this run's encoded clips ({why}); {LATENTS_FIX}")
+    return data
+
+
+def _captions(work: Path, data: dict[str, torch.Tensor]) -> list[str]:
     from safetensors import safe_open
 
-    with safe_open(str(work / "latents.safetensors"), "pt") as f:
-        return parse_json(f.metadata()["captions"])
+    path = work / "latents.safetensors"
+    with safe_open(str(path), "pt") as f:
+        text = (f.metadata() or {}).get("captions")
+    captions = None
+    if isinstance(text, str):
+        try:
+            captions = parse_json(text)
+        except ValueError:
+            captions = None
+    if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
+        raise AccVideoError(f"{path} holds no list of captions in its metadata; {LATENTS_FIX}")
+    ids = data["caption_ids"]
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(captions)):
+        raise AccVideoError(f"{path} has caption ids past its {len(captions)} captions; {LATENTS_FIX}")
+    return captions
 
 
 def train_transformer(
@@ -247,12 +336,28 @@ def train_transformer(
     step, log = 0, work / "transformer_log.jsonl"
     ckpt = work / "transformer_state.pt"
     running = None  # the loss's running mean (saved with the state: a resumed run reports what one go would)
-    if (state := load_state(ckpt)) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        ema = {k: v.to(device) for k, v in state["ema"].items()}
-        gen.set_state(state["gen"])
-        step, running = int(state["step"]), state.get("running")
+    if (state := checked_state(ckpt, TRANSFORMER_STATE)) is not None:
+        check_step(ckpt, state["step"], cfg.steps, "transformer step", "steps")
+
+        def load_ema():
+            nonlocal ema
+            saved = state["ema"]
+            if not isinstance(saved, dict) or saved.keys() != ema.keys():
+                raise KeyError("its ema holds other weights")
+            if any(not isinstance(v, torch.Tensor) or v.shape != ema[k].shape for k, v in saved.items()):
+                raise ValueError("its ema holds weights of other shapes")
+            ema = {k: v.to(device) for k, v in saved.items()}
+
+        restore(
+            ckpt,
+            lambda: model.load_state_dict(state["model"]),
+            lambda: opt.load_state_dict(state["opt"]),
+            load_ema,
+            lambda: gen.set_state(state["gen"]),
+        )
+        step, running = state["step"], state.get("running")
+        if running is not None and not isinstance(running, float):
+            running = None
     _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
     bar = progress_bar(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
@@ -340,7 +445,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     vae = start.vae if start is not None else load_trained_vae(cfg, train_vae(cfg, work))
     t_vae = time.perf_counter() - t0
     data = encode_dataset(cfg, vae, work, device)
-    captions = _captions(work)
+    captions = _captions(work, data)
     pipe = start if start is not None else pipeline_for_data(cfg, vae, data)
     if cfg.image:
         pipe = image_pipeline(pipe)

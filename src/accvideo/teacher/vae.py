@@ -15,6 +15,7 @@ import torch
 
 from accvideo.core import interrupts
 from accvideo.core.progress import progress_bar
+from accvideo.errors import AccVideoError
 from accvideo.teacher.config import TeacherConfig
 from accvideo.teacher.state import load_state, save_state
 from accvideo.world import Attributes, WorldConfig, combinations, item_seed, render_batch
@@ -157,6 +158,42 @@ def _loss(vae, batch: torch.Tensor, cfg: TeacherConfig, raw: list) -> torch.Tens
     return rec + overshoot + cfg.vae_kl * post.mean.square().mean()
 
 
+REDO = "delete it to redo the phase"
+
+
+def checked_state(path: Path, keys: tuple[str, ...]) -> dict | None:
+    """`load_state`, refused in one line when the state lacks one of `keys` or its step is no count."""
+    state = load_state(path)
+    if state is None:
+        return None
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise AccVideoError(f"{path} is not a readable training state (no {', '.join(missing)}); {REDO}")
+    if type(state["step"]) is not int or state["step"] < 0:
+        raise AccVideoError(f"{path} is not a readable training state (its step is not a count); {REDO}")
+    return state
+
+
+def restore(path: Path, *loads, fix: str = REDO) -> None:
+    """Run the `loads` (load_state_dict / set_state calls) of a saved state; a state that does not fit the model
+    (another architecture, a foreign object) is one line naming `path`."""
+    try:
+        for load in loads:
+            load()
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AccVideoError(f"{path} does not fit this model ({why}); {fix}") from None
+
+
+def check_step(path: Path, step: int, steps: int, name: str, setting: str) -> None:
+    """Refuse a saved state past the asked number of steps: the run would finish at its step, not at `steps`."""
+    if step > steps:
+        raise AccVideoError(
+            f"{path} holds {name} {step}; {setting}={steps} would go back (a run cannot): give {setting}={step} or "
+            f"more, or delete {path.parent} to start over"
+        )
+
+
 def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     """Train (or resume) the VAE; returns the path of its finished weights in `work`.
 
@@ -173,11 +210,15 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step = 0
     ckpt = work / "vae_state.pt"
-    if (state := load_state(ckpt)) is not None:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
-        step = int(state["step"])
+    if (state := checked_state(ckpt, ("model", "opt", "gen", "step"))) is not None:
+        check_step(ckpt, state["step"], cfg.vae_steps, "VAE step", "vae_steps")
+        restore(
+            ckpt,
+            lambda: vae.load_state_dict(state["model"]),
+            lambda: opt.load_state_dict(state["opt"]),
+            lambda: gen.set_state(state["gen"]),
+        )
+        step = state["step"]
     vae.train()
     raw: list[torch.Tensor] = []  # decoder outputs before decode's clamp, to penalise overshoot
     hook = vae.decoder.register_forward_hook(lambda _m, _a, out: raw.append(out))
@@ -216,7 +257,9 @@ def load_trained_vae(cfg: TeacherConfig, path: Path):
     from accvideo.core.inputs import load_safetensors
 
     vae = build_vae(cfg)
-    vae.load_state_dict(load_safetensors(path, "delete it to train the VAE again"))
+    fix = "delete it to train the VAE again"
+    weights = load_safetensors(path, fix)
+    restore(path, lambda: vae.load_state_dict(weights), fix=fix)
     return vae.eval().requires_grad_(False)
 
 
