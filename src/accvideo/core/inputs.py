@@ -110,6 +110,20 @@ def parse_json(text: str | bytes, **kw):
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
+def object_lines(text: str) -> list[dict]:
+    """The JSON objects of a JSON-lines text, one a line; a line that is no object (the last, half-appended when its
+    writer was killed) lists nothing."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = parse_json(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
 class KeyGivenTwice(Exception):
     """A JSON object giving a key twice (its args[0]: the key), raised by `keys_once`."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from accvideo.core.files import temp_name, write_text_atomic
-from accvideo.core.inputs import parse_json, read_small_file
+from accvideo.core.inputs import object_lines, read_small_file
 from accvideo.errors import AccVideoError
 
 MAX_FPS = 1000  # frames a second; ffmpeg fails on absurd rates, printing its own lines and writing nothing
@@ -31,18 +31,10 @@ def manifest_entries(folder: Path) -> list[dict]:
     """The entries of folder's manifest.jsonl; a line that is not a JSON object (the last, half-appended when its
     writer was killed) lists nothing, and an absent or unreadable manifest lists nothing."""
     try:  # no small regular file (a FIFO: reading it hung) lists nothing either; a write replaces it
-        lines = read_small_file(folder / MANIFESTS[0], 1 << 30).decode("utf-8", errors="replace").splitlines()
+        text = read_small_file(folder / MANIFESTS[0], 1 << 30).decode("utf-8", errors="replace")
     except (OSError, ValueError):
         return []
-    entries = []
-    for line in lines:
-        try:
-            entry = parse_json(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
+    return object_lines(text)
 
 
 def write_manifest(folder: Path, entries: Iterable[dict]) -> None:

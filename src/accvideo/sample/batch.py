@@ -29,7 +29,7 @@ from accvideo.core import dist
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, write_text_atomic
 from accvideo.core.images import load_images
-from accvideo.core.inputs import parse_json, read_small_file
+from accvideo.core.inputs import object_lines, read_small_file
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.progress import progress_bar
@@ -284,15 +284,7 @@ def _listed(out: Path) -> list[dict]:
         raise AccVideoError(f"{path} {exc}; remove it and run again") from None
     except OSError as exc:
         raise AccVideoError(f"cannot read {path} ({exc.strerror}); remove it and run again") from None
-    entries = []
-    for line in text.splitlines():
-        try:
-            entry = parse_json(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
+    return object_lines(text)
 
 
 def _kept(out: Path, listed: dict | None, entry: dict) -> bool:
