@@ -714,7 +714,8 @@ def test_every_command_refuses_a_wrong_decoder_before_any_work_or_folder(tiny_wa
     save_decoder(tmp_path / "geometry", half_time, vae_identity(tiny_wan_dir), "wan")
     for decoder, says in (
         (tmp_path / "other", "another VAE"),
-        (tmp_path / "missing", "holds no decoder.json"),
+        (tmp_path / "missing", "missing does not exist; pass the --out of `accvideo decoder distill`"),  # a typo
+        (tmp_path, "holds no decoder.json"),  # a folder, but no decoder's
         (
             tmp_path / "geometry",
             "the decoder takes latents of 16 channels at 2x time / 8x space, but this model's VAE has 16 at 4x / 8x",

@@ -289,9 +289,9 @@ def find_decoder(path: str | Path) -> Path:
             for folder in {path, candidate.parent}:  # a decoder distill's folder: its decoder/ is replaced at saves
                 check_not_being_written(folder)
             return candidate
+    held = "does not exist" if not path.exists() else f"holds no {INFO}"  # a typo read as "holds no decoder.json"
     raise AccVideoError(
-        f"--decoder {path} holds no {INFO}; pass the --out of `accvideo decoder distill` (or a folder carrying "
-        "decoder/)"
+        f"--decoder {path} {held}; pass the --out of `accvideo decoder distill` (or a folder carrying decoder/)"
     )
 
 
