@@ -95,6 +95,10 @@ def test_deep_and_float_grayscale_images_are_scaled_to_8_bits(tmp_path):
     assert _gray(read_image(tmp_path / "g16.png")) == [[0, 255], [128, 1]]
     assert _gray(read_image(tmp_path / "i32.tif")) == [[0, 255], [128, 0]]
     assert _gray(read_image(tmp_path / "f.tif")) == [[0, 255], [128, 64]]
+    # mode I within 16 bits: a 16-bit PNG as older Pillow opens it (scaled by 2**31 - 1 it came out black)
+    Image.fromarray(np.array([[0, 65535], [32768, 257]], dtype=np.int32)).save(tmp_path / "i16.tif")
+    assert Image.open(tmp_path / "i16.tif").mode == "I"
+    assert _gray(read_image(tmp_path / "i16.tif")) == [[0, 255], [128, 1]]
 
 
 @pytest.mark.parametrize("values", [[0.0, 2.0], [0.0, float("nan")], [-1.0, 0.5]])

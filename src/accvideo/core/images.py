@@ -58,6 +58,8 @@ def _gray8(im, path: Path):
 
     a = np.asarray(im, dtype=np.float64)
     top = DEEP_GRAY.get(im.mode, 1.0)
+    if im.mode == "I" and a.max(initial=0) <= 65_535:  # a 16-bit PNG as older Pillow opens it: 16 bits, not 32
+        top = 65_535
     if im.mode == "F" and not (np.isfinite(a).all() and 0 <= a.min(initial=0) and a.max(initial=0) <= 1):
         shown = f"from {a.min():g} to {a.max():g}" if np.isfinite(a).all() else "NaN or infinite"
         raise AccVideoError(

@@ -191,22 +191,22 @@ def read_yaml(path: str | Path, fix: str):
         raise _bad(path, f"is not valid YAML{at}", fix) from None
 
 
-def _unique_keys(pairs: list) -> dict:
-    """A JSON object whose keys are each given once (object_pairs_hook): a header naming a tensor twice is damaged."""
-    found: dict = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DamagedHeader(f"{key!r} is given twice")
-        found[key] = value
-    return found
-
-
 class _DamagedHeader(ValueError):
     """What is wrong with one entry of a safetensors header."""
 
 
+def is_int(value) -> bool:
+    """An int read from JSON or YAML, not a bool (True is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """An int or float read from JSON or YAML, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def _given(entry: dict, key: str) -> str:
@@ -263,9 +263,11 @@ def _read_header(path: Path, fix: str) -> tuple[int, int, object]:
             (n,) = struct.unpack("<Q", head)
             if n > _MAX_HEADER or 8 + n > size:
                 raise _bad(path, f"is truncated or not a safetensors file (header of {n} bytes, file {size})", fix)
-            return size, n, parse_json(f.read(n), object_pairs_hook=_unique_keys)
+            return size, n, parse_json(f.read(n), object_pairs_hook=keys_once)  # a tensor named twice: damaged
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror})", fix) from None
+    except KeyGivenTwice as exc:
+        raise _bad(path, f"has a damaged safetensors header ({exc.args[0]!r} is given twice)", fix) from None
     except _DamagedHeader as exc:
         raise _bad(path, f"has a damaged safetensors header ({exc})", fix) from None
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +46,10 @@ def write_manifest(folder: Path, entries: Iterable[dict]) -> None:
 def video_name(index: int, suffix: str = ".mp4") -> str:
     """The naming convention for clip `index` of a folder of clips: 000000.mp4, 000001.mp4, ..."""
     return f"{index:06d}{suffix}"
+
+
+# The names video_name gives (of the formats clip folders hold): the only files a clip folder's writer removes.
+CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif|npy)")
 
 
 def check_fps(fps: int) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from accvideo.core.files import write_text_atomic
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import is_int, is_number, parse_json
 from accvideo.errors import AccVideoError
 
 CURVES = (("traj", "L_traj (Eq. 6)"), ("g", "L_G (generator)"), ("d", "L_D (heads)"))
@@ -56,16 +56,8 @@ class LossLog:
             self.writer.close()
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _numbers(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(_number(v) for v in value)
+    return isinstance(value, list) and bool(value) and all(is_number(v) for v in value)
 
 
 GAME = ("probe_acc_k", "acc_k")  # the heads' accuracy per key step: the probe's, else the training batches'
@@ -84,7 +76,7 @@ def read_losses(path: Path) -> list[dict]:
             record = parse_json(line)
         except ValueError:  # JSONDecodeError, or a line nested past the recursion limit
             continue
-        if isinstance(record, dict) and all(_count(record.get(k)) for k in ("iteration", "samples")):
+        if isinstance(record, dict) and all(is_int(record.get(k)) for k in ("iteration", "samples")):
             records.append(record)
     return records
 
@@ -96,13 +88,13 @@ def plot_losses(records: list[dict], out: Path, curves: tuple = CURVES) -> Path:
 
     plt = pyplot()
 
-    curves = [(k, label) for k, label in curves if any(_number(r.get(k)) for r in records)]
+    curves = [(k, label) for k, label in curves if any(is_number(r.get(k)) for r in records)]
     width = {key: max((len(r[key]) for r in records if _numbers(r.get(key))), default=0) for key in GAME}
     game = next((key for key in GAME if width[key]), None)
     panels = max(1, len(curves) + (game is not None))
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], curves, strict=False):  # one empty panel when there is no curve
-        pts = [(r["samples"], r[key]) for r in records if _number(r.get(key))]
+        pts = [(r["samples"], r[key]) for r in records if is_number(r.get(key))]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
         ax.set_title(label)
         ax.set_xlabel("samples seen")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic
 from accvideo.core.inputs import parse_json
 from accvideo.core.video import (
+    CLIP_NAME,
     MANIFESTS,
     manifest_entries,
     read_video,
@@ -178,7 +178,6 @@ def clear_video_folder(folder: str | Path) -> None:
 
 
 # The clip names `write_video_folder` writes, and the hidden list of those a write in progress may leave behind.
-_CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif|npy)")
 PENDING = ".accvideo-clips.json"
 
 
@@ -190,7 +189,7 @@ def _own_clips(folder: Path, entries: list[dict]) -> set[str]:
     except (OSError, ValueError):
         pending = []
     listed = [e.get("file") for e in entries] + (pending if isinstance(pending, list) else [])
-    return {n for n in listed if isinstance(n, str) and _CLIP_NAME.fullmatch(n) and (folder / n).is_file()}
+    return {n for n in listed if isinstance(n, str) and CLIP_NAME.fullmatch(n) and (folder / n).is_file()}
 
 
 def _save_npy(path: Path, clip: np.ndarray) -> None:

@@ -8,6 +8,7 @@ A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.inputs import check_safetensors, parse_json, read_small_file
+from accvideo.core.inputs import check_safetensors, is_int, parse_json, read_small_file
 from accvideo.core.video import largest_video
 from accvideo.errors import AccVideoError
 
@@ -67,8 +68,6 @@ def stored_keys(folder: Path) -> set[str]:
 
 
 def _patterns(module, name: str) -> list:
-    import re
-
     return [re.compile(p) for p in getattr(module, name, None) or []]
 
 
@@ -201,14 +200,8 @@ MAX_BLOCKS = 1000  # a count the weights do not confirm (no numbered blocks foun
 MAX_ROPE_LEN = 1 << 16  # rotary positions per axis (Wan: 1,024): tables past this fill the memory before any frame
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _stored_blocks(stored: set[str], prefixes: tuple[str, ...]) -> int | None:
     """1 + the largest block index stored under `prefixes` (`blocks.N.`), None when none is."""
-    import re
-
     pattern = re.compile(rf"^(?:{'|'.join(map(re.escape, prefixes))})\.(\d+)\.")
     found = [int(m[1]) for k in stored if (m := pattern.match(k))]
     return max(found) + 1 if found else None
@@ -224,7 +217,7 @@ def check_config_sizes(folder: Path, fix: str = "restore the config.json or re-d
         value = config.get(key)
         if key not in config or value is None:
             continue
-        if not _is_count(value):
+        if not (is_int(value) and value >= 0):
             raise AccVideoError(f"{folder}/config.json gives {key} {json.dumps(value)}, not a count of blocks; {fix}")
         held = _stored_blocks(stored, prefixes)
         if held is None and value > MAX_BLOCKS:

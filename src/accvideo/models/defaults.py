@@ -22,7 +22,7 @@ import math
 import string
 from pathlib import Path
 
-from accvideo.core.inputs import KeyGivenTwice, keys_once, parse_json, read_json, read_small_file
+from accvideo.core.inputs import KeyGivenTwice, is_int, keys_once, parse_json, read_json, read_small_file
 from accvideo.core.video import MAX_FPS, MAX_FRAMES, MAX_SIDE, check_video_size, largest_video
 from accvideo.errors import AccVideoError
 
@@ -146,10 +146,6 @@ def _config(file: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def position_limits(path: Path) -> tuple[int, dict[str, int]]:
     """(rope_max_seq_len, {frames, height, width: the largest its position table indexes}) of a Wan folder's
     transformer, as models/base.py check_latent_shape computes them; (0, {}) when the configs do not say (or hold
@@ -157,7 +153,8 @@ def position_limits(path: Path) -> tuple[int, dict[str, int]]:
     transformer, vae = _config(path / "transformer" / "config.json"), _config(path / "vae" / "config.json")
     limit, patch = transformer.get("rope_max_seq_len"), transformer.get("patch_size", [1, 2, 2])
     temporal, spatial = vae.get("scale_factor_temporal", 4), vae.get("scale_factor_spatial", 8)
-    if not (isinstance(patch, list) and len(patch) == 3 and all(_count(v) for v in (limit, temporal, spatial, *patch))):
+    sizes = (limit, temporal, spatial, *patch) if isinstance(patch, list) and len(patch) == 3 else (0,)
+    if not all(is_int(v) and v > 0 for v in sizes):
         return 0, {}
     return limit, largest_video(limit, patch, temporal, spatial)
 

@@ -12,7 +12,6 @@ The writer, `export_student`, is the distillation's (distill/student.py).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from itertools import pairwise
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.inputs import check_safetensors, load_safetensors, read_json
+from accvideo.core.inputs import check_safetensors, is_int, is_number, load_safetensors, parse_json, read_json
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
@@ -76,11 +75,7 @@ def exported_student(path: str | Path) -> dict | None:
     if not isinstance(sigmas, list) or len(sigmas) < 2 or not all(isinstance(s, (int, float)) for s in sigmas):
         return None
     shift = info.get("shift")
-    return {"key_sigmas": [float(s) for s in sigmas], **({"shift": float(shift)} if _number(shift) else {})}
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return {"key_sigmas": [float(s) for s in sigmas], **({"shift": float(shift)} if is_number(shift) else {})}
 
 
 def read_student_info(student_dir: Path) -> dict:
@@ -116,7 +111,7 @@ def check_teacher_id(teacher, path: Path) -> None:
 def check_lora_settings(lora, path: Path) -> None:
     """student.json's LoRA settings: a positive whole rank, a positive alpha and the target module names."""
     rank, alpha, targets = (lora.get(k) if isinstance(lora, dict) else None for k in ("rank", "alpha", "targets"))
-    ok = isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 and _number(alpha) and 0 < alpha < math.inf
+    ok = is_int(rank) and rank > 0 and is_number(alpha) and 0 < alpha < math.inf
     ok = ok and isinstance(targets, list) and bool(targets) and all(isinstance(t, str) and t for t in targets)
     if not ok:
         raise AccVideoError(
@@ -172,11 +167,11 @@ def check_full_config(folder: Path) -> None:
     module = _config_module(folder)
     if module is None:
         return
-    ignore = [re.compile(p) for p in getattr(module, "_keys_to_ignore_on_load_unexpected", None) or []]
+    from accvideo.models.base import weight_mismatch
+
     stored = {k: v.get("shape") for f in sorted(folder.glob("*.safetensors")) for k, v in _tensors(f).items()}
     want = {k: list(v.shape) for k, v in module.state_dict().items()}
-    unused = sorted(k for k in stored if k not in want and not any(p.search(k) for p in ignore))
-    missing = sorted(k for k in want if k not in stored)
+    unused, missing = weight_mismatch(module, set(stored))  # the loaded pipeline's check, and shapes besides
     wrong = sorted(k for k in want if k in stored and stored[k] != want[k])
     problems = [
         (unused, "stored tensor(s) are not used by the model it describes"),
@@ -280,8 +275,8 @@ def _check_lora_metadata(path: Path, metadata, lora: dict) -> None:
             )
         return
     try:
-        stored = json.loads(raw)
-    except (TypeError, ValueError):
+        stored = parse_json(raw)
+    except (TypeError, ValueError):  # no text, or no JSON (nested past the recursion limit included)
         stored = None
     stored = stored if isinstance(stored, dict) else {}
     want = {"r": lora["rank"], "lora_alpha": lora["alpha"], "target_modules": sorted(lora["targets"])}

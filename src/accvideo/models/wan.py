@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.adapter import Conditioning
-from accvideo.core.inputs import read_json
+from accvideo.core.inputs import is_int, read_json
 from accvideo.errors import AccVideoError
 from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
 
@@ -23,16 +23,13 @@ VAE_DEFAULTS = {
 VAE_FIX = "restore the config.json or re-download the pipeline"
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def implied_factors(cfg: Mapping, where: str) -> tuple[int, int]:
     """(temporal, spatial) compression the Wan VAE's layers make: each of the first len(dim_mult) - 1 levels halves
     the sides and, where `temperal_downsample` says so, time; a `patch_size` (Wan 2.2) divides the sides again."""
     downs, mult, patch = (cfg.get(k, VAE_DEFAULTS[k]) for k in ("temperal_downsample", "dim_mult", "patch_size"))
     levels = len(mult) - 1 if isinstance(mult, list) and mult else -1
-    if levels < 0 or not isinstance(downs, list) or len(downs) < levels or not (patch is None or _count(patch)):
+    patch_ok = patch is None or (is_int(patch) and patch > 0)
+    if levels < 0 or not isinstance(downs, list) or len(downs) < levels or not patch_ok:
         raise AccVideoError(
             f"{where} gives dim_mult {mult!r}, temperal_downsample {downs!r} and patch_size {patch!r}, which describe "
             f"no Wan VAE; {VAE_FIX}"
@@ -46,7 +43,7 @@ def check_vae_factors(cfg: Mapping, where: str, frame_step: int = 4) -> tuple[in
     samples (frames = 4k + 1; the VAE encodes 4 frames a chunk): a 3 made 17 frames for --frames 13, a 0 divided."""
     temporal, spatial = (cfg.get(k, VAE_DEFAULTS[k]) for k in ("scale_factor_temporal", "scale_factor_spatial"))
     for name, value in (("scale_factor_temporal", temporal), ("scale_factor_spatial", spatial)):
-        if not _count(value):
+        if not (is_int(value) and value > 0):
             raise AccVideoError(f"{where} gives {name} {value!r}, not a positive integer; {VAE_FIX}")
     made_t, made_s = implied_factors(cfg, where)
     for name, value, made in (("scale_factor_temporal", temporal, made_t), ("scale_factor_spatial", spatial, made_s)):

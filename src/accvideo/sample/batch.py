@@ -15,10 +15,8 @@ that make the clips (model, steps, sigmas, guidance, negative prompt, size, fps,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +25,7 @@ import yaml
 
 from accvideo.core import dist
 from accvideo.core.config import to_dict
-from accvideo.core.files import remove_stale_temps, write_text_atomic
+from accvideo.core.files import file_sha256, remove_stale_temps, write_text_atomic
 from accvideo.core.images import load_images
 from accvideo.core.inputs import object_lines, read_small_file
 from accvideo.core.interrupts import check as check_interrupt
@@ -35,7 +33,7 @@ from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import BUILTIN_MODELS, resolve_device, resolve_model
 from accvideo.core.sampling import encode_negative
-from accvideo.core.video import MANIFESTS, video_name, write_manifest, write_video
+from accvideo.core.video import CLIP_NAME, MANIFESTS, video_name, write_manifest, write_video
 from accvideo.errors import AccVideoError
 from accvideo.models.decoder import RANDOM, find_decoder
 from accvideo.models.identity import sampled_identity, teacher_identity
@@ -47,8 +45,6 @@ from accvideo.world import warn_unknown_words
 COMMAND = "sample"
 MANIFEST = MANIFESTS[0]
 SETTINGS = "sample.yaml"
-# The clip names this command writes (video_name's, as evaluate/folder.py's _CLIP_NAME): the only files it removes.
-_CLIP_NAME = re.compile(r"[0-9]{6}\.(mp4|gif)")
 # The manifest key holding the sha256 of a row's file of key k ("file" -> "sha256", "gif" -> "gif_sha256").
 _SHA = {"file": "sha256", "gif": "gif_sha256"}
 MAX_MANIFEST = 1 << 30  # a million rows are ~200 MB
@@ -160,7 +156,7 @@ def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> dict[int, di
     # clips of rows the prompt file no longer has (a shorter or edited file): only names of this command's own
     # convention, never another file an edited manifest names (notes.txt, the folder's marker)
     removed = sorted(
-        {e[k] for e in listed for k in _SHA if isinstance(e.get(k), str) and _CLIP_NAME.fullmatch(e[k])} - names
+        {e[k] for e in listed for k in _SHA if isinstance(e.get(k), str) and CLIP_NAME.fullmatch(e[k])} - names
     )
     for name in sorted(names) + removed:  # checked before anything changes: a folder there is not a clip
         if (out / name).exists() and not (out / name).is_file():
@@ -296,22 +292,14 @@ def _kept(out: Path, listed: dict | None, entry: dict) -> bool:
         if k in entry:
             if not (out / entry[k]).is_file():
                 return False
-            if sha in listed and listed[sha] != _sha256(out / entry[k]):
+            if sha in listed and listed[sha] != file_sha256(out / entry[k]):
                 return False
     return True
 
 
 def _with_sha(out: Path, entry: dict) -> dict:
     """`entry` with the sha256 of each of its files as written."""
-    return {**entry, **{sha: _sha256(out / entry[k]) for k, sha in _SHA.items() if k in entry}}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return {**entry, **{sha: file_sha256(out / entry[k]) for k, sha in _SHA.items() if k in entry}}
 
 
 def _names(entries: dict[int, dict]) -> set[str]:

@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from accvideo.core.files import temp_name
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import is_int, parse_json
 from accvideo.core.schedules import check_key_indices, check_steps
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
@@ -34,9 +34,9 @@ META_KEY = "synvid"
 _NAME = re.compile(r"shard-(\d{6,})\.safetensors")
 _ITEM_PATHS = ("image", "image_sha256", "video")  # optional str fields of an item
 _ITEM_FIELDS = {  # what every item holds: (check, what it must be)
-    "index": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "index": (lambda v: is_int(v) and v >= 0, "an int >= 0"),
     "prompt": (lambda v: isinstance(v, str), "a str"),
-    "seed": (lambda v: _is_int(v), "an int"),
+    "seed": (lambda v: is_int(v), "an int"),
 }
 
 
@@ -103,10 +103,6 @@ class ShardHeader:
         return any("image_sha256" in it for it in self.items)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -117,8 +113,8 @@ def _of_kind(value, annotation: str) -> bool:
         return annotation.endswith("| None")
     base = annotation.removesuffix(" | None")
     if base.startswith("tuple[int"):
-        return isinstance(value, list) and all(_is_int(v) for v in value)
-    return {"str": isinstance(value, str), "int": _is_int(value), "float": _is_number(value)}.get(base, True)
+        return isinstance(value, list) and all(is_int(v) for v in value)
+    return {"str": isinstance(value, str), "int": is_int(value), "float": _is_number(value)}.get(base, True)
 
 
 def _check_ranges(s: SynVidSettings) -> None:
@@ -193,7 +189,7 @@ def _header_of(path: Path, meta, shapes: dict[str, tuple[int, ...]]) -> ShardHea
         raise ValueError("its cond_keys are not a list of names")
     if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
         raise ValueError("its sha256 are not a mapping of digests")
-    if not _is_int(meta.get("shard")) or meta["shard"] < 0 or not _is_int(meta.get("batch")) or meta["batch"] < 1:
+    if not is_int(meta.get("shard")) or meta["shard"] < 0 or not is_int(meta.get("batch")) or meta["batch"] < 1:
         raise ValueError("its shard or batch is not a count")
     header = ShardHeader(
         path=path,
