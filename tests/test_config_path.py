@@ -193,6 +193,21 @@ def test_a_text_setting_takes_on_off_yes_no_as_words_from_key_value_and_yaml(tmp
     assert resolve(v, ["real_data=world", "real_data=null"]).real_data is None
 
 
+def test_numbers_are_decimal_from_key_value_and_yaml_as_from_flags(tmp_path, capsys):
+    """Was: YAML 1.1 read `seed=010` as 8 (octal), `iterations=1:30` as 90 (base 60), `lr=1:30.5` as 90.5 and
+    `iterations=0x2` as 2, where `--seed 010` is 10 and `--iterations 0x2` is refused."""
+    v = BY_NAME["distill"]
+    assert resolve(v, ["seed=010"]).seed == resolve(v, ["--seed", "010"]).seed == 10
+    (tmp_path / "c.yaml").write_text("seed: 010\niterations: 0012\nlr: 2.5e-4\n")
+    from_yaml = resolve(v, ["--config", str(tmp_path / "c.yaml")])
+    assert (from_yaml.seed, from_yaml.iterations, from_yaml.lr) == (10, 12, 2.5e-4)
+    assert resolve(v, ["lr=1e-3", "seed=+7"]).lr == 1e-3 and resolve(v, ["seed=+7"]).seed == 7
+    for bad in ("iterations=1:30", "iterations=0x2", "iterations=0b10", "lr=1:30.5"):
+        code, _, err = run_cli(["distill", "--teacher", "builtin", "--data", str(tmp_path), bad], capsys)
+        key, value = bad.split("=")
+        assert code == 2 and f"setting {key}" in err and f"'{value}'" in err and "Traceback" not in err, bad
+
+
 def test_text_is_taken_literally_whichever_way_it_comes_in(tmp_path):
     """`${x}` is a user's prompt text, never an OmegaConf interpolation (which would refuse or rewrite it)."""
     v = BY_NAME["sample"]

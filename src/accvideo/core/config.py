@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from accvideo.core.files import write_text_atomic
-from accvideo.core.inputs import read_yaml
+from accvideo.core.inputs import load_yaml_text, read_yaml
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.errors import AccVideoError
 
@@ -65,8 +65,9 @@ def load_config(
             elif not value.strip():  # read as null: `steps=$STEPS` with STEPS unset dropped the --steps given
                 raise AccVideoError(f"setting {key}= has no value; give {key}=VALUE, or {key}=null for its default")
             else:
-                check_size(_override_value(key, value), source)
-                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([literal(override)]))
+                parsed = _override_value(key, value)
+                check_size(parsed, source)
+                merged = OmegaConf.merge(merged, nest({key: literal(parsed)}))
         return check_numbers(OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         check_interrupt()  # a Ctrl-C that broke OmegaConf's state midway is an interruption, not a bad setting
@@ -111,7 +112,7 @@ def _override_value(key: str, value: str):
     """The value of a `key=value` override as YAML reads it, or one line: OmegaConf's YAML error (`steps=[`, a
     stray quote `seed='3`) was a traceback."""
     try:
-        return yaml.load(value, Loader=yaml.SafeLoader)  # noqa: S506 (a SafeLoader)
+        return load_yaml_text(value)  # as a config file is read: `seed=010` is 10, as `--seed 010` is
     except yaml.YAMLError as exc:
         what = str(getattr(exc, "problem", None) or exc).splitlines()[0]
         raise AccVideoError(

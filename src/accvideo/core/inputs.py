@@ -170,19 +170,41 @@ class _DuplicateKey(yaml.YAMLError):
         super().__init__(f"sets {key!r} twice (lines {first} and {second})")
 
 
-_BOOL = "tag:yaml.org,2002:bool"
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# Numbers are decimal, as a flag reads them: YAML 1.1 read `seed: 010` as 8 (octal), `iterations: 1:30` as 90 and
+# `lr: 1:30.5` as 90.5 (base 60), `steps: 0x2` as 2, where `--seed 010` is 10 and `--steps 0x2` is refused. Other
+# forms stay text, which a setting typed as a number refuses in one line.
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 10))
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str):
+    """YAML text parsed by the safe loader with YAML 1.2's booleans and decimal integers (see `_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
 
 
 def read_yaml(path: str | Path, fix: str):
-    """The parsed YAML file (safe loader, YAML 1.2 booleans), or one line naming the file, the line and `fix`."""
+    """The parsed YAML file (safe loader, YAML 1.2 booleans, decimal integers), or one line naming the file, the
+    line and `fix`."""
     path = Path(path)
     try:
-        return yaml.load(_read_text(path, fix), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        return load_yaml_text(_read_text(path, fix))
     except _DuplicateKey as exc:
         raise _bad(path, f"{exc}; keep one of them", fix) from None
     except yaml.YAMLError as exc:
