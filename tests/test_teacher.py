@@ -466,3 +466,17 @@ def test_a_damaged_teacher_is_rebuilt_not_called_done(damage, reference, tmp_pat
     ref, res = _weights(reference[0]), _weights(out)
     assert ref.keys() == res.keys() and all(torch.equal(ref[k], res[k]) for k in ref)
     assert finished_teacher(CFG, out) is not None
+
+
+def test_a_work_folder_of_other_settings_names_work_as_the_fix_when_work_was_given(reference, tmp_path, capsys):
+    """Was: `work=W` holding another run's state said "use another --out", which changes nothing (W is still used)."""
+    from cli_helpers import run_cli
+
+    _, work = _copy_run(reference, tmp_path, out=False)
+    before = _tree(work)
+    args = ["--preset", "quick", "vae_base_dim=4", "vae_steps=4", "steps=7", "checkpoint_every=3", "seed=1"]
+    code, _, err = run_cli(["teacher", "train", "--out", str(tmp_path / "new"), f"work={work}", *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and "seed=0, not 1; use another work= (or --out" in err, err
+    assert _tree(work) == before and not (tmp_path / "new").exists()  # was: a new --out left behind
+    code, _, err = run_cli(["teacher", "train", "--out", str(tmp_path / "t1"), *args], capsys)  # work: t1.work
+    assert code == 2 and "seed=0, not 1; use another --out, or the run's settings" in err, err

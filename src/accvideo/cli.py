@@ -210,11 +210,13 @@ def _teacher_train(cfg) -> None:
     from accvideo.core.runtime import resolve_device
     from accvideo.teacher.train import (
         COMMAND,
+        check_work_folder,
         finished_teacher,
         init_folder,
         is_teacher_output,
         is_work_folder,
         train_teacher,
+        work_fix,
     )
 
     init_folder(cfg)  # a bad init= is one line before any folder is made
@@ -228,6 +230,7 @@ def _teacher_train(cfg) -> None:
             f"work= {work} is a teacher pipeline, not a work folder (it was trained into); choose another work="
         )
     check_folder(work, COMMAND, inputs={"out": out}, legacy=is_work_folder, flag="work=")
+    check_work_folder(cfg.teacher(), work, work_fix(cfg.work))  # its state of other settings: before --out is made
     made = not out.exists()
     claim_folder(out, COMMAND, inputs={"work": work}, legacy=is_teacher_output)
     try:
@@ -242,7 +245,7 @@ def _teacher_train(cfg) -> None:
             return
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        stats = train_teacher(cfg.teacher(), out, work, device)
+        stats = train_teacher(cfg.teacher(), out, work if cfg.work else None, device)  # None: OUT.work
     _echo(f"wrote the teacher to {out}: {stats}")
 
 

@@ -278,11 +278,17 @@ def save_config(cfg, path: str | Path, before_replace: Callable[[Path], None] | 
 
 
 def check_same_settings(
-    saved: dict, config: dict, path: str | Path, defaults: dict | None = None, resumable: frozenset = frozenset()
+    saved: dict,
+    config: dict,
+    path: str | Path,
+    defaults: dict | None = None,
+    resumable: frozenset = frozenset(),
+    elsewhere: str = "another --out",
 ) -> None:
     """Refuse to continue work at `path` that was made with other settings (`saved`) than `config`; those in
     `resumable` may change. A setting `saved` does not hold was added after it was written: allowed when the asked
-    value is its value in `defaults` (the behaviour of the version that wrote it)."""
+    value is its value in `defaults` (the behaviour of the version that wrote it). `elsewhere` is the fix that puts
+    the work in another folder."""
     defaults = defaults or {}
     for key, value in config.items():
         if key in resumable:
@@ -292,13 +298,13 @@ def check_same_settings(
                 continue
             raise AccVideoError(
                 f"{path} holds a run from before the setting {key} (it ran as {key}={defaults[key]!r}), not "
-                f"{value!r}; use another --out, or {key}={defaults[key]!r} to resume it"
+                f"{value!r}; use {elsewhere}, or {key}={defaults[key]!r} to resume it"
             )
         if saved.get(key) != value:
             changeable = f"only {', '.join(sorted(resumable))} may change" if resumable else "none may change"
             raise AccVideoError(
                 f"{path} holds a run with {key}={saved.get(key)!r}, not {value!r}; "
-                f"use another --out, or the run's settings ({changeable})"
+                f"use {elsewhere}, or the run's settings ({changeable})"
             )
 
 

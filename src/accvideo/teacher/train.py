@@ -123,9 +123,15 @@ def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
     return {k: v for k, v in saved.items() if k not in config}
 
 
-def check_work_folder(cfg: TeacherConfig, work: Path) -> None:
+def work_fix(work_given) -> str:
+    """The fix that trains in another folder: another work= for a work folder given, else another --out (OUT.work)."""
+    return "another work= (or --out: its work folder is OUT.work)" if work_given else "another --out"
+
+
+def check_work_folder(cfg: TeacherConfig, work: Path, elsewhere: str = "another --out") -> None:
     """Refuse to resume a work folder whose state was trained with other settings (they would mix silently), whose
-    settings record is gone (its settings are unknown), or whose transformer state is past `cfg.steps`."""
+    settings record is gone (its settings are unknown), or whose transformer state is past `cfg.steps`; `elsewhere`
+    names the fix that trains in another folder."""
     if not is_work_folder(work):
         return
     saved = work / "config.yaml"
@@ -134,7 +140,9 @@ def check_work_folder(cfg: TeacherConfig, work: Path) -> None:
             f"work folder {work} holds training state but no readable settings record ({saved.name} is missing or "
             f"not a file); restore its {saved.name}, or delete {work} to start over"
         )
-    check_same_settings(_saved_settings(saved), to_dict(cfg), work, to_dict(TeacherConfig()), RESUMABLE_CHANGES)
+    check_same_settings(
+        _saved_settings(saved), to_dict(cfg), work, to_dict(TeacherConfig()), RESUMABLE_CHANGES, elsewhere
+    )
     vae_state = work / "vae_state.pt"
     if not (work / "vae.safetensors").is_file() and (state := checked_state(vae_state, ("step",))) is not None:
         check_step(vae_state, state["step"], cfg.vae_steps, "VAE step", "vae_steps")
@@ -434,10 +442,11 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     The VAE trains on the CPU; encoding and the transformer run on `device` (a GPU trains the transformer in
     minutes; the run's `accvideo_teacher.yaml` records where it trained).
     """
+    fix = work_fix(work)
     out, work = Path(out), Path(work or f"{out}.work")
     if (done := finished_teacher(cfg, out)) is not None:
         return done
-    check_work_folder(cfg, work)
+    check_work_folder(cfg, work, fix)
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
     t0 = time.perf_counter()
@@ -445,6 +454,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     vae = start.vae if start is not None else load_trained_vae(cfg, train_vae(cfg, work))
     t_vae = time.perf_counter() - t0
     data = encode_dataset(cfg, vae, work, device)
+    t_encode = time.perf_counter() - t0 - t_vae
     captions = _captions(work, data)
     pipe = start if start is not None else pipeline_for_data(cfg, vae, data)
     if cfg.image:
@@ -453,7 +463,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
     stats |= {
         "vae_psnr_db": round(reconstruction_psnr(vae, probe), 2),
-        "vae_seconds_this_run": round(t_vae, 1),
+        "vae_seconds_this_run": round(t_vae, 1),  # a phase a rerun found done takes ~0 s
+        "encode_seconds_this_run": round(t_encode, 1),
         "total_seconds_this_run": round(time.perf_counter() - t0, 1),
         "trained_on": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu",
         "parameters": {
