@@ -47,3 +47,20 @@ def test_a_terminal_gets_both_and_the_transient_one_is_erased(monkeypatch):
 def test_show_false_draws_nothing_anywhere(monkeypatch):
     for terminal in (True, False):
         assert drawn(monkeypatch, terminal=terminal, show=False)[0] == ""
+
+
+def test_a_bar_that_posts_its_loss_each_step_redraws_in_a_log_only_every_interval(monkeypatch):
+    """Was: tqdm's set_postfix redraws at once, so a training bar (the teacher's VAE: 4,000 steps) wrote a frame a
+    step into a log, past the half-minute interval."""
+    for terminal, most in ((False, 3), (True, 200)):
+        stream = Stream(terminal)
+        monkeypatch.setattr(sys, "stderr", stream)
+        bar = progress_bar(total=200, desc="train", unit="step")
+        for step in range(200):
+            bar.update(1)
+            bar.set_postfix(loss=f"{1 / (step + 1):.4f}")
+            bar.set_description(f"train {step % 2}")
+        bar.close()
+        frames = [f for f in re.split(r"[\r\n]", stream.getvalue()) if f.strip()]
+        assert (len(frames) <= most) if not terminal else len(frames) >= most, (terminal, len(frames))
+        assert "200/200" in frames[-1]

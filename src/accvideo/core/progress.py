@@ -35,4 +35,10 @@ def progress_bar(
     if not terminal:
         kwargs.setdefault("mininterval", LOG_INTERVAL)
     disable = not show or (transient and not terminal)
-    return tqdm(iterable, desc=desc, unit=unit, disable=disable, leave=not transient, **kwargs)
+    bar = tqdm(iterable, desc=desc, unit=unit, disable=disable, leave=not transient, **kwargs)
+    if not terminal:  # tqdm redraws at every set_postfix / set_description unless told not to, which bypassed
+        # mininterval: a training loop that posts its loss each step wrote a frame a step into the log
+        for name in ("set_postfix", "set_postfix_str", "set_description", "set_description_str"):
+            setter = getattr(bar, name)
+            setattr(bar, name, lambda *a, _set=setter, **kw: _set(*a, **{"refresh": False, **kw}))
+    return bar
