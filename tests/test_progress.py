@@ -34,6 +34,7 @@ def test_a_log_gets_no_transient_bar_and_a_lasting_bar_ends_on_its_own_line(monk
     assert text.endswith("\n") and "3/3" in text.splitlines()[-1]
     assert not [frame for frame in re.split(r"[\r\n]", text) if frame and not frame.strip()]  # no line of blanks
     assert bar.mininterval == LOG_INTERVAL  # a long run's log is redrawn every half minute, not ten times a second
+    assert bar.maxinterval == LOG_INTERVAL  # nor every 10 s by tqdm's monitor thread
 
 
 def test_a_terminal_gets_both_and_the_transient_one_is_erased(monkeypatch):

@@ -34,6 +34,7 @@ def progress_bar(
     terminal = stderr_is_terminal()
     if not terminal:
         kwargs.setdefault("mininterval", LOG_INTERVAL)
+        kwargs.setdefault("maxinterval", LOG_INTERVAL)  # tqdm's monitor thread redrew a bar every 10 s (its default)
     disable = not show or (transient and not terminal)
     bar = tqdm(iterable, desc=desc, unit=unit, disable=disable, leave=not transient, **kwargs)
     if not terminal:  # tqdm redraws at every set_postfix / set_description unless told not to, which bypassed
