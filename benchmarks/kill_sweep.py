@@ -13,7 +13,7 @@ within 120 s and the finishing run exits 0 with no traceback, every compared fil
 reference's byte for byte, and no file the reference lacks (a temporary left behind). Every run writes at one path
 (a command's records name its output folder). Instants are drawn from `--seed` and the command's name, so a failing
 trial is rerun by its seed. Prints a Markdown table; `--json` writes the trials; `--table JSON` prints a saved
-result's table.
+result's table. Rerun with the same `--json`, `--seed` and `--kills` to resume an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ COMMANDS = {
     "export": Command("export {in}/run --out {out}/export", "export", ("run",)),
     "decoder": Command(
         "decoder distill --teacher builtin --data {in}/data --out {out}/decoder iterations=40 checkpoint_every=10 "
-        "width=16 --threads 1",
+        "width=16 holdout=2 --threads 1",
         "decoder",
         ("data",),
     ),
@@ -320,7 +320,14 @@ def main() -> None:
     inputs.mkdir(parents=True, exist_ok=True)
     make_inputs(inputs, {n for v in names for n in COMMANDS[v].needs})
     result = {"argv": sys.argv[1:], "seed": a.seed, "kills": a.kills, "commands": {}}
+    if a.json and a.json.is_file():  # an interrupted sweep: the commands it finished are kept
+        done = json.loads(a.json.read_text())
+        if (done.get("seed"), done.get("kills")) == (a.seed, a.kills):
+            result["commands"] = {k: v for k, v in done["commands"].items() if k in names}
     for name in names:
+        if name in result["commands"]:
+            print(f"{name}: kept from {a.json}", file=sys.stderr)
+            continue
         result["commands"][name] = sweep(name, COMMANDS[name], inputs, work, a.kills, random.Random(f"{a.seed}-{name}"))
         if a.json:
             a.json.write_text(json.dumps(result, indent=1) + "\n")
