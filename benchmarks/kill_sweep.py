@@ -2,6 +2,7 @@
 
     python benchmarks/kill_sweep.py --kills 12 --json benchmarks/results/kill_sweep_cpu.json
     python benchmarks/kill_sweep.py --verbs synthesize,export --kills 4      # a few commands, a few kills
+    git clone -q . /tmp/clean && PYTHONPATH=/tmp/clean/src python benchmarks/kill_sweep.py ...  # a clean checkout
 
 For each command (on the built-in model, at small sizes so that one run takes seconds; two of them also under
 torchrun with 2 processes): run it twice unkilled (the reference; a file the two runs write differently, such as a
@@ -283,6 +284,18 @@ def sweep(name: str, cmd: Command, inputs: Path, work: Path, kills: int, rng: ra
     }
 
 
+def source() -> dict:
+    """The accvideo the commands run (PYTHONPATH=CLONE/src runs a clean checkout's) and its commit, with whether
+    its tree had uncommitted changes."""
+    import accvideo
+
+    root = Path(accvideo.__file__).resolve().parents[2]
+    git = ["git", "-C", str(root)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
+    return {"path": str(root), "commit": commit, "uncommitted_changes_in_src": bool(dirty)}
+
+
 def table(result: dict) -> str:
     lines = [
         "| command | unkilled run (s) | files compared | left out (differ between two unkilled runs) | "
@@ -319,7 +332,7 @@ def main() -> None:
     inputs = work / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     make_inputs(inputs, {n for v in names for n in COMMANDS[v].needs})
-    result = {"argv": sys.argv[1:], "seed": a.seed, "kills": a.kills, "commands": {}}
+    result = {"argv": sys.argv[1:], "seed": a.seed, "kills": a.kills, "source": source(), "commands": {}}
     if a.json and a.json.is_file():  # an interrupted sweep: the commands it finished are kept
         done = json.loads(a.json.read_text())
         if (done.get("seed"), done.get("kills")) == (a.seed, a.kills):
