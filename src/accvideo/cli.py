@@ -10,6 +10,7 @@ writes its resolved settings beside its output. Bad input exits 2 with one line.
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import difflib
 import errno
@@ -548,7 +549,48 @@ def resolve(verb: Verb, argv: list[str]):
 
 
 def run_verb(verb: Verb, argv: list[str]) -> None:
-    verb.run(resolve(verb, argv))
+    cfg = resolve(verb, argv)
+    _check_utf8_paths(verb, cfg)
+    verb.run(cfg)
+
+
+# settings naming folders read through safetensors, and the verbs whose --out holds safetensors files
+_TENSOR_INPUTS = ("teacher", "model", "data", "run", "classifier", "init")
+_TENSOR_OUTPUTS = (
+    "synthesize",
+    "distill",
+    "decoder distill",
+    "export",
+    "tiny-model",
+    "teacher train",
+    "demo",
+    "ablate",
+)
+
+
+def _check_utf8_paths(verb: Verb, cfg) -> None:
+    """Refuse a model, data or run folder whose path holds bytes that are no UTF-8 (held as surrogates): safetensors
+    opens only UTF-8 paths, so `synthesize --out` of one wrote a SynVid that nothing could read, `sample` of such a run
+    said to rerun its distill command, and `export --format single-file` was a traceback. Clips and prompt lists
+    (written by ffmpeg and Python) take any name."""
+    names = [*_TENSOR_INPUTS, *(("out",) if verb.name in _TENSOR_OUTPUTS else ())]
+    given = [(n, getattr(cfg, n, None)) for n in names] + [
+        ("decoder", getattr(getattr(cfg, "runtime", None), "decoder", None))
+    ]
+    for name, value in given:
+        if not isinstance(value, str) or value.isascii():
+            continue
+        try:
+            raw = value.encode("utf-8", "surrogateescape")  # the bytes given
+        except UnicodeEncodeError:  # a surrogate no byte makes (a YAML escape): as UTF-8 would hold it, invalid
+            raw = value.encode("utf-8", "surrogatepass")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AccVideoError(
+                f"--{name.replace('_', '-')} {value!r} is not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}), and safetensors opens only UTF-8 paths; rename it (or choose a UTF-8 name)"
+            ) from None
 
 
 def _root_help() -> str:
@@ -844,6 +886,22 @@ def _check_umask() -> None:
         )
 
 
+def _check_locale(argv: list[str]) -> None:
+    """Refuse a non-ASCII argument in an ASCII locale (LANG/LC_ALL=C or POSIX with PYTHONUTF8=0, where Python's UTF-8
+    mode is off): its bytes reach Python as surrogate escapes, so a prompt `é` was encoded as the text '\\udcc3\\udca9',
+    a `--negative-prompt` of it was a traceback writing the shard, and a folder `tïny` was a safetensors path it
+    cannot open ('cannot load the pipeline ... re-download it'). Before torch is imported."""
+    if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name != "ascii":
+        return
+    given = next((a for a in argv if not a.isascii()), None)
+    if given is not None:
+        shown = os.fsencode(given).decode("utf-8", "backslashreplace")
+        _fail(
+            f"the argument {shown!r} is not ASCII and this locale's encoding is ASCII (LANG/LC_ALL=C or POSIX with "
+            "PYTHONUTF8=0), so Python cannot read it as text; rerun with PYTHONUTF8=1 (or LC_ALL=C.UTF-8)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     with guarded_streams():  # a reader of stdout or stderr that went away stops nothing (core/streams.py)
@@ -859,6 +917,7 @@ def _main(argv: list[str]) -> None:
     if argv and argv[0] not in ("-h", "--help", "--version"):
         _check_umask()
         _check_threads_variable()
+        _check_locale(argv)
     try:
         with catch_interrupts():  # a Ctrl-C that Python swallowed still stops the run (core/interrupts.py)
             if argv and argv[0] not in ("-h", "--help", "--version"):

@@ -75,7 +75,9 @@ def write_text_atomic(path: str | Path, text: str, before_replace: Callable[[Pat
     tmp = temp_name(path)
     try:
         try:
-            tmp.write_text(text, encoding="utf-8")
+            # a path of bytes that are no UTF-8 (held as surrogates: `evaluate --videos` of such a folder names it in
+            # metrics.md) is written as those bytes; strict UTF-8 was a traceback after metrics.json was written
+            tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
         except OSError as exc:  # a failed write() names no file: the one-line error should name this one
             if exc.filename is None and exc.errno is not None:
                 raise OSError(exc.errno, exc.strerror, str(path)) from None
