@@ -117,3 +117,15 @@ def test_a_run_killed_between_renaming_its_clip_and_recording_it_is_rerun(tmp_pa
     out.write_bytes(b"edited since")  # the ledger still vouches only for accvideo's own contents
     code, _, err = run_cli([*base, "--seed", "2"], capsys)
     assert code == 2 and "was not written by accvideo (or was changed since)" in err
+
+
+def test_a_refused_clip_leaves_no_folder_it_made(tmp_path, capsys):
+    """Was: `sample --decoder MISSING --out new/c.mp4` refused the decoder after making new/, left empty."""
+    from cli_helpers import run_cli
+
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper" / "c.mp4", tmp_path / "kept" / "c.mp4"):
+        args = ["sample", "--model", "builtin", "--prompt", "a red circle", "--decoder", str(tmp_path / "no-decoder")]
+        code, _, err = run_cli([*args, "--out", str(out)], capsys)
+        assert code == 2 and "does not exist" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())

@@ -89,12 +89,21 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     out = Path(cfg.out).expanduser()
     written = _outputs(cfg, out)
     inputs = {"model": resolve_model(cfg.model)}
-    for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
-        claim_file(path, COMMAND, inputs=inputs)
-    _check_other_clip(out)
-    # one sample at a time per --out: two interleaved their ledger entries, and every later run was refused
-    with FolderLock.beside(out, COMMAND):
-        return _sample(cfg, out, written, progress)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # folders this run makes for its clip
+    try:
+        for path in written:  # the clip and its side files replace only files accvideo wrote (core/outputs.py)
+            claim_file(path, COMMAND, inputs=inputs)
+        _check_other_clip(out)
+        # one sample at a time per --out: two interleaved their ledger entries, and every later run was refused
+        with FolderLock.beside(out, COMMAND):
+            return _sample(cfg, out, written, progress)
+    except AccVideoError:  # refused (a missing --decoder, a bad --image, ...): no empty folder left behind
+        for folder in made:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        raise
 
 
 class Opened(NamedTuple):

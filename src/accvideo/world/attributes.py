@@ -89,7 +89,8 @@ def vocabulary() -> list[str]:
 def unknown_words(prompt: str) -> list[str]:
     """Words of `prompt` outside vocabulary(), in order of first appearance."""
     known = set(vocabulary())
-    return list(dict.fromkeys(w for w in re.findall(r"[a-z0-9']+", prompt.lower()) if w not in known))
+    # words of any script: "ünï" was read as the word "n" (its ASCII letter) and the rest dropped
+    return list(dict.fromkeys(w for w in re.findall(r"[^\W_]+(?:'[^\W_]+)*", prompt.lower()) if w not in known))
 
 
 class PromptWarning(UserWarning):
