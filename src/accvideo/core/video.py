@@ -113,9 +113,10 @@ def write_video(
 class EncoderFailed(Exception):
     """ffmpeg exited with an error; `errno` is the file error its own lines name (ENOSPC, EFBIG) when they name one."""
 
-    def __init__(self, message: str, errno_: int | None = None):
+    def __init__(self, message: str, errno_: int | None = None, fix: str = "choose another --out"):
         super().__init__(message)
         self.errno = errno_
+        self.fix = fix
 
 
 # ffmpeg's words for the file errors a user can fix (its lines end in strerror)
@@ -144,7 +145,8 @@ def write_error(path: str | Path, exc: Exception) -> Exception:
     if isinstance(exc, OSError) or code is not None:
         return AccVideoError(f"cannot write {path} ({os.strerror(code) if code else exc}); choose another --out")
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-    return AccVideoError(f"cannot write video {path} (the encoder failed: {first}); choose another --out")
+    fix = getattr(exc, "fix", "choose another --out")
+    return AccVideoError(f"cannot write video {path} (the encoder failed: {first}); {fix}")
 
 
 def _write_frames(tmp: Path, suffix: str, frames: np.ndarray, fps: int) -> None:
@@ -224,8 +226,12 @@ def _run_ffmpeg(tmp: Path, frames: np.ndarray, fps: int) -> None:
     if process.returncode == -signal.SIGXFSZ:  # the file-size limit's signal, where it is not ignored
         raise EncoderFailed("killed by SIGXFSZ", errno.EFBIG)
     cause = next((code for words, code in _FFMPEG_ERRNO.items() for line in lines if words in line), None)
-    last = lines[-1] if lines else f"ffmpeg exited with status {process.returncode}"
-    raise EncoderFailed(last.split("] ", 1)[-1], cause)
+    if not lines:  # an ffmpeg names what failed (`-v error`): this program is none (IMAGEIO_FFMPEG_EXE=/bin/false)
+        raise EncoderFailed(
+            f"{command[0]} exited with status {process.returncode} and said nothing",
+            fix="set IMAGEIO_FFMPEG_EXE to a working ffmpeg, or unset it to use the bundled one",
+        )
+    raise EncoderFailed(lines[-1].split("] ", 1)[-1], cause)
 
 
 def read_video(path: str | Path) -> np.ndarray:
