@@ -192,6 +192,16 @@ def check_device_name(name: str) -> None:
 
 
 MAX_THREADS = 4096
+MAX_LR = 1.0
+
+
+def check_lr_ceiling(name: str, value: float) -> None:
+    """An AdamW learning rate's upper bound: each step moves a weight by about lr, so a larger one only diverges
+    (the run stops at its first NaN), and past about 3e37 torch's AdamW failed with an overflow traceback."""
+    if value > MAX_LR:
+        raise ValueError(
+            f"{name} must be at most {MAX_LR:g} (AdamW moves every weight by about lr a step); got {value}"
+        )
 
 
 def check_threads(threads: int) -> None:

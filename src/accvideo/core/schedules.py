@@ -35,7 +35,11 @@ def shifted_sigmas(n: int, shift: float, dtype: torch.dtype = torch.float64) -> 
             f"the number of steps must be at least 1 and at most {MAX_STEPS:,}, got {n}; pass e.g. --steps 50"
         )
     s = 1.0 - torch.arange(n + 1, dtype=torch.float64) / n
-    return shift_sigmas(s, shift).to(dtype)
+    sigmas = shift_sigmas(s, shift)
+    # exactly 1: its denominator 1 + (shift - 1) rounds below shift 1 (sigma_0 = 1 + 2e-16 at shift 0.1, a grid no
+    # student could be sampled or exported on) and is 0 below shift 1e-16 (an infinite sigma, NaN latents)
+    sigmas[0] = 1.0
+    return sigmas.to(dtype)
 
 
 def uniform_key_indices(n: int, m: int) -> list[int]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accvideo.core.config import check_threads
+from accvideo.core.config import check_lr_ceiling, check_threads
 
-# Settings a resumed run may change (`out`: a run folder moved or copied resumes); any other differing setting is
-# refused (another --out is the fix).
+# Settings a resumed run may change (`out`: a run folder moved or copied resumes; `lr`: the fix after a NaN, as in
+# distill); any other differing setting is refused (another --out is the fix).
 # paths may change: the checkpoint holds the teacher's and the dataset's identities, checked on resume
 RESUMABLE_CHANGES = frozenset(
-    {"out", "teacher", "data", "iterations", "checkpoint_every", "log_every", "threads", "device"}
+    {"out", "teacher", "data", "iterations", "checkpoint_every", "log_every", "threads", "device", "lr"}
 )
 
 
@@ -89,6 +89,7 @@ class DecoderDistillConfig:
             raise ValueError(f"holdout must be >= 0 (0: no held-out check); got {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
+        check_lr_ceiling("lr", self.lr)
         if not 0 <= self.ema < 1:
             raise ValueError(
                 f"ema must lie in [0, 1) (0: no average, 0.999: about the last 1000 steps); got {self.ema}"

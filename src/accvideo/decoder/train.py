@@ -253,13 +253,12 @@ class DecoderDistiller:
             rec["adv"] = losses.hinge_g(self.disc(frames))
             loss = loss + cfg.adv_weight * rec["adv"]
         if not torch.isfinite(loss):
-            raise AccVideoError(
-                f"loss {loss.item()} at iteration {self.iteration + 1}: stopped without saving; lower lr and rerun "
-                "the same command to resume from the last checkpoint"
-            )
+            raise self.diverged(f"loss {loss.item()}", self.iteration + 1)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        if not torch.isfinite(norm):  # the step would make every weight NaN, saved at the next checkpoint
+            raise self.diverged(f"gradient norm {norm.item()}", self.iteration + 1)
         self.opt.step()
         if self.average is not None:
             update_average(self.average.state_dict(), self.decoder.state_dict(), warmup_decay(cfg.ema, self.iteration))
@@ -274,6 +273,13 @@ class DecoderDistiller:
         record = {"iteration": self.iteration, "samples": self.samples, "loss": loss.item(), "lr": self.lr()}
         record.update({k: v.item() for k, v in rec.items()})
         return record
+
+    def diverged(self, what: str, iteration: int) -> AccVideoError:
+        """The one line of a run whose training diverged: nothing of that iteration is saved."""
+        return AccVideoError(
+            f"{what} at iteration {iteration}: stopped without saving; lower lr (now {self.cfg.lr:g}) and rerun the "
+            "same command to resume from the last checkpoint"
+        )
 
     @property
     def artifact(self) -> TinyDecoder:
@@ -294,6 +300,8 @@ class DecoderDistiller:
             b = self.targets.get([int(self.pool[i])], features=False)
             sums += detail_sums(decoder.decode(b["latents"].to(self.device)), b["video"])
         self.decoder.train()
+        if not torch.isfinite(sums).all():  # weights grown past what float32 decodes: no decoder to save
+            raise self.diverged("the decoder decodes NaN or infinite frames", self.iteration)
         gain = round(fit_detail_gain(sums), 4)
         decoder.set_detail_gain(gain)
         return gain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from accvideo.core.config import check_lr_ceiling
 from accvideo.core.sampling import TEACHER_STEPS, check_guidance
 from accvideo.core.video import check_fps
 from accvideo.distill.config import check_real_clips
@@ -16,6 +17,8 @@ def check_training_numbers(cfg) -> None:
     check_guidance(cfg.guidance)
     if cfg.lr <= 0 or cfg.head_lr <= 0:
         raise ValueError(f"lr and head_lr must be positive; got {cfg.lr}, {cfg.head_lr}")
+    check_lr_ceiling("lr", cfg.lr)
+    check_lr_ceiling("head_lr", cfg.head_lr)
     if cfg.lora_rank < 0:
         raise ValueError(f"lora_rank must be >= 0 (0: full student); got {cfg.lora_rank}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from accvideo.core.config import check_lr_ceiling
 from accvideo.core.parallel import MODES, PRECISIONS
 from accvideo.errors import AccVideoError
 
@@ -121,6 +122,7 @@ class DistillConfig:
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+            check_lr_ceiling(name, getattr(self, name))
         for name in ("weight_decay", "grad_clip", "lambda_adv", "r1"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")

@@ -58,8 +58,19 @@ def global_mean_checked(name: str, value: torch.Tensor) -> float:
     """The loss's mean over the ranks (a collective: every rank stops together on a NaN, and logs the global mean)."""
     v = dist.mean(value)
     if not math.isfinite(v):
-        raise NonFiniteLoss(f"{name} {v}")
+        raise NonFiniteLoss(f"loss {name} {v}")
     return v
+
+
+def check_gradients(what: str, params) -> None:
+    """Stop before an optimiser step on NaN or infinite gradients (a finite loss can have them: an overflow in the
+    backward pass, a huge lambda_adv), which made every weight NaN, saved as the next checkpoint or the student.
+    The largest |gradient| of this rank's (local) gradients, all-reduced: a collective, so every rank stops."""
+    local = [g.to_local() if hasattr(g, "to_local") else g for g in (p.grad for p in params) if g is not None]
+    grads = [g for g in local if g.numel()]  # an FSDP2 shard may be empty, which has no max
+    peak = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) if grads else torch.zeros(())
+    if not math.isfinite(dist.mean(peak)):
+        raise NonFiniteLoss(f"a gradient of {what} {peak.item()}")
 
 
 # what the ablation measured (docs/distill.md section 3, docs/demo.md), said where a user would otherwise not look
@@ -142,6 +153,7 @@ class Distiller:
         self.reals = None  # real videos as more real samples (reals.py: RealClips), loaded in run()
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
         self.iteration = self.samples = self.fakes = 0
+        self.stepped = False  # whether this process has updated any weights (a NaN before that is not the lr's)
         self.train_seconds = 0.0  # wall seconds of training behind the current state, summed over resumes
         self.lock = None  # rank 0: the run folder's FolderLock while run() runs
         self.save_seconds = None  # this invocation's last save (checkpoint + student): must fit a SIGTERM's grace
@@ -179,9 +191,11 @@ class Distiller:
 
     def student_step(self) -> None:
         """One AdamW step of the student on the gradients gathered since the last one (clipped, then EMA)."""
+        check_gradients("the student", self.pair.params.values())
         if self.cfg.grad_clip > 0:  # on the averaged gradients, so every rank clips alike
             torch.nn.utils.clip_grad_norm_(self.pair.params.values(), self.cfg.grad_clip)
         self.opt_student.step()
+        self.stepped = True
         self.opt_student.zero_grad(set_to_none=True)
         if self.cfg.ema > 0:
             self.pair.update_ema(self.cfg.ema)
@@ -305,7 +319,9 @@ class Distiller:
             value = self.accumulate("L_D", micro_step)
             first = value if first is None else first
             parallel.average_gradients(self.heads.parameters())
+            check_gradients("the heads", self.heads.parameters())
             self.opt_heads.step()
+            self.stepped = True
         acc, gap = game_stats(torch.cat([r for r, _ in logits]), torch.cat([f for _, f in logits]))
         return first, dist.mean(torch.tensor(acc)), dist.mean(torch.tensor(gap))
 
@@ -335,6 +351,22 @@ class Distiller:
                 f"feature_blocks needs {self.m} block indices (one per key step k = 0..{self.m - 1}) "
                 f"within the teacher's {num_blocks} blocks; got {blocks}"
             )
+
+    def diverged_line(self, exc: NonFiniteLoss, start: int) -> str:
+        """The one line of a NaN or infinite loss or gradient: what is kept, and the settings to lower."""
+        cfg, at = self.cfg, f"{exc} at iteration {self.iteration + 1}: stopped without saving"
+        if self.iteration == 0 and not self.stepped and "gradient" in str(exc) and cfg.adv:  # lambda_adv * L_G
+            return f"{at}, before any update; lower lambda_adv (now {cfg.lambda_adv:g}) and rerun the same command"
+        if self.iteration == 0 and not self.stepped:  # no update yet: the inputs, not a learning rate
+            return (
+                f"{at}, before any update, so no learning rate caused it: the SynVid {cfg.data} holds latents "
+                "(or conditioning) the teacher's transformer cannot take; make it again with accvideo synthesize"
+            )
+        kept = f"the last good checkpoint (iteration {start}) is kept" if start else "no checkpoint yet"
+        then = "resume from it" if start else "start again"
+        rates = f"lr (now {cfg.lr:g})" + (f", head_lr (now {cfg.head_lr:g})" if cfg.adv else "")
+        weight = f" or lambda_adv (now {cfg.lambda_adv:g})" if cfg.adv and not start else ""  # a resume keeps it
+        return f"{at}; {kept} in {self.out}; lower {rates}{weight} and rerun the same command to {then}"
 
     def settings_line(self) -> str:
         """One line: what this run resolved (student, processes, checkpointing, what of the teacher it loaded)."""
@@ -425,12 +457,7 @@ class Distiller:
                     try:
                         record = self.train_iteration()
                     except NonFiniteLoss as exc:
-                        kept = f"the last good checkpoint (iteration {start}) is kept" if start else "no checkpoint yet"
-                        then = "resume from it" if start else "start again"
-                        raise AccVideoError(
-                            f"loss {exc} at iteration {self.iteration + 1}: stopped without saving; {kept} in "
-                            f"{self.out}; lower lr (e.g. lr=...) and rerun the same command to {then}"
-                        ) from None
+                        raise AccVideoError(self.diverged_line(exc, start)) from None
                     shown = self.iteration % cfg.log_every == 0
                     self.train_seconds = before + time.perf_counter() - t_train
                     if log is not None:

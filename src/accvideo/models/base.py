@@ -385,3 +385,16 @@ def stopped_at(block: torch.nn.Module, forward) -> torch.Tensor:
     finally:
         handle.remove()
     return captured[0]
+
+
+def vae_video(
+    video: torch.Tensor, what: str = "the VAE", fix: str = "the weights in the model's vae/ folder"
+) -> torch.Tensor:
+    """A VAE's raw output (B, 3, F, H, W) in [-1, 1] -> video (B, F, H, W, 3) in [0, 1] on the CPU. NaN or infinite
+    values (damaged weights, or float16 overflow) are refused here, before the clamp makes them black or white frames
+    that a clip, a SynVid video or a score would keep as a result."""
+    if not torch.isfinite(video).all():
+        dtype = str(video.dtype).removeprefix("torch.")
+        fix = "decode in float32 (--dtype float32)" if video.dtype == torch.float16 else f"check {fix}"
+        raise AccVideoError(f"{what} decoded NaN or infinite values from finite latents ({dtype}); {fix}")
+    return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()

@@ -32,6 +32,7 @@ from accvideo.core.files import file_sha256, temp_name, write_json_atomic
 from accvideo.core.inputs import load_safetensors, parse_json, read_json
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
+from accvideo.models.base import vae_video
 from accvideo.models.identity import teacher_identity
 
 FORMAT = "accvideo.decoder/1"
@@ -414,4 +415,5 @@ def open_decoder(name: str, adapter, model_dir: Path | None, allow_random: bool 
 def decode_video(decoder: TinyDecoder, latents: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1] on the CPU: the adapter's `decode` contract."""
     p = next(decoder.parameters())
-    return to_video(decoder.decode(latents.to(p.device, p.dtype), chunk)).cpu()
+    frames = decoder.decode(latents.to(p.device, p.dtype), chunk).transpose(1, 2)  # (B, c, F, H, W), as a VAE's
+    return vae_video(frames, "the tiny decoder (--decoder)", "its weights or train it again (accvideo decoder distill)")

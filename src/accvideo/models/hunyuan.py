@@ -19,7 +19,15 @@ import torch
 
 from accvideo.core.adapter import Conditioning
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
+from accvideo.models.base import (
+    WHOLE,
+    LoadParts,
+    TransformerAdapter,
+    empty_config,
+    load_pipeline,
+    scheduler_shift,
+    vae_video,
+)
 from accvideo.models.defaults import SETTINGS_FILE, TEXT_KEYS, folder_settings
 
 EMBEDDED_GUIDANCE = 6.0  # HunyuanVideoPipeline's default guidance_scale (the embedded scalar)
@@ -185,7 +193,7 @@ class HunyuanVideoAdapter(TransformerAdapter):
         """Latents (B, C, F', H', W') -> video (B, F, H, W, 3) in [0, 1], as HunyuanVideoPipeline decodes."""
         z = latents.to(self.vae.device, self.vae.dtype) / self.scaling_factor
         video = self.vae.decode(z, return_dict=False)[0]
-        return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()
+        return vae_video(video)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

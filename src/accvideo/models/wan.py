@@ -10,7 +10,15 @@ import torch
 from accvideo.core.adapter import Conditioning
 from accvideo.core.inputs import is_int, read_json
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts, TransformerAdapter, empty_config, load_pipeline, scheduler_shift
+from accvideo.models.base import (
+    WHOLE,
+    LoadParts,
+    TransformerAdapter,
+    empty_config,
+    load_pipeline,
+    scheduler_shift,
+    vae_video,
+)
 
 # AutoencoderKLWan's defaults for the keys that fix its geometry (a config.json may leave them out)
 VAE_DEFAULTS = {
@@ -165,7 +173,7 @@ class WanAdapter(TransformerAdapter):
         z = latents.to(self.vae.device, vae_dtype)
         z = z * self._latents_std.to(z) + self._latents_mean.to(z)
         video = self.vae.decode(z, return_dict=False)[0]
-        return (video.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu()
+        return vae_video(video)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

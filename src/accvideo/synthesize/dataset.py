@@ -213,6 +213,11 @@ class SynVidDataset(Dataset):
                         f"{h.path}: tensor {name} fails its sha256 check (the file is damaged); rerun the "
                         "synthesize command with --overwrite to regenerate that shard"
                     )
+                if t.is_floating_point() and not torch.isfinite(t).all():  # intact, but no trajectory to learn from
+                    raise AccVideoError(
+                        f"{h.path}: tensor {name} holds NaN or infinite values (its digest matches: it was written "
+                        "so); delete that shard and rerun the synthesize command to make it again"
+                    )
             self._verified.add((s, j))
         item = h.items[j]
         return {

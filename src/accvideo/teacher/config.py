@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from accvideo.core.config import check_threads, fields_of
+from accvideo.core.config import check_lr_ceiling, check_threads, fields_of
 
 # counts and sizes (a zero or negative one failed as a traceback in diffusers or torch, after the VAE had trained)
 POSITIVE = (
@@ -70,6 +70,7 @@ def check_rates(cfg) -> None:
     for name in ("lr", "vae_lr", "vae_video_lr"):
         if not getattr(cfg, name) > 0:
             raise ValueError(f"{name} must be positive; got {getattr(cfg, name)}")
+        check_lr_ceiling(name, getattr(cfg, name))
     for name in ("vae_shape_weight", "vae_chroma_weight", "vae_kl"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0; got {getattr(cfg, name)}")

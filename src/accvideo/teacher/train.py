@@ -27,7 +27,7 @@ from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_ti2v import WanTI2VImageAdapter
 from accvideo.teacher.config import TeacherConfig
-from accvideo.teacher.state import save_state
+from accvideo.teacher.state import check_step_finite, save_state
 from accvideo.teacher.vae import (
     check_step,
     checked_state,
@@ -388,7 +388,8 @@ def train_transformer(
             loss = flow_loss(v, eps - x0, 1 if cfg.image else 0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            check_step_finite(loss, norm, "transformer", step, work, f"lr (now {cfg.lr:g})")
             opt.step()
             update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
             step += 1

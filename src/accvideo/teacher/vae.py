@@ -17,7 +17,7 @@ from accvideo.core import interrupts
 from accvideo.core.progress import progress_bar
 from accvideo.errors import AccVideoError
 from accvideo.teacher.config import TeacherConfig
-from accvideo.teacher.state import load_state, save_state
+from accvideo.teacher.state import check_step_finite, load_state, save_state
 from accvideo.world import Attributes, WorldConfig, combinations, item_seed, render_batch
 
 
@@ -235,7 +235,9 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
             loss = _loss(vae, _batch(cfg, step, gen), cfg, raw)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            name = "vae_lr" if step < cfg.vae_image_steps else "vae_video_lr"
+            check_step_finite(loss, norm, "VAE", step, work, f"{name} (now {getattr(cfg, name):g})")
             opt.step()
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
