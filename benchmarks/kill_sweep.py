@@ -107,8 +107,9 @@ def make_inputs(root: Path, needs: set[str]) -> None:
             subprocess.run([*EXE, *steps[name]], check=True, capture_output=True)
 
 
-MEASURED = ("seconds", "per_s", "peak_memory", "torch_rng")  # keys whose values are timings, memory or (torch_rng)
-# the unseeded global RNG, which no training step draws from: left out of records and checkpoints
+# keys whose values are timings, memory, what this invocation did (`iterations_this_run`) or the unseeded global RNG,
+# which no training step draws from (`torch_rng`): left out of records and checkpoints
+MEASURED = ("seconds", "per_s", "peak_memory", "this_run", "torch_rng")
 
 
 def _canonical(value, digest) -> None:
@@ -332,7 +333,7 @@ def main() -> None:
     inputs = work / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     make_inputs(inputs, {n for v in names for n in COMMANDS[v].needs})
-    result = {"argv": sys.argv[1:], "seed": a.seed, "kills": a.kills, "source": source(), "commands": {}}
+    result = {"argv": sys.argv[1:], "seed": a.seed, "kills": a.kills, "commands": {}}
     if a.json and a.json.is_file():  # an interrupted sweep: the commands it finished are kept
         done = json.loads(a.json.read_text())
         if (done.get("seed"), done.get("kills")) == (a.seed, a.kills):
@@ -341,7 +342,8 @@ def main() -> None:
         if name in result["commands"]:
             print(f"{name}: kept from {a.json}", file=sys.stderr)
             continue
-        result["commands"][name] = sweep(name, COMMANDS[name], inputs, work, a.kills, random.Random(f"{a.seed}-{name}"))
+        rng = random.Random(f"{a.seed}-{name}")
+        result["commands"][name] = {**sweep(name, COMMANDS[name], inputs, work, a.kills, rng), "source": source()}
         if a.json:
             a.json.write_text(json.dumps(result, indent=1) + "\n")
     print(table(result))

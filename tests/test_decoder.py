@@ -202,6 +202,13 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tiny_wan_dir, synvid,
     assert json.loads((out / "summary.json").read_text())["iterations"] == 8
     a = (tmp_path / "straight" / "decoder" / "decoder.safetensors").read_bytes()
     assert a == (tmp_path / "resumed" / "decoder" / "decoder.safetensors").read_bytes()
+    # and the log one go writes: the save at the signal (iteration 5) logged a held-out record off the schedule,
+    # an extra point in losses.jsonl and losses.png (benchmarks/kill_sweep.py found it)
+    logs = [
+        [{k: v for k, v in r.items() if k != "seconds"} for r in read_losses(d / "losses.jsonl")]
+        for d in (tmp_path / "straight", out)
+    ]
+    assert logs[0] == logs[1] and [r["iteration"] for r in logs[0] if "val_psnr" in r] == [4, 8]
 
 
 def test_a_finished_runs_rerun_replaces_a_stale_or_damaged_decoder(tiny_wan_dir, synvid, tmp_path):

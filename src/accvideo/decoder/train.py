@@ -369,8 +369,8 @@ class DecoderDistiller:
 
     def save(self, log: LossLog, logged: bool = True) -> float | None:
         """Checkpoint, decoder artifact (its detail gain fitted first), held-out PSNR (logged, unless `logged` is
-        False: the artifact saved again for a checkpoint whose record the log already holds); the loss plot at the
-        end and every 4th save."""
+        False: the artifact saved again for a checkpoint whose record the log already holds, or a save at a signal,
+        off the schedule, whose record one go would not write); the loss plot at the end and every 4th save."""
         gain = self.fit_detail()
         val = self.validate()
         record = {"iteration": self.iteration, "samples": self.samples, "detail_gain": gain}
@@ -438,8 +438,9 @@ class DecoderDistiller:
                             {k: f"{record[k]:.4g}" for k in ("l1", "grad", "feat") if k in record}, refresh=False
                         )
                     stop = interrupts.stop_requested()  # a Ctrl-C or SIGTERM: save this iteration, then stop
-                    if stop or self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                        val = self.save(log)
+                    due = self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations
+                    if stop or due:  # a save at a signal logs no held-out record: the log is the one go's
+                        val = self.save(log, logged=due)
                     if stop and self.iteration < cfg.iterations:
                         raise interrupts.Interrupted(interrupts.saved_line(self.iteration, cfg.iterations, self.out))
             finally:
