@@ -298,17 +298,20 @@ def source() -> dict:
 
 
 def table(result: dict) -> str:
+    """Per command: the reference's seconds, files compared, files left out, trials passed, and how many signals
+    stopped a run by kind (the others came after the run had ended)."""
     lines = [
-        "| command | unkilled run (s) | files compared | left out (differ between two unkilled runs) | "
-        "trials passed | kills |",
-        "|---|---|---|---|---|---|",
+        "| command | processes | unkilled run (s) | files compared | left out (differ between two unkilled runs) | "
+        "trials passed | runs stopped (KILL / INT / TERM) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in result["commands"].items():
-        n_kills = sum(sum(e["killed"] is True for e in t["kills"]) for t in r["trials"])
+        stopped = [e["signal"] for t in r["trials"] for e in t["kills"] if e["killed"] is True]
+        kinds = " / ".join(str(stopped.count(f"SIG{k}")) for k in ("KILL", "INT", "TERM"))
         left = ", ".join(r["varying_files"]) or "-"
         lines.append(
-            f"| {name} | {r['reference_seconds']:.1f} | {r['compared_files']} | {left} | "
-            f"{r['passed']} / {len(r['trials'])} | {n_kills} |"
+            f"| {name} | {r.get('processes', 1)} | {r['reference_seconds']:.1f} | {r['compared_files']} | {left} | "
+            f"{r['passed']} / {len(r['trials'])} | {kinds} |"
         )
     return "\n".join(lines)
 
