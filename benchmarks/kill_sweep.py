@@ -305,7 +305,8 @@ def table(result: dict) -> str:
         "trials passed | runs stopped (KILL / INT / TERM) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in result["commands"].items():
+    order = list(COMMANDS)
+    for name, r in sorted(result["commands"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         stopped = [e["signal"] for t in r["trials"] for e in t["kills"] if e["killed"] is True]
         kinds = " / ".join(str(stopped.count(f"SIG{k}")) for k in ("KILL", "INT", "TERM"))
         left = ", ".join(r["varying_files"]) or "-"
