@@ -53,19 +53,8 @@ def same_tensors(a: Path, b: Path) -> dict:
 
 def measure(out: Path, steps: int, extra: list[str]) -> dict:
     teacher = out / "teacher"
-    cmd = [
-        sys.executable,
-        "-m",
-        "accvideo",
-        "teacher",
-        "train",
-        "--out",
-        str(teacher),
-        "--threads",
-        "1",
-        f"steps={steps}",
-        *extra,
-    ]
+    args = ["teacher", "train", "--out", str(teacher), "--threads", "1", f"steps={steps}", *extra]
+    cmd = [sys.executable, "-m", "accvideo", *args]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     wall = time.perf_counter() - t0
@@ -74,7 +63,7 @@ def measure(out: Path, steps: int, extra: list[str]) -> dict:
     default = dataclasses.asdict(TeacherConfig())  # a setting added since the shipped run ran at its default
     other = sorted(k for k in default if k != "steps" and record.get(k) != shipped.get(k, default[k]))
     return {
-        "command": "accvideo " + " ".join(cmd[3:]),
+        "command": "accvideo " + " ".join(args),
         "cpu": cpu_name(),
         "torch": torch.__version__,
         "wall_seconds": round(wall, 1),
