@@ -831,3 +831,17 @@ def test_a_finished_runs_artifact_saved_again_adds_no_second_record(tiny_wan_dir
     assert (out / "decoder" / "decoder.safetensors").is_file()
     assert read_losses(out / "losses.jsonl") == records  # the same records, none twice
     assert sorted(r["iteration"] for r in records if "detail_gain" in r) == [1, 2]
+
+
+def test_two_fresh_runs_save_the_same_global_generator(tiny_wan_dir, synvid, tmp_path):
+    """As distill's: the checkpoint's copy of the global torch generator starts from the run's seed."""
+    from accvideo.decoder import distill_decoder
+    from accvideo.decoder.train import FORMAT, NAME
+    from accvideo.distill.checkpoint import load_checkpoint
+
+    saved = []
+    for name in ("a", "b"):
+        torch.rand(3)
+        distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / name, iterations=1, checkpoint_every=1, seed=5), False)
+        saved.append(load_checkpoint(tmp_path / name / NAME, FORMAT, "decoder distill")["torch_rng"])
+    assert torch.equal(saved[0], saved[1]) and torch.equal(saved[0], torch.random.manual_seed(5).get_state())

@@ -634,3 +634,16 @@ def test_what_a_damaged_lora_student_is_told_to_do_repairs_it(tiny_wan_dir, synv
             lora.unlink()
         assert distill() == saved
         load_student(student)
+
+
+def test_two_fresh_runs_save_the_same_global_generator(tiny_wan_dir, synvid, tmp_path, capsys):
+    """The checkpoint keeps the global torch generator (for code that draws from it); it was whatever the process
+    had drawn before, so two fresh runs of one setting saved different checkpoints. It starts from the run's seed."""
+    saved = []
+    for name in ("a", "b"):
+        torch.rand(3)  # the process drew before the run (another run, a user's script)
+        code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, tmp_path / name, "iterations=1"), capsys)
+        assert code in (0, None), err
+        saved.append(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["torch_rng"])
+    assert torch.equal(saved[0], saved[1])
+    assert torch.equal(saved[0], torch.random.manual_seed(0).get_state())  # the default seed=0's state

@@ -146,7 +146,15 @@ def test_teacher_train_diverged_writes_no_teacher(tmp_path, capsys, monkeypatch)
     code, _, err = run_cli(["teacher", "train", "--preset", "quick", "--out", str(out), "--device", "cpu"], capsys)
     line = one_error_line(err)  # it wrote a teacher of NaN weights with exit code 0 (final_loss nan)
     assert code == 2 and "teacher transformer diverged at step 2 (loss nan" in line and "lower lr (now 0.001)" in line
+    assert "and another --out (a work folder" in line
     assert not (out / "model_index.json").exists() and not list(out.rglob("*.safetensors"))
+
+    # with work= given, another --out alone reuses that work folder: the line names work= (it said "another --out")
+    calls["n"] = 0
+    args = ["teacher", "train", "--preset", "quick", "--out", str(tmp_path / "t2"), "work=" + str(tmp_path / "w")]
+    code, _, err = run_cli([*args, "--device", "cpu"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "diverged at step 2" in line and "lower lr (now 0.001) and another work= (or --out" in line
 
 
 def test_decoder_distill_diverged_keeps_its_checkpoint_and_resumes_with_a_lower_lr(

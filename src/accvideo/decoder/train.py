@@ -131,6 +131,7 @@ class DecoderDistiller:
             ).to(self.device)
         self.average = copy.deepcopy(self.decoder).requires_grad_(False) if cfg.ema > 0 else None
         self.rng = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the global generator the checkpoint keeps: from the seed, as distill's
         self.iteration = self.samples = 0
         self.train_seconds = 0.0  # training wall time behind the weights, summed over resumes
         self.reals = None

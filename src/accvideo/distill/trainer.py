@@ -152,6 +152,9 @@ class Distiller:
         self.queues = KeyQueues(self.m)
         self.reals = None  # real videos as more real samples (reals.py: RealClips), loaded in run()
         self.rng = torch.Generator().manual_seed(cfg.seed)  # items and fake seeds: the same draws on every rank
+        # the global generator, which the checkpoint keeps (torch_rng) for code that draws from it (an own adapter's
+        # dropout): from the run's seed, so two fresh runs of the same settings save the same checkpoint
+        torch.manual_seed(cfg.seed)
         self.iteration = self.samples = self.fakes = 0
         self.stepped = False  # whether this process has updated any weights (a NaN before that is not the lr's)
         self.train_seconds = 0.0  # wall seconds of training behind the current state, summed over resumes

@@ -319,7 +319,13 @@ def _captions(work: Path, data: dict[str, torch.Tensor]) -> list[str]:
 
 
 def train_transformer(
-    cfg: TeacherConfig, pipe, data: dict, captions: list[str], work: Path, device: torch.device | str = "cpu"
+    cfg: TeacherConfig,
+    pipe,
+    data: dict,
+    captions: list[str],
+    work: Path,
+    device: torch.device | str = "cpu",
+    elsewhere: str = "another --out",
 ) -> dict:
     """Flow matching (v = eps - x0) with caption dropout; AdamW, warmup + cosine, EMA. Resumable.
 
@@ -389,7 +395,7 @@ def train_transformer(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            check_step_finite(loss, norm, "transformer", step, work, f"lr (now {cfg.lr:g})")
+            check_step_finite(loss, norm, "transformer", step, work, f"lr (now {cfg.lr:g})", elsewhere)
             opt.step()
             update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
             step += 1
@@ -452,7 +458,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     save_config(cfg, work / "config.yaml")
     t0 = time.perf_counter()
     start = init_pipeline(cfg) if cfg.init else None  # fine-tuning: its VAE and latent normalisation are kept
-    vae = start.vae if start is not None else load_trained_vae(cfg, train_vae(cfg, work))
+    vae = start.vae if start is not None else load_trained_vae(cfg, train_vae(cfg, work, fix))
     t_vae = time.perf_counter() - t0
     data = encode_dataset(cfg, vae, work, device)
     t_encode = time.perf_counter() - t0 - t_vae
@@ -460,7 +466,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     pipe = start if start is not None else pipeline_for_data(cfg, vae, data)
     if cfg.image:
         pipe = image_pipeline(pipe)
-    stats = train_transformer(cfg, pipe, data, captions, work, device)
+    stats = train_transformer(cfg, pipe, data, captions, work, device, fix)
     probe = clips(cfg, train_items(cfg, 0, 4, stream=3))
     stats |= {
         "vae_psnr_db": round(reconstruction_psnr(vae, probe), 2),

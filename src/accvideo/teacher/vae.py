@@ -194,7 +194,7 @@ def check_step(path: Path, step: int, steps: int, name: str, setting: str) -> No
         )
 
 
-def train_vae(cfg: TeacherConfig, work: Path) -> Path:
+def train_vae(cfg: TeacherConfig, work: Path, elsewhere: str = "another --out") -> Path:
     """Train (or resume) the VAE; returns the path of its finished weights in `work`.
 
     Steps 0..vae_image_steps-1 train on single frames (~5x cheaper than 9-frame crops: only the first causal
@@ -237,7 +237,7 @@ def train_vae(cfg: TeacherConfig, work: Path) -> Path:
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             name = "vae_lr" if step < cfg.vae_image_steps else "vae_video_lr"
-            check_step_finite(loss, norm, "VAE", step, work, f"{name} (now {getattr(cfg, name):g})")
+            check_step_finite(loss, norm, "VAE", step, work, f"{name} (now {getattr(cfg, name):g})", elsewhere)
             opt.step()
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
