@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from cli_helpers import run_cli
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -208,3 +210,20 @@ def test_a_shift_of_one_or_more_keeps_its_grid_bit_for_bit(shift):
 
     s = 1.0 - torch.arange(51, dtype=torch.float64) / 50
     assert torch.equal(shifted_sigmas(50, shift), shift_sigmas(s, shift))  # the SynVids made before still read
+
+
+def test_teacher_train_says_when_training_made_the_teacher_worse(tmp_path, capsys):
+    """lr=1 keeps the weights finite but ended at a loss near 3.6e5 from about 2 (exit 0, nothing said); the default
+    lr says nothing."""
+    args = ["teacher", "train", "--preset", "quick", "--device", "cpu"]
+    with pytest.warns(UserWarning) as warned:
+        code, _, err = run_cli([*args, "--out", str(tmp_path / "bad"), "lr=1"], capsys)
+    assert code in (0, None) and len(warned) == 1, err
+    text = str(warned[0].message)
+    assert "teacher's loss ended at 3.6" in text and "lower lr (now 1) and another --out" in text
+    record = yaml.safe_load((tmp_path / "bad" / "accvideo_teacher.yaml").read_text())
+    assert record["final_loss"] > 1e5
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, _, err = run_cli([*args, "--out", str(tmp_path / "good")], capsys)
+    assert code in (0, None) and not [w for w in seen if "loss ended" in str(w.message)], err

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -349,7 +350,8 @@ def train_transformer(
     gen = torch.Generator().manual_seed(cfg.seed + 4)
     step, log = 0, work / "transformer_log.jsonl"
     ckpt = work / "transformer_state.pt"
-    running = None  # the loss's running mean (saved with the state: a resumed run reports what one go would)
+    # the loss's running mean and its first step's loss (saved with the state: a resumed run reports what one go would)
+    running = first = None
     if (state := checked_state(ckpt, TRANSFORMER_STATE)) is not None:
         check_step(ckpt, state["step"], cfg.steps, "transformer step", "steps")
 
@@ -369,9 +371,11 @@ def train_transformer(
             load_ema,
             lambda: gen.set_state(state["gen"]),
         )
-        step, running = state["step"], state.get("running")
+        step, running, first = state["step"], state.get("running"), state.get("first_loss")
         if running is not None and not isinstance(running, float):
             running = None
+        if not isinstance(first, float):  # a state saved before it was kept: no check at the end
+            first = None
     _keep_log_until(log, step)  # lines a killed run wrote after its last checkpoint are written again
     bar = progress_bar(total=cfg.steps, initial=step, desc="teacher 3/3: transformer", unit="step")
     t0 = time.perf_counter()
@@ -400,6 +404,7 @@ def train_transformer(
             update_average(ema, model.state_dict(), warmup_decay(cfg.ema, step))
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            first = loss.item() if step == 1 else first
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}")
             if step % 50 == 0:
@@ -416,13 +421,27 @@ def train_transformer(
                         "gen": gen.get_state(),
                         "step": step,
                         "running": running,
+                        "first_loss": first,
                     },
                 )
             if stop and step < cfg.steps:  # the last step: the teacher is finished and written, then the line
                 raise interrupts.Interrupted(interrupts.saved_line(step, cfg.steps, work, "transformer step"))
     model.load_state_dict(ema)
     model.to("cpu").eval().requires_grad_(False)
+    warn_if_unlearned(first, running, cfg.lr, elsewhere)
     return {"final_loss": running, "transformer_seconds_this_run": round(time.perf_counter() - t0, 1)}
+
+
+def warn_if_unlearned(first: float | None, final: float | None, lr: float, elsewhere: str) -> None:
+    """Say so when the loss ended above twice its first step's: the weights stayed finite but training made them
+    worse than their random start (`teacher train lr=1` ended at a loss near 3.6e5 from about 2, exit 0, a teacher
+    nothing flagged). A loss that falls, or stays near its start on a short run, says nothing."""
+    if first is not None and final is not None and final > 2 * first:
+        warnings.warn(
+            f"the teacher's loss ended at {final:.4g}, above twice its first step's {first:.4g}: training made it "
+            f"worse; train it again with a lower lr (now {lr:g}) and {elsewhere}",
+            stacklevel=2,
+        )
 
 
 def _keep_log_until(log: Path, step: int) -> None:
