@@ -73,14 +73,18 @@ def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):
     assert code in (0, None), err
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [(r["prompt"], r["seed"]) for r in rows] == world_prompts(6, "heldout", 4)
-    # a text file holds captions only: read with the same base seed, a train list gives the same items as its
-    # JSONL; held-out seeds live in a stream of their own (never a training seed), so only the JSONL keeps them
-    for split in ("train", "heldout"):
-        for suffix in ("txt", "jsonl"):
-            out = str(tmp_path / f"{split}.{suffix}")
-            run_cli(["prompts", "--n", "6", "--out", out, "--split", split, "--seed", "4"], capsys)
-        same = read_prompts(tmp_path / f"{split}.txt", 4).items == read_prompts(tmp_path / f"{split}.jsonl").items
-        assert same == (split == "train")
+    # a text file holds captions only: read with the same base seed, a train list gives the same items as its JSONL
+    for suffix in ("txt", "jsonl"):
+        run_cli(["prompts", "--n", "6", "--out", str(tmp_path / f"train.{suffix}"), "--seed", "4"], capsys)
+    assert read_prompts(tmp_path / "train.txt", 4).items == read_prompts(tmp_path / "train.jsonl").items
+    # held-out and val seeds live in streams of their own (never a training seed): a .txt would drop them, and its
+    # rows were then sampled from the train items' seeds, so it is refused
+    for split in ("heldout", "val"):
+        code, _, err = run_cli(
+            ["prompts", "--n", "2", "--out", str(tmp_path / f"{split}.TXT"), "--split", split], capsys
+        )
+        assert code == 2 and f"{split} rows would be sampled from the train split's item seeds" in err
+        assert f"write --out {tmp_path / split}.jsonl" in err and not (tmp_path / f"{split}.TXT").exists()
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,11 @@ def _prompts(cfg) -> None:
     from accvideo.synthesize.prompts import write_prompts
     from accvideo.world import prompts as world_prompts
 
+    if cfg.split != "train" and str(cfg.out).lower().endswith(".txt"):  # a .txt keeps captions, not seeds
+        raise AccVideoError(
+            f"--out {cfg.out}: a .txt keeps no seeds, so {cfg.split} rows would be sampled from the train split's "
+            f"item seeds (the noises a student trains on); write --out {str(cfg.out)[:-4]}.jsonl"
+        )
     claim_file(cfg.out, "prompts")
     items = world_prompts(cfg.n, cfg.split, cfg.seed)
     record_file(write_prompts(cfg.out, items, before_replace=vouch(cfg.out, "prompts")), "prompts")
