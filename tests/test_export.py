@@ -562,3 +562,26 @@ def test_an_export_sampled_at_a_step_count_follows_its_runs_grid(runs, tmp_path,
     for steps in (5, 3, 10):
         assert export.plan(steps=steps).sigmas == pytest.approx(run.plan(steps=steps).sigmas, abs=1e-9)
     assert export.plan(steps=5).sigmas == pytest.approx(run.plan().sigmas, abs=1e-6)  # m steps: the key sigmas
+
+
+def test_a_lora_export_with_a_decoder_samples_on_the_key_sigmas_as_written(runs, tiny_wan_dir, tmp_path):
+    """The README's tiny-decoder snippet of a LoRA export loaded the LoRA onto the teacher but kept the teacher's
+    scheduler, so it sampled the teacher's sigmas (latents up to 0.49 off the student's); it swaps in the export's."""
+    from accvideo.export import export_run
+    from accvideo.models.decoder import DecoderSpec, TinyDecoder, save_decoder, vae_identity
+
+    torch.manual_seed(0)
+    decoder = TinyDecoder(DecoderSpec(16, 4, 8, width=16, depth=2, stage_depth=1)).eval()
+    save_decoder(tmp_path / "dec", decoder, vae_identity(tiny_wan_dir), "wan")
+    out = tmp_path / "lora"
+    manifest = export_run(runs["lora"] / "student", "lora", out, decoder=tmp_path / "dec")
+    code = re.findall(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S)[-1]
+    scope = {"PATH": str(out), "TEACHER": str(tiny_wan_dir), "prompt": "a red circle"}
+    exec(code.replace("prompt, ", "prompt, height=32, width=32, num_frames=5, "), scope)  # noqa: S102
+    assert scope["video"].shape == (5, 32, 32, 3)
+    torch.testing.assert_close(  # the schedule the call ran
+        scope["pipe"].scheduler.sigmas.double(),
+        torch.tensor(manifest["key_sigmas"], dtype=torch.float64),
+        atol=1e-5,
+        rtol=0,
+    )

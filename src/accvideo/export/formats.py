@@ -359,21 +359,30 @@ def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
     manifest = {**manifest, "decoder": {"folder": "decoder", "vae_identity": info["vae_identity"]}}
     write_json_atomic(tmp / MARKER, manifest)
     call = {k: v for k, v in manifest["call"].items() if k != "output_type"}
-    load = (
-        f"pipe = {manifest['pipeline']}.from_pretrained(PATH)\n"
-        if manifest["kind"] == "diffusers"
-        else f"pipe = {manifest['pipeline']}.from_pretrained(TEACHER)\n{_lora_loads(expert_names(manifest))}"
+    imports, load = manifest["pipeline"], f"pipe = {manifest['pipeline']}.from_pretrained(PATH)\n"
+    # a LoRA file rides on its teacher, whose scheduler samples the teacher's sigmas: the student's is swapped in (the
+    # snippet ran the teacher's schedule), and without a stock one no step count reaches the key sigmas
+    stock = manifest["kind"] == "diffusers" or (tmp / "scheduler").is_dir()
+    if manifest["kind"] != "diffusers":
+        load = f"pipe = {manifest['pipeline']}.from_pretrained(TEACHER)\n{_lora_loads(expert_names(manifest))}"
+        if stock:
+            imports = f"FlowMatchEulerDiscreteScheduler, {imports}"
+            load += 'pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder="scheduler")\n'
+    sample = (
+        f'latents = pipe({_inputs(manifest["pipeline"])}, {_call_text(call)}, output_type="latent").frames\n'
+        if stock
+        else '# latents: the output_type="latent" frames of a call on the key sigmas above (no stock scheduler)\n'
     )
     with (tmp / "README.md").open("a") as f:
         f.write(
             "\n## With the tiny decoder (`decoder/`, made by `accvideo decoder distill` for this VAE)\n\n"
             "Ask the pipeline for its latents and decode them with the tiny decoder instead of the VAE:\n\n"
             "```python\n"
-            f"from diffusers import {manifest['pipeline']}\n"
+            f"from diffusers import {imports}\n"
             "from accvideo.models.decoder import decode_video, load_decoder\n"
             f"{load}"
             'decoder, _ = load_decoder(PATH + "/decoder", None)  # None: skip the VAE identity check\n'
-            f'latents = pipe({_inputs(manifest["pipeline"])}, {_call_text(call)}, output_type="latent").frames\n'
+            f"{sample}"
             "video = decode_video(decoder.to(pipe.device), latents)[0]  # (F, H, W, 3) float in [0, 1]\n"
             "```\n"
         )
