@@ -15,7 +15,7 @@ class ExportConfig:
 
     run: str = ""  # distill run folder, or a student folder (with student.json)
     out: str = ""  # folder to write (replaced whole; built aside, then renamed)
-    format: str = "diffusers"  # diffusers (a pipeline), lora (a LoRA file), single-file (Wan: the repo's layout)
+    format: str = "diffusers"  # diffusers (a pipeline), lora (a LoRA file), single-file (the original repo's layout)
     dtype: str | None = None  # cast the transformer (e.g. bfloat16)
     force: bool = False  # kept for old scripts: accvideo never replaces a folder it did not make
     decoder: str | None = None  # a tiny decoder (accvideo decoder distill) to carry in OUT/decoder
