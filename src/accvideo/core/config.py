@@ -300,22 +300,37 @@ def check_same_settings(
     value is its value in `defaults` (the behaviour of the version that wrote it). `elsewhere` is the fix that puts
     the work in another folder."""
     defaults = defaults or {}
+    lines, changed, before = [], {}, {}  # one refusal line per differing setting; what the run ran with, by kind
     for key, value in config.items():
         if key in resumable:
             continue
         if key not in saved and key in defaults:
             if value == defaults[key]:
                 continue
-            raise AccVideoError(
+            before[key] = defaults[key]
+            lines.append(
                 f"{path} holds a run from before the setting {key} (it ran as {key}={defaults[key]!r}), not "
                 f"{value!r}; use {elsewhere}, or {key}={defaults[key]!r} to resume it"
             )
-        if saved.get(key) != value:
+        elif saved.get(key) != value:
             changeable = f"only {', '.join(sorted(resumable))} may change" if resumable else "none may change"
-            raise AccVideoError(
+            changed[key] = saved.get(key)
+            lines.append(
                 f"{path} holds a run with {key}={saved.get(key)!r}, not {value!r}; "
                 f"use {elsewhere}, or the run's settings ({changeable})"
             )
+    if len(lines) == 1:
+        raise AccVideoError(lines[0])
+    if lines:  # all at once: a run of an older version whose defaults changed was refused once per setting
+        said = [", ".join(f"{k}={v!r} (not {config[k]!r})" for k, v in changed.items())] if changed else []
+        if before:
+            ran = ", ".join(f"{k}={v!r} (not {config[k]!r})" for k, v in before.items())
+            said.append(f"from before the setting{'s' if len(before) > 1 else ''} {', '.join(before)}: it ran as {ran}")
+        resume = " ".join(f"{k}={v!r}" for k, v in {**changed, **before}.items())
+        raise AccVideoError(
+            f"{path} holds a run with {len(lines)} other settings than asked: {'; '.join(said)}; use {elsewhere}, "
+            f"or resume it with {resume}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -70,7 +70,9 @@ def check_resumable(
 def check_continues(saved: dict, out: Path, data, dataset, iterations: int) -> None:
     """Refuse to go on from a checkpoint made on another dataset than `dataset` (its identity: a dataset moved
     elsewhere is the same one; one grown, completed or remade since is not) or past `iterations` (no going back)."""
-    if saved.get("dataset", dataset.identity) != dataset.identity:  # checkpoints before it was kept: unknown
+    if "dataset" not in saved:
+        check_unchanged_since(out, data, dataset)
+    elif saved["dataset"] != dataset.identity:
         raise AccVideoError(
             f"{out} was trained on another dataset ({saved.get('dataset_items')} items) than {data} holds "
             f"({len(dataset)} items, or other trajectories); use another --out, or --data the dataset it trained on"
@@ -79,6 +81,21 @@ def check_continues(saved: dict, out: Path, data, dataset, iterations: int) -> N
         raise AccVideoError(
             f"{out} is at iteration {saved['iteration']}, past iterations={iterations}; a run cannot go back: "
             f"use another --out, or iterations={saved['iteration']} or more"
+        )
+
+
+def check_unchanged_since(out: Path, data, dataset) -> None:
+    """A checkpoint of an accvideo before the dataset identity was kept (e005bda) cannot name the dataset it trained
+    on; it resumed on any --data, a dataset grown or remade since included (silently another dataset). Its last save
+    is the best witness left: a shard written after it (a synthesize that grew, completed or remade the dataset) is
+    refused; a dataset untouched since resumes as before."""
+    saves = [p for p in (Path(out) / NAME, Path(out) / SHARDED / META) if p.is_file()]
+    shards = list(Path(dataset.root).glob("shard-*.safetensors"))
+    if saves and shards and max(p.stat().st_mtime for p in shards) > max(p.stat().st_mtime for p in saves):
+        raise AccVideoError(
+            f"{out} was saved by an older accvideo that did not record its dataset, and {data} has shards written "
+            f"after its last save (grown, completed or remade), so it may not be the dataset it trained on; use "
+            f"another --out (a new run), or --data the dataset as it was"
         )
 
 

@@ -14,6 +14,7 @@ import torch
 
 from accvideo.core.runtime import resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, SamplingPlan, shifted_plan
+from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import (
@@ -59,6 +60,14 @@ class OpenModel:
         # a student at other steps: its teacher's shifted grid (an export's scheduler shift is fitted, with its
         # shift_terminal, to the key sigmas alone, and read without it made a grid neither model samples)
         own = self.student.get("shift") if self.student is not None else None
+        if own is None and shift is None and self.student is not None and self.student_dir is None:
+            # an export made before accvideo_export.json recorded its teacher's shift: the adapter's default is then
+            # the scheduler's fitted one, whose grid is not the teacher's (a silently different clip)
+            raise AccVideoError(
+                f"{self.model_dir} was exported by an older accvideo that did not record its teacher's shift, so "
+                f"{steps} steps cannot be placed on its teacher's grid; export the run again with this version, or "
+                f"give --shift (the teacher's, e.g. 3 for the built-in)"
+            )
         return shifted_plan(self.adapter, steps or self.default_steps, guidance, shift or own, negative_prompt)
 
     def describe(self) -> dict:
