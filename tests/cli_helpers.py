@@ -1,6 +1,11 @@
-"""What several test files share: the CLI run in-process, and the clip `accvideo sample` writes, captured."""
+"""What several test files share: the CLI run in-process, its one-line refusals, the clip `accvideo sample` writes,
+captured, and a distill run folder made by hand."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +18,35 @@ def run_cli(args: list[str], capsys) -> tuple[int | None, str, str]:
         main(args)
     out = capsys.readouterr()
     return exc.value.code, out.out, out.err
+
+
+def one_line_error(args: list[str], capsys, message: str) -> str:
+    """`accvideo ARGS` refused: exit code 2 and one `error:` line holding `message`; the line."""
+    code, _, err = run_cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    return lines[0]
+
+
+def hand_made_run(teacher: Path, run: Path, key_sigmas: list[float]) -> Path:
+    """A distill run folder made by hand: `teacher`'s transformer as a full student on `key_sigmas`, with its
+    student.json (seconds, where a trained run takes a distill)."""
+    from accvideo.core.outputs import mark_folder
+    from accvideo.models.identity import teacher_identity
+
+    shutil.copytree(teacher / "transformer", run / "student" / "transformer")
+    info = {
+        "format": "accvideo.student/1",
+        "family": "wan",
+        "key_sigmas": key_sigmas,
+        "teacher": teacher_identity(teacher),
+        "teacher_dir": str(teacher.resolve()),
+        "lora": None,
+        "weights": "transformer",
+    }
+    (run / "student" / "student.json").write_text(json.dumps(info))
+    mark_folder(run, "distill")
+    return run
 
 
 def sample_video(model, out, capsys, monkeypatch, *args: str):

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from cli_helpers import hand_made_run
 from safetensors.torch import load_file
 
 from accvideo.cli import main
@@ -324,25 +325,10 @@ def test_export_carries_the_decoder_and_its_documented_call_runs(tiny_wan_dir, t
     """`export --decoder`: OUT/decoder passes the VAE check against the exported pipeline, and the README's Python
     (stock WanPipeline latents -> the tiny decoder) runs as written."""
     import re
-    import shutil
 
-    from accvideo.core.outputs import mark_folder
     from accvideo.export import export_run
-    from accvideo.models.identity import teacher_identity
 
-    run = tmp_path / "run"
-    shutil.copytree(tiny_wan_dir / "transformer", run / "student" / "transformer")
-    info = {
-        "format": "accvideo.student/1",
-        "family": "wan",
-        "key_sigmas": [1.0, 0.5, 0.0],
-        "teacher": teacher_identity(tiny_wan_dir),
-        "teacher_dir": str(tiny_wan_dir.resolve()),
-        "lora": None,
-        "weights": "transformer",
-    }
-    (run / "student" / "student.json").write_text(json.dumps(info))
-    mark_folder(run, "distill")
+    run = hand_made_run(tiny_wan_dir, tmp_path / "run", [1.0, 0.5, 0.0])
     save_decoder(tmp_path / "dec", small(), vae_identity(tiny_wan_dir), "wan")
     out = tmp_path / "export"
     manifest = export_run(run, "diffusers", out, decoder=tmp_path / "dec")

@@ -10,7 +10,7 @@ import cli_helpers
 import pytest
 import torch
 import yaml
-from cli_helpers import run_cli
+from cli_helpers import one_line_error, run_cli
 
 from accvideo.core.outputs import LEDGER
 from accvideo.core.runtime import noise
@@ -23,13 +23,6 @@ from accvideo.models.open import open_model
 FRAMES, H, W = 9, 32, 32
 PROMPT = "a red circle moving left"
 QUICK = ["iterations=2", "batch=2", "lr=1e-3", "head_lr=1e-4", "head_channels=8", "device=cpu"]
-
-
-def one_line_error(args, capsys, message):
-    code, _, err = run_cli(args, capsys)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

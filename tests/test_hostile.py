@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import hand_made_run
 
 from accvideo.cli import main
 from accvideo.core.files import is_stale_temp, temp_name
 from accvideo.core.outputs import mark_folder
-from accvideo.models.identity import teacher_identity
 
 # the conftest `synvid` settings: a rerun on a copy of it resumes (and so verifies every shard it keeps)
 SYNVID = ["--steps", "10", "--key-steps", "5", "--frames", "9", "--size", "32x32", "--guidance", "3"]
@@ -72,21 +72,7 @@ class Env:
     def student_run(self, teacher: Path | None = None) -> Path:
         """A distill run folder by hand: the tiny teacher's transformer (or `teacher`'s) as a full student, with its
         student.json."""
-        teacher = teacher or self.teacher
-        run = self.tmp / "run"
-        shutil.copytree(teacher / "transformer", run / "student" / "transformer")
-        info = {
-            "format": "accvideo.student/1",
-            "family": "wan",
-            "key_sigmas": [1.0, 0.75, 0.5, 0.25, 0.0],
-            "teacher": teacher_identity(teacher),
-            "teacher_dir": str(teacher.resolve()),
-            "lora": None,
-            "weights": "transformer",
-        }
-        (run / "student" / "student.json").write_text(json.dumps(info))
-        mark_folder(run, "distill")
-        return run
+        return hand_made_run(teacher or self.teacher, self.tmp / "run", [1.0, 0.75, 0.5, 0.25, 0.0])
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import hand_made_run, one_line_error, run_cli
 
-from accvideo.core.outputs import mark_folder
 from accvideo.core.schedules import key_sigmas, shifted_sigmas, uniform_key_indices
 from accvideo.errors import AccVideoError
-from accvideo.models.identity import teacher_identity
 from accvideo.models.open import open_model
 
 # m = 3 uniform key steps of the tiny teacher's (shift 5) 6-step grid: what a distill run on its SynVid records
@@ -26,36 +24,12 @@ KEY = key_sigmas(shifted_sigmas(6, 5.0), uniform_key_indices(6, 3)).tolist()
 SMALL = ["--frames", "5", "--size", "32x32", "--device", "cpu", "--prompt", "a red circle"]
 
 
-def one_line_error(args, capsys, message: str) -> str:
-    code, _, err = run_cli(args, capsys)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
-    return lines[0]
-
-
-def hand_made_run(teacher: Path, run: Path) -> Path:
-    """A distill run folder by hand (as tests/test_hostile.py makes one): the teacher's transformer as the student."""
-    shutil.copytree(teacher / "transformer", run / "student" / "transformer")
-    info = {
-        "format": "accvideo.student/1",
-        "family": "wan",
-        "key_sigmas": KEY,
-        "teacher": teacher_identity(teacher),
-        "teacher_dir": str(teacher.resolve()),
-        "lora": None,
-        "weights": "transformer",
-    }
-    (run / "student" / "student.json").write_text(json.dumps(info))
-    mark_folder(run, "distill")
-    return run
-
-
 @pytest.fixture(scope="module")
 def old_export(tiny_wan_dir, tmp_path_factory) -> Path:
     """A diffusers export as accvideo wrote it before accvideo_export.json recorded the teacher's shift (commit
     3925749): the same folder without `shift`; its scheduler's shift is the one fitted to the key sigmas."""
     root = tmp_path_factory.mktemp("old-export")
-    run = hand_made_run(tiny_wan_dir, root / "run")
+    run = hand_made_run(tiny_wan_dir, root / "run", KEY)
     from accvideo.cli import main
 
     with pytest.raises(SystemExit) as exc:
