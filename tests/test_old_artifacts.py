@@ -129,7 +129,7 @@ def test_a_run_from_before_several_settings_names_them_all_in_one_line(tiny_wan_
     del state["config"]["adv_warmup"], state["config"]["r1"]  # settings the older version did not have
     save_checkpoint(run / "checkpoint.pt", state)
     args = distill_args(tiny_wan_dir, legacy_run / "data", run, "iterations=2", "adv_warmup=1", "r1=0.5")
-    line = one_line_error(args, capsys, "holds a run with 2 other settings than asked")
+    line = one_line_error(args, capsys, "holds a run whose settings differ from the ones given in 2: ")
     assert line.endswith("resume it with adv_warmup=0 r1=0.0"), line
     code, _, err = run_cli([*args[:-2], "adv_warmup=0", "r1=0.0"], capsys)  # as the line says: it resumes
     assert code in (0, None), err

@@ -328,8 +328,8 @@ def check_same_settings(
             said.append(f"from before the setting{'s' if len(before) > 1 else ''} {', '.join(before)}: it ran as {ran}")
         resume = " ".join(f"{k}={v!r}" for k, v in {**changed, **before}.items())
         raise AccVideoError(
-            f"{path} holds a run with {len(lines)} other settings than asked: {'; '.join(said)}; use {elsewhere}, "
-            f"or resume it with {resume}"
+            f"{path} holds a run whose settings differ from the ones given in {len(lines)}: {'; '.join(said)}; "
+            f"use {elsewhere}, or resume it with {resume}"
         )
 
 
