@@ -129,6 +129,14 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def stat_witness(path: str | Path) -> list[int]:
+    """What changes when a file is written, replaced or has its times set: size, mtime, ctime (which no user can set
+    back) and inode (a copy, or a rename over it, is another). A file whose witness is the one recorded when its bytes
+    were hashed needs no new hash; what it misses is damage below the file system (a disk's bit rot)."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def save_state_file(path: str | Path, state: dict) -> Path:
     """torch.save `state` (tensors, state dicts, ints, RNG states) to a temporary file, flush it, rename it over
     `path`: a kill or a full disk mid-write leaves the previous file whole, and a failed write is an OSError."""

@@ -23,7 +23,7 @@ except ImportError:  # not on Windows: the ledger's read-modify-write is then un
     fcntl = None
 
 from accvideo.core.files import file_sha256, is_stale_writer, prepare_output, write_json_atomic, writer_id
-from accvideo.core.inputs import parse_json, read_small_file
+from accvideo.core.inputs import MAX_TEXT, parse_json, read_small_file
 from accvideo.errors import AccVideoError
 
 MARKER = ".accvideo-output.json"
@@ -258,8 +258,8 @@ class FolderLock:
 
 
 def _ledger(folder: Path) -> dict:
-    try:
-        data = parse_json(read_small_file(folder / LEDGER))
+    try:  # MAX_TEXT, not a marker's 4 MB: a ledger of 35,000 files is 4 MB, and past it every entry was dropped
+        data = parse_json(read_small_file(folder / LEDGER, MAX_TEXT))
     except (OSError, ValueError):  # absent, no JSON, or no small file (a FIFO): none; the next write replaces it
         return {}
     return data.get("files", {}) if isinstance(data, dict) and data.get("format") == FORMAT else {}

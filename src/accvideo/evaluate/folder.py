@@ -103,7 +103,8 @@ def load_video_folder(
     entries = read_manifest(folder)
     if not entries:
         raise AccVideoError(f"the manifest in {folder} lists no clips")
-    clips, pairs, files = [], [], []
+    # one array of every clip, filled as each is read: a list of clips, then np.stack, held them twice
+    videos, shapes, pairs, files = None, set(), [], []
     for i, entry in enumerate(entries):
         if "prompt" not in entry or "seed" not in entry:
             raise AccVideoError(f"manifest entry {i} in {folder} lacks 'prompt' or 'seed'; give both for every clip")
@@ -119,16 +120,23 @@ def load_video_folder(
                 f"{path.name} is {clip.shape[0]} frames of {clip.shape[1]}x{clip.shape[2]} but the classifier "
                 f"expects {f} frames of {h}x{w}; generate with --frames {f} --size {h}x{w}"
             )
-        clips.append(clip)
+        shapes.add(clip.shape)
+        if len(shapes) == 1:  # else: only the shapes are still gathered, for the line below
+            if videos is None:
+                videos = np.empty((len(entries), *clip.shape), np.uint8 if clip.dtype == np.uint8 else np.float32)
+            elif videos.dtype == np.uint8 and clip.dtype != np.uint8:  # the first float clip: floats from here on
+                videos = _as_float(videos)
+            videos[i] = clip if videos.dtype == np.uint8 else _as_float(clip)  # a uint8 array: every clip so far is
         pairs.append((str(entry["prompt"]), seed))
         files.append(path.name)
-    shapes = {c.shape for c in clips}
     if len(shapes) > 1:
         raise AccVideoError(f"clips in {folder} differ in shape ({sorted(shapes)}); give every clip the same size")
-    if all(c.dtype == np.uint8 for c in clips):  # kept as stored: scoring converts exactly as for in-memory clips
-        return np.stack(clips), pairs, files
-    floats = [c / 255.0 if c.dtype == np.uint8 else np.clip(c, 0, 1) for c in clips]
-    return np.stack(floats).astype(np.float32), pairs, files
+    return videos, pairs, files
+
+
+def _as_float(clips: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1]: uint8 / 255 (computed in float64, as before), floats clipped to [0, 1]."""
+    return (clips / 255.0 if clips.dtype == np.uint8 else np.clip(clips, 0, 1)).astype(np.float32)
 
 
 def write_video_folder(

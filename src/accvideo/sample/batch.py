@@ -11,6 +11,12 @@ so a run stopped at any point (Ctrl-C, a crash, a full disk) keeps every listed 
 rows not listed. It keeps a listed clip only when its row is unchanged (prompt, seed, image bytes) and the settings
 that make the clips (model, steps, sigmas, guidance, negative prompt, size, fps, dtype, decoder) are those of
 `sample.yaml`; other settings are refused with one line naming the first that differs.
+
+A listed clip's bytes are hashed again at a resume only when its file changed since they were hashed: the hidden
+`.accvideo-checked.jsonl` holds each hashed clip's stat (size, mtime, ctime, inode: core/files.stat_witness), so a
+resume over 100k clips of several MB reads none of them (it read all, hundreds of GB, every time). Damage below
+the file system (a disk's bit rot) is what this no longer notices; a clip replaced, edited, truncated or touched is
+hashed and, when changed, sampled again as before.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import yaml
 
 from accvideo.core import dist
 from accvideo.core.config import to_dict
-from accvideo.core.files import file_sha256, remove_stale_temps, write_text_atomic
+from accvideo.core.files import file_sha256, remove_stale_temps, stat_witness, write_text_atomic
 from accvideo.core.images import load_images
 from accvideo.core.inputs import object_lines, read_small_file
 from accvideo.core.interrupts import check as check_interrupt
@@ -48,6 +54,7 @@ SETTINGS = "sample.yaml"
 # The manifest key holding the sha256 of a row's file of key k ("file" -> "sha256", "gif" -> "gif_sha256").
 _SHA = {"file": "sha256", "gif": "gif_sha256"}
 MAX_MANIFEST = 1 << 30  # a million rows are ~200 MB
+CHECKED = ".accvideo-checked.jsonl"  # {file, sha256, stat} of each clip as it was hashed (see above)
 
 
 def sample_prompts(cfg: SampleConfig, progress: bool = True) -> dict:
@@ -162,9 +169,15 @@ def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> dict[int, di
         if (out / name).exists() and not (out / name).is_file():
             raise AccVideoError(f"{out / name} is not a clip file (a folder?); remove it and run again")
     by_file = {e.get("file"): e for e in listed}
-    done = {i: by_file[e["file"]] for i, e in wanted.items() if _kept(out, by_file.get(e["file"]), e)}
+    checked, witnessed = _read_checked(out), []
+    done = {
+        i: by_file[e["file"]] for i, e in wanted.items() if _kept(out, by_file.get(e["file"]), e, checked, witnessed)
+    }
     # before any clip is replaced: the manifest never lists one being rewritten
     write_manifest(out, (done[i] for i in sorted(done)))
+    text = "".join(json.dumps(w) + "\n" for w in witnessed)  # O(rows) a start, written only when it changes
+    if text != _checked_text(out):
+        write_text_atomic(out / CHECKED, text)
     for name in removed:
         (out / name).unlink(missing_ok=True)
     write_text_atomic(out / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
@@ -204,8 +217,10 @@ def _sample_todo(cfg, o, todo: list[Item], out: Path, wanted: dict, done: dict, 
                         write_video(out / wanted[it.index][k], video, cfg.fps)
         finished = [i for part in dist.gather_objects([it.index for it in chunk]) for i in part]
         if dist.is_main():  # rank 0 lists each clip with the sha256 of the bytes in place: a resume keeps only those
-            done.update((i, _with_sha(out, wanted[i])) for i in finished)
+            witnessed: list[dict] = []
+            done.update((i, _with_sha(out, wanted[i], witnessed)) for i in finished)
             _append_manifest(out, [done[i] for i in finished])
+            _append_lines(out / CHECKED, witnessed, sync=False)  # advice: a lost line means one clip hashed again
         bar.update(len(finished))
         check_interrupt()  # a swallowed Ctrl-C stops here; the rerun samples only the rows not listed
     bar.close()
@@ -262,10 +277,28 @@ def _short(value) -> str:
 
 def _append_manifest(out: Path, entries: list[dict]) -> None:
     """List a round's clips (all in place): appended, so a run of N rows writes the manifest O(N) bytes, not O(N^2)."""
-    with open(out / MANIFEST, "a", encoding="utf-8") as f:
+    _append_lines(out / MANIFEST, entries)
+
+
+def _append_lines(path: Path, entries: list[dict], sync: bool = True) -> None:
+    with open(path, "a", encoding="utf-8") as f:
         f.write("".join(json.dumps(e) + "\n" for e in entries))
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _checked_text(out: Path) -> str:
+    try:
+        return read_small_file(out / CHECKED, MAX_MANIFEST).decode("utf-8", errors="replace")
+    except (OSError, ValueError):
+        return ""
+
+
+def _read_checked(out: Path) -> dict[str, list]:
+    """File -> [sha256, stat] of the clips hashed before (none when the record is absent or unreadable)."""
+    text = _checked_text(out)
+    return {w["file"]: [w.get("sha256"), w.get("stat")] for w in object_lines(text) if isinstance(w.get("file"), str)}
 
 
 def _listed(out: Path) -> list[dict]:
@@ -283,23 +316,41 @@ def _listed(out: Path) -> list[dict]:
     return object_lines(text)
 
 
-def _kept(out: Path, listed: dict | None, entry: dict) -> bool:
+def _kept(
+    out: Path, listed: dict | None, entry: dict, checked: dict | None = None, witnessed: list | None = None
+) -> bool:
     """Whether the listed line of `entry`'s row keeps its clip: the same row, and each file in place with the sha256
-    the line records (a line of an older manifest without one: the file only has to be there)."""
+    the line records (a line of an older manifest without one: the file only has to be there). A file whose stat is
+    the one `checked` recorded with that sha256 is not read again; each file found whole is added to `witnessed`."""
     if listed is None or {k: v for k, v in listed.items() if k not in _SHA.values()} != entry:
         return False
+    found = []
     for k, sha in _SHA.items():
         if k in entry:
-            if not (out / entry[k]).is_file():
+            path = out / entry[k]
+            if not path.is_file():
                 return False
-            if sha in listed and listed[sha] != file_sha256(out / entry[k]):
-                return False
+            if sha in listed:
+                witness = stat_witness(path)
+                if (checked or {}).get(entry[k]) != [listed[sha], witness] and listed[sha] != file_sha256(path):
+                    return False
+                found.append({"file": entry[k], "sha256": listed[sha], "stat": witness})
+    if witnessed is not None:
+        witnessed.extend(found)
     return True
 
 
-def _with_sha(out: Path, entry: dict) -> dict:
-    """`entry` with the sha256 of each of its files as written."""
-    return {**entry, **{sha: file_sha256(out / entry[k]) for k, sha in _SHA.items() if k in entry}}
+def _with_sha(out: Path, entry: dict, witnessed: list | None = None) -> dict:
+    """`entry` with the sha256 of each of its files as written (and, in `witnessed`, each file's stat taken before
+    it was read: a file changed while it was hashed has another stat, so it is hashed again at the next resume)."""
+    result = dict(entry)
+    for k, sha in _SHA.items():
+        if k in entry:
+            witness = stat_witness(out / entry[k])
+            result[sha] = file_sha256(out / entry[k])
+            if witnessed is not None:
+                witnessed.append({"file": entry[k], "sha256": result[sha], "stat": witness})
+    return result
 
 
 def _names(entries: dict[int, dict]) -> set[str]:

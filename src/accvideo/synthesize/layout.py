@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from accvideo.core.files import remove_stale_temps
+from accvideo.core.files import remove_stale_temps, stat_witness
 from accvideo.core.outputs import FolderLock, check_folder, claim_folder
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.prompts import Item
 from accvideo.synthesize.shards import (
     ShardHeader,
+    compact_checked,
     damaged_tensor,
     list_shards,
+    read_checked,
     read_header,
+    record_checked,
     shard_path,
 )
 
@@ -130,7 +133,8 @@ def prepare_folder(
     locks: list[FolderLock] | None = None,
 ) -> int:
     """Claim `root`, check the shards already there against this run and their digests (remove clashing or
-    damaged ones if `overwrite`); clear temporary files of dead writers. With `locks`, the folder's FolderLock is
+    damaged ones if `overwrite`; a shard unchanged since it was written or checked, by its stat, is not read
+    again: shards.py); clear temporary files of dead writers. With `locks`, the folder's FolderLock is
     taken first and appended to it (the caller releases it when the run ends): a second synthesize on the same
     folder is refused before it removes or writes anything (two duplicated each other's work, and an --overwrite
     one removed the other's shards under it).
@@ -141,6 +145,7 @@ def prepare_folder(
     if locks is not None:
         locks.append(FolderLock(root, COMMAND))
     removed = 0
+    checked, kept, fresh = read_checked(root), {}, []
     for path in list_shards(root):
         header = _header_or_remove(path, overwrite)
         if header is None:
@@ -149,7 +154,15 @@ def prepare_folder(
         problem = _conflict(header, settings, items, shard_size)
         if problem is not None and not overwrite:
             raise another_dataset(root, problem)
-        damage = None if problem is not None else damaged_tensor(header)
+        damage = None
+        if problem is None:  # every byte is read only of a shard changed since it was written or last checked
+            witness = stat_witness(path)
+            if checked.get(path.name) != witness:
+                damage = damaged_tensor(header)
+                if damage is None:
+                    fresh.append((path, witness))
+            if damage is None:
+                kept[path.name] = witness
         if damage is not None and not overwrite:
             raise AccVideoError(
                 f"{path} is damaged ({damage} fails its sha256 check); pass --overwrite to redo the shard, "
@@ -158,6 +171,9 @@ def prepare_folder(
         if problem is not None or damage is not None:
             remove_shard(header)
             removed += 1
+    for path, witness in fresh:  # only now: a start refused on a later shard leaves the folder as it was
+        record_checked(path, witness)
+    compact_checked(root, kept)  # now and then: the writers' files merged into one, of the shards kept
     remove_stale_temps(root, ".shard-")  # left by a dead writer on this host; a live one's temp file stays
     remove_stale_temps(root / VIDEOS)
     return removed

@@ -278,7 +278,8 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos)]
     # complete but made without --videos: decoded from the shard's own clean latents, not sampled again
     decode_only = [k for k in todo if cfg.videos and is_complete(root, k, shard_items(items, k, cfg.shard_size), False)]
-    todo = [k for k in todo if k not in decode_only]
+    skip = set(decode_only)  # a set: a list made this O(shards^2)
+    todo = [k for k in todo if k not in skip]
     total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)
     left = sum(len(shard_items(items, k, cfg.shard_size)) for k in todo)
     decoded = sum(len(shard_items(items, k, cfg.shard_size)) for k in decode_only)

@@ -5,7 +5,11 @@ A shard `shard-KKKKKK.safetensors` holds items [k*S, (k+1)*S) of the prompt list
 The metadata (one JSON value under "synvid") carries the format, the dataset settings, the items (index, prompt,
 seed) and a sha256 of every tensor. Writes go to a hidden `.shard-*.HOST-PID.part` file that is renamed when complete,
 so listing `shard-*.safetensors` never shows a half shard, whatever kills the writer; a resumed run checks the digests
-of every shard it keeps.
+of every shard it keeps, except one whose file is unchanged since its digests were checked or it was written (its size,
+mtime, ctime and inode as the hidden `.accvideo-checked*.jsonl` files record them): reading every byte of a SynVid of
+terabytes at every resume is the full-folder hash the start-up must not do (docs/scale-out.md). A change made through
+the file system changes that stat; damage below it (a disk's bit rot) is still caught where the items are read
+(`SynVidDataset`, verify=True: every item's digests at its first read).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from accvideo.core.files import temp_name
-from accvideo.core.inputs import is_int, parse_json
+from accvideo.core.files import stat_witness, temp_name, write_text_atomic, writer_id
+from accvideo.core.inputs import MAX_TEXT, is_int, object_lines, parse_json, read_small_file
 from accvideo.core.schedules import check_key_indices, check_steps
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
@@ -72,6 +76,60 @@ def damaged_tensor(header: ShardHeader) -> str | None:
     except (SafetensorError, OSError, ValueError) as exc:
         return f"its data ({str(exc).splitlines()[0][:80]})"
     return None
+
+
+CHECKED = ".accvideo-checked"  # CHECKED.jsonl (rank 0's, at start) and CHECKED.HOST-PID.jsonl (each writer's)
+
+
+def record_checked(path: Path, witness: list[int] | None = None) -> None:
+    """Note that shard `path` was just written or its digests checked (its stat `witness`, taken before its bytes were
+    read; None: now): one line appended to this writer's own file (no other process appends to it), so nothing is
+    rewritten per shard, nor at a start that finds every shard as recorded. Advice only: a line lost (a full disk)
+    means one shard is hashed again."""
+    path = Path(path)
+    line = json.dumps({"name": path.name, "stat": stat_witness(path) if witness is None else witness}) + "\n"
+    try:
+        with open(path.parent / f"{CHECKED}.{writer_id()}.jsonl", "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError:
+        pass
+
+
+def checked_files(root: Path) -> list[Path]:
+    return sorted(Path(root).glob(f"{CHECKED}*.jsonl"))
+
+
+def read_checked(root: Path) -> dict[str, list]:
+    """Shard name -> its stat when last written or checked, from every writer's file (unreadable ones say nothing)."""
+    found: dict[str, list] = {}
+    for path in checked_files(root):
+        try:
+            text = read_small_file(path, MAX_TEXT).decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            continue
+        for row in object_lines(text):
+            if isinstance(row.get("name"), str) and isinstance(row.get("stat"), list):
+                found[row["name"]] = row["stat"]
+    return found
+
+
+MAX_CHECKED_FILES = 16  # writers' files (one a process that wrote or checked a shard) before they are merged
+
+
+def compact_checked(root: Path, witnesses: dict[str, list]) -> None:
+    """Past MAX_CHECKED_FILES files, replace them by one listing `witnesses` (rank 0, before any rank writes; O(shards),
+    once every few runs): lines of removed or rewritten shards go with them."""
+    root = Path(root)
+    if len(checked_files(root)) <= MAX_CHECKED_FILES:
+        return
+    old = [p for p in checked_files(root) if p.name != f"{CHECKED}.jsonl"]
+    text = "".join(json.dumps({"name": n, "stat": w}) + "\n" for n, w in sorted(witnesses.items()))
+    try:
+        write_text_atomic(root / f"{CHECKED}.jsonl", text)
+        for path in old:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # advice only: the next start hashes what it cannot vouch for
 
 
 def item_tensor_names(j: int, cond_keys) -> list[str]:
@@ -271,4 +329,5 @@ def write_shard(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(Path(root))
+    record_checked(path)  # its digests were just computed from these very tensors
     return path
