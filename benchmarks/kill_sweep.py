@@ -174,6 +174,8 @@ def tree_hashes(folder: Path) -> dict[str, str]:
         if not path.is_file() or path.is_symlink():
             continue
         name = str(path.relative_to(folder))
+        if path.name.startswith(".accvideo-checked"):  # stat witnesses: this run's inodes and times, advice only
+            continue
         if path.suffix == ".distcp" or path.name == ".metadata" and any(path.parent.glob("*.distcp")):
             key = str(path.parent.relative_to(folder)) + "/(sharded state)"
             if key not in out:
