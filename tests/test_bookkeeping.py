@@ -3,6 +3,7 @@ entry however many files it lists (speed itself is measured in benchmarks/bookke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -212,7 +213,7 @@ def test_a_video_folder_is_held_once_in_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert loaded < 1.3 * videos.nbytes and hashed < 0.1 * videos.nbytes
-    assert digest == __import__("hashlib").sha256(videos.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(videos.tobytes()).hexdigest()
 
 
 @pytest.mark.parametrize("kinds", ["uuu", "ufu", "fud", "dd"])
