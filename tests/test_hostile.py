@@ -1688,6 +1688,32 @@ def a_teacher_dir_that_is_not_a_pipeline(env):  # a SynVid folder there was repo
     return _use_student(env, run, env.variant), "is not a diffusers pipeline folder (no model_index.json)"
 
 
+@case
+def a_student_holding_nan_weights(env):  # export copied it (exit 0); sample said "lower --guidance"
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    what, verb = env.variant.split(":")
+    if what == "full":
+        run = env.student_run()
+        path = run / "student" / "transformer" / "diffusion_pytorch_model.safetensors"
+    else:
+        run = _lora_student(env)
+        path = run / "student" / LORA_FILE
+    tensors = load_file(path)
+    name = sorted(n for n in tensors if "lora_B" in n or what == "full")[1]
+    tensors[name].view(-1)[3] = float("nan") if what == "full" else float("inf")
+    meta = {"format": "pt"}
+    if what == "lora":
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
+    assert not torch.isfinite(tensors[name]).all()
+    return _use_student(env, run, verb), f"{name} holds NaN or infinite values"
+
+
 VARIANTS = {
     "a_transformer_file_that_is_a_fifo": ("config", "weights"),
     "a_folder_lock_that_is_a_fifo": ("write", "read"),
@@ -1719,6 +1745,7 @@ VARIANTS = {
     "frames_past_64_bits": ("frames", "size"),
     "an_output_that_is_a_symbolic_link_loop": ("synthesize", "export"),
     "an_output_that_is_a_link_to_nothing": ("synthesize", "export", "sample"),
+    "a_student_holding_nan_weights": ("full:sample", "full:export", "lora:sample", "lora:export-lora"),
     "reading_a_folder_another_command_is_writing": (
         "distill",
         "export",

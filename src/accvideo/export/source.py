@@ -12,6 +12,7 @@ from accvideo.models import adapter_class, pipeline_class
 from accvideo.models.hunyuan import text_settings
 from accvideo.models.student import (
     STUDENT_GUIDANCE,
+    check_finite,
     check_lora_on_teacher,
     check_teacher,
     find_student,
@@ -59,7 +60,8 @@ def read_source(run: str | Path) -> Source:
             "folder or its student/ folder"
         )
     info = read_student_info(student_dir)
-    student_weights(student_dir, info)  # whole and parseable: an export never passes damage on
+    for f in student_weights(student_dir, info):  # whole, parseable and finite: an export never passes damage on
+        check_finite(f)
     teacher_dir = teacher_dir_of(student_dir, info, check=False)
     cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
     check_model_folder(teacher_dir, "restore the teacher folder the student was distilled from")

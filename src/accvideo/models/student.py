@@ -337,6 +337,29 @@ def student_weights(student_dir: Path, info: dict) -> list[Path]:
     return [f for files in student_files(student_dir, info).values() for f in files]
 
 
+def check_finite(path: Path, tensors=None) -> None:
+    """Refuse a student weights file holding a NaN or infinite value: it samples NaN latents, and an export would pass
+    it on. `tensors` (name -> tensor) when the file is already in memory; else read one tensor at a time."""
+    if tensors is None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                _check_finite_tensor(path, name, f.get_tensor(name))
+        return
+    for name, t in tensors.items():
+        _check_finite_tensor(path, name, t)
+
+
+def _check_finite_tensor(path: Path, name: str, t: torch.Tensor) -> None:
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise AccVideoError(
+            f"{path}: {name} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
+            f"remove the student/ folder and rerun the distill command that wrote it (it saves the student again "
+            "from its last checkpoint), or restore the run folder"
+        )
+
+
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -388,6 +411,7 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
         raise AccVideoError(f"{student_dir}: its experts do not match its teacher folder's; {REDO}")
     if info["lora"] is not None:
         for name in files:
+            check_finite(files[name][0])
             _load_lora(adapter.pipe, student_dir, name, info["lora"])
         adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
@@ -395,7 +419,9 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
         for name, paths in files.items():
             state = {}
             for f in paths:
-                state.update(load_safetensors(f, REDO))
+                tensors = load_safetensors(f, REDO)
+                check_finite(f, tensors)
+                state.update(tensors)
             try:
                 getattr(adapter.pipe, name).load_state_dict(state, strict=True)
             except RuntimeError as exc:
