@@ -1,6 +1,7 @@
 """The CLI: version, sampling to MP4/GIF with resolved settings, and one-line errors with exit code 2."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 import yaml
 from cli_helpers import run_cli
 
-from accvideo import __version__
-from accvideo.cli import main
+from accvideo import __version__, cli
+from accvideo.cli import MEMORY_FIXES, fault_line, main
 from accvideo.core.video import read_video
 
 
@@ -146,7 +147,35 @@ def test_out_of_gpu_memory_is_one_line_naming_the_fixes(monkeypatch, tmp_path, c
         main(["sample", "--out", str(tmp_path / "c.mp4")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
-    assert "out of GPU memory" in err and "--offload" in err and "lora_rank" in err and "smaller --size" in err
+    assert "out of GPU memory" in err and "--offload" in err and "smaller --size" in err
+    assert "lora_rank" not in err  # a distill setting: sample has none
+
+
+@pytest.mark.parametrize("verb", sorted(MEMORY_FIXES))
+def test_each_verbs_out_of_memory_lines_name_only_its_own_settings(verb):
+    """The lines a verb prints when out of GPU or CPU memory name flags and settings that verb has (distill has no
+    --offload or --size, sample no lora_rank), each with a value it accepts."""
+    import torch
+    from test_docs_commands import usage_problem
+
+    gpu = fault_line(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), verb)
+    cpu = fault_line(
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 2147483648 bytes."
+        ),
+        verb,
+    )
+    assert gpu.startswith("out of GPU memory (CUDA out of memory.") and MEMORY_FIXES[verb][0] in gpu
+    assert cpu.startswith("out of memory (CPU RAM; it asked for 2.0 GB more); try ") and MEMORY_FIXES[verb][1] in cpu
+    for fixes in MEMORY_FIXES[verb]:
+        assert usage_problem(f"{verb} {fixes}") is None
+        settings = re.findall(r"--[a-z-]+ (?:\d+|on|bfloat16|cpu)\b|\b[a-z_]+=\w+", fixes)
+        assert settings or "--" in fixes, fixes
+        for setting in settings:  # each value resolves for the verb (a mistyped value would be refused here)
+            base = ["--model", "builtin"] if verb == "evaluate" else []
+            cli.resolve(cli.BY_NAME[verb], [*base, *setting.split()])
+    assert "--offload" not in str(MEMORY_FIXES["distill"]) and "lora_rank" not in str(MEMORY_FIXES["sample"])
 
 
 def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(monkeypatch, tmp_path, capsys):

@@ -126,6 +126,21 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_on_one(tiny_wan_di
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
+def test_a_run_resumes_with_another_micro_batch_and_trains_the_same(tiny_wan_dir, synvid, tmp_path):
+    """micro_batch is memory, not results (a run out of GPU memory resumes with micro_batch=1): the same global
+    batch, losses and weights equal to an unbroken run's up to the order of float sums; config.yaml says the new one."""
+    whole, moved = tmp_path / "whole", tmp_path / "moved"
+    run_one(**settings(tiny_wan_dir, synvid, whole, batch=2, iterations=4))
+    run_one(**settings(tiny_wan_dir, synvid, moved, batch=2, iterations=2))
+    run_one(**settings(tiny_wan_dir, synvid, moved, batch=2, iterations=4, micro_batch=1))
+    assert_same_losses(moved, whole)
+    assert yaml.safe_load((moved / "config.yaml").read_text())["micro_batch"] == 1
+    a = load_file(whole / "student" / "transformer" / "diffusion_pytorch_model.safetensors")
+    b = load_file(moved / "student" / "transformer" / "diffusion_pytorch_model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+
 def test_fsdp_lora_with_accumulation_resumes_a_one_process_checkpoint(tiny_wan_dir, synvid, tmp_path):
     opts = {"batch": 4, "micro_batch": 1, "lora_rank": 2}  # 2 ranks x 2 micro-batches = 1 process x 4
     whole, moved = tmp_path / "whole", tmp_path / "moved"

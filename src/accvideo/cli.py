@@ -721,16 +721,41 @@ def as_os_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def fault_line(exc: BaseException) -> str | None:
+# what each verb can change when it runs out of memory, (on a GPU, on the CPU): only its own flags and settings
+# (tests/test_cli.py resolves each for its verb); other verbs get MEMORY_FIXES_ELSE
+_SAMPLE_GPU = "--offload (text encoders and VAE on the CPU), --vae-tiling on, --dtype bfloat16"
+_SAMPLE_CPU = "--dtype bfloat16, --vae-tiling on"
+_DISTILL = "grad_checkpointing=on, micro_batch=1, a LoRA student (lora_rank=64)"
+_DEMO = "a smaller --batch, --synth-batch or --eval-batch"
+_DECODER = "a smaller --batch, --crop 64 (random crops of the latents) or a smaller --frame-pairs"
+_TEACHER = "a smaller --batch, --vae-batch or --vae-image-batch"
+MEMORY_FIXES = {
+    "synthesize": (f"{_SAMPLE_GPU}, --batch 1, or a smaller --size or --frames", f"{_SAMPLE_CPU}, --batch 1"),
+    "sample": (f"{_SAMPLE_GPU}, --batch 1, or a smaller --size or --frames", f"{_SAMPLE_CPU}, --batch 1"),
+    "evaluate": (f"{_SAMPLE_GPU}, or --batch-size 1", f"{_SAMPLE_CPU}, --batch-size 1"),
+    "bench": (f"{_SAMPLE_GPU}, or a smaller --size or --frames", _SAMPLE_CPU),
+    "demo": (f"{_DEMO}, or --device cpu", _DEMO),
+    "ablate": (f"{_DEMO}, or --device cpu", _DEMO),
+    "distill": (
+        f"{_DISTILL}, or more GPUs (torchrun, parallel=fsdp); a run stopped before its first checkpoint takes new "
+        "settings in the same --out",
+        _DISTILL,
+    ),
+    "decoder distill": (_DECODER, _DECODER),
+    "teacher train": (f"{_TEACHER}, or --device cpu", _TEACHER),
+}
+MEMORY_FIXES_ELSE = ("bfloat16 weights, offloading, VAE tiling or a smaller size", "smaller sizes")
+
+
+def fault_line(exc: BaseException, verb: str | None = None) -> str | None:
     """One line for a fault of the machine (full disk, no permission, out of memory), or None for anything else.
 
-    Writers keep nothing half-written (temporary names, then a rename), so every line ends in how to go on.
+    Writers keep nothing half-written (temporary names, then a rename), so every line ends in how to go on. `verb`
+    (e.g. "distill") picks the settings an out-of-memory line names.
     """
     if type(exc).__name__ == "OutOfMemoryError":  # torch's, on a GPU
-        return (
-            f"out of GPU memory ({str(exc).splitlines()[0][:120]}); try --offload (text encoders and VAE on "
-            "the CPU), a LoRA student (lora_rank=64), a smaller --size or batch, or --vae-tiling on"
-        )
+        fixes = MEMORY_FIXES.get(verb or "", MEMORY_FIXES_ELSE)[0]
+        return f"out of GPU memory ({str(exc).splitlines()[0][:120]}); try {fixes}"
     exc = as_os_error(exc)
     text = str(exc)
     if isinstance(exc, RecursionError) and "decoding a JSON" in text:  # a library's own read (ours: parse_json)
@@ -743,10 +768,8 @@ def fault_line(exc: BaseException) -> str | None:
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXT)):
         asked = re.search(r"allocate (\d+) bytes", text)
         need = f"; it asked for {size_text(int(asked[1]))} more" if asked else ""
-        return (
-            f"out of memory (CPU RAM{need}); use a smaller --batch, --size or --frames, a LoRA student "
-            "(lora_rank=64), or a machine with more memory; rerun the same command to resume"
-        )
+        fixes = MEMORY_FIXES.get(verb or "", MEMORY_FIXES_ELSE)[1]
+        return f"out of memory (CPU RAM{need}); try {fixes}, or a machine with more memory; then rerun the command"
     if "RANK" in os.environ and isinstance(exc, RuntimeError) and _PEER_GONE.search(text):
         # under torchrun: another rank stopped (its own one line is above) while this one waited in a collective
         return "another process of this launch stopped first (its error is above); fix that, then rerun the command"
@@ -907,6 +930,13 @@ def _check_locale(argv: list[str]) -> None:
         )
 
 
+def _verb_name(argv: list[str]) -> str | None:
+    """The verb an argv names ("distill", "decoder distill"), or None."""
+    if argv and argv[0] in GROUPS and len(argv) > 1:
+        return f"{argv[0]} {argv[1]}"
+    return argv[0] if argv else None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: AccVideoError -> 'error: ...' on stderr and exit code 2 (once per node under torchrun)."""
     with guarded_streams():  # a reader of stdout or stderr that went away stops nothing (core/streams.py)
@@ -937,7 +967,7 @@ def _main(argv: list[str]) -> None:
         if LAUNCHER_GONE.is_set():  # a collective failed because the launcher took the other workers with it
             _echo(launcher_gone_line(), err=True)
             sys.exit(130)
-        line = fault_line(exc)
+        line = fault_line(exc, _verb_name(argv))
         if line is None:
             raise
         _fail(line)

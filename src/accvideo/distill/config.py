@@ -48,6 +48,7 @@ RESUMABLE_CHANGES = frozenset(
         "probe_every",
         "probe_items",
         "grad_checkpointing",  # memory, not results
+        "micro_batch",  # memory: the same global batch, equal up to the order of float sums
     }
 )
 
