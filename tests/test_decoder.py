@@ -831,3 +831,39 @@ def test_two_fresh_runs_save_the_same_global_generator(tiny_wan_dir, synvid, tmp
         distill_decoder(_cfg(tiny_wan_dir, synvid, tmp_path / name, iterations=1, checkpoint_every=1, seed=5), False)
         saved.append(load_checkpoint(tmp_path / name / NAME, FORMAT, "decoder distill")["torch_rng"])
     assert torch.equal(saved[0], saved[1]) and torch.equal(saved[0], torch.random.manual_seed(5).get_state())
+
+
+@pytest.mark.parametrize("stop", ["after-the-decoder", "before-the-decoder"])
+def test_a_kill_inside_the_last_save_leaves_a_rerun_equal_to_an_unbroken_run(
+    stop, tiny_wan_dir, synvid, tmp_path, monkeypatch
+):
+    """Stopped between the last save's writes: with the decoder written and the final plot not, the rerun took the
+    artifact as current and kept the plot of an earlier save; and checking the artifact built a decoder from the
+    global generator, so the checkpoint its rerun saved held that generator moved on. The plot is drawn before
+    decoder.json now, and loading a decoder leaves the generator as it was."""
+    import accvideo.decoder.train as train
+    from accvideo.decoder import distill_decoder
+    from accvideo.distill.checkpoint import load_checkpoint
+
+    kw = dict(iterations=8, checkpoint_every=1)  # plots at iterations 4 (every 4th save) and 8 (the last)
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    distill_decoder(_cfg(tiny_wan_dir, synvid, ref, **kw), progress=False)
+    real = train.save_decoder
+
+    def stopped(folder, artifact, vae, family, extra):
+        if extra["iteration"] == 8:
+            if stop == "after-the-decoder":
+                real(folder, artifact, vae, family, extra)
+            raise KeyboardInterrupt
+        return real(folder, artifact, vae, family, extra)
+
+    monkeypatch.setattr(train, "save_decoder", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
+    monkeypatch.setattr(train, "save_decoder", real)
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, **kw), progress=False)
+    assert (out / "losses.png").read_bytes() == (ref / "losses.png").read_bytes()
+    weights = "decoder/decoder.safetensors"
+    assert (out / weights).read_bytes() == (ref / weights).read_bytes()
+    saved = [load_checkpoint(r / train.NAME, train.FORMAT, "decoder distill") for r in (out, ref)]
+    assert torch.equal(saved[0]["torch_rng"], saved[1]["torch_rng"])

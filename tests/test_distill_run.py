@@ -647,3 +647,44 @@ def test_two_fresh_runs_save_the_same_global_generator(tiny_wan_dir, synvid, tmp
         saved.append(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["torch_rng"])
     assert torch.equal(saved[0], saved[1])
     assert torch.equal(saved[0], torch.random.manual_seed(0).get_state())  # the default seed=0's state
+
+
+class _Stopped(Exception):
+    """A kill stood in for: raised between two writes of a save."""
+
+
+@pytest.mark.parametrize("after", [True, False], ids=["after-the-student", "before-the-student"])
+def test_a_kill_inside_the_last_save_leaves_a_rerun_equal_to_an_unbroken_run(
+    after, tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch
+):
+    """A run stopped between the last save's writes, its student written and its loss plot not (the plot was drawn
+    after the student): the rerun took the student as current and kept the plot of the save before. The plot is
+    drawn first now, and student.json, written last, says the save is whole."""
+    import accvideo.distill.state as state
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    code, _, err = run_cli([*distill_args(tiny_wan_dir, synvid, ref), "iterations=2"], capsys)
+    assert code in (0, None), err
+    real = state.export_student
+
+    def stop_at_the_last(folder, *args, **kw):
+        if kw["extra"]["iteration"] == 2:
+            if after:
+                real(folder, *args, **kw)
+            raise _Stopped
+        return real(folder, *args, **kw)
+
+    monkeypatch.setattr(state, "export_student", stop_at_the_last)
+    with pytest.raises(_Stopped):
+        run_cli([*distill_args(tiny_wan_dir, synvid, run), "iterations=2"], capsys)
+    monkeypatch.setattr(state, "export_student", real)
+    code, _, err = run_cli([*distill_args(tiny_wan_dir, synvid, run), "iterations=2"], capsys)
+    assert code in (0, None), err
+    assert (run / "losses.png").read_bytes() == (ref / "losses.png").read_bytes()
+    weights = "student/transformer/diffusion_pytorch_model.safetensors"
+    assert (run / weights).read_bytes() == (ref / weights).read_bytes()
+    ours, theirs = (
+        {k: v for k, v in json.loads((r / "student" / "student.json").read_text()).items() if k != "teacher_dir"}
+        for r in (run, ref)
+    )
+    assert ours == theirs and ours["iteration"] == 2

@@ -384,9 +384,10 @@ class DecoderDistiller:
             "samples": self.samples,
             "heldout_psnr_db": val,
         }
-        save_decoder(self.out / "decoder", self.artifact, self.vae, self.adapter.family, extra)
         if self.iteration >= self.cfg.iterations or self.iteration % (4 * self.cfg.checkpoint_every) == 0:
             plot_losses(read_losses(self.out / "losses.jsonl"), self.out / "losses.png", CURVES)  # seconds: not always
+        # last: decoder.json naming this iteration says the save is done, the final plot included (artifact_is_current)
+        save_decoder(self.out / "decoder", self.artifact, self.vae, self.adapter.family, extra)
         return val
 
     def artifact_is_current(self) -> bool:

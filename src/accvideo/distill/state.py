@@ -215,6 +215,8 @@ def save(d: Distiller) -> None:
     try:
         weights = parallel.full_module_state(d.pair.module)  # whole, on rank 0 (gathered from FSDP2 shards)
         if dist.is_main():
+            # the plot first: student.json, written last, says the whole save is done (artifact_is_current)
+            plot_losses(read_losses(d.out / "losses.jsonl"), d.out / "losses.png")
             export_student(
                 d.out / "student",
                 d.pair,
@@ -230,7 +232,6 @@ def save(d: Distiller) -> None:
                     **({"experts": d.experts} if d.experts is not None else {}),
                 },
             )
-            plot_losses(read_losses(d.out / "losses.jsonl"), d.out / "losses.png")
     finally:
         if use_ema:
             d.pair.swap_ema()
@@ -239,8 +240,8 @@ def save(d: Distiller) -> None:
 
 def artifact_is_current(d: Distiller) -> bool:
     """Whether student/ holds this state's weights, whole (its student.json names this iteration) and the loss plot
-    is there: a kill between the checkpoint and the export, or a file deleted since, makes a finished run's rerun
-    export again (rank 0 looks)."""
+    is there (drawn before the student, so as current): a kill between the checkpoint and the export, or a file
+    deleted since, makes a finished run's rerun export again (rank 0 looks)."""
     from accvideo.models.student import read_student_info, student_weights
 
     folder = d.out / "student"

@@ -324,7 +324,8 @@ def load_decoder(path: str | Path, vae: str | None) -> tuple[TinyDecoder, dict]:
     try:
         spec = DecoderSpec(**{**LEGACY_SPEC, **info["spec"]})
         _check_spec_fits(spec, state)  # before building: an edited depth of 200,000 built for minutes
-        decoder = TinyDecoder(spec)
+        with torch.random.fork_rng(devices=[]):  # its initial weights are replaced: the caller's generator is left
+            decoder = TinyDecoder(spec)  # as it was (a resumed `decoder distill` saved it moved on otherwise)
         decoder.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise AccVideoError(f"{folder} does not hold a loadable decoder ({str(exc).splitlines()[0]}); {REDO}") from None
