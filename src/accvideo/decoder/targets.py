@@ -13,8 +13,10 @@ matched to the tiny decoder's stage at the same resolution (Wan 2.1: up block 1,
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from accvideo.core.files import temp_name
 from accvideo.core.progress import progress_bar
 from accvideo.core.tensorfile import write_safetensors
 from accvideo.errors import AccVideoError
+from accvideo.synthesize.shards import item_tensor_names
 
 CHUNK = 16  # items per cached chunk
 FOLDER = "targets"
@@ -117,16 +120,35 @@ def chunk_name(c: int) -> str:
     return f"chunk-{c:05d}.safetensors"
 
 
-def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = True) -> Targets:
+def build_targets(
+    adapter,
+    latents_of: Callable[[range], torch.Tensor],
+    count: int,
+    out: Path,
+    progress: bool = True,
+    sources_of: Callable[[range], list[str | None]] | None = None,
+) -> Targets:
     """Decode items 0..count-1 (`latents_of(range)` -> (n, C, F', H', W')) with the VAE into OUT/targets, chunk by
-    chunk (a kept chunk is reused when it holds exactly these latents), and return the reader."""
+    chunk (a kept chunk is reused when it holds exactly these latents), and return the reader.
+
+    `sources_of(range)`: a digest of what each item's latents are made from (None: none known), recorded in the
+    chunk; a kept chunk whose every item has one is checked by them, without `latents_of` (a resume read every
+    SynVid item whole to compare its latents). Chunks with an item without one (real clips), or made before
+    digests were recorded, are checked by their latents, as before."""
     folder = Path(out) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     level = None
     starts = range(0, count, CHUNK)
     for start in progress_bar(starts, desc="teacher VAE decodes", unit="chunk", show=progress, transient=True):
         path = folder / chunk_name(start // CHUNK)
-        z = latents_of(range(start, min(count, start + CHUNK))).float()
+        rows = range(start, min(count, start + CHUNK))
+        sources = sources_of(rows) if sources_of is not None else None
+        if sources is not None and None not in sources and path.is_file():
+            kept, kept_level = _kept_by_sources(path, adapter, sources)
+            if kept:
+                level = kept_level
+                continue
+        z = latents_of(rows).float()
         kept, kept_level = _kept(path, adapter, z) if path.is_file() else (False, None)
         if kept:
             level = kept_level
@@ -138,6 +160,8 @@ def build_targets(adapter, latents_of, count: int, out: Path, progress: bool = T
         if found is not None:
             tensors["features"] = feats[found[0]].transpose(1, 2).half().contiguous()  # (n, F, C, h, w)
         meta = {"items": str(len(z)), "level": "" if found is None else f"{found[0]},{found[1]}"}
+        if sources is not None:
+            meta["sources"] = json.dumps(sources)
         tmp = temp_name(path)
         try:
             write_safetensors(tensors, meta, tmp)  # deterministic bytes
@@ -159,19 +183,38 @@ def _kept(path: Path, adapter, z: torch.Tensor) -> tuple[bool, tuple[int, int] |
             meta = f.metadata() or {}
             level = _level_of(meta)
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-            fits = int(meta.get("items", -1)) == len(z) and _fits(shapes, _target_shapes(adapter, z, level))
+            fits = int(meta.get("items", -1)) == len(z) and _fits(shapes, _target_shapes(adapter, z.shape, level))
             same = fits and torch.equal(f.get_tensor("latents"), z.cpu())
     except Exception:  # noqa: BLE001 - a damaged chunk is decoded again
         return False, None
     return (True, level) if same else (False, None)
 
 
-def _target_shapes(adapter, z: torch.Tensor, level: tuple[int, int] | None) -> dict[str, tuple[int | None, ...]]:
-    """The shape of each tensor a chunk of latents `z` (n, C, F', H', W') holds (None: any size): the latents, the
-    VAE's video (n, F, 3, H, W) and, at a feature level (j, stage), its features (n, F, C_t, H' * 2**stage, ...)."""
-    n, _, lf, lh, lw = z.shape
+def _kept_by_sources(path: Path, adapter, sources: list[str]) -> tuple[bool, tuple[int, int] | None]:
+    """(True, its feature level) when the cached chunk at `path` records these very `sources` (the digests of what
+    its latents were made from) and holds the video, and the features its level names, at the shapes its latents
+    decode to: its header alone is read, no tensor. (False, None) else: the caller checks it by its latents."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            level = _level_of(meta)
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        same = json.loads(meta.get("sources", "null")) == sources and int(meta.get("items", -1)) == len(sources)
+        fits = same and shapes.get("latents", (None,))[0] == len(sources)
+        fits = fits and _fits(shapes, _target_shapes(adapter, shapes["latents"], level))
+    except Exception:  # noqa: BLE001 - a damaged chunk: the caller's check by latents decides
+        return False, None
+    return (True, level) if fits else (False, None)
+
+
+def _target_shapes(adapter, shape: tuple[int, ...], level: tuple[int, int] | None) -> dict[str, tuple[int | None, ...]]:
+    """The shape of each tensor a chunk of latents of `shape` (n, C, F', H', W') holds (None: any size): the latents,
+    the VAE's video (n, F, 3, H, W) and, at a feature level (j, stage), its features (n, F, C_t, H' * 2**stage, ...)."""
+    n, _, lf, lh, lw = shape
     frames, s = 1 + adapter.temporal_factor * (lf - 1), adapter.spatial_factor
-    want = {"latents": tuple(z.shape), "video": (n, frames, 3, lh * s, lw * s)}
+    want = {"latents": tuple(shape), "video": (n, frames, 3, lh * s, lw * s)}
     if level is not None:
         want["features"] = (n, frames, None, lh << level[1], lw << level[1])
     return want
@@ -195,8 +238,24 @@ def _level_of(meta: dict) -> tuple[int, int] | None:
     return j, stage
 
 
-def synvid_final_latents(dataset, rows: list[int]) -> torch.Tensor:
-    """l[t'_0] of SynVid items `rows`: the stored key latent at sigma 0 (B, C, F', H', W')."""
+def _check_final(dataset) -> None:
     if float(dataset.key_sigmas[-1]) != 0.0:
         raise AccVideoError(f"{dataset.root} has no latents at sigma 0; synthesize with the default key steps")
+
+
+def synvid_final_latents(dataset, rows: list[int]) -> torch.Tensor:
+    """l[t'_0] of SynVid items `rows`: the stored key latent at sigma 0 (B, C, F', H', W')."""
+    _check_final(dataset)
     return torch.stack([dataset[int(i)]["latents"][-1] for i in rows])
+
+
+def synvid_sources(dataset) -> list[str]:
+    """What each SynVid item's l[t'_0] is made from, read from the shard headers (no tensor): the sha256 of the
+    item's stored latents, of which l[t'_0] is the last."""
+    _check_final(dataset)
+    place = {it["index"]: (h, j) for h in dataset.headers for j, it in enumerate(h.items)}
+    sources = []
+    for i in range(len(dataset)):
+        header, j = place[dataset.record(i)["index"]]
+        sources.append(f"synvid-latents:{header.sha256[item_tensor_names(j, header.cond_keys)[0]]}")
+    return sources

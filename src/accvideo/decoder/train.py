@@ -32,7 +32,7 @@ from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_model
 from accvideo.decoder import losses
 from accvideo.decoder.config import RESUMABLE_CHANGES, DecoderDistillConfig
-from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents
+from accvideo.decoder.targets import Targets, build_targets, synvid_final_latents, synvid_sources
 from accvideo.distill.checkpoint import check_continues, check_resumable, load_checkpoint, save_checkpoint
 from accvideo.distill.plots import LossLog, plot_losses, read_losses
 from accvideo.distill.reals import check_real_data, load_real_clips
@@ -156,7 +156,12 @@ class DecoderDistiller:
                 parts.append(self.reals.latents[max(rows.start, n_syn) - n_syn : rows.stop - n_syn])
             return torch.cat(parts).to(self.device)
 
-        self.targets = build_targets(self.adapter, latents_of, n_syn + n_real, self.out, progress)
+        syn_sources = synvid_sources(self.dataset)  # from the shard headers: a kept chunk needs no item read
+
+        def sources_of(rows: range) -> list[str | None]:
+            return [syn_sources[i] if i < n_syn else None for i in rows]  # real clips: checked by their latents
+
+        self.targets = build_targets(self.adapter, latents_of, n_syn + n_real, self.out, progress, sources_of)
         self.holdout = list(range(n_syn - cfg.holdout, n_syn))
         self.pool = torch.tensor([i for i in range(n_syn + n_real) if not n_syn - cfg.holdout <= i < n_syn])
         level = self.targets.level if cfg.feature_weight > 0 else None

@@ -54,12 +54,63 @@ def gaussian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def frechet_to(ref: tuple[np.ndarray, np.ndarray, np.ndarray], b: np.ndarray) -> float:
     """The Frechet distance between the Gaussian `ref` (from `gaussian`) and one fitted to b (M, D)."""
-    mu_a, s_a, root_a = ref
     b = np.asarray(b, np.float64)
-    mu_b, s_b = b.mean(0), np.cov(b, rowvar=False)
+    return _frechet(*ref, b.mean(0), np.cov(b, rowvar=False))
+
+
+def _frechet(mu_a: np.ndarray, s_a: np.ndarray, root_a: np.ndarray, mu_b: np.ndarray, s_b: np.ndarray) -> float:
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0.0, None)).sum()
     d2 = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * cross)
     return max(d2, 0.0)
+
+
+class RunningGaussian:
+    """Mean and covariance of feature rows (N, D) given a chunk at a time, in float64, so a Frechet distance over N
+    clips holds (D, D) instead of (N, D). Rows are merged BLOCK at a time whatever the chunks (so the numbers do not
+    depend on them), by Chan, Golub and LeVeque's pairwise update of centred sums (no cancellation, unlike sums of
+    squares): equal to `np.cov` of the rows stacked to about 1e-14 relative."""
+
+    BLOCK = 64
+
+    def __init__(self, dim: int):
+        self.n, self.mean, self.scatter = 0, np.zeros(dim), np.zeros((dim, dim))
+        self._rows: list[np.ndarray] = []  # fewer than BLOCK rows not merged yet
+
+    def add(self, rows: np.ndarray) -> None:
+        self._rows.append(np.asarray(rows, np.float64).reshape(-1, len(self.mean)))
+        pending = np.concatenate(self._rows)
+        full = len(pending) - len(pending) % self.BLOCK
+        for i in range(0, full, self.BLOCK):
+            self._merge(pending[i : i + self.BLOCK])
+        self._rows = [pending[full:]]
+
+    def _merge(self, rows: np.ndarray) -> None:
+        mean = rows.mean(0)
+        centred = rows - mean
+        n = self.n + len(rows)
+        delta = mean - self.mean
+        self.scatter = self.scatter + centred.T @ centred + np.outer(delta, delta) * (self.n * len(rows) / n)
+        self.mean, self.n = self.mean + delta * (len(rows) / n), n
+
+    def __len__(self) -> int:
+        return self.n + sum(len(r) for r in self._rows)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (D,), covariance (D, D)) of every row given (N >= 2)."""
+        whole = RunningGaussian(len(self.mean))
+        whole.n, whole.mean, whole.scatter = self.n, self.mean, self.scatter
+        rest = np.concatenate(self._rows)
+        if len(rest):
+            whole._merge(rest)
+        return whole.mean, whole.scatter / (whole.n - 1)
+
+
+def running_frechet(a: RunningGaussian, b: RunningGaussian) -> float:
+    """`frechet_distance` of the feature sets `a` and `b` were given (N, M >= 2), from their running moments."""
+    if min(len(a), len(b)) < 2:
+        raise AccVideoError(f"Frechet distance needs two feature sets of N >= 2; got {len(a)} and {len(b)}")
+    (mu_a, s_a), (mu_b, s_b) = a.moments(), b.moments()
+    return _frechet(mu_a, s_a, psd_sqrt(s_a), mu_b, s_b)
 
 
 def motion_radius(frames: int, height: int, width: int, travel: float) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.inputs import parse_json
-from accvideo.core.outputs import claim_folder
+from accvideo.core.outputs import check_folder, claim_folder
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.errors import AccVideoError
@@ -25,15 +25,10 @@ from accvideo.evaluate.classifier import (
     shipped_classifier_dir,
 )
 from accvideo.evaluate.config import EvaluateConfig
-from accvideo.evaluate.folder import clear_video_folder, load_video_folder, write_video_folder
+from accvideo.evaluate.folder import VideoFolder, clear_video_folder, load_video_folder, write_video_folder
 from accvideo.evaluate.generate import generate_videos
 from accvideo.evaluate.intervals import ClipScores
-from accvideo.evaluate.metrics import (
-    alignment_accuracy,
-    frechet_distance,
-    motion_radius,
-    warp_error,
-)
+from accvideo.evaluate.metrics import RunningGaussian, alignment_accuracy, motion_radius, running_frechet, warp_error
 from accvideo.evaluate.report import write_reports
 from accvideo.models.decoder import check_decoder, find_decoder
 from accvideo.models.identity import sampled_identity
@@ -84,7 +79,8 @@ def evaluate_videos(
     per_clip: bool = False,
     progress: bool = False,
 ) -> dict:
-    """ToyBench metrics of clips (N, F, H, W, 3) (uint8 or float in [0, 1]) for their (prompt, seed) pairs.
+    """ToyBench metrics of clips (N, F, H, W, 3) (uint8 or float in [0, 1]; or a `VideoFolder`, its clips read as they
+    are scored) for their (prompt, seed) pairs.
 
     Real clips are rendered for the same prompts and seeds; with `reference`, the real clips' own scores and
     a second real set (other seeds) give the values a perfect model would reach at this N. With `per_clip`, the
@@ -110,7 +106,8 @@ def evaluate_videos(
     truth = np.array([a.index() for a, _ in items], dtype=np.int64).reshape(-1, len(names))
 
     radius = motion_radius(world.frames, world.height, world.width, world.travel_range[1])
-    preds, feats, warp = _scores(model, lambda i, j: videos[i:j], len(videos), radius, progress, "scoring clips")
+    clips = lambda i, j: videos[i:j]  # noqa: E731 - an array's slice, or a VideoFolder's clips read now
+    preds, stats, feats, warp = _scores(model, clips, len(videos), radius, progress, "scoring clips", keep, per_clip)
     result: dict = {
         "n_videos": len(videos),
         "n_scored": len(keep),
@@ -121,19 +118,20 @@ def evaluate_videos(
     }
     if items:
         rendered = lambda i, j: render_batch(items[i:j], world)  # noqa: E731
-        real_preds, real_feats, real_warp = _scores(model, rendered, len(items), radius, progress, "scoring renders")
+        scored = _scores(model, rendered, len(items), radius, progress, "scoring renders", hold=per_clip)
+        real_preds, real_stats, real_feats, real_warp = scored
         if len(items) >= 2:
-            result["frechet_distance"] = frechet_distance(feats[keep], real_feats)
+            result["frechet_distance"] = running_frechet(stats, real_stats)
         if per_clip:
             hits = np.stack([preds[n][keep] == truth[:, k] for k, n in enumerate(names)], axis=1)
-            result["per_clip"] = ClipScores(names, hits, feats[keep], real_feats, 1.0 - warp[keep])
+            result["per_clip"] = ClipScores(names, hits, feats, real_feats, 1.0 - warp[keep])
         if reference:
             floor_items = [(a, item_seed(s, FLOOR_SEED_OFFSET)) for a, s in items]
             floor = lambda i, j: render_batch(floor_items[i:j], world)  # noqa: E731
-            _, floor_feats, _ = _scores(model, floor, len(floor_items), None, progress, "scoring other renders")
+            _, floor_stats, _, _ = _scores(model, floor, len(floor_items), None, progress, "scoring other renders")
             result["reference"] = {
                 "accuracy": alignment_accuracy(real_preds, truth, names),
-                "frechet_distance": frechet_distance(floor_feats, real_feats) if len(items) >= 2 else None,
+                "frechet_distance": running_frechet(floor_stats, real_stats) if len(items) >= 2 else None,
                 "temporal_consistency": float(1.0 - real_warp.mean()),  # = temporal_consistency(real clips)
             }
     result["items"] = [
@@ -151,21 +149,48 @@ def evaluate_videos(
     return result
 
 
-SCORE_CHUNK = 256  # clips held as float32 at once; a multiple of classify's batch, so its batches (and numbers) stay
+# clips held as float32 at once, with their renders and warp pairs (scoring 17x64x64 clips peaked at 530 MB at 64, 1 GB
+# at 256, the same numbers); a multiple of classify's batch, so its batches (and numbers) stay
+SCORE_CHUNK = 64
 
 
-def _scores(model: VideoClassifier, clips, n: int, radius: int | None, progress: bool, desc: str):
-    """(predictions {attribute: (n,)}, features (n, D), warp errors (n,); None without `radius`) of the n clips
-    `clips(i, j)` returns, SCORE_CHUNK at a time: the float copies of a whole folder (and the renders of its pairs)
-    took about 5 MB a 17x64x64 clip, 55 GB for 10,000."""
-    parts = []
+def _scores(
+    model: VideoClassifier,
+    clips,
+    n: int,
+    radius: int | None,
+    progress: bool,
+    desc: str,
+    rows: Sequence[int] | None = None,
+    hold: bool = False,
+):
+    """(predictions {attribute: (n,)}, a RunningGaussian of the features of the clips `rows` (default: all), with
+    `hold` those features (len(rows), D) (else None: a Frechet distance needs only the moments), warp errors (n,)
+    (None without `radius`)) of the n clips `clips(i, j)` returns, SCORE_CHUNK at a time: nothing held grows with
+    the clip count but the predictions (the float copies of a whole folder and of the renders of its pairs took about
+    5 MB a 17x64x64 clip, 55 GB for 10,000)."""
+    chosen = np.zeros(n, bool)
+    chosen[np.arange(n) if rows is None else np.asarray(rows, np.int64)] = True
+    stats = RunningGaussian(model.cfg.feature_dim)
+    # filled in place, allocated before the chunks' large temporaries: small arrays kept from each chunk, between
+    # them, kept the allocator from reusing their memory (the resident size grew with the clip count)
+    preds = {k: np.zeros(n, np.int64) for k in model.cfg.classes}
+    warp = np.zeros(n) if radius is not None else None
+    feats = np.zeros((int(chosen.sum()), model.cfg.feature_dim)) if hold else None
+    held = 0
     for i in progress_bar(range(0, n, SCORE_CHUNK), desc=desc, unit="chunk", show=progress and n > SCORE_CHUNK):
-        chunk = as_float_clips(clips(i, min(n, i + SCORE_CHUNK)))
-        preds, feats = classify(model, chunk, progress=progress)
-        parts.append((preds, feats, warp_error(chunk, radius=radius) if radius is not None else None))
-    preds = {k: np.concatenate([p[k] for p, _, _ in parts]) for k in model.cfg.classes}
-    warp = np.concatenate([w for _, _, w in parts]) if radius is not None else None
-    return preds, np.concatenate([f for _, f, _ in parts]), warp
+        j = min(n, i + SCORE_CHUNK)
+        chunk = as_float_clips(clips(i, j))
+        chunk_preds, chunk_feats = classify(model, chunk, progress=progress)
+        for k, v in chunk_preds.items():
+            preds[k][i:j] = v
+        picked = chunk_feats[chosen[i:j]]
+        stats.add(picked)
+        if hold:
+            feats[held : held + len(picked)], held = picked, held + len(picked)
+        if radius is not None:
+            warp[i:j] = warp_error(chunk, radius=radius)
+    return preds, stats, feats, warp
 
 
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
@@ -174,12 +199,11 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     source: dict = {}
     if cfg.videos is not None:
-        videos, pairs, files = load_video_folder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
-        source = {"videos": str(cfg.videos), "files": len(files)}
-        out = claim_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})  # the output guard (core/outputs.py)
-        own, given = (out / "videos").resolve(), Path(cfg.videos).expanduser().resolve()
-        if own != given and own not in given.parents:  # an earlier model run's clips: not this run's
-            clear_video_folder(out / "videos")
+        # read SCORE_CHUNK clips at a time while scored (VideoFolder): each clip is checked as it is read, so the
+        # output folder is checked now and claimed only once every clip has passed (nothing made for a bad one)
+        videos = VideoFolder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
+        pairs, source = videos.pairs, {"videos": str(cfg.videos), "files": len(videos)}
+        check_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})  # the output guard (core/outputs.py)
     else:
         resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
         model_family(cfg.model)  # likewise a model folder that is none (missing, another command's output)
@@ -205,6 +229,11 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         source = {**source, "sampling_record": record, "videos_sha256": _clips_sha256(videos)}
     t1 = time.perf_counter()
     metrics = evaluate_videos(videos, pairs, classifier=clf, progress=progress)
+    if cfg.videos is not None:
+        out = claim_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})
+        own, given = (out / "videos").resolve(), Path(cfg.videos).expanduser().resolve()
+        if own != given and own not in given.parents:  # an earlier model run's clips: not this run's
+            clear_video_folder(out / "videos")
     metrics["source"] = {
         **source,
         "classifier": cfg.classifier or "shipped",

@@ -7,7 +7,7 @@ processes, computes every shard from the same items in the same batches: the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from accvideo.core.files import remove_stale_temps, stat_witness
@@ -111,11 +111,11 @@ def check_output(root: Path, teacher_dir: Path) -> Path:
     return check_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
 
 
-def _header_or_remove(path: Path, overwrite: bool) -> ShardHeader | None:
+def _header_or_remove(path: Path, overwrite: bool, read: Callable[[Path], ShardHeader]) -> ShardHeader | None:
     """A kept shard's header; with `overwrite`, an unreadable shard (damaged file or metadata) is removed (None), to
     be redone; without it, the one line saying so."""
     try:
-        return read_header(path)
+        return read(path)
     except AccVideoError:
         if not overwrite:
             raise
@@ -131,6 +131,7 @@ def prepare_folder(
     overwrite: bool,
     teacher_dir: Path,
     locks: list[FolderLock] | None = None,
+    read: Callable[[Path], ShardHeader] = read_header,
 ) -> int:
     """Claim `root`, check the shards already there against this run and their digests (remove clashing or
     damaged ones if `overwrite`; a shard unchanged since it was written or checked, by its stat, is not read
@@ -139,7 +140,8 @@ def prepare_folder(
     folder is refused before it removes or writes anything (two duplicated each other's work, and an --overwrite
     one removed the other's shards under it).
 
-    Returns the number of shards removed. Run on rank 0 only, before any rank writes.
+    Returns the number of shards removed. Run on rank 0 only, before any rank writes. `read`: how a header is read
+    (`HeaderCache.read`: once for the whole start).
     """
     claim_folder(root, COMMAND, inputs={"teacher": teacher_dir}, legacy=is_synvid_folder)
     if locks is not None:
@@ -147,7 +149,7 @@ def prepare_folder(
     removed = 0
     checked, kept, fresh = read_checked(root), {}, []
     for path in list_shards(root):
-        header = _header_or_remove(path, overwrite)
+        header = _header_or_remove(path, overwrite, read)
         if header is None:
             removed += 1
             continue
@@ -179,13 +181,15 @@ def prepare_folder(
     return removed
 
 
-def is_complete(root: Path, k: int, items: Sequence[Item], videos: bool) -> bool:
+def is_complete(
+    root: Path, k: int, items: Sequence[Item], videos: bool, read: Callable[[Path], ShardHeader] = read_header
+) -> bool:
     """Shard k exists and holds exactly its items (and their videos when asked for)."""
     path = shard_path(root, k)
     if not path.is_file():
         return False
     try:
-        header = read_header(path)
+        header = read(path)
     except AccVideoError:  # unreadable: redone under --overwrite, else prepare_folder refuses it
         return False
     if header.keys != item_keys(items, header):

@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +39,9 @@ from accvideo.synthesize.layout import (
     video_name,
 )
 from accvideo.synthesize.prompts import Item, read_prompts
-from accvideo.synthesize.shards import list_shards, read_header, shard_path, write_shard
+from accvideo.synthesize.shards import HeaderCache, ShardHeader, list_shards, read_header, shard_path, write_shard
+
+Reader = Callable[[Path], ShardHeader]  # how the start reads a shard's header (HeaderCache.read: once each)
 
 
 def dataset_settings(cfg: SynthConfig, adapter, identity: str, plan: SamplingPlan, dtype) -> SynVidSettings:
@@ -68,14 +71,14 @@ def latent_bytes(settings: SynVidSettings, items: int) -> int:
     return items * len(settings.latent_indices) * math.prod(settings.latent_shape) * 4
 
 
-def _check_disk(root: Path, settings: SynVidSettings, items: list, shard_size: int, store: str) -> None:
+def _check_disk(root: Path, settings: SynVidSettings, items: list, shard_size: int, store: str, read: Reader) -> None:
     """Refuse before the first rollout a SynVid whose items left cannot fit on the disk: the latents alone of the
     shards still to sample, so a refusal is never wrong (at 480x832x81, 6 key latents are 50 MB an item; --store
     all, 51 of them, 430 MB)."""
     left = sum(
         len(chunk)
         for k in range(shard_count(len(items), shard_size))
-        if not is_complete(root, k, chunk := shard_items(items, k, shard_size), False)
+        if not is_complete(root, k, chunk := shard_items(items, k, shard_size), False, read)
     )
     check_free_space(
         root,
@@ -93,24 +96,24 @@ def _check_size(cfg: SynthConfig, family, model_dir: Path | None = None, source:
     check_form(cfg, family.frame_step, multiple, source)
 
 
-def recorded_identity(root: Path) -> str | None:
+def recorded_identity(root: Path, read: Reader = read_header) -> str | None:
     """The teacher identity the folder's first readable shard records (None: no shard yet)."""
     for path in list_shards(root):
         try:
-            return read_header(path).settings.teacher
+            return read(path).settings.teacher
         except AccVideoError:
             continue
     return None
 
 
-def _refuse_another_teacher(root: Path, model_dir: Path) -> None:
+def _refuse_another_teacher(root: Path, model_dir: Path, read: Reader) -> None:
     """Refuse, before any weight is read (minutes at real size), a folder whose shards another teacher made; the
     check after loading (prepare_folder) would refuse it with these words. Rank 0 reads, every rank raises."""
 
     def check() -> None:
         for path in list_shards(root):  # the first readable shard: prepare_folder checks them all
             try:
-                recorded = read_header(path).settings.teacher
+                recorded = read(path).settings.teacher
             except AccVideoError:
                 continue
             ours = teacher_identity(model_dir, like=recorded)
@@ -121,19 +124,19 @@ def _refuse_another_teacher(root: Path, model_dir: Path) -> None:
     dist.from_main(check)
 
 
-def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines, locks) -> tuple[str, int]:
+def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_lines, locks, read) -> tuple[str, int]:
     """Rank 0 identifies the teacher, locks and checks the folder (its lock appended to `locks`); every rank gets
-    (identity, removed) or the error."""
+    (identity, removed) or the error. `read`: the start's HeaderCache.read (each header read once)."""
 
     def prepare() -> tuple[str, int]:
         # in the scheme the folder's shards recorded, so a dataset made before the sampled identity still resumes
-        identity = teacher_identity(model_dir, like=recorded_identity(root))
+        identity = teacher_identity(model_dir, like=recorded_identity(root, read))
         settings = dataset_settings(cfg, adapter, identity, plan, dtype)
-        _check_disk(root, settings, items, cfg.shard_size, cfg.store)  # before the folder is even made
-        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir, locks)
+        _check_disk(root, settings, items, cfg.shard_size, cfg.store, read)  # before the folder is even made
+        removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir, locks, read)
         shards = range(shard_count(len(items), cfg.shard_size))
         if (root / MANIFEST).is_file() and all(
-            is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos) for k in shards
+            is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos, read) for k in shards
         ):
             return identity, removed  # nothing to write: the manifest stays the one of the run that made the shards
         try:  # the resolved run, for people; readers need only the shards
@@ -256,8 +259,9 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
     root = Path(cfg.out).expanduser()
     check_output(root, model_dir)  # before any weight is read; rank 0 claims it below
     dtype = resolve_dtype(cfg.dtype, device)
+    headers = HeaderCache()  # every header the start reads, read once (dropped once the work is known)
     if not cfg.overwrite:
-        _refuse_another_teacher(root, model_dir)
+        _refuse_another_teacher(root, model_dir, headers.read)
     if adapter is None:
         adapter = apply_runtime(load_adapter(model_dir, device=device, dtype=dtype), cfg.runtime, model_dir)
     dtype = adapter.dtype
@@ -270,14 +274,17 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
         resized = prompts.resized(cfg.height, cfg.width)
         if resized is not None:
             dist.print0(resized, flush=True)
-    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, prompts.blank_lines, locks)
+    blank = prompts.blank_lines
+    identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank, locks, headers.read)
     settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 
     num_shards = shard_count(len(items), cfg.shard_size)
     mine = owned_shards(num_shards, dist.rank(), dist.world_size())
-    todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos)]
+    read, size = headers.read, cfg.shard_size
+    todo = [k for k in mine if not is_complete(root, k, shard_items(items, k, size), cfg.videos, read)]
     # complete but made without --videos: decoded from the shard's own clean latents, not sampled again
-    decode_only = [k for k in todo if cfg.videos and is_complete(root, k, shard_items(items, k, cfg.shard_size), False)]
+    decode_only = [k for k in todo if cfg.videos and is_complete(root, k, shard_items(items, k, size), False, read)]
+    del headers, read  # the run holds no header of a shard it does not write
     skip = set(decode_only)  # a set: a list made this O(shards^2)
     todo = [k for k in todo if k not in skip]
     total = sum(len(shard_items(items, k, cfg.shard_size)) for k in mine)

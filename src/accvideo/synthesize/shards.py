@@ -279,6 +279,29 @@ def read_header(path: str | Path) -> ShardHeader:
         ) from None
 
 
+class HeaderCache:
+    """Each shard's header read once while a start checks a folder (the teacher's identity, the disk check, the
+    folder check, which shards are complete: four to five reads of every header before): a header is given again
+    while its file's stat witness is unchanged, so a shard rewritten or replaced since is read anew."""
+
+    def __init__(self):
+        self._seen: dict[Path, tuple[list[int], ShardHeader]] = {}
+
+    def read(self, path: str | Path) -> ShardHeader:
+        """`read_header(path)`, from the cache when the file is unchanged since it was read."""
+        path = Path(path)
+        try:
+            witness = stat_witness(path)  # taken before the read: a change during it is seen at the next one
+        except OSError:
+            return read_header(path)  # its one line
+        hit = self._seen.get(path)
+        if hit is not None and hit[0] == witness:
+            return hit[1]
+        header = read_header(path)
+        self._seen[path] = (witness, header)
+        return header
+
+
 def _fsync_dir(root: Path) -> None:
     try:
         fd = os.open(root, os.O_RDONLY)
