@@ -688,3 +688,21 @@ def test_a_kill_inside_the_last_save_leaves_a_rerun_equal_to_an_unbroken_run(
         for r in (run, ref)
     )
     assert ours == theirs and ours["iteration"] == 2
+
+
+def test_a_finished_run_saved_again_keeps_its_global_generator(tiny_wan_dir, synvid, tmp_path, capsys):
+    """A finished run whose artifact is not current (its loss plot gone; or a kill inside the last save) is saved
+    again on rerun. Checking its student built the transformer its config.json describes, on the meta device, but
+    Wan's scale_shift_table is made by torch.randn first: the checkpoint saved again held the global generator 3,328
+    draws on (found by benchmarks/kill_sweep.py). Checking a folder now leaves the generator as it was."""
+    from accvideo.distill.checkpoint import NAME, load_checkpoint
+
+    run = tmp_path / "run"
+    code, _, err = run_cli([*distill_args(tiny_wan_dir, synvid, run), "iterations=2"], capsys)
+    assert code in (0, None), err
+    before = load_checkpoint(run / NAME)["torch_rng"]
+    (run / "losses.png").unlink()
+    (run / "summary.json").unlink()
+    code, _, err = run_cli([*distill_args(tiny_wan_dir, synvid, run), "iterations=2"], capsys)
+    assert code in (0, None) and (run / "losses.png").is_file(), err
+    assert torch.equal(load_checkpoint(run / NAME)["torch_rng"], before)

@@ -41,7 +41,9 @@ def empty_module(cls, folder: Path, dtype: torch.dtype | None = None) -> torch.n
     weights read) and its buffers real (rotary tables: computed, never stored)."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=False):
+    # accelerate moves each parameter to the meta device once made, so one made by torch.randn (Wan's
+    # scale_shift_table) still draws from the global generator: forked, so checking a folder moves no run's generator
+    with torch.random.fork_rng(devices=[]), init_empty_weights(include_buffers=False):
         module = cls.from_config(cls.load_config(str(folder)))
     if dtype is not None:  # as from_pretrained casts: the model's `_keep_in_fp32_modules` stay float32
         keep = getattr(cls, "_keep_in_fp32_modules", None) or []
