@@ -7,8 +7,10 @@
 For each command (on the built-in model, at small sizes so that one run takes seconds; two of them also under
 torchrun with 2 processes): run it twice unkilled (the reference; a file the two runs write differently, such as a
 record of seconds, is left out of the comparison and listed), then, per trial, start it, signal its process group at
-a random instant between the reference's first line (imports done; from 30% of its time for a command that prints
-only at its end) and its end, with SIGKILL, SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) in turn, start it
+a random instant between the run's own first line (imports done) and its expected end (the reference's span from its
+first line to its end, stretched by how much slower this run's first line came: a busy machine's runs are still hit
+inside; from 30% of the reference's time for a command that prints only at its end), with SIGKILL, SIGINT (Ctrl-C)
+or SIGTERM (a scheduler's preemption) in turn, start it
 again (a second signal in one trial of three) and let it finish. A trial passes when every signalled run stops
 within 120 s and the finishing run exits 0 with no traceback, every compared file of the output equal to the
 reference's byte for byte, and no file the reference lacks (a temporary left behind). Every run writes at one path
@@ -29,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,21 +216,56 @@ def run_whole(cmd: Command, inputs: Path, out: Path) -> tuple[float, float, int,
     return t_first, time.perf_counter() - t0, code, first + err
 
 
-def kill_at(proc: subprocess.Popen, delay: float, sig: int) -> bool:
-    """Send `sig` to the process group after `delay` seconds; False when the command ended first."""
+def first_line(proc: subprocess.Popen) -> tuple[threading.Thread, dict]:
+    """A thread that reads the process's first stderr line and notes when ("t", perf_counter) it came; the rest is
+    left to `communicate` once the thread has ended."""
+    box: dict = {}
+
+    def read() -> None:
+        box["line"] = proc.stderr.readline()
+        box["t"] = time.perf_counter()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def kill_at(proc: subprocess.Popen, t0: float, at: float, begin: float, wall: float, sig: int, own_start: bool):
+    """Send `sig` to the process group at fraction `at` of the span from the run's first line to its expected end.
+    Returns (True when it stopped the run, False when the command ended first, None when it ignored the signal for
+    120 s; the seconds after `t0` at which it was sent, or the run ended).
+
+    With `own_start`, the span starts at this run's own first line (seconds after `t0`, its start) and lasts the
+    reference's (wall - begin) seconds, stretched by how much slower this run's first line came than the reference's:
+    on a busy machine the instants then still fall inside the run (drawn over the reference's seconds from the start,
+    most came after the run had ended). Without it (a command that prints only at its end), `begin` counts from the
+    start."""
+    delay = begin + at * (wall - begin)
+    if own_start:
+        thread, box = first_line(proc)
+        thread.join(timeout=3 * wall + 60)
+        if thread.is_alive():  # no line for that long: signal it now (communicate must not race the reader)
+            delay = 0.0
+        elif not box["line"]:  # the run ended without a line
+            proc.wait()
+            return False, time.perf_counter() - t0
+        else:
+            own = box["t"] - t0
+            delay = own + at * (wall - begin) * max(1.0, own / begin)
     try:
-        proc.wait(timeout=delay)
-        return False
+        proc.wait(timeout=max(0.0, delay - (time.perf_counter() - t0)))
+        return False, time.perf_counter() - t0
     except subprocess.TimeoutExpired:
         pass
+    sent = time.perf_counter() - t0
     os.killpg(proc.pid, sig)
     try:
         proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:  # the signal not heeded in two minutes: a finding; then kill it
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return None
-    return True
+        return None, sent
+    return True, sent
 
 
 def sweep(name: str, cmd: Command, inputs: Path, work: Path, kills: int, rng: random.Random) -> dict:
@@ -240,7 +278,8 @@ def sweep(name: str, cmd: Command, inputs: Path, work: Path, kills: int, rng: ra
             raise SystemExit(f"{name}: the unkilled run exited {code}: {err.strip().splitlines()[-1:]}")
         refs.append((first, seconds, tree_hashes(out / cmd.output)))
     begin, wall = min(r[0] for r in refs), min(r[1] for r in refs)
-    if wall - begin < 0.2 * wall:  # a command that prints only at its end (export): kills from 30% of its time on
+    own_start = wall - begin >= 0.2 * wall
+    if not own_start:  # a command that prints only at its end (export): kills from 30% of its time on
         begin = 0.3 * wall
     ref = refs[0][2]
     varying = sorted(k for k in ref if refs[1][2].get(k) != ref[k])
@@ -251,12 +290,14 @@ def sweep(name: str, cmd: Command, inputs: Path, work: Path, kills: int, rng: ra
         events = []
         for k in range(n_kills):
             sig = SIGNALS[(t + k) % len(SIGNALS)]
-            delay = round(rng.uniform(begin, wall), 2)
-            killed = kill_at(start(cmd, inputs, out), delay, sig)
+            at = rng.uniform(0.0, 1.0)
+            t0 = time.perf_counter()
+            killed, after = kill_at(start(cmd, inputs, out), t0, at, begin, wall, sig, own_start)
             events.append(
                 {
                     "signal": signal.Signals(sig).name,
-                    "after_s": delay,
+                    "at": round(at, 3),  # of the span from the run's first line to its expected end
+                    "after_s": round(after, 2),  # seconds from the run's start to the signal (or to its end)
                     "killed": killed if killed is not None else "ignored the signal for 120 s",
                 }
             )
