@@ -9,7 +9,8 @@ Every variant reuses the base work folder's trained VAE and encoded clips (`vae.
 transformer phase differs. The variants train at the same time as separate processes (on one GPU they share
 it; on a CPU give each a thread). A variant still running after --budget-s is stopped and scored from the EMA
 weights of its last checkpoint, with the step it reached in the table. Each finished or stopped variant is
-scored with 50 and 5 Euler steps at CFG 5 on the same held-out pairs. Prints a table and writes JSON.
+scored with 50 and 5 Euler steps at CFG 5 on the same held-out pairs. Prints a table and writes JSON;
+`--table JSON` prints a saved result's table.
 """
 
 from __future__ import annotations
@@ -53,18 +54,51 @@ def pipeline_from_checkpoint(work: Path, out: Path) -> int:
     return int(state["step"])
 
 
+def variants_table(rows: list[dict]) -> str:
+    """The Markdown table of the variants' rows (a saved JSON's `variants`)."""
+    lines = [
+        "| variant | settings | train s | stopped at | acc 50 | FD 50 | acc 5 | FD 5 | shape 50 | motion 50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, b = r.get("steps50"), r.get("steps5")
+        cells = (
+            [
+                f"{a['accuracy']['mean']:.3f}",
+                f"{a['frechet_distance']:.1f}",
+                f"{b['accuracy']['mean']:.3f}",
+                f"{b['frechet_distance']:.1f}",
+                f"{a['accuracy']['shape']:.3f}",
+                f"{a['accuracy']['motion']:.3f}",
+            ]
+            if a and b
+            else ["-"] * 6
+        )
+        lines.append(
+            f"| {r['name']} | {' '.join(r['overrides']) or 'defaults'} | {r['seconds']:.0f} | "
+            f"{r['stopped_at_step'] or '-'} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", type=Path, required=True, help="work folder with vae.safetensors + latents")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--variant", action="append", required=True, help="NAME=key=value,... (TeacherConfig)")
+    ap.add_argument("--base", type=Path, help="work folder with vae.safetensors + latents (required to train)")
+    ap.add_argument("--out", type=Path, help="(required to train)")
+    ap.add_argument("--variant", action="append", help="NAME=key=value,... (TeacherConfig; required to train)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--budget-s", type=float, default=3600.0, help="wall-clock seconds for all training")
     ap.add_argument("--n", type=int, default=128, help="held-out prompt and seed pairs to score")
     ap.add_argument("--classifier", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per variant process")
     ap.add_argument("--json", type=Path, default=None, help="[OUT/variants.json]")
+    ap.add_argument("--table", type=Path, default=None, help="print the table of a saved JSON and stop")
     args = ap.parse_args()
+    if args.table:
+        print(variants_table(json.loads(args.table.read_text())["variants"]))
+        return
+    if not (args.base and args.out and args.variant):
+        ap.error("--base, --out and --variant are required to train (or --table JSON)")
     missing = [n for n in SHARED if not (args.base / n).is_file()]
     if missing:
         raise SystemExit(f"{args.base} lacks {', '.join(missing)}: run `accvideo teacher train` there first")
@@ -165,29 +199,7 @@ def main() -> None:
             }
         rows.append(row)
 
-    lines = [
-        "| variant | settings | train s | stopped at | acc 50 | FD 50 | acc 5 | FD 5 | shape 50 | motion 50 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        a, b = r.get("steps50"), r.get("steps5")
-        cells = (
-            [
-                f"{a['accuracy']['mean']:.3f}",
-                f"{a['frechet_distance']:.1f}",
-                f"{b['accuracy']['mean']:.3f}",
-                f"{b['frechet_distance']:.1f}",
-                f"{a['accuracy']['shape']:.3f}",
-                f"{a['accuracy']['motion']:.3f}",
-            ]
-            if a and b
-            else ["-"] * 6
-        )
-        lines.append(
-            f"| {r['name']} | {' '.join(r['overrides']) or 'defaults'} | {r['seconds']:.0f} | "
-            f"{r['stopped_at_step'] or '-'} | " + " | ".join(cells) + " |"
-        )
-    table = "\n".join(lines)
+    table = variants_table(rows)
     print(table)
     out = args.json or args.out / "variants.json"
     out.write_text(json.dumps({"device": args.device, "n": args.n, "variants": rows, "table": table}, indent=2))

@@ -75,6 +75,24 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_wan_dir):
         assert again["results"][name]["frechet_distance"] == pytest.approx(row["frechet_distance"], rel=1e-5)
 
 
+def test_kept_clips_do_not_depend_on_how_the_folders_are_named(demo_run, tiny_wan_dir, monkeypatch):
+    """The demo named by a relative --out (and the teacher by a relative path) re-scores the clips it kept: the
+    record held the student's path, so naming the same folder another way sampled every student again."""
+    import os
+    from pathlib import Path
+
+    from accvideo.demo import quick_config
+    from accvideo.demo.chain import kept_samplers
+    from accvideo.demo.run import demo_samplers
+
+    out, _ = demo_run
+    monkeypatch.chdir(out.parent)
+    cfg = quick_config(teacher=os.path.relpath(tiny_wan_dir, out.parent), out=out.name)
+    samplers = demo_samplers(cfg, Path(cfg.out) / "distill")
+    assert {s.model for s in samplers} == {cfg.teacher, f"{out.name}/distill"}  # both named relatively
+    assert kept_samplers(cfg, samplers) == {s.name for s in samplers}
+
+
 def test_sampling_seconds_leave_out_the_model_load(tiny_wan_dir, tmp_path, monkeypatch):
     """The first sampler of a model used to be timed from before its load: on a clock that only the (patched) load
     and sampling move, the load is recorded apart and the sampling seconds are the sampling's alone."""

@@ -32,7 +32,8 @@ from accvideo.evaluate.generate import first_frames, generate_videos
 from accvideo.evaluate.run import evaluate_videos
 from accvideo.models.decoder import INFO as DECODER_INFO
 from accvideo.models.decoder import find_decoder
-from accvideo.models.open import model_family, open_model
+from accvideo.models.identity import sampled_identity
+from accvideo.models.open import model_family, model_folder, open_model
 from accvideo.models.runtime import RuntimeOptions
 from accvideo.models.student import INFO, find_student
 from accvideo.synthesize.config import SynthConfig
@@ -350,11 +351,13 @@ def load_clips(folder: str | Path, n: int) -> np.ndarray:
 
 
 def _sampler_record(s: Sampler, pairs) -> dict:
-    """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings."""
+    """What makes kept clips reusable: the same model (for a student, the same exported weights) and settings. A
+    model folder counts by its content (models/identity.py), not by its path: the same demo folder named another
+    way (absolute, relative, moved) re-scores its clips (it sampled its students again)."""
     student = find_student(s.model) if s.model not in BUILTIN_MODELS else None
     version = hashlib.sha256((student / INFO).read_bytes()).hexdigest()[:16] if student is not None else None
     record = {
-        "model": s.model,
+        "model": s.model if s.model in BUILTIN_MODELS else sampled_identity(model_folder(s.model)),
         "student": version,
         "steps": s.steps,
         "guidance": s.guidance,
