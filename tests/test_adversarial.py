@@ -158,12 +158,14 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
     write_video(folder / "short.mp4", rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), fps=8)
     (folder / "broken.mp4").write_bytes(b"\x00not a video" * 10)
     assert [s.prompt for s in folder_sources(folder)] == ["", "", "a red circle", "", ""]
-    reals = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    with pytest.warns(UserWarning, match=r"2 of 5 clips could not be used .* the run uses the other 3"):  # was silent
+        reals = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
     assert len(reals) == 3 and reals.skipped == 2
     assert tuple(reals.latents.shape[1:]) == tuple(tiny_wan.latent_shape(9, 32, 32))
     chunk = next((tmp_path / "run" / "reals").glob("chunk-*.safetensors"))
     before = chunk.stat().st_mtime_ns
-    again = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    with pytest.warns(UserWarning, match="2 of 5 clips"):  # the cached chunk keeps the count
+        again = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
     assert chunk.stat().st_mtime_ns == before and torch.equal(again.latents, reals.latents)  # read, not re-encoded
     x, cond = reals.noised(torch.tensor([0, 0]), [7, 7], 1.0, torch.device("cpu"))
     assert torch.equal(x[0], x[1]) and not torch.equal(x[0], reals.latents[0])  # pure noise at sigma 1

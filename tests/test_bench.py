@@ -257,3 +257,38 @@ def test_random_weights_past_the_free_host_memory_are_refused_before_building(tm
         code, _, err = run_cli([*args, "--out", str(tmp_path / f"b{free}")], capsys)
         assert code == 2 and (says in err if says else err == "error: building\n"), err
     assert not (tmp_path / f"b{need - 1}").exists()
+
+
+def test_bench_refuses_an_output_folder_another_bench_is_writing(tiny_wan_dir, tmp_path, capsys, monkeypatch):
+    """Two benches into one --out both said "wrote" and exited 0; bench.json held one of them. The folder's lock
+    refuses the second in one line, writing nothing; a bench holds it until its reports are written."""
+    import os
+
+    import accvideo.bench.run as run
+    from accvideo.core.files import writer_id
+    from accvideo.core.outputs import mark_folder
+
+    out = tmp_path / "b"
+    out.mkdir()
+    mark_folder(out, "bench")
+    (out / "bench.json").write_text('{"theirs": true}')
+    live = writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}"  # a live process of this host that is not this one
+    (out / ".accvideo-lock").write_text(live)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["bench", "--model", str(tiny_wan_dir), "--size", "32x32x5", "--teacher-steps", "1", "--student-steps", "1"]
+    code, _, err = run_cli([*args, "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err == (
+        f"error: another `accvideo bench` ({live}) is writing {out}; wait for it to end, or delete "
+        f"{out / '.accvideo-lock'} if none is running\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / ".accvideo-lock").unlink()  # that bench ended
+    held, write = [], run.write_json_atomic
+    monkeypatch.setattr(
+        run, "write_json_atomic", lambda *a: (held.append((out / ".accvideo-lock").read_text()), write(*a))
+    )
+    code, _, err = run_cli([*args, "--out", str(out)], capsys)
+    assert code in (0, None), err
+    assert held == [writer_id()] and not (out / ".accvideo-lock").exists()
+    assert json.loads((out / "bench.json").read_text())["results"]["student"]["steps"] == 1

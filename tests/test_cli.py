@@ -508,6 +508,35 @@ def test_a_reader_that_went_away_stops_nothing_and_keeps_the_exit_code(tmp_path)
     assert code == 2 and not (tmp_path / "q.txt").exists()
 
 
+def test_a_log_on_a_full_disk_stops_nothing_and_keeps_the_exit_code(tmp_path):
+    """`accvideo ... > /full/disk/log.txt`: the first print's ENOSPC stopped the command with "no space left ...
+    choose an --out on another disk" (exit 2, nothing written) though --out's disk was fine; a refusal whose stderr
+    is full exited 1."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    out = tmp_path / "p.txt"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "accvideo", "prompts", "--n", "3", "--out", str(out)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+        assert (proc.returncode, proc.stderr) == (0, b"") and len(out.read_text().splitlines()) == 3
+        bad = [sys.executable, "-m", "accvideo", "prompts", "--n", "0", "--out", str(tmp_path / "q.txt")]
+        assert subprocess.run(bad, stdout=subprocess.PIPE, stderr=full, timeout=120).returncode == 2
+    assert not (tmp_path / "q.txt").exists()
+
+
+def test_a_list_flag_takes_the_form_help_shows_its_default_in():
+    """--help shows a list default as [1,2,3,5]; given so, the flag was refused ("got '[1'")."""
+    verb = cli.BY_NAME["synthesize"]
+    base = ["--teacher", "builtin", "--prompts", "p.txt", "--steps", "50"]
+    given = {form: cli.resolve(verb, [*base, "--key-indices", form]).key_indices for form in ("[0,25,50]", "0,25,50")}
+    assert given == {"[0,25,50]": [0, 25, 50], "0,25,50": [0, 25, 50]}
+    assert cli.resolve(verb, [*base, "key_indices=[0,25,50]"]).key_indices == [0, 25, 50]
+
+
 def test_a_path_a_strict_utf8_stream_cannot_show_is_printed_escaped(tmp_path):
     """A file name of bytes that are no UTF-8 (held as surrogates) made a strict UTF-8 stdout (PYTHONIOENCODING=utf-8,
     as Docker images set it) raise UnicodeEncodeError after the file was written: a traceback and exit 1."""

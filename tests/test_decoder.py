@@ -339,14 +339,17 @@ def test_export_carries_the_decoder_and_its_documented_call_runs(tiny_wan_dir, t
     assert scope["video"].shape == (5, 32, 32, 3)
 
 
-def test_demo_adds_the_student_with_the_tiny_decoder(tmp_path):
+def test_demo_adds_the_student_with_the_tiny_decoder(tiny_wan_dir, tmp_path):
     """`demo --decoder DEC`: a fourth row, the same student decoded by DEC; its kept clips are tied to DEC's weights."""
+    from cli_helpers import hand_made_run
+
     from accvideo.demo.chain import _sampler_record
     from accvideo.demo.config import ChainConfig
     from accvideo.demo.run import demo_samplers
 
     save_decoder(tmp_path / "dec", small(), "sha256:x", "wan")
-    rows = demo_samplers(ChainConfig(out=str(tmp_path / "demo"), decoder=str(tmp_path / "dec")), tmp_path / "run")
+    run = hand_made_run(tiny_wan_dir, tmp_path / "run", [1.0, 0.5, 0.0])  # a record names the student's content
+    rows = demo_samplers(ChainConfig(out=str(tmp_path / "demo"), decoder=str(tmp_path / "dec")), run)
     assert [r.decoder for r in rows] == [None, None, None, str(tmp_path / "dec")]
     assert rows[-1].model == rows[-2].model
     sha = json.loads((tmp_path / "dec" / "decoder.json").read_text())["weights_sha256"]

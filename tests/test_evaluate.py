@@ -579,3 +579,190 @@ def test_a_manifest_that_is_a_fifo_lists_nothing_and_does_not_hang(tmp_path):
     assert manifest_entries(tmp_path) == []
     write_video_folder(tmp_path, np.zeros((1, 5, 8, 8, 3), np.uint8), [("a red circle", 1)], "npy")
     assert [e["seed"] for e in manifest_entries(tmp_path)] == [1]  # replaced by a file
+
+
+# --- bad manifests, clips that are no files, and folders another command is writing -------------------------------
+def _tiny_folder(folder, n: int = 2):
+    """A folder of n tiny .npy clips and their manifest (every field valid; the clips are too small to score)."""
+    return write_video_folder(folder, _clips(n, 10), prompts(n, "heldout", 0), fmt="npy")
+
+
+def _rows(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+
+
+def _write_rows(folder, rows: list[dict]) -> None:
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _one_line(args, capsys) -> str:
+    code, out = _run_cli(args, capsys)
+    lines = out.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.err, out.err
+    return lines[0]
+
+
+def test_a_manifest_that_is_not_utf8_is_one_line_naming_its_line(tmp_path, capsys):
+    """A manifest.jsonl with a byte that is no UTF-8 (one saved as UTF-16 or Latin-1) was a UnicodeDecodeError
+    traceback from read_text(); it is one line naming the file and line, as a prompt file's is. A UTF-8 byte-order
+    mark is read as prompt files read it."""
+    folder = _tiny_folder(tmp_path / "clips")
+    manifest, out = folder / "manifest.jsonl", tmp_path / "ev"
+    rows = _rows(folder)
+    text = manifest.read_text()
+    manifest.write_bytes(text.encode() + b'{"prompt": "caf\xe9", "seed": 3}\n')  # Latin-1, on line 3
+    line = _one_line(["evaluate", "--videos", str(folder), "--out", str(out)], capsys)
+    assert line == f"error: line 3 of {manifest} is not UTF-8 (byte 0xe9 at column 16); re-save the file as UTF-8"
+    manifest.write_bytes(text.encode("utf-16"))  # a Windows editor's "Unicode": its byte-order mark is FF FE
+    line = _one_line(["evaluate", "--videos", str(folder), "--out", str(out)], capsys)
+    assert line == f"error: line 1 of {manifest} is not UTF-8 (byte 0xff at column 1); re-save the file as UTF-8"
+    assert not out.exists()
+    manifest.write_bytes(text.encode("utf-8-sig"))  # UTF-8 with a byte-order mark: the same entries
+    assert load_video_folder(folder)[1] == [(r["prompt"], r["seed"]) for r in rows]
+    manifest.write_bytes(text.encode() + b'{"prompt": "x"\n')  # a row that is no JSON: named by the file's line
+    with pytest.raises(AccVideoError, match=r"manifest.jsonl is not valid JSON \(line 3: "):
+        load_video_folder(folder)
+
+
+@pytest.mark.parametrize(
+    "seed, shown",
+    [(-5, "-5"), (True, "True"), (1.9, "1.9"), (2**70, str(2**70)), (2**63, str(2**63)), ("3", "'3'")],
+)
+def test_a_manifest_seed_that_is_no_seed_is_refused_as_in_a_prompt_file(seed, shown, tmp_path, capsys):
+    """The seed a clip's reference is rendered with: -5 crashed numpy with a traceback; true, 1.9 and 2**70 were read
+    as 1, 1 and a seed the clip was never made with, exit 0. The check JSONL prompt rows get, naming the entry."""
+    folder = _tiny_folder(tmp_path / "clips")
+    rows = _rows(folder)
+    rows[1]["seed"] = seed
+    _write_rows(folder, rows)
+    line = _one_line(["evaluate", "--videos", str(folder), "--out", str(tmp_path / "ev")], capsys)
+    assert line == f"error: manifest entry 1 in {folder}: seed must be an integer in [0, 2^63); got {shown}"
+    assert not (tmp_path / "ev").exists()
+    rows[1]["seed"] = 2**63 - 1  # the largest seed: taken as it is
+    _write_rows(folder, rows)
+    assert [s for _, s in load_video_folder(folder)[1]] == [rows[0]["seed"], 2**63 - 1]
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_clip_that_is_a_fifo_is_named_for_what_it_is(named, tmp_path, capsys):
+    """A FIFO where a clip belongs was said not to exist ("which does not exist; fix the manifest"), or, under the
+    conventional name, not found at all; it is there, and no clip file. Never opened (reading it waits forever)."""
+    import os
+
+    folder = _tiny_folder(tmp_path / "clips")
+    if not named:  # no "file": the clip is found by its conventional name
+        _write_rows(folder, [{k: v for k, v in r.items() if k != "file"} for r in _rows(folder)])
+    (folder / "000001.npy").unlink()
+    os.mkfifo(folder / "000001.npy")
+    line = _one_line(["evaluate", "--videos", str(folder), "--out", str(tmp_path / "ev")], capsys)
+    fifo = folder / "000001.npy"
+    assert line == f"error: manifest entry 1 names {fifo}, which is a FIFO (named pipe), not a clip; fix the manifest"
+    assert not (tmp_path / "ev").exists()
+
+
+def _live_writer() -> str:
+    """The HOST-PID of a live process of this host that is not this one (the lock of a writer still running)."""
+    import os
+
+    from accvideo.core.files import writer_id
+
+    return writer_id().rsplit("-", 1)[0] + f"-{os.getppid()}"
+
+
+def _contents(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("held", ["clips", "above"])
+def test_a_clips_folder_another_command_is_writing_is_refused(held, tmp_path, heldout, capsys):
+    """A running `sample --prompts` (its .accvideo-lock held by a live process) was scored on the clips it had made
+    so far, exit 0; so was an evaluate's OUT/videos while that evaluate wrote it. Refused before anything is made;
+    a lock whose writer is dead is no writer."""
+    import subprocess
+    import sys
+
+    from accvideo.core.outputs import mark_folder
+
+    pairs, real = heldout
+    holder = tmp_path / "live"
+    clips = holder if held == "clips" else holder / "videos"
+    write_video_folder(clips, (real[:2] * 255 + 0.5).astype(np.uint8), pairs[:2], fmt="npy")
+    command = "sample" if held == "clips" else "evaluate"
+    mark_folder(holder, command)
+    (holder / ".accvideo-lock").write_text(_live_writer())
+    before, out = _contents(holder), tmp_path / "ev"
+    line = _one_line(["evaluate", "--videos", str(clips), "--out", str(out)], capsys)
+    assert line.startswith(f"error: {holder} is being written by `accvideo {command}` ({_live_writer()}); wait")
+    assert f"delete {holder / '.accvideo-lock'} if none is running" in line
+    assert not out.exists() and _contents(holder) == before
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (holder / ".accvideo-lock").write_text(_live_writer().rsplit("-", 1)[0] + "-" + dead.stdout.strip())
+    code, _ = _run_cli(["evaluate", "--videos", str(clips), "--out", str(out)], capsys)  # its writer was killed
+    assert code in (0, None) and json.loads((out / "metrics.json").read_text())["n_videos"] == 2
+
+
+@pytest.mark.parametrize("source", ["videos", "model"])
+def test_evaluate_refuses_an_output_folder_another_evaluate_is_writing(
+    source, tmp_path, tiny_wan_dir, heldout, capsys, monkeypatch
+):
+    """Two evaluates into one --out both exited 0, and one's clips and metrics replaced the other's. The folder's
+    lock (as `sample --prompts` holds its folder's) refuses the second in one line, before it samples or scores."""
+    import accvideo.evaluate.run as run
+    from accvideo.core.outputs import mark_folder
+
+    def never(*a, **kw):
+        raise AssertionError("sampled or scored for a folder another evaluate holds")
+
+    monkeypatch.setattr(run, "evaluate_videos", never)
+    monkeypatch.setattr(run, "_sample_model", never)
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    mark_folder(out, "evaluate")
+    (out / "metrics.json").write_text('{"theirs": true}')
+    (out / ".accvideo-lock").write_text(_live_writer())
+    before = _contents(out)
+    pairs, real = heldout
+    clips = write_video_folder(tmp_path / "clips", (real[:2] * 255 + 0.5).astype(np.uint8), pairs[:2], fmt="npy")
+    given = ["--videos", str(clips)]
+    if source == "model":
+        given = ["--model", str(tiny_wan_dir), "--prompts", "2", "--steps", "1", "--device", "cpu"]
+    line = _one_line(["evaluate", *given, "--out", str(out)], capsys)
+    assert line == (
+        f"error: another `accvideo evaluate` ({_live_writer()}) is writing {out}; wait for it to end, or delete "
+        f"{out / '.accvideo-lock'} if none is running"
+    )
+    assert _contents(out) == before
+
+
+def test_evaluate_holds_its_output_folder_from_the_claim_to_the_end(tmp_path, heldout, capsys, monkeypatch):
+    """`--videos` makes its --out only once every clip has been scored: another evaluate that made and locked it
+    meanwhile keeps it (this one is refused at its claim, writing nothing), and a run that claims it holds its lock
+    until its reports are written."""
+    import accvideo.evaluate.run as run
+    from accvideo.core.files import writer_id
+    from accvideo.core.outputs import mark_folder
+
+    pairs, real = heldout
+    clips = write_video_folder(tmp_path / "clips", (real[:2] * 255 + 0.5).astype(np.uint8), pairs[:2], fmt="npy")
+    out, score, report = tmp_path / "ev", run.evaluate_videos, run.write_reports
+
+    def another_run_claims_it(*a, **kw):
+        out.mkdir()
+        mark_folder(out, "evaluate")
+        (out / ".accvideo-lock").write_text(_live_writer())
+        return score(*a, **kw)
+
+    monkeypatch.setattr(run, "evaluate_videos", another_run_claims_it)
+    line = _one_line(["evaluate", "--videos", str(clips), "--out", str(out)], capsys)
+    assert line.startswith(f"error: another `accvideo evaluate` ({_live_writer()}) is writing {out};")
+    assert sorted(_contents(out)) == [".accvideo-lock", ".accvideo-output.json"]  # theirs alone, as they left it
+    monkeypatch.setattr(run, "evaluate_videos", score)
+    (out / ".accvideo-lock").unlink()  # that run ended
+    held = []
+    monkeypatch.setattr(
+        run, "write_reports", lambda *a: (held.append((out / ".accvideo-lock").read_text()), report(*a))
+    )
+    code, _ = _run_cli(["evaluate", "--videos", str(clips), "--out", str(out)], capsys)
+    assert code in (0, None) and held == [writer_id()] and not (out / ".accvideo-lock").exists()
+    assert json.loads((out / "metrics.json").read_text())["n_videos"] == 2

@@ -1714,7 +1714,103 @@ def a_student_holding_nan_weights(env):  # export copied it (exit 0); sample sai
     return _use_student(env, run, verb), f"{name} holds NaN or infinite values"
 
 
+# --- found by the session 28 audit ---------------------------------------------------------------------------------
+@case
+def a_torchrun_variable_that_is_no_number(env):
+    # synthesize, distill and sample --prompts read WORLD_SIZE with int() (a traceback; the other verbs said it in one
+    # line); a RANK or MASTER_PORT that is no number failed inside torch's rendezvous
+    prompts = str(env.prompts())
+    commands = {
+        "synthesize": ["synthesize", "--teacher", str(env.teacher), "--prompts", prompts, *SYNTH],
+        "distill": ["distill", "--teacher", str(env.teacher), "--data", str(env.synvid), *DISTILL],
+        "sample": ["sample", "--model", str(env.teacher), "--prompts", prompts, *SMALL],
+    }
+    verb, _, what = env.variant.partition(":")
+    if what == "world":
+        env.monkeypatch.setenv("WORLD_SIZE", "abc")
+        name, value = "WORLD_SIZE", "abc"
+    else:
+        for key, given in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29561"}.items():
+            env.monkeypatch.setenv(key, given)
+        name, value = {"rank": ("RANK", "x"), "rank-range": ("RANK", "2"), "port": ("MASTER_PORT", "notaport")}[what]
+        env.monkeypatch.setenv(name, value)
+    return [*commands[verb], "--out", str(env.tmp / "out")], f"{name}={value!r} is not"
+
+
+@case
+def a_clip_name_that_is_only_a_suffix(env):
+    # '.mp4' ends in .mp4 but has no suffix: the clip was sampled, then writing it raised a traceback
+    out = env.tmp / ("sub/.gif" if env.variant == "gif" else ".mp4")
+    return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(out)], "a file name ending in .mp4 or .gif"
+
+
+@case
+def a_jsonl_prompt_holding_a_lone_surrogate(env):
+    # JSON's "\ud800" escape: synthesize sampled it, then failed writing the shard's header (a traceback, a marked
+    # folder with no shard); sample --prompts sampled it as text
+    path = env.tmp / "p.jsonl"
+    path.write_text('{"prompt": "a red \\ud800 circle", "seed": 1}\n')
+    out = str(env.tmp / "out")
+    if env.variant == "sample":
+        return ["sample", "--model", str(env.teacher), "--prompts", str(path), *SMALL, "--out", out], "is not UTF-8"
+    return ["synthesize", "--teacher", str(env.teacher), "--prompts", str(path), *SYNTH, "--out", out], "is not UTF-8"
+
+
+@case
+def a_jsonl_key_misspelt(env):
+    # {"Seed": 7} was ignored: the row took the default seed, silently
+    path = env.tmp / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "a red circle", env.variant: 7}) + "\n")
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(path), *SYNTH, "--out", str(env.tmp / "o")]
+    return args, f"has the key {env.variant!r}; did you mean 'seed'?"
+
+
+@case
+def a_list_flag_holding_no_number(env):
+    # the message quoted a fragment ('[1') and never gave the form the flag takes
+    args = ["synthesize", "--teacher", str(env.teacher), "--prompts", str(env.prompts()), "--out", str(env.tmp / "o")]
+    return [*args, "--key-indices", "0,a"], "--key-indices takes comma-separated int values (e.g. --key-indices 1,2)"
+
+
+@case
+def a_scheduler_shift_that_is_no_positive_number(env):
+    # NaN was sampled, then blamed on --guidance ("lower --guidance or check the model's weights")
+    t = env.copy(env.teacher, "teacher")
+    path = t / "scheduler" / "scheduler_config.json"
+    config = json.loads(path.read_text())
+    config["shift"] = {"nan": float("nan"), "text": "five", "negative": -1.0}[env.variant.split(":")[1]]
+    path.write_text(json.dumps(config))
+    if env.variant.startswith("synthesize"):
+        args = ["synthesize", "--teacher", str(t), "--prompts", str(env.prompts()), *SYNTH]
+    else:
+        args = ["sample", "--model", str(t), *SMALL]
+    return [*args, "--out", str(env.tmp / "o.mp4" if "sample" in args else env.tmp / "o")], "which is no positive"
+
+
+@case
+def an_output_inside_a_student_folder(env):
+    # accepted; the next distill of the run replaced student/ whole and deleted the clip and its YAML
+    student = env.student_run() / "student"
+    if env.variant == "prompts":
+        args = ["sample", "--model", str(env.teacher), "--prompts", str(env.prompts()), *SMALL]
+        return [*args, "--out", str(student / "clips")], "lies inside the student folder"
+    return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(student / "c.mp4")], "inside the student folder"
+
+
 VARIANTS = {
+    "a_torchrun_variable_that_is_no_number": (
+        "synthesize:world",
+        "distill:world",
+        "sample:world",
+        "synthesize:rank",
+        "synthesize:rank-range",
+        "distill:port",
+    ),
+    "a_clip_name_that_is_only_a_suffix": ("mp4", "gif"),
+    "a_jsonl_prompt_holding_a_lone_surrogate": ("synthesize", "sample"),
+    "a_jsonl_key_misspelt": ("Seed", "sed"),
+    "a_scheduler_shift_that_is_no_positive_number": ("sample:nan", "synthesize:nan", "sample:negative"),
+    "an_output_inside_a_student_folder": ("clip", "prompts"),
     "a_transformer_file_that_is_a_fifo": ("config", "weights"),
     "a_folder_lock_that_is_a_fifo": ("write", "read"),
     "a_lora_file_of_other_layers": ("sample", "export", "export-lora"),

@@ -64,6 +64,14 @@ def test_read_prompts_txt_and_jsonl(tmp_path):
         (1, "a blue square", item_seed(3, 1)),
     ]
     assert got.blank_lines == 1
+    # a `sample --prompts` manifest read back as prompts: its own keys are left alone; a key one typo from a read
+    # one is refused (it was ignored: the default seed)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"file": "000000.mp4", "sha256": "ab", "prompt": "a red circle", "seed": 5}) + "\n")
+    assert [(it.prompt, it.seed) for it in read_prompts(manifest).items] == [("a red circle", 5)]
+    manifest.write_text(json.dumps({"prompt": "a red circle", "seeds": 5}) + "\n")
+    with pytest.raises(AccVideoError, match="has the key 'seeds'; did you mean 'seed'"):
+        read_prompts(manifest)
 
 
 def test_prompts_command_writes_the_worlds_captions(tmp_path, capsys):

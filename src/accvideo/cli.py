@@ -634,7 +634,7 @@ def dispatch(argv: list[str]) -> None:
         close = ["--help"] if name == "help" else difflib.get_close_matches(name, list(BY_NAME), n=1)
         hint = f"did you mean `accvideo {close[0]}`? " if close else ""
         raise AccVideoError(f"unknown command {name!r}; {hint}one of: {', '.join(BY_NAME)} (accvideo --help)")
-    if name not in TORCHRUN_VERBS and _under_torchrun():
+    if _under_torchrun() and name not in TORCHRUN_VERBS:  # WORLD_SIZE checked for every verb
         raise AccVideoError(single_process_line(name))
     run_verb(BY_NAME[name], argv[1:])
 

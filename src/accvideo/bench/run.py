@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -11,7 +12,7 @@ from accvideo.bench.configs import MEASURED, build_random, check_arch
 from accvideo.bench.timing import time_generation
 from accvideo.core.config import to_dict
 from accvideo.core.files import write_json_atomic, write_text_atomic
-from accvideo.core.outputs import claim_folder
+from accvideo.core.outputs import FolderLock, claim_folder
 from accvideo.core.runtime import BUILTIN_MODELS, available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import TEACHER_STEPS, check_guidance, shifted_plan
 from accvideo.core.schedules import check_steps
@@ -113,6 +114,11 @@ def run_bench(cfg: BenchConfig) -> dict:
     """Warm up, then time the teacher and the student on the real sampling path; write bench.json and bench.md."""
     _check_before_loading(cfg)
     out = claim_folder(cfg.out, "bench", inputs={"model": None if cfg.random_weights else resolve_model(cfg.model)})
+    with FolderLock(out, "bench"):  # one writer at a time: two at once both said "wrote", one's bench.json lost
+        return _bench(cfg, out)
+
+
+def _bench(cfg: BenchConfig, out: Path) -> dict:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     try:

@@ -385,13 +385,23 @@ def _parser_for(base: type, is_list: bool, option: str) -> Callable[[str], objec
         try:
             return base(text)
         except ValueError:
+            raise AccVideoError(f"{option} takes {base.__name__} values; got {text!r}") from None
+
+    def many(text: str):  # 1,2,3 or 1 2 3; [1,2,3] as the key=value form and --help's defaults show it
+        try:
+            return [base(t) for t in _unbracket(text).replace(",", " ").split()]
+        except ValueError:
+            example = {int: "1,2", float: "1.0,0.5"}.get(base, "a,b")
             raise AccVideoError(
-                f"{option} takes {'a list of ' if is_list else ''}{base.__name__} values; got {text!r}"
+                f"{option} takes comma-separated {base.__name__} values (e.g. {option} {example}); got {text!r}"
             ) from None
 
-    if is_list:
-        return lambda text: [one(t) for t in text.replace(",", " ").split()]
-    return one
+    return many if is_list else one
+
+
+def _unbracket(text: str) -> str:
+    text = text.strip()
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
 def _default_text(value) -> str:

@@ -26,7 +26,18 @@ from accvideo.errors import AccVideoError
 
 def env_world_size() -> int:
     """WORLD_SIZE as torchrun sets it (1 when launched without torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return env_int("WORLD_SIZE", "1", 1, "a number of processes")
+
+
+def env_int(name: str, default: str, low: int, what: str, high: int | None = None) -> int:
+    """An integer environment variable torchrun sets, in [low, high]; one line for any other value (int() raised
+    a traceback, torch's rendezvous another)."""
+    value = os.environ.get(name, default)
+    text = value.strip()
+    number = int(text) if text.isascii() and text.isdigit() else None  # '²' is a digit to isdigit, not to int()
+    if number is None or number < low or (high is not None and number > high):
+        raise AccVideoError(f"{name}={value!r} is not {what}; launch with torchrun, or unset WORLD_SIZE")
+    return number
 
 
 def is_distributed() -> bool:
@@ -46,7 +57,7 @@ def world_size() -> int:
 
 def local_rank() -> int:
     """This process's index on its machine (picks its GPU)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return env_int("LOCAL_RANK", "0", 0, "a process index on this machine")
 
 
 def is_main() -> bool:
@@ -75,6 +86,10 @@ def init(device: torch.device, timeout_minutes: float = 60.0) -> bool:
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise AccVideoError(f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun")
+    size = env_world_size()
+    env_int("RANK", "0", 0, f"a rank of {size} processes (0 to {size - 1})", size - 1)
+    env_int("LOCAL_RANK", "0", 0, "a process index on this machine")
+    env_int("MASTER_PORT", "0", 1, "a TCP port (1 to 65535)", 65535)
     watch_launcher()  # the CLI started it already; a library caller gets it here
     check_interrupt()  # a signal Python swallowed while this rank loaded: stop, not wait in the rendezvous for peers
     backend = backend_for(device)

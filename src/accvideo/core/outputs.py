@@ -79,15 +79,23 @@ def _inside(path: Path, inputs: Mapping[str, str | Path]) -> tuple[str, Path] | 
     return None
 
 
+# files that make the folder holding them one whole: a model (a file added changes its content identity, and so would
+# orphan the datasets and students made from it), a distill run's student/ (replaced whole at every save: a file put
+# there was deleted by the next one)
+WHOLE_FOLDERS = {
+    "model_index.json": ("model folder", "it would change that model's identity"),
+    "student.json": ("student folder", "`accvideo distill` replaces it whole at every save"),
+}
+
+
 def _check_not_in_a_pipeline(path: Path, flag: str = "--out") -> None:
-    """Refuse an output inside a diffusers pipeline folder (one holding model_index.json above `path`): a file added
-    there changes that model's content identity, and so would orphan the datasets and students made from it."""
+    """Refuse an output inside a folder that is one whole (WHOLE_FOLDERS: a diffusers pipeline, a student)."""
     for folder in path.parents:
-        if (folder / "model_index.json").is_file():
-            raise AccVideoError(
-                f"{flag} {path} lies inside the model folder {folder} (it would change that model's identity); "
-                f"choose another {flag} outside it"
-            )
+        for name, (kind, why) in WHOLE_FOLDERS.items():
+            if (folder / name).is_file():
+                raise AccVideoError(
+                    f"{flag} {path} lies inside the {kind} {folder} ({why}); choose another {flag} outside it"
+                )
 
 
 def _check_no_dangling_link(path: Path, *, file: bool = False, flag: str = "--out") -> None:

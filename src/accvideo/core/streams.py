@@ -1,5 +1,6 @@
-"""stdout and stderr that never stop a command: a reader that went away (`| head`, a closed `| tee`) and a path
-that the terminal's encoding cannot show.
+"""stdout and stderr that never stop a command: a reader that went away (`| head`, a closed `| tee`), a log file on
+a full disk (`> /full/disk/log.txt`: its "no space left" was taken for --out's) and a path that the terminal's
+encoding cannot show.
 
 A print to a pipe whose reader had exited raised BrokenPipeError: a traceback and exit 1 from whatever line came
 next (a sample's "wrote" line after the clip was written, a refusal's `error:` line, `--help`). Once a stream's
@@ -10,14 +11,20 @@ bytes that are no UTF-8 (held as surrogates) raised UnicodeEncodeError on a stri
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# what a write to stdout or stderr may meet when the output has nowhere to go: its reader gone (EPIPE), or the file
+# or device it is redirected to full (`> /full/disk/log.txt`, /dev/full: ENOSPC, EDQUOT, EFBIG) or failing (EIO)
+NOWHERE = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
 
 class _Guarded:
-    """A text stream whose writes and flushes cannot raise BrokenPipeError; everything else is the stream's."""
+    """A text stream whose writes and flushes cannot raise for want of somewhere to go (NOWHERE); everything else is
+    the stream's."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
@@ -27,7 +34,9 @@ class _Guarded:
         if not self._gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
+            except OSError as exc:
+                if exc.errno not in NOWHERE:
+                    raise
                 self._drop()
         return len(text)
 
@@ -35,7 +44,9 @@ class _Guarded:
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError as exc:
+                if exc.errno not in NOWHERE:
+                    raise
                 self._drop()
 
     def _drop(self) -> None:

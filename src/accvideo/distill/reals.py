@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,6 +230,12 @@ def load_real_clips(
         raise AccVideoError(
             f"{setting}={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
             f"RGB; they are cropped and resized to {height}x{width}); add readable clips of at least {frames} frames"
+        )
+    if skipped and dist.is_main():  # said only in summary.json before: a folder of mostly bad clips trained silently
+        warnings.warn(
+            f"{setting}={spec}: {skipped} of {len(sources)} clips could not be used (unreadable, not a regular "
+            f"file, or fewer than {frames} frames) and are left out; the run uses the other {len(prompts)}",
+            stacklevel=2,
         )
     image = {name: torch.cat(parts) for name, parts in image_cond.items()} if images else None
     return RealClips(torch.cat(latents), prompts, adapter, skipped, image)

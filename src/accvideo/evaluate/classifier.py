@@ -141,11 +141,24 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
     except (KeyError, TypeError, ValueError) as exc:
         raise AccVideoError(f"{config} is not a valid classifier config ({exc}); {fix}") from None
     model = VideoClassifier(cfg)
+    state = load_safetensors(weights, fix)
     try:
-        model.load_state_dict(load_safetensors(weights, fix))
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise AccVideoError(f"{weights} does not match {config} ({str(exc).splitlines()[0]}); {fix}") from None
+    check_finite(weights, state)
     return model.to(device).eval().requires_grad_(False)
+
+
+def check_finite(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse classifier weights holding a NaN or infinite value, as student weights are (models/student.py): their
+    features are NaN, and evaluate's Frechet distance failed with numpy's LinAlgError traceback."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise AccVideoError(
+                f"{path}: {name} holds NaN or infinite values (a damaged classifier, or one saved by a run that "
+                "diverged); retrain it with `accvideo world-train-classifier --out DIR` and pass --classifier DIR"
+            )
 
 
 def check_clips(videos: np.ndarray | torch.Tensor, cfg: ClassifierConfig, what: str = "videos") -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import not_regular, parse_json
 from accvideo.core.video import (
     CLIP_NAME,
     MANIFESTS,
@@ -22,6 +22,7 @@ from accvideo.core.video import (
     write_video,
 )
 from accvideo.errors import AccVideoError
+from accvideo.synthesize.prompts import is_seed, not_utf8
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
 
@@ -32,13 +33,14 @@ def read_manifest(folder: Path) -> list[dict]:
         path = folder / name
         if not path.is_file():
             continue
-        try:
-            if name.endswith(".jsonl"):
-                entries = [parse_json(line) for line in path.read_text().splitlines() if line.strip()]
-            else:
-                entries = parse_json(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise AccVideoError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or rewrite it") from None
+        lines = _text_lines(path)
+        if name.endswith(".jsonl"):
+            entries = []
+            for lineno, line in lines:
+                if line.strip():
+                    entries.append(_parse(path, line, lineno))
+        else:
+            entries = _parse(path, "\n".join(line for _, line in lines))
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise AccVideoError(f"{path} must hold JSON objects with 'prompt' and 'seed' (and optionally 'file')")
         return entries
@@ -48,12 +50,38 @@ def read_manifest(folder: Path) -> list[dict]:
     )
 
 
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of each line of a manifest, read as UTF-8 as prompt files are (a byte-order mark allowed
+    at its start): a byte that is not UTF-8 (a file saved as UTF-16 or Latin-1) is one line naming its line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AccVideoError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    lines = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        try:
+            lines.append((lineno, line.decode("utf-8-sig" if lineno == 1 else "utf-8")))
+        except UnicodeDecodeError as exc:
+            raise AccVideoError(
+                f"line {lineno} of {path} {not_utf8(line, exc.start)}; re-save the file as UTF-8"
+            ) from None
+    return lines
+
+
+def _parse(path: Path, text: str, lineno: int | None = None):
+    """The JSON of a manifest (or of its line `lineno`), or one line naming the file and the line."""
+    try:
+        return parse_json(text)
+    except json.JSONDecodeError as exc:
+        line = exc.lineno if lineno is None else lineno
+        raise AccVideoError(f"{path} is not valid JSON (line {line}: {exc.msg}); fix or rewrite it") from None
+
+
 def _find_file(folder: Path, entry: dict, index: int) -> Path:
     """The entry's 'file', else the conventional name with any known suffix."""
     if "file" in entry:
         path = folder / str(entry["file"])
-        if path.is_dir():
-            raise AccVideoError(f"manifest entry {index} names {path}, which is a folder, not a clip; fix the manifest")
+        _check_regular(path, index)
         if not path.is_file():
             raise AccVideoError(f"manifest entry {index} names {path}, which does not exist; fix the manifest")
         return path
@@ -61,7 +89,17 @@ def _find_file(folder: Path, entry: dict, index: int) -> Path:
         path = folder / video_name(index, suffix)
         if path.is_file():
             return path
+    for suffix in VIDEO_SUFFIXES:  # none is a clip file: one that is there as a FIFO or a folder is named
+        _check_regular(folder / video_name(index, suffix), index)
     raise AccVideoError(f"no clip {video_name(index)} (or .gif/.npy) for manifest entry {index} in {folder}")
+
+
+def _check_regular(path: Path, index: int) -> None:
+    """Refuse a clip path that exists and is no regular file: a folder, a FIFO (it was said not to exist; reading
+    it would wait for a writer forever), a device."""
+    kind = not_regular(path)
+    if kind is not None:
+        raise AccVideoError(f"manifest entry {index} names {path}, which is {kind}, not a clip; fix the manifest")
 
 
 FLOAT_SLACK = 1e-3  # float frames a little outside [0, 1] (rounding) are taken as they are
@@ -113,12 +151,11 @@ class VideoFolder:
                 raise AccVideoError(
                     f"manifest entry {i} in {folder} lacks 'prompt' or 'seed'; give both for every clip"
                 )
-            try:
-                seed = int(entry["seed"])
-            except (TypeError, ValueError):
+            seed = entry["seed"]
+            if not is_seed(seed):  # as a JSONL prompt row's: -5 crashed numpy; true, 1.9 and 2**70 scored silently
                 raise AccVideoError(
-                    f"manifest entry {i} in {folder}: seed {entry['seed']!r} is not an integer"
-                ) from None
+                    f"manifest entry {i} in {folder}: seed must be an integer in [0, 2^63); got {seed!r}"
+                )
             self.paths.append(_find_file(folder, entry, i))
             self.pairs.append((str(entry["prompt"]), seed))
         self.files = [p.name for p in self.paths]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.inputs import parse_json
-from accvideo.core.outputs import check_folder, claim_folder
+from accvideo.core.outputs import FolderLock, check_folder, check_not_being_written, claim_folder
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.errors import AccVideoError
@@ -195,15 +195,29 @@ def _scores(
 
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Sample a model on world prompts (or read a folder), score the clips, write metrics.json and metrics.md."""
+    locks: list[FolderLock] = []  # the output folder's FolderLock, from its claim to the end of the run
+    try:
+        return _run_evaluate(cfg, progress, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_evaluate(cfg: EvaluateConfig, progress: bool, locks: list[FolderLock]) -> dict:
     clf = load_classifier(cfg.classifier)
     t0 = time.perf_counter()
     source: dict = {}
     if cfg.videos is not None:
+        clips = Path(cfg.videos).expanduser()
+        for folder in (clips, *clips.absolute().parents):  # a `sample --prompts` (or an evaluate) still writing it
+            check_not_being_written(folder)
         # read SCORE_CHUNK clips at a time while scored (VideoFolder): each clip is checked as it is read, so the
         # output folder is checked now and claimed only once every clip has passed (nothing made for a bad one)
         videos = VideoFolder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
         pairs, source = videos.pairs, {"videos": str(cfg.videos), "files": len(videos)}
         check_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})  # the output guard (core/outputs.py)
+        if Path(cfg.out).expanduser().is_dir():  # one writer at a time: refused now, not after scoring
+            locks.append(FolderLock(Path(cfg.out).expanduser(), "evaluate"))
     else:
         resolve_device(cfg.device)  # a device this machine lacks is refused before the folder is claimed
         model_family(cfg.model)  # likewise a model folder that is none (missing, another command's output)
@@ -212,6 +226,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         out = claim_folder(
             cfg.out, "evaluate", inputs={"model": cfg.model and resolve_model(cfg.model)}
         )  # before sampling: fail fast
+        locks.append(FolderLock(out, "evaluate"))  # one writer at a time: two replaced each other's clips and metrics
         record = _sampling_record(cfg, clf)
         kept = _kept_clips(out, record) if cfg.video_format == "npy" else None
         if kept is not None:  # an identical rerun: the kept clips are the ones sampled, bit for bit
@@ -231,6 +246,8 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     metrics = evaluate_videos(videos, pairs, classifier=clf, progress=progress)
     if cfg.videos is not None:
         out = claim_folder(cfg.out, "evaluate", inputs={"videos": cfg.videos})
+        if not locks:  # a new folder: locked once made; another run that made it since is refused here
+            locks.append(FolderLock(out, "evaluate"))
         own, given = (out / "videos").resolve(), Path(cfg.videos).expanduser().resolve()
         if own != given and own not in given.parents:  # an earlier model run's clips: not this run's
             clear_video_folder(out / "videos")

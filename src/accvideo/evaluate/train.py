@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -9,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from accvideo.core.config import check_threads
+from accvideo.core.config import check_lr_ceiling, check_threads
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.progress import progress_bar
 from accvideo.core.video import check_video_size
+from accvideo.errors import AccVideoError
 from accvideo.evaluate.classifier import ClassifierConfig, VideoClassifier, classify, save_classifier
 from accvideo.world.attributes import Attributes, combinations, parse_caption, prompts
 from accvideo.world.render import WorldConfig, render, render_batch
@@ -42,6 +44,7 @@ class ClassifierTrainConfig:
             raise ValueError("steps and batch_size must be >= 1 and eval_items >= 0")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
+        check_lr_ceiling("lr", self.lr)  # lr=1e30 trained to NaN weights, saved with exit 0
         if min(self.max_texture, self.max_noise) < 0 or not 0 <= self.blur_prob <= 1:
             raise ValueError("max_texture and max_noise must be >= 0 and blur_prob in [0, 1]")
         # the clips it will score are the models' (evaluate samples at its size): frames 4k+1, sides multiples of 16;
@@ -106,6 +109,25 @@ def heldout_accuracy(model: VideoClassifier, n: int, seed: int = 12345, cfg: Wor
     return {name: float(np.mean(preds[name] == truth[:, k])) for k, name in enumerate(model.cfg.classes)}
 
 
+def diverged_line(cfg: ClassifierTrainConfig, step: int, what: str) -> str:
+    """The one line of a classifier run whose training diverged: nothing saved, and the settings to lower."""
+    decay = f" (or weight_decay, now {cfg.weight_decay:g})" if cfg.lr * cfg.weight_decay >= 1 else ""
+    return (
+        f"classifier training diverged at step {step} ({what}): stopped without saving a classifier to {cfg.out}; "
+        f"lower lr (now {cfg.lr:g}){decay} and rerun the same command"
+    )
+
+
+def check_step_finite(cfg: ClassifierTrainConfig, step: int, loss: torch.Tensor, params) -> None:
+    """Stop before the optimiser step on a NaN or infinite loss or gradient norm (as `teacher train` does): that
+    step made every weight NaN, and the classifier was saved with exit 0; `evaluate` then failed on it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    loss_v = float(loss.detach())
+    norm_v = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if not (math.isfinite(loss_v) and math.isfinite(norm_v)):
+        raise AccVideoError(diverged_line(cfg, step + 1, f"loss {loss_v:g}, gradient norm {norm_v:g}"))
+
+
 def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict:
     """Train, score on held-out clips, save to cfg.out; returns the facts also stored in its JSON."""
     if cfg.threads:
@@ -121,18 +143,21 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     model.train()
     bar = progress_bar(range(cfg.steps), desc="training classifier", unit="step", show=progress)
-    for _ in bar:
+    for step in bar:
         check_interrupt()
         clips, labels = _batch(cfg, rng, train)
         logits, _ = model(augment(clips, cfg, gen))
         loss = sum(F.cross_entropy(lg, labels[:, k]) for k, lg in enumerate(logits.values()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        check_step_finite(cfg, step, loss, model.parameters())  # before the step that would make every weight NaN
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - t0
     model.eval()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):  # never saved: load_classifier refuses them
+        raise AccVideoError(diverged_line(cfg, cfg.steps, "weights NaN or infinite"))
     acc = heldout_accuracy(model, cfg.eval_items) if cfg.eval_items else {}
     info = {
         "train_seconds": round(seconds, 1),

@@ -8,6 +8,7 @@ A family subclasses `TransformerAdapter` and provides `_forward(x, sigma, cond)`
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +61,17 @@ def empty_config(cls, folder: Path):
 def scheduler_shift(config: dict, fallback: float) -> float:
     """The sigma shift a pipeline's scheduler config holds (FlowMatchEuler's `shift`, UniPC's `flow_shift`), else the
     family's `fallback`."""
-    return float(config.get("shift", config.get("flow_shift", fallback)) or 1.0)
+    value = config.get("shift", config.get("flow_shift", fallback))
+    try:
+        shift = float(value or 1.0)
+    except (TypeError, ValueError):
+        shift = math.nan
+    if isinstance(value, bool) or not (math.isfinite(shift) and shift > 0):  # nan was sampled, then blamed on CFG
+        raise AccVideoError(
+            f"the teacher's scheduler/scheduler_config.json gives shift {value!r}, which is no positive number; fix "
+            'the file (e.g. "shift": 5.0) or restore the teacher folder'
+        )
+    return shift
 
 
 def stored_keys(folder: Path) -> set[str]:

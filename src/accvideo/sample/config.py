@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from accvideo.core.sampling import check_guidance
 from accvideo.core.schedules import check_steps
@@ -53,8 +54,8 @@ class SampleConfig:
         if self.prompts is None:
             if self.batch != 1:
                 raise ValueError("--batch goes with --prompts FILE (clips sampled at once); drop it or give --prompts")
-            if not self.output.lower().endswith((".mp4", ".gif")):
-                raise ValueError(f"--out must end in .mp4 or .gif; got {self.out}")
+            if PurePath(self.output).suffix.lower() not in (".mp4", ".gif"):  # '.mp4' alone is a name, no suffix
+                raise ValueError(f"--out must be a file name ending in .mp4 or .gif (e.g. clip.mp4); got {self.out}")
         else:
             if self.prompt != DEFAULT_PROMPT:
                 raise ValueError("give --prompt TEXT (one clip) or --prompts FILE (one clip a line), not both")

@@ -3,6 +3,7 @@ written. An "image" (image-to-video models) is a path, relative ones read from t
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,15 @@ def _jsonl_image(row: dict, lineno: int, path: Path) -> str | None:
     return str((full if full.is_absolute() else path.parent / full).absolute())
 
 
+def is_seed(value) -> bool:
+    """A seed as a JSON row gives it: an integer in [0, 2^63) (not a bool, not 3.0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+# the keys a .jsonl row is read for; others (a manifest's "file", "sha256") are left alone
+JSONL_KEYS = ("prompt", "seed", "image")
+
+
 def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, str | None]:
     try:
         row = parse_json(text, object_pairs_hook=keys_once)
@@ -134,8 +144,16 @@ def _jsonl_item(text: str, lineno: int, path: Path) -> tuple[str, int | None, st
     prompt = row.get("prompt") if isinstance(row, dict) else None
     if not isinstance(prompt, str) or not prompt.strip():
         raise AccVideoError(f'line {lineno} of {path} has no "prompt" string; write {{"prompt": "...", "seed": 1}}')
+    for key in row:  # a misspelt key ("Seed") was ignored: the row took the default seed, silently
+        close = [k for k in JSONL_KEYS if key.lower() == k] or difflib.get_close_matches(key, JSONL_KEYS, 1, 0.75)
+        if key not in JSONL_KEYS and close:
+            raise AccVideoError(f"line {lineno} of {path} has the key {key!r}; did you mean {close[0]!r}?")
+    try:  # JSON's \ud800 escape is a lone surrogate no UTF-8 holds: sampled, then refused by the shard's header
+        check_prompt(prompt, f'line {lineno} of {path}: its "prompt"')
+    except ValueError as exc:
+        raise AccVideoError(str(exc)) from None
     seed = row.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+    if seed is not None and not is_seed(seed):
         raise AccVideoError(f"line {lineno} of {path}: seed must be an integer in [0, 2^63); got {seed!r}")
     return prompt.strip(), seed, _jsonl_image(row, lineno, path)
 

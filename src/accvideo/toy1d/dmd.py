@@ -9,7 +9,7 @@ import torch
 from accvideo.core.progress import progress_bar
 from accvideo.toy1d.data import renoise
 from accvideo.toy1d.model import ToyResNet1D
-from accvideo.toy1d.train import student_from, velocity_loss
+from accvideo.toy1d.train import check_loss, check_samples, student_from, velocity_loss
 from accvideo.toy1d.useless import useless_mask
 
 # Noise levels of the generator's guidance draws, kept off the ends where x0_hat says nothing.
@@ -76,6 +76,7 @@ def train_dmd(
             snapshot(step)
         # 1. samples of the current generator
         x = one_step(gen, torch.randn(batch, generator=generator))
+        check_samples(x.detach(), "dmd student", "dmd_lr", lr)  # not the fake model's lr: it fits these
         # 2. the fake model follows the generator's distribution
         fake.train()
         for _ in range(fake_steps):
@@ -83,6 +84,7 @@ def train_dmd(
             eps = torch.randn(batch, generator=generator)
             x_d = x.detach()
             loss_f = velocity_loss(fake, renoise(x_d, sigma, eps), sigma, eps - x_d)
+            check_loss(loss_f, "dmd fake model", step, "dmd_fake_lr", fake_lr)
             opt_f.zero_grad(set_to_none=True)
             loss_f.backward()
             opt_f.step()
@@ -93,6 +95,7 @@ def train_dmd(
         x0_real, x0_fake = dmd_guidance(teacher, fake, x_sigma, sigma)
         grad = (x0_fake - x0_real) / (x.detach() - x0_real).abs().mean().clamp(min=1e-6)
         loss_g = 0.5 * ((x - (x - grad).detach()) ** 2).mean()
+        check_loss(loss_g, "dmd student", step, "dmd_lr", lr)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

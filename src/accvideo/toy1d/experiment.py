@@ -14,11 +14,20 @@ from accvideo.core.files import write_text_atomic
 from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import euler_sample
 from accvideo.core.schedules import shifted_sigmas, uniform_key_indices
+from accvideo.errors import AccVideoError
 from accvideo.toy1d.config import Toy1dConfig
 from accvideo.toy1d.data import fraction_near, phase_generator, renoise, sample_mismatched
 from accvideo.toy1d.dmd import train_dmd
 from accvideo.toy1d.model import build_net
-from accvideo.toy1d.train import accvideo_batches, fit, kd_batches, rollout, student_from, teacher_batches
+from accvideo.toy1d.train import (
+    accvideo_batches,
+    check_samples,
+    fit,
+    kd_batches,
+    rollout,
+    student_from,
+    teacher_batches,
+)
 from accvideo.toy1d.useless import useless_frequency, useless_mask
 
 # How many teacher trajectories panel (a) draws and how many KD pairs panel (b) draws.
@@ -70,9 +79,10 @@ def run_toy1d(cfg: Toy1dConfig, seed: int = 0, progress: bool = True) -> Toy1dRe
         phase_generator(seed, "teacher batches"),
         desc="teacher",
         progress=progress,
+        lr_name="teacher_lr",
     )
     shown = rollout(teacher, z_eval[:SHOWN_TRAJECTORIES], sigmas, list(range(len(sigmas))))
-    teacher_samples = euler_sample(teacher, z_eval, sigmas)
+    teacher_samples = check_samples(euler_sample(teacher, z_eval, sigmas), "teacher", "teacher_lr", cfg.teacher_lr)
     teacher_few = euler_sample(teacher, z_eval, key_sigmas)
     arrays |= {"teacher_trajectories": shown, "teacher_samples": teacher_samples}
     tick("teacher")
@@ -128,8 +138,9 @@ def run_toy1d(cfg: Toy1dConfig, seed: int = 0, progress: bool = True) -> Toy1dRe
             phase_generator(seed, f"student {name}"),
             desc=name,
             progress=progress,
+            lr_name="student_lr",
         )
-        samples[name] = euler_sample(student, z_eval, key_sigmas)
+        samples[name] = check_samples(euler_sample(student, z_eval, key_sigmas), name, "student_lr", cfg.student_lr)
         students.append(_student_entry(name, method, m, samples[name], cfg))
     arrays["student_samples"] = samples
     tick("students")
@@ -148,7 +159,7 @@ def run_toy1d(cfg: Toy1dConfig, seed: int = 0, progress: bool = True) -> Toy1dRe
         generator=phase_generator(seed, "dmd"),
         progress=progress,
     )
-    dmd_samples = dmd.snapshots[cfg.dmd_iters]
+    dmd_samples = check_samples(dmd.snapshots[cfg.dmd_iters], "DMD (1 step)", "dmd_lr", cfg.dmd_lr)
     students.append(_student_entry("DMD (1 step)", "dmd", None, dmd_samples, cfg))
     arrays["dmd"] = {"snapshots": dmd.snapshots, "draws": dmd.draws}
     tick("dmd")
@@ -183,7 +194,14 @@ def write_results(result: Toy1dResult, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "toy1d.json"
-    write_text_atomic(path, json.dumps(result.numbers, indent=2) + "\n")  # a link there is replaced, not written
+    try:  # the last guard of "a run that diverged writes no NaN result" (JSON's NaN is not even standard JSON)
+        text = json.dumps(result.numbers, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        raise AccVideoError(
+            "toy1d: a result is NaN or infinite: stopped without writing toy1d.json or any plot; lower the learning "
+            "rates (teacher_lr, student_lr, dmd_lr, dmd_fake_lr) and rerun"
+        ) from None
+    write_text_atomic(path, text)  # a link there is replaced, not written through
     return [path, *draw_panels(result, out)]
 
 

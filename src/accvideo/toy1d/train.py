@@ -10,6 +10,7 @@ import torch
 
 from accvideo.core.progress import progress_bar
 from accvideo.core.sampling import euler_sample
+from accvideo.errors import AccVideoError
 from accvideo.toy1d.data import random_signs, renoise, sample_mismatched
 from accvideo.toy1d.model import ToyResNet1D
 
@@ -23,6 +24,29 @@ def velocity_loss(net: ToyResNet1D, x: torch.Tensor, sigma: torch.Tensor, v_targ
     return ((sigma * (net(x, sigma) - v_target)) ** 2).mean()
 
 
+def diverged(what: str, lr_name: str, lr: float) -> AccVideoError:
+    """The one line of a toy1d phase whose training diverged: nothing written, and the setting to lower."""
+    return AccVideoError(
+        f"toy1d {what}: stopped without writing toy1d.json or any plot; lower {lr_name} (now {lr:g}) and rerun"
+    )
+
+
+def check_loss(loss: torch.Tensor, what: str, step: int, lr_name: str, lr: float) -> float:
+    """The loss as a float, or the diverged line before the optimiser step of a NaN or infinite one, as `distill` and
+    `teacher train` stop (a NaN loss trained on to a NaN toy1d.json and a matplotlib traceback)."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise diverged(f"{what} diverged at step {step + 1} (loss {value:g})", lr_name, lr)
+    return value
+
+
+def check_samples(samples: torch.Tensor, what: str, lr_name: str, lr: float) -> torch.Tensor:
+    """`samples`, unless any is NaN or infinite (a last step with an overflowing gradient, its loss still finite)."""
+    if not torch.isfinite(samples).all():
+        raise diverged(f"{what}'s samples are NaN or infinite (its training diverged)", lr_name, lr)
+    return samples
+
+
 def fit(
     net: ToyResNet1D,
     batch_fn: BatchFn,
@@ -31,21 +55,23 @@ def fit(
     generator: torch.Generator,
     desc: str = "train",
     progress: bool = True,
+    lr_name: str = "lr",
 ) -> list[float]:
-    """Adam with a cosine-decayed learning rate for `iters` steps; returns the loss of every step."""
+    """Adam with a cosine-decayed learning rate for `iters` steps; returns the loss of every step. A NaN or infinite
+    loss stops it in one line naming `lr_name`, the setting that holds `lr`."""
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     # The decay stands in for the paper's 10,000 steps at lr 1e-4 on a CPU budget (docs/toy1d.md).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * i / iters)))
     losses = []
-    for _ in progress_bar(range(iters), desc=desc, unit="it", show=progress, transient=True):
+    for step in progress_bar(range(iters), desc=desc, unit="it", show=progress, transient=True):
         x, sigma, v_target = batch_fn(generator)
         loss = velocity_loss(net, x, sigma, v_target)
+        losses.append(check_loss(loss, desc, step, lr_name, lr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(loss.item())
     net.eval()
     return losses
 
