@@ -193,11 +193,17 @@ def check_not_being_written(folder: str | Path) -> None:
     if holder is None:
         return
     if holder and not is_stale_writer(holder):
-        command = f"`accvideo {owner(folder)}`" if owner(folder) else "another accvideo command"
+        made_by = owner(folder)
+        command = f"`accvideo {made_by}`" if made_by else "another accvideo command"
+        # stopping a trainer early is a way to end it; anything else resumes from where it was stopped
+        stopped = " (a stopped training run keeps its last iteration)" if made_by in TRAINERS else ""
         raise AccVideoError(
-            f"{folder} is being written by {command} ({holder}); wait for it to end (a stopped training run keeps "
-            f"its last iteration), then rerun, or delete {lock} if none is running"
+            f"{folder} is being written by {command} ({holder}); wait for it to end{stopped}, then rerun, or delete "
+            f"{lock} if none is running"
         )
+
+
+TRAINERS = ("distill", "decoder distill", "teacher train")
 
 
 EMPTY_LOCK_AGE_S = 10.0  # far longer than a writer takes between creating its lock and writing its name
