@@ -701,6 +701,20 @@ def test_a_clips_folder_another_command_is_writing_is_refused(held, tmp_path, he
     assert code in (0, None) and json.loads((out / "metrics.json").read_text())["n_videos"] == 2
 
 
+def test_clips_inside_a_run_a_live_distill_resumes_in_are_scored(tmp_path, heldout, capsys):
+    """Only a command that writes clip folders inside its own (evaluate, demo, ablate) holds a clips folder above it:
+    clips sampled earlier into RUN/clips are scored while a distill resumed in RUN trains."""
+    from accvideo.core.outputs import mark_folder
+
+    pairs, real = heldout
+    run = tmp_path / "run"
+    write_video_folder(run / "clips", (real[:2] * 255 + 0.5).astype(np.uint8), pairs[:2], fmt="npy")
+    mark_folder(run, "distill")
+    (run / ".accvideo-lock").write_text(_live_writer())
+    code, _ = _run_cli(["evaluate", "--videos", str(run / "clips"), "--out", str(tmp_path / "ev")], capsys)
+    assert code in (0, None) and json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_videos"] == 2
+
+
 @pytest.mark.parametrize("source", ["videos", "model"])
 def test_evaluate_refuses_an_output_folder_another_evaluate_is_writing(
     source, tmp_path, tiny_wan_dir, heldout, capsys, monkeypatch

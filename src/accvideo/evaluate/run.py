@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from accvideo.core.inputs import parse_json
-from accvideo.core.outputs import FolderLock, check_folder, check_not_being_written, claim_folder
+from accvideo.core.outputs import FolderLock, check_folder, check_not_being_written, claim_folder, owner
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import resolve_device, resolve_dtype, resolve_model
 from accvideo.errors import AccVideoError
@@ -43,6 +43,9 @@ from accvideo.world.attributes import (
     warn_unknown_words,
 )
 from accvideo.world.render import WorldConfig, render_batch
+
+# the commands whose output folder holds clip folders they write (OUT/videos/...)
+CLIP_WRITERS = ("evaluate", "demo", "ablate")
 
 # Seeds of the second real set that gives the Frechet floor: same prompts, other starts, sizes, speeds.
 FLOOR_SEED_OFFSET = 0x51EED
@@ -209,8 +212,10 @@ def _run_evaluate(cfg: EvaluateConfig, progress: bool, locks: list[FolderLock]) 
     source: dict = {}
     if cfg.videos is not None:
         clips = Path(cfg.videos).expanduser()
-        for folder in (clips, *clips.absolute().parents):  # a `sample --prompts` (or an evaluate) still writing it
-            check_not_being_written(folder)
+        check_not_being_written(clips)  # a `sample --prompts` still writing it: it scored the clips written so far
+        for folder in clips.absolute().parents:  # or a command writing clip folders inside its own (E/videos)
+            if owner(folder) in CLIP_WRITERS:  # not a distill resumed in the run folder that holds the clips
+                check_not_being_written(folder)
         # read SCORE_CHUNK clips at a time while scored (VideoFolder): each clip is checked as it is read, so the
         # output folder is checked now and claimed only once every clip has passed (nothing made for a bad one)
         videos = VideoFolder(cfg.videos, (clf.cfg.frames, clf.cfg.height, clf.cfg.width))
