@@ -351,6 +351,53 @@ def test_a_second_signal_mid_save_leaves_no_hidden_student_or_plot(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_save_keeps_the_teacher_copy_in_the_student_folder(tmp_path, monkeypatch):
+    """`student/teacher/` is where `sample` and the teacher-is-gone line look for a moved teacher; every save
+    replaced student/ whole and deleted it (the only copy when the teacher had been moved there), also the save that
+    follows one stopped between its renames."""
+    from types import SimpleNamespace
+
+    import accvideo.distill.student as student
+
+    def weights(module, state, folder):
+        folder.mkdir()
+        (folder / "diffusion_pytorch_model.safetensors").write_bytes(bytes([len(state)]))
+
+    monkeypatch.setattr(student, "_save_transformer", weights)
+    pair = SimpleNamespace(module=torch.nn.Linear(1, 1), teacher=SimpleNamespace(family="wan"))
+
+    def save(n):
+        state = {str(i): torch.zeros(1) for i in range(n)}
+        kw = dict(key_sigmas=[1.0, 0.0], teacher="t", teacher_dir=tmp_path, lora=None, state=state)
+        student.export_student(tmp_path / "student", pair, extra={"iteration": n}, **kw)
+
+    save(1)
+    teacher = tmp_path / "student" / "teacher"
+    (teacher / "vae").mkdir(parents=True)
+    (teacher / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    (teacher / "vae" / "w.bin").write_bytes(b"the only copy")
+    save(2)
+    assert (teacher / "vae" / "w.bin").read_bytes() == b"the only copy"
+    assert (tmp_path / "student" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == bytes([2])
+    os.replace(tmp_path / "student", tmp_path / ".student.old")  # a save stopped between its two renames
+    save(3)
+    assert (teacher / "vae" / "w.bin").read_bytes() == b"the only copy"
+    assert json.loads((tmp_path / "student" / "student.json").read_text())["iteration"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
+
+
+def test_a_dataset_inside_the_runs_student_folder_is_refused(tiny_wan_dir, synvid, tmp_path, capsys):
+    """Every save moves student/ aside: a SynVid there was deleted under the run reading it (exit 0)."""
+    from accvideo.core.outputs import mark_folder
+
+    data = tmp_path / "run" / "student" / "syn"
+    shutil.copytree(synvid, data)
+    mark_folder(tmp_path / "run", "distill")  # an earlier run's folder
+    code, _, err = run_cli(distill_args(tiny_wan_dir, data, tmp_path / "run", "iterations=1"), capsys)
+    assert code == 2 and err.count("\n") == 1 and f"--data {data.resolve()} lies inside" in err, err
+    assert "which every save of this run replaces; move it outside" in err
+
+
 @pytest.mark.parametrize("extra", [(), ("lora_rank=2", "ema=0.9")], ids=["full", "lora-ema"])
 def test_the_disk_check_asks_for_no_more_than_a_save_writes(tiny_wan_dir, synvid, tmp_path, capsys, monkeypatch, extra):
     """The start refuses a run whose save cannot fit (hostile case a_run_whose_saves_cannot_fit_on_the_disk); its

@@ -119,7 +119,18 @@ def output_inputs(cfg) -> dict:
 
 def check_output(cfg) -> Path:
     """The output guard for distill, read-only (any rank, before anything is loaded)."""
-    return check_folder(cfg.out, COMMAND, inputs=output_inputs(cfg), legacy=is_run_folder)
+    out = check_folder(cfg.out, COMMAND, inputs=output_inputs(cfg), legacy=is_run_folder)
+    student = out / "student"
+    for name, value in {"--data": cfg.data, "real_data": getattr(cfg, "real_data", None)}.items():
+        if value in (None, "world"):
+            continue
+        given = Path(value).expanduser().resolve()
+        if given == student or student in given.parents:  # moved away at every save, under the reading run
+            raise AccVideoError(
+                f"{name} {given} lies inside {student}, which every save of this run replaces; move it outside "
+                f"{out} and pass its new place"
+            )
+    return out
 
 
 def _prepare(d: Distiller) -> None:

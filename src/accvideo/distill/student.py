@@ -81,9 +81,26 @@ def export_student(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = out.with_name(f".{out.name}.old")
+    if old.is_dir():  # a save stopped between its renames: keep what the folder held beyond the student
+        if out.exists():
+            _carry_over(old, out)
+        else:
+            os.replace(old, out)
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
+    _carry_over(old, out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Move into the new student folder what the old one held beyond the student files (a run's student writes
+    the same names at every save): the teacher copy `teacher/` that a moved teacher is looked for in (every save
+    deleted it, the only copy when the teacher had been moved there)."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if not (new / entry.name).exists():
+            os.replace(entry, new / entry.name)
