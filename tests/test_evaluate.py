@@ -701,6 +701,28 @@ def test_a_clips_folder_another_command_is_writing_is_refused(held, tmp_path, he
     assert code in (0, None) and json.loads((out / "metrics.json").read_text())["n_videos"] == 2
 
 
+def test_a_clip_replaced_since_its_manifest_listed_it_is_refused(tmp_path, heldout, capsys):
+    """`sample --prompts` lists each clip's sha256; a clip copied over another was scored as the listed prompt's
+    (Frechet 75 -> 330, exit 0). A manifest without sha256 (a folder of your own) is read as before."""
+    from accvideo.core.files import file_sha256
+
+    pairs, real = heldout
+    clips = tmp_path / "clips"
+    write_video_folder(clips, (real[:3] * 255 + 0.5).astype(np.uint8), pairs[:3], fmt="npy")
+    manifest = clips / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({**r, "sha256": file_sha256(clips / r["file"])}) + "\n" for r in rows))
+    code, _ = _run_cli(["evaluate", "--videos", str(clips), "--out", str(tmp_path / "ev")], capsys)
+    assert code in (0, None) and json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_videos"] == 3
+    (clips / rows[0]["file"]).write_bytes((clips / rows[2]["file"]).read_bytes())  # copied over by hand
+    line = _one_line(["evaluate", "--videos", str(clips), "--out", str(tmp_path / "ev2")], capsys)
+    assert f"{clips / rows[0]['file']} is not the clip the manifest in {clips} lists (its sha256 differs" in line
+    assert not (tmp_path / "ev2").exists()
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))  # no sha256: the file as it is
+    code, _ = _run_cli(["evaluate", "--videos", str(clips), "--out", str(tmp_path / "ev3")], capsys)
+    assert code in (0, None)
+
+
 def test_clips_inside_a_run_a_live_distill_resumes_in_are_scored(tmp_path, heldout, capsys):
     """Only a command that writes clip folders inside its own (evaluate, demo, ablate) holds a clips folder above it:
     clips sampled earlier into RUN/clips are scored while a distill resumed in RUN trains."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accvideo.core.files import remove_stale_temps, temp_name, write_json_atomic
+from accvideo.core.files import file_sha256, remove_stale_temps, temp_name, write_json_atomic
 from accvideo.core.inputs import not_regular, parse_json
 from accvideo.core.video import (
     CLIP_NAME,
@@ -146,6 +146,7 @@ class VideoFolder:
         self.folder, self.expect = folder, None if expect is None else tuple(expect)
         self.paths: list[Path] = []
         self.pairs: list[tuple[str, int]] = []
+        self.digests: list[str | None] = []  # `sample --prompts` lists each clip's sha256: a replaced one is refused
         for i, entry in enumerate(entries):
             if "prompt" not in entry or "seed" not in entry:
                 raise AccVideoError(
@@ -158,6 +159,8 @@ class VideoFolder:
                 )
             self.paths.append(_find_file(folder, entry, i))
             self.pairs.append((str(entry["prompt"]), seed))
+            digest = entry.get("sha256") if "file" in entry else None
+            self.digests.append(digest if isinstance(digest, str) else None)
         self.files = [p.name for p in self.paths]
         # uint8 when every file is 8-bit, else float32 in [0, 1]: known from the .npy headers, before any clip is read
         self.dtype = np.float32 if any(_npy_is_float(p) for p in self.paths) else np.uint8
@@ -173,6 +176,12 @@ class VideoFolder:
 
     def _read(self, i: int) -> np.ndarray:
         path = self.paths[i]
+        if self.digests[i] is not None and file_sha256(path) != self.digests[i]:  # was scored as the listed prompt
+            raise AccVideoError(
+                f"{path} is not the clip the manifest in {self.folder} lists (its sha256 differs: replaced or edited "
+                "since it was written); rerun the `accvideo sample --prompts` that wrote the folder (it samples that "
+                'row again), or drop the entry\'s "sha256" to score the file as it is'
+            )
         clip = read_clip(path)
         if self.expect is not None and tuple(clip.shape[:3]) != self.expect:
             f, h, w = self.expect
