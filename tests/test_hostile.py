@@ -1797,6 +1797,17 @@ def an_output_inside_a_student_folder(env):
     return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(student / "c.mp4")], "inside the student folder"
 
 
+@case
+def a_clip_into_a_folder_of_sample_prompts(env):
+    # accepted; the folder's next `sample --prompts` wrote row 2's clip over it, its .yaml left naming the old prompt
+    clips = env.tmp / "clips"
+    clips.mkdir()
+    mark_folder(clips, "sample")
+    return ["sample", "--model", str(env.teacher), *SMALL, "--out", str(clips / "000002.mp4")], (
+        "the clip folder of `accvideo sample --prompts`"
+    )
+
+
 VARIANTS = {
     "a_torchrun_variable_that_is_no_number": (
         "synthesize:world",

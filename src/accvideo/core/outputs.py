@@ -403,6 +403,11 @@ def claim_file(path: str | Path, command: str, *, inputs: Mapping[str, str | Pat
     if hit is not None:
         raise AccVideoError(f"--out {resolved} lies inside the {hit[0]} folder {hit[1]}; choose another --out")
     _check_not_in_a_pipeline(resolved)
+    if owner(resolved.parent) == "sample":  # a `sample --prompts` folder: its next resume wrote its rows over the file
+        raise AccVideoError(
+            f"--out {resolved} lies inside {resolved.parent}, the clip folder of `accvideo sample --prompts` (it "
+            "writes its rows' clips there, over any file of the same name); choose another --out"
+        )
     if path.is_dir():
         raise AccVideoError(f"{resolved} is a folder, where a file is to be written; choose another --out")
     if path.exists() or path.is_symlink():
