@@ -171,6 +171,11 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
     assert torch.equal(x[0], x[1]) and not torch.equal(x[0], reals.latents[0])  # pure noise at sigma 1
     x0, _ = reals.noised(torch.tensor([2]), [7], 0.0, torch.device("cpu"))
     assert torch.equal(x0[0], reals.latents[2]) and torch.equal(cond["prompt_embeds"][0], cond["prompt_embeds"][1])
+    # the folder changed under the run (a clip replaced, one added): its resume trained on the old clips, silently
+    write_video(folder / "c0.mp4", rng.integers(0, 255, (9, 48, 40, 3), dtype=np.uint8), fps=8)
+    with pytest.raises(AccVideoError, match=r"real_data=.* changed since this run encoded its clips"):
+        load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    assert chunk.stat().st_mtime_ns == before  # kept, as the checkpoint trained on it
     with pytest.raises(AccVideoError, match="none of 1 clips"):
         only_short = tmp_path / "short"
         only_short.mkdir()

@@ -13,6 +13,7 @@ its conditioning is encoded with the latents and cached with them, and the parts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
-from accvideo.core.files import temp_name
+from accvideo.core.files import file_sha256, temp_name
 from accvideo.core.inputs import parse_json
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
@@ -200,8 +201,11 @@ def load_real_clips(
         path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
         if path.is_file() and _stale(path, spec, images):
             path.unlink()
+        part = sources[i : i + CHUNK]
+        digest = _sources_digest(part, len(sources))
+        if path.is_file():
+            _check_same_sources(path, digest, spec, setting)
         if not path.is_file():
-            part = sources[i : i + CHUNK]
             clips = [_load(s, frames, height, width) for s in part]
             kept = [(s, c) for s, c in zip(part, clips, strict=True) if c is not None]
             tensors = {"skipped": torch.tensor(len(part) - len(kept))}
@@ -213,6 +217,8 @@ def load_real_clips(
                     tensors[f"image/{name}"] = value.cpu().contiguous()
             tmp = temp_name(path)  # named after its writer (host, pid): a cleanup never takes a live one
             meta = {"prompts": json.dumps([s.prompt for s, _ in kept]), "clips": CLIPS_VERSION, "spec": spec}
+            if digest is not None:
+                meta["sources"] = digest
             write_safetensors(tensors, meta, tmp)  # deterministic bytes
             os.replace(tmp, path)
         from safetensors import safe_open
@@ -239,6 +245,33 @@ def load_real_clips(
         )
     image = {name: torch.cat(parts) for name, parts in image_cond.items()} if images else None
     return RealClips(torch.cat(latents), prompts, adapter, skipped, image)
+
+
+def _sources_digest(part: list[Source], total: int) -> str | None:
+    """What a chunk of clip files was encoded from: the folder's clip count, each file's name, prompt and sha256
+    (None for world renders, fixed by their captions and seeds)."""
+    if all(s.path is None for s in part):
+        return None
+    digest = hashlib.sha256(str(total).encode())
+    for s in part:
+        digest.update(json.dumps([s.path.name if s.path else None, s.prompt, s.seed]).encode())
+        if s.path is not None:
+            digest.update(file_sha256(s.path).encode())
+    return digest.hexdigest()
+
+
+def _check_same_sources(path: Path, digest: str | None, spec: str, setting: str) -> None:
+    """Refuse a resume whose clip folder changed since its chunk `path` was encoded (it trained on the old clips,
+    silently, as a SynVid that changed under a run is refused); chunks from before the digest are kept."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        recorded = (f.metadata() or {}).get("sources")
+    if recorded is not None and digest is not None and recorded != digest:
+        raise AccVideoError(
+            f"{setting}={spec} changed since this run encoded its clips into {path.parent} (a clip added, removed, "
+            "replaced or given another prompt); put the clips back as they were, or start the run in another --out"
+        )
 
 
 def _stale(path: Path, spec: str, images: bool) -> bool:
