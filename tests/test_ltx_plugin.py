@@ -257,8 +257,9 @@ def test_every_command_takes_an_ltx_folder_through_the_plugin(ltx_dir, plugin, t
         code, _, err = run_cli(["sample", "--model", str(run), "--prompt", "a red circle", "--out", str(clip)], capsys)
         assert code == 0 and clip.stat().st_size > 0, err
 
-    # export writes folders that a stock built-in pipeline loads; for LTXPipeline it refuses before writing
-    for fmt in ("diffusers", "single-file"):
+    # export writes folders that a stock built-in pipeline loads; for LTXPipeline it refuses before writing (every
+    # format: `--format lora` wrote one, its README giving a false reason and shift 1.0)
+    for fmt in ("diffusers", "single-file", "lora"):
         args = ["export", str(tmp_path / "lora"), "--format", fmt, "--out", str(tmp_path / "exported")]
         code, _, err = run_cli(args, capsys)
         assert code == 2 and err.count("\n") == 1 and "LTXPipeline" in err and not (tmp_path / "exported").exists()

@@ -11,6 +11,7 @@ from accvideo.errors import AccVideoError
 from accvideo.export.config import FORMATS
 from accvideo.export.folder import building, check_target
 from accvideo.export.formats import carry_decoder, check_single_file, write_diffusers, write_lora, write_single
+from accvideo.export.scheduler import check_pipeline
 from accvideo.export.source import read_source
 from accvideo.models.decoder import find_decoder, load_decoder_for
 
@@ -43,6 +44,7 @@ def export_run(
         )
     t0 = time.perf_counter()
     src = read_source(run)
+    check_pipeline(src.pipeline)  # every format, before anything is made (`--format lora` wrote a plugin's run)
     target = check_target(
         Path(out),
         protected={

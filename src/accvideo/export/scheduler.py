@@ -96,14 +96,19 @@ def pipeline_sigmas(scheduler, steps: int, mode: str) -> list[float]:
     return [float(x) for x in scheduler.sigmas]
 
 
-def matching_scheduler(key_sigmas: Sequence[float], pipeline_class: str):
-    """(scheduler, settings) whose `pipeline_class` timesteps for m steps equal the key sigmas within 1e-6."""
+def check_pipeline(pipeline_class: str) -> None:
+    """Refuse a pipeline export writes nothing for (a plugin family's): one line naming the ones it does."""
     if pipeline_class not in PIPELINE_TIMESTEPS:
         known = ", ".join(sorted(PIPELINE_TIMESTEPS))
         raise AccVideoError(
             f"cannot export for a {pipeline_class} (export writes folders that a stock diffusers pipeline loads: "
             f"{known}); sample the student with `accvideo sample --model RUN`"
         )
+
+
+def matching_scheduler(key_sigmas: Sequence[float], pipeline_class: str):
+    """(scheduler, settings) whose `pipeline_class` timesteps for m steps equal the key sigmas within 1e-6."""
+    check_pipeline(pipeline_class)
     mode = PIPELINE_TIMESTEPS[pipeline_class]
     key = [float(x) for x in key_sigmas]
     settings = scheduler_settings(key, mode)
