@@ -28,6 +28,16 @@ def reference(tmp_path_factory):
     return out, stats
 
 
+def test_a_teacher_trained_at_its_own_size_samples_at_it(reference):
+    """Its clip size is its default (accvideo.json): it was sampled at the built-in model's 17x64x64, credited to it."""
+    from accvideo.models.defaults import video_defaults
+
+    out, _ = reference
+    values, source = video_defaults(out, "wan")
+    assert (values["frames"], values["height"], values["width"]) == (CFG.frames, CFG.height, CFG.width) != (17, 64, 64)
+    assert source.startswith(str(out / "accvideo.json"))
+
+
 def test_same_seed_same_weights_and_training_moves_them(reference, tmp_path):
     out, stats = reference
     again = tmp_path / "again"

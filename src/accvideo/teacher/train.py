@@ -24,6 +24,7 @@ from accvideo.core.schedules import shift_sigmas
 from accvideo.core.tensorfile import share_files
 from accvideo.errors import AccVideoError
 from accvideo.models import pipeline_class
+from accvideo.models.defaults import SETTINGS_FILE, SMALL
 from accvideo.models.tiny import word_tokenizer
 from accvideo.models.wan import WanAdapter
 from accvideo.models.wan_ti2v import WanTI2VImageAdapter
@@ -503,6 +504,9 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     pipe.save_pretrained(str(tmp), safe_serialization=True)
     forget_source_paths(tmp)
     save_config(cfg, tmp / RECORD, **stats)
+    if (cfg.frames, cfg.height, cfg.width) != (SMALL["frames"], SMALL["height"], SMALL["width"]):
+        # its own clip size as its default (models/defaults.py): it was sampled at the built-in model's 17x64x64
+        write_json_atomic(tmp / SETTINGS_FILE, {"frames": cfg.frames, "height": cfg.height, "width": cfg.width})
     mark_folder(tmp, COMMAND)  # the output guard's marker travels with the folder (hidden: not in the identity)
     share_files(tmp)  # save_pretrained writes weights with mode 600
     if out.exists():
