@@ -503,6 +503,21 @@ def test_a_shard_with_edited_metadata_is_unreadable_naming_what_and_the_fix(synv
     )
 
 
+def test_overwrite_with_a_shorter_prompt_file_rewrites_the_manifest(tiny_wan_dir, tiny_wan, tmp_path):
+    """The shards past the shorter file were removed, but synvid.yaml kept `items: 6`: every distill then warned
+    that 4 items were missing and told to rerun the same synthesize, which changed nothing."""
+    six, two = tmp_path / "p6.txt", tmp_path / "p2.txt"
+    six.write_text("".join(f"{p}\n" for p in PROMPTS + ["a white dog"]))
+    two.write_text("".join(f"{p}\n" for p in PROMPTS[:2]))
+    synthesize(cfg(tiny_wan_dir, six, tmp_path / "ds", steps=4, key_steps=2), adapter=tiny_wan, progress=False)
+    assert yaml.safe_load((tmp_path / "ds" / "synvid.yaml").read_text())["items"] == 6
+    shorter = cfg(tiny_wan_dir, two, tmp_path / "ds", steps=4, key_steps=2, overwrite=True)
+    synthesize(shorter, adapter=tiny_wan, progress=False)
+    assert yaml.safe_load((tmp_path / "ds" / "synvid.yaml").read_text())["items"] == 2
+    data = SynVidDataset(tmp_path / "ds")
+    assert len(data) == 2 and not data.missing and data.missing_line() is None
+
+
 @pytest.mark.parametrize("damage", ["edited metadata", "truncated"])
 def test_overwrite_redoes_an_unreadable_shard_bit_for_bit(synvid, tiny_wan_dir, tmp_path, capsys, damage):
     """A shard whose metadata was edited (or that is cut short) is refused by a rerun, naming --overwrite; a rerun

@@ -135,8 +135,10 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_l
         _check_disk(root, settings, items, cfg.shard_size, cfg.store, read)  # before the folder is even made
         removed = prepare_folder(root, settings, items, cfg.shard_size, cfg.overwrite, model_dir, locks, read)
         shards = range(shard_count(len(items), cfg.shard_size))
-        if (root / MANIFEST).is_file() and all(
-            is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos, read) for k in shards
+        if (
+            not removed  # shards removed (an --overwrite over a longer prompt file): the manifest's `items` is stale
+            and (root / MANIFEST).is_file()
+            and all(is_complete(root, k, shard_items(items, k, cfg.shard_size), cfg.videos, read) for k in shards)
         ):
             return identity, removed  # nothing to write: the manifest stays the one of the run that made the shards
         try:  # the resolved run, for people; readers need only the shards
