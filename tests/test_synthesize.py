@@ -205,6 +205,13 @@ def test_whole_trajectories_and_the_readers_checks(tiny_wan, tiny_wan_dir, tmp_p
     SynVidDataset(tmp_path / "key", teacher=teacher)
     with pytest.raises(AccVideoError, match="not by this trainer's teacher"):
         SynVidDataset(tmp_path / "key", teacher="sha256:" + "0" * 64)
+    # the Python API as docs/synvid.md shows it, given what it does not take: a rising list served clean latents
+    # first, silently; [] and "1,0" were Python's errors; a folder name was told to pass what it passed
+    for bad in ([three[-1], three[1], three[0]], [1.0, 1.0, 0.0], [], "1,0", 1.0):
+        with pytest.raises(AccVideoError, match="key_sigmas must be a list of at least 2 numbers falling strictly"):
+            SynVidDataset(tmp_path / "all", key_sigmas=bad)
+    with pytest.raises(AccVideoError, match=r"teacher='builtin' is no teacher identity; pass teacher_identity\(FOLDER"):
+        SynVidDataset(tmp_path / "key", teacher="builtin")
 
     # DataLoader workers open the files themselves and see the same items
     loader = torch.utils.data.DataLoader(SynVidDataset(tmp_path / "key"), batch_size=2, num_workers=2)

@@ -53,6 +53,15 @@ def _key_rows(settings: SynVidSettings, key_sigmas: Sequence[float] | None) -> t
     stored = settings.sigmas[list(settings.latent_indices)]
     if key_sigmas is None:
         return torch.tensor([settings.latent_indices.index(i) for i in settings.key_indices])
+    try:  # the trainer's order, t'_m = 1 > ... > t'_0 = 0, as the CLI's key_sigmas= (a rising list served clean first)
+        asked = [] if isinstance(key_sigmas, str) else [float(s) for s in key_sigmas]
+    except (TypeError, ValueError):
+        asked = []
+    if len(asked) < 2 or any(not a > b for a, b in zip(asked, asked[1:], strict=False)):
+        raise AccVideoError(
+            "key_sigmas must be a list of at least 2 numbers falling strictly from 1 to 0 (e.g. [1.0, 0.5, 0.0]); "
+            f"got {key_sigmas!r}"
+        )
     rows = []
     for s in key_sigmas:
         hit = torch.nonzero((stored - float(s)).abs() <= SIGMA_TOLERANCE).flatten()
@@ -151,6 +160,11 @@ class SynVidDataset(Dataset):
 
     def check_teacher(self, teacher: str) -> None:
         """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
+        if not isinstance(teacher, str) or ":" not in teacher:  # a folder or 'builtin': told to pass what it passed
+            raise AccVideoError(
+                f"teacher={teacher!r} is no teacher identity; pass teacher_identity(FOLDER) "
+                "(accvideo.models.identity), not the folder or its name"
+            )
         if teacher != self.settings.teacher:
             given = _recorded(self.root, "teacher")
             then = f"pass --teacher {given} (the folder synthesize was given), or " if isinstance(given, str) else ""
