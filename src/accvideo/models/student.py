@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from itertools import pairwise
 from pathlib import Path
 
@@ -440,7 +441,10 @@ def _load_lora(pipe, student_dir: Path, name: str, lora: dict) -> None:
     check_lora_fits(path, lora_layers(path, lora), transformer, lora["targets"])
     second = {"load_into_transformer_2": True} if name != FULL_WEIGHTS else {}
     try:
-        pipe.load_lora_weights(str(student_dir), weight_name=path.name, adapter_name="student", **second)
+        with warnings.catch_warnings():  # checked both ways here (check_lora_fits, check_lora_loaded): its multi-line
+            # "inconsistency ... can be ignored" (Wan I2V's add_k_proj / add_v_proj, which diffusers pads) at every load
+            warnings.filterwarnings("ignore", message="While injecting the PEFT adapters", category=RuntimeWarning)
+            pipe.load_lora_weights(str(student_dir), weight_name=path.name, adapter_name="student", **second)
     except Exception as exc:  # noqa: BLE001 - whatever the loader raises for a bad file, one line
         if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
             raise  # a fault of the machine: the CLI says what to change
