@@ -64,3 +64,16 @@ def sample_video(model, out, capsys, monkeypatch, *args: str):
     code, _, err = run_cli(["sample", "--model", str(model), *args, "--out", str(out)], capsys)
     assert code in (0, None), err
     return seen[0]
+
+
+def run_forked(target, args: list[tuple], timeout: float) -> None:
+    """`target(*a)` for every `a` in forked processes at once (writers racing on one folder); each must exit 0."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=target, args=a) for a in args]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout)
+    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_forked
 
 from accvideo.core import files as files_mod
 from accvideo.core import outputs
@@ -333,16 +334,8 @@ def _record_into(folder: str, tag: int, n: int) -> None:
 
 def test_two_writers_appending_and_folding_at_once_keep_every_entry(tmp_path):
     """Two processes (torchrun ranks) recording into a folder with a large ledger, through appends and folds."""
-    import multiprocessing
-
     _big_ledger(tmp_path, 600)
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_record_into, args=(str(tmp_path), tag, 700)) for tag in range(2)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-    assert all(proc.exitcode == 0 for proc in procs)
+    run_forked(_record_into, [(str(tmp_path), tag, 700) for tag in range(2)], 120)
     ledger = outputs._ledger(tmp_path)
     assert len(ledger) == 600 + 1400
     for tag in range(2):

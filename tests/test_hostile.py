@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import hand_made_run
+from cli_helpers import hand_made_run, run_forked
 
 from accvideo.cli import main
 from accvideo.core.files import is_stale_temp, temp_name
@@ -2023,17 +2023,9 @@ def test_writers_of_different_files_in_one_folder_at_once_keep_every_ledger_entr
     """The ledger is read, changed and written back by each single-file writer: four processes recording files of
     their own into one folder at once keep all their entries (an unlocked read-modify-write lost some, and the next
     rerun to a lost file was refused as 'not written by accvideo')."""
-    import multiprocessing
-
     from accvideo.core.outputs import LEDGER
 
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), tag, 40)) for tag in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(60)
-    assert all(proc.exitcode == 0 for proc in procs)
+    run_forked(_record_many, [(str(tmp_path), tag, 40) for tag in range(4)], 60)
     files = json.loads((tmp_path / LEDGER).read_text())["files"]
     assert sorted(files) == sorted(f"w{tag}-{i}.txt" for tag in range(4) for i in range(40))
     for name, entry in files.items():

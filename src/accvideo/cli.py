@@ -646,10 +646,9 @@ TORCHRUN_VERBS = ("synthesize", "distill", "sample")
 
 def _under_torchrun() -> bool:
     """WORLD_SIZE > 1, read without importing torch (core/dist.py does); one line for a value that is no count."""
-    value = os.environ.get("WORLD_SIZE", "1")
-    if not (value.strip().isascii() and value.strip().isdigit()):  # '²' is a digit to isdigit, not to int()
-        raise AccVideoError(f"WORLD_SIZE={value!r} is not a number of processes; launch with torchrun, or unset it")
-    return int(value) > 1
+    from accvideo.core.inputs import env_int  # torch-free, as core/dist.py (which also reads it) is not
+
+    return env_int("WORLD_SIZE", "1", 1, "a number of processes") > 1
 
 
 def single_process_line(name: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
+from accvideo.core.inputs import env_int
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.launcher import watch_launcher
 from accvideo.errors import AccVideoError
@@ -27,17 +28,6 @@ from accvideo.errors import AccVideoError
 def env_world_size() -> int:
     """WORLD_SIZE as torchrun sets it (1 when launched without torchrun)."""
     return env_int("WORLD_SIZE", "1", 1, "a number of processes")
-
-
-def env_int(name: str, default: str, low: int, what: str, high: int | None = None) -> int:
-    """An integer environment variable torchrun sets, in [low, high]; one line for any other value (int() raised
-    a traceback, torch's rendezvous another)."""
-    value = os.environ.get(name, default)
-    text = value.strip()
-    number = int(text) if text.isascii() and text.isdigit() else None  # '²' is a digit to isdigit, not to int()
-    if number is None or number < low or (high is not None and number > high):
-        raise AccVideoError(f"{name}={value!r} is not {what}; launch with torchrun, or unset WORLD_SIZE")
-    return number
 
 
 def is_distributed() -> bool:

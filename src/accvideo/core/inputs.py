@@ -348,3 +348,23 @@ def check_model_folder(folder: str | Path, fix: str) -> None:
         weights = (f for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth") for f in config.parent.glob(pattern))
         if next(weights, None) is None:
             raise _bad(config.parent, "holds a config.json but no weights file (an interrupted download?)", fix)
+
+
+def env_int(name: str, default: str, low: int, what: str, high: int | None = None) -> int:
+    """An integer environment variable torchrun sets, in [low, high]; one line for any other value (int() raised
+    a traceback, torch's rendezvous another)."""
+    value = os.environ.get(name, default)
+    text = value.strip()
+    number = int(text) if text.isascii() and text.isdigit() else None  # '²' is a digit to isdigit, not to int()
+    if number is None or number < low or (high is not None and number > high):
+        raise AccVideoError(f"{name}={value!r} is not {what}; launch with torchrun, or unset WORLD_SIZE")
+    return number
+
+
+def first_non_finite(tensors) -> str | None:
+    """The name of the first floating-point tensor of (name, tensor) pairs that holds a NaN or infinite value, None
+    when every one is finite (weights a diverged run saved: students, classifiers)."""
+    for name, t in tensors:
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            return name
+    return None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from accvideo.core.inputs import first_non_finite
 from accvideo.errors import AccVideoError
 from accvideo.world.attributes import ATTRIBUTES
 
@@ -153,12 +154,12 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
 def check_finite(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Refuse classifier weights holding a NaN or infinite value, as student weights are (models/student.py): their
     features are NaN, and evaluate's Frechet distance failed with numpy's LinAlgError traceback."""
-    for name, t in tensors.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise AccVideoError(
-                f"{path}: {name} holds NaN or infinite values (a damaged classifier, or one saved by a run that "
-                "diverged); retrain it with `accvideo world-train-classifier --out DIR` and pass --classifier DIR"
-            )
+    bad = first_non_finite(tensors.items())
+    if bad is not None:
+        raise AccVideoError(
+            f"{path}: {bad} holds NaN or infinite values (a damaged classifier, or one saved by a run that "
+            "diverged); retrain it with `accvideo world-train-classifier --out DIR` and pass --classifier DIR"
+        )
 
 
 def check_clips(videos: np.ndarray | torch.Tensor, cfg: ClassifierConfig, what: str = "videos") -> None:

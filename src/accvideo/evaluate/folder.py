@@ -22,7 +22,7 @@ from accvideo.core.video import (
     write_video,
 )
 from accvideo.errors import AccVideoError
-from accvideo.synthesize.prompts import is_seed, not_utf8
+from accvideo.synthesize.prompts import is_seed, utf8_lines
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
 
@@ -51,21 +51,12 @@ def read_manifest(folder: Path) -> list[dict]:
 
 
 def _text_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of each line of a manifest, read as UTF-8 as prompt files are (a byte-order mark allowed
-    at its start): a byte that is not UTF-8 (a file saved as UTF-16 or Latin-1) is one line naming its line."""
+    """(line number, text) of each line of a manifest, read as UTF-8 as prompt files are (`utf8_lines`)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise AccVideoError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
-    lines = []
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        try:
-            lines.append((lineno, line.decode("utf-8-sig" if lineno == 1 else "utf-8")))
-        except UnicodeDecodeError as exc:
-            raise AccVideoError(
-                f"line {lineno} of {path} {not_utf8(line, exc.start)}; re-save the file as UTF-8"
-            ) from None
-    return lines
+    return list(utf8_lines(raw, path))
 
 
 def _parse(path: Path, text: str, lineno: int | None = None):

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import torch
 
-from accvideo.core.inputs import check_safetensors, is_int, is_number, load_safetensors, parse_json, read_json
+from accvideo.core.inputs import (
+    check_safetensors,
+    first_non_finite,
+    is_int,
+    is_number,
+    load_safetensors,
+    parse_json,
+    read_json,
+)
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
 from accvideo.models import load_adapter
@@ -345,17 +353,12 @@ def check_finite(path: Path, tensors=None) -> None:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():  # noqa: SIM118 - a safe_open handle is not iterable
-                _check_finite_tensor(path, name, f.get_tensor(name))
-        return
-    for name, t in tensors.items():
-        _check_finite_tensor(path, name, t)
-
-
-def _check_finite_tensor(path: Path, name: str, t: torch.Tensor) -> None:
-    if t.is_floating_point() and not torch.isfinite(t).all():
+            bad = first_non_finite((name, f.get_tensor(name)) for name in f.keys())  # noqa: SIM118 - not iterable
+    else:
+        bad = first_non_finite(tensors.items())
+    if bad is not None:
         raise AccVideoError(
-            f"{path}: {name} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
+            f"{path}: {bad} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
             f"remove the student/ folder and rerun the distill command that wrote it (it saves the student again "
             "from its last checkpoint), or restore the run folder"
         )

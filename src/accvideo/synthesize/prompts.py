@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +75,18 @@ class PromptList:
 def not_utf8(raw: bytes, start: int) -> str:
     """What a prompt that is not UTF-8 is, in a prompt file's line or a --prompt alike: the first bad byte."""
     return f"is not UTF-8 (byte 0x{raw[start]:02x} at column {start + 1})"
+
+
+def utf8_lines(raw: bytes, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a text file's bytes read as UTF-8, a byte-order mark at its start dropped (it is legal
+    there and no part of a line); a line that is no UTF-8 is one line naming it (prompt files, manifests)."""
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        try:
+            yield lineno, line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise AccVideoError(
+                f"line {lineno} of {path} {not_utf8(line, exc.start)}; re-save the file as UTF-8"
+            ) from None
 
 
 def too_long(prompt: str) -> str:
@@ -179,14 +191,8 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> PromptList:
     sizes: dict[str, tuple[int, int]] = {}
     digests: dict[str, str] = {}
     blank = 0
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        try:
-            # a byte-order mark is legal at the start of a UTF-8 file and is not part of the prompt
-            text = line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise AccVideoError(
-                f"line {lineno} of {path} {not_utf8(line, exc.start)}; re-save the file as UTF-8"
-            ) from None
+    for lineno, text in utf8_lines(raw, path):
+        text = text.strip()
         if not text:
             blank += 1
             continue
