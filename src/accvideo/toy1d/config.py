@@ -9,7 +9,8 @@ from accvideo.core.config import check_lr_ceiling, check_threads, fields_of
 from accvideo.errors import AccVideoError
 
 KD_TARGETS = ("data", "teacher")
-# The largest data_point a. The noise is N(0, 1) and near, tau and the mismatches are absolute, all sized (as the
+# The largest data_point a (the figures below were measured by hand, not by a committed command). The noise is
+# N(0, 1) and near, tau and the mismatches are absolute, all sized (as the
 # teacher's net and lr were tuned) for the paper's a = 3. At a = 20 the full preset's teacher still put 100% of its
 # samples within near of +-a (AccVideo's student 65.5%, KD M=0's 1.4%); at 30 only 50% (the quick preset: 100% at
 # 10, 48% at 15, 0% at 30), so past 20 the teacher misses its own data and no figure means what docs/toy1d.md says.
@@ -84,7 +85,7 @@ class Toy1dConfig:
         if self.data_point > MAX_DATA_POINT:
             raise AccVideoError(
                 f"toy1d data_point must be at most {MAX_DATA_POINT:g} (the noise, near, tau and the mismatches are "
-                f"sized for the paper's 3; at 30 the teacher put half its samples off its own data), "
+                f"sized for the paper's 3; far past it the teacher misses its own data), "
                 f"got {self.data_point!r}"
             )
         for name in LEARNING_RATES:  # Adam, like every trainer's: a larger lr only diverges
