@@ -638,6 +638,31 @@ def test_a_finished_run_rerun_at_another_path_says_it_kept_the_student_there(tin
     assert {p: p.read_bytes() for p in moved.rglob("*") if p.is_file()} == before
 
 
+def test_a_finished_runs_rerun_with_the_teachers_new_folder_records_it(tiny_wan_dir, synvid, tmp_path, capsys):
+    """A teacher moved after distilling: the rerun with its new folder kept student.json naming the old one, so
+    `sample` and `export` said the teacher folder was gone. The rerun now saves the student again, naming the new
+    folder, with the same weights."""
+    from safetensors.torch import load_file
+
+    run, moved = tmp_path / "run", tmp_path / "moved-teacher"
+    code, _, err = run_cli(distill_args(tiny_wan_dir, synvid, run, "iterations=1"), capsys)
+    assert code in (0, None), err
+
+    def weights():
+        return load_file(str(next((run / "student" / "transformer").glob("*.safetensors"))))
+
+    before = weights()
+    shutil.copytree(tiny_wan_dir, moved)
+    code, out, err = run_cli(distill_args(moved, synvid, run, "iterations=1"), capsys)
+    assert code in (0, None), err
+    info = json.loads((run / "student" / "student.json").read_text())
+    assert info["teacher_dir"] == str(moved.resolve()) and info["iteration"] == 1
+    after = weights()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    code, out, err = run_cli(distill_args(moved, synvid, run, "iterations=1"), capsys)  # now current: kept
+    assert code in (0, None) and out.splitlines()[-1].startswith(f"kept the 5-step student in {run}/student"), err
+
+
 def test_what_a_damaged_lora_student_is_told_to_do_repairs_it(tiny_wan_dir, synvid, tmp_path, capsys):
     """The fixes the one-line errors name are true: a student.json that lost its teacher identity and a LoRA file
     of another rank are saved again by the distill command's rerun; a file of other layers (which only the loaded

@@ -252,7 +252,7 @@ def save(d: Distiller) -> None:
 def artifact_is_current(d: Distiller) -> bool:
     """Whether student/ holds this state's weights, whole (its student.json names this iteration) and the loss plot
     is there (drawn before the student, so as current): a kill between the checkpoint and the export, or a file
-    deleted since, makes a finished run's rerun export again (rank 0 looks)."""
+    deleted since, or a teacher given at another folder, makes a finished run's rerun export again (rank 0 looks)."""
     from accvideo.models.student import read_student_info, student_weights
 
     folder = d.out / "student"
@@ -262,7 +262,10 @@ def artifact_is_current(d: Distiller) -> bool:
     except AccVideoError:
         return False
     return (
-        info.get("iteration") == d.iteration and info.get("samples") == d.samples and (d.out / "losses.png").is_file()
+        info.get("iteration") == d.iteration
+        and info.get("samples") == d.samples
+        and info.get("teacher_dir") == str(Path(d.model_dir).resolve())  # a teacher moved since: record its new folder
+        and (d.out / "losses.png").is_file()
     )
 
 
