@@ -21,7 +21,7 @@ from accvideo.errors import AccVideoError
 from accvideo.models.identity import teacher_identity
 from accvideo.synthesize import SynthConfig, SynVidDataset, build_index, read_prompts, synthesize
 from accvideo.synthesize import shards as shards_mod
-from accvideo.synthesize.shards import list_shards, partial_files
+from accvideo.synthesize.shards import list_shards, partial_files, read_header
 from accvideo.world import item_seed
 from accvideo.world import prompts as world_prompts
 
@@ -376,7 +376,13 @@ def test_output_of_another_teacher_or_prompt_list_is_refused(tiny_wan, tiny_wan_
     code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--steps", "20"], capsys)
     assert code == 2 and "other settings (steps 10 vs 20)" in err
     code, _, err = run_cli([*base, "--teacher", str(tiny_wan_dir), "--seed", "9"], capsys)
-    assert code == 2 and "other prompts or seeds" in err
+    stored = read_header(out / "shard-000000.safetensors").items[0]["seed"]
+    given = read_prompts(prompts, 9).items[0].seed
+    assert (
+        code == 2
+        and f"shard-000000.safetensors holds item 0 with seed {stored}; this run gives it seed {given};" in err
+    )
+    assert stored != given
 
     # the prompt file grew: complete shards stay, the short last one is redone with its new item
     prompt_file(prompts, PROMPTS)

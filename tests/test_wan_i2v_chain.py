@@ -273,6 +273,49 @@ def test_resume_notices_an_image_replaced_under_its_path(tiny_i2v_dir, tmp_path,
     assert not read_header(shard).hashes_images  # resumed, not redone
 
 
+def test_images_moved_with_the_same_bytes_make_the_same_items(tiny_i2v_dir, tmp_path, capsys):
+    """A prompt file moved with its images (same bytes, other paths): synthesize refused the resume ("other prompts
+    or seeds (or images)") and `sample --prompts` sampled every row again, though what makes an item is its image's
+    bytes. Both keep their work now; a kept clip's manifest line names the image where it is now."""
+    from accvideo.synthesize.shards import shard_path
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    (first / "images").mkdir(parents=True)
+    for i in range(2):
+        picture(30 + i, (W, H)).save(first / "images" / f"{i}.png")
+    rows = [{"prompt": p, "seed": 3 + i, "image": f"images/{i}.png"} for i, p in enumerate(PROMPTS[:2])]
+    (first / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["--steps", "2", "--frames", str(FRAMES), "--size", f"{H}x{W}"]
+
+    def synthesize(folder):
+        args = ["synthesize", "--teacher", str(tiny_i2v_dir), "--prompts", str(folder / "p.jsonl")]
+        return run_cli(
+            [*args, "--out", str(tmp_path / "syn"), "--key-steps", "2", "--shard-size", "2", *common], capsys
+        )
+
+    def sample(folder):
+        args = ["sample", "--model", str(tiny_i2v_dir), "--prompts", str(folder / "p.jsonl")]
+        return run_cli([*args, "--out", str(tmp_path / "clips"), *common], capsys)
+
+    assert synthesize(first)[0] == 0 and sample(first)[0] in (0, None)
+    shard, clips = shard_path(tmp_path / "syn", 0), tmp_path / "clips"
+    before = shard.read_bytes(), {p.name: p.read_bytes() for p in clips.glob("*.mp4")}
+    first.rename(moved)
+    code, _, err = synthesize(moved)
+    assert code == 0 and shard.read_bytes() == before[0], err
+    code, out, err = sample(moved)
+    assert code in (0, None) and "2 of 2 clips are already in" in out, err
+    assert {p.name: p.read_bytes() for p in clips.glob("*.mp4")} == before[1]
+    listed = [json.loads(line) for line in (clips / "manifest.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in listed] == [str(moved / "images" / f"{i}.png") for i in range(2)]
+    # other bytes at the new place are another item: refused (synthesize) or sampled again (sample), as before
+    picture(99, (W, H)).save(moved / "images" / "1.png")
+    code, _, err = synthesize(moved)
+    assert code == 2 and f"another version of image {moved / 'images' / '1.png'} (its bytes changed since)" in err
+    code, out, err = sample(moved)
+    assert code in (0, None) and "1 of 2 clips are already in" in out, err
+
+
 def test_single_file_export_names_the_image_embedder_as_the_wan_repository_does(chain, tmp_path, capsys):
     """The I2V transformer's image projection and image keys (k_img, v_img, norm_k_img) map back, by diffusers' own
     reader of the layout, to the diffusers export's transformer, tensor for tensor."""

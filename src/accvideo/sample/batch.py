@@ -170,8 +170,10 @@ def _prepare(out: Path, wanted: dict[int, dict], settings: dict) -> dict[int, di
             raise AccVideoError(f"{out / name} is not a clip file (a folder?); remove it and run again")
     by_file = {e.get("file"): e for e in listed}
     checked, witnessed = _read_checked(out), []
-    done = {
-        i: by_file[e["file"]] for i, e in wanted.items() if _kept(out, by_file.get(e["file"]), e, checked, witnessed)
+    done = {  # a kept line names its row's image where the prompt file puts it now
+        i: {**by_file[e["file"]], **({"image": e["image"]} if "image" in e else {})}
+        for i, e in wanted.items()
+        if _kept(out, by_file.get(e["file"]), e, checked, witnessed)
     }
     # before any clip is replaced: the manifest never lists one being rewritten
     write_manifest(out, (done[i] for i in sorted(done)))
@@ -322,7 +324,7 @@ def _kept(
     """Whether the listed line of `entry`'s row keeps its clip: the same row, and each file in place with the sha256
     the line records (a line of an older manifest without one: the file only has to be there). A file whose stat is
     the one `checked` recorded with that sha256 is not read again; each file found whole is added to `witnessed`."""
-    if listed is None or {k: v for k, v in listed.items() if k not in _SHA.values()} != entry:
+    if listed is None or _row(listed) != _row(entry):
         return False
     found = []
     for k, sha in _SHA.items():
@@ -338,6 +340,13 @@ def _kept(
     if witnessed is not None:
         witnessed.extend(found)
     return True
+
+
+def _row(entry: dict) -> dict:
+    """What makes a line's clip: its row without the clips' digests, and without the image's path where the image's
+    bytes are recorded (an image moved with the same bytes makes the same clip)."""
+    hashed = "image_sha256" in entry
+    return {k: v for k, v in entry.items() if k not in _SHA.values() and not (hashed and k == "image")}
 
 
 def _with_sha(out: Path, entry: dict, witnessed: list | None = None) -> dict:

@@ -52,11 +52,18 @@ def video_name(index: int) -> str:
     return f"{VIDEOS}/{index:08d}.mp4"
 
 
-def item_keys(items: Sequence[Item], header: ShardHeader) -> list[tuple[int, str, int, str | None, str | None]]:
-    """`items` as `header.keys` spells them; the images' digests only if the shard recorded them (older shards
-    did not: they are checked by path, as they were made)."""
+def item_keys(items: Sequence[Item], header: ShardHeader) -> list[tuple[int, str, int, str | None]]:
+    """What makes each of `items`' content, as `stored_keys(header)` spells it: (index, prompt, seed, image), the
+    image by its bytes' digest where the shard recorded digests (an image moved with the same bytes makes the same
+    item), else by its path (older shards: checked as they were made)."""
     digests = header.hashes_images
-    return [(it.index, it.prompt, it.seed, it.image, it.image_sha256 if digests else None) for it in items]
+    return [(it.index, it.prompt, it.seed, it.image_sha256 if digests else it.image) for it in items]
+
+
+def stored_keys(header: ShardHeader) -> list[tuple[int, str, int, str | None]]:
+    """The shard's items as `item_keys` spells them."""
+    digests = header.hashes_images
+    return [(i, prompt, seed, sha if digests else image) for i, prompt, seed, image, sha in header.keys]
 
 
 def other_teacher(name: str, theirs: str, ours: str) -> str:
@@ -82,15 +89,31 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
         return f"{name} was made with other settings ({diff})"
     if header.path != shard_path(header.path.parent, header.shard):
         return f"{name} says it is shard {header.shard}"
-    stored, expected = header.keys, item_keys(shard_items(items, header.shard, shard_size), header)
+    part = shard_items(items, header.shard, shard_size)
+    stored, expected = stored_keys(header), item_keys(part, header)
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
     if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
-        changed = [s[3] for s, e in zip(stored, expected, strict=False) if s[:4] == e[:4] and s[4] != e[4]]
-        if changed:
-            return f"{name} was made from another version of image {changed[0]} (its bytes changed since)"
+        for s, e, it in zip(stored, expected, part, strict=False):
+            if s != e:
+                return _first_difference(name, s, e, it, header.hashes_images)
         return f"{name} holds other prompts or seeds (or images) than items {first}..{last} of the prompt file"
     return None
+
+
+def _first_difference(name: str, stored: tuple, expected: tuple, item: Item, digests: bool) -> str:
+    """Why item `item` of the prompt file is not the one shard `name` holds in its place, naming what differs."""
+    if stored[1] != expected[1]:
+        return (
+            f"{name} holds another prompt as item {item.index} ({stored[1][:40]!r}, the file says {item.prompt[:40]!r})"
+        )
+    if stored[2] != expected[2]:
+        return f"{name} holds item {item.index} with seed {stored[2]}; this run gives it seed {item.seed}"
+    if stored[3] != expected[3] and digests and stored[3] is not None and expected[3] is not None:
+        return f"{name} was made from another version of image {item.image} (its bytes changed since)"
+    if stored[3] != expected[3]:
+        return f"{name} was made from image {stored[3]} as item {item.index}, the prompt file gives {item.image}"
+    return f"{name} holds item {stored[0]} where the prompt file has item {item.index}"
 
 
 def remove_shard(header: ShardHeader) -> None:
@@ -192,6 +215,6 @@ def is_complete(
         header = read(path)
     except AccVideoError:  # unreadable: redone under --overwrite, else prepare_folder refuses it
         return False
-    if header.keys != item_keys(items, header):
+    if stored_keys(header) != item_keys(items, header):
         return False
     return not videos or all("video" in it and (root / it["video"]).is_file() for it in header.items)
