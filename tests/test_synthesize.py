@@ -454,6 +454,24 @@ def test_a_rewritten_safetensors_file_has_sorted_metadata_and_the_same_tensors(t
     assert not list(tmp_path.glob(".*"))
 
 
+def test_a_copied_shard_is_named_with_the_item_it_repeats(synvid, tmp_path):
+    """A shard copied under another name ("holds an item twice") named neither item nor shard: which file to delete
+    was left to guess. The line names both shards; deleting the copy, as it says, reads the dataset again."""
+    import shutil
+
+    from accvideo.synthesize import SynVidDataset
+
+    data = shutil.copytree(synvid, tmp_path / "s")
+    shutil.copy(data / "shard-000001.safetensors", data / "shard-000007.safetensors")
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data)
+    assert str(caught.value).startswith(
+        f"{data} holds item 5 twice (in shard-000001.safetensors and in shard-000007.safetensors); delete a shard"
+    )
+    (data / "shard-000007.safetensors").unlink()
+    assert len(SynVidDataset(data)) == 10
+
+
 def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):
     """`synthesize --overwrite` removing shards under a running distill ended it in a FileNotFoundError traceback."""
     import shutil

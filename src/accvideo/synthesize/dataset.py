@@ -125,8 +125,14 @@ class SynVidDataset(Dataset):
         self.rows = _key_rows(self.settings, key_sigmas)
         self.key_sigmas = self.settings.sigmas[list(self.settings.latent_indices)][self.rows].float()
         where = sorted((it["index"], s, j) for s, h in enumerate(self.headers) for j, it in enumerate(h.items))
-        if len({w[0] for w in where}) != len(where):
-            raise AccVideoError(f"{self.root} holds an item twice; keep one run's shards per folder")
+        for (i, s, _), (k, t, _) in zip(where, where[1:]):
+            if i == k:
+                a, b = self.headers[s].path.name, self.headers[t].path.name
+                where_ = f"in {a} and in {b}" if a != b else f"in {a}"
+                raise AccVideoError(
+                    f"{self.root} holds item {i} twice ({where_}); delete a shard that is a copy (one synthesize "
+                    "run's shards per folder), or rerun synthesize there with --overwrite"
+                )
         self._where = [(s, j) for _, s, j in where]
         # item indices absent below the last (a shard gone or unwritten) or past it (a synthesize that stopped early:
         # synvid.yaml, written as it starts, holds the prompt list's length)
