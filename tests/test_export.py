@@ -135,6 +135,14 @@ def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(
         f"{out} is a LoRA export: the student's LoRA weights alone, which diffusers loads onto its teacher (its "
         f"README.md); pass the student it was made from ({manifest['student']}) or a --format diffusers export",
     )
+    # the student moved since: the line no longer sends the user to where it was
+    copy, gone = shutil.copytree(out, tmp_path / "lora-copy"), tmp_path / "gone" / "student"
+    (copy / "accvideo_export.json").write_text(json.dumps({**manifest, "student": str(gone)}))
+    one_line_error(
+        ["sample", "--model", str(copy), "--out", str(tmp_path / "c.mp4"), "--device", "cpu"],
+        capsys,
+        f"pass the student it was made from (recorded as {gone}, gone from there: pass it where it is now) or a",
+    )
 
     # a full student has no LoRA to export
     one_line_error(

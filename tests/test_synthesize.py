@@ -472,6 +472,27 @@ def test_a_copied_shard_is_named_with_the_item_it_repeats(synvid, tmp_path):
     assert len(SynVidDataset(data)) == 10
 
 
+def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tiny_wan_dir, tmp_path):
+    """The refusal of a dataset made by another teacher told the user to pass the folder synthesize was given, also
+    when that folder had moved away: a fix that fails. It names the folder only where it still is."""
+    import shutil
+
+    from accvideo.synthesize import SynVidDataset
+
+    data = shutil.copytree(synvid, tmp_path / "s")
+    other = "sha256:" + "0" * 64
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data, teacher=other)
+    assert f"pass --teacher {tiny_wan_dir} (the folder synthesize was given), or synthesize" in str(caught.value)
+    gone = tmp_path / "moved-away"
+    text = (data / "synvid.yaml").read_text().replace(f"teacher: {tiny_wan_dir}", f"teacher: {gone}")
+    (data / "synvid.yaml").write_text(text)
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data, teacher=other)
+    assert f"pass the teacher synthesize was given ({gone}, gone from there) where it is now, or" in str(caught.value)
+    assert "--teacher" not in str(caught.value)
+
+
 def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):
     """`synthesize --overwrite` removing shards under a running distill ended it in a FileNotFoundError traceback."""
     import shutil

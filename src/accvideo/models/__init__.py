@@ -108,7 +108,13 @@ def _recorded(folder: Path, key: str) -> str:
         value = parse_json(read_small_file(folder / "student.json")).get(key)
     except (OSError, ValueError, AttributeError):
         value = None
-    return value if isinstance(value, str) else "its --teacher"
+    return _still_there(value) if isinstance(value, str) else "its --teacher"
+
+
+def _still_there(recorded: str) -> str:
+    """A folder a file recorded, for a hint: said to be gone when it moved since (the hint would send the user to
+    nothing)."""
+    return recorded if Path(recorded).exists() else f"recorded as {recorded}, gone from there: pass it where it is now"
 
 
 def _lora_export_student(path: Path) -> str | None:
@@ -120,7 +126,7 @@ def _lora_export_student(path: Path) -> str | None:
         return None
     if not isinstance(info, dict) or info.get("kind") != "lora":
         return None
-    return info["student"] if isinstance(info.get("student"), str) else "its distill run"
+    return _still_there(info["student"]) if isinstance(info.get("student"), str) else "its distill run"
 
 
 def model_index(path: str | Path) -> dict:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from accvideo.core.inputs import read_small_file
 from accvideo.core.outputs import check_not_being_written, owner
+from accvideo.core.runtime import BUILTIN_MODELS
 from accvideo.errors import AccVideoError
 from accvideo.synthesize.config import SynVidSettings
 from accvideo.synthesize.identity import tensor_sha256
@@ -172,8 +173,11 @@ class SynVidDataset(Dataset):
                 "(accvideo.models.identity), not the folder or its name"
             )
         if teacher != self.settings.teacher:
-            given = _recorded(self.root, "teacher")
-            then = f"pass --teacher {given} (the folder synthesize was given), or " if isinstance(given, str) else ""
+            given, then = _recorded(self.root, "teacher"), ""
+            if isinstance(given, str) and (given in BUILTIN_MODELS or Path(given).is_dir()):
+                then = f"pass --teacher {given} (the folder synthesize was given), or "
+            elif isinstance(given, str):  # moved since: naming it would send the user to nothing
+                then = f"pass the teacher synthesize was given ({given}, gone from there) where it is now, or "
             raise AccVideoError(
                 f"{self.root} was made by teacher {self.settings.teacher[:19]}..., not by this trainer's teacher "
                 f"{teacher[:19]}...; {then}synthesize a dataset with this teacher"
