@@ -126,7 +126,7 @@ class SynVidDataset(Dataset):
         self.rows = _key_rows(self.settings, key_sigmas)
         self.key_sigmas = self.settings.sigmas[list(self.settings.latent_indices)][self.rows].float()
         where = sorted((it["index"], s, j) for s, h in enumerate(self.headers) for j, it in enumerate(h.items))
-        for (i, s, _), (k, t, _) in zip(where, where[1:]):
+        for (i, s, _), (k, t, _) in zip(where, where[1:], strict=False):
             if i == k:
                 a, b = self.headers[s].path.name, self.headers[t].path.name
                 where_ = f"in {a} and in {b}" if a != b else f"in {a}"

@@ -125,6 +125,19 @@ def finished_teacher(cfg: TeacherConfig, out: Path) -> dict | None:
     return {k: v for k, v in saved.items() if k not in config}
 
 
+def warn_if_replacing(cfg: TeacherConfig, out: Path) -> None:
+    """Say so before more steps continue a finished teacher: it is replaced in place, a new identity, and every
+    dataset and student made from it is then refused naming a teacher that no longer exists anywhere."""
+    done = _saved_settings(Path(out) / RECORD).get("steps") if (Path(out) / RECORD).is_file() else None
+    if isinstance(done, int) and done < cfg.steps:
+        warnings.warn(
+            f"{out} holds a teacher trained for {done} steps: steps={cfg.steps} continues it and replaces it in place "
+            "(another identity), so the SynVid datasets and students made from it will be refused; to keep it, stop "
+            "now and copy the folder first",
+            stacklevel=3,
+        )
+
+
 def work_fix(work_given) -> str:
     """The fix that trains in another folder: another work= for a work folder given, else another --out (OUT.work)."""
     return "another work= (or --out: its work folder is OUT.work)" if work_given else "another --out"
@@ -473,6 +486,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, work: Path | None = None, devic
     out, work = Path(out), Path(work or f"{out}.work")
     if (done := finished_teacher(cfg, out)) is not None:
         return done
+    warn_if_replacing(cfg, out)
     check_work_folder(cfg, work, fix)
     work.mkdir(parents=True, exist_ok=True)
     save_config(cfg, work / "config.yaml")
