@@ -172,6 +172,8 @@ def test_image_rows_give_the_single_clip_commands_clip(tiny_i2v_dir, tmp_path, c
     seen = capture(monkeypatch)
     stdout = sample_rows(tiny_i2v_dir, prompts, tmp_path / "clips", capsys, "--batch", "2")
     assert "2 image(s) are not 32x32" in stdout
+    again = sample_rows(tiny_i2v_dir, prompts, tmp_path / "clips", capsys, "--batch", "2")
+    assert "2 of 2 clips are already in" in again and "image(s)" not in again  # kept rows' images: nothing resized
     assert [r["image"] for r in manifest(tmp_path / "clips")] == [str(tmp_path / f"{i}.png") for i in range(2)]
     one = sample_video(tiny_i2v_dir, tmp_path / "one.mp4", capsys, monkeypatch, "--prompt", PROMPTS[1], "--seed",
                        "12", "--image", str(tmp_path / "1.png"), *SMALL)  # fmt: skip

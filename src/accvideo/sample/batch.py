@@ -101,8 +101,8 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
     if progress and main:
         if done:
             print(f"{len(done)} of {len(items)} clips are already in {out}; sampling the other {len(todo)}", flush=True)
-        resized = prompts.resized(cfg.height, cfg.width)
-        if resized and todo:
+        resized = prompts.resized(cfg.height, cfg.width, among=todo)  # not the kept rows' images
+        if resized:
             print(resized, flush=True)
     if cfg.model in BUILTIN_MODELS and main:  # the built-in teachers only know their world's words
         warn_unknown_words([it.prompt for it in todo])

@@ -60,9 +60,13 @@ class PromptList:
                     'drop the "image" fields or pass an image-to-video model'
                 )
 
-    def resized(self, height: int, width: int) -> str | None:
-        """One line saying how many images are not width x height (they are resized and centre-cropped), or None."""
-        other = sorted({p for p, size in self.image_sizes.items() if size != (width, height)})
+    def resized(self, height: int, width: int, among: Sequence[Item] | None = None) -> str | None:
+        """One line saying how many images are not width x height (they are resized and centre-cropped), or None;
+        only the images of the items `among` when given (the rows a resumed run still makes)."""
+        used = None if among is None else {it.image for it in among}
+        other = sorted(
+            {p for p, size in self.image_sizes.items() if size != (width, height) and (used is None or p in used)}
+        )
         if not other:
             return None
         w, h = self.image_sizes[other[0]]
