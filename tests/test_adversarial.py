@@ -148,7 +148,7 @@ def test_world_clips_cached_before_the_8_bit_fix_are_encoded_again(tiny_wan, tmp
     assert torch.equal(again.latents, fresh.latents)
 
 
-def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_encoding(tiny_wan, tmp_path):
+def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_encoding(tiny_wan, tmp_path, monkeypatch):
     folder = tmp_path / "clips"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -167,6 +167,12 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
     with pytest.warns(UserWarning, match="2 of 5 clips"):  # the cached chunk keeps the count
         again = load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
     assert chunk.stat().st_mtime_ns == before and torch.equal(again.latents, reals.latents)  # read, not re-encoded
+    import accvideo.distill.reals as reals_mod
+
+    with monkeypatch.context() as m:  # a resume read every clip file whole to check its digest: now their stats
+        m.setattr(reals_mod, "file_sha256", lambda path: pytest.fail(f"{path} was read again"))
+        with pytest.warns(UserWarning, match="2 of 5 clips"):
+            load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
     x, cond = reals.noised(torch.tensor([0, 0]), [7, 7], 1.0, torch.device("cpu"))
     assert torch.equal(x[0], x[1]) and not torch.equal(x[0], reals.latents[0])  # pure noise at sigma 1
     x0, _ = reals.noised(torch.tensor([2]), [7], 0.0, torch.device("cpu"))

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
-from accvideo.core.files import file_sha256, temp_name
+from accvideo.core.files import file_sha256, stat_witness, temp_name, write_json_atomic
 from accvideo.core.inputs import parse_json
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
@@ -37,6 +38,7 @@ from accvideo.errors import AccVideoError
 CHUNK = 16  # clips per cached chunk
 CLIPS_VERSION = "8bit"  # in each cached chunk: world renders quantised to 8 bits before fitting (commit 8735ac6)
 WORLD = "world"
+WITNESSES = "witnesses.json"  # in OUT/reals: each clip file's sha256 and the stat it had when read (_FileDigests)
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def load_real_clips(
     from safetensors.torch import load_file
 
     images = bool(getattr(adapter, "image_conditioned", False))
+    digests = _FileDigests(cache / WITNESSES)
     latents, prompts, image_cond, skipped = [], [], {}, 0
     starts = range(0, len(sources), CHUNK)
     for i in progress_bar(starts, desc="encode real clips", unit="chunk", show=progress, transient=True):
@@ -202,7 +205,7 @@ def load_real_clips(
         if path.is_file() and _stale(path, spec, images):
             path.unlink()
         part = sources[i : i + CHUNK]
-        digest = _sources_digest(part, len(sources))
+        digest = _sources_digest(part, len(sources), digests.sha256)
         if path.is_file():
             _check_same_sources(path, digest, spec, setting)
         if not path.is_file():
@@ -232,6 +235,8 @@ def load_real_clips(
             prompts += chunk_prompts
             for name in (k.removeprefix("image/") for k in data if k.startswith("image/")):
                 image_cond.setdefault(name, []).append(data[f"image/{name}"])
+    if dist.is_main():
+        digests.save()
     if not latents:
         raise AccVideoError(
             f"{setting}={spec}: none of {len(sources)} clips could be used (each needs >= {frames} frames, "
@@ -247,7 +252,37 @@ def load_real_clips(
     return RealClips(torch.cat(latents), prompts, adapter, skipped, image)
 
 
-def _sources_digest(part: list[Source], total: int) -> str | None:
+class _FileDigests:
+    """The sha256 of clip files, each read once: a file whose stat (size, times, inode: `stat_witness`, taken before
+    it is read) is the one recorded beside its digest in OUT/reals/witnesses.json is not read again, so a resume over
+    a large clip folder starts in seconds. A file changed in place, replaced or copied over has another stat and is
+    hashed again; what the stat misses is damage below the file system."""
+
+    def __init__(self, path: Path):
+        self.path, self.seen = path, {}
+        try:
+            known = parse_json(path.read_text())
+        except (OSError, ValueError):  # none yet, or damaged: every file is hashed
+            known = {}
+        self.known = known if isinstance(known, dict) else {}
+
+    def sha256(self, path: Path) -> str:
+        key, witness = str(path.resolve()), stat_witness(path)
+        recorded = self.known.get(key)
+        if isinstance(recorded, list) and len(recorded) == 2 and recorded[1] == witness:
+            sha = recorded[0]
+        else:
+            sha = file_sha256(path)
+        self.seen[key] = [sha, witness]
+        return sha
+
+    def save(self) -> None:
+        """Keep the witnesses of the files read this time (rank 0; only when they changed)."""
+        if self.seen and self.seen != self.known:
+            write_json_atomic(self.path, self.seen)
+
+
+def _sources_digest(part: list[Source], total: int, sha256: Callable[[Path], str] = file_sha256) -> str | None:
     """What a chunk of clip files was encoded from: the folder's clip count, each file's name, prompt and sha256
     (None for world renders, fixed by their captions and seeds)."""
     if all(s.path is None for s in part):
@@ -256,7 +291,7 @@ def _sources_digest(part: list[Source], total: int) -> str | None:
     for s in part:
         digest.update(json.dumps([s.path.name if s.path else None, s.prompt, s.seed]).encode())
         if s.path is not None:
-            digest.update(file_sha256(s.path).encode())
+            digest.update(sha256(s.path).encode())
     return digest.hexdigest()
 
 
