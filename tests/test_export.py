@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import cli_helpers
 import pytest
@@ -148,6 +149,43 @@ def test_lora_export_loads_on_the_teacher_pipeline_and_matches_sample(
     one_line_error(
         ["export", str(runs["full"]), "--format", "lora", "--out", str(tmp_path / "x")], capsys, "--format diffusers"
     )
+
+
+def test_a_full_student_loads_without_reading_its_teachers_transformer(runs, tiny_wan_dir, monkeypatch):
+    """A full student replaces the teacher's transformer whole: loading it read the teacher's transformer weights
+    first, then held the student's whole state in host memory beside them (a 14B student read twice, held twice).
+    The transformer is built empty and filled from the student's files; its weights are theirs, exactly, and the
+    teacher's other components load as before."""
+    from diffusers.models import model_loading_utils, modeling_utils
+    from safetensors.torch import load_file
+
+    from accvideo.models.student import load_student
+
+    read, real = [], model_loading_utils.load_state_dict
+
+    def spy(path, *args, **kwargs):
+        if isinstance(path, (str, Path)):  # diffusers passes a dict through it too
+            read.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading_utils, "load_state_dict", spy)
+    monkeypatch.setattr(modeling_utils, "load_state_dict", spy)
+    student = runs["full"] / "student"
+    adapter, _ = load_student(student)
+    assert not [p for p in read if p.parent.name == "transformer"], read
+    assert any(p.parent.name == "vae" for p in read)  # the spy sees what diffusers reads
+    stored = load_file(str(next((student / "transformer").glob("*.safetensors"))))
+    got = adapter.transformer.state_dict()
+    assert got.keys() == stored.keys() and all(torch.equal(got[k], stored[k]) for k in stored)
+    # the host-memory guard still counts the transformer the student's weights fill (the loader skips it)
+    import accvideo.models as models
+
+    need = models.host_bytes(tiny_wan_dir, torch.float32)
+    monkeypatch.setattr(models, "available_memory", lambda: need - 1)
+    with pytest.raises(AccVideoError, match=r"on the CPU and this machine has"):
+        load_student(student)
+    monkeypatch.setattr(models, "available_memory", lambda: need)
+    load_student(student)
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINE_TIMESTEPS))

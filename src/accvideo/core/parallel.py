@@ -257,11 +257,12 @@ def copy_whole(param: torch.Tensor, value: torch.Tensor) -> None:
         target.copy_((value if rows is None else value[rows]).to(target.dtype))
 
 
-def load_weights(module: nn.Module, files: list[Path], device: torch.device, rename=None) -> list[str]:
+def load_weights(module: nn.Module, files: list[Path], device: torch.device, rename=None, check=None) -> list[str]:
     """Fill `module`, built on the meta device (`models.base.empty_module`) and sharded by FSDP2 or not, from
     safetensors `files`: each rank reads only its own rows of each tensor, one tensor at a time, so start-up memory
     is its shard plus one tensor's slice. Buffers keep the values they were built with. `rename(param name)` gives
-    a parameter's name in the files (None: not stored there, e.g. a LoRA weight, left for the caller to fill).
+    a parameter's name in the files (None: not stored there, e.g. a LoRA weight, left for the caller to fill);
+    `check(file, name, part)` sees each part read, as stored, before it is cast and copied (and may refuse it).
     Returns the names of the parameters left unfilled."""
     from safetensors import safe_open
 
@@ -294,5 +295,7 @@ def load_weights(module: nn.Module, files: list[Path], device: torch.device, ren
                 part = opened[f].get_tensor(key)
             else:
                 part = stored[rows] if rows is not None else stored[:]
+            if check is not None:
+                check(f, key, part)
             target.copy_(part.to(target.dtype))
     return left

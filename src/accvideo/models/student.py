@@ -31,7 +31,8 @@ from accvideo.core.inputs import (
 )
 from accvideo.core.outputs import check_not_being_written
 from accvideo.errors import AccVideoError
-from accvideo.models import load_adapter
+from accvideo.models import check_host_memory, load_adapter
+from accvideo.models.base import WHOLE, LoadParts
 from accvideo.models.identity import LEGACY_PREFIX, PREFIX, teacher_identity
 
 FORMAT = "accvideo.student/1"
@@ -357,11 +358,38 @@ def check_finite(path: Path, tensors=None) -> None:
     else:
         bad = first_non_finite(tensors.items())
     if bad is not None:
-        raise AccVideoError(
-            f"{path}: {bad} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
-            f"remove the student/ folder and rerun the distill command that wrote it (it saves the student again "
-            "from its last checkpoint), or restore the run folder"
-        )
+        raise _not_finite(path, bad)
+
+
+def _not_finite(path: Path, name: str) -> AccVideoError:
+    return AccVideoError(
+        f"{path}: {name} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
+        f"remove the student/ folder and rerun the distill command that wrote it (it saves the student again "
+        "from its last checkpoint), or restore the run folder"
+    )
+
+
+def _check_part(path: Path, name: str, part: torch.Tensor) -> None:
+    """`parallel.load_weights`' check: each tensor of a full student's file finite, as stored (before a cast)."""
+    if first_non_finite([(name, part)]) is not None:
+        raise _not_finite(path, name)
+
+
+def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> None:
+    """Fill a transformer built on the meta device from a full student's files, one tensor at a time and on
+    `device` directly: the teacher's weights, replaced whole, are never read, and no second copy is held in host
+    memory (a 14B student read twice, held twice, before). `student_files` checked the files' names and shapes
+    against the config both ways (`check_full_config`), as load_state_dict's strict check had them."""
+    from safetensors import safe_open
+
+    from accvideo.core.parallel import load_weights
+
+    load_weights(transformer, paths, torch.device(device), check=_check_part)
+    buffers = dict(transformer.named_buffers())  # persistent ones (none in diffusers' video models) as stored
+    for f in paths:
+        with safe_open(str(f), framework="pt") as h, torch.no_grad():
+            for name in (k for k in h.keys() if k in buffers):  # noqa: SIM118 - not iterable
+                buffers[name].copy_(h.get_tensor(name))
 
 
 def _folder_bytes(path: Path) -> int:
@@ -404,7 +432,13 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     """(adapter running the student, student.json): the teacher's pipeline with the student's transformer weights."""
     student_dir = Path(student_dir)
     info = read_student_info(student_dir)
-    adapter = load_adapter(teacher_dir_of(student_dir, info), device=device, dtype=dtype)
+    # a full student replaces the teacher's transformer whole: built empty, filled from the student's files alone
+    full = info["lora"] is None and not info.get("experts")
+    parts = LoadParts(empty_transformer=True) if full else WHOLE
+    teacher_dir = teacher_dir_of(student_dir, info)
+    if full and torch.device(device).type == "cpu":  # the student's weights fill the empty transformer: counted too
+        check_host_memory(teacher_dir, dtype, WHOLE)
+    adapter = load_adapter(teacher_dir, device=device, dtype=dtype, parts=parts)
     if adapter.family != info["family"]:
         raise AccVideoError(
             f"{student_dir} holds a {info['family']} student but its teacher folder {info['teacher_dir']} is a "
@@ -419,7 +453,9 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
             _load_lora(adapter.pipe, student_dir, name, info["lora"])
         adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
-    else:
+    elif full and any(p.is_meta for p in adapter.transformer.parameters()):
+        _fill_full(adapter.transformer, student_dir, files[FULL_WEIGHTS], device)
+    else:  # a family whose loader builds the transformer whole (or two experts): its weights replaced in place
         for name, paths in files.items():
             state = {}
             for f in paths:
