@@ -297,8 +297,11 @@ def test_refused_input_is_one_line_with_exit_2(tiny_wan_dir, synvid, tmp_path, c
     shutil.copytree(tiny_wan_dir, other)
     sched = other / "scheduler" / "scheduler_config.json"
     sched.write_text(sched.read_text().replace('"shift": 5.0', '"shift": 3.0'))
+    changed = shutil.copytree(synvid, tmp_path / "syn-of-other")  # made from `other`, which changed in place since
+    (changed / "synvid.yaml").write_text((changed / "synvid.yaml").read_text().replace(str(tiny_wan_dir), str(other)))
     cases = [
         (distill_args(other, synvid, tmp_path / "a"), "was made by teacher"),
+        (distill_args(other, changed, tmp_path / "a2"), f"and {other}, the folder it was made from, now holds another"),
         (distill_args(tiny_wan_dir, synvid, tmp_path / "b", "key_sigmas=[1.0,0.5,0.0]"), "key steps are sigma"),
         (distill_args(tiny_wan_dir, tmp_path / "missing", tmp_path / "c"), "does not exist"),
         (distill_args(tiny_wan_dir, synvid, tmp_path / "d", "lerning_rate=1"), "lerning_rate"),

@@ -491,6 +491,15 @@ def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tin
         SynVidDataset(data, teacher=other)
     assert f"pass the teacher synthesize was given ({gone}, gone from there) where it is now, or" in str(caught.value)
     assert "--teacher" not in str(caught.value)
+    # the folder given is the one it was made from, changed since: "pass --teacher" that folder was no fix
+    text = (data / "synvid.yaml").read_text().replace(f"teacher: {gone}", f"teacher: {tiny_wan_dir}")
+    (data / "synvid.yaml").write_text(text)
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data).check_teacher(other, tiny_wan_dir)
+    assert f"and {tiny_wan_dir}, the folder it was made from, now holds another (sha256:000000000000" in str(
+        caught.value
+    )
+    assert "restore the folder as it was, or synthesize a dataset with this teacher" in str(caught.value)
 
 
 def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):

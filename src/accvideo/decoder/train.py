@@ -109,7 +109,7 @@ class DecoderDistiller:
         # in the dataset's scheme: a SynVid made before the sampled identity is checked with its full hash
         self.model_dir = model_dir
         self.identity = teacher_identity(model_dir, like=self.dataset.settings.teacher)
-        self.dataset.check_teacher(self.identity)
+        self.dataset.check_teacher(self.identity, cfg.teacher)
         self.vae = vae_identity(model_dir)
         n = len(self.dataset)
         if n <= cfg.holdout:

@@ -111,7 +111,7 @@ class Distiller:
         # once, on rank 0, in the scheme the dataset recorded (a dataset made before the sampled identity still fits)
         self.model_dir = model_dir
         self.identity = dist.from_main(lambda: teacher_identity(model_dir, like=self.dataset.settings.teacher))
-        self.dataset.check_teacher(self.identity)
+        self.dataset.check_teacher(self.identity, cfg.teacher)
         s = self.dataset.settings
         self.key_sigmas = [float(x) for x in s.sigmas[list(s.latent_indices)][self.dataset.rows]]  # noisiest first
         self.t = self.key_sigmas[::-1]

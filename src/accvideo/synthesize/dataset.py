@@ -90,6 +90,16 @@ def _recorded(root: Path, key: str):
         return None
 
 
+def _same_folder(a: str, b: str | Path) -> bool:
+    """Whether two spellings name one folder (never a built-in model's name: no folder of the user's)."""
+    if a in BUILTIN_MODELS or str(b) in BUILTIN_MODELS:
+        return False
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
 def _recorded_items(root: Path) -> int:
     """The item count synthesize recorded as it started; 0 when it does not say."""
     items = _recorded(root, "items")
@@ -165,8 +175,9 @@ class SynVidDataset(Dataset):
             digest.update(sha.encode())
         return f"syn1:{digest.hexdigest()}"
 
-    def check_teacher(self, teacher: str) -> None:
-        """Refuse a dataset made by another teacher (identity string, models/identity.py)."""
+    def check_teacher(self, teacher: str, folder: str | Path | None = None) -> None:
+        """Refuse a dataset made by another teacher (identity string, models/identity.py); `folder`: where that
+        teacher was read, for the fix."""
         if not isinstance(teacher, str) or ":" not in teacher:  # a folder or 'builtin': told to pass what it passed
             raise AccVideoError(
                 f"teacher={teacher!r} is no teacher identity; pass teacher_identity(FOLDER) "
@@ -174,6 +185,13 @@ class SynVidDataset(Dataset):
             )
         if teacher != self.settings.teacher:
             given, then = _recorded(self.root, "teacher"), ""
+            if isinstance(given, str) and folder is not None and _same_folder(given, folder):  # changed in place
+                raise AccVideoError(
+                    f"{self.root} was made by teacher {self.settings.teacher[:19]}..., and {folder}, the folder it "
+                    f"was made from, now holds another ({teacher[:19]}...: a file in it added, removed or changed "
+                    "since, a note or README included); restore the folder as it was, or synthesize a dataset with "
+                    "this teacher"
+                )
             if isinstance(given, str) and (given in BUILTIN_MODELS or Path(given).is_dir()):
                 then = f"pass --teacher {given} (the folder synthesize was given), or "
             elif isinstance(given, str):  # moved since: naming it would send the user to nothing
