@@ -216,6 +216,33 @@ def test_real_videos_replace_the_drawn_share_of_the_heads_reals(tiny_wan_dir, sy
     assert summary["real_clips"] == {"used": 4, "skipped": 0}
 
 
+def test_a_run_resumes_with_its_clip_folder_moved_or_named_another_way(tiny_wan_dir, synvid, tmp_path, monkeypatch):
+    """`real_data=DIR` was compared as the string first typed: the same folder named absolutely, from another working
+    folder, or moved, was refused ("use the run's settings", which could not work from elsewhere). The run's cached
+    chunks record the clips (names, prompts, sha256): a folder with the same clips resumes under any name, without
+    encoding them again; one with other clips, or world renders in its place, is still refused."""
+    folder = tmp_path / "work" / "clips"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_video(folder / f"c{i}.mp4", rng.integers(0, 255, (9, 32, 32, 3), dtype=np.uint8), fps=8)
+    monkeypatch.chdir(tmp_path / "work")
+    out = tmp_path / "run"
+    distill(run(tiny_wan_dir, synvid, out, iterations=2, real_data="clips"), progress=False)
+    chunk = next((out / "reals").glob("chunk-*.safetensors"))
+    encoded = chunk.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    moved = (tmp_path / "work" / "clips").rename(tmp_path / "moved")
+    for spelled, iterations in ((str(moved), 3), ("moved", 4)):  # absolute, then relative from another folder
+        summary = distill(run(tiny_wan_dir, synvid, out, iterations=iterations, real_data=spelled), progress=False)
+        assert summary["iterations"] == iterations and chunk.stat().st_mtime_ns == encoded  # not encoded again
+    write_video(moved / "c1.mp4", rng.integers(0, 255, (9, 32, 32, 3), dtype=np.uint8), fps=8)
+    with pytest.raises(AccVideoError, match=r"real_data=moved changed since this run encoded its clips"):
+        distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="moved"), progress=False)
+    with pytest.raises(AccVideoError, match=r"holds a run with real_data='moved', not 'world'"):
+        distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="world"), progress=False)
+
+
 def test_during_adv_warmup_the_heads_learn_and_the_student_sees_no_generator_gradient(tiny_wan_dir, synvid, tmp_path):
     def trained(name, **kw):
         d = Distiller(run(tiny_wan_dir, synvid, tmp_path / name, **kw))

@@ -269,6 +269,32 @@ def test_a_finished_runs_rerun_rewrites_nothing_and_another_dataset_is_refused_f
     assert files() == before
 
 
+def test_a_decoder_run_resumes_with_its_videos_folder_moved(tiny_wan_dir, synvid, tmp_path):
+    """`--videos DIR` resumed only as first spelled, from the first working folder (docs/decoder.md says the teacher
+    and dataset folders may move): a moved folder with the same clips resumes without encoding them again."""
+    import numpy as np
+
+    from accvideo.core.video import write_video
+    from accvideo.decoder import distill_decoder
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        write_video(clips / f"c{i}.mp4", rng.integers(0, 255, (9, 32, 32, 3), dtype=np.uint8), fps=8)
+    out = tmp_path / "dec"
+    distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=2, checkpoint_every=1, videos=str(clips)), False)
+    chunk = next((out / "reals").glob("chunk-*.safetensors"))
+    encoded = chunk.stat().st_mtime_ns
+    moved = clips.rename(tmp_path / "moved")
+    summary = distill_decoder(
+        _cfg(tiny_wan_dir, synvid, out, iterations=3, checkpoint_every=1, videos=str(moved)), False
+    )
+    assert summary["iterations"] == 3 and chunk.stat().st_mtime_ns == encoded
+    with pytest.raises(AccVideoError, match=r"holds a run with videos="):  # no clips where the run had some
+        distill_decoder(_cfg(tiny_wan_dir, synvid, out, iterations=4, checkpoint_every=1), False)
+
+
 def test_the_saved_decoder_is_the_moving_average_of_unchanged_training(tiny_wan_dir, synvid, tmp_path, monkeypatch):
     from accvideo.decoder import distill_decoder
     from accvideo.decoder.train import DecoderDistiller

@@ -320,7 +320,10 @@ def _stale(path: Path, spec: str, images: bool) -> bool:
         meta, keys = f.metadata() or {}, list(f.keys())
     if spec == WORLD and meta.get("clips") != CLIPS_VERSION:
         return True
-    if meta.get("spec", spec) != spec:  # another source's clips (a rerun with other --videos kept the first one's)
+    recorded = meta.get("spec", spec)
+    if recorded != spec and (WORLD in (recorded, spec) or "sources" not in meta):
+        # another source's clips (a rerun with other --videos kept the first one's); a clip folder named another way
+        # (moved, or spelled from elsewhere) is kept when the chunk records its clips: `_check_same_sources` checks
         return True
     return images and "latents" in keys and not any(k.startswith("image/") for k in keys)
 
