@@ -129,3 +129,44 @@ def test_a_refused_clip_leaves_no_folder_it_made(tmp_path, capsys):
         code, _, err = run_cli([*args, "--out", str(out)], capsys)
         assert code == 2 and "does not exist" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
+def test_an_adapter_output_of_the_wrong_shape_is_one_line_naming_the_method(tiny_wan, monkeypatch):
+    """A model adapter of the user's own (docs/own-model.md) whose velocity was one latent frame short was broadcast by
+    the Euler step into a plausible, wrong trajectory (stored by synthesize, exit 0); other shapes were tracebacks;
+    a prompt batch of the wrong size, or a decode of the wrong size, went on too. Each is refused where generic code
+    takes it, naming the adapter's method and the shape it owes."""
+    import pytest
+
+    from accvideo.core.sampling import SamplingPlan
+    from accvideo.errors import AccVideoError
+    from accvideo.sample.run import generate_clips
+
+    plan = SamplingPlan(sigmas=torch.tensor([1.0, 0.5, 0.0]), guidance=1.0)
+    shape = tiny_wan.latent_shape(5, 32, 32)  # 2 latent frames
+
+    def clips():
+        return generate_clips(tiny_wan, ["a", "b"], [1, 2], plan, frames=5, height=32, width=32)
+
+    good = clips()
+    assert good.shape == (2, 5, 32, 32, 3)
+    velocity, encode, decode = tiny_wan.velocity, tiny_wan.encode_prompts, tiny_wan.decode
+    with monkeypatch.context() as m:
+        m.setattr(tiny_wan, "velocity", lambda x, s, c: velocity(x, s, c)[:, :, :1])
+        with pytest.raises(AccVideoError) as caught:
+            clips()
+        want = (
+            f"WanAdapter.velocity returned shape (2, {shape[0]}, 1, 4, 4) for latents of shape (2, {shape[0]}, 2, 4, 4)"
+        )
+        assert str(caught.value).startswith(want)
+    with monkeypatch.context() as m:
+        m.setattr(tiny_wan, "encode_prompts", lambda prompts: {k: v[:1] for k, v in encode(prompts).items()})
+        with pytest.raises(AccVideoError, match=r"WanAdapter.encode_prompts gave 'prompt_embeds' of shape \(1, "):
+            clips()
+    with monkeypatch.context() as m:
+        m.setattr(tiny_wan, "decode", lambda latents: decode(latents)[:, :, :30])
+        with pytest.raises(
+            AccVideoError, match=r"WanAdapter.decode returned shape \(2, 5, 30, 32, 3\), not \(2, 5, 32"
+        ):
+            clips()
+    torch.testing.assert_close(clips(), good)  # the checks change nothing of a right adapter's clips

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from accvideo.errors import AccVideoError
+
 # Conditioning: named tensors, batch first, so it can be stored, sliced and concatenated without knowing the family
 # (Wan: {"prompt_embeds": (B, L, D)}; Wan I2V adds {"image_embeds": (B, T, D'), "condition": (B, 20, F', H', W')};
 # Wan 2.2 TI2V's image mode {"condition": (B, 48, 1, H', W')}).
@@ -77,3 +79,46 @@ class ModelAdapter(Protocol):
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Video (B, F, H, W, 3) float in [0, 1] -> latents (B, C, F', H', W') as the transformer sees them
         (the inverse of decode, up to the VAE's loss; the posterior's mode)."""
+
+
+# What an adapter returns is checked where generic code takes it: a plugin adapter (docs/own-model.md) with a shape
+# wrong by one frame was broadcast into a plausible wrong trajectory and stored; other shapes ended in tracebacks.
+OWN_MODEL_FIX = "fix the adapter (docs/own-model.md gives each method's shapes)"
+
+
+def _name(adapter) -> str:
+    """The adapter's class name (the family's, not a runtime wrapper's: models/runtime.RuntimeAdapter)."""
+    return type(getattr(adapter, "_adapter", adapter)).__name__
+
+
+def check_conditioning(adapter, cond: Conditioning, batch: int, method: str = "encode_prompts") -> None:
+    """Every tensor of `cond` holds `batch` rows (batch first), or a one-line error naming the adapter's method."""
+    for name, value in cond.items():
+        if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != batch:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise AccVideoError(
+                f"{_name(adapter)}.{method} gave {name!r} of shape {got} for {batch} item(s); every tensor "
+                f"must be batch first with {batch} rows: {OWN_MODEL_FIX}"
+            )
+
+
+def check_velocity(adapter, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`v`, when it has the latents' shape; else a one-line error naming the adapter."""
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise AccVideoError(
+            f"{_name(adapter)}.velocity returned shape {got} for latents of shape {tuple(x.shape)}; it must "
+            f"return the latents' shape: {OWN_MODEL_FIX}"
+        )
+    return v
+
+
+def check_decoded(adapter, video: torch.Tensor, batch: int, frames: int, height: int, width: int) -> torch.Tensor:
+    """`video` when it is (batch, frames, height, width, 3), as `decode` promises; else a one-line error."""
+    want = (batch, frames, height, width, 3)
+    if not isinstance(video, torch.Tensor) or tuple(video.shape) != want:
+        got = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise AccVideoError(
+            f"{_name(adapter)}.decode returned shape {got}, not {want} (B, F, H, W, 3); {OWN_MODEL_FIX}"
+        )
+    return video

@@ -12,7 +12,14 @@ from typing import NamedTuple
 
 import torch
 
-from accvideo.core.adapter import Conditioning, ModelAdapter, expand, with_defaults
+from accvideo.core.adapter import (
+    Conditioning,
+    ModelAdapter,
+    check_conditioning,
+    check_velocity,
+    expand,
+    with_defaults,
+)
 from accvideo.core.interrupts import check as check_interrupt
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
@@ -209,6 +216,7 @@ def sample_latents(
     if check is not None:  # the model's own size limits, before the first forward
         check(latent_shape)
     cond = adapter.encode_prompts(list(prompts)) if not isinstance(prompts, dict) else prompts
+    check_conditioning(adapter, cond, len(seeds))
     if uncond is None:
         uncond = encode_negative(adapter, plan)
     x = batch_noise(seeds, latent_shape, adapter.device)
@@ -224,10 +232,10 @@ def sample_latents(
 
     neg = with_defaults(expand(uncond, len(seeds)), cond) if plan.cfg else None  # only the text is swapped
     latents = euler_sample(
-        lambda z, s: adapter.velocity(z, s, cond),
+        lambda z, s: check_velocity(adapter, adapter.velocity(z, s, cond), z),
         x,
         plan.sigmas,
-        uncond=(lambda z, s: adapter.velocity(z, s, neg)) if neg is not None else None,
+        uncond=(lambda z, s: check_velocity(adapter, adapter.velocity(z, s, neg), z)) if neg is not None else None,
         guidance=plan.step_guidance,
         callback=callback if keep is not None else None,
         progress=progress,

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 import yaml
 
+from accvideo.core.adapter import check_decoded
 from accvideo.core.config import to_dict
 from accvideo.core.files import remove_stale_temps, temp_name
 from accvideo.core.images import check_image_use, encode_conditioning, image_size, load_images
@@ -52,7 +53,7 @@ def generate_clips(
     cond = encode_conditioning(adapter, list(prompts), images, frames, height, width)
     latents = sample_latents(adapter, cond, list(seeds), shape, plan, uncond=uncond, progress=progress).latents
     with torch.inference_mode():
-        return adapter.decode(latents)
+        return check_decoded(adapter, adapter.decode(latents), len(seeds), frames, height, width)
 
 
 def generate_clip(

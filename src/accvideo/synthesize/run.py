@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from accvideo.core import dist
+from accvideo.core.adapter import check_decoded
 from accvideo.core.config import save_config
 from accvideo.core.files import check_free_space, size_text, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
@@ -178,7 +179,8 @@ def _synthesize_shard(cfg, adapter, settings, plan, uncond, chunk: list[Item], r
                 row["image"], row["image_sha256"] = it.image, it.image_sha256
             if cfg.videos:  # written before the shard, so a complete shard implies its videos exist
                 (root / VIDEOS).mkdir(exist_ok=True)
-                video = adapter.decode(latents[j : j + 1, -1].to(adapter.device))[0]
+                decoded = adapter.decode(latents[j : j + 1, -1].to(adapter.device))
+                video = check_decoded(adapter, decoded, 1, cfg.frames, cfg.height, cfg.width)[0]
                 write_video(root / video_name(it.index), video, cfg.fps)
                 row["video"] = video_name(it.index)
             rows.append(row)
@@ -199,7 +201,9 @@ def _add_videos(cfg, adapter, root: Path, k: int, bar) -> None:
     (root / VIDEOS).mkdir(exist_ok=True)
     rows = []
     for j, item in enumerate(header.items):
-        video = adapter.decode(latents[j][-1:].to(adapter.device))[0]
+        made = header.settings
+        decoded = adapter.decode(latents[j][-1:].to(adapter.device))
+        video = check_decoded(adapter, decoded, 1, made.frames, made.height, made.width)[0]
         write_video(root / video_name(item["index"]), video, cfg.fps)
         rows.append({**item, "video": video_name(item["index"])})
         bar.update(1)
