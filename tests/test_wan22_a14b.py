@@ -342,3 +342,23 @@ def test_a14b_vae_factors_are_checked_before_any_weight_loads(a14b_dir, tmp_path
     monkeypatch.setattr(wan_moe, "load_pipeline", loaded)
     with pytest.raises(AccVideoError, match="vae/config.json gives scale_factor_temporal 3"):
         wan_moe.WanMoEAdapter.load(folder)
+
+
+def test_experts_of_another_architecture_are_refused_before_any_weight_loads(a14b_dir, tmp_path, monkeypatch, capsys):
+    """A second expert of 3 blocks beside a first of 2 was accepted: `feature_blocks` was checked against the first
+    alone, and the pair ran as one model. Both configs are compared before any weight is read."""
+    import shutil
+
+    from cli_helpers import run_cli
+
+    from accvideo.models.tiny import tiny_wan_pipeline
+
+    folder = shutil.copytree(a14b_dir, tmp_path / "deep2")
+    shutil.rmtree(folder / "transformer_2")
+    tiny_wan_pipeline(1, num_layers=3).transformer.save_pretrained(str(folder / "transformer_2"))
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    args = ["synthesize", "--teacher", str(folder), "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "s")]
+    code, _, err = run_cli([*args, "--steps", "2", "--key-steps", "2", "--frames", "5", "--size", "32x32"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{folder}: its experts differ in architecture (transformer has num_layers 2, transformer_2 3)" in err
+    assert not (tmp_path / "s").exists()

@@ -16,7 +16,7 @@ from torch import nn
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.sampling import high_noise
 from accvideo.errors import AccVideoError
-from accvideo.models.base import WHOLE, LoadParts, empty_config, load_pipeline, stopped_at
+from accvideo.models.base import WHOLE, LoadParts, _config, empty_config, load_pipeline, stopped_at
 from accvideo.models.wan import WanAdapter
 
 EXPERTS = ("transformer", "transformer_2")  # high-noise, low-noise: WanPipeline's component names
@@ -26,6 +26,20 @@ def is_two_expert(index: dict) -> bool:
     """Whether a WanPipeline model_index.json is a Wan 2.2 A14B layout (a second expert and its boundary)."""
     second = index.get("transformer_2")  # [null, null] when a Wan 2.1 is saved by the same class
     return second not in (None, [None, None]) or index.get("boundary_ratio") is not None
+
+
+def check_experts_alike(path: Path) -> None:
+    """Both experts of one architecture, from their config.json files before any weight is read: the pair is driven
+    as one model (feature blocks, token grid, LoRA targets), and Wan 2.2 A14B's two share one config. A key only one
+    config holds (another diffusers version's default) is left alone."""
+    first, second = (_config(Path(path) / name) for name in EXPERTS)
+    differ = sorted(k for k in first.keys() & second.keys() if not k.startswith("_") and first[k] != second[k])
+    if differ:
+        k = differ[0]
+        raise AccVideoError(
+            f"{path}: its experts differ in architecture ({EXPERTS[0]} has {k} {first[k]!r}, {EXPERTS[1]} "
+            f"{second[k]!r}); a Wan 2.2 A14B pipeline's two experts share one config: re-save the whole pipeline"
+        )
 
 
 class ExpertPair(nn.Module):
@@ -177,6 +191,7 @@ class WanMoEAdapter(WanAdapter):
 
         whole = LoadParts(text=parts.text, vae=parts.vae)  # FSDP2 shards the loaded pair (docs/scale-out.md)
         cls.check_vae_config(path)
+        check_experts_alike(path)
         pipe = load_pipeline(WanPipeline, path, dtype, device, whole, WanTransformer3DModel)
         vae_config = None if pipe.vae is not None else empty_config(AutoencoderKLWan, path / "vae")
         return cls(pipe, vae_config=vae_config, device=device, **kw)
