@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -212,6 +213,7 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
     meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}
     for name in names:
         model = student_transformer(src, name)
+        _warn_unreadable_width(model)
         state = {k: (v.to(dtype) if dtype is not None else v) for k, v in model.state_dict().items()}
         write_single_file(state, tmp / f"{name}.safetensors", meta, type(model).__name__)
         del model, state
@@ -224,6 +226,24 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
     write_json_atomic(tmp / MARKER, manifest)
     _single_readme(src, tmp, manifest, names)
     return manifest
+
+
+def _warn_unreadable_width(model) -> None:
+    """Say so when diffusers' `from_single_file` cannot read the HunyuanVideo file about to be written: its reader
+    splits a single block's linear1 at the published width only (the README's call would fail)."""
+    from accvideo.export.single_file_hunyuan import READER_WIDTH
+
+    cfg = model.config
+    if type(model).__name__ != "HunyuanVideoTransformer3DModel":
+        return
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    if width != READER_WIDTH:
+        warnings.warn(
+            f"this HunyuanVideo student is {width} wide, and diffusers' from_single_file reads only the published "
+            f"width ({READER_WIDTH}): the file is written in the layout, but its README's call will not load it; "
+            "export with --format diffusers to load it in diffusers",
+            stacklevel=3,
+        )
 
 
 def _single_lora_layout(src: Source) -> bool:
