@@ -204,6 +204,13 @@ def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(mo
         main(missing)
     assert capsys.readouterr().err == printed[0]
     assert not markers[0].exists() and markers[1].exists() and len(list(tmp_path.glob("accvideo-error-*"))) == 2
+    # a static rendezvous (--master_port): the run id is "none" at every launch; the second launch printed nothing
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    for launcher, said in ((101, printed[0]), (101, ""), (102, printed[0])):  # a node's ranks share their launcher
+        monkeypatch.setattr(os, "getppid", lambda launcher=launcher: launcher)
+        with pytest.raises(SystemExit):
+            main(missing)
+        assert capsys.readouterr().err == said
     monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # outside torchrun every refusal prints
     monkeypatch.delenv("RANK")
     for _ in range(2):
@@ -388,7 +395,9 @@ def test_under_torchrun_a_rank_whose_peer_stopped_says_so_in_one_line(monkeypatc
     monkeypatch.delenv("RANK", raising=False)
     assert fault_line(gone) is None  # outside torchrun: not ours to explain, the traceback stays
     monkeypatch.setenv("RANK", "1")
-    assert fault_line(gone).startswith("another process of this launch stopped first (its error is above)")
+    line = fault_line(gone)  # said "its error is above" also when a peer was killed from outside and printed none
+    assert line.startswith("another process of this launch stopped first: if it printed a line above, fix what it")
+    assert "killed from outside (the out-of-memory killer, a scheduler): what was saved is kept, rerun" in line
     assert fault_line(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug stays a traceback
 
 

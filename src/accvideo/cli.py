@@ -771,7 +771,11 @@ def fault_line(exc: BaseException, verb: str | None = None) -> str | None:
         return f"out of memory (CPU RAM{need}); try {fixes}, or a machine with more memory; then rerun the command"
     if "RANK" in os.environ and isinstance(exc, RuntimeError) and _PEER_GONE.search(text):
         # under torchrun: another rank stopped (its own one line is above) while this one waited in a collective
-        return "another process of this launch stopped first (its error is above); fix that, then rerun the command"
+        return (
+            "another process of this launch stopped first: if it printed a line above, fix what it says; if it printed "
+            "none it was killed from outside (the out-of-memory killer, a scheduler): what was saved is kept, rerun "
+            "the same command to resume"
+        )
     if isinstance(exc, OSError) and exc.errno is not None and (line := _system_limit_line(exc)):
         return line
     if isinstance(exc, OSError) and exc.errno == errno.EISDIR:  # a folder where an output file is written
@@ -834,13 +838,19 @@ def _remove_stale_markers(folder: Path, max_age_s: float = 3600.0) -> None:
 def _first_on_this_node(line: str) -> bool:
     """Under torchrun every rank meets the same bad input: print each error line once per node, not once per rank.
 
-    The first rank to create a marker named by the launch's run id and the line prints it; a line only some ranks
+    The first rank to create a marker named by the launch (run id, port, launcher process, restart) and the line
+    prints it; a line only some ranks
     meet (one rank's out-of-memory) is still printed. Markers older than an hour (the ranks of one launch meet its
     error within seconds of each other) are removed as a new one is made. Outside torchrun every line prints."""
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if run_id is None or "RANK" not in os.environ:
         return True
-    key = hashlib.sha256(f"{run_id}\n{os.environ.get('MASTER_PORT', '')}\n{line}".encode()).hexdigest()[:24]
+    # the launcher's process (the parent of a node's ranks) and its restart count tell one launch from the next: a
+    # static rendezvous (--master_port, one launch after another) has the run id "none" every time
+    launch = (
+        f"{run_id}\n{os.environ.get('MASTER_PORT', '')}\n{os.getppid()}\n{os.environ.get('TORCHELASTIC_RESTART_COUNT')}"
+    )
+    key = hashlib.sha256(f"{launch}\n{line}".encode()).hexdigest()[:24]
     marker = Path(tempfile.gettempdir()) / f"{ERROR_MARKER}{key}"
     _remove_stale_markers(marker.parent)
     try:
