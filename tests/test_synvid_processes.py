@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,3 +302,51 @@ def test_a_rendezvous_port_in_use_is_one_line(tiny_wan_dir, reference, tmp_path)
         "choose another (torchrun --master_port PORT) and rerun\n"
     )
     assert not (tmp_path / "ds").exists()
+
+
+def _two_ranks(commands: list[list[str]], cwds: list[Path]) -> list[subprocess.CompletedProcess]:
+    """Rank 0 and rank 1 of one 2-process launch, each started by hand with its own command line (as the nodes of a
+    multi-node launch each parse their own), run to the end."""
+    port = _free_port()
+    procs = []
+    for rank, (cmd, cwd) in enumerate(zip(commands, cwds, strict=True)):
+        torchrun_env = dict(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        full_env = {**env(), **torchrun_env, "MASTER_PORT": str(port), "PYTHONPATH": os.pathsep.join(sys.path)}
+        procs.append(subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode()))
+    return done
+
+
+def test_ranks_given_other_settings_are_refused_before_any_work(tiny_wan_dir, reference, tmp_path):
+    """The nodes of a multi-node launch each parse their own command line: a node given --steps 20 beside one given
+    10 wrote shards of its own into the dataset (every launch exit 0, the SynVid refused later by distill). Every rank
+    compares its settings first and refuses in one line naming the first that differs; nothing is written."""
+    prompts, _ = reference
+    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
+    cmd += ["--out", str(tmp_path / "ds"), *ARGS]
+    ranks = _two_ranks([cmd, [*cmd, "--guidance", "2"]], [tmp_path, tmp_path])
+    line = "error: the processes of this launch were given other settings: rank 0 has guidance=3.0, rank 1 has"
+    for p in ranks:
+        assert p.returncode == 2 and p.stderr.startswith(line) and p.stderr.count("\n") == 1, p.stderr[-2000:]
+    assert "guidance=2.0; run the very same command on every node" in ranks[0].stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_ranks_that_do_not_share_the_output_folder_are_refused_before_any_work(tiny_wan_dir, reference, tmp_path):
+    """Nodes whose --out is not one shared folder (the same path, node-local disks) each "succeeded"; a distill's
+    sharded checkpoint then lacked the other nodes' files and never resumed. Rank 0 writes a token into the folder;
+    a rank that cannot read it back refuses, on every rank, before any shard is made."""
+    prompts, _ = reference
+    cmd = [sys.executable, "-m", "accvideo", "synthesize", "--teacher", str(tiny_wan_dir), "--prompts", str(prompts)]
+    cmd += ["--out", "ds", *ARGS]  # relative: each node's own folder
+    (tmp_path / "node0").mkdir()
+    (tmp_path / "node1").mkdir()
+    ranks = _two_ranks([cmd, cmd], [tmp_path / "node0", tmp_path / "node1"])
+    for p in ranks:
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr[-2000:]
+        assert p.stderr.startswith("error: rank 1 does not see ds as rank 0 wrote it: every process of the launch")
+    assert not list((tmp_path / "node0" / "ds").glob("shard-*")) and not (tmp_path / "node1" / "ds").exists()
+    assert not [p for p in (tmp_path / "node0" / "ds").iterdir() if "rank-check" in p.name]  # its token removed

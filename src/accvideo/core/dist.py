@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import gc
 import os
+import secrets
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -204,6 +206,57 @@ def from_main(fn: Callable[[], Any]) -> Any:
     if reply[0] == "error":
         raise AccVideoError(reply[1])
     return reply[1]
+
+
+RANK_LOCAL = ("device",)  # settings each rank may hold its own value of (its GPU)
+
+
+def check_agree(settings: dict) -> None:
+    """Every rank was given these same settings, or a one-line refusal on every rank naming the first that differs.
+
+    The ranks of a multi-node launch each parse their own command line: a node given another --steps or lr wrote
+    shards, clips or gradients of its own while rank 0's records named rank 0's settings (every launch exit 0).
+    A collective; rank-local settings (the device) are left out by the caller."""
+    if not is_distributed():
+        return
+    everyone = gather_objects({k: v for k, v in settings.items() if k not in RANK_LOCAL})
+    first = everyone[0]
+    for r, theirs in enumerate(everyone[1:], start=1):
+        for key in [*first, *(k for k in theirs if k not in first)]:
+            if first.get(key) != theirs.get(key):
+                raise AccVideoError(
+                    f"the processes of this launch were given other settings: rank 0 has {key}={first.get(key)!r}, "
+                    f"rank {r} has {key}={theirs.get(key)!r}; run the very same command on every node"
+                )
+
+
+def check_shared_folder(folder: Path) -> None:
+    """Every rank sees the folder rank 0 writes (`--out` on a file system all of them see), or a one-line refusal on
+    every rank: nodes writing into folders of their own each "succeeded", and a sharded checkpoint missing the other
+    nodes' files could never be resumed. A collective, after rank 0 made the folder."""
+    if not is_distributed():
+        return
+    from accvideo.core.files import temp_name
+
+    def write() -> tuple[str, str]:
+        token, path = secrets.token_hex(16), temp_name(Path(folder) / "rank-check")
+        path.write_text(token)
+        return path.name, token
+
+    name, token = from_main(write)
+    try:
+        seen = (Path(folder) / name).read_text() == token
+    except (OSError, UnicodeDecodeError):
+        seen = False
+    everyone = gather_objects(seen)  # every rank has read before rank 0 removes it
+    if is_main():
+        (Path(folder) / name).unlink(missing_ok=True)
+    if not all(everyone):
+        r = everyone.index(False)
+        raise AccVideoError(
+            f"rank {r} does not see {folder} as rank 0 wrote it: every process of the launch must write into one "
+            "folder on a file system all of them see; give every node the same shared --out"
+        )
 
 
 def mean(value: torch.Tensor | float) -> float:

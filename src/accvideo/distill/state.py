@@ -142,6 +142,7 @@ def _prepare(d: Distiller) -> None:
         tidy(d.out)
 
     dist.from_main(prepare)
+    dist.check_shared_folder(d.out)
 
 
 def check_same_run(d: Distiller, saved: dict, path: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core import dist, interrupts, parallel
+from accvideo.core.config import to_dict
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import available_memory, resolve_device, resolve_dtype, resolve_model
 from accvideo.core.sampling import euler_step
@@ -93,6 +94,7 @@ class Distiller:
             raise AccVideoError(
                 "under torchrun, start distillation with accvideo.distill.distill(cfg), which joins the process group"
             )
+        dist.check_agree(to_dict(cfg))  # the nodes of a launch each parse their own command line
         self.cfg = cfg
         self.world = dist.world_size()
         self.local_batch, micro, self.accumulation = cfg.split(self.world)

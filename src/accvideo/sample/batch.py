@@ -75,6 +75,7 @@ def sample_prompts(cfg: SampleConfig, progress: bool = True) -> dict:
 def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
     from accvideo.sample.run import open_for_sampling  # run.py dispatches here: imported late, no cycle
 
+    dist.check_agree(to_dict(cfg))  # the nodes of a launch each parse their own command line
     out = Path(cfg.out).expanduser()
     prompts = read_prompts(cfg.prompts, cfg.seed)  # a missing, empty or malformed file: one line, nothing made
     inputs = {"model": resolve_model(cfg.model)}
@@ -97,6 +98,7 @@ def _sample_prompts(cfg: SampleConfig, progress: bool, locks: list) -> dict:
         return _prepare(out, wanted, settings)
 
     done = dist.from_main(prepare)  # the kept rows' manifest lines (with their clips' sha256)
+    dist.check_shared_folder(out)
     todo = [it for it in items if it.index not in done]
     if progress and main:
         if done:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from accvideo.core import dist
 from accvideo.core.adapter import check_decoded
-from accvideo.core.config import save_config
+from accvideo.core.config import save_config, to_dict
 from accvideo.core.files import check_free_space, size_text, write_text_atomic
 from accvideo.core.images import encode_conditioning, load_images
 from accvideo.core.progress import progress_bar
@@ -255,6 +255,7 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True, adapter=None) -> dict
 
 def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) -> dict:
     t0 = time.perf_counter()
+    dist.check_agree(to_dict(cfg))  # the nodes of a launch each parse their own command line
     prompts = read_prompts(cfg.prompts, cfg.seed)
     items = list(prompts.items)
     model_dir = resolve_model(cfg.teacher)
@@ -282,6 +283,7 @@ def _synthesize(cfg: SynthConfig, device, progress: bool, adapter, locks: list) 
             dist.print0(resized, flush=True)
     blank = prompts.blank_lines
     identity, removed = _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank, locks, headers.read)
+    dist.check_shared_folder(root)
     settings = dataset_settings(cfg, adapter, identity, plan, dtype)
 
     num_shards = shard_count(len(items), cfg.shard_size)
