@@ -10,6 +10,7 @@ It also holds the (sharded) state-dict and torch.distributed.checkpoint calls th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -89,6 +90,11 @@ class Parallel:
 
 def _shard(module: nn.Module, bf16: bool, trainable: bool) -> None:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    # torch warns, once a rank, that a sharded module returned a view (diffusers' transformers end in a reshape):
+    # only an in-place op on that output would lose the all-gather, and none is made on it here (a sharded run
+    # equals one process to 1e-7, tests/test_scaleout.py); a warning the user can do nothing about
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor", category=UserWarning)
 
     policy = MixedPrecisionPolicy(
         param_dtype=torch.bfloat16 if bf16 and trainable else None, reduce_dtype=torch.float32
