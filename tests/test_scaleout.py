@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,10 +161,24 @@ def test_fsdp_lora_with_accumulation_resumes_a_one_process_checkpoint(tiny_wan_d
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
-def test_sigterm_to_torchrun_saves_every_rank_at_one_iteration(tiny_wan_dir, synvid, tmp_path):
+def _worker(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun's worker of `rank` (a child of its agent whose environment says RANK=rank)."""
+    for child in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split():
+        try:
+            if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+                return int(child)
+        except OSError:
+            pass
+    return None
+
+
+@pytest.mark.parametrize("target", ["launcher", "rank 1"])
+def test_sigterm_to_torchrun_saves_every_rank_at_one_iteration(tiny_wan_dir, synvid, tmp_path, target):
     """Ctrl-C or SIGTERM on torchrun makes it SIGTERM its workers (a preempted job's workers get one too): they agree
     on one iteration (a collective each iteration), save it together and stop with one line; they used to die at
-    once and lose everything since the last checkpoint."""
+    once and lose everything since the last checkpoint. A SIGTERM to one worker alone (a scheduler preempting one
+    task) stops every rank alike: rank 0, which the signal never reached, said "interrupted" (a Ctrl-C's line)
+    beside rank 1's "interrupted (SIGTERM)"."""
     run = tmp_path / "run"
     cmd = torchrun_command(**settings(tiny_wan_dir, synvid, run, batch=2, iterations=40, parallel="fsdp"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -171,12 +186,16 @@ def test_sigterm_to_torchrun_saves_every_rank_at_one_iteration(tiny_wan_dir, syn
     deadline = time.monotonic() + 120
     while len(read_losses(run / "losses.jsonl")) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    if target == "launcher":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.kill(_worker(proc.pid, 1), signal.SIGTERM)
     err = proc.communicate(timeout=120)[1].decode()
     saved = torch.load(run / SHARDED / META, weights_only=True)["iteration"]
     assert 3 <= saved < 40 and len(read_losses(run / "losses.jsonl")) == saved  # every rank saved the same one
     line = f"interrupted (SIGTERM) at iteration {saved} of 40, which is saved in {run}; rerun the same command"
     assert err.count(line) == 1  # one line for the node, not one a rank
+    assert [x for x in err.splitlines() if x.startswith("interrupted")] == [f"{line} to resume"]
     run_one(**settings(tiny_wan_dir, synvid, run, batch=2, iterations=saved + 1))  # one process resumes it
     assert [r["iteration"] for r in read_losses(run / "losses.jsonl")] == list(range(1, saved + 2))
 

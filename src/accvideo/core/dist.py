@@ -268,6 +268,15 @@ def mean(value: torch.Tensor | float) -> float:
     return float(t) / world_size()
 
 
+def max_int(value: int) -> int:
+    """The largest of every rank's `value` (the value itself in one process); a collective."""
+    if not is_distributed():
+        return int(value)
+    t = _on_backend(torch.tensor([int(value)], dtype=torch.int64))
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return int(t)
+
+
 def gather_cat(t: torch.Tensor) -> torch.Tensor:
     """Every rank's `t` (same shape on each), concatenated along dim 0 in rank order; a collective."""
     if not is_distributed():

@@ -87,6 +87,18 @@ def stop_requested() -> bool:
     return INTERRUPTED.is_set()
 
 
+def received() -> int:
+    """The number of the signal that asked this process to stop, 0 when none did."""
+    return _received[0] if _received and INTERRUPTED.is_set() else 0
+
+
+def adopt(signum: int) -> None:
+    """Stop as a peer asked (the ranks of a launch agreed on its signal, `signum`): a rank the signal never reached
+    says the same line and exits with the same code as the one it reached (it said "interrupted", a Ctrl-C's)."""
+    if signum and not _received:
+        _received.append(signum)
+
+
 def check() -> None:
     """Raise the KeyboardInterrupt of a signal that something swallowed; a step boundary of every long loop calls
     it. Inside `deferred` the loop itself stops, after saving."""

@@ -472,7 +472,10 @@ class Distiller:
                         bar.set_postfix(
                             {k: f"{record[k]:.4g}" for k in ("traj", "g", "d") if record[k] is not None}, refresh=False
                         )
-                    stop = dist.mean(float(interrupts.stop_requested())) > 0  # a collective: every rank, one iteration
+                    # a collective: every rank stops at the same iteration, with the signal one of them received
+                    signum = dist.max_int(interrupts.received())
+                    stop = signum > 0
+                    interrupts.adopt(signum)
                     if stop or self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
                         t_save = time.perf_counter()
                         state.save(self)
