@@ -2010,6 +2010,36 @@ def test_a_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path
     assert not lock.exists()
 
 
+def test_two_writers_taking_over_one_dead_writers_lock_do_not_both_go_on(tmp_path, monkeypatch):
+    """Two reruns that find the same dead writer's lock: the first removed it and made its own, then the second
+    removed the first's fresh lock and made its own, and both wrote the folder. The second now sees the lock changed
+    under it and is refused as beside a live writer. (The race is replayed in one process: the first rerun takes
+    the folder over while the second has judged the old lock stale.)"""
+    import accvideo.core.outputs as outputs
+    from accvideo.core.files import writer_id
+    from accvideo.core.outputs import LOCK, FolderLock
+    from accvideo.errors import AccVideoError
+
+    host = writer_id().rsplit("-", 1)[0]
+    dead = f"{host}-{max(int(p) for p in os.listdir('/proc') if p.isdigit()) + 100_000}"
+    (tmp_path / LOCK).write_text(dead)
+    real, first = outputs.is_stale_writer, []
+
+    def judged_stale(holder):
+        if holder == writer_id():  # the first rerun's lock: in this replay, another process alive beside it
+            return False
+        stale = real(holder)
+        if holder == dead and not first:  # the second rerun judged the lock stale; the first one is quicker
+            first.append("taking over")
+            first[0] = FolderLock(tmp_path, "distill")
+        return stale
+
+    monkeypatch.setattr(outputs, "is_stale_writer", judged_stale)
+    with pytest.raises(AccVideoError, match=r"another `accvideo distill` \(.*\) is writing"):
+        FolderLock(tmp_path, "distill")
+    assert (tmp_path / LOCK).read_text() == writer_id() and len(first) == 1  # the first's lock, untouched
+
+
 def _record_many(folder: str, tag: int, n: int) -> None:
     from accvideo.core.outputs import record_file
 

@@ -224,7 +224,7 @@ class FolderLock:
             except FileExistsError:
                 holder = self._holder()
                 if (holder is not None and is_stale_writer(holder)) or self._empty_and_old():
-                    self.path.unlink(missing_ok=True)  # its writer was killed: take the folder over
+                    self._take_over(holder)  # its writer was killed: take the folder over
                     continue
                 raise AccVideoError(
                     f"another `accvideo {command}` ({holder or 'unknown writer'}) is writing {folder}; wait for it to "
@@ -244,6 +244,14 @@ class FolderLock:
         """The lock of an output replaced whole (a clip, an export folder): a hidden sibling `.NAME.accvideo-lock`."""
         path = Path(path)
         return cls(path, command, path=path.with_name(f".{path.name}{LOCK}"))
+
+    def _take_over(self, stale: str | None) -> None:
+        """Remove the lock of a writer found dead (`stale`: its holder, None for an empty lock), only if it still is
+        that lock: two reruns that found the same dead writer took turns, and the second removed the first's fresh
+        lock and went on beside it. The check and the removal are one step under the folder's flock."""
+        with _folder_lock(self.path.parent, fcntl.LOCK_EX if fcntl is not None else None):
+            if self._holder() == stale and (stale is not None or self._empty_and_old()):
+                self.path.unlink(missing_ok=True)
 
     def _empty_and_old(self) -> bool:
         """An empty lock older than a writer takes to fill it: one whose write failed before the cleanup above."""
