@@ -291,6 +291,35 @@ def test_sample_command_runs_the_student_pair(runs, tmp_path, capsys, monkeypatc
     torch.testing.assert_close(torch.from_numpy(frames.frames[0]).float(), ours, atol=1e-4, rtol=0)
 
 
+def test_a_full_student_pair_loads_without_reading_the_teachers_experts(runs, monkeypatch):
+    """Both experts of a full A14B student fill transformers built empty from the student's own files: the teacher's
+    experts (two 14B transformers at real size) are not read, and each expert's weights are its file's, exactly."""
+    from pathlib import Path
+
+    from diffusers.models import model_loading_utils, modeling_utils
+    from safetensors.torch import load_file
+
+    from accvideo.models.student import load_student
+
+    read, real = [], model_loading_utils.load_state_dict
+
+    def spy(path, *args, **kwargs):
+        if isinstance(path, (str, Path)):
+            read.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(model_loading_utils, "load_state_dict", spy)
+    monkeypatch.setattr(modeling_utils, "load_state_dict", spy)
+    student = runs["full"][0] / "student"
+    adapter, info = load_student(student)
+    assert info["experts"] and not [p for p in read if p.parent.name in ("transformer", "transformer_2")], read
+    for name in ("transformer", "transformer_2"):
+        stored = load_file(str(next((student / name).glob("*.safetensors"))))
+        got = getattr(adapter.pipe, name).state_dict()
+        assert got.keys() == stored.keys() and all(torch.equal(got[k], stored[k]) for k in stored), name
+    assert adapter.transformer.transformer is adapter.pipe.transformer  # the pair runs the filled experts
+
+
 def test_single_file_export_writes_each_expert_under_the_wan_repositorys_names(runs, a14b_dir, tmp_path, capsys):
     """One file per expert, each mapped back by diffusers' own reader to that expert of the diffusers export."""
     from diffusers import WanTransformer3DModel

@@ -27,11 +27,13 @@ class LoadParts:
     """Which components of a pipeline to load: distillation needs neither text (nor image) encoders (SynVid items
     hold the encodings) nor the VAE (unless real videos are encoded); `empty_transformer` builds the transformer on
     the meta device from its config (its buffers real), for the parallel seam to shard and then fill
-    (core/parallel.py)."""
+    (core/parallel.py); `empty_experts` builds a second expert (Wan 2.2 A14B's `transformer_2`) so too, for a
+    caller that fills both (a full student's load: models/student.py)."""
 
     text: bool = True
     vae: bool = True
     empty_transformer: bool = False
+    empty_experts: bool = False
 
 
 WHOLE = LoadParts()
@@ -172,13 +174,15 @@ def load_pipeline(pipeline_cls, path: Path, dtype: torch.dtype, device, parts: L
         skip["vae"] = None
     if parts.empty_transformer:
         skip["transformer"] = empty_module(transformer_cls, path / "transformer", dtype)
+    if parts.empty_experts and (path / "transformer_2").is_dir():
+        skip["transformer_2"] = empty_module(transformer_cls, path / "transformer_2", dtype)
     pipe = pipeline_cls.from_pretrained(str(path), dtype=dtype, local_files_only=True, **skip)
     for name, module in pipe.components.items():
         if name not in skip:
             check_config_types(module, path / name)
             check_weights_used(module, path / name)
         if isinstance(module, torch.nn.Module):
-            if not (parts.empty_transformer and name == "transformer"):
+            if not any(p.is_meta for p in module.parameters()):  # an empty transformer: filled on `device` later
                 module.to(device)
             module.requires_grad_(False).eval()
     pipe.set_progress_bar_config(disable=True)

@@ -433,8 +433,8 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     student_dir = Path(student_dir)
     info = read_student_info(student_dir)
     # a full student replaces the teacher's transformer whole: built empty, filled from the student's files alone
-    full = info["lora"] is None and not info.get("experts")
-    parts = LoadParts(empty_transformer=True) if full else WHOLE
+    full = info["lora"] is None
+    parts = LoadParts(empty_transformer=True, empty_experts=True) if full else WHOLE
     teacher_dir = teacher_dir_of(student_dir, info)
     if full and torch.device(device).type == "cpu":  # the student's weights fill the empty transformer: counted too
         check_host_memory(teacher_dir, dtype, WHOLE)
@@ -453,9 +453,10 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
             _load_lora(adapter.pipe, student_dir, name, info["lora"])
         adapter.pipe.fuse_lora(components=list(files))  # a student samples at the base model's cost
         adapter.pipe.unload_lora_weights()
-    elif full and any(p.is_meta for p in adapter.transformer.parameters()):
-        _fill_full(adapter.transformer, student_dir, files[FULL_WEIGHTS], device)
-    else:  # a family whose loader builds the transformer whole (or two experts): its weights replaced in place
+    elif full and all(any(p.is_meta for p in getattr(adapter.pipe, name).parameters()) for name in files):
+        for name, paths in files.items():  # each expert of Wan 2.2 A14B (transformer, transformer_2) from its files
+            _fill_full(getattr(adapter.pipe, name), student_dir, paths, device)
+    else:  # a family whose loader builds the transformer whole: its weights replaced in place
         for name, paths in files.items():
             state = {}
             for f in paths:

@@ -186,10 +186,14 @@ class WanMoEAdapter(WanAdapter):
         parts: LoadParts = WHOLE,
         **kw,
     ):
-        """Load a local diffusers-format Wan 2.2 A14B directory, both experts whole (no sharded start-up)."""
+        """Load a local diffusers-format Wan 2.2 A14B directory, both experts whole (no sharded start-up), or both
+        empty (`parts.empty_experts`) for a caller that fills them."""
         from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 
-        whole = LoadParts(text=parts.text, vae=parts.vae)  # FSDP2 shards the loaded pair (docs/scale-out.md)
+        # FSDP2 shards the loaded pair (docs/scale-out.md); a full student's load fills both experts itself
+        whole = LoadParts(
+            text=parts.text, vae=parts.vae, empty_transformer=parts.empty_experts, empty_experts=parts.empty_experts
+        )
         cls.check_vae_config(path)
         check_experts_alike(path)
         pipe = load_pipeline(WanPipeline, path, dtype, device, whole, WanTransformer3DModel)
