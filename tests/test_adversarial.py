@@ -237,10 +237,43 @@ def test_a_run_resumes_with_its_clip_folder_moved_or_named_another_way(tiny_wan_
         summary = distill(run(tiny_wan_dir, synvid, out, iterations=iterations, real_data=spelled), progress=False)
         assert summary["iterations"] == iterations and chunk.stat().st_mtime_ns == encoded  # not encoded again
     write_video(moved / "c1.mp4", rng.integers(0, 255, (9, 32, 32, 3), dtype=np.uint8), fps=8)
-    with pytest.raises(AccVideoError, match=r"real_data=moved changed since this run encoded its clips"):
+    with pytest.raises(AccVideoError, match=r"real_data=moved holds other clips than real_data=clips, which this run"):
         distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="moved"), progress=False)
     with pytest.raises(AccVideoError, match=r"holds a run with real_data='moved', not 'world'"):
         distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="world"), progress=False)
+
+
+def test_another_clip_folder_is_encoded_before_a_checkpoint_and_refused_after(tiny_wan, tmp_path):
+    """Cached chunks of one folder's clips, given another folder: with no checkpoint trained on them (a run stopped
+    while encoding) they are encoded again from the folder given; once trained on, the line names the folder the run
+    encoded (it said the given folder "changed since"). Chunks from before the clip digests keep the old rule: the
+    folder must be named as it was, for nothing in them tells their clips."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from accvideo.distill.checkpoint import check_resumable
+
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            write_video(tmp_path / name / f"c{i}.mp4", rng.integers(0, 255, (9, 32, 32, 3), dtype=np.uint8), fps=8)
+    run, shape = tmp_path / "run", (9, 32, 32)
+    first = load_real_clips(str(tmp_path / "a"), run, tiny_wan, shape, 0, 0, progress=False, trained=False)
+    with pytest.raises(AccVideoError, match=rf"real_data={tmp_path / 'b'} holds other clips than real_data="):
+        load_real_clips(str(tmp_path / "b"), run, tiny_wan, shape, 0, 0, progress=False)
+    other = load_real_clips(str(tmp_path / "b"), run, tiny_wan, shape, 0, 0, progress=False, trained=False)
+    assert not torch.equal(other.latents, first.latents)  # encoded from b, not a's cache
+    config = {"real_data": str(tmp_path / "c")}
+    saved = {"teacher": "t", "config": {"real_data": str(tmp_path / "b")}}
+    check_resumable(saved, config, "t", run / "checkpoint.pt", resumable=frozenset())  # digests: any name
+    chunk = next((run / "reals").glob("chunk-*.safetensors"))
+    with safe_open(str(chunk), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    del meta["sources"]
+    save_file(tensors, str(chunk), metadata=meta)  # as cached before the digests
+    with pytest.raises(AccVideoError, match=r"holds a run with real_data='.*b', not '.*c'"):
+        check_resumable(saved, config, "t", run / "checkpoint.pt", resumable=frozenset())
 
 
 def test_during_adv_warmup_the_heads_learn_and_the_student_sees_no_generator_gradient(tiny_wan_dir, synvid, tmp_path):

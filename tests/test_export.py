@@ -177,6 +177,17 @@ def test_a_full_student_loads_without_reading_its_teachers_transformer(runs, tin
     stored = load_file(str(next((student / "transformer").glob("*.safetensors"))))
     got = adapter.transformer.state_dict()
     assert got.keys() == stored.keys() and all(torch.equal(got[k], stored[k]) for k in stored)
+    # a student of another architecture than its teacher (here 4 blocks on a 3-block teacher: a copied student/,
+    # or a legacy identity not checked on a large folder) was refused by the strict load; the fill kept 3 blocks
+    from accvideo.models.tiny import tiny_wan_pipeline
+
+    deeper = Path(shutil.copytree(student, student.parent / "student-deeper"))
+    shutil.rmtree(deeper / "transformer")
+    tiny_wan_pipeline(1, num_layers=4).transformer.save_pretrained(str(deeper / "transformer"))
+    with pytest.raises(
+        AccVideoError, match=r"the student does not fit its teacher \(0 weights missing, \d+ unexpected"
+    ):
+        load_student(deeper)
     # the host-memory guard still counts the transformer the student's weights fill (the loader skips it)
     import accvideo.models as models
 

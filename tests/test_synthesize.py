@@ -472,7 +472,7 @@ def test_a_copied_shard_is_named_with_the_item_it_repeats(synvid, tmp_path):
     assert len(SynVidDataset(data)) == 10
 
 
-def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tiny_wan_dir, tmp_path):
+def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tiny_wan_dir, tmp_path, monkeypatch):
     """The refusal of a dataset made by another teacher told the user to pass the folder synthesize was given, also
     when that folder had moved away: a fix that fails. It names the folder only where it still is."""
     import shutil
@@ -500,6 +500,12 @@ def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tin
         caught.value
     )
     assert "restore the folder as it was, or synthesize a dataset with this teacher" in str(caught.value)
+    # a relative path names a folder only from where synthesize ran: never "changed in place" from here
+    (data / "synvid.yaml").write_text(text.replace(f"teacher: {tiny_wan_dir}", f"teacher: {tiny_wan_dir.name}"))
+    monkeypatch.chdir(tiny_wan_dir.parent)  # where the relative path happens to name the folder given
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data).check_teacher(other, tiny_wan_dir)
+    assert f"pass --teacher {tiny_wan_dir.name} (the folder synthesize was given), or synthesize" in str(caught.value)
 
 
 def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):

@@ -845,11 +845,11 @@ def _first_on_this_node(line: str) -> bool:
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if run_id is None or "RANK" not in os.environ:
         return True
-    # the launcher's process (the parent of a node's ranks) and its restart count tell one launch from the next: a
-    # static rendezvous (--master_port, one launch after another) has the run id "none" every time
-    launch = (
-        f"{run_id}\n{os.environ.get('MASTER_PORT', '')}\n{os.getppid()}\n{os.environ.get('TORCHELASTIC_RESTART_COUNT')}"
-    )
+    # a static rendezvous (--master_port, one launch after another) has the run id "none" every time: there the
+    # launcher's process (the parent of a node's ranks) and its restart count tell one launch from the next
+    launch = f"{run_id}\n{os.environ.get('MASTER_PORT', '')}"
+    if run_id == "none":
+        launch += f"\n{os.getppid()}\n{os.environ.get('TORCHELASTIC_RESTART_COUNT')}"
     key = hashlib.sha256(f"{launch}\n{line}".encode()).hexdigest()[:24]
     marker = Path(tempfile.gettempdir()) / f"{ERROR_MARKER}{key}"
     _remove_stale_markers(marker.parent)

@@ -88,7 +88,9 @@ OWN_MODEL_FIX = "fix the adapter (docs/own-model.md gives each method's shapes)"
 
 def _name(adapter) -> str:
     """The adapter's class name (the family's, not a runtime wrapper's: models/runtime.RuntimeAdapter)."""
-    return type(getattr(adapter, "_adapter", adapter)).__name__
+    while hasattr(adapter, "_adapter"):  # bench times a RuntimeAdapter around the family's
+        adapter = adapter._adapter
+    return type(adapter).__name__
 
 
 def check_conditioning(adapter, cond: Conditioning, batch: int, method: str = "encode_prompts") -> None:

@@ -244,10 +244,15 @@ def check_shared_folder(folder: Path) -> None:
         return path.name, token
 
     name, token = from_main(write)
-    try:
-        seen = (Path(folder) / name).read_text() == token
-    except (OSError, UnicodeDecodeError):
-        seen = False
+    seen = False
+    for _ in range(10):  # a network file system may show another node's new file a moment late
+        try:
+            seen = (Path(folder) / name).read_text() == token
+        except (OSError, UnicodeDecodeError):
+            seen = False
+        if seen:
+            break
+        time.sleep(0.5)
     everyone = gather_objects(seen)  # every rank has read before rank 0 removes it
     if is_main():
         (Path(folder) / name).unlink(missing_ok=True)

@@ -138,14 +138,15 @@ class DecoderDistiller:
         self.targets: Targets | None = None
 
     # 1. targets ------------------------------------------------------------------------------------------------
-    def build_targets(self, progress: bool) -> None:
-        """The VAE's decodes of every input, cached in OUT/targets; then the pieces sized by them."""
+    def build_targets(self, progress: bool, trained: bool = True) -> None:
+        """The VAE's decodes of every input, cached in OUT/targets; then the pieces sized by them. `trained`: a
+        checkpoint trained on the cached real clips (before one, a cache of other clips is encoded again)."""
         cfg, n_syn = self.cfg, len(self.dataset)
         if cfg.videos:
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)
             self.reals = load_real_clips(
-                cfg.videos, self.out, self.adapter, shape, cfg.video_clips, cfg.seed, progress, setting="videos"
+                cfg.videos, self.out, self.adapter, shape, cfg.video_clips, cfg.seed, progress, "videos", trained
             )
         n_real = 0 if self.reals is None else len(self.reals)
 
@@ -418,7 +419,7 @@ class DecoderDistiller:
     def _train(self, progress: bool, t0: float, cpu0: float) -> dict:
         cfg = self.cfg
         saved = self.saved_state()  # another run's checkpoint is refused before the targets are (re)built
-        self.build_targets(progress)
+        self.build_targets(progress, trained=saved is not None)
         t_targets = time.perf_counter() - t0
         self.resume(saved)
         start = self.iteration

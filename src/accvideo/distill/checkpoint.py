@@ -64,14 +64,17 @@ def check_resumable(
     recorded = dict(saved["config"])
     if recorded.get("lora_targets") == []:  # runs before `lora_targets=[]` was recorded as the default it means
         recorded["lora_targets"] = None
+    from accvideo.distill.reals import records_clips
+
     for key in CLIP_FOLDERS:  # a clip folder may move or be spelled another way: its cached chunks check its clips
-        if _is_folder(recorded.get(key)) and _is_folder(config.get(key)):
+        if _is_folder(recorded.get(key)) and _is_folder(config.get(key)) and records_clips(Path(path).parent):
             recorded[key] = config[key]
     check_same_settings(recorded, config, path, defaults, resumable)
 
 
 # settings naming a folder of real clips (distill `real_data`, decoder distill `videos`): their encoded chunks record
 # the clips' names, prompts and sha256 (distill/reals.py), so a resume checks the clips, not how the folder is named
+# (chunks cached before the digests cannot be checked so: their folder must be named as it was)
 CLIP_FOLDERS = ("real_data", "videos")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from accvideo.core import dist
 from accvideo.core.adapter import Conditioning, select
 from accvideo.core.files import file_sha256, stat_witness, temp_name, write_json_atomic
-from accvideo.core.inputs import parse_json
+from accvideo.core.inputs import parse_json, read_small_file
 from accvideo.core.progress import progress_bar
 from accvideo.core.runtime import batch_noise
 from accvideo.core.tensorfile import write_safetensors
@@ -187,9 +188,11 @@ def load_real_clips(
     seed: int,
     progress: bool = True,
     setting: str = "real_data",
+    trained: bool = True,
 ) -> RealClips:
     """Encode (or read the cache of) the real clips for a run in `out`; shape = (frames, height, width); `setting`:
-    what the command calls `spec`, for its errors."""
+    what the command calls `spec`, for its errors. `trained`: a checkpoint trained on the cached clips (their
+    chunks must then hold the given folder's clips); before one, cached chunks of other clips are encoded again."""
     frames, height, width = shape
     sources = world_sources(count, seed) if spec == WORLD else folder_sources(Path(spec).expanduser(), setting)
     cache = out / "reals"
@@ -202,10 +205,10 @@ def load_real_clips(
     starts = range(0, len(sources), CHUNK)
     for i in progress_bar(starts, desc="encode real clips", unit="chunk", show=progress, transient=True):
         path = cache / f"chunk-{i // CHUNK:05d}.safetensors"
-        if path.is_file() and _stale(path, spec, images):
-            path.unlink()
         part = sources[i : i + CHUNK]
         digest = _sources_digest(part, len(sources), digests.sha256)
+        if path.is_file() and (_stale(path, spec, images) or (not trained and _other_clips(path, spec, digest))):
+            path.unlink()
         if path.is_file():
             _check_same_sources(path, digest, spec, setting)
         if not path.is_file():
@@ -224,6 +227,8 @@ def load_real_clips(
                 meta["sources"] = digest
             write_safetensors(tensors, meta, tmp)  # deterministic bytes
             os.replace(tmp, path)
+            if dist.is_main():
+                digests.save(every=30.0)
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
@@ -259,10 +264,10 @@ class _FileDigests:
     hashed again; what the stat misses is damage below the file system."""
 
     def __init__(self, path: Path):
-        self.path, self.seen = path, {}
+        self.path, self.seen, self.saved = path, {}, time.monotonic()
         try:
-            known = parse_json(path.read_text())
-        except (OSError, ValueError):  # none yet, or damaged: every file is hashed
+            known = parse_json(read_small_file(path))
+        except (OSError, ValueError):  # none yet, damaged, or no small regular file: every file is hashed
             known = {}
         self.known = known if isinstance(known, dict) else {}
 
@@ -276,10 +281,13 @@ class _FileDigests:
         self.seen[key] = [sha, witness]
         return sha
 
-    def save(self) -> None:
-        """Keep the witnesses of the files read this time (rank 0; only when they changed)."""
-        if self.seen and self.seen != self.known:
-            write_json_atomic(self.path, self.seen)
+    def save(self, every: float = 0.0) -> None:
+        """Keep the witnesses of the files read so far (rank 0; only when they changed, and at most once in `every`
+        seconds: a long first encode keeps them as it goes, so its resume hashes only the files it had not read)."""
+        merged = {**self.known, **self.seen}  # files not read yet this time keep their witnesses
+        if merged != self.known and time.monotonic() - self.saved >= every:
+            write_json_atomic(self.path, merged)
+            self.known, self.saved = merged, time.monotonic()
 
 
 def _sources_digest(part: list[Source], total: int, sha256: Callable[[Path], str] = file_sha256) -> str | None:
@@ -295,14 +303,40 @@ def _sources_digest(part: list[Source], total: int, sha256: Callable[[Path], str
     return digest.hexdigest()
 
 
-def _check_same_sources(path: Path, digest: str | None, spec: str, setting: str) -> None:
-    """Refuse a resume whose clip folder changed since its chunk `path` was encoded (it trained on the old clips,
-    silently, as a SynVid that changed under a run is refused); chunks from before the digest are kept."""
+def _meta(path: Path) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        recorded = (f.metadata() or {}).get("sources")
+        return f.metadata() or {}
+
+
+def _other_clips(path: Path, spec: str, digest: str | None) -> bool:
+    """Whether cached chunk `path` holds other clips than the given ones: another digest, or another folder's name
+    on a chunk from before the digests (nothing to tell its clips by)."""
+    meta = _meta(path)
+    recorded = meta.get("sources")
+    if recorded is None:
+        return meta.get("spec", spec) != spec
+    return digest is not None and recorded != digest
+
+
+def records_clips(out: Path) -> bool:
+    """Whether every cached chunk of real clips in OUT/reals records its clips' digest (so a resume can check the
+    clips whatever their folder is called); chunks from before the digests do not."""
+    return all("sources" in _meta(c) for c in sorted((Path(out) / "reals").glob("chunk-*.safetensors")))
+
+
+def _check_same_sources(path: Path, digest: str | None, spec: str, setting: str) -> None:
+    """Refuse a resume whose clips are not the ones its chunk `path` holds (it trained on the old clips, silently, as
+    a SynVid that changed under a run is refused); chunks from before the digest are kept."""
+    meta = _meta(path)
+    recorded, was = meta.get("sources"), meta.get("spec")
     if recorded is not None and digest is not None and recorded != digest:
+        if was is not None and was != spec:  # another folder than the run encoded (or the same one, changed)
+            raise AccVideoError(
+                f"{setting}={spec} holds other clips than {setting}={was}, which this run encoded into {path.parent} "
+                "and trained on; pass those clips as they were, or start the run in another --out"
+            )
         raise AccVideoError(
             f"{setting}={spec} changed since this run encoded its clips into {path.parent} (a clip added, removed, "
             "replaced or given another prompt); put the clips back as they were, or start the run in another --out"
@@ -337,7 +371,14 @@ def first_frame_image(clip: torch.Tensor):
 
 
 def shared_real_clips(
-    spec: str, out: Path, adapter, shape: tuple[int, int, int], count: int, seed: int, progress: bool
+    spec: str,
+    out: Path,
+    adapter,
+    shape: tuple[int, int, int],
+    count: int,
+    seed: int,
+    progress: bool,
+    trained: bool = True,
 ) -> RealClips:
     """The run's real clips under torchrun: encoded once by rank 0 into OUT/reals (resumable), then read from the
     cache by every other rank; a refusal on rank 0 is raised on every rank."""
@@ -345,7 +386,7 @@ def shared_real_clips(
     clips, error = None, None
     if dist.is_main():
         try:
-            clips = load_real_clips(*args, progress=progress)
+            clips = load_real_clips(*args, progress=progress, trained=trained)
         except AccVideoError as exc:
             error = str(exc)
     error = dist.broadcast_object(error)

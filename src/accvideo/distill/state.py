@@ -253,7 +253,7 @@ def save(d: Distiller) -> None:
 def artifact_is_current(d: Distiller) -> bool:
     """Whether student/ holds this state's weights, whole (its student.json names this iteration) and the loss plot
     is there (drawn before the student, so as current): a kill between the checkpoint and the export, or a file
-    deleted since, or a teacher given at another folder, makes a finished run's rerun export again (rank 0 looks)."""
+    deleted since, makes a finished run's rerun export again (rank 0 looks)."""
     from accvideo.models.student import read_student_info, student_weights
 
     folder = d.out / "student"
@@ -263,11 +263,24 @@ def artifact_is_current(d: Distiller) -> bool:
     except AccVideoError:
         return False
     return (
-        info.get("iteration") == d.iteration
-        and info.get("samples") == d.samples
-        and info.get("teacher_dir") == str(Path(d.model_dir).resolve())  # a teacher moved since: record its new folder
-        and (d.out / "losses.png").is_file()
+        info.get("iteration") == d.iteration and info.get("samples") == d.samples and (d.out / "losses.png").is_file()
     )
+
+
+def repoint_teacher(d: Distiller) -> None:
+    """Rank 0: a student whose teacher moved since its save names the teacher's folder now, in its student.json
+    (rewritten whole, the rest as saved): a finished run's rerun with the new --teacher fixes `sample`'s "the
+    student's teacher folder ... is gone", without saving the training state again (hundreds of GB at 14B)."""
+    from accvideo.models.student import INFO, read_student_info
+
+    folder = d.out / "student"
+    try:
+        info = read_student_info(folder)
+    except AccVideoError:
+        return
+    now = str(Path(d.model_dir).resolve())
+    if info.get("teacher_dir") != now:
+        write_json_atomic(folder / INFO, {**info, "teacher_dir": now})
 
 
 def read_summary(out: Path) -> dict:

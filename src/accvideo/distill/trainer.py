@@ -424,7 +424,10 @@ class Distiller:
         cfg, t0, main = self.cfg, time.perf_counter(), dist.is_main()
         state.resume(self)
         if self.iteration >= cfg.iterations and (earlier := dist.from_main(lambda: state.finished_summary(self))):
-            # a finished run, whole: nothing to train, nothing rewritten; said as kept, at the folder's path now
+            # a finished run, whole: nothing to train, nothing rewritten (but a moved teacher's new folder in
+            # student.json); said as kept, at the folder's path now
+            if dist.is_main():
+                state.repoint_teacher(self)
             return {
                 **earlier,
                 "out": str(self.out),
@@ -437,7 +440,14 @@ class Distiller:
             s = self.dataset.settings
             shape = (s.frames, s.height, s.width)
             self.reals = shared_real_clips(
-                cfg.real_data, self.out, self.pair.teacher, shape, cfg.real_clips, cfg.seed, progress and main
+                cfg.real_data,
+                self.out,
+                self.pair.teacher,
+                shape,
+                cfg.real_clips,
+                cfg.seed,
+                progress and main,
+                trained=self.iteration > 0,  # before a checkpoint, cached clips of another folder are encoded again
             )
             release_encoders(self.pair.teacher, self.pair.student)  # encoded once: not needed again
         if progress and main:

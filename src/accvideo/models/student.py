@@ -378,12 +378,32 @@ def _check_part(path: Path, name: str, part: torch.Tensor) -> None:
 def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> None:
     """Fill a transformer built on the meta device from a full student's files, one tensor at a time and on
     `device` directly: the teacher's weights, replaced whole, are never read, and no second copy is held in host
-    memory (a 14B student read twice, held twice, before). `student_files` checked the files' names and shapes
-    against the config both ways (`check_full_config`), as load_state_dict's strict check had them."""
+    memory (a 14B student read twice, held twice, before). The files must hold the teacher's transformer's weights
+    both ways and at their shapes, as load_state_dict's strict check had them: `check_full_config` compared them
+    with the student's own config.json only, and a student of more blocks lost the extra ones without a word."""
     from safetensors import safe_open
 
     from accvideo.core.parallel import load_weights
 
+    stored: dict[str, list[int]] = {}
+    for f in paths:
+        with safe_open(str(f), framework="pt") as h:
+            stored.update({k: list(h.get_slice(k).get_shape()) for k in h.keys()})  # noqa: SIM118 - not iterable
+    wanted = {k: list(v.shape) for k, v in transformer.state_dict().items()}
+    if stored != wanted:
+        missing, extra = sorted(wanted.keys() - stored.keys()), sorted(stored.keys() - wanted.keys())
+        shaped = sorted(k for k in wanted.keys() & stored.keys() if wanted[k] != stored[k])
+        what = (
+            f"missing {missing[0]}"
+            if missing
+            else f"unexpected {extra[0]}"
+            if extra
+            else f"{shaped[0]} is {stored[shaped[0]]}, the teacher's {wanted[shaped[0]]}"
+        )
+        raise AccVideoError(
+            f"{student_dir}: the student does not fit its teacher ({len(missing)} weights missing, {len(extra)} "
+            f"unexpected, {len(shaped)} of another shape; {what}); {REDO}"
+        )
     load_weights(transformer, paths, torch.device(device), check=_check_part)
     buffers = dict(transformer.named_buffers())  # persistent ones (none in diffusers' video models) as stored
     for f in paths:

@@ -185,14 +185,16 @@ class SynVidDataset(Dataset):
             )
         if teacher != self.settings.teacher:
             given, then = _recorded(self.root, "teacher"), ""
-            if isinstance(given, str) and folder is not None and _same_folder(given, folder):  # changed in place
+            # a relative path names a folder only from where synthesize ran: compared and checked absolute ones only
+            placed = isinstance(given, str) and given not in BUILTIN_MODELS and Path(given).expanduser().is_absolute()
+            if placed and folder is not None and _same_folder(given, folder):  # changed in place
                 raise AccVideoError(
                     f"{self.root} was made by teacher {self.settings.teacher[:19]}..., and {folder}, the folder it "
                     f"was made from, now holds another ({teacher[:19]}...: a file in it added, removed or changed "
                     "since, a note or README included); restore the folder as it was, or synthesize a dataset with "
                     "this teacher"
                 )
-            if isinstance(given, str) and (given in BUILTIN_MODELS or Path(given).is_dir()):
+            if isinstance(given, str) and (not placed or Path(given).expanduser().is_dir()):
                 then = f"pass --teacher {given} (the folder synthesize was given), or "
             elif isinstance(given, str):  # moved since: naming it would send the user to nothing
                 then = f"pass the teacher synthesize was given ({given}, gone from there) where it is now, or "

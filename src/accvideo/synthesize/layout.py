@@ -94,25 +94,31 @@ def _conflict(header: ShardHeader, settings: SynVidSettings, items: Sequence[Ite
     # a strict prefix means the prompt file grew: the shard is redone with its new items, not a conflict
     if not stored or stored != expected[: len(stored)]:
         first, last = header.shard * shard_size, header.shard * shard_size + len(stored) - 1
-        for s, e, it in zip(stored, expected, part, strict=False):
+        for j, (s, e, it) in enumerate(zip(stored, expected, part, strict=False)):
             if s != e:
-                return _first_difference(name, s, e, it, header.hashes_images)
+                return _first_difference(name, s, e, it, header.items[j].get("image"))
         return f"{name} holds other prompts or seeds (or images) than items {first}..{last} of the prompt file"
     return None
 
 
-def _first_difference(name: str, stored: tuple, expected: tuple, item: Item, digests: bool) -> str:
-    """Why item `item` of the prompt file is not the one shard `name` holds in its place, naming what differs."""
+def _first_difference(name: str, stored: tuple, expected: tuple, item: Item, stored_image: str | None) -> str:
+    """Why item `item` of the prompt file is not the one shard `name` holds in its place, naming what differs
+    (`stored_image`: the path the shard's item was made from)."""
     if stored[1] != expected[1]:
         return (
             f"{name} holds another prompt as item {item.index} ({stored[1][:40]!r}, the file says {item.prompt[:40]!r})"
         )
     if stored[2] != expected[2]:
         return f"{name} holds item {item.index} with seed {stored[2]}; this run gives it seed {item.seed}"
-    if stored[3] != expected[3] and digests and stored[3] is not None and expected[3] is not None:
-        return f"{name} was made from another version of image {item.image} (its bytes changed since)"
+    if stored[3] != expected[3] and stored_image is not None and item.image is not None:
+        if stored_image == item.image:
+            return f"{name} was made from another version of image {item.image} (its bytes changed since)"
+        return f"{name} was made from image {stored_image} as item {item.index}, the prompt file gives {item.image}"
     if stored[3] != expected[3]:
-        return f"{name} was made from image {stored[3]} as item {item.index}, the prompt file gives {item.image}"
+        return (
+            f"{name} was made from {stored_image or 'no image'} as item {item.index}, the prompt file gives "
+            f"{item.image or 'no image'}"
+        )
     return f"{name} holds item {stored[0]} where the prompt file has item {item.index}"
 
 
