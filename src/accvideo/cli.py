@@ -166,7 +166,9 @@ def _export(cfg) -> None:
     from accvideo.export import export_run
 
     m = export_run(Path(cfg.run), cfg.format, Path(cfg.out), force=cfg.force, dtype=cfg.dtype, decoder=cfg.decoder)
-    call = ", ".join(f"{k}={v!r}" for k, v in m["call"].items() if k != "prompt_template")
+    call = ", ".join(f"{k}={v!r}" for k, v in {**m.get("size", {}), **m["call"]}.items() if k != "prompt_template")
+    if "prompt_template" in m["call"]:  # long: its value is in the export's README.md and accvideo_export.json
+        call += ", prompt_template=(the export's README.md)"
     how = f"load it with {m['pipeline']} and call it with {call}"
     if m["scheduler"] is None:  # non-uniform key steps: no stock schedule reaches them from a step count
         how = "no stock scheduler reaches its key sigmas: pass them as sigmas= (README.md), or use accvideo sample"

@@ -78,6 +78,7 @@ def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
         "shift": teacher_shift(src),  # the grid the key sigmas come from (the scheduler below is fitted to them)
         "scheduler": scheduler_settings,
         "call": student_call(src),
+        "size": clip_size(src),  # keyword arguments of the call too, kept apart: a caller may give its own size
         "student": str(src.student_dir.resolve()),
         "teacher": info.get("teacher"),
         "teacher_dir": str(src.teacher_dir.resolve()),
@@ -95,8 +96,18 @@ def teacher_shift(src: Source) -> float:
     return scheduler_shift(config if isinstance(config, dict) else {}, src.adapter.fallback_shift)
 
 
-def _call_text(call: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in call.items())
+def _call_text(call: dict, size: dict | None = None) -> str:
+    """The stock call's keyword arguments as text, the clip size first (the pipeline's own default size, 81x480x832
+    for Wan, is not the one a small teacher was trained at)."""
+    return ", ".join(f"{k}={v!r}" for k, v in {**(size or {}), **call}.items())
+
+
+def clip_size(src: Source) -> dict:
+    """The clip size `accvideo sample` makes with this student by default: its teacher folder's (models/defaults.py)."""
+    from accvideo.models.defaults import video_defaults
+
+    values, _ = video_defaults(src.teacher_dir, src.info["family"])
+    return {"num_frames": values["frames"], "height": values["height"], "width": values["width"]}
 
 
 def _inputs(pipeline: str) -> str:
@@ -133,7 +144,7 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
         "```python\n"
         f"from diffusers import {src.pipeline}\n"
         f"pipe = {src.pipeline}.from_pretrained(PATH)\n"
-        f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
+        f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'], manifest.get('size'))}).frames[0]\n"
         "```\n\n"
         f"The scheduler (shift {settings['shift']:.6g}, shift_terminal {settings['shift_terminal']}) makes the "
         f"pipeline's own {src.steps} steps land on the student's key sigmas\n"
@@ -182,7 +193,7 @@ def write_lora(src: Source, tmp: Path) -> dict:
         f"{_lora_loads(names)}"
         f"{sched}"
         + (
-            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]\n"
+            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'], manifest.get('size'))}).frames[0]\n"
             if settings is not None
             else ""  # a step count alone would run a schedule the student was not trained on
         )
@@ -317,7 +328,7 @@ def _single_readme(src: Source, tmp: Path, manifest: dict, names: list[str]) -> 
     if manifest["scheduler"] is not None:
         lines += [
             'pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder="scheduler")',
-            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'])}).frames[0]",
+            f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'], manifest.get('size'))}).frames[0]",
         ]
     else:
         lines.append(
@@ -389,7 +400,8 @@ def carry_decoder(folder: Path, info: dict, tmp: Path, manifest: dict) -> dict:
             imports = f"FlowMatchEulerDiscreteScheduler, {imports}"
             load += 'pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(PATH, subfolder="scheduler")\n'
     sample = (
-        f'latents = pipe({_inputs(manifest["pipeline"])}, {_call_text(call)}, output_type="latent").frames\n'
+        f"latents = pipe({_inputs(manifest['pipeline'])}, {_call_text(call, manifest.get('size'))}, "
+        'output_type="latent").frames\n'
         if stock
         else '# latents: the output_type="latent" frames of a call on the key sigmas above (no stock scheduler)\n'
     )
