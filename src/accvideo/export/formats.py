@@ -102,6 +102,10 @@ def _call_text(call: dict, size: dict | None = None) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in {**(size or {}), **call}.items())
 
 
+def _g(value: float | None) -> str:
+    return "None" if value is None else f"{value:.6g}"
+
+
 def clip_size(src: Source) -> dict:
     """The clip size `accvideo sample` makes with this student by default: its teacher folder's (models/defaults.py)."""
     from accvideo.models.defaults import video_defaults
@@ -146,7 +150,7 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
         f"pipe = {src.pipeline}.from_pretrained(PATH)\n"
         f"video = pipe({_inputs(src.pipeline)}, {_call_text(manifest['call'], manifest.get('size'))}).frames[0]\n"
         "```\n\n"
-        f"The scheduler (shift {settings['shift']:.6g}, shift_terminal {settings['shift_terminal']}) makes the "
+        f"The scheduler (shift {settings['shift']:.6g}, shift_terminal {_g(settings['shift_terminal'])}) makes the "
         f"pipeline's own {src.steps} steps land on the student's key sigmas\n"
         f"{json.dumps([round(s, 6) for s in src.key_sigmas])}; other step counts leave the student's schedule.\n"
     )

@@ -29,7 +29,7 @@ class SampleConfig:
     steps: int | None = None  # teacher: 50; a student: its key steps
     guidance: float | None = None  # teacher: 5.0 (CFG); a student: 1.0 (guidance baked in)
     shift: float | None = None  # the checkpoint's scheduler shift
-    seed: int = 0  # with --prompts: the seed of rows that give none (item_seed(seed, row), as synthesize)
+    seed: int = 0  # the clip's seed; with --prompts, the seed of rows that give none (item_seed(seed, row))
     frames: int | None = None  # None: the model's default (models/defaults.py: Wan 2.1 81, the built-in 17)
     height: int | None = None  # None: the model's default (Wan 2.1 480, HunyuanVideo 544, the built-in 64)
     width: int | None = None  # None: the model's default (Wan 2.1 832, HunyuanVideo 960, the built-in 64)

@@ -127,7 +127,7 @@ class Opened(NamedTuple):
             "resolved_guidance": plan.guidance,
             "resolved_shift": plan.shift,
             "resolved_size": [cfg.frames, cfg.height, cfg.width],
-            "settings": self.settings,
+            "settings": self.settings.removeprefix("settings: "),  # the printed line, without its label
             "sigmas": plan.describe()["sigmas"],
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
