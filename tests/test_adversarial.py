@@ -169,6 +169,8 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
     assert chunk.stat().st_mtime_ns == before and torch.equal(again.latents, reals.latents)  # read, not re-encoded
     import accvideo.distill.reals as reals_mod
 
+    witnesses = json.loads((tmp_path / "run" / "reals" / "witnesses.json").read_text())
+    assert sorted(witnesses) == sorted(str(p.resolve()) for p in folder.glob("*.mp4"))  # every clip, once
     with monkeypatch.context() as m:  # a resume read every clip file whole to check its digest: now their stats
         m.setattr(reals_mod, "file_sha256", lambda path: pytest.fail(f"{path} was read again"))
         with pytest.warns(UserWarning, match="2 of 5 clips"):

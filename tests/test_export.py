@@ -188,6 +188,10 @@ def test_a_full_student_loads_without_reading_its_teachers_transformer(runs, tin
         AccVideoError, match=r"the student does not fit its teacher \(0 weights missing, \d+ unexpected"
     ):
         load_student(deeper)
+    shutil.rmtree(deeper / "transformer")  # fewer blocks: weights the teacher's transformer has are missing
+    tiny_wan_pipeline(1, num_layers=2).transformer.save_pretrained(str(deeper / "transformer"))
+    with pytest.raises(AccVideoError, match=r"does not fit its teacher \(\d+ weights missing, 0 unexpected, 0 of"):
+        load_student(deeper)
     # the host-memory guard still counts the transformer the student's weights fill (the loader skips it)
     import accvideo.models as models
 

@@ -500,12 +500,22 @@ def test_another_teachers_dataset_names_its_teacher_only_where_it_is(synvid, tin
         caught.value
     )
     assert "restore the folder as it was, or synthesize a dataset with this teacher" in str(caught.value)
-    # a relative path names a folder only from where synthesize ran: never "changed in place" from here
-    (data / "synvid.yaml").write_text(text.replace(f"teacher: {tiny_wan_dir}", f"teacher: {tiny_wan_dir.name}"))
-    monkeypatch.chdir(tiny_wan_dir.parent)  # where the relative path happens to name the folder given
+    # a relative path names a folder only from where synthesize ran: the folder it resolved is recorded beside it
+    relative = text.replace(f"teacher: {tiny_wan_dir}", f"teacher: {tiny_wan_dir.name}")
+    assert f"teacher_dir: {tiny_wan_dir.resolve()}" in relative
+    (data / "synvid.yaml").write_text(relative)
+    monkeypatch.chdir(tmp_path)  # another working folder: "wan" names nothing here, the record still says where
     with pytest.raises(AccVideoError) as caught:
         SynVidDataset(data).check_teacher(other, tiny_wan_dir)
-    assert f"pass --teacher {tiny_wan_dir.name} (the folder synthesize was given), or synthesize" in str(caught.value)
+    assert f"and {tiny_wan_dir}, the folder it was made from, now holds another" in str(caught.value)
+    # an older dataset (no teacher_dir): which folder its relative path named is not known here
+    (data / "synvid.yaml").write_text(relative.replace(f"teacher_dir: {tiny_wan_dir.resolve()}\n", ""))
+    with pytest.raises(AccVideoError) as caught:
+        SynVidDataset(data).check_teacher(other, tiny_wan_dir)
+    assert (
+        f"pass --teacher {tiny_wan_dir.name} as synthesize was given it, from the folder it ran in (if that is"
+        in str(caught.value)
+    )
 
 
 def test_a_shard_removed_under_a_reader_is_one_line(synvid, tmp_path):

@@ -311,7 +311,7 @@ def test_images_moved_with_the_same_bytes_make_the_same_items(tiny_i2v_dir, tmp_
     # other bytes at the new place are another item: refused (synthesize) or sampled again (sample), as before
     picture(99, (W, H)).save(moved / "images" / "1.png")
     code, _, err = synthesize(moved)
-    made = f"was made from image {first / 'images' / '1.png'} as item 1, the prompt file gives {moved / 'images'}"
+    made = f"was made from other image bytes as item 1 ({first / 'images' / '1.png'}) than {moved / 'images'}"
     assert code == 2 and made in err, err
     code, out, err = sample(moved)
     assert code in (0, None) and "1 of 2 clips are already in" in out, err

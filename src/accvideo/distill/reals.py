@@ -40,6 +40,7 @@ CHUNK = 16  # clips per cached chunk
 CLIPS_VERSION = "8bit"  # in each cached chunk: world renders quantised to 8 bits before fitting (commit 8735ac6)
 WORLD = "world"
 WITNESSES = "witnesses.json"  # in OUT/reals: each clip file's sha256 and the stat it had when read (_FileDigests)
+WITNESS_LIMIT = 1 << 30  # about 5 million clips' witnesses (a regular file only: core/inputs.read_small_file)
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ class _FileDigests:
     def __init__(self, path: Path):
         self.path, self.seen, self.saved = path, {}, time.monotonic()
         try:
-            known = parse_json(read_small_file(path))
+            known = parse_json(read_small_file(path, limit=WITNESS_LIMIT))
         except (OSError, ValueError):  # none yet, damaged, or no small regular file: every file is hashed
             known = {}
         self.known = known if isinstance(known, dict) else {}
@@ -281,13 +282,16 @@ class _FileDigests:
         self.seen[key] = [sha, witness]
         return sha
 
-    def save(self, every: float = 0.0) -> None:
-        """Keep the witnesses of the files read so far (rank 0; only when they changed, and at most once in `every`
-        seconds: a long first encode keeps them as it goes, so its resume hashes only the files it had not read)."""
-        merged = {**self.known, **self.seen}  # files not read yet this time keep their witnesses
-        if merged != self.known and time.monotonic() - self.saved >= every:
-            write_json_atomic(self.path, merged)
-            self.known, self.saved = merged, time.monotonic()
+    def save(self, every: float | None = None) -> None:
+        """Keep the witnesses (rank 0; only when they changed). During the encode (`every` seconds apart at most) the
+        files read so far are added to those kept, so a stopped encode's resume hashes only what it had not read;
+        at its end (`every` None) exactly the files read this time are kept (a clip removed since drops out)."""
+        if every is not None and time.monotonic() - self.saved < every:
+            return
+        kept = {**self.known, **self.seen} if every is not None else self.seen
+        if kept != self.known:
+            write_json_atomic(self.path, kept, indent=None)
+            self.known, self.saved = kept, time.monotonic()
 
 
 def _sources_digest(part: list[Source], total: int, sha256: Callable[[Path], str] = file_sha256) -> str | None:

@@ -185,16 +185,25 @@ class SynVidDataset(Dataset):
             )
         if teacher != self.settings.teacher:
             given, then = _recorded(self.root, "teacher"), ""
-            # a relative path names a folder only from where synthesize ran: compared and checked absolute ones only
+            # where synthesize read it: the folder it resolved (recorded since), else the path given when absolute (a
+            # relative one names a folder only from where synthesize ran)
             placed = isinstance(given, str) and given not in BUILTIN_MODELS and Path(given).expanduser().is_absolute()
-            if placed and folder is not None and _same_folder(given, folder):  # changed in place
+            read_at = _recorded(self.root, "teacher_dir")
+            read_at = read_at if isinstance(read_at, str) else given if placed else None
+            if read_at is not None and folder is not None and _same_folder(read_at, folder):  # changed in place
                 raise AccVideoError(
                     f"{self.root} was made by teacher {self.settings.teacher[:19]}..., and {folder}, the folder it "
                     f"was made from, now holds another ({teacher[:19]}...: a file in it added, removed or changed "
                     "since, a note or README included); restore the folder as it was, or synthesize a dataset with "
                     "this teacher"
                 )
-            if isinstance(given, str) and (not placed or Path(given).expanduser().is_dir()):
+            if isinstance(given, str) and not placed and read_at is None and given not in BUILTIN_MODELS:
+                # an older dataset's relative path: which folder it named is not known here
+                then = (
+                    f"pass --teacher {given} as synthesize was given it, from the folder it ran in (if that is "
+                    f"{folder or 'the folder given'}, its files changed since: restore them), or "
+                )
+            elif isinstance(given, str) and (not placed or Path(given).expanduser().is_dir()):
                 then = f"pass --teacher {given} (the folder synthesize was given), or "
             elif isinstance(given, str):  # moved since: naming it would send the user to nothing
                 then = f"pass the teacher synthesize was given ({given}, gone from there) where it is now, or "

@@ -113,7 +113,12 @@ def _first_difference(name: str, stored: tuple, expected: tuple, item: Item, sto
     if stored[3] != expected[3] and stored_image is not None and item.image is not None:
         if stored_image == item.image:
             return f"{name} was made from another version of image {item.image} (its bytes changed since)"
-        return f"{name} was made from image {stored_image} as item {item.index}, the prompt file gives {item.image}"
+        if stored[3] == stored_image:  # a shard from before the digests: its items are told by the image's path
+            return f"{name} was made from image {stored_image} as item {item.index}, the prompt file gives {item.image}"
+        return (
+            f"{name} was made from other image bytes as item {item.index} ({stored_image}) than {item.image}, "
+            "which the prompt file gives"
+        )
     if stored[3] != expected[3]:
         return (
             f"{name} was made from {stored_image or 'no image'} as item {item.index}, the prompt file gives "

@@ -150,6 +150,7 @@ def _prepare_on_rank0(cfg, root, model_dir, adapter, plan, dtype, items, blank_l
                 items=len(items),
                 blank_lines=blank_lines,
                 world_size=dist.world_size(),
+                teacher_dir=str(Path(model_dir).resolve()),  # where `teacher` was read, whatever the working folder
             )
         except OSError as exc:
             raise AccVideoError(f"cannot write to {root} ({exc.strerror}); choose another --out") from None
