@@ -171,10 +171,17 @@ def test_real_clip_folder_skips_and_counts_what_it_cannot_use_and_caches_the_enc
 
     witnesses = json.loads((tmp_path / "run" / "reals" / "witnesses.json").read_text())
     assert sorted(witnesses) == sorted(str(p.resolve()) for p in folder.glob("*.mp4"))  # every clip, once
+    # the witnesses of a large folder (here padded past the 4 MB of a small file, about 19,000 clips) still read
+    from accvideo.core.inputs import MAX_SMALL_FILE
+
+    padded = {**witnesses, **{f"/gone/{i:07d}.mp4": ["0" * 64, [0, 0, 0, 0]] for i in range(MAX_SMALL_FILE // 90)}}
+    (tmp_path / "run" / "reals" / "witnesses.json").write_text(json.dumps(padded))
+    assert (tmp_path / "run" / "reals" / "witnesses.json").stat().st_size > MAX_SMALL_FILE
     with monkeypatch.context() as m:  # a resume read every clip file whole to check its digest: now their stats
         m.setattr(reals_mod, "file_sha256", lambda path: pytest.fail(f"{path} was read again"))
         with pytest.warns(UserWarning, match="2 of 5 clips"):
             load_real_clips(str(folder), tmp_path / "run", tiny_wan, (9, 32, 32), 0, 0, progress=False)
+    assert json.loads((tmp_path / "run" / "reals" / "witnesses.json").read_text()) == witnesses  # pruned to the clips
     x, cond = reals.noised(torch.tensor([0, 0]), [7, 7], 1.0, torch.device("cpu"))
     assert torch.equal(x[0], x[1]) and not torch.equal(x[0], reals.latents[0])  # pure noise at sigma 1
     x0, _ = reals.noised(torch.tensor([2]), [7], 0.0, torch.device("cpu"))
