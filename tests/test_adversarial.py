@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -250,6 +251,11 @@ def test_a_run_resumes_with_its_clip_folder_moved_or_named_another_way(tiny_wan_
         distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="moved"), progress=False)
     with pytest.raises(AccVideoError, match=r"holds a run with real_data='moved', not 'world'"):
         distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="world"), progress=False)
+    # the cache deleted: nothing records the clips, so another folder is refused by name (it was taken, and trained on)
+    shutil.rmtree(out / "reals")
+    shutil.copytree(moved, tmp_path / "other")
+    with pytest.raises(AccVideoError, match=r"holds a run with real_data='moved', not 'other'"):
+        distill(run(tiny_wan_dir, synvid, out, iterations=5, real_data="other"), progress=False)
 
 
 def test_another_clip_folder_is_encoded_before_a_checkpoint_and_refused_after(tiny_wan, tmp_path):

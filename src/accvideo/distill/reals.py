@@ -325,9 +325,11 @@ def _other_clips(path: Path, spec: str, digest: str | None) -> bool:
 
 
 def records_clips(out: Path) -> bool:
-    """Whether every cached chunk of real clips in OUT/reals records its clips' digest (so a resume can check the
-    clips whatever their folder is called); chunks from before the digests do not."""
-    return all("sources" in _meta(c) for c in sorted((Path(out) / "reals").glob("chunk-*.safetensors")))
+    """Whether OUT/reals holds cached chunks of real clips, each recording its clips' digest (so a resume can check
+    the clips whatever their folder is called); chunks from before the digests do not, and a cache deleted or not
+    yet written records nothing (the folder is then checked by name, as the run recorded it)."""
+    chunks = sorted((Path(out) / "reals").glob("chunk-*.safetensors"))
+    return bool(chunks) and all("sources" in _meta(c) for c in chunks)
 
 
 def _check_same_sources(path: Path, digest: str | None, spec: str, setting: str) -> None:
