@@ -77,6 +77,7 @@ def test_export_loads_in_stock_i2v_pipeline_and_matches_student(chain, tiny_i2v_
     out = tmp_path / "export"
     code, text, err = run_cli(["export", str(chain / "run"), "--format", "diffusers", "--out", str(out)], capsys)
     assert code in (0, None), err
+    assert "-step wan image-to-video student (diffusers)" in text  # was "wan student", as a text-to-video one
     assert (out / "image_encoder").is_dir() and (out / "image_processor").is_dir()
     manifest = json.loads((out / "accvideo_export.json").read_text())
     assert manifest["pipeline"] == "WanImageToVideoPipeline"

@@ -172,7 +172,17 @@ def _export(cfg) -> None:
     how = f"load it with {m['pipeline']} and call it with {call}"
     if m["scheduler"] is None:  # non-uniform key steps: no stock schedule reaches them from a step count
         how = "no stock scheduler reaches its key sigmas: pass them as sigmas= (README.md), or use accvideo sample"
-    _echo(f"wrote a {len(m['key_sigmas']) - 1}-step {m['family']} student ({cfg.format}) to {m['out']}; {how}")
+    _echo(f"wrote a {len(m['key_sigmas']) - 1}-step {_student_kind(m)} student ({cfg.format}) to {m['out']}; {how}")
+
+
+def _student_kind(manifest: dict) -> str:
+    """The exported student's family as the last line names it: Wan 2.1 image-to-video and Wan 2.2 A14B students
+    share the family 'wan' with Wan 2.1 text-to-video ones, so they are said apart."""
+    if manifest.get("experts"):
+        return f"{manifest['family']} two-expert (Wan 2.2 A14B)"
+    if manifest["pipeline"] == "WanImageToVideoPipeline":
+        return f"{manifest['family']} image-to-video"
+    return manifest["family"]
 
 
 def _evaluate(cfg) -> None:
