@@ -20,6 +20,7 @@ from accvideo.errors import AccVideoError
 from accvideo.export.scheduler import PIPELINE_TIMESTEPS, matching_scheduler, pipeline_sigmas
 from accvideo.models.identity import teacher_identity
 from accvideo.models.open import open_model
+from accvideo.models.student import weights_identity
 
 FRAMES, H, W = 9, 32, 32
 PROMPT = "a red circle moving left"
@@ -458,9 +459,11 @@ def test_single_file_export_refuses_names_diffusers_would_read_back_as_other_wei
         original_state(state)
 
 
-def test_sample_prompts_keeps_a_moved_students_clips_and_refuses_a_retrained_one(runs, tmp_path, capsys):
-    """A student's clips are kept by its weights, not its path or iteration: the run moved resumes; the same run
-    with other weights (distilled again at that path) is refused before any clip changes."""
+def test_sample_prompts_keeps_a_moved_students_clips_and_refuses_a_retrained_one(runs, tiny_wan_dir, tmp_path, capsys):
+    """A student's clips are kept by its weights, not its path or iteration: the run moved resumes, and so does it
+    once its teacher moved (a distill rerun with the new --teacher rewrites student.json's teacher_dir, which made
+    it another student); the same run with other weights (distilled again at that path) is refused before any clip
+    changes."""
     from safetensors.torch import load_file, save_file
 
     (tmp_path / "p.txt").write_text("a red circle moving left\na blue square\n")
@@ -473,11 +476,19 @@ def test_sample_prompts_keeps_a_moved_students_clips_and_refuses_a_retrained_one
     shutil.move(tmp_path / "a", tmp_path / "b")
     code, out, err = run_cli(["sample", "--model", str(tmp_path / "b"), *args], capsys)
     assert code in (0, None) and "2 of 2 clips are already" in out, err
+    info = json.loads((tmp_path / "b" / "student" / "student.json").read_text())
+    moved = shutil.copytree(tiny_wan_dir, tmp_path / "teacher-moved")  # as distill/state.repoint_teacher writes it:
+    (tmp_path / "b" / "student" / "student.json").write_text(json.dumps({**info, "teacher_dir": str(moved)}))
+    code, out, err = run_cli(["sample", "--model", str(tmp_path / "b"), *args], capsys)
+    assert code in (0, None) and "2 of 2 clips are already" in out, err
     weights = next((tmp_path / "b" / "student").rglob("*.safetensors"))
     tensors = load_file(weights)
     name = sorted(tensors)[0]
     tensors[name] = tensors[name] + 1e-3  # another training's weights: same run, same iteration, same teacher
     save_file(tensors, weights, metadata={"format": "pt"})
+    info = json.loads((tmp_path / "b" / "student" / "student.json").read_text())
+    info["weights_identity"] = weights_identity(tmp_path / "b" / "student", info)  # as its save records them
+    (tmp_path / "b" / "student" / "student.json").write_text(json.dumps(info))
     code, _, err = run_cli(["sample", "--model", str(tmp_path / "b"), *args], capsys)
     assert code == 2 and err.count("\n") == 1 and "student_identity" in err, err
     assert {p.name: p.read_bytes() for p in (tmp_path / "clips").iterdir() if p.name != "sample.yaml"} == {
@@ -631,8 +642,8 @@ def test_a_lora_export_with_a_decoder_samples_on_the_key_sigmas_as_written(runs,
     manifest = export_run(runs["lora"] / "student", "lora", out, decoder=tmp_path / "dec")
     code = re.findall(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S)[-1]
     scope = {"PATH": str(out), "TEACHER": str(tiny_wan_dir), "prompt": "a red circle"}
-    # the README names the teacher's default clip size (17x64x64 for the tiny teacher); run it at a smaller one
-    code, sized = re.subn(r"num_frames=17, height=64, width=64", "num_frames=5, height=32, width=32", code)
+    # the README names the size the student was distilled at (its SynVid's 9x32x32); run it at a smaller one
+    code, sized = re.subn(r"num_frames=9, height=32, width=32", "num_frames=5, height=32, width=32", code)
     assert sized == 1, code
     exec(code, scope)  # noqa: S102
     assert scope["video"].shape == (5, 32, 32, 3)
@@ -642,3 +653,38 @@ def test_a_lora_export_with_a_decoder_samples_on_the_key_sigmas_as_written(runs,
         atol=1e-5,
         rtol=0,
     )
+
+
+def test_a_student_samples_and_exports_at_the_size_it_was_distilled_at(runs, tmp_path, capsys, monkeypatch):
+    """The runs were distilled on 9x32x32 clips, their tiny teacher's default is 17x64x64: `sample` without
+    --frames/--size made 17x64x64 clips (a size the student never saw) and the export's stock call named it; both now
+    take the distilled size from student.json, while a student recording none keeps its teacher's, and a damaged
+    record is one line."""
+    clip = cli_helpers.sample_video(runs["full"], tmp_path / "clip.mp4", capsys, monkeypatch, "--prompt", PROMPT)
+    assert tuple(clip.shape) == (FRAMES, H, W, 3)
+    record = yaml.safe_load((tmp_path / "clip.yaml").read_text())  # its "settings" is the line it printed
+    assert record["resolved_size"] == [FRAMES, H, W]
+    assert f"{FRAMES} frames at {H}x{W}" in record["settings"] and "distilled at" in record["settings"], record
+
+    out = tmp_path / "export"
+    code, text, err = run_cli(["export", str(runs["full"]), "--format", "diffusers", "--out", str(out)], capsys)
+    assert code in (0, None), err
+    manifest = json.loads((out / "accvideo_export.json").read_text())
+    assert manifest["size"] == {"num_frames": FRAMES, "height": H, "width": W}
+    assert f"num_frames={FRAMES}, height={H}, width={W}" in (out / "README.md").read_text()
+    exported = cli_helpers.sample_video(
+        out, tmp_path / "e.mp4", capsys, monkeypatch, "--prompt", PROMPT
+    )  # the export as --model
+    assert tuple(exported.shape) == (FRAMES, H, W, 3)
+
+    older = tmp_path / "older"
+    shutil.copytree(runs["lora"] / "student", older)
+    info = json.loads((older / "student.json").read_text())
+    assert info.pop("size") == {"frames": FRAMES, "height": H, "width": W}
+    (older / "student.json").write_text(json.dumps(info))
+    clip = cli_helpers.sample_video(older, tmp_path / "o.mp4", capsys, monkeypatch, "--prompt", PROMPT, "--steps", "1")
+    assert tuple(clip.shape) == (17, 64, 64, 3)  # the tiny teacher's default, as before the size was recorded
+
+    damaged = _student_copy(runs, tmp_path, "damaged", size={"frames": 9, "height": "32", "width": 32})
+    args = ["sample", "--model", str(damaged), "--prompt", PROMPT, "--out", str(tmp_path / "d.mp4")]
+    one_line_error(args, capsys, f"{damaged / 'student.json'}: size must be {{frames, height, width}}")

@@ -235,8 +235,9 @@ def test_export_loads_in_stock_wan_pipeline_and_matches_our_student(runs, a14b_d
 
     run, _ = runs[kind]
     out = tmp_path / "export"
-    code, _, err = run_cli(["export", str(run), "--format", fmt, "--out", str(out)], capsys)
+    code, text, err = run_cli(["export", str(run), "--format", fmt, "--out", str(out)], capsys)
     assert code in (0, None), err
+    assert f"-step wan two-expert (Wan 2.2 A14B) student ({fmt})" in text  # was "wan student", as a Wan 2.1 one
     manifest = json.loads((out / "accvideo_export.json").read_text())
     if fmt == "diffusers":
         pipe = WanPipeline.from_pretrained(str(out))
@@ -391,3 +392,33 @@ def test_experts_of_another_architecture_are_refused_before_any_weight_loads(a14
     assert code == 2 and err.count("\n") == 1, err
     assert f"{folder}: its experts differ in architecture (transformer has num_layers 2, transformer_2 3)" in err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_an_experts_weights_swapped_by_hand_are_refused(runs, tmp_path, capsys, kind):
+    """The two experts' LoRA files (or weights folders) swapped: both fit either expert, so the student sampled
+    and exported with each expert running the other's weights, exit 0. student.json records each one's identity
+    at the save; a load or an export now refuses them in one line naming the file."""
+    import shutil
+
+    from accvideo.models.open import open_model
+    from accvideo.models.student import LORA_FILES
+
+    student = shutil.copytree(runs[kind][0] / "student", tmp_path / "student")
+    one, two = (student / (LORA_FILES[n] if kind == "lora" else n) for n in ("transformer", "transformer_2"))
+    one.rename(tmp_path / "swap")
+    two.rename(one)
+    (tmp_path / "swap").rename(two)
+    said = f"{one} is not the transformer weights its student.json was saved with"
+    code, _, err = run_cli(["export", str(student), "--format", "diffusers", "--out", str(tmp_path / "e")], capsys)
+    assert code == 2 and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "e").exists()
+    code, _, err = run_cli(
+        ["sample", "--model", str(student), "--prompt", "a cat", "--out", str(tmp_path / "c.mp4")], capsys
+    )
+    assert code == 2 and said in err, err
+    two.rename(tmp_path / "swap")  # put back as saved: the student loads again
+    one.rename(two)
+    (tmp_path / "swap").rename(one)
+    adapter, info = open_model(str(student)).adapter, json.loads((student / "student.json").read_text())
+    assert info["weights_identity"].keys() == {"transformer", "transformer_2"} and adapter is not None

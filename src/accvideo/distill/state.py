@@ -238,6 +238,7 @@ def save(d: Distiller) -> None:
                 lora=lora,
                 state=portable_lora_names(weights) if lora else weights,
                 extra={
+                    "size": distilled_size(d.dataset.settings),
                     "iteration": d.iteration,
                     "samples": d.samples,
                     "ema": use_ema,
@@ -248,6 +249,12 @@ def save(d: Distiller) -> None:
         if use_ema:
             d.pair.swap_ema()
     dist.barrier()
+
+
+def distilled_size(settings) -> dict:
+    """The clip size the student was distilled at (its SynVid's): what `sample` and the export's stock call make by
+    default, rather than its teacher folder's (a student distilled at 33 frames sampled 81 it never saw)."""
+    return {"frames": settings.frames, "height": settings.height, "width": settings.width}
 
 
 def artifact_is_current(d: Distiller) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from accvideo.core.tensorfile import rewrite_sorted, share_files
-from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_FILES
+from accvideo.models.student import FORMAT, FULL_WEIGHTS, INFO, LORA_FILES, WEIGHTS_ID, weights_identity
 from accvideo.models.wan_moe import ExpertPair, split_state
 
 
@@ -76,6 +76,7 @@ def export_student(
             "weights": weights[0] if len(weights) == 1 else weights,
             **extra,
         }
+        info[WEIGHTS_ID] = weights_identity(tmp, info)  # checked on every load: files replaced or swapped since
         (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,7 @@ from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
 from accvideo.models.base import scheduler_shift
-from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
+from accvideo.models.student import FULL_WEIGHTS, INFO, LORA_FILES, expert_names
 from accvideo.models.wan_moe import EXPERTS
 
 SKIPPED = {"transformer", "transformer_2", "scheduler"}  # the components an export replaces (A14B: both experts)
@@ -107,10 +107,12 @@ def _g(value: float | None) -> str:
 
 
 def clip_size(src: Source) -> dict:
-    """The clip size `accvideo sample` makes with this student by default: its teacher folder's (models/defaults.py)."""
+    """The clip size `accvideo sample` makes with this student by default: the one it was distilled at, else (a
+    student that records none) its teacher folder's (models/defaults.py)."""
     from accvideo.models.defaults import video_defaults
 
-    values, _ = video_defaults(src.teacher_dir, src.info["family"])
+    distilled = (src.info["size"], src.student_dir / INFO) if "size" in src.info else None
+    values, _ = video_defaults(src.teacher_dir, src.info["family"], distilled)
     return {"num_frames": values["frames"], "height": values["height"], "width": values["width"]}
 
 

@@ -15,6 +15,7 @@ from accvideo.models.student import (
     check_finite,
     check_lora_on_teacher,
     check_teacher,
+    check_weights_identity,
     find_student,
     read_student_info,
     student_weights,
@@ -73,6 +74,7 @@ def read_source(run: str | Path) -> Source:
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     if info["lora"] is not None:  # its layers are the teacher's targeted ones, of their shapes (no weight read)
         check_lora_on_teacher(student_dir, info, teacher_dir)
+    check_weights_identity(student_dir, info)  # last: the checks above say more of a file that cannot load
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
 
 

@@ -1,13 +1,14 @@
 """Family defaults: the video a teacher makes when a command names none (frames, height x width, frame rate), its
 negative prompt and guidance, read from the model folder, never from its path.
 
-Precedence, for each setting: the command's value > the folder's `accvideo.json` > the family's published defaults,
-which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; Wan 2.2 TI2V-5B: 3,072;
-HunyuanVideo: 3,072) > the built-in model's small clips (17 frames at 64x64, 8 fps, no negative prompt). Tiny random
-test models are narrow, so they keep the small clips unless their `accvideo.json` says otherwise. The published values
-are those of each family's own repository: Wan 2.1 and Wan 2.2 A14B (whose experts are Wan 2.1-wide) 81 frames at
-480x832, 16 fps, the shared `sample_neg_prompt`; Wan 2.2 TI2V-5B 121 frames at 704x1280, 24 fps, the same negative
-prompt; HunyuanVideo 129 frames at 544x960, 24 fps.
+Precedence, for each setting: the command's value > a student's distilled size (frames, height and width recorded
+in its student.json, or in a stock-diffusers export's accvideo_export.json) > the folder's `accvideo.json` > the
+family's published defaults, which apply only to a transformer of a published width (Wan 2.1: 1,536 or 5,120; Wan 2.2
+TI2V-5B: 3,072; HunyuanVideo: 3,072) > the built-in model's small clips (17 frames at 64x64, 8 fps, no negative
+prompt). Tiny random test models are narrow, so they keep the small clips unless their `accvideo.json` says otherwise.
+The published values are those of each family's own repository: Wan 2.1 and Wan 2.2 A14B (whose experts are Wan
+2.1-wide) 81 frames at 480x832, 16 fps, the shared `sample_neg_prompt`; Wan 2.2 TI2V-5B 121 frames at 704x1280, 24
+fps, the same negative prompt; HunyuanVideo 129 frames at 544x960, 24 fps.
 
 `accvideo.json` (optional, at the pipeline's root) holds any of: frames, height, width, fps, negative_prompt, guidance
 (the teacher's CFG scale; HunyuanVideo's embedded scalar is `embedded_guidance`; Wan 2.2 A14B's low-noise scale is
@@ -182,8 +183,9 @@ def transformer_width(path: str | Path) -> int | None:
     return heads * dim if isinstance(heads, int) and isinstance(dim, int) else None
 
 
-def video_defaults(path: str | Path, family: str) -> tuple[dict, str]:
-    """({frames, height, width, negative_prompt}, where they come from) for a model folder of `family`."""
+def video_defaults(path: str | Path, family: str, distilled: tuple[dict, Path] | None = None) -> tuple[dict, str]:
+    """({frames, height, width, negative_prompt}, where they come from) for a model folder of `family`; a student's
+    `distilled` size ({frames, height, width}, the file recording it) comes before the folder's own."""
     values, source = dict(SMALL), "the built-in model's small clips"
     widths, published = PUBLISHED.get(family, ((), {}))
     if transformer_width(path) in widths:
@@ -192,16 +194,19 @@ def video_defaults(path: str | Path, family: str) -> tuple[dict, str]:
     if own:
         values.update(own)
         source = f"{Path(path) / SETTINGS_FILE}" + ("" if len(own) == len(VIDEO_KEYS) else f", then {source}")
+    if distilled is not None:
+        values.update(distilled[0])
+        source = f"the size it was distilled at ({distilled[1]}), then {source}"
     return values, source
 
 
-def fill_video(cfg, path: str | Path, family: str):
+def fill_video(cfg, path: str | Path, family: str, distilled: tuple[dict, Path] | None = None):
     """`cfg` (a frozen dataclass with frames, height, width, negative_prompt; None: the model's) with every None
-    filled from the model folder's defaults, and which settings came from where ("negative prompt from the built-in
-    model's small clips"; None when the command gave all)."""
+    filled from the model folder's defaults (a student's distilled size first), and which settings came from where
+    ("negative prompt from the built-in model's small clips"; None when the command gave all)."""
     from dataclasses import replace
 
-    values, source = video_defaults(path, family)
+    values, source = video_defaults(path, family, distilled)
     missing = {k: values[k] for k in VIDEO_KEYS if getattr(cfg, k) is None}
     if not missing:
         return cfg, None

@@ -65,23 +65,27 @@ def _safetensors_data_start(f, size: int) -> int | None:
 
 
 def sampled_identity(model_dir: str | Path) -> str:
-    """'id2:<hex>' over every file's relative path, size, and its bytes (small files) or header and samples."""
+    """'id2:<hex>' over every file's relative path, size, and its bytes (small files) or header and samples; a file
+    (not a folder) by its name and the same."""
     root = Path(model_dir)
     digest = hashlib.sha256()
-    for path in _files(root):
-        rel = path.relative_to(root).as_posix().encode()
-        size = path.stat().st_size
-        digest.update(len(rel).to_bytes(8, "little") + rel + size.to_bytes(8, "little"))
-        with path.open("rb") as f:
-            if size <= SMALL_BYTES:
-                digest.update(f.read())
-                continue
-            start = _safetensors_data_start(f, size) if path.suffix == ".safetensors" else None
-            if start is not None:
-                f.seek(0)
-                digest.update(f.read(start))  # the header: names, dtypes, shapes, offsets
-            _sampled(f, start or 0, size, digest)
+    for path in [root] if root.is_file() else _files(root):
+        _add_file(digest, path, (path.name if path == root else path.relative_to(root).as_posix()).encode())
     return f"{PREFIX}{digest.hexdigest()}"
+
+
+def _add_file(digest, path: Path, rel: bytes) -> None:
+    size = path.stat().st_size
+    digest.update(len(rel).to_bytes(8, "little") + rel + size.to_bytes(8, "little"))
+    with path.open("rb") as f:
+        if size <= SMALL_BYTES:
+            digest.update(f.read())
+            return
+        start = _safetensors_data_start(f, size) if path.suffix == ".safetensors" else None
+        if start is not None:
+            f.seek(0)
+            digest.update(f.read(start))  # the header: names, dtypes, shapes, offsets
+        _sampled(f, start or 0, size, digest)
 
 
 def content_sha256(model_dir: str | Path) -> str:

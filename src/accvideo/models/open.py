@@ -18,6 +18,8 @@ from accvideo.errors import AccVideoError
 from accvideo.models import adapter_class, load_adapter
 from accvideo.models.runtime import RuntimeOptions, apply_runtime
 from accvideo.models.student import (
+    EXPORT_MARKER,
+    INFO,
     STUDENT_GUIDANCE,
     exported_student,
     find_student,
@@ -86,6 +88,18 @@ def model_folder(model: str) -> Path:
     if student_dir is not None:
         model_dir = teacher_dir_of(student_dir, read_student_info(student_dir))
     return model_dir
+
+
+def distilled_size(model: str) -> tuple[dict, Path] | None:
+    """({frames, height, width}, the file recording it) of a student or a stock-diffusers export of one: the size it
+    was distilled at, its default clip size; None for a teacher or a student that records none."""
+    path = resolve_model(model)
+    student_dir = find_student(path)
+    if student_dir is not None:
+        size, file = read_student_info(student_dir).get("size"), student_dir / INFO
+    else:
+        size, file = (exported_student(path) or {}).get("size"), path / EXPORT_MARKER
+    return (dict(size), file) if size else None
 
 
 def model_family(model: str):

@@ -2,7 +2,9 @@
 
     student/
       student.json                      format, family, key sigmas (t'_m = 1 .. t'_0 = 0), teacher identity and folder,
-                                        LoRA rank/alpha/targets, iteration and samples seen
+                                        LoRA rank/alpha/targets, the size it was distilled at (frames, height,
+                                        width: what `sample` and the export make by default), each transformer's
+                                        weights identity (checked on load), iteration and samples
       transformer/                      full students: `WanTransformer3DModel.from_pretrained` loads it
       pytorch_lora_weights.safetensors  LoRA students: `pipe.load_lora_weights` loads it onto the teacher
       transformer_2/, pytorch_lora_weights_2.safetensors   Wan 2.2 A14B students: the low-noise expert's
@@ -12,6 +14,8 @@ The writer, `export_student`, is the distillation's (distill/student.py).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import warnings
@@ -30,10 +34,11 @@ from accvideo.core.inputs import (
     read_json,
 )
 from accvideo.core.outputs import check_not_being_written
+from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
 from accvideo.models import check_host_memory, load_adapter
 from accvideo.models.base import WHOLE, LoadParts
-from accvideo.models.identity import LEGACY_PREFIX, PREFIX, teacher_identity
+from accvideo.models.identity import LEGACY_PREFIX, PREFIX, sampled_identity, teacher_identity
 
 FORMAT = "accvideo.student/1"
 INFO = "student.json"
@@ -44,6 +49,8 @@ FULL_WEIGHTS = "transformer"
 LORA_FILES = {FULL_WEIGHTS: LORA_WEIGHTS, "transformer_2": "pytorch_lora_weights_2.safetensors"}
 STUDENT_GUIDANCE = 1.0  # AccVideo students sample without CFG: guidance is baked into the targets (docs/method.md 2)
 EXPORT_MARKER = "accvideo_export.json"  # written by `accvideo export` in every folder it makes
+WEIGHTS_ID = "weights_identity"  # student.json: each transformer's weights' sampled identity, as saved
+STUDENT_PREFIX = "student1:"  # student_identity of a student that records WEIGHTS_ID
 
 # A student that recorded the older, full-hash identity ('sha256:') is checked on load only when its teacher is up to
 # this size (hashing a 14B checkpoint takes about a minute); export checks it at any size. The sampled identity of
@@ -85,7 +92,15 @@ def exported_student(path: str | Path) -> dict | None:
     if not isinstance(sigmas, list) or len(sigmas) < 2 or not all(isinstance(s, (int, float)) for s in sigmas):
         return None
     shift = info.get("shift")
-    return {"key_sigmas": [float(s) for s in sigmas], **({"shift": float(shift)} if is_number(shift) else {})}
+    size = info.get("size")  # the stock call's, diffusers' names: the student's distilled size (its teacher's before)
+    names = {"num_frames": "frames", "height": "height", "width": "width"}
+    whole = isinstance(size, dict) and size.keys() == names.keys()
+    size = {ours: size[k] for k, ours in names.items()} if whole else {}
+    return {
+        "key_sigmas": [float(s) for s in sigmas],
+        **({"shift": float(shift)} if is_number(shift) else {}),
+        **({"size": size} if size and all(is_int(v) and v > 0 for v in size.values()) else {}),
+    }
 
 
 def read_student_info(student_dir: Path) -> dict:
@@ -104,7 +119,73 @@ def read_student_info(student_dir: Path) -> dict:
     check_teacher_id(info.get("teacher"), path)
     if info["lora"] is not None:
         check_lora_settings(info["lora"], path)
+    if "size" in info:  # older students record none: they sample at their teacher folder's size
+        check_size(info["size"], path)
+    if WEIGHTS_ID in info:  # older students record none: their files are checked by their headers and shapes alone
+        ids = info[WEIGHTS_ID]
+        if (
+            not isinstance(ids, dict)
+            or sorted(ids) != sorted(expert_names(info))
+            or not all(
+                isinstance(v, str) and re.fullmatch(rf"{re.escape(PREFIX)}[0-9a-f]{{64}}", v) for v in ids.values()
+            )
+        ):
+            raise AccVideoError(f"{path}: {WEIGHTS_ID} must map {expert_names(info)} to identities; {REDO}")
     return info
+
+
+def weights_identity(student_dir: Path, info: dict) -> dict[str, str]:
+    """{transformer name: the sampled identity (models/identity.py) of its LoRA file, or of its folder's weights
+    files (config.json apart: its values are checked against the weights)}: what a save records in student.json, so
+    files replaced, swapped between Wan 2.2 A14B's experts, or copied in from another run are refused rather than
+    sampled as this student (an edit between the sampled bytes is not noticed)."""
+    out = {}
+    for name in expert_names(info):
+        if info["lora"] is not None:
+            out[name] = sampled_identity(Path(student_dir) / LORA_FILES[name])
+        else:
+            files = sorted((Path(student_dir) / name).glob("*.safetensors"))
+            joined = "".join(sampled_identity(f) for f in files).encode()
+            out[name] = f"{PREFIX}{hashlib.sha256(joined).hexdigest()}"
+    return out
+
+
+def check_weights_identity(student_dir: Path, info: dict) -> None:
+    """Refuse weights that are not the ones student.json recorded at the save (students that record them); run
+    after the more specific checks (a LoRA file of other layers, a non-finite tensor), whose lines say more."""
+    recorded = info.get(WEIGHTS_ID)
+    if recorded is None:
+        return
+    for name, found in weights_identity(student_dir, info).items():
+        if found != recorded[name]:
+            entry = LORA_FILES[name] if info["lora"] is not None else name
+            raise AccVideoError(
+                f"{Path(student_dir) / entry} is not the {name} weights its student.json was saved with (replaced, "
+                f"swapped with another file or edited since); {REDO}"
+            )
+
+
+def student_identity(student_dir: Path, info: dict) -> str:
+    """What a student is, wherever it and its teacher lie: its student.json without the teacher's folder when it
+    records its weights' identities (checked on every load), else (older students) the sampled identity of its
+    whole folder."""
+    if WEIGHTS_ID not in info:
+        return sampled_identity(student_dir)
+    canonical = json.dumps({k: v for k, v in info.items() if k != "teacher_dir"}, sort_keys=True).encode()
+    return f"{STUDENT_PREFIX}{hashlib.sha256(canonical).hexdigest()}"
+
+
+def check_size(size, path: Path) -> None:
+    """student.json's distilled size: {frames, height, width}, whole numbers within the video bounds."""
+    names = ("frames", "height", "width")
+    if not isinstance(size, dict) or sorted(size) != sorted(names) or not all(is_int(size[k]) for k in names):
+        raise AccVideoError(
+            f"{path}: size must be {{frames, height, width}} as whole numbers, not {size!r:.80}; {REDO}"
+        )
+    try:
+        check_video_size(size["frames"], size["height"], size["width"], 1, 1)  # bounds; the form once the model's known
+    except ValueError as exc:
+        raise AccVideoError(f"{path}: size {exc}; {REDO}") from None
 
 
 def check_teacher_id(teacher, path: Path) -> None:
@@ -489,6 +570,7 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
                 raise AccVideoError(
                     f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})"
                 ) from None
+    check_weights_identity(student_dir, info)  # last: the lines above say more of a file that cannot load
     adapter.transformer.requires_grad_(False).eval()
     return adapter, info
 

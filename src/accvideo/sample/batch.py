@@ -44,6 +44,7 @@ from accvideo.errors import AccVideoError
 from accvideo.models.decoder import RANDOM, find_decoder
 from accvideo.models.identity import sampled_identity, teacher_identity
 from accvideo.models.open import model_family, model_folder
+from accvideo.models.student import student_identity
 from accvideo.sample.config import SampleConfig
 from accvideo.synthesize.prompts import Item, read_prompts
 from accvideo.world import warn_unknown_words
@@ -134,7 +135,7 @@ def _made_with(cfg: SampleConfig, o) -> dict:
     made_with = {
         **o.model.describe(),
         "model_identity": teacher_identity(model_folder(cfg.model)),
-        **({"student_identity": sampled_identity(o.model.student_dir)} if o.model.student_dir is not None else {}),
+        **({"student_identity": student_identity(o.model.student_dir, o.model.student)} if o.model.student_dir else {}),
         **({"decoder_identity": sampled_identity(find_decoder(cfg.runtime.decoder))} if _decoder_folder(cfg) else {}),
         **o.plan.describe(),
         "negative_prompt": o.plan.negative_prompt,

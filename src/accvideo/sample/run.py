@@ -25,7 +25,7 @@ from accvideo.errors import AccVideoError
 from accvideo.models import size_multiple_of
 from accvideo.models.decoder import check_decoder
 from accvideo.models.defaults import check_form, fill_video, settings_line
-from accvideo.models.open import OpenModel, model_family, model_folder, open_model
+from accvideo.models.open import OpenModel, distilled_size, model_family, model_folder, open_model
 from accvideo.sample.config import SampleConfig
 from accvideo.world import warn_unknown_words
 
@@ -140,7 +140,8 @@ def open_for_sampling(cfg: SampleConfig, has_images: bool, image_source: str, pr
     family = model_family(cfg.model)  # validates the folder (a student's: its teacher's) before any weight is read
     check_image_use(family, has_images, image_source)
     folder = model_folder(cfg.model)
-    cfg, source = fill_video(cfg, folder, family.family)  # the model's size and negative prompt
+    # the model's size (a student's: the one it was distilled at) and negative prompt
+    cfg, source = fill_video(cfg, folder, family.family, distilled_size(cfg.model))
     check_form(cfg, family.frame_step, size_multiple_of(family, folder), source)
     if cfg.runtime.decoder is not None:  # missing, damaged or another VAE's: before the model loads
         check_decoder(cfg.runtime.decoder, folder)
