@@ -28,6 +28,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -144,25 +145,37 @@ def host_peak_gib() -> float:
 
 @contextmanager
 def stage(record: dict, name: str, device: torch.device, flush):
-    """Time a stage; its peak GPU memory (allocator) and the process's host peak so far. `flush()` writes the JSON
-    before and after, so a run cut short (timeout, out of memory) still leaves what it measured and where it stopped."""
+    """Time a stage; its peak GPU memory (allocator: allocated, the targets' measure, and reserved, what the card must
+    hold) from the memory held at its start, and the process's host peak so far. `flush()` writes the JSON before and
+    after, so a run cut short (timeout) still leaves what it measured and where it stopped; a stage that raises (out
+    of memory) records its seconds and peaks too, marked failed."""
     gc.collect()
+    entry: dict = {}
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+        entry["gpu_start_gib"] = round(torch.cuda.memory_allocated(device) / 2**30, 2)
     print(f"[rehearsal] {name} ...", flush=True)
-    record[name] = {"running": True}
+    record[name] = {**entry, "running": True}
     flush()
     t0 = time.perf_counter()
-    yield
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    entry = {"seconds": round(time.perf_counter() - t0, 2), "host_peak_gib_so_far": host_peak_gib()}
-    if device.type == "cuda":
-        entry["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-    record[name] = entry
-    flush()
-    print(f"[rehearsal] {name}: {entry}", flush=True)
+    try:
+        yield
+    except BaseException:
+        entry["failed"] = True
+        raise
+    finally:
+        if device.type == "cuda":
+            try:
+                torch.cuda.synchronize(device)
+            except RuntimeError:  # after a CUDA error: the peaks below are still the allocator's
+                pass
+            entry["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+            entry["gpu_reserved_peak_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
+        entry.update(seconds=round(time.perf_counter() - t0, 2), host_peak_gib_so_far=host_peak_gib())
+        record[name] = entry
+        flush()
+        print(f"[rehearsal] {name}: {entry}", flush=True)
 
 
 def stock_sample(pipeline_cls, folder: Path, device, dtype, size, steps: int, lora: Path | None, call: dict):
@@ -199,8 +212,6 @@ def rehearse(
     single_file: bool = False,
 ) -> None:
     """One family through every stage; `dtype` is the teacher's (and synthesis's); bf16 also turns on bf16 autocast."""
-    from diffusers import HunyuanVideoPipeline, WanPipeline
-
     builder, frames, height, width, plan_steps, iterations, extra = PLANS[family][mode]
     frames, height, width = size or (frames, height, width)
     steps = steps or plan_steps
@@ -222,7 +233,6 @@ def rehearse(
     teacher_identity(teacher)
     record["identity_seconds"] = round(time.perf_counter() - t0, 4)
     common = dict(device=str(device), dtype=str(dtype).removeprefix("torch."))
-    precision = "bf16" if dtype == torch.bfloat16 else "off"
     with stage(stages, "synthesize", device, flush):
         synthesize(
             SynthConfig(
@@ -240,45 +250,81 @@ def rehearse(
             ),
             progress=False,
         )
-    students = [("lora", 64)] if family == "hunyuanvideo" or lora_only else [("full", 0), ("lora", 64)]
+    # LoRA first, each student on its own: a full student stopped by the disk or memory keeps the LoRA's numbers
+    students = [("lora", 64)] if family == "hunyuanvideo" or lora_only else [("lora", 64), ("full", 0)]
+    plan = Plan(family, mode, work, teacher, device, dtype, size, iterations, single_file)
     for name, rank in students:
-        run = work / f"distill-{name}"
-        with stage(stages, f"distill_{name}", device, flush):
-            summary = distill(
-                DistillConfig(
-                    teacher=str(teacher),
-                    data=str(work / "synvid"),
-                    out=str(run),
-                    iterations=iterations,
-                    batch=1,
-                    lora_rank=rank,
-                    probe_every=0,
-                    checkpoint_every=100,
-                    head_channels=64,
-                    mixed_precision=precision,
-                    grad_checkpointing="auto" if mode == "real" else "on",  # tiny: the same path as real size
-                    **common,
-                ),
-                progress=False,
-            )
-        stages[f"distill_{name}"]["summary_peak_memory_mb"] = summary["peak_memory_mb"]
-        stages[f"distill_{name}"]["save_seconds"] = summary["save_seconds"]  # against torchrun's 30 s SIGTERM grace
-        stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
-        if single_file:  # before the checkpoint goes: the single file is exported from the student folder
-            with stage(stages, f"single_file_{name}", device, flush):
-                found = single_file_round_trip(run, teacher, work / f"single-{name}")
-            stages[f"single_file_{name}"].update(found)
-        fmt = "lora" if rank else "diffusers"
-        export = work / f"export-{name}"
-        with stage(stages, f"export_{name}", device, flush):
-            manifest = export_run(run, fmt, export, dtype="bfloat16" if fmt == "diffusers" else None)
-        for part in ("checkpoint.pt", "checkpoint"):  # the training state (16 B a parameter): free the disk
-            shutil.rmtree(run / part, ignore_errors=True) if (run / part).is_dir() else (run / part).unlink(True)
-        pipeline_cls = WanPipeline if family == "wan" else HunyuanVideoPipeline
-        with stage(stages, f"stock_{pipeline_cls.__name__}_{name}", device, flush):
-            folder, lora = (export, None) if fmt == "diffusers" else (teacher, export)
-            shape = stock_sample(pipeline_cls, folder, device, dtype, size, 3, lora, manifest["call"])
-        stages[f"stock_{pipeline_cls.__name__}_{name}"]["video_shape"] = shape
+        try:
+            rehearse_student(plan, name, rank, stages, flush)
+        except Exception as e:
+            traceback.print_exc()
+            record.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"[:2000]
+            record.setdefault("tracebacks", {})[name] = traceback.format_exc()[-3000:]
+        for folder in (f"distill-{name}", f"export-{name}", f"single-{name}"):  # free the disk for the next student
+            shutil.rmtree(work / folder, ignore_errors=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every student of one family's rehearsal shares."""
+
+    family: str
+    mode: str
+    work: Path  # holds teacher/ and synvid/
+    teacher: Path
+    device: torch.device
+    dtype: torch.dtype
+    size: tuple[int, int, int]
+    iterations: int
+    single_file: bool
+
+
+def rehearse_student(p: Plan, name: str, rank: int, stages: dict, flush) -> None:
+    """One student (full when `rank` is 0, else LoRA of that rank): distill, export, stock diffusers sampling."""
+    from diffusers import HunyuanVideoPipeline, WanPipeline
+
+    run = p.work / f"distill-{name}"
+    with stage(stages, f"distill_{name}", p.device, flush):
+        summary = distill(
+            DistillConfig(
+                teacher=str(p.teacher),
+                data=str(p.work / "synvid"),
+                out=str(run),
+                iterations=p.iterations,
+                batch=1,
+                lora_rank=rank,
+                probe_every=0,
+                checkpoint_every=100,
+                head_channels=64,
+                mixed_precision="bf16" if p.dtype == torch.bfloat16 else "off",
+                grad_checkpointing="auto" if p.mode == "real" else "on",  # tiny: the same path as real size
+                device=str(p.device),
+                dtype=str(p.dtype).removeprefix("torch."),
+            ),
+            progress=False,
+        )
+    stages[f"distill_{name}"]["summary_peak_memory_mb"] = summary["peak_memory_mb"]
+    stages[f"distill_{name}"]["save_seconds"] = summary["save_seconds"]  # against torchrun's 30 s SIGTERM grace
+    stages[f"distill_{name}"]["grad_checkpointing"] = _resolved(run)
+    # the training state (16 B a parameter: 23 GB for the full 1.3B) goes before the export, which reads student/
+    for part in ("checkpoint.pt", "checkpoint"):
+        shutil.rmtree(run / part, ignore_errors=True) if (run / part).is_dir() else (run / part).unlink(True)
+    if p.single_file:
+        with stage(stages, f"single_file_{name}", p.device, flush):
+            found = single_file_round_trip(run, p.teacher, p.work / f"single-{name}")
+        stages[f"single_file_{name}"].update(found)
+    fmt = "lora" if rank else "diffusers"
+    export = p.work / f"export-{name}"
+    with stage(stages, f"export_{name}", p.device, flush):
+        manifest = export_run(run, fmt, export, dtype="bfloat16" if fmt == "diffusers" else None)
+    pipeline_cls = WanPipeline if p.family == "wan" else HunyuanVideoPipeline
+    with stage(stages, f"stock_{pipeline_cls.__name__}_{name}", p.device, flush):
+        folder, lora = (export, None) if fmt == "diffusers" else (p.teacher, export)
+        shape = stock_sample(pipeline_cls, folder, p.device, p.dtype, p.size, 3, lora, manifest["call"])
+    stages[f"stock_{pipeline_cls.__name__}_{name}"]["video_shape"] = shape
 
 
 def single_file_round_trip(run: Path, teacher: Path, out: Path) -> dict:
@@ -302,6 +348,19 @@ def single_file_round_trip(run: Path, teacher: Path, out: Path) -> dict:
     got = loaded.state_dict()
     equal = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     return {"file_gib": round(path.stat().st_size / 2**30, 3), "tensors": len(want), "equal_to_student": equal}
+
+
+def _versions() -> dict:
+    """The versions of the libraries the chain runs on (the lent machine's image, with diffusers carried in)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("diffusers", "transformers", "peft", "accelerate", "huggingface_hub", "safetensors"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def _resolved(run: Path) -> str:
@@ -348,14 +407,20 @@ def table(paths: list[str]) -> str:
                     note.append(f"not read back ({e['skipped']})")
                 if e.get("running"):
                     note.append("**did not finish**")
+                if e.get("failed"):
+                    note.append("**failed** (its peaks up to the failure)")
+                if "gpu_reserved_peak_gib" in e:
+                    note.append(f"reserved {e['gpu_reserved_peak_gib']} GiB")
                 cells = [e.get("seconds", ""), e.get("gpu_peak_gib", "-"), e.get("host_peak_gib_so_far", "")]
                 lines.append(
                     f"| {run} | {rec.get('family', '?')} | {name} | "
                     + " | ".join(map(str, cells))
                     + f" | {', '.join(note)} |"
                 )
-            if "error" in rec:
-                lines.append(f"| {run} | {rec.get('family', '?')} | **error** | | | | {rec['error'][:120]} |")
+            errors = {**({"": rec["error"]} if "error" in rec else {}), **rec.get("errors", {})}
+            for who, error in errors.items():
+                first = error.splitlines()[0][:120] if error else ""
+                lines.append(f"| {run} | {rec.get('family', '?')} | **error** {who} | | | | {first} |")
         lines.append(f"| {run} | all | total | {result.get('total_seconds', '')} | | | |")
     return "\n".join(lines)
 
@@ -389,12 +454,16 @@ def main() -> None:
     size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else None
     if size is not None and len(size) != 3:
         parser.error(f"--size takes FxHxW, e.g. 5x64x64; got {a.size!r}")
+    if device.type == "cpu" and not a.tiny and size is None:  # the plan's sizes on a CPU: hours, not minutes
+        parser.error("no CUDA GPU here: the real sizes need one; pass --tiny (or --size FxHxW at real width)")
     out = Path(a.out)
     if out.exists():
         shutil.rmtree(out)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
+        "versions": _versions(),
+        "disk_free_gib": round(shutil.disk_usage(out.parent if out.parent.exists() else ".").free / 2**30, 1),
         "dtype": str(dtype).removeprefix("torch."),
         "command": " ".join(["python", *sys.argv]),
         "runs": [],
@@ -430,8 +499,9 @@ def main() -> None:
             )
         except Exception as e:  # record it and go on: one GPU run should measure every family it can
             traceback.print_exc()
-            record["error"] = f"{type(e).__name__}: {e}"
-            failed = True
+            record["error"] = f"{type(e).__name__}: {e}"[:2000]
+            record["traceback"] = traceback.format_exc()[-3000:]
+        failed = failed or "error" in record or "errors" in record
         flush()
         shutil.rmtree(work, ignore_errors=True)  # free the disk (and the GPU) for the next family
         gc.collect()

@@ -7,6 +7,7 @@
 # (10.x also needs lazy-importer). .whl/ is git-ignored; about 6.6 MB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+rm -rf .whl  # only these wheels: a stale one would be installed over the image's own
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
   diffusers==0.42.1 importlib_metadata==8.7.0 omegaconf==2.4.0 2> >(grep -v "is ignored: it is neither" >&2)
