@@ -658,24 +658,37 @@ def test_a_lora_export_with_a_decoder_samples_on_the_key_sigmas_as_written(runs,
 def test_a_student_samples_and_exports_at_the_size_it_was_distilled_at(runs, tmp_path, capsys, monkeypatch):
     """The runs were distilled on 9x32x32 clips, their tiny teacher's default is 17x64x64: `sample` without
     --frames/--size made 17x64x64 clips (a size the student never saw) and the export's stock call named it; both now
-    take the distilled size from student.json, while a student recording none keeps its teacher's, and a damaged
-    record is one line."""
+    take the distilled size from student.json, while a student recording none, or an export made before, keeps its
+    teacher's, and a damaged record is one line."""
     clip = cli_helpers.sample_video(runs["full"], tmp_path / "clip.mp4", capsys, monkeypatch, "--prompt", PROMPT)
     assert tuple(clip.shape) == (FRAMES, H, W, 3)
     record = yaml.safe_load((tmp_path / "clip.yaml").read_text())  # its "settings" is the line it printed
     assert record["resolved_size"] == [FRAMES, H, W]
-    assert f"{FRAMES} frames at {H}x{W}" in record["settings"] and "distilled at" in record["settings"], record
+    student_json = runs["full"] / "student" / "student.json"
+    said = f"frames and size from the size it was distilled at ({student_json}); negative prompt and fps from the "
+    assert f"{FRAMES} frames at {H}x{W}" in record["settings"] and said in record["settings"], record
+    clip = cli_helpers.sample_video(
+        runs["full"], tmp_path / "g.mp4", capsys, monkeypatch, "--prompt", PROMPT, "--frames", "5"
+    )
+    settings = yaml.safe_load((tmp_path / "g.yaml").read_text())["settings"]  # frames given: the size alone from it
+    assert tuple(clip.shape) == (5, H, W, 3) and "(size from the size it was distilled at" in settings, settings
 
     out = tmp_path / "export"
     code, text, err = run_cli(["export", str(runs["full"]), "--format", "diffusers", "--out", str(out)], capsys)
     assert code in (0, None), err
     manifest = json.loads((out / "accvideo_export.json").read_text())
-    assert manifest["size"] == {"num_frames": FRAMES, "height": H, "width": W}
+    assert manifest["size"] == {"num_frames": FRAMES, "height": H, "width": W} and manifest["size_distilled"] is True
     assert f"num_frames={FRAMES}, height={H}, width={W}" in (out / "README.md").read_text()
-    exported = cli_helpers.sample_video(
-        out, tmp_path / "e.mp4", capsys, monkeypatch, "--prompt", PROMPT
-    )  # the export as --model
+    exported = cli_helpers.sample_video(out, tmp_path / "e.mp4", capsys, monkeypatch, "--prompt", PROMPT)  # as --model
     assert tuple(exported.shape) == (FRAMES, H, W, 3)
+    # an export made before: its `size` was its teacher folder's default, not one the student was distilled at
+    del manifest["size_distilled"]
+    (out / "accvideo_export.json").write_text(
+        json.dumps({**manifest, "size": {"num_frames": 17, "height": 64, "width": 64}})
+    )
+    (out / "accvideo.json").write_text(json.dumps({"frames": 5, "height": 32, "width": 32}))  # its folder's own, then
+    exported = cli_helpers.sample_video(out, tmp_path / "x.mp4", capsys, monkeypatch, "--prompt", PROMPT)
+    assert tuple(exported.shape) == (5, 32, 32, 3)
 
     older = tmp_path / "older"
     shutil.copytree(runs["lora"] / "student", older)
@@ -688,3 +701,43 @@ def test_a_student_samples_and_exports_at_the_size_it_was_distilled_at(runs, tmp
     damaged = _student_copy(runs, tmp_path, "damaged", size={"frames": 9, "height": "32", "width": 32})
     args = ["sample", "--model", str(damaged), "--prompt", PROMPT, "--out", str(tmp_path / "d.mp4")]
     one_line_error(args, capsys, f"{damaged / 'student.json'}: size must be {{frames, height, width}}")
+    odd = _student_copy(runs, tmp_path, "odd", size={"frames": 10, "height": 32, "width": 32})  # not 4k+1 frames
+    args = ["export", str(odd), "--format", "lora", "--out", str(tmp_path / "odd-export")]  # was exit 0, frames=10
+    one_line_error(args, capsys, f"{odd / 'student.json'}: size frames must be of the form 4k+1")
+    assert not (tmp_path / "odd-export").exists()
+
+
+def test_a_finished_runs_rerun_saves_again_a_student_whose_weights_were_changed(
+    runs, tiny_wan_dir, synvid, tmp_path, capsys
+):
+    """`sample` refuses weights that are not the ones student.json recorded and says to rerun the distill command;
+    that rerun took the student as current (its headers were whole) and rewrote nothing, so the refusal stayed. It
+    now saves the student again from the run's checkpoint, byte for byte the one saved first."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from accvideo.distill import DistillConfig, distill
+
+    run = shutil.copytree(runs["lora"], tmp_path / "run")
+    path = run / "student" / "pytorch_lora_weights.safetensors"
+    with safe_open(path, "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) + 1.0 for k in f.keys()}  # noqa: SIM118 - not iterable
+    save_file(tensors, path, metadata=meta)
+    args = ["sample", "--model", str(run), "--prompt", PROMPT, "--out", str(tmp_path / "c.mp4")]
+    one_line_error(args, capsys, f"{path} is not the transformer weights its student.json was saved with")
+    cfg = DistillConfig(
+        teacher=str(tiny_wan_dir),
+        data=str(synvid),
+        out=str(run),
+        iterations=2,
+        batch=2,
+        lr=1e-3,
+        head_lr=1e-4,
+        head_channels=8,
+        device="cpu",
+        lora_rank=2,
+    )
+    summary = distill(cfg, progress=False)
+    assert not summary.get("kept") and summary["iterations"] == 2
+    assert path.read_bytes() == (runs["lora"] / "student" / path.name).read_bytes()
+    open_model(str(run))  # loads again

@@ -4,7 +4,7 @@
 # and a real-width HunyuanVideo (2 + 2 blocks) at 544x960x33. Expected well under 10 minutes on an H100 or H200
 # (estimate: about 7). Expects .whl/ with the wheels the machine lacks: make it here first
 # (bash benchmarks/evidence/wheels.sh). Writes $OUT/rehearsal_gpu.json (its "device" names the card) and
-# $OUT/rehearsal.log (the whole output; only its end is printed); copy the JSON to benchmarks/results/ and the numbers
+# $OUT/rehearsal.log (the output without its progress bars; only its end is printed); copy the JSON to benchmarks/results/ and the numbers
 # into docs/scale-out.md ("Real-size rehearsal"):
 #   python benchmarks/rehearsal.py --table benchmarks/results/rehearsal_gpu.json
 # On the lent machine: command `bash benchmarks/evidence/rehearsal.sh`, carry [".whl"], timeout_s 600. The JSON is

@@ -260,13 +260,15 @@ def distilled_size(settings) -> dict:
 def artifact_is_current(d: Distiller) -> bool:
     """Whether student/ holds this state's weights, whole (its student.json names this iteration) and the loss plot
     is there (drawn before the student, so as current): a kill between the checkpoint and the export, or a file
-    deleted since, makes a finished run's rerun export again (rank 0 looks)."""
-    from accvideo.models.student import read_student_info, student_weights
+    deleted since, or weights that are not the ones student.json recorded (replaced or edited since: `sample` says to
+    rerun), makes a finished run's rerun export again (rank 0 looks)."""
+    from accvideo.models.student import check_weights_identity, read_student_info, student_weights
 
     folder = d.out / "student"
     try:
         info = read_student_info(folder)
         student_weights(folder, info)
+        check_weights_identity(folder, info)
     except AccVideoError:
         return False
     return (

@@ -17,7 +17,7 @@ from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
 from accvideo.models.base import scheduler_shift
-from accvideo.models.student import FULL_WEIGHTS, INFO, LORA_FILES, expert_names
+from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
 from accvideo.models.wan_moe import EXPERTS
 
 SKIPPED = {"transformer", "transformer_2", "scheduler"}  # the components an export replaces (A14B: both experts)
@@ -79,6 +79,8 @@ def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:
         "scheduler": scheduler_settings,
         "call": student_call(src),
         "size": clip_size(src),  # keyword arguments of the call too, kept apart: a caller may give its own size
+        # the size is the one it was distilled at (`sample --model EXPORT` makes it by default), not its teacher's
+        "size_distilled": "size" in info,
         "student": str(src.student_dir.resolve()),
         "teacher": info.get("teacher"),
         "teacher_dir": str(src.teacher_dir.resolve()),
@@ -111,8 +113,7 @@ def clip_size(src: Source) -> dict:
     student that records none) its teacher folder's (models/defaults.py)."""
     from accvideo.models.defaults import video_defaults
 
-    distilled = (src.info["size"], src.student_dir / INFO) if "size" in src.info else None
-    values, _ = video_defaults(src.teacher_dir, src.info["family"], distilled)
+    values = src.info["size"] if "size" in src.info else video_defaults(src.teacher_dir, src.info["family"])[0]
     return {"num_frames": values["frames"], "height": values["height"], "width": values["width"]}
 
 

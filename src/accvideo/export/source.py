@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accvideo.core.inputs import check_model_folder, parse_json
+from accvideo.core.video import check_video_size
 from accvideo.errors import AccVideoError
-from accvideo.models import adapter_class, pipeline_class
+from accvideo.models import adapter_class, pipeline_class, size_multiple_of
 from accvideo.models.hunyuan import text_settings
 from accvideo.models.student import (
+    INFO,
+    REDO,
     STUDENT_GUIDANCE,
     check_finite,
     check_lora_on_teacher,
@@ -71,6 +74,14 @@ def read_source(run: str | Path) -> Source:
             f"{student_dir} holds a {info.get('family')} student but its teacher folder {teacher_dir} "
             f"is a {cls.family} pipeline; put the student's own teacher there"
         )
+    if "size" in info:  # the stock call's size: of the family's form, as `sample` refuses it otherwise
+        size = info["size"]
+        try:
+            check_video_size(
+                size["frames"], size["height"], size["width"], cls.frame_step, size_multiple_of(cls, teacher_dir)
+            )
+        except ValueError as exc:
+            raise AccVideoError(f"{student_dir / INFO}: size {exc}; {REDO}") from None
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     if info["lora"] is not None:  # its layers are the teacher's targeted ones, of their shapes (no weight read)
         check_lora_on_teacher(student_dir, info, teacher_dir)

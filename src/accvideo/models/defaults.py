@@ -183,9 +183,8 @@ def transformer_width(path: str | Path) -> int | None:
     return heads * dim if isinstance(heads, int) and isinstance(dim, int) else None
 
 
-def video_defaults(path: str | Path, family: str, distilled: tuple[dict, Path] | None = None) -> tuple[dict, str]:
-    """({frames, height, width, negative_prompt}, where they come from) for a model folder of `family`; a student's
-    `distilled` size ({frames, height, width}, the file recording it) comes before the folder's own."""
+def video_defaults(path: str | Path, family: str) -> tuple[dict, str]:
+    """({frames, height, width, negative_prompt, fps}, where they come from) for a model folder of `family`."""
     values, source = dict(SMALL), "the built-in model's small clips"
     widths, published = PUBLISHED.get(family, ((), {}))
     if transformer_width(path) in widths:
@@ -194,31 +193,39 @@ def video_defaults(path: str | Path, family: str, distilled: tuple[dict, Path] |
     if own:
         values.update(own)
         source = f"{Path(path) / SETTINGS_FILE}" + ("" if len(own) == len(VIDEO_KEYS) else f", then {source}")
-    if distilled is not None:
-        values.update(distilled[0])
-        source = f"the size it was distilled at ({distilled[1]}), then {source}"
     return values, source
+
+
+def _names(keys) -> str:
+    """'frames, size, negative prompt and fps' for setting keys (height and width together: 'size')."""
+    names = [k.replace("_", " ") for k in keys]
+    if "height" in keys and "width" in keys:  # one word for both: "frames, size and negative prompt"
+        names = [n for n in names if n != "width"]
+        names[names.index("height")] = "size"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def fill_video(cfg, path: str | Path, family: str, distilled: tuple[dict, Path] | None = None):
     """`cfg` (a frozen dataclass with frames, height, width, negative_prompt; None: the model's) with every None
-    filled from the model folder's defaults (a student's distilled size first), and which settings came from where
-    ("negative prompt from the built-in model's small clips"; None when the command gave all)."""
+    filled from the model folder's defaults, a student's frames and size from the size it was `distilled` at ({frames,
+    height, width}, the file recording it) first, and which settings came from where ("frames and size from the size
+    it was distilled at (S); negative prompt from the built-in model's small clips"; None when the command gave all)."""
     from dataclasses import replace
 
-    values, source = video_defaults(path, family, distilled)
+    values, source = video_defaults(path, family)
     missing = {k: values[k] for k in VIDEO_KEYS if getattr(cfg, k) is None}
     if not missing:
         return cfg, None
-    names = [k.replace("_", " ") for k in missing]  # "frames, size, negative prompt and fps from ..."
-    if "height" in missing and "width" in missing:  # one word for both: "frames, size and negative prompt"
-        names = [n for n in names if n != "width"]
-        names[names.index("height")] = "size"
-    what = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    own = {k: v for k, v in (distilled[0] if distilled else {}).items() if k in missing}
+    missing.update(own)
+    groups = [(list(own), f"the size it was distilled at ({distilled[1]})")] if own else []
+    rest = [k for k in missing if k not in own]
+    groups += [(rest, source)] if rest else []
+    text = "; ".join(f"{_names(keys)} from {where}" for keys, where in groups)
     try:
-        return replace(cfg, **missing), f"{what} from {source}"
+        return replace(cfg, **missing), text
     except ValueError as exc:  # the config's own bounds on a value from accvideo.json (was: a traceback)
-        raise size_error(exc, f"{what} from {source}") from None
+        raise size_error(exc, text) from None
 
 
 def check_form(cfg, frame_step: int, multiple: int, source: str | None = None) -> None:
@@ -234,7 +241,8 @@ def size_error(exc: ValueError, source: str | None) -> AccVideoError:
     """A frames or size check's line, naming where the values came from when the command did not give them all
     (`frames must be of the form 4k+1 ...; got 18` named no file when accvideo.json held the 18)."""
     name = str(exc).split(" ", 1)[0]  # frames, height or width: the value the check refused
-    values = source.split(" from ", 1)[0] if source else ""  # "frames, size and fps" (the ones not given)
+    # "frames and size; fps" (the ones not given, of each source: "frames and size from X; fps from Y")
+    values = "; ".join(part.split(" from ", 1)[0] for part in source.split("; ")) if source else ""
     came = name in values or (name in ("height", "width") and "size" in values)
     where = f" ({source}; fix it there or give it on the command line)" if came else ""
     return AccVideoError(f"{exc}{where}")

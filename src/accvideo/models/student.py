@@ -92,7 +92,9 @@ def exported_student(path: str | Path) -> dict | None:
     if not isinstance(sigmas, list) or len(sigmas) < 2 or not all(isinstance(s, (int, float)) for s in sigmas):
         return None
     shift = info.get("shift")
-    size = info.get("size")  # the stock call's, diffusers' names: the student's distilled size (its teacher's before)
+    # the stock call's size, diffusers' names: the student's distilled size where the export says so (exports made
+    # before, or of a student that records none, hold its teacher folder's default there, not a size of its own)
+    size = info.get("size") if info.get("size_distilled") is True else None
     names = {"num_frames": "frames", "height": "height", "width": "width"}
     whole = isinstance(size, dict) and size.keys() == names.keys()
     size = {ours: size[k] for k, ours in names.items()} if whole else {}
