@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -741,3 +742,204 @@ def test_a_finished_runs_rerun_saves_again_a_student_whose_weights_were_changed(
     assert not summary.get("kept") and summary["iterations"] == 2
     assert path.read_bytes() == (runs["lora"] / "student" / path.name).read_bytes()
     open_model(str(run))  # loads again
+
+
+# --- each student weights file read once: the finite check rides on the copy or conversion ------------------------
+# (kind, --format, --dtype): every path an export reads a student's weights by
+READ_PATHS = [
+    ("full", "diffusers", None),  # a byte-for-byte copy
+    ("full", "diffusers", "bfloat16"),  # loaded and cast
+    ("full", "single-file", None),  # loaded and renamed
+    ("lora", "diffusers", None),  # fused into the teacher's
+    ("lora", "lora", None),  # a byte-for-byte copy
+    ("lora", "single-file", None),  # fused, and written alone in the Wan layout
+]
+
+
+def _export_args(student: Path, fmt: str, dtype: str | None, out: Path) -> list[str]:
+    return ["export", str(student), "--format", fmt, "--out", str(out), *(["--dtype", dtype] if dtype else [])]
+
+
+def _count_tensor_reads(monkeypatch) -> dict[tuple[Path, str], int]:
+    """Count, by (file, tensor name), each tensor read from a safetensors file by any reader an export may reach:
+    safetensors' safe_open (get_tensor, a slice read) and load_file (every tensor: diffusers' loaders read files
+    by it) and a file copy (shutil.copyfile, under copy2 and copytree: every tensor)."""
+    import safetensors
+    import safetensors.torch
+    from safetensors import safe_open as real_open
+
+    reads: dict[tuple[Path, str], int] = {}
+
+    def count(path, names) -> None:
+        for name in names:
+            key = (Path(path).resolve(), name)
+            reads[key] = reads.get(key, 0) + 1
+
+    def names_of(path) -> list[str]:
+        with real_open(str(path), "pt") as f:
+            return list(f.keys())  # noqa: SIM118 - not iterable
+
+    class Slice:
+        def __init__(self, path, name, real):
+            self.path, self.name, self.real = path, name, real
+
+        def __getattr__(self, attr):
+            return getattr(self.real, attr)
+
+        def __getitem__(self, index):
+            count(self.path, [self.name])
+            return self.real[index]
+
+    class Handle:
+        def __init__(self, path, *args, **kwargs):
+            self.path, self.real = path, real_open(path, *args, **kwargs)
+
+        def __enter__(self):
+            self.real.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.real.__exit__(*exc)
+
+        def __getattr__(self, attr):
+            return getattr(self.real, attr)
+
+        def get_tensor(self, name):
+            count(self.path, [name])
+            return self.real.get_tensor(name)
+
+        def get_slice(self, name):
+            return Slice(self.path, name, self.real.get_slice(name))
+
+    real_load, real_copy = safetensors.torch.load_file, shutil.copyfile
+
+    def load_file(path, *args, **kwargs):
+        count(path, names_of(path))
+        return real_load(path, *args, **kwargs)
+
+    def copyfile(src, dst, *args, **kwargs):
+        if os.fspath(src).endswith(".safetensors"):  # copytree hands copy2 a DirEntry
+            count(os.fspath(src), names_of(os.fspath(src)))
+        return real_copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors, "safe_open", Handle)
+    monkeypatch.setattr(safetensors.torch, "safe_open", Handle)
+    monkeypatch.setattr(safetensors.torch, "load_file", load_file)
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    return reads
+
+
+@pytest.mark.parametrize(("kind", "fmt", "dtype"), READ_PATHS)
+def test_an_export_reads_each_student_weights_file_once(runs, tmp_path, capsys, monkeypatch, kind, fmt, dtype):
+    """The finite check read every tensor of the student, then the format's writer read them all again to copy or
+    convert them: a 14B student's 28-56 GB read twice. Each tensor is now checked as the writer reads it, so every
+    tensor of every weights file is read exactly once (the teacher's files, read to fuse a LoRA, are not counted),
+    and a copied file is still the student's, byte for byte."""
+    from safetensors import safe_open
+
+    from accvideo.models.student import read_student_info, student_weights
+
+    student = runs[kind] / "student"
+    files = student_weights(student, read_student_info(student))
+    every = set()
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            every |= {(f.resolve(), name) for name in h.keys()}  # noqa: SIM118 - not iterable
+    reads = _count_tensor_reads(monkeypatch)
+    code, _, err = run_cli(_export_args(runs[kind], fmt, dtype, tmp_path / "out"), capsys)
+    assert code in (0, None), err
+    student_reads = {k: n for k, n in reads.items() if k[0] in {f.resolve() for f in files}}
+    assert student_reads == dict.fromkeys(every, 1)
+    if dtype is None and fmt in ("diffusers", "lora") and (kind == "full") == (fmt == "diffusers"):
+        for f in files:
+            copied = tmp_path / "out" / f.relative_to(student)
+            assert copied.read_bytes() == f.read_bytes()
+
+
+def _poison(student: Path, kind: str) -> tuple[Path, str]:
+    """Put a NaN in one tensor of the student's weights file (its header's metadata kept), and record the weights'
+    identity in student.json, as a run that diverged saves them; (the file, the tensor)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = student / "pytorch_lora_weights.safetensors" if kind == "lora" else student / "transformer"
+    path = path if kind == "lora" else next(path.glob("*.safetensors"))
+    with safe_open(str(path), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 - not iterable
+    name = sorted(n for n, t in tensors.items() if t.is_floating_point())[-1]  # read last by a name-ordered check
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(path), metadata=metadata)
+    info = json.loads((student / "student.json").read_text())
+    (student / "student.json").write_text(json.dumps({**info, "weights_identity": weights_identity(student, info)}))
+    return path, name
+
+
+@pytest.mark.parametrize(("kind", "fmt", "dtype"), READ_PATHS)
+def test_a_student_holding_nan_is_refused_and_an_earlier_export_kept(
+    runs, tmp_path, capsys, monkeypatch, kind, fmt, dtype
+):
+    """The check moved from before the export into its writing, tensor by tensor: a NaN student is still one line
+    (the same one), no folder is made at a new --out, an earlier export at --out is kept whole, no temporary folder
+    is left, and the diffusers export refuses it before copying the teacher's components (gigabytes). Its weights
+    edited since the save (the identity student.json records no longer theirs), the NaN line still wins."""
+    import accvideo.export.formats as formats
+
+    student = Path(shutil.copytree(runs[kind] / "student", tmp_path / "student"))
+    earlier = tmp_path / "earlier"
+    code, _, err = run_cli(_export_args(student, fmt, dtype, earlier), capsys)
+    assert code in (0, None), err
+    kept = {p: p.read_bytes() for p in earlier.rglob("*") if p.is_file()}
+    saved = (student / "student.json").read_text()
+    path, name = _poison(student, kind)
+    copied, real = [], formats.copy_tree
+    monkeypatch.setattr(formats, "copy_tree", lambda src, dst, **kw: (copied.append(src), real(src, dst, **kw)))
+    line = (
+        f"error: {path}: {name} holds NaN or infinite values (a damaged student, or one saved by a run that diverged); "
+        "remove the student/ folder and rerun the distill command that wrote it (it saves the student again from its "
+        "last checkpoint), or restore the run folder"
+    )
+    for out in (tmp_path / "new", earlier):
+        assert one_line_error(_export_args(student, fmt, dtype, out), capsys, "NaN") == line
+    assert not (tmp_path / "new").exists()
+    assert {p: p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == kept
+    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]
+    assert all(student in p.parents for p in copied), copied  # the student's own folder alone, if any
+    (student / "student.json").write_text(saved)  # the identity of the weights before the NaN
+    assert one_line_error(_export_args(student, fmt, dtype, earlier), capsys, "NaN") == line
+    assert {p: p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == kept
+
+
+@pytest.mark.parametrize("sendfile", [True, False])
+def test_copy_safetensors_is_the_file_and_checks_each_tensor_before_its_bytes(tmp_path, monkeypatch, sendfile):
+    """The export's one-read copy: the file byte for byte (header, metadata, every dtype, a 0-d tensor), each tensor
+    seen by the check once, in data order; where os.sendfile cannot write a file (macOS) the bytes are read and
+    written instead. A refused tensor stops the copy before its bytes."""
+    import errno
+
+    from safetensors.torch import save_file
+
+    from accvideo.core.tensorfile import copy_safetensors
+
+    if not sendfile:
+        monkeypatch.setattr(os, "sendfile", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOTSOCK, "not a socket")))
+    tensors = {
+        "b": torch.randn(3, 5).bfloat16(),
+        "a": torch.arange(7, dtype=torch.int64),
+        "c": torch.tensor(2.5),
+        "d": torch.randn(64, 64),
+    }
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt", "note": "kept"})
+    seen = []
+    copy_safetensors(path, tmp_path / "copy.safetensors", check=lambda f, name, t: seen.append((f, name, t.clone())))
+    assert (tmp_path / "copy.safetensors").read_bytes() == path.read_bytes()
+    assert sorted(name for _, name, _ in seen) == sorted(tensors) and all(f == path for f, _, _ in seen)
+    assert all(torch.equal(t, tensors[name]) for _, name, t in seen)
+
+    def refuse(f, name, t):
+        if name == "d":
+            raise AccVideoError(f"{f}: {name} refused")
+
+    with pytest.raises(AccVideoError, match="d refused"):
+        copy_safetensors(path, tmp_path / "part.safetensors", check=refuse)
+    assert (tmp_path / "part.safetensors").stat().st_size < path.stat().st_size

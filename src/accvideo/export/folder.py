@@ -84,11 +84,12 @@ def building(out: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a component folder (hidden files, e.g. caches, are left out). A file of it that cannot be read (a
-    symbolic-link loop, a link to nothing) is one line naming it in the teacher, not the export's temporary copy."""
+def copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
+    """Copy a component folder (hidden files, e.g. caches, are left out, and names matching `skip`: files the caller
+    copies itself). A file of it that cannot be read (a symbolic-link loop, a link to nothing) is one line naming it
+    in the teacher, not the export's temporary copy."""
     try:
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*", *skip))
     except shutil.Error as exc:  # copytree goes on past a bad entry and raises every (src, dst, why) at the end
         for bad, _, why in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
             try:

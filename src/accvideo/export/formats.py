@@ -11,13 +11,23 @@ from pathlib import Path
 import torch
 
 from accvideo.core.files import write_json_atomic
-from accvideo.core.inputs import read_json
+from accvideo.core.inputs import check_safetensors, load_safetensors, parse_json, read_json
+from accvideo.core.tensorfile import copy_safetensors
 from accvideo.errors import AccVideoError
 from accvideo.export.folder import FORMAT, MARKER, copy_tree
 from accvideo.export.scheduler import matching_scheduler
 from accvideo.export.source import Source, student_call
 from accvideo.models.base import scheduler_shift
-from accvideo.models.student import FULL_WEIGHTS, LORA_FILES, expert_names
+from accvideo.models.student import (
+    FULL_WEIGHTS,
+    LORA_FILES,
+    LORA_META,
+    REDO,
+    check_finite,
+    check_part,
+    expert_names,
+    full_transformer,
+)
 from accvideo.models.wan_moe import EXPERTS
 
 SKIPPED = {"transformer", "transformer_2", "scheduler"}  # the components an export replaces (A14B: both experts)
@@ -32,10 +42,10 @@ def _transformer_class(src: Source):
 
 def write_transformer(src: Source, dst: Path, dtype: torch.dtype | None, name: str = FULL_WEIGHTS) -> None:
     """The student's transformer `name` (Wan 2.2 A14B: each expert) as a diffusers model folder: full students as
-    saved, LoRA students fused."""
+    saved, LoRA students fused. Each student tensor is checked finite as it is read for this (one read)."""
     if not src.lora and dtype is None:
         _check_full_weights(src, name)
-        copy_tree(src.student_dir / name, dst)
+        copy_full_weights(src.student_dir / name, dst)
         return
     model = student_transformer(src, name)
     if dtype is not None:
@@ -50,18 +60,44 @@ def _check_full_weights(src: Source, name: str) -> None:
         )
 
 
-def student_transformer(src: Source, name: str = FULL_WEIGHTS) -> torch.nn.Module:
+def copy_full_weights(folder: Path, dst: Path) -> None:
+    """A full student's transformer folder copied as saved, each weights file byte for byte with every tensor
+    checked finite as it passes (check_part's line): the check and the copy in one read, where check_finite and
+    then the folder copy read a 14B student's 28-56 GB twice. A hidden weights file is not copied (copy_tree
+    leaves hidden files out) but, as student_files lists it, it is checked all the same."""
+    copy_tree(folder, dst, skip=("*.safetensors",))
+    for f in sorted(folder.glob("*.safetensors")):
+        if f.name.startswith("."):
+            check_finite(f)
+        else:
+            copy_safetensors(f, dst / f.name, check=check_part)
+
+
+def lora_state(src: Source, name: str = FULL_WEIGHTS) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(the tensors, the adapter metadata) of transformer `name`'s LoRA file, read once and checked finite: what
+    diffusers' `load_lora_adapter` reads from the file, given to it in memory (and to the single-file LoRA) so the
+    file is not read again by each. The metadata is the LoraConfig diffusers builds from the file's header (None
+    without one: alpha = rank)."""
+    path = src.student_dir / LORA_FILES[name]
+    if not path.is_file():
+        raise AccVideoError(f"{path} is missing; export the student again")
+    tensors = load_safetensors(path, REDO)
+    check_finite(path, tensors)
+    raw = (check_safetensors(path, REDO).get("__metadata__") or {}).get(LORA_META)
+    return tensors, (parse_json(raw) if raw else None)
+
+
+def student_transformer(src: Source, name: str = FULL_WEIGHTS, lora: tuple | None = None) -> torch.nn.Module:
     """The student's transformer `name` as a diffusers model on the CPU: a full student as saved, a LoRA student's
-    adapter fused into its teacher's weights (in float32)."""
+    adapter fused into its teacher's weights (in float32). `lora`: lora_state's, when the caller holds it already.
+    Either way each student tensor is checked finite as it is read, once."""
     if not src.lora:
         _check_full_weights(src, name)
-        return _transformer_class(src).from_pretrained(str(src.student_dir / name), local_files_only=True)
-    lora_file = LORA_FILES[name]
-    if not (src.student_dir / lora_file).is_file():
-        raise AccVideoError(f"{src.student_dir / lora_file} is missing; export the student again")
+        return full_transformer(_transformer_class(src), src.student_dir / name)
+    tensors, metadata = lora if lora is not None else lora_state(src, name)  # refused before the teacher is read
     teacher = str(src.teacher_dir / name)
     model = _transformer_class(src).from_pretrained(teacher, local_files_only=True, dtype=torch.float32)
-    model.load_lora_adapter(str(src.student_dir), weight_name=lora_file, prefix="transformer", adapter_name="student")
+    model.load_lora_adapter(tensors, prefix="transformer", adapter_name="student", metadata=metadata)
     model.fuse_lora()  # base weights + the scaled low-rank update, in float32
     model.unload_lora()
     return model
@@ -129,17 +165,17 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
     scheduler, settings = matching_scheduler(src.key_sigmas, src.pipeline)  # refuse before copying gigabytes
     check_experts(src, scheduler)
     index = src.model_index()
-    for name, spec in index.items():
-        if name.startswith("_") or name in SKIPPED or not isinstance(spec, list) or spec[0] is None:
-            continue
+    components = [n for n, spec in index.items() if _copied(n, spec)]
+    for name in components:
         if not (src.teacher_dir / name).is_dir():
             raise AccVideoError(f"{src.teacher_dir} lacks the component folder {name}; re-save the whole pipeline")
+    for name in expert_names(src.info):  # first: a student refused as its weights are read has copied nothing
+        write_transformer(src, tmp / name, dtype, name)
+    for name in components:
         copy_tree(src.teacher_dir / name, tmp / name)
     for f in src.teacher_dir.iterdir():  # root files other than the index (e.g. accvideo.json, README)
         if f.is_file() and not f.name.startswith(".") and f.name not in {"model_index.json", MARKER, "README.md"}:
             shutil.copy2(f, tmp / f.name)
-    for name in expert_names(src.info):
-        write_transformer(src, tmp / name, dtype, name)
     scheduler.save_pretrained(str(tmp / "scheduler"))
     index["scheduler"] = ["diffusers", type(scheduler).__name__]
     write_json_atomic(tmp / "model_index.json", index)
@@ -160,6 +196,11 @@ def write_diffusers(src: Source, tmp: Path, dtype: torch.dtype | None = None) ->
     return manifest
 
 
+def _copied(name: str, spec) -> bool:
+    """Whether model_index.json's entry `name` is a teacher component the diffusers export copies."""
+    return not name.startswith("_") and name not in SKIPPED and isinstance(spec, list) and spec[0] is not None
+
+
 def write_lora(src: Source, tmp: Path) -> dict:
     """Fill `tmp` with the LoRA file `pipe.load_lora_weights` takes, plus the scheduler the student needs."""
     if not src.lora:
@@ -172,7 +213,7 @@ def write_lora(src: Source, tmp: Path) -> dict:
         weights = src.student_dir / LORA_FILES[name]
         if not weights.is_file():
             raise AccVideoError(f"{weights} is missing; export the student again (rerun `accvideo distill`)")
-        shutil.copy2(weights, tmp / LORA_FILES[name])
+        copy_safetensors(weights, tmp / LORA_FILES[name], check=check_part)  # checked as copied: one read
     scheduler, settings = _scheduler_or_none(src)
     if scheduler is not None:
         scheduler.save_pretrained(str(tmp / "scheduler"))
@@ -229,15 +270,17 @@ def write_single(src: Source, tmp: Path, dtype: torch.dtype | None = None) -> di
     scheduler, settings = _scheduler_or_none(src)
     names = expert_names(src.info)
     meta = {"accvideo_key_sigmas": json.dumps(src.key_sigmas), "accvideo_shift": repr(teacher_shift(src))}
+    adapters = []
     for name in names:
-        model = student_transformer(src, name)
+        lora = lora_state(src, name) if src.lora else None  # read once: fused below, and written alone
+        model = student_transformer(src, name, lora)
         _warn_unreadable_width(model)
         state = {k: (v.to(dtype) if dtype is not None else v) for k, v in model.state_dict().items()}
         write_single_file(state, tmp / f"{name}.safetensors", meta, type(model).__name__)
         del model, state
-    files = [f"{n}.safetensors" for n in names]
-    if _single_lora_layout(src):  # the adapter alone too, as community Wan LoRAs are written
-        files += [_single_lora(src, tmp, n, meta) for n in names]
+        if _single_lora_layout(src):  # the adapter alone too, as community Wan LoRAs are written
+            adapters.append(_single_lora(src, tmp, name, meta, lora[0]))
+    files = [f"{n}.safetensors" for n in names] + adapters
     if scheduler is not None:
         scheduler.save_pretrained(str(tmp / "scheduler"))
     manifest = {**_manifest(src, "single-file", settings), "files": files}
@@ -271,16 +314,15 @@ def _single_lora_layout(src: Source) -> bool:
     return bool(src.lora) and _transformer_class(src).__name__ == "WanTransformer3DModel"
 
 
-def _single_lora(src: Source, tmp: Path, name: str, meta: dict) -> str:
-    """The LoRA of transformer `name` in the Wan layout (export/single_file.original_lora_state); its file name."""
-    from safetensors.torch import load_file
-
+def _single_lora(src: Source, tmp: Path, name: str, meta: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """The LoRA of transformer `name` (`tensors`, its file's, as lora_state read them) in the Wan layout
+    (export/single_file.original_lora_state); its file name."""
     from accvideo.core.tensorfile import write_safetensors
     from accvideo.export.single_file import original_lora_state
 
     lora = src.info["lora"]
     scale = lora.get("alpha", lora["rank"]) / lora["rank"]  # peft's lora_alpha / r
-    state = original_lora_state(load_file(src.student_dir / LORA_FILES[name]), scale)
+    state = original_lora_state(tensors, scale)
     file = f"{name}_lora.safetensors"
     write_safetensors({k: v.contiguous() for k, v in state.items()}, {"format": "pt", **meta}, tmp / file)
     return file

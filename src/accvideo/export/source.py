@@ -64,8 +64,9 @@ def read_source(run: str | Path) -> Source:
             "folder or its student/ folder"
         )
     info = read_student_info(student_dir)
-    for f in student_weights(student_dir, info):  # whole, parseable and finite: an export never passes damage on
-        check_finite(f)
+    # whole and parseable (headers only); finite is checked tensor by tensor as the format writer reads each file for
+    # its copy or conversion (export/formats.py), in the temporary folder, so a refused student replaces nothing
+    student_weights(student_dir, info)
     teacher_dir = teacher_dir_of(student_dir, info, check=False)
     cls = adapter_class(teacher_dir)  # unknown family, missing component: one-line errors
     check_model_folder(teacher_dir, "restore the teacher folder the student was distilled from")
@@ -85,8 +86,20 @@ def read_source(run: str | Path) -> Source:
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     if info["lora"] is not None:  # its layers are the teacher's targeted ones, of their shapes (no weight read)
         check_lora_on_teacher(student_dir, info, teacher_dir)
-    check_weights_identity(student_dir, info)  # last: the checks above say more of a file that cannot load
+    _check_identity(student_dir, info)  # last: the checks above say more of a file that cannot load
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
+
+
+def _check_identity(student_dir: Path, info: dict) -> None:
+    """check_weights_identity, before anything is written. A student it refuses is first read whole for a NaN or
+    infinite tensor, whose line says more (check_weights_identity's order; a refused student's read costs nothing
+    an export needs); one it passes is checked finite as the export reads it for its format, once."""
+    try:
+        check_weights_identity(student_dir, info)
+    except AccVideoError:
+        for f in student_weights(student_dir, info):
+            check_finite(f)
+        raise
 
 
 def _max_length(teacher_dir: Path, name: str, cap: int) -> int | None:

@@ -452,8 +452,9 @@ def _not_finite(path: Path, name: str) -> AccVideoError:
     )
 
 
-def _check_part(path: Path, name: str, part: torch.Tensor) -> None:
-    """`parallel.load_weights`' check: each tensor of a full student's file finite, as stored (before a cast)."""
+def check_part(path: Path, name: str, part: torch.Tensor) -> None:
+    """`parallel.load_weights`' and `tensorfile.copy_safetensors`' check: each tensor of a student's file finite, as
+    stored (before a cast), in check_finite's line, as it is read for its use (the file read once, not twice)."""
     if first_non_finite([(name, part)]) is not None:
         raise _not_finite(path, name)
 
@@ -487,12 +488,25 @@ def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> Non
             f"{student_dir}: the student does not fit its teacher ({len(missing)} weights missing, {len(extra)} "
             f"unexpected, {len(shaped)} of another shape; {what}); {REDO}"
         )
-    load_weights(transformer, paths, torch.device(device), check=_check_part)
+    load_weights(transformer, paths, torch.device(device), check=check_part)
     buffers = dict(transformer.named_buffers())  # persistent ones (none in diffusers' video models) as stored
     for f in paths:
         with safe_open(str(f), framework="pt") as h, torch.no_grad():
             for name in (k for k in h.keys() if k in buffers):  # noqa: SIM118 - not iterable
                 buffers[name].copy_(h.get_tensor(name))
+
+
+def full_transformer(cls, folder: Path) -> torch.nn.Module:
+    """A full student's transformer (diffusers class `cls`, its folder's config.json) on the CPU in float32, as
+    `cls.from_pretrained(folder)` loads it, each tensor checked finite as it is read (`_fill_full`): an export reads
+    the weights once, where check_finite and then from_pretrained read them twice."""
+    from accvideo.models.base import empty_module
+
+    folder = Path(folder)
+    transformer = empty_module(cls, folder)
+    _fill_full(transformer, folder, sorted(folder.glob("*.safetensors")), "cpu")
+    transformer.register_to_config(_name_or_path=str(folder))  # as from_pretrained records it (a saved config.json)
+    return transformer.eval()
 
 
 def _folder_bytes(path: Path) -> int:
