@@ -933,7 +933,11 @@ def test_copy_safetensors_is_the_file_and_checks_each_tensor_before_its_bytes(tm
     seen = []
     copy_safetensors(path, tmp_path / "copy.safetensors", check=lambda f, name, t: seen.append((f, name, t.clone())))
     assert (tmp_path / "copy.safetensors").read_bytes() == path.read_bytes()
-    assert sorted(name for _, name, _ in seen) == sorted(tensors) and all(f == path for f, _, _ in seen)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    in_order = sorted(tensors, key=lambda k: header[k]["data_offsets"][0])
+    assert [name for _, name, _ in seen] == in_order and all(f == path for f, _, _ in seen)
     assert all(torch.equal(t, tensors[name]) for _, name, t in seen)
 
     def refuse(f, name, t):
@@ -942,4 +946,33 @@ def test_copy_safetensors_is_the_file_and_checks_each_tensor_before_its_bytes(tm
 
     with pytest.raises(AccVideoError, match="d refused"):
         copy_safetensors(path, tmp_path / "part.safetensors", check=refuse)
-    assert (tmp_path / "part.safetensors").stat().st_size < path.stat().st_size
+    # every byte before d's data, none of it: the check comes before the tensor's bytes are copied
+    assert (tmp_path / "part.safetensors").stat().st_size == 8 + n + header["d"]["data_offsets"][0]
+
+    # an empty tensor listed after the one sharing its start (another tool's header order): each byte copied once
+    head = json.dumps(
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "z": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+        }
+    ).encode()
+    odd = tmp_path / "odd.safetensors"
+    odd.write_bytes(len(head).to_bytes(8, "little") + head + torch.tensor([1.0, 2.0]).numpy().tobytes())
+    copy_safetensors(odd, tmp_path / "odd-copy.safetensors", check=lambda *a: None)
+    assert (tmp_path / "odd-copy.safetensors").read_bytes() == odd.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_an_export_that_would_not_fit_the_host_memory_is_refused_before_reading(
+    runs, tmp_path, capsys, monkeypatch, kind
+):
+    """--dtype and single-file exports hold the transformer in float32 on the CPU (a LoRA student: its teacher's,
+    the adapter fused in): a 14B student is 56 GB. Past the memory free the kernel killed the export without a word
+    and left its temporary folder; it is refused in one line before any weight is read."""
+    import accvideo.core.runtime as runtime
+
+    monkeypatch.setattr(runtime, "available_memory", lambda: 1 << 10)  # 1 KiB free (the tiny transformer: 140 KB)
+    out = tmp_path / "export"
+    args = ["export", str(runs[kind]), "--format", "diffusers", "--dtype", "bfloat16", "--out", str(out)]
+    line = one_line_error(args, capsys, "in float32 on the CPU (")
+    assert "GiB of memory free" in line and not out.exists() and not list(tmp_path.glob(".export*"))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from accvideo.errors import AccVideoError
+
 _UMASK = os.umask(0o22)
 os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 FILE_MODE = 0o666 & ~_UMASK
@@ -94,26 +96,35 @@ def copy_safetensors(path: str | Path, dst: str | Path, check=None) -> None:
     from safetensors import safe_open
 
     with open(path, "rb") as f, open(dst, "wb", buffering=0) as out, safe_open(str(path), framework="pt") as h:
+        same, now = os.fstat(f.fileno()), os.stat(path)
+        if (same.st_ino, same.st_dev) != (now.st_ino, now.st_dev):  # replaced between the two opens
+            raise _changed(path)
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         start, done = 8 + n, 0
-        for name in sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0]):
+        # in data order (an empty tensor sharing its start with the next one: by the whole span, so `done` never
+        # goes back and no byte is written twice)
+        for name in sorted((k for k in header if k != "__metadata__"), key=lambda k: tuple(header[k]["data_offsets"])):
             if check is not None:
                 check(Path(path), name, h.get_tensor(name))
-            done = _send(f, out, done, start + header[name]["data_offsets"][1])
-        _send(f, out, done, os.fstat(f.fileno()).st_size)  # nothing past the last tensor in a whole file
+            done = _send(f, out, done, start + header[name]["data_offsets"][1], path)
+        _send(f, out, done, os.fstat(f.fileno()).st_size, path)  # nothing past the last tensor in a whole file
     shutil.copystat(path, dst)
 
 
-def _send(src, out, begin: int, end: int) -> int:
-    """Append bytes [begin, end) of file `src` to `out` (unbuffered); returns `end`. os.sendfile copies them in the
-    kernel; where it cannot write to a file (macOS: sockets only) they are read and written."""
+def _changed(path) -> AccVideoError:
+    return AccVideoError(f"{path} changed while it was copied; rerun once nothing writes it")
+
+
+def _send(src, out, begin: int, end: int, path) -> int:
+    """Append bytes [begin, end) of file `src` to `out` (unbuffered); returns max(begin, end). os.sendfile copies
+    them in the kernel; where it cannot write to a file (macOS: sockets only) they are read and written."""
     while begin < end:
         try:
             sent = os.sendfile(out.fileno(), src.fileno(), begin, end - begin)
         except (AttributeError, OSError):  # a real read or write fault is raised again by the plain copy
             sent = out.write(os.pread(src.fileno(), min(end - begin, 64 << 20), begin))
-        if not sent:
-            raise OSError(f"{src.name} ended at byte {begin}, before {end}: it changed while it was copied")
+        if not sent:  # the file ended early: truncated under the copy
+            raise _changed(path)
         begin += sent
-    return end
+    return max(begin, end)

@@ -91,6 +91,7 @@ def student_transformer(src: Source, name: str = FULL_WEIGHTS, lora: tuple | Non
     """The student's transformer `name` as a diffusers model on the CPU: a full student as saved, a LoRA student's
     adapter fused into its teacher's weights (in float32). `lora`: lora_state's, when the caller holds it already.
     Either way each student tensor is checked finite as it is read, once."""
+    _check_memory(src.teacher_dir if src.lora else src.student_dir, name)
     if not src.lora:
         _check_full_weights(src, name)
         return full_transformer(_transformer_class(src), src.student_dir / name)
@@ -101,6 +102,22 @@ def student_transformer(src: Source, name: str = FULL_WEIGHTS, lora: tuple | Non
     model.fuse_lora()  # base weights + the scaled low-rank update, in float32
     model.unload_lora()
     return model
+
+
+def _check_memory(folder: Path, name: str) -> None:
+    """Refuse, before it is read, a transformer whose float32 copy on the CPU does not fit the host memory free now
+    (the kernel's out-of-memory killer ends an export without a word, and leaves its temporary folder)."""
+    from accvideo.core.runtime import available_memory
+    from accvideo.models import host_bytes
+
+    free = available_memory()
+    need = host_bytes(folder, torch.float32, only=(name,)) if free is not None else 0
+    if free is not None and need > free:
+        raise AccVideoError(
+            f"export holds {folder / name} in float32 on the CPU ({need / 2**30:.1f} GiB) and this machine has "
+            f"{free / 2**30:.1f} GiB of memory free; free memory or export on a machine with more (a LoRA student's "
+            "--format lora copies its file alone)"
+        )
 
 
 def _manifest(src: Source, kind: str, scheduler_settings: dict | None) -> dict:

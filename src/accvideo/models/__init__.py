@@ -240,14 +240,16 @@ def size_multiple_of(cls: type, path: str | Path) -> int:
 TEXT_PARTS = ("text_encoder", "text_encoder_2", "image_encoder")  # what LoadParts.text=False leaves out
 
 
-def host_bytes(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE) -> int:
-    """The bytes the components `parts` names take once loaded in `dtype`, from their safetensors headers alone
-    (every tensor's shape; nothing is read past the header). A transformer built on the meta device takes none."""
+def host_bytes(path: Path, dtype: torch.dtype, parts: LoadParts = WHOLE, only: tuple[str, ...] | None = None) -> int:
+    """The bytes the components `parts` names (`only`: these component folders alone) take once loaded in `dtype`,
+    from their safetensors headers alone (every tensor's shape; nothing is read past the header). A transformer built
+    on the meta device takes none."""
     skip = set(TEXT_PARTS if not parts.text else ()) | ({"vae"} if not parts.vae else set())
     skip |= {"transformer", "transformer_2"} if parts.empty_transformer else set()
     size = torch.empty((), dtype=dtype).element_size()
     numel = 0
-    for component in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in skip):
+    folders = (p for p in path.iterdir() if p.is_dir() and p.name not in skip and (only is None or p.name in only))
+    for component in sorted(folders):
         for file in sorted(component.glob("*.safetensors")):
             header = check_safetensors(file, "re-save or re-download the pipeline")
             numel += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")

@@ -493,7 +493,9 @@ def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> Non
     for f in paths:
         with safe_open(str(f), framework="pt") as h, torch.no_grad():
             for name in (k for k in h.keys() if k in buffers):  # noqa: SIM118 - not iterable
-                buffers[name].copy_(h.get_tensor(name))
+                stored = h.get_tensor(name)
+                check_part(f, name, stored)
+                buffers[name].copy_(stored)
 
 
 def full_transformer(cls, folder: Path) -> torch.nn.Module:
