@@ -395,12 +395,14 @@ def test_experts_of_another_architecture_are_refused_before_any_weight_loads(a14
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])
-def test_an_experts_weights_swapped_by_hand_are_refused(runs, tmp_path, capsys, kind):
+def test_an_experts_weights_swapped_by_hand_are_refused(runs, tmp_path, capsys, monkeypatch, kind):
     """The two experts' LoRA files (or weights folders) swapped: both fit either expert, so the student sampled
     and exported with each expert running the other's weights, exit 0. student.json records each one's identity
-    at the save; a load or an export now refuses them in one line naming the file."""
+    at the save; a load (before the teacher loads: minutes at 14B) or an export now refuses them in one line naming
+    the file."""
     import shutil
 
+    import accvideo.models.student as student_module
     from accvideo.models.open import open_model
     from accvideo.models.student import LORA_FILES
 
@@ -413,9 +415,11 @@ def test_an_experts_weights_swapped_by_hand_are_refused(runs, tmp_path, capsys, 
     code, _, err = run_cli(["export", str(student), "--format", "diffusers", "--out", str(tmp_path / "e")], capsys)
     assert code == 2 and said in err and err.count("\n") == 1, err
     assert not (tmp_path / "e").exists()
-    code, _, err = run_cli(
-        ["sample", "--model", str(student), "--prompt", "a cat", "--out", str(tmp_path / "c.mp4")], capsys
-    )
+    with monkeypatch.context() as m:
+        m.setattr(student_module, "load_adapter", lambda *a, **k: pytest.fail("the teacher loaded before the refusal"))
+        code, _, err = run_cli(
+            ["sample", "--model", str(student), "--prompt", "a cat", "--out", str(tmp_path / "c.mp4")], capsys
+        )
     assert code == 2 and said in err, err
     two.rename(tmp_path / "swap")  # put back as saved: the student loads again
     one.rename(two)

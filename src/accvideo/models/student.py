@@ -463,11 +463,27 @@ def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> Non
     """Fill a transformer built on the meta device from a full student's files, one tensor at a time and on
     `device` directly: the teacher's weights, replaced whole, are never read, and no second copy is held in host
     memory (a 14B student read twice, held twice, before). The files must hold the teacher's transformer's weights
-    both ways and at their shapes, as load_state_dict's strict check had them: `check_full_config` compared them
-    with the student's own config.json only, and a student of more blocks lost the extra ones without a word."""
+    both ways and at their shapes (check_full_fits)."""
     from safetensors import safe_open
 
     from accvideo.core.parallel import load_weights
+
+    check_full_fits(transformer, student_dir, paths)
+    load_weights(transformer, paths, torch.device(device), check=check_part)
+    buffers = dict(transformer.named_buffers())  # persistent ones (none in diffusers' video models) as stored
+    for f in paths:
+        with safe_open(str(f), framework="pt") as h, torch.no_grad():
+            for name in (k for k in h.keys() if k in buffers):  # noqa: SIM118 - not iterable
+                stored = h.get_tensor(name)
+                check_part(f, name, stored)
+                buffers[name].copy_(stored)
+
+
+def check_full_fits(transformer, student_dir: Path, paths: list[Path]) -> None:
+    """A full student's files (headers alone) against `transformer` (built on the meta device): its weights both ways
+    and at their shapes, as load_state_dict's strict check had them (`check_full_config` compared them with the
+    student's own config.json only, and a student of more blocks lost the extra ones without a word)."""
+    from safetensors import safe_open
 
     stored: dict[str, list[int]] = {}
     for f in paths:
@@ -488,14 +504,6 @@ def _fill_full(transformer, student_dir: Path, paths: list[Path], device) -> Non
             f"{student_dir}: the student does not fit its teacher ({len(missing)} weights missing, {len(extra)} "
             f"unexpected, {len(shaped)} of another shape; {what}); {REDO}"
         )
-    load_weights(transformer, paths, torch.device(device), check=check_part)
-    buffers = dict(transformer.named_buffers())  # persistent ones (none in diffusers' video models) as stored
-    for f in paths:
-        with safe_open(str(f), framework="pt") as h, torch.no_grad():
-            for name in (k for k in h.keys() if k in buffers):  # noqa: SIM118 - not iterable
-                stored = h.get_tensor(name)
-                check_part(f, name, stored)
-                buffers[name].copy_(stored)
 
 
 def full_transformer(cls, folder: Path) -> torch.nn.Module:
@@ -557,6 +565,7 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     teacher_dir = teacher_dir_of(student_dir, info)
     if full and torch.device(device).type == "cpu":  # the student's weights fill the empty transformer: counted too
         check_host_memory(teacher_dir, dtype, WHOLE)
+    _check_identity_first(student_dir, info, teacher_dir)  # before minutes of loading a 14B teacher and student
     adapter = load_adapter(teacher_dir, device=device, dtype=dtype, parts=parts)
     if adapter.family != info["family"]:
         raise AccVideoError(
@@ -588,9 +597,28 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
                 raise AccVideoError(
                     f"{student_dir}: the student does not fit its teacher ({str(exc).splitlines()[0]})"
                 ) from None
-    check_weights_identity(student_dir, info)  # last: the lines above say more of a file that cannot load
     adapter.transformer.requires_grad_(False).eval()
     return adapter, info
+
+
+def _check_identity_first(student_dir: Path, info: dict, teacher_dir: Path) -> None:
+    """check_weights_identity before any weight loads. A student it refuses is first given the lines that say more,
+    from headers and configs (a LoRA file of other layers, a full student of another architecture) and then from its
+    tensors (a NaN or infinite one), as the load would give them: only a refused student's files are read for it."""
+    try:
+        check_weights_identity(student_dir, info)
+    except AccVideoError:
+        files = student_files(student_dir, info)
+        if info["lora"] is not None:
+            check_lora_on_teacher(student_dir, info, teacher_dir)
+        for name, paths in files.items() if info["lora"] is None else ():
+            module = _config_module(Path(teacher_dir) / name)
+            if module is not None:
+                check_full_fits(module, student_dir, paths)
+        for paths in files.values():
+            for f in paths:
+                check_finite(f)
+        raise
 
 
 def _load_lora(pipe, student_dir: Path, name: str, lora: dict) -> None:
