@@ -11,6 +11,27 @@ import pytest
 
 from accvideo.cli import main
 
+# the two students each family's export tests distill (2 iterations of quick settings): full and LoRA rank 2
+QUICK_STUDENTS = {"full": {}, "lora": {"lora_rank": 2}}
+
+
+def quick_distill_config(teacher, data, out, **extra):
+    """The quick distill settings of the family tests' fixtures (2 iterations, batch 2, CPU), `extra` on top."""
+    from accvideo.distill import DistillConfig
+
+    return DistillConfig(
+        teacher=str(teacher),
+        data=str(data),
+        out=str(out),
+        iterations=2,
+        batch=2,
+        lr=1e-3,
+        head_lr=1e-4,
+        head_channels=8,
+        device="cpu",
+        **extra,
+    )
+
 
 def run_cli(args: list[str], capsys) -> tuple[int | None, str, str]:
     """`accvideo ARGS` in this process: (exit code, stdout, stderr)."""

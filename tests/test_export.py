@@ -12,7 +12,7 @@ import cli_helpers
 import pytest
 import torch
 import yaml
-from cli_helpers import one_line_error, run_cli
+from cli_helpers import QUICK_STUDENTS, one_line_error, quick_distill_config, run_cli
 
 from accvideo.core.outputs import LEDGER
 from accvideo.core.runtime import noise
@@ -31,26 +31,12 @@ QUICK = ["iterations=2", "batch=2", "lr=1e-3", "head_lr=1e-4", "head_channels=8"
 @pytest.fixture(scope="module")
 def runs(tiny_wan_dir, synvid, tmp_path_factory):
     """Two distill runs of the tiny Wan teacher (2 iterations): a full student and a LoRA student."""
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
 
     root = tmp_path_factory.mktemp("export-runs")
-    out = {}
-    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        cfg = DistillConfig(
-            teacher=str(tiny_wan_dir),
-            data=str(synvid),
-            out=str(root / name),
-            iterations=2,
-            batch=2,
-            lr=1e-3,
-            head_lr=1e-4,
-            head_channels=8,
-            device="cpu",
-            **extra,
-        )
-        distill(cfg, progress=False)
-        out[name] = root / name
-    return out
+    for name, extra in QUICK_STUDENTS.items():
+        distill(quick_distill_config(tiny_wan_dir, synvid, root / name, **extra), progress=False)
+    return {name: root / name for name in QUICK_STUDENTS}
 
 
 def sample_video(run, tmp_path, capsys, monkeypatch):
@@ -717,7 +703,7 @@ def test_a_finished_runs_rerun_saves_again_a_student_whose_weights_were_changed(
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
 
     run = shutil.copytree(runs["lora"], tmp_path / "run")
     path = run / "student" / "pytorch_lora_weights.safetensors"
@@ -726,19 +712,7 @@ def test_a_finished_runs_rerun_saves_again_a_student_whose_weights_were_changed(
     save_file(tensors, path, metadata=meta)
     args = ["sample", "--model", str(run), "--prompt", PROMPT, "--out", str(tmp_path / "c.mp4")]
     one_line_error(args, capsys, f"{path} is not the transformer weights its student.json was saved with")
-    cfg = DistillConfig(
-        teacher=str(tiny_wan_dir),
-        data=str(synvid),
-        out=str(run),
-        iterations=2,
-        batch=2,
-        lr=1e-3,
-        head_lr=1e-4,
-        head_channels=8,
-        device="cpu",
-        lora_rank=2,
-    )
-    summary = distill(cfg, progress=False)
+    summary = distill(quick_distill_config(tiny_wan_dir, synvid, run, **QUICK_STUDENTS["lora"]), progress=False)
     assert not summary.get("kept") and summary["iterations"] == 2
     assert path.read_bytes() == (runs["lora"] / "student" / path.name).read_bytes()
     open_model(str(run))  # loads again

@@ -8,7 +8,7 @@ import shutil
 import cli_helpers
 import pytest
 import torch
-from cli_helpers import run_cli
+from cli_helpers import QUICK_STUDENTS, quick_distill_config, run_cli
 
 from accvideo.core.adapter import ModelAdapter
 from accvideo.core.runtime import noise
@@ -208,7 +208,7 @@ def hunyuan_tokenizer(path):
 @pytest.fixture(scope="module")
 def hy_runs(hy_dir, tmp_path_factory):
     """SynVid of the tiny HunyuanVideo (embedded guidance, no CFG; 5 key steps of 10) and two 2-iteration students."""
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
     from accvideo.synthesize import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("hy-chain")
@@ -230,22 +230,8 @@ def hy_runs(hy_dir, tmp_path_factory):
         progress=False,
     )
     runs = {}
-    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        distill(
-            DistillConfig(
-                teacher=str(hy_dir),
-                data=str(root / "syn"),
-                out=str(root / name),
-                iterations=2,
-                batch=2,
-                lr=1e-3,
-                head_lr=1e-4,
-                head_channels=8,
-                device="cpu",
-                **extra,
-            ),
-            progress=False,
-        )
+    for name, extra in QUICK_STUDENTS.items():
+        distill(quick_distill_config(hy_dir, root / "syn", root / name, **extra), progress=False)
         runs[name] = root / name
     return runs
 

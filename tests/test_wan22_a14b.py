@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 import yaml
-from cli_helpers import run_cli, sample_video
+from cli_helpers import QUICK_STUDENTS, quick_distill_config, run_cli, sample_video
 from stock_helpers import stock_latents
 
 from accvideo.core.runtime import noise
@@ -175,24 +175,12 @@ def test_synvid_records_and_uses_the_second_guidance(synvid, a14b):
 @pytest.fixture(scope="module")
 def runs(a14b_dir, synvid, tmp_path_factory):
     """A full and a LoRA student of the tiny A14B teacher (2 iterations each)."""
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
 
     root = tmp_path_factory.mktemp("a14b-runs")
     out = {}
-    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        cfg = DistillConfig(
-            teacher=str(a14b_dir),
-            data=str(synvid),
-            out=str(root / name),
-            iterations=2,
-            batch=2,
-            lr=1e-3,
-            head_lr=1e-4,
-            head_channels=8,
-            device="cpu",
-            **extra,
-        )
-        out[name] = (root / name, distill(cfg, progress=False))
+    for name, extra in QUICK_STUDENTS.items():
+        out[name] = (root / name, distill(quick_distill_config(a14b_dir, synvid, root / name, **extra), progress=False))
     return out
 
 

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from cli_helpers import run_cli
+from cli_helpers import quick_distill_config, run_cli
 from test_wan_i2v import FRAMES, H, W, picture
 
 from accvideo.core.images import encode_conditioning, load_images
@@ -24,7 +24,7 @@ PROMPTS = ["a red circle moving left", "a blue square", "a cat", "a green star m
 @pytest.fixture(scope="module")
 def chain(tiny_i2v_dir, tmp_path_factory):
     """A SynVid of the tiny I2V teacher from JSONL rows with images (one of another size), and a 2-iteration run."""
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
     from accvideo.synthesize import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("i2v-chain")
@@ -40,18 +40,7 @@ def chain(tiny_i2v_dir, tmp_path_factory):
         SynthConfig(teacher=str(tiny_i2v_dir), prompts=str(root / "p.jsonl"), out=str(root / "syn"), **synth),
         progress=False,
     )
-    cfg = DistillConfig(
-        teacher=str(tiny_i2v_dir),
-        data=str(root / "syn"),
-        out=str(root / "run"),
-        iterations=2,
-        batch=2,
-        lr=1e-3,
-        head_lr=1e-4,
-        head_channels=8,
-        device="cpu",
-    )
-    distill(cfg, progress=False)
+    distill(quick_distill_config(tiny_i2v_dir, root / "syn", root / "run"), progress=False)
     return root
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from cli_helpers import QUICK_STUDENTS, quick_distill_config
 from diffusers import WanPipeline
 from stock_helpers import stock_latents
 
@@ -126,7 +127,7 @@ def test_teacher_sampler_equals_stock_wan_pipeline(ti2v_dir, ti2v, guidance):
 def runs(ti2v_dir, tmp_path_factory):
     """SynVid of the tiny TI2V at 32x32 (a 1x1 token grid per latent frame: where `distill` died with SIGSEGV in the
     heads' GroupNorm backward, distill/heads.py), then a full and a LoRA student (2 iterations each)."""
-    from accvideo.distill import DistillConfig, distill
+    from accvideo.distill import distill
     from accvideo.synthesize import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("ti2v-runs")
@@ -149,20 +150,8 @@ def runs(ti2v_dir, tmp_path_factory):
         progress=False,
     )
     out = {}
-    for name, extra in (("full", {}), ("lora", {"lora_rank": 2})):
-        cfg = DistillConfig(
-            teacher=str(ti2v_dir),
-            data=str(root / "syn"),
-            out=str(root / name),
-            iterations=2,
-            batch=2,
-            lr=1e-3,
-            head_lr=1e-4,
-            head_channels=8,
-            device="cpu",
-            **extra,
-        )
-        distill(cfg, progress=False)
+    for name, extra in QUICK_STUDENTS.items():
+        distill(quick_distill_config(ti2v_dir, root / "syn", root / name, **extra), progress=False)
         out[name] = root / name
     return out
 
