@@ -211,6 +211,17 @@ def test_under_torchrun_a_refusal_prints_once_per_node_and_every_rank_exits_2(mo
         with pytest.raises(SystemExit):
             main(missing)
         assert capsys.readouterr().err == said
+    # a fixed run id reused by the next launch (--rdzv-id $SLURM_JOB_ID across srun steps): its line was hidden for an
+    # hour; a marker older than the window ranks of one launch meet their error in is an earlier launch's
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-42")
+    with pytest.raises(SystemExit):
+        main(missing)
+    assert capsys.readouterr().err == printed[0]
+    for marker in tmp_path.glob("accvideo-error-*"):
+        os.utime(marker, (time.time() - 2 * cli.MARKER_WINDOW_S,) * 2)  # the first step failed two minutes ago
+    with pytest.raises(SystemExit):
+        main(missing)
+    assert capsys.readouterr().err == printed[0]
     monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # outside torchrun every refusal prints
     monkeypatch.delenv("RANK")
     for _ in range(2):

@@ -835,9 +835,12 @@ def _system_limit_line(exc: OSError) -> str | None:
 
 
 ERROR_MARKER = "accvideo-error-"
+# the ranks of one launch meet its error within seconds of each other; a marker older than this is an earlier
+# launch's (a fixed --rdzv-id such as $SLURM_JOB_ID reused by the next srun step: its line was hidden for an hour)
+MARKER_WINDOW_S = 60.0
 
 
-def _remove_stale_markers(folder: Path, max_age_s: float = 3600.0) -> None:
+def _remove_stale_markers(folder: Path, max_age_s: float = MARKER_WINDOW_S) -> None:
     now = time.time()
     for old in folder.glob(f"{ERROR_MARKER}*"):
         try:
@@ -852,8 +855,9 @@ def _first_on_this_node(line: str) -> bool:
 
     The first rank to create a marker named by the launch (run id, port, launcher process, restart) and the line
     prints it; a line only some ranks
-    meet (one rank's out-of-memory) is still printed. Markers older than an hour (the ranks of one launch meet its
-    error within seconds of each other) are removed as a new one is made. Outside torchrun every line prints."""
+    meet (one rank's out-of-memory) is still printed. Markers older than MARKER_WINDOW_S (the ranks of one launch meet
+    its error within seconds of each other) are removed as a new one is made, so a launch that reuses a fixed run id
+    prints its line again. Outside torchrun every line prints."""
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if run_id is None or "RANK" not in os.environ:
         return True
