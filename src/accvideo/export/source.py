@@ -15,10 +15,9 @@ from accvideo.models.student import (
     INFO,
     REDO,
     STUDENT_GUIDANCE,
-    check_finite,
+    check_identity_first,
     check_lora_on_teacher,
     check_teacher,
-    check_weights_identity,
     find_student,
     read_student_info,
     student_weights,
@@ -86,20 +85,9 @@ def read_source(run: str | Path) -> Source:
     check_teacher(student_dir, info, teacher_dir)  # after the plainer checks; an export hashes any size
     if info["lora"] is not None:  # its layers are the teacher's targeted ones, of their shapes (no weight read)
         check_lora_on_teacher(student_dir, info, teacher_dir)
-    _check_identity(student_dir, info)  # last: the checks above say more of a file that cannot load
+    # before anything is written; one it passes is checked finite as the export reads it for its format, once
+    check_identity_first(student_dir, info, teacher_dir)
     return Source(student_dir, info, teacher_dir, pipeline_class(teacher_dir), cls)
-
-
-def _check_identity(student_dir: Path, info: dict) -> None:
-    """check_weights_identity, before anything is written. A student it refuses is first read whole for a NaN or
-    infinite tensor, whose line says more (check_weights_identity's order; a refused student's read costs nothing
-    an export needs); one it passes is checked finite as the export reads it for its format, once."""
-    try:
-        check_weights_identity(student_dir, info)
-    except AccVideoError:
-        for f in student_weights(student_dir, info):
-            check_finite(f)
-        raise
 
 
 def _max_length(teacher_dir: Path, name: str, cap: int) -> int | None:

@@ -565,7 +565,7 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     teacher_dir = teacher_dir_of(student_dir, info)
     if full and torch.device(device).type == "cpu":  # the student's weights fill the empty transformer: counted too
         check_host_memory(teacher_dir, dtype, WHOLE)
-    _check_identity_first(student_dir, info, teacher_dir)  # before minutes of loading a 14B teacher and student
+    check_identity_first(student_dir, info, teacher_dir)  # before minutes of loading a 14B teacher and student
     adapter = load_adapter(teacher_dir, device=device, dtype=dtype, parts=parts)
     if adapter.family != info["family"]:
         raise AccVideoError(
@@ -601,20 +601,22 @@ def load_student(student_dir: str | Path, *, device: torch.device | str = "cpu",
     return adapter, info
 
 
-def _check_identity_first(student_dir: Path, info: dict, teacher_dir: Path) -> None:
-    """check_weights_identity before any weight loads. A student it refuses is first given the lines that say more,
-    from headers and configs (a LoRA file of other layers, a full student of another architecture) and then from its
-    tensors (a NaN or infinite one), as the load would give them: only a refused student's files are read for it."""
+def check_identity_first(student_dir: Path, info: dict, teacher_dir: Path) -> None:
+    """check_weights_identity before any weight loads or is written (load_student, export). A student it refuses is
+    first given the lines that say more, from headers and configs (a LoRA file of other layers, a full student of
+    another architecture) and then from its tensors (a NaN or infinite one), as the load would give them: only a
+    refused student's files are read for it."""
     try:
         check_weights_identity(student_dir, info)
     except AccVideoError:
         files = student_files(student_dir, info)
         if info["lora"] is not None:
             check_lora_on_teacher(student_dir, info, teacher_dir)
-        for name, paths in files.items() if info["lora"] is None else ():
-            module = _config_module(Path(teacher_dir) / name)
-            if module is not None:
-                check_full_fits(module, student_dir, paths)
+        else:
+            for name, paths in files.items():
+                module = _config_module(Path(teacher_dir) / name)
+                if module is not None:
+                    check_full_fits(module, student_dir, paths)
         for paths in files.values():
             for f in paths:
                 check_finite(f)
